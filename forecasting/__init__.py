@@ -1,0 +1,1 @@
+"""Load and rooftop-PV forecasting (numpy/scipy only; imports nothing from ``server``)."""
