@@ -1,0 +1,66 @@
+"""The admin application: authentication, JSON errors, and the route modules of each area."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from server.admin import devices, status
+from server.admin.common import reply, runtime
+from server.core.errors import DomainError
+from server.observability import Handler, observe_middleware
+from server.runtime import RUNTIME, Runtime
+
+log = logging.getLogger("dso.admin")
+OPEN_PATHS = {"/healthz"}
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.path not in OPEN_PATHS:
+        token = runtime(request).settings.admin.token
+        header = request.headers.get("Authorization", "")
+        given = header[7:] if header.startswith("Bearer ") else ""
+        if not token or not hmac.compare_digest(given.encode(), token.encode()):
+            return reply({"error": "missing or wrong admin bearer token"}, 401)
+    return await handler(request)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except DomainError as exc:
+        return reply({"error": str(exc)}, exc.status)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return reply({"error": exc.reason}, exc.status)
+    except Exception:
+        log.exception("admin handler failed: %s %s", request.method, request.path)
+        return reply({"error": "internal error (see server log)"}, 500)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return reply({"status": "ok"})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = generate_latest(runtime(request).metrics.registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def create_admin_app(rt: Runtime) -> web.Application:
+    app = web.Application(
+        middlewares=[observe_middleware("admin", rt.metrics), error_middleware, auth_middleware],
+        client_max_size=rt.settings.server.max_body_bytes,
+    )
+    app[RUNTIME] = rt
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
+    for module in (status, devices):
+        app.add_routes(module.routes)
+    return app

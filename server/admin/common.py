@@ -1,0 +1,44 @@
+"""Helpers every admin handler uses: the JSON body, the runtime, JSON answers."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from server.core.errors import Invalid
+from server.runtime import RUNTIME, Runtime
+
+
+def runtime(request: web.Request) -> Runtime:
+    return request.app[RUNTIME]
+
+
+async def json_body(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise Invalid("request body must be a JSON object") from None
+    if not isinstance(body, dict):
+        raise Invalid("request body must be a JSON object")
+    return body
+
+
+def field(body: dict[str, Any], name: str, kind: type | tuple[type, ...], required: bool = True,
+          default: Any = None) -> Any:
+    """A typed field of a JSON body (bools are not ints here)."""
+    if name not in body or body[name] is None:
+        if required:
+            raise Invalid(f"missing field {name!r}")
+        return default
+    value = body[name]
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+        names = "/".join(k.__name__ for k in kinds)
+        raise Invalid(f"field {name!r} must be {names}")
+    return value
+
+
+def reply(data: Any, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status, dumps=lambda o: json.dumps(o, default=str))

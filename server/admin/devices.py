@@ -1,0 +1,55 @@
+"""Device enrolment for staff: /api/v1/devices."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from aiohttp import web
+
+from server.admin.common import field, json_body, reply, runtime
+from server.core import devices
+from server.core.errors import Invalid
+
+routes = web.RouteTableDef()
+
+
+def _device_id(request: web.Request) -> int:
+    try:
+        return int(request.match_info["id"])
+    except ValueError:
+        raise Invalid("device id must be an integer") from None
+
+
+@routes.get("/api/v1/devices")
+async def list_devices(request: web.Request) -> web.Response:
+    async with runtime(request).store.sessions() as session:
+        found = await devices.list_devices(session, request.query.get("aggregator"))
+    return reply([asdict(d) for d in found])
+
+
+@routes.post("/api/v1/devices")
+async def enroll(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    async with runtime(request).store.sessions.begin() as session:
+        device = await devices.enroll_device(
+            session,
+            lfdi=field(body, "lfdi", str),
+            sfdi=field(body, "sfdi", int, required=False),
+            pin=field(body, "pin", int, required=False),
+            aggregator_lfdi=field(body, "aggregator", str, required=False),
+            name=field(body, "name", str, required=False, default=""),
+        )
+    return reply(asdict(device), 201)
+
+
+@routes.get("/api/v1/devices/{id}")
+async def get(request: web.Request) -> web.Response:
+    async with runtime(request).store.sessions() as session:
+        return reply(asdict(await devices.get_device(session, _device_id(request))))
+
+
+@routes.delete("/api/v1/devices/{id}")
+async def delete(request: web.Request) -> web.Response:
+    async with runtime(request).store.sessions.begin() as session:
+        await devices.delete_device(session, _device_id(request))
+    return web.Response(status=204)

@@ -1,0 +1,90 @@
+"""Application factory and runner: the mTLS protocol listener (2030.5 + OpenADR) and the admin listener.
+
+``create_protocol_app`` and ``create_admin_app`` build the aiohttp applications around one ``Runtime``;
+``serve`` runs both until SIGINT/SIGTERM and shuts down cleanly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable
+
+from aiohttp import web
+
+from server.admin import create_admin_app
+from server.config import Settings
+from server.observability import Handler, observe_middleware
+from server.runtime import IDENTITY, RUNTIME, Runtime
+from server.store import create_store
+from server.store.migrate import upgrade
+from server.tls import identity_of, server_context
+
+log = logging.getLogger("dso.server")
+
+# Each protocol adapter contributes a function that adds its routes (and sub-apps) to the protocol application.
+PROTOCOL_SETUPS: list[Callable[[web.Application], None]] = []
+
+
+def identity_middleware(settings: Settings):
+    @web.middleware
+    async def identify(request: web.Request, handler: Handler) -> web.StreamResponse:
+        identity = identity_of(request, settings)
+        if identity is None:
+            # only reachable behind a proxy: without proxy mode the handshake already demanded a certificate
+            return web.Response(status=403, text="client certificate required\n")
+        request[IDENTITY] = identity
+        return await handler(request)
+
+    return identify
+
+
+def create_protocol_app(rt: Runtime) -> web.Application:
+    app = web.Application(
+        middlewares=[observe_middleware("protocol", rt.metrics), identity_middleware(rt.settings)],
+        client_max_size=rt.settings.server.max_body_bytes,
+    )
+    app[RUNTIME] = rt
+    for setup in PROTOCOL_SETUPS:
+        setup(app)
+    return app
+
+
+async def open_runtime(settings: Settings) -> Runtime:
+    store = create_store(settings.database_url, settings.database.echo)
+    await upgrade(store)
+    return Runtime(settings=settings, store=store)
+
+
+async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    """Run both listeners until ``stop`` is set or SIGINT/SIGTERM arrives."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # not the main thread
+            pass
+    rt = await open_runtime(settings)
+    ssl_ctx = server_context(settings)  # keys are loaded once, here
+    runners: list[web.AppRunner] = []
+    try:
+        protocol = web.AppRunner(create_protocol_app(rt), access_log=None, handle_signals=False)
+        admin = web.AppRunner(create_admin_app(rt), access_log=None, handle_signals=False)
+        for runner in (protocol, admin):
+            await runner.setup()
+            runners.append(runner)
+        await web.TCPSite(protocol, settings.server.host, settings.server.port, ssl_context=ssl_ctx).start()
+        await web.TCPSite(admin, settings.admin.host, settings.admin.port).start()
+        log.info("protocol listener on %s (2030.5 at %s/dcap, OpenADR at %s%s)", settings.server_url,
+                 settings.server_url, settings.server_url, settings.openadr.prefix)
+        log.info("admin listener on %s", settings.admin_url)
+        log.info("database %s", rt.store.backend)
+        await stop.wait()
+        log.info("shutting down")
+    finally:
+        for runner in reversed(runners):
+            await runner.cleanup()
+        await rt.store.close()
+        log.info("stopped")

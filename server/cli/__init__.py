@@ -1,0 +1,33 @@
+"""The ``dso`` admin CLI. Commands that change server state talk to the admin API of a running server;
+``init``, ``serve`` and ``certs`` work on the data directory itself."""
+
+from __future__ import annotations
+
+import sys
+
+from server.cli import device_cmds, setup_cmds
+from server.cli.common import CliError, Parser
+from server.config import ConfigError
+
+# each module adds its sub-commands; order is the order of ``dso --help``
+COMMAND_MODULES = [setup_cmds, device_cmds]
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="dso", description="OpenDSO admin CLI: run the server and manage devices, programs "
+                                            "and dispatches.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=Parser)
+    for module in COMMAND_MODULES:
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (CliError, ConfigError) as exc:
+        print(f"dso: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,87 @@
+"""What every CLI command shares: the parser class, config lookup, the admin API client, output."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, NoReturn
+
+from server.config import Settings, load_settings
+
+
+class CliError(Exception):
+    """A one-line message for the user; exit status 1."""
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # one line, not argparse's usage block: scripts and people both read it better
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def add_config_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-c", "--config", metavar="PATH",
+                        help="dso.toml or the directory holding it (default: $DSO_CONFIG, then ./dso.toml)")
+
+
+def add_json_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
+
+
+def config_path(value: str | None) -> Path:
+    raw = value or os.environ.get("DSO_CONFIG") or ("dso.toml" if Path("dso.toml").exists() else None)
+    if raw is None:
+        raise CliError("no configuration: pass -c DIR/dso.toml (or DIR), set DSO_CONFIG, or run `dso init DIR`")
+    path = Path(raw).expanduser()
+    return path / "dso.toml" if path.is_dir() else path
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    return load_settings(config_path(getattr(args, "config", None)))
+
+
+def emit(args: argparse.Namespace, data: Any, human: str | None = None) -> None:
+    if getattr(args, "json", False) or human is None:
+        print(json.dumps(data, indent=2, default=str))
+    else:
+        print(human)
+
+
+class AdminClient:
+    """Small synchronous client for the admin API (the CLI runs one call at a time)."""
+
+    def __init__(self, settings: Settings, timeout: float = 30.0) -> None:
+        self.base = os.environ.get("DSO_ADMIN_URL") or settings.admin_url
+        self.token = os.environ.get("DSO_ADMIN_TOKEN") or settings.admin.token
+        self.timeout = timeout
+
+    def call(self, method: str, path: str, body: Any = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(self.base + path, data=data, method=method, headers={
+            "Authorization": f"Bearer {self.token}", "Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                raw = response.read()
+        except urllib.error.HTTPError as exc:
+            try:
+                message = json.loads(exc.read()).get("error", exc.reason)
+            except (ValueError, AttributeError):
+                message = exc.reason
+            raise CliError(f"{method} {path}: {exc.code} {message}") from None
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise CliError(f"cannot reach the admin API at {self.base} ({reason}); is `dso serve` running?") from None
+        return json.loads(raw) if raw else None
+
+
+def admin(args: argparse.Namespace) -> AdminClient:
+    return AdminClient(settings_from(args))
+
+
+def stderr(message: str) -> None:
+    print(message, file=sys.stderr)

@@ -1,0 +1,142 @@
+"""``dso init``, ``dso serve``, ``dso status`` and ``dso certs``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import secrets
+from pathlib import Path
+
+from server.cli.common import CliError, add_config_arg, add_json_arg, admin, config_path, emit, settings_from
+from server.config import Settings, load_settings, write_settings
+from server.pki import DevPki
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("init", help="create a data directory: config, dev PKI, database (idempotent)")
+    p.add_argument("dir", help="data directory to create or complete")
+    p.add_argument("--port", type=int, help="protocol (mTLS) listener port (default 8443)")
+    p.add_argument("--admin-port", type=int, help="admin API port (default 8444)")
+    p.add_argument("--host", help="address clients use to reach the server (default 127.0.0.1)")
+    p.add_argument("--database-url", help="database URL (default: SQLite file in DIR)")
+    add_json_arg(p)
+    p.set_defaults(func=cmd_init)
+
+    p = sub.add_parser("serve", help="run the server until SIGINT/SIGTERM")
+    add_config_arg(p)
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("status", help="what is running: version, counts, database backend")
+    add_config_arg(p)
+    add_json_arg(p)
+    p.set_defaults(func=cmd_status)
+
+    certs = sub.add_parser("certs", help="issue client certificates from the dev PKI")
+    csub = certs.add_subparsers(dest="certs_command", metavar="KIND", required=True, parser_class=type(certs))
+    p = csub.add_parser("device", help="a 2030.5 device (or aggregator) certificate; prints JSON with LFDI/SFDI")
+    p.add_argument("name", help="file stem under DIR/pki/clients/")
+    p.add_argument("--aggregator", action="store_true", help="mark it as an aggregator (service provider)")
+    add_config_arg(p)
+    p.set_defaults(func=cmd_certs_device)
+    p = csub.add_parser("ven", help="an OpenADR VEN certificate; prints JSON with its fingerprint")
+    p.add_argument("name", help="file stem under DIR/pki/clients/")
+    p.add_argument("--rsa", action="store_true", help="RSA-2048 instead of ECC P-256")
+    add_config_arg(p)
+    p.set_defaults(func=cmd_certs_ven)
+
+
+def _check_port(value: int | None, flag: str) -> None:
+    if value is not None and not 1 <= value <= 65535:
+        raise CliError(f"{flag} must be 1..65535, got {value}")
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from server.app import open_runtime
+
+    _check_port(args.port, "--port")
+    _check_port(args.admin_port, "--admin-port")
+    directory = Path(args.dir).expanduser().resolve()
+    directory.mkdir(parents=True, exist_ok=True)
+    config = directory / "dso.toml"
+    settings = load_settings(config, env={}) if config.exists() else Settings(base_dir=directory)
+    if args.port is not None:
+        settings.server.port = args.port
+    if args.admin_port is not None:
+        settings.admin.port = args.admin_port
+    if args.host:
+        settings.server.public_host = args.host
+    if args.database_url:
+        settings.database.url = args.database_url
+    if not settings.admin.token:
+        settings.admin.token = secrets.token_urlsafe(32)
+    write_settings(settings, config)
+    settings = load_settings(config)  # now with DSO_* overrides, as `serve` will see it
+    hosts = sorted({"127.0.0.1", "localhost", "::1", settings.server.public_host})
+    DevPki(settings.path(settings.pki.dir)).ensure(hosts)
+
+    async def migrate() -> None:
+        rt = await open_runtime(settings)
+        await rt.store.close()
+
+    asyncio.run(migrate())
+    info = {
+        "config": str(config),
+        "ca": str(settings.path(settings.pki.ca)),
+        "server_url": settings.server_url,
+        "dcap_url": settings.server_url + "/dcap",
+        "openadr_url": settings.server_url + settings.openadr.prefix,
+        "admin_url": settings.admin_url,
+        "admin_token": settings.admin.token,
+        "database": settings.database_url,
+    }
+    human = "\n".join(f"{k:12} {v}" for k, v in info.items() if k != "admin_token")
+    emit(args, info, human + f"\n\nstart it with: dso serve -c {config}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from server.app import serve
+    from server.observability import setup_logging
+
+    settings = settings_from(args)
+    setup_logging(settings.logging.level, settings.logging.format)
+    for name in ("ca", "server_cert", "server_key"):
+        path = settings.path(getattr(settings.pki, name))
+        if not path.exists():
+            raise CliError(f"{settings.source}: [pki] {name} = {path} does not exist (run `dso init`)")
+    asyncio.run(serve(settings))
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    info = admin(args).call("GET", "/api/v1/status")
+    human = (f"OpenDSO {info['version']} (pid {info['pid']}, up {info['uptime_s']} s)\n"
+             f"protocol  {info['server_url']}\nadmin     {info['admin_url']}\n"
+             f"database  {info['database']['backend']} (revision {info['database']['revision']})\n"
+             f"devices   {info['devices']}\nVENs      {info['vens']}")
+    emit(args, info, human)
+    return 0
+
+
+def _pki(args: argparse.Namespace) -> DevPki:
+    settings = settings_from(args)
+    pki = DevPki(settings.path(settings.pki.dir))
+    if not (pki.dir / "mica.key").exists():
+        raise CliError(f"no dev PKI at {pki.dir} (run `dso init` first; {config_path(args.config)})")
+    return pki
+
+
+def cmd_certs_device(args: argparse.Namespace) -> int:
+    try:
+        emit(args, _pki(args).issue_device(args.name, aggregator=args.aggregator))
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    return 0
+
+
+def cmd_certs_ven(args: argparse.Namespace) -> int:
+    try:
+        emit(args, _pki(args).issue_ven(args.name, use_rsa=args.rsa))
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    return 0

@@ -1,0 +1,210 @@
+"""Settings: one TOML file (``dso.toml``) plus ``DSO_<SECTION>_<KEY>`` environment overrides.
+
+Every setting has a default here; the README documents each one. Paths in the file are resolved
+relative to the directory holding the file, so a data directory can be moved as a whole.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+
+class ConfigError(Exception):
+    """A missing or corrupt configuration; the message names the file and the key."""
+
+
+@dataclass
+class ServerSettings:
+    host: str = "0.0.0.0"
+    port: int = 8443
+    # the host name/address clients use to reach the server; goes into URLs and the server certificate
+    public_host: str = "127.0.0.1"
+    # identity from a TLS-terminating proxy: off unless a header name and proxy addresses are both set
+    proxy_identity_header: str = ""
+    trusted_proxies: list[str] = field(default_factory=list)
+    max_body_bytes: int = 1_048_576
+
+
+@dataclass
+class AdminSettings:
+    host: str = "127.0.0.1"
+    port: int = 8444
+    token: str = ""
+
+
+@dataclass
+class DatabaseSettings:
+    # empty = SQLite file ``dso.sqlite3`` beside the config file
+    url: str = ""
+    echo: bool = False
+
+
+@dataclass
+class PkiSettings:
+    dir: str = "pki"
+    # CA bundle clients must trust (and the trust anchors for client certificates unless ``trust`` is set)
+    ca: str = "pki/ca.pem"
+    server_cert: str = "pki/server-ec.pem"
+    server_key: str = "pki/server-ec.key"
+    server_rsa_cert: str = "pki/server-rsa.pem"
+    server_rsa_key: str = "pki/server-rsa.key"
+    # extra trust anchors (PEM bundles) for client certificates, e.g. a manufacturer's MCA
+    trust: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Sep2Settings:
+    poll_rate_s: int = 300
+    post_rate_s: int = 300
+    # which registration paths are open: "out-of-band" (staff enroll first), "in-band", or "both"
+    registration: str = "both"
+    # "csip" serves plain CSIP; "csip-aus" demands the CSIP-AUS extensions of clients
+    profile: str = "csip"
+
+
+@dataclass
+class OpenAdrSettings:
+    prefix: str = "/OpenADR2/Simple/2.0b"
+    vtn_id: str = "OPENDSO-VTN"
+    poll_freq_s: int = 10
+    self_register: bool = False
+    sign_replies: bool = False
+
+
+@dataclass
+class LoggingSettings:
+    level: str = "INFO"
+    # "json", "text", or "auto" (JSON when stderr is not a TTY)
+    format: str = "auto"
+
+
+@dataclass
+class Settings:
+    server: ServerSettings = field(default_factory=ServerSettings)
+    admin: AdminSettings = field(default_factory=AdminSettings)
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    pki: PkiSettings = field(default_factory=PkiSettings)
+    sep2: Sep2Settings = field(default_factory=Sep2Settings)
+    openadr: OpenAdrSettings = field(default_factory=OpenAdrSettings)
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
+    # directory the config file lives in; relative paths resolve against it
+    base_dir: Path = field(default_factory=Path.cwd)
+    source: Path | None = None
+
+    def path(self, value: str) -> Path:
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else self.base_dir / p
+
+    @property
+    def database_url(self) -> str:
+        return self.database.url or f"sqlite+aiosqlite:///{self.base_dir / 'dso.sqlite3'}"
+
+    @property
+    def server_url(self) -> str:
+        return f"https://{_url_host(self.server.public_host)}:{self.server.port}"
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://{_url_host(self.admin.host)}:{self.admin.port}"
+
+    def to_toml_dict(self) -> dict[str, Any]:
+        return {name: dataclasses.asdict(getattr(self, name)) for name in SECTIONS}
+
+
+SECTIONS = ("server", "admin", "database", "pki", "sep2", "openadr", "logging")
+
+
+def _url_host(host: str) -> str:
+    if host in ("0.0.0.0", ""):
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host
+
+
+def _coerce(value: Any, current: Any, where: str) -> Any:
+    """Convert a TOML or environment value to the type of the default, or fail naming ``where``."""
+    if isinstance(current, bool):
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+            return value.lower() in ("1", "true", "yes", "on")
+        raise ConfigError(f"{where}: expected true/false, got {value!r}")
+    if isinstance(current, int):
+        try:
+            if isinstance(value, bool):
+                raise ValueError
+            return int(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}") from None
+    if isinstance(current, list):
+        if isinstance(value, str):
+            return [v.strip() for v in value.split(",") if v.strip()]
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return value
+        raise ConfigError(f"{where}: expected a list of strings, got {value!r}")
+    if not isinstance(value, str):
+        raise ConfigError(f"{where}: expected a string, got {value!r}")
+    return value
+
+
+def load_settings(path: str | os.PathLike[str] | None = None, env: dict[str, str] | None = None) -> Settings:
+    """Read ``path`` (if given) and apply ``DSO_<SECTION>_<KEY>`` overrides from ``env``."""
+    env = dict(os.environ if env is None else env)
+    settings = Settings()
+    if path is None and env.get("DSO_CONFIG"):
+        path = env["DSO_CONFIG"]
+    if path is not None:
+        file = Path(path).expanduser().resolve()
+        if not file.is_file():
+            raise ConfigError(f"{file}: config file not found (run `dso init DIR` first)")
+        try:
+            data = tomllib.loads(file.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{file}: not valid TOML: {exc}") from None
+        settings.base_dir = file.parent
+        settings.source = file
+        for section, values in data.items():
+            if section not in SECTIONS:
+                raise ConfigError(f"{file}: unknown section [{section}]")
+            if not isinstance(values, dict):
+                raise ConfigError(f"{file}: [{section}] must be a table")
+            _apply(settings, section, values, lambda key, s=section, f=file: f"{f}: [{s}] {key}")
+    for section in SECTIONS:
+        prefix = f"DSO_{section.upper()}_"
+        values = {k[len(prefix):].lower(): v for k, v in env.items() if k.startswith(prefix)}
+        _apply(settings, section, values, lambda key, s=section: f"environment DSO_{s.upper()}_{key.upper()}")
+    _validate(settings)
+    return settings
+
+
+def _apply(settings: Settings, section: str, values: dict[str, Any], where) -> None:
+    target = getattr(settings, section)
+    known = {f.name for f in dataclasses.fields(target)}
+    for key, value in values.items():
+        if key not in known:
+            raise ConfigError(f"{where(key)}: unknown setting")
+        setattr(target, key, _coerce(value, getattr(target, key), where(key)))
+
+
+def _validate(s: Settings) -> None:
+    where = s.source or "configuration"
+    for name, port in (("server.port", s.server.port), ("admin.port", s.admin.port)):
+        if not 0 <= port <= 65535:
+            raise ConfigError(f"{where}: {name} must be 0..65535, got {port}")
+    if s.sep2.registration not in ("out-of-band", "in-band", "both"):
+        raise ConfigError(f"{where}: sep2.registration must be out-of-band, in-band or both")
+    if s.sep2.profile not in ("csip", "csip-aus"):
+        raise ConfigError(f"{where}: sep2.profile must be csip or csip-aus")
+    if s.logging.format not in ("json", "text", "auto"):
+        raise ConfigError(f"{where}: logging.format must be json, text or auto")
+
+
+def write_settings(settings: Settings, path: Path) -> None:
+    path.write_bytes(tomli_w.dumps(settings.to_toml_dict()).encode())
+    path.chmod(0o600)  # holds the admin token

@@ -1,0 +1,92 @@
+"""Structured logging, request ids and Prometheus metrics shared by both listeners."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+log = logging.getLogger("dso.http")
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for key, value in record.__dict__.items():
+            if key.startswith("dso_"):
+                entry[key[4:]] = value
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def setup_logging(level: str = "INFO", fmt: str = "auto") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
+    if use_json:
+        formatter: logging.Formatter = JsonFormatter()
+        formatter.converter = time.gmtime
+    else:
+        formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+class Metrics:
+    """Per-application registry so several servers in one process (tests) do not collide."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("dso_http_requests_total", "HTTP requests", ["listener", "route", "method", "status"],
+                                registry=self.registry)
+        self.latency = Histogram("dso_http_request_seconds", "HTTP request latency", ["listener", "route", "method"],
+                                 registry=self.registry)
+
+
+REQUEST_ID = "dso.request_id"
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def observe_middleware(listener: str, metrics: Metrics):
+    @web.middleware
+    async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
+        request_id = request.headers.get("X-Request-Id", "")[:64] or uuid.uuid4().hex[:16]
+        request[REQUEST_ID] = request_id
+        start = time.perf_counter()
+        status = 500
+        try:
+            response = await handler(request)
+            status = response.status
+        except web.HTTPException as exc:
+            status = exc.status
+            exc.headers["X-Request-Id"] = request_id
+            raise
+        finally:
+            elapsed = time.perf_counter() - start
+            # label by route pattern, not raw path, so cardinality stays bounded
+            resource = request.match_info.route.resource if request.match_info.route else None
+            route = resource.canonical if resource is not None else "unmatched"
+            metrics.requests.labels(listener, route, request.method, str(status)).inc()
+            metrics.latency.labels(listener, route, request.method).observe(elapsed)
+            log.info("%s %s %s", request.method, request.path, status, extra={
+                "dso_request_id": request_id, "dso_listener": listener, "dso_status": status,
+                "dso_ms": round(elapsed * 1000, 2), "dso_remote": request.remote})
+        response.headers["X-Request-Id"] = request_id
+        return response
+
+    return observe

@@ -1,0 +1,25 @@
+"""Typed application state shared by both listeners (``web.AppKey``s) and request-scoped keys."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from server.config import Settings
+from server.observability import Metrics
+from server.store import Store
+
+
+@dataclass
+class Runtime:
+    """What lives as long as the server: settings, the store, metrics. No state needed for correctness."""
+
+    settings: Settings
+    store: Store
+    metrics: Metrics = field(default_factory=Metrics)
+
+
+RUNTIME = web.AppKey("runtime", Runtime)
+# request key under which the protocol listener's identity middleware puts the ClientIdentity
+IDENTITY = "dso.identity"

@@ -1,0 +1,1 @@
+"""IEEE 2030.5 adapter: resource models <-> XML, routes per function set, paging, event rules, notifications."""

@@ -1,0 +1,7 @@
+"""All tables. Each area of the domain has its own module; importing this package registers every table."""
+
+from server.store.models.base import Base
+from server.store.models.devices import Aggregator, EndDevice
+from server.store.models.openadr import Ven
+
+__all__ = ["Base", "Aggregator", "EndDevice", "Ven"]

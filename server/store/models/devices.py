@@ -1,0 +1,42 @@
+"""Devices and the aggregators that may act for them (2030.5 clients are identified by their LFDI)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from server.store.models.base import Base
+from server.store.types import UtcDateTime, utcnow
+
+
+class Aggregator(Base):
+    __tablename__ = "aggregator"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    lfdi: Mapped[str] = mapped_column(String(40), unique=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+    devices: Mapped[list[EndDevice]] = relationship(back_populates="aggregator")
+
+
+class EndDevice(Base):
+    __tablename__ = "end_device"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    lfdi: Mapped[str] = mapped_column(String(40), unique=True)
+    sfdi: Mapped[int] = mapped_column(BigInteger, index=True)
+    pin: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    # 2030.5 DeviceCategoryType bit string as hex; empty when unknown
+    device_category: Mapped[str] = mapped_column(String(16), default="")
+    aggregator_id: Mapped[int | None] = mapped_column(ForeignKey("aggregator.id", ondelete="SET NULL"), index=True)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    # how it came to be known: "out-of-band" (staff) or "in-band" (POSTed by the device or its aggregator)
+    registered_by: Mapped[str] = mapped_column(String(20), default="out-of-band")
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+    changed_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+
+    aggregator: Mapped[Aggregator | None] = relationship(back_populates="devices")
