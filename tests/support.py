@@ -1,0 +1,160 @@
+"""Test support: a real OpenDSO server process on loopback with real TLS, and small clients for it.
+
+Every integration test goes through ``LiveServer``: ``dso init`` into a temporary directory, ``dso serve`` as a
+subprocess, ``/healthz`` polled until it answers. Nothing here mocks the server.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def dso(*args: str, env: dict[str, str] | None = None, check: bool = True,
+        timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run the real ``dso`` command (as ``python -m server``) and return its completed process."""
+    full_env = {**os.environ, **(env or {})}
+    proc = subprocess.run([sys.executable, "-m", "server", *args], capture_output=True, text=True, env=full_env,
+                          timeout=timeout, cwd=REPO)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"dso {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def dso_json(*args: str, env: dict[str, str] | None = None) -> Any:
+    return json.loads(dso(*args, env=env).stdout)
+
+
+@dataclass
+class LiveServer:
+    home: Path
+    database_url: str = ""
+    extra_env: dict[str, str] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+    proc: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    def init(self) -> LiveServer:
+        args = ["init", str(self.home), "--port", str(free_port()), "--admin-port", str(free_port()), "--json"]
+        if self.database_url:
+            args += ["--database-url", self.database_url]
+        self.info = dso_json(*args, env=self.extra_env)
+        return self
+
+    @property
+    def config(self) -> str:
+        return self.info["config"]
+
+    def start(self, timeout: float = 30) -> LiveServer:
+        self.log_path = self.home / "serve.log"
+        log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the process
+        env = {**os.environ, **self.extra_env, "DSO_LOGGING_FORMAT": "json"}
+        self.proc = subprocess.Popen([sys.executable, "-m", "server", "serve", "-c", self.config], stdout=log,
+                                     stderr=log, env=env, cwd=REPO)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"server exited {self.proc.returncode}:\n{self.log()}")
+            try:
+                with urllib.request.urlopen(self.info["admin_url"] + "/healthz", timeout=1):
+                    return self
+            except OSError:
+                time.sleep(0.1)
+        raise AssertionError(f"server did not become healthy in {timeout}s:\n{self.log()}")
+
+    def stop(self, timeout: float = 20) -> int:
+        if self.proc is None:
+            return 0
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            code = self.proc.wait()
+        self.proc = None
+        return code
+
+    def restart(self) -> LiveServer:
+        self.stop()
+        return self.start()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
+
+    # ------------------------------------------------------------------ clients
+    @property
+    def url(self) -> str:
+        return self.info["server_url"]
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
+    @property
+    def ca(self) -> str:
+        return self.info["ca"]
+
+    def admin(self, method: str, path: str, body: Any = None, token: str | None = None) -> tuple[int, Any]:
+        """Call the admin API; returns (status, decoded JSON or None)."""
+        data = None if body is None else json.dumps(body).encode()
+        headers = {"Content-Type": "application/json",
+                   "Authorization": f"Bearer {self.info['admin_token'] if token is None else token}"}
+        request = urllib.request.Request(self.info["admin_url"] + path, data=data, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                raw, status = response.read(), response.status
+        except urllib.error.HTTPError as exc:
+            raw, status = exc.read(), exc.code
+        try:
+            return status, json.loads(raw) if raw else None
+        except ValueError:
+            return status, raw.decode(errors="replace")
+
+    def issue_device(self, name: str, aggregator: bool = False) -> dict[str, Any]:
+        args = ["certs", "device", name, "-c", self.config] + (["--aggregator"] if aggregator else [])
+        return dso_json(*args)
+
+    def issue_ven(self, name: str, rsa: bool = False) -> dict[str, Any]:
+        return dso_json("certs", "ven", name, "-c", self.config, *(["--rsa"] if rsa else []))
+
+    def client_context(self, cert: str | None = None, key: str | None = None,
+                       ciphers: str | None = None, tls12: bool = False) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(cafile=self.ca)
+        if cert:
+            ctx.load_cert_chain(cert, key)
+        if tls12:
+            ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+        if ciphers:
+            ctx.set_ciphers(ciphers)
+        return ctx
+
+    def request(self, ctx: ssl.SSLContext, method: str, path: str, body: bytes | None = None,
+                headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+        """One HTTPS request over a real TLS connection with the given client context."""
+        request = urllib.request.Request(self.url + path, data=body, method=method, headers=headers or {})
+        opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=ctx))
+        try:
+            with opener.open(request, timeout=30) as response:
+                return response.status, dict(response.headers), response.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, dict(exc.headers), exc.read()
