@@ -57,7 +57,7 @@ class Metrics:
                                  registry=self.registry)
 
 
-REQUEST_ID = "dso.request_id"
+REQUEST_ID = web.RequestKey("request_id", str)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

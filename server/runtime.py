@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from server.config import Settings
+from server.core.identity import ClientIdentity
 from server.observability import Metrics
 from server.store import Store
 
@@ -22,4 +23,4 @@ class Runtime:
 
 RUNTIME = web.AppKey("runtime", Runtime)
 # request key under which the protocol listener's identity middleware puts the ClientIdentity
-IDENTITY = "dso.identity"
+IDENTITY = web.RequestKey("identity", ClientIdentity)

@@ -1,0 +1,54 @@
+"""Settings: TOML file, DSO_* environment overrides, clear errors naming file and key."""
+
+from __future__ import annotations
+
+import pytest
+
+from server.config import ConfigError, Settings, load_settings, write_settings
+
+
+def test_defaults_and_sqlite_beside_the_config(tmp_path):
+    cfg = tmp_path / "dso.toml"
+    write_settings(Settings(base_dir=tmp_path), cfg)
+    s = load_settings(cfg, env={})
+    assert s.server.port == 8443 and s.admin.port == 8444 and s.admin.host == "127.0.0.1"
+    assert s.database_url == f"sqlite+aiosqlite:///{tmp_path / 'dso.sqlite3'}"
+    assert s.path(s.pki.ca) == tmp_path / "pki" / "ca.pem"
+    assert oct(cfg.stat().st_mode & 0o777) == "0o600"
+
+
+def test_environment_overrides_file(tmp_path):
+    cfg = tmp_path / "dso.toml"
+    cfg.write_text('[server]\nport = 9000\n[database]\nurl = "sqlite:///x.db"\n')
+    s = load_settings(cfg, env={"DSO_SERVER_PORT": "9443", "DSO_DATABASE_URL": "postgresql://h/db",
+                                "DSO_OPENADR_SELF_REGISTER": "true", "DSO_SERVER_TRUSTED_PROXIES": "10.0.0.1, ::1"})
+    assert s.server.port == 9443
+    assert s.database_url == "postgresql://h/db"
+    assert s.openadr.self_register is True
+    assert s.server.trusted_proxies == ["10.0.0.1", "::1"]
+
+
+@pytest.mark.parametrize(("content", "needle"), [
+    ("[server\nport=1", "not valid TOML"),
+    ("[server]\nport = 'abc'\n", "[server] port: expected an integer"),
+    ("[server]\nbogus = 1\n", "[server] bogus: unknown setting"),
+    ("[nosuch]\nx = 1\n", "unknown section [nosuch]"),
+    ("[sep2]\nregistration = 'sometimes'\n", "sep2.registration"),
+    ("[server]\nport = 70000\n", "server.port"),
+])
+def test_corrupt_config_names_file_and_key(tmp_path, content, needle):
+    cfg = tmp_path / "dso.toml"
+    cfg.write_text(content)
+    with pytest.raises(ConfigError) as err:
+        load_settings(cfg, env={})
+    assert str(cfg) in str(err.value) and needle in str(err.value)
+
+
+def test_bad_environment_value_names_the_variable(tmp_path):
+    with pytest.raises(ConfigError, match="DSO_ADMIN_PORT"):
+        load_settings(None, env={"DSO_ADMIN_PORT": "eighty"})
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_settings(tmp_path / "nope.toml", env={})
