@@ -159,3 +159,28 @@ def test_proxy_identity_header_is_used_only_from_trusted_proxies(server, device)
                                                   "DSO_SERVER_TRUSTED_PROXIES": "10.0.0.0/8"})
     status, _ = asyncio.run(_run_identity_app(untrusted, no_cert, header))
     assert status == 403
+
+
+def test_expired_client_certificate_is_refused(server, tmp_path):
+    import datetime as dt
+
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec as ec_keys
+
+    mica = pki.load_issued(Path(server.home) / "pki" / "mica.pem", Path(server.home) / "pki" / "mica.key")
+    key = ec_keys.generate_private_key(ec_keys.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(x509.Name([])).issuer_name(mica.cert.subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(days=30)).not_valid_after(now - dt.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.OtherName(
+                pki.OID_HARDWARE_MODULE_NAME, pki.hardware_module_name(pki.DEV_HW_TYPE, b"expired"))]), critical=True)
+            .sign(mica.key, hashes.SHA256()))
+    cert_path, key_path = tmp_path / "expired.pem", tmp_path / "expired.key"
+    cert_path.write_bytes(pki.pem(cert))
+    pki.write_key(key_path, key)
+    out = s_client(server, "-tls1_2", "-cert", str(cert_path), "-key", str(key_path))
+    assert "HTTP/1." not in out
+    # the same chain with a valid certificate is served, so the refusal is about the expiry
+    good = server.issue_device("not-expired")
+    assert "HTTP/1.0 404" in s_client(server, "-tls1_2", "-cert", good["cert"], "-key", good["key"])
