@@ -9,17 +9,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import ssl
 from collections.abc import Callable
 
 from aiohttp import web
 
 from server.admin import create_admin_app
 from server.config import Settings
+from server.core.outbox import OutboxWorker, delivery_ssl_context
 from server.observability import Handler, observe_middleware
 from server.runtime import IDENTITY, RUNTIME, Runtime
 from server.store import create_store
 from server.store.migrate import upgrade
-from server.tls import identity_of, server_context
+from server.tls import identity_of, server_context, trust_files
 
 log = logging.getLogger("dso.server")
 
@@ -57,6 +59,11 @@ async def open_runtime(settings: Settings) -> Runtime:
     return Runtime(settings=settings, store=store)
 
 
+def delivery_context(settings: Settings) -> ssl.SSLContext:
+    return delivery_ssl_context(trust_files(settings), str(settings.path(settings.pki.server_cert)),
+                                str(settings.path(settings.pki.server_key)), settings.delivery.verify_tls)
+
+
 async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
     """Run both listeners until ``stop`` is set or SIGINT/SIGTERM arrives."""
     stop = stop or asyncio.Event()
@@ -68,8 +75,10 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
             pass
     rt = await open_runtime(settings)
     ssl_ctx = server_context(settings)  # keys are loaded once, here
+    rt.outbox = OutboxWorker(rt.store, settings.delivery, delivery_context(settings))
     runners: list[web.AppRunner] = []
     try:
+        await rt.outbox.start()
         protocol = web.AppRunner(create_protocol_app(rt), access_log=None, handle_signals=False)
         admin = web.AppRunner(create_admin_app(rt), access_log=None, handle_signals=False)
         for runner in (protocol, admin):
@@ -86,5 +95,6 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
     finally:
         for runner in reversed(runners):
             await runner.cleanup()
+        await rt.outbox.stop()
         await rt.store.close()
         log.info("stopped")

@@ -79,6 +79,22 @@ class OpenAdrSettings:
 
 
 @dataclass
+class DeliverySettings:
+    """Outbound POSTs: 2030.5 notifications and OpenADR push, from the durable outbox."""
+
+    # plain http:// targets are refused unless this is on, and then only on loopback (conformance receivers)
+    allow_http_loopback: bool = False
+    # verify the receiver's TLS certificate against pki.ca + pki.trust
+    verify_tls: bool = True
+    timeout_s: int = 10
+    initial_backoff_s: int = 2
+    max_backoff_s: int = 300
+    # after this many failed attempts a message is marked failed and the next one for its key goes out
+    max_attempts: int = 50
+    poll_interval_ms: int = 500
+
+
+@dataclass
 class LoggingSettings:
     level: str = "INFO"
     # "json", "text", or "auto" (JSON when stderr is not a TTY)
@@ -93,6 +109,7 @@ class Settings:
     pki: PkiSettings = field(default_factory=PkiSettings)
     sep2: Sep2Settings = field(default_factory=Sep2Settings)
     openadr: OpenAdrSettings = field(default_factory=OpenAdrSettings)
+    delivery: DeliverySettings = field(default_factory=DeliverySettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     # directory the config file lives in; relative paths resolve against it
     base_dir: Path = field(default_factory=Path.cwd)
@@ -118,7 +135,7 @@ class Settings:
         return {name: dataclasses.asdict(getattr(self, name)) for name in SECTIONS}
 
 
-SECTIONS = ("server", "admin", "database", "pki", "sep2", "openadr", "logging")
+SECTIONS = ("server", "admin", "database", "pki", "sep2", "openadr", "delivery", "logging")
 
 
 def _url_host(host: str) -> str:
@@ -201,6 +218,10 @@ def _validate(s: Settings) -> None:
         raise ConfigError(f"{where}: sep2.registration must be out-of-band, in-band or both")
     if s.sep2.profile not in ("csip", "csip-aus"):
         raise ConfigError(f"{where}: sep2.profile must be csip or csip-aus")
+    d = s.delivery
+    if d.initial_backoff_s < 1 or d.max_backoff_s < d.initial_backoff_s or d.max_attempts < 1 or d.timeout_s < 1:
+        raise ConfigError(f"{where}: delivery needs initial_backoff_s >= 1, max_backoff_s >= initial_backoff_s, "
+                          "max_attempts >= 1 and timeout_s >= 1")
     if s.logging.format not in ("json", "text", "auto"):
         raise ConfigError(f"{where}: logging.format must be json, text or auto")
 

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from server.config import Settings
 from server.core.identity import ClientIdentity
+from server.core.outbox import OutboxWorker
 from server.observability import Metrics
 from server.store import Store
 
@@ -19,6 +20,8 @@ class Runtime:
     settings: Settings
     store: Store
     metrics: Metrics = field(default_factory=Metrics)
+    # set while the server runs; producers call ``outbox.wake()`` after committing messages
+    outbox: OutboxWorker | None = None
 
 
 RUNTIME = web.AppKey("runtime", Runtime)

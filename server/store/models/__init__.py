@@ -3,5 +3,6 @@
 from server.store.models.base import Base
 from server.store.models.devices import Aggregator, EndDevice
 from server.store.models.openadr import Ven
+from server.store.models.outbox import OutboxMessage
 
-__all__ = ["Base", "Aggregator", "EndDevice", "Ven"]
+__all__ = ["Base", "Aggregator", "EndDevice", "OutboxMessage", "Ven"]

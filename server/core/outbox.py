@@ -1,0 +1,193 @@
+"""Durable outbound delivery (2030.5 notifications, OpenADR push).
+
+A change and the messages announcing it are written in the same transaction (``enqueue``), so no message is lost
+when the process dies. ``OutboxWorker`` POSTs due messages, retries with exponential back-off when the receiver
+answers 5xx or cannot be reached, and delivers messages of one ``order_key`` strictly in order: a message is only
+claimed when no older message of its key is still pending. Claims are leases in the database (``FOR UPDATE SKIP
+LOCKED`` on PostgreSQL), so several server processes can drain one outbox without a coordinator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import ipaddress
+import logging
+import ssl
+import urllib.parse
+from dataclasses import dataclass
+
+import aiohttp
+from sqlalchemy import and_, exists, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from server.config import DeliverySettings
+from server.core.errors import Invalid
+from server.store import Store
+from server.store.models import OutboxMessage
+from server.store.types import utcnow
+
+log = logging.getLogger("dso.outbox")
+LEASE = dt.timedelta(seconds=60)
+BATCH = 32
+
+
+def check_target_url(url: str, settings: DeliverySettings) -> str:
+    """Only https:// targets, or http:// on a loopback host when the configuration allows it."""
+    parsed = urllib.parse.urlsplit(url)
+    if not parsed.hostname or parsed.scheme not in ("https", "http"):
+        raise Invalid(f"notification URI must be an absolute https URL, got {url!r}")
+    if parsed.scheme == "http":
+        if not settings.allow_http_loopback:
+            raise Invalid("plain http notification URIs are not allowed (https only)")
+        try:
+            loopback = ipaddress.ip_address(parsed.hostname).is_loopback
+        except ValueError:
+            loopback = parsed.hostname == "localhost"
+        if not loopback:
+            raise Invalid("plain http notification URIs are allowed on loopback only")
+    return url
+
+
+def enqueue(session: AsyncSession, channel: str, order_key: str, url: str, body: bytes,
+            content_type: str) -> OutboxMessage:
+    """Add a message in the caller's transaction; it becomes deliverable when that transaction commits."""
+    message = OutboxMessage(channel=channel, order_key=order_key, url=url, body=body, content_type=content_type,
+                            status="pending", attempts=0, next_attempt_at=utcnow(), last_error="")
+    session.add(message)
+    return message
+
+
+def backoff(attempts: int, settings: DeliverySettings) -> dt.timedelta:
+    seconds = min(settings.max_backoff_s, settings.initial_backoff_s * 2 ** max(0, attempts - 1))
+    return dt.timedelta(seconds=seconds)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    id: int
+    url: str
+    body: bytes
+    content_type: str
+    attempts: int
+
+
+class OutboxWorker:
+    """Drains the outbox until stopped. One per server process."""
+
+    def __init__(self, store: Store, settings: DeliverySettings, ssl_context: ssl.SSLContext | None) -> None:
+        self.store = store
+        self.settings = settings
+        self.ssl_context = ssl_context
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._http: aiohttp.ClientSession | None = None
+
+    def wake(self) -> None:
+        """Called after a commit that enqueued messages, so they go out without waiting for the next poll."""
+        self._wake.set()
+
+    async def start(self) -> None:
+        timeout = aiohttp.ClientTimeout(total=self.settings.timeout_s)
+        self._http = aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=64))
+        self._task = asyncio.create_task(self._run(), name="outbox-worker")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        if self._http:
+            await self._http.close()
+
+    async def _run(self) -> None:
+        interval = self.settings.poll_interval_ms / 1000
+        while True:
+            try:
+                claimed = await self.claim()
+                if claimed:
+                    # different keys go out concurrently; one key has at most one message in a batch
+                    await asyncio.gather(*(self.deliver(m) for m in claimed))
+                    continue
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the worker must outlive database hiccups
+                log.exception("outbox pass failed")
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), interval)
+            except TimeoutError:
+                pass
+
+    async def claim(self) -> list[Claimed]:
+        now = utcnow()
+        older = aliased(OutboxMessage)
+        query = (
+            select(OutboxMessage)
+            .where(OutboxMessage.status == "pending", OutboxMessage.next_attempt_at <= now,
+                   (OutboxMessage.lease_until.is_(None)) | (OutboxMessage.lease_until < now),
+                   ~exists().where(and_(older.order_key == OutboxMessage.order_key, older.status == "pending",
+                                        older.id < OutboxMessage.id)))
+            .order_by(OutboxMessage.id)
+            .limit(BATCH)
+        )
+        if self.store.backend == "postgresql":
+            query = query.with_for_update(skip_locked=True, of=OutboxMessage)
+        async with self.store.sessions.begin() as session:
+            rows = list(await session.scalars(query))
+            for row in rows:
+                row.lease_until = now + LEASE
+            return [Claimed(r.id, r.url, r.body, r.content_type, r.attempts) for r in rows]
+
+    async def deliver(self, message: Claimed) -> None:
+        assert self._http is not None
+        status: int | None = None
+        error = ""
+        try:
+            async with self._http.post(message.url, data=message.body, ssl=self.ssl_context if
+                                       message.url.startswith("https") else None,
+                                       headers={"Content-Type": message.content_type}) as response:
+                status = response.status
+                await response.read()
+            if status >= 300:
+                error = f"HTTP {status}"
+        except (aiohttp.ClientError, TimeoutError, OSError, ssl.SSLError) as exc:
+            error = f"{type(exc).__name__}: {exc}"[:500]
+        await self._record(message, status, error)
+
+    async def _record(self, message: Claimed, status: int | None, error: str) -> None:
+        attempts = message.attempts + 1
+        now = utcnow()
+        values: dict = {"attempts": attempts, "last_status": status, "last_error": error, "lease_until": None}
+        if not error:
+            values.update(status="delivered", delivered_at=now)
+        elif status is not None and 400 <= status < 500 and status not in (408, 429):
+            # the receiver refuses this message for good; retrying would only block its successors
+            values.update(status="failed")
+        elif attempts >= self.settings.max_attempts:
+            values.update(status="failed")
+        else:
+            values.update(next_attempt_at=now + backoff(attempts, self.settings))
+        async with self.store.sessions.begin() as session:
+            await session.execute(update(OutboxMessage).where(OutboxMessage.id == message.id).values(**values))
+        if error:
+            log.warning("delivery %s to %s failed (attempt %d): %s", message.id, message.url, attempts, error)
+
+
+def delivery_ssl_context(ca_files: list[str], client_cert: str | None, client_key: str | None,
+                         verify: bool) -> ssl.SSLContext:
+    """The client side of outbound POSTs: our server certificate as client cert, receivers checked against our
+    trust anchors (2030.5 notifications are mutually authenticated like every other exchange)."""
+    ctx = ssl.create_default_context()
+    if verify:
+        for path in ca_files:
+            ctx.load_verify_locations(cafile=path)
+    else:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    if client_cert and client_key:
+        ctx.load_cert_chain(client_cert, client_key)
+    return ctx
