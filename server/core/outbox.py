@@ -136,11 +136,20 @@ class OutboxWorker:
         )
         if self.store.backend == "postgresql":
             query = query.with_for_update(skip_locked=True, of=OutboxMessage)
+        claimed: list[Claimed] = []
         async with self.store.sessions.begin() as session:
-            rows = list(await session.scalars(query))
-            for row in rows:
-                row.lease_until = now + LEASE
-            return [Claimed(r.id, r.url, r.body, r.content_type, r.attempts) for r in rows]
+            for row in list(await session.scalars(query)):
+                # compare-and-set: SQLite has no row locks, so two claimers may read the same row; only the one
+                # whose update still finds it unleased owns it
+                won = await session.execute(
+                    update(OutboxMessage)
+                    .where(OutboxMessage.id == row.id, OutboxMessage.status == "pending",
+                           (OutboxMessage.lease_until.is_(None)) | (OutboxMessage.lease_until < now))
+                    .values(lease_until=now + LEASE)
+                    .execution_options(synchronize_session=False))
+                if won.rowcount == 1:
+                    claimed.append(Claimed(row.id, row.url, row.body, row.content_type, row.attempts))
+        return claimed
 
     async def deliver(self, message: Claimed) -> None:
         assert self._http is not None
