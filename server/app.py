@@ -16,6 +16,7 @@ from aiohttp import web
 from server.admin import create_admin_app
 from server.config import Settings
 from server.observability import Handler, observe_middleware
+from server.openadr import setup as openadr_setup
 from server.runtime import IDENTITY, RUNTIME, Runtime
 from server.store import create_store
 from server.store.migrate import upgrade
@@ -24,7 +25,7 @@ from server.tls import identity_of, server_context
 log = logging.getLogger("dso.server")
 
 # Each protocol adapter contributes a function that adds its routes (and sub-apps) to the protocol application.
-PROTOCOL_SETUPS: list[Callable[[web.Application], None]] = []
+PROTOCOL_SETUPS: list[Callable[[web.Application], None]] = [openadr_setup]
 
 
 def identity_middleware(settings: Settings):

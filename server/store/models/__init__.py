@@ -2,6 +2,18 @@
 
 from server.store.models.base import Base
 from server.store.models.devices import Aggregator, EndDevice
-from server.store.models.openadr import Ven
+from server.store.models.openadr import (
+    OadrEvent,
+    OadrEventResponse,
+    OadrEventVen,
+    OadrNonce,
+    OadrOpt,
+    OadrQueued,
+    OadrReportDescription,
+    OadrReportRequest,
+    Ven,
+)
+from server.store.models.telemetry import TelemetryReading
 
-__all__ = ["Base", "Aggregator", "EndDevice", "Ven"]
+__all__ = ["Base", "Aggregator", "EndDevice", "Ven", "OadrEvent", "OadrEventResponse", "OadrEventVen",
+           "OadrNonce", "OadrOpt", "OadrQueued", "OadrReportDescription", "OadrReportRequest", "TelemetryReading"]
