@@ -101,8 +101,8 @@ def message_type(answer: bytes) -> str:
     return etree.QName(root.find("oadr:oadrSignedObject", codec.NS)[0]).localname
 
 
-async def wait_for(predicate: Callable[[], Any], timeout: float = 15, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
+async def wait_for(predicate: Callable[[], Any], within: float = 15, what: str = "condition") -> Any:
+    deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         value = predicate()
         if asyncio.iscoroutine(value):
@@ -110,7 +110,7 @@ async def wait_for(predicate: Callable[[], Any], timeout: float = 15, what: str 
         if value:
             return value
         await asyncio.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+    raise AssertionError(f"timed out after {within}s waiting for {what}")
 
 
 async def admin(server: LiveServer, method: str, path: str, body: Any = None) -> tuple[int, Any]:
