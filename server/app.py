@@ -18,6 +18,7 @@ from server.admin import create_admin_app
 from server.config import Settings
 from server.core.outbox import OutboxWorker, delivery_ssl_context
 from server.observability import Handler, observe_middleware
+from server.openadr import setup as openadr_setup
 from server.runtime import IDENTITY, RUNTIME, Runtime
 from server.store import create_store
 from server.store.migrate import upgrade
@@ -26,7 +27,7 @@ from server.tls import identity_of, server_context, trust_files
 log = logging.getLogger("dso.server")
 
 # Each protocol adapter contributes a function that adds its routes (and sub-apps) to the protocol application.
-PROTOCOL_SETUPS: list[Callable[[web.Application], None]] = []
+PROTOCOL_SETUPS: list[Callable[[web.Application], None]] = [openadr_setup]
 
 
 def identity_middleware(settings: Settings):

@@ -76,6 +76,26 @@ class OpenAdrSettings:
     poll_freq_s: int = 10
     self_register: bool = False
     sign_replies: bool = False
+    # XML signing identity of the VTN; empty = the server's EC certificate and key ([pki] server_cert/server_key)
+    signing_cert: str = ""
+    signing_key: str = ""
+    # refuse unsigned messages (otherwise a signature is verified whenever a VEN sends one)
+    require_signatures: bool = False
+    # ReplayProtect: how old a signed message's timestamp may be (and how long its nonce is remembered)
+    replay_window_s: int = 300
+    # request bodies above this are refused with HTTP 413 before parsing
+    max_body_bytes: int = 262_144
+    market_context: str = "http://opendso.local/market/default"
+    # eventStatus is "near" from this many seconds before the start, "far" before that
+    near_window_s: int = 3600
+    # the VTN may POST to a VEN's oadrTransportAddress when the VEN asked for push and staff enabled it
+    push: bool = True
+    push_interval_s: int = 1
+    push_timeout_s: int = 10
+    # which offered reports the VTN asks for in oadrRegisteredReport, and how often
+    report_names: list[str] = field(default_factory=lambda: ["TELEMETRY_USAGE", "TELEMETRY_STATUS"])
+    report_granularity_s: int = 60
+    report_back_duration_s: int = 60
 
 
 @dataclass
@@ -222,6 +242,11 @@ def _validate(s: Settings) -> None:
     if d.initial_backoff_s < 1 or d.max_backoff_s < d.initial_backoff_s or d.max_attempts < 1 or d.timeout_s < 1:
         raise ConfigError(f"{where}: delivery needs initial_backoff_s >= 1, max_backoff_s >= initial_backoff_s, "
                           "max_attempts >= 1 and timeout_s >= 1")
+    if s.openadr.vtn_id.islower() or not s.openadr.vtn_id.strip():
+        # OpenADR VENs (openleadr among them) reject an all-lowercase vtnID
+        raise ConfigError(f"{where}: openadr.vtn_id must not be empty or all lower case")
+    if s.openadr.max_body_bytes <= 0 or s.openadr.poll_freq_s <= 0:
+        raise ConfigError(f"{where}: openadr.max_body_bytes and openadr.poll_freq_s must be positive")
     if s.logging.format not in ("json", "text", "auto"):
         raise ConfigError(f"{where}: logging.format must be json, text or auto")
 

@@ -2,7 +2,19 @@
 
 from server.store.models.base import Base
 from server.store.models.devices import Aggregator, EndDevice
-from server.store.models.openadr import Ven
+from server.store.models.openadr import (
+    OadrEvent,
+    OadrEventResponse,
+    OadrEventVen,
+    OadrNonce,
+    OadrOpt,
+    OadrQueued,
+    OadrReportDescription,
+    OadrReportRequest,
+    Ven,
+)
 from server.store.models.outbox import OutboxMessage
+from server.store.models.telemetry import TelemetryReading
 
-__all__ = ["Base", "Aggregator", "EndDevice", "OutboxMessage", "Ven"]
+__all__ = ["Base", "Aggregator", "EndDevice", "OutboxMessage", "Ven", "OadrEvent", "OadrEventResponse", "OadrEventVen",
+           "OadrNonce", "OadrOpt", "OadrQueued", "OadrReportDescription", "OadrReportRequest", "TelemetryReading"]

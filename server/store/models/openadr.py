@@ -1,10 +1,16 @@
-"""OpenADR virtual end nodes (aggregators speaking OpenADR 2.0b), identified by their certificate fingerprint."""
+"""OpenADR 2.0b state: VENs and their registrations, events, opt responses and schedules, the per-VEN message
+queue (poll and push outbox), report metadata and report requests, and the XML-signature replay cache.
+
+Every row that belongs to one VEN carries ``ven_pk`` so that each query can be scoped to the caller: a VEN never
+sees another VEN's objects.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
-from sqlalchemy import Integer, String
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from server.store.models.base import Base
@@ -20,3 +26,160 @@ class Ven(Base):
     fingerprint: Mapped[str] = mapped_column(String(29), unique=True)
     ven_id: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+    # set by oadrCreatePartyRegistration, cleared by a cancellation (either direction)
+    registration_id: Mapped[str | None] = mapped_column(String(64), unique=True, nullable=True)
+    registered_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    profile: Mapped[str] = mapped_column(String(16), default="2.0b")
+    transport_address: Mapped[str] = mapped_column(String(500), default="")
+    http_pull: Mapped[bool] = mapped_column(Boolean, default=True)
+    report_only: Mapped[bool] = mapped_column(Boolean, default=False)
+    xml_signature: Mapped[bool] = mapped_column(Boolean, default=False)
+    # staff decide whether the VTN may POST to the VEN's transport address
+    push_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    self_registered: Mapped[bool] = mapped_column(Boolean, default=False)
+    last_seen_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)
+
+
+class OadrEvent(Base):
+    __tablename__ = "oadr_event"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    signal_name: Mapped[str] = mapped_column(String(64))
+    signal_type: Mapped[str] = mapped_column(String(64))
+    # [{"duration_s": int, "value": float}, ...] back to back from ``start``
+    intervals: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    start: Mapped[dt.datetime] = mapped_column(UtcDateTime, index=True)
+    duration_s: Mapped[int] = mapped_column(Integer)
+    # the instant after which the event is dropped from distribution (end of the active period)
+    end: Mapped[dt.datetime] = mapped_column(UtcDateTime, index=True)
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    market_context: Mapped[str] = mapped_column(String(300))
+    modification_number: Mapped[int] = mapped_column(Integer, default=0)
+    modification_reason: Mapped[str] = mapped_column(String(200), default="")
+    cancelled: Mapped[bool] = mapped_column(Boolean, default=False)
+    response_required: Mapped[str] = mapped_column(String(16), default="always")
+    randomization_s: Mapped[int] = mapped_column(Integer, default=0)
+    test_event: Mapped[bool] = mapped_column(Boolean, default=False)
+    vtn_comment: Mapped[str] = mapped_column(String(300), default="")
+    # targets: every registered VEN, or the rows of oadr_event_ven; resource/group ids are passed through
+    all_vens: Mapped[bool] = mapped_column(Boolean, default=False)
+    resource_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
+    group_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+    changed_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class OadrEventVen(Base):
+    __tablename__ = "oadr_event_ven"
+
+    event_id: Mapped[int] = mapped_column(ForeignKey("oadr_event.id", ondelete="CASCADE"), primary_key=True)
+    ven_pk: Mapped[int] = mapped_column(ForeignKey("ven.id", ondelete="CASCADE"), primary_key=True, index=True)
+
+
+class OadrEventResponse(Base):
+    """One oadrCreatedEvent eventResponse (history: a VEN may change its mind per modification)."""
+
+    __tablename__ = "oadr_event_response"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("oadr_event.id", ondelete="CASCADE"), index=True)
+    ven_pk: Mapped[int] = mapped_column(ForeignKey("ven.id", ondelete="CASCADE"), index=True)
+    modification_number: Mapped[int] = mapped_column(Integer)
+    opt_type: Mapped[str] = mapped_column(String(16))
+    response_code: Mapped[int] = mapped_column(Integer)
+    request_id: Mapped[str] = mapped_column(String(200), default="")
+    received_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class OadrOpt(Base):
+    """An oadrCreateOpt: an availability schedule or an event-qualified opt in/out."""
+
+    __tablename__ = "oadr_opt"
+    __table_args__ = (UniqueConstraint("ven_pk", "opt_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ven_pk: Mapped[int] = mapped_column(ForeignKey("ven.id", ondelete="CASCADE"), index=True)
+    opt_id: Mapped[str] = mapped_column(String(200))
+    opt_type: Mapped[str] = mapped_column(String(16))
+    opt_reason: Mapped[str] = mapped_column(String(64))
+    market_context: Mapped[str] = mapped_column(String(300), default="")
+    event_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    modification_number: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # [{"start": iso, "duration_s": int}]
+    availability: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    targets: Mapped[dict[str, list[str]]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+    cancelled_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)
+
+
+class OadrQueued(Base):
+    """A message waiting for a VEN: handed out one per oadrPoll, or POSTed by the push worker.
+
+    Only the kind and its arguments are stored; the XML is rendered at delivery so event status and signatures
+    (ReplayProtect timestamps) are current.
+    """
+
+    __tablename__ = "oadr_queue"
+    __table_args__ = (Index("ix_oadr_queue_ven_order", "ven_pk", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ven_pk: Mapped[int] = mapped_column(ForeignKey("ven.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(40))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    last_error: Mapped[str] = mapped_column(String(300), default="")
+
+
+class OadrReportDescription(Base):
+    """One data point (rID) a VEN offered in oadrRegisterReport."""
+
+    __tablename__ = "oadr_report_description"
+    __table_args__ = (UniqueConstraint("ven_pk", "report_specifier_id", "r_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ven_pk: Mapped[int] = mapped_column(ForeignKey("ven.id", ondelete="CASCADE"), index=True)
+    report_specifier_id: Mapped[str] = mapped_column(String(200))
+    report_name: Mapped[str] = mapped_column(String(64))
+    r_id: Mapped[str] = mapped_column(String(200))
+    resource_id: Mapped[str] = mapped_column(String(200), default="")
+    report_type: Mapped[str] = mapped_column(String(64), default="")
+    reading_type: Mapped[str] = mapped_column(String(64), default="")
+    measurement: Mapped[str] = mapped_column(String(64), default="")
+    unit: Mapped[str] = mapped_column(String(32), default="")
+    scale: Mapped[str] = mapped_column(String(8), default="none")
+    min_period_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    max_period_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    registered_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class OadrReportRequest(Base):
+    """A report the VTN asked a VEN for (oadrRegisteredReport or oadrCreateReport)."""
+
+    __tablename__ = "oadr_report_request"
+    __table_args__ = (UniqueConstraint("ven_pk", "report_request_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ven_pk: Mapped[int] = mapped_column(ForeignKey("ven.id", ondelete="CASCADE"), index=True)
+    report_request_id: Mapped[str] = mapped_column(String(200))
+    report_specifier_id: Mapped[str] = mapped_column(String(200))
+    report_name: Mapped[str] = mapped_column(String(64), default="")
+    r_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
+    granularity_s: Mapped[int] = mapped_column(Integer, default=0)
+    report_back_duration_s: Mapped[int] = mapped_column(Integer, default=0)
+    # requested -> active (oadrCreatedReport) -> cancelled
+    status: Mapped[str] = mapped_column(String(16), default="requested")
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+    changed_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+    last_update_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)
+
+
+class OadrNonce(Base):
+    """ReplayProtect nonces seen in signed messages; in the database so every server process shares them."""
+
+    __tablename__ = "oadr_nonce"
+
+    nonce: Mapped[str] = mapped_column(String(200), primary_key=True)
+    seen_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, index=True)

@@ -1,0 +1,72 @@
+"""The protocol-neutral, time-indexed telemetry store: OpenADR report values and (later) 2030.5 meter readings.
+
+Values are stored in SI base units: a multiplier (OpenADR ``siScaleCode`` such as ``k``, 2030.5 power-of-ten
+multipliers) is applied on the way in, so "realPower 2 kW" and "realPower 2000 W" are the same row.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from sqlalchemy import insert, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.store.models import TelemetryReading
+from server.store.types import utcnow
+
+# SI prefixes as OpenADR/EMIX siScaleCode spells them
+SCALE = {"p": 1e-12, "n": 1e-9, "micro": 1e-6, "m": 1e-3, "c": 1e-2, "d": 1e-1, "none": 1.0, "": 1.0,
+         "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
+# unit spellings seen on the wire -> one canonical SI spelling
+UNITS = {"W": "W", "w": "W", "Wh": "Wh", "wh": "Wh", "VA": "VA", "VAR": "var", "var": "var", "VARh": "varh",
+         "VAh": "VAh", "varh": "varh", "V": "V", "A": "A", "Hz": "Hz", "hz": "Hz", "%": "%", "C": "degC",
+         "celsius": "degC"}
+
+
+@dataclass(frozen=True)
+class Reading:
+    source_kind: str
+    source_id: str
+    measurement: str
+    ts: dt.datetime
+    value: float
+    unit: str = ""
+    resource: str = ""
+    reading_type: str = ""
+    duration_s: float | None = None
+
+
+def normalise(value: float, unit: str, scale: str = "none") -> tuple[float, str]:
+    """(value in SI base unit, canonical unit). Unknown scales count as 1, unknown units pass through."""
+    return value * SCALE.get(scale or "none", 1.0), UNITS.get(unit, unit)
+
+
+async def add(session: AsyncSession, readings: list[Reading]) -> int:
+    """Append readings in one multi-row INSERT (report bursts can carry many intervals)."""
+    if not readings:
+        return 0
+    now = utcnow()
+    rows = [{**asdict(r), "received_at": now} for r in readings]
+    await session.execute(insert(TelemetryReading), rows)
+    return len(rows)
+
+
+async def query(session: AsyncSession, *, source_kind: str | None = None, source_id: str | None = None,
+                resource: str | None = None, measurement: str | None = None, since: dt.datetime | None = None,
+                until: dt.datetime | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+    q = select(TelemetryReading)
+    for column, value in ((TelemetryReading.source_kind, source_kind), (TelemetryReading.source_id, source_id),
+                          (TelemetryReading.resource, resource), (TelemetryReading.measurement, measurement)):
+        if value is not None:
+            q = q.where(column == value)
+    if since is not None:
+        q = q.where(TelemetryReading.ts >= since)
+    if until is not None:
+        q = q.where(TelemetryReading.ts < until)
+    q = q.order_by(TelemetryReading.ts.desc(), TelemetryReading.id.desc()).limit(max(1, min(limit, 100_000)))
+    return [{"source_kind": r.source_kind, "source_id": r.source_id, "resource": r.resource,
+             "measurement": r.measurement, "reading_type": r.reading_type, "unit": r.unit,
+             "ts": r.ts.isoformat(), "value": r.value, "duration_s": r.duration_s}
+            for r in await session.scalars(q)]

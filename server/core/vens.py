@@ -1,0 +1,237 @@
+"""VENs (OpenADR aggregators): enrolment by staff, self-registration, identity checks, registration state and the
+per-VEN durable message queue.
+
+A VEN is its certificate fingerprint. ``caller`` turns (TLS fingerprint, venID claimed in the body) into the one
+VEN the request may act as, or raises: a venID nobody has -> ``UnknownVen``; a venID that belongs to a different
+certificate -> ``VenMismatch``. Every other query in the OpenADR adapter is then scoped by that VEN's primary key.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import secrets
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.core.errors import Conflict, DomainError, Invalid, NotFound
+from server.store.models import OadrQueued, Ven
+from server.store.types import utcnow
+
+_FINGERPRINT = re.compile(r"^([0-9A-F]{2}:){9}[0-9A-F]{2}$")
+
+
+class UnknownVen(DomainError):
+    """The venID in a message is not known to this VTN (OpenADR 452)."""
+
+    status = 404
+
+
+class VenMismatch(DomainError):
+    """The venID belongs to a certificate other than the caller's, or the caller is not enrolled (OpenADR 463)."""
+
+    status = 403
+
+
+class NotRegistered(DomainError):
+    """The VEN is known but has no active registration (OpenADR 463)."""
+
+    status = 403
+
+
+@dataclass(frozen=True)
+class VenInfo:
+    id: int
+    name: str
+    fingerprint: str
+    ven_id: str
+    registration_id: str | None
+    registered_at: str | None
+    transport_address: str
+    http_pull: bool
+    push_enabled: bool
+    xml_signature: bool
+    report_only: bool
+    enabled: bool
+    self_registered: bool
+    last_seen_at: str | None
+    created_at: str
+    queued: int = 0
+
+    @classmethod
+    def of(cls, v: Ven, queued: int = 0) -> VenInfo:
+        iso = lambda t: t.isoformat() if t else None  # noqa: E731
+        return cls(v.id, v.name, v.fingerprint, v.ven_id, v.registration_id, iso(v.registered_at),
+                   v.transport_address, v.http_pull, v.push_enabled, v.xml_signature, v.report_only, v.enabled,
+                   v.self_registered, iso(v.last_seen_at), v.created_at.isoformat(), queued)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def normalise_fingerprint(value: str) -> str:
+    cleaned = value.strip().upper().replace("-", ":")
+    if ":" not in cleaned and len(cleaned) == 20:
+        cleaned = ":".join(cleaned[i:i + 2] for i in range(0, 20, 2))
+    if not _FINGERPRINT.match(cleaned):
+        raise Invalid(f"fingerprint must be 10 colon-separated hex bytes, got {value!r}")
+    return cleaned
+
+
+def new_ven_id() -> str:
+    # opaque, unguessable, upper case (some VENs dislike lower case identifiers)
+    return "VEN-" + secrets.token_hex(8).upper()
+
+
+async def enroll(session: AsyncSession, name: str, fingerprint: str, ven_id: str | None = None,
+                 push_enabled: bool = False, self_registered: bool = False) -> Ven:
+    name = name.strip()
+    if not name or len(name) > 200:
+        raise Invalid("name must be 1..200 characters")
+    if ven_id is not None and not (0 < len(ven_id) <= 64):
+        raise Invalid("venID must be 1..64 characters")
+    ven = Ven(name=name, fingerprint=normalise_fingerprint(fingerprint), ven_id=ven_id or new_ven_id(),
+              push_enabled=push_enabled, self_registered=self_registered)
+    session.add(ven)
+    try:
+        await session.flush()
+    except IntegrityError:
+        raise Conflict("a VEN with that name, fingerprint or venID is already enrolled") from None
+    return ven
+
+
+async def by_name(session: AsyncSession, name: str) -> Ven:
+    ven = await session.scalar(select(Ven).where(Ven.name == name))
+    if ven is None:
+        raise NotFound(f"no VEN named {name!r}")
+    return ven
+
+
+async def by_names(session: AsyncSession, names: list[str]) -> list[Ven]:
+    found = list(await session.scalars(select(Ven).where(Ven.name.in_(names))))
+    missing = set(names) - {v.name for v in found}
+    if missing:
+        raise NotFound(f"no VEN named {', '.join(sorted(missing))}")
+    return found
+
+
+async def by_fingerprint(session: AsyncSession, fingerprint: str) -> Ven | None:
+    return await session.scalar(select(Ven).where(Ven.fingerprint == fingerprint))
+
+
+async def caller(session: AsyncSession, fingerprint: str, claimed_ven_id: str | None,
+                 require_registration: bool = True) -> Ven:
+    """The VEN this TLS identity may act as, checked against the venID the message claims."""
+    ven = await by_fingerprint(session, fingerprint)
+    if claimed_ven_id and (ven is None or claimed_ven_id != ven.ven_id):
+        other = await session.scalar(select(Ven.id).where(Ven.ven_id == claimed_ven_id))
+        if other is None:
+            raise UnknownVen(f"venID {claimed_ven_id} is not known to this VTN")
+        raise VenMismatch(f"venID {claimed_ven_id} does not belong to certificate {fingerprint}")
+    if ven is None:
+        raise VenMismatch(f"certificate {fingerprint} is not enrolled with this VTN")
+    if not ven.enabled:
+        raise VenMismatch(f"VEN {ven.ven_id} is disabled")
+    if require_registration and ven.registration_id is None:
+        raise NotRegistered(f"VEN {ven.ven_id} is not registered (send oadrCreatePartyRegistration)")
+    return ven
+
+
+async def register(session: AsyncSession, ven: Ven, registration_id: str | None, *, transport_address: str,
+                   http_pull: bool, report_only: bool, xml_signature: bool, profile: str) -> bool:
+    """Create or renew the registration; returns True when it is a new one (not a re-registration)."""
+    if registration_id and ven.registration_id and registration_id != ven.registration_id:
+        raise UnknownVen(f"registrationID {registration_id} is not this VEN's registration")
+    renewed = bool(registration_id and ven.registration_id == registration_id)
+    if not renewed:
+        ven.registration_id = "REG-" + secrets.token_hex(8).upper()
+    ven.registered_at = utcnow()
+    ven.transport_address = transport_address
+    ven.http_pull = http_pull
+    ven.report_only = report_only
+    ven.xml_signature = xml_signature
+    ven.profile = profile
+    await session.flush()
+    return not renewed
+
+
+async def cancel_registration(session: AsyncSession, ven: Ven) -> None:
+    ven.registration_id = None
+    ven.registered_at = None
+    # a cancelled registration takes its pending messages with it (a new registration starts clean)
+    await session.execute(delete(OadrQueued).where(OadrQueued.ven_pk == ven.id))
+    await session.flush()
+
+
+async def touch(session: AsyncSession, ven: Ven) -> None:
+    ven.last_seen_at = utcnow()
+
+
+# ---------------------------------------------------------------------------------------------- queue
+async def enqueue(session: AsyncSession, ven_pk: int, kind: str, payload: dict[str, Any] | None = None,
+                  dedupe: bool = False) -> None:
+    """Queue a message for a VEN. With ``dedupe`` a pending message of the same kind is enough (distributeEvent
+    is rendered from the current events at delivery, so one pending copy always carries the latest state)."""
+    if dedupe:
+        pending = await session.scalar(select(OadrQueued.id).where(OadrQueued.ven_pk == ven_pk,
+                                                                    OadrQueued.kind == kind).limit(1))
+        if pending is not None:
+            return
+    session.add(OadrQueued(ven_pk=ven_pk, kind=kind, payload=payload or {}))
+    await session.flush()
+
+
+async def take_next(session: AsyncSession, ven_pk: int) -> OadrQueued | None:
+    """Remove and return the oldest queued message (one message per poll)."""
+    query = select(OadrQueued).where(OadrQueued.ven_pk == ven_pk).order_by(OadrQueued.id).limit(1)
+    if session.bind is not None and session.bind.dialect.name == "postgresql":
+        # two concurrent polls (or a poll and the push worker) never hand out the same message
+        query = query.with_for_update(skip_locked=True)
+    item = await session.scalar(query)
+    if item is not None:
+        await session.delete(item)
+        await session.flush()
+    return item
+
+
+async def queued_counts(session: AsyncSession) -> dict[int, int]:
+    rows = await session.execute(select(OadrQueued.ven_pk, func.count()).group_by(OadrQueued.ven_pk))
+    return {pk: n for pk, n in rows.all()}
+
+
+async def list_vens(session: AsyncSession) -> list[VenInfo]:
+    counts = await queued_counts(session)
+    return [VenInfo.of(v, counts.get(v.id, 0)) for v in await session.scalars(select(Ven).order_by(Ven.id))]
+
+
+async def info(session: AsyncSession, name: str) -> VenInfo:
+    ven = await by_name(session, name)
+    counts = await queued_counts(session)
+    return VenInfo.of(ven, counts.get(ven.id, 0))
+
+
+async def update(session: AsyncSession, name: str, push_enabled: bool | None = None,
+                 enabled: bool | None = None) -> VenInfo:
+    ven = await by_name(session, name)
+    if push_enabled is not None:
+        ven.push_enabled = push_enabled
+    if enabled is not None:
+        ven.enabled = enabled
+    await session.flush()
+    return await info(session, name)
+
+
+async def delete_ven(session: AsyncSession, name: str) -> None:
+    await session.delete(await by_name(session, name))
+
+
+async def registered_vens(session: AsyncSession) -> list[Ven]:
+    return list(await session.scalars(select(Ven).where(Ven.registration_id.is_not(None), Ven.enabled)))
+
+
+def stale_before(window_s: int) -> dt.datetime:
+    return utcnow() - dt.timedelta(seconds=window_s)

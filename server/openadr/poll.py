@@ -1,0 +1,50 @@
+"""OadrPoll: the pull end of the per-VEN durable message queue.
+
+    VEN                                             VTN
+     |-- oadrPoll venID ----------------------------->|  oldest queued message for this VEN, removed in the
+     |                                                |  same transaction (one message per poll)
+     |<-- oadrDistributeEvent | oadrRegisterReport | oadrCreateReport | oadrCancelReport |
+     |    oadrRequestReregistration | oadrCancelPartyRegistration ---------------------------|
+     |   ... or, when nothing is queued:              |
+     |<-------------------------------- oadrResponse -|
+     |-- (the VEN answers on the matching service) -->|
+
+Queue rows hold a kind and arguments; the XML is rendered at delivery (current eventStatus, fresh signature).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from lxml import etree
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.core import vens as vens_core
+from server.openadr import codec
+from server.openadr.transport import RENDERERS, Ctx, Vtn, handles
+from server.store.models import Ven
+
+SERVICE = "OadrPoll"
+log = logging.getLogger("dso.openadr")
+
+
+async def next_message(session: AsyncSession, vtn: Vtn, ven: Ven) -> etree._Element | None:
+    """Take queued items until one renders (items whose subject vanished are dropped)."""
+    while True:
+        item = await vens_core.take_next(session, ven.id)
+        if item is None:
+            return None
+        renderer = RENDERERS.get(item.kind)
+        if renderer is None:
+            log.warning("dropping queued message of unknown kind %s for VEN %s", item.kind, ven.ven_id)
+            continue
+        msg = await renderer(session, vtn, ven, item.payload or {})
+        if msg is not None:
+            return msg
+
+
+@handles(SERVICE, "oadrPoll")
+async def poll(ctx: Ctx) -> etree._Element:
+    ven = await ctx.ven()
+    msg = await next_message(ctx.session, ctx.vtn, ven)
+    return msg if msg is not None else codec.response(200, "OK", ctx.request_id, ven.ven_id)

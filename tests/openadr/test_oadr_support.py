@@ -1,0 +1,118 @@
+"""Helpers for the OpenADR tests (no tests here): a live server tuned for short cycles, openleadr VENs with real
+certificates, raw HTTPS posts, schema checks of every body the server emits, bounded waits."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from lxml import etree
+from openleadr import OpenADRClient
+from support import LiveServer
+
+from server import pki
+from server.openadr import codec
+
+PREFIX = "/OpenADR2/Simple/2.0b"
+FAST_ENV = {
+    "DSO_OPENADR_POLL_FREQ_S": "1",
+    "DSO_OPENADR_REPORT_GRANULARITY_S": "1",
+    "DSO_OPENADR_REPORT_BACK_DURATION_S": "1",
+    "DSO_OPENADR_PUSH_INTERVAL_S": "1",
+}
+
+logging.getLogger("openleadr").setLevel(logging.WARNING)
+
+
+def start_server(home: Path, **env: str) -> LiveServer:
+    return LiveServer(home, extra_env={**FAST_ENV, **env}).init().start()
+
+
+def vtn_fingerprint(server: LiveServer) -> str:
+    pem = (Path(server.info["config"]).parent / "pki" / "server-ec.pem").read_bytes()
+    from cryptography import x509
+
+    return pki.openadr_fingerprint(x509.load_pem_x509_certificates(pem)[0])
+
+
+class SchemaWatch:
+    """Validates every body the server sends to a client against the official 2.0b schema."""
+
+    def __init__(self) -> None:
+        self.bodies = 0
+        self.failures: list[str] = []
+
+    def check(self, body: bytes | str) -> etree._Element:
+        raw = body.encode() if isinstance(body, str) else body
+        self.bodies += 1
+        root = etree.fromstring(raw)
+        schema = codec.schema()
+        if not schema.validate(root):
+            self.failures.append(f"{schema.error_log.last_error}: {raw[:300]!r}")
+        return root
+
+    def assert_clean(self) -> None:
+        assert self.bodies > 0
+        assert not self.failures, self.failures
+
+
+def enroll(server: LiveServer, name: str, rsa: bool = False, push: bool = False) -> dict[str, Any]:
+    cert = server.issue_ven(name, rsa=rsa)
+    status, ven = server.admin("POST", "/api/v1/vens", {"name": name, "fingerprint": cert["fingerprint"],
+                                                         "push": push})
+    assert status == 201, ven
+    return {**cert, **ven}
+
+
+def client(server: LiveServer, ven: dict[str, Any], watch: SchemaWatch, sign: bool = True,
+           verify_vtn: bool = False) -> OpenADRClient:
+    c = OpenADRClient(ven_name=ven["name"], vtn_url=server.url + PREFIX, cert=ven["cert"], key=ven["key"],
+                      ca_file=server.ca, show_fingerprint=False, disable_signature=not sign,
+                      vtn_fingerprint=vtn_fingerprint(server) if verify_vtn else None)
+    c.add_hook("after_receive_xml", watch.check)
+    return c
+
+
+def tls(server: LiveServer, ven: dict[str, Any] | None) -> ssl.SSLContext:
+    return server.client_context(ven["cert"], ven["key"]) if ven else server.client_context()
+
+
+def post(server: LiveServer, ven: dict[str, Any], service: str, body: bytes,
+         watch: SchemaWatch | None = None) -> tuple[int, bytes]:
+    status, _headers, answer = server.request(tls(server, ven), "POST", f"{PREFIX}/{service}", body,
+                                              {"Content-Type": "application/xml"})
+    if watch is not None and status == 200:
+        watch.check(answer)
+    return status, answer
+
+
+def response_code(answer: bytes) -> int:
+    root = etree.fromstring(answer)
+    return int(root.find(".//ei:responseCode", codec.NS).text)
+
+
+def message_type(answer: bytes) -> str:
+    root = etree.fromstring(answer)
+    return etree.QName(root.find("oadr:oadrSignedObject", codec.NS)[0]).localname
+
+
+async def wait_for(predicate: Callable[[], Any], within: float = 15, what: str = "condition") -> Any:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        value = predicate()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"timed out after {within}s waiting for {what}")
+
+
+async def admin(server: LiveServer, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    """The admin API without blocking the event loop the openleadr VENs run on."""
+    return await asyncio.to_thread(server.admin, method, path, body)
