@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from server import sep2
 from server.admin import create_admin_app
 from server.config import Settings
 from server.observability import Handler, observe_middleware
@@ -24,7 +25,7 @@ from server.tls import identity_of, server_context
 log = logging.getLogger("dso.server")
 
 # Each protocol adapter contributes a function that adds its routes (and sub-apps) to the protocol application.
-PROTOCOL_SETUPS: list[Callable[[web.Application], None]] = []
+PROTOCOL_SETUPS: list[Callable[[web.Application], None]] = [sep2.setup]
 
 
 def identity_middleware(settings: Settings):
