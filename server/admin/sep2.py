@@ -20,6 +20,7 @@ Responses, what devices reported (capability/settings/status/availability), poll
     GET  /api/v1/sep2/devices/{lfdi}               the device, its programs and what it reported (XML as sent)
     PUT  /api/v1/sep2/end-devices/{lfdi}           ensure enrolled: {pin?, aggregator?, name?}
     DELETE /api/v1/sep2/end-devices/{lfdi}         ensure not enrolled (idempotent)
+    PUT  /api/v1/sep2/end-devices/{lfdi}/fsa/{title} ensure the device has a FunctionSetAssignments so titled
     PUT  /api/v1/sep2/aggregators/{lfdi}           ensure an aggregator (service provider) exists
     GET  /api/v1/sep2/settings                     runtime settings (rates, access)
     PUT  /api/v1/sep2/poll-rates/{resource}        {rate_s}  e.g. resource = DeviceCapability, EndDeviceList
@@ -278,6 +279,15 @@ async def remove_end_device(request: web.Request) -> web.Response:
         if device is not None:
             await session.delete(device)
     return web.Response(status=204)
+
+
+@routes.put("/api/v1/sep2/end-devices/{lfdi}/fsa/{title}")
+async def ensure_fsa(request: web.Request) -> web.Response:
+    async with runtime(request).store.sessions.begin() as session:
+        device = await programs.device_by_lfdi(session, request.match_info["lfdi"])
+        fsa = await programs.ensure_fsa(session, device, request.match_info["title"][:32])
+        return reply({"id": fsa.id, "title": fsa.title, "end_device_id": device.id,
+                      "href": f"/edev/{device.id}/fsa/{fsa.id}"})
 
 
 @routes.put("/api/v1/sep2/aggregators/{lfdi}")
