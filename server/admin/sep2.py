@@ -41,7 +41,7 @@ from server.admin.common import field, json_body, reply, runtime
 from server.core import devices, programs, responses
 from server.core import sep2_device as devres
 from server.core.errors import Invalid, NotFound
-from server.store.models import EndDevice, Sep2Program
+from server.store.models import Aggregator, EndDevice, Sep2Program
 from server.store.types import utcnow
 
 routes = web.RouteTableDef()
@@ -239,10 +239,13 @@ async def all_responses(request: web.Request) -> web.Response:
 async def device_view(request: web.Request) -> web.Response:
     async with runtime(request).store.sessions() as session:
         device = await programs.device_by_lfdi(session, request.match_info["lfdi"])
-        info = await devices.get_device(session, device.id)
+        agg = await session.get(Aggregator, device.aggregator_id) if device.aggregator_id else None
         progs = await programs.device_programs(session, device.id)
         reported = await devres.device_resources(session, device.id)
-        return reply({"id": device.id, "href": f"/edev/{device.id}", "device": info.__dict__,
+        info = {"lfdi": device.lfdi, "sfdi": device.sfdi, "pin": device.pin, "name": device.name,
+                "aggregator_lfdi": agg.lfdi if agg else None, "enabled": device.enabled,
+                "registered_by": device.registered_by, "created_at": device.created_at.isoformat()}
+        return reply({"id": device.id, "href": f"/edev/{device.id}", "device": info,
                       "programs": [_program_out(p) for p in progs], "reported": reported})
 
 

@@ -94,6 +94,11 @@ def sep2_handler(fn: Handler) -> Handler:
             return error_response(exc.status, reason, str(exc))
         except web.HTTPRequestEntityTooLarge:
             return error_response(413, REASON_LIMIT, "body too large")
+        except (ValueError, OverflowError) as exc:
+            # a value the schema admits but the domain cannot hold (e.g. a timestamp beyond year 9999)
+            log.warning("2030.5 %s %s -> 400 (unmapped %s: %s)", request.method, request.path,
+                        type(exc).__name__, exc)
+            return error_response(400, REASON_INVALID_VALUES, str(exc))
 
     return wrapper
 

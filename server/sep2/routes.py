@@ -75,6 +75,13 @@ RESPONSE_SET_ID = 1
 
 
 # ------------------------------------------------------------------------------------------------- helpers
+def lfdi_of(text: str) -> str:
+    try:
+        return pki.normalise_lfdi(text)
+    except ValueError as exc:
+        raise Invalid(f"not an LFDI: {exc}") from None
+
+
 async def poll_rate(request: web.Request, session: AsyncSession, resource: str) -> int:
     value = await devres.get_setting(session, f"pollrate:{resource}")
     return int(value) if value is not None else runtime(request).settings.sep2.poll_rate_s
@@ -214,7 +221,7 @@ async def post_edev(request: web.Request) -> web.Response:
     lfdi_text = xml.text(body, "lFDI")
     if lfdi_text is None:
         raise Invalid("EndDevice lFDI is required for registration")
-    lfdi = pki.normalise_lfdi(lfdi_text)
+    lfdi = lfdi_of(lfdi_text)
     sfdi = xml.integer(body, "sFDI")
     if sfdi != pki.sfdi_from_lfdi(lfdi):
         raise Invalid(f"sFDI {sfdi} does not match lFDI (expected {pki.sfdi_from_lfdi(lfdi)})")
@@ -288,13 +295,30 @@ async def get_cp(request: web.Request) -> web.Response:
 async def put_cp(request: web.Request) -> web.Response:
     body = await read_body(request, "ConnectionPoint")
     cp_id = xml.text(body, "csipaus:connectionPointId") or ""
-    # NMI-style identifiers: CSIP-AUS expects digits/letters, never blank
-    if not cp_id or not cp_id.isalnum():
-        raise Invalid("connectionPointId must be a non-empty alphanumeric identifier")
+    if not valid_nmi(cp_id):
+        raise Invalid("connectionPointId must be a National Metering Identifier (10 characters + check digit)")
     async with sessions(request).begin() as session:
         device = await device_in_scope(session, await scope_of(request, session), path_int(request, "e"))
         is_new = await devres.put_resource(session, device.id, "cp", _store(body))
-    return created(f"/edev/{device.id}/cp") if is_new else no_content()
+    href = f"/edev/{device.id}/cp"
+    # a Location on the update too: clients re-read the resource from it either way
+    return web.Response(status=201 if is_new else 204, headers={"Location": href})
+
+
+def valid_nmi(nmi: str) -> bool:
+    """An Australian NMI (what CSIP-AUS puts in connectionPointId): 10 characters of A-Z (not I or O) and
+    digits, optionally followed by the AEMO checksum digit (Luhn-style over the character codes)."""
+    nmi = nmi.upper()
+    if len(nmi) not in (10, 11) or not all(ch.isdigit() or ("A" <= ch <= "Z" and ch not in "IO") for ch in nmi[:10]):
+        return False
+    if len(nmi) == 10:
+        return True
+    total, double = 0, True
+    for ch in reversed(nmi[:10]):
+        value = ord(ch) * 2 if double else ord(ch)
+        total += sum(int(d) for d in str(value))
+        double = not double
+    return nmi[10] == str((10 - total % 10) % 10)
 
 
 def _store(root: etree._Element) -> str:
@@ -634,7 +658,7 @@ async def post_response(request: web.Request) -> web.Response:
     if path_int(request, "r") != RESPONSE_SET_ID:
         raise NotFound("no such ResponseSet")
     body = await read_body(request, "Response", "DERControlResponse")
-    lfdi = pki.normalise_lfdi(xml.text(body, "endDeviceLFDI") or "")
+    lfdi = lfdi_of(xml.text(body, "endDeviceLFDI") or "")
     status = xml.integer(body, "status")
     if status is None:
         raise Invalid("Response status is required")
