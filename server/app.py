@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from server import sep2
 from server.admin import create_admin_app
 from server.config import Settings
 from server.core.outbox import OutboxWorker, delivery_ssl_context
@@ -27,7 +28,7 @@ from server.tls import identity_of, server_context, trust_files
 log = logging.getLogger("dso.server")
 
 # Each protocol adapter contributes a function that adds its routes (and sub-apps) to the protocol application.
-PROTOCOL_SETUPS: list[Callable[[web.Application], None]] = [openadr_setup]
+PROTOCOL_SETUPS: list[Callable[[web.Application], None]] = [sep2.setup, openadr_setup]
 
 
 def identity_middleware(settings: Settings):

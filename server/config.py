@@ -67,6 +67,8 @@ class Sep2Settings:
     registration: str = "both"
     # "csip" serves plain CSIP; "csip-aus" demands the CSIP-AUS extensions of clients
     profile: str = "csip"
+    # IANA Private Enterprise Number encoded in the last 8 digits of every server mRID (CSIP-AUS)
+    pen: int = 0
 
 
 @dataclass

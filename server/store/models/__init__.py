@@ -14,7 +14,20 @@ from server.store.models.openadr import (
     Ven,
 )
 from server.store.models.outbox import OutboxMessage
+from server.store.models.sep2 import (
+    Sep2Control,
+    Sep2DeviceResource,
+    Sep2Fsa,
+    Sep2FsaProgram,
+    Sep2Mup,
+    Sep2MupReading,
+    Sep2Program,
+    Sep2Response,
+    Sep2Setting,
+)
 from server.store.models.telemetry import TelemetryReading
 
 __all__ = ["Base", "Aggregator", "EndDevice", "OutboxMessage", "Ven", "OadrEvent", "OadrEventResponse", "OadrEventVen",
-           "OadrNonce", "OadrOpt", "OadrQueued", "OadrReportDescription", "OadrReportRequest", "TelemetryReading"]
+           "OadrNonce", "OadrOpt", "OadrQueued", "OadrReportDescription", "OadrReportRequest", "TelemetryReading",
+           "Sep2Control", "Sep2DeviceResource", "Sep2Fsa", "Sep2FsaProgram", "Sep2Mup", "Sep2MupReading",
+           "Sep2Program", "Sep2Response", "Sep2Setting"]

@@ -4,14 +4,14 @@ Revision ID: 0003
 Revises: 0001
 Create Date: 2026-11-25
 
-Kept as one file; the lead re-chains down_revision after the 2030.5 migration when merging.
+Follows the 2030.5 migration.
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = '0003'
-down_revision = '0001'
+down_revision = '0002'
 branch_labels = None
 depends_on = None
 

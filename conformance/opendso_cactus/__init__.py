@@ -1,0 +1,1 @@
+"""cactus-client admin plugin for OpenDSO (entry-point group ``cactus_client.admin``)."""

@@ -1,0 +1,350 @@
+"""Staff API for IEEE 2030.5: programs and their assignment to devices, DER controls and default controls,
+Responses, what devices reported (capability/settings/status/availability), poll/post rates and client access.
+
+    GET  /api/v1/programs                          list
+    POST /api/v1/programs                          {name, primacy, description?}
+    GET  /api/v1/programs/{id|name}                one
+    PATCH /api/v1/programs/{id|name}               {primacy?, description?}
+    POST /api/v1/programs/{id|name}/assign         {lfdi, fsa?}   put the program in the device's FSA
+    POST /api/v1/programs/{id|name}/unassign       {lfdi}
+    PUT  /api/v1/programs/{id|name}/default-control {base: {...}, setGradW?}   create/replace
+    DELETE /api/v1/programs/{id|name}/default-control
+    POST /api/v1/controls                          {program | lfdi, start: ISO8601|"now", duration_s, base: {...},
+                                                    randomize_start_s?, randomize_duration_s?, response_required?,
+                                                    description?, primacy? (for a device's own program)}
+    GET  /api/v1/controls[?lfdi=HEX][&program=NAME]
+    GET  /api/v1/controls/{id}
+    POST /api/v1/controls/{id}/cancel              {randomized?}
+    GET  /api/v1/controls/{id}/responses
+    GET  /api/v1/sep2/responses[?lfdi=HEX]
+    GET  /api/v1/sep2/devices/{lfdi}               the device, its programs and what it reported (XML as sent)
+    PUT  /api/v1/sep2/end-devices/{lfdi}           ensure enrolled: {pin?, aggregator?, name?}
+    DELETE /api/v1/sep2/end-devices/{lfdi}         ensure not enrolled (idempotent)
+    PUT  /api/v1/sep2/end-devices/{lfdi}/fsa/{title} ensure the device has a FunctionSetAssignments so titled
+    PUT  /api/v1/sep2/aggregators/{lfdi}           ensure an aggregator (service provider) exists
+    GET  /api/v1/sep2/settings                     runtime settings (rates, access)
+    PUT  /api/v1/sep2/poll-rates/{resource}        {rate_s}  e.g. resource = DeviceCapability, EndDeviceList
+    PUT  /api/v1/sep2/post-rates/{resource}        {rate_s}  e.g. resource = EndDevice, MirrorUsagePoint
+    PUT  /api/v1/sep2/access/{lfdi}                {granted}  revoke/restore a client's 2030.5 access
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy import select
+
+from server import pki
+from server.admin.common import field, json_body, reply, runtime
+from server.core import devices, programs, responses
+from server.core import sep2_device as devres
+from server.core.errors import Invalid, NotFound
+from server.store.models import Aggregator, EndDevice, Sep2Program
+from server.store.types import utcnow
+
+routes = web.RouteTableDef()
+
+RESOURCE_NAMES = {"DeviceCapability", "Time", "EndDeviceList", "EndDevice", "FunctionSetAssignmentsList",
+                  "DERProgramList", "DERList", "MirrorUsagePointList", "MirrorUsagePoint", "ResponseSetList",
+                  "Registration"}
+
+
+def _program_out(p: Sep2Program) -> dict[str, Any]:
+    return {**programs.program_dict(p), "href": f"/api/v1/programs/{p.id}"}
+
+
+def _control_out(c, program: Sep2Program | None = None) -> dict[str, Any]:
+    return {**programs.control_dict(c, program), "href": f"/api/v1/controls/{c.id}"}
+
+
+def _lfdi(value: str) -> str:
+    try:
+        return pki.normalise_lfdi(value)
+    except ValueError as exc:
+        raise Invalid(str(exc)) from None
+
+
+def parse_start(value: str) -> dt.datetime:
+    if value == "now":
+        return utcnow()
+    try:
+        start = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise Invalid("start must be ISO 8601 with a time zone, or 'now'") from None
+    if start.tzinfo is None:
+        raise Invalid("start must carry a time zone (e.g. 2026-01-01T10:00:00Z)")
+    return start.astimezone(dt.UTC)
+
+
+# -------------------------------------------------------------------------------------------------- programs
+@routes.get("/api/v1/programs")
+async def list_programs(request: web.Request) -> web.Response:
+    async with runtime(request).store.sessions() as session:
+        return reply([_program_out(p) for p in await programs.list_programs(session)])
+
+
+@routes.post("/api/v1/programs")
+async def create_program(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    async with runtime(request).store.sessions.begin() as session:
+        p = await programs.create_program(session, field(body, "name", str), field(body, "primacy", int),
+                                          field(body, "description", str, required=False, default=""))
+        return reply(_program_out(p), 201)
+
+
+@routes.get("/api/v1/programs/{ref}")
+async def get_program(request: web.Request) -> web.Response:
+    async with runtime(request).store.sessions() as session:
+        return reply(_program_out(await programs.get_program(session, request.match_info["ref"])))
+
+
+@routes.patch("/api/v1/programs/{ref}")
+async def update_program(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    async with runtime(request).store.sessions.begin() as session:
+        p = await programs.get_program(session, request.match_info["ref"])
+        await programs.update_program(session, p, field(body, "primacy", int, required=False),
+                                      field(body, "description", str, required=False))
+        return reply(_program_out(p))
+
+
+@routes.post("/api/v1/programs/{ref}/assign")
+async def assign(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    async with runtime(request).store.sessions.begin() as session:
+        p = await programs.get_program(session, request.match_info["ref"])
+        device = await programs.device_by_lfdi(session, field(body, "lfdi", str))
+        fsa = await programs.assign(session, p, device, field(body, "fsa", str, required=False,
+                                                              default=programs.DEFAULT_FSA_TITLE))
+        return reply({"id": fsa.id, "program_id": p.id, "end_device_id": device.id, "fsa": fsa.title,
+                      "href": f"/edev/{device.id}/fsa/{fsa.id}"})
+
+
+@routes.post("/api/v1/programs/{ref}/unassign")
+async def unassign(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    async with runtime(request).store.sessions.begin() as session:
+        p = await programs.get_program(session, request.match_info["ref"])
+        device = await programs.device_by_lfdi(session, field(body, "lfdi", str))
+        await programs.unassign(session, p, device)
+    return web.Response(status=204)
+
+
+@routes.put("/api/v1/programs/{ref}/default-control")
+async def put_default(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    async with runtime(request).store.sessions.begin() as session:
+        p = await programs.get_program(session, request.match_info["ref"])
+        await programs.set_default_control(session, p, field(body, "base", dict),
+                                           field(body, "setGradW", int, required=False))
+        return reply(_program_out(p))
+
+
+@routes.delete("/api/v1/programs/{ref}/default-control")
+async def delete_default(request: web.Request) -> web.Response:
+    async with runtime(request).store.sessions.begin() as session:
+        p = await programs.get_program(session, request.match_info["ref"])
+        await programs.set_default_control(session, p, None)
+    return web.Response(status=204)
+
+
+# -------------------------------------------------------------------------------------------------- controls
+@routes.post("/api/v1/controls")
+async def create_control(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    program_ref = field(body, "program", (str, int), required=False)
+    lfdi = field(body, "lfdi", str, required=False)
+    if (program_ref is None) == (lfdi is None):
+        raise Invalid("give exactly one of 'program' and 'lfdi'")
+    new = programs.NewControl(
+        start=parse_start(field(body, "start", str, required=False, default="now")),
+        duration_s=field(body, "duration_s", int),
+        base=field(body, "base", dict),
+        description=field(body, "description", str, required=False, default=""),
+        randomize_start_s=field(body, "randomize_start_s", int, required=False),
+        randomize_duration_s=field(body, "randomize_duration_s", int, required=False),
+        response_required=field(body, "response_required", int, required=False, default=3),
+    )
+    async with runtime(request).store.sessions.begin() as session:
+        if program_ref is not None:
+            program = await programs.get_program(session, program_ref)
+        else:
+            device = await programs.device_by_lfdi(session, lfdi)
+            program = await programs.device_program(session, device, field(body, "primacy", int, required=False,
+                                                                           default=1))
+        control = await programs.create_control(session, program, new)
+        return reply(_control_out(control, program), 201)
+
+
+@routes.get("/api/v1/controls")
+async def list_controls(request: web.Request) -> web.Response:
+    async with runtime(request).store.sessions() as session:
+        all_programs = {p.id: p for p in await programs.list_programs(session)}
+        program_ids: list[int] | None = None
+        if "program" in request.query:
+            program_ids = [(await programs.get_program(session, request.query["program"])).id]
+        if "lfdi" in request.query:
+            device = await programs.device_by_lfdi(session, request.query["lfdi"])
+            ids = [p.id for p in await programs.device_programs(session, device.id)]
+            program_ids = ids if program_ids is None else [i for i in program_ids if i in ids]
+        found = await programs.list_controls(session, program_ids)
+        return reply([_control_out(c, all_programs.get(c.program_id)) for c in found])
+
+
+def _control_id(request: web.Request) -> int:
+    try:
+        return int(request.match_info["id"])
+    except ValueError:
+        raise Invalid("control id must be an integer") from None
+
+
+@routes.get("/api/v1/controls/{id}")
+async def get_control(request: web.Request) -> web.Response:
+    async with runtime(request).store.sessions() as session:
+        c = await programs.get_control(session, _control_id(request))
+        return reply(_control_out(c, await session.get(Sep2Program, c.program_id)))
+
+
+@routes.post("/api/v1/controls/{id}/cancel")
+async def cancel_control(request: web.Request) -> web.Response:
+    body = await json_body(request) if request.can_read_body else {}
+    async with runtime(request).store.sessions.begin() as session:
+        c = await programs.get_control(session, _control_id(request))
+        await programs.cancel_control(session, c, field(body, "randomized", bool, required=False, default=False))
+        return reply(_control_out(c, await session.get(Sep2Program, c.program_id)))
+
+
+@routes.get("/api/v1/controls/{id}/responses")
+async def control_responses(request: web.Request) -> web.Response:
+    async with runtime(request).store.sessions() as session:
+        c = await programs.get_control(session, _control_id(request))
+        found = await responses.for_control(session, c.id)
+        return reply([{**responses.response_dict(r), "href": f"/rsps/1/rsp/{r.id}"} for r in found])
+
+
+@routes.get("/api/v1/sep2/responses")
+async def all_responses(request: web.Request) -> web.Response:
+    async with runtime(request).store.sessions() as session:
+        ids = None
+        if "lfdi" in request.query:
+            ids = [(await programs.device_by_lfdi(session, request.query["lfdi"])).id]
+        found = await responses.all_responses(session, ids)
+        return reply([{**responses.response_dict(r), "href": f"/rsps/1/rsp/{r.id}"} for r in found])
+
+
+# --------------------------------------------------------------------------------------------------- devices
+@routes.get("/api/v1/sep2/devices/{lfdi}")
+async def device_view(request: web.Request) -> web.Response:
+    async with runtime(request).store.sessions() as session:
+        device = await programs.device_by_lfdi(session, request.match_info["lfdi"])
+        agg = await session.get(Aggregator, device.aggregator_id) if device.aggregator_id else None
+        progs = await programs.device_programs(session, device.id)
+        reported = await devres.device_resources(session, device.id)
+        info = {"lfdi": device.lfdi, "sfdi": device.sfdi, "pin": device.pin, "name": device.name,
+                "aggregator_lfdi": agg.lfdi if agg else None, "enabled": device.enabled,
+                "registered_by": device.registered_by, "created_at": device.created_at.isoformat()}
+        return reply({"id": device.id, "href": f"/edev/{device.id}", "device": info,
+                      "programs": [_program_out(p) for p in progs], "reported": reported})
+
+
+@routes.put("/api/v1/sep2/end-devices/{lfdi}")
+async def ensure_end_device(request: web.Request) -> web.Response:
+    body = await json_body(request) if request.can_read_body else {}
+    lfdi = _lfdi(request.match_info["lfdi"])
+    pin = field(body, "pin", int, required=False)
+    aggregator = field(body, "aggregator", str, required=False)
+    async with runtime(request).store.sessions.begin() as session:
+        device = await session.scalar(select(EndDevice).where(EndDevice.lfdi == lfdi))
+        status = 200
+        if device is None:
+            info = await devices.enroll_device(session, lfdi, pin=pin, aggregator_lfdi=aggregator,
+                                               name=field(body, "name", str, required=False, default=""))
+            device = await session.get(EndDevice, info.id)
+            status = 201
+        else:
+            if pin is not None:
+                device.pin = pin
+            if aggregator:
+                device.aggregator_id = (await devices.ensure_aggregator(session, aggregator)).id
+            device.enabled = True
+            await session.flush()
+        return reply({"id": device.id, "lfdi": device.lfdi, "sfdi": device.sfdi, "pin": device.pin,
+                      "href": f"/edev/{device.id}"}, status)
+
+
+@routes.delete("/api/v1/sep2/end-devices/{lfdi}")
+async def remove_end_device(request: web.Request) -> web.Response:
+    lfdi = _lfdi(request.match_info["lfdi"])
+    async with runtime(request).store.sessions.begin() as session:
+        device = await session.scalar(select(EndDevice).where(EndDevice.lfdi == lfdi))
+        if device is not None:
+            await session.delete(device)
+    return web.Response(status=204)
+
+
+@routes.put("/api/v1/sep2/end-devices/{lfdi}/fsa/{title}")
+async def ensure_fsa(request: web.Request) -> web.Response:
+    async with runtime(request).store.sessions.begin() as session:
+        device = await programs.device_by_lfdi(session, request.match_info["lfdi"])
+        fsa = await programs.ensure_fsa(session, device, request.match_info["title"][:32])
+        return reply({"id": fsa.id, "title": fsa.title, "end_device_id": device.id,
+                      "href": f"/edev/{device.id}/fsa/{fsa.id}"})
+
+
+@routes.put("/api/v1/sep2/aggregators/{lfdi}")
+async def ensure_aggregator(request: web.Request) -> web.Response:
+    async with runtime(request).store.sessions.begin() as session:
+        agg = await devices.ensure_aggregator(session, _lfdi(request.match_info["lfdi"]))
+        return reply({"id": agg.id, "lfdi": agg.lfdi, "href": f"/api/v1/sep2/aggregators/{agg.lfdi}"})
+
+
+# -------------------------------------------------------------------------------------------------- settings
+@routes.get("/api/v1/sep2/settings")
+async def get_settings(request: web.Request) -> web.Response:
+    settings = runtime(request).settings.sep2
+    async with runtime(request).store.sessions() as session:
+        return reply({"poll_rate_s": settings.poll_rate_s, "post_rate_s": settings.post_rate_s,
+                      "registration": settings.registration, "profile": settings.profile, "pen": settings.pen,
+                      "overrides": await devres.all_settings(session)})
+
+
+def _resource(request: web.Request) -> str:
+    name = request.match_info["resource"]
+    if name not in RESOURCE_NAMES:
+        raise NotFound(f"unknown resource {name!r}; one of {', '.join(sorted(RESOURCE_NAMES))}")
+    return name
+
+
+async def _put_rate(request: web.Request, prefix: str) -> web.Response:
+    resource = _resource(request)
+    body = await json_body(request)
+    rate = field(body, "rate_s", int, required=False)
+    if rate is not None and not 1 <= rate <= 2**32 - 1:
+        raise Invalid("rate_s must be 1..4294967295 (or null to restore the default)")
+    async with runtime(request).store.sessions.begin() as session:
+        await devres.set_setting(session, f"{prefix}:{resource}", None if rate is None else str(rate))
+    return reply({"resource": resource, "rate_s": rate})
+
+
+@routes.put("/api/v1/sep2/poll-rates/{resource}")
+async def put_poll_rate(request: web.Request) -> web.Response:
+    return await _put_rate(request, "pollrate")
+
+
+@routes.put("/api/v1/sep2/post-rates/{resource}")
+async def put_post_rate(request: web.Request) -> web.Response:
+    return await _put_rate(request, "postrate")
+
+
+@routes.put("/api/v1/sep2/access/{lfdi}")
+async def put_access(request: web.Request) -> web.Response:
+    lfdi = _lfdi(request.match_info["lfdi"])
+    granted = field(await json_body(request), "granted", bool)
+    async with runtime(request).store.sessions.begin() as session:
+        await devres.set_setting(session, f"access:{lfdi}", None if granted else "revoked")
+    return reply({"lfdi": lfdi, "granted": granted})
+
+
+__all__ = ["routes", "NotFound"]

@@ -1,0 +1,188 @@
+"""``dso program ...`` and ``dso control ...``: 2030.5 DER programs and controls, through the admin API.
+
+Every command prints JSON with ``--json`` (always including ``id`` and ``href`` for the object it made)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from server.cli.common import add_config_arg, add_json_arg, admin, emit
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    add_config_arg(p)
+    add_json_arg(p)
+
+
+def _add_base_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--exp-lim-w", type=float, metavar="W", help="CSIP-AUS export limit (opModExpLimW)")
+    p.add_argument("--imp-lim-w", type=float, metavar="W", help="CSIP-AUS import limit (opModImpLimW)")
+    p.add_argument("--gen-lim-w", type=float, metavar="W", help="CSIP-AUS generation limit (opModGenLimW)")
+    p.add_argument("--load-lim-w", type=float, metavar="W", help="CSIP-AUS load limit (opModLoadLimW)")
+    p.add_argument("--target-w", type=float, metavar="W", help="active power target (opModTargetW)")
+    p.add_argument("--max-lim-w", type=float, metavar="PCT", help="max active power, %% of setMaxW (opModMaxLimW)")
+    p.add_argument("--connect", type=int, choices=(0, 1), help="opModConnect")
+    p.add_argument("--energize", type=int, choices=(0, 1), help="opModEnergize")
+    p.add_argument("--fixed-w", type=float, metavar="PCT", help="fixed active power, %% of setMaxW (opModFixedW)")
+    p.add_argument("--ramp-tms", type=int, metavar="CS", help="ramp time, hundredths of a second (rampTms)")
+
+
+def _base(args: argparse.Namespace) -> dict[str, Any]:
+    base: dict[str, Any] = {}
+    for attr, name in (("exp_lim_w", "opModExpLimW"), ("imp_lim_w", "opModImpLimW"), ("gen_lim_w", "opModGenLimW"),
+                       ("load_lim_w", "opModLoadLimW"), ("target_w", "opModTargetW")):
+        if getattr(args, attr) is not None:
+            base[name] = getattr(args, attr)
+    for attr, name in (("connect", "opModConnect"), ("energize", "opModEnergize")):
+        if getattr(args, attr) is not None:
+            base[name] = bool(getattr(args, attr))
+    # percentages on the command line; 2030.5 carries hundredths of a percent
+    if args.fixed_w is not None:
+        base["opModFixedW"] = round(args.fixed_w * 100)
+    if args.max_lim_w is not None:
+        base["opModMaxLimW"] = round(args.max_lim_w * 100)
+    if args.ramp_tms is not None:
+        base["rampTms"] = args.ramp_tms
+    return base
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    program = sub.add_parser("program", help="2030.5 DER programs and their assignment to devices")
+    psub = program.add_subparsers(dest="program_command", metavar="ACTION", required=True,
+                                  parser_class=type(program))
+    p = psub.add_parser("create", help="create a DER program")
+    p.add_argument("--name", required=True)
+    p.add_argument("--primacy", type=int, required=True, help="0..255, lower wins across programs")
+    p.add_argument("--description", default="")
+    _common(p)
+    p.set_defaults(func=cmd_program_create)
+
+    p = psub.add_parser("list", help="list programs")
+    _common(p)
+    p.set_defaults(func=cmd_program_list)
+
+    p = psub.add_parser("assign", help="assign a program to a device (through its FunctionSetAssignments)")
+    p.add_argument("--program", required=True, help="name or id")
+    p.add_argument("--lfdi", required=True)
+    p.add_argument("--fsa", default="default", help="title of the device's FSA to put it in")
+    _common(p)
+    p.set_defaults(func=cmd_program_assign)
+
+    p = psub.add_parser("default", help="set (or --clear) the program's DefaultDERControl")
+    p.add_argument("--program", required=True, help="name or id")
+    p.add_argument("--set-grad-w", type=int, help="default ramp rate, hundredths of %% of setMaxW per second")
+    p.add_argument("--clear", action="store_true", help="remove the default control")
+    _add_base_args(p)
+    _common(p)
+    p.set_defaults(func=cmd_program_default)
+
+    control = sub.add_parser("control", help="2030.5 DER controls (events)")
+    csub = control.add_subparsers(dest="control_command", metavar="ACTION", required=True,
+                                  parser_class=type(control))
+    p = csub.add_parser("create", help="create a DER control for a device or a program")
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--lfdi", help="one device (its own program, created on first use)")
+    target.add_argument("--program", help="every device the program is assigned to (name or id)")
+    p.add_argument("--start", required=True, help="ISO 8601 with time zone, or 'now'")
+    p.add_argument("--duration", type=int, required=True, metavar="SECONDS")
+    p.add_argument("--randomize-start", type=int, metavar="SECONDS")
+    p.add_argument("--randomize-duration", type=int, metavar="SECONDS")
+    p.add_argument("--primacy", type=int, help="primacy of the device's own program when it is created")
+    p.add_argument("--description", default="")
+    _add_base_args(p)
+    _common(p)
+    p.set_defaults(func=cmd_control_create)
+
+    p = csub.add_parser("cancel", help="cancel a control (it stays visible with EventStatus cancelled)")
+    p.add_argument("id", type=int)
+    p.add_argument("--randomized", action="store_true", help="devices apply their randomization (status 3)")
+    _common(p)
+    p.set_defaults(func=cmd_control_cancel)
+
+    p = csub.add_parser("list", help="list controls")
+    p.add_argument("--lfdi", help="controls reaching this device")
+    p.add_argument("--program", help="controls of this program")
+    _common(p)
+    p.set_defaults(func=cmd_control_list)
+
+    p = csub.add_parser("responses", help="Responses devices posted for a control")
+    p.add_argument("id", type=int)
+    _common(p)
+    p.set_defaults(func=cmd_control_responses)
+
+
+def _control_line(c: dict[str, Any]) -> str:
+    state = "cancelled" if c.get("cancelled_at") else "live"
+    return (f"{c['id']:>5}  {c.get('program') or c['program_id']}  start={c['start']}  {c['duration_s']}s  "
+            f"{state}  {c['base']}")
+
+
+def cmd_program_create(args: argparse.Namespace) -> int:
+    p = admin(args).call("POST", "/api/v1/programs", {"name": args.name, "primacy": args.primacy,
+                                                       "description": args.description})
+    emit(args, p, f"created program {p['id']} {p['name']} (primacy {p['primacy']})")
+    return 0
+
+
+def cmd_program_list(args: argparse.Namespace) -> int:
+    found = admin(args).call("GET", "/api/v1/programs")
+    emit(args, found, "\n".join(f"{p['id']:>5}  {p['name']}  primacy={p['primacy']}" for p in found)
+         or "no programs")
+    return 0
+
+
+def cmd_program_assign(args: argparse.Namespace) -> int:
+    r = admin(args).call("POST", f"/api/v1/programs/{args.program}/assign", {"lfdi": args.lfdi, "fsa": args.fsa})
+    emit(args, r, f"program {r['program_id']} assigned to device {r['end_device_id']} (FSA {r['href']})")
+    return 0
+
+
+def cmd_program_default(args: argparse.Namespace) -> int:
+    client = admin(args)
+    if args.clear:
+        client.call("DELETE", f"/api/v1/programs/{args.program}/default-control")
+        p = client.call("GET", f"/api/v1/programs/{args.program}")
+    else:
+        p = client.call("PUT", f"/api/v1/programs/{args.program}/default-control",
+                        {"base": _base(args), "setGradW": args.set_grad_w})
+    emit(args, p, f"program {p['id']} default control: {p['default_control']}")
+    return 0
+
+
+def cmd_control_create(args: argparse.Namespace) -> int:
+    body: dict[str, Any] = {"start": args.start, "duration_s": args.duration, "base": _base(args),
+                            "description": args.description}
+    if args.lfdi:
+        body["lfdi"] = args.lfdi
+        if args.primacy is not None:
+            body["primacy"] = args.primacy
+    else:
+        body["program"] = args.program
+    if args.randomize_start is not None:
+        body["randomize_start_s"] = args.randomize_start
+    if args.randomize_duration is not None:
+        body["randomize_duration_s"] = args.randomize_duration
+    c = admin(args).call("POST", "/api/v1/controls", body)
+    emit(args, c, f"created control {c['id']}: {_control_line(c)}")
+    return 0
+
+
+def cmd_control_cancel(args: argparse.Namespace) -> int:
+    c = admin(args).call("POST", f"/api/v1/controls/{args.id}/cancel", {"randomized": args.randomized})
+    emit(args, c, f"cancelled control {c['id']}")
+    return 0
+
+
+def cmd_control_list(args: argparse.Namespace) -> int:
+    query = "&".join(f"{k}={v}" for k, v in (("lfdi", args.lfdi), ("program", args.program)) if v)
+    found = admin(args).call("GET", "/api/v1/controls" + (f"?{query}" if query else ""))
+    emit(args, found, "\n".join(_control_line(c) for c in found) or "no controls")
+    return 0
+
+
+def cmd_control_responses(args: argparse.Namespace) -> int:
+    found = admin(args).call("GET", f"/api/v1/controls/{args.id}/responses")
+    emit(args, found, "\n".join(f"{r['id']:>5}  {r['lfdi']}  status={r['status']}  {r['created']}" for r in found)
+         or "no responses")
+    return 0

@@ -1,0 +1,157 @@
+"""DER control events, protocol-neutral: event status from time, supersession within a program, primacy across
+programs, randomization, cancellation, and the power-of-ten encoding 2030.5 uses for watts.
+
+The rules (IEEE 2030.5-2018 §10.10 / 12.1.3, CSIP §5.2):
+
+* EventStatus ``0`` scheduled (start in the future), ``1`` active (now within [start, start+duration)),
+  ``2`` cancelled, ``3`` cancelled with randomization, ``4`` superseded.
+* Within one program, an event is superseded by an overlapping event created later (creationTime; the higher id
+  breaks ties). Superseded and cancelled events stay visible with their status until their interval ends; events
+  are never silently deleted.
+* Across programs the device applies the lower primacy value; the server flags an event ``potentiallySuperseded``
+  when an event of another program assigned to the same device overlaps it.
+* Events whose interval has ended are "completed" and drop out of the lists the device polls.
+
+Nothing here knows about XML or HTTP, so the DRLC/OpenADR adapters can reuse it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any
+
+from server.core.errors import Invalid
+
+
+class EventStatus(IntEnum):
+    SCHEDULED = 0
+    ACTIVE = 1
+    CANCELLED = 2
+    CANCELLED_RANDOM = 3
+    SUPERSEDED = 4
+
+
+# DERControlBase fields staff may set; the value kinds decide how each is checked and rendered.
+WATT_FIELDS = ("opModExpLimW", "opModImpLimW", "opModGenLimW", "opModLoadLimW", "opModTargetW")
+BOOL_FIELDS = ("opModConnect", "opModEnergize")
+PERCENT_FIELDS = ("opModFixedW", "opModMaxLimW")  # hundredths of a percent (opModMaxLimW: of setMaxW)
+INT_FIELDS = ("rampTms", "opModFreqDroop")
+VAR_FIELDS = ("opModTargetVar",)
+CURVE_FIELDS = ("opModFreqWatt", "opModHFRTMayTrip", "opModHFRTMustTrip", "opModHVRTMayTrip",
+                "opModHVRTMomentaryCessation", "opModHVRTMustTrip", "opModLFRTMayTrip", "opModLFRTMustTrip",
+                "opModLVRTMayTrip", "opModLVRTMomentaryCessation", "opModLVRTMustTrip", "opModVoltVar",
+                "opModVoltWatt", "opModWattPF", "opModWattVar")
+BASE_FIELDS = WATT_FIELDS + BOOL_FIELDS + PERCENT_FIELDS + INT_FIELDS + VAR_FIELDS + CURVE_FIELDS
+
+
+def check_base(base: dict[str, Any]) -> dict[str, Any]:
+    """Validate a DERControlBase dict (values in W, %·100, s·100, curve ids) and return a clean copy."""
+    clean: dict[str, Any] = {}
+    for key, value in base.items():
+        if value is None:
+            continue
+        if key not in BASE_FIELDS:
+            raise Invalid(f"unknown DERControlBase field {key!r}")
+        if key in BOOL_FIELDS:
+            if not isinstance(value, bool):
+                raise Invalid(f"{key} must be true or false")
+        elif isinstance(value, bool) or not isinstance(value, int | float):
+            raise Invalid(f"{key} must be a number")
+        elif key in WATT_FIELDS + VAR_FIELDS:
+            if not math.isfinite(value) or abs(value) > 32767 * 10**9:
+                raise Invalid(f"{key} out of range")
+            encode_power(value)  # raises when it cannot be represented
+        elif key in PERCENT_FIELDS:
+            if not -10000 <= value <= 10000 or value != int(value):
+                raise Invalid(f"{key} is hundredths of a percent: an integer in -10000..10000")
+            value = int(value)
+        elif key in INT_FIELDS + CURVE_FIELDS:
+            if value != int(value) or not 0 <= value <= 65535:
+                raise Invalid(f"{key} must be an integer 0..65535")
+            value = int(value)
+        clean[key] = value
+    return clean
+
+
+def encode_power(watts: float) -> tuple[int, int]:
+    """(value, multiplier) with value an Int16 and value * 10**multiplier == watts when that is possible.
+
+    Fractions are kept down to milliwatts (multiplier -3). A value that is exact at no multiplier that fits Int16
+    (e.g. 32768 W) is rounded at the finest multiplier that fits (3277 x 10^1)."""
+    for mult in range(-3, 10):
+        scaled = watts / 10**mult if mult >= 0 else watts * 10**-mult
+        rounded = round(scaled)
+        if abs(scaled - rounded) < 1e-9 * max(1.0, abs(scaled)) and -32768 <= rounded <= 32767:
+            # prefer the largest value (smallest multiplier) that represents it exactly
+            if mult < 0 and rounded % 10 == 0:
+                continue
+            return int(rounded), mult
+    # not exact at any precision that fits: round at the finest multiplier that fits Int16
+    for mult in range(0, 10):
+        rounded = round(watts / 10**mult)
+        if -32768 <= rounded <= 32767:
+            return int(rounded), mult
+    raise Invalid(f"{watts} W cannot be represented as an Int16 value with a power-of-ten multiplier")
+
+
+def decode_power(value: int, multiplier: int) -> float:
+    return value * 10.0**multiplier
+
+
+@dataclass(frozen=True)
+class Interval:
+    id: int
+    program_id: int
+    primacy: int
+    creation_time: dt.datetime
+    start: dt.datetime
+    duration_s: int
+    cancelled: bool
+    cancel_randomized: bool = False
+
+    @property
+    def end(self) -> dt.datetime:
+        return self.start + dt.timedelta(seconds=self.duration_s)
+
+    def overlaps(self, other: Interval) -> bool:
+        return self.start < other.end and other.start < self.end
+
+    def newer_than(self, other: Interval) -> bool:
+        return (self.creation_time, self.id) > (other.creation_time, other.id)
+
+
+@dataclass(frozen=True)
+class Evaluated:
+    status: EventStatus
+    potentially_superseded: bool
+    completed: bool
+
+
+def evaluate(event: Interval, others: list[Interval], now: dt.datetime) -> Evaluated:
+    """Status of ``event`` at ``now`` given the other events the same device sees (any program)."""
+    completed = now >= event.end
+    if event.cancelled:
+        status = EventStatus.CANCELLED_RANDOM if event.cancel_randomized else EventStatus.CANCELLED
+        return Evaluated(status, False, completed)
+    live = [o for o in others if o.id != event.id and not o.cancelled and o.overlaps(event)]
+    if any(o.program_id == event.program_id and o.newer_than(event) for o in live):
+        return Evaluated(EventStatus.SUPERSEDED, False, completed)
+    potentially = any(o.program_id != event.program_id for o in live)
+    status = EventStatus.ACTIVE if event.start <= now < event.end else EventStatus.SCHEDULED
+    return Evaluated(status, potentially, completed)
+
+
+def winner(events: list[Interval], now: dt.datetime) -> Interval | None:
+    """The event a device should apply at ``now``: active, not superseded, lowest primacy, then newest."""
+    active = [e for e in events if evaluate(e, events, now).status == EventStatus.ACTIVE]
+    if not active:
+        return None
+    return min(active, key=lambda e: (e.primacy, -e.creation_time.timestamp(), -e.id))
+
+
+def list_order_key(e: Interval) -> tuple:
+    """DERControlList order: start time ascending, then creationTime descending (newest first), then id."""
+    return (e.start, -e.creation_time.timestamp(), -e.id)

@@ -1,0 +1,238 @@
+"""What every 2030.5 handler shares: the request scope from the TLS identity, reading/validating bodies,
+answering with ``application/sep+xml`` and 2030.5 ``Error`` bodies, list paging, mRIDs.
+
+Request scope (zero trust; every query goes through it):
+
+* a *device* client is the EndDevice whose LFDI equals its certificate's LFDI;
+* an *aggregator* client is an enrolled Aggregator (staff, or in-band registration of a device under it, create
+  it); it reaches exactly the EndDevices registered under it (and its own, if any);
+* an *unregistered* client reaches DeviceCapability, Time, an EndDeviceList showing nothing, an empty
+  MirrorUsagePointList, and may POST its own EndDevice when in-band registration is open.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+from lxml import etree
+from sqlalchemy import or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.core.errors import DomainError, Forbidden, Invalid, NotFound
+from server.core.identity import ClientIdentity
+from server.core.sep2_device import get_setting
+from server.runtime import IDENTITY, RUNTIME, Runtime
+from server.sep2 import xml
+from server.store.models import Aggregator, EndDevice
+
+log = logging.getLogger("dso.sep2")
+
+# 2030.5 Error reasonCode values
+REASON_INVALID_FORMAT = 0
+REASON_INVALID_VALUES = 1
+REASON_LIMIT = 2
+
+
+class Sep2Error(Exception):
+    def __init__(self, status: int, reason: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.reason = status, reason
+
+
+def runtime(request: web.Request) -> Runtime:
+    return request.app[RUNTIME]
+
+
+def identity(request: web.Request) -> ClientIdentity:
+    return request[IDENTITY]
+
+
+def error_response(status: int, reason: int, message: str = "") -> web.Response:
+    body = xml.E("Error", None, xml.leaf("reasonCode", reason))
+    headers = {"X-Error-Detail": message[:200].replace("\n", " ").encode("ascii", "replace").decode()}
+    return web.Response(status=status, body=xml.serialize(body), content_type=xml.MEDIA_TYPE, headers=headers)
+
+
+def reply(el: etree._Element, status: int = 200, location: str | None = None) -> web.Response:
+    headers = {"Location": location} if location else None
+    return web.Response(status=status, body=xml.serialize(el), content_type=xml.MEDIA_TYPE, headers=headers)
+
+
+def created(location: str) -> web.Response:
+    return web.Response(status=201, headers={"Location": location})
+
+
+def no_content() -> web.Response:
+    return web.Response(status=204)
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def sep2_handler(fn: Handler) -> Handler:
+    """Map every failure caused by client input to a 4xx with an Error body; never answer 5xx for it."""
+
+    @functools.wraps(fn)
+    async def wrapper(request: web.Request) -> web.StreamResponse:
+        try:
+            return await fn(request)
+        except Sep2Error as exc:
+            log.info("2030.5 %s %s -> %s: %s", request.method, request.path, exc.status, exc)
+            return error_response(exc.status, exc.reason, str(exc))
+        except xml.XmlError as exc:
+            log.info("2030.5 %s %s -> 400: %s", request.method, request.path, exc)
+            return error_response(400, REASON_INVALID_FORMAT, str(exc))
+        except DomainError as exc:
+            log.info("2030.5 %s %s -> %s: %s", request.method, request.path, exc.status, exc)
+            reason = REASON_INVALID_VALUES if exc.status in (400, 409) else REASON_INVALID_FORMAT
+            return error_response(exc.status, reason, str(exc))
+        except web.HTTPRequestEntityTooLarge:
+            return error_response(413, REASON_LIMIT, "body too large")
+        except (ValueError, OverflowError) as exc:
+            # a value the schema admits but the domain cannot hold (e.g. a timestamp beyond year 9999)
+            log.warning("2030.5 %s %s -> 400 (unmapped %s: %s)", request.method, request.path,
+                        type(exc).__name__, exc)
+            return error_response(400, REASON_INVALID_VALUES, str(exc))
+
+    return wrapper
+
+
+async def read_body(request: web.Request, *roots: str) -> etree._Element:
+    """The validated body; its root must be one of ``roots`` (local names)."""
+    ctype = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+    if ctype not in (xml.MEDIA_TYPE, "application/xml", "text/xml"):
+        raise Sep2Error(415, REASON_INVALID_FORMAT, f"content type must be {xml.MEDIA_TYPE}")
+    limit = runtime(request).settings.server.max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise Sep2Error(413, REASON_LIMIT, "body too large")
+    body = await request.content.read(limit + 1)
+    strict = runtime(request).settings.sep2.profile == "csip-aus"
+    root = xml.parse(body, strict=strict, max_bytes=limit)
+    if roots and xml.local_name(root) not in roots:
+        raise Sep2Error(400, REASON_INVALID_FORMAT, f"expected {' or '.join(roots)}, got {xml.local_name(root)}")
+    return root
+
+
+def path_int(request: web.Request, name: str) -> int:
+    raw = request.match_info[name]
+    if not raw.isdigit() or len(raw) > 9:
+        raise NotFound(f"no such resource {request.path}")
+    return int(raw)
+
+
+# ---------------------------------------------------------------------------------------------------- paging
+@dataclass(frozen=True)
+class Page:
+    start: int
+    limit: int
+    after: dt.datetime | None
+
+    def slice(self, items: list[Any]) -> list[Any]:
+        return items[self.start:self.start + self.limit]
+
+
+MAX_LIMIT = 255  # the most items one page returns (a bigger l is honoured up to this)
+
+
+def page(request: web.Request) -> Page:
+    """``s`` (start, default 0), ``l`` (limit, default 1 as 2030.5 specifies), ``a`` (after, epoch seconds)."""
+
+    def num(name: str, default: int) -> int:
+        raw = request.query.get(name)
+        if raw is None:
+            return default
+        if not raw.isdigit() or int(raw) > 2**32 - 1:
+            raise Sep2Error(400, REASON_INVALID_VALUES, f"query parameter {name} must be 0..4294967295")
+        return int(raw)
+
+    after = request.query.get("a")
+    return Page(num("s", 0), min(num("l", 1), MAX_LIMIT),
+                dt.datetime.fromtimestamp(num("a", 0), dt.UTC) if after is not None else None)
+
+
+def list_element(tag: str, href: str, items: list[etree._Element], total: int,
+                 poll_rate: int | None = None, subscribable: bool = False) -> etree._Element:
+    attrs: dict[str, Any] = {"href": href}
+    if subscribable:
+        attrs["subscribable"] = 0
+    attrs.update({"all": total, "results": len(items)})
+    if poll_rate is not None:
+        attrs["pollRate"] = poll_rate
+    return xml.E(tag, attrs, items)
+
+
+# ------------------------------------------------------------------------------------------------------ mRID
+def mrid(kind: int, ident: int, pen: int, version: int = 0) -> str:
+    """A server mRID: 24 hex digits naming the object, then the PEN as 8 decimal digits (CSIP-AUS)."""
+    return f"{kind:04X}{version:08X}{ident:012X}{pen % 10**8:08d}"
+
+
+MRID_PROGRAM, MRID_CONTROL, MRID_DEFAULT, MRID_FSA, MRID_RSET = 1, 2, 3, 4, 5
+
+
+def parse_control_mrid(value: str, pen: int) -> int | None:
+    value = value.strip().upper()
+    if len(value) != 32 or not value.endswith(f"{pen % 10**8:08d}"):
+        return None
+    try:
+        kind, ident = int(value[:4], 16), int(value[12:24], 16)
+    except ValueError:
+        return None
+    return ident if kind == MRID_CONTROL else None
+
+
+def epoch(t: dt.datetime) -> int:
+    return int(t.timestamp())
+
+
+# ----------------------------------------------------------------------------------------------------- scope
+@dataclass
+class Scope:
+    lfdi: str
+    sfdi: int
+    aggregator: Aggregator | None
+    device: EndDevice | None  # the client's own EndDevice, if registered
+
+    @property
+    def is_aggregator(self) -> bool:
+        return self.aggregator is not None
+
+    def visible_filter(self):
+        conds = [EndDevice.lfdi == self.lfdi]
+        if self.aggregator is not None:
+            conds.append(EndDevice.aggregator_id == self.aggregator.id)
+        return or_(*conds)
+
+
+async def scope_of(request: web.Request, session: AsyncSession) -> Scope:
+    ident = identity(request)
+    if await get_setting(session, f"access:{ident.lfdi}") == "revoked":
+        raise Forbidden("access for this client has been revoked")
+    agg = await session.scalar(select(Aggregator).where(Aggregator.lfdi == ident.lfdi))
+    device = await session.scalar(select(EndDevice).where(EndDevice.lfdi == ident.lfdi))
+    return Scope(ident.lfdi, ident.sfdi, agg, device)
+
+
+async def visible_devices(session: AsyncSession, scope: Scope) -> list[EndDevice]:
+    return list(await session.scalars(select(EndDevice).where(scope.visible_filter(), EndDevice.enabled.is_(True))
+                                      .order_by(EndDevice.sfdi, EndDevice.id)))
+
+
+async def device_in_scope(session: AsyncSession, scope: Scope, device_id: int) -> EndDevice:
+    """The EndDevice ``device_id`` if the caller may reach it; otherwise 404 (existence is not disclosed)."""
+    device = await session.get(EndDevice, device_id)
+    if device is None or not device.enabled:
+        raise NotFound(f"no EndDevice {device_id}")
+    if device.lfdi != scope.lfdi and not (scope.aggregator and device.aggregator_id == scope.aggregator.id):
+        raise Forbidden(f"EndDevice {device_id} is not yours")
+    return device
+
+
+def invalid(message: str) -> Invalid:
+    return Invalid(message)

@@ -1,0 +1,135 @@
+"""IEEE 2030.5 tables: DER programs, their assignment to devices (FunctionSetAssignments), DER controls, default
+controls, device Responses, resources the devices PUT (DER capability/settings/status/availability,
+ConnectionPoint), MirrorUsagePoints, and a small key/value table for protocol settings staff change at runtime
+(poll/post rates, client access)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from server.store.models.base import Base
+from server.store.types import UtcDateTime, utcnow
+
+
+class Sep2Program(Base):
+    """A DERProgram. Lower ``primacy`` wins across programs. ``default_control`` holds the DefaultDERControl."""
+
+    __tablename__ = "sep2_program"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    description: Mapped[str] = mapped_column(String(32), default="")
+    primacy: Mapped[int] = mapped_column(Integer, default=1)
+    # DefaultDERControl: {"base": {...DERControlBase fields...}, "setGradW": int|None, ...}; None = none defined
+    default_control: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    default_version: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+    changed_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+
+
+class Sep2Fsa(Base):
+    """A FunctionSetAssignments of one EndDevice: the programs listed under it apply to that device."""
+
+    __tablename__ = "sep2_fsa"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    end_device_id: Mapped[int] = mapped_column(ForeignKey("end_device.id", ondelete="CASCADE"), index=True)
+    title: Mapped[str] = mapped_column(String(32), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+    programs: Mapped[list[Sep2FsaProgram]] = relationship(cascade="all, delete-orphan", lazy="selectin")
+
+
+class Sep2FsaProgram(Base):
+    __tablename__ = "sep2_fsa_program"
+
+    fsa_id: Mapped[int] = mapped_column(ForeignKey("sep2_fsa.id", ondelete="CASCADE"), primary_key=True)
+    program_id: Mapped[int] = mapped_column(ForeignKey("sep2_program.id", ondelete="CASCADE"), primary_key=True)
+
+
+class Sep2Control(Base):
+    """A DERControl event. Never deleted by staff actions: cancellation sets ``cancelled_at``; supersession and
+    the active/scheduled state are computed from time (``server.core.der_controls``)."""
+
+    __tablename__ = "sep2_control"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    program_id: Mapped[int] = mapped_column(ForeignKey("sep2_program.id", ondelete="CASCADE"), index=True)
+    description: Mapped[str] = mapped_column(String(32), default="")
+    creation_time: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+    start: Mapped[dt.datetime] = mapped_column(UtcDateTime, index=True)
+    duration_s: Mapped[int] = mapped_column(Integer)
+    randomize_start_s: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    randomize_duration_s: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # DERControlBase fields, e.g. {"opModExpLimW": 5000.0, "opModConnect": true, "rampTms": 100}
+    base: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # responseRequired bit field (0 = none; 3 = received + started/completed etc.)
+    response_required: Mapped[int] = mapped_column(Integer, default=3)
+    cancelled_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    # a cancellation the device should apply with its randomization (EventStatus 3)
+    cancel_randomized: Mapped[bool] = mapped_column(Boolean, default=False)
+    changed_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+
+
+class Sep2Response(Base):
+    """A Response a device POSTed to a control's replyTo."""
+
+    __tablename__ = "sep2_response"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    control_id: Mapped[int] = mapped_column(ForeignKey("sep2_control.id", ondelete="CASCADE"), index=True)
+    end_device_id: Mapped[int | None] = mapped_column(ForeignKey("end_device.id", ondelete="SET NULL"), index=True)
+    lfdi: Mapped[str] = mapped_column(String(40))
+    status: Mapped[int] = mapped_column(Integer)
+    created_date_time: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    received_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class Sep2DeviceResource(Base):
+    """A resource a device maintains by PUT (stored as the validated XML it sent): ``dercap``, ``derg`` (settings),
+    ``ders`` (status), ``dera`` (availability), ``cp`` (CSIP-AUS ConnectionPoint)."""
+
+    __tablename__ = "sep2_device_resource"
+
+    end_device_id: Mapped[int] = mapped_column(ForeignKey("end_device.id", ondelete="CASCADE"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    body: Mapped[str] = mapped_column(Text)
+    changed_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+
+
+class Sep2Mup(Base):
+    """A MirrorUsagePoint a device (or aggregator) created; readings are appended as MirrorMeterReading XML."""
+
+    __tablename__ = "sep2_mup"
+    __table_args__ = (UniqueConstraint("owner_lfdi", "mrid"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    owner_lfdi: Mapped[str] = mapped_column(String(40), index=True)
+    device_lfdi: Mapped[str] = mapped_column(String(40))
+    mrid: Mapped[str] = mapped_column(String(32))
+    body: Mapped[str] = mapped_column(Text)
+    readings: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+    changed_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+
+
+class Sep2MupReading(Base):
+    __tablename__ = "sep2_mup_reading"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    mup_id: Mapped[int] = mapped_column(ForeignKey("sep2_mup.id", ondelete="CASCADE"), index=True)
+    body: Mapped[str] = mapped_column(Text)
+    received_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class Sep2Setting(Base):
+    """Runtime protocol settings staff change through the admin API (poll/post rates, client access)."""
+
+    __tablename__ = "sep2_setting"
+
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[str] = mapped_column(String(400))
