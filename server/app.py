@@ -20,6 +20,7 @@ from server.config import Settings
 from server.core.outbox import OutboxWorker, delivery_ssl_context
 from server.observability import Handler, observe_middleware
 from server.openadr import setup as openadr_setup
+from server.orchestration.scheduler import Scheduler
 from server.runtime import IDENTITY, RUNTIME, Runtime
 from server.store import create_store
 from server.store.migrate import upgrade
@@ -78,9 +79,11 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
     rt = await open_runtime(settings)
     ssl_ctx = server_context(settings)  # keys are loaded once, here
     rt.outbox = OutboxWorker(rt.store, settings.delivery, delivery_context(settings))
+    rt.scheduler = Scheduler(rt.store, settings.orchestration)
     runners: list[web.AppRunner] = []
     try:
         await rt.outbox.start()
+        await rt.scheduler.start()
         protocol = web.AppRunner(create_protocol_app(rt), access_log=None, handle_signals=False)
         admin = web.AppRunner(create_admin_app(rt), access_log=None, handle_signals=False)
         for runner in (protocol, admin):
@@ -97,6 +100,7 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
     finally:
         for runner in reversed(runners):
             await runner.cleanup()
+        await rt.scheduler.stop()
         await rt.outbox.stop()
         await rt.store.close()
         log.info("stopped")

@@ -117,6 +117,17 @@ class DeliverySettings:
 
 
 @dataclass
+class OrchestrationSettings:
+    enabled: bool = True
+    forecast_interval_s: int = 900
+    forecast_horizon_s: int = 86_400
+    forecast_step_s: int = 900
+    forecast_history_days: int = 28
+    # how often a non-leader process retries for the scheduler's leader lock (PostgreSQL)
+    leader_retry_s: int = 30
+
+
+@dataclass
 class LoggingSettings:
     level: str = "INFO"
     # "json", "text", or "auto" (JSON when stderr is not a TTY)
@@ -132,6 +143,7 @@ class Settings:
     sep2: Sep2Settings = field(default_factory=Sep2Settings)
     openadr: OpenAdrSettings = field(default_factory=OpenAdrSettings)
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
+    orchestration: OrchestrationSettings = field(default_factory=OrchestrationSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     # directory the config file lives in; relative paths resolve against it
     base_dir: Path = field(default_factory=Path.cwd)
@@ -157,7 +169,7 @@ class Settings:
         return {name: dataclasses.asdict(getattr(self, name)) for name in SECTIONS}
 
 
-SECTIONS = ("server", "admin", "database", "pki", "sep2", "openadr", "delivery", "logging")
+SECTIONS = ("server", "admin", "database", "pki", "sep2", "openadr", "delivery", "orchestration", "logging")
 
 
 def _url_host(host: str) -> str:
@@ -249,6 +261,9 @@ def _validate(s: Settings) -> None:
         raise ConfigError(f"{where}: openadr.vtn_id must not be empty or all lower case")
     if s.openadr.max_body_bytes <= 0 or s.openadr.poll_freq_s <= 0:
         raise ConfigError(f"{where}: openadr.max_body_bytes and openadr.poll_freq_s must be positive")
+    o = s.orchestration
+    if o.forecast_interval_s < 10 or o.leader_retry_s < 1:
+        raise ConfigError(f"{where}: orchestration.forecast_interval_s must be >= 10 and leader_retry_s >= 1")
     if s.logging.format not in ("json", "text", "auto"):
         raise ConfigError(f"{where}: logging.format must be json, text or auto")
 

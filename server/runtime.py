@@ -10,6 +10,7 @@ from server.config import Settings
 from server.core.identity import ClientIdentity
 from server.core.outbox import OutboxWorker
 from server.observability import Metrics
+from server.orchestration.scheduler import Scheduler
 from server.store import Store
 
 
@@ -22,6 +23,7 @@ class Runtime:
     metrics: Metrics = field(default_factory=Metrics)
     # set while the server runs; producers call ``outbox.wake()`` after committing messages
     outbox: OutboxWorker | None = None
+    scheduler: Scheduler | None = None
 
 
 RUNTIME = web.AppKey("runtime", Runtime)

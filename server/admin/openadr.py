@@ -22,7 +22,7 @@ from typing import Any
 from aiohttp import web
 
 from server.admin.common import field, json_body, reply, runtime
-from server.core import oadr_events, opts, reports, telemetry
+from server.core import oadr_events, opts, reports
 from server.core import vens as vens_core
 from server.core.errors import Invalid
 from server.store.types import utcnow
@@ -233,18 +233,3 @@ async def list_opts(request: web.Request) -> web.Response:
 async def list_reports(request: web.Request) -> web.Response:
     async with runtime(request).store.sessions() as session:
         return reply(await reports.list_reports(session, request.query.get("ven")))
-
-
-@routes.get("/api/v1/telemetry")
-async def query_telemetry(request: web.Request) -> web.Response:
-    q = request.query
-    try:
-        limit = int(q.get("limit", "1000"))
-    except ValueError:
-        raise Invalid("limit must be an integer") from None
-    async with runtime(request).store.sessions() as session:
-        rows = await telemetry.query(session, source_kind=q.get("source_kind"), source_id=q.get("source_id"),
-                                     resource=q.get("resource"), measurement=q.get("measurement"),
-                                     since=_when(q.get("since"), "since"), until=_when(q.get("until"), "until"),
-                                     limit=limit)
-    return reply(rows)

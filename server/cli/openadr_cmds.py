@@ -1,4 +1,4 @@
-"""``dso ven ...``, ``dso event ...``, ``dso opt list``, ``dso report ...``, ``dso telemetry``: OpenADR for staff."""
+"""``dso ven ...``, ``dso event ...``, ``dso opt list``, ``dso report ...``: OpenADR for staff."""
 
 from __future__ import annotations
 
@@ -88,13 +88,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("ven")
     p.add_argument("report_request_id")
 
-    p = _p(sub, "telemetry", "recent telemetry values", cmd_telemetry)
-    p.add_argument("--source-kind")
-    p.add_argument("--source-id")
-    p.add_argument("--resource")
-    p.add_argument("--measurement")
-    p.add_argument("--since", help="ISO 8601")
-    p.add_argument("--limit", type=int, default=50)
 
 
 def _ven_line(v: dict) -> str:
@@ -226,16 +219,6 @@ def cmd_report_cancel(args: argparse.Namespace) -> int:
     emit(args, r, f"oadrCancelReport queued for {args.report_request_id}")
     return 0
 
-
-def cmd_telemetry(args: argparse.Namespace) -> int:
-    params = {"source_kind": args.source_kind, "source_id": args.source_id, "resource": args.resource,
-              "measurement": args.measurement, "since": args.since, "limit": args.limit}
-    query = urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
-    rows = admin(args).call("GET", f"/api/v1/telemetry?{query}")
-    lines = [f"{r['ts']}  {r['source_id']:<22} {r['resource']:<12} {r['measurement']:<14} {r['value']} {r['unit']}"
-             for r in rows]
-    emit(args, rows, "\n".join(lines) or "no telemetry")
-    return 0
 
 
 def _q(value: str) -> str:

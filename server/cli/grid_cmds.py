@@ -1,0 +1,189 @@
+"""``dso grid``, ``dso forecast`` and ``dso telemetry``: the grid model, its forecasts and the data under them."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import urllib.parse
+from pathlib import Path
+
+from server.cli.common import CliError, add_config_arg, add_json_arg, admin, emit
+from server.cli.durations import seconds
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    g = sub.add_parser("grid", help="feeders, transformers and groups, and what is in them")
+    gsub = g.add_subparsers(dest="grid_command", metavar="ACTION", required=True, parser_class=type(g))
+    p = gsub.add_parser("create", help="create a grid node")
+    p.add_argument("name")
+    p.add_argument("--kind", choices=["feeder", "transformer", "group"], default="feeder")
+    p.add_argument("--parent", help="the node above this one")
+    p.add_argument("--timezone", default="UTC", help="IANA zone of the area, e.g. America/Denver")
+    p.add_argument("--lat", type=float, help="latitude (needed for PV forecasts)")
+    p.add_argument("--lon", type=float, help="longitude")
+    p.add_argument("--import-limit-kw", type=float)
+    p.add_argument("--export-limit-kw", type=float)
+    add_config_arg(p)
+    add_json_arg(p)
+    p.set_defaults(func=cmd_create)
+    p = gsub.add_parser("list", help="list grid nodes")
+    add_config_arg(p)
+    add_json_arg(p)
+    p.set_defaults(func=cmd_list)
+    p = gsub.add_parser("add", help="count a device or VEN in a node")
+    p.add_argument("node")
+    who = p.add_mutually_exclusive_group(required=True)
+    who.add_argument("--lfdi", help="a 2030.5 device")
+    who.add_argument("--ven", metavar="VENID", help="an OpenADR VEN")
+    add_config_arg(p)
+    add_json_arg(p)
+    p.set_defaults(func=cmd_add)
+
+    p = sub.add_parser("forecast", help="forecast a grid node now (or show the latest stored forecast)")
+    p.add_argument("--node", required=True)
+    p.add_argument("--horizon", type=seconds, default=None, help="e.g. 24h (default from config)")
+    p.add_argument("--step", type=seconds, default=None, help="e.g. 15m (default from config)")
+    p.add_argument("--history", type=seconds, default=None, help="history to learn from, e.g. 28d")
+    p.add_argument("--target", choices=["load", "pv"], default="load")
+    p.add_argument("--latest", action="store_true", help="show the latest stored forecast instead of running one")
+    p.add_argument("--plot", metavar="FILE.png", help="also draw the forecast (needs matplotlib)")
+    add_config_arg(p)
+    add_json_arg(p)
+    p.set_defaults(func=cmd_forecast)
+
+    t = sub.add_parser("telemetry", help="import and read telemetry")
+    tsub = t.add_subparsers(dest="telemetry_command", metavar="ACTION", required=True, parser_class=type(t))
+    p = tsub.add_parser("import", help="import a CSV of time,value rows (ISO 8601 times with offset)")
+    p.add_argument("file", help="CSV file, '-' for stdin; a header row is skipped")
+    who = p.add_mutually_exclusive_group(required=True)
+    who.add_argument("--lfdi", help="readings of a 2030.5 device")
+    who.add_argument("--ven", metavar="VENID", help="readings of an OpenADR VEN")
+    p.add_argument("--measurement", default="realPower")
+    p.add_argument("--unit", default="W")
+    p.add_argument("--scale", default="none", help="SI prefix of the values: k, M, none, ...")
+    add_config_arg(p)
+    add_json_arg(p)
+    p.set_defaults(func=cmd_import)
+    p = tsub.add_parser("show", help="recent telemetry values, newest first")
+    p.add_argument("--source-kind", help="device, ven, modbus")
+    p.add_argument("--source-id", help="LFDI, venID, gateway id")
+    p.add_argument("--resource")
+    p.add_argument("--measurement")
+    p.add_argument("--since", help="ISO 8601 with offset")
+    p.add_argument("--until", help="ISO 8601 with offset")
+    p.add_argument("--limit", type=int, default=50)
+    add_config_arg(p)
+    add_json_arg(p)
+    p.set_defaults(func=cmd_show)
+
+
+def _node_line(n: dict) -> str:
+    parent = f" under {n['parent']}" if n.get("parent") else ""
+    return f"{n['id']:>4}  {n['name']:20} {n['kind']:12} members={len(n['members'])}{parent}"
+
+
+def cmd_create(args: argparse.Namespace) -> int:
+    body = {"name": args.name, "kind": args.kind, "parent": args.parent, "timezone": args.timezone,
+            "latitude": args.lat, "longitude": args.lon, "import_limit_kw": args.import_limit_kw,
+            "export_limit_kw": args.export_limit_kw}
+    node = admin(args).call("POST", "/api/v1/grid/nodes", body)
+    emit(args, node, f"created {node['kind']} {node['name']} (id {node['id']})")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    nodes = admin(args).call("GET", "/api/v1/grid/nodes")
+    emit(args, nodes, "\n".join(_node_line(n) for n in nodes) or "no grid nodes")
+    return 0
+
+
+def cmd_add(args: argparse.Namespace) -> int:
+    kind, ident = ("device", args.lfdi) if args.lfdi else ("ven", args.ven)
+    node = admin(args).call("POST", f"/api/v1/grid/nodes/{urllib.parse.quote(args.node, safe='')}/members",
+                            {"kind": kind, "id": ident})
+    emit(args, node, _node_line(node))
+    return 0
+
+
+def cmd_forecast(args: argparse.Namespace) -> int:
+    client = admin(args)
+    if args.latest:
+        run = client.call("GET", f"/api/v1/forecasts/{urllib.parse.quote(args.node, safe='')}?target={args.target}")
+    else:
+        body: dict = {"node": args.node, "target": args.target}
+        if args.horizon:
+            body["horizon_s"] = args.horizon
+        if args.step:
+            body["step_s"] = args.step
+        if args.history:
+            body["history_days"] = max(1, args.history // 86400)
+        run = client.call("POST", "/api/v1/forecasts", body)
+    if args.plot:
+        plot(run, Path(args.plot))
+    points = run["points"]
+    lines = [f"{run['target']} forecast for {run['node']} issued {run['issued_at']} by {run['model']} "
+             f"({run['history_points']} history intervals), W:"]
+    lines += [f"  {p['ts']}  {p['mean']:12.1f}  [{p['q10']:.1f} .. {p['q90']:.1f}]" for p in points]
+    lines += [f"  note: {n}" for n in run["notes"]]
+    emit(args, run, "\n".join(lines))
+    return 0
+
+
+def plot(run: dict, path: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise CliError("--plot needs matplotlib: pip install 'opendso[plot]'") from None
+    import datetime as dt
+
+    ts = [dt.datetime.fromisoformat(p["ts"]) for p in run["points"]]
+    fig, ax = plt.subplots(figsize=(10, 4))
+    ax.fill_between(ts, [p["q10"] / 1000 for p in run["points"]], [p["q90"] / 1000 for p in run["points"]],
+                    alpha=0.3, label="80 % interval")
+    ax.plot(ts, [p["mean"] / 1000 for p in run["points"]], label="mean")
+    ax.set_title(f"{run['target']} forecast, {run['node']} (issued {run['issued_at'][:16]}Z)")
+    ax.set_ylabel("kW")
+    ax.legend()
+    fig.autofmt_xdate()
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    handle = sys.stdin if args.file == "-" else open(args.file, newline="")  # noqa: SIM115
+    with handle:
+        rows = []
+        for i, row in enumerate(csv.reader(handle)):
+            if not row:
+                continue
+            try:
+                rows.append([row[0].strip(), float(row[1])])
+            except (IndexError, ValueError):
+                if i == 0:
+                    continue  # header
+                raise CliError(f"{args.file}: line {i + 1} is not 'time,value'") from None
+    kind, ident = ("device", args.lfdi) if args.lfdi else ("ven", args.ven)
+    client = admin(args)
+    stored = 0
+    for start in range(0, len(rows), 50_000):
+        out = client.call("POST", "/api/v1/telemetry", {
+            "source_kind": kind, "source_id": ident, "measurement": args.measurement, "unit": args.unit,
+            "scale": args.scale, "readings": rows[start:start + 50_000]})
+        stored += out["stored"]
+    emit(args, {"stored": stored}, f"stored {stored} readings")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    params = {"source_kind": args.source_kind, "source_id": args.source_id, "resource": args.resource,
+              "measurement": args.measurement, "since": args.since, "until": args.until, "limit": args.limit}
+    query = urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
+    rows = admin(args).call("GET", f"/api/v1/telemetry?{query}")
+    lines = [f"{r['ts']}  {r['source_id']:<22} {r['resource']:<12} {r['measurement']:<14} {r['value']} {r['unit']}"
+             for r in rows]
+    emit(args, rows, "\n".join(lines) or "no telemetry")
+    return 0
