@@ -15,7 +15,7 @@ import numpy as np
 from scipy.optimize import minimize
 
 from ._common import DAY_S, QUANTILE_LEVELS, Forecast, LocalClock
-from .solar import clear_sky, sun_position
+from .solar import sun_position
 
 
 class _History:
@@ -181,20 +181,27 @@ class SlotOLS(_History):
 
 
 class _ClearSkyBase(_History):
-    """Clear-sky power = capacity x clear-sky GHI / 1000 W/m2 (horizontal, no orientation learning)."""
+    """Clear-sky power from the same learned clear-sky model as ours (orientation, scale and AC limit fitted
+    on the training data), so the baselines differ from our model only in how they forecast the index."""
 
     def __init__(self, latitude: float, longitude: float, capacity_w: float, altitude_m: float = 0.0) -> None:
         self.lat, self.lon, self.cap, self.alt = latitude, longitude, capacity_w, altitude_m
 
+    def fit(self, t: np.ndarray, y: np.ndarray):  # type: ignore[no-untyped-def]
+        from .pv import PVForecaster
+
+        self._cs = PVForecaster(self.lat, self.lon, altitude_m=self.alt)
+        self._cs.fit_clear_sky(t, y)
+        return super().fit(t, y)
+
     def _pcs(self, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         sun = sun_position(t, self.lat, self.lon)
-        ghi, _, _ = clear_sky(sun, self.alt)
-        return self.cap * ghi / 1000.0, sun.zenith
+        return self._cs.clear_power(t), sun.zenith
 
     def _csi(self, t: np.ndarray, y: np.ndarray) -> np.ndarray:
         pcs, zen = self._pcs(t)
         k = np.full(len(y), np.nan)
-        day = zen < 85
+        day = (zen < 85) & (pcs > 0.05 * self._cs.pmax)
         k[day] = np.clip(y[day] / pcs[day], 0, 1.5)
         return k
 
@@ -227,7 +234,7 @@ class CSIOLS(_ClearSkyBase):
             self.coef[h - 1] = np.linalg.lstsq(A, z[ok], rcond=None)[0]
 
     def predict(self, tf: np.ndarray) -> Forecast:
-        k = self._csi(self.t[-8:], self.y[-8:])
+        k = self._csi(self.t[-4:], self.y[-4:])
         fin = np.flatnonzero(np.isfinite(k))
         last = k[fin[-1]] if len(fin) else np.nan
         h = np.clip(self._idx(tf) - len(self.y) + 1, 1, self.max_lead)
@@ -251,7 +258,8 @@ class Conformal:
 
         start = t[-1] - np.timedelta64(self.cal_days * 86400, "s")
         res = rolling_origin(self.make, t, y, start, t[-1], self.mode, self.tz, refit_days=None)
-        block = int(np.round((86400 if self.mode == "day-ahead" else 3600) / (t[1] - t[0]).astype(int)))
+        # Quantiles per position in the issued block (time of day for day-ahead, one block for 1 h ahead).
+        block = int(np.round(86400 / (t[1] - t[0]).astype(int))) if self.mode == "day-ahead" else 1
         pos = np.arange(len(res.t)) % block
         err = res.actual - res.mean
         self.q = np.zeros((block, len(QUANTILE_LEVELS)))
