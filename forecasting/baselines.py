@@ -196,7 +196,7 @@ class _ClearSkyBase(_History):
 
     def _pcs(self, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         sun = sun_position(t, self.lat, self.lon)
-        return self._cs.clear_power(t), sun.zenith
+        return self._cs.clear_power(t, physical_only=True), sun.zenith
 
     def _csi(self, t: np.ndarray, y: np.ndarray) -> np.ndarray:
         pcs, zen = self._pcs(t)

@@ -35,6 +35,8 @@ from .solar import clear_sky, cos_angle_of_incidence, plane_of_array, sun_positi
 DAY_ZENITH = 85.0  # above this the sun is too low for a meaningful clear-sky index
 SHORT_HOURS = 6.0
 K_BANDS = np.array([0.35, 0.75])
+# Prior for the short-lead index regression: half the last index, half the time-of-day climatology.
+PRIOR_SHORT = np.array([0.0, 0.5, 0, 0, 0, 0.5, 0, 0, 0, 0])
 
 
 class PVForecaster:
@@ -105,13 +107,18 @@ class PVForecaster:
         self.y = self._clean(yy)
         check_not_all_nan(self.y)
         self._learn_clear_sky()
+        self._learn_sky_correction()
         return self
 
-    def clear_power(self, t: object) -> np.ndarray:
-        """Clear-sky AC power (W) of the learned model at UTC instants ``t``."""
+    def clear_power(self, t: object, physical_only: bool = False) -> np.ndarray:
+        """Clear-sky AC power (W) of the learned model at UTC instants ``t``.
+
+        ``physical_only`` leaves out the empirical sky-position correction (shading, reflections, model
+        error), i.e. returns the plane-of-array model with learned orientation and scale only.
+        """
         if not hasattr(self, "scale"):
             raise RuntimeError("call fit() first")
-        return self._clear_power(as_utc_datetime64(t))
+        return self._clear_power(as_utc_datetime64(t), correct=not physical_only)
 
     def update(self, t_new: object, y_new: object) -> PVForecaster:
         """Append observations after the current data; regressions are kept, indices extended."""
@@ -186,10 +193,14 @@ class PVForecaster:
         elif np.isfinite(y).sum() > 100:
             hi = np.nanquantile(y, 0.999)
             y[y > 2.0 * hi] = np.nan
-        # Stuck sensor: identical non-zero readings for two hours or more.
+        # Stuck sensor: identical non-zero readings for two hours or more.  Runs at the top of the range
+        # are the inverter clipping at its AC limit on a clear day, which is real output.
         fin = np.isfinite(y)
+        top = self.capacity_w or (np.nanmax(y) if fin.any() else 0.0)
+        if hasattr(self, "pmax"):
+            top = max(top, self.pmax)
         same = np.zeros(len(y), dtype=bool)
-        same[1:] = (y[1:] == y[:-1]) & fin[1:] & (y[1:] > 0)
+        same[1:] = (y[1:] == y[:-1]) & fin[1:] & (y[1:] > 0) & (y[1:] < 0.95 * top)
         run = max(2, 7200 // self.step_s)
         if same.sum() >= run:
             starts = np.flatnonzero(np.diff(np.concatenate(([0], same.astype(np.int8)))) == 1)
@@ -217,7 +228,7 @@ class PVForecaster:
         tot = np.bincount(day, weights=np.nan_to_num(y))
         rough = np.bincount(day, weights=d2) / np.maximum(tot, 1e-9)
         nan_days = np.bincount(day, weights=np.isnan(y).astype(float))
-        good = (tot > 0.2 * np.nanmax(tot)) & (nan_days == 0)
+        good = (tot > 0.2 * np.nanmax(tot)) & (nan_days <= self.S // 48)
         self.shift_s = 0.0
         if good.sum() < 2 or (self.tilt is not None and self.azimuth is not None and self.capacity_w):
             self.tilt = default_tilt if self.tilt is None else self.tilt
@@ -251,11 +262,58 @@ class PVForecaster:
             f"time shift {self.shift_s:+.0f} s, scale {self.scale:.3g} W per W/m2, AC limit {self.pmax:.4g} W"
         )
 
-    def _clear_power(self, t: np.ndarray) -> np.ndarray:
+    def _learn_sky_correction(self) -> None:
+        """Empirical clear-sky correction by sun position (azimuth x elevation cells).
+
+        Nearby objects shade the array at fixed sun positions and the simple clear-sky model is off by a few
+        percent at low sun; both show up as a clear-sky index that is not ~1 on clear days.  The 95th
+        percentile of the index in each cell (it is reached on clear days) becomes a multiplicative
+        correction, smoothed over neighbouring cells and limited to 0.6..1.4.
+        """
+        self._corr = None
+        sun, *_ = self._geometry(self.t, self.shift_s)
+        pcs = self._clear_power(self.t, correct=False)
+        ok = np.isfinite(self.y) & (pcs > 0.05 * self.pmax) & (sun.zenith < DAY_ZENITH) & (self.y < 0.97 * self.pmax)
+        if ok.sum() < 2000:
+            return
+        k = self.y[ok] / pcs[ok]
+        ia, ie = self._cell(sun.azimuth[ok], sun.zenith[ok])
+        na, ne = 36, 18
+        cell = ia * ne + ie
+        order = np.argsort(cell, kind="stable")
+        cs, ks = cell[order], k[order]
+        bounds = np.searchsorted(cs, np.arange(na * ne + 1))
+        table = np.full(na * ne, np.nan)
+        for c in range(na * ne):
+            a, b = bounds[c], bounds[c + 1]
+            if b - a >= 20:
+                table[c] = np.quantile(ks[a:b], 0.95)
+        T = table.reshape(na, ne)
+        fin = np.isfinite(T)
+        if fin.sum() < 10:
+            return
+        pad_v = np.pad(np.where(fin, T, 0.0), 1)
+        pad_c = np.pad(fin.astype(float), 1)
+        sv = sum(pad_v[1 + da : 1 + da + na, 1 + de : 1 + de + ne] for da in (-1, 0, 1) for de in (-1, 0, 1))
+        sc = sum(pad_c[1 + da : 1 + da + na, 1 + de : 1 + de + ne] for da in (-1, 0, 1) for de in (-1, 0, 1))
+        sm = np.where(sc > 0, sv / np.maximum(sc, 1), 1.0)
+        self._corr = np.clip(np.where(fin, 0.5 * T + 0.5 * sm, sm), 0.6, 1.4)
+
+    @staticmethod
+    def _cell(azimuth: np.ndarray, zenith: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        ia = np.clip((azimuth // 10).astype(int), 0, 35)
+        ie = np.clip(((90.0 - zenith) // 5).astype(int), 0, 17)
+        return ia, ie
+
+    def _clear_power(self, t: np.ndarray, correct: bool = True) -> np.ndarray:
         sun, ghi, dni, dhi = self._geometry(t, self.shift_s)
         assert self.tilt is not None and self.azimuth is not None
         poa = plane_of_array(sun, dni, dhi, ghi, self.tilt, self.azimuth)
-        p = np.minimum(self.scale * poa, self.pmax)
+        p = self.scale * poa
+        if correct and getattr(self, "_corr", None) is not None:
+            ia, ie = self._cell(sun.azimuth, sun.zenith)
+            p = p * self._corr[ia, ie]
+        p = np.minimum(p, self.pmax)
         # The index is undefined with the sun behind the array or too low.
         p[(sun.zenith >= 90) | (cos_angle_of_incidence(sun, self.tilt, self.azimuth) < -0.5)] = 0.0
         return p
@@ -296,7 +354,14 @@ class PVForecaster:
             last[fill] = v[fill]
         has_recent = np.isfinite(last).astype(float)
         last = np.where(np.isfinite(last), last, k1h)
-        return np.column_stack([last, k1h, k1d, k7, has_recent])
+        # Mean absolute step-to-step change of the index over the last hour (0 when unknown).
+        dk = np.abs(np.diff(k, prepend=np.nan))
+        dk = np.where(np.isfinite(dk), dk, 0.0)
+        cd = np.concatenate(([0.0], np.cumsum(dk)))
+        a = np.clip(j - h, 0, len(k))
+        b = np.clip(j, 0, len(k))
+        var = (cd[b] - cd[a]) / np.maximum(b - a, 1)
+        return np.column_stack([last, k1h, k1d, k7, has_recent, var])
 
     def _climatology(self, k: np.ndarray, j: np.ndarray, slots: np.ndarray) -> np.ndarray:
         """Mean index at the target's time of day (+-1 h) over the 30 whole days before the issue index ``j``.
@@ -337,14 +402,17 @@ class PVForecaster:
             return np.where(cnt > 0, (dv[D, s] - dv[D0, s]) / np.maximum(cnt, 1), np.nan)
 
     def _design(self, feats: np.ndarray, clim: np.ndarray, short: bool) -> np.ndarray:
-        last, k1h, k1d, k7, has = feats.T
+        last, k1h, k1d, k7, has, var = feats.T
         clim = np.where(np.isfinite(clim), clim, k7)
         if short:
-            return np.column_stack([np.ones(len(last)), last * has, k1h, k1d, k7, clim, has])
+            # The variability of the last hour says how fast the index reverts to its climatology.
+            return np.column_stack(
+                [np.ones(len(last)), last * has, k1h, k1d, k7, clim, has, var, var * last, last * clim]
+            )
         return np.column_stack([np.ones(len(last)), k1d, k7, clim])
 
     def _fit_regressions(self) -> None:
-        S, n = self.S, len(self.y)
+        S = self.S
         self.n_short = max(1, int(SHORT_HOURS * 3600 // self.step_s))
         start = 8 * S
         day = np.flatnonzero(np.isfinite(self.k) & (self.pcs > 0.05 * self.pmax))
@@ -352,22 +420,25 @@ class PVForecaster:
         if len(day) > 60000:  # bound the fitting cost on long histories (keep the newest rows)
             day = day[-60000:]
         slots = day % S  # slot relative to the history start; only equality matters
-        self.coef_short = np.zeros((self.n_short, 7))
+        self.coef_short = np.zeros((self.n_short, 10))
         # Day-ahead rows: issued at the start of the target's (UTC-aligned) day.
         j_da = day - (day % S)
         clim_da = self._climatology(self.k, j_da, slots)
         X_da = self._design(self._features_at(self.k, j_da), clim_da, short=False)
-        self.coef_da = _wls(X_da, self.pcs[day], self.y[day])
+        self.coef_da = _wls(X_da, self.pcs[day], self.y[day], np.array([0.0, 0.0, 0.5, 0.5]))
         resid_da = (self.y[day] - np.minimum(self.pcs[day] * (X_da @ self.coef_da), self.pmax)) / self.pcs[day]
         k_da = X_da @ self.coef_da
         # Short-lead rows, a thinned set of leads, interpolated in between.
-        nodes = np.unique(np.round(np.geomspace(1, self.n_short, min(self.n_short, 10))).astype(int))
+        nodes = np.unique(np.concatenate([
+            np.arange(1, min(self.n_short, 8) + 1),
+            np.round(np.geomspace(1, self.n_short, min(self.n_short, 10))).astype(int),
+        ]))
         coefs, qs_nodes = [], []
         for h in nodes:
             j = day - h + 1
             clim = self._climatology(self.k, j, slots) if h > 4 else clim_da
             X = self._design(self._features_at(self.k, j), clim, short=True)
-            c = _wls(X, self.pcs[day], self.y[day])
+            c = _wls(X, self.pcs[day], self.y[day], PRIOR_SHORT)
             coefs.append(c)
             kh = X @ c
             r = (self.y[day] - np.minimum(self.pcs[day] * kh, self.pmax)) / self.pcs[day]
@@ -397,7 +468,7 @@ class PVForecaster:
         feats = st["feats"]
         j = st["j"]
         if self.mode != "full":
-            last, k1h, k1d, k7, has = feats[0]
+            last, k1h, k1d, k7, has, _ = feats[0]
             base = k1d if np.isfinite(k1d) else 0.7
             return float(last if lead <= 4 and has else base)
         clim = self._climatology(self.k, j, np.array([slot]))
@@ -454,11 +525,18 @@ class PVForecaster:
         return out
 
 
-def _wls(X: np.ndarray, pcs: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Least squares of ``y ~ pcs * (X @ beta)``, i.e. the index regression judged in power units."""
+def _wls(X: np.ndarray, pcs: np.ndarray, y: np.ndarray, prior: np.ndarray | None = None) -> np.ndarray:
+    """Least squares of ``y ~ pcs * (X @ beta)``, i.e. the index regression judged in power units.
+
+    Shrunk towards ``prior`` with the weight of about 200 rows, which only matters on short histories
+    (a few weeks of daylight give unstable coefficients otherwise).
+    """
     A = X * pcs[:, None]
-    G = A.T @ A + 1e-6 * np.trace(A.T @ A) * np.eye(X.shape[1])
-    return np.linalg.solve(G, A.T @ y)
+    G = A.T @ A
+    p = X.shape[1]
+    lam = np.trace(G) / p * 200.0 / max(len(y), 1)
+    b0 = np.zeros(p) if prior is None else prior
+    return np.linalg.solve(G + lam * np.eye(p), A.T @ y + lam * b0)
 
 
 def _band_quantiles(r: np.ndarray, k_hat: np.ndarray) -> np.ndarray:
