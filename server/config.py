@@ -262,8 +262,8 @@ def _validate(s: Settings) -> None:
     if s.openadr.max_body_bytes <= 0 or s.openadr.poll_freq_s <= 0:
         raise ConfigError(f"{where}: openadr.max_body_bytes and openadr.poll_freq_s must be positive")
     o = s.orchestration
-    if o.forecast_interval_s < 10 or o.leader_retry_s < 1:
-        raise ConfigError(f"{where}: orchestration.forecast_interval_s must be >= 10 and leader_retry_s >= 1")
+    if o.forecast_interval_s < 1 or o.leader_retry_s < 1:
+        raise ConfigError(f"{where}: orchestration.forecast_interval_s and leader_retry_s >= 1")
     if s.logging.format not in ("json", "text", "auto"):
         raise ConfigError(f"{where}: logging.format must be json, text or auto")
 

@@ -39,12 +39,18 @@ def aggregate(rows: list[tuple[str, str, dt.datetime, float]], start: dt.datetim
               buckets: int) -> tuple[np.ndarray, int]:
     """Sum per-source interval means into one node series.
 
-    Inside a source's reporting span a missing interval makes the node value unknown (NaN): summing the others
-    would look like a load drop. Before its first and after its last report a source counts as absent (0), so a
-    device installed last week does not erase the feeder's history.
+    * Inside a source's reporting span a missing interval makes the node value unknown (NaN): summing the others
+      would look like a load drop.
+    * Before a source's first report it counts as absent (0) while others report, so a device installed last
+      week does not erase the feeder's history; where no source reported at all the node is unknown.
+    * The series ends at the last interval every recently reporting source has reached, so readings still on
+      their way (a device posting every 15 minutes) are not mistaken for a drop. A source silent for two days
+      counts as removed.
     """
     total = np.zeros(buckets)
     unknown = np.zeros(buckets, dtype=bool)
+    reporting = np.zeros(buckets, dtype=int)
+    lasts: list[int] = []
     by_source: dict[tuple[str, str], list[tuple[float, float]]] = {}
     t0 = start.timestamp()
     for kind, source, ts, value in rows:
@@ -62,9 +68,15 @@ def aggregate(rows: list[tuple[str, str, dt.datetime, float]], start: dt.datetim
         span[idx.min(): idx.max() + 1] = True
         have = counts > 0
         total[have] += sums[have] / counts[have]
+        reporting += have
         unknown |= span & ~have
+        lasts.append(int(idx.max()))
+    unknown |= reporting == 0
+    recent = [last for last in lasts if last >= buckets - 2 * 86_400 // step_s]
+    if recent:
+        unknown[min(recent) + 1:] = True
     total[unknown] = np.nan
-    return total, len(by_source)
+    return total, len(lasts)
 
 
 async def node_series(session: AsyncSession, name: str, measurement: str, step_s: int, since: dt.datetime,
@@ -125,12 +137,14 @@ async def run_forecast(store: Store, name: str, horizon_s: int = 86_400, step_s:
     if valid < 2:
         raise Invalid(f"not enough {measurement} telemetry for {name!r} in the last {history_days} days "
                       f"({valid} intervals)")
-    t = series.times()
+    # learn from the first known interval on: leading unknowns only dilute the history
+    first = int(np.argmax(np.isfinite(series.values)))
+    t, y = series.times()[first:], series.values[first:]
     t_future = np.datetime64(int(until.timestamp()), "s") + np.arange(1, horizon_s // step_s + 1) * \
         np.timedelta64(step_s, "s")
     try:
         model, mean, q10, q90, notes = await asyncio.get_running_loop().run_in_executor(
-            None, _fit_predict, target, node_dict, t, series.values, t_future)
+            None, _fit_predict, target, node_dict, t, y, t_future)
     except ValueError as exc:  # the forecaster's own "cannot fit this" answers
         raise Invalid(f"forecast for {name!r} failed: {exc}") from None
     run = ForecastRun(target=target, measurement=measurement, issued_at=now, step_s=step_s, horizon_s=horizon_s,

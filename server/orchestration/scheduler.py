@@ -43,17 +43,19 @@ class Scheduler:
 
     async def _try_lead(self) -> bool:
         if self.store.backend != "postgresql":
+            self.leader = True
             return True
         if self._lock_conn is None:
             self._lock_conn = await self.store.engine.connect()
         got = (await self._lock_conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": LEADER_LOCK})).scalar()
         await self._lock_conn.commit()
-        return bool(got)
+        self.leader = bool(got)
+        return self.leader
 
     async def _elect(self) -> None:
         while not self.leader:
             try:
-                self.leader = await self._try_lead()
+                await self._try_lead()
             except Exception:  # the database may be restarting; try again later
                 log.exception("leader election failed")
                 self._lock_conn = None
@@ -74,4 +76,11 @@ class Scheduler:
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
         if self._lock_conn is not None:
-            await self._lock_conn.close()  # releases the advisory lock
+            # the pool would keep the session (and its lock) alive: unlock explicitly, then drop the connection
+            try:
+                if self.leader:
+                    await self._lock_conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": LEADER_LOCK})
+            finally:
+                await self._lock_conn.invalidate()
+                await self._lock_conn.close()
+            self.leader = False
