@@ -5,7 +5,7 @@ Protocol (identical for our models and for the baselines):
 * The model is fitted on everything strictly before the first issue time, then moved forward origin by
   origin: before each issue time it receives, through ``update``, exactly the observations that became
   available since the previous origin, and every ``refit_days`` it is refitted on the data before the origin.
-  The model object never sees a value at or after its issue time (``tests/forecasting`` pins this with a
+  The model object never sees a value at or after its issue time (``tests/forecasting_tests`` pins this with a
   spying model).
 * Day-ahead: issued at 00:00 local time, forecasting the 24 h of the local day that starts then.
 * Hour-ahead: issued at every step, forecasting the single value one hour after the newest observation
