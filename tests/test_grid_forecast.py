@@ -73,8 +73,9 @@ def test_forecast_a_feeder_from_imported_telemetry(server, tmp_path):
     # the node is the sum of both meters: between 0.6 and 1.4 of 3 kW, shaped like the history
     assert 1500 < means.min() and means.max() < 4500 and means.max() - means.min() > 600
     assert all(p["q10"] <= p["mean"] <= p["q90"] for p in points)
-    latest = dso_json("forecast", "--node", "feeder-1", "--latest", "--json", *cfg)
+    latest = dso_json("forecast", "--node", "feeder-1", "--latest", "--json", *cfg, "--plot", str(tmp_path / "f.png"))
     assert latest["id"] == run["id"] and latest["points"] == points
+    assert (tmp_path / "f.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_scheduler_forecasts_every_node_with_members(scheduled_server, tmp_path):
