@@ -18,6 +18,7 @@ from server import sep2
 from server.admin import create_admin_app
 from server.config import Settings
 from server.core.outbox import OutboxWorker, delivery_ssl_context
+from server.modbus.gateway import ModbusGateway
 from server.observability import Handler, observe_middleware
 from server.openadr import setup as openadr_setup
 from server.orchestration.scheduler import Scheduler
@@ -80,10 +81,12 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
     ssl_ctx = server_context(settings)  # keys are loaded once, here
     rt.outbox = OutboxWorker(rt.store, settings.delivery, delivery_context(settings))
     rt.scheduler = Scheduler(rt.store, settings.orchestration)
+    rt.modbus = ModbusGateway(rt.store, settings.modbus, is_leader=lambda: rt.scheduler.leader)
     runners: list[web.AppRunner] = []
     try:
         await rt.outbox.start()
         await rt.scheduler.start()
+        await rt.modbus.start()
         protocol = web.AppRunner(create_protocol_app(rt), access_log=None, handle_signals=False)
         admin = web.AppRunner(create_admin_app(rt), access_log=None, handle_signals=False)
         for runner in (protocol, admin):
@@ -100,6 +103,7 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
     finally:
         for runner in reversed(runners):
             await runner.cleanup()
+        await rt.modbus.stop()
         await rt.scheduler.stop()
         await rt.outbox.stop()
         await rt.store.close()

@@ -128,6 +128,14 @@ class OrchestrationSettings:
 
 
 @dataclass
+class ModbusSettings:
+    """SunSpec Modbus TCP gateway (devices themselves are registered with `dso modbus add`)."""
+
+    enabled: bool = True
+    timeout_s: int = 3
+
+
+@dataclass
 class LoggingSettings:
     level: str = "INFO"
     # "json", "text", or "auto" (JSON when stderr is not a TTY)
@@ -144,6 +152,7 @@ class Settings:
     openadr: OpenAdrSettings = field(default_factory=OpenAdrSettings)
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
     orchestration: OrchestrationSettings = field(default_factory=OrchestrationSettings)
+    modbus: ModbusSettings = field(default_factory=ModbusSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     # directory the config file lives in; relative paths resolve against it
     base_dir: Path = field(default_factory=Path.cwd)
@@ -169,7 +178,7 @@ class Settings:
         return {name: dataclasses.asdict(getattr(self, name)) for name in SECTIONS}
 
 
-SECTIONS = ("server", "admin", "database", "pki", "sep2", "openadr", "delivery", "orchestration", "logging")
+SECTIONS = ("server", "admin", "database", "pki", "sep2", "openadr", "delivery", "orchestration", "modbus", "logging")
 
 
 def _url_host(host: str) -> str:

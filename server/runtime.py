@@ -9,6 +9,7 @@ from aiohttp import web
 from server.config import Settings
 from server.core.identity import ClientIdentity
 from server.core.outbox import OutboxWorker
+from server.modbus.gateway import ModbusGateway
 from server.observability import Metrics
 from server.orchestration.scheduler import Scheduler
 from server.store import Store
@@ -24,6 +25,7 @@ class Runtime:
     # set while the server runs; producers call ``outbox.wake()`` after committing messages
     outbox: OutboxWorker | None = None
     scheduler: Scheduler | None = None
+    modbus: ModbusGateway | None = None
 
 
 RUNTIME = web.AppKey("runtime", Runtime)

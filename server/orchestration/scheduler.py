@@ -32,12 +32,13 @@ class Scheduler:
         self._elector: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        if not self.settings.enabled:
-            log.info("scheduler disabled by configuration")
-            return
+        # the election runs even with jobs disabled: other leader-only work (the Modbus gateway) relies on it
         s = self.settings
-        self.scheduler.add_job(self.forecast_job, "interval", seconds=s.forecast_interval_s, id="forecast",
-                               max_instances=1, coalesce=True, misfire_grace_time=s.forecast_interval_s)
+        if s.enabled:
+            self.scheduler.add_job(self.forecast_job, "interval", seconds=s.forecast_interval_s, id="forecast",
+                                   max_instances=1, coalesce=True, misfire_grace_time=s.forecast_interval_s)
+        else:
+            log.info("scheduled jobs disabled by configuration")
         self.scheduler.start(paused=True)
         self._elector = asyncio.create_task(self._elect(), name="scheduler-election")
 

@@ -3,6 +3,7 @@
 from server.store.models.base import Base
 from server.store.models.devices import Aggregator, EndDevice
 from server.store.models.grid import ForecastPoint, ForecastRun, GridNode, GridNodeMember
+from server.store.models.modbus import ModbusDevice
 from server.store.models.openadr import (
     OadrEvent,
     OadrEventResponse,
@@ -28,7 +29,7 @@ from server.store.models.sep2 import (
 )
 from server.store.models.telemetry import TelemetryReading
 
-__all__ = ["Base", "Aggregator", "EndDevice", "ForecastPoint", "ForecastRun", "GridNode", "GridNodeMember", "OutboxMessage", "Ven", "OadrEvent", "OadrEventResponse", "OadrEventVen",
+__all__ = ["Base", "Aggregator", "EndDevice", "ForecastPoint", "ForecastRun", "GridNode", "GridNodeMember", "ModbusDevice", "OutboxMessage", "Ven", "OadrEvent", "OadrEventResponse", "OadrEventVen",
            "OadrNonce", "OadrOpt", "OadrQueued", "OadrReportDescription", "OadrReportRequest", "TelemetryReading",
            "Sep2Control", "Sep2DeviceResource", "Sep2Fsa", "Sep2FsaProgram", "Sep2Mup", "Sep2MupReading",
            "Sep2Program", "Sep2Response", "Sep2Setting"]
