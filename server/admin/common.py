@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from typing import Any
 
@@ -42,3 +43,16 @@ def field(body: dict[str, Any], name: str, kind: type | tuple[type, ...], requir
 
 def reply(data: Any, status: int = 200) -> web.Response:
     return web.json_response(data, status=status, dumps=lambda o: json.dumps(o, default=str))
+
+
+def parse_time(value: str, name: str) -> dt.datetime:
+    """ISO 8601 with a UTC offset, or ``now``; as aware UTC."""
+    if value == "now":
+        return dt.datetime.now(dt.UTC)
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise Invalid(f"{name} must be ISO 8601 or 'now', got {value!r}") from None
+    if parsed.tzinfo is None:
+        raise Invalid(f"{name} must carry a time zone (e.g. 2026-01-01T00:00:00Z)")
+    return parsed.astimezone(dt.UTC)

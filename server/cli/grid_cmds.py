@@ -36,6 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     who = p.add_mutually_exclusive_group(required=True)
     who.add_argument("--lfdi", help="a 2030.5 device")
     who.add_argument("--ven", metavar="VENID", help="an OpenADR VEN")
+    who.add_argument("--modbus", metavar="NAME", help="an inverter behind the SunSpec Modbus gateway")
     add_config_arg(p)
     add_json_arg(p)
     p.set_defaults(func=cmd_add)
@@ -99,7 +100,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_add(args: argparse.Namespace) -> int:
-    kind, ident = ("device", args.lfdi) if args.lfdi else ("ven", args.ven)
+    kind, ident = (("device", args.lfdi) if args.lfdi else ("ven", args.ven) if args.ven
+                   else ("modbus", args.modbus))
     node = admin(args).call("POST", f"/api/v1/grid/nodes/{urllib.parse.quote(args.node, safe='')}/members",
                             {"kind": kind, "id": ident})
     emit(args, node, _node_line(node))

@@ -1,0 +1,37 @@
+"""``dso dispatch``: one decision about a grid node, sent to every resource under it in its own protocol."""
+
+from __future__ import annotations
+
+import argparse
+
+from server.cli.common import add_config_arg, add_json_arg, admin, emit
+from server.cli.durations import seconds
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("dispatch", help="limit, connect/disconnect or call demand response on a grid node")
+    p.add_argument("--node", required=True)
+    p.add_argument("--start", default="now", help="ISO 8601 with offset, or now")
+    p.add_argument("--duration", type=seconds, required=True, help="e.g. 3600, 90m, 2h")
+    p.add_argument("--export-limit-w", type=float, help="per site (2030.5 opModExpLimW)")
+    p.add_argument("--import-limit-w", type=float, help="per site (2030.5 opModImpLimW)")
+    p.add_argument("--gen-limit-w", type=float, help="per site (2030.5 opModGenLimW)")
+    p.add_argument("--connect", type=int, choices=[0, 1])
+    p.add_argument("--dr-level", type=int, choices=[0, 1, 2, 3], help="OpenADR SIMPLE level for VENs")
+    p.add_argument("--description", default="")
+    add_config_arg(p)
+    add_json_arg(p)
+    p.set_defaults(func=cmd_dispatch)
+
+
+def cmd_dispatch(args: argparse.Namespace) -> int:
+    body = {"node": args.node, "start": args.start, "duration_s": args.duration, "description": args.description,
+            "export_limit_w": args.export_limit_w, "import_limit_w": args.import_limit_w,
+            "generation_limit_w": args.gen_limit_w, "dr_level": args.dr_level,
+            "connect": None if args.connect is None else bool(args.connect)}
+    out = admin(args).call("POST", "/api/v1/dispatch", {k: v for k, v in body.items() if v is not None})
+    lines = [f"dispatch to {out['node']}: {len(out['sep2_controls'])} 2030.5 control(s), "
+             f"{len(out['openadr_events'])} OpenADR event(s), {len(out['modbus_applied'])} Modbus write(s)"]
+    lines += [f"  skipped: {s}" for s in out["skipped"]]
+    emit(args, out, "\n".join(lines))
+    return 0

@@ -1,0 +1,80 @@
+"""One dispatch to a grid node reaches a 2030.5 device (DERControl), an OpenADR VEN (event) and a SunSpec
+Modbus inverter (model 123 write) under it, through the real server and `dso`."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from sunspec_sim import SunSpecSimulator
+from support import LiveServer, dso, dso_json
+
+from server.modbus import sunspec
+
+
+@pytest.fixture
+def server(tmp_path):
+    s = LiveServer(tmp_path / "dso", extra_env={"DSO_ORCHESTRATION_ENABLED": "false"}).init().start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def fleet(server):
+    """A feeder holding one enrolled 2030.5 device, one enrolled VEN and one polled Modbus inverter."""
+    cfg = ["-c", server.config]
+    device = server.issue_device("site-1")
+    dso("device", "enroll", "--lfdi", device["lfdi"], *cfg)
+    ven_cert = server.issue_ven("vpp-1")
+    ven = dso_json("ven", "enroll", "--name", "vpp-1", "--fingerprint", ven_cert["fingerprint"], "--json", *cfg)
+    with SunSpecSimulator() as sim:
+        dso("modbus", "add", "inv-1", "--host", "127.0.0.1", "--port", str(sim.port), "--poll", "1", *cfg)
+        deadline = time.monotonic() + 20
+        while not server.admin("GET", "/api/v1/telemetry?source_id=inv-1&measurement=ratedPower")[1]:
+            assert time.monotonic() < deadline, server.log()[-2000:]
+            time.sleep(0.3)
+        dso("grid", "create", "feeder-9", *cfg)
+        dso("grid", "add", "feeder-9", "--lfdi", device["lfdi"], *cfg)
+        dso("grid", "add", "feeder-9", "--ven", ven["ven_id"], *cfg)
+        dso("grid", "add", "feeder-9", "--modbus", "inv-1", *cfg)
+        yield {"device": device, "ven": ven, "sim": sim, "cfg": cfg}
+
+
+def test_an_export_limit_reaches_every_protocol(server, fleet):
+    cfg = fleet["cfg"]
+    out = dso_json("dispatch", "--node", "feeder-9", "--duration", "1h", "--export-limit-w", "2500", "--json", *cfg)
+    assert out["skipped"] == []
+    [control] = out["sep2_controls"]
+    assert control["lfdi"] == fleet["device"]["lfdi"] and control["base"] == {"opModExpLimW": 2500}
+    listed = dso_json("control", "list", "--lfdi", fleet["device"]["lfdi"], "--json", *cfg)
+    assert [c["id"] for c in listed] == [control["id"]]
+    [event] = out["openadr_events"]
+    assert event["signal_name"] == "LOAD_DISPATCH" and event["intervals"][0]["value"] == -2500
+    events = dso_json("event", "list", "--json", *cfg)
+    assert [e["id"] for e in events] == [event["id"]]
+    # the inverter is rated 5000 W: 2500 W is 50 %, written as 500 with its scale factor of -1
+    sim = fleet["sim"]
+    base = sim.address_of(123)
+    assert sim.registers[base + sunspec.WMAXLIMPCT] == 500 and sim.registers[base + sunspec.WMAXLIM_ENA] == 1
+    assert out["modbus_applied"][0]["device"] == "inv-1"
+
+
+def test_a_demand_response_level_goes_to_vens_only(server, fleet):
+    out = dso_json("dispatch", "--node", "feeder-9", "--duration", "30m", "--dr-level", "2", "--json",
+                   *fleet["cfg"])
+    assert out["sep2_controls"] == [] and out["modbus_applied"] == []
+    [event] = out["openadr_events"]
+    assert event["signal_name"] == "SIMPLE" and event["intervals"][0]["value"] == 2
+    assert any("device" in s for s in out["skipped"])
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["--duration", "1h"], "needs a limit"),
+    (["--duration", "1h", "--export-limit-w", "-5"], "must not be negative"),
+    (["--duration", "1h", "--export-limit-w", "5", "--start", "tomorrow"], "ISO 8601"),
+])
+def test_bad_dispatches_are_refused_and_store_nothing(server, fleet, args, needle):
+    proc = dso("dispatch", "--node", "feeder-9", *args, *fleet["cfg"], check=False)
+    assert proc.returncode == 1 and needle in proc.stderr
+    assert dso_json("control", "list", "--json", *fleet["cfg"]) == []
+    assert dso_json("event", "list", "--json", *fleet["cfg"]) == []
