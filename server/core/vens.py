@@ -167,8 +167,11 @@ async def cancel_registration(session: AsyncSession, ven: Ven) -> None:
     await session.flush()
 
 
-async def touch(session: AsyncSession, ven: Ven) -> None:
-    ven.last_seen_at = utcnow()
+async def touch(session: AsyncSession, ven: Ven, every_s: int = 30) -> None:
+    """Record that the VEN was seen; at most every ``every_s`` so that a poll stays a read-only transaction."""
+    now = utcnow()
+    if ven.last_seen_at is None or (now - ven.last_seen_at).total_seconds() >= every_s:
+        ven.last_seen_at = now
 
 
 # ---------------------------------------------------------------------------------------------- queue

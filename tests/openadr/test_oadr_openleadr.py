@@ -152,9 +152,9 @@ def _responses(server, event_id: str, count: int):
     return event["responses"] if len(event["responses"]) >= count else None
 
 
-async def test_unsigned_ven_and_two_vens_isolated(tmp_path):
-    """Without XML signatures; an event for one VEN never reaches the other."""
-    server = await asyncio.to_thread(start_server, tmp_path / "dso")
+async def test_unsigned_ven_and_two_vens_isolated(tmp_path, database_url):
+    """Without XML signatures; an event for one VEN never reaches the other. On SQLite and PostgreSQL."""
+    server = await asyncio.to_thread(start_server, tmp_path / "dso", database_url=database_url)
     watch = SchemaWatch()
     a = await asyncio.to_thread(enroll, server, "ven-a")
     b = await asyncio.to_thread(enroll, server, "ven-b", True)  # RSA certificate: the RSA TLS suite

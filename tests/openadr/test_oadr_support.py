@@ -29,8 +29,8 @@ FAST_ENV = {
 logging.getLogger("openleadr").setLevel(logging.WARNING)
 
 
-def start_server(home: Path, **env: str) -> LiveServer:
-    return LiveServer(home, extra_env={**FAST_ENV, **env}).init().start()
+def start_server(home: Path, database_url: str = "", **env: str) -> LiveServer:
+    return LiveServer(home, database_url=database_url, extra_env={**FAST_ENV, **env}).init().start()
 
 
 def vtn_fingerprint(server: LiveServer) -> str:
