@@ -10,6 +10,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from server.openadr import codec, event, opt, poll, register_party, report, signing  # noqa: F401 - registers handlers
+from server.openadr.pollcache import PollCache
 from server.openadr.push import PushWorker
 from server.openadr.transport import HANDLERS, VTN, Vtn, endpoint
 from server.runtime import RUNTIME
@@ -25,7 +26,8 @@ def setup(app: web.Application) -> None:
     key = s.path(s.openadr.signing_key or s.pki.server_key)
     if s.openadr.sign_replies or cert.exists():
         signer = signing.Signer(cert, key)
-    vtn = Vtn(settings=s, schema=codec.schema(), signer=signer)
+    # the idle-poll cache is only sound with one writer process: the embedded SQLite store
+    vtn = Vtn(settings=s, schema=codec.schema(), signer=signer, poll_cache=PollCache(rt.store.backend == "sqlite"))
     app[VTN] = vtn
     prefix = s.openadr.prefix.rstrip("/")
     for service in HANDLERS:
@@ -40,5 +42,6 @@ def setup(app: web.Application) -> None:
         app[PUSH] = worker
         yield
         await worker.stop()
+        vtn.poll_cache.close()
 
     app.cleanup_ctx.append(push_context)

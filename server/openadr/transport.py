@@ -31,6 +31,7 @@ from server.core import vens as vens_core
 from server.core.errors import Conflict, DomainError, Invalid, NotFound
 from server.core.identity import ClientIdentity
 from server.openadr import codec, signing
+from server.openadr.pollcache import PollCache
 from server.runtime import IDENTITY, RUNTIME, Runtime
 from server.store.models import OadrNonce, Ven
 from server.store.types import utcnow
@@ -74,6 +75,7 @@ class Vtn:
     settings: Settings
     schema: etree.XMLSchema
     signer: signing.Signer | None
+    poll_cache: PollCache
     wake_push: Callable[[], None] = field(default=lambda: None)
 
 
@@ -151,8 +153,10 @@ def error(vtn: Vtn, code: int, description: str, request_id: str | None = None,
 
 
 async def read_capped(request: web.Request, cap: int) -> bytes:
-    if request.content_length is not None and request.content_length > cap:
-        raise web.HTTPRequestEntityTooLarge(max_size=cap, actual_size=request.content_length)
+    if request.content_length is not None:
+        if request.content_length > cap:
+            raise web.HTTPRequestEntityTooLarge(max_size=cap, actual_size=request.content_length)
+        return await request.read()  # the length is known and within the cap
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.content.iter_chunked(65536):
@@ -194,6 +198,14 @@ def endpoint(service: str) -> Callable[[web.Request], Awaitable[web.StreamRespon
             return error(vtn, NOT_RECOGNIZED, f"{kind} is not handled by the {service} service", request_id)
         identity: ClientIdentity = request[IDENTITY]
         signed = root.find(codec.q("ds", "Signature")) is not None
+        settings = rt.settings.openadr
+        cacheable = (kind == "oadrPoll" and not signed and not settings.require_signatures
+                     and not (settings.sign_replies and vtn.signer is not None))
+        if cacheable:
+            idle = vtn.poll_cache.lookup(identity.fingerprint, claimed)
+            if idle is not None:
+                return web.Response(body=idle, content_type="application/xml")
+        generation = vtn.poll_cache.generation
         try:
             async with rt.store.sessions.begin() as session:
                 if signed:
@@ -221,6 +233,9 @@ def endpoint(service: str) -> Callable[[web.Request], Awaitable[web.StreamRespon
             return error(vtn, INVALID_DATA, f"invalid value: {exc}"[:300], request_id)
         if kind in {"oadrCreatedEvent", "oadrCreatePartyRegistration", "oadrUpdateReport"}:
             vtn.wake_push()
-        return xml_response(vtn, reply)
+        body = render(vtn, reply)
+        if cacheable and ctx._ven is not None and codec.local(reply) == "oadrResponse":
+            vtn.poll_cache.remember(identity.fingerprint, ctx._ven.ven_id, body, generation)
+        return web.Response(body=body, content_type="application/xml")
 
     return handle

@@ -1,0 +1,87 @@
+"""A fast path for the common oadrPoll: a registered VEN with nothing queued.
+
+Most polls find an empty queue. On the embedded SQLite store the server process is the only writer (the CLI goes
+through the admin API of that same process), so the process can remember "this certificate is VEN x, registered,
+with nothing queued" and answer the next unsigned poll without a database round trip. Any flush or commit that
+touches a VEN or the message queue clears the whole cache first, so a remembered "empty" never outlives a change;
+entries also expire after ``TTL_S`` so that ``last_seen_at`` keeps being recorded by the full path.
+
+On PostgreSQL several processes may share the store, so the cache is switched off there and every poll reads the
+database (cross-process invalidation, e.g. LISTEN/NOTIFY, would be needed to enable it). Signed polls always take
+the full path: their ReplayProtect nonce must be recorded.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+from server.store.models import OadrQueued, Ven
+
+TTL_S = 20.0
+
+
+@dataclass(frozen=True)
+class Idle:
+    ven_id: str
+    answer: bytes  # the rendered oadrResponse for this VEN (an unsigned poll carries no requestID)
+    expires: float
+
+
+class PollCache:
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self._idle: dict[str, Idle] = {}  # TLS fingerprint -> idle VEN
+        # bumped by every invalidation: a poll only remembers what it read if no change began meanwhile
+        self.generation = 0
+        if enabled:
+            # class-level listeners: every session of this process (protocol and admin listeners alike)
+            event.listen(Session, "after_flush", self._after_flush)
+            event.listen(Session, "after_commit", self._after_commit)
+            event.listen(Session, "after_bulk_update", self._after_bulk)
+            event.listen(Session, "after_bulk_delete", self._after_bulk)
+
+    def close(self) -> None:
+        if self.enabled:
+            event.remove(Session, "after_flush", self._after_flush)
+            event.remove(Session, "after_commit", self._after_commit)
+            event.remove(Session, "after_bulk_update", self._after_bulk)
+            event.remove(Session, "after_bulk_delete", self._after_bulk)
+            self.enabled = False
+        self._idle.clear()
+
+    def lookup(self, fingerprint: str, claimed_ven_id: str | None) -> bytes | None:
+        if not self.enabled:
+            return None
+        idle = self._idle.get(fingerprint)
+        if idle is None or idle.ven_id != claimed_ven_id or idle.expires < time.monotonic():
+            return None
+        return idle.answer
+
+    def remember(self, fingerprint: str, ven_id: str, answer: bytes, generation: int) -> None:
+        """Remember an idle VEN, unless an invalidation happened since ``generation`` was read."""
+        if self.enabled and generation == self.generation:
+            self._idle[fingerprint] = Idle(ven_id, answer, time.monotonic() + TTL_S)
+
+    def clear(self) -> None:
+        self.generation += 1
+        self._idle.clear()
+
+    # ------------------------------------------------------------------ invalidation
+    def _after_flush(self, session: Session, _context) -> None:
+        for obj in (*session.new, *session.dirty, *session.deleted):
+            if isinstance(obj, Ven | OadrQueued):
+                # cleared before the commit too: a poll racing the commit cannot re-learn a stale "empty"
+                session.info["oadr_poll_dirty"] = True
+                self.clear()
+                return
+
+    def _after_commit(self, session: Session) -> None:
+        if session.info.pop("oadr_poll_dirty", False):
+            self.clear()
+
+    def _after_bulk(self, update_context) -> None:
+        self.clear()
