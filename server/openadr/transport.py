@@ -167,11 +167,15 @@ async def read_capped(request: web.Request, cap: int) -> bytes:
     return b"".join(chunks)
 
 
-async def _check_nonce(session: AsyncSession, verified: signing.Verified) -> None:
+async def _record_nonce(session: AsyncSession, verified: signing.Verified) -> None:
+    """Insert the nonce; a nonce seen before violates the primary key (no read first: one round trip less per
+    signed message, and the constraint also settles two copies racing in through different connections)."""
     key = f"{verified.fingerprint}/{verified.nonce}"[:200]
-    if await session.get(OadrNonce, key) is not None:
-        raise OadrError(NOT_REGISTERED_OR_AUTHORIZED, "signature rejected: ReplayProtect nonce already used")
     session.add(OadrNonce(nonce=key, seen_at=utcnow()))
+    try:
+        await session.flush()
+    except IntegrityError:
+        raise OadrError(NOT_REGISTERED_OR_AUTHORIZED, "signature rejected: ReplayProtect nonce already used") from None
 
 
 def endpoint(service: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
@@ -206,18 +210,19 @@ def endpoint(service: str) -> Callable[[web.Request], Awaitable[web.StreamRespon
             if idle is not None:
                 return web.Response(body=idle, content_type="application/xml")
         generation = vtn.poll_cache.generation
+        verified = None
+        if signed:  # pure CPU: checked before any database connection is taken
+            try:
+                verified = signing.verify(root, identity.fingerprint, dt.timedelta(seconds=settings.replay_window_s))
+            except signing.SignatureRejected as exc:
+                return error(vtn, NOT_REGISTERED_OR_AUTHORIZED, f"signature rejected: {exc}", request_id)
+        elif settings.require_signatures:
+            return error(vtn, NOT_REGISTERED_OR_AUTHORIZED, "signature rejected: this VTN requires signed messages",
+                         request_id)
         try:
             async with rt.store.sessions.begin() as session:
-                if signed:
-                    try:
-                        verified = signing.verify(root, identity.fingerprint,
-                                                  dt.timedelta(seconds=rt.settings.openadr.replay_window_s))
-                    except signing.SignatureRejected as exc:
-                        raise OadrError(NOT_REGISTERED_OR_AUTHORIZED, f"signature rejected: {exc}") from None
-                    await _check_nonce(session, verified)
-                elif rt.settings.openadr.require_signatures:
-                    raise OadrError(NOT_REGISTERED_OR_AUTHORIZED, "signature rejected: this VTN requires signed "
-                                                                  "messages")
+                if verified is not None:
+                    await _record_nonce(session, verified)
                 ctx = Ctx(rt, vtn, session, identity, msg, kind, request_id, claimed, signed)
                 reply = await handler(ctx)
         except OadrError as exc:
@@ -225,9 +230,8 @@ def endpoint(service: str) -> Callable[[web.Request], Awaitable[web.StreamRespon
         except DomainError as exc:
             return error(vtn, code_for(exc), str(exc), request_id, None)
         except IntegrityError:
-            # e.g. the same nonce raced in through two connections: the loser is a replay
-            return error(vtn, NOT_REGISTERED_OR_AUTHORIZED, "signature rejected: ReplayProtect nonce already used",
-                         request_id)
+            # two messages of one VEN raced to create the same object (e.g. the same optID): the loser retries
+            return error(vtn, OUT_OF_SEQUENCE, "conflicting concurrent change; send the message again", request_id)
         except (ValueError, TypeError) as exc:
             # schema-valid but semantically unusable values (dates, numbers) are the VEN's fault, not a 500
             return error(vtn, INVALID_DATA, f"invalid value: {exc}"[:300], request_id)
