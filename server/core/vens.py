@@ -23,6 +23,10 @@ from server.store.models import OadrQueued, Ven
 from server.store.types import utcnow
 
 _FINGERPRINT = re.compile(r"^([0-9A-F]{2}:){9}[0-9A-F]{2}$")
+# queued message kinds concerning the registration (the OpenADR adapter renders them)
+REGISTER_REPORT = "register_report"
+REQUEST_REREGISTRATION = "request_reregistration"
+CANCEL_REGISTRATION = "cancel_registration"
 
 
 class UnknownVen(DomainError):

@@ -38,9 +38,9 @@ from server.openadr.transport import (
 from server.store.models import Ven
 
 SERVICE = "EiRegisterParty"
-REGISTER_REPORT = "register_report"
-REQUEST_REREGISTRATION = "request_reregistration"
-CANCEL_REGISTRATION = "cancel_registration"
+REGISTER_REPORT = vens_core.REGISTER_REPORT
+REQUEST_REREGISTRATION = vens_core.REQUEST_REREGISTRATION
+CANCEL_REGISTRATION = vens_core.CANCEL_REGISTRATION
 
 
 @handles(SERVICE, "oadrQueryRegistration")

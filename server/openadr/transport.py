@@ -104,9 +104,15 @@ class Ctx:
     async def ven(self, require_registration: bool = True) -> Ven:
         """The calling VEN (TLS fingerprint checked against the message's venID)."""
         if self._ven is None:
-            self._ven = await vens_core.caller(self.session, self.identity.fingerprint, self.claimed_ven_id,
-                                               require_registration)
-            await vens_core.touch(self.session, self._ven)
+            ven = await vens_core.caller(self.session, self.identity.fingerprint, self.claimed_ven_id,
+                                         require_registration)
+            if ven.registration_id and ven.xml_signature and not self.signed and self.kind != \
+                    "oadrCreatePartyRegistration":
+                # it registered with oadrXmlSignature=true: an unsigned message in its name is refused
+                raise OadrError(NOT_REGISTERED_OR_AUTHORIZED, "signature rejected: this VEN registered with "
+                                                              "oadrXmlSignature true, but the message is unsigned")
+            await vens_core.touch(self.session, ven)
+            self._ven = ven
         return self._ven
 
 

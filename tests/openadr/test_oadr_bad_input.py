@@ -179,6 +179,17 @@ def test_bad_and_replayed_signatures_are_rejected(env):
     assert response_code(answer) == 463 and b"signature rejected" in answer
 
 
+def test_ven_registered_for_signatures_must_sign(env):
+    server, watch, _, _ = env
+    c = RawVen(server, "raw-signing", watch)
+    answer = c.register(xml_signature=True)
+    assert response_code(answer) == 200
+    status, answer = c.send("OadrPoll", c.msg("oadrPoll", ven_id=c.ven_id))
+    assert response_code(answer) == 463 and b"unsigned" in answer
+    status, answer = c.send("OadrPoll", c.msg("oadrPoll", sign=True, ven_id=c.ven_id))
+    assert status == 200 and b"signature rejected" not in answer
+
+
 def test_signature_by_another_certificate_is_rejected(env):
     server, watch, a, b = env
     # b signs a message and a sends it over its own TLS connection
