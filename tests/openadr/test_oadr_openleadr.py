@@ -130,6 +130,14 @@ async def test_signed_ven_full_life(tmp_path):
         info = await wait_for(reregistered, 10, "re-registration")
         assert info["registration_id"] == c.registration_id  # renewed, not replaced
         registered_at = info["registered_at"]
+        # the report was registered again: the old request is cancelled (oadrCancelReport), a new one runs
+
+        async def one_active_request():
+            _, r = await admin(server, "GET", "/api/v1/openadr/reports?ven=aggregator-1")
+            states = [q["status"] for q in r["requests"]]
+            return states if states.count("active") == 1 and states.count("cancelled") >= 1 else None
+
+        await wait_for(one_active_request, 10, "superseded report request cancelled, new one active")
 
         # ---- VTN restart in the middle: the VEN keeps polling without registering again
         await asyncio.to_thread(server.restart)
