@@ -1,5 +1,10 @@
 """A fast path for the common oadrPoll: a registered VEN with nothing queued.
 
+    oadrPoll --> [signature verified, nonce INSERTed]  --> cache: idle VEN? --yes--> oadrResponse
+                                                                     |no
+                                                                     v
+                                            full path (VEN lookup, queue, transaction); learns "idle"
+
 Most polls find an empty queue. On the embedded SQLite store the server process is the only writer (the CLI goes
 through the admin API of that same process), so the process can remember "this certificate is VEN x, registered,
 with nothing queued" and answer the next unsigned poll without a database round trip. Any flush or commit that
@@ -7,8 +12,9 @@ touches a VEN or the message queue clears the whole cache first, so a remembered
 entries also expire after ``TTL_S`` so that ``last_seen_at`` keeps being recorded by the full path.
 
 On PostgreSQL several processes may share the store, so the cache is switched off there and every poll reads the
-database (cross-process invalidation, e.g. LISTEN/NOTIFY, would be needed to enable it). Signed polls always take
-the full path: their ReplayProtect nonce must be recorded.
+database (cross-process invalidation, e.g. LISTEN/NOTIFY, would be needed to enable it). A signed poll answered
+from here still has its signature verified and its ReplayProtect nonce recorded in the database first, and its
+answer is signed afresh when the VTN signs replies.
 """
 
 from __future__ import annotations
@@ -27,7 +33,8 @@ TTL_S = 20.0
 @dataclass(frozen=True)
 class Idle:
     ven_id: str
-    answer: bytes  # the rendered oadrResponse for this VEN (an unsigned poll carries no requestID)
+    answer: bytes  # the rendered, unsigned oadrResponse for this VEN (an oadrPoll carries no requestID)
+    must_sign: bool  # it registered with oadrXmlSignature=true: only signed polls may be answered from here
     expires: float
 
 
@@ -53,18 +60,20 @@ class PollCache:
             self.enabled = False
         self._idle.clear()
 
-    def lookup(self, fingerprint: str, claimed_ven_id: str | None) -> bytes | None:
+    def lookup(self, fingerprint: str, claimed_ven_id: str | None, signed: bool) -> Idle | None:
         if not self.enabled:
             return None
         idle = self._idle.get(fingerprint)
         if idle is None or idle.ven_id != claimed_ven_id or idle.expires < time.monotonic():
             return None
-        return idle.answer
+        if idle.must_sign and not signed:
+            return None
+        return idle
 
-    def remember(self, fingerprint: str, ven_id: str, answer: bytes, generation: int) -> None:
+    def remember(self, fingerprint: str, ven_id: str, answer: bytes, must_sign: bool, generation: int) -> None:
         """Remember an idle VEN, unless an invalidation happened since ``generation`` was read."""
         if self.enabled and generation == self.generation:
-            self._idle[fingerprint] = Idle(ven_id, answer, time.monotonic() + TTL_S)
+            self._idle[fingerprint] = Idle(ven_id, answer, must_sign, time.monotonic() + TTL_S)
 
     def clear(self) -> None:
         self.generation += 1

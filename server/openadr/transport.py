@@ -5,9 +5,11 @@
         2. hardened parse (no DTD/entities/network)            -> oadrResponse 400 on failure
         3. 2.0b schema validation                              -> oadrResponse 454
         4. message type must belong to <Service>               -> oadrResponse 453
-        5. XML signature (when present or required) + replay   -> oadrResponse 463 (with the reason)
-        6. handler(ctx) in one database transaction; domain errors -> 452/463/454/450
-        7. reply wrapped in oadrPayload, signed when configured
+        5. XML signature (when present or required)            -> oadrResponse 463 (with the reason)
+        6. oadrPoll of a VEN known to be idle: nonce recorded, oadrResponse (see pollcache)
+        7. otherwise handler(ctx) in one database transaction (ReplayProtect nonce inserted first);
+           domain errors -> 452/463/454/450
+        8. reply wrapped in oadrPayload, signed when configured
     VEN <-- 200 application/xml -- reply
 
 Malformed or invalid input never yields HTTP 500: every failure after the size check is an oadrResponse carrying an
@@ -23,6 +25,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 from lxml import etree
+from sqlalchemy import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -173,6 +176,16 @@ async def read_capped(request: web.Request, cap: int) -> bytes:
     return b"".join(chunks)
 
 
+async def _record_nonce_now(rt: Runtime, verified: signing.Verified) -> None:
+    """The nonce in its own short transaction (fast path: no ORM session needed)."""
+    key = f"{verified.fingerprint}/{verified.nonce}"[:200]
+    try:
+        async with rt.store.engine.begin() as conn:
+            await conn.execute(insert(OadrNonce).values(nonce=key, seen_at=utcnow()))
+    except IntegrityError:
+        raise OadrError(NOT_REGISTERED_OR_AUTHORIZED, "signature rejected: ReplayProtect nonce already used") from None
+
+
 async def _record_nonce(session: AsyncSession, verified: signing.Verified) -> None:
     """Insert the nonce; a nonce seen before violates the primary key (no read first: one round trip less per
     signed message, and the constraint also settles two copies racing in through different connections)."""
@@ -209,13 +222,6 @@ def endpoint(service: str) -> Callable[[web.Request], Awaitable[web.StreamRespon
         identity: ClientIdentity = request[IDENTITY]
         signed = root.find(codec.q("ds", "Signature")) is not None
         settings = rt.settings.openadr
-        cacheable = (kind == "oadrPoll" and not signed and not settings.require_signatures
-                     and not (settings.sign_replies and vtn.signer is not None))
-        if cacheable:
-            idle = vtn.poll_cache.lookup(identity.fingerprint, claimed)
-            if idle is not None:
-                return web.Response(body=idle, content_type="application/xml")
-        generation = vtn.poll_cache.generation
         verified = None
         if signed:  # pure CPU: checked before any database connection is taken
             try:
@@ -225,6 +231,18 @@ def endpoint(service: str) -> Callable[[web.Request], Awaitable[web.StreamRespon
         elif settings.require_signatures:
             return error(vtn, NOT_REGISTERED_OR_AUTHORIZED, "signature rejected: this VTN requires signed messages",
                          request_id)
+        signing_replies = settings.sign_replies and vtn.signer is not None
+        if kind == "oadrPoll":
+            idle = vtn.poll_cache.lookup(identity.fingerprint, claimed, signed)
+            if idle is not None:
+                if verified is not None:
+                    try:
+                        await _record_nonce_now(rt, verified)
+                    except OadrError as exc:
+                        return error(vtn, exc.code, exc.description, request_id)
+                body = render(vtn, codec.response(200, "OK", None, idle.ven_id)) if signing_replies else idle.answer
+                return web.Response(body=body, content_type="application/xml")
+        generation = vtn.poll_cache.generation
         try:
             async with rt.store.sessions.begin() as session:
                 if verified is not None:
@@ -244,8 +262,10 @@ def endpoint(service: str) -> Callable[[web.Request], Awaitable[web.StreamRespon
         if kind in {"oadrCreatedEvent", "oadrCreatePartyRegistration", "oadrUpdateReport"}:
             vtn.wake_push()
         body = render(vtn, reply)
-        if cacheable and ctx._ven is not None and codec.local(reply) == "oadrResponse":
-            vtn.poll_cache.remember(identity.fingerprint, ctx._ven.ven_id, body, generation)
+        if kind == "oadrPoll" and ctx._ven is not None and codec.local(reply) == "oadrResponse":
+            unsigned = codec.serialise(codec.envelope(reply)) if signing_replies else body
+            vtn.poll_cache.remember(identity.fingerprint, ctx._ven.ven_id, unsigned, ctx._ven.xml_signature,
+                                    generation)
         return web.Response(body=body, content_type="application/xml")
 
     return handle

@@ -174,6 +174,13 @@ def test_bad_and_replayed_signatures_are_rejected(env):
     assert response_code(a.send("EiRegisterParty", signed)[1]) == 200
     status, answer = a.send("EiRegisterParty", signed)  # the same nonce again
     assert response_code(answer) == 463 and b"nonce already used" in answer
+    # the same on the idle-poll fast path: drain the queue, then replay a signed poll
+    while a.poll()[0] != "oadrResponse":
+        pass
+    signed_poll = a.msg("oadrPoll", sign=True, ven_id=a.ven_id)
+    assert response_code(a.send("OadrPoll", signed_poll)[1]) == 200
+    status, answer = a.send("OadrPoll", signed_poll)
+    assert response_code(answer) == 463 and b"nonce already used" in answer
     tampered = a.msg("oadrQueryRegistration", sign=True, request_id="q-original").replace(b"q-original", b"q-evil")
     status, answer = a.send("EiRegisterParty", tampered)
     assert response_code(answer) == 463 and b"signature rejected" in answer

@@ -82,6 +82,9 @@ async def test_signed_ven_full_life(tmp_path):
             ("meter-7", "voltage", "V", 231.5)}
         _, reps = await admin(server, "GET", "/api/v1/openadr/reports?ven=aggregator-1")
         assert reps["requests"][0]["status"] == "active"
+        assert reps["offered"][0]["resource_id"] == "meter-7" and reps["offered"][0]["unit"] == "V"
+        cli_rows = json.loads(await _dso(server, "telemetry", "--source-id", c.ven_id, "--limit", "1", "--json"))
+        assert cli_rows[0]["value"] == 231.5
 
         # ---- event from the CLI, delivered by poll
         event_id = (await _dso(server, "event", "create", "--signal", "SIMPLE", "--level", "2", "--start", "now",
