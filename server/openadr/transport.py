@@ -259,6 +259,10 @@ def endpoint(service: str) -> Callable[[web.Request], Awaitable[web.StreamRespon
         except (ValueError, TypeError) as exc:
             # schema-valid but semantically unusable values (dates, numbers) are the VEN's fault, not a 500
             return error(vtn, INVALID_DATA, f"invalid value: {exc}"[:300], request_id)
+        except Exception:
+            # a bug of ours: logged with its traceback, and the VEN still gets an OpenADR answer, never a bare 500
+            log.exception("OpenADR %s %s failed", service, kind)
+            return error(vtn, OTHER_ERROR, "internal error in the VTN (logged)", request_id)
         if kind in {"oadrCreatedEvent", "oadrCreatePartyRegistration", "oadrUpdateReport"}:
             vtn.wake_push()
         body = render(vtn, reply)

@@ -13,7 +13,7 @@ from typing import Any
 
 from lxml import etree
 from openleadr import OpenADRClient
-from support import LiveServer
+from support import LiveServer, dso_json
 
 from server import pki
 from server.openadr import codec
@@ -62,10 +62,11 @@ class SchemaWatch:
 
 
 def enroll(server: LiveServer, name: str, rsa: bool = False, push: bool = False) -> dict[str, Any]:
+    """A real VEN certificate (`dso certs ven`) enrolled by staff (`dso ven enroll`)."""
     cert = server.issue_ven(name, rsa=rsa)
-    status, ven = server.admin("POST", "/api/v1/vens", {"name": name, "fingerprint": cert["fingerprint"],
-                                                         "push": push})
-    assert status == 201, ven
+    ven = dso_json("ven", "enroll", "--name", name, "--fingerprint", cert["fingerprint"], "--json", "-c",
+                   server.config, *(["--push"] if push else []))
+    assert ven["fingerprint"] == cert["fingerprint"] and ven["push_enabled"] == push
     return {**cert, **ven}
 
 
