@@ -10,6 +10,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from server.openadr import codec, event, opt, poll, register_party, report, signing  # noqa: F401 - registers handlers
+from server.openadr.nonces import NonceWriter
 from server.openadr.pollcache import PollCache
 from server.openadr.push import PushWorker
 from server.openadr.transport import HANDLERS, VTN, Vtn, endpoint
@@ -27,13 +28,15 @@ def setup(app: web.Application) -> None:
     if s.openadr.sign_replies or cert.exists():
         signer = signing.Signer(cert, key)
     # the idle-poll cache is only sound with one writer process: the embedded SQLite store
-    vtn = Vtn(settings=s, schema=codec.schema(), signer=signer, poll_cache=PollCache(rt.store.backend == "sqlite"))
+    vtn = Vtn(settings=s, schema=codec.schema(), signer=signer, poll_cache=PollCache(rt.store.backend == "sqlite"),
+              nonces=NonceWriter(rt.store))
     app[VTN] = vtn
     prefix = s.openadr.prefix.rstrip("/")
     for service in HANDLERS:
         app.router.add_post(f"{prefix}/{service}", endpoint(service))
 
-    async def push_context(app: web.Application):
+    async def background(app: web.Application):
+        vtn.nonces.start()
         worker = PushWorker(rt, vtn)
         await worker.start()
         vtn.wake_push = worker.wake.set
@@ -42,6 +45,7 @@ def setup(app: web.Application) -> None:
         app[PUSH] = worker
         yield
         await worker.stop()
+        await vtn.nonces.stop()
         vtn.poll_cache.close()
 
-    app.cleanup_ctx.append(push_context)
+    app.cleanup_ctx.append(background)

@@ -6,8 +6,8 @@
         3. 2.0b schema validation                              -> oadrResponse 454
         4. message type must belong to <Service>               -> oadrResponse 453
         5. XML signature (when present or required)            -> oadrResponse 463 (with the reason)
-        6. oadrPoll of a VEN known to be idle: nonce recorded, oadrResponse (see pollcache)
-        7. otherwise handler(ctx) in one database transaction (ReplayProtect nonce inserted first);
+        6. oadrPoll of a VEN known to be idle: nonce stored (see nonces), oadrResponse (see pollcache)
+        7. otherwise handler(ctx) in one database transaction (after the ReplayProtect nonce is stored);
            domain errors -> 452/463/454/450
         8. reply wrapped in oadrPayload, signed when configured
     VEN <-- 200 application/xml -- reply
@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 from lxml import etree
-from sqlalchemy import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -34,10 +33,10 @@ from server.core import vens as vens_core
 from server.core.errors import Conflict, DomainError, Invalid, NotFound
 from server.core.identity import ClientIdentity
 from server.openadr import codec, signing
+from server.openadr.nonces import NonceWriter
 from server.openadr.pollcache import PollCache
 from server.runtime import IDENTITY, RUNTIME, Runtime
-from server.store.models import OadrNonce, Ven
-from server.store.types import utcnow
+from server.store.models import Ven
 
 log = logging.getLogger("dso.openadr")
 
@@ -79,6 +78,7 @@ class Vtn:
     schema: etree.XMLSchema
     signer: signing.Signer | None
     poll_cache: PollCache
+    nonces: NonceWriter
     wake_push: Callable[[], None] = field(default=lambda: None)
 
 
@@ -176,25 +176,10 @@ async def read_capped(request: web.Request, cap: int) -> bytes:
     return b"".join(chunks)
 
 
-async def _record_nonce_now(rt: Runtime, verified: signing.Verified) -> None:
-    """The nonce in its own short transaction (fast path: no ORM session needed)."""
-    key = f"{verified.fingerprint}/{verified.nonce}"[:200]
-    try:
-        async with rt.store.engine.begin() as conn:
-            await conn.execute(insert(OadrNonce).values(nonce=key, seen_at=utcnow()))
-    except IntegrityError:
-        raise OadrError(NOT_REGISTERED_OR_AUTHORIZED, "signature rejected: ReplayProtect nonce already used") from None
-
-
-async def _record_nonce(session: AsyncSession, verified: signing.Verified) -> None:
-    """Insert the nonce; a nonce seen before violates the primary key (no read first: one round trip less per
-    signed message, and the constraint also settles two copies racing in through different connections)."""
-    key = f"{verified.fingerprint}/{verified.nonce}"[:200]
-    session.add(OadrNonce(nonce=key, seen_at=utcnow()))
-    try:
-        await session.flush()
-    except IntegrityError:
-        raise OadrError(NOT_REGISTERED_OR_AUTHORIZED, "signature rejected: ReplayProtect nonce already used") from None
+async def _record_nonce(vtn: Vtn, verified: signing.Verified) -> None:
+    """Stored durably before the message is handled; a nonce seen before means a replay."""
+    if not await vtn.nonces.record(f"{verified.fingerprint}/{verified.nonce}"[:200]):
+        raise OadrError(NOT_REGISTERED_OR_AUTHORIZED, "signature rejected: ReplayProtect nonce already used")
 
 
 def endpoint(service: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
@@ -237,16 +222,16 @@ def endpoint(service: str) -> Callable[[web.Request], Awaitable[web.StreamRespon
             if idle is not None:
                 if verified is not None:
                     try:
-                        await _record_nonce_now(rt, verified)
+                        await _record_nonce(vtn, verified)
                     except OadrError as exc:
                         return error(vtn, exc.code, exc.description, request_id)
                 body = render(vtn, codec.response(200, "OK", None, idle.ven_id)) if signing_replies else idle.answer
                 return web.Response(body=body, content_type="application/xml")
         generation = vtn.poll_cache.generation
         try:
+            if verified is not None:
+                await _record_nonce(vtn, verified)
             async with rt.store.sessions.begin() as session:
-                if verified is not None:
-                    await _record_nonce(session, verified)
                 ctx = Ctx(rt, vtn, session, identity, msg, kind, request_id, claimed, signed)
                 reply = await handler(ctx)
         except OadrError as exc:

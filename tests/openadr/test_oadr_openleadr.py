@@ -163,13 +163,14 @@ def _responses(server, event_id: str, count: int):
     return event["responses"] if len(event["responses"]) >= count else None
 
 
-async def test_unsigned_ven_and_two_vens_isolated(tmp_path, database_url):
-    """Without XML signatures; an event for one VEN never reaches the other. On SQLite and PostgreSQL."""
+async def test_two_vens_isolated_unsigned_and_rsa_signed(tmp_path, database_url):
+    """ven-a does not sign, ven-b (RSA certificate) signs every message; an event for ven-b never reaches ven-a.
+    On SQLite and PostgreSQL."""
     server = await asyncio.to_thread(start_server, tmp_path / "dso", database_url=database_url)
     watch = SchemaWatch()
     a = await asyncio.to_thread(enroll, server, "ven-a")
     b = await asyncio.to_thread(enroll, server, "ven-b", True)  # RSA certificate: the RSA TLS suite
-    ca, cb = client(server, a, watch, sign=False), client(server, b, watch, sign=False)
+    ca, cb = client(server, a, watch, sign=False), client(server, b, watch, sign=True)
     ra, rb = Recorder(), Recorder()
     for cl, rec in ((ca, ra), (cb, rb)):
         cl.add_handler("on_event", rec.on_event)
