@@ -259,3 +259,25 @@ def test_queue_survives_restart_and_vtn_cancels_registration(tmp_path):
         watch.assert_clean()
     finally:
         server.stop()
+
+
+def test_staff_cli_for_vens(env):
+    server, watch, a, _ = env
+    from support import dso, dso_json
+
+    listed = dso_json("ven", "list", "--json", "-c", server.config)
+    assert {"raw-a", "raw-b"} <= {v["name"] for v in listed}
+    shown = dso_json("ven", "set", "raw-b", "--push", "on", "--json", "-c", server.config)
+    assert shown["push_enabled"] is True and shown["registration_id"] == env[3].registration_id
+    # errors are one line and a non-zero exit
+    proc = dso("ven", "show", "nobody", "-c", server.config, check=False)
+    assert proc.returncode == 1 and "no VEN named" in proc.stderr
+    proc = dso("ven", "enroll", "--name", "x", "--fingerprint", "zz", "-c", server.config, check=False)
+    assert proc.returncode == 1 and "fingerprint" in proc.stderr
+    proc = dso("event", "create", "--level", "1", "--duration", "60", "--start", "2026-01-01T00:00:00",
+               "-c", server.config, check=False)
+    assert proc.returncode == 1 and "time zone" in proc.stderr
+    proc = dso("event", "modify", "999999", "--level", "2", "-c", server.config, check=False)
+    assert proc.returncode == 1 and "no event" in proc.stderr
+    out = dso("event", "list", "-c", server.config).stdout
+    assert "SIMPLE" in out

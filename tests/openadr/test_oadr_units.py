@@ -112,3 +112,18 @@ def test_values_are_escaped_by_construction():
     assert b"bad &lt;tag&gt; &amp;" in body
     assert codec.text(codec.message_of(codec.parse(body)), "ei:eiResponse/ei:responseDescription") == \
         'bad <tag> & "quote"'
+
+
+@pytest.mark.parametrize("signal", sorted(__import__("server.core.oadr_events", fromlist=["SIGNALS"]).SIGNALS))
+def test_every_supported_signal_renders_schema_valid(signal):
+    from openleadr import enums
+
+    from server.core.oadr_events import SIGNALS
+
+    e = codec.EventOut(event_id="7", modification_number=0, modification_reason="", modification_time=None,
+                       priority=0, market_context="http://mc", created=T0, status="far", test_event=False,
+                       comment="", start=T0, duration_s=60, randomization_s=0, signal_name=signal,
+                       signal_type=SIGNALS[signal], signal_id="7-0", intervals=[(60, 1.0)], current_value=0,
+                       ven_id="VEN-1")
+    _valid(codec.distribute_event("r", "VTN", [e]))
+    assert signal in enums.SIGNAL_NAME.values  # openleadr answers 460 (signal not supported) otherwise
