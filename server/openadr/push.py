@@ -155,7 +155,8 @@ class PushWorker:
                 head.last_error = problem
                 log.warning("push to %s failed (%s); retry in %d s", address, problem, delay)
                 return
-            await session.delete(head)
+            # a poll may have taken the same message meanwhile (SQLite has no row locks): then it is simply gone
+            await session.execute(delete(OadrQueued).where(OadrQueued.id == head.id))
             await self.absorb_answer(session, ven, answer)
 
     async def absorb_answer(self, session, ven: Ven, answer: bytes) -> None:
