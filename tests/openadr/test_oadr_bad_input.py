@@ -279,5 +279,9 @@ def test_staff_cli_for_vens(env):
     assert proc.returncode == 1 and "time zone" in proc.stderr
     proc = dso("event", "modify", "999999", "--level", "2", "-c", server.config, check=False)
     assert proc.returncode == 1 and "no event" in proc.stderr
+    made = dso_json("event", "create", "--signal", "ELECTRICITY_PRICE", "--interval", "900:0.12", "--interval",
+                    "900:0.31", "--start", "2030-01-01T00:00:00Z", "--ven", "raw-a", "--json", "-c", server.config)
+    assert made["duration_s"] == 1800 and [i["value"] for i in made["intervals"]] == [0.12, 0.31]
+    assert made["status"] == "far" and made["signal_type"] == "price" and made["vens"] == ["raw-a"]
     out = dso("event", "list", "-c", server.config).stdout
-    assert "SIMPLE" in out
+    assert "SIMPLE" in out and "0.12/0.31" in out
