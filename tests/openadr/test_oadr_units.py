@@ -69,7 +69,12 @@ def test_fingerprint_forms():
         normalise_fingerprint("not-a-fingerprint")
 
 
-@pytest.mark.parametrize("body", [b"<!DOCTYPE x [<!ENTITY a SYSTEM 'file:///etc/passwd'>]><x>&a;</x>",
+UTF16_BOMB = ('<?xml version="1.0" encoding="UTF-16"?><!DOCTYPE p [<!ENTITY a "aaaaaaaaaa">'
+              '<!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">]>'
+              '<oadrPayload xmlns="http://openadr.org/oadr-2.0b/2012/07">&b;</oadrPayload>').encode("utf-16")
+
+
+@pytest.mark.parametrize("body", [b"<!DOCTYPE x [<!ENTITY a SYSTEM 'file:///etc/passwd'>]><x>&a;</x>", UTF16_BOMB,
                                   b"<oadrPayload>", b"<x/>", b""])
 def test_hardened_parser_rejects(body):
     with pytest.raises(codec.XmlRejected):
