@@ -240,6 +240,13 @@ def test_queue_survives_restart_and_vtn_cancels_registration(tmp_path):
         v = RawVen(server, "self-made", watch, enrolled=False)
         v.register()
         assert v.ven_id and v.registration_id
+        # a self-registering VEN whose oadrVenName is taken gets a unique name, not a failure
+        RawVen(server, "taken", watch)
+        other = RawVen(server, "taken-too", watch, enrolled=False)
+        other.name = "taken"
+        assert response_code(other.register()) == 200
+        names = {x["name"] for x in server.admin("GET", "/api/v1/vens")[1]}
+        assert "taken" in names and any(n.startswith("taken-") and n != "taken-too" for n in names)
         assert v.poll()[0] == "oadrRegisterReport"  # the VTN's own report registration comes first
         status, event = server.admin("POST", "/api/v1/openadr/events", {"level": 2, "duration_s": 600})
         server.restart()
@@ -247,7 +254,7 @@ def test_queue_survives_restart_and_vtn_cancels_registration(tmp_path):
         assert kind == "oadrDistributeEvent" and f"<ei:eventID>{event['id']}</ei:eventID>".encode() in answer
         assert v.poll()[0] == "oadrResponse"
         # VTN-initiated cancellation: delivered by poll, confirmed by the VEN, then the VEN is unregistered
-        name = server.admin("GET", "/api/v1/vens")[1][0]["name"]
+        name = next(x["name"] for x in server.admin("GET", "/api/v1/vens")[1] if x["ven_id"] == v.ven_id)
         assert server.admin("POST", f"/api/v1/vens/{name}/cancel-registration")[0] == 202
         kind, answer = v.poll()
         assert kind == "oadrCancelPartyRegistration" and v.registration_id.encode() in answer
