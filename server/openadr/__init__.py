@@ -27,8 +27,7 @@ def setup(app: web.Application) -> None:
     key = s.path(s.openadr.signing_key or s.pki.server_key)
     if s.openadr.sign_replies or cert.exists():
         signer = signing.Signer(cert, key)
-    # the idle-poll cache is only sound with one writer process: the embedded SQLite store
-    vtn = Vtn(settings=s, schema=codec.schema(), signer=signer, poll_cache=PollCache(rt.store.backend == "sqlite"),
+    vtn = Vtn(settings=s, schema=codec.schema(), signer=signer, poll_cache=PollCache(rt.store),
               nonces=NonceWriter(rt.store))
     app[VTN] = vtn
     prefix = s.openadr.prefix.rstrip("/")
@@ -36,6 +35,7 @@ def setup(app: web.Application) -> None:
         app.router.add_post(f"{prefix}/{service}", endpoint(service))
 
     async def background(app: web.Application):
+        await vtn.poll_cache.start()
         vtn.nonces.start()
         worker = PushWorker(rt, vtn)
         await worker.start()
@@ -46,6 +46,6 @@ def setup(app: web.Application) -> None:
         yield
         await worker.stop()
         await vtn.nonces.stop()
-        vtn.poll_cache.close()
+        await vtn.poll_cache.close()
 
     app.cleanup_ctx.append(background)

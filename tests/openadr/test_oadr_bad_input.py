@@ -6,45 +6,12 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from typing import Any
 
 import pytest
 from lxml import etree
-from openleadr.messaging import create_message
-from test_oadr_support import SchemaWatch, enroll, message_type, post, response_code, start_server
+from test_oadr_support import RawVen, SchemaWatch, message_type, response_code, start_server
 
 from server.openadr import codec
-
-
-class RawVen:
-    def __init__(self, server, name: str, watch: SchemaWatch, enrolled: bool = True) -> None:
-        self.server, self.watch, self.name = server, watch, name
-        self.ven = enroll(server, name) if enrolled else server.issue_ven(name)
-        self.ven_id: str | None = None
-        self.registration_id: str | None = None
-
-    def msg(self, kind: str, sign: bool = False, **payload: Any) -> bytes:
-        keys = {"cert": open(self.ven["cert"], "rb").read(), "key": open(self.ven["key"], "rb").read()} if sign else {}
-        return create_message(kind, **keys, **payload).encode()
-
-    def send(self, service: str, body: bytes) -> tuple[int, bytes]:
-        return post(self.server, self.ven, service, body, self.watch)
-
-    def register(self, **extra: Any) -> bytes:
-        payload = {"request_id": "r1", "ven_name": self.name, "ven_id": None, "http_pull_model": True,
-                   "xml_signature": False, "report_only": False, "profile_name": "2.0b",
-                   "transport_name": "simpleHttp", "transport_address": None, "registration_id": None, **extra}
-        status, answer = self.send("EiRegisterParty", self.msg("oadrCreatePartyRegistration", **payload))
-        assert status == 200
-        root = etree.fromstring(answer)
-        self.ven_id = codec.text(root, ".//ei:venID")
-        self.registration_id = codec.text(root, ".//ei:registrationID")
-        return answer
-
-    def poll(self) -> tuple[str, bytes]:
-        status, answer = self.send("OadrPoll", self.msg("oadrPoll", ven_id=self.ven_id))
-        assert status == 200
-        return message_type(answer), answer
 
 
 @pytest.fixture(scope="module")
