@@ -85,6 +85,16 @@ async def test_signed_ven_full_life(tmp_path):
         assert reps["offered"][0]["resource_id"] == "meter-7" and reps["offered"][0]["unit"] == "V"
         cli_rows = json.loads(await _dso(server, "telemetry", "--source-id", c.ven_id, "--limit", "1", "--json"))
         assert cli_rows[0]["value"] == 231.5
+        # a one-shot report asked by staff (oadrCreateReport with granularity 0) is answered by the VEN
+        spec = reps["offered"][0]["report_specifier_id"]
+        one_shot = json.loads(await _dso(server, "report", "request", "aggregator-1", spec, "--json"))
+
+        async def one_shot_delivered():
+            _, r = await admin(server, "GET", "/api/v1/openadr/reports?ven=aggregator-1")
+            req = next(q for q in r["requests"] if q["report_request_id"] == one_shot["report_request_id"])
+            return req if req["last_update_at"] else None
+
+        await wait_for(one_shot_delivered, 10, "one-shot report values")
 
         # ---- event from the CLI, delivered by poll
         event_id = (await _dso(server, "event", "create", "--signal", "SIMPLE", "--level", "2", "--start", "now",
