@@ -1,6 +1,6 @@
 """Benchmark: OpenDSO's OpenADR VTN against openleadr's own VTN (openleadr.OpenADRServer), side by side.
 
-    python conformance/openadr_bench.py [--vens 20] [--polls 50] [--signed-polls 5] [--repeat 3] [--time-cap 60]
+    python conformance/openadr_bench.py [--vens 20] [--polls 200] [--signed-polls 5] [--repeat 3] [--time-cap 60]
 
 Both VTNs run as separate processes on loopback with the same TLS setup (EC server certificate, mutual TLS with
 the same VEN certificates) and get the same load: ``--vens`` concurrent VENs, each on its own keep-alive
@@ -225,7 +225,7 @@ def register_with_opendso(url: str, ca: str, admin_url: str, token: str, vens: l
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--vens", type=int, default=20, help="concurrent VENs (default 20)")
-    parser.add_argument("--polls", type=int, default=50, help="unsigned polls per VEN (default 50)")
+    parser.add_argument("--polls", type=int, default=200, help="unsigned polls per VEN (default 200)")
     parser.add_argument("--signed-polls", type=int, default=5, help="signed polls per VEN (default 5)")
     parser.add_argument("--time-cap", type=float, default=60, help="seconds per round at most (default 60)")
     parser.add_argument("--repeat", type=int, default=3, help="measured rounds per VTN and mode; the median is "
