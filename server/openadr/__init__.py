@@ -1,8 +1,34 @@
 """OpenADR 2.0b VTN (profile B) on the shared mTLS listener.
 
-Services under ``{openadr.prefix}/``: EiRegisterParty, EiEvent, EiReport, EiOpt, OadrPoll (one module each, with
-its message sequence at the top), plus push delivery. ``setup`` compiles the 2.0b schema and loads the signing key
-once, at start-up, and registers the routes; ``transport`` holds the request pipeline and ``codec`` all XML.
+Services under ``{openadr.prefix}/`` (one module each, with its message sequence at the top), push delivery, and
+the request pipeline in ``transport``; all XML is built and read in ``codec``. ``setup`` compiles the official 2.0b
+schema (from the installed openleadr package) and loads the signing key once, at start-up.
+
+What is supported (VEN -> VTN message: VTN answer)
+
+    EiRegisterParty  oadrQueryRegistration: oadrCreatedPartyRegistration (profiles, poll frequency)
+                     oadrCreatePartyRegistration (new / with registrationID): oadrCreatedPartyRegistration
+                     oadrCancelPartyRegistration: oadrCanceledPartyRegistration
+                     oadrCanceledPartyRegistration, oadrResponse: oadrResponse
+    EiEvent          oadrRequestEvent: oadrDistributeEvent;  oadrCreatedEvent: oadrResponse
+    EiReport         oadrRegisterReport: oadrRegisteredReport (requests by configuration)
+                     oadrCreatedReport, oadrRegisteredReport, oadrCanceledReport: oadrResponse
+                     oadrUpdateReport: oadrUpdatedReport (values -> telemetry)
+                     oadrCreateReport: oadrCreatedReport;  oadrCancelReport: oadrCanceledReport
+    EiOpt            oadrCreateOpt: oadrCreatedOpt;  oadrCancelOpt: oadrCanceledOpt
+    OadrPoll         oadrPoll: next queued message, or oadrResponse
+
+VTN-initiated (queued per VEN; delivered by poll, or pushed to {oadrTransportAddress}/{service}):
+oadrDistributeEvent, oadrRegisterReport, oadrCreateReport, oadrCancelReport, oadrRequestReregistration,
+oadrCancelPartyRegistration.
+
+Errors (always an oadrResponse, HTTP 200, except 413 for oversized bodies): 400 malformed XML or DTD,
+454 schema-invalid or unusable values, 453 message not of this service, 452 unknown venID / registrationID /
+event / opt / report request (also another VEN's), 463 certificate-venID mismatch, not enrolled, not registered,
+bad/replayed/missing signature, 450 conflicting change, 469 internal error.
+
+Not supported: XMPP transport, profile 2.0a, VTN-offered reports (the VTN's oadrRegisterReport is empty),
+oadrEvent eiReportRequests, multi-signal events and baselines.
 """
 
 from __future__ import annotations
