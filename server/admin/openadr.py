@@ -118,16 +118,12 @@ async def _queue_for(request: web.Request, kind: str) -> web.Response:
 
 @routes.post("/api/v1/vens/{name}/reregister")
 async def reregister(request: web.Request) -> web.Response:
-    from server.openadr.register_party import REQUEST_REREGISTRATION
-
-    return await _queue_for(request, REQUEST_REREGISTRATION)
+    return await _queue_for(request, vens_core.REQUEST_REREGISTRATION)
 
 
 @routes.post("/api/v1/vens/{name}/cancel-registration")
 async def cancel_registration(request: web.Request) -> web.Response:
-    from server.openadr.register_party import CANCEL_REGISTRATION
-
-    return await _queue_for(request, CANCEL_REGISTRATION)
+    return await _queue_for(request, vens_core.CANCEL_REGISTRATION)
 
 
 @routes.post("/api/v1/vens/{name}/report-requests")

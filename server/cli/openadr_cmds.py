@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import urllib.parse
 
-from server.cli.common import add_config_arg, add_json_arg, admin, emit
+from server.cli.common import CliError, add_config_arg, add_json_arg, admin, emit
 
 
 def _p(sub, name: str, help: str, func, json: bool = True) -> argparse.ArgumentParser:
@@ -45,9 +45,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = _p(esub, "create", "create an event (prints its id)", cmd_event_create)
     p.add_argument("--signal", default="SIMPLE", help="SIMPLE, ELECTRICITY_PRICE, LOAD_DISPATCH, LOAD_CONTROL, ...")
     p.add_argument("--signal-type", help="override the signal type (level, price, setpoint, delta, ...)")
-    p.add_argument("--level", type=float, required=True, help="payload value of the interval")
+    p.add_argument("--level", type=float, help="payload value of the (single) interval")
     p.add_argument("--start", default="now", help="ISO 8601 with zone, or 'now'")
-    p.add_argument("--duration", type=int, required=True, metavar="SECONDS")
+    p.add_argument("--duration", type=int, metavar="SECONDS", help="length of the (single) interval")
+    p.add_argument("--interval", action="append", default=[], metavar="SECONDS:VALUE",
+                   help="back-to-back intervals instead of --level/--duration (repeat)")
     p.add_argument("--ven", action="append", default=[], metavar="NAME", help="target VEN (repeat); default all")
     p.add_argument("--resource", action="append", default=[], metavar="ID", help="target resourceID (repeat)")
     p.add_argument("--group", action="append", default=[], metavar="ID", help="target groupID (repeat)")
@@ -150,9 +152,24 @@ def cmd_ven_delete(args: argparse.Namespace) -> int:
     return 0
 
 
+def _intervals(values: list[str]) -> list[dict]:
+    out = []
+    for value in values:
+        seconds, sep, level = value.partition(":")
+        try:
+            out.append({"duration_s": int(seconds), "value": float(level)})
+        except ValueError:
+            raise CliError(f"--interval wants SECONDS:VALUE, got {value!r}") from None
+        if not sep:
+            raise CliError(f"--interval wants SECONDS:VALUE, got {value!r}")
+    return out
+
+
 def cmd_event_create(args: argparse.Namespace) -> int:
+    if not args.interval and (args.level is None or args.duration is None):
+        raise CliError("give --level and --duration, or one or more --interval SECONDS:VALUE")
     body = {"signal": args.signal, "signal_type": args.signal_type, "level": args.level, "start": args.start,
-            "duration_s": args.duration, "vens": args.ven, "resource_ids": args.resource, "group_ids": args.group,
+            "duration_s": args.duration, "intervals": _intervals(args.interval) or None, "vens": args.ven, "resource_ids": args.resource, "group_ids": args.group,
             "priority": args.priority, "market_context": args.market_context,
             "randomization_s": args.randomization, "response_required": args.response_required,
             "test_event": args.test}

@@ -105,11 +105,13 @@ async def choose_requests(session: AsyncSession, ven_pk: int, offered: list[Offe
         name = base_name(report.report_name)
         if name.upper() not in wanted or not report.descriptions:
             continue
-        await session.execute(
-            update(OadrReportRequest)
-            .where(OadrReportRequest.ven_pk == ven_pk, OadrReportRequest.report_specifier_id == report.specifier_id,
-                   OadrReportRequest.status != "cancelled")
-            .values(status="cancelled", changed_at=utcnow()))
+        superseded = await session.scalars(select(OadrReportRequest).where(
+            OadrReportRequest.ven_pk == ven_pk, OadrReportRequest.report_specifier_id == report.specifier_id,
+            OadrReportRequest.status != "cancelled"))
+        for old in superseded:
+            # the VEN keeps running the old request unless told: without this, values would arrive twice
+            old.status, old.changed_at = "cancelled", utcnow()
+            await vens_core.enqueue(session, ven_pk, CANCEL_REPORT, {"report_request_id": old.report_request_id})
         granularity = _clamp(granularity_s, report.descriptions)
         request = OadrReportRequest(
             ven_pk=ven_pk, report_request_id="RR-" + secrets.token_hex(6).upper(),
@@ -145,6 +147,13 @@ async def mark_created(session: AsyncSession, ven_pk: int, report_request_ids: l
         if req.status == "requested":
             req.status, req.changed_at = "active", utcnow()
     await session.flush()
+
+
+async def forget_requests(session: AsyncSession, ven_pk: int) -> None:
+    """A new registration: whatever the VEN was asked before is gone on its side too."""
+    await session.execute(update(OadrReportRequest)
+                          .where(OadrReportRequest.ven_pk == ven_pk, OadrReportRequest.status != "cancelled")
+                          .values(status="cancelled", changed_at=utcnow()))
 
 
 async def mark_cancelled(session: AsyncSession, ven_pk: int, report_request_id: str) -> None:

@@ -23,6 +23,10 @@ from server.store.models import OadrQueued, Ven
 from server.store.types import utcnow
 
 _FINGERPRINT = re.compile(r"^([0-9A-F]{2}:){9}[0-9A-F]{2}$")
+# queued message kinds concerning the registration (the OpenADR adapter renders them)
+REGISTER_REPORT = "register_report"
+REQUEST_REREGISTRATION = "request_reregistration"
+CANCEL_REGISTRATION = "cancel_registration"
 
 
 class UnknownVen(DomainError):
@@ -167,8 +171,11 @@ async def cancel_registration(session: AsyncSession, ven: Ven) -> None:
     await session.flush()
 
 
-async def touch(session: AsyncSession, ven: Ven) -> None:
-    ven.last_seen_at = utcnow()
+async def touch(session: AsyncSession, ven: Ven, every_s: int = 30) -> None:
+    """Record that the VEN was seen; at most every ``every_s`` so that a poll stays a read-only transaction."""
+    now = utcnow()
+    if ven.last_seen_at is None or (now - ven.last_seen_at).total_seconds() >= every_s:
+        ven.last_seen_at = now
 
 
 # ---------------------------------------------------------------------------------------------- queue
@@ -186,16 +193,22 @@ async def enqueue(session: AsyncSession, ven_pk: int, kind: str, payload: dict[s
 
 
 async def take_next(session: AsyncSession, ven_pk: int) -> OadrQueued | None:
-    """Remove and return the oldest queued message (one message per poll)."""
-    query = select(OadrQueued).where(OadrQueued.ven_pk == ven_pk).order_by(OadrQueued.id).limit(1)
-    if session.bind is not None and session.bind.dialect.name == "postgresql":
-        # two concurrent polls (or a poll and the push worker) never hand out the same message
-        query = query.with_for_update(skip_locked=True)
-    item = await session.scalar(query)
-    if item is not None:
-        await session.delete(item)
-        await session.flush()
-    return item
+    """Remove and return the oldest queued message (one message per poll).
+
+    The DELETE's row count decides who got it: when two polls of one VEN (or a poll and the push worker) race
+    for the same row, the loser moves on to the next row instead of handing the message out twice."""
+    for _ in range(10):
+        query = select(OadrQueued).where(OadrQueued.ven_pk == ven_pk).order_by(OadrQueued.id).limit(1)
+        if session.bind is not None and session.bind.dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        item = await session.scalar(query)
+        if item is None:
+            return None
+        session.expunge(item)
+        result = await session.execute(delete(OadrQueued).where(OadrQueued.id == item.id))
+        if result.rowcount == 1:
+            return item
+    return None
 
 
 async def queued_counts(session: AsyncSession) -> dict[int, int]:

@@ -84,6 +84,10 @@ def parse(body: bytes) -> etree._Element:
         root = etree.fromstring(body, _PARSER)
     except etree.XMLSyntaxError as exc:
         raise XmlRejected(f"not well-formed XML: {exc}") from None
+    # the byte check above misses other encodings (UTF-16): the parsed document must not carry a DTD either
+    if root is not None and (root.getroottree().docinfo.internalDTD is not None
+                             or root.getroottree().docinfo.doctype):
+        raise XmlRejected("DOCTYPE and entity declarations are not accepted")
     if root is None or root.tag != q("oadr", "oadrPayload"):
         raise XmlRejected("root element must be oadr:oadrPayload")
     return root

@@ -2,7 +2,7 @@
 oadrTransportAddress, when staff enabled push for them (and ``openadr.push`` is on).
 
     VTN push worker                                 VEN (its oadrTransportAddress)
-     |-- POST oadrDistributeEvent (mTLS, VTN cert) -->|
+     |-- POST {address}/EiEvent oadrDistributeEvent -->|  (mTLS with the VTN certificate)
      |<-------- 200 oadrCreatedEvent | oadrResponse --|  a returned oadrCreatedEvent is recorded like a pulled one
      |   non-2xx / unreachable: the message stays queued, retried with exponential back-off (max 5 min)
 
@@ -24,8 +24,7 @@ from sqlalchemy import delete, or_, select
 from server.config import Settings
 from server.core import oadr_events
 from server.openadr import codec
-from server.openadr.poll import next_message
-from server.openadr.transport import Vtn, render
+from server.openadr.transport import RENDERERS, Vtn, render
 from server.runtime import Runtime
 from server.store.models import OadrNonce, OadrQueued, Ven
 from server.store.types import utcnow
@@ -33,6 +32,19 @@ from server.tls import trust_files
 
 log = logging.getLogger("dso.openadr.push")
 MAX_BACKOFF_S = 300
+# pushed message -> the VEN service endpoint it goes to (appended to the VEN's oadrTransportAddress)
+SERVICE_OF = {
+    "oadrDistributeEvent": "EiEvent",
+    "oadrRegisterReport": "EiReport", "oadrCreateReport": "EiReport", "oadrCancelReport": "EiReport",
+    "oadrRequestReregistration": "EiRegisterParty", "oadrCancelPartyRegistration": "EiRegisterParty",
+}
+
+
+def push_url(transport_address: str, message_type: str) -> str:
+    """``{transport address}/{service}`` unless the address already names the service."""
+    service = SERVICE_OF.get(message_type, "EiEvent")
+    base = transport_address.rstrip("/")
+    return base if base.endswith("/" + service) else f"{base}/{service}"
 
 
 def client_context(settings: Settings) -> ssl.SSLContext:
@@ -40,8 +52,8 @@ def client_context(settings: Settings) -> ssl.SSLContext:
     for path in trust_files(settings):
         ctx.load_verify_locations(cafile=path)
     o = settings.openadr
-    cert = settings.path(o.signing_cert or settings.pki.server_cert)
-    key = settings.path(o.signing_key or settings.pki.server_key)
+    cert = settings.path(o.push_cert or o.signing_cert or settings.pki.server_cert)
+    key = settings.path(o.push_key or o.signing_key or settings.pki.server_key)
     ctx.load_cert_chain(cert, key)
     return ctx
 
@@ -107,22 +119,27 @@ class PushWorker:
             await self.deliver_one(pk)
 
     async def deliver_one(self, ven_pk: int) -> None:
-        """Deliver the VEN's oldest message; on failure put it back with a later attempt time."""
+        """Deliver the VEN's oldest message; on failure it stays at the head with a later attempt time."""
         assert self.session is not None
         async with self.rt.store.sessions.begin() as session:
             ven = await session.get(Ven, ven_pk)
             if ven is None:
                 return
-            head = await session.scalar(select(OadrQueued).where(OadrQueued.ven_pk == ven_pk)
-                                        .order_by(OadrQueued.id).limit(1))
-            if head is None or (head.next_attempt_at and head.next_attempt_at > utcnow()):
-                return
-            kind, payload, attempts = head.kind, dict(head.payload or {}), head.attempts
-            msg = await next_message(session, self.vtn, ven)
-            if msg is None:
-                return
+            while True:
+                query = select(OadrQueued).where(OadrQueued.ven_pk == ven_pk).order_by(OadrQueued.id).limit(1)
+                if self.rt.store.backend == "postgresql":
+                    query = query.with_for_update(skip_locked=True)
+                head = await session.scalar(query)
+                if head is None or (head.next_attempt_at and head.next_attempt_at > utcnow()):
+                    return
+                renderer = RENDERERS.get(head.kind)
+                msg = await renderer(session, self.vtn, ven, dict(head.payload or {})) if renderer else None
+                if msg is not None:
+                    break
+                await session.delete(head)  # nothing left to say (e.g. registration already gone)
+                await session.flush()
             body = render(self.vtn, msg)
-            address = ven.transport_address
+            address = push_url(ven.transport_address, codec.local(msg))
             try:
                 async with self.session.post(address, data=body,
                                              headers={"Content-Type": "application/xml"}) as resp:
@@ -132,13 +149,14 @@ class PushWorker:
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                 ok, answer, problem = False, b"", f"{type(exc).__name__}: {exc}"[:300]
             if not ok:
-                # put the message back (same kind, at the head of the queue) for a later attempt
-                attempts += 1
-                delay = min(2 ** attempts, MAX_BACKOFF_S)
-                session.add(OadrQueued(id=head.id, ven_pk=ven_pk, kind=kind, payload=payload, attempts=attempts,
-                                       next_attempt_at=utcnow() + dt.timedelta(seconds=delay), last_error=problem))
+                head.attempts += 1
+                delay = min(2 ** head.attempts, MAX_BACKOFF_S)
+                head.next_attempt_at = utcnow() + dt.timedelta(seconds=delay)
+                head.last_error = problem
                 log.warning("push to %s failed (%s); retry in %d s", address, problem, delay)
                 return
+            # a poll may have taken the same message meanwhile (SQLite has no row locks): then it is simply gone
+            await session.execute(delete(OadrQueued).where(OadrQueued.id == head.id))
             await self.absorb_answer(session, ven, answer)
 
     async def absorb_answer(self, session, ven: Ven, answer: bytes) -> None:

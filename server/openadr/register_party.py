@@ -24,6 +24,7 @@ import uuid
 from lxml import etree
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server.core import reports
 from server.core import vens as vens_core
 from server.core.errors import Conflict
 from server.openadr import codec
@@ -38,9 +39,9 @@ from server.openadr.transport import (
 from server.store.models import Ven
 
 SERVICE = "EiRegisterParty"
-REGISTER_REPORT = "register_report"
-REQUEST_REREGISTRATION = "request_reregistration"
-CANCEL_REGISTRATION = "cancel_registration"
+REGISTER_REPORT = vens_core.REGISTER_REPORT
+REQUEST_REREGISTRATION = vens_core.REQUEST_REREGISTRATION
+CANCEL_REGISTRATION = vens_core.CANCEL_REGISTRATION
 
 
 @handles(SERVICE, "oadrQueryRegistration")
@@ -86,6 +87,7 @@ async def create_party_registration(ctx: Ctx) -> etree._Element:
                                    http_pull=reg.http_pull, report_only=reg.report_only,
                                    xml_signature=reg.xml_signature, profile=reg.profile)
     if new:
+        await reports.forget_requests(ctx.session, ven.id)
         await vens_core.enqueue(ctx.session, ven.id, REGISTER_REPORT, dedupe=True)
     return codec.created_party_registration(ctx.request_id, s.vtn_id, s.poll_freq_s, ven_id=ven.ven_id,
                                             registration_id=ven.registration_id)

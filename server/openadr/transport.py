@@ -5,9 +5,11 @@
         2. hardened parse (no DTD/entities/network)            -> oadrResponse 400 on failure
         3. 2.0b schema validation                              -> oadrResponse 454
         4. message type must belong to <Service>               -> oadrResponse 453
-        5. XML signature (when present or required) + replay   -> oadrResponse 463 (with the reason)
-        6. handler(ctx) in one database transaction; domain errors -> 452/463/454/450
-        7. reply wrapped in oadrPayload, signed when configured
+        5. XML signature (when present or required)            -> oadrResponse 463 (with the reason)
+        6. oadrPoll of a VEN known to be idle: nonce stored (see nonces), oadrResponse (see pollcache)
+        7. otherwise handler(ctx) in one database transaction (after the ReplayProtect nonce is stored);
+           domain errors -> 452/463/454/450
+        8. reply wrapped in oadrPayload, signed when configured
     VEN <-- 200 application/xml -- reply
 
 Malformed or invalid input never yields HTTP 500: every failure after the size check is an oadrResponse carrying an
@@ -31,9 +33,10 @@ from server.core import vens as vens_core
 from server.core.errors import Conflict, DomainError, Invalid, NotFound
 from server.core.identity import ClientIdentity
 from server.openadr import codec, signing
+from server.openadr.nonces import NonceWriter
+from server.openadr.pollcache import PollCache
 from server.runtime import IDENTITY, RUNTIME, Runtime
-from server.store.models import OadrNonce, Ven
-from server.store.types import utcnow
+from server.store.models import Ven
 
 log = logging.getLogger("dso.openadr")
 
@@ -74,6 +77,8 @@ class Vtn:
     settings: Settings
     schema: etree.XMLSchema
     signer: signing.Signer | None
+    poll_cache: PollCache
+    nonces: NonceWriter
     wake_push: Callable[[], None] = field(default=lambda: None)
 
 
@@ -102,9 +107,15 @@ class Ctx:
     async def ven(self, require_registration: bool = True) -> Ven:
         """The calling VEN (TLS fingerprint checked against the message's venID)."""
         if self._ven is None:
-            self._ven = await vens_core.caller(self.session, self.identity.fingerprint, self.claimed_ven_id,
-                                               require_registration)
-            await vens_core.touch(self.session, self._ven)
+            ven = await vens_core.caller(self.session, self.identity.fingerprint, self.claimed_ven_id,
+                                         require_registration)
+            if ven.registration_id and ven.xml_signature and not self.signed and self.kind != \
+                    "oadrCreatePartyRegistration":
+                # it registered with oadrXmlSignature=true: an unsigned message in its name is refused
+                raise OadrError(NOT_REGISTERED_OR_AUTHORIZED, "signature rejected: this VEN registered with "
+                                                              "oadrXmlSignature true, but the message is unsigned")
+            await vens_core.touch(self.session, ven)
+            self._ven = ven
         return self._ven
 
 
@@ -151,8 +162,10 @@ def error(vtn: Vtn, code: int, description: str, request_id: str | None = None,
 
 
 async def read_capped(request: web.Request, cap: int) -> bytes:
-    if request.content_length is not None and request.content_length > cap:
-        raise web.HTTPRequestEntityTooLarge(max_size=cap, actual_size=request.content_length)
+    if request.content_length is not None:
+        if request.content_length > cap:
+            raise web.HTTPRequestEntityTooLarge(max_size=cap, actual_size=request.content_length)
+        return await request.read()  # the length is known and within the cap
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.content.iter_chunked(65536):
@@ -163,11 +176,10 @@ async def read_capped(request: web.Request, cap: int) -> bytes:
     return b"".join(chunks)
 
 
-async def _check_nonce(session: AsyncSession, verified: signing.Verified) -> None:
-    key = f"{verified.fingerprint}/{verified.nonce}"[:200]
-    if await session.get(OadrNonce, key) is not None:
+async def _record_nonce(vtn: Vtn, verified: signing.Verified) -> None:
+    """Stored durably before the message is handled; a nonce seen before means a replay."""
+    if not await vtn.nonces.record(f"{verified.fingerprint}/{verified.nonce}"[:200]):
         raise OadrError(NOT_REGISTERED_OR_AUTHORIZED, "signature rejected: ReplayProtect nonce already used")
-    session.add(OadrNonce(nonce=key, seen_at=utcnow()))
 
 
 def endpoint(service: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
@@ -194,18 +206,32 @@ def endpoint(service: str) -> Callable[[web.Request], Awaitable[web.StreamRespon
             return error(vtn, NOT_RECOGNIZED, f"{kind} is not handled by the {service} service", request_id)
         identity: ClientIdentity = request[IDENTITY]
         signed = root.find(codec.q("ds", "Signature")) is not None
-        try:
-            async with rt.store.sessions.begin() as session:
-                if signed:
+        settings = rt.settings.openadr
+        verified = None
+        if signed:  # pure CPU: checked before any database connection is taken
+            try:
+                verified = signing.verify(root, identity.fingerprint, dt.timedelta(seconds=settings.replay_window_s))
+            except signing.SignatureRejected as exc:
+                return error(vtn, NOT_REGISTERED_OR_AUTHORIZED, f"signature rejected: {exc}", request_id)
+        elif settings.require_signatures:
+            return error(vtn, NOT_REGISTERED_OR_AUTHORIZED, "signature rejected: this VTN requires signed messages",
+                         request_id)
+        signing_replies = settings.sign_replies and vtn.signer is not None
+        if kind == "oadrPoll":
+            idle = vtn.poll_cache.lookup(identity.fingerprint, claimed, signed)
+            if idle is not None:
+                if verified is not None:
                     try:
-                        verified = signing.verify(root, identity.fingerprint,
-                                                  dt.timedelta(seconds=rt.settings.openadr.replay_window_s))
-                    except signing.SignatureRejected as exc:
-                        raise OadrError(NOT_REGISTERED_OR_AUTHORIZED, f"signature rejected: {exc}") from None
-                    await _check_nonce(session, verified)
-                elif rt.settings.openadr.require_signatures:
-                    raise OadrError(NOT_REGISTERED_OR_AUTHORIZED, "signature rejected: this VTN requires signed "
-                                                                  "messages")
+                        await _record_nonce(vtn, verified)
+                    except OadrError as exc:
+                        return error(vtn, exc.code, exc.description, request_id)
+                body = render(vtn, codec.response(200, "OK", None, idle.ven_id)) if signing_replies else idle.answer
+                return web.Response(body=body, content_type="application/xml")
+        generation = vtn.poll_cache.generation
+        try:
+            if verified is not None:
+                await _record_nonce(vtn, verified)
+            async with rt.store.sessions.begin() as session:
                 ctx = Ctx(rt, vtn, session, identity, msg, kind, request_id, claimed, signed)
                 reply = await handler(ctx)
         except OadrError as exc:
@@ -213,14 +239,22 @@ def endpoint(service: str) -> Callable[[web.Request], Awaitable[web.StreamRespon
         except DomainError as exc:
             return error(vtn, code_for(exc), str(exc), request_id, None)
         except IntegrityError:
-            # e.g. the same nonce raced in through two connections: the loser is a replay
-            return error(vtn, NOT_REGISTERED_OR_AUTHORIZED, "signature rejected: ReplayProtect nonce already used",
-                         request_id)
+            # two messages of one VEN raced to create the same object (e.g. the same optID): the loser retries
+            return error(vtn, OUT_OF_SEQUENCE, "conflicting concurrent change; send the message again", request_id)
         except (ValueError, TypeError) as exc:
             # schema-valid but semantically unusable values (dates, numbers) are the VEN's fault, not a 500
             return error(vtn, INVALID_DATA, f"invalid value: {exc}"[:300], request_id)
+        except Exception:
+            # a bug of ours: logged with its traceback, and the VEN still gets an OpenADR answer, never a bare 500
+            log.exception("OpenADR %s %s failed", service, kind)
+            return error(vtn, OTHER_ERROR, "internal error in the VTN (logged)", request_id)
         if kind in {"oadrCreatedEvent", "oadrCreatePartyRegistration", "oadrUpdateReport"}:
             vtn.wake_push()
-        return xml_response(vtn, reply)
+        body = render(vtn, reply)
+        if kind == "oadrPoll" and ctx._ven is not None and codec.local(reply) == "oadrResponse":
+            unsigned = codec.serialise(codec.envelope(reply)) if signing_replies else body
+            vtn.poll_cache.remember(identity.fingerprint, ctx._ven.ven_id, unsigned, ctx._ven.xml_signature,
+                                    generation)
+        return web.Response(body=body, content_type="application/xml")
 
     return handle

@@ -6,45 +6,12 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from typing import Any
 
 import pytest
 from lxml import etree
-from openleadr.messaging import create_message
-from test_oadr_support import SchemaWatch, enroll, message_type, post, response_code, start_server
+from test_oadr_support import RawVen, SchemaWatch, message_type, response_code, start_server
 
 from server.openadr import codec
-
-
-class RawVen:
-    def __init__(self, server, name: str, watch: SchemaWatch, enrolled: bool = True) -> None:
-        self.server, self.watch, self.name = server, watch, name
-        self.ven = enroll(server, name) if enrolled else server.issue_ven(name)
-        self.ven_id: str | None = None
-        self.registration_id: str | None = None
-
-    def msg(self, kind: str, sign: bool = False, **payload: Any) -> bytes:
-        keys = {"cert": open(self.ven["cert"], "rb").read(), "key": open(self.ven["key"], "rb").read()} if sign else {}
-        return create_message(kind, **keys, **payload).encode()
-
-    def send(self, service: str, body: bytes) -> tuple[int, bytes]:
-        return post(self.server, self.ven, service, body, self.watch)
-
-    def register(self, **extra: Any) -> bytes:
-        payload = {"request_id": "r1", "ven_name": self.name, "ven_id": None, "http_pull_model": True,
-                   "xml_signature": False, "report_only": False, "profile_name": "2.0b",
-                   "transport_name": "simpleHttp", "transport_address": None, "registration_id": None, **extra}
-        status, answer = self.send("EiRegisterParty", self.msg("oadrCreatePartyRegistration", **payload))
-        assert status == 200
-        root = etree.fromstring(answer)
-        self.ven_id = codec.text(root, ".//ei:venID")
-        self.registration_id = codec.text(root, ".//ei:registrationID")
-        return answer
-
-    def poll(self) -> tuple[str, bytes]:
-        status, answer = self.send("OadrPoll", self.msg("oadrPoll", ven_id=self.ven_id))
-        assert status == 200
-        return message_type(answer), answer
 
 
 @pytest.fixture(scope="module")
@@ -174,9 +141,27 @@ def test_bad_and_replayed_signatures_are_rejected(env):
     assert response_code(a.send("EiRegisterParty", signed)[1]) == 200
     status, answer = a.send("EiRegisterParty", signed)  # the same nonce again
     assert response_code(answer) == 463 and b"nonce already used" in answer
+    # the same on the idle-poll fast path: drain the queue, then replay a signed poll
+    while a.poll()[0] != "oadrResponse":
+        pass
+    signed_poll = a.msg("oadrPoll", sign=True, ven_id=a.ven_id)
+    assert response_code(a.send("OadrPoll", signed_poll)[1]) == 200
+    status, answer = a.send("OadrPoll", signed_poll)
+    assert response_code(answer) == 463 and b"nonce already used" in answer
     tampered = a.msg("oadrQueryRegistration", sign=True, request_id="q-original").replace(b"q-original", b"q-evil")
     status, answer = a.send("EiRegisterParty", tampered)
     assert response_code(answer) == 463 and b"signature rejected" in answer
+
+
+def test_ven_registered_for_signatures_must_sign(env):
+    server, watch, _, _ = env
+    c = RawVen(server, "raw-signing", watch)
+    answer = c.register(xml_signature=True)
+    assert response_code(answer) == 200
+    status, answer = c.send("OadrPoll", c.msg("oadrPoll", ven_id=c.ven_id))
+    assert response_code(answer) == 463 and b"unsigned" in answer
+    status, answer = c.send("OadrPoll", c.msg("oadrPoll", sign=True, ven_id=c.ven_id))
+    assert status == 200 and b"signature rejected" not in answer
 
 
 def test_signature_by_another_certificate_is_rejected(env):
@@ -222,6 +207,13 @@ def test_queue_survives_restart_and_vtn_cancels_registration(tmp_path):
         v = RawVen(server, "self-made", watch, enrolled=False)
         v.register()
         assert v.ven_id and v.registration_id
+        # a self-registering VEN whose oadrVenName is taken gets a unique name, not a failure
+        RawVen(server, "taken", watch)
+        other = RawVen(server, "taken-too", watch, enrolled=False)
+        other.name = "taken"
+        assert response_code(other.register()) == 200
+        names = {x["name"] for x in server.admin("GET", "/api/v1/vens")[1]}
+        assert "taken" in names and any(n.startswith("taken-") and n != "taken-too" for n in names)
         assert v.poll()[0] == "oadrRegisterReport"  # the VTN's own report registration comes first
         status, event = server.admin("POST", "/api/v1/openadr/events", {"level": 2, "duration_s": 600})
         server.restart()
@@ -229,7 +221,7 @@ def test_queue_survives_restart_and_vtn_cancels_registration(tmp_path):
         assert kind == "oadrDistributeEvent" and f"<ei:eventID>{event['id']}</ei:eventID>".encode() in answer
         assert v.poll()[0] == "oadrResponse"
         # VTN-initiated cancellation: delivered by poll, confirmed by the VEN, then the VEN is unregistered
-        name = server.admin("GET", "/api/v1/vens")[1][0]["name"]
+        name = next(x["name"] for x in server.admin("GET", "/api/v1/vens")[1] if x["ven_id"] == v.ven_id)
         assert server.admin("POST", f"/api/v1/vens/{name}/cancel-registration")[0] == 202
         kind, answer = v.poll()
         assert kind == "oadrCancelPartyRegistration" and v.registration_id.encode() in answer
@@ -241,3 +233,29 @@ def test_queue_survives_restart_and_vtn_cancels_registration(tmp_path):
         watch.assert_clean()
     finally:
         server.stop()
+
+
+def test_staff_cli_for_vens(env):
+    server, watch, a, _ = env
+    from support import dso, dso_json
+
+    listed = dso_json("ven", "list", "--json", "-c", server.config)
+    assert {"raw-a", "raw-b"} <= {v["name"] for v in listed}
+    shown = dso_json("ven", "set", "raw-b", "--push", "on", "--json", "-c", server.config)
+    assert shown["push_enabled"] is True and shown["registration_id"] == env[3].registration_id
+    # errors are one line and a non-zero exit
+    proc = dso("ven", "show", "nobody", "-c", server.config, check=False)
+    assert proc.returncode == 1 and "no VEN named" in proc.stderr
+    proc = dso("ven", "enroll", "--name", "x", "--fingerprint", "zz", "-c", server.config, check=False)
+    assert proc.returncode == 1 and "fingerprint" in proc.stderr
+    proc = dso("event", "create", "--level", "1", "--duration", "60", "--start", "2026-01-01T00:00:00",
+               "-c", server.config, check=False)
+    assert proc.returncode == 1 and "time zone" in proc.stderr
+    proc = dso("event", "modify", "999999", "--level", "2", "-c", server.config, check=False)
+    assert proc.returncode == 1 and "no event" in proc.stderr
+    made = dso_json("event", "create", "--signal", "ELECTRICITY_PRICE", "--interval", "900:0.12", "--interval",
+                    "900:0.31", "--start", "2030-01-01T00:00:00Z", "--ven", "raw-a", "--json", "-c", server.config)
+    assert made["duration_s"] == 1800 and [i["value"] for i in made["intervals"]] == [0.12, 0.31]
+    assert made["status"] == "far" and made["signal_type"] == "price" and made["vens"] == ["raw-a"]
+    out = dso("event", "list", "-c", server.config).stdout
+    assert "SIMPLE" in out and "0.12/0.31" in out

@@ -82,6 +82,19 @@ async def test_signed_ven_full_life(tmp_path):
             ("meter-7", "voltage", "V", 231.5)}
         _, reps = await admin(server, "GET", "/api/v1/openadr/reports?ven=aggregator-1")
         assert reps["requests"][0]["status"] == "active"
+        assert reps["offered"][0]["resource_id"] == "meter-7" and reps["offered"][0]["unit"] == "V"
+        cli_rows = json.loads(await _dso(server, "telemetry", "--source-id", c.ven_id, "--limit", "1", "--json"))
+        assert cli_rows[0]["value"] == 231.5
+        # a one-shot report asked by staff (oadrCreateReport with granularity 0) is answered by the VEN
+        spec = reps["offered"][0]["report_specifier_id"]
+        one_shot = json.loads(await _dso(server, "report", "request", "aggregator-1", spec, "--json"))
+
+        async def one_shot_delivered():
+            _, r = await admin(server, "GET", "/api/v1/openadr/reports?ven=aggregator-1")
+            req = next(q for q in r["requests"] if q["report_request_id"] == one_shot["report_request_id"])
+            return req if req["last_update_at"] else None
+
+        await wait_for(one_shot_delivered, 10, "one-shot report values")
 
         # ---- event from the CLI, delivered by poll
         event_id = (await _dso(server, "event", "create", "--signal", "SIMPLE", "--level", "2", "--start", "now",
@@ -130,6 +143,14 @@ async def test_signed_ven_full_life(tmp_path):
         info = await wait_for(reregistered, 10, "re-registration")
         assert info["registration_id"] == c.registration_id  # renewed, not replaced
         registered_at = info["registered_at"]
+        # the report was registered again: the old request is cancelled (oadrCancelReport), a new one runs
+
+        async def one_active_request():
+            _, r = await admin(server, "GET", "/api/v1/openadr/reports?ven=aggregator-1")
+            states = [q["status"] for q in r["requests"]]
+            return states if states.count("active") == 1 and states.count("cancelled") >= 1 else None
+
+        await wait_for(one_active_request, 10, "superseded report request cancelled, new one active")
 
         # ---- VTN restart in the middle: the VEN keeps polling without registering again
         await asyncio.to_thread(server.restart)
@@ -152,13 +173,14 @@ def _responses(server, event_id: str, count: int):
     return event["responses"] if len(event["responses"]) >= count else None
 
 
-async def test_unsigned_ven_and_two_vens_isolated(tmp_path):
-    """Without XML signatures; an event for one VEN never reaches the other."""
-    server = await asyncio.to_thread(start_server, tmp_path / "dso")
+async def test_two_vens_isolated_unsigned_and_rsa_signed(tmp_path, database_url):
+    """ven-a does not sign, ven-b (RSA certificate) signs every message; an event for ven-b never reaches ven-a.
+    On SQLite and PostgreSQL."""
+    server = await asyncio.to_thread(start_server, tmp_path / "dso", database_url=database_url)
     watch = SchemaWatch()
     a = await asyncio.to_thread(enroll, server, "ven-a")
     b = await asyncio.to_thread(enroll, server, "ven-b", True)  # RSA certificate: the RSA TLS suite
-    ca, cb = client(server, a, watch, sign=False), client(server, b, watch, sign=False)
+    ca, cb = client(server, a, watch, sign=False), client(server, b, watch, sign=True)
     ra, rb = Recorder(), Recorder()
     for cl, rec in ((ca, ra), (cb, rb)):
         cl.add_handler("on_event", rec.on_event)

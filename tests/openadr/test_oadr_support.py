@@ -13,7 +13,8 @@ from typing import Any
 
 from lxml import etree
 from openleadr import OpenADRClient
-from support import LiveServer
+from openleadr.messaging import create_message
+from support import LiveServer, dso_json
 
 from server import pki
 from server.openadr import codec
@@ -29,8 +30,8 @@ FAST_ENV = {
 logging.getLogger("openleadr").setLevel(logging.WARNING)
 
 
-def start_server(home: Path, **env: str) -> LiveServer:
-    return LiveServer(home, extra_env={**FAST_ENV, **env}).init().start()
+def start_server(home: Path, database_url: str = "", **env: str) -> LiveServer:
+    return LiveServer(home, database_url=database_url, extra_env={**FAST_ENV, **env}).init().start()
 
 
 def vtn_fingerprint(server: LiveServer) -> str:
@@ -62,10 +63,11 @@ class SchemaWatch:
 
 
 def enroll(server: LiveServer, name: str, rsa: bool = False, push: bool = False) -> dict[str, Any]:
+    """A real VEN certificate (`dso certs ven`) enrolled by staff (`dso ven enroll`)."""
     cert = server.issue_ven(name, rsa=rsa)
-    status, ven = server.admin("POST", "/api/v1/vens", {"name": name, "fingerprint": cert["fingerprint"],
-                                                         "push": push})
-    assert status == 201, ven
+    ven = dso_json("ven", "enroll", "--name", name, "--fingerprint", cert["fingerprint"], "--json", "-c",
+                   server.config, *(["--push"] if push else []))
+    assert ven["fingerprint"] == cert["fingerprint"] and ven["push_enabled"] == push
     return {**cert, **ven}
 
 
@@ -116,3 +118,36 @@ async def wait_for(predicate: Callable[[], Any], within: float = 15, what: str =
 async def admin(server: LiveServer, method: str, path: str, body: Any = None) -> tuple[int, Any]:
     """The admin API without blocking the event loop the openleadr VENs run on."""
     return await asyncio.to_thread(server.admin, method, path, body)
+
+
+class RawVen:
+    """A VEN speaking raw messages built with openleadr's message builder (optionally signed)."""
+
+    def __init__(self, server, name: str, watch: SchemaWatch, enrolled: bool = True) -> None:
+        self.server, self.watch, self.name = server, watch, name
+        self.ven = enroll(server, name) if enrolled else server.issue_ven(name)
+        self.ven_id: str | None = None
+        self.registration_id: str | None = None
+
+    def msg(self, kind: str, sign: bool = False, **payload: Any) -> bytes:
+        keys = {"cert": open(self.ven["cert"], "rb").read(), "key": open(self.ven["key"], "rb").read()} if sign else {}
+        return create_message(kind, **keys, **payload).encode()
+
+    def send(self, service: str, body: bytes) -> tuple[int, bytes]:
+        return post(self.server, self.ven, service, body, self.watch)
+
+    def register(self, **extra: Any) -> bytes:
+        payload = {"request_id": "r1", "ven_name": self.name, "ven_id": None, "http_pull_model": True,
+                   "xml_signature": False, "report_only": False, "profile_name": "2.0b",
+                   "transport_name": "simpleHttp", "transport_address": None, "registration_id": None, **extra}
+        status, answer = self.send("EiRegisterParty", self.msg("oadrCreatePartyRegistration", **payload))
+        assert status == 200
+        root = etree.fromstring(answer)
+        self.ven_id = codec.text(root, ".//ei:venID")
+        self.registration_id = codec.text(root, ".//ei:registrationID")
+        return answer
+
+    def poll(self) -> tuple[str, bytes]:
+        status, answer = self.send("OadrPoll", self.msg("oadrPoll", ven_id=self.ven_id))
+        assert status == 200
+        return message_type(answer), answer
