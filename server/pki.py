@@ -172,7 +172,9 @@ def issue_tls_leaf(issuer: Issued, cn: str, hosts: list[str], server: bool, rsa_
             sans.append(x509.IPAddress(ipaddress.ip_address(host)))
         except ValueError:
             sans.append(x509.DNSName(host))
-    usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
+    # the server is also a TLS client when it POSTs notifications and pushes to VENs: give it both usages
+    usages = [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH] if server else \
+        [ExtendedKeyUsageOID.CLIENT_AUTH]
     # RSA key exchange (TLS_RSA_*) needs keyEncipherment; ECDHE-ECDSA needs digitalSignature
     key_usage = x509.KeyUsage(True, False, rsa_key, False, not rsa_key, False, False, False, False)
     builder = (
@@ -184,7 +186,7 @@ def issue_tls_leaf(issuer: Issued, cn: str, hosts: list[str], server: bool, rsa_
         .not_valid_before(_now())
         .not_valid_after(_now() + dt.timedelta(days=825))
         .add_extension(key_usage, critical=True)
-        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.key.public_key()), critical=False)
     )
     if sans:

@@ -11,7 +11,7 @@
     /api/v1/openadr/events/{id}/cancel           POST
     /api/v1/openadr/opts                         GET ?ven=&event=
     /api/v1/openadr/reports                      GET ?ven=   offered metadata and report requests
-    /api/v1/telemetry                            GET ?source_kind=&source_id=&resource=&measurement=&since=&limit=
+    (telemetry reads live in admin/telemetry.py: GET /api/v1/telemetry)
 """
 
 from __future__ import annotations

@@ -83,7 +83,7 @@ async def test_signed_ven_full_life(tmp_path):
         _, reps = await admin(server, "GET", "/api/v1/openadr/reports?ven=aggregator-1")
         assert reps["requests"][0]["status"] == "active"
         assert reps["offered"][0]["resource_id"] == "meter-7" and reps["offered"][0]["unit"] == "V"
-        cli_rows = json.loads(await _dso(server, "telemetry", "--source-id", c.ven_id, "--limit", "1", "--json"))
+        cli_rows = json.loads(await _dso(server, "telemetry", "show", "--source-id", c.ven_id, "--limit", "1", "--json"))
         assert cli_rows[0]["value"] == 231.5
         # a one-shot report asked by staff (oadrCreateReport with granularity 0) is answered by the VEN
         spec = reps["offered"][0]["report_specifier_id"]
