@@ -310,11 +310,16 @@ class LoadForecaster:
         return np.einsum("ip,ip->i", X, self._models[k]["beta"][slot[idx]])
 
     def _ec_features(self, r: np.ndarray, j: np.ndarray) -> np.ndarray:
-        """Error-correction inputs at issue index j (first unobserved): last residual and its last-hour mean."""
+        """Error-correction inputs at issue index j (first unobserved): the last residual and the mean
+        residuals of the last hour and of the last day (the day-level part persists for days)."""
         h = max(1, 3600 // self.step_s)
         cs = np.concatenate(([0.0], np.cumsum(r)))
-        a = np.maximum(j - h, 0)
-        return np.column_stack([r[j - 1], (cs[j] - cs[a]) / np.maximum(j - a, 1)])
+
+        def mean_back(length: int) -> np.ndarray:
+            a = np.maximum(j - length, 0)
+            return (cs[j] - cs[a]) / np.maximum(j - a, 1)
+
+        return np.column_stack([r[j - 1], mean_back(h), mean_back(self.S)])
 
     def _residuals(self, k: int) -> np.ndarray:
         n = len(self.y)
@@ -334,7 +339,7 @@ class LoadForecaster:
         nodes = np.unique(np.round(np.geomspace(1, H, min(H, 40))).astype(int))
         start = 7 * S + 2 * S + 1
         window = min(n - start, 56 * S)
-        phi = np.zeros((len(nodes), 2))
+        phi = np.zeros((len(nodes), 3))
         qs = np.zeros((len(nodes), len(QUANTILE_LEVELS)))
         r1 = self._r[1]
         obs = np.isfinite(self.y)
@@ -395,7 +400,7 @@ class LoadForecaster:
         # Error correction from the residuals just before the issue time.
         z = self._ec_features(self._r[1], np.array([n]))[0]
         hn = np.clip(lead, 1, self._nodes[-1])
-        phi = np.column_stack([np.interp(hn, self._nodes, self._phi[:, c]) for c in range(2)])
+        phi = np.column_stack([np.interp(hn, self._nodes, self._phi[:, c]) for c in range(self._phi.shape[1])])
         mean = mean + phi @ z
         q = np.column_stack([np.interp(hn, self._nodes, self._q[:, c]) for c in range(self._q.shape[1])])
         q = q - q[:, [list(QUANTILE_LEVELS).index(0.5)]]  # centre the bands on the mean forecast

@@ -241,7 +241,7 @@ class PVForecaster:
         clear_days = np.flatnonzero(good & (rough <= cut))
         sel = np.isin(day, clear_days) & np.isfinite(y)
         ts, ys = self.t[sel], y[sel]
-        tilts = [self.tilt] if self.tilt is not None else list(range(0, 65, 5))
+        tilts = [self.tilt] if self.tilt is not None else list(range(0, 95, 5))
         azs = [self.azimuth] if self.azimuth is not None else list(range(90, 275, 10))
         best = (np.inf, default_tilt, default_az, 0.0, 1.0)
         for shift in (-0.5 * self.step_s, 0.0, 0.5 * self.step_s):
@@ -534,9 +534,13 @@ def _wls(X: np.ndarray, pcs: np.ndarray, y: np.ndarray, prior: np.ndarray | None
     A = X * pcs[:, None]
     G = A.T @ A
     p = X.shape[1]
-    lam = np.trace(G) / p * 200.0 / max(len(y), 1)
+    # Per-coefficient penalty on the scale of its own column, as if ~200 rows backed the prior; switched off
+    # once there are a couple of months of daylight rows (measured: even this light ridge costs ~0.2 pt
+    # nRMSE day-ahead on PVDAQ system 50, where the index features are strongly collinear).
+    pseudo = 200.0 if len(y) < 5000 else 0.0
+    lam = np.diag(G) * pseudo / max(len(y), 1) + 1e-9 * np.mean(np.diag(G))
     b0 = np.zeros(p) if prior is None else prior
-    return np.linalg.solve(G + lam * np.eye(p), A.T @ y + lam * b0)
+    return np.linalg.solve(G + np.diag(lam), A.T @ y + lam * b0)
 
 
 def _band_quantiles(r: np.ndarray, k_hat: np.ndarray) -> np.ndarray:
