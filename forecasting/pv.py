@@ -36,7 +36,10 @@ DAY_ZENITH = 85.0  # above this the sun is too low for a meaningful clear-sky in
 SHORT_HOURS = 6.0
 K_BANDS = np.array([0.35, 0.75])
 # Prior for the short-lead index regression: half the last index, half the time-of-day climatology.
-PRIOR_SHORT = np.array([0.0, 0.5, 0, 0, 0, 0.5, 0, 0, 0, 0])
+PRIOR_SHORT = np.array([0.0, 0.5, 0, 0, 0, 0.5, 0, 0, 0, 0, 0])
+# Sky regimes by the last index (none observed, overcast, broken, clear, cloud enhancement).
+REGIMES = np.array([-0.5, 0.4, 0.8, 1.05])
+RICH_ROWS = 5000  # daylight rows from which the season/regime-dependent designs are used
 
 
 class PVForecaster:
@@ -72,6 +75,7 @@ class PVForecaster:
         self.azimuth = azimuth
         self.altitude_m = altitude_m
         self.mode = "unfitted"
+        self.rich = False
         self.notes: list[str] = []
 
     # ------------------------------------------------------------------ public API
@@ -159,6 +163,8 @@ class PVForecaster:
         pcs = self._clear_power(tf)
         k_weather = self._weather_index(tf, weather)
         st = self._state(n)
+        if self.mode == "full" and self.rich:
+            st["season"] = self._season(tf)
         k_hat = np.empty(len(tf))
         for i in range(len(tf)):
             k_hat[i] = self._k_forecast(int(lead[i]), st, self._slot_of(tf[i : i + 1])[0], k_weather, i)
@@ -361,7 +367,11 @@ class PVForecaster:
         a = np.clip(j - h, 0, len(k))
         b = np.clip(j, 0, len(k))
         var = (cd[b] - cd[a]) / np.maximum(b - a, 1)
-        return np.column_stack([last, k1h, k1d, k7, has_recent, var])
+        # Latest step-to-step change (0 when either value is missing).
+        v1 = k[np.clip(j - 1, 0, len(k) - 1)]
+        v2 = k[np.clip(j - 2, 0, len(k) - 1)]
+        trend = np.where(np.isfinite(v1) & np.isfinite(v2) & (j >= 2), v1 - v2, 0.0)
+        return np.column_stack([last, k1h, k1d, k7, has_recent, var, trend])
 
     def _climatology(self, k: np.ndarray, j: np.ndarray, slots: np.ndarray) -> np.ndarray:
         """Mean index at the target's time of day (+-1 h) over the 30 whole days before the issue index ``j``.
@@ -401,15 +411,33 @@ class PVForecaster:
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(cnt > 0, (dv[D, s] - dv[D0, s]) / np.maximum(cnt, 1), np.nan)
 
-    def _design(self, feats: np.ndarray, clim: np.ndarray, short: bool) -> np.ndarray:
-        last, k1h, k1d, k7, has, var = feats.T
+    def _season(self, t: np.ndarray) -> np.ndarray:
+        """Target-time covariates that modulate the index dynamics: season and the sun's place in the sky."""
+        doy = (t.astype("datetime64[D]") - t.astype("datetime64[Y]")).astype(float)
+        sun = sun_position(t + np.timedelta64(int(self.shift_s), "s"), self.latitude, self.longitude)
+        ang = 2 * np.pi * doy / 365.25
+        return np.column_stack([np.sin(ang), np.cos(ang), (sun.azimuth - 180) / 90, (90 - sun.zenith) / 90])
+
+    def _design(
+        self, feats: np.ndarray, clim: np.ndarray, short: bool, season: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Regression inputs.  With ``season`` (long histories only) the short-lead design lets every
+        coefficient vary with season and sun position and fits one set per sky regime (no recent index,
+        overcast, broken, clear, above clear), since mean reversion differs strongly between them."""
+        last, k1h, k1d, k7, has, var, trend = feats.T
         clim = np.where(np.isfinite(clim), clim, k7)
-        if short:
-            # The variability of the last hour says how fast the index reverts to its climatology.
-            return np.column_stack(
-                [np.ones(len(last)), last * has, k1h, k1d, k7, clim, has, var, var * last, last * clim]
-            )
-        return np.column_stack([np.ones(len(last)), k1d, k7, clim])
+        one = np.ones(len(last))
+        if not short:
+            base = np.column_stack([one, k1d, k7, clim])
+            if season is None:
+                return base
+            return np.column_stack([base, season] + [base[:, 1:] * season[:, [c]] for c in range(4)])
+        base = np.column_stack([one, last * has, k1h, k1d, k7, clim, has, var, var * last, last * clim, trend])
+        if season is None:
+            return base
+        X = np.column_stack([base, season] + [base[:, 1:6] * season[:, [c]] for c in range(4)])
+        regime = np.digitize(np.where(has > 0, last, -1.0), REGIMES)
+        return np.concatenate([X * (regime == r)[:, None] for r in range(len(REGIMES) + 1)], axis=1)
 
     def _fit_regressions(self) -> None:
         S = self.S
@@ -420,14 +448,16 @@ class PVForecaster:
         if len(day) > 60000:  # bound the fitting cost on long histories (keep the newest rows)
             day = day[-60000:]
         slots = day % S  # slot relative to the history start; only equality matters
-        self.coef_short = np.zeros((self.n_short, 10))
+        self.rich = len(day) >= RICH_ROWS
+        season = self._season(self.t[day]) if self.rich else None
         # Day-ahead rows: issued at the start of the target's (UTC-aligned) day.
         j_da = day - (day % S)
         clim_da = self._climatology(self.k, j_da, slots)
-        X_da = self._design(self._features_at(self.k, j_da), clim_da, short=False)
-        self.coef_da = _wls(X_da, self.pcs[day], self.y[day], np.array([0.0, 0.0, 0.5, 0.5]))
-        resid_da = (self.y[day] - np.minimum(self.pcs[day] * (X_da @ self.coef_da), self.pmax)) / self.pcs[day]
+        # (season/sun-position terms were measured to hurt here: the day-ahead index is climatology.)
+        X_da = self._design(self._features_at(self.k, j_da), clim_da, False)
+        self.coef_da = _wls(X_da, self.pcs[day], self.y[day], None if self.rich else np.array([0, 0, 0.5, 0.5]))
         k_da = X_da @ self.coef_da
+        resid_da = (self.y[day] - np.minimum(self.pcs[day] * k_da, self.pmax)) / self.pcs[day]
         # Short-lead rows, a thinned set of leads, interpolated in between.
         nodes = np.unique(np.concatenate([
             np.arange(1, min(self.n_short, 8) + 1),
@@ -437,16 +467,17 @@ class PVForecaster:
         for h in nodes:
             j = day - h + 1
             clim = self._climatology(self.k, j, slots) if h > 4 else clim_da
-            X = self._design(self._features_at(self.k, j), clim, short=True)
-            c = _wls(X, self.pcs[day], self.y[day], PRIOR_SHORT)
+            X = self._design(self._features_at(self.k, j), clim, True, season)
+            c = _wls(X, self.pcs[day], self.y[day], None if self.rich else PRIOR_SHORT)
             coefs.append(c)
             kh = X @ c
             r = (self.y[day] - np.minimum(self.pcs[day] * kh, self.pmax)) / self.pcs[day]
             qs_nodes.append(_band_quantiles(r, kh))
         self._nodes = nodes
         coefs_a = np.array(coefs)
-        for h in range(1, self.n_short + 1):
-            self.coef_short[h - 1] = [np.interp(h, nodes, coefs_a[:, c]) for c in range(coefs_a.shape[1])]
+        self.coef_short = np.array(
+            [[np.interp(h, nodes, coefs_a[:, c]) for c in range(coefs_a.shape[1])] for h in range(1, self.n_short + 1)]
+        )
         self._q_nodes = np.array(qs_nodes)  # (nodes, bands, levels)
         self._q_da = _band_quantiles(resid_da, k_da)
 
@@ -468,17 +499,18 @@ class PVForecaster:
         feats = st["feats"]
         j = st["j"]
         if self.mode != "full":
-            last, k1h, k1d, k7, has, _ = feats[0]
+            last, k1h, k1d, k7, has, _, _ = feats[0]
             base = k1d if np.isfinite(k1d) else 0.7
             return float(last if lead <= 4 and has else base)
         clim = self._climatology(self.k, j, np.array([slot]))
         if k_weather is not None and np.isfinite(k_weather[i]):
             clim = np.array([k_weather[i]])
+        season = st["season"][i : i + 1] if self.rich else None
         if lead <= self.n_short:
-            x = self._design(feats, clim, short=True)[0]
+            x = self._design(feats, clim, True, season)[0]
             k = float(x @ self.coef_short[lead - 1])
         else:
-            x = self._design(feats, clim, short=False)[0]
+            x = self._design(feats, clim, False)[0]
             k = float(x @ self.coef_da)
         if k_weather is not None and np.isfinite(k_weather[i]) and lead > self.n_short:
             k = float(k_weather[i])  # no weather history to learn from: trust the forecast index directly
