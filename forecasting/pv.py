@@ -435,9 +435,14 @@ class PVForecaster:
         base = np.column_stack([one, last * has, k1h, k1d, k7, clim, has, var, var * last, last * clim, trend])
         if season is None:
             return base
-        X = np.column_stack([base, season] + [base[:, 1:6] * season[:, [c]] for c in range(4)])
-        regime = np.digitize(np.where(has > 0, last, -1.0), REGIMES)
-        return np.concatenate([X * (regime == r)[:, None] for r in range(len(REGIMES) + 1)], axis=1)
+        return np.column_stack([base, season] + [base[:, 1:6] * season[:, [c]] for c in range(4)])
+
+    def _regime(self, feats: np.ndarray) -> np.ndarray:
+        """Sky regime per row (0 when the short-lead design is not regime-dependent)."""
+        if not self.rich:
+            return np.zeros(len(feats), dtype=int)
+        last, has = feats[:, 0], feats[:, 4]
+        return np.digitize(np.where(has > 0, last, -1.0), REGIMES)
 
     def _fit_regressions(self) -> None:
         S = self.S
@@ -467,17 +472,21 @@ class PVForecaster:
         for h in nodes:
             j = day - h + 1
             clim = self._climatology(self.k, j, slots) if h > 4 else clim_da
-            X = self._design(self._features_at(self.k, j), clim, True, season)
-            c = _wls(X, self.pcs[day], self.y[day], None if self.rich else PRIOR_SHORT)
+            feats = self._features_at(self.k, j)
+            X = self._design(feats, clim, True, season)
+            g = self._regime(feats)
+            c = _wls_grouped(X, g, self.pcs[day], self.y[day], None if self.rich else PRIOR_SHORT)
             coefs.append(c)
-            kh = X @ c
+            kh = np.einsum("ip,ip->i", X, c[g])
             r = (self.y[day] - np.minimum(self.pcs[day] * kh, self.pmax)) / self.pcs[day]
             qs_nodes.append(_band_quantiles(r, kh))
         self._nodes = nodes
-        coefs_a = np.array(coefs)
-        self.coef_short = np.array(
-            [[np.interp(h, nodes, coefs_a[:, c]) for c in range(coefs_a.shape[1])] for h in range(1, self.n_short + 1)]
-        )
+        coefs_a = np.array(coefs)  # (nodes, regimes, p)
+        leads = np.arange(1, self.n_short + 1)
+        self.coef_short = np.empty((self.n_short,) + coefs_a.shape[1:])
+        for g in range(coefs_a.shape[1]):
+            for c in range(coefs_a.shape[2]):
+                self.coef_short[:, g, c] = np.interp(leads, nodes, coefs_a[:, g, c])
         self._q_nodes = np.array(qs_nodes)  # (nodes, bands, levels)
         self._q_da = _band_quantiles(resid_da, k_da)
 
@@ -508,7 +517,8 @@ class PVForecaster:
         season = st["season"][i : i + 1] if self.rich else None
         if lead <= self.n_short:
             x = self._design(feats, clim, True, season)[0]
-            k = float(x @ self.coef_short[lead - 1])
+            g = int(self._regime(feats)[0])
+            k = float(x @ self.coef_short[lead - 1, g])
         else:
             x = self._design(feats, clim, False)[0]
             k = float(x @ self.coef_da)
@@ -573,6 +583,22 @@ def _wls(X: np.ndarray, pcs: np.ndarray, y: np.ndarray, prior: np.ndarray | None
     lam = np.diag(G) * pseudo / max(len(y), 1) + 1e-9 * np.mean(np.diag(G))
     b0 = np.zeros(p) if prior is None else prior
     return np.linalg.solve(G + np.diag(lam), A.T @ y + lam * b0)
+
+
+def _wls_grouped(
+    X: np.ndarray, group: np.ndarray, pcs: np.ndarray, y: np.ndarray, prior: np.ndarray | None = None
+) -> np.ndarray:
+    """:func:`_wls` per group (sky regime); groups with too few rows share the pooled coefficients."""
+    pooled = _wls(X, pcs, y, prior)
+    n_groups = int(group.max()) + 1 if len(group) else 1
+    out = np.tile(pooled, (max(n_groups, len(REGIMES) + 1 if n_groups > 1 else 1), 1))
+    if n_groups == 1:
+        return out
+    for g in range(n_groups):
+        sel = group == g
+        if sel.sum() >= 20 * X.shape[1]:
+            out[g] = _wls(X[sel], pcs[sel], y[sel], prior)
+    return out
 
 
 def _band_quantiles(r: np.ndarray, k_hat: np.ndarray) -> np.ndarray:
