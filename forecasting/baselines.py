@@ -181,8 +181,10 @@ class SlotOLS(_History):
 
 
 class _ClearSkyBase(_History):
-    """Clear-sky power from the same learned clear-sky model as ours (orientation, scale and AC limit fitted
-    on the training data), so the baselines differ from our model only in how they forecast the index."""
+    """Clear-sky power from the same learned clear-sky model as ours (orientation, timestamp convention,
+    scale and AC limit fitted on the training data), so the baselines differ from our model only in how
+    they forecast the clear-sky index.  This makes them stronger, not weaker: with a horizontal GHI clear
+    sky the 7-day-mean baseline scored 25.5 % instead of 23.6 %."""
 
     def __init__(self, latitude: float, longitude: float, capacity_w: float, altitude_m: float = 0.0) -> None:
         self.lat, self.lon, self.cap, self.alt = latitude, longitude, capacity_w, altitude_m
@@ -196,7 +198,7 @@ class _ClearSkyBase(_History):
 
     def _pcs(self, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         sun = sun_position(t, self.lat, self.lon)
-        return self._cs.clear_power(t, physical_only=True), sun.zenith
+        return self._cs.clear_power(t), sun.zenith
 
     def _csi(self, t: np.ndarray, y: np.ndarray) -> np.ndarray:
         pcs, zen = self._pcs(t)
