@@ -366,7 +366,6 @@ class LoadForecaster:
         """Recursive least squares with forgetting: decay old normal equations, add the new rows, re-solve."""
         n = len(self.y)
         self._yf = self._filled()
-        self._calendar_cache = None
         slot, _, _ = self._calendar(n)
         decay = 0.5 ** ((n - n_old) / (self.halflife_days * self.S))
         for k, m in self._models.items():
