@@ -5,13 +5,20 @@
    the start, middle or end of the averaging interval) and scale are learned by least squares on the smoothest
    (clear) days of the history; the inverter limit is the top of the observed power.  Given orientation and
    capacity skip that search.
-2. *Clear-sky index* ``k = P / P_clear`` is what is forecast.  Per lead (one step to six hours) a least-squares
-   regression in power space (rows weighted so the loss is the power error) combines the last index, the
-   last-hour mean, today's mean so far, and the index climatology of the last 30 days at that time of day.
-   Beyond six hours the day-ahead regression uses yesterday's mean index, the 7-day mean and the time-of-day
-   climatology.  An optional weather forecast (GHI or cloud cover) replaces the climatological index.
-3. *Quantiles*: empirical quantiles of the residual divided by clear-sky power, per lead group and per band of
-   the predicted index (clear, broken, overcast skies have very different spreads), from the history.
+2. *Clear-sky index* ``k = P / P_clear`` is what is forecast, by least-squares regressions judged in power
+   units (so low-sun hours weigh little):
+   - leads up to six hours, one regression per lead: the last index, last-hour and last-day means, the 7-day
+     mean, the index climatology of the last 30 days at the target's time of day, the recent variability and
+     trend.  With long histories every coefficient also varies with season and sun position and there is one
+     set per sky regime (overcast / broken / clear ...), blended with an analog ensemble (what followed the
+     40 most similar past situations);
+   - beyond six hours (day-ahead) yesterday's mean index, the 7-day mean and the time-of-day climatology.
+   An optional weather forecast (GHI or cloud cover) stands in for the climatological index.
+3. *Quantiles*: empirical quantiles of the residual divided by clear-sky power, per lead and per band of the
+   predicted index (clear, broken, overcast skies have very different spreads), from the history.
+
+Short histories (under ~10 days of daylight) fall back to clear-sky-index persistence with a
+``ForecastWarning``; ``mode`` and ``notes`` say which model is in use.
 """
 
 from __future__ import annotations
@@ -144,6 +151,9 @@ class PVForecaster:
         self.y = np.concatenate([self.y, tail_y])
         self.pcs = np.concatenate([self.pcs, tail_pcs])
         self.k = np.concatenate([self.k, self._index(tail_y, tail_pcs)])
+        if self.mode != "full" and np.isfinite(self.k).sum() >= 10 * max(1, self.S // 2):
+            # Enough daylight has arrived to leave the fallback: one full fit (rare, then cheap again).
+            self.fit(self.t, self.y)
         return self
 
     def predict(self, t_future: object, weather: object = None) -> Forecast:

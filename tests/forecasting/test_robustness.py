@@ -146,3 +146,16 @@ def test_timezone_aware_datetimes_accepted(load_series):
     t_obj = [datetime(2024, 3, 4, tzinfo=UTC) + timedelta(minutes=15 * i) for i in range(len(t))]
     m = LoadForecaster().fit(np.array(t_obj, dtype=object), y)
     assert np.all(np.isfinite(m.predict(_next_day(t)).mean))
+
+
+def test_pv_short_history_upgrades_after_updates(make_pv):
+    t, y, lat, lon = make_pv(days=25)
+    S = 96
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ForecastWarning)
+        p = PVForecaster(lat, lon).fit(t[: 4 * S], y[: 4 * S])
+    assert p.mode != "full"
+    for d in range(4, 25):
+        p.update(t[d * S : (d + 1) * S], y[d * S : (d + 1) * S])
+    assert p.mode == "full"
+    assert np.all(np.isfinite(p.predict(_next_day(t)).mean))
