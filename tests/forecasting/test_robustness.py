@@ -159,3 +159,17 @@ def test_pv_short_history_upgrades_after_updates(make_pv):
         p.update(t[d * S : (d + 1) * S], y[d * S : (d + 1) * S])
     assert p.mode == "full"
     assert np.all(np.isfinite(p.predict(_next_day(t)).mean))
+
+
+def test_real_device_peaks_survive_cleaning():
+    """A charger running 0.3 -> 7 kW for an hour at a time is real load, not a spike."""
+    from forecasting._common import clean_series
+
+    rng = np.random.default_rng(3)
+    y = 0.3 + rng.normal(0, 0.02, 96 * 14)
+    for day in range(0, 14, 3):
+        y[day * 96 + 72 : day * 96 + 76] = 7.0 + rng.normal(0, 0.05, 4)
+    y[500] = 900.0  # and one glitch
+    clean, notes = clean_series(y, 96, flat_steps=16)
+    assert np.isnan(clean[500])
+    assert np.isfinite(np.delete(clean, 500)).all(), notes
