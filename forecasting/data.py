@@ -63,11 +63,13 @@ def load_simbench_feeder(code: str = "1-LV-semiurb4--0-sw") -> DataSet:
     t_local = np.datetime64("2016-01-01T00:00", "s") + np.arange(len(y)) * np.timedelta64(900, "s")
     t = t_local - np.timedelta64(3600, "s")
     test_start = np.datetime64("2016-10-01T00:00", "s") - np.timedelta64(3600, "s")
-    # German public holidays in the test window (national ones, plus Reformation/All Saints which are
-    # regional; SimBench profiles are nationwide synthetic ones, so only national days are listed).
+    # German public holidays of 2016.  Besides the national ones the profiles show Corpus Christi (26 May)
+    # and All Saints (1 Nov) as holidays -- the calendar of e.g. North Rhine-Westphalia -- but not Epiphany,
+    # Assumption or Reformation Day (checked against the daily means of the series).  A utility knows its own
+    # regional calendar, so the benchmark passes it the way an operator would.
     holidays = (
-        "2016-01-01", "2016-03-25", "2016-03-28", "2016-05-01", "2016-05-05", "2016-05-16",
-        "2016-10-03", "2016-12-25", "2016-12-26",
+        "2016-01-01", "2016-03-25", "2016-03-28", "2016-05-01", "2016-05-05", "2016-05-16", "2016-05-26",
+        "2016-10-03", "2016-11-01", "2016-12-25", "2016-12-26",
     )
     return DataSet(
         name=f"SimBench LV feeder {code}, 15 min",

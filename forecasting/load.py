@@ -310,11 +310,16 @@ class LoadForecaster:
         return np.einsum("ip,ip->i", X, self._models[k]["beta"][slot[idx]])
 
     def _ec_features(self, r: np.ndarray, j: np.ndarray) -> np.ndarray:
-        """Error-correction inputs at issue index j (first unobserved): last residual and its last-hour mean."""
+        """Error-correction inputs at issue index j (first unobserved): the last residual and the mean
+        residuals of the last hour and of the last day (the day-level part persists for days)."""
         h = max(1, 3600 // self.step_s)
         cs = np.concatenate(([0.0], np.cumsum(r)))
-        a = np.maximum(j - h, 0)
-        return np.column_stack([r[j - 1], (cs[j] - cs[a]) / np.maximum(j - a, 1)])
+
+        def mean_back(length: int) -> np.ndarray:
+            a = np.maximum(j - length, 0)
+            return (cs[j] - cs[a]) / np.maximum(j - a, 1)
+
+        return np.column_stack([r[j - 1], mean_back(h), mean_back(self.S)])
 
     def _residuals(self, k: int) -> np.ndarray:
         n = len(self.y)
@@ -334,10 +339,12 @@ class LoadForecaster:
         nodes = np.unique(np.round(np.geomspace(1, H, min(H, 40))).astype(int))
         start = 7 * S + 2 * S + 1
         window = min(n - start, 56 * S)
-        phi = np.zeros((len(nodes), 2))
+        phi = np.zeros((len(nodes), 3))
         qs = np.zeros((len(nodes), len(QUANTILE_LEVELS)))
         r1 = self._r[1]
         obs = np.isfinite(self.y)
+        slot, _, _ = self._calendar(n)
+        kept: list[tuple[int, np.ndarray, np.ndarray]] = []
         for i, h in enumerate(nodes):
             k = int(np.ceil(h / S))
             j = np.arange(n - window, n - h + 1)
@@ -350,9 +357,23 @@ class LoadForecaster:
                 continue
             coef, *_ = np.linalg.lstsq(Z, e, rcond=None)
             phi[i] = coef
-            res = e - Z @ coef
-            # Inflate in-sample residuals slightly: they were fitted on the same rows.
-            qs[i] = np.quantile(res, QUANTILE_LEVELS) * 1.05
+            kept.append((i, e - Z @ coef, slot[tgt[ok]]))
+        # Spread by time of day (the morning ramp is harder than the night): mean absolute residual per
+        # target slot relative to its lead's, pooled over leads and smoothed over about two hours.
+        acc = np.zeros(S)
+        cnt = np.zeros(S)
+        for _, res, sl in kept:
+            a = np.abs(res) / max(np.mean(np.abs(res)), 1e-12)
+            acc += np.bincount(sl, weights=a, minlength=S)
+            cnt += np.bincount(sl, minlength=S)
+        prof = np.where(cnt > 0, acc / np.maximum(cnt, 1), 1.0)
+        w = max(1, round(3600 / self.step_s))
+        prof = sum(np.roll(prof, j) for j in range(-w, w + 1)) / (2 * w + 1)
+        self._slot_scale = np.clip(prof / prof.mean(), 0.3, 3.0)
+        for i, res, sl in kept:
+            # Inflate in-sample residuals by 10 %: they were fitted on the same rows (measured: 1.05 left the
+            # SimBench 80 % band at 75 % coverage, 1.1 gives 77 % and a lower pinball loss).
+            qs[i] = np.quantile(res / self._slot_scale[sl], QUANTILE_LEVELS) * 1.1
         self._nodes = nodes
         self._phi = phi
         self._q = qs
@@ -361,7 +382,6 @@ class LoadForecaster:
         """Recursive least squares with forgetting: decay old normal equations, add the new rows, re-solve."""
         n = len(self.y)
         self._yf = self._filled()
-        self._calendar_cache = None
         slot, _, _ = self._calendar(n)
         decay = 0.5 ** ((n - n_old) / (self.halflife_days * self.S))
         for k, m in self._models.items():
@@ -395,11 +415,12 @@ class LoadForecaster:
         # Error correction from the residuals just before the issue time.
         z = self._ec_features(self._r[1], np.array([n]))[0]
         hn = np.clip(lead, 1, self._nodes[-1])
-        phi = np.column_stack([np.interp(hn, self._nodes, self._phi[:, c]) for c in range(2)])
+        phi = np.column_stack([np.interp(hn, self._nodes, self._phi[:, c]) for c in range(self._phi.shape[1])])
         mean = mean + phi @ z
         q = np.column_stack([np.interp(hn, self._nodes, self._q[:, c]) for c in range(self._q.shape[1])])
         q = q - q[:, [list(QUANTILE_LEVELS).index(0.5)]]  # centre the bands on the mean forecast
-        return mean, q
+        slot, _, _ = self._calendar(int(idx.max()) + 1)
+        return mean, q * self._slot_scale[slot[idx]][:, None]
 
     # ------------------------------------------------------------------ fallbacks
     def _fit_fallback(self) -> None:

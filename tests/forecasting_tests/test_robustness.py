@@ -146,3 +146,30 @@ def test_timezone_aware_datetimes_accepted(load_series):
     t_obj = [datetime(2024, 3, 4, tzinfo=UTC) + timedelta(minutes=15 * i) for i in range(len(t))]
     m = LoadForecaster().fit(np.array(t_obj, dtype=object), y)
     assert np.all(np.isfinite(m.predict(_next_day(t)).mean))
+
+
+def test_pv_short_history_upgrades_after_updates(make_pv):
+    t, y, lat, lon = make_pv(days=25)
+    S = 96
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ForecastWarning)
+        p = PVForecaster(lat, lon).fit(t[: 4 * S], y[: 4 * S])
+    assert p.mode != "full"
+    for d in range(4, 25):
+        p.update(t[d * S : (d + 1) * S], y[d * S : (d + 1) * S])
+    assert p.mode == "full"
+    assert np.all(np.isfinite(p.predict(_next_day(t)).mean))
+
+
+def test_real_device_peaks_survive_cleaning():
+    """A charger running 0.3 -> 7 kW for an hour at a time is real load, not a spike."""
+    from forecasting._common import clean_series
+
+    rng = np.random.default_rng(3)
+    y = 0.3 + rng.normal(0, 0.02, 96 * 14)
+    for day in range(0, 14, 3):
+        y[day * 96 + 72 : day * 96 + 76] = 7.0 + rng.normal(0, 0.05, 4)
+    y[500] = 900.0  # and one glitch
+    clean, notes = clean_series(y, 96, flat_steps=16)
+    assert np.isnan(clean[500])
+    assert np.isfinite(np.delete(clean, 500)).all(), notes
