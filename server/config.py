@@ -92,8 +92,8 @@ class OpenAdrSettings:
     near_window_s: int = 3600
     # the VTN may POST to a VEN's oadrTransportAddress when the VEN asked for push and staff enabled it
     push: bool = True
-    # TLS client certificate for push; it needs the clientAuth key usage, which the dev server certificates lack
-    # (empty = the signing certificate, else the server's EC certificate)
+    # TLS client certificate for push (needs the clientAuth usage, which the dev server certificates carry);
+    # empty = the signing certificate, else the server's EC certificate
     push_cert: str = ""
     push_key: str = ""
     push_interval_s: int = 1
