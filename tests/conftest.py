@@ -61,6 +61,28 @@ def database_url(request, tmp_path) -> str:
 
 
 @pytest.fixture
+async def store(database_url):
+    """A migrated store on each backend (with ``database_url``'s parametrisation)."""
+    from server.store import create_store
+    from server.store.migrate import upgrade
+
+    s = create_store(database_url)
+    await upgrade(s)
+    yield s
+    await s.close()
+
+
+@pytest.fixture
+def quiet_server(tmp_path) -> Iterator[LiveServer]:
+    """A real server with scheduled jobs off, so everything that happens comes from the test."""
+    server = LiveServer(tmp_path / "dso", extra_env={"DSO_ORCHESTRATION_ENABLED": "false"}).init().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
 def live_server(tmp_path) -> Iterator[LiveServer]:
     """A fresh initialised data directory with the real server running (SQLite)."""
     server = LiveServer(tmp_path / "dso").init().start()

@@ -7,16 +7,14 @@ import time
 
 import pytest
 from sunspec_sim import SunSpecSimulator
-from support import LiveServer, dso, dso_json
+from support import dso, dso_json
 
 from server.modbus import sunspec
 
 
 @pytest.fixture
-def server(tmp_path):
-    s = LiveServer(tmp_path / "dso", extra_env={"DSO_ORCHESTRATION_ENABLED": "false"}).init().start()
-    yield s
-    s.stop()
+def server(quiet_server):
+    return quiet_server
 
 
 @pytest.fixture

@@ -33,11 +33,9 @@ def load_csv(path, start: dt.datetime, days: int, base_w: float, phase: float = 
 
 
 @pytest.fixture
-def server(tmp_path):
+def server(quiet_server):
     """Scheduler off: runs here come only from the commands under test."""
-    s = LiveServer(tmp_path / "dso", extra_env={"DSO_ORCHESTRATION_ENABLED": "false"}).init().start()
-    yield s
-    s.stop()
+    return quiet_server
 
 
 @pytest.fixture

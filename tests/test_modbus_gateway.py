@@ -12,10 +12,8 @@ from server.modbus import sunspec
 
 
 @pytest.fixture
-def server(tmp_path):
-    s = LiveServer(tmp_path / "dso", extra_env={"DSO_ORCHESTRATION_ENABLED": "false"}).init().start()
-    yield s
-    s.stop()
+def server(quiet_server):
+    return quiet_server
 
 
 def wait_for_telemetry(server: LiveServer, name: str, measurement: str, within: float = 20) -> list[dict]:

@@ -14,8 +14,6 @@ from support import free_port
 from server.config import DeliverySettings
 from server.core.errors import Invalid
 from server.core.outbox import OutboxWorker, backoff, check_target_url, enqueue
-from server.store import create_store
-from server.store.migrate import upgrade
 from server.store.models import OutboxMessage
 
 FAST = DeliverySettings(allow_http_loopback=True, initial_backoff_s=1, max_backoff_s=2, poll_interval_ms=50,
@@ -55,14 +53,6 @@ class Receiver:
 
     def url(self, key: str) -> str:
         return f"http://127.0.0.1:{self.port}/notify/{key}"
-
-
-@pytest.fixture
-async def store(database_url):
-    s = create_store(database_url)
-    await upgrade(s)
-    yield s
-    await s.close()
 
 
 async def put(store, receiver: Receiver, items: list[tuple[str, str]]) -> None:

@@ -10,19 +10,10 @@ from sqlalchemy import text
 from server import pki
 from server.core import devices
 from server.core.errors import Conflict, Invalid, NotFound
-from server.store import create_store
 from server.store.migrate import current_revision, upgrade
 
 LFDI = "3E4F45AB31EDFE5B67E343E5E4562E31984E23E5"
 AGG = "AA" * 20
-
-
-@pytest.fixture
-async def store(database_url):
-    s = create_store(database_url)
-    await upgrade(s)
-    yield s
-    await s.close()
 
 
 async def test_migrations_reach_head_and_are_idempotent(store):

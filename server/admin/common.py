@@ -45,14 +45,21 @@ def reply(data: Any, status: int = 200) -> web.Response:
     return web.json_response(data, status=status, dumps=lambda o: json.dumps(o, default=str))
 
 
-def parse_time(value: str, name: str) -> dt.datetime:
-    """ISO 8601 with a UTC offset, or ``now``; as aware UTC."""
-    if value == "now":
+def parse_time(value: object, name: str, allow_now: bool = True) -> dt.datetime:
+    """ISO 8601 with a UTC offset (or ``now`` where allowed), as aware UTC; anything else is a 400."""
+    if allow_now and value == "now":
         return dt.datetime.now(dt.UTC)
+    expected = "ISO 8601 or 'now'" if allow_now else "ISO 8601"
+    if not isinstance(value, str):
+        raise Invalid(f"{name} must be {expected}, got {value!r}")
     try:
         parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise Invalid(f"{name} must be ISO 8601 or 'now', got {value!r}") from None
+        raise Invalid(f"{name} must be {expected}, got {value!r}") from None
     if parsed.tzinfo is None:
         raise Invalid(f"{name} must carry a time zone (e.g. 2026-01-01T00:00:00Z)")
     return parsed.astimezone(dt.UTC)
+
+
+def optional_time(value: str | None, name: str) -> dt.datetime | None:
+    return None if value is None or value == "" else parse_time(value, name)

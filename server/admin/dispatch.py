@@ -10,6 +10,7 @@ from server.admin.common import field, json_body, parse_time, reply, runtime
 from server.core.dispatch import Dispatch, dispatch_to_node
 from server.core.errors import Invalid
 from server.modbus.gateway import apply_control
+from server.store.types import utcnow
 
 routes = web.RouteTableDef()
 NUMBER = (int, float)
@@ -33,7 +34,7 @@ async def post_dispatch(request: web.Request) -> web.Response:
     # Modbus devices have no schedule of their own: a dispatch that starts now is written now, after the
     # transaction committed (device I/O never runs inside one)
     applied = []
-    if d.start <= parse_time("now", "now"):
+    if d.start <= utcnow():
         for item in result.modbus:
             try:
                 applied.append(await apply_control(rt.store, rt.settings.modbus, item["name"],

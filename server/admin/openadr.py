@@ -16,32 +16,17 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 from aiohttp import web
 
-from server.admin.common import field, json_body, reply, runtime
+from server.admin.common import field, json_body, optional_time, reply, runtime
 from server.core import oadr_events, opts, reports
 from server.core import vens as vens_core
 from server.core.errors import Invalid
-from server.store.types import utcnow
 
 routes = web.RouteTableDef()
 
-
-def _when(value: str | None, name: str) -> dt.datetime | None:
-    if value is None or value == "":
-        return None
-    if value == "now":
-        return utcnow()
-    try:
-        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise Invalid(f"{name} must be ISO 8601 or 'now', got {value!r}") from None
-    if parsed.tzinfo is None:
-        raise Invalid(f"{name} must carry a time zone (e.g. Z)")
-    return parsed.astimezone(dt.UTC)
 
 
 def _event_id(request: web.Request) -> int:
@@ -162,7 +147,7 @@ async def list_events(request: web.Request) -> web.Response:
 async def create_event(request: web.Request) -> web.Response:
     rt = runtime(request)
     body = await json_body(request)
-    start = _when(field(body, "start", str, required=False, default="now"), "start")
+    start = optional_time(field(body, "start", str, required=False, default="now"), "start")
     assert start is not None
     level = field(body, "level", (int, float), required=False)
     async with rt.store.sessions.begin() as session:
@@ -201,7 +186,7 @@ async def modify_event(request: web.Request) -> web.Response:
             session, _event_id(request), rt.settings.openadr.near_window_s,
             level=field(body, "level", (int, float), required=False),
             intervals=field(body, "intervals", list, required=False),
-            start=_when(field(body, "start", str, required=False), "start"),
+            start=optional_time(field(body, "start", str, required=False), "start"),
             duration_s=field(body, "duration_s", int, required=False),
             priority=field(body, "priority", int, required=False),
             reason=field(body, "reason", str, required=False, default=""))

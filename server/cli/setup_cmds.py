@@ -131,17 +131,17 @@ def _pki(args: argparse.Namespace) -> DevPki:
     return pki
 
 
-def cmd_certs_device(args: argparse.Namespace) -> int:
+def _issue(args: argparse.Namespace, make) -> int:
     try:
-        emit(args, _pki(args).issue_device(args.name, aggregator=args.aggregator))
+        emit(args, make(_pki(args)))
     except ValueError as exc:
         raise CliError(str(exc)) from None
     return 0
+
+
+def cmd_certs_device(args: argparse.Namespace) -> int:
+    return _issue(args, lambda pki: pki.issue_device(args.name, aggregator=args.aggregator))
 
 
 def cmd_certs_ven(args: argparse.Namespace) -> int:
-    try:
-        emit(args, _pki(args).issue_ven(args.name, use_rsa=args.rsa))
-    except ValueError as exc:
-        raise CliError(str(exc)) from None
-    return 0
+    return _issue(args, lambda pki: pki.issue_ven(args.name, use_rsa=args.rsa))
