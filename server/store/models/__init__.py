@@ -8,6 +8,7 @@ from server.store.models.sep2 import (
     Sep2DeviceResource,
     Sep2Fsa,
     Sep2FsaProgram,
+    Sep2Mmr,
     Sep2Mup,
     Sep2MupReading,
     Sep2Program,
@@ -15,5 +16,5 @@ from server.store.models.sep2 import (
     Sep2Setting,
 )
 
-__all__ = ["Base", "Aggregator", "EndDevice", "Ven", "Sep2Control", "Sep2DeviceResource", "Sep2Fsa", "Sep2FsaProgram", "Sep2Mup",
+__all__ = ["Base", "Aggregator", "EndDevice", "Ven", "Sep2Control", "Sep2DeviceResource", "Sep2Fsa", "Sep2FsaProgram", "Sep2Mmr", "Sep2Mup",
            "Sep2MupReading", "Sep2Program", "Sep2Response", "Sep2Setting"]
