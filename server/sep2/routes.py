@@ -301,10 +301,10 @@ async def put_cp(request: web.Request) -> web.Response:
         raise Invalid("connectionPointId must be a National Metering Identifier (10 characters + check digit)")
     async with sessions(request).begin() as session:
         device = await device_in_scope(session, await scope_of(request, session), path_int(request, "e"))
-        is_new = await devres.put_resource(session, device.id, "cp", _store(body))
+        await devres.put_resource(session, device.id, "cp", _store(body))
     href = f"/edev/{device.id}/cp"
-    # a Location on the update too: clients re-read the resource from it either way
-    return web.Response(status=201 if is_new else 204, headers={"Location": href})
+    # 204 as for every PUT, with a Location: some clients (cactus-client) re-read the resource from it
+    return web.Response(status=204, headers={"Location": href})
 
 
 def valid_nmi(nmi: str) -> bool:
@@ -573,8 +573,9 @@ async def put_der_resource(request: web.Request) -> web.Response:
         device = await device_in_scope(session, await scope_of(request, session), path_int(request, "e"))
         if path_int(request, "d") != 1:
             raise NotFound("no such DER")
-        is_new = await devres.put_resource(session, device.id, kind, _store(body))
-    return created(request.path) if is_new else no_content()
+        await devres.put_resource(session, device.id, kind, _store(body))
+    # 2030.5 answers a successful PUT with 204 whether or not the device had reported the resource before
+    return no_content()
 
 
 # ---------------------------------------------------------------------------------------- MirrorUsagePoints
