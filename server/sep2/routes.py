@@ -36,7 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server import pki
 from server.core import der_controls as rules
-from server.core import programs, responses
+from server.core import programs, responses, sep2_time
 from server.core import sep2_device as devres
 from server.core.devices import ensure_aggregator
 from server.core.errors import Conflict, Forbidden, Invalid, NotFound
@@ -167,18 +167,17 @@ async def get_dcap(request: web.Request) -> web.Response:
 @sep2_handler
 async def get_time(request: web.Request) -> web.Response:
     now = int(time.time())
-    # the server keeps UTC; local time is reported as UTC with no DST (tzOffset/dstOffset 0)
-    year = dt.datetime.now(dt.UTC).year
+    local = sep2_time.local_time(runtime(request).settings.sep2.time_zone, now)
     async with sessions(request)() as session:
         rate = await poll_rate(request, session, "Time")
     el = xml.E("Time", {"href": "/tm", "pollRate": rate},
                xml.leaf("currentTime", now),
-               xml.leaf("dstEndTime", int(dt.datetime(year, 1, 1, tzinfo=dt.UTC).timestamp())),
-               xml.leaf("dstOffset", 0),
-               xml.leaf("dstStartTime", int(dt.datetime(year, 1, 1, tzinfo=dt.UTC).timestamp())),
-               xml.leaf("localTime", now),
-               xml.leaf("quality", 7),
-               xml.leaf("tzOffset", 0))
+               xml.leaf("dstEndTime", local.dst_end),
+               xml.leaf("dstOffset", local.dst_offset),
+               xml.leaf("dstStartTime", local.dst_start),
+               xml.leaf("localTime", local.local_time),
+               xml.leaf("quality", 7),  # 7: the server's clock is NTP-disciplined ("intentionally uncoordinated")
+               xml.leaf("tzOffset", local.tz_offset))
     return reply(el)
 
 
