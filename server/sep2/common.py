@@ -112,6 +112,8 @@ async def read_body(request: web.Request, *roots: str) -> etree._Element:
     if request.content_length is not None and request.content_length > limit:
         raise Sep2Error(413, REASON_LIMIT, "body too large")
     body = await request.content.read(limit + 1)
+    if len(body) > limit:
+        raise Sep2Error(413, REASON_LIMIT, "body too large")
     strict = runtime(request).settings.sep2.profile == "csip-aus"
     root = xml.parse(body, strict=strict, max_bytes=limit)
     if roots and xml.local_name(root) not in roots:

@@ -47,12 +47,14 @@ from server.sep2.common import (
     MRID_FSA,
     MRID_PROGRAM,
     MRID_RSET,
+    REASON_INVALID_FORMAT,
     Page,
     Scope,
     Sep2Error,
     created,
     device_in_scope,
     epoch,
+    error_response,
     list_element,
     mrid,
     no_content,
@@ -758,8 +760,34 @@ async def post_response(request: web.Request) -> web.Response:
     return created(href)
 
 
+PREFIXES = ("/dcap", "/tm", "/edev", "/mup", "/rsps")
+
+
+def method_not_allowed(allowed: list[str]):
+    async def handler(request: web.Request) -> web.Response:
+        response = error_response(405, REASON_INVALID_FORMAT, f"{request.method} is not allowed on {request.path}")
+        response.headers["Allow"] = ", ".join(allowed)
+        return response
+
+    return handler
+
+
+async def unknown_href(request: web.Request) -> web.Response:
+    return error_response(404, REASON_INVALID_FORMAT, f"no resource at {request.path}")
+
+
 def setup(app: web.Application) -> None:
+    """Add the function sets, then 2030.5 answers (Error bodies) for other methods on them and unknown hrefs
+    under their prefixes; aiohttp tries routes in order, so these only see what nothing else matched."""
     app.add_routes(routes)
+    methods: dict[str, list[str]] = {}
+    for r in routes:
+        if isinstance(r, web.RouteDef):
+            methods.setdefault(r.path, []).append(r.method)
+    for path, allowed in methods.items():
+        app.router.add_route("*", path, method_not_allowed(sorted(allowed)))
+    for prefix in PREFIXES:
+        app.router.add_route("*", prefix + "/{tail:.*}", unknown_href)
 
 
 __all__ = ["routes", "setup", "Sep2Error"]

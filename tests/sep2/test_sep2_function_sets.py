@@ -233,3 +233,17 @@ def test_mirror_usage_points_are_owned_and_mrids_unique(new_client):
                 '</MirrorMeterReadingList>')
     assert a.post(r.location, readings).status == 201
     assert a.post(r.location, readings.replace("A1</mRID>", "FF</mRID>")).status == 400
+
+
+def test_unknown_hrefs_and_methods_get_error_bodies(new_client):
+    c = new_client()
+    href = c.register()
+    for path in ("/edev/1/nothing", href + "/der/2", href + "/der/1/bogus", "/mup/x/y", "/rsps/2", "/rsps/1/rsp/99",
+                 href + "/derp/999", href + "/fsa/999/derp"):
+        r = c.get(path)
+        assert r.status in (403, 404), path
+        assert r.root is not None and r.text("reasonCode") is not None
+    for method, path in (("POST", "/dcap"), ("PUT", "/edev"), ("DELETE", "/tm"), ("POST", href + "/der/1/ders")):
+        r = c.request(method, path, b"" if method != "DELETE" else None)
+        assert r.status == 405, (method, path, r.status)
+        assert r.root is not None and r.headers.get("Allow")
