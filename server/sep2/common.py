@@ -175,7 +175,7 @@ def mrid(kind: int, ident: int, pen: int, version: int = 0) -> str:
     return f"{kind:04X}{version:08X}{ident:012X}{pen % 10**8:08d}"
 
 
-MRID_PROGRAM, MRID_CONTROL, MRID_DEFAULT, MRID_FSA, MRID_RSET = 1, 2, 3, 4, 5
+MRID_PROGRAM, MRID_CONTROL, MRID_DEFAULT, MRID_FSA, MRID_RSET, MRID_CURVE = 1, 2, 3, 4, 5, 6
 
 
 def parse_control_mrid(value: str, pen: int) -> int | None:

@@ -12,7 +12,7 @@
     /edev/{e}/derp/{p}/derc[/{c}]           DERControlList / DERControl
     /edev/{e}/derp/{p}/actderc              ActiveDERControlList
     /edev/{e}/derp/{p}/dderc                DefaultDERControl
-    /edev/{e}/derp/{p}/dc                   DERCurveList (no curves are published yet: always empty)
+    /edev/{e}/derp/{p}/dc[/{c}]             DERCurveList / DERCurve
     /edev/{e}/der, /edev/{e}/der/1          DERList / DER (one DER per EndDevice)
     /edev/{e}/der/1/{dercap|derg|ders|dera} DERCapability / DERSettings / DERStatus / DERAvailability (GET, PUT)
     /mup, /mup/{m}                          MirrorUsagePointList (GET, POST) / MirrorUsagePoint (GET, POST
@@ -43,6 +43,7 @@ from server.core.errors import Conflict, Forbidden, Invalid, NotFound
 from server.sep2 import xml
 from server.sep2.common import (
     MRID_CONTROL,
+    MRID_CURVE,
     MRID_DEFAULT,
     MRID_FSA,
     MRID_PROGRAM,
@@ -385,7 +386,7 @@ async def render_program(request: web.Request, session: AsyncSession, device: En
                  xml.link("ActiveDERControlListLink", f"{href}/actderc", len(active)),
                  xml.link("DefaultDERControlLink", f"{href}/dderc") if program.default_control else None,
                  xml.link("DERControlListLink", f"{href}/derc", len(visible)),
-                 xml.link("DERCurveListLink", f"{href}/dc", 0),
+                 xml.link("DERCurveListLink", f"{href}/dc", len(await programs.program_curves(session, program.id))),
                  xml.leaf("primacy", program.primacy))
 
 
@@ -510,14 +511,42 @@ async def get_default_control(request: web.Request) -> web.Response:
     return reply(el)
 
 
+def render_curve(request: web.Request, href: str, c) -> etree._Element:
+    return xml.E("DERCurve", {"href": href},
+                 xml.leaf("mRID", mrid(MRID_CURVE, c.id, pen(request))),
+                 xml.leaf("description", c.description or None),
+                 xml.leaf("creationTime", epoch(c.creation_time)),
+                 [xml.E("CurveData", None, xml.leaf("xvalue", x), xml.leaf("yvalue", y)) for x, y in c.points],
+                 xml.leaf("curveType", c.curve_type),
+                 xml.leaf("xMultiplier", c.x_multiplier),
+                 xml.leaf("yMultiplier", c.y_multiplier),
+                 xml.leaf("yRefType", c.y_ref_type))
+
+
 @routes.get("/edev/{e}/derp/{p}/dc")
 @sep2_handler
 async def get_curve_list(request: web.Request) -> web.Response:
-    page(request)  # still reject bad paging values
+    pg = page(request)
     async with sessions(request)() as session:
         device, program = await program_in_scope(session, await scope_of(request, session),
                                                   path_int(request, "e"), path_int(request, "p"))
-    return reply(list_element("DERCurveList", f"/edev/{device.id}/derp/{program.id}/dc", [], 0))
+        curves = await programs.program_curves(session, program.id)
+    href = f"/edev/{device.id}/derp/{program.id}/dc"
+    items = [render_curve(request, f"{href}/{c.id}", c) for c in pg.slice(curves)]
+    return reply(list_element("DERCurveList", href, items, len(curves)))
+
+
+@routes.get("/edev/{e}/derp/{p}/dc/{c}")
+@sep2_handler
+async def get_curve(request: web.Request) -> web.Response:
+    async with sessions(request)() as session:
+        device, program = await program_in_scope(session, await scope_of(request, session),
+                                                  path_int(request, "e"), path_int(request, "p"))
+        curve = next((c for c in await programs.program_curves(session, program.id)
+                      if c.id == path_int(request, "c")), None)
+    if curve is None:
+        raise NotFound("no such DERCurve")
+    return reply(render_curve(request, request.path, curve))
 
 
 # ------------------------------------------------------------------------------------------------------- DER

@@ -5,6 +5,7 @@ from server.store.models.devices import Aggregator, EndDevice
 from server.store.models.openadr import Ven
 from server.store.models.sep2 import (
     Sep2Control,
+    Sep2Curve,
     Sep2DeviceResource,
     Sep2Fsa,
     Sep2FsaProgram,
@@ -16,5 +17,5 @@ from server.store.models.sep2 import (
     Sep2Setting,
 )
 
-__all__ = ["Base", "Aggregator", "EndDevice", "Ven", "Sep2Control", "Sep2DeviceResource", "Sep2Fsa", "Sep2FsaProgram", "Sep2Mmr", "Sep2Mup",
+__all__ = ["Base", "Aggregator", "EndDevice", "Ven", "Sep2Control", "Sep2Curve", "Sep2DeviceResource", "Sep2Fsa", "Sep2FsaProgram", "Sep2Mmr", "Sep2Mup",
            "Sep2MupReading", "Sep2Program", "Sep2Response", "Sep2Setting"]
