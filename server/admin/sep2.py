@@ -9,6 +9,10 @@ Responses, what devices reported (capability/settings/status/availability), poll
     POST /api/v1/programs/{id|name}/unassign       {lfdi}
     PUT  /api/v1/programs/{id|name}/default-control {base: {...}, setGradW?}   create/replace
     DELETE /api/v1/programs/{id|name}/default-control
+    GET  /api/v1/programs/{id|name}/curves          DERCurves of the program
+    POST /api/v1/programs/{id|name}/curves          {curve_type, points: [[x, y], ...], y_ref_type, x_multiplier?,
+                                                    y_multiplier?, description?}; controls name them by id
+    DELETE /api/v1/curves/{id}
     POST /api/v1/controls                          {program | lfdi, start: ISO8601|"now", duration_s, base: {...},
                                                     randomize_start_s?, randomize_duration_s?, response_required?,
                                                     description?, primacy? (for a device's own program)}
@@ -22,6 +26,8 @@ Responses, what devices reported (capability/settings/status/availability), poll
     DELETE /api/v1/sep2/end-devices/{lfdi}         ensure not enrolled (idempotent)
     PUT  /api/v1/sep2/end-devices/{lfdi}/fsa/{title} ensure the device has a FunctionSetAssignments so titled
     PUT  /api/v1/sep2/aggregators/{lfdi}           ensure an aggregator (service provider) exists
+    GET  /api/v1/sep2/mups[?owner=LFDI]            MirrorUsagePoints with their reading counts
+    DELETE /api/v1/sep2/mups?owner=LFDI            remove a client's MirrorUsagePoints
     GET  /api/v1/sep2/settings                     runtime settings (rates, access)
     PUT  /api/v1/sep2/poll-rates/{resource}        {rate_s}  e.g. resource = DeviceCapability, EndDeviceList
     PUT  /api/v1/sep2/post-rates/{resource}        {rate_s}  e.g. resource = EndDevice, MirrorUsagePoint
@@ -41,7 +47,7 @@ from server.admin.common import field, json_body, reply, runtime
 from server.core import devices, programs, responses
 from server.core import sep2_device as devres
 from server.core.errors import Invalid, NotFound
-from server.store.models import Aggregator, EndDevice, Sep2Program
+from server.store.models import Aggregator, EndDevice, Sep2Mup, Sep2Program
 from server.store.types import utcnow
 
 routes = web.RouteTableDef()
@@ -147,6 +153,38 @@ async def delete_default(request: web.Request) -> web.Response:
     async with runtime(request).store.sessions.begin() as session:
         p = await programs.get_program(session, request.match_info["ref"])
         await programs.set_default_control(session, p, None)
+    return web.Response(status=204)
+
+
+@routes.get("/api/v1/programs/{ref}/curves")
+async def list_curves(request: web.Request) -> web.Response:
+    async with runtime(request).store.sessions() as session:
+        p = await programs.get_program(session, request.match_info["ref"])
+        return reply([{**programs.curve_dict(c), "href": f"/api/v1/curves/{c.id}"}
+                      for c in await programs.program_curves(session, p.id)])
+
+
+@routes.post("/api/v1/programs/{ref}/curves")
+async def create_curve(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    async with runtime(request).store.sessions.begin() as session:
+        p = await programs.get_program(session, request.match_info["ref"])
+        c = await programs.create_curve(session, p, field(body, "curve_type", int), field(body, "points", list),
+                                        field(body, "y_ref_type", int),
+                                        field(body, "x_multiplier", int, required=False, default=0),
+                                        field(body, "y_multiplier", int, required=False, default=0),
+                                        field(body, "description", str, required=False, default=""))
+        return reply({**programs.curve_dict(c), "href": f"/api/v1/curves/{c.id}"}, 201)
+
+
+@routes.delete("/api/v1/curves/{id}")
+async def delete_curve(request: web.Request) -> web.Response:
+    try:
+        curve_id = int(request.match_info["id"])
+    except ValueError:
+        raise Invalid("curve id must be an integer") from None
+    async with runtime(request).store.sessions.begin() as session:
+        await programs.delete_curve(session, curve_id)
     return web.Response(status=204)
 
 
@@ -298,6 +336,26 @@ async def ensure_aggregator(request: web.Request) -> web.Response:
     async with runtime(request).store.sessions.begin() as session:
         agg = await devices.ensure_aggregator(session, _lfdi(request.match_info["lfdi"]))
         return reply({"id": agg.id, "lfdi": agg.lfdi, "href": f"/api/v1/sep2/aggregators/{agg.lfdi}"})
+
+
+@routes.get("/api/v1/sep2/mups")
+async def list_mups(request: web.Request) -> web.Response:
+    async with runtime(request).store.sessions() as session:
+        if "owner" in request.query:
+            found = await devres.mups_of(session, [_lfdi(request.query["owner"])])
+        else:
+            found = list(await session.scalars(select(Sep2Mup).order_by(Sep2Mup.id)))
+        return reply([{"id": m.id, "owner_lfdi": m.owner_lfdi, "device_lfdi": m.device_lfdi, "mrid": m.mrid,
+                       "readings": m.readings, "href": f"/mup/{m.id}"} for m in found])
+
+
+@routes.delete("/api/v1/sep2/mups")
+async def delete_mups(request: web.Request) -> web.Response:
+    if "owner" not in request.query:
+        raise Invalid("give ?owner=LFDI")
+    async with runtime(request).store.sessions.begin() as session:
+        n = await devres.delete_mups(session, [_lfdi(request.query["owner"])])
+    return reply({"deleted": n})
 
 
 # -------------------------------------------------------------------------------------------------- settings

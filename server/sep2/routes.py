@@ -12,10 +12,11 @@
     /edev/{e}/derp/{p}/derc[/{c}]           DERControlList / DERControl
     /edev/{e}/derp/{p}/actderc              ActiveDERControlList
     /edev/{e}/derp/{p}/dderc                DefaultDERControl
-    /edev/{e}/derp/{p}/dc                   DERCurveList (no curves are published yet: always empty)
+    /edev/{e}/derp/{p}/dc[/{c}]             DERCurveList / DERCurve
     /edev/{e}/der, /edev/{e}/der/1          DERList / DER (one DER per EndDevice)
     /edev/{e}/der/1/{dercap|derg|ders|dera} DERCapability / DERSettings / DERStatus / DERAvailability (GET, PUT)
-    /mup                                    MirrorUsagePointList (empty; MirrorUsagePoints are not stored yet)
+    /mup, /mup/{m}                          MirrorUsagePointList (GET, POST) / MirrorUsagePoint (GET, POST
+                                            MirrorMeterReading[List], DELETE)
     /rsps, /rsps/1, /rsps/1/rsp[/{r}]       ResponseSetList / ResponseSet / ResponseList (POST) / Response
 
 Programs are reached through the device (``/edev/{e}/derp/{p}``) so that every program and control request is
@@ -35,23 +36,26 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server import pki
 from server.core import der_controls as rules
-from server.core import programs, responses
+from server.core import programs, responses, sep2_time
 from server.core import sep2_device as devres
 from server.core.devices import ensure_aggregator
 from server.core.errors import Conflict, Forbidden, Invalid, NotFound
 from server.sep2 import xml
 from server.sep2.common import (
     MRID_CONTROL,
+    MRID_CURVE,
     MRID_DEFAULT,
     MRID_FSA,
     MRID_PROGRAM,
     MRID_RSET,
+    REASON_INVALID_FORMAT,
     Page,
     Scope,
     Sep2Error,
     created,
     device_in_scope,
     epoch,
+    error_response,
     list_element,
     mrid,
     no_content,
@@ -117,12 +121,9 @@ def active_power(tag: str, watts: float) -> etree._Element:
 def control_base(base: dict[str, Any], curve_href: str) -> etree._Element:
     """DERControlBase children in schema order; the CSIP-AUS limits come last (csipaus-core redefines it)."""
     el = xml.E("DERControlBase")
-    for name in ("opModConnect", "opModEnergize"):
-        el.append(xml.leaf(name, base[name])) if name in base else None
-    if "opModFixedW" in base:
-        el.append(xml.leaf("opModFixedW", base["opModFixedW"]))
-    if "opModFreqDroop" in base:
-        pass  # FreqDroopType is a structure staff cannot set yet; never stored by check_base callers
+    for name in ("opModConnect", "opModEnergize", "opModFixedW"):
+        if name in base:
+            el.append(xml.leaf(name, base[name]))
     for name in rules.CURVE_FIELDS[:11]:  # opModFreqWatt .. opModLVRTMustTrip
         if name in base:
             el.append(xml.E(name, {"href": f"{curve_href}/{base[name]}"}))
@@ -151,12 +152,13 @@ async def get_dcap(request: web.Request) -> web.Response:
     async with sessions(request)() as session:
         scope = await scope_of(request, session)
         n_edev = len(await visible_devices(session, scope))
+        n_mup = len(await devres.mups_of(session, owners(scope)))
         rate = await poll_rate(request, session, "DeviceCapability")
     el = xml.E("DeviceCapability", {"href": "/dcap", "pollRate": rate},
                xml.link("ResponseSetListLink", "/rsps", 1),
                xml.link("TimeLink", "/tm"),
                xml.link("EndDeviceListLink", "/edev", n_edev),
-               xml.link("MirrorUsagePointListLink", "/mup", 0))
+               xml.link("MirrorUsagePointListLink", "/mup", n_mup))
     return reply(el)
 
 
@@ -165,18 +167,17 @@ async def get_dcap(request: web.Request) -> web.Response:
 @sep2_handler
 async def get_time(request: web.Request) -> web.Response:
     now = int(time.time())
-    # the server keeps UTC; local time is reported as UTC with no DST (tzOffset/dstOffset 0)
-    year = dt.datetime.now(dt.UTC).year
+    local = sep2_time.local_time(runtime(request).settings.sep2.time_zone, now)
     async with sessions(request)() as session:
         rate = await poll_rate(request, session, "Time")
     el = xml.E("Time", {"href": "/tm", "pollRate": rate},
                xml.leaf("currentTime", now),
-               xml.leaf("dstEndTime", int(dt.datetime(year, 1, 1, tzinfo=dt.UTC).timestamp())),
-               xml.leaf("dstOffset", 0),
-               xml.leaf("dstStartTime", int(dt.datetime(year, 1, 1, tzinfo=dt.UTC).timestamp())),
-               xml.leaf("localTime", now),
-               xml.leaf("quality", 7),
-               xml.leaf("tzOffset", 0))
+               xml.leaf("dstEndTime", local.dst_end),
+               xml.leaf("dstOffset", local.dst_offset),
+               xml.leaf("dstStartTime", local.dst_start),
+               xml.leaf("localTime", local.local_time),
+               xml.leaf("quality", 7),  # 7: the server's clock is NTP-disciplined ("intentionally uncoordinated")
+               xml.leaf("tzOffset", local.tz_offset))
     return reply(el)
 
 
@@ -299,10 +300,10 @@ async def put_cp(request: web.Request) -> web.Response:
         raise Invalid("connectionPointId must be a National Metering Identifier (10 characters + check digit)")
     async with sessions(request).begin() as session:
         device = await device_in_scope(session, await scope_of(request, session), path_int(request, "e"))
-        is_new = await devres.put_resource(session, device.id, "cp", _store(body))
+        await devres.put_resource(session, device.id, "cp", _store(body))
     href = f"/edev/{device.id}/cp"
-    # a Location on the update too: clients re-read the resource from it either way
-    return web.Response(status=201 if is_new else 204, headers={"Location": href})
+    # 204 as for every PUT, with a Location: some clients (cactus-client) re-read the resource from it
+    return web.Response(status=204, headers={"Location": href})
 
 
 def valid_nmi(nmi: str) -> bool:
@@ -382,7 +383,7 @@ async def render_program(request: web.Request, session: AsyncSession, device: En
                  xml.link("ActiveDERControlListLink", f"{href}/actderc", len(active)),
                  xml.link("DefaultDERControlLink", f"{href}/dderc") if program.default_control else None,
                  xml.link("DERControlListLink", f"{href}/derc", len(visible)),
-                 xml.link("DERCurveListLink", f"{href}/dc", 0),
+                 xml.link("DERCurveListLink", f"{href}/dc", len(await programs.program_curves(session, program.id))),
                  xml.leaf("primacy", program.primacy))
 
 
@@ -507,14 +508,42 @@ async def get_default_control(request: web.Request) -> web.Response:
     return reply(el)
 
 
+def render_curve(request: web.Request, href: str, c) -> etree._Element:
+    return xml.E("DERCurve", {"href": href},
+                 xml.leaf("mRID", mrid(MRID_CURVE, c.id, pen(request))),
+                 xml.leaf("description", c.description or None),
+                 xml.leaf("creationTime", epoch(c.creation_time)),
+                 [xml.E("CurveData", None, xml.leaf("xvalue", x), xml.leaf("yvalue", y)) for x, y in c.points],
+                 xml.leaf("curveType", c.curve_type),
+                 xml.leaf("xMultiplier", c.x_multiplier),
+                 xml.leaf("yMultiplier", c.y_multiplier),
+                 xml.leaf("yRefType", c.y_ref_type))
+
+
 @routes.get("/edev/{e}/derp/{p}/dc")
 @sep2_handler
 async def get_curve_list(request: web.Request) -> web.Response:
-    page(request)  # still reject bad paging values
+    pg = page(request)
     async with sessions(request)() as session:
         device, program = await program_in_scope(session, await scope_of(request, session),
                                                   path_int(request, "e"), path_int(request, "p"))
-    return reply(list_element("DERCurveList", f"/edev/{device.id}/derp/{program.id}/dc", [], 0))
+        curves = await programs.program_curves(session, program.id)
+    href = f"/edev/{device.id}/derp/{program.id}/dc"
+    items = [render_curve(request, f"{href}/{c.id}", c) for c in pg.slice(curves)]
+    return reply(list_element("DERCurveList", href, items, len(curves)))
+
+
+@routes.get("/edev/{e}/derp/{p}/dc/{c}")
+@sep2_handler
+async def get_curve(request: web.Request) -> web.Response:
+    async with sessions(request)() as session:
+        device, program = await program_in_scope(session, await scope_of(request, session),
+                                                  path_int(request, "e"), path_int(request, "p"))
+        curve = next((c for c in await programs.program_curves(session, program.id)
+                      if c.id == path_int(request, "c")), None)
+    if curve is None:
+        raise NotFound("no such DERCurve")
+    return reply(render_curve(request, request.path, curve))
 
 
 # ------------------------------------------------------------------------------------------------------- DER
@@ -571,19 +600,95 @@ async def put_der_resource(request: web.Request) -> web.Response:
         device = await device_in_scope(session, await scope_of(request, session), path_int(request, "e"))
         if path_int(request, "d") != 1:
             raise NotFound("no such DER")
-        is_new = await devres.put_resource(session, device.id, kind, _store(body))
-    return created(request.path) if is_new else no_content()
+        await devres.put_resource(session, device.id, kind, _store(body))
+    # 2030.5 answers a successful PUT with 204 whether or not the device had reported the resource before
+    return no_content()
 
 
 # ---------------------------------------------------------------------------------------- MirrorUsagePoints
+def owners(scope: Scope) -> list[str]:
+    """MirrorUsagePoints belong to the client that created them (a device, or an aggregator for its devices)."""
+    return [scope.lfdi]
+
+
+def render_mup(request: web.Request, mup, post_rate_s: int) -> etree._Element:
+    root = _with_href(mup.body, f"/mup/{mup.id}")
+    rate = root.find(xml.q("postRate"))
+    if rate is None:
+        root.append(xml.leaf("postRate", post_rate_s))
+    return root
+
+
 @routes.get("/mup")
 @sep2_handler
 async def get_mup_list(request: web.Request) -> web.Response:
-    page(request)
+    pg = page(request)
     async with sessions(request)() as session:
-        await scope_of(request, session)
+        scope = await scope_of(request, session)
+        found = await devres.mups_of(session, owners(scope))
+        if pg.after:
+            found = [m for m in found if m.changed_at >= pg.after]
         rate = await poll_rate(request, session, "MirrorUsagePointList")
-    return reply(list_element("MirrorUsagePointList", "/mup", [], 0, rate))
+        prate = await post_rate(request, session, "MirrorUsagePoint")
+    items = [render_mup(request, m, prate) for m in pg.slice(found)]
+    return reply(list_element("MirrorUsagePointList", "/mup", items, len(found), rate))
+
+
+@routes.post("/mup")
+@sep2_handler
+async def post_mup(request: web.Request) -> web.Response:
+    body = await read_body(request, "MirrorUsagePoint")
+    device_lfdi = lfdi_of(xml.text(body, "deviceLFDI") or "")
+    mup_mrid = (xml.text(body, "mRID") or "").upper()
+    mmrs = [(xml.text(m, "mRID") or "").upper() for m in body.findall(xml.q("MirrorMeterReading"))]
+    async with sessions(request).begin() as session:
+        scope = await scope_of(request, session)
+        visible = {d.lfdi for d in await visible_devices(session, scope)}
+        if device_lfdi not in visible:
+            raise Forbidden("deviceLFDI is not an EndDevice you may mirror")
+        mup, is_new = await devres.upsert_mup(session, scope.lfdi, device_lfdi, mup_mrid, _store(body), mmrs)
+        href = f"/mup/{mup.id}"
+    return web.Response(status=201 if is_new else 204, headers={"Location": href})
+
+
+async def mup_in_scope(session: AsyncSession, scope: Scope, mup_id: int):
+    for mup in await devres.mups_of(session, owners(scope)):
+        if mup.id == mup_id:
+            return mup
+    raise NotFound("no such MirrorUsagePoint")
+
+
+@routes.get("/mup/{m}")
+@sep2_handler
+async def get_mup(request: web.Request) -> web.Response:
+    async with sessions(request)() as session:
+        mup = await mup_in_scope(session, await scope_of(request, session), path_int(request, "m"))
+        prate = await post_rate(request, session, "MirrorUsagePoint")
+    return reply(render_mup(request, mup, prate))
+
+
+@routes.post("/mup/{m}")
+@sep2_handler
+async def post_readings(request: web.Request) -> web.Response:
+    body = await read_body(request, "MirrorMeterReading", "MirrorMeterReadingList")
+    readings = [body] if xml.local_name(body) == "MirrorMeterReading" else body.findall(xml.q("MirrorMeterReading"))
+    async with sessions(request).begin() as session:
+        mup = await mup_in_scope(session, await scope_of(request, session), path_int(request, "m"))
+        known = await devres.mup_mmr_mrids(session, mup.id)
+        for r in readings:
+            if (xml.text(r, "mRID") or "").upper() not in known:
+                raise Invalid(f"MirrorMeterReading {xml.text(r, 'mRID')} is not part of this MirrorUsagePoint")
+        await devres.add_readings(session, mup, etree.tostring(body, encoding="unicode"), len(readings))
+    return web.Response(status=201, headers={"Location": f"/mup/{mup.id}"})
+
+
+@routes.delete("/mup/{m}")
+@sep2_handler
+async def delete_mup(request: web.Request) -> web.Response:
+    async with sessions(request).begin() as session:
+        mup = await mup_in_scope(session, await scope_of(request, session), path_int(request, "m"))
+        await session.delete(mup)
+    return no_content()
 
 
 # ------------------------------------------------------------------------------------------------ Responses
@@ -681,8 +786,34 @@ async def post_response(request: web.Request) -> web.Response:
     return created(href)
 
 
+PREFIXES = ("/dcap", "/tm", "/edev", "/mup", "/rsps")
+
+
+def method_not_allowed(allowed: list[str]):
+    async def handler(request: web.Request) -> web.Response:
+        response = error_response(405, REASON_INVALID_FORMAT, f"{request.method} is not allowed on {request.path}")
+        response.headers["Allow"] = ", ".join(allowed)
+        return response
+
+    return handler
+
+
+async def unknown_href(request: web.Request) -> web.Response:
+    return error_response(404, REASON_INVALID_FORMAT, f"no resource at {request.path}")
+
+
 def setup(app: web.Application) -> None:
+    """Add the function sets, then 2030.5 answers (Error bodies) for other methods on them and unknown hrefs
+    under their prefixes; aiohttp tries routes in order, so these only see what nothing else matched."""
     app.add_routes(routes)
+    methods: dict[str, list[str]] = {}
+    for r in routes:
+        if isinstance(r, web.RouteDef):
+            methods.setdefault(r.path, []).append(r.method)
+    for path, allowed in methods.items():
+        app.router.add_route("*", path, method_not_allowed(sorted(allowed)))
+    for prefix in PREFIXES:
+        app.router.add_route("*", prefix + "/{tail:.*}", unknown_href)
 
 
 __all__ = ["routes", "setup", "Sep2Error"]
