@@ -83,6 +83,7 @@ class OutboxWorker:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._http: aiohttp.ClientSession | None = None
+        self._inflight: set[int] = set()
 
     def wake(self) -> None:
         """Called after a commit that enqueued messages, so they go out without waiting for the next poll."""
@@ -100,6 +101,14 @@ class OutboxWorker:
                 await self._task
             except asyncio.CancelledError:
                 pass
+        if self._inflight:
+            # deliveries cut short by shutdown: give their claims back so the next start (or another process)
+            # retries them at once instead of waiting for the lease to run out
+            async with self.store.sessions.begin() as session:
+                await session.execute(update(OutboxMessage).where(OutboxMessage.id.in_(self._inflight),
+                                                                  OutboxMessage.status == "pending")
+                                      .values(lease_until=None))
+            self._inflight.clear()
         if self._http:
             await self._http.close()
 
@@ -149,6 +158,7 @@ class OutboxWorker:
                     .execution_options(synchronize_session=False))
                 if won.rowcount == 1:
                     claimed.append(Claimed(row.id, row.url, row.body, row.content_type, row.attempts))
+        self._inflight.update(c.id for c in claimed)
         return claimed
 
     async def deliver(self, message: Claimed) -> None:
@@ -182,6 +192,7 @@ class OutboxWorker:
             values.update(next_attempt_at=now + backoff(attempts, self.settings))
         async with self.store.sessions.begin() as session:
             await session.execute(update(OutboxMessage).where(OutboxMessage.id == message.id).values(**values))
+        self._inflight.discard(message.id)
         if error:
             log.warning("delivery %s to %s failed (attempt %d): %s", message.id, message.url, attempts, error)
 
