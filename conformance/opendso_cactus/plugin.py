@@ -9,7 +9,7 @@ Instruction -> admin API:
     ensure-fsa                 PUT /api/v1/sep2/end-devices/{lfdi}/fsa/{annotation}
     ensure-der-program         POST /api/v1/programs + POST /api/v1/programs/{id}/assign
     ensure-der-control-list    as ensure-der-program (a program is what carries a DERControlList)
-    ensure-mup-list-empty      nothing to do: OpenDSO stores no MirrorUsagePoints yet
+    ensure-mup-list-empty      DELETE /api/v1/sep2/mups?owner={certificate lfdi}
     create-der-control         POST /api/v1/controls
     create-default-der-control PUT /api/v1/programs/{id}/default-control
     clear-der-controls         GET /api/v1/controls?lfdi= + POST /api/v1/controls/{id}/cancel
@@ -186,7 +186,7 @@ class OpenDsoAdminPlugin:
         await self._program(client.lfdi.upper(), None)
 
     async def do_ensure_mup_list_empty(self, client, params: dict[str, Any]) -> None:
-        return None
+        await self.api.call("DELETE", f"/api/v1/sep2/mups?owner={cert_lfdi(client.certificate_file)}")
 
     async def do_create_der_control(self, client, params: dict[str, Any]) -> None:
         lfdi = client.lfdi.upper()

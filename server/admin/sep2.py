@@ -22,6 +22,8 @@ Responses, what devices reported (capability/settings/status/availability), poll
     DELETE /api/v1/sep2/end-devices/{lfdi}         ensure not enrolled (idempotent)
     PUT  /api/v1/sep2/end-devices/{lfdi}/fsa/{title} ensure the device has a FunctionSetAssignments so titled
     PUT  /api/v1/sep2/aggregators/{lfdi}           ensure an aggregator (service provider) exists
+    GET  /api/v1/sep2/mups[?owner=LFDI]            MirrorUsagePoints with their reading counts
+    DELETE /api/v1/sep2/mups?owner=LFDI            remove a client's MirrorUsagePoints
     GET  /api/v1/sep2/settings                     runtime settings (rates, access)
     PUT  /api/v1/sep2/poll-rates/{resource}        {rate_s}  e.g. resource = DeviceCapability, EndDeviceList
     PUT  /api/v1/sep2/post-rates/{resource}        {rate_s}  e.g. resource = EndDevice, MirrorUsagePoint
@@ -41,7 +43,7 @@ from server.admin.common import field, json_body, reply, runtime
 from server.core import devices, programs, responses
 from server.core import sep2_device as devres
 from server.core.errors import Invalid, NotFound
-from server.store.models import Aggregator, EndDevice, Sep2Program
+from server.store.models import Aggregator, EndDevice, Sep2Mup, Sep2Program
 from server.store.types import utcnow
 
 routes = web.RouteTableDef()
@@ -298,6 +300,26 @@ async def ensure_aggregator(request: web.Request) -> web.Response:
     async with runtime(request).store.sessions.begin() as session:
         agg = await devices.ensure_aggregator(session, _lfdi(request.match_info["lfdi"]))
         return reply({"id": agg.id, "lfdi": agg.lfdi, "href": f"/api/v1/sep2/aggregators/{agg.lfdi}"})
+
+
+@routes.get("/api/v1/sep2/mups")
+async def list_mups(request: web.Request) -> web.Response:
+    async with runtime(request).store.sessions() as session:
+        if "owner" in request.query:
+            found = await devres.mups_of(session, [_lfdi(request.query["owner"])])
+        else:
+            found = list(await session.scalars(select(Sep2Mup).order_by(Sep2Mup.id)))
+        return reply([{"id": m.id, "owner_lfdi": m.owner_lfdi, "device_lfdi": m.device_lfdi, "mrid": m.mrid,
+                       "readings": m.readings, "href": f"/mup/{m.id}"} for m in found])
+
+
+@routes.delete("/api/v1/sep2/mups")
+async def delete_mups(request: web.Request) -> web.Response:
+    if "owner" not in request.query:
+        raise Invalid("give ?owner=LFDI")
+    async with runtime(request).store.sessions.begin() as session:
+        n = await devres.delete_mups(session, [_lfdi(request.query["owner"])])
+    return reply({"deleted": n})
 
 
 # -------------------------------------------------------------------------------------------------- settings

@@ -143,10 +143,11 @@ async def fsa_programs(session: AsyncSession, fsa_id: int) -> list[Sep2Program]:
 
 async def device_programs(session: AsyncSession, device_id: int) -> list[Sep2Program]:
     """Every program assigned to the device through any of its FSAs."""
-    return list(await session.scalars(
-        select(Sep2Program).join(Sep2FsaProgram, Sep2FsaProgram.program_id == Sep2Program.id)
-        .join(Sep2Fsa, Sep2Fsa.id == Sep2FsaProgram.fsa_id).where(Sep2Fsa.end_device_id == device_id)
-        .distinct().order_by(Sep2Program.primacy, Sep2Program.id)))
+    # IN (subquery) rather than DISTINCT: PostgreSQL cannot compare the JSON column for DISTINCT
+    assigned = (select(Sep2FsaProgram.program_id).join(Sep2Fsa, Sep2Fsa.id == Sep2FsaProgram.fsa_id)
+                .where(Sep2Fsa.end_device_id == device_id))
+    return list(await session.scalars(select(Sep2Program).where(Sep2Program.id.in_(assigned))
+                                      .order_by(Sep2Program.primacy, Sep2Program.id)))
 
 
 async def device_program(session: AsyncSession, device: EndDevice, primacy: int = 1) -> Sep2Program:

@@ -6,7 +6,8 @@ from __future__ import annotations
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.store.models import Sep2DeviceResource, Sep2Setting
+from server.core.errors import Conflict, Invalid
+from server.store.models import Sep2DeviceResource, Sep2Mmr, Sep2Mup, Sep2MupReading, Sep2Setting
 from server.store.types import utcnow
 
 DEVICE_RESOURCE_KINDS = ("dercap", "derg", "ders", "dera", "cp")
@@ -54,3 +55,56 @@ async def set_setting(session: AsyncSession, key: str, value: str | None) -> Non
 
 async def all_settings(session: AsyncSession) -> dict[str, str]:
     return {r.key: r.value for r in await session.scalars(select(Sep2Setting))}
+
+
+# ------------------------------------------------------------------------------------------ MirrorUsagePoints
+async def mups_of(session: AsyncSession, owner_lfdis: list[str]) -> list[Sep2Mup]:
+    return list(await session.scalars(select(Sep2Mup).where(Sep2Mup.owner_lfdi.in_(owner_lfdis))
+                                      .order_by(Sep2Mup.id)))
+
+
+async def upsert_mup(session: AsyncSession, owner_lfdi: str, device_lfdi: str, mrid: str, body: str,
+                     mmr_mrids: list[str]) -> tuple[Sep2Mup, bool]:
+    """Create or (same owner, same mRID) replace a MirrorUsagePoint; True when created.
+
+    Meter reading mRIDs are unique server-wide: one already used by another MirrorUsagePoint is a conflict."""
+    mup = await session.scalar(select(Sep2Mup).where(Sep2Mup.owner_lfdi == owner_lfdi, Sep2Mup.mrid == mrid))
+    if len(set(mmr_mrids)) != len(mmr_mrids):
+        raise Invalid("MirrorMeterReading mRIDs must be distinct")
+    taken = list(await session.scalars(select(Sep2Mmr).where(Sep2Mmr.mrid.in_(mmr_mrids))))
+    for mmr in taken:
+        if mup is None or mmr.mup_id != mup.id:
+            raise Conflict(f"MirrorMeterReading mRID {mmr.mrid} is already used by another MirrorUsagePoint")
+    is_new = mup is None
+    if mup is None:
+        mup = Sep2Mup(owner_lfdi=owner_lfdi, device_lfdi=device_lfdi, mrid=mrid, body=body)
+        session.add(mup)
+        await session.flush()
+    else:
+        mup.body, mup.device_lfdi, mup.changed_at = body, device_lfdi, utcnow()
+        await session.execute(delete(Sep2Mmr).where(Sep2Mmr.mup_id == mup.id))
+    for m in mmr_mrids:
+        session.add(Sep2Mmr(mup_id=mup.id, mrid=m))
+    await session.flush()
+    return mup, is_new
+
+
+async def mup_mmr_mrids(session: AsyncSession, mup_id: int) -> set[str]:
+    return set(await session.scalars(select(Sep2Mmr.mrid).where(Sep2Mmr.mup_id == mup_id)))
+
+
+async def add_readings(session: AsyncSession, mup: Sep2Mup, body: str, count: int) -> Sep2MupReading:
+    reading = Sep2MupReading(mup_id=mup.id, body=body)
+    session.add(reading)
+    mup.readings += count
+    mup.changed_at = utcnow()
+    await session.flush()
+    return reading
+
+
+async def delete_mups(session: AsyncSession, owner_lfdis: list[str]) -> int:
+    found = await mups_of(session, owner_lfdis)
+    for mup in found:
+        await session.delete(mup)
+    await session.flush()
+    return len(found)

@@ -15,7 +15,8 @@
     /edev/{e}/derp/{p}/dc                   DERCurveList (no curves are published yet: always empty)
     /edev/{e}/der, /edev/{e}/der/1          DERList / DER (one DER per EndDevice)
     /edev/{e}/der/1/{dercap|derg|ders|dera} DERCapability / DERSettings / DERStatus / DERAvailability (GET, PUT)
-    /mup                                    MirrorUsagePointList (empty; MirrorUsagePoints are not stored yet)
+    /mup, /mup/{m}                          MirrorUsagePointList (GET, POST) / MirrorUsagePoint (GET, POST
+                                            MirrorMeterReading[List], DELETE)
     /rsps, /rsps/1, /rsps/1/rsp[/{r}]       ResponseSetList / ResponseSet / ResponseList (POST) / Response
 
 Programs are reached through the device (``/edev/{e}/derp/{p}``) so that every program and control request is
@@ -151,12 +152,13 @@ async def get_dcap(request: web.Request) -> web.Response:
     async with sessions(request)() as session:
         scope = await scope_of(request, session)
         n_edev = len(await visible_devices(session, scope))
+        n_mup = len(await devres.mups_of(session, owners(scope)))
         rate = await poll_rate(request, session, "DeviceCapability")
     el = xml.E("DeviceCapability", {"href": "/dcap", "pollRate": rate},
                xml.link("ResponseSetListLink", "/rsps", 1),
                xml.link("TimeLink", "/tm"),
                xml.link("EndDeviceListLink", "/edev", n_edev),
-               xml.link("MirrorUsagePointListLink", "/mup", 0))
+               xml.link("MirrorUsagePointListLink", "/mup", n_mup))
     return reply(el)
 
 
@@ -576,14 +578,89 @@ async def put_der_resource(request: web.Request) -> web.Response:
 
 
 # ---------------------------------------------------------------------------------------- MirrorUsagePoints
+def owners(scope: Scope) -> list[str]:
+    """MirrorUsagePoints belong to the client that created them (a device, or an aggregator for its devices)."""
+    return [scope.lfdi]
+
+
+def render_mup(request: web.Request, mup, post_rate_s: int) -> etree._Element:
+    root = _with_href(mup.body, f"/mup/{mup.id}")
+    rate = root.find(xml.q("postRate"))
+    if rate is None:
+        root.append(xml.leaf("postRate", post_rate_s))
+    return root
+
+
 @routes.get("/mup")
 @sep2_handler
 async def get_mup_list(request: web.Request) -> web.Response:
-    page(request)
+    pg = page(request)
     async with sessions(request)() as session:
-        await scope_of(request, session)
+        scope = await scope_of(request, session)
+        found = await devres.mups_of(session, owners(scope))
+        if pg.after:
+            found = [m for m in found if m.changed_at >= pg.after]
         rate = await poll_rate(request, session, "MirrorUsagePointList")
-    return reply(list_element("MirrorUsagePointList", "/mup", [], 0, rate))
+        prate = await post_rate(request, session, "MirrorUsagePoint")
+    items = [render_mup(request, m, prate) for m in pg.slice(found)]
+    return reply(list_element("MirrorUsagePointList", "/mup", items, len(found), rate))
+
+
+@routes.post("/mup")
+@sep2_handler
+async def post_mup(request: web.Request) -> web.Response:
+    body = await read_body(request, "MirrorUsagePoint")
+    device_lfdi = lfdi_of(xml.text(body, "deviceLFDI") or "")
+    mup_mrid = (xml.text(body, "mRID") or "").upper()
+    mmrs = [(xml.text(m, "mRID") or "").upper() for m in body.findall(xml.q("MirrorMeterReading"))]
+    async with sessions(request).begin() as session:
+        scope = await scope_of(request, session)
+        visible = {d.lfdi for d in await visible_devices(session, scope)}
+        if device_lfdi not in visible:
+            raise Forbidden("deviceLFDI is not an EndDevice you may mirror")
+        mup, is_new = await devres.upsert_mup(session, scope.lfdi, device_lfdi, mup_mrid, _store(body), mmrs)
+        href = f"/mup/{mup.id}"
+    return web.Response(status=201 if is_new else 204, headers={"Location": href})
+
+
+async def mup_in_scope(session: AsyncSession, scope: Scope, mup_id: int):
+    for mup in await devres.mups_of(session, owners(scope)):
+        if mup.id == mup_id:
+            return mup
+    raise NotFound("no such MirrorUsagePoint")
+
+
+@routes.get("/mup/{m}")
+@sep2_handler
+async def get_mup(request: web.Request) -> web.Response:
+    async with sessions(request)() as session:
+        mup = await mup_in_scope(session, await scope_of(request, session), path_int(request, "m"))
+        prate = await post_rate(request, session, "MirrorUsagePoint")
+    return reply(render_mup(request, mup, prate))
+
+
+@routes.post("/mup/{m}")
+@sep2_handler
+async def post_readings(request: web.Request) -> web.Response:
+    body = await read_body(request, "MirrorMeterReading", "MirrorMeterReadingList")
+    readings = [body] if xml.local_name(body) == "MirrorMeterReading" else body.findall(xml.q("MirrorMeterReading"))
+    async with sessions(request).begin() as session:
+        mup = await mup_in_scope(session, await scope_of(request, session), path_int(request, "m"))
+        known = await devres.mup_mmr_mrids(session, mup.id)
+        for r in readings:
+            if (xml.text(r, "mRID") or "").upper() not in known:
+                raise Invalid(f"MirrorMeterReading {xml.text(r, 'mRID')} is not part of this MirrorUsagePoint")
+        await devres.add_readings(session, mup, etree.tostring(body, encoding="unicode"), len(readings))
+    return web.Response(status=201, headers={"Location": f"/mup/{mup.id}"})
+
+
+@routes.delete("/mup/{m}")
+@sep2_handler
+async def delete_mup(request: web.Request) -> web.Response:
+    async with sessions(request).begin() as session:
+        mup = await mup_in_scope(session, await scope_of(request, session), path_int(request, "m"))
+        await session.delete(mup)
+    return no_content()
 
 
 # ------------------------------------------------------------------------------------------------ Responses

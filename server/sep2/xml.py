@@ -81,8 +81,20 @@ def parse(body: bytes, strict: bool = False, max_bytes: int = 65536) -> etree._E
         raise XmlError(f"malformed XML: {exc.msg}") from None
     if root.getroottree().docinfo.doctype:
         raise XmlError("DOCTYPE declarations are not allowed")
+    _fill_list_counts(root)
     check(root, strict)
     return root
+
+
+def _fill_list_counts(root: etree._Element) -> None:
+    """A List a client POSTs (e.g. MirrorMeterReadingList) carries ``all``/``results``, which only mean something
+    in a server's paged answer; common clients (cactus-client among them) omit them. Fill in the count of
+    children when absent, so the body is then validated like any other (nothing else is relaxed)."""
+    if etree.QName(root).namespace == NS and etree.QName(root).localname.endswith("List"):
+        n = str(len(root))
+        for attr in ("all", "results"):
+            if root.get(attr) is None:
+                root.set(attr, n)
 
 
 def check(root: etree._Element, strict: bool = False) -> None:

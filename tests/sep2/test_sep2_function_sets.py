@@ -194,3 +194,42 @@ def test_invalid_responses_are_rejected(new_client, admin):
         assert 400 <= r.status < 500 and r.root is not None
     assert admin("GET", f"/api/v1/controls/{made['id']}/responses") == []
     assert c.post("/rsps/1/rsp", resp(c.lfdi, 2, mrid)).status == 201
+
+
+def test_connection_point_requires_an_nmi(new_client):
+    c = new_client()
+    href = c.register()
+    body = (f'<csipaus:ConnectionPoint xmlns:csipaus="{xml.CSIPAUS_NS}"><csipaus:connectionPointId>{{}}'
+            '</csipaus:connectionPointId></csipaus:ConnectionPoint>')
+    r = c.put(href + "/cp", body.format("NOTAVALIDID"))
+    assert r.status == 400 and r.text("reasonCode") == "1"
+    r = c.put(href + "/cp", body.format("41020000026"))
+    assert r.status == 201 and r.location == href + "/cp"
+
+
+def test_mirror_usage_points_are_owned_and_mrids_unique(new_client):
+    a, b = new_client(), new_client()
+    a.register()
+    b.register()
+
+    def mup(lfdi: str, mrid: str, mmr: str) -> str:
+        return (f'<MirrorUsagePoint xmlns="{xml.NS}"><mRID>{mrid}</mRID><roleFlags>49</roleFlags>'
+                f'<serviceCategoryKind>0</serviceCategoryKind><status>1</status><deviceLFDI>{lfdi}</deviceLFDI>'
+                f'<MirrorMeterReading><mRID>{mmr}</mRID><ReadingType><dataQualifier>2</dataQualifier>'
+                '<flowDirection>1</flowDirection><kind>37</kind><powerOfTenMultiplier>0</powerOfTenMultiplier>'
+                '<uom>38</uom></ReadingType></MirrorMeterReading></MirrorUsagePoint>')
+
+    r = a.post("/mup", mup(a.lfdi, "AA01", "AA0100000000000000000000000000A1"))
+    assert r.status == 201 and r.location
+    assert a.post("/mup", mup(a.lfdi, "AA01", "AA0100000000000000000000000000A1")).status == 204  # same mRID
+    assert b.post("/mup", mup(b.lfdi, "BB01", "AA0100000000000000000000000000A1")).status == 409  # taken MMR
+    assert b.post("/mup", mup(a.lfdi, "BB02", "BB0100000000000000000000000000B1")).status == 403  # not b's LFDI
+    assert a.get("/mup?l=10").root.get("all") == "1"
+    assert b.get("/mup?l=10").root.get("all") == "0"
+    assert b.get(r.location).status == 404
+    readings = (f'<MirrorMeterReadingList xmlns="{xml.NS}"><MirrorMeterReading>'
+                '<mRID>AA0100000000000000000000000000A1</mRID><Reading><timePeriod><duration>60</duration>'
+                '<start>1700000000</start></timePeriod><value>1234</value></Reading></MirrorMeterReading>'
+                '</MirrorMeterReadingList>')
+    assert a.post(r.location, readings).status == 201
+    assert a.post(r.location, readings.replace("A1</mRID>", "FF</mRID>")).status == 400

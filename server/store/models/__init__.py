@@ -20,6 +20,7 @@ from server.store.models.sep2 import (
     Sep2DeviceResource,
     Sep2Fsa,
     Sep2FsaProgram,
+    Sep2Mmr,
     Sep2Mup,
     Sep2MupReading,
     Sep2Program,
@@ -28,7 +29,8 @@ from server.store.models.sep2 import (
 )
 from server.store.models.telemetry import TelemetryReading
 
-__all__ = ["Base", "Aggregator", "EndDevice", "ForecastPoint", "ForecastRun", "GridNode", "GridNodeMember", "OutboxMessage", "Ven", "OadrEvent", "OadrEventResponse", "OadrEventVen",
+__all__ = ["Base", "Aggregator", "EndDevice", "ForecastPoint", "ForecastRun", "GridNode", "GridNodeMember",
+           "OutboxMessage", "Ven", "OadrEvent", "OadrEventResponse", "OadrEventVen",
            "OadrNonce", "OadrOpt", "OadrQueued", "OadrReportDescription", "OadrReportRequest", "TelemetryReading",
-           "Sep2Control", "Sep2DeviceResource", "Sep2Fsa", "Sep2FsaProgram", "Sep2Mup", "Sep2MupReading",
+           "Sep2Control", "Sep2DeviceResource", "Sep2Fsa", "Sep2FsaProgram", "Sep2Mmr", "Sep2Mup", "Sep2MupReading",
            "Sep2Program", "Sep2Response", "Sep2Setting"]

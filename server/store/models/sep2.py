@@ -117,6 +117,17 @@ class Sep2Mup(Base):
     changed_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
 
 
+class Sep2Mmr(Base):
+    """A MirrorMeterReading declared in a MirrorUsagePoint; its mRID is unique server-wide, so one client can
+    never post readings into (or claim) another client's meter reading."""
+
+    __tablename__ = "sep2_mmr"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    mup_id: Mapped[int] = mapped_column(ForeignKey("sep2_mup.id", ondelete="CASCADE"), index=True)
+    mrid: Mapped[str] = mapped_column(String(32), unique=True)
+
+
 class Sep2MupReading(Base):
     __tablename__ = "sep2_mup_reading"
 

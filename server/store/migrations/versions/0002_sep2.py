@@ -1,4 +1,4 @@
-"""sep2 programs, controls, responses, device resources
+"""sep2 programs, controls, responses, device resources, mirror usage points
 
 Revision ID: 0002
 Revises: 0001
@@ -68,6 +68,17 @@ def upgrade() -> None:
     with op.batch_alter_table('sep2_control', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_sep2_control_program_id'), ['program_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_sep2_control_start'), ['start'], unique=False)
+
+    op.create_table('sep2_mmr',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('mup_id', sa.Integer(), nullable=False),
+    sa.Column('mrid', sa.String(length=32), nullable=False),
+    sa.ForeignKeyConstraint(['mup_id'], ['sep2_mup.id'], name=op.f('fk_sep2_mmr_mup_id_sep2_mup'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_sep2_mmr')),
+    sa.UniqueConstraint('mrid', name=op.f('uq_sep2_mmr_mrid'))
+    )
+    with op.batch_alter_table('sep2_mmr', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_sep2_mmr_mup_id'), ['mup_id'], unique=False)
 
     op.create_table('sep2_mup_reading',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -142,6 +153,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_sep2_mup_reading_mup_id'))
 
     op.drop_table('sep2_mup_reading')
+    with op.batch_alter_table('sep2_mmr', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_sep2_mmr_mup_id'))
+
+    op.drop_table('sep2_mmr')
     with op.batch_alter_table('sep2_control', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_sep2_control_start'))
         batch_op.drop_index(batch_op.f('ix_sep2_control_program_id'))
