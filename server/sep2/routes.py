@@ -190,12 +190,14 @@ async def render_edev(session: AsyncSession, device: EndDevice, post_rate_s: int
                  xml.link("DERListLink", f"{href}/der", 1),
                  xml.leaf("deviceCategory", device.device_category or None),
                  xml.leaf("lFDI", device.lfdi),
+                 xml.link("LogEventListLink", f"{href}/lel"),  # server.sep2.logevents
                  xml.leaf("sFDI", device.sfdi),
                  xml.leaf("changedTime", epoch(device.changed_at)),
                  xml.leaf("enabled", device.enabled),
                  xml.link("FunctionSetAssignmentsListLink", f"{href}/fsa", n_fsa),
                  xml.leaf("postRate", post_rate_s),
                  xml.link("RegistrationLink", f"{href}/rg") if device.pin is not None else None,
+                 xml.link("SubscriptionListLink", f"{href}/sub"),  # server.sep2.subscriptions
                  xml.link("csipaus:ConnectionPointLink", f"{href}/cp"))
 
 
@@ -497,16 +499,19 @@ async def get_default_control(request: web.Request) -> web.Response:
     async with sessions(request)() as session:
         device, program = await program_in_scope(session, await scope_of(request, session),
                                                   path_int(request, "e"), path_int(request, "p"))
-    default = program.default_control
-    if not default:
+    if not program.default_control:
         raise NotFound("this DERProgram has no DefaultDERControl")
+    return reply(render_default(request, device, program))
+
+
+def render_default(request: web.Request, device: EndDevice, program: Sep2Program) -> etree._Element:
+    default = program.default_control or {}
     href = f"/edev/{device.id}/derp/{program.id}/dderc"
-    el = xml.E("DefaultDERControl", {"href": href},
-               xml.leaf("mRID", mrid(MRID_DEFAULT, program.id, pen(request), program.default_version)),
-               xml.leaf("description", (program.description or program.name)[:32]),
-               control_base(default.get("base", {}), f"/edev/{device.id}/derp/{program.id}/dc"),
-               xml.leaf("setGradW", default.get("setGradW")))
-    return reply(el)
+    return xml.E("DefaultDERControl", {"href": href},
+                 xml.leaf("mRID", mrid(MRID_DEFAULT, program.id, pen(request), program.default_version)),
+                 xml.leaf("description", (program.description or program.name)[:32]),
+                 control_base(default.get("base", {}), f"/edev/{device.id}/derp/{program.id}/dc"),
+                 xml.leaf("setGradW", default.get("setGradW")))
 
 
 @routes.get("/edev/{e}/derp/{p}/dc")
