@@ -5,12 +5,20 @@ from __future__ import annotations
 
 import sys
 
-from server.cli import delivery_cmds, device_cmds, grid_cmds, openadr_cmds, sep2_cmds, setup_cmds
+from server.cli import (
+    delivery_cmds,
+    device_cmds,
+    grid_cmds,
+    openadr_cmds,
+    sep2_cmds,
+    sep2tel_cmds,
+    setup_cmds,
+)
 from server.cli.common import CliError, Parser
 from server.config import ConfigError
 
 # each module adds its sub-commands; order is the order of ``dso --help``
-COMMAND_MODULES = [setup_cmds, device_cmds, sep2_cmds, openadr_cmds, grid_cmds, delivery_cmds]
+COMMAND_MODULES = [setup_cmds, device_cmds, sep2_cmds, sep2tel_cmds, openadr_cmds, grid_cmds, delivery_cmds]
 
 
 def build_parser() -> Parser:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.store.models import Sep2LogEvent
@@ -36,3 +36,8 @@ def as_dict(e: Sep2LogEvent) -> dict[str, Any]:
             "log_event_pen": e.log_event_pen, "profile_id": e.profile_id, "details": e.details,
             "extended_data": e.extended_data, "received_at": e.received_at.isoformat(),
             "href": f"/edev/{e.end_device_id}/lel/{e.id}"}
+
+
+async def count(session: AsyncSession, device_id: int) -> int:
+    return int(await session.scalar(select(func.count()).select_from(Sep2LogEvent)
+                                    .where(Sep2LogEvent.end_device_id == device_id)) or 0)

@@ -40,7 +40,7 @@ from server.core import programs, responses
 from server.core import sep2_device as devres
 from server.core.devices import ensure_aggregator
 from server.core.errors import Conflict, Forbidden, Invalid, NotFound
-from server.sep2 import xml
+from server.sep2 import metering, xml
 from server.sep2.common import (
     MRID_CONTROL,
     MRID_DEFAULT,
@@ -624,6 +624,7 @@ async def post_mup(request: web.Request) -> web.Response:
         if device_lfdi not in visible:
             raise Forbidden("deviceLFDI is not an EndDevice you may mirror")
         mup, is_new = await devres.upsert_mup(session, scope.lfdi, device_lfdi, mup_mrid, _store(body), mmrs)
+        await metering.ingest(session, device_lfdi, mup.body, body)  # readings -> telemetry (server.sep2.metering)
         href = f"/mup/{mup.id}"
     return web.Response(status=201 if is_new else 204, headers={"Location": href})
 
@@ -656,6 +657,7 @@ async def post_readings(request: web.Request) -> web.Response:
             if (xml.text(r, "mRID") or "").upper() not in known:
                 raise Invalid(f"MirrorMeterReading {xml.text(r, 'mRID')} is not part of this MirrorUsagePoint")
         await devres.add_readings(session, mup, etree.tostring(body, encoding="unicode"), len(readings))
+        await metering.ingest(session, mup.device_lfdi, mup.body, body)  # readings -> telemetry, checked
     return web.Response(status=201, headers={"Location": f"/mup/{mup.id}"})
 
 

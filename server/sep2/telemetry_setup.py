@@ -8,6 +8,7 @@ from aiohttp import web
 
 
 def setup(app: web.Application) -> None:
-    from server.sep2 import subscriptions
+    from server.sep2 import logevents, subscriptions
 
-    app.add_routes(subscriptions.routes)
+    for module in (subscriptions, logevents):
+        app.add_routes(module.routes)
