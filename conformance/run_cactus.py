@@ -166,6 +166,9 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     home = work / "dso"
     os.environ["DSO_SEP2_PEN"] = str(PEN)
+    # CSIP-AUS deployments poll and post every minute; cactus times its waits (polling windows, readings) on them
+    os.environ.setdefault("DSO_SEP2_POLL_RATE_S", "60")
+    os.environ.setdefault("DSO_SEP2_POST_RATE_S", "60")
     os.environ["DSO_SEP2_PROFILE"] = args.profile
     os.environ["DSO_LOGGING_FORMAT"] = "text"
     info = json.loads(dso("init", str(home), "--port", str(free_port()), "--admin-port", str(free_port()),

@@ -69,6 +69,8 @@ class Sep2Settings:
     profile: str = "csip"
     # IANA Private Enterprise Number encoded in the last 8 digits of every server mRID (CSIP-AUS)
     pen: int = 0
+    # IANA time zone the Time resource reports local time, tzOffset and DST for
+    time_zone: str = "UTC"
 
 
 @dataclass
@@ -264,6 +266,14 @@ def _validate(s: Settings) -> None:
     o = s.orchestration
     if o.forecast_interval_s < 1 or o.leader_retry_s < 1:
         raise ConfigError(f"{where}: orchestration.forecast_interval_s and leader_retry_s >= 1")
+    try:
+        from zoneinfo import ZoneInfo
+
+        ZoneInfo(s.sep2.time_zone)
+    except (ValueError, KeyError, OSError):
+        raise ConfigError(f"{where}: sep2.time_zone must be an IANA time zone, got {s.sep2.time_zone!r}") from None
+    if not 0 <= s.sep2.pen <= 99_999_999:
+        raise ConfigError(f"{where}: sep2.pen must be 0..99999999")
     if s.logging.format not in ("json", "text", "auto"):
         raise ConfigError(f"{where}: logging.format must be json, text or auto")
 

@@ -9,6 +9,10 @@ Responses, what devices reported (capability/settings/status/availability), poll
     POST /api/v1/programs/{id|name}/unassign       {lfdi}
     PUT  /api/v1/programs/{id|name}/default-control {base: {...}, setGradW?}   create/replace
     DELETE /api/v1/programs/{id|name}/default-control
+    GET  /api/v1/programs/{id|name}/curves          DERCurves of the program
+    POST /api/v1/programs/{id|name}/curves          {curve_type, points: [[x, y], ...], y_ref_type, x_multiplier?,
+                                                    y_multiplier?, description?}; controls name them by id
+    DELETE /api/v1/curves/{id}
     POST /api/v1/controls                          {program | lfdi, start: ISO8601|"now", duration_s, base: {...},
                                                     randomize_start_s?, randomize_duration_s?, response_required?,
                                                     description?, primacy? (for a device's own program)}
@@ -156,6 +160,38 @@ async def delete_default(request: web.Request) -> web.Response:
         p = await programs.get_program(session, request.match_info["ref"])
         await programs.set_default_control(session, p, None)
         await notify.changed(session, runtime(request), programs=[p.id])
+    return web.Response(status=204)
+
+
+@routes.get("/api/v1/programs/{ref}/curves")
+async def list_curves(request: web.Request) -> web.Response:
+    async with runtime(request).store.sessions() as session:
+        p = await programs.get_program(session, request.match_info["ref"])
+        return reply([{**programs.curve_dict(c), "href": f"/api/v1/curves/{c.id}"}
+                      for c in await programs.program_curves(session, p.id)])
+
+
+@routes.post("/api/v1/programs/{ref}/curves")
+async def create_curve(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    async with runtime(request).store.sessions.begin() as session:
+        p = await programs.get_program(session, request.match_info["ref"])
+        c = await programs.create_curve(session, p, field(body, "curve_type", int), field(body, "points", list),
+                                        field(body, "y_ref_type", int),
+                                        field(body, "x_multiplier", int, required=False, default=0),
+                                        field(body, "y_multiplier", int, required=False, default=0),
+                                        field(body, "description", str, required=False, default=""))
+        return reply({**programs.curve_dict(c), "href": f"/api/v1/curves/{c.id}"}, 201)
+
+
+@routes.delete("/api/v1/curves/{id}")
+async def delete_curve(request: web.Request) -> web.Response:
+    try:
+        curve_id = int(request.match_info["id"])
+    except ValueError:
+        raise Invalid("curve id must be an integer") from None
+    async with runtime(request).store.sessions.begin() as session:
+        await programs.delete_curve(session, curve_id)
     return web.Response(status=204)
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from server.cli.common import add_config_arg, add_json_arg, admin, emit
+from server.cli.common import CliError, add_config_arg, add_json_arg, admin, emit
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -26,6 +26,8 @@ def _add_base_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--energize", type=int, choices=(0, 1), help="opModEnergize")
     p.add_argument("--fixed-w", type=float, metavar="PCT", help="fixed active power, %% of setMaxW (opModFixedW)")
     p.add_argument("--ramp-tms", type=int, metavar="CS", help="ramp time, hundredths of a second (rampTms)")
+    p.add_argument("--curve", action="append", default=[], metavar="MODE=ID",
+                   help="a curve mode and the program's curve id, e.g. opModVoltVar=1 (repeatable)")
 
 
 def _base(args: argparse.Namespace) -> dict[str, Any]:
@@ -44,6 +46,11 @@ def _base(args: argparse.Namespace) -> dict[str, Any]:
         base["opModMaxLimW"] = round(args.max_lim_w * 100)
     if args.ramp_tms is not None:
         base["rampTms"] = args.ramp_tms
+    for item in args.curve:
+        mode, _, ident = item.partition("=")
+        if not ident.isdigit():
+            raise CliError(f"--curve wants MODE=ID, e.g. opModVoltVar=1 (got {item!r})")
+        base[mode] = int(ident)
     return base
 
 
@@ -76,6 +83,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     _add_base_args(p)
     _common(p)
     p.set_defaults(func=cmd_program_default)
+
+    p = psub.add_parser("curve", help="add a DERCurve to a program (controls refer to it by id)")
+    p.add_argument("--program", required=True, help="name or id")
+    p.add_argument("--type", type=int, required=True, dest="curve_type",
+                   help="DERCurveType: 0 freq-watt, ..., 11 volt-var, 12 volt-watt, 13 watt-var")
+    p.add_argument("--points", required=True, metavar="X:Y,X:Y,...", help="integer points (1..10)")
+    p.add_argument("--y-ref", type=int, required=True, help="DERUnitRefType of y (e.g. 1 = %% setMaxW)")
+    p.add_argument("--x-mult", type=int, default=0, help="power-of-ten multiplier of x")
+    p.add_argument("--y-mult", type=int, default=0, help="power-of-ten multiplier of y")
+    p.add_argument("--description", default="")
+    _common(p)
+    p.set_defaults(func=cmd_program_curve)
 
     control = sub.add_parser("control", help="2030.5 DER controls (events)")
     csub = control.add_subparsers(dest="control_command", metavar="ACTION", required=True,
@@ -147,6 +166,18 @@ def cmd_program_default(args: argparse.Namespace) -> int:
         p = client.call("PUT", f"/api/v1/programs/{args.program}/default-control",
                         {"base": _base(args), "setGradW": args.set_grad_w})
     emit(args, p, f"program {p['id']} default control: {p['default_control']}")
+    return 0
+
+
+def cmd_program_curve(args: argparse.Namespace) -> int:
+    try:
+        points = [[int(v) for v in pair.split(":")] for pair in args.points.split(",")]
+    except ValueError:
+        raise CliError("--points wants integer pairs X:Y separated by commas") from None
+    c = admin(args).call("POST", f"/api/v1/programs/{args.program}/curves", {
+        "curve_type": args.curve_type, "points": points, "y_ref_type": args.y_ref,
+        "x_multiplier": args.x_mult, "y_multiplier": args.y_mult, "description": args.description})
+    emit(args, c, f"created curve {c['id']} (type {c['curve_type']}) in program {c['program_id']}")
     return 0
 
 

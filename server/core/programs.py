@@ -16,9 +16,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server import pki
-from server.core.der_controls import Interval, check_base
+from server.core.der_controls import CURVE_FIELDS, Interval, check_base
 from server.core.errors import Conflict, Invalid, NotFound
-from server.store.models import EndDevice, Sep2Control, Sep2Fsa, Sep2FsaProgram, Sep2Program
+from server.store.models import EndDevice, Sep2Control, Sep2Curve, Sep2Fsa, Sep2FsaProgram, Sep2Program
 from server.store.types import utcnow
 
 DEVICE_PROGRAM_PREFIX = "device:"  # programs created for controls aimed at one device
@@ -83,11 +83,23 @@ async def set_default_control(session: AsyncSession, program: Sep2Program, base:
     else:
         if set_grad_w is not None and not 0 <= set_grad_w <= 65535:
             raise Invalid("setGradW must be 0..65535 (hundredths of a percent of setMaxW per second)")
-        program.default_control = {"base": check_base(base), "setGradW": set_grad_w}
+        clean = check_base(base)
+        await _check_curves(session, program, clean)
+        program.default_control = {"base": clean, "setGradW": set_grad_w}
     program.default_version += 1
     program.changed_at = utcnow()
     await session.flush()
     return program
+
+
+async def _check_curves(session: AsyncSession, program: Sep2Program, base: dict[str, Any]) -> None:
+    """Curve modes reference DERCurves of the same program by id."""
+    wanted = {name: base[name] for name in CURVE_FIELDS if name in base}
+    if wanted:
+        have = {c.id for c in await program_curves(session, program.id)}
+        for name, curve_id in wanted.items():
+            if curve_id not in have:
+                raise Invalid(f"{name}: program {program.name!r} has no curve {curve_id}")
 
 
 # ----------------------------------------------------------------------------------------------------- devices
@@ -194,6 +206,7 @@ async def create_control(session: AsyncSession, program: Sep2Program, new: NewCo
     base = check_base(new.base)
     if not base:
         raise Invalid("a control needs at least one DERControlBase value")
+    await _check_curves(session, program, base)
     control = Sep2Control(program_id=program.id, description=new.description[:32], start=new.start,
                           duration_s=new.duration_s, base=base, randomize_start_s=new.randomize_start_s,
                           randomize_duration_s=new.randomize_duration_s, response_required=new.response_required,
@@ -241,3 +254,50 @@ def interval_of(c: Sep2Control, primacy: int) -> Interval:
 
 async def count_controls(session: AsyncSession) -> int:
     return int(await session.scalar(select(func.count()).select_from(Sep2Control)) or 0)
+
+
+# ------------------------------------------------------------------------------------------------------ curves
+CURVE_TYPES = range(0, 14)  # DERCurveType: 0 opModFreqWatt .. 13 opModWattVar
+Y_REF_TYPES = range(0, 6)  # DERUnitRefType: 0 N/A, 1 %setMaxW, 2 %setMaxVar, 3 %statVarAvail, 4 %setEffectiveV, ...
+
+
+def curve_dict(c: Sep2Curve) -> dict[str, Any]:
+    return {"id": c.id, "program_id": c.program_id, "description": c.description, "curve_type": c.curve_type,
+            "points": c.points, "x_multiplier": c.x_multiplier, "y_multiplier": c.y_multiplier,
+            "y_ref_type": c.y_ref_type, "creation_time": c.creation_time.isoformat()}
+
+
+async def create_curve(session: AsyncSession, program: Sep2Program, curve_type: int, points: list[list[int]],
+                       y_ref_type: int, x_multiplier: int = 0, y_multiplier: int = 0,
+                       description: str = "") -> Sep2Curve:
+    if curve_type not in CURVE_TYPES:
+        raise Invalid("curve_type must be a DERCurveType 0..13")
+    if y_ref_type not in Y_REF_TYPES:
+        raise Invalid("y_ref_type must be a DERUnitRefType 0..5")
+    if not 1 <= len(points) <= 10:
+        raise Invalid("a DERCurve has 1..10 points")
+    for p in points:
+        if (not isinstance(p, list | tuple) or len(p) != 2
+                or not all(isinstance(v, int) and not isinstance(v, bool) and -2**31 <= v < 2**31 for v in p)):
+            raise Invalid("points must be [x, y] pairs of Int32")
+    for m in (x_multiplier, y_multiplier):
+        if not -9 <= m <= 9:
+            raise Invalid("multipliers are powers of ten -9..9")
+    curve = Sep2Curve(program_id=program.id, curve_type=curve_type, points=[list(p) for p in points],
+                      y_ref_type=y_ref_type, x_multiplier=x_multiplier, y_multiplier=y_multiplier,
+                      description=description[:32], creation_time=utcnow())
+    session.add(curve)
+    await session.flush()
+    return curve
+
+
+async def program_curves(session: AsyncSession, program_id: int) -> list[Sep2Curve]:
+    return list(await session.scalars(select(Sep2Curve).where(Sep2Curve.program_id == program_id)
+                                      .order_by(Sep2Curve.id)))
+
+
+async def delete_curve(session: AsyncSession, curve_id: int) -> None:
+    curve = await session.get(Sep2Curve, curve_id)
+    if curve is None:
+        raise NotFound(f"no curve {curve_id}")
+    await session.delete(curve)

@@ -13,5 +13,6 @@ def setup(app: web.Application) -> None:
 
     xml.schema(strict=False)
     xml.schema(strict=True)
-    routes.setup(app)
+    # first: routes.setup ends with catch-all Error answers for unknown hrefs under /edev etc.
     telemetry_setup.setup(app)
+    routes.setup(app)

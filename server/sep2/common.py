@@ -112,6 +112,8 @@ async def read_body(request: web.Request, *roots: str) -> etree._Element:
     if request.content_length is not None and request.content_length > limit:
         raise Sep2Error(413, REASON_LIMIT, "body too large")
     body = await request.content.read(limit + 1)
+    if len(body) > limit:
+        raise Sep2Error(413, REASON_LIMIT, "body too large")
     strict = runtime(request).settings.sep2.profile == "csip-aus"
     root = xml.parse(body, strict=strict, max_bytes=limit)
     if roots and xml.local_name(root) not in roots:
@@ -173,7 +175,7 @@ def mrid(kind: int, ident: int, pen: int, version: int = 0) -> str:
     return f"{kind:04X}{version:08X}{ident:012X}{pen % 10**8:08d}"
 
 
-MRID_PROGRAM, MRID_CONTROL, MRID_DEFAULT, MRID_FSA, MRID_RSET = 1, 2, 3, 4, 5
+MRID_PROGRAM, MRID_CONTROL, MRID_DEFAULT, MRID_FSA, MRID_RSET, MRID_CURVE = 1, 2, 3, 4, 5, 6
 
 
 def parse_control_mrid(value: str, pen: int) -> int | None:

@@ -12,7 +12,7 @@
     /edev/{e}/derp/{p}/derc[/{c}]           DERControlList / DERControl
     /edev/{e}/derp/{p}/actderc              ActiveDERControlList
     /edev/{e}/derp/{p}/dderc                DefaultDERControl
-    /edev/{e}/derp/{p}/dc                   DERCurveList (no curves are published yet: always empty)
+    /edev/{e}/derp/{p}/dc[/{c}]             DERCurveList / DERCurve
     /edev/{e}/der, /edev/{e}/der/1          DERList / DER (one DER per EndDevice)
     /edev/{e}/der/1/{dercap|derg|ders|dera} DERCapability / DERSettings / DERStatus / DERAvailability (GET, PUT)
     /mup, /mup/{m}                          MirrorUsagePointList (GET, POST) / MirrorUsagePoint (GET, POST
@@ -36,23 +36,26 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server import pki
 from server.core import der_controls as rules
-from server.core import programs, responses
+from server.core import programs, responses, sep2_time
 from server.core import sep2_device as devres
 from server.core.devices import ensure_aggregator
 from server.core.errors import Conflict, Forbidden, Invalid, NotFound
 from server.sep2 import metering, xml
 from server.sep2.common import (
     MRID_CONTROL,
+    MRID_CURVE,
     MRID_DEFAULT,
     MRID_FSA,
     MRID_PROGRAM,
     MRID_RSET,
+    REASON_INVALID_FORMAT,
     Page,
     Scope,
     Sep2Error,
     created,
     device_in_scope,
     epoch,
+    error_response,
     list_element,
     mrid,
     no_content,
@@ -167,18 +170,17 @@ async def get_dcap(request: web.Request) -> web.Response:
 @sep2_handler
 async def get_time(request: web.Request) -> web.Response:
     now = int(time.time())
-    # the server keeps UTC; local time is reported as UTC with no DST (tzOffset/dstOffset 0)
-    year = dt.datetime.now(dt.UTC).year
+    local = sep2_time.local_time(runtime(request).settings.sep2.time_zone, now)
     async with sessions(request)() as session:
         rate = await poll_rate(request, session, "Time")
     el = xml.E("Time", {"href": "/tm", "pollRate": rate},
                xml.leaf("currentTime", now),
-               xml.leaf("dstEndTime", int(dt.datetime(year, 1, 1, tzinfo=dt.UTC).timestamp())),
-               xml.leaf("dstOffset", 0),
-               xml.leaf("dstStartTime", int(dt.datetime(year, 1, 1, tzinfo=dt.UTC).timestamp())),
-               xml.leaf("localTime", now),
-               xml.leaf("quality", 7),
-               xml.leaf("tzOffset", 0))
+               xml.leaf("dstEndTime", local.dst_end),
+               xml.leaf("dstOffset", local.dst_offset),
+               xml.leaf("dstStartTime", local.dst_start),
+               xml.leaf("localTime", local.local_time),
+               xml.leaf("quality", 7),  # 7: the server's clock is NTP-disciplined ("intentionally uncoordinated")
+               xml.leaf("tzOffset", local.tz_offset))
     return reply(el)
 
 
@@ -303,10 +305,10 @@ async def put_cp(request: web.Request) -> web.Response:
         raise Invalid("connectionPointId must be a National Metering Identifier (10 characters + check digit)")
     async with sessions(request).begin() as session:
         device = await device_in_scope(session, await scope_of(request, session), path_int(request, "e"))
-        is_new = await devres.put_resource(session, device.id, "cp", _store(body))
+        await devres.put_resource(session, device.id, "cp", _store(body))
     href = f"/edev/{device.id}/cp"
-    # a Location on the update too: clients re-read the resource from it either way
-    return web.Response(status=201 if is_new else 204, headers={"Location": href})
+    # 204 as for every PUT, with a Location: some clients (cactus-client) re-read the resource from it
+    return web.Response(status=204, headers={"Location": href})
 
 
 def valid_nmi(nmi: str) -> bool:
@@ -386,7 +388,7 @@ async def render_program(request: web.Request, session: AsyncSession, device: En
                  xml.link("ActiveDERControlListLink", f"{href}/actderc", len(active)),
                  xml.link("DefaultDERControlLink", f"{href}/dderc") if program.default_control else None,
                  xml.link("DERControlListLink", f"{href}/derc", len(visible)),
-                 xml.link("DERCurveListLink", f"{href}/dc", 0),
+                 xml.link("DERCurveListLink", f"{href}/dc", len(await programs.program_curves(session, program.id))),
                  xml.leaf("primacy", program.primacy))
 
 
@@ -514,14 +516,42 @@ def render_default(request: web.Request, device: EndDevice, program: Sep2Program
                  xml.leaf("setGradW", default.get("setGradW")))
 
 
+def render_curve(request: web.Request, href: str, c) -> etree._Element:
+    return xml.E("DERCurve", {"href": href},
+                 xml.leaf("mRID", mrid(MRID_CURVE, c.id, pen(request))),
+                 xml.leaf("description", c.description or None),
+                 xml.leaf("creationTime", epoch(c.creation_time)),
+                 [xml.E("CurveData", None, xml.leaf("xvalue", x), xml.leaf("yvalue", y)) for x, y in c.points],
+                 xml.leaf("curveType", c.curve_type),
+                 xml.leaf("xMultiplier", c.x_multiplier),
+                 xml.leaf("yMultiplier", c.y_multiplier),
+                 xml.leaf("yRefType", c.y_ref_type))
+
+
 @routes.get("/edev/{e}/derp/{p}/dc")
 @sep2_handler
 async def get_curve_list(request: web.Request) -> web.Response:
-    page(request)  # still reject bad paging values
+    pg = page(request)
     async with sessions(request)() as session:
         device, program = await program_in_scope(session, await scope_of(request, session),
                                                   path_int(request, "e"), path_int(request, "p"))
-    return reply(list_element("DERCurveList", f"/edev/{device.id}/derp/{program.id}/dc", [], 0))
+        curves = await programs.program_curves(session, program.id)
+    href = f"/edev/{device.id}/derp/{program.id}/dc"
+    items = [render_curve(request, f"{href}/{c.id}", c) for c in pg.slice(curves)]
+    return reply(list_element("DERCurveList", href, items, len(curves)))
+
+
+@routes.get("/edev/{e}/derp/{p}/dc/{c}")
+@sep2_handler
+async def get_curve(request: web.Request) -> web.Response:
+    async with sessions(request)() as session:
+        device, program = await program_in_scope(session, await scope_of(request, session),
+                                                  path_int(request, "e"), path_int(request, "p"))
+        curve = next((c for c in await programs.program_curves(session, program.id)
+                      if c.id == path_int(request, "c")), None)
+    if curve is None:
+        raise NotFound("no such DERCurve")
+    return reply(render_curve(request, request.path, curve))
 
 
 # ------------------------------------------------------------------------------------------------------- DER
@@ -578,8 +608,9 @@ async def put_der_resource(request: web.Request) -> web.Response:
         device = await device_in_scope(session, await scope_of(request, session), path_int(request, "e"))
         if path_int(request, "d") != 1:
             raise NotFound("no such DER")
-        is_new = await devres.put_resource(session, device.id, kind, _store(body))
-    return created(request.path) if is_new else no_content()
+        await devres.put_resource(session, device.id, kind, _store(body))
+    # 2030.5 answers a successful PUT with 204 whether or not the device had reported the resource before
+    return no_content()
 
 
 # ---------------------------------------------------------------------------------------- MirrorUsagePoints
@@ -765,8 +796,34 @@ async def post_response(request: web.Request) -> web.Response:
     return created(href)
 
 
+PREFIXES = ("/dcap", "/tm", "/edev", "/mup", "/rsps")
+
+
+def method_not_allowed(allowed: list[str]):
+    async def handler(request: web.Request) -> web.Response:
+        response = error_response(405, REASON_INVALID_FORMAT, f"{request.method} is not allowed on {request.path}")
+        response.headers["Allow"] = ", ".join(allowed)
+        return response
+
+    return handler
+
+
+async def unknown_href(request: web.Request) -> web.Response:
+    return error_response(404, REASON_INVALID_FORMAT, f"no resource at {request.path}")
+
+
 def setup(app: web.Application) -> None:
+    """Add the function sets, then 2030.5 answers (Error bodies) for other methods on them and unknown hrefs
+    under their prefixes; aiohttp tries routes in order, so these only see what nothing else matched."""
     app.add_routes(routes)
+    methods: dict[str, list[str]] = {}
+    for r in routes:
+        if isinstance(r, web.RouteDef):
+            methods.setdefault(r.path, []).append(r.method)
+    for path, allowed in methods.items():
+        app.router.add_route("*", path, method_not_allowed(sorted(allowed)))
+    for prefix in PREFIXES:
+        app.router.add_route("*", prefix + "/{tail:.*}", unknown_href)
 
 
 __all__ = ["routes", "setup", "Sep2Error"]

@@ -9,6 +9,14 @@ from aiohttp import web
 
 def setup(app: web.Application) -> None:
     from server.sep2 import logevents, subscriptions
+    from server.sep2.routes import method_not_allowed
 
+    methods: dict[str, list[str]] = {}
     for module in (subscriptions, logevents):
         app.add_routes(module.routes)
+        for r in module.routes:
+            if isinstance(r, web.RouteDef):
+                methods.setdefault(r.path, []).append(r.method)
+    # other methods on these hrefs: 405 with Allow and an Error body, as for the core function sets
+    for path, allowed in methods.items():
+        app.router.add_route("*", path, method_not_allowed(sorted(allowed)))

@@ -81,6 +81,9 @@ def parse(body: bytes, strict: bool = False, max_bytes: int = 65536) -> etree._E
         raise XmlError(f"malformed XML: {exc.msg}") from None
     if root.getroottree().docinfo.doctype:
         raise XmlError("DOCTYPE declarations are not allowed")
+    # IEEE 2030.5-2023 clients put schemaVer on the top-level element; the 2018-based CSIP/CSIP-AUS schemas this
+    # server implements do not define it. It carries no data, so it is dropped rather than failing the request.
+    root.attrib.pop("schemaVer", None)
     _fill_list_counts(root)
     check(root, strict)
     return root

@@ -81,3 +81,29 @@ def test_cli_program_and_control_commands(sep2_server: LiveServer, new_client):
     bad = dso("control", "create", "--lfdi", c.lfdi, "--start", "yesterday", "--duration", "60",
               "--exp-lim-w", "1", "-c", sep2_server.config, check=False)
     assert bad.returncode == 1 and "start" in bad.stderr
+
+
+def test_curves_are_published_and_referenced_by_controls(sep2_server: LiveServer, new_client):
+    c = new_client()
+    href = c.register()
+    _cli(sep2_server, "program", "create", "--name", "vv-prog", "--primacy", "20")
+    _cli(sep2_server, "program", "assign", "--program", "vv-prog", "--lfdi", c.lfdi)
+    curve = _cli(sep2_server, "program", "curve", "--program", "vv-prog", "--type", "11", "--y-ref", "2",
+                 "--points", "9200:3000,9670:0,10300:0,10700:-3000", "--x-mult", "-2")
+    assert curve["href"] == f"/api/v1/curves/{curve['id']}"
+    made = _cli(sep2_server, "control", "create", "--program", "vv-prog", "--start", "now", "--duration", "60",
+                "--curve", f"opModVoltVar={curve['id']}")
+    assert made["base"] == {"opModVoltVar": curve["id"]}
+    bad = dso("control", "create", "--program", "vv-prog", "--start", "now", "--duration", "60",
+              "--curve", "opModVoltVar=999", "-c", sep2_server.config, check=False)
+    assert bad.returncode == 1 and "no curve 999" in bad.stderr
+    fsa = c.get(href + "/fsa?l=5").all("FunctionSetAssignments")[0].get("href")
+    derp = c.get(fsa + "/derp?l=5").all("DERProgram")[0].get("href")
+    curves = c.get(derp + "/dc?l=10")
+    assert curves.root.get("all") == "1"
+    dc = curves.all("DERCurve")[0]
+    assert [xml.text(p, "xvalue") for p in dc.findall(xml.q("CurveData"))] == ["9200", "9670", "10300", "10700"]
+    derc = c.get(derp + "/derc?l=5").all("DERControl")[0]
+    link = xml.find(derc, "DERControlBase/opModVoltVar").get("href")
+    assert link == dc.get("href")
+    assert c.get(link).text("curveType") == "11"

@@ -87,7 +87,7 @@ def test_der_resources_put_get_and_incomplete_settings(new_client):
     cap = (f'<DERCapability xmlns="{xml.NS}" xmlns:csipaus="{xml.CSIPAUS_NS}"><modesSupported>0F</modesSupported>'
            '<rtgMaxW><multiplier>0</multiplier><value>5000</value></rtgMaxW><type>4</type>'
            '<csipaus:doeModesSupported>0F</csipaus:doeModesSupported></DERCapability>')
-    assert c.put(href + "/der/1/dercap", cap).status == 201
+    assert c.put(href + "/der/1/dercap", cap).status == 204
     assert c.put(href + "/der/1/dercap", cap).status == 204
     got = c.get(href + "/der/1/dercap")
     assert got.text("rtgMaxW/value") == "5000" and got.root.get("href") == href + "/der/1/dercap"
@@ -98,10 +98,10 @@ def test_der_resources_put_get_and_incomplete_settings(new_client):
     assert c.get(href + "/der/1/derg").status == 404
     avail = (f'<DERAvailability xmlns="{xml.NS}"><availabilityDuration>3600</availabilityDuration>'
              '<readingTime>1700000000</readingTime></DERAvailability>')
-    assert c.put(href + "/der/1/dera", avail).status == 201
+    assert c.put(href + "/der/1/dera", avail).status == 204
     assert c.get(href + "/der/1/dera").text("availabilityDuration") == "3600"
     cp = f'<csipaus:ConnectionPoint xmlns:csipaus="{xml.CSIPAUS_NS}"><csipaus:connectionPointId>4102000000'
-    assert c.put(href + "/cp", cp + '2</csipaus:connectionPointId></csipaus:ConnectionPoint>').status == 201
+    assert c.put(href + "/cp", cp + '2</csipaus:connectionPointId></csipaus:ConnectionPoint>').status == 204
     assert c.get(href + "/cp").text("csipaus:connectionPointId") == "41020000002"
 
 
@@ -204,7 +204,7 @@ def test_connection_point_requires_an_nmi(new_client):
     r = c.put(href + "/cp", body.format("NOTAVALIDID"))
     assert r.status == 400 and r.text("reasonCode") == "1"
     r = c.put(href + "/cp", body.format("41020000026"))
-    assert r.status == 201 and r.location == href + "/cp"
+    assert r.status == 204 and r.location == href + "/cp"
 
 
 def test_mirror_usage_points_are_owned_and_mrids_unique(new_client):
@@ -233,3 +233,17 @@ def test_mirror_usage_points_are_owned_and_mrids_unique(new_client):
                 '</MirrorMeterReadingList>')
     assert a.post(r.location, readings).status == 201
     assert a.post(r.location, readings.replace("A1</mRID>", "FF</mRID>")).status == 400
+
+
+def test_unknown_hrefs_and_methods_get_error_bodies(new_client):
+    c = new_client()
+    href = c.register()
+    for path in ("/edev/1/nothing", href + "/der/2", href + "/der/1/bogus", "/mup/x/y", "/rsps/2", "/rsps/1/rsp/99",
+                 href + "/derp/999", href + "/fsa/999/derp"):
+        r = c.get(path)
+        assert r.status in (403, 404), path
+        assert r.root is not None and r.text("reasonCode") is not None
+    for method, path in (("POST", "/dcap"), ("PUT", "/edev"), ("DELETE", "/tm"), ("POST", href + "/der/1/ders")):
+        r = c.request(method, path, b"" if method != "DELETE" else None)
+        assert r.status == 405, (method, path, r.status)
+        assert r.root is not None and r.headers.get("Allow")

@@ -17,6 +17,7 @@ from server.store.models.openadr import (
 from server.store.models.outbox import OutboxMessage
 from server.store.models.sep2 import (
     Sep2Control,
+    Sep2Curve,
     Sep2DeviceResource,
     Sep2Fsa,
     Sep2FsaProgram,
@@ -33,5 +34,5 @@ from server.store.models.telemetry import TelemetryReading
 __all__ = ["Base", "Aggregator", "EndDevice", "ForecastPoint", "ForecastRun", "GridNode", "GridNodeMember",
            "OutboxMessage", "Ven", "OadrEvent", "OadrEventResponse", "OadrEventVen",
            "OadrNonce", "OadrOpt", "OadrQueued", "OadrReportDescription", "OadrReportRequest", "TelemetryReading",
-           "Sep2Control", "Sep2DeviceResource", "Sep2Fsa", "Sep2FsaProgram", "Sep2Mmr", "Sep2Mup", "Sep2MupReading",
-           "Sep2Program", "Sep2Response", "Sep2Setting", "Sep2LogEvent", "Sep2Subscription"]
+           "Sep2Control", "Sep2Curve", "Sep2DeviceResource", "Sep2Fsa", "Sep2FsaProgram", "Sep2Mmr", "Sep2Mup",
+           "Sep2MupReading", "Sep2Program", "Sep2Response", "Sep2Setting", "Sep2LogEvent", "Sep2Subscription"]

@@ -75,6 +75,23 @@ class Sep2Control(Base):
     changed_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
 
 
+class Sep2Curve(Base):
+    """A DERCurve of a program (volt-var, volt-watt, freq-watt, ride-through...), referenced from control bases
+    by id. Points are [x, y] integer pairs scaled by the power-of-ten multipliers."""
+
+    __tablename__ = "sep2_curve"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    program_id: Mapped[int] = mapped_column(ForeignKey("sep2_program.id", ondelete="CASCADE"), index=True)
+    description: Mapped[str] = mapped_column(String(32), default="")
+    curve_type: Mapped[int] = mapped_column(Integer)
+    points: Mapped[list[list[int]]] = mapped_column(JSON)
+    x_multiplier: Mapped[int] = mapped_column(Integer, default=0)
+    y_multiplier: Mapped[int] = mapped_column(Integer, default=0)
+    y_ref_type: Mapped[int] = mapped_column(Integer)
+    creation_time: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
 class Sep2Response(Base):
     """A Response a device POSTed to a control's replyTo."""
 

@@ -1,4 +1,4 @@
-"""sep2 programs, controls, responses, device resources, mirror usage points
+"""sep2: programs, FSAs, controls, curves, responses, device resources, mirror usage points, settings
 
 Revision ID: 0002
 Revises: 0001
@@ -68,6 +68,22 @@ def upgrade() -> None:
     with op.batch_alter_table('sep2_control', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_sep2_control_program_id'), ['program_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_sep2_control_start'), ['start'], unique=False)
+
+    op.create_table('sep2_curve',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('program_id', sa.Integer(), nullable=False),
+    sa.Column('description', sa.String(length=32), nullable=False),
+    sa.Column('curve_type', sa.Integer(), nullable=False),
+    sa.Column('points', sa.JSON(), nullable=False),
+    sa.Column('x_multiplier', sa.Integer(), nullable=False),
+    sa.Column('y_multiplier', sa.Integer(), nullable=False),
+    sa.Column('y_ref_type', sa.Integer(), nullable=False),
+    sa.Column('creation_time', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['program_id'], ['sep2_program.id'], name=op.f('fk_sep2_curve_program_id_sep2_program'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_sep2_curve'))
+    )
+    with op.batch_alter_table('sep2_curve', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_sep2_curve_program_id'), ['program_id'], unique=False)
 
     op.create_table('sep2_mmr',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -157,6 +173,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_sep2_mmr_mup_id'))
 
     op.drop_table('sep2_mmr')
+    with op.batch_alter_table('sep2_curve', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_sep2_curve_program_id'))
+
+    op.drop_table('sep2_curve')
     with op.batch_alter_table('sep2_control', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_sep2_control_start'))
         batch_op.drop_index(batch_op.f('ix_sep2_control_program_id'))
