@@ -4,6 +4,18 @@
     dso sep2 readings LFDI [--since T] [--until T] [--measurement M] [--resource MRID] [--limit N]
     dso sep2 log-events LFDI [--limit N]
     dso sep2 subscriptions [--lfdi LFDI]       subscriptions and their notification delivery state
+    dso sep2 tariff-create --name N [--currency 840] [--price-power -3] [--primacy 1] [--rate-code C]
+    dso sep2 tariff-rate TARIFF --name N [--uom 72] [--flow-direction 1]
+    dso sep2 tariff-assign TARIFF --lfdi LFDI
+    dso sep2 price TARIFF --duration S --price P[@START_VALUE] ... [--start ISO|now] [--rate R] [--tou-tier T]
+    dso sep2 tariffs
+    dso sep2 dr-program-create --name N [--primacy 1]
+    dso sep2 dr-assign PROGRAM --lfdi LFDI
+    dso sep2 dr-event PROGRAM --duration S --category thermostat|evse|HEX ... [--cooling-setpoint C100]
+                 [--heating-setpoint C100] [--duty-cycle PCT] [--load-reduction 0|1] [--target-reduction TYPE:VALUE]
+                 [--cooling-offset C] [--heating-offset C] [--start ISO|now] [--response-required BITS]
+    dso sep2 dr-programs
+    dso sep2 event-cancel ID [--randomized]     cancel a price interval or load-control event
 """
 
 from __future__ import annotations
@@ -11,7 +23,7 @@ from __future__ import annotations
 import argparse
 import urllib.parse
 
-from server.cli.common import add_config_arg, add_json_arg, admin, emit
+from server.cli.common import CliError, add_config_arg, add_json_arg, admin, emit
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -42,6 +54,89 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = gsub.add_parser("subscriptions", help="subscriptions with notification delivery state")
     p.add_argument("--lfdi", help="only the SubscriptionList of this device")
     p.set_defaults(func=cmd_subscriptions)
+    _common(p)
+
+    p = gsub.add_parser("tariff-create", help="create a tariff (TariffProfile)")
+    p.add_argument("--name", required=True)
+    p.add_argument("--currency", type=int, default=840, help="ISO 4217 numeric (840 USD, 36 AUD, 978 EUR)")
+    p.add_argument("--price-power", type=int, default=-3, help="prices are x 10^this currency units")
+    p.add_argument("--primacy", type=int, default=1)
+    p.add_argument("--rate-code", default="")
+    p.set_defaults(func=lambda a: _post(a, "/api/v1/tariffs", {
+        "name": a.name, "currency": a.currency, "price_power_of_ten": a.price_power, "primacy": a.primacy,
+        "rate_code": a.rate_code}))
+    _common(p)
+
+    p = gsub.add_parser("tariff-rate", help="add a rate component (what is priced) to a tariff")
+    p.add_argument("tariff")
+    p.add_argument("--name", required=True)
+    p.add_argument("--uom", type=int, default=72, help="72 Wh (default), 38 W, 73 varh, ...")
+    p.add_argument("--flow-direction", type=int, default=1, help="1 delivered to the customer, 19 received")
+    p.set_defaults(func=lambda a: _post(a, f"/api/v1/tariffs/{a.tariff}/rates", {
+        "name": a.name, "uom": a.uom, "flow_direction": a.flow_direction}))
+    _common(p)
+
+    p = gsub.add_parser("tariff-assign", help="let a device see a tariff")
+    p.add_argument("tariff")
+    p.add_argument("--lfdi", required=True)
+    p.set_defaults(func=lambda a: _post(a, f"/api/v1/tariffs/{a.tariff}/assign", {"lfdi": a.lfdi}))
+    _common(p)
+
+    p = gsub.add_parser("price", help="publish a price interval (TimeTariffInterval) with prices per block")
+    p.add_argument("tariff")
+    p.add_argument("--start", default="now")
+    p.add_argument("--duration", type=int, required=True, help="seconds")
+    p.add_argument("--price", action="append", required=True, metavar="P[@START]",
+                   help="price of a consumption block, from START (default 0); repeat for more blocks")
+    p.add_argument("--rate", help="rate component id or name (default: the first)")
+    p.add_argument("--tou-tier", type=int, default=0)
+    p.add_argument("--description", default="")
+    p.set_defaults(func=cmd_price)
+    _common(p)
+
+    p = gsub.add_parser("tariffs", help="list tariffs and their rate components")
+    p.set_defaults(func=lambda a: _get(a, "/api/v1/tariffs"))
+    _common(p)
+
+    p = gsub.add_parser("dr-program-create", help="create a demand response program")
+    p.add_argument("--name", required=True)
+    p.add_argument("--primacy", type=int, default=1)
+    p.set_defaults(func=lambda a: _post(a, "/api/v1/dr-programs", {"name": a.name, "primacy": a.primacy}))
+    _common(p)
+
+    p = gsub.add_parser("dr-assign", help="let a device see a DR program")
+    p.add_argument("program")
+    p.add_argument("--lfdi", required=True)
+    p.set_defaults(func=lambda a: _post(a, f"/api/v1/dr-programs/{a.program}/assign", {"lfdi": a.lfdi}))
+    _common(p)
+
+    p = gsub.add_parser("dr-event", help="create a load-control event (EndDeviceControl)")
+    p.add_argument("program")
+    p.add_argument("--start", default="now")
+    p.add_argument("--duration", type=int, required=True, help="seconds")
+    p.add_argument("--category", action="append", required=True,
+                   help="thermostat, water-heater, evse, pool-pump, ... or a hex bit map; repeatable")
+    p.add_argument("--cooling-setpoint", type=int, help="hundredths of a degree C")
+    p.add_argument("--heating-setpoint", type=int, help="hundredths of a degree C")
+    p.add_argument("--cooling-offset", type=int, help="degrees C")
+    p.add_argument("--heating-offset", type=int, help="degrees C")
+    p.add_argument("--duty-cycle", type=int, help="percent on-time")
+    p.add_argument("--load-reduction", type=int, choices=[0, 1], help="ApplianceLoadReduction type")
+    p.add_argument("--target-reduction", metavar="TYPE:VALUE", help="e.g. 1:5 (5 kW)")
+    p.add_argument("--description", default="")
+    p.add_argument("--response-required", type=int, default=0)
+    p.add_argument("--randomize-start", type=int)
+    p.set_defaults(func=cmd_dr_event)
+    _common(p)
+
+    p = gsub.add_parser("dr-programs", help="list DR programs")
+    p.set_defaults(func=lambda a: _get(a, "/api/v1/dr-programs"))
+    _common(p)
+
+    p = gsub.add_parser("event-cancel", help="cancel a price interval or load-control event")
+    p.add_argument("id", type=int)
+    p.add_argument("--randomized", action="store_true", help="devices apply their randomization (status 3)")
+    p.set_defaults(func=lambda a: _post(a, f"/api/v1/influence-events/{a.id}/cancel", {"randomized": a.randomized}))
     _common(p)
 
 
@@ -90,3 +185,58 @@ def cmd_subscriptions(args: argparse.Namespace) -> int:
                      f"pending={r['pending']} failed={r['failed']} {last.get('last_error') or ''}".rstrip())
     emit(args, rows, "\n".join(lines) or "no subscriptions")
     return 0
+
+
+def _post(args: argparse.Namespace, path: str, body: dict) -> int:
+    out = admin(args).call("POST", path, body)
+    emit(args, out, f"ok: {out.get('href', '') if isinstance(out, dict) else out}")
+    return 0
+
+
+def _get(args: argparse.Namespace, path: str) -> int:
+    out = admin(args).call("GET", path)
+    emit(args, out)
+    return 0
+
+
+def cmd_price(args: argparse.Namespace) -> int:
+    blocks = []
+    for raw in args.price:
+        price, _, start = raw.partition("@")
+        try:
+            blocks.append({"price": int(price), **({"start_value": int(start)} if start else {})})
+        except ValueError:
+            raise CliError(f"--price {raw!r}: expected PRICE or PRICE@START_VALUE (integers)") from None
+    body = {"start": args.start, "duration_s": args.duration, "prices": blocks, "tou_tier": args.tou_tier,
+            "description": args.description}
+    if args.rate:
+        body["rate"] = int(args.rate) if args.rate.isdigit() else args.rate
+    return _post(args, f"/api/v1/tariffs/{args.tariff}/prices", body)
+
+
+def cmd_dr_event(args: argparse.Namespace) -> int:
+    control: dict = {}
+    if args.cooling_setpoint is not None or args.heating_setpoint is not None:
+        control["setPoint"] = {k: v for k, v in (("coolingSetpoint", args.cooling_setpoint),
+                                                 ("heatingSetpoint", args.heating_setpoint)) if v is not None}
+    if args.cooling_offset is not None or args.heating_offset is not None:
+        control["offset"] = {k: v for k, v in (("coolingOffset", args.cooling_offset),
+                                               ("heatingOffset", args.heating_offset)) if v is not None}
+    if args.duty_cycle is not None:
+        control["dutyCycle"] = {"normalValue": args.duty_cycle}
+    if args.load_reduction is not None:
+        control["applianceLoadReduction"] = {"type": args.load_reduction}
+    if args.target_reduction:
+        kind, _, value = args.target_reduction.partition(":")
+        try:
+            control["targetReduction"] = {"type": int(kind), "value": int(value)}
+        except ValueError:
+            raise CliError("--target-reduction must be TYPE:VALUE (integers)") from None
+    hexes = [c for c in args.category if all(ch in "0123456789abcdefABCDEF" for ch in c)]
+    if hexes and len(hexes) != len(args.category):
+        raise CliError("--category: give names or one hex bit map, not both")
+    category = hexes[0] if hexes else args.category
+    body = {"start": args.start, "duration_s": args.duration, "device_category": category, "control": control,
+            "description": args.description, "response_required": args.response_required,
+            "randomize_start_s": args.randomize_start}
+    return _post(args, f"/api/v1/dr-programs/{args.program}/events", body)

@@ -356,7 +356,10 @@ async def render_fsa(request: web.Request, session: AsyncSession, device: EndDev
     href = f"/edev/{device.id}/fsa/{fsa.id}"
     n = len(await programs.fsa_programs(session, fsa.id))
     return xml.E("FunctionSetAssignments", {"href": href},
+                 # pricing and DRLC are per device (server.sep2.drlc / server.sep2.pricing)
+                 xml.link("DemandResponseProgramListLink", f"/edev/{device.id}/drp"),
                  xml.link("DERProgramListLink", f"{href}/derp", n),
+                 xml.link("TariffProfileListLink", f"/edev/{device.id}/tp"),
                  xml.link("TimeLink", "/tm"),
                  xml.leaf("mRID", mrid(MRID_FSA, fsa.id, pen(request))),
                  xml.leaf("description", fsa.title[:32]))

@@ -14,6 +14,8 @@ Subscribable resources (``subscribedResource``, relative or absolute href of thi
     /edev/{e}/derp/{p}/actderc              ActiveDERControlList  (actderc)
     /edev/{e}/derp/{p}/derc/{c}             DERControl            (derc)
     /edev/{e}/derp/{p}/dderc                DefaultDERControl     (dderc)
+    /edev/{e}/tp/{t}/rc/{r}/tti             TimeTariffIntervalList (tti-list; server.sep2.pricing)
+    /edev/{e}/drp/{d}/edc                   EndDeviceControlList  (edc-list; server.sep2.drlc)
 
 How a notification is made (and why it is never lost)::
 
@@ -52,8 +54,8 @@ from server.core import notify, outbox, programs
 from server.core import subscriptions as core_subs
 from server.core.errors import Forbidden, Invalid, NotFound
 from server.runtime import RUNTIME
+from server.sep2 import drlc, pricing, xml
 from server.sep2 import routes as core_routes
-from server.sep2 import xml
 from server.sep2.common import (
     REASON_LIMIT,
     Scope,
@@ -91,6 +93,7 @@ KINDS_BY_TYPE = {
     "DERProgramList": ("derp-list",), "DERProgram": ("derp", "derp-list"),
     "DERControlList": ("derc-list", "actderc"), "DERControl": ("derc", "derc-list", "actderc"),
     "DefaultDERControl": ("dderc",),
+    "TimeTariffIntervalList": ("tti-list",), "EndDeviceControlList": ("edc-list",),
 }
 PROGRAM_KINDS = ("derc-list", "actderc", "derc", "dderc", "derp")
 DEVICE_KINDS = ("edev", "fsa-list", "derp-list")
@@ -105,7 +108,11 @@ _PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     ("actderc", re.compile(r"^/edev/(?P<e>\d{1,9})/derp/(?P<p>\d{1,9})/actderc$")),
     ("derc", re.compile(r"^/edev/(?P<e>\d{1,9})/derp/(?P<p>\d{1,9})/derc/(?P<t>\d{1,9})$")),
     ("dderc", re.compile(r"^/edev/(?P<e>\d{1,9})/derp/(?P<p>\d{1,9})/dderc$")),
+    # pricing and DRLC: ``p`` is the rate component / DR program (an influence set), ``t`` the tariff
+    ("tti-list", re.compile(r"^/edev/(?P<e>\d{1,9})/tp/(?P<t>\d{1,9})/rc/(?P<p>\d{1,9})/tti$")),
+    ("edc-list", re.compile(r"^/edev/(?P<e>\d{1,9})/drp/(?P<p>\d{1,9})/edc$")),
 ]
+INFLUENCE_KINDS = ("tti-list", "edc-list")
 
 
 @dataclass(frozen=True)
@@ -139,6 +146,12 @@ async def check_visible(session: AsyncSession, scope: Scope, target: Target) -> 
     assert target.device_id is not None
     device = await device_in_scope(session, scope, target.device_id)
     if target.kind in ("edev", "fsa-list"):
+        return
+    if target.kind == "tti-list":
+        await pricing.rate_in_scope(session, scope, device.id, target.target_id or 0, target.program_id or 0)
+        return
+    if target.kind == "edc-list":
+        await drlc.drp_in_scope(session, scope, device.id, target.program_id or 0)
         return
     if target.kind == "derp-list":
         if target.target_id not in {f.id for f in await programs.device_fsas(session, device.id)}:
@@ -190,6 +203,13 @@ async def render_target(session: AsyncSession, settings: Any, scope: Scope, targ
             items = [await core_routes.render_fsa(req, session, device, f) for f in fsas[:n]]
             return list_element("FunctionSetAssignmentsList", target.href, items, len(fsas), rate,
                                 subscribable=True)
+        if target.kind == "tti-list":
+            _, _, rate = await pricing.rate_in_scope(session, scope, device.id, target.target_id or 0,
+                                                     target.program_id or 0)
+            return await pricing.render_tti_list(req, session, device, rate, now, 0, n)
+        if target.kind == "edc-list":
+            _, drp = await drlc.drp_in_scope(session, scope, device.id, target.program_id or 0)
+            return await drlc.render_edc_list(req, session, device, drp, now, 0, n)
         if target.kind == "derp-list":
             if target.target_id not in {f.id for f in await programs.device_fsas(session, device.id)}:
                 return None
@@ -277,6 +297,9 @@ async def affected(session: AsyncSession, change: notify.Change) -> list[Sep2Sub
                       .where(EndDevice.id.in_(change.devices)))
         conds.append((Sep2Subscription.kind == "edev-list")
                      & or_(Sep2Subscription.owner_lfdi.in_(owners), Sep2Subscription.owner_lfdi.in_(agg_owners)))
+    influence_sets = change.objects.get("influence", frozenset())
+    if influence_sets:
+        conds.append(Sep2Subscription.kind.in_(INFLUENCE_KINDS) & Sep2Subscription.program_id.in_(influence_sets))
     kinds = {k for t in change.resource_types for k in KINDS_BY_TYPE.get(t, ())}
     if kinds:
         conds.append(Sep2Subscription.kind.in_(kinds))

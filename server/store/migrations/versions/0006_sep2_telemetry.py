@@ -1,4 +1,4 @@
-"""2030.5 subscriptions and log events (meter readings go to the existing telemetry table)
+"""2030.5 subscriptions, log events, pricing and DRLC (meter readings go to the existing telemetry table)
 
 Revision ID: 0006
 Revises: 0005
@@ -60,9 +60,89 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_sep2_subscription_owner_lfdi'), ['owner_lfdi'], unique=False)
         batch_op.create_index(batch_op.f('ix_sep2_subscription_subject_device_id'), ['subject_device_id'], unique=False)
 
+    op.create_table('sep2_influence_set',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('kind', sa.String(length=8), nullable=False),
+    sa.Column('parent_id', sa.Integer(), nullable=True),
+    sa.Column('name', sa.String(length=200), nullable=False),
+    sa.Column('description', sa.String(length=32), nullable=False),
+    sa.Column('primacy', sa.Integer(), nullable=False),
+    sa.Column('attrs', sa.JSON(), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('changed_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['parent_id'], ['sep2_influence_set.id'], name=op.f('fk_sep2_influence_set_parent_id_sep2_influence_set'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_sep2_influence_set')),
+    sa.UniqueConstraint('kind', 'parent_id', 'name', name=op.f('uq_sep2_influence_set_kind'))
+    )
+    with op.batch_alter_table('sep2_influence_set', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_sep2_influence_set_parent_id'), ['parent_id'], unique=False)
+
+    op.create_table('sep2_influence_event',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('set_id', sa.Integer(), nullable=False),
+    sa.Column('description', sa.String(length=32), nullable=False),
+    sa.Column('creation_time', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('start', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('duration_s', sa.Integer(), nullable=False),
+    sa.Column('randomize_start_s', sa.Integer(), nullable=True),
+    sa.Column('randomize_duration_s', sa.Integer(), nullable=True),
+    sa.Column('response_required', sa.Integer(), nullable=False),
+    sa.Column('payload', sa.JSON(), nullable=False),
+    sa.Column('cancelled_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('cancel_randomized', sa.Boolean(), nullable=False),
+    sa.Column('changed_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['set_id'], ['sep2_influence_set.id'], name=op.f('fk_sep2_influence_event_set_id_sep2_influence_set'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_sep2_influence_event'))
+    )
+    with op.batch_alter_table('sep2_influence_event', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_sep2_influence_event_set_id'), ['set_id'], unique=False)
+
+    op.create_table('sep2_influence_assignment',
+    sa.Column('set_id', sa.Integer(), nullable=False),
+    sa.Column('end_device_id', sa.Integer(), nullable=False),
+    sa.ForeignKeyConstraint(['end_device_id'], ['end_device.id'], name=op.f('fk_sep2_influence_assignment_end_device_id_end_device'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['set_id'], ['sep2_influence_set.id'], name=op.f('fk_sep2_influence_assignment_set_id_sep2_influence_set'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('set_id', 'end_device_id', name=op.f('pk_sep2_influence_assignment'))
+    )
+    with op.batch_alter_table('sep2_influence_assignment', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_sep2_influence_assignment_end_device_id'), ['end_device_id'], unique=False)
+
+    op.create_table('sep2_influence_response',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('event_id', sa.Integer(), nullable=False),
+    sa.Column('end_device_id', sa.Integer(), nullable=False),
+    sa.Column('lfdi', sa.String(length=40), nullable=False),
+    sa.Column('status', sa.Integer(), nullable=False),
+    sa.Column('created_date_time', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('received_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['end_device_id'], ['end_device.id'], name=op.f('fk_sep2_influence_response_end_device_id_end_device'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['event_id'], ['sep2_influence_event.id'], name=op.f('fk_sep2_influence_response_event_id_sep2_influence_event'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_sep2_influence_response'))
+    )
+    with op.batch_alter_table('sep2_influence_response', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_sep2_influence_response_end_device_id'), ['end_device_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_sep2_influence_response_event_id'), ['event_id'], unique=False)
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('sep2_influence_response', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_sep2_influence_response_event_id'))
+        batch_op.drop_index(batch_op.f('ix_sep2_influence_response_end_device_id'))
+
+    op.drop_table('sep2_influence_response')
+    with op.batch_alter_table('sep2_influence_assignment', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_sep2_influence_assignment_end_device_id'))
+
+    op.drop_table('sep2_influence_assignment')
+    with op.batch_alter_table('sep2_influence_event', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_sep2_influence_event_set_id'))
+
+    op.drop_table('sep2_influence_event')
+    with op.batch_alter_table('sep2_influence_set', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_sep2_influence_set_parent_id'))
+
+    op.drop_table('sep2_influence_set')
+
     with op.batch_alter_table('sep2_subscription', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_sep2_subscription_subject_device_id'))
         batch_op.drop_index(batch_op.f('ix_sep2_subscription_owner_lfdi'))
