@@ -194,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["DSO_DELIVERY_ALLOW_HTTP_LOOPBACK"] = "true"
     os.environ.setdefault("DSO_DELIVERY_INITIAL_BACKOFF_S", "1")
     os.environ.setdefault("DSO_DELIVERY_MAX_BACKOFF_S", "5")
+    # S-ALL-46 keeps the webhook failing for 5 minutes: keep retrying (every 5 s) rather than give up
+    os.environ.setdefault("DSO_DELIVERY_MAX_ATTEMPTS", "1000")
     os.environ.setdefault("DSO_DELIVERY_POLL_INTERVAL_MS", "200")
     config = {"output_dir": str(output),
               "server": {"device_capability_uri": info["dcap_url"], "verify_ssl": True, "verify_host_name": True,

@@ -389,7 +389,8 @@ async def render_program(request: web.Request, session: AsyncSession, device: En
                  xml.leaf("mRID", mrid(MRID_PROGRAM, program.id, pen(request))),
                  xml.leaf("description", (program.description or program.name)[:32]),
                  xml.link("ActiveDERControlListLink", f"{href}/actderc", len(active)),
-                 xml.link("DefaultDERControlLink", f"{href}/dderc") if program.default_control else None,
+                 # always linked: clients subscribe to it before staff set one (cactus S-ALL-35..40)
+                 xml.link("DefaultDERControlLink", f"{href}/dderc"),
                  xml.link("DERControlListLink", f"{href}/derc", len(visible)),
                  xml.link("DERCurveListLink", f"{href}/dc", len(await programs.program_curves(session, program.id))),
                  xml.leaf("primacy", program.primacy))
@@ -504,8 +505,7 @@ async def get_default_control(request: web.Request) -> web.Response:
     async with sessions(request)() as session:
         device, program = await program_in_scope(session, await scope_of(request, session),
                                                   path_int(request, "e"), path_int(request, "p"))
-    if not program.default_control:
-        raise NotFound("this DERProgram has no DefaultDERControl")
+    # without one set, an empty DefaultDERControl (no DERControlBase values: nothing to apply by default)
     return reply(render_default(request, device, program))
 
 

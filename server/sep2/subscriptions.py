@@ -50,6 +50,7 @@ from lxml import etree
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server.core import der_controls as rules
 from server.core import notify, outbox, programs
 from server.core import subscriptions as core_subs
 from server.core.errors import Forbidden, Invalid, NotFound
@@ -72,7 +73,7 @@ from server.sep2.common import (
     sep2_handler,
     visible_devices,
 )
-from server.store.models import Aggregator, EndDevice, Sep2FsaProgram, Sep2Subscription
+from server.store.models import Aggregator, EndDevice, Sep2Fsa, Sep2FsaProgram, Sep2Program, Sep2Subscription
 from server.store.types import utcnow
 
 routes = web.RouteTableDef()
@@ -158,8 +159,6 @@ async def check_visible(session: AsyncSession, scope: Scope, target: Target) -> 
             raise NotFound("no such FunctionSetAssignments")
         return
     _, program = await core_routes.program_in_scope(session, scope, device.id, target.program_id or 0)
-    if target.kind == "dderc" and not program.default_control:
-        raise NotFound("this DERProgram has no DefaultDERControl")
     if target.kind == "derc":
         _, controls = await programs.device_intervals(session, device.id)
         control = controls.get(target.target_id or 0)
@@ -221,7 +220,7 @@ async def render_target(session: AsyncSession, settings: Any, scope: Scope, targ
         if target.kind == "derp":
             return await core_routes.render_program(req, session, device, program, now)
         if target.kind == "dderc":
-            return core_routes.render_default(req, device, program) if program.default_control else None
+            return core_routes.render_default(req, device, program)
         if target.kind in ("derc-list", "actderc"):
             found = await core_routes.program_controls(session, device, program, now,
                                                        active_only=target.kind == "actderc")
@@ -266,19 +265,95 @@ async def enqueue_for(session: AsyncSession, settings: Any, subs: list[Sep2Subsc
                       now: dt.datetime | None = None) -> int:
     """Render and queue one Notification per subscription (same transaction as the caller's change)."""
     now = now or utcnow()
+    fast = [s for s in subs if s.kind in CONTROL_KINDS]
+    rendered: dict[int, etree._Element | None] = await render_control_subs(session, settings, fast, now) \
+        if fast else {}
     scopes: dict[str, Scope] = {}
     count = 0
     for sub in subs:
-        scope = scopes.get(sub.owner_lfdi)
-        if scope is None:
-            scope = scopes[sub.owner_lfdi] = await owner_scope(session, sub.owner_lfdi)
-        target = Target(sub.kind, sub.resource, sub.subject_device_id, sub.program_id, sub.target_id)
-        el = notification(sub, await render_target(session, settings, scope, target, sub.limit, now))
+        if sub.id in rendered:
+            resource = rendered[sub.id]
+        else:
+            scope = scopes.get(sub.owner_lfdi)
+            if scope is None:
+                scope = scopes[sub.owner_lfdi] = await owner_scope(session, sub.owner_lfdi)
+            target = Target(sub.kind, sub.resource, sub.subject_device_id, sub.program_id, sub.target_id)
+            resource = await render_target(session, settings, scope, target, sub.limit, now)
+        el = notification(sub, resource)
         outbox.enqueue(session, CHANNEL, core_subs.order_key(sub.id), sub.notification_uri, xml.serialize(el),
                        xml.MEDIA_TYPE)
         sub.notifications += 1
         count += 1
     return count
+
+
+CONTROL_KINDS = ("derc-list", "actderc", "derc")
+IN_CHUNK = 5000  # ids per IN (...) list: well below SQLite's and asyncpg's bound-parameter limits
+
+
+async def _in_chunks(session: AsyncSession, make, ids: set[int] | set[str]) -> list:
+    out: list = []
+    items = list(ids)
+    for i in range(0, len(items), IN_CHUNK):
+        out.extend((await session.execute(make(items[i:i + IN_CHUNK]))).all())
+    return out
+
+
+async def render_control_subs(session: AsyncSession, settings: Any, subs: list[Sep2Subscription],
+                              now: dt.datetime) -> dict[int, etree._Element | None]:
+    """The DER control subscriptions of a change, rendered with a handful of queries in all (not several per
+    subscriber): fan-out to thousands of devices of one program must stay within seconds.
+
+    Same result as ``render_target``: the caller's visibility is checked (device owned by the subscriber or
+    registered under its aggregator, program assigned to the device), statuses come from ``der_controls.evaluate``
+    over every control the device sees, and one evaluation is shared by all devices with the same programs."""
+    req = shim(settings)
+    device_ids = {s.subject_device_id for s in subs if s.subject_device_id is not None}
+    devices = {d.id: d for (d,) in await _in_chunks(
+        session, lambda ids: select(EndDevice).where(EndDevice.id.in_(ids)), device_ids)}
+    assigned: dict[int, set[int]] = {}
+    for dev_id, prog_id in await _in_chunks(session, lambda ids: select(Sep2Fsa.end_device_id,
+                                                                        Sep2FsaProgram.program_id)
+                                            .join(Sep2FsaProgram, Sep2FsaProgram.fsa_id == Sep2Fsa.id)
+                                            .where(Sep2Fsa.end_device_id.in_(ids)), device_ids):
+        assigned.setdefault(dev_id, set()).add(prog_id)
+    all_programs = {p for ps in assigned.values() for p in ps}
+    prog_rows = {p.id: p for (p,) in await _in_chunks(
+        session, lambda ids: select(Sep2Program).where(Sep2Program.id.in_(ids)), all_programs)}
+    controls = await programs.list_controls(session, list(all_programs)) if all_programs else []
+    owners = {s.owner_lfdi for s in subs}
+    agg_of = dict(await _in_chunks(session, lambda ids: select(Aggregator.lfdi, Aggregator.id)
+                                   .where(Aggregator.lfdi.in_(ids)), owners))
+    evaluated: dict[frozenset[int], list[tuple[Any, rules.Interval, rules.Evaluated]]] = {}
+    out: dict[int, etree._Element | None] = {}
+    for sub in subs:
+        device = devices.get(sub.subject_device_id or 0)
+        progs = assigned.get(device.id, set()) if device else set()
+        visible = device is not None and device.enabled and (
+            device.lfdi == sub.owner_lfdi or (device.aggregator_id is not None
+                                              and agg_of.get(sub.owner_lfdi) == device.aggregator_id))
+        if not visible or sub.program_id not in progs:
+            out[sub.id] = None
+            continue
+        key = frozenset(progs)
+        if key not in evaluated:
+            intervals = [programs.interval_of(c, prog_rows[c.program_id].primacy) for c in controls
+                         if c.program_id in key]
+            by_id = {c.id: c for c in controls}
+            evaluated[key] = [(by_id[i.id], i, rules.evaluate(i, intervals, now))
+                              for i in sorted(intervals, key=rules.list_order_key)]
+        mine = [(c, ev) for c, i, ev in evaluated[key] if i.program_id == sub.program_id and not ev.completed]
+        if sub.kind == "derc":
+            found = [(c, ev) for c, ev in mine if c.id == sub.target_id]
+            out[sub.id] = core_routes.render_control(req, device, *found[0]) if found else None
+            continue
+        if sub.kind == "actderc":
+            mine = [(c, ev) for c, ev in mine if ev.status == rules.EventStatus.ACTIVE]
+        n = max(1, min(sub.limit, MAX_LIMIT))
+        items = [core_routes.render_control(req, device, c, ev) for c, ev in mine[:n]]
+        out[sub.id] = list_element("DERControlList", sub.resource, items, len(mine),
+                                   subscribable=sub.kind == "derc-list")
+    return out
 
 
 async def affected(session: AsyncSession, change: notify.Change) -> list[Sep2Subscription]:
