@@ -130,6 +130,59 @@ def register(sub: argparse._SubParsersAction) -> None:
     _common(p)
     p.set_defaults(func=cmd_control_responses)
 
+    _register_sep2(sub)
+
+
+def _register_sep2(sub: argparse._SubParsersAction) -> None:
+    sep2 = sub.add_parser("sep2", help="2030.5 runtime settings and what devices reported")
+    ssub = sep2.add_subparsers(dest="sep2_command", metavar="ACTION", required=True, parser_class=type(sep2))
+    p = ssub.add_parser("show", help="a device: its programs and the DER resources it reported")
+    p.add_argument("lfdi")
+    _common(p)
+    p.set_defaults(func=cmd_sep2_show)
+    for name, what in (("poll-rate", "pollRate of a resource"), ("post-rate", "postRate of a resource")):
+        p = ssub.add_parser(name, help=f"set the {what} (e.g. DeviceCapability, EndDeviceList, MirrorUsagePoint)")
+        p.add_argument("resource")
+        p.add_argument("seconds", type=int, nargs="?", help="omit to restore the configured default")
+        _common(p)
+        p.set_defaults(func=cmd_sep2_rate, kind=name + "s")
+    p = ssub.add_parser("access", help="grant or revoke a client's 2030.5 access (by certificate LFDI)")
+    p.add_argument("lfdi")
+    p.add_argument("state", choices=("grant", "revoke"))
+    _common(p)
+    p.set_defaults(func=cmd_sep2_access)
+    p = ssub.add_parser("aggregator", help="enroll an aggregator (service provider) client by LFDI")
+    p.add_argument("lfdi")
+    _common(p)
+    p.set_defaults(func=cmd_sep2_aggregator)
+
+
+def cmd_sep2_show(args: argparse.Namespace) -> int:
+    view = admin(args).call("GET", f"/api/v1/sep2/devices/{args.lfdi}")
+    lines = [f"EndDevice {view['href']}  {view['device']['lfdi']}  sfdi={view['device']['sfdi']}",
+             "programs: " + (", ".join(f"{p['name']} (primacy {p['primacy']})" for p in view["programs"]) or "none")]
+    lines += [f"{kind}: {body}" for kind, body in sorted(view["reported"].items())]
+    emit(args, view, "\n".join(lines))
+    return 0
+
+
+def cmd_sep2_rate(args: argparse.Namespace) -> int:
+    r = admin(args).call("PUT", f"/api/v1/sep2/{args.kind}/{args.resource}", {"rate_s": args.seconds})
+    emit(args, r, f"{args.resource} {args.kind[:-1]}: {r['rate_s'] if r['rate_s'] is not None else 'default'}")
+    return 0
+
+
+def cmd_sep2_access(args: argparse.Namespace) -> int:
+    r = admin(args).call("PUT", f"/api/v1/sep2/access/{args.lfdi}", {"granted": args.state == "grant"})
+    emit(args, r, f"{r['lfdi']}: access {'granted' if r['granted'] else 'revoked'}")
+    return 0
+
+
+def cmd_sep2_aggregator(args: argparse.Namespace) -> int:
+    r = admin(args).call("PUT", f"/api/v1/sep2/aggregators/{args.lfdi}")
+    emit(args, r, f"aggregator {r['id']}: {r['lfdi']}")
+    return 0
+
 
 def _control_line(c: dict[str, Any]) -> str:
     state = "cancelled" if c.get("cancelled_at") else "live"

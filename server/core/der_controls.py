@@ -38,7 +38,7 @@ class EventStatus(IntEnum):
 WATT_FIELDS = ("opModExpLimW", "opModImpLimW", "opModGenLimW", "opModLoadLimW", "opModTargetW")
 BOOL_FIELDS = ("opModConnect", "opModEnergize")
 PERCENT_FIELDS = ("opModFixedW", "opModMaxLimW")  # hundredths of a percent (opModMaxLimW: of setMaxW)
-INT_FIELDS = ("rampTms", "opModFreqDroop")
+INT_FIELDS = ("rampTms",)
 VAR_FIELDS = ("opModTargetVar",)
 CURVE_FIELDS = ("opModFreqWatt", "opModHFRTMayTrip", "opModHFRTMustTrip", "opModHVRTMayTrip",
                 "opModHVRTMomentaryCessation", "opModHVRTMustTrip", "opModLFRTMayTrip", "opModLFRTMustTrip",
@@ -65,8 +65,10 @@ def check_base(base: dict[str, Any]) -> dict[str, Any]:
                 raise Invalid(f"{key} out of range")
             encode_power(value)  # raises when it cannot be represented
         elif key in PERCENT_FIELDS:
-            if not -10000 <= value <= 10000 or value != int(value):
-                raise Invalid(f"{key} is hundredths of a percent: an integer in -10000..10000")
+            # opModFixedW is a SignedPerCent, opModMaxLimW a PerCent (unsigned)
+            low = 0 if key == "opModMaxLimW" else -10000
+            if not low <= value <= 10000 or value != int(value):
+                raise Invalid(f"{key} is hundredths of a percent: an integer in {low}..10000")
             value = int(value)
         elif key in INT_FIELDS + CURVE_FIELDS:
             if value != int(value) or not 0 <= value <= 65535:

@@ -121,12 +121,9 @@ def active_power(tag: str, watts: float) -> etree._Element:
 def control_base(base: dict[str, Any], curve_href: str) -> etree._Element:
     """DERControlBase children in schema order; the CSIP-AUS limits come last (csipaus-core redefines it)."""
     el = xml.E("DERControlBase")
-    for name in ("opModConnect", "opModEnergize"):
-        el.append(xml.leaf(name, base[name])) if name in base else None
-    if "opModFixedW" in base:
-        el.append(xml.leaf("opModFixedW", base["opModFixedW"]))
-    if "opModFreqDroop" in base:
-        pass  # FreqDroopType is a structure staff cannot set yet; never stored by check_base callers
+    for name in ("opModConnect", "opModEnergize", "opModFixedW"):
+        if name in base:
+            el.append(xml.leaf(name, base[name]))
     for name in rules.CURVE_FIELDS[:11]:  # opModFreqWatt .. opModLVRTMustTrip
         if name in base:
             el.append(xml.E(name, {"href": f"{curve_href}/{base[name]}"}))

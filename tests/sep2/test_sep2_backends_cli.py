@@ -107,3 +107,19 @@ def test_curves_are_published_and_referenced_by_controls(sep2_server: LiveServer
     link = xml.find(derc, "DERControlBase/opModVoltVar").get("href")
     assert link == dc.get("href")
     assert c.get(link).text("curveType") == "11"
+
+
+def test_cli_sep2_settings_commands(sep2_server: LiveServer, new_client):
+    c = new_client()
+    c.register()
+    assert _cli(sep2_server, "sep2", "poll-rate", "EndDeviceList", "120") == {"resource": "EndDeviceList",
+                                                                             "rate_s": 120}
+    assert c.get("/edev?l=1").root.get("pollRate") == "120"
+    _cli(sep2_server, "sep2", "poll-rate", "EndDeviceList")  # back to the configured default
+    assert c.get("/edev?l=1").root.get("pollRate") == "60"
+    view = _cli(sep2_server, "sep2", "show", c.lfdi)
+    assert view["device"]["lfdi"] == c.lfdi and view["href"].startswith("/edev/")
+    assert _cli(sep2_server, "sep2", "access", c.lfdi, "revoke")["granted"] is False
+    assert c.get("/dcap").status == 403
+    _cli(sep2_server, "sep2", "access", c.lfdi, "grant")
+    assert c.get("/dcap").status == 200

@@ -247,3 +247,35 @@ def test_unknown_hrefs_and_methods_get_error_bodies(new_client):
         r = c.request(method, path, b"" if method != "DELETE" else None)
         assert r.status == 405, (method, path, r.status)
         assert r.root is not None and r.headers.get("Allow")
+
+
+def test_every_der_control_base_field_renders_schema_valid(new_client, admin):
+    c = new_client()
+    href = c.register()
+    name = f"all-{c.lfdi[:6]}"
+    admin("POST", "/api/v1/programs", {"name": name, "primacy": 5})
+    admin("POST", f"/api/v1/programs/{name}/assign", {"lfdi": c.lfdi})
+    curve = admin("POST", f"/api/v1/programs/{name}/curves", {"curve_type": 11, "points": [[9000, 3000], [11000, -3000]],
+                                                               "y_ref_type": 2, "x_multiplier": -2})
+    base = {"opModConnect": True, "opModEnergize": False, "opModFixedW": -2500, "opModMaxLimW": 8000,
+            "opModTargetVar": 1200, "opModTargetW": 150000, "rampTms": 300, "opModImpLimW": 0.5,
+            "opModExpLimW": 1_000_000, "opModGenLimW": 32768, "opModLoadLimW": 7000}
+    for mode in ("opModFreqWatt", "opModHFRTMayTrip", "opModHVRTMustTrip", "opModLVRTMomentaryCessation",
+                 "opModVoltVar", "opModVoltWatt", "opModWattPF", "opModWattVar"):
+        base[mode] = curve["id"]
+    admin("POST", "/api/v1/controls", {"program": name, "start": "now", "duration_s": 60, "base": base,
+                                       "randomize_start_s": 30, "randomize_duration_s": -10}, expect=201)
+    admin("PUT", f"/api/v1/programs/{name}/default-control", {"base": base, "setGradW": 50})
+    derp = discover(c, href)["derp"]
+    derc = c.get(derp + "/derc?l=5").all("DERControl")[0]  # Sep2Client has schema-checked it (strict)
+    got = xml.find(derc, "DERControlBase")
+    assert xml.text(got, "csipaus:opModExpLimW/value") == "10000"
+    assert xml.text(got, "csipaus:opModExpLimW/multiplier") == "2"
+    assert xml.text(got, "csipaus:opModImpLimW/value") == "5"
+    assert xml.text(derc, "randomizeStart") == "30"
+    dderc = c.get(derp + "/dderc")
+    assert dderc.text("setGradW") == "50"
+    for bad in ({"opModMaxLimW": -1}, {"opModFreqDroop": 1}, {"opModVoltVar": 999}, {}):
+        status, _ = c.server.admin("POST", "/api/v1/controls", {"program": name, "start": "now", "duration_s": 60,
+                                                                "base": bad})
+        assert status == 400, bad
