@@ -1,21 +1,20 @@
-"""``dso sep2 ...``: what 2030.5 devices sent up and what the server pushes down (staff view, issue 4).
+"""Staff commands for the 2030.5 data devices send up and the influence dispatches sent down (issue 4):
 
-    dso sep2 latest LFDI                       newest reading of every series of a device (SI units)
-    dso sep2 readings LFDI [--since T] [--until T] [--measurement M] [--resource MRID] [--limit N]
-    dso sep2 log-events LFDI [--limit N]
-    dso sep2 subscriptions [--lfdi LFDI]       subscriptions and their notification delivery state
-    dso sep2 tariff-create --name N [--currency 840] [--price-power -3] [--primacy 1] [--rate-code C]
-    dso sep2 tariff-rate TARIFF --name N [--uom 72] [--flow-direction 1]
-    dso sep2 tariff-assign TARIFF --lfdi LFDI
-    dso sep2 price TARIFF --duration S --price P[@START_VALUE] ... [--start ISO|now] [--rate R] [--tou-tier T]
-    dso sep2 tariffs
-    dso sep2 dr-program-create --name N [--primacy 1]
-    dso sep2 dr-assign PROGRAM --lfdi LFDI
-    dso sep2 dr-event PROGRAM --duration S --category thermostat|evse|HEX ... [--cooling-setpoint C100]
+    dso readings latest LFDI                   newest reading of every series of a device (SI units)
+    dso readings range LFDI [--since T] [--until T] [--measurement M] [--resource MRID] [--limit N]
+    dso logevents LFDI [--limit N]             LogEvents a device posted
+    dso subscriptions [--lfdi LFDI]            subscriptions and their notification delivery state
+    dso tariff create --name N [--currency 840] [--price-power -3] [--primacy 1] [--rate-code C]
+    dso tariff rate TARIFF --name N [--uom 72] [--flow-direction 1]
+    dso tariff assign TARIFF --lfdi LFDI
+    dso tariff price TARIFF --duration S --price P[@START_VALUE] ... [--start ISO|now] [--rate R] [--tou-tier T]
+    dso tariff list | dso tariff cancel ID [--randomized]
+    dso drlc program --name N [--primacy 1]
+    dso drlc assign PROGRAM --lfdi LFDI
+    dso drlc event PROGRAM --duration S --category thermostat|evse|HEX ... [--cooling-setpoint C100]
                  [--heating-setpoint C100] [--duty-cycle PCT] [--load-reduction 0|1] [--target-reduction TYPE:VALUE]
                  [--cooling-offset C] [--heating-offset C] [--start ISO|now] [--response-required BITS]
-    dso sep2 dr-programs
-    dso sep2 event-cancel ID [--randomized]     cancel a price interval or load-control event
+    dso drlc list | dso drlc cancel ID [--randomized]
 """
 
 from __future__ import annotations
@@ -27,15 +26,16 @@ from server.cli.common import CliError, add_config_arg, add_json_arg, admin, emi
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    group = sub.add_parser("sep2", help="2030.5 telemetry, log events, subscriptions and notifications")
-    gsub = group.add_subparsers(dest="sep2_command", metavar="ACTION", required=True, parser_class=type(group))
+    def group(name: str, help_: str) -> argparse._SubParsersAction:
+        g = sub.add_parser(name, help=help_)
+        return g.add_subparsers(dest=f"{name}_command", metavar="ACTION", required=True, parser_class=type(g))
 
-    p = gsub.add_parser("latest", help="newest reading of every series of a device")
+    readings = group("readings", "a 2030.5 device's mirrored meter readings (telemetry, SI units)")
+    p = readings.add_parser("latest", help="newest reading of every series of a device")
     p.add_argument("lfdi")
     p.set_defaults(func=cmd_latest)
     _common(p)
-
-    p = gsub.add_parser("readings", help="a device's readings in [since, until), newest first")
+    p = readings.add_parser("range", help="a device's readings in [since, until), newest first")
     p.add_argument("lfdi")
     p.add_argument("--since", help="ISO 8601 with offset, e.g. 2026-11-25T00:00:00Z")
     p.add_argument("--until", help="ISO 8601 with offset (exclusive)")
@@ -45,18 +45,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_readings)
     _common(p)
 
-    p = gsub.add_parser("log-events", help="LogEvents a device posted, newest first")
+    p = sub.add_parser("logevents", help="LogEvents a 2030.5 device posted, newest first")
     p.add_argument("lfdi")
     p.add_argument("--limit", type=int, default=100)
     p.set_defaults(func=cmd_log_events)
     _common(p)
 
-    p = gsub.add_parser("subscriptions", help="subscriptions with notification delivery state")
+    p = sub.add_parser("subscriptions", help="2030.5 subscriptions with notification delivery state")
     p.add_argument("--lfdi", help="only the SubscriptionList of this device")
     p.set_defaults(func=cmd_subscriptions)
     _common(p)
 
-    p = gsub.add_parser("tariff-create", help="create a tariff (TariffProfile)")
+    tariff = group("tariff", "2030.5 pricing: tariffs, rate components, time-varying prices")
+    p = tariff.add_parser("create", help="create a tariff (TariffProfile)")
     p.add_argument("--name", required=True)
     p.add_argument("--currency", type=int, default=840, help="ISO 4217 numeric (840 USD, 36 AUD, 978 EUR)")
     p.add_argument("--price-power", type=int, default=-3, help="prices are x 10^this currency units")
@@ -66,8 +67,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "name": a.name, "currency": a.currency, "price_power_of_ten": a.price_power, "primacy": a.primacy,
         "rate_code": a.rate_code}))
     _common(p)
-
-    p = gsub.add_parser("tariff-rate", help="add a rate component (what is priced) to a tariff")
+    p = tariff.add_parser("rate", help="add a rate component (what is priced) to a tariff")
     p.add_argument("tariff")
     p.add_argument("--name", required=True)
     p.add_argument("--uom", type=int, default=72, help="72 Wh (default), 38 W, 73 varh, ...")
@@ -75,14 +75,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=lambda a: _post(a, f"/api/v1/tariffs/{a.tariff}/rates", {
         "name": a.name, "uom": a.uom, "flow_direction": a.flow_direction}))
     _common(p)
-
-    p = gsub.add_parser("tariff-assign", help="let a device see a tariff")
+    p = tariff.add_parser("assign", help="let a device see a tariff")
     p.add_argument("tariff")
     p.add_argument("--lfdi", required=True)
     p.set_defaults(func=lambda a: _post(a, f"/api/v1/tariffs/{a.tariff}/assign", {"lfdi": a.lfdi}))
     _common(p)
-
-    p = gsub.add_parser("price", help="publish a price interval (TimeTariffInterval) with prices per block")
+    p = tariff.add_parser("price", help="publish a price interval (TimeTariffInterval) with prices per block")
     p.add_argument("tariff")
     p.add_argument("--start", default="now")
     p.add_argument("--duration", type=int, required=True, help="seconds")
@@ -93,24 +91,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--description", default="")
     p.set_defaults(func=cmd_price)
     _common(p)
-
-    p = gsub.add_parser("tariffs", help="list tariffs and their rate components")
+    p = tariff.add_parser("list", help="tariffs and their rate components")
     p.set_defaults(func=lambda a: _get(a, "/api/v1/tariffs"))
     _common(p)
+    _cancel(tariff, "cancel a price interval")
 
-    p = gsub.add_parser("dr-program-create", help="create a demand response program")
+    drlc = group("drlc", "2030.5 demand response / load control (thermostats, water heaters, EVSE, ...)")
+    p = drlc.add_parser("program", help="create a demand response program")
     p.add_argument("--name", required=True)
     p.add_argument("--primacy", type=int, default=1)
     p.set_defaults(func=lambda a: _post(a, "/api/v1/dr-programs", {"name": a.name, "primacy": a.primacy}))
     _common(p)
-
-    p = gsub.add_parser("dr-assign", help="let a device see a DR program")
+    p = drlc.add_parser("assign", help="let a device see a DR program")
     p.add_argument("program")
     p.add_argument("--lfdi", required=True)
     p.set_defaults(func=lambda a: _post(a, f"/api/v1/dr-programs/{a.program}/assign", {"lfdi": a.lfdi}))
     _common(p)
-
-    p = gsub.add_parser("dr-event", help="create a load-control event (EndDeviceControl)")
+    p = drlc.add_parser("event", help="create a load-control event (EndDeviceControl)")
     p.add_argument("program")
     p.add_argument("--start", default="now")
     p.add_argument("--duration", type=int, required=True, help="seconds")
@@ -128,12 +125,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--randomize-start", type=int)
     p.set_defaults(func=cmd_dr_event)
     _common(p)
-
-    p = gsub.add_parser("dr-programs", help="list DR programs")
+    p = drlc.add_parser("list", help="DR programs")
     p.set_defaults(func=lambda a: _get(a, "/api/v1/dr-programs"))
     _common(p)
+    _cancel(drlc, "cancel a load-control event")
 
-    p = gsub.add_parser("event-cancel", help="cancel a price interval or load-control event")
+
+def _cancel(parent: argparse._SubParsersAction, help_: str) -> None:
+    p = parent.add_parser("cancel", help=help_ + " (it stays visible with EventStatus cancelled)")
     p.add_argument("id", type=int)
     p.add_argument("--randomized", action="store_true", help="devices apply their randomization (status 3)")
     p.set_defaults(func=lambda a: _post(a, f"/api/v1/influence-events/{a.id}/cancel", {"randomized": a.randomized}))

@@ -99,9 +99,9 @@ def test_readings_land_in_telemetry_in_si(server):
     latest = {x["measurement"]: x["value"] for x in admin("GET", f"/api/v1/sep2/devices/{client.lfdi}/telemetry/latest")}
     assert latest == {"realPower": 4000.0, "voltage": pytest.approx(230.1)}
     # the CLI shows the same
-    out = dso_json("sep2", "latest", client.lfdi, "-c", server.config, "--json")
+    out = dso_json("readings", "latest", client.lfdi, "-c", server.config, "--json")
     assert {x["measurement"] for x in out} == {"realPower", "voltage"}
-    out = dso_json("sep2", "readings", client.lfdi, "--measurement", "realPower", "-c", server.config, "--json")
+    out = dso_json("readings", "range", client.lfdi, "--measurement", "realPower", "-c", server.config, "--json")
     assert len(out) == 4
 
 
@@ -171,5 +171,5 @@ def test_log_events(server):
     assert other.get(r1.location).status in (403, 404)
     staff = admin("GET", f"/api/v1/sep2/devices/{client.lfdi}/log-events")
     assert [e["log_event_code"] for e in staff] == [2, 1] and staff[1]["details"] == "over voltage"
-    out = dso_json("sep2", "log-events", client.lfdi, "-c", server.config, "--json")
+    out = dso_json("logevents", client.lfdi, "-c", server.config, "--json")
     assert len(out) == 2

@@ -82,10 +82,9 @@ def test_prices_reach_the_device_with_notifications(server):
 
         # subscribe; a newer overlapping price supersedes the first; cancelling it restores the first
         assert client.post(edev + "/sub", subscription_xml(tti_list_href, receiver.url("/tti"))).status == 201
-        critical = admin("POST", "/api/v1/tariffs/tou-2026/prices", {
-            "start": "now", "duration_s": 1800, "description": "critical", "prices": [{"price": 9900}]},
-            expect=201)
-        admin("POST", f"/api/v1/prices/{critical['id']}/cancel", {})
+        critical = dso_json("tariff", "price", "tou-2026", "--duration", "1800", "--price", "9900",
+                            "--description", "critical", "-c", server.config, "--json")  # the CLI path
+        dso_json("tariff", "cancel", str(critical["id"]), "-c", server.config, "--json")
         wait_until(lambda: len(receiver.bodies("/tti")) == 2, what="two price notifications")
         got = [statuses(check_notification(n), "TimeTariffInterval") for n in receiver.bodies("/tti")]
         assert got == [{"peak": 4, "critical": 1}, {"peak": 1, "critical": 2}]
@@ -108,10 +107,10 @@ def test_load_control_reaches_the_device(server):
     receiver = Receiver(free_port()).up()
     try:
         client, edev, _ = enrolled_device(server, admin, "thermostat", program="drlc-der")
-        out = dso_json("sep2", "dr-program-create", "--name", "summer-peak", "--primacy", "3", "-c", server.config,
+        out = dso_json("drlc", "program", "--name", "summer-peak", "--primacy", "3", "-c", server.config,
                        "--json")
         assert out["kind"] == "drp"
-        dso_json("sep2", "dr-assign", "summer-peak", "--lfdi", client.lfdi, "-c", server.config, "--json")
+        dso_json("drlc", "assign", "summer-peak", "--lfdi", client.lfdi, "-c", server.config, "--json")
         fsa = client.get(edev + "/fsa?l=10").all("FunctionSetAssignments")[0]
         drps = client.get(xml.find(fsa, "DemandResponseProgramListLink").get("href") + "?l=10")
         assert drps.root.get("all") == "1"
@@ -120,7 +119,7 @@ def test_load_control_reaches_the_device(server):
         edc_href = xml.find(drp, "EndDeviceControlListLink").get("href")
         assert client.post(edev + "/sub", subscription_xml(edc_href, receiver.url("/edc"))).status == 201
 
-        made = dso_json("sep2", "dr-event", "summer-peak", "--start", "now", "--duration", "7200",
+        made = dso_json("drlc", "event", "summer-peak", "--start", "now", "--duration", "7200",
                         "--category", "thermostat", "--category", "evse", "--cooling-setpoint", "2600",
                         "--duty-cycle", "50", "--description", "hot-day", "--response-required", "3",
                         "-c", server.config, "--json")

@@ -56,7 +56,7 @@ def test_subscription_crud_and_default_control_notifications(server):
         assert client.delete(sub).status == 204
         assert client.get(sub).status == 404
         assert client.get(edev + "/sub?l=10").root.get("all") == "0"
-        rows = dso_json("sep2", "subscriptions", "--lfdi", client.lfdi, "-c", server.config, "--json")
+        rows = dso_json("subscriptions", "--lfdi", client.lfdi, "-c", server.config, "--json")
         assert rows == []
     finally:
         receiver.down()
