@@ -157,6 +157,7 @@ async def get_dcap(request: web.Request) -> web.Response:
     el = xml.E("DeviceCapability", {"href": "/dcap", "pollRate": rate},
                xml.link("ResponseSetListLink", "/rsps", 1),
                xml.link("TimeLink", "/tm"),
+               xml.link("UsagePointListLink", "/upt", n_mup),  # mirrored data read back (server.sep2.metering)
                xml.link("EndDeviceListLink", "/edev", n_edev),
                xml.link("MirrorUsagePointListLink", "/mup", n_mup))
     return reply(el)
@@ -796,7 +797,7 @@ async def post_response(request: web.Request) -> web.Response:
     return created(href)
 
 
-PREFIXES = ("/dcap", "/tm", "/edev", "/mup", "/rsps")
+PREFIXES = ("/dcap", "/tm", "/edev", "/mup", "/rsps", "/upt")
 
 
 def method_not_allowed(allowed: list[str]):

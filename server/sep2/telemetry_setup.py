@@ -8,11 +8,11 @@ from aiohttp import web
 
 
 def setup(app: web.Application) -> None:
-    from server.sep2 import drlc, events, logevents, pricing, subscriptions
+    from server.sep2 import drlc, events, logevents, metering, pricing, subscriptions
     from server.sep2.routes import method_not_allowed
 
     methods: dict[str, list[str]] = {}
-    for module in (subscriptions, logevents, pricing, drlc, events):
+    for module in (subscriptions, logevents, pricing, drlc, events, metering):
         app.add_routes(module.routes)
         for r in module.routes:
             if isinstance(r, web.RouteDef):

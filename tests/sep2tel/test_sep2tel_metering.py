@@ -98,6 +98,19 @@ def test_readings_land_in_telemetry_in_si(server):
     assert [p["value"] for p in series(admin, client.lfdi, since=start, until=until)] == [7000.0, -2000.0]
     latest = {x["measurement"]: x["value"] for x in admin("GET", f"/api/v1/sep2/devices/{client.lfdi}/telemetry/latest")}
     assert latest == {"realPower": 4000.0, "voltage": pytest.approx(230.1)}
+    # read back as the Metering function set: UsagePoint -> MeterReading -> ReadingSet -> Readings (raw values
+    # in the ReadingType's power of ten, newest first)
+    upt_link = client.get("/dcap").root.find(xml.q("UsagePointListLink")).get("href")
+    upts = client.get(upt_link + "?l=10")
+    assert upts.root.get("all") == "1"
+    mr_list = client.get(xml.find(upts.all("UsagePoint")[0], "MeterReadingListLink").get("href") + "?l=10")
+    mr = {xml.text(m, "mRID"): m for m in mr_list.all("MeterReading")}[POWER]
+    assert client.get(xml.find(mr, "ReadingTypeLink").get("href")).text("powerOfTenMultiplier") == "3"
+    rset = client.get(xml.find(mr, "ReadingSetListLink").get("href") + "?l=1").all("ReadingSet")[0]
+    rlist = client.get(xml.find(rset, "ReadingListLink").get("href") + "?l=10")
+    assert rlist.root.get("all") == "4"
+    assert [xml.text(r, "value") for r in rlist.all("Reading")] == ["4", "7", "-2", "5"]
+    assert other_cannot_read(server, upt_link)
     # the CLI shows the same
     out = dso_json("readings", "latest", client.lfdi, "-c", server.config, "--json")
     assert {x["measurement"] for x in out} == {"realPower", "voltage"}
@@ -173,3 +186,8 @@ def test_log_events(server):
     assert [e["log_event_code"] for e in staff] == [2, 1] and staff[1]["details"] == "over voltage"
     out = dso_json("logevents", client.lfdi, "-c", server.config, "--json")
     assert len(out) == 2
+
+
+def other_cannot_read(server: LiveServer, upt_link: str) -> bool:
+    stranger = Sep2Client(server, server.issue_device("upt-stranger"))
+    return stranger.get(upt_link + "?l=10").root.get("all") == "0" and stranger.get(upt_link + "/1").status == 404
