@@ -94,6 +94,16 @@ class ReadingType:
             raise Invalid(f"{where}: reading time {ts.isoformat()} is implausible")
 
 
+MAX_EPOCH = 253402300799  # 9999-12-31T23:59:59Z, the last instant a datetime holds
+
+
+def from_epoch(value: int, what: str = "time") -> dt.datetime:
+    """A 2030.5 TimeType (seconds since 1970, Int64 on the wire) as a UTC datetime; out of range -> Invalid."""
+    if not 0 <= value <= MAX_EPOCH:
+        raise Invalid(f"{what} {value} is outside 1970..9999")
+    return dt.datetime.fromtimestamp(value, dt.UTC)
+
+
 async def latest(session: AsyncSession, lfdi: str) -> list[dict[str, Any]]:
     """The newest reading of every series (resource, measurement, reading type) of one device."""
     t = TelemetryReading

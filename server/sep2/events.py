@@ -8,8 +8,6 @@ replyTo/responseRequired attributes, plus the Responses devices post back for th
 
 from __future__ import annotations
 
-import datetime as dt
-
 from aiohttp import web
 from lxml import etree
 from sqlalchemy import select
@@ -17,6 +15,7 @@ from sqlalchemy import select
 from server.core import der_controls as rules
 from server.core import influence
 from server.core.errors import Invalid
+from server.core.metering import from_epoch
 from server.sep2 import routes as core_routes
 from server.sep2 import xml
 from server.sep2.common import (
@@ -112,7 +111,7 @@ async def post_response(request: web.Request) -> web.Response:
     if event_id is None:
         raise Invalid("subject is not the mRID of a TimeTariffInterval or EndDeviceControl of this server")
     created_at = xml.integer(body, "createdDateTime")
-    created_dt = dt.datetime.fromtimestamp(created_at, dt.UTC) if created_at is not None else utcnow()
+    created_dt = from_epoch(created_at, "createdDateTime") if created_at is not None else utcnow()
     async with runtime(request).store.sessions.begin() as session:
         device = await device_in_scope(session, await scope_of(request, session), path_int(request, "e"))
         if lfdi != device.lfdi:

@@ -15,6 +15,7 @@ from lxml import etree
 
 from server.core import logevents
 from server.core.errors import Invalid, NotFound
+from server.core.metering import from_epoch
 from server.sep2 import routes as core_routes
 from server.sep2 import xml
 from server.sep2.common import (
@@ -66,7 +67,7 @@ async def get_log_event_list(request: web.Request) -> web.Response:
 @sep2_handler
 async def post_log_event(request: web.Request) -> web.Response:
     body = await read_body(request, "LogEvent")
-    created = dt.datetime.fromtimestamp(xml.integer(body, "createdDateTime") or 0, dt.UTC)
+    created = from_epoch(xml.integer(body, "createdDateTime") or 0, "createdDateTime")
     if created > utcnow() + dt.timedelta(days=1) or created.year < 2000:
         raise Invalid("createdDateTime is implausible")
     body.attrib.pop("href", None)

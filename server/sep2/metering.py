@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.core import telemetry
 from server.core.errors import Invalid, NotFound
-from server.core.metering import ReadingType
+from server.core.metering import ReadingType, from_epoch
 from server.sep2 import routes as core_routes
 from server.sep2 import xml
 from server.sep2.common import epoch, list_element, page, path_int, reply, runtime, scope_of, sep2_handler
@@ -76,7 +76,7 @@ def same_type(declared: ReadingType, posted: ReadingType) -> bool:
 def _when(el: etree._Element, path: str) -> tuple[dt.datetime | None, int | None]:
     start = xml.integer(el, f"{path}/start")
     duration = xml.integer(el, f"{path}/duration")
-    return (dt.datetime.fromtimestamp(start, dt.UTC) if start is not None else None), duration
+    return (from_epoch(start, 'timePeriod start') if start is not None else None), duration
 
 
 def readings_of(mmr: etree._Element, rtype: ReadingType, lfdi: str, mrid: str,
@@ -100,7 +100,7 @@ def readings_of(mmr: etree._Element, rtype: ReadingType, lfdi: str, mrid: str,
     single = xml.find(mmr, "Reading")
     if single is not None:
         last = xml.integer(mmr, "lastUpdateTime")
-        take(single, dt.datetime.fromtimestamp(last, dt.UTC) if last is not None else None, rtype.interval_s,
+        take(single, from_epoch(last, 'lastUpdateTime') if last is not None else None, rtype.interval_s,
              f"MirrorMeterReading {mrid} Reading")
     for rset in mmr.findall(xml.q("MirrorReadingSet")):
         set_start, set_duration = _when(rset, "timePeriod")

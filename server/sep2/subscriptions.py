@@ -422,7 +422,10 @@ def parse_subscription(request: web.Request, body: etree._Element) -> Parsed:
     limit = xml.integer(body, "limit") or 0
     if limit < 1:
         raise Invalid("limit must be at least 1")
-    uri = outbox.check_target_url(xml.text(body, "notificationURI") or "", runtime(request).settings.delivery)
+    raw_uri = xml.text(body, "notificationURI") or ""
+    if len(raw_uri) > 2000:  # the outbox column's size; anyURI itself is unbounded
+        raise Invalid("notificationURI is longer than 2000 characters")
+    uri = outbox.check_target_url(raw_uri, runtime(request).settings.delivery)
     cond_el = xml.find(body, "Condition")
     condition = None
     if cond_el is not None:

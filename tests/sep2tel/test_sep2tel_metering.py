@@ -134,6 +134,7 @@ def test_bad_readings_are_refused_and_store_nothing(server):
         "negative voltage": mmr_xml(v, -2301, NOW),
         "a reading 20 years ahead": mmr_xml(p, 1, NOW + 20 * 365 * 86400),
         "a reading before 2000": mmr_xml(p, 1, 100),
+        "a reading beyond year 9999": mmr_xml(p, 1, 2**62),
         "not a MirrorMeterReading of this MUP": mmr_xml("EE" * 16, 1, NOW, rtype(38, 0)),
         "schema-invalid value (not Int48)": mmr_xml(p, 1, NOW).replace("<value>1<", "<value>1e3<"),
     }
@@ -179,6 +180,7 @@ def test_log_events(server):
     assert client.get(r1.location).text("details") == "over voltage"
     # bad input: implausible time, wrong root, someone else's list
     assert client.post(lel, event(3, NOW + 10 * 365 * 86400)).status == 400
+    assert client.post(lel, event(3, 2**62)).status == 400
     assert client.post(lel, event(3, NOW).replace("LogEvent", "LogEvents")).status == 400
     assert other.post(lel, event(3, NOW)).status in (403, 404)
     assert other.get(r1.location).status in (403, 404)

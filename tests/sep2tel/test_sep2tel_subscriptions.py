@@ -80,6 +80,8 @@ def test_bad_subscriptions_are_refused_and_store_nothing(server):
         "a relative notification URI": (edev, subscription_xml(derp + "/derc", "/n")),
         "an encoding other than XML": (edev, subscription_xml(derp + "/derc", ok_uri, encoding=1)),
         "limit 0": (edev, subscription_xml(derp + "/derc", ok_uri, limit=0)),
+        "a 3000-character notification URI": (edev, subscription_xml(derp + "/derc", ok_uri + "x" * 3000)),
+        "a timestamp-sized resource id": (edev, subscription_xml(derp + "9" * 12 + "/derc", ok_uri)),
         "schema-invalid body": (edev, subscription_xml(derp + "/derc", ok_uri).replace("<level>", "<levels>")),
     }
     for what, (target, body) in cases.items():
