@@ -187,9 +187,19 @@ def main(argv: list[str] | None = None) -> int:
                         "certificate_file": cert["cert"], "key_file": cert["key"], "lfdi": lfdi,
                         "sfdi": sfdi_from_lfdi(lfdi), "pen": PEN, "pin": pin_with_check(12340 + n),
                         "max_watts": MAX_WATTS})
+    # notifications (S-ALL-25..40): our own receiver speaks cactus-client-notifications' API on loopback
+    from notification_receiver import start as start_receiver
+
+    receiver = start_receiver()
+    os.environ["DSO_DELIVERY_ALLOW_HTTP_LOOPBACK"] = "true"
+    os.environ.setdefault("DSO_DELIVERY_INITIAL_BACKOFF_S", "1")
+    os.environ.setdefault("DSO_DELIVERY_MAX_BACKOFF_S", "5")
+    # S-ALL-46 keeps the webhook failing for 5 minutes: keep retrying (every 5 s) rather than give up
+    os.environ.setdefault("DSO_DELIVERY_MAX_ATTEMPTS", "1000")
+    os.environ.setdefault("DSO_DELIVERY_POLL_INTERVAL_MS", "200")
     config = {"output_dir": str(output),
               "server": {"device_capability_uri": info["dcap_url"], "verify_ssl": True, "verify_host_name": True,
-                         "serca_pem_file": info["ca"], "pen": PEN},
+                         "serca_pem_file": info["ca"], "pen": PEN, "notification_uri": receiver.base_url},
               "clients": clients}
     cactus_yaml = work / ".cactus.yaml"
     cactus_yaml.write_text(json.dumps(config, indent=2))  # JSON is YAML
@@ -218,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
             log(f"{proc_id:10} {verdict:10} {time.monotonic() - began:7.1f}s  {logfile}")
     finally:
         server.stop()
+        receiver.stop()
 
     print(f"\n{'procedure':10}  {'result':10}  {'seconds':>8}")
     for proc_id, verdict, secs in results:

@@ -8,7 +8,18 @@ import logging
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from server.admin import deliveries, devices, dispatch, grid, modbus, openadr, sep2, status, telemetry
+from server.admin import (
+    deliveries,
+    devices,
+    dispatch,
+    grid,
+    modbus,
+    openadr,
+    sep2,
+    sep2_telemetry,
+    status,
+    telemetry,
+)
 from server.admin.common import reply, runtime
 from server.core.errors import DomainError
 from server.observability import Handler, observe_middleware
@@ -61,6 +72,6 @@ def create_admin_app(rt: Runtime) -> web.Application:
     app[RUNTIME] = rt
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
-    for module in (status, devices, sep2, openadr, grid, telemetry, modbus, dispatch, deliveries):
+    for module in (status, devices, sep2, sep2_telemetry, openadr, grid, telemetry, modbus, dispatch, deliveries):
         app.add_routes(module.routes)
     return app

@@ -44,7 +44,7 @@ from sqlalchemy import select
 
 from server import pki
 from server.admin.common import field, json_body, reply, runtime
-from server.core import devices, programs, responses
+from server.core import devices, notify, programs, responses
 from server.core import sep2_device as devres
 from server.core.errors import Invalid, NotFound
 from server.store.models import Aggregator, EndDevice, Sep2Mup, Sep2Program
@@ -113,6 +113,7 @@ async def update_program(request: web.Request) -> web.Response:
         p = await programs.get_program(session, request.match_info["ref"])
         await programs.update_program(session, p, field(body, "primacy", int, required=False),
                                       field(body, "description", str, required=False))
+        await notify.changed(session, runtime(request), programs=[p.id])
         return reply(_program_out(p))
 
 
@@ -122,8 +123,11 @@ async def assign(request: web.Request) -> web.Response:
     async with runtime(request).store.sessions.begin() as session:
         p = await programs.get_program(session, request.match_info["ref"])
         device = await programs.device_by_lfdi(session, field(body, "lfdi", str))
+        before = {x.id for x in await programs.device_programs(session, device.id)}
         fsa = await programs.assign(session, p, device, field(body, "fsa", str, required=False,
                                                               default=programs.DEFAULT_FSA_TITLE))
+        if p.id not in before:  # idempotent calls announce nothing
+            await notify.changed(session, runtime(request), devices=[device.id])
         return reply({"id": fsa.id, "program_id": p.id, "end_device_id": device.id, "fsa": fsa.title,
                       "href": f"/edev/{device.id}/fsa/{fsa.id}"})
 
@@ -135,6 +139,7 @@ async def unassign(request: web.Request) -> web.Response:
         p = await programs.get_program(session, request.match_info["ref"])
         device = await programs.device_by_lfdi(session, field(body, "lfdi", str))
         await programs.unassign(session, p, device)
+        await notify.changed(session, runtime(request), devices=[device.id])
     return web.Response(status=204)
 
 
@@ -145,6 +150,7 @@ async def put_default(request: web.Request) -> web.Response:
         p = await programs.get_program(session, request.match_info["ref"])
         await programs.set_default_control(session, p, field(body, "base", dict),
                                            field(body, "setGradW", int, required=False))
+        await notify.changed(session, runtime(request), programs=[p.id])
         return reply(_program_out(p))
 
 
@@ -153,6 +159,7 @@ async def delete_default(request: web.Request) -> web.Response:
     async with runtime(request).store.sessions.begin() as session:
         p = await programs.get_program(session, request.match_info["ref"])
         await programs.set_default_control(session, p, None)
+        await notify.changed(session, runtime(request), programs=[p.id])
     return web.Response(status=204)
 
 
@@ -213,6 +220,7 @@ async def create_control(request: web.Request) -> web.Response:
             program = await programs.device_program(session, device, field(body, "primacy", int, required=False,
                                                                            default=1))
         control = await programs.create_control(session, program, new)
+        await notify.changed(session, runtime(request), programs=[program.id])
         return reply(_control_out(control, program), 201)
 
 
@@ -250,7 +258,10 @@ async def cancel_control(request: web.Request) -> web.Response:
     body = await json_body(request) if request.can_read_body else {}
     async with runtime(request).store.sessions.begin() as session:
         c = await programs.get_control(session, _control_id(request))
+        already = c.cancelled_at is not None
         await programs.cancel_control(session, c, field(body, "randomized", bool, required=False, default=False))
+        if not already:
+            await notify.changed(session, runtime(request), programs=[c.program_id])
         return reply(_control_out(c, await session.get(Sep2Program, c.program_id)))
 
 
@@ -301,6 +312,7 @@ async def ensure_end_device(request: web.Request) -> web.Response:
                                                name=field(body, "name", str, required=False, default=""))
             device = await session.get(EndDevice, info.id)
             status = 201
+            await notify.changed(session, runtime(request), devices=[device.id])
         else:
             if pin is not None:
                 device.pin = pin
@@ -326,7 +338,10 @@ async def remove_end_device(request: web.Request) -> web.Response:
 async def ensure_fsa(request: web.Request) -> web.Response:
     async with runtime(request).store.sessions.begin() as session:
         device = await programs.device_by_lfdi(session, request.match_info["lfdi"])
+        before = len(await programs.device_fsas(session, device.id))
         fsa = await programs.ensure_fsa(session, device, request.match_info["title"][:32])
+        if len(await programs.device_fsas(session, device.id)) != before:
+            await notify.changed(session, runtime(request), devices=[device.id])
         return reply({"id": fsa.id, "title": fsa.title, "end_device_id": device.id,
                       "href": f"/edev/{device.id}/fsa/{fsa.id}"})
 
@@ -382,7 +397,10 @@ async def _put_rate(request: web.Request, prefix: str) -> web.Response:
     if rate is not None and not 1 <= rate <= 2**32 - 1:
         raise Invalid("rate_s must be 1..4294967295 (or null to restore the default)")
     async with runtime(request).store.sessions.begin() as session:
+        before = await devres.get_setting(session, f"{prefix}:{resource}")
         await devres.set_setting(session, f"{prefix}:{resource}", None if rate is None else str(rate))
+        if before != (None if rate is None else str(rate)):
+            await notify.changed(session, runtime(request), resource_types=[resource])
     return reply({"resource": resource, "rate_s": rate})
 
 

@@ -13,14 +13,15 @@ from server.cli import (
     modbus_cmds,
     openadr_cmds,
     sep2_cmds,
+    sep2tel_cmds,
     setup_cmds,
 )
 from server.cli.common import CliError, Parser
 from server.config import ConfigError
 
 # each module adds its sub-commands; order is the order of ``dso --help``
-COMMAND_MODULES = [setup_cmds, device_cmds, sep2_cmds, openadr_cmds, grid_cmds, dispatch_cmds, modbus_cmds,
-                   delivery_cmds]
+COMMAND_MODULES = [setup_cmds, device_cmds, sep2_cmds, sep2tel_cmds, openadr_cmds, grid_cmds, dispatch_cmds,
+                   modbus_cmds, delivery_cmds]
 
 
 def build_parser() -> Parser:

@@ -30,7 +30,7 @@ from server.store.types import utcnow
 
 log = logging.getLogger("dso.outbox")
 LEASE = dt.timedelta(seconds=60)
-BATCH = 32
+BATCH = 256  # claimed per pass; one key has at most one message in a batch (order per key)
 
 
 def check_target_url(url: str, settings: DeliverySettings) -> str:
@@ -83,7 +83,6 @@ class OutboxWorker:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._http: aiohttp.ClientSession | None = None
-        self._inflight: set[int] = set()
 
     def wake(self) -> None:
         """Called after a commit that enqueued messages, so they go out without waiting for the next poll."""
@@ -101,14 +100,6 @@ class OutboxWorker:
                 await self._task
             except asyncio.CancelledError:
                 pass
-        if self._inflight:
-            # deliveries cut short by shutdown: give their claims back so the next start (or another process)
-            # retries them at once instead of waiting for the lease to run out
-            async with self.store.sessions.begin() as session:
-                await session.execute(update(OutboxMessage).where(OutboxMessage.id.in_(self._inflight),
-                                                                  OutboxMessage.status == "pending")
-                                      .values(lease_until=None))
-            self._inflight.clear()
         if self._http:
             await self._http.close()
 
@@ -119,7 +110,7 @@ class OutboxWorker:
                 claimed = await self.claim()
                 if claimed:
                     # different keys go out concurrently; one key has at most one message in a batch
-                    await asyncio.gather(*(self.deliver(m) for m in claimed))
+                    await self.deliver_batch(claimed)
                     continue
             except asyncio.CancelledError:
                 raise
@@ -147,21 +138,49 @@ class OutboxWorker:
             query = query.with_for_update(skip_locked=True, of=OutboxMessage)
         claimed: list[Claimed] = []
         async with self.store.sessions.begin() as session:
-            for row in list(await session.scalars(query)):
-                # compare-and-set: SQLite has no row locks, so two claimers may read the same row; only the one
-                # whose update still finds it unleased owns it
-                won = await session.execute(
-                    update(OutboxMessage)
-                    .where(OutboxMessage.id == row.id, OutboxMessage.status == "pending",
-                           (OutboxMessage.lease_until.is_(None)) | (OutboxMessage.lease_until < now))
-                    .values(lease_until=now + LEASE)
-                    .execution_options(synchronize_session=False))
-                if won.rowcount == 1:
-                    claimed.append(Claimed(row.id, row.url, row.body, row.content_type, row.attempts))
-        self._inflight.update(c.id for c in claimed)
+            rows = {row.id: row for row in await session.scalars(query)}
+            if not rows:
+                return claimed
+            # compare-and-set in one statement: SQLite has no row locks, so two claimers may read the same rows;
+            # each row belongs to the claimer whose update still found it unleased (RETURNING says which)
+            won = await session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.id.in_(list(rows)), OutboxMessage.status == "pending",
+                       (OutboxMessage.lease_until.is_(None)) | (OutboxMessage.lease_until < now))
+                .values(lease_until=now + LEASE)
+                .returning(OutboxMessage.id)
+                .execution_options(synchronize_session=False))
+            for (msg_id,) in won.all():
+                row = rows[msg_id]
+                claimed.append(Claimed(row.id, row.url, row.body, row.content_type, row.attempts))
+        claimed.sort(key=lambda m: m.id)
         return claimed
 
+    async def deliver_batch(self, claimed: list[Claimed]) -> None:
+        """POST a claimed batch concurrently, then record every outcome in ONE transaction (fan-out of thousands
+        of notifications is bounded by commits otherwise). Outcomes of POSTs that finished are recorded even when
+        the worker is stopped mid-batch, so a restart does not send them again."""
+        outcomes: list[tuple[Claimed, int | None, str]] = []
+
+        async def one(message: Claimed) -> None:
+            status, error = await self.post(message)
+            outcomes.append((message, status, error))
+
+        try:
+            await asyncio.gather(*(one(m) for m in claimed))
+        finally:
+            done = {m.id for m, _, _ in outcomes}
+            unfinished = [m.id for m in claimed if m.id not in done]
+            if outcomes or unfinished:
+                # stopped mid-batch: record what finished, hand back the leases of the rest at once (not after
+                # LEASE) so the next worker -- or this process restarted -- sends them without waiting
+                await asyncio.shield(self._record_many(outcomes, release=unfinished))
+
     async def deliver(self, message: Claimed) -> None:
+        status, error = await self.post(message)
+        await self._record(message, status, error)
+
+    async def post(self, message: Claimed) -> tuple[int | None, str]:
         assert self._http is not None
         status: int | None = None
         error = ""
@@ -175,11 +194,13 @@ class OutboxWorker:
                 error = f"HTTP {status}"
         except (aiohttp.ClientError, TimeoutError, OSError, ssl.SSLError) as exc:
             error = f"{type(exc).__name__}: {exc}"[:500]
-        await self._record(message, status, error)
+        return status, error
 
     async def _record(self, message: Claimed, status: int | None, error: str) -> None:
+        await self._record_many([(message, status, error)])
+
+    def _outcome(self, message: Claimed, status: int | None, error: str, now: dt.datetime) -> dict:
         attempts = message.attempts + 1
-        now = utcnow()
         values: dict = {"attempts": attempts, "last_status": status, "last_error": error, "lease_until": None}
         if not error:
             values.update(status="delivered", delivered_at=now)
@@ -190,11 +211,26 @@ class OutboxWorker:
             values.update(status="failed")
         else:
             values.update(next_attempt_at=now + backoff(attempts, self.settings))
-        async with self.store.sessions.begin() as session:
-            await session.execute(update(OutboxMessage).where(OutboxMessage.id == message.id).values(**values))
-        self._inflight.discard(message.id)
         if error:
             log.warning("delivery %s to %s failed (attempt %d): %s", message.id, message.url, attempts, error)
+        return values
+
+    async def _record_many(self, outcomes: list[tuple[Claimed, int | None, str]],
+                           release: list[int] | None = None) -> None:
+        now = utcnow()
+        # outcomes with the same values (typically: delivered on the first attempt) share one UPDATE
+        groups: dict[tuple, tuple[dict, list[int]]] = {}
+        for message, status, error in outcomes:
+            values = self._outcome(message, status, error, now)
+            key = tuple(sorted((k, str(v)) for k, v in values.items()))
+            groups.setdefault(key, (values, []))[1].append(message.id)
+        async with self.store.sessions.begin() as session:
+            for values, ids in groups.values():
+                await session.execute(update(OutboxMessage).where(OutboxMessage.id.in_(ids)).values(**values)
+                                      .execution_options(synchronize_session=False))
+            if release:
+                await session.execute(update(OutboxMessage).where(OutboxMessage.id.in_(release))
+                                      .values(lease_until=None).execution_options(synchronize_session=False))
 
 
 def delivery_ssl_context(ca_files: list[str], client_cert: str | None, client_key: str | None,

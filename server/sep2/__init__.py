@@ -8,8 +8,11 @@ from aiohttp import web
 
 
 def setup(app: web.Application) -> None:
-    from server.sep2 import routes, xml
+    # telemetry_setup: subscriptions, metering, log events, pricing, DRLC (issue 4)
+    from server.sep2 import routes, telemetry_setup, xml
 
     xml.schema(strict=False)
     xml.schema(strict=True)
+    # first: routes.setup ends with catch-all Error answers for unknown hrefs under /edev etc.
+    telemetry_setup.setup(app)
     routes.setup(app)

@@ -162,7 +162,7 @@ def list_element(tag: str, href: str, items: list[etree._Element], total: int,
                  poll_rate: int | None = None, subscribable: bool = False) -> etree._Element:
     attrs: dict[str, Any] = {"href": href}
     if subscribable:
-        attrs["subscribable"] = 0
+        attrs["subscribable"] = 1  # SubscribableType 1: non-conditional subscriptions (server.sep2.subscriptions)
     attrs.update({"all": total, "results": len(items)})
     if poll_rate is not None:
         attrs["pollRate"] = poll_rate

@@ -40,7 +40,7 @@ from server.core import programs, responses, sep2_time
 from server.core import sep2_device as devres
 from server.core.devices import ensure_aggregator
 from server.core.errors import Conflict, Forbidden, Invalid, NotFound
-from server.sep2 import xml
+from server.sep2 import metering, xml
 from server.sep2.common import (
     MRID_CONTROL,
     MRID_CURVE,
@@ -157,6 +157,7 @@ async def get_dcap(request: web.Request) -> web.Response:
     el = xml.E("DeviceCapability", {"href": "/dcap", "pollRate": rate},
                xml.link("ResponseSetListLink", "/rsps", 1),
                xml.link("TimeLink", "/tm"),
+               xml.link("UsagePointListLink", "/upt", n_mup),  # mirrored data read back (server.sep2.metering)
                xml.link("EndDeviceListLink", "/edev", n_edev),
                xml.link("MirrorUsagePointListLink", "/mup", n_mup))
     return reply(el)
@@ -189,12 +190,14 @@ async def render_edev(session: AsyncSession, device: EndDevice, post_rate_s: int
                  xml.link("DERListLink", f"{href}/der", 1),
                  xml.leaf("deviceCategory", device.device_category or None),
                  xml.leaf("lFDI", device.lfdi),
+                 xml.link("LogEventListLink", f"{href}/lel"),  # server.sep2.logevents
                  xml.leaf("sFDI", device.sfdi),
                  xml.leaf("changedTime", epoch(device.changed_at)),
                  xml.leaf("enabled", device.enabled),
                  xml.link("FunctionSetAssignmentsListLink", f"{href}/fsa", n_fsa),
                  xml.leaf("postRate", post_rate_s),
                  xml.link("RegistrationLink", f"{href}/rg") if device.pin is not None else None,
+                 xml.link("SubscriptionListLink", f"{href}/sub"),  # server.sep2.subscriptions
                  xml.link("csipaus:ConnectionPointLink", f"{href}/cp"))
 
 
@@ -351,7 +354,10 @@ async def render_fsa(request: web.Request, session: AsyncSession, device: EndDev
     href = f"/edev/{device.id}/fsa/{fsa.id}"
     n = len(await programs.fsa_programs(session, fsa.id))
     return xml.E("FunctionSetAssignments", {"href": href},
+                 # pricing and DRLC are per device (server.sep2.drlc / server.sep2.pricing)
+                 xml.link("DemandResponseProgramListLink", f"/edev/{device.id}/drp"),
                  xml.link("DERProgramListLink", f"{href}/derp", n),
+                 xml.link("TariffProfileListLink", f"/edev/{device.id}/tp"),
                  xml.link("TimeLink", "/tm"),
                  xml.leaf("mRID", mrid(MRID_FSA, fsa.id, pen(request))),
                  xml.leaf("description", fsa.title[:32]))
@@ -381,7 +387,8 @@ async def render_program(request: web.Request, session: AsyncSession, device: En
                  xml.leaf("mRID", mrid(MRID_PROGRAM, program.id, pen(request))),
                  xml.leaf("description", (program.description or program.name)[:32]),
                  xml.link("ActiveDERControlListLink", f"{href}/actderc", len(active)),
-                 xml.link("DefaultDERControlLink", f"{href}/dderc") if program.default_control else None,
+                 # always linked: clients subscribe to it before staff set one (cactus S-ALL-35..40)
+                 xml.link("DefaultDERControlLink", f"{href}/dderc"),
                  xml.link("DERControlListLink", f"{href}/derc", len(visible)),
                  xml.link("DERCurveListLink", f"{href}/dc", len(await programs.program_curves(session, program.id))),
                  xml.leaf("primacy", program.primacy))
@@ -496,16 +503,18 @@ async def get_default_control(request: web.Request) -> web.Response:
     async with sessions(request)() as session:
         device, program = await program_in_scope(session, await scope_of(request, session),
                                                   path_int(request, "e"), path_int(request, "p"))
-    default = program.default_control
-    if not default:
-        raise NotFound("this DERProgram has no DefaultDERControl")
+    # without one set, an empty DefaultDERControl (no DERControlBase values: nothing to apply by default)
+    return reply(render_default(request, device, program))
+
+
+def render_default(request: web.Request, device: EndDevice, program: Sep2Program) -> etree._Element:
+    default = program.default_control or {}
     href = f"/edev/{device.id}/derp/{program.id}/dderc"
-    el = xml.E("DefaultDERControl", {"href": href},
-               xml.leaf("mRID", mrid(MRID_DEFAULT, program.id, pen(request), program.default_version)),
-               xml.leaf("description", (program.description or program.name)[:32]),
-               control_base(default.get("base", {}), f"/edev/{device.id}/derp/{program.id}/dc"),
-               xml.leaf("setGradW", default.get("setGradW")))
-    return reply(el)
+    return xml.E("DefaultDERControl", {"href": href},
+                 xml.leaf("mRID", mrid(MRID_DEFAULT, program.id, pen(request), program.default_version)),
+                 xml.leaf("description", (program.description or program.name)[:32]),
+                 control_base(default.get("base", {}), f"/edev/{device.id}/derp/{program.id}/dc"),
+                 xml.leaf("setGradW", default.get("setGradW")))
 
 
 def render_curve(request: web.Request, href: str, c) -> etree._Element:
@@ -647,6 +656,7 @@ async def post_mup(request: web.Request) -> web.Response:
         if device_lfdi not in visible:
             raise Forbidden("deviceLFDI is not an EndDevice you may mirror")
         mup, is_new = await devres.upsert_mup(session, scope.lfdi, device_lfdi, mup_mrid, _store(body), mmrs)
+        await metering.ingest(session, device_lfdi, mup.body, body)  # readings -> telemetry (server.sep2.metering)
         href = f"/mup/{mup.id}"
     return web.Response(status=201 if is_new else 204, headers={"Location": href})
 
@@ -679,6 +689,7 @@ async def post_readings(request: web.Request) -> web.Response:
             if (xml.text(r, "mRID") or "").upper() not in known:
                 raise Invalid(f"MirrorMeterReading {xml.text(r, 'mRID')} is not part of this MirrorUsagePoint")
         await devres.add_readings(session, mup, etree.tostring(body, encoding="unicode"), len(readings))
+        await metering.ingest(session, mup.device_lfdi, mup.body, body)  # readings -> telemetry, checked
     return web.Response(status=201, headers={"Location": f"/mup/{mup.id}"})
 
 
@@ -786,7 +797,7 @@ async def post_response(request: web.Request) -> web.Response:
     return created(href)
 
 
-PREFIXES = ("/dcap", "/tm", "/edev", "/mup", "/rsps")
+PREFIXES = ("/dcap", "/tm", "/edev", "/mup", "/rsps", "/upt")
 
 
 def method_not_allowed(allowed: list[str]):

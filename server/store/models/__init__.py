@@ -29,9 +29,19 @@ from server.store.models.sep2 import (
     Sep2Response,
     Sep2Setting,
 )
+from server.store.models.sep2tel import (
+    Sep2InfluenceAssignment,
+    Sep2InfluenceEvent,
+    Sep2InfluenceResponse,
+    Sep2InfluenceSet,
+    Sep2LogEvent,
+    Sep2Subscription,
+)
 from server.store.models.telemetry import TelemetryReading
 
-__all__ = ["Base", "Aggregator", "EndDevice", "ForecastPoint", "ForecastRun", "GridNode", "GridNodeMember", "ModbusDevice", "OutboxMessage", "Ven", "OadrEvent", "OadrEventResponse", "OadrEventVen",
+__all__ = ["Base", "Aggregator", "EndDevice", "ForecastPoint", "ForecastRun", "GridNode", "GridNodeMember",
+           "ModbusDevice", "OutboxMessage", "Ven", "OadrEvent", "OadrEventResponse", "OadrEventVen",
            "OadrNonce", "OadrOpt", "OadrQueued", "OadrReportDescription", "OadrReportRequest", "TelemetryReading",
-           "Sep2Control", "Sep2Curve", "Sep2DeviceResource", "Sep2Fsa", "Sep2FsaProgram", "Sep2Mmr", "Sep2Mup", "Sep2MupReading",
-           "Sep2Program", "Sep2Response", "Sep2Setting"]
+           "Sep2Control", "Sep2Curve", "Sep2DeviceResource", "Sep2Fsa", "Sep2FsaProgram", "Sep2Mmr", "Sep2Mup",
+           "Sep2MupReading", "Sep2Program", "Sep2Response", "Sep2Setting", "Sep2LogEvent", "Sep2Subscription",
+           "Sep2InfluenceAssignment", "Sep2InfluenceEvent", "Sep2InfluenceResponse", "Sep2InfluenceSet"]

@@ -1,0 +1,116 @@
+"""Demand response / load control (the 2030.5 DRLC function set, protocol-neutral).
+
+A DR program (DemandResponseProgram) holds load-control events (EndDeviceControl) aimed at device categories
+(a bit map: thermostats, water heaters, EVSE, ...). An event carries exactly the controls 2030.5 defines:
+``applianceLoadReduction`` (type), ``dutyCycle`` (normalValue %), ``offset`` (coolingOffset/heatingOffset in
+degrees C, loadAdjustmentPercentageOffset in hundredths of a percent), ``setPoint`` (cooling/heating in hundredths of
+a degree C) and ``targetReduction`` (type, value). Event status and primacy follow ``server.core.der_controls``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.core import influence
+from server.core.errors import Invalid
+from server.store.models import Sep2InfluenceEvent, Sep2InfluenceSet
+
+# DeviceCategoryType bits (IEEE 2030.5): what staff may name instead of a hex bit map
+CATEGORIES = {"thermostat": 1 << 0, "strip-heater": 1 << 1, "baseboard-heater": 1 << 2, "water-heater": 1 << 3,
+              "pool-pump": 1 << 4, "smart-appliance": 1 << 7, "irrigation-pump": 1 << 8, "load-control-switch": 1 << 13,
+              "ems": 1 << 14, "electric-vehicle": 1 << 16, "evse": 1 << 17, "virtual-der": 1 << 18,
+              "pv-storage": 1 << 23, "other-storage": 1 << 25, "all": (1 << 26) - 1}
+
+
+def category_bits(value: Any) -> int:
+    """A hex bit map ("0008"), or a list of names (["thermostat", "evse"])."""
+    if isinstance(value, str):
+        try:
+            bits = int(value, 16)
+        except ValueError:
+            raise Invalid("device_category must be a hex bit map or a list of category names") from None
+    elif isinstance(value, list) and value:
+        unknown = [v for v in value if v not in CATEGORIES]
+        if unknown:
+            raise Invalid(f"unknown device categories {unknown}; known: {sorted(CATEGORIES)}")
+        bits = 0
+        for v in value:
+            bits |= CATEGORIES[v]
+    else:
+        raise Invalid("device_category is required")
+    if not 0 < bits <= 0xFFFFFFFF:
+        raise Invalid("device_category must name at least one category (32 bits)")
+    return bits
+
+
+def _int(body: dict[str, Any], name: str, lo: int, hi: int, where: str, required: bool = True) -> int | None:
+    v = body.get(name)
+    if v is None and not required:
+        return None
+    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+        raise Invalid(f"{where}.{name} must be an integer {lo}..{hi}")
+    return v
+
+
+def check_control(control: dict[str, Any]) -> dict[str, Any]:
+    """Validate the load-control part of an EndDeviceControl; at least one control is needed."""
+    if not isinstance(control, dict):
+        raise Invalid("control must be an object")
+    known = {"applianceLoadReduction", "dutyCycle", "offset", "setPoint", "targetReduction"}
+    unknown = set(control) - known
+    if unknown:
+        raise Invalid(f"unknown control fields {sorted(unknown)}; known: {sorted(known)}")
+    clean: dict[str, Any] = {}
+    if "applianceLoadReduction" in control:
+        clean["applianceLoadReduction"] = {"type": _int(control["applianceLoadReduction"] or {}, "type", 0, 1,
+                                                        "applianceLoadReduction")}
+    if "dutyCycle" in control:
+        clean["dutyCycle"] = {"normalValue": _int(control["dutyCycle"] or {}, "normalValue", 0, 100, "dutyCycle")}
+    if "offset" in control:
+        o = control["offset"] or {}
+        clean["offset"] = {k: v for k, v in (
+            ("coolingOffset", _int(o, "coolingOffset", 0, 255, "offset", False)),
+            ("heatingOffset", _int(o, "heatingOffset", 0, 255, "offset", False)),
+            ("loadAdjustmentPercentageOffset", _int(o, "loadAdjustmentPercentageOffset", 0, 10000, "offset",
+                                                    False))) if v is not None}
+        if not clean["offset"]:
+            raise Invalid("offset needs coolingOffset, heatingOffset or loadAdjustmentPercentageOffset")
+    if "setPoint" in control:
+        s = control["setPoint"] or {}
+        clean["setPoint"] = {k: v for k, v in (
+            ("coolingSetpoint", _int(s, "coolingSetpoint", -32768, 32767, "setPoint", False)),
+            ("heatingSetpoint", _int(s, "heatingSetpoint", -32768, 32767, "setPoint", False))) if v is not None}
+        if not clean["setPoint"]:
+            raise Invalid("setPoint needs coolingSetpoint or heatingSetpoint (hundredths of a degree C)")
+        for v in clean["setPoint"].values():
+            if not -5000 <= v <= 10000:
+                raise Invalid("a set point must be within -50..100 degrees C (hundredths)")
+    if "targetReduction" in control:
+        t = control["targetReduction"] or {}
+        clean["targetReduction"] = {"type": _int(t, "type", 0, 12, "targetReduction"),
+                                    "value": _int(t, "value", 0, 65535, "targetReduction")}
+    if not clean:
+        raise Invalid("an EndDeviceControl needs at least one control")
+    return clean
+
+
+async def create_event(session: AsyncSession, program: Sep2InfluenceSet, new: influence.NewEvent,
+                       ) -> Sep2InfluenceEvent:
+    """``new.payload`` = {"device_category": ..., "control": {...}, "load_shift_forward"?: bool,
+    "mandatory"?: bool, "override_duration_s"?: int}."""
+    if program.kind != "drp":
+        raise Invalid("load-control events belong to a DR program")
+    p = new.payload
+    override = p.get("override_duration_s")
+    if override is not None and (isinstance(override, bool) or not isinstance(override, int)
+                                 or not 0 <= override <= 65535):
+        raise Invalid("override_duration_s must be 0..65535")
+    payload = {"deviceCategory": category_bits(p.get("device_category")), "control": check_control(p.get("control")),
+               "loadShiftForward": bool(p.get("load_shift_forward", False)),
+               "drProgramMandatory": bool(p.get("mandatory", False)), "overrideDuration": override}
+    return await influence.create_event(session, program, influence.NewEvent(
+        start=new.start, duration_s=new.duration_s, payload=payload, description=new.description,
+        randomize_start_s=new.randomize_start_s, randomize_duration_s=new.randomize_duration_s,
+        response_required=new.response_required))

@@ -1,0 +1,132 @@
+"""What TimeTariffInterval and EndDeviceControl share on the wire: the RandomizableEvent fields in schema order
+(mRID, description, creationTime, EventStatus, interval, randomizeDuration, randomizeStart) and the
+replyTo/responseRequired attributes, plus the Responses devices post back for them:
+
+    /edev/{e}/rsp          ResponseList of the device's pricing/DRLC responses (GET; POST a Response,
+                           DrResponse or PriceResponse whose subject is a TimeTariffInterval/EndDeviceControl mRID)
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+from lxml import etree
+from sqlalchemy import select
+
+from server.core import der_controls as rules
+from server.core import influence
+from server.core.errors import Invalid
+from server.core.metering import from_epoch
+from server.sep2 import routes as core_routes
+from server.sep2 import xml
+from server.sep2.common import (
+    created,
+    device_in_scope,
+    epoch,
+    list_element,
+    mrid,
+    page,
+    path_int,
+    read_body,
+    reply,
+    runtime,
+    scope_of,
+    sep2_handler,
+)
+from server.store.models import Sep2InfluenceEvent, Sep2InfluenceResponse, Sep2InfluenceSet
+from server.store.types import utcnow
+
+routes = web.RouteTableDef()
+MRID_TTI, MRID_EDC = 0x12, 0x14
+RESPONSE_STATUSES = set(range(0, 15)) | {252, 253, 254}  # 2030.5 Response status codes (incl. DRLC 3..10)
+
+
+def render_event(tag: str, href: str, kind: int, e: Sep2InfluenceEvent, ev: rules.Evaluated, pen: int,
+                 reply_to: str) -> etree._Element:
+    attrs: dict = {"href": href}
+    if e.response_required:
+        attrs["replyTo"] = reply_to
+        attrs["responseRequired"] = f"{e.response_required:02X}"
+    return xml.E(tag, attrs,
+                 xml.leaf("mRID", mrid(kind, e.id, pen)),
+                 xml.leaf("description", e.description or None),
+                 xml.leaf("creationTime", epoch(e.creation_time)),
+                 xml.E("EventStatus", None,
+                       xml.leaf("currentStatus", int(ev.status)),
+                       xml.leaf("dateTime", epoch(e.cancelled_at or e.creation_time)),
+                       xml.leaf("potentiallySuperseded", ev.potentially_superseded)),
+                 xml.E("interval", None, xml.leaf("duration", e.duration_s), xml.leaf("start", epoch(e.start))),
+                 xml.leaf("randomizeDuration", e.randomize_duration_s),
+                 xml.leaf("randomizeStart", e.randomize_start_s))
+
+
+def parse_event_mrid(value: str, pen: int) -> int | None:
+    """The id of a TimeTariffInterval/EndDeviceControl of this server named by ``value``, else None."""
+    value = value.strip().upper()
+    if len(value) != 32 or not value.endswith(f"{pen % 10**8:08d}"):
+        return None
+    try:
+        kind, ident = int(value[:4], 16), int(value[12:24], 16)
+    except ValueError:
+        return None
+    return ident if kind in (MRID_TTI, MRID_EDC) else None
+
+
+def render_response(r: Sep2InfluenceResponse, pen: int, kind: int) -> etree._Element:
+    return xml.E("Response", {"href": f"/edev/{r.end_device_id}/rsp/{r.id}"},
+                 xml.leaf("createdDateTime", epoch(r.created_date_time)),
+                 xml.leaf("endDeviceLFDI", r.lfdi),
+                 xml.leaf("status", r.status),
+                 xml.leaf("subject", mrid(kind, r.event_id, pen)))
+
+
+async def _kind_of(session, event_id: int) -> int:
+    e = await session.get(Sep2InfluenceEvent, event_id)
+    s = await session.get(Sep2InfluenceSet, e.set_id) if e else None
+    return MRID_EDC if s is not None and s.kind == "drp" else MRID_TTI
+
+
+@routes.get("/edev/{e}/rsp")
+@sep2_handler
+async def get_responses(request: web.Request) -> web.Response:
+    pg = page(request)
+    async with runtime(request).store.sessions() as session:
+        device = await device_in_scope(session, await scope_of(request, session), path_int(request, "e"))
+        found = list(await session.scalars(select(Sep2InfluenceResponse)
+                                           .where(Sep2InfluenceResponse.end_device_id == device.id)
+                                           .order_by(Sep2InfluenceResponse.id)))
+        items = [render_response(r, core_routes.pen(request), await _kind_of(session, r.event_id))
+                 for r in pg.slice(found)]
+    return reply(list_element("ResponseList", f"/edev/{device.id}/rsp", items, len(found)))
+
+
+@routes.post("/edev/{e}/rsp")
+@sep2_handler
+async def post_response(request: web.Request) -> web.Response:
+    body = await read_body(request, "Response", "DrResponse", "PriceResponse")
+    lfdi = core_routes.lfdi_of(xml.text(body, "endDeviceLFDI") or "")
+    status = xml.integer(body, "status")
+    if status is None or status not in RESPONSE_STATUSES:
+        raise Invalid("Response status is required and must be a 2030.5 response status code")
+    event_id = parse_event_mrid(xml.text(body, "subject") or "", core_routes.pen(request))
+    if event_id is None:
+        raise Invalid("subject is not the mRID of a TimeTariffInterval or EndDeviceControl of this server")
+    created_at = xml.integer(body, "createdDateTime")
+    created_dt = from_epoch(created_at, "createdDateTime") if created_at is not None else utcnow()
+    async with runtime(request).store.sessions.begin() as session:
+        device = await device_in_scope(session, await scope_of(request, session), path_int(request, "e"))
+        if lfdi != device.lfdi:
+            raise Invalid("endDeviceLFDI is not this EndDevice")
+        event = await session.get(Sep2InfluenceEvent, event_id)
+        visible = set()
+        for kind in ("tariff", "drp"):
+            for s in await influence.device_sets(session, device.id, kind):
+                visible.add(s.id)
+                visible.update(r.id for r in await influence.list_sets(session, "rate", s.id))
+        if event is None or event.set_id not in visible:
+            raise Invalid("subject is not an event sent to this EndDevice")
+        r = Sep2InfluenceResponse(event_id=event.id, end_device_id=device.id, lfdi=lfdi, status=status,
+                                  created_date_time=created_dt)
+        session.add(r)
+        await session.flush()
+        href = f"/edev/{device.id}/rsp/{r.id}"
+    return created(href)

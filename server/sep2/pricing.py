@@ -1,0 +1,258 @@
+"""2030.5 Pricing function set, reached through the device (every request scoped by an EndDevice the caller may
+reach and a tariff assigned to it):
+
+    /edev/{e}/tp                                   TariffProfileList
+    /edev/{e}/tp/{t}                               TariffProfile
+    /edev/{e}/tp/{t}/rc[/{r}]                      RateComponentList / RateComponent
+    /edev/{e}/tp/{t}/rc/{r}/rt                     ReadingType (what the rate prices)
+    /edev/{e}/tp/{t}/rc/{r}/tti[/{i}]              TimeTariffIntervalList / TimeTariffInterval
+    /edev/{e}/tp/{t}/rc/{r}/acttti                 ActiveTimeTariffIntervalList
+    /edev/{e}/tp/{t}/rc/{r}/tti/{i}/cti[/{k}]      ConsumptionTariffIntervalList / ConsumptionTariffInterval
+
+TimeTariffIntervals are events: EventStatus, supersession (a newer overlapping interval of the same rate) and
+primacy come from ``server.core.der_controls`` via ``server.core.influence``. FunctionSetAssignments link here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from aiohttp import web
+from lxml import etree
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.core import influence
+from server.core.errors import NotFound
+from server.sep2 import events, xml
+from server.sep2 import routes as core_routes
+from server.sep2.common import (
+    Scope,
+    device_in_scope,
+    list_element,
+    mrid,
+    page,
+    path_int,
+    reply,
+    runtime,
+    scope_of,
+    sep2_handler,
+)
+from server.store.models import EndDevice, Sep2InfluenceEvent, Sep2InfluenceSet
+from server.store.types import utcnow
+
+routes = web.RouteTableDef()
+MRID_TARIFF, MRID_RATE = 0x10, 0x11
+
+
+async def tariff_in_scope(session: AsyncSession, scope: Scope, device_id: int,
+                          tariff_id: int) -> tuple[EndDevice, Sep2InfluenceSet]:
+    device = await device_in_scope(session, scope, device_id)
+    for t in await influence.device_sets(session, device.id, "tariff"):
+        if t.id == tariff_id:
+            return device, t
+    raise NotFound(f"no TariffProfile {tariff_id} for EndDevice {device_id}")
+
+
+async def rate_in_scope(session: AsyncSession, scope: Scope, device_id: int, tariff_id: int,
+                        rate_id: int) -> tuple[EndDevice, Sep2InfluenceSet, Sep2InfluenceSet]:
+    device, tariff = await tariff_in_scope(session, scope, device_id, tariff_id)
+    rate = await session.get(Sep2InfluenceSet, rate_id)
+    if rate is None or rate.kind != "rate" or rate.parent_id != tariff.id:
+        raise NotFound("no such RateComponent")
+    return device, tariff, rate
+
+
+def render_tariff(pen: int, device: EndDevice, t: Sep2InfluenceSet, n_rates: int) -> etree._Element:
+    href = f"/edev/{device.id}/tp/{t.id}"
+    a = t.attrs
+    return xml.E("TariffProfile", {"href": href},
+                 xml.leaf("mRID", mrid(MRID_TARIFF, t.id, pen)),
+                 xml.leaf("description", (t.description or t.name)[:32]),
+                 xml.leaf("currency", a.get("currency", 840)),
+                 xml.leaf("pricePowerOfTenMultiplier", a.get("pricePowerOfTenMultiplier", 0)),
+                 xml.leaf("primacy", t.primacy),
+                 xml.leaf("rateCode", a.get("rateCode") or None),
+                 xml.link("RateComponentListLink", f"{href}/rc", n_rates),
+                 xml.leaf("serviceCategoryKind", a.get("serviceCategoryKind", 0)))
+
+
+def rate_href(device: EndDevice, rate: Sep2InfluenceSet) -> str:
+    return f"/edev/{device.id}/tp/{rate.parent_id}/rc/{rate.id}"
+
+
+def render_rate(pen: int, device: EndDevice, rate: Sep2InfluenceSet, n_active: int, n_all: int) -> etree._Element:
+    href = rate_href(device, rate)
+    return xml.E("RateComponent", {"href": href},
+                 xml.leaf("mRID", mrid(MRID_RATE, rate.id, pen)),
+                 xml.leaf("description", (rate.description or rate.name)[:32]),
+                 xml.link("ActiveTimeTariffIntervalListLink", f"{href}/acttti", n_active),
+                 xml.link("ReadingTypeLink", f"{href}/rt"),
+                 xml.leaf("roleFlags", f"{rate.attrs.get('roleFlags', 1):04X}"),
+                 xml.link("TimeTariffIntervalListLink", f"{href}/tti", n_all))
+
+
+def render_tti(request, device: EndDevice, rate: Sep2InfluenceSet, e: Sep2InfluenceEvent,
+               ev) -> etree._Element:
+    href = f"{rate_href(device, rate)}/tti/{e.id}"
+    el = events.render_event("TimeTariffInterval", href, events.MRID_TTI, e, ev, core_routes.pen(request),
+                             reply_to=f"/edev/{device.id}/rsp")
+    el.append(xml.link("ConsumptionTariffIntervalListLink", f"{href}/cti", len(e.payload.get("tiers", []))))
+    el.append(xml.leaf("touTier", e.payload.get("touTier", 0)))
+    return el
+
+
+def render_cti(href: str, k: int, tier: dict) -> etree._Element:
+    return xml.E("ConsumptionTariffInterval", {"href": f"{href}/{k}"},
+                 xml.leaf("consumptionBlock", k),
+                 xml.leaf("price", tier["price"]),
+                 xml.leaf("startValue", tier["startValue"]))
+
+
+async def rate_events(session: AsyncSession, rate: Sep2InfluenceSet, now: dt.datetime, active_only: bool = False):
+    found = await influence.evaluated(session, [rate], now)
+    if active_only:
+        found = [(e, ev) for e, ev in found if ev.status == 1]
+    return found
+
+
+async def render_tti_list(request, session: AsyncSession, device: EndDevice, rate: Sep2InfluenceSet,
+                          now: dt.datetime, start: int, limit: int, active_only: bool = False,
+                          after: dt.datetime | None = None) -> etree._Element:
+    found = await rate_events(session, rate, now, active_only)
+    if after:
+        found = [x for x in found if x[0].changed_at >= after]
+    items = [render_tti(request, device, rate, e, ev) for e, ev in found[start:start + limit]]
+    suffix = "acttti" if active_only else "tti"
+    return list_element("TimeTariffIntervalList", f"{rate_href(device, rate)}/{suffix}", items, len(found),
+                        subscribable=not active_only)
+
+
+# ---------------------------------------------------------------------------------------------------- routes
+@routes.get("/edev/{e}/tp")
+@sep2_handler
+async def get_tariff_list(request: web.Request) -> web.Response:
+    pg = page(request)
+    async with runtime(request).store.sessions() as session:
+        device = await device_in_scope(session, await scope_of(request, session), path_int(request, "e"))
+        found = await influence.device_sets(session, device.id, "tariff")
+        rate = await core_routes.poll_rate(request, session, "TariffProfileList")
+        items = [render_tariff(core_routes.pen(request), device, t,
+                               len(await influence.list_sets(session, "rate", t.id))) for t in pg.slice(found)]
+    return reply(list_element("TariffProfileList", f"/edev/{device.id}/tp", items, len(found), rate,
+                              subscribable=True))
+
+
+@routes.get("/edev/{e}/tp/{t}")
+@sep2_handler
+async def get_tariff(request: web.Request) -> web.Response:
+    async with runtime(request).store.sessions() as session:
+        device, t = await tariff_in_scope(session, await scope_of(request, session), path_int(request, "e"),
+                                          path_int(request, "t"))
+        n = len(await influence.list_sets(session, "rate", t.id))
+    return reply(render_tariff(core_routes.pen(request), device, t, n))
+
+
+@routes.get("/edev/{e}/tp/{t}/rc")
+@sep2_handler
+async def get_rate_list(request: web.Request) -> web.Response:
+    pg = page(request)
+    now = utcnow()
+    async with runtime(request).store.sessions() as session:
+        device, t = await tariff_in_scope(session, await scope_of(request, session), path_int(request, "e"),
+                                          path_int(request, "t"))
+        rates = await influence.list_sets(session, "rate", t.id)
+        items = []
+        for r in pg.slice(rates):
+            found = await rate_events(session, r, now)
+            items.append(render_rate(core_routes.pen(request), device, r,
+                                     sum(1 for _, ev in found if ev.status == 1), len(found)))
+    return reply(list_element("RateComponentList", f"/edev/{device.id}/tp/{t.id}/rc", items, len(rates)))
+
+
+@routes.get("/edev/{e}/tp/{t}/rc/{r}")
+@sep2_handler
+async def get_rate(request: web.Request) -> web.Response:
+    async with runtime(request).store.sessions() as session:
+        device, _, r = await rate_in_scope(session, await scope_of(request, session), path_int(request, "e"),
+                                           path_int(request, "t"), path_int(request, "r"))
+        found = await rate_events(session, r, utcnow())
+    return reply(render_rate(core_routes.pen(request), device, r, sum(1 for _, ev in found if ev.status == 1),
+                             len(found)))
+
+
+@routes.get("/edev/{e}/tp/{t}/rc/{r}/rt")
+@sep2_handler
+async def get_reading_type(request: web.Request) -> web.Response:
+    async with runtime(request).store.sessions() as session:
+        device, _, r = await rate_in_scope(session, await scope_of(request, session), path_int(request, "e"),
+                                           path_int(request, "t"), path_int(request, "r"))
+    a = r.attrs
+    return reply(xml.E("ReadingType", {"href": f"{rate_href(device, r)}/rt"},
+                       xml.leaf("accumulationBehaviour", 4),  # delta data
+                       xml.leaf("commodity", 1),  # electricity secondary metered
+                       xml.leaf("flowDirection", a.get("flowDirection", 1)),
+                       xml.leaf("kind", 12 if a.get("uom", 72) in (72, 71, 73) else 37),  # energy / power
+                       xml.leaf("powerOfTenMultiplier", a.get("powerOfTenMultiplier", 0)),
+                       xml.leaf("uom", a.get("uom", 72))))
+
+
+async def _tti_list(request: web.Request, active_only: bool) -> web.Response:
+    pg = page(request)
+    async with runtime(request).store.sessions() as session:
+        device, _, r = await rate_in_scope(session, await scope_of(request, session), path_int(request, "e"),
+                                           path_int(request, "t"), path_int(request, "r"))
+        el = await render_tti_list(request, session, device, r, utcnow(), pg.start, pg.limit, active_only, pg.after)
+    return reply(el)
+
+
+@routes.get("/edev/{e}/tp/{t}/rc/{r}/tti")
+@sep2_handler
+async def get_tti_list(request: web.Request) -> web.Response:
+    return await _tti_list(request, False)
+
+
+@routes.get("/edev/{e}/tp/{t}/rc/{r}/acttti")
+@sep2_handler
+async def get_active_tti_list(request: web.Request) -> web.Response:
+    return await _tti_list(request, True)
+
+
+async def _tti(request: web.Request):
+    async with runtime(request).store.sessions() as session:
+        device, _, r = await rate_in_scope(session, await scope_of(request, session), path_int(request, "e"),
+                                           path_int(request, "t"), path_int(request, "r"))
+        found = await influence.evaluated(session, [r], utcnow())
+    i = path_int(request, "i")
+    for e, ev in found:
+        if e.id == i:
+            return device, r, e, ev
+    raise NotFound("no such TimeTariffInterval")
+
+
+@routes.get("/edev/{e}/tp/{t}/rc/{r}/tti/{i}")
+@sep2_handler
+async def get_tti(request: web.Request) -> web.Response:
+    device, r, e, ev = await _tti(request)
+    return reply(render_tti(request, device, r, e, ev))
+
+
+@routes.get("/edev/{e}/tp/{t}/rc/{r}/tti/{i}/cti")
+@sep2_handler
+async def get_cti_list(request: web.Request) -> web.Response:
+    pg = page(request)
+    device, r, e, _ = await _tti(request)
+    href = f"{rate_href(device, r)}/tti/{e.id}/cti"
+    tiers = e.payload.get("tiers", [])
+    items = [render_cti(href, k, t) for k, t in list(enumerate(tiers, start=1))[pg.start:pg.start + pg.limit]]
+    return reply(list_element("ConsumptionTariffIntervalList", href, items, len(tiers)))
+
+
+@routes.get("/edev/{e}/tp/{t}/rc/{r}/tti/{i}/cti/{k}")
+@sep2_handler
+async def get_cti(request: web.Request) -> web.Response:
+    device, r, e, _ = await _tti(request)
+    tiers = e.payload.get("tiers", [])
+    k = path_int(request, "k")
+    if not 1 <= k <= len(tiers):
+        raise NotFound("no such ConsumptionTariffInterval")
+    return reply(render_cti(f"{rate_href(device, r)}/tti/{e.id}/cti", k, tiers[k - 1]))

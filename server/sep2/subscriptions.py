@@ -1,0 +1,522 @@
+"""2030.5 Subscription/Notification: SubscriptionList per EndDevice, and durable Notifications on change.
+
+    /edev/{e}/sub          SubscriptionList (GET, POST)
+    /edev/{e}/sub/{s}      Subscription (GET, PUT, DELETE)
+
+Subscribable resources (``subscribedResource``, relative or absolute href of this server):
+
+    /edev                                   EndDeviceList         (kind edev-list)
+    /edev/{e}                               EndDevice             (edev)
+    /edev/{e}/fsa                           FunctionSetAssignmentsList (fsa-list)
+    /edev/{e}/fsa/{f}/derp                  DERProgramList        (derp-list)
+    /edev/{e}/derp/{p}                      DERProgram            (derp)
+    /edev/{e}/derp/{p}/derc                 DERControlList        (derc-list)
+    /edev/{e}/derp/{p}/actderc              ActiveDERControlList  (actderc)
+    /edev/{e}/derp/{p}/derc/{c}             DERControl            (derc)
+    /edev/{e}/derp/{p}/dderc                DefaultDERControl     (dderc)
+    /edev/{e}/tp/{t}/rc/{r}/tti             TimeTariffIntervalList (tti-list; server.sep2.pricing)
+    /edev/{e}/drp/{d}/edc                   EndDeviceControlList  (edc-list; server.sep2.drlc)
+
+How a notification is made (and why it is never lost)::
+
+    staff/orchestration            core (one transaction)                      outbox worker
+    -------------------            ----------------------                      -------------
+    create/cancel control  ---->   change rows
+                                   notify.changed(...)  --> this module's listener:
+                                       matching Subscriptions (indexed by kind/program/device)
+                                       render the resource *as the subscriber sees it now*
+                                       outbox.enqueue(order_key="sep2-sub:{id}", url=notificationURI)
+                                   COMMIT  -------------------------------------->  POST Notification (HTTPS)
+                                   notify.wake()                                    5xx/refused: back-off, retry
+                                                                                    in order per subscription
+
+The notification carries the whole resource (a list: its first ``limit`` items, as a GET with ``s=0&l=limit``
+would), so cancellation (EventStatus 2/3) and supersession (4) arrive with the status the device must apply.
+``Condition`` is stored and echoed but not evaluated (it only applies to reading resources, which are not
+subscribable here).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import urllib.parse
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any
+
+from aiohttp import web
+from lxml import etree
+from sqlalchemy import func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.core import der_controls as rules
+from server.core import notify, outbox, programs
+from server.core import subscriptions as core_subs
+from server.core.errors import Forbidden, Invalid, NotFound
+from server.runtime import RUNTIME
+from server.sep2 import drlc, pricing, xml
+from server.sep2 import routes as core_routes
+from server.sep2.common import (
+    REASON_LIMIT,
+    Scope,
+    Sep2Error,
+    device_in_scope,
+    list_element,
+    no_content,
+    page,
+    path_int,
+    read_body,
+    reply,
+    runtime,
+    scope_of,
+    sep2_handler,
+    visible_devices,
+)
+from server.store.models import Aggregator, EndDevice, Sep2Fsa, Sep2FsaProgram, Sep2Program, Sep2Subscription
+from server.store.types import utcnow
+
+routes = web.RouteTableDef()
+
+CHANNEL = "sep2-notification"
+MAX_PER_DEVICE = 64  # Subscriptions one SubscriptionList holds (bounded work per change and per client)
+MAX_LIMIT = 255  # list items carried in one notification (the same cap as one GET page)
+XSI_TYPE = "{http://www.w3.org/2001/XMLSchema-instance}type"
+
+# Notification.status values (IEEE 2030.5 Notification)
+STATUS_DEFAULT = 0
+STATUS_CANCELLED_DELETED = 4  # subscription cancelled: the resource was deleted
+
+# resource type names (what staff use for poll rates) -> subscription kinds that render them
+KINDS_BY_TYPE = {
+    "EndDeviceList": ("edev-list",), "EndDevice": ("edev", "edev-list"),
+    "FunctionSetAssignmentsList": ("fsa-list",), "FunctionSetAssignments": ("fsa-list",),
+    "DERProgramList": ("derp-list",), "DERProgram": ("derp", "derp-list"),
+    "DERControlList": ("derc-list", "actderc"), "DERControl": ("derc", "derc-list", "actderc"),
+    "DefaultDERControl": ("dderc",),
+    "TimeTariffIntervalList": ("tti-list",), "EndDeviceControlList": ("edc-list",),
+}
+PROGRAM_KINDS = ("derc-list", "actderc", "derc", "dderc", "derp")
+DEVICE_KINDS = ("edev", "fsa-list", "derp-list")
+
+_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
+    ("edev-list", re.compile(r"^/edev$")),
+    ("edev", re.compile(r"^/edev/(?P<e>\d{1,9})$")),
+    ("fsa-list", re.compile(r"^/edev/(?P<e>\d{1,9})/fsa$")),
+    ("derp-list", re.compile(r"^/edev/(?P<e>\d{1,9})/fsa/(?P<t>\d{1,9})/derp$")),
+    ("derp", re.compile(r"^/edev/(?P<e>\d{1,9})/derp/(?P<p>\d{1,9})$")),
+    ("derc-list", re.compile(r"^/edev/(?P<e>\d{1,9})/derp/(?P<p>\d{1,9})/derc$")),
+    ("actderc", re.compile(r"^/edev/(?P<e>\d{1,9})/derp/(?P<p>\d{1,9})/actderc$")),
+    ("derc", re.compile(r"^/edev/(?P<e>\d{1,9})/derp/(?P<p>\d{1,9})/derc/(?P<t>\d{1,9})$")),
+    ("dderc", re.compile(r"^/edev/(?P<e>\d{1,9})/derp/(?P<p>\d{1,9})/dderc$")),
+    # pricing and DRLC: ``p`` is the rate component / DR program (an influence set), ``t`` the tariff
+    ("tti-list", re.compile(r"^/edev/(?P<e>\d{1,9})/tp/(?P<t>\d{1,9})/rc/(?P<p>\d{1,9})/tti$")),
+    ("edc-list", re.compile(r"^/edev/(?P<e>\d{1,9})/drp/(?P<p>\d{1,9})/edc$")),
+]
+INFLUENCE_KINDS = ("tti-list", "edc-list")
+
+
+@dataclass(frozen=True)
+class Target:
+    kind: str
+    href: str
+    device_id: int | None
+    program_id: int | None
+    target_id: int | None
+
+
+def parse_target(resource: str) -> Target:
+    """Which kind of resource an href names (absolute URIs of this server are reduced to their path)."""
+    path = urllib.parse.urlsplit(resource.strip()).path.rstrip("/") or "/"
+    for kind, pattern in _PATTERNS:
+        m = pattern.match(path)
+        if m:
+            groups = m.groupdict()
+            return Target(kind, path, int(groups["e"]) if "e" in groups else None,
+                          int(groups["p"]) if "p" in groups else None,
+                          int(groups["t"]) if "t" in groups else None)
+    raise NotFound(f"{path} is not a subscribable resource of this server")
+
+
+async def check_visible(session: AsyncSession, scope: Scope, target: Target) -> None:
+    """The subscriber must be able to GET the resource; otherwise 404/403 and nothing is stored."""
+    if target.kind == "edev-list":
+        if scope.device is None and scope.aggregator is None:
+            raise Sep2Error(403, 0, "register before subscribing")
+        return
+    assert target.device_id is not None
+    device = await device_in_scope(session, scope, target.device_id)
+    if target.kind in ("edev", "fsa-list"):
+        return
+    if target.kind == "tti-list":
+        await pricing.rate_in_scope(session, scope, device.id, target.target_id or 0, target.program_id or 0)
+        return
+    if target.kind == "edc-list":
+        await drlc.drp_in_scope(session, scope, device.id, target.program_id or 0)
+        return
+    if target.kind == "derp-list":
+        if target.target_id not in {f.id for f in await programs.device_fsas(session, device.id)}:
+            raise NotFound("no such FunctionSetAssignments")
+        return
+    _, program = await core_routes.program_in_scope(session, scope, device.id, target.program_id or 0)
+    if target.kind == "derc":
+        _, controls = await programs.device_intervals(session, device.id)
+        control = controls.get(target.target_id or 0)
+        if control is None or control.program_id != program.id:
+            raise NotFound("no such DERControl")
+
+
+# ------------------------------------------------------------------------------------------------ rendering
+def shim(settings: Any) -> Any:
+    """What the function-set renderers need from a request (``request.app[RUNTIME].settings``), for rendering
+    outside a request: a notification is rendered in the transaction of the change, as its subscriber sees it."""
+    return SimpleNamespace(app={RUNTIME: SimpleNamespace(settings=settings)})
+
+
+async def owner_scope(session: AsyncSession, lfdi: str) -> Scope:
+    agg = await session.scalar(select(Aggregator).where(Aggregator.lfdi == lfdi))
+    device = await session.scalar(select(EndDevice).where(EndDevice.lfdi == lfdi))
+    return Scope(lfdi, device.sfdi if device else 0, agg, device)
+
+
+async def render_target(session: AsyncSession, settings: Any, scope: Scope, target: Target, limit: int,
+                        now: dt.datetime) -> etree._Element | None:
+    """The subscribed resource as a GET (first page of ``limit`` items) would return it; None when gone."""
+    req = shim(settings)
+    n = max(1, min(limit, MAX_LIMIT))
+    try:
+        if target.kind == "edev-list":
+            found = await visible_devices(session, scope)
+            prate = await core_routes.post_rate(req, session, "EndDevice")
+            rate = await core_routes.poll_rate(req, session, "EndDeviceList")
+            items = [await core_routes.render_edev(session, d, prate) for d in found[:n]]
+            return list_element("EndDeviceList", "/edev", items, len(found), rate, subscribable=True)
+        assert target.device_id is not None
+        device = await device_in_scope(session, scope, target.device_id)
+        if target.kind == "edev":
+            return await core_routes.render_edev(session, device, await core_routes.post_rate(req, session,
+                                                                                               "EndDevice"))
+        if target.kind == "fsa-list":
+            fsas = await programs.device_fsas(session, device.id)
+            rate = await core_routes.poll_rate(req, session, "FunctionSetAssignmentsList")
+            items = [await core_routes.render_fsa(req, session, device, f) for f in fsas[:n]]
+            return list_element("FunctionSetAssignmentsList", target.href, items, len(fsas), rate,
+                                subscribable=True)
+        if target.kind == "tti-list":
+            _, _, rate = await pricing.rate_in_scope(session, scope, device.id, target.target_id or 0,
+                                                     target.program_id or 0)
+            return await pricing.render_tti_list(req, session, device, rate, now, 0, n)
+        if target.kind == "edc-list":
+            _, drp = await drlc.drp_in_scope(session, scope, device.id, target.program_id or 0)
+            return await drlc.render_edc_list(req, session, device, drp, now, 0, n)
+        if target.kind == "derp-list":
+            if target.target_id not in {f.id for f in await programs.device_fsas(session, device.id)}:
+                return None
+            found = await programs.fsa_programs(session, target.target_id or 0)
+            rate = await core_routes.poll_rate(req, session, "DERProgramList")
+            items = [await core_routes.render_program(req, session, device, p, now) for p in found[:n]]
+            return list_element("DERProgramList", target.href, items, len(found), rate, subscribable=True)
+        _, program = await core_routes.program_in_scope(session, scope, device.id, target.program_id or 0)
+        if target.kind == "derp":
+            return await core_routes.render_program(req, session, device, program, now)
+        if target.kind == "dderc":
+            return core_routes.render_default(req, device, program)
+        if target.kind in ("derc-list", "actderc"):
+            found = await core_routes.program_controls(session, device, program, now,
+                                                       active_only=target.kind == "actderc")
+            items = [core_routes.render_control(req, device, c, ev) for c, ev in found[:n]]
+            return list_element("DERControlList", target.href, items, len(found),
+                                subscribable=target.kind == "derc-list")
+        if target.kind == "derc":
+            intervals, controls = await programs.device_intervals(session, device.id)
+            control = controls.get(target.target_id or 0)
+            if control is None or control.program_id != program.id:
+                return None
+            interval = next(i for i in intervals if i.id == control.id)
+            return core_routes.render_control(req, device, control,
+                                              core_routes.rules.evaluate(interval, intervals, now))
+    except (NotFound, Forbidden, Sep2Error):  # gone, or the subscriber lost access to it
+        return None
+    return None
+
+
+def notification(sub: Sep2Subscription, resource: etree._Element | None) -> etree._Element:
+    """A Notification carrying ``resource`` (typed with xsi:type, as 2030.5 requires for the Resource element)."""
+    res_el = None
+    status = STATUS_CANCELLED_DELETED
+    if resource is not None:
+        status = STATUS_DEFAULT
+        type_name = xml.local_name(resource)
+        resource.tag = xml.q("Resource")
+        resource.set(XSI_TYPE, type_name)
+        res_el = resource
+    return xml.E("Notification", None,
+                 xml.leaf("subscribedResource", sub.resource),
+                 res_el,
+                 xml.leaf("status", status),
+                 xml.leaf("subscriptionURI", sub_href(sub)))
+
+
+def sub_href(sub: Sep2Subscription) -> str:
+    return f"/edev/{sub.end_device_id}/sub/{sub.id}"
+
+
+async def enqueue_for(session: AsyncSession, settings: Any, subs: list[Sep2Subscription],
+                      now: dt.datetime | None = None) -> int:
+    """Render and queue one Notification per subscription (same transaction as the caller's change)."""
+    now = now or utcnow()
+    fast = [s for s in subs if s.kind in CONTROL_KINDS]
+    rendered: dict[int, etree._Element | None] = await render_control_subs(session, settings, fast, now) \
+        if fast else {}
+    scopes: dict[str, Scope] = {}
+    count = 0
+    for sub in subs:
+        if sub.id in rendered:
+            resource = rendered[sub.id]
+        else:
+            scope = scopes.get(sub.owner_lfdi)
+            if scope is None:
+                scope = scopes[sub.owner_lfdi] = await owner_scope(session, sub.owner_lfdi)
+            target = Target(sub.kind, sub.resource, sub.subject_device_id, sub.program_id, sub.target_id)
+            resource = await render_target(session, settings, scope, target, sub.limit, now)
+        el = notification(sub, resource)
+        outbox.enqueue(session, CHANNEL, core_subs.order_key(sub.id), sub.notification_uri, xml.serialize(el),
+                       xml.MEDIA_TYPE)
+        sub.notifications += 1
+        count += 1
+    return count
+
+
+CONTROL_KINDS = ("derc-list", "actderc", "derc")
+IN_CHUNK = 5000  # ids per IN (...) list: well below SQLite's and asyncpg's bound-parameter limits
+
+
+async def _in_chunks(session: AsyncSession, make, ids: set[int] | set[str]) -> list:
+    out: list = []
+    items = list(ids)
+    for i in range(0, len(items), IN_CHUNK):
+        out.extend((await session.execute(make(items[i:i + IN_CHUNK]))).all())
+    return out
+
+
+async def render_control_subs(session: AsyncSession, settings: Any, subs: list[Sep2Subscription],
+                              now: dt.datetime) -> dict[int, etree._Element | None]:
+    """The DER control subscriptions of a change, rendered with a handful of queries in all (not several per
+    subscriber): fan-out to thousands of devices of one program must stay within seconds.
+
+    Same result as ``render_target``: the caller's visibility is checked (device owned by the subscriber or
+    registered under its aggregator, program assigned to the device), statuses come from ``der_controls.evaluate``
+    over every control the device sees, and one evaluation is shared by all devices with the same programs."""
+    req = shim(settings)
+    device_ids = {s.subject_device_id for s in subs if s.subject_device_id is not None}
+    devices = {d.id: d for (d,) in await _in_chunks(
+        session, lambda ids: select(EndDevice).where(EndDevice.id.in_(ids)), device_ids)}
+    assigned: dict[int, set[int]] = {}
+    for dev_id, prog_id in await _in_chunks(session, lambda ids: select(Sep2Fsa.end_device_id,
+                                                                        Sep2FsaProgram.program_id)
+                                            .join(Sep2FsaProgram, Sep2FsaProgram.fsa_id == Sep2Fsa.id)
+                                            .where(Sep2Fsa.end_device_id.in_(ids)), device_ids):
+        assigned.setdefault(dev_id, set()).add(prog_id)
+    all_programs = {p for ps in assigned.values() for p in ps}
+    prog_rows = {p.id: p for (p,) in await _in_chunks(
+        session, lambda ids: select(Sep2Program).where(Sep2Program.id.in_(ids)), all_programs)}
+    controls = await programs.list_controls(session, list(all_programs)) if all_programs else []
+    owners = {s.owner_lfdi for s in subs}
+    agg_of = dict(await _in_chunks(session, lambda ids: select(Aggregator.lfdi, Aggregator.id)
+                                   .where(Aggregator.lfdi.in_(ids)), owners))
+    evaluated: dict[frozenset[int], list[tuple[Any, rules.Interval, rules.Evaluated]]] = {}
+    out: dict[int, etree._Element | None] = {}
+    for sub in subs:
+        device = devices.get(sub.subject_device_id or 0)
+        progs = assigned.get(device.id, set()) if device else set()
+        visible = device is not None and device.enabled and (
+            device.lfdi == sub.owner_lfdi or (device.aggregator_id is not None
+                                              and agg_of.get(sub.owner_lfdi) == device.aggregator_id))
+        if not visible or sub.program_id not in progs:
+            out[sub.id] = None
+            continue
+        key = frozenset(progs)
+        if key not in evaluated:
+            intervals = [programs.interval_of(c, prog_rows[c.program_id].primacy) for c in controls
+                         if c.program_id in key]
+            by_id = {c.id: c for c in controls}
+            evaluated[key] = [(by_id[i.id], i, rules.evaluate(i, intervals, now))
+                              for i in sorted(intervals, key=rules.list_order_key)]
+        mine = [(c, ev) for c, i, ev in evaluated[key] if i.program_id == sub.program_id and not ev.completed]
+        if sub.kind == "derc":
+            found = [(c, ev) for c, ev in mine if c.id == sub.target_id]
+            out[sub.id] = core_routes.render_control(req, device, *found[0]) if found else None
+            continue
+        if sub.kind == "actderc":
+            mine = [(c, ev) for c, ev in mine if ev.status == rules.EventStatus.ACTIVE]
+        n = max(1, min(sub.limit, MAX_LIMIT))
+        items = [core_routes.render_control(req, device, c, ev) for c, ev in mine[:n]]
+        out[sub.id] = list_element("DERControlList", sub.resource, items, len(mine),
+                                   subscribable=sub.kind == "derc-list")
+    return out
+
+
+async def affected(session: AsyncSession, change: notify.Change) -> list[Sep2Subscription]:
+    """Subscriptions whose rendered resource may differ after ``change`` (one indexed query per facet)."""
+    conds = []
+    if change.programs:
+        conds.append((Sep2Subscription.kind.in_(PROGRAM_KINDS)) & Sep2Subscription.program_id.in_(change.programs))
+        fsa_ids = select(Sep2FsaProgram.fsa_id).where(Sep2FsaProgram.program_id.in_(change.programs))
+        conds.append((Sep2Subscription.kind == "derp-list") & Sep2Subscription.target_id.in_(fsa_ids))
+    if change.devices:
+        conds.append(Sep2Subscription.kind.in_(DEVICE_KINDS)
+                     & Sep2Subscription.subject_device_id.in_(change.devices))
+        # an EndDeviceList changes for the device itself and for the aggregator it is registered under
+        owners = select(EndDevice.lfdi).where(EndDevice.id.in_(change.devices))
+        agg_owners = (select(Aggregator.lfdi).join(EndDevice, EndDevice.aggregator_id == Aggregator.id)
+                      .where(EndDevice.id.in_(change.devices)))
+        conds.append((Sep2Subscription.kind == "edev-list")
+                     & or_(Sep2Subscription.owner_lfdi.in_(owners), Sep2Subscription.owner_lfdi.in_(agg_owners)))
+    influence_sets = change.objects.get("influence", frozenset())
+    if influence_sets:
+        conds.append(Sep2Subscription.kind.in_(INFLUENCE_KINDS) & Sep2Subscription.program_id.in_(influence_sets))
+    kinds = {k for t in change.resource_types for k in KINDS_BY_TYPE.get(t, ())}
+    if kinds:
+        conds.append(Sep2Subscription.kind.in_(kinds))
+    if not conds:
+        return []
+    return list(await session.scalars(select(Sep2Subscription).where(or_(*conds)).order_by(Sep2Subscription.id)))
+
+
+async def on_change(session: AsyncSession, settings: Any, change: notify.Change) -> int:
+    return await enqueue_for(session, settings, await affected(session, change))
+
+
+notify.register(on_change)
+
+
+# ---------------------------------------------------------------------------------------------------- wire
+def render_subscription(sub: Sep2Subscription) -> etree._Element:
+    cond = sub.condition
+    return xml.E("Subscription", {"href": sub_href(sub)},
+                 xml.leaf("subscribedResource", sub.resource),
+                 xml.E("Condition", None, xml.leaf("attributeIdentifier", cond["attributeIdentifier"]),
+                       xml.leaf("lowerThreshold", cond["lowerThreshold"]),
+                       xml.leaf("upperThreshold", cond["upperThreshold"])) if cond else None,
+                 xml.leaf("encoding", sub.encoding),
+                 xml.leaf("level", sub.level),
+                 xml.leaf("limit", sub.limit),
+                 xml.leaf("notificationURI", sub.notification_uri))
+
+
+@dataclass(frozen=True)
+class Parsed:
+    target: Target
+    uri: str
+    limit: int
+    level: str
+    encoding: int
+    condition: dict[str, int] | None
+
+
+def parse_subscription(request: web.Request, body: etree._Element) -> Parsed:
+    resource = xml.text(body, "subscribedResource") or ""
+    encoding = xml.integer(body, "encoding") or 0
+    if encoding != 0:
+        raise Invalid("only encoding 0 (application/sep+xml) is supported")
+    limit = xml.integer(body, "limit") or 0
+    if limit < 1:
+        raise Invalid("limit must be at least 1")
+    raw_uri = xml.text(body, "notificationURI") or ""
+    if len(raw_uri) > 2000:  # the outbox column's size; anyURI itself is unbounded
+        raise Invalid("notificationURI is longer than 2000 characters")
+    uri = outbox.check_target_url(raw_uri, runtime(request).settings.delivery)
+    cond_el = xml.find(body, "Condition")
+    condition = None
+    if cond_el is not None:
+        condition = {k: int(xml.text(cond_el, k) or 0)
+                     for k in ("attributeIdentifier", "lowerThreshold", "upperThreshold")}
+        if condition["lowerThreshold"] > condition["upperThreshold"]:
+            raise Invalid("Condition lowerThreshold is above upperThreshold")
+    return Parsed(parse_target(resource), uri, limit, xml.text(body, "level") or "+S1", encoding, condition)
+
+
+async def sub_in_scope(session: AsyncSession, scope: Scope, device_id: int, sub_id: int) -> Sep2Subscription:
+    await device_in_scope(session, scope, device_id)
+    sub = await session.get(Sep2Subscription, sub_id)
+    if sub is None or sub.end_device_id != device_id or sub.owner_lfdi != scope.lfdi:
+        raise NotFound("no such Subscription")
+    return sub
+
+
+@routes.get("/edev/{e}/sub")
+@sep2_handler
+async def get_subscription_list(request: web.Request) -> web.Response:
+    pg = page(request)
+    async with runtime(request).store.sessions() as session:
+        scope = await scope_of(request, session)
+        device = await device_in_scope(session, scope, path_int(request, "e"))
+        found = list(await session.scalars(
+            select(Sep2Subscription).where(Sep2Subscription.end_device_id == device.id,
+                                           Sep2Subscription.owner_lfdi == scope.lfdi).order_by(Sep2Subscription.id)))
+        rate = await core_routes.poll_rate(request, session, "SubscriptionList")
+    if pg.after:
+        found = [s for s in found if s.changed_at >= pg.after]
+    items = [render_subscription(s) for s in pg.slice(found)]
+    return reply(list_element("SubscriptionList", f"/edev/{device.id}/sub", items, len(found), rate))
+
+
+@routes.post("/edev/{e}/sub")
+@sep2_handler
+async def post_subscription(request: web.Request) -> web.Response:
+    body = await read_body(request, "Subscription")
+    parsed = parse_subscription(request, body)
+    async with runtime(request).store.sessions.begin() as session:
+        scope = await scope_of(request, session)
+        device = await device_in_scope(session, scope, path_int(request, "e"))
+        await check_visible(session, scope, parsed.target)
+        held = await session.scalar(select(func.count()).select_from(Sep2Subscription)
+                                    .where(Sep2Subscription.end_device_id == device.id))
+        if (held or 0) >= MAX_PER_DEVICE:
+            raise Sep2Error(400, REASON_LIMIT, f"at most {MAX_PER_DEVICE} subscriptions per EndDevice")
+        sub = Sep2Subscription(end_device_id=device.id, owner_lfdi=scope.lfdi, resource=parsed.target.href,
+                               kind=parsed.target.kind, program_id=parsed.target.program_id,
+                               target_id=parsed.target.target_id, subject_device_id=parsed.target.device_id,
+                               notification_uri=parsed.uri, limit=parsed.limit, level=parsed.level[:16],
+                               encoding=parsed.encoding, condition=parsed.condition, notifications=0)
+        session.add(sub)
+        await session.flush()
+        href = sub_href(sub)
+    return web.Response(status=201, headers={"Location": href})
+
+
+@routes.get("/edev/{e}/sub/{s}")
+@sep2_handler
+async def get_subscription(request: web.Request) -> web.Response:
+    async with runtime(request).store.sessions() as session:
+        scope = await scope_of(request, session)
+        sub = await sub_in_scope(session, scope, path_int(request, "e"), path_int(request, "s"))
+    return reply(render_subscription(sub))
+
+
+@routes.put("/edev/{e}/sub/{s}")
+@sep2_handler
+async def put_subscription(request: web.Request) -> web.Response:
+    body = await read_body(request, "Subscription")
+    parsed = parse_subscription(request, body)
+    async with runtime(request).store.sessions.begin() as session:
+        scope = await scope_of(request, session)
+        sub = await sub_in_scope(session, scope, path_int(request, "e"), path_int(request, "s"))
+        await check_visible(session, scope, parsed.target)
+        sub.resource, sub.kind = parsed.target.href, parsed.target.kind
+        sub.program_id, sub.target_id = parsed.target.program_id, parsed.target.target_id
+        sub.subject_device_id = parsed.target.device_id
+        sub.notification_uri, sub.limit, sub.level = parsed.uri, parsed.limit, parsed.level[:16]
+        sub.encoding, sub.condition = parsed.encoding, parsed.condition
+        sub.changed_at = utcnow()
+    return no_content()
+
+
+@routes.delete("/edev/{e}/sub/{s}")
+@sep2_handler
+async def delete_subscription(request: web.Request) -> web.Response:
+    async with runtime(request).store.sessions.begin() as session:
+        scope = await scope_of(request, session)
+        sub = await sub_in_scope(session, scope, path_int(request, "e"), path_int(request, "s"))
+        await session.delete(sub)
+    return no_content()

@@ -1,0 +1,134 @@
+"""IEEE 2030.5 tables of the "data up, push down" half: Subscriptions (what a client wants pushed, and where),
+LogEvents (what a device logged), and the "influence" function sets: pricing (TariffProfile / RateComponent /
+TimeTariffInterval) and DRLC (DemandResponseProgram / EndDeviceControl), which share one set/event/assignment shape. Meter readings do not live here: they go to the protocol-neutral ``telemetry``
+table, and notifications to the durable ``outbox_message`` table."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from server.store.models.base import Base
+from server.store.types import UtcDateTime, utcnow
+
+
+class Sep2Subscription(Base):
+    """A 2030.5 Subscription, held in the SubscriptionList of ``end_device_id``.
+
+    ``kind`` names what was subscribed to (``derc-list``, ``derc``, ``dderc``, ``derp``, ``derp-list``,
+    ``fsa-list``, ``edev-list``, ``edev``); ``program_id``/``target_id`` say which program/object, so a change finds
+    its subscribers with one indexed query instead of matching hrefs."""
+
+    __tablename__ = "sep2_subscription"
+    __table_args__ = (Index("ix_sep2_subscription_kind_program", "kind", "program_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    end_device_id: Mapped[int] = mapped_column(ForeignKey("end_device.id", ondelete="CASCADE"), index=True)
+    # the client (certificate LFDI) that created it: notifications render what *that* client may see
+    owner_lfdi: Mapped[str] = mapped_column(String(40), index=True)
+    resource: Mapped[str] = mapped_column(String(300))
+    kind: Mapped[str] = mapped_column(String(16))
+    program_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    target_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # the device whose view the subscribed resource is (``/edev/{e}/...``); None for ``/edev``
+    subject_device_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+    notification_uri: Mapped[str] = mapped_column(String(2000))
+    limit: Mapped[int] = mapped_column(BigInteger, default=1)
+    level: Mapped[str] = mapped_column(String(16), default="+S1")
+    encoding: Mapped[int] = mapped_column(Integer, default=0)
+    condition: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+    changed_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+    # how many notifications were queued for it (a staff view; the outbox rows carry delivery state)
+    notifications: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class Sep2LogEvent(Base):
+    """A LogEvent a device POSTed to its LogEventList."""
+
+    __tablename__ = "sep2_log_event"
+    __table_args__ = (Index("ix_sep2_log_event_device_time", "end_device_id", "created_date_time"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    end_device_id: Mapped[int] = mapped_column(ForeignKey("end_device.id", ondelete="CASCADE"))
+    created_date_time: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    details: Mapped[str] = mapped_column(String(64), default="")
+    extended_data: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    function_set: Mapped[int] = mapped_column(Integer)
+    log_event_code: Mapped[int] = mapped_column(Integer)
+    log_event_id: Mapped[int] = mapped_column(Integer)
+    log_event_pen: Mapped[int] = mapped_column(BigInteger)
+    profile_id: Mapped[int] = mapped_column(Integer)
+    # the validated XML as sent, so staff see exactly what the device said
+    body: Mapped[str] = mapped_column(Text)
+    received_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class Sep2InfluenceSet(Base):
+    """A container of "influence" events: a TariffProfile (``tariff``), one of its RateComponents (``rate``,
+    ``parent_id`` = the tariff) or a DemandResponseProgram (``drp``). ``attrs`` holds the 2030.5 fields of the kind
+    (currency, pricePowerOfTenMultiplier, rateCode; roleFlags and the ReadingType of a rate; ...)."""
+
+    __tablename__ = "sep2_influence_set"
+    __table_args__ = (UniqueConstraint("kind", "parent_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8))
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("sep2_influence_set.id", ondelete="CASCADE"),
+                                                  nullable=True, index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(String(32), default="")
+    primacy: Mapped[int] = mapped_column(Integer, default=1)
+    attrs: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+    changed_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+
+
+class Sep2InfluenceAssignment(Base):
+    """Which EndDevices see a tariff or a DR program (reached through their FunctionSetAssignments)."""
+
+    __tablename__ = "sep2_influence_assignment"
+
+    set_id: Mapped[int] = mapped_column(ForeignKey("sep2_influence_set.id", ondelete="CASCADE"), primary_key=True)
+    end_device_id: Mapped[int] = mapped_column(ForeignKey("end_device.id", ondelete="CASCADE"), primary_key=True,
+                                               index=True)
+
+
+class Sep2InfluenceEvent(Base):
+    """A TimeTariffInterval (in a ``rate`` set; ``payload``: touTier and the ConsumptionTariffIntervals) or an
+    EndDeviceControl (in a ``drp`` set; ``payload``: deviceCategory and the control). Event status, supersession
+    and primacy come from ``server.core.der_controls`` exactly as for DER controls. Never deleted by staff:
+    cancellation sets ``cancelled_at``."""
+
+    __tablename__ = "sep2_influence_event"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    set_id: Mapped[int] = mapped_column(ForeignKey("sep2_influence_set.id", ondelete="CASCADE"), index=True)
+    description: Mapped[str] = mapped_column(String(32), default="")
+    creation_time: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+    start: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    duration_s: Mapped[int] = mapped_column(Integer)
+    randomize_start_s: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    randomize_duration_s: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    response_required: Mapped[int] = mapped_column(Integer, default=0)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    cancelled_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    cancel_randomized: Mapped[bool] = mapped_column(Boolean, default=False)
+    changed_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+
+
+class Sep2InfluenceResponse(Base):
+    """A Response (DrResponse/PriceResponse) a device posted for an influence event."""
+
+    __tablename__ = "sep2_influence_response"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("sep2_influence_event.id", ondelete="CASCADE"), index=True)
+    end_device_id: Mapped[int] = mapped_column(ForeignKey("end_device.id", ondelete="CASCADE"), index=True)
+    lfdi: Mapped[str] = mapped_column(String(40))
+    status: Mapped[int] = mapped_column(Integer)
+    created_date_time: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    received_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)

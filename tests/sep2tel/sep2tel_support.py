@@ -1,0 +1,121 @@
+"""Support for the issue-4 2030.5 tests: the schema-checking 2030.5 client of ``tests/sep2`` (loaded by path: every
+test folder has a ``conftest`` module, so importing it by name would pick the wrong one), a webhook receiver that
+can fail and vanish, and helpers to set up a device with a program."""
+
+from __future__ import annotations
+
+import http.server
+import importlib.util
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from lxml import etree
+
+from server.sep2 import xml
+
+_spec = importlib.util.spec_from_file_location("sep2_conftest", Path(__file__).parent.parent / "sep2" / "conftest.py")
+assert _spec and _spec.loader
+sep2_conftest = importlib.util.module_from_spec(_spec)
+sys.modules["sep2_conftest"] = sep2_conftest  # dataclasses look their module up there
+_spec.loader.exec_module(sep2_conftest)
+
+Sep2Client = sep2_conftest.Sep2Client
+Admin = sep2_conftest.Admin
+edev_xml = sep2_conftest.edev_xml
+SEP = sep2_conftest.SEP
+
+FAST_DELIVERY = {"DSO_DELIVERY_ALLOW_HTTP_LOOPBACK": "true", "DSO_DELIVERY_INITIAL_BACKOFF_S": "1",
+                 "DSO_DELIVERY_MAX_BACKOFF_S": "2", "DSO_DELIVERY_POLL_INTERVAL_MS": "100",
+                 "DSO_DELIVERY_TIMEOUT_S": "3", "DSO_SEP2_PEN": "12345"}
+
+
+class Receiver:
+    """A plain-HTTP notification receiver on loopback. ``mode``: "ok" records and answers 200, "fail" answers
+    503 (and counts it); ``down()`` closes the socket so connections are refused; ``up()`` reopens the port."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.mode = "ok"
+        self.received: list[tuple[str, bytes]] = []
+        self.failed = 0
+        self.lock = threading.Lock()
+        self.server: http.server.ThreadingHTTPServer | None = None
+
+    def up(self) -> Receiver:
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                with outer.lock:
+                    if outer.mode == "fail":
+                        outer.failed += 1
+                        code = 503
+                    else:
+                        outer.received.append((self.path, body))
+                        code = 200
+                self.send_response(code)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def down(self) -> None:
+        if self.server:
+            self.server.shutdown()
+            self.server.server_close()
+            self.server = None
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def bodies(self, path: str) -> list[etree._Element]:
+        with self.lock:
+            return [etree.fromstring(b) for p, b in self.received if p == path]
+
+
+def wait_until(predicate, within: float = 30.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + within
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not reached within {within}s")
+        time.sleep(0.1)
+
+
+def check_notification(root: etree._Element) -> etree._Element:
+    """A received Notification must be schema-valid 2030.5; returns its Resource element."""
+    schema = xml.schema(strict=True)
+    assert schema.validate(root), f"schema-invalid notification: {schema.error_log.last_error}"
+    assert xml.local_name(root) == "Notification"
+    resource = xml.find(root, "Resource")
+    assert resource is not None
+    return resource
+
+
+def subscription_xml(resource: str, uri: str, limit: int = 10, encoding: int = 0) -> str:
+    return (f'<Subscription xmlns="{xml.NS}"><subscribedResource>{resource}</subscribedResource>'
+            f"<encoding>{encoding}</encoding><level>+S1</level><limit>{limit}</limit>"
+            f"<notificationURI>{uri}</notificationURI></Subscription>")
+
+
+def enrolled_device(server, admin: Admin, name: str, program: str | None = None,
+                    primacy: int = 5) -> tuple[Sep2Client, str, str | None]:
+    """A device enrolled by staff (optionally with a program assigned); returns (client, edev href, derp href)."""
+    client = Sep2Client(server, server.issue_device(name))
+    made = admin("PUT", f"/api/v1/sep2/end-devices/{client.lfdi}", {"pin": 111115})
+    edev = made["href"]
+    derp = None
+    if program:
+        admin("POST", "/api/v1/programs", {"name": program, "primacy": primacy})
+        admin("POST", f"/api/v1/programs/{program}/assign", {"lfdi": client.lfdi})
+        fsa = client.get(edev + "/fsa?l=10").all("FunctionSetAssignments")[0].get("href")
+        derp = client.get(fsa + "/derp?l=10").all("DERProgram")[0].get("href")
+    return client, edev, derp

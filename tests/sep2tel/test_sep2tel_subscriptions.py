@@ -1,0 +1,99 @@
+"""Subscription resources over real mutual TLS: CRUD, isolation between clients, and bad input (resources the
+client may not see, forbidden notification URIs, unsupported encodings) -> 4xx Error, nothing stored."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from sep2tel_support import (
+    FAST_DELIVERY,
+    Admin,
+    Receiver,
+    Sep2Client,
+    check_notification,
+    enrolled_device,
+    subscription_xml,
+    wait_until,
+)
+from support import LiveServer, dso_json, free_port
+
+from server.sep2 import xml
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> Iterator[LiveServer]:
+    s = LiveServer(tmp_path_factory.mktemp("subs") / "dso", extra_env=FAST_DELIVERY).init().start()
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+def test_subscription_crud_and_default_control_notifications(server):
+    admin = Admin(server)
+    receiver = Receiver(free_port()).up()
+    try:
+        client, edev, derp = enrolled_device(server, admin, "sub-crud", program="crud-prog")
+        assert client.get(edev).root.find(xml.q("SubscriptionListLink")).get("href") == edev + "/sub"
+        admin("PUT", "/api/v1/programs/crud-prog/default-control", {"base": {"opModExpLimW": 1500}})
+        r = client.post(edev + "/sub", subscription_xml(derp + "/dderc", receiver.url("/d")))
+        assert r.status == 201
+        sub = r.location
+        admin("PUT", "/api/v1/programs/crud-prog/default-control", {"base": {"opModExpLimW": 2500}})
+        wait_until(lambda: len(receiver.bodies("/d")) == 1, what="DefaultDERControl notification")
+        res = check_notification(receiver.bodies("/d")[0])
+        assert res.get("{http://www.w3.org/2001/XMLSchema-instance}type") == "DefaultDERControl"
+        assert xml.text(res, "DERControlBase/csipaus:opModExpLimW/value") == "2500"
+        # PUT moves it to the program's DERControlList; DELETE removes it
+        assert client.put(sub, subscription_xml(derp + "/derc", receiver.url("/c"), limit=1)).status == 204
+        assert client.get(sub).text("subscribedResource") == derp + "/derc"
+        admin("POST", "/api/v1/controls", {"program": "crud-prog", "start": "now", "duration_s": 600,
+                                           "base": {"opModConnect": False}}, expect=201)
+        wait_until(lambda: len(receiver.bodies("/c")) == 1, what="DERControlList notification")
+        res = check_notification(receiver.bodies("/c")[0])
+        assert res.get("all") == "1" and res.get("results") == "1"
+        assert client.delete(sub).status == 204
+        assert client.get(sub).status == 404
+        assert client.get(edev + "/sub?l=10").root.get("all") == "0"
+        rows = dso_json("subscriptions", "--lfdi", client.lfdi, "-c", server.config, "--json")
+        assert rows == []
+    finally:
+        receiver.down()
+
+
+def test_bad_subscriptions_are_refused_and_store_nothing(server):
+    admin = Admin(server)
+    mine, edev, derp = enrolled_device(server, admin, "sub-bad-1", program="bad-prog-1")
+    theirs, their_edev, their_derp = enrolled_device(server, admin, "sub-bad-2", program="bad-prog-2")
+    ok_uri = "http://127.0.0.1:9/n"
+    cases = {
+        "another device's control list": (edev, subscription_xml(their_derp + "/derc", ok_uri)),
+        "another device's EndDevice": (edev, subscription_xml(their_edev, ok_uri)),
+        "another device's SubscriptionList": (their_edev, subscription_xml(derp + "/derc", ok_uri)),
+        "a program not assigned to me": (edev, subscription_xml(derp.rsplit("/", 1)[0] + "/999999/derc", ok_uri)),
+        "an unknown resource": (edev, subscription_xml("/nowhere", ok_uri)),
+        "a DefaultDERControl of a program not assigned to me": (edev, subscription_xml(their_derp + "/dderc",
+                                                                                          ok_uri)),
+        "plain http off loopback": (edev, subscription_xml(derp + "/derc", "http://192.0.2.7/n")),
+        "a non-http scheme": (edev, subscription_xml(derp + "/derc", "ftp://127.0.0.1/n")),
+        "a relative notification URI": (edev, subscription_xml(derp + "/derc", "/n")),
+        "an encoding other than XML": (edev, subscription_xml(derp + "/derc", ok_uri, encoding=1)),
+        "limit 0": (edev, subscription_xml(derp + "/derc", ok_uri, limit=0)),
+        "a 3000-character notification URI": (edev, subscription_xml(derp + "/derc", ok_uri + "x" * 3000)),
+        "a timestamp-sized resource id": (edev, subscription_xml(derp + "9" * 12 + "/derc", ok_uri)),
+        "schema-invalid body": (edev, subscription_xml(derp + "/derc", ok_uri).replace("<level>", "<levels>")),
+    }
+    for what, (target, body) in cases.items():
+        r = mine.post(target + "/sub", body)
+        assert 400 <= r.status < 500 and r.text("reasonCode") is not None, (what, r.status, r.body)
+    unregistered = Sep2Client(server, server.issue_device("sub-bad-unregistered"))
+    assert unregistered.post(edev + "/sub", subscription_xml(derp + "/derc", ok_uri)).status in (403, 404)
+    assert mine.get(edev + "/sub?l=10").root.get("all") == "0"
+    assert theirs.get(their_edev + "/sub?l=10").root.get("all") == "0"
+    assert admin("GET", "/api/v1/sep2/subscriptions") == []
+    # another client cannot read, change or delete my subscription
+    href = mine.post(edev + "/sub", subscription_xml(derp + "/derc", ok_uri)).location
+    for r in (theirs.get(href), theirs.delete(href), theirs.put(href, subscription_xml(derp + "/derc", ok_uri))):
+        assert r.status in (403, 404)
+    assert mine.get(href).status == 200
