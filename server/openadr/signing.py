@@ -38,10 +38,12 @@ its private key for every message); each reply costs two small C14N digests and 
 from __future__ import annotations
 
 import base64
+import copy
 import datetime as dt
 import functools
 import hashlib
 import hmac
+import re
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,10 +107,14 @@ SIGNATURE = _ds("Signature")
 SIGNED_OBJECT = codec.q("oadr", "oadrSignedObject")
 REPLAY_PROTECT = codec.q("dsp", "ReplayProtect")
 _NS = {"ds": DS, "dsig11": DSIG11, "ec": EC_NS, "dsp": codec.NS["dsp"]}
-# every element carrying an Id/ID/id attribute (any namespace, as signxml resolves them) equal to $uri
-_BY_ID = etree.XPath("//*[@*[local-name() = 'Id' or local-name() = 'ID' or local-name() = 'id'] = $uri]")
 # the canonical SignedInfo is re-read with the same hardened settings as request bodies
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
+
+
+@functools.lru_cache(maxsize=64)
+def _c(path: str) -> str:
+    """``ds:KeyInfo/ds:X509Data`` -> Clark notation (lxml then skips its per-call prefix mapping)."""
+    return re.sub(r"\b([a-z0-9]+):(?=[A-Za-z])", lambda m: f"{{{_NS[m.group(1)]}}}", path)
 
 
 class SignatureRejected(Exception):
@@ -170,11 +176,11 @@ def _check_key_values(key_info: etree._Element, signer: _SignerCert) -> None:
         if _b64(der_el.text) != signer.spki:
             raise SignatureRejected("DEREncodedKeyValue and X509Certificate hold different keys")
     for kv in key_info.iterchildren(_ds("KeyValue")):
-        rsa_kv = kv.find("ds:RSAKeyValue", _NS)
-        ec_kv = kv.find("dsig11:ECKeyValue", _NS)
+        rsa_kv = kv.find(_c("ds:RSAKeyValue"))
+        ec_kv = kv.find(_c("dsig11:ECKeyValue"))
         if rsa_kv is not None and isinstance(signer.key, rsa.RSAPublicKey):
             numbers = signer.key.public_numbers()
-            same = (_int(rsa_kv.find("ds:Modulus", _NS)), _int(rsa_kv.find("ds:Exponent", _NS))) == (numbers.n,
+            same = (_int(rsa_kv.find(_c("ds:Modulus"))), _int(rsa_kv.find(_c("ds:Exponent")))) == (numbers.n,
                                                                                                    numbers.e)
         elif ec_kv is not None and isinstance(signer.key, ec.EllipticCurvePublicKey):
             point = signer.key.public_bytes(serialization.Encoding.X962,
@@ -187,7 +193,7 @@ def _check_key_values(key_info: etree._Element, signer: _SignerCert) -> None:
 
 
 def _text(el: etree._Element, path: str) -> str | None:
-    found = el.find(path, _NS)
+    found = el.find(_c(path))
     return None if found is None else found.text
 
 
@@ -198,7 +204,7 @@ def _c14n_method(el: etree._Element | None) -> tuple[bool, bool, list[str] | Non
     exclusive, comments = C14N_METHODS[algorithm]
     prefixes = None
     if exclusive:
-        inclusive = el.find("ec:InclusiveNamespaces", _NS)
+        inclusive = el.find(_c("ec:InclusiveNamespaces"))
         if inclusive is not None and inclusive.get("PrefixList"):
             prefixes = inclusive.get("PrefixList", "").split()
     return exclusive, comments, prefixes
@@ -226,27 +232,41 @@ def _check_signature_value(signer: _SignerCert, method: str | None, value: bytes
         raise SignatureRejected("XML signature does not verify: SignatureValue does not match SignedInfo") from None
 
 
-def _resolve(root: etree._Element, uri: str | None) -> etree._Element:
+_ID_NAMES = frozenset({"Id", "ID", "id"})
+
+
+def _id_index(root: etree._Element) -> dict[str, list[etree._Element]]:
+    """Every element carrying an Id/ID/id attribute (in any namespace, as signxml resolves them), by value."""
+    index: dict[str, list[etree._Element]] = {}
+    for el in root.iter():
+        for name, value in el.items():
+            if name.rpartition("}")[2] in _ID_NAMES:
+                index.setdefault(value, []).append(el)
+    return index
+
+
+def _resolve(index: dict[str, list[etree._Element]], uri: str | None) -> etree._Element:
     if not uri or not uri.startswith("#") or len(uri) < 2 or uri.startswith("#xpointer("):
         raise SignatureRejected(f"unsupported reference URI {uri!r} (only same-document #Id references)")
-    found = _BY_ID(root, uri=uri[1:])
+    found = index.get(uri[1:], [])
     if len(found) != 1:
         raise SignatureRejected(f"reference {uri} resolves to {len(found)} elements")
     return found[0]
 
 
-def _check_reference(root: etree._Element, sig: etree._Element, ref: etree._Element) -> etree._Element:
+def _check_reference(index: dict[str, list[etree._Element]], sig: etree._Element,
+                     ref: etree._Element) -> etree._Element:
     """Digest of one Reference; returns the element it covers."""
     uri = ref.get("URI")
-    target = _resolve(root, uri)
+    target = _resolve(index, uri)
     if target is sig or any(d is sig for d in target.iterdescendants(SIGNATURE)):
         # it would need the enveloped-signature transform, which no OpenADR signature uses
         raise SignatureRejected(f"reference {uri} covers the Signature itself")
-    transforms = ref.findall("ds:Transforms/ds:Transform", _NS)
+    transforms = ref.findall(_c("ds:Transforms/ds:Transform"))
     if len(transforms) > 1:
         raise SignatureRejected(f"reference {uri}: only one canonicalization transform is supported")
     exclusive, comments, prefixes = _c14n_method(transforms[0]) if transforms else (False, False, None)
-    digest_name = DIGESTS.get(_attr(ref.find("ds:DigestMethod", _NS), "Algorithm"))
+    digest_name = DIGESTS.get(_attr(ref.find(_c("ds:DigestMethod")), "Algorithm"))
     if digest_name is None:
         raise SignatureRejected(f"reference {uri}: unsupported digest method")
     expected = _b64(_text(ref, "ds:DigestValue"))
@@ -266,8 +286,8 @@ def verify(root: etree._Element, tls_fingerprint: str, window: dt.timedelta) -> 
     if sig is None:
         raise SignatureRejected("message is not signed")
     signed_object = root.find(SIGNED_OBJECT)
-    key_info = sig.find("ds:KeyInfo", _NS)
-    cert_el = key_info.find("ds:X509Data/ds:X509Certificate", _NS) if key_info is not None else None
+    key_info = sig.find(_c("ds:KeyInfo"))
+    cert_el = key_info.find(_c("ds:X509Data/ds:X509Certificate")) if key_info is not None else None
     if cert_el is None or not cert_el.text:
         raise SignatureRejected("signature has no X509Certificate in KeyInfo")
     signer = _certificate(cert_el.text)
@@ -275,18 +295,19 @@ def verify(root: etree._Element, tls_fingerprint: str, window: dt.timedelta) -> 
         raise SignatureRejected(f"message signed with certificate {signer.fingerprint}, but the TLS client "
                                 f"certificate is {tls_fingerprint}")
     _check_key_values(key_info, signer)
-    signed_info = sig.find("ds:SignedInfo", _NS)
+    signed_info = sig.find(_c("ds:SignedInfo"))
     if signed_info is None:
         raise SignatureRejected("signature has no SignedInfo")
-    exclusive, comments, prefixes = _c14n_method(signed_info.find("ds:CanonicalizationMethod", _NS))
+    exclusive, comments, prefixes = _c14n_method(signed_info.find(_c("ds:CanonicalizationMethod")))
     canonical = c14n(signed_info, exclusive, comments, prefixes)
-    _check_signature_value(signer, _attr(signed_info.find("ds:SignatureMethod", _NS), "Algorithm"),
+    _check_signature_value(signer, _attr(signed_info.find(_c("ds:SignatureMethod")), "Algorithm"),
                            _b64(_text(sig, "ds:SignatureValue")), canonical)
     # from here on only what was signed is read: the references come from the verified canonical bytes
-    references = etree.fromstring(canonical, _PARSER).findall("ds:Reference", _NS)
+    references = etree.fromstring(canonical, _PARSER).findall(_c("ds:Reference"))
     if len(references) != 2:
         raise SignatureRejected(f"expected 2 signed references, found {len(references)}")
-    covered = [_check_reference(root, sig, ref) for ref in references]
+    index = _id_index(root)
+    covered = [_check_reference(index, sig, ref) for ref in references]
     if signed_object is None or not any(t is signed_object for t in covered):
         raise SignatureRejected("signature does not cover oadrSignedObject")
     replay = next((rp for t in covered for rp in t.iter(REPLAY_PROTECT)), None)
@@ -326,6 +347,7 @@ class Signer:
             self.method = RSA_SHA256
         else:
             raise ValueError(f"{key_path}: only RSA and EC keys can sign OpenADR messages")
+        self._template: etree._Element | None = None
 
     def _signature_value(self, data: bytes) -> bytes:
         if isinstance(self.key, ec.EllipticCurvePrivateKey):
@@ -333,32 +355,44 @@ class Signer:
             return r.to_bytes(self._size, "big") + s.to_bytes(self._size, "big")
         return self.key.sign(data, padding.PKCS1v15(), hashes.SHA256())
 
-    def sign(self, root: etree._Element) -> etree._Element:
-        """Insert a detached signature (with ReplayProtect) before oadrSignedObject; returns ``root``."""
-        signed = root.find(SIGNED_OBJECT)
-        if signed is None:
-            raise ValueError("nothing to sign: no oadrSignedObject")
+    def _skeleton(self) -> etree._Element:
+        """The Signature with everything that does not change between replies (built once, copied per reply)."""
         sig = etree.Element(SIGNATURE, nsmap={"ds": DS})
         info = etree.SubElement(sig, _ds("SignedInfo"))
         etree.SubElement(info, _ds("CanonicalizationMethod"), Algorithm=C14N)
         etree.SubElement(info, _ds("SignatureMethod"), Algorithm=self.method)
-        digests = []
         for uri in ("#oadrSignedObject", "#prop"):
             ref = etree.SubElement(info, _ds("Reference"), URI=uri)
             etree.SubElement(etree.SubElement(ref, _ds("Transforms")), _ds("Transform"), Algorithm=C14N)
             etree.SubElement(ref, _ds("DigestMethod"), Algorithm=SHA256)
-            digests.append(etree.SubElement(ref, _ds("DigestValue")))
-        value = etree.SubElement(sig, _ds("SignatureValue"))
+            etree.SubElement(ref, _ds("DigestValue"))
+        etree.SubElement(sig, _ds("SignatureValue"))
         x509_data = etree.SubElement(etree.SubElement(sig, _ds("KeyInfo")), _ds("X509Data"))
         etree.SubElement(x509_data, _ds("X509Certificate")).text = self.cert_b64
         obj = etree.SubElement(sig, _ds("Object"), Id="prop")
         prop = etree.SubElement(etree.SubElement(obj, _ds("SignatureProperties")), _ds("SignatureProperty"),
                                 Id="replayProtect", Target="#oadrSignedObject")
-        prop.append(replay_protect())
+        replay = etree.SubElement(prop, REPLAY_PROTECT, nsmap={"dsp": codec.NS["dsp"]})
+        etree.SubElement(replay, codec.q("dsp", "timestamp"))
+        etree.SubElement(replay, codec.q("dsp", "nonce"))
+        return sig
+
+    def sign(self, root: etree._Element) -> etree._Element:
+        """Insert a detached signature (with ReplayProtect) before oadrSignedObject; returns ``root``."""
+        signed = root.find(SIGNED_OBJECT)
+        if signed is None:
+            raise ValueError("nothing to sign: no oadrSignedObject")
+        if self._template is None:
+            self._template = self._skeleton()
+        sig = copy.deepcopy(self._template)
+        info, value, _key_info, obj = sig
+        replay = obj[0][0][0]
+        replay[0].text = codec.fmt_dt(dt.datetime.now(dt.UTC))
+        replay[1].text = uuid.uuid4().hex
         # in the document before canonicalising: inclusive C14N takes the in-scope namespaces into account
         root.insert(0, sig)
-        for digest, target in zip(digests, (signed, obj), strict=True):
-            digest.text = base64.b64encode(hashlib.sha256(c14n(target)).digest()).decode()
+        for ref, target in ((info[2], signed), (info[3], obj)):
+            ref[2].text = base64.b64encode(hashlib.sha256(c14n(target)).digest()).decode()
         value.text = base64.b64encode(self._signature_value(c14n(info))).decode()
         return root
 
