@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
-import uuid
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 log = logging.getLogger("dso.http")
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
 
 
 class JsonFormatter(logging.Formatter):
@@ -55,6 +57,21 @@ class Metrics:
                                 registry=self.registry)
         self.latency = Histogram("dso_http_request_seconds", "HTTP request latency", ["listener", "route", "method"],
                                  registry=self.registry)
+        self._children: dict[tuple[str, str, str, int], tuple[Any, Any]] = {}
+
+    def children(self, listener: str, route: str, method: str, status: int) -> tuple[Any, Any]:
+        """The labelled counter and histogram of one (listener, route, method, status), looked up once.
+
+        Bounded like the label sets themselves: routes are patterns (or "unmatched"), and methods and statuses
+        are few; an unusual method name is not remembered, so a client cannot grow this map."""
+        key = (listener, route, method, status)
+        found = self._children.get(key)
+        if found is None:
+            found = (self.requests.labels(listener, route, method, str(status)),
+                     self.latency.labels(listener, route, method))
+            if method in _METHODS:
+                self._children[key] = found
+        return found
 
 
 REQUEST_ID = web.RequestKey("request_id", str)
@@ -65,7 +82,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 def observe_middleware(listener: str, metrics: Metrics):
     @web.middleware
     async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
-        request_id = request.headers.get("X-Request-Id", "")[:64] or uuid.uuid4().hex[:16]
+        request_id = request.headers.get("X-Request-Id", "")[:64] or os.urandom(8).hex()
         request[REQUEST_ID] = request_id
         start = time.perf_counter()
         status = 500
@@ -81,11 +98,13 @@ def observe_middleware(listener: str, metrics: Metrics):
             # label by route pattern, not raw path, so cardinality stays bounded
             resource = request.match_info.route.resource if request.match_info.route else None
             route = resource.canonical if resource is not None else "unmatched"
-            metrics.requests.labels(listener, route, request.method, str(status)).inc()
-            metrics.latency.labels(listener, route, request.method).observe(elapsed)
-            log.info("%s %s %s", request.method, request.path, status, extra={
-                "dso_request_id": request_id, "dso_listener": listener, "dso_status": status,
-                "dso_ms": round(elapsed * 1000, 2), "dso_remote": request.remote})
+            count, latency = metrics.children(listener, route, request.method, status)
+            count.inc()
+            latency.observe(elapsed)
+            if log.isEnabledFor(logging.INFO):  # the arguments cost something even when the line is dropped
+                log.info("%s %s %s", request.method, request.path, status, extra={
+                    "dso_request_id": request_id, "dso_listener": listener, "dso_status": status,
+                    "dso_ms": round(elapsed * 1000, 2), "dso_remote": request.remote})
         response.headers["X-Request-Id"] = request_id
         return response
 

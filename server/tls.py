@@ -39,6 +39,10 @@ def server_context(settings: Settings) -> ssl.SSLContext:
     # header and the middleware refuses everyone else. Otherwise no handshake completes without a client cert.
     ctx.verify_mode = ssl.CERT_OPTIONAL if proxy_mode(settings) else ssl.CERT_REQUIRED
     ctx.options |= ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE
+    # TLS 1.3: one session ticket per handshake instead of OpenSSL's default two. Resumption still works (a
+    # resumed handshake issues a fresh ticket); the second ticket only serves clients opening parallel
+    # connections, which VENs and 2030.5 clients do not, and each ticket costs ~0.15 ms of server CPU.
+    ctx.num_tickets = 1
     return ctx
 
 

@@ -184,3 +184,19 @@ def test_expired_client_certificate_is_refused(server, tmp_path):
     # the same chain with a valid certificate is served, so the refusal is about the expiry
     good = server.issue_device("not-expired")
     assert "HTTP/1.0 404" in s_client(server, "-tls1_2", "-cert", good["cert"], "-key", good["key"])
+
+
+def test_tls13_session_resumption_still_works_with_one_ticket(server, device):
+    """The server issues one TLS 1.3 ticket per handshake; a client can resume with it (and gets a new one)."""
+    ctx = server.client_context(device["cert"], device["key"])
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    with ssl_socket(server, ctx) as first:
+        first.sendall(b"GET /dcap HTTP/1.1\r\nHost: x\r\n\r\n")
+        first.recv(65536)  # tickets arrive after the handshake; reading lets the client store them
+        session = first.session
+    assert session is not None and session.has_ticket
+    import socket
+
+    raw = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    with ctx.wrap_socket(raw, server_hostname="127.0.0.1", session=session) as again:
+        assert again.session_reused

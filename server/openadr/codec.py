@@ -11,6 +11,7 @@ to exhaust a naive parser), entities are never resolved and the network is never
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import importlib.resources
 import re
 from dataclasses import dataclass, field
@@ -100,30 +101,45 @@ def validate(root: etree._Element) -> None:
         raise SchemaInvalid(f"schema-invalid: line {error.line}: {error.message}" if error else "schema-invalid")
 
 
+SIGNED_OBJECT = q("oadr", "oadrSignedObject")
+
+
 def message_of(root: etree._Element) -> etree._Element:
     """The one message element inside oadrSignedObject (the schema guarantees there is exactly one)."""
-    signed = root.find(q("oadr", "oadrSignedObject"))
+    signed = next(root.iterchildren(SIGNED_OBJECT), None)
     if signed is None or len(signed) == 0:
         raise XmlRejected("missing oadrSignedObject")
     return signed[0]
 
 
 def local(el: etree._Element) -> str:
-    return etree.QName(el).localname
+    tag = el.tag
+    return tag.rpartition("}")[2] if isinstance(tag, str) else etree.QName(el).localname
+
+
+_PREFIXED = re.compile(r"\b([A-Za-z][\w-]*):(?=[A-Za-z_*])")
+
+
+@functools.lru_cache(maxsize=512)
+def clark(path: str) -> str:
+    """``ei:venID/pyld:x`` -> ``{ns-of-ei}venID/{ns-of-pyld}x`` (lxml then skips its per-call prefix mapping)."""
+    if "{" in path:  # already in Clark notation
+        return path
+    return _PREFIXED.sub(lambda m: f"{{{NS[m.group(1)]}}}", path)
 
 
 def text(el: etree._Element | None, path: str, default: str | None = None) -> str | None:
     """Text of the first ``path`` (prefixed, e.g. ``ei:venID``) below ``el``, stripped; ``default`` if absent."""
     if el is None:
         return default
-    found = el.find(path, NS)
+    found = el.find(clark(path))
     if found is None or found.text is None:
         return default
     return found.text.strip()
 
 
 def texts(el: etree._Element, path: str) -> list[str]:
-    return [f.text.strip() for f in el.findall(path, NS) if f.text and f.text.strip()]
+    return [f.text.strip() for f in el.findall(clark(path)) if f.text and f.text.strip()]
 
 
 # ---------------------------------------------------------------------------------------------- values

@@ -1,37 +1,120 @@
-"""XML signatures for OpenADR 2.0b (XMLDSig via signxml) with ReplayProtect.
+"""XML signatures for OpenADR 2.0b (XMLDSig) with ReplayProtect: a lean, strict implementation on lxml + cryptography.
 
 A signed 2.0b message carries a detached ``ds:Signature`` as the sibling before ``oadrSignedObject`` inside
-``oadrPayload``. It has two references: ``#oadrSignedObject`` and a SignatureProperties object holding
-``dsp:ReplayProtect`` (timestamp + nonce). We verify both references against the certificate in ``KeyInfo``,
-require that certificate to be the one the VEN used for TLS (same OpenADR fingerprint), refuse stale timestamps and
-nonces already seen (remembered in the database so every server process shares them).
+``oadrPayload``::
+
+    oadrPayload
+      ds:Signature
+        ds:SignedInfo   CanonicalizationMethod, SignatureMethod,
+                        Reference URI="#oadrSignedObject" (c14n transform, digest)
+                        Reference URI="#prop"             (c14n transform, digest)
+        ds:SignatureValue
+        ds:KeyInfo/ds:X509Data/ds:X509Certificate       the signer's certificate
+        ds:Object Id="prop"/ds:SignatureProperties/ds:SignatureProperty/dsp:ReplayProtect (timestamp, nonce)
+      oadrSignedObject oadr:Id="oadrSignedObject"
+
+This is the layout openleadr (and signxml's detached method, which the first version of this module used) produce
+and expect. Verification, in order (any failure -> ``SignatureRejected`` with the reason):
+
+1. the certificate in KeyInfo is readable and has the OpenADR fingerprint of the TLS client certificate (a
+   KeyValue / DEREncodedKeyValue next to it must be the same public key);
+2. SignedInfo is canonicalised with its CanonicalizationMethod and the SignatureValue is checked with the
+   certificate's key (RSA PKCS#1 v1.5 or ECDSA; SHA-2/SHA-3; SHA-1 and other methods are refused);
+3. the references are read back from the canonical bytes that were verified (what is used is what was signed):
+   exactly two, each a same-document ``#Id`` that resolves to exactly one element (an ambiguous Id is refused),
+   with at most one canonicalisation transform and an accepted digest method, and each digest must match;
+4. one reference must be the very ``oadrSignedObject`` the VTN then handles, and a referenced element must hold
+   ``dsp:ReplayProtect`` whose timestamp is within the replay window; its nonce is returned so the caller records
+   it durably (a nonce seen before is a replay).
+
+Canonicalisation uses lxml's C14N of the element in its document (the inherited namespace declarations included,
+as C14N 1.0 of a document subset requires and as signxml computes it). Comments never reach this module: the
+hardened parser drops them.
 
 The VTN's signing key and certificate are loaded once at start-up into ``Signer`` (openleadr re-reads and re-parses
-its private key for every message, which is what makes its signed path slow).
+its private key for every message); each reply costs two small C14N digests and one private-key operation.
 """
 
 from __future__ import annotations
 
+import base64
+import copy
 import datetime as dt
+import functools
+import hashlib
+import hmac
+import re
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 from lxml import etree
-from signxml import XMLSigner, XMLVerifier, methods
-from signxml.algorithms import CanonicalizationMethod, SignatureMethod
-from signxml.exceptions import InvalidInput, InvalidSignature
-from signxml.verifier import SignatureConfiguration
 
 from server import pki
 from server.openadr import codec
 
-# OpenADR 2.0b mandates inclusive C14N 1.0 for the signature
-C14N = CanonicalizationMethod.CANONICAL_XML_1_0
-VERIFY_CONFIG = SignatureConfiguration(expect_references=2)
+DS = "http://www.w3.org/2000/09/xmldsig#"
+DSIG11 = "http://www.w3.org/2009/xmldsig11#"
+EC_NS = "http://www.w3.org/2001/10/xml-exc-c14n#"
+
+# OpenADR 2.0b signs with inclusive C14N 1.0; this is what we sign with
+C14N = "http://www.w3.org/TR/2001/REC-xml-c14n-20010315"
+# canonicalisation URI -> (exclusive, with comments); C14N 1.1 is not offered (lxml has no 1.1)
+C14N_METHODS = {
+    C14N: (False, False),
+    C14N + "#WithComments": (False, True),
+    EC_NS: (True, False),
+    EC_NS + "WithComments": (True, True),
+}
+_MORE = "http://www.w3.org/2001/04/xmldsig-more#"
+_MORE3 = "http://www.w3.org/2007/05/xmldsig-more#"
+DIGESTS = {
+    _MORE + "sha224": "sha224",
+    "http://www.w3.org/2001/04/xmlenc#sha256": "sha256",
+    _MORE + "sha384": "sha384",
+    "http://www.w3.org/2001/04/xmlenc#sha512": "sha512",
+    _MORE3 + "sha3-224": "sha3_224",
+    _MORE3 + "sha3-256": "sha3_256",
+    _MORE3 + "sha3-384": "sha3_384",
+    _MORE3 + "sha3-512": "sha3_512",
+}
+SHA256 = "http://www.w3.org/2001/04/xmlenc#sha256"
+_HASHES = {"sha224": hashes.SHA224, "sha256": hashes.SHA256, "sha384": hashes.SHA384, "sha512": hashes.SHA512,
+           "sha3_224": hashes.SHA3_224, "sha3_256": hashes.SHA3_256, "sha3_384": hashes.SHA3_384,
+           "sha3_512": hashes.SHA3_512}
+# SignatureMethod URI -> (key type, hash); no SHA-1, DSA, HMAC or RSA-PSS
+SIGNATURE_METHODS: dict[str, tuple[str, str]] = {
+    **{f"{_MORE}rsa-{h}": ("rsa", h) for h in ("sha224", "sha256", "sha384", "sha512")},
+    **{f"{_MORE}ecdsa-{h}": ("ec", h) for h in ("sha224", "sha256", "sha384", "sha512")},
+    **{f"http://www.w3.org/2021/04/xmldsig-more#ecdsa-sha3-{n}": ("ec", f"sha3_{n}") for n in ("224", "256", "384",
+                                                                                             "512")},
+}
+RSA_SHA256 = _MORE + "rsa-sha256"
+ECDSA_SHA256 = _MORE + "ecdsa-sha256"
+ENVELOPED = "http://www.w3.org/2000/09/xmldsig#enveloped-signature"
+
+
+def _ds(tag: str) -> str:
+    return f"{{{DS}}}{tag}"
+
+
+SIGNATURE = _ds("Signature")
+SIGNED_OBJECT = codec.q("oadr", "oadrSignedObject")
+REPLAY_PROTECT = codec.q("dsp", "ReplayProtect")
+_NS = {"ds": DS, "dsig11": DSIG11, "ec": EC_NS, "dsp": codec.NS["dsp"]}
+# the canonical SignedInfo is re-read with the same hardened settings as request bodies
+_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
+
+
+@functools.lru_cache(maxsize=64)
+def _c(path: str) -> str:
+    """``ds:KeyInfo/ds:X509Data`` -> Clark notation (lxml then skips its per-call prefix mapping)."""
+    return re.sub(r"\b([a-z0-9]+):(?=[A-Za-z])", lambda m: f"{{{_NS[m.group(1)]}}}", path)
 
 
 class SignatureRejected(Exception):
@@ -45,39 +128,192 @@ class Verified:
     timestamp: dt.datetime
 
 
-def verify(root: etree._Element, tls_fingerprint: str, window: dt.timedelta) -> Verified:
-    """Check the detached signature of ``root`` (an oadrPayload); does not check the nonce cache."""
-    sig = root.find(codec.q("ds", "Signature"))
-    if sig is None:
-        raise SignatureRejected("message is not signed")
-    cert_el = sig.find(".//ds:X509Certificate", codec.NS)
-    if cert_el is None or not cert_el.text:
-        raise SignatureRejected("signature has no X509Certificate in KeyInfo")
+def c14n(el: etree._Element, exclusive: bool = False, with_comments: bool = False,
+         prefixes: list[str] | None = None) -> bytes:
+    """Canonical form of ``el`` in its document (inherited namespace declarations included when inclusive)."""
+    return etree.tostring(el, method="c14n", exclusive=exclusive, with_comments=with_comments,
+                          inclusive_ns_prefixes=prefixes)
+
+
+def _b64(value: str | None) -> bytes:
     try:
-        der = _b64(cert_el.text)
+        return base64.b64decode("".join((value or "").split()), validate=True)
+    except ValueError:
+        raise SignatureRejected("malformed base64 in the signature") from None
+
+
+@dataclass(frozen=True)
+class _SignerCert:
+    fingerprint: str
+    key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey
+    spki: bytes  # SubjectPublicKeyInfo DER, to compare a KeyValue against
+
+
+@functools.lru_cache(maxsize=1024)
+def _certificate(b64_text: str) -> _SignerCert:
+    """The certificate of a KeyInfo, parsed once per distinct certificate (bounded; pure function of the text)."""
+    der = _b64(b64_text)
+    try:
         cert = x509.load_der_x509_certificate(der)
+        key = cert.public_key()
     except ValueError:
         raise SignatureRejected("signature KeyInfo holds no readable certificate") from None
-    fingerprint = pki.openadr_fingerprint(der)
-    if fingerprint != tls_fingerprint:
-        raise SignatureRejected(f"message signed with certificate {fingerprint}, but the TLS client certificate "
-                                f"is {tls_fingerprint}")
+    if not isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
+        raise SignatureRejected("the signing certificate has neither an RSA nor an EC key")
+    spki = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return _SignerCert(pki.openadr_fingerprint(der), key, spki)
+
+
+def _int(el: etree._Element | None) -> int:
+    if el is None:
+        raise SignatureRejected("incomplete KeyValue in the signature")
+    return int.from_bytes(_b64(el.text), "big")
+
+
+def _check_key_values(key_info: etree._Element, signer: _SignerCert) -> None:
+    """A KeyValue or DEREncodedKeyValue next to the certificate must be the certificate's key (no ambiguity)."""
+    for der_el in key_info.iterchildren(f"{{{DSIG11}}}DEREncodedKeyValue"):
+        if _b64(der_el.text) != signer.spki:
+            raise SignatureRejected("DEREncodedKeyValue and X509Certificate hold different keys")
+    for kv in key_info.iterchildren(_ds("KeyValue")):
+        rsa_kv = kv.find(_c("ds:RSAKeyValue"))
+        ec_kv = kv.find(_c("dsig11:ECKeyValue"))
+        if rsa_kv is not None and isinstance(signer.key, rsa.RSAPublicKey):
+            numbers = signer.key.public_numbers()
+            same = (_int(rsa_kv.find(_c("ds:Modulus"))), _int(rsa_kv.find(_c("ds:Exponent")))) == (numbers.n,
+                                                                                                   numbers.e)
+        elif ec_kv is not None and isinstance(signer.key, ec.EllipticCurvePublicKey):
+            point = signer.key.public_bytes(serialization.Encoding.X962,
+                                            serialization.PublicFormat.UncompressedPoint)
+            same = _b64(_text(ec_kv, "dsig11:PublicKey")) == point
+        else:
+            same = False
+        if not same:
+            raise SignatureRejected("KeyValue and X509Certificate hold different keys")
+
+
+def _text(el: etree._Element, path: str) -> str | None:
+    found = el.find(_c(path))
+    return None if found is None else found.text
+
+
+def _c14n_method(el: etree._Element | None) -> tuple[bool, bool, list[str] | None]:
+    algorithm = el.get("Algorithm") if el is not None else None
+    if algorithm not in C14N_METHODS:
+        raise SignatureRejected(f"unsupported canonicalization {algorithm!r}")
+    exclusive, comments = C14N_METHODS[algorithm]
+    prefixes = None
+    if exclusive:
+        inclusive = el.find(_c("ec:InclusiveNamespaces"))
+        if inclusive is not None and inclusive.get("PrefixList"):
+            prefixes = inclusive.get("PrefixList", "").split()
+    return exclusive, comments, prefixes
+
+
+def _check_signature_value(signer: _SignerCert, method: str | None, value: bytes, data: bytes) -> None:
+    if method not in SIGNATURE_METHODS:
+        raise SignatureRejected(f"unsupported signature method {method!r}")
+    kind, hash_name = SIGNATURE_METHODS[method]
+    algorithm = _HASHES[hash_name]()
     try:
-        # the whole payload, ds:Signature included, was validated against the 2.0b schemas (which import
-        # XMLDSig) before we get here, so signxml need not validate the signature element again
-        results = XMLVerifier().verify(root, x509_cert=cert, expect_config=VERIFY_CONFIG, validate_schema=False)
-    except (InvalidSignature, InvalidInput) as exc:
-        raise SignatureRejected(f"XML signature does not verify: {exc}") from None
-    signed_tags = {r.signed_xml.tag for r in results if r.signed_xml is not None}  # type: ignore[union-attr]
-    if codec.q("oadr", "oadrSignedObject") not in signed_tags:
+        if kind == "rsa":
+            if not isinstance(signer.key, rsa.RSAPublicKey):
+                raise SignatureRejected("signature method is RSA but the certificate's key is not")
+            signer.key.verify(value, data, padding.PKCS1v15(), algorithm)
+        else:
+            if not isinstance(signer.key, ec.EllipticCurvePublicKey):
+                raise SignatureRejected("signature method is ECDSA but the certificate's key is not")
+            size = (signer.key.curve.key_size + 7) // 8
+            if len(value) != 2 * size:  # XMLDSig carries ECDSA as r || s, each of the curve's size
+                raise SignatureRejected(f"ECDSA SignatureValue must be {2 * size} bytes, got {len(value)}")
+            der = encode_dss_signature(int.from_bytes(value[:size], "big"), int.from_bytes(value[size:], "big"))
+            signer.key.verify(der, data, ec.ECDSA(algorithm))
+    except InvalidSignature:
+        raise SignatureRejected("XML signature does not verify: SignatureValue does not match SignedInfo") from None
+
+
+_ID_NAMES = frozenset({"Id", "ID", "id"})
+
+
+def _id_index(root: etree._Element) -> dict[str, list[etree._Element]]:
+    """Every element carrying an Id/ID/id attribute (in any namespace, as signxml resolves them), by value."""
+    index: dict[str, list[etree._Element]] = {}
+    for el in root.iter():
+        for name, value in el.items():
+            if name.rpartition("}")[2] in _ID_NAMES:
+                index.setdefault(value, []).append(el)
+    return index
+
+
+def _resolve(index: dict[str, list[etree._Element]], uri: str | None) -> etree._Element:
+    if not uri or not uri.startswith("#") or len(uri) < 2 or uri.startswith("#xpointer("):
+        raise SignatureRejected(f"unsupported reference URI {uri!r} (only same-document #Id references)")
+    found = index.get(uri[1:], [])
+    if len(found) != 1:
+        raise SignatureRejected(f"reference {uri} resolves to {len(found)} elements")
+    return found[0]
+
+
+def _check_reference(index: dict[str, list[etree._Element]], sig: etree._Element,
+                     ref: etree._Element) -> etree._Element:
+    """Digest of one Reference; returns the element it covers."""
+    uri = ref.get("URI")
+    target = _resolve(index, uri)
+    if target is sig or any(d is sig for d in target.iterdescendants(SIGNATURE)):
+        # it would need the enveloped-signature transform, which no OpenADR signature uses
+        raise SignatureRejected(f"reference {uri} covers the Signature itself")
+    transforms = ref.findall(_c("ds:Transforms/ds:Transform"))
+    if len(transforms) > 1:
+        raise SignatureRejected(f"reference {uri}: only one canonicalization transform is supported")
+    exclusive, comments, prefixes = _c14n_method(transforms[0]) if transforms else (False, False, None)
+    digest_name = DIGESTS.get(_attr(ref.find(_c("ds:DigestMethod")), "Algorithm"))
+    if digest_name is None:
+        raise SignatureRejected(f"reference {uri}: unsupported digest method")
+    expected = _b64(_text(ref, "ds:DigestValue"))
+    if not hmac.compare_digest(hashlib.new(digest_name, c14n(target, exclusive, comments, prefixes)).digest(),
+                               expected):
+        raise SignatureRejected(f"XML signature does not verify: digest mismatch for reference {uri}")
+    return target
+
+
+def _attr(el: etree._Element | None, name: str) -> str | None:
+    return None if el is None else el.get(name)
+
+
+def verify(root: etree._Element, tls_fingerprint: str, window: dt.timedelta) -> Verified:
+    """Check the detached signature of ``root`` (an oadrPayload); does not check the nonce cache."""
+    sig = root.find(SIGNATURE)
+    if sig is None:
+        raise SignatureRejected("message is not signed")
+    signed_object = root.find(SIGNED_OBJECT)
+    key_info = sig.find(_c("ds:KeyInfo"))
+    cert_el = key_info.find(_c("ds:X509Data/ds:X509Certificate")) if key_info is not None else None
+    if cert_el is None or not cert_el.text:
+        raise SignatureRejected("signature has no X509Certificate in KeyInfo")
+    signer = _certificate(cert_el.text)
+    if signer.fingerprint != tls_fingerprint:
+        raise SignatureRejected(f"message signed with certificate {signer.fingerprint}, but the TLS client "
+                                f"certificate is {tls_fingerprint}")
+    _check_key_values(key_info, signer)
+    signed_info = sig.find(_c("ds:SignedInfo"))
+    if signed_info is None:
+        raise SignatureRejected("signature has no SignedInfo")
+    exclusive, comments, prefixes = _c14n_method(signed_info.find(_c("ds:CanonicalizationMethod")))
+    canonical = c14n(signed_info, exclusive, comments, prefixes)
+    _check_signature_value(signer, _attr(signed_info.find(_c("ds:SignatureMethod")), "Algorithm"),
+                           _b64(_text(sig, "ds:SignatureValue")), canonical)
+    # from here on only what was signed is read: the references come from the verified canonical bytes
+    references = etree.fromstring(canonical, _PARSER).findall(_c("ds:Reference"))
+    if len(references) != 2:
+        raise SignatureRejected(f"expected 2 signed references, found {len(references)}")
+    index = _id_index(root)
+    covered = [_check_reference(index, sig, ref) for ref in references]
+    if signed_object is None or not any(t is signed_object for t in covered):
         raise SignatureRejected("signature does not cover oadrSignedObject")
-    nonce = timestamp = None
-    for r in results:  # type: ignore[union-attr]
-        el = r.signed_xml
-        if el is None:
-            continue
-        nonce = nonce or codec.text(el, ".//dsp:nonce")
-        timestamp = timestamp or codec.text(el, ".//dsp:timestamp")
+    replay = next((rp for t in covered for rp in t.iter(REPLAY_PROTECT)), None)
+    nonce = _text(replay, "dsp:nonce") if replay is not None else None
+    timestamp = _text(replay, "dsp:timestamp") if replay is not None else None
+    nonce, timestamp = (nonce or "").strip(), (timestamp or "").strip()
     if not nonce or not timestamp:
         raise SignatureRejected("signature has no signed ReplayProtect nonce and timestamp")
     try:
@@ -89,13 +325,7 @@ def verify(root: etree._Element, tls_fingerprint: str, window: dt.timedelta) -> 
     if when < now - window or when > now + window:
         raise SignatureRejected(f"ReplayProtect timestamp {timestamp} is outside the {window.total_seconds():.0f} s "
                                 "window")
-    return Verified(fingerprint, nonce, when)
-
-
-def _b64(value: str) -> bytes:
-    import base64
-
-    return base64.b64decode("".join(value.split()), validate=True)
+    return Verified(signer.fingerprint, nonce, when)
 
 
 class Signer:
@@ -104,32 +334,71 @@ class Signer:
     def __init__(self, cert_path: Path, key_path: Path) -> None:
         pem = cert_path.read_bytes()
         self.cert = x509.load_pem_x509_certificates(pem)[0]
-        self.cert_pem = self.cert.public_bytes(serialization.Encoding.PEM).decode()
+        der = self.cert.public_bytes(serialization.Encoding.DER)
+        b64 = base64.b64encode(der).decode()
+        # PEM-style 64-character lines, as signxml and openleadr write the certificate
+        self.cert_b64 = "".join(b64[i:i + 64] + "\n" for i in range(0, len(b64), 64))
         self.fingerprint = pki.openadr_fingerprint(self.cert)
         self.key = serialization.load_pem_private_key(key_path.read_bytes(), None)
         if isinstance(self.key, ec.EllipticCurvePrivateKey):
-            self.method = SignatureMethod.ECDSA_SHA256
+            self.method = ECDSA_SHA256
+            self._size = (self.key.curve.key_size + 7) // 8
         elif isinstance(self.key, rsa.RSAPrivateKey):
-            self.method = SignatureMethod.RSA_SHA256
+            self.method = RSA_SHA256
         else:
             raise ValueError(f"{key_path}: only RSA and EC keys can sign OpenADR messages")
+        self._template: etree._Element | None = None
+
+    def _signature_value(self, data: bytes) -> bytes:
+        if isinstance(self.key, ec.EllipticCurvePrivateKey):
+            r, s = decode_dss_signature(self.key.sign(data, ec.ECDSA(hashes.SHA256())))
+            return r.to_bytes(self._size, "big") + s.to_bytes(self._size, "big")
+        return self.key.sign(data, padding.PKCS1v15(), hashes.SHA256())
+
+    def _skeleton(self) -> etree._Element:
+        """The Signature with everything that does not change between replies (built once, copied per reply)."""
+        sig = etree.Element(SIGNATURE, nsmap={"ds": DS})
+        info = etree.SubElement(sig, _ds("SignedInfo"))
+        etree.SubElement(info, _ds("CanonicalizationMethod"), Algorithm=C14N)
+        etree.SubElement(info, _ds("SignatureMethod"), Algorithm=self.method)
+        for uri in ("#oadrSignedObject", "#prop"):
+            ref = etree.SubElement(info, _ds("Reference"), URI=uri)
+            etree.SubElement(etree.SubElement(ref, _ds("Transforms")), _ds("Transform"), Algorithm=C14N)
+            etree.SubElement(ref, _ds("DigestMethod"), Algorithm=SHA256)
+            etree.SubElement(ref, _ds("DigestValue"))
+        etree.SubElement(sig, _ds("SignatureValue"))
+        x509_data = etree.SubElement(etree.SubElement(sig, _ds("KeyInfo")), _ds("X509Data"))
+        etree.SubElement(x509_data, _ds("X509Certificate")).text = self.cert_b64
+        obj = etree.SubElement(sig, _ds("Object"), Id="prop")
+        prop = etree.SubElement(etree.SubElement(obj, _ds("SignatureProperties")), _ds("SignatureProperty"),
+                                Id="replayProtect", Target="#oadrSignedObject")
+        replay = etree.SubElement(prop, REPLAY_PROTECT, nsmap={"dsp": codec.NS["dsp"]})
+        etree.SubElement(replay, codec.q("dsp", "timestamp"))
+        etree.SubElement(replay, codec.q("dsp", "nonce"))
+        return sig
 
     def sign(self, root: etree._Element) -> etree._Element:
         """Insert a detached signature (with ReplayProtect) before oadrSignedObject; returns ``root``."""
-        signed = root.find(codec.q("oadr", "oadrSignedObject"))
-        signer = XMLSigner(method=methods.detached, signature_algorithm=self.method, c14n_algorithm=C14N)
-        # the Signature must itself declare the envelope's namespace, or its inclusive C14N differs in place
-        signer.namespaces["oadr"] = codec.NS["oadr"]
-        signature = signer.sign(signed, key=self.key, cert=[self.cert_pem], reference_uri="#oadrSignedObject",
-                                signature_properties=replay_protect())
-        root.insert(0, signature)
+        signed = root.find(SIGNED_OBJECT)
+        if signed is None:
+            raise ValueError("nothing to sign: no oadrSignedObject")
+        if self._template is None:
+            self._template = self._skeleton()
+        sig = copy.deepcopy(self._template)
+        info, value, _key_info, obj = sig
+        replay = obj[0][0][0]
+        replay[0].text = codec.fmt_dt(dt.datetime.now(dt.UTC))
+        replay[1].text = uuid.uuid4().hex
+        # in the document before canonicalising: inclusive C14N takes the in-scope namespaces into account
+        root.insert(0, sig)
+        for ref, target in ((info[2], signed), (info[3], obj)):
+            ref[2].text = base64.b64encode(hashlib.sha256(c14n(target)).digest()).decode()
+        value.text = base64.b64encode(self._signature_value(c14n(info))).decode()
         return root
 
 
 def replay_protect() -> etree._Element:
-    el = etree.Element(codec.q("dsp", "ReplayProtect"), nsmap={"dsp": codec.NS["dsp"]})
-    el.set("Id", "replayProtect")
-    el.set("Target", "#oadrSignedObject")
+    el = etree.Element(REPLAY_PROTECT, nsmap={"dsp": codec.NS["dsp"]})
     etree.SubElement(el, codec.q("dsp", "timestamp")).text = codec.fmt_dt(dt.datetime.now(dt.UTC))
     etree.SubElement(el, codec.q("dsp", "nonce")).text = uuid.uuid4().hex
     return el

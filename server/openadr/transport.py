@@ -50,6 +50,9 @@ INVALID_DATA = 454
 NOT_REGISTERED_OR_AUTHORIZED = 463
 OTHER_ERROR = 469
 
+REQUEST_ID = codec.q("pyld", "requestID")
+SIGNATURE = codec.q("ds", "Signature")
+
 
 class OadrError(Exception):
     def __init__(self, code: int, description: str) -> None:
@@ -198,14 +201,15 @@ def endpoint(service: str) -> Callable[[web.Request], Awaitable[web.StreamRespon
         msg = codec.message_of(root)
         kind = codec.local(msg)
         # requestID sits at different depths per message; the first one found is the message's own
-        request_id = codec.text(msg, ".//pyld:requestID")
+        first = next(msg.iterdescendants(REQUEST_ID), None)
+        request_id = first.text.strip() if first is not None and first.text is not None else None
         # the sender's venID: a direct child, except in oadrCreatedEvent (never one inside targets or sources)
         claimed = codec.text(msg, "ei:venID") or codec.text(msg, "pyld:eiCreatedEvent/ei:venID")
         handler = HANDLERS.get(service, {}).get(kind)
         if handler is None:
             return error(vtn, NOT_RECOGNIZED, f"{kind} is not handled by the {service} service", request_id)
         identity: ClientIdentity = request[IDENTITY]
-        signed = root.find(codec.q("ds", "Signature")) is not None
+        signed = next(root.iterchildren(SIGNATURE), None) is not None
         settings = rt.settings.openadr
         verified = None
         if signed:  # pure CPU: checked before any database connection is taken

@@ -132,3 +132,15 @@ def test_every_supported_signal_renders_schema_valid(signal):
                        ven_id="VEN-1")
     _valid(codec.distribute_event("r", "VTN", [e]))
     assert signal in enums.SIGNAL_NAME.values  # openleadr answers 460 (signal not supported) otherwise
+
+
+def test_prefixed_paths_and_local_names():
+    assert codec.clark("pyld:eiCreatedEvent/ei:venID") == (f"{{{codec.NS['pyld']}}}eiCreatedEvent/"
+                                                         f"{{{codec.NS['ei']}}}venID")
+    assert codec.clark(".//xcal:date-time") == f".//{{{codec.NS['xcal']}}}date-time"
+    already = f"{{{codec.NS['xcal']}}}dtstart"
+    assert codec.clark(already) == already
+    msg = codec.response(200, "OK", "r-1", "ven-1")
+    assert codec.local(msg) == "oadrResponse"
+    assert codec.text(msg, "ei:venID") == "ven-1" and codec.text(msg, ".//pyld:requestID") == "r-1"
+    assert codec.message_of(codec.envelope(msg)) is msg
