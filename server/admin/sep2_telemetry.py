@@ -36,6 +36,7 @@ DRLC (DemandResponseProgram / EndDeviceControl):
 
 Both:
 
+    GET  /api/v1/influence-events/{id}              one price interval / load-control event
     POST /api/v1/influence-events/{id}/cancel       {randomized?}   (also /api/v1/prices/{id}/cancel,
                                                                      /api/v1/dr-events/{id}/cancel)
     GET  /api/v1/influence-events/{id}/responses    Responses devices posted for it
@@ -303,6 +304,12 @@ async def _cancel(request: web.Request) -> web.Response:
 
 for _path in ("/api/v1/influence-events/{id}/cancel", "/api/v1/prices/{id}/cancel", "/api/v1/dr-events/{id}/cancel"):
     routes.post(_path)(_cancel)
+
+
+@routes.get("/api/v1/influence-events/{id}")
+async def get_event(request: web.Request) -> web.Response:
+    async with runtime(request).store.sessions() as session:
+        return reply(_event_out(await influence.get_event(session, _event_id(request))))
 
 
 @routes.get("/api/v1/influence-events/{id}/responses")
