@@ -10,7 +10,7 @@ Telemetry values are SI (W, var, VA, Wh, V, A, Hz, ...), already scaled by the 2
 
 Pricing (2030.5 TariffProfile / RateComponent / TimeTariffInterval / ConsumptionTariffInterval):
 
-    GET  /api/v1/tariffs                            tariffs with their rate components
+    GET  /api/v1/tariffs[/{ref}]                    tariffs with their rate components (ref: id or name)
     POST /api/v1/tariffs                            {name, currency?=840, price_power_of_ten?=-3, primacy?=1,
                                                      rate_code?, description?}
     POST /api/v1/tariffs/{ref}/rates                {name, uom?=72, flow_direction?=1, role_flags?=1,
@@ -24,7 +24,7 @@ Pricing (2030.5 TariffProfile / RateComponent / TimeTariffInterval / Consumption
 
 DRLC (DemandResponseProgram / EndDeviceControl):
 
-    GET  /api/v1/dr-programs
+    GET  /api/v1/dr-programs[/{ref}]
     POST /api/v1/dr-programs                        {name, primacy?=1, description?}
     POST /api/v1/dr-programs/{ref}/assign           {lfdi}
     POST /api/v1/dr-programs/{ref}/events           {start, duration_s, device_category: "0008"|["thermostat",..],
@@ -36,6 +36,7 @@ DRLC (DemandResponseProgram / EndDeviceControl):
 
 Both:
 
+    GET  /api/v1/influence-events/{id}              one price interval / load-control event
     POST /api/v1/influence-events/{id}/cancel       {randomized?}   (also /api/v1/prices/{id}/cancel,
                                                                      /api/v1/dr-events/{id}/cancel)
     GET  /api/v1/influence-events/{id}/responses    Responses devices posted for it
@@ -166,6 +167,12 @@ async def create_tariff(request: web.Request) -> web.Response:
         return reply(await _tariff_out(session, t), 201)
 
 
+@routes.get("/api/v1/tariffs/{ref}")
+async def get_tariff(request: web.Request) -> web.Response:
+    async with runtime(request).store.sessions() as session:
+        return reply(await _tariff_out(session, await influence.get_set(session, "tariff", request.match_info["ref"])))
+
+
 @routes.post("/api/v1/tariffs/{ref}/rates")
 async def add_rate(request: web.Request) -> web.Response:
     body = await json_body(request)
@@ -177,7 +184,7 @@ async def add_rate(request: web.Request) -> web.Response:
                                    role_flags=field(body, "role_flags", int, required=False, default=1),
                                    power_of_ten=field(body, "power_of_ten", int, required=False, default=0),
                                    description=field(body, "description", str, required=False, default=""))
-        return reply({**influence.set_dict(r), "tariff": t.name}, 201)
+        return reply({**influence.set_dict(r), "tariff": t.name, "href": f"/api/v1/tariffs/{t.id}"}, 201)
 
 
 async def _assign(request: web.Request, kind: str) -> web.Response:
@@ -246,6 +253,14 @@ async def create_dr_program(request: web.Request) -> web.Response:
         return reply({**influence.set_dict(p), "href": f"/api/v1/dr-programs/{p.id}"}, 201)
 
 
+@routes.get("/api/v1/dr-programs/{ref}")
+async def get_dr_program(request: web.Request) -> web.Response:
+    async with runtime(request).store.sessions() as session:
+        p = await influence.get_set(session, "drp", request.match_info["ref"])
+        return reply({**influence.set_dict(p), "href": f"/api/v1/dr-programs/{p.id}",
+                      "devices": await influence.devices_of(session, p.id)})
+
+
 @routes.post("/api/v1/dr-programs/{ref}/assign")
 async def assign_dr_program(request: web.Request) -> web.Response:
     return await _assign(request, "drp")
@@ -289,6 +304,12 @@ async def _cancel(request: web.Request) -> web.Response:
 
 for _path in ("/api/v1/influence-events/{id}/cancel", "/api/v1/prices/{id}/cancel", "/api/v1/dr-events/{id}/cancel"):
     routes.post(_path)(_cancel)
+
+
+@routes.get("/api/v1/influence-events/{id}")
+async def get_event(request: web.Request) -> web.Response:
+    async with runtime(request).store.sessions() as session:
+        return reply(_event_out(await influence.get_event(session, _event_id(request))))
 
 
 @routes.get("/api/v1/influence-events/{id}/responses")
