@@ -7,6 +7,7 @@ from dataclasses import asdict
 from aiohttp import web
 
 from server.admin.common import field, json_body, parse_time, reply, runtime
+from server.core import notify
 from server.core.dispatch import Dispatch, dispatch_to_node
 from server.core.errors import Invalid
 from server.modbus.gateway import apply_control
@@ -31,6 +32,8 @@ async def post_dispatch(request: web.Request) -> web.Response:
     async with rt.store.sessions.begin() as session:
         result = await dispatch_to_node(session, field(body, "node", str), d, rt.settings.openadr.market_context,
                                         rt.settings.openadr.near_window_s)
+        # subscribers of the device programs hear of the new controls (and of a first program assignment)
+        await notify.changed(session, rt, programs=result.changed_programs, devices=result.changed_devices)
     # Modbus devices have no schedule of their own: a dispatch that starts now is written now, after the
     # transaction committed (device I/O never runs inside one)
     applied = []

@@ -48,6 +48,9 @@ class DispatchResult:
     # (device name, percent of rated power or None, connect) for the caller to write to Modbus devices
     modbus: list[dict] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    # what changed, for the caller to announce to 2030.5 subscribers in the same transaction
+    changed_programs: list[int] = field(default_factory=list)
+    changed_devices: list[int] = field(default_factory=list)
 
 
 def _check(d: Dispatch) -> None:
@@ -95,6 +98,8 @@ async def dispatch_to_node(session: AsyncSession, node: str, d: Dispatch, market
             control = await programs.create_control(session, program, programs.NewControl(
                 start=d.start, duration_s=d.duration_s, base=base, description=d.description or f"dispatch {node}"))
             result.sep2_controls.append(programs.control_dict(control, program) | {"lfdi": source})
+            result.changed_programs.append(program.id)
+            result.changed_devices.append(device.id)
         elif kind == "modbus":
             rated = await _rated_power(session, source)
             pct = None

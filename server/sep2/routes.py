@@ -40,6 +40,7 @@ from server.core import programs, responses, sep2_time
 from server.core import sep2_device as devres
 from server.core.devices import ensure_aggregator
 from server.core.errors import Conflict, Forbidden, Invalid, NotFound
+from server.core.metering import from_epoch
 from server.sep2 import metering, xml
 from server.sep2.common import (
     MRID_CONTROL,
@@ -783,7 +784,7 @@ async def post_response(request: web.Request) -> web.Response:
     if control_id is None:
         raise Invalid("subject is not the mRID of a DERControl of this server")
     created_at = xml.integer(body, "createdDateTime")
-    created_dt = dt.datetime.fromtimestamp(created_at, dt.UTC) if created_at is not None else utcnow()
+    created_dt = from_epoch(created_at, "createdDateTime") if created_at is not None else utcnow()
     async with sessions(request).begin() as session:
         scope = await scope_of(request, session)
         device = next((d for d in await visible_devices(session, scope) if d.lfdi == lfdi), None)
