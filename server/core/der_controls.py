@@ -47,6 +47,21 @@ CURVE_FIELDS = ("opModFreqWatt", "opModHFRTMayTrip", "opModHFRTMustTrip", "opMod
 BASE_FIELDS = WATT_FIELDS + BOOL_FIELDS + PERCENT_FIELDS + INT_FIELDS + VAR_FIELDS + CURVE_FIELDS
 
 
+def check_event_header(start: dt.datetime, duration_s: int, randomize_start_s: int | None,
+                       randomize_duration_s: int | None, response_required: int) -> None:
+    """The fields every 2030.5 event shares (DERControl, TimeTariffInterval, EndDeviceControl), checked once."""
+    if start.tzinfo is None:
+        raise Invalid("start must carry a time zone")
+    if not 0 < duration_s <= 2**32 - 1:
+        raise Invalid("duration must be 1..4294967295 seconds")
+    # randomizeStart/Duration are OneHourRangeType: -3600..3600 s
+    for name, value in (("randomizeStart", randomize_start_s), ("randomizeDuration", randomize_duration_s)):
+        if value is not None and not -3600 <= value <= 3600:
+            raise Invalid(f"{name} must be within one hour (-3600..3600 s)")
+    if not 0 <= response_required <= 255:
+        raise Invalid("responseRequired must be 0..255")
+
+
 def check_base(base: dict[str, Any]) -> dict[str, Any]:
     """Validate a DERControlBase dict (values in W, %·100, s·100, curve ids) and return a clean copy."""
     clean: dict[str, Any] = {}

@@ -113,15 +113,8 @@ class NewEvent:
 async def create_event(session: AsyncSession, parent: Sep2InfluenceSet, new: NewEvent) -> Sep2InfluenceEvent:
     if parent.kind not in EVENT_PARENTS:
         raise Invalid("events belong to a rate component or a DR program")
-    if new.start.tzinfo is None:
-        raise Invalid("start must carry a time zone")
-    if not 0 < new.duration_s <= 2**32 - 1:
-        raise Invalid("duration must be 1..4294967295 seconds")
-    for name, value in (("randomizeStart", new.randomize_start_s), ("randomizeDuration", new.randomize_duration_s)):
-        if value is not None and not -3600 <= value <= 3600:
-            raise Invalid(f"{name} must be within one hour (-3600..3600 s)")
-    if not 0 <= new.response_required <= 255:
-        raise Invalid("responseRequired must be 0..255")
+    rules.check_event_header(new.start, new.duration_s, new.randomize_start_s, new.randomize_duration_s,
+                             new.response_required)
     event = Sep2InfluenceEvent(set_id=parent.id, description=new.description[:32], creation_time=utcnow(),
                                start=new.start, duration_s=new.duration_s, payload=new.payload,
                                randomize_start_s=new.randomize_start_s,

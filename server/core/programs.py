@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server import pki
-from server.core.der_controls import CURVE_FIELDS, Interval, check_base
+from server.core.der_controls import CURVE_FIELDS, Interval, check_base, check_event_header
 from server.core.errors import Conflict, Invalid, NotFound
 from server.store.models import EndDevice, Sep2Control, Sep2Curve, Sep2Fsa, Sep2FsaProgram, Sep2Program
 from server.store.types import utcnow
@@ -194,15 +194,8 @@ def control_dict(c: Sep2Control, program: Sep2Program | None = None) -> dict[str
 
 
 async def create_control(session: AsyncSession, program: Sep2Program, new: NewControl) -> Sep2Control:
-    if new.start.tzinfo is None:
-        raise Invalid("start must carry a time zone")
-    if not 0 < new.duration_s <= 2**32 - 1:
-        raise Invalid("duration must be 1..4294967295 seconds")
-    for name, value in (("randomizeStart", new.randomize_start_s), ("randomizeDuration", new.randomize_duration_s)):
-        if value is not None and not -32768 <= value <= 32767:
-            raise Invalid(f"{name} must fit an Int16 (seconds)")
-    if not 0 <= new.response_required <= 255:
-        raise Invalid("responseRequired must be 0..255")
+    check_event_header(new.start, new.duration_s, new.randomize_start_s, new.randomize_duration_s,
+                       new.response_required)
     base = check_base(new.base)
     if not base:
         raise Invalid("a control needs at least one DERControlBase value")

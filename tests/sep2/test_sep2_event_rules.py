@@ -90,3 +90,19 @@ def test_check_base_rejects_unknown_and_out_of_range():
                 {"rampTms": -1}):
         with pytest.raises(Invalid):
             check_base(bad)
+
+
+def test_event_header_is_checked_once_for_every_event_kind():
+    import datetime as dt
+
+    import pytest
+
+    from server.core.der_controls import check_event_header
+    from server.core.errors import Invalid
+
+    now = dt.datetime.now(dt.UTC)
+    check_event_header(now, 60, -3600, 3600, 3)  # OneHourRangeType bounds are inclusive
+    for args in ((now.replace(tzinfo=None), 60, None, None, 0), (now, 0, None, None, 0),
+                 (now, 60, 3601, None, 0), (now, 60, None, -3601, 0), (now, 60, None, None, 256)):
+        with pytest.raises(Invalid):
+            check_event_header(*args)
