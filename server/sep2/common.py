@@ -49,6 +49,10 @@ def runtime(request: web.Request) -> Runtime:
     return request.app[RUNTIME]
 
 
+def sessions(request: web.Request):
+    return runtime(request).store.sessions
+
+
 def identity(request: web.Request) -> ClientIdentity:
     return request[IDENTITY]
 
@@ -219,6 +223,11 @@ async def scope_of(request: web.Request, session: AsyncSession) -> Scope:
     agg = await session.scalar(select(Aggregator).where(Aggregator.lfdi == ident.lfdi))
     device = await session.scalar(select(EndDevice).where(EndDevice.lfdi == ident.lfdi))
     return Scope(ident.lfdi, ident.sfdi, agg, device)
+
+
+def owners(scope: Scope) -> list[str]:
+    """MirrorUsagePoints belong to the client that created them (a device, or an aggregator for its devices)."""
+    return [scope.lfdi]
 
 
 async def visible_devices(session: AsyncSession, scope: Scope) -> list[EndDevice]:

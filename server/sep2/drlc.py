@@ -20,8 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.core import influence
 from server.core.errors import NotFound
-from server.sep2 import events, xml
-from server.sep2 import routes as core_routes
+from server.sep2 import events, render, xml
 from server.sep2.common import (
     Scope,
     device_in_scope,
@@ -62,7 +61,7 @@ def render_drp(pen: int, device: EndDevice, p: Sep2InfluenceSet, n_active: int, 
 
 def render_edc(request, device: EndDevice, e: Sep2InfluenceEvent, ev) -> etree._Element:
     href = f"/edev/{device.id}/drp/{e.set_id}/edc/{e.id}"
-    el = events.render_event("EndDeviceControl", href, events.MRID_EDC, e, ev, core_routes.pen(request),
+    el = events.render_event("EndDeviceControl", href, events.MRID_EDC, e, ev, render.pen(request),
                              reply_to=f"/edev/{device.id}/rsp")
     p, c = e.payload, e.payload.get("control", {})
     if "applianceLoadReduction" in c:
@@ -115,8 +114,8 @@ async def get_drp_list(request: web.Request) -> web.Response:
     async with runtime(request).store.sessions() as session:
         device = await device_in_scope(session, await scope_of(request, session), path_int(request, "e"))
         found = await influence.device_sets(session, device.id, "drp")
-        rate = await core_routes.poll_rate(request, session, "DemandResponseProgramList")
-        items = [render_drp(core_routes.pen(request), device, p, *await counts(session, device, p, now))
+        rate = await render.poll_rate(request, session, "DemandResponseProgramList")
+        items = [render_drp(render.pen(request), device, p, *await counts(session, device, p, now))
                  for p in pg.slice(found)]
     return reply(list_element("DemandResponseProgramList", f"/edev/{device.id}/drp", items, len(found), rate,
                               subscribable=True))
@@ -129,7 +128,7 @@ async def get_drp(request: web.Request) -> web.Response:
         device, p = await drp_in_scope(session, await scope_of(request, session), path_int(request, "e"),
                                        path_int(request, "d"))
         n = await counts(session, device, p, utcnow())
-    return reply(render_drp(core_routes.pen(request), device, p, *n))
+    return reply(render_drp(render.pen(request), device, p, *n))
 
 
 async def _list(request: web.Request, active_only: bool) -> web.Response:

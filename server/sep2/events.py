@@ -16,8 +16,7 @@ from server.core import der_controls as rules
 from server.core import influence
 from server.core.errors import Invalid
 from server.core.metering import from_epoch
-from server.sep2 import routes as core_routes
-from server.sep2 import xml
+from server.sep2 import render, xml
 from server.sep2.common import (
     created,
     device_in_scope,
@@ -94,7 +93,7 @@ async def get_responses(request: web.Request) -> web.Response:
         found = list(await session.scalars(select(Sep2InfluenceResponse)
                                            .where(Sep2InfluenceResponse.end_device_id == device.id)
                                            .order_by(Sep2InfluenceResponse.id)))
-        items = [render_response(r, core_routes.pen(request), await _kind_of(session, r.event_id))
+        items = [render_response(r, render.pen(request), await _kind_of(session, r.event_id))
                  for r in pg.slice(found)]
     return reply(list_element("ResponseList", f"/edev/{device.id}/rsp", items, len(found)))
 
@@ -103,11 +102,11 @@ async def get_responses(request: web.Request) -> web.Response:
 @sep2_handler
 async def post_response(request: web.Request) -> web.Response:
     body = await read_body(request, "Response", "DrResponse", "PriceResponse")
-    lfdi = core_routes.lfdi_of(xml.text(body, "endDeviceLFDI") or "")
+    lfdi = render.lfdi_of(xml.text(body, "endDeviceLFDI") or "")
     status = xml.integer(body, "status")
     if status is None or status not in RESPONSE_STATUSES:
         raise Invalid("Response status is required and must be a 2030.5 response status code")
-    event_id = parse_event_mrid(xml.text(body, "subject") or "", core_routes.pen(request))
+    event_id = parse_event_mrid(xml.text(body, "subject") or "", render.pen(request))
     if event_id is None:
         raise Invalid("subject is not the mRID of a TimeTariffInterval or EndDeviceControl of this server")
     created_at = xml.integer(body, "createdDateTime")

@@ -16,7 +16,6 @@ from lxml import etree
 from server.core import logevents
 from server.core.errors import Invalid, NotFound
 from server.core.metering import from_epoch
-from server.sep2 import routes as core_routes
 from server.sep2 import xml
 from server.sep2.common import (
     device_in_scope,
@@ -30,6 +29,7 @@ from server.sep2.common import (
     scope_of,
     sep2_handler,
 )
+from server.sep2.render import poll_rate
 from server.store.models import Sep2LogEvent
 from server.store.types import utcnow
 
@@ -56,7 +56,7 @@ async def get_log_event_list(request: web.Request) -> web.Response:
     async with runtime(request).store.sessions() as session:
         device = await device_in_scope(session, await scope_of(request, session), path_int(request, "e"))
         found = await logevents.for_device(session, device.id)
-        rate = await core_routes.poll_rate(request, session, "LogEventList")
+        rate = await poll_rate(request, session, "LogEventList")
     if pg.after:
         found = [e for e in found if e.created_date_time >= pg.after]
     items = [render(e) for e in pg.slice(found)]

@@ -1,7 +1,7 @@
 """2030.5 metering mirror -> telemetry: every Reading a client mirrors (a MirrorMeterReading's own Reading, or the
 Readings of its MirrorReadingSets) becomes one row of the protocol-neutral telemetry store, in SI units.
 
-Called from the MirrorUsagePoint handlers in ``server.sep2.routes`` inside their transaction, so readings that fail
+Called from the MirrorUsagePoint handlers in ``server.sep2.mup`` inside their transaction, so readings that fail
 a check reject the whole POST (4xx, nothing stored: neither the XML nor any telemetry row).
 
 The ReadingType of a MirrorMeterReading is declared when the MirrorUsagePoint is created; readings posted later may
@@ -29,12 +29,23 @@ from lxml import etree
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server.core import sep2_device as devres
 from server.core import telemetry
 from server.core.errors import Invalid, NotFound
 from server.core.metering import ReadingType, from_epoch
-from server.sep2 import routes as core_routes
 from server.sep2 import xml
-from server.sep2.common import epoch, list_element, page, path_int, reply, runtime, scope_of, sep2_handler
+from server.sep2.common import (
+    epoch,
+    list_element,
+    owners,
+    page,
+    path_int,
+    reply,
+    runtime,
+    scope_of,
+    sep2_handler,
+)
+from server.sep2.render import poll_rate
 from server.store.models import Sep2Mup, TelemetryReading
 from server.store.types import utcnow
 
@@ -172,7 +183,7 @@ def render_meter_reading(mup: Sep2Mup, k: int, mmr: etree._Element) -> etree._El
 
 async def _mup(request: web.Request, session: AsyncSession) -> Sep2Mup:
     scope = await scope_of(request, session)
-    for mup in await core_routes.devres.mups_of(session, core_routes.owners(scope)):
+    for mup in await devres.mups_of(session, owners(scope)):
         if mup.id == path_int(request, "m"):
             return mup
     raise NotFound("no such UsagePoint")
@@ -193,8 +204,8 @@ async def get_usage_point_list(request: web.Request) -> web.Response:
     pg = page(request)
     async with runtime(request).store.sessions() as session:
         scope = await scope_of(request, session)
-        found = await core_routes.devres.mups_of(session, core_routes.owners(scope))
-        rate = await core_routes.poll_rate(request, session, "UsagePointList")
+        found = await devres.mups_of(session, owners(scope))
+        rate = await poll_rate(request, session, "UsagePointList")
     items = [render_usage_point(m) for m in pg.slice(found)]
     return reply(list_element("UsagePointList", "/upt", items, len(found), rate))
 

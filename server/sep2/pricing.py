@@ -23,8 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.core import influence
 from server.core.errors import NotFound
-from server.sep2 import events, xml
-from server.sep2 import routes as core_routes
+from server.sep2 import events, render, xml
 from server.sep2.common import (
     Scope,
     device_in_scope,
@@ -94,7 +93,7 @@ def render_rate(pen: int, device: EndDevice, rate: Sep2InfluenceSet, n_active: i
 def render_tti(request, device: EndDevice, rate: Sep2InfluenceSet, e: Sep2InfluenceEvent,
                ev) -> etree._Element:
     href = f"{rate_href(device, rate)}/tti/{e.id}"
-    el = events.render_event("TimeTariffInterval", href, events.MRID_TTI, e, ev, core_routes.pen(request),
+    el = events.render_event("TimeTariffInterval", href, events.MRID_TTI, e, ev, render.pen(request),
                              reply_to=f"/edev/{device.id}/rsp")
     el.append(xml.link("ConsumptionTariffIntervalListLink", f"{href}/cti", len(e.payload.get("tiers", []))))
     el.append(xml.leaf("touTier", e.payload.get("touTier", 0)))
@@ -135,8 +134,8 @@ async def get_tariff_list(request: web.Request) -> web.Response:
     async with runtime(request).store.sessions() as session:
         device = await device_in_scope(session, await scope_of(request, session), path_int(request, "e"))
         found = await influence.device_sets(session, device.id, "tariff")
-        rate = await core_routes.poll_rate(request, session, "TariffProfileList")
-        items = [render_tariff(core_routes.pen(request), device, t,
+        rate = await render.poll_rate(request, session, "TariffProfileList")
+        items = [render_tariff(render.pen(request), device, t,
                                len(await influence.list_sets(session, "rate", t.id))) for t in pg.slice(found)]
     return reply(list_element("TariffProfileList", f"/edev/{device.id}/tp", items, len(found), rate,
                               subscribable=True))
@@ -149,7 +148,7 @@ async def get_tariff(request: web.Request) -> web.Response:
         device, t = await tariff_in_scope(session, await scope_of(request, session), path_int(request, "e"),
                                           path_int(request, "t"))
         n = len(await influence.list_sets(session, "rate", t.id))
-    return reply(render_tariff(core_routes.pen(request), device, t, n))
+    return reply(render_tariff(render.pen(request), device, t, n))
 
 
 @routes.get("/edev/{e}/tp/{t}/rc")
@@ -164,7 +163,7 @@ async def get_rate_list(request: web.Request) -> web.Response:
         items = []
         for r in pg.slice(rates):
             found = await rate_events(session, r, now)
-            items.append(render_rate(core_routes.pen(request), device, r,
+            items.append(render_rate(render.pen(request), device, r,
                                      sum(1 for _, ev in found if ev.status == 1), len(found)))
     return reply(list_element("RateComponentList", f"/edev/{device.id}/tp/{t.id}/rc", items, len(rates)))
 
@@ -176,7 +175,7 @@ async def get_rate(request: web.Request) -> web.Response:
         device, _, r = await rate_in_scope(session, await scope_of(request, session), path_int(request, "e"),
                                            path_int(request, "t"), path_int(request, "r"))
         found = await rate_events(session, r, utcnow())
-    return reply(render_rate(core_routes.pen(request), device, r, sum(1 for _, ev in found if ev.status == 1),
+    return reply(render_rate(render.pen(request), device, r, sum(1 for _, ev in found if ev.status == 1),
                              len(found)))
 
 

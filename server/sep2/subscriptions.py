@@ -55,8 +55,7 @@ from server.core import notify, outbox, programs
 from server.core import subscriptions as core_subs
 from server.core.errors import Forbidden, Invalid, NotFound
 from server.runtime import RUNTIME
-from server.sep2 import drlc, pricing, xml
-from server.sep2 import routes as core_routes
+from server.sep2 import derp, drlc, edev, fsa, pricing, xml
 from server.sep2.common import (
     REASON_LIMIT,
     Scope,
@@ -73,6 +72,7 @@ from server.sep2.common import (
     sep2_handler,
     visible_devices,
 )
+from server.sep2.render import poll_rate, post_rate
 from server.store.models import Aggregator, EndDevice, Sep2Fsa, Sep2FsaProgram, Sep2Program, Sep2Subscription
 from server.store.types import utcnow
 
@@ -158,7 +158,7 @@ async def check_visible(session: AsyncSession, scope: Scope, target: Target) -> 
         if target.target_id not in {f.id for f in await programs.device_fsas(session, device.id)}:
             raise NotFound("no such FunctionSetAssignments")
         return
-    _, program = await core_routes.program_in_scope(session, scope, device.id, target.program_id or 0)
+    _, program = await derp.program_in_scope(session, scope, device.id, target.program_id or 0)
     if target.kind == "derc":
         _, controls = await programs.device_intervals(session, device.id)
         control = controls.get(target.target_id or 0)
@@ -187,19 +187,18 @@ async def render_target(session: AsyncSession, settings: Any, scope: Scope, targ
     try:
         if target.kind == "edev-list":
             found = await visible_devices(session, scope)
-            prate = await core_routes.post_rate(req, session, "EndDevice")
-            rate = await core_routes.poll_rate(req, session, "EndDeviceList")
-            items = [await core_routes.render_edev(session, d, prate) for d in found[:n]]
+            prate = await post_rate(req, session, "EndDevice")
+            rate = await poll_rate(req, session, "EndDeviceList")
+            items = [await edev.render_edev(session, d, prate) for d in found[:n]]
             return list_element("EndDeviceList", "/edev", items, len(found), rate, subscribable=True)
         assert target.device_id is not None
         device = await device_in_scope(session, scope, target.device_id)
         if target.kind == "edev":
-            return await core_routes.render_edev(session, device, await core_routes.post_rate(req, session,
-                                                                                               "EndDevice"))
+            return await edev.render_edev(session, device, await post_rate(req, session, "EndDevice"))
         if target.kind == "fsa-list":
             fsas = await programs.device_fsas(session, device.id)
-            rate = await core_routes.poll_rate(req, session, "FunctionSetAssignmentsList")
-            items = [await core_routes.render_fsa(req, session, device, f) for f in fsas[:n]]
+            rate = await poll_rate(req, session, "FunctionSetAssignmentsList")
+            items = [await fsa.render_fsa(req, session, device, f) for f in fsas[:n]]
             return list_element("FunctionSetAssignmentsList", target.href, items, len(fsas), rate,
                                 subscribable=True)
         if target.kind == "tti-list":
@@ -213,18 +212,18 @@ async def render_target(session: AsyncSession, settings: Any, scope: Scope, targ
             if target.target_id not in {f.id for f in await programs.device_fsas(session, device.id)}:
                 return None
             found = await programs.fsa_programs(session, target.target_id or 0)
-            rate = await core_routes.poll_rate(req, session, "DERProgramList")
-            items = [await core_routes.render_program(req, session, device, p, now) for p in found[:n]]
+            rate = await poll_rate(req, session, "DERProgramList")
+            items = [await derp.render_program(req, session, device, p, now) for p in found[:n]]
             return list_element("DERProgramList", target.href, items, len(found), rate, subscribable=True)
-        _, program = await core_routes.program_in_scope(session, scope, device.id, target.program_id or 0)
+        _, program = await derp.program_in_scope(session, scope, device.id, target.program_id or 0)
         if target.kind == "derp":
-            return await core_routes.render_program(req, session, device, program, now)
+            return await derp.render_program(req, session, device, program, now)
         if target.kind == "dderc":
-            return core_routes.render_default(req, device, program)
+            return derp.render_default(req, device, program)
         if target.kind in ("derc-list", "actderc"):
-            found = await core_routes.program_controls(session, device, program, now,
-                                                       active_only=target.kind == "actderc")
-            items = [core_routes.render_control(req, device, c, ev) for c, ev in found[:n]]
+            found = await derp.program_controls(session, device, program, now,
+                                                active_only=target.kind == "actderc")
+            items = [derp.render_control(req, device, c, ev) for c, ev in found[:n]]
             return list_element("DERControlList", target.href, items, len(found),
                                 subscribable=target.kind == "derc-list")
         if target.kind == "derc":
@@ -233,8 +232,7 @@ async def render_target(session: AsyncSession, settings: Any, scope: Scope, targ
             if control is None or control.program_id != program.id:
                 return None
             interval = next(i for i in intervals if i.id == control.id)
-            return core_routes.render_control(req, device, control,
-                                              core_routes.rules.evaluate(interval, intervals, now))
+            return derp.render_control(req, device, control, rules.evaluate(interval, intervals, now))
     except (NotFound, Forbidden, Sep2Error):  # gone, or the subscriber lost access to it
         return None
     return None
@@ -345,12 +343,12 @@ async def render_control_subs(session: AsyncSession, settings: Any, subs: list[S
         mine = [(c, ev) for c, i, ev in evaluated[key] if i.program_id == sub.program_id and not ev.completed]
         if sub.kind == "derc":
             found = [(c, ev) for c, ev in mine if c.id == sub.target_id]
-            out[sub.id] = core_routes.render_control(req, device, *found[0]) if found else None
+            out[sub.id] = derp.render_control(req, device, *found[0]) if found else None
             continue
         if sub.kind == "actderc":
             mine = [(c, ev) for c, ev in mine if ev.status == rules.EventStatus.ACTIVE]
         n = max(1, min(sub.limit, MAX_LIMIT))
-        items = [core_routes.render_control(req, device, c, ev) for c, ev in mine[:n]]
+        items = [derp.render_control(req, device, c, ev) for c, ev in mine[:n]]
         out[sub.id] = list_element("DERControlList", sub.resource, items, len(mine),
                                    subscribable=sub.kind == "derc-list")
     return out
@@ -454,7 +452,7 @@ async def get_subscription_list(request: web.Request) -> web.Response:
         found = list(await session.scalars(
             select(Sep2Subscription).where(Sep2Subscription.end_device_id == device.id,
                                            Sep2Subscription.owner_lfdi == scope.lfdi).order_by(Sep2Subscription.id)))
-        rate = await core_routes.poll_rate(request, session, "SubscriptionList")
+        rate = await poll_rate(request, session, "SubscriptionList")
     if pg.after:
         found = [s for s in found if s.changed_at >= pg.after]
     items = [render_subscription(s) for s in pg.slice(found)]

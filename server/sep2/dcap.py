@@ -1,0 +1,57 @@
+"""2030.5 DeviceCapability and Time: where a client starts (the links to every list it may read) and the server's
+clock.
+
+    /dcap                                   DeviceCapability
+    /tm                                     Time
+"""
+
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+
+from server.core import sep2_device as devres
+from server.core import sep2_time
+from server.sep2 import xml
+from server.sep2.common import owners, reply, runtime, scope_of, sep2_handler, sessions, visible_devices
+from server.sep2.render import poll_rate
+
+routes = web.RouteTableDef()
+
+
+# ------------------------------------------------------------------------------------------- DeviceCapability
+@routes.get("/dcap")
+@sep2_handler
+async def get_dcap(request: web.Request) -> web.Response:
+    async with sessions(request)() as session:
+        scope = await scope_of(request, session)
+        n_edev = len(await visible_devices(session, scope))
+        n_mup = len(await devres.mups_of(session, owners(scope)))
+        rate = await poll_rate(request, session, "DeviceCapability")
+    el = xml.E("DeviceCapability", {"href": "/dcap", "pollRate": rate},
+               xml.link("ResponseSetListLink", "/rsps", 1),
+               xml.link("TimeLink", "/tm"),
+               xml.link("UsagePointListLink", "/upt", n_mup),  # mirrored data read back (server.sep2.metering)
+               xml.link("EndDeviceListLink", "/edev", n_edev),
+               xml.link("MirrorUsagePointListLink", "/mup", n_mup))
+    return reply(el)
+
+
+# ------------------------------------------------------------------------------------------------------- Time
+@routes.get("/tm")
+@sep2_handler
+async def get_time(request: web.Request) -> web.Response:
+    now = int(time.time())
+    local = sep2_time.local_time(runtime(request).settings.sep2.time_zone, now)
+    async with sessions(request)() as session:
+        rate = await poll_rate(request, session, "Time")
+    el = xml.E("Time", {"href": "/tm", "pollRate": rate},
+               xml.leaf("currentTime", now),
+               xml.leaf("dstEndTime", local.dst_end),
+               xml.leaf("dstOffset", local.dst_offset),
+               xml.leaf("dstStartTime", local.dst_start),
+               xml.leaf("localTime", local.local_time),
+               xml.leaf("quality", 7),  # 7: the server's clock is NTP-disciplined ("intentionally uncoordinated")
+               xml.leaf("tzOffset", local.tz_offset))
+    return reply(el)

@@ -1,0 +1,90 @@
+"""2030.5 DER: the one DER of each EndDevice and the resources the device reports about it (stored as sent, served
+back with their href).
+
+    /edev/{e}/der, /edev/{e}/der/1          DERList / DER (one DER per EndDevice)
+    /edev/{e}/der/1/{dercap|derg|ders|dera} DERCapability / DERSettings / DERStatus / DERAvailability (GET, PUT)
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+from lxml import etree
+
+from server.core import sep2_device as devres
+from server.core.errors import NotFound
+from server.sep2 import xml
+from server.sep2.common import (
+    device_in_scope,
+    list_element,
+    no_content,
+    page,
+    path_int,
+    read_body,
+    reply,
+    scope_of,
+    sep2_handler,
+    sessions,
+)
+from server.sep2.render import for_storage, poll_rate, with_href
+from server.store.models import EndDevice
+
+routes = web.RouteTableDef()
+DER_KINDS = {"dercap": "DERCapability", "derg": "DERSettings", "ders": "DERStatus", "dera": "DERAvailability"}
+
+
+@routes.get("/edev/{e}/der")
+@sep2_handler
+async def get_der_list(request: web.Request) -> web.Response:
+    pg = page(request)
+    async with sessions(request)() as session:
+        device = await device_in_scope(session, await scope_of(request, session), path_int(request, "e"))
+        rate = await poll_rate(request, session, "DERList")
+    items = pg.slice([render_der(device)])
+    return reply(list_element("DERList", f"/edev/{device.id}/der", items, 1, rate))
+
+
+def render_der(device: EndDevice) -> etree._Element:
+    href = f"/edev/{device.id}/der/1"
+    return xml.E("DER", {"href": href},
+                 xml.link("DERAvailabilityLink", f"{href}/dera"),
+                 xml.link("DERCapabilityLink", f"{href}/dercap"),
+                 xml.link("DERSettingsLink", f"{href}/derg"),
+                 xml.link("DERStatusLink", f"{href}/ders"))
+
+
+@routes.get("/edev/{e}/der/{d}")
+@sep2_handler
+async def get_der(request: web.Request) -> web.Response:
+    async with sessions(request)() as session:
+        device = await device_in_scope(session, await scope_of(request, session), path_int(request, "e"))
+    if path_int(request, "d") != 1:
+        raise NotFound("no such DER")
+    return reply(render_der(device))
+
+
+@routes.get("/edev/{e}/der/{d}/{kind:dercap|derg|ders|dera}")
+@sep2_handler
+async def get_der_resource(request: web.Request) -> web.Response:
+    kind = request.match_info["kind"]
+    async with sessions(request)() as session:
+        device = await device_in_scope(session, await scope_of(request, session), path_int(request, "e"))
+        if path_int(request, "d") != 1:
+            raise NotFound("no such DER")
+        stored = await devres.get_resource(session, device.id, kind)
+    if stored is None:
+        raise NotFound(f"the device has not reported its {DER_KINDS[kind]} yet")
+    return reply(with_href(stored.body, request.path))
+
+
+@routes.put("/edev/{e}/der/{d}/{kind:dercap|derg|ders|dera}")
+@sep2_handler
+async def put_der_resource(request: web.Request) -> web.Response:
+    kind = request.match_info["kind"]
+    body = await read_body(request, DER_KINDS[kind])
+    async with sessions(request).begin() as session:
+        device = await device_in_scope(session, await scope_of(request, session), path_int(request, "e"))
+        if path_int(request, "d") != 1:
+            raise NotFound("no such DER")
+        await devres.put_resource(session, device.id, kind, for_storage(body))
+    # 2030.5 answers a successful PUT with 204 whether or not the device had reported the resource before
+    return no_content()

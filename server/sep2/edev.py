@@ -1,0 +1,188 @@
+"""2030.5 EndDevice, Registration and (CSIP-AUS) ConnectionPoint: the devices a client may reach, in-band
+registration, the PIN staff enrolled, and the site's connection point identifier.
+
+    /edev                                   EndDeviceList (GET; POST = in-band registration)
+    /edev/{e}                               EndDevice (GET, DELETE)
+    /edev/{e}/rg                            Registration (PIN)
+    /edev/{e}/cp                            ConnectionPoint (CSIP-AUS; GET, PUT)
+
+The EndDevice links the function sets reached through it: DER (``server.sep2.der``), FunctionSetAssignments
+(``server.sep2.fsa``), LogEvents and Subscriptions.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+from lxml import etree
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server import pki
+from server.core import programs
+from server.core import sep2_device as devres
+from server.core.devices import ensure_aggregator
+from server.core.errors import Conflict, Forbidden, Invalid, NotFound
+from server.sep2 import xml
+from server.sep2.common import (
+    created,
+    device_in_scope,
+    epoch,
+    list_element,
+    no_content,
+    page,
+    path_int,
+    read_body,
+    reply,
+    runtime,
+    scope_of,
+    sep2_handler,
+    sessions,
+    visible_devices,
+)
+from server.sep2.render import for_storage, lfdi_of, poll_rate, post_rate, with_href
+from server.store.models import EndDevice
+
+routes = web.RouteTableDef()
+
+
+# -------------------------------------------------------------------------------------------------- EndDevice
+async def render_edev(session: AsyncSession, device: EndDevice, post_rate_s: int) -> etree._Element:
+    href = f"/edev/{device.id}"
+    n_fsa = len(await programs.device_fsas(session, device.id))
+    return xml.E("EndDevice", {"href": href},
+                 xml.link("DERListLink", f"{href}/der", 1),
+                 xml.leaf("deviceCategory", device.device_category or None),
+                 xml.leaf("lFDI", device.lfdi),
+                 xml.link("LogEventListLink", f"{href}/lel"),  # server.sep2.logevents
+                 xml.leaf("sFDI", device.sfdi),
+                 xml.leaf("changedTime", epoch(device.changed_at)),
+                 xml.leaf("enabled", device.enabled),
+                 xml.link("FunctionSetAssignmentsListLink", f"{href}/fsa", n_fsa),
+                 xml.leaf("postRate", post_rate_s),
+                 xml.link("RegistrationLink", f"{href}/rg") if device.pin is not None else None,
+                 xml.link("SubscriptionListLink", f"{href}/sub"),  # server.sep2.subscriptions
+                 xml.link("csipaus:ConnectionPointLink", f"{href}/cp"))
+
+
+@routes.get("/edev")
+@sep2_handler
+async def get_edev_list(request: web.Request) -> web.Response:
+    pg = page(request)
+    async with sessions(request)() as session:
+        scope = await scope_of(request, session)
+        found = await visible_devices(session, scope)
+        if pg.after:
+            found = [d for d in found if d.changed_at >= pg.after]
+        rate = await poll_rate(request, session, "EndDeviceList")
+        prate = await post_rate(request, session, "EndDevice")
+        items = [await render_edev(session, d, prate) for d in pg.slice(found)]
+    return reply(list_element("EndDeviceList", "/edev", items, len(found), rate, subscribable=True))
+
+
+@routes.post("/edev")
+@sep2_handler
+async def post_edev(request: web.Request) -> web.Response:
+    """In-band registration: a device registers itself; an aggregator registers devices under itself."""
+    settings = runtime(request).settings
+    body = await read_body(request, "EndDevice")
+    lfdi_text = xml.text(body, "lFDI")
+    if lfdi_text is None:
+        raise Invalid("EndDevice lFDI is required for registration")
+    lfdi = lfdi_of(lfdi_text)
+    sfdi = xml.integer(body, "sFDI")
+    if sfdi != pki.sfdi_from_lfdi(lfdi):
+        raise Invalid(f"sFDI {sfdi} does not match lFDI (expected {pki.sfdi_from_lfdi(lfdi)})")
+    category = xml.text(body, "deviceCategory") or ""
+    async with sessions(request).begin() as session:
+        scope = await scope_of(request, session)
+        existing = await session.scalar(select(EndDevice).where(EndDevice.lfdi == lfdi))
+        if existing is not None:
+            raise Conflict(f"an EndDevice with lFDI {lfdi} is already registered")
+        if settings.sep2.registration == "out-of-band":
+            raise Forbidden("in-band registration is closed on this server; ask the utility to enroll the device")
+        if lfdi != scope.lfdi and not scope.is_aggregator:
+            raise Forbidden("the lFDI does not match the client certificate")
+        device = EndDevice(lfdi=lfdi, sfdi=sfdi, device_category=category[:16], registered_by="in-band",
+                           name="")
+        if lfdi != scope.lfdi and scope.aggregator is not None:
+            device.aggregator_id = (await ensure_aggregator(session, scope.lfdi)).id
+        session.add(device)
+        await session.flush()
+        href = f"/edev/{device.id}"
+    return created(href)
+
+
+@routes.get("/edev/{e}")
+@sep2_handler
+async def get_edev(request: web.Request) -> web.Response:
+    async with sessions(request)() as session:
+        device = await device_in_scope(session, await scope_of(request, session), path_int(request, "e"))
+        return reply(await render_edev(session, device, await post_rate(request, session, "EndDevice")))
+
+
+@routes.delete("/edev/{e}")
+@sep2_handler
+async def delete_edev(request: web.Request) -> web.Response:
+    async with sessions(request).begin() as session:
+        device = await device_in_scope(session, await scope_of(request, session), path_int(request, "e"))
+        await session.delete(device)
+    return no_content()
+
+
+@routes.get("/edev/{e}/rg")
+@sep2_handler
+async def get_registration(request: web.Request) -> web.Response:
+    async with sessions(request)() as session:
+        device = await device_in_scope(session, await scope_of(request, session), path_int(request, "e"))
+        if device.pin is None:
+            raise NotFound("no Registration for this EndDevice")
+        rate = await poll_rate(request, session, "Registration")
+    el = xml.E("Registration", {"href": f"/edev/{device.id}/rg", "pollRate": rate},
+               xml.leaf("dateTimeRegistered", epoch(device.created_at)),
+               xml.leaf("pIN", device.pin))
+    return reply(el)
+
+
+# ------------------------------------------------------------------------------------------- ConnectionPoint
+@routes.get("/edev/{e}/cp")
+@sep2_handler
+async def get_cp(request: web.Request) -> web.Response:
+    async with sessions(request)() as session:
+        device = await device_in_scope(session, await scope_of(request, session), path_int(request, "e"))
+        stored = await devres.get_resource(session, device.id, "cp")
+    if stored is None:
+        el = xml.E("csipaus:ConnectionPoint", {"href": f"/edev/{device.id}/cp"},
+                   xml.leaf("csipaus:connectionPointId", ""))
+        return reply(el)
+    return reply(with_href(stored.body, f"/edev/{device.id}/cp"))
+
+
+@routes.put("/edev/{e}/cp")
+@sep2_handler
+async def put_cp(request: web.Request) -> web.Response:
+    body = await read_body(request, "ConnectionPoint")
+    cp_id = xml.text(body, "csipaus:connectionPointId") or ""
+    if not valid_nmi(cp_id):
+        raise Invalid("connectionPointId must be a National Metering Identifier (10 characters + check digit)")
+    async with sessions(request).begin() as session:
+        device = await device_in_scope(session, await scope_of(request, session), path_int(request, "e"))
+        await devres.put_resource(session, device.id, "cp", for_storage(body))
+    href = f"/edev/{device.id}/cp"
+    # 204 as for every PUT, with a Location: some clients (cactus-client) re-read the resource from it
+    return web.Response(status=204, headers={"Location": href})
+
+
+def valid_nmi(nmi: str) -> bool:
+    """An Australian NMI (what CSIP-AUS puts in connectionPointId): 10 characters of A-Z (not I or O) and
+    digits, optionally followed by the AEMO checksum digit (Luhn-style over the character codes)."""
+    nmi = nmi.upper()
+    if len(nmi) not in (10, 11) or not all(ch.isdigit() or ("A" <= ch <= "Z" and ch not in "IO") for ch in nmi[:10]):
+        return False
+    if len(nmi) == 10:
+        return True
+    total, double = 0, True
+    for ch in reversed(nmi[:10]):
+        value = ord(ch) * 2 if double else ord(ch)
+        total += sum(int(d) for d in str(value))
+        double = not double
+    return nmi[10] == str((10 - total % 10) % 10)

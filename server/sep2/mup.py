@@ -1,0 +1,116 @@
+"""2030.5 Metering Mirror: the MirrorUsagePoints a client creates and the MirrorMeterReadings it posts to them.
+Readings go to the telemetry store through ``server.sep2.metering`` in the same transaction (a reading that fails
+a check refuses the whole POST); the mirrored data reads back as the Metering function set there (``/upt``).
+
+    /mup, /mup/{m}                          MirrorUsagePointList (GET, POST) / MirrorUsagePoint (GET, POST
+                                            MirrorMeterReading[List], DELETE)
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+from lxml import etree
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.core import sep2_device as devres
+from server.core.errors import Forbidden, Invalid, NotFound
+from server.sep2 import metering, xml
+from server.sep2.common import (
+    Scope,
+    list_element,
+    no_content,
+    owners,
+    page,
+    path_int,
+    read_body,
+    reply,
+    scope_of,
+    sep2_handler,
+    sessions,
+    visible_devices,
+)
+from server.sep2.render import for_storage, lfdi_of, poll_rate, post_rate, with_href
+
+routes = web.RouteTableDef()
+
+
+def render_mup(request: web.Request, mup, post_rate_s: int) -> etree._Element:
+    root = with_href(mup.body, f"/mup/{mup.id}")
+    rate = root.find(xml.q("postRate"))
+    if rate is None:
+        root.append(xml.leaf("postRate", post_rate_s))
+    return root
+
+
+@routes.get("/mup")
+@sep2_handler
+async def get_mup_list(request: web.Request) -> web.Response:
+    pg = page(request)
+    async with sessions(request)() as session:
+        scope = await scope_of(request, session)
+        found = await devres.mups_of(session, owners(scope))
+        if pg.after:
+            found = [m for m in found if m.changed_at >= pg.after]
+        rate = await poll_rate(request, session, "MirrorUsagePointList")
+        prate = await post_rate(request, session, "MirrorUsagePoint")
+    items = [render_mup(request, m, prate) for m in pg.slice(found)]
+    return reply(list_element("MirrorUsagePointList", "/mup", items, len(found), rate))
+
+
+@routes.post("/mup")
+@sep2_handler
+async def post_mup(request: web.Request) -> web.Response:
+    body = await read_body(request, "MirrorUsagePoint")
+    device_lfdi = lfdi_of(xml.text(body, "deviceLFDI") or "")
+    mup_mrid = (xml.text(body, "mRID") or "").upper()
+    mmrs = [(xml.text(m, "mRID") or "").upper() for m in body.findall(xml.q("MirrorMeterReading"))]
+    async with sessions(request).begin() as session:
+        scope = await scope_of(request, session)
+        visible = {d.lfdi for d in await visible_devices(session, scope)}
+        if device_lfdi not in visible:
+            raise Forbidden("deviceLFDI is not an EndDevice you may mirror")
+        mup, is_new = await devres.upsert_mup(session, scope.lfdi, device_lfdi, mup_mrid, for_storage(body), mmrs)
+        await metering.ingest(session, device_lfdi, mup.body, body)  # readings -> telemetry (server.sep2.metering)
+        href = f"/mup/{mup.id}"
+    return web.Response(status=201 if is_new else 204, headers={"Location": href})
+
+
+async def mup_in_scope(session: AsyncSession, scope: Scope, mup_id: int):
+    for mup in await devres.mups_of(session, owners(scope)):
+        if mup.id == mup_id:
+            return mup
+    raise NotFound("no such MirrorUsagePoint")
+
+
+@routes.get("/mup/{m}")
+@sep2_handler
+async def get_mup(request: web.Request) -> web.Response:
+    async with sessions(request)() as session:
+        mup = await mup_in_scope(session, await scope_of(request, session), path_int(request, "m"))
+        prate = await post_rate(request, session, "MirrorUsagePoint")
+    return reply(render_mup(request, mup, prate))
+
+
+@routes.post("/mup/{m}")
+@sep2_handler
+async def post_readings(request: web.Request) -> web.Response:
+    body = await read_body(request, "MirrorMeterReading", "MirrorMeterReadingList")
+    readings = [body] if xml.local_name(body) == "MirrorMeterReading" else body.findall(xml.q("MirrorMeterReading"))
+    async with sessions(request).begin() as session:
+        mup = await mup_in_scope(session, await scope_of(request, session), path_int(request, "m"))
+        known = await devres.mup_mmr_mrids(session, mup.id)
+        for r in readings:
+            if (xml.text(r, "mRID") or "").upper() not in known:
+                raise Invalid(f"MirrorMeterReading {xml.text(r, 'mRID')} is not part of this MirrorUsagePoint")
+        await devres.add_readings(session, mup, etree.tostring(body, encoding="unicode"), len(readings))
+        await metering.ingest(session, mup.device_lfdi, mup.body, body)  # readings -> telemetry, checked
+    return web.Response(status=201, headers={"Location": f"/mup/{mup.id}"})
+
+
+@routes.delete("/mup/{m}")
+@sep2_handler
+async def delete_mup(request: web.Request) -> web.Response:
+    async with sessions(request).begin() as session:
+        mup = await mup_in_scope(session, await scope_of(request, session), path_int(request, "m"))
+        await session.delete(mup)
+    return no_content()

@@ -1,0 +1,133 @@
+"""2030.5 Response function set for DER controls: the one ResponseSet whose ResponseList is every DERControl's
+``replyTo``. Devices POST a Response / DERControlResponse naming a control sent to them; they and their
+aggregator read back the responses of the devices they may reach. (Responses to price and DRLC events go to
+``/edev/{e}/rsp``, ``server.sep2.events``.)
+
+    /rsps, /rsps/1, /rsps/1/rsp[/{r}]       ResponseSetList / ResponseSet / ResponseList (POST) / Response
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+from lxml import etree
+
+from server.core import programs, responses
+from server.core.errors import Invalid, NotFound
+from server.core.metering import from_epoch
+from server.sep2 import xml
+from server.sep2.common import (
+    MRID_CONTROL,
+    MRID_RSET,
+    created,
+    epoch,
+    list_element,
+    mrid,
+    page,
+    parse_control_mrid,
+    path_int,
+    read_body,
+    reply,
+    scope_of,
+    sep2_handler,
+    sessions,
+    visible_devices,
+)
+from server.sep2.render import lfdi_of, pen, poll_rate
+from server.store.types import utcnow
+
+routes = web.RouteTableDef()
+RESPONSE_SET_ID = 1
+
+
+def render_response_set(request: web.Request) -> etree._Element:
+    href = f"/rsps/{RESPONSE_SET_ID}"
+    return xml.E("ResponseSet", {"href": href},
+                 xml.leaf("mRID", mrid(MRID_RSET, RESPONSE_SET_ID, pen(request))),
+                 xml.leaf("description", "DER control responses"),
+                 xml.link("ResponseListLink", f"{href}/rsp"))
+
+
+@routes.get("/rsps")
+@sep2_handler
+async def get_response_set_list(request: web.Request) -> web.Response:
+    pg = page(request)
+    async with sessions(request)() as session:
+        await scope_of(request, session)
+        rate = await poll_rate(request, session, "ResponseSetList")
+    return reply(list_element("ResponseSetList", "/rsps", pg.slice([render_response_set(request)]), 1, rate))
+
+
+@routes.get("/rsps/{r}")
+@sep2_handler
+async def get_response_set(request: web.Request) -> web.Response:
+    if path_int(request, "r") != RESPONSE_SET_ID:
+        raise NotFound("no such ResponseSet")
+    return reply(render_response_set(request))
+
+
+def render_response(r, pen_: int) -> etree._Element:
+    return xml.E("DERControlResponse", {"href": f"/rsps/{RESPONSE_SET_ID}/rsp/{r.id}"},
+                 xml.leaf("createdDateTime", epoch(r.created_date_time)),
+                 xml.leaf("endDeviceLFDI", r.lfdi),
+                 xml.leaf("status", r.status),
+                 xml.leaf("subject", mrid(MRID_CONTROL, r.control_id, pen_)))
+
+
+@routes.get("/rsps/{r}/rsp")
+@sep2_handler
+async def get_response_list(request: web.Request) -> web.Response:
+    if path_int(request, "r") != RESPONSE_SET_ID:
+        raise NotFound("no such ResponseSet")
+    pg = page(request)
+    async with sessions(request)() as session:
+        scope = await scope_of(request, session)
+        ids = [d.id for d in await visible_devices(session, scope)]
+        found = await responses.all_responses(session, ids)
+    items = []
+    for r in pg.slice(found):
+        el = render_response(r, pen(request))
+        el.tag = xml.q("Response")  # a plain Response inside a ResponseList
+        items.append(el)
+    return reply(list_element("ResponseList", f"/rsps/{RESPONSE_SET_ID}/rsp", items, len(found)))
+
+
+@routes.get("/rsps/{r}/rsp/{i}")
+@sep2_handler
+async def get_response(request: web.Request) -> web.Response:
+    if path_int(request, "r") != RESPONSE_SET_ID:
+        raise NotFound("no such ResponseSet")
+    async with sessions(request)() as session:
+        scope = await scope_of(request, session)
+        r = await responses.get(session, path_int(request, "i"))
+        if r is None or r.end_device_id not in {d.id for d in await visible_devices(session, scope)}:
+            raise NotFound("no such Response")
+    return reply(render_response(r, pen(request)))
+
+
+@routes.post("/rsps/{r}/rsp")
+@sep2_handler
+async def post_response(request: web.Request) -> web.Response:
+    if path_int(request, "r") != RESPONSE_SET_ID:
+        raise NotFound("no such ResponseSet")
+    body = await read_body(request, "Response", "DERControlResponse")
+    lfdi = lfdi_of(xml.text(body, "endDeviceLFDI") or "")
+    status = xml.integer(body, "status")
+    if status is None:
+        raise Invalid("Response status is required")
+    responses.check_status(status)
+    control_id = parse_control_mrid(xml.text(body, "subject") or "", pen(request))
+    if control_id is None:
+        raise Invalid("subject is not the mRID of a DERControl of this server")
+    created_at = xml.integer(body, "createdDateTime")
+    created_dt = from_epoch(created_at, "createdDateTime") if created_at is not None else utcnow()
+    async with sessions(request).begin() as session:
+        scope = await scope_of(request, session)
+        device = next((d for d in await visible_devices(session, scope) if d.lfdi == lfdi), None)
+        if device is None:
+            raise Invalid("endDeviceLFDI is not an EndDevice you may respond for")
+        _, controls = await programs.device_intervals(session, device.id)
+        if control_id not in controls:
+            raise Invalid("subject is not a DERControl sent to this EndDevice")
+        r = await responses.record(session, control_id, device.id, lfdi, status, created_dt)
+        href = f"/rsps/{RESPONSE_SET_ID}/rsp/{r.id}"
+    return created(href)
