@@ -42,11 +42,12 @@ MRID_DRP = 0x13
 
 async def drp_in_scope(session: AsyncSession, scope: Scope, device_id: int,
                        drp_id: int) -> tuple[EndDevice, Sep2InfluenceSet]:
-    device = await device_in_scope(session, scope, device_id)
-    for p in await influence.device_sets(session, device.id, "drp"):
-        if p.id == drp_id:
-            return device, p
-    raise NotFound(f"no DemandResponseProgram {drp_id} for EndDevice {device_id}")
+    return await events.set_in_scope(session, scope, device_id, "drp", drp_id, "DemandResponseProgram")
+
+
+async def _drp(request: web.Request, session: AsyncSession) -> tuple[EndDevice, Sep2InfluenceSet]:
+    return await drp_in_scope(session, await scope_of(request, session), path_int(request, "e"),
+                              path_int(request, "d"))
 
 
 def render_drp(pen: int, device: EndDevice, p: Sep2InfluenceSet, n_active: int, n_all: int) -> etree._Element:
@@ -93,17 +94,9 @@ async def render_edc_list(request, session: AsyncSession, device: EndDevice, p: 
     # supersession is within the program; potentiallySuperseded looks across every DR program of the device
     everything = await influence.evaluated(session, await influence.device_sets(session, device.id, "drp"), now)
     found = [(e, ev) for e, ev in everything if e.set_id == p.id and (not active_only or ev.status == 1)]
-    if after:
-        found = [x for x in found if x[0].changed_at >= after]
-    items = [render_edc(request, device, e, ev) for e, ev in found[start:start + limit]]
     suffix = "actedc" if active_only else "edc"
-    return list_element("EndDeviceControlList", f"/edev/{device.id}/drp/{p.id}/{suffix}", items, len(found),
-                        subscribable=not active_only)
-
-
-async def counts(session: AsyncSession, device: EndDevice, p: Sep2InfluenceSet, now: dt.datetime) -> tuple[int, int]:
-    found = [(e, ev) for e, ev in await influence.evaluated(session, [p], now)]
-    return sum(1 for _, ev in found if ev.status == 1), len(found)
+    return events.event_list("EndDeviceControlList", f"/edev/{device.id}/drp/{p.id}/{suffix}", found,
+                             lambda e, ev: render_edc(request, device, e, ev), start, limit, active_only, after)
 
 
 @routes.get("/edev/{e}/drp")
@@ -115,7 +108,7 @@ async def get_drp_list(request: web.Request) -> web.Response:
         device = await device_in_scope(session, await scope_of(request, session), path_int(request, "e"))
         found = await influence.device_sets(session, device.id, "drp")
         rate = await render.poll_rate(request, session, "DemandResponseProgramList")
-        items = [render_drp(render.pen(request), device, p, *await counts(session, device, p, now))
+        items = [render_drp(render.pen(request), device, p, *await events.counts(session, p, now))
                  for p in pg.slice(found)]
     return reply(list_element("DemandResponseProgramList", f"/edev/{device.id}/drp", items, len(found), rate,
                               subscribable=True))
@@ -125,39 +118,28 @@ async def get_drp_list(request: web.Request) -> web.Response:
 @sep2_handler
 async def get_drp(request: web.Request) -> web.Response:
     async with runtime(request).store.sessions() as session:
-        device, p = await drp_in_scope(session, await scope_of(request, session), path_int(request, "e"),
-                                       path_int(request, "d"))
-        n = await counts(session, device, p, utcnow())
+        device, p = await _drp(request, session)
+        n = await events.counts(session, p, utcnow())
     return reply(render_drp(render.pen(request), device, p, *n))
-
-
-async def _list(request: web.Request, active_only: bool) -> web.Response:
-    pg = page(request)
-    async with runtime(request).store.sessions() as session:
-        device, p = await drp_in_scope(session, await scope_of(request, session), path_int(request, "e"),
-                                       path_int(request, "d"))
-        el = await render_edc_list(request, session, device, p, utcnow(), pg.start, pg.limit, active_only, pg.after)
-    return reply(el)
 
 
 @routes.get("/edev/{e}/drp/{d}/edc")
 @sep2_handler
 async def get_edc_list(request: web.Request) -> web.Response:
-    return await _list(request, False)
+    return await events.event_list_reply(request, _drp, render_edc_list, active_only=False)
 
 
 @routes.get("/edev/{e}/drp/{d}/actedc")
 @sep2_handler
 async def get_active_edc_list(request: web.Request) -> web.Response:
-    return await _list(request, True)
+    return await events.event_list_reply(request, _drp, render_edc_list, active_only=True)
 
 
 @routes.get("/edev/{e}/drp/{d}/edc/{c}")
 @sep2_handler
 async def get_edc(request: web.Request) -> web.Response:
     async with runtime(request).store.sessions() as session:
-        device, p = await drp_in_scope(session, await scope_of(request, session), path_int(request, "e"),
-                                       path_int(request, "d"))
+        device, p = await _drp(request, session)
         found = await influence.evaluated(session, await influence.device_sets(session, device.id, "drp"), utcnow())
     c = path_int(request, "c")
     for e, ev in found:

@@ -1,6 +1,8 @@
 """What TimeTariffInterval and EndDeviceControl share on the wire: the RandomizableEvent fields in schema order
 (mRID, description, creationTime, EventStatus, interval, randomizeDuration, randomizeStart) and the
-replyTo/responseRequired attributes, plus the Responses devices post back for them:
+replyTo/responseRequired attributes; how a tariff or DR program is found for a device and how the lists of
+their events (TimeTariffIntervalList, EndDeviceControlList and their Active… lists) are paged and answered; plus
+the Responses devices post back for them:
 
     /edev/{e}/rsp          ResponseList of the device's pricing/DRLC responses (GET; POST a Response,
                            DrResponse or PriceResponse whose subject is a TimeTariffInterval/EndDeviceControl mRID)
@@ -8,16 +10,21 @@ replyTo/responseRequired attributes, plus the Responses devices post back for th
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Awaitable, Callable
+
 from aiohttp import web
 from lxml import etree
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.core import der_controls as rules
 from server.core import influence
-from server.core.errors import Invalid
+from server.core.errors import Invalid, NotFound
 from server.core.metering import from_epoch
 from server.sep2 import render, xml
 from server.sep2.common import (
+    Scope,
     created,
     device_in_scope,
     epoch,
@@ -30,8 +37,9 @@ from server.sep2.common import (
     runtime,
     scope_of,
     sep2_handler,
+    sessions,
 )
-from server.store.models import Sep2InfluenceEvent, Sep2InfluenceResponse, Sep2InfluenceSet
+from server.store.models import EndDevice, Sep2InfluenceEvent, Sep2InfluenceResponse, Sep2InfluenceSet
 from server.store.types import utcnow
 
 routes = web.RouteTableDef()
@@ -56,6 +64,50 @@ def render_event(tag: str, href: str, kind: int, e: Sep2InfluenceEvent, ev: rule
                  xml.E("interval", None, xml.leaf("duration", e.duration_s), xml.leaf("start", epoch(e.start))),
                  xml.leaf("randomizeDuration", e.randomize_duration_s),
                  xml.leaf("randomizeStart", e.randomize_start_s))
+
+
+Evaluated = list[tuple[Sep2InfluenceEvent, rules.Evaluated]]
+# (request, session, device, set, now, start, limit, active_only, after) -> the event list element
+ListRenderer = Callable[[web.Request, AsyncSession, EndDevice, Sep2InfluenceSet, dt.datetime, int, int, bool,
+                         dt.datetime | None], Awaitable[etree._Element]]
+SetFinder = Callable[[web.Request, AsyncSession], Awaitable[tuple[EndDevice, Sep2InfluenceSet]]]
+
+
+async def set_in_scope(session: AsyncSession, scope: Scope, device_id: int, kind: str, set_id: int,
+                       what: str) -> tuple[EndDevice, Sep2InfluenceSet]:
+    """The tariff or DR program (influence set of ``kind``) ``set_id`` if it is assigned to an EndDevice the caller
+    may reach; otherwise 404 naming it as ``what``."""
+    device = await device_in_scope(session, scope, device_id)
+    for s in await influence.device_sets(session, device.id, kind):
+        if s.id == set_id:
+            return device, s
+    raise NotFound(f"no {what} {set_id} for EndDevice {device_id}")
+
+
+async def counts(session: AsyncSession, s: Sep2InfluenceSet, now: dt.datetime) -> tuple[int, int]:
+    """How many of the set's events are active, and how many its event list holds."""
+    found = await influence.evaluated(session, [s], now)
+    return sum(1 for _, ev in found if ev.status == 1), len(found)
+
+
+def event_list(tag: str, href: str, found: Evaluated,
+               render_one: Callable[[Sep2InfluenceEvent, rules.Evaluated], etree._Element], start: int, limit: int,
+               active_only: bool, after: dt.datetime | None) -> etree._Element:
+    """One page of an event list; the Active… lists are not subscribable."""
+    if after:
+        found = [x for x in found if x[0].changed_at >= after]
+    items = [render_one(e, ev) for e, ev in found[start:start + limit]]
+    return list_element(tag, href, items, len(found), subscribable=not active_only)
+
+
+async def event_list_reply(request: web.Request, find: SetFinder, render_list: ListRenderer,
+                           active_only: bool) -> web.Response:
+    """GET of an event list (or its Active… list) of the set ``find`` resolves from the request's path."""
+    pg = page(request)
+    async with sessions(request)() as session:
+        device, s = await find(request, session)
+        el = await render_list(request, session, device, s, utcnow(), pg.start, pg.limit, active_only, pg.after)
+    return reply(el)
 
 
 def parse_event_mrid(value: str, pen: int) -> int | None:

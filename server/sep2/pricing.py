@@ -45,11 +45,7 @@ MRID_TARIFF, MRID_RATE = 0x10, 0x11
 
 async def tariff_in_scope(session: AsyncSession, scope: Scope, device_id: int,
                           tariff_id: int) -> tuple[EndDevice, Sep2InfluenceSet]:
-    device = await device_in_scope(session, scope, device_id)
-    for t in await influence.device_sets(session, device.id, "tariff"):
-        if t.id == tariff_id:
-            return device, t
-    raise NotFound(f"no TariffProfile {tariff_id} for EndDevice {device_id}")
+    return await events.set_in_scope(session, scope, device_id, "tariff", tariff_id, "TariffProfile")
 
 
 async def rate_in_scope(session: AsyncSession, scope: Scope, device_id: int, tariff_id: int,
@@ -59,6 +55,12 @@ async def rate_in_scope(session: AsyncSession, scope: Scope, device_id: int, tar
     if rate is None or rate.kind != "rate" or rate.parent_id != tariff.id:
         raise NotFound("no such RateComponent")
     return device, tariff, rate
+
+
+async def _rate(request: web.Request, session: AsyncSession) -> tuple[EndDevice, Sep2InfluenceSet]:
+    device, _, r = await rate_in_scope(session, await scope_of(request, session), path_int(request, "e"),
+                                       path_int(request, "t"), path_int(request, "r"))
+    return device, r
 
 
 def render_tariff(pen: int, device: EndDevice, t: Sep2InfluenceSet, n_rates: int) -> etree._Element:
@@ -118,12 +120,10 @@ async def render_tti_list(request, session: AsyncSession, device: EndDevice, rat
                           now: dt.datetime, start: int, limit: int, active_only: bool = False,
                           after: dt.datetime | None = None) -> etree._Element:
     found = await rate_events(session, rate, now, active_only)
-    if after:
-        found = [x for x in found if x[0].changed_at >= after]
-    items = [render_tti(request, device, rate, e, ev) for e, ev in found[start:start + limit]]
     suffix = "acttti" if active_only else "tti"
-    return list_element("TimeTariffIntervalList", f"{rate_href(device, rate)}/{suffix}", items, len(found),
-                        subscribable=not active_only)
+    return events.event_list("TimeTariffIntervalList", f"{rate_href(device, rate)}/{suffix}", found,
+                             lambda e, ev: render_tti(request, device, rate, e, ev), start, limit, active_only,
+                             after)
 
 
 # ---------------------------------------------------------------------------------------------------- routes
@@ -162,9 +162,7 @@ async def get_rate_list(request: web.Request) -> web.Response:
         rates = await influence.list_sets(session, "rate", t.id)
         items = []
         for r in pg.slice(rates):
-            found = await rate_events(session, r, now)
-            items.append(render_rate(render.pen(request), device, r,
-                                     sum(1 for _, ev in found if ev.status == 1), len(found)))
+            items.append(render_rate(render.pen(request), device, r, *await events.counts(session, r, now)))
     return reply(list_element("RateComponentList", f"/edev/{device.id}/tp/{t.id}/rc", items, len(rates)))
 
 
@@ -172,19 +170,16 @@ async def get_rate_list(request: web.Request) -> web.Response:
 @sep2_handler
 async def get_rate(request: web.Request) -> web.Response:
     async with runtime(request).store.sessions() as session:
-        device, _, r = await rate_in_scope(session, await scope_of(request, session), path_int(request, "e"),
-                                           path_int(request, "t"), path_int(request, "r"))
-        found = await rate_events(session, r, utcnow())
-    return reply(render_rate(render.pen(request), device, r, sum(1 for _, ev in found if ev.status == 1),
-                             len(found)))
+        device, r = await _rate(request, session)
+        n = await events.counts(session, r, utcnow())
+    return reply(render_rate(render.pen(request), device, r, *n))
 
 
 @routes.get("/edev/{e}/tp/{t}/rc/{r}/rt")
 @sep2_handler
 async def get_reading_type(request: web.Request) -> web.Response:
     async with runtime(request).store.sessions() as session:
-        device, _, r = await rate_in_scope(session, await scope_of(request, session), path_int(request, "e"),
-                                           path_int(request, "t"), path_int(request, "r"))
+        device, r = await _rate(request, session)
     a = r.attrs
     return reply(xml.E("ReadingType", {"href": f"{rate_href(device, r)}/rt"},
                        xml.leaf("accumulationBehaviour", 4),  # delta data
@@ -195,31 +190,21 @@ async def get_reading_type(request: web.Request) -> web.Response:
                        xml.leaf("uom", a.get("uom", 72))))
 
 
-async def _tti_list(request: web.Request, active_only: bool) -> web.Response:
-    pg = page(request)
-    async with runtime(request).store.sessions() as session:
-        device, _, r = await rate_in_scope(session, await scope_of(request, session), path_int(request, "e"),
-                                           path_int(request, "t"), path_int(request, "r"))
-        el = await render_tti_list(request, session, device, r, utcnow(), pg.start, pg.limit, active_only, pg.after)
-    return reply(el)
-
-
 @routes.get("/edev/{e}/tp/{t}/rc/{r}/tti")
 @sep2_handler
 async def get_tti_list(request: web.Request) -> web.Response:
-    return await _tti_list(request, False)
+    return await events.event_list_reply(request, _rate, render_tti_list, active_only=False)
 
 
 @routes.get("/edev/{e}/tp/{t}/rc/{r}/acttti")
 @sep2_handler
 async def get_active_tti_list(request: web.Request) -> web.Response:
-    return await _tti_list(request, True)
+    return await events.event_list_reply(request, _rate, render_tti_list, active_only=True)
 
 
 async def _tti(request: web.Request):
     async with runtime(request).store.sessions() as session:
-        device, _, r = await rate_in_scope(session, await scope_of(request, session), path_int(request, "e"),
-                                           path_int(request, "t"), path_int(request, "r"))
+        device, r = await _rate(request, session)
         found = await influence.evaluated(session, [r], utcnow())
     i = path_int(request, "i")
     for e, ev in found:
