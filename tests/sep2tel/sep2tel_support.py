@@ -1,6 +1,6 @@
 """Support for the issue-4 2030.5 tests: the schema-checking 2030.5 client of ``tests/sep2`` (loaded by path: every
 test folder has a ``conftest`` module, so importing it by name would pick the wrong one), a webhook receiver that
-can fail and vanish, and helpers to set up a device with a program."""
+can fail and vanish, a live server per test module, and helpers to set up a device with a program."""
 
 from __future__ import annotations
 
@@ -9,10 +9,13 @@ import importlib.util
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from lxml import etree
+from support import LiveServer
 
 from server.sep2 import xml
 
@@ -30,6 +33,21 @@ SEP = sep2_conftest.SEP
 FAST_DELIVERY = {"DSO_DELIVERY_ALLOW_HTTP_LOOPBACK": "true", "DSO_DELIVERY_INITIAL_BACKOFF_S": "1",
                  "DSO_DELIVERY_MAX_BACKOFF_S": "2", "DSO_DELIVERY_POLL_INTERVAL_MS": "100",
                  "DSO_DELIVERY_TIMEOUT_S": "3", "DSO_SEP2_PEN": "12345"}
+
+
+def module_server(name: str):
+    """A module-scoped ``server`` fixture: one live server with fast notification delivery (``FAST_DELIVERY``)
+    for the tests of a module, e.g. ``server = module_server("subs")``; ``name`` names its temporary folder."""
+
+    @pytest.fixture(scope="module")
+    def server(tmp_path_factory) -> Iterator[LiveServer]:
+        s = LiveServer(tmp_path_factory.mktemp(name) / "dso", extra_env=FAST_DELIVERY).init().start()
+        try:
+            yield s
+        finally:
+            s.stop()
+
+    return server
 
 
 class Receiver:

@@ -7,10 +7,9 @@ MirrorUsagePoint are refused with a 4xx Error and store nothing."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
-from sep2tel_support import FAST_DELIVERY, Admin, Sep2Client, enrolled_device
+from sep2tel_support import Admin, Sep2Client, enrolled_device, module_server
 from support import LiveServer, dso_json
 
 from server.sep2 import xml
@@ -19,13 +18,7 @@ NOW = int(time.time()) // 300 * 300 - 3600
 POWER, VOLTS = "AB" * 15 + "01", "AB" * 15 + "02"
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory) -> Iterator[LiveServer]:
-    s = LiveServer(tmp_path_factory.mktemp("metering") / "dso", extra_env=FAST_DELIVERY).init().start()
-    try:
-        yield s
-    finally:
-        s.stop()
+server = module_server("metering")
 
 
 def rtype(uom: int, p10: int, interval: int | None = 300) -> str:

@@ -3,31 +3,21 @@ client may not see, forbidden notification URIs, unsupported encodings) -> 4xx E
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
 from sep2tel_support import (
-    FAST_DELIVERY,
     Admin,
     Receiver,
     Sep2Client,
     check_notification,
     enrolled_device,
+    module_server,
     subscription_xml,
     wait_until,
 )
-from support import LiveServer, dso_json, free_port
+from support import dso_json, free_port
 
 from server.sep2 import xml
 
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory) -> Iterator[LiveServer]:
-    s = LiveServer(tmp_path_factory.mktemp("subs") / "dso", extra_env=FAST_DELIVERY).init().start()
-    try:
-        yield s
-    finally:
-        s.stop()
+server = module_server("subs")
 
 
 def test_subscription_crud_and_default_control_notifications(server):
