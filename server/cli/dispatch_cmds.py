@@ -1,4 +1,5 @@
-"""``dso dispatch``: one decision about a grid node, sent to every resource under it in its own protocol."""
+"""``dso dispatch``: one decision about a grid node, sent to every resource under it in its own protocol;
+``dso plan``: the export-limit plan from the node's latest forecast (optionally dispatched)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_json_arg(p)
     p.set_defaults(func=cmd_dispatch)
 
+    p = sub.add_parser("plan", help="plan a grid node against its export limit from its latest load forecast")
+    p.add_argument("--node", required=True)
+    p.add_argument("--dispatch", action="store_true", help="send the plan's per-site export limit to the node")
+    add_config_arg(p)
+    add_json_arg(p)
+    p.set_defaults(func=cmd_plan)
+
 
 def cmd_dispatch(args: argparse.Namespace) -> int:
     body = {"node": args.node, "start": args.start, "duration_s": args.duration, "description": args.description,
@@ -34,4 +42,29 @@ def cmd_dispatch(args: argparse.Namespace) -> int:
              f"{len(out['openadr_events'])} OpenADR event(s), {len(out['modbus_applied'])} Modbus write(s)"]
     lines += [f"  skipped: {s}" for s in out["skipped"]]
     emit(args, out, "\n".join(lines))
+    return 0
+
+
+def plan_lines(out: dict) -> list[str]:
+    lines = [f"plan for {out['node']} (forecast run {out['forecast_id']}, {out['sites']} site(s), "
+             f"{out['pv_sites']} with PV, {out['pv_rated_kw']:g} kW rated)",
+             f"  export limit {out['export_limit_kw']:g} kW; forecast peak export {out['peak_export_kw']:g} kW"
+             + (f" at {out['peak_export_at']}" if out["peak_export_at"] else "")
+             + f", peak import {out['peak_import_kw']:g} kW",
+             f"  planned peak export {out['planned_peak_export_kw']:g} kW, curtailing {out['curtailed_kwh']:g} kWh"
+             + ("" if out["feasible"] else f" (still {out['violation_kwh']:g} kWh over the limit)")]
+    if out["window_start"]:
+        lines.append(f"  per-site export limit {out['site_export_limit_w']:g} W from {out['window_start']} "
+                     f"to {out['window_end']}")
+    else:
+        lines.append("  the forecast stays within the export limit: nothing to dispatch")
+    lines += [f"  note: {n}" for n in out["notes"]]
+    if out.get("dispatch"):
+        lines.append(f"  dispatched: {len(out['dispatch']['sep2_controls'])} 2030.5 control(s)")
+    return lines
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    out = admin(args).call("POST", "/api/v1/plans", {"node": args.node, "dispatch": args.dispatch})
+    emit(args, out, "\n".join(plan_lines(out)))
     return 0

@@ -11,6 +11,7 @@ from aiohttp import web
 from lxml import etree
 
 from server.core import sep2_device as devres
+from server.core import telemetry
 from server.core.errors import NotFound
 from server.sep2 import xml
 from server.sep2.common import (
@@ -27,6 +28,7 @@ from server.sep2.common import (
 )
 from server.sep2.render import for_storage, poll_rate, with_href
 from server.store.models import EndDevice
+from server.store.types import utcnow
 
 routes = web.RouteTableDef()
 DER_KINDS = {"dercap": "DERCapability", "derg": "DERSettings", "ders": "DERStatus", "dera": "DERAvailability"}
@@ -86,5 +88,19 @@ async def put_der_resource(request: web.Request) -> web.Response:
         if path_int(request, "d") != 1:
             raise NotFound("no such DER")
         await devres.put_resource(session, device.id, kind, for_storage(body))
+        rated = rated_power_w(body) if kind == "dercap" else None
+        if rated is not None:
+            # the nameplate as protocol-neutral telemetry, as the Modbus gateway stores SunSpec's WRtg: planning
+            # reads a DER's size the same way whatever it speaks
+            await telemetry.add(session, [telemetry.Reading("device", device.lfdi, "ratedPower", utcnow(), rated,
+                                                            "W", resource="dercap")])
     # 2030.5 answers a successful PUT with 204 whether or not the device had reported the resource before
     return no_content()
+
+
+def rated_power_w(cap: etree._Element) -> float | None:
+    """DERCapability rtgMaxW (ActivePower: value x 10^multiplier) in W, or None when absent."""
+    value = xml.integer(cap, "rtgMaxW/value")
+    if value is None:
+        return None
+    return float(value) * 10.0 ** (xml.integer(cap, "rtgMaxW/multiplier") or 0)
