@@ -7,6 +7,7 @@ import sys
 
 from server.cli import (
     delivery_cmds,
+    demo_cmds,
     device_cmds,
     dispatch_cmds,
     grid_cmds,
@@ -20,7 +21,7 @@ from server.cli.common import CliError, Parser
 from server.config import ConfigError
 
 # each module adds its sub-commands; order is the order of ``dso --help``
-COMMAND_MODULES = [setup_cmds, device_cmds, sep2_cmds, sep2tel_cmds, openadr_cmds, grid_cmds, dispatch_cmds,
+COMMAND_MODULES = [setup_cmds, demo_cmds, device_cmds, sep2_cmds, sep2tel_cmds, openadr_cmds, grid_cmds, dispatch_cmds,
                    modbus_cmds, delivery_cmds]
 
 

@@ -51,23 +51,25 @@ def _check_port(value: int | None, flag: str) -> None:
         raise CliError(f"{flag} must be 1..65535, got {value}")
 
 
-def cmd_init(args: argparse.Namespace) -> int:
+def init_data_dir(directory: Path, port: int | None = None, admin_port: int | None = None,
+                  host: str | None = None, database_url: str | None = None) -> tuple[Settings, dict]:
+    """Create or complete a data directory (config, dev PKI, migrated database); ``dso init`` and ``dso demo``."""
     from server.app import open_runtime
 
-    _check_port(args.port, "--port")
-    _check_port(args.admin_port, "--admin-port")
-    directory = Path(args.dir).expanduser().resolve()
+    _check_port(port, "--port")
+    _check_port(admin_port, "--admin-port")
+    directory = directory.expanduser().resolve()
     directory.mkdir(parents=True, exist_ok=True)
     config = directory / "dso.toml"
     settings = load_settings(config, env={}) if config.exists() else Settings(base_dir=directory)
-    if args.port is not None:
-        settings.server.port = args.port
-    if args.admin_port is not None:
-        settings.admin.port = args.admin_port
-    if args.host:
-        settings.server.public_host = args.host
-    if args.database_url:
-        settings.database.url = args.database_url
+    if port is not None:
+        settings.server.port = port
+    if admin_port is not None:
+        settings.admin.port = admin_port
+    if host:
+        settings.server.public_host = host
+    if database_url:
+        settings.database.url = database_url
     if not settings.admin.token:
         settings.admin.token = secrets.token_urlsafe(32)
     write_settings(settings, config)
@@ -90,8 +92,13 @@ def cmd_init(args: argparse.Namespace) -> int:
         "admin_token": settings.admin.token,
         "database": settings.database_url,
     }
+    return settings, info
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    _, info = init_data_dir(Path(args.dir), args.port, args.admin_port, args.host, args.database_url)
     human = "\n".join(f"{k:12} {v}" for k, v in info.items() if k != "admin_token")
-    emit(args, info, human + f"\n\nstart it with: dso serve -c {config}")
+    emit(args, info, human + f"\n\nstart it with: dso serve -c {info['config']}")
     return 0
 
 

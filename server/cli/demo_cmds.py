@@ -1,0 +1,81 @@
+"""``dso demo``: set up a data directory, start the real server and run a simulated 2030.5 PV fleet against it
+through forecast, plan and dispatch (``server.sim.demo``)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+from pathlib import Path
+
+from server.cli.common import CliError
+from server.cli.durations import seconds
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="the whole loop on the embedded default: server + simulated 2030.5 PV fleet "
+                                    "-> telemetry -> forecast -> plan -> dispatched DERControls")
+    p.add_argument("--dir", default="./dso-demo", help="data directory (created like `dso init`; default ./dso-demo)")
+    p.add_argument("--devices", type=int, default=20, help="simulated rooftop-PV sites (default 20)")
+    p.add_argument("--duration", type=seconds, default=75, help="bounded run, e.g. 75, 2m (default 75 s)")
+    p.add_argument("--history-days", type=int, default=7, help="days of readings backfilled per site (default 7)")
+    p.add_argument("--export-limit-kw", type=float,
+                   help="feeder export limit (default: a quarter of the fleet's PV nameplate)")
+    p.add_argument("--keep-serving", action="store_true",
+                   help="after the summary keep the server and the fleet running until Ctrl-C")
+    p.add_argument("--port", type=int, help="protocol listener port (default 8443, or a free one if taken)")
+    p.add_argument("--admin-port", type=int, help="admin API port (default 8444, or a free one if taken)")
+    p.add_argument("--seed", type=int, default=2030, help="fleet and weather seed")
+    p.add_argument("--verbose", action="store_true", help="show the server's INFO log lines too")
+    p.set_defaults(func=cmd_demo)
+
+
+def _port(wanted: int | None, default: int) -> int:
+    """The port asked for; otherwise the default when it is free, else any free loopback port."""
+    if wanted is not None:
+        return wanted
+    for candidate in (default, 0):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", candidate))
+            except OSError:
+                continue
+            return s.getsockname()[1]
+    raise CliError("no free port on 127.0.0.1")
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    # as `dso serve`: BLAS thread pools in the forecast worker threads only fight the event loop for the cores
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    from server.cli.setup_cmds import init_data_dir
+    from server.config import load_settings
+    from server.observability import setup_logging
+    from server.sim.demo import DemoOptions, run_demo
+
+    if not 1 <= args.devices <= 500:
+        raise CliError("--devices must be 1..500")
+    if not 2 <= args.history_days <= 28:
+        raise CliError("--history-days must be 2..28")
+    if not 10 <= args.duration <= 86_400:
+        raise CliError("--duration must be 10 s to a day")
+    directory = Path(args.dir)
+    config = directory / "dso.toml"
+    port = admin_port = None
+    if config.exists():  # keep its ports unless asked otherwise (a second run reuses the directory)
+        existing = load_settings(config)
+        port, admin_port = args.port or existing.server.port, args.admin_port or existing.admin.port
+    else:
+        port, admin_port = _port(args.port, 8443), _port(args.admin_port, 8444)
+    settings, _ = init_data_dir(directory, port, admin_port, host="127.0.0.1")
+    # the demo runs on loopback only, and the simulated devices should see their controls within seconds
+    settings.server.host = "127.0.0.1"
+    settings.sep2.poll_rate_s, settings.sep2.post_rate_s = 5, 10
+    setup_logging("INFO" if args.verbose else "WARNING", "text")
+    print(f"OpenDSO demo: {args.devices} simulated 2030.5 PV sites, {args.history_days} days of history, "
+          f"{args.duration} s run; data in {settings.base_dir}")
+    opts = DemoOptions(devices=args.devices, duration_s=float(args.duration), history_days=args.history_days,
+                       keep_serving=args.keep_serving, export_limit_kw=args.export_limit_kw, seed=args.seed)
+    demo = asyncio.run(run_demo(settings, opts))
+    return 0 if demo.ok() else 1
