@@ -228,13 +228,13 @@ class Demo:
     async def tally(self) -> None:
         status = await self.call("GET", "/api/v1/status")
         self.result.devices_in_store = status["devices"]
+        self.result.readings_posted = sum(d.readings_posted for d in self.fleet)  # answered 201: stored
         stored = 0
         for d in self.fleet:  # the readings the telemetry store holds for the site (what forecasts read)
             rows = await self.call("GET", f"/api/v1/telemetry?source_kind=device&source_id={d.lfdi}"
                                           "&measurement=realPower&limit=100000")
             stored += len(rows)
         self.result.readings_stored = stored
-        self.result.readings_posted = sum(d.readings_posted for d in self.fleet)
         self.result.errors += [f"{d.site.name}: {e}" for d in self.fleet for e in d.errors]
 
     def summary(self) -> str:
