@@ -248,8 +248,8 @@ class Demo:
             f"  data dir        {self.settings.base_dir}   database {self.settings.database_url}",
             f"  devices         {r.enrolled}/{o.devices} simulated PV sites enrolled over 2030.5 "
             f"({r.devices_in_store} EndDevices in the store)",
-            f"  readings        {r.readings_posted} posted as MirrorUsagePoint readings, {r.readings_stored} stored "
-            f"({o.history_days} days of history + live)",
+            f"  readings        {r.readings_posted} posted as MirrorUsagePoint readings ({o.history_days} days of "
+            f"history + live), {r.readings_stored} realPower readings of these sites in the telemetry store",
         ]
         if len(f_mean):
             lines.append(f"  forecast        run {r.forecast['id']} for {o.node}: peak import {f_mean.max():.1f} kW, "
@@ -294,32 +294,45 @@ async def run_demo(settings: Settings, opts: DemoOptions, out: Callable[[str], N
     stop_server, stop_fleet = asyncio.Event(), asyncio.Event()
     server = asyncio.create_task(serve(settings, stop_server), name="dso-serve")
     live: list[asyncio.Task[None]] = []
-    try:
+
+    async def flow() -> None:
         await demo.wait_healthy(server)
         demo.say(f"server up: 2030.5/OpenADR on {settings.server_url} (mutual TLS), admin API on {settings.admin_url}")
         sites = make_fleet(opts.devices, opts.latitude, opts.longitude, opts.timezone, opts.seed)
         await demo.setup_staff(sites)
         await demo.enrol_fleet()
         await demo.backfill()
-        live = [asyncio.create_task(d.run_live(stop_fleet), name=f"sim-{d.site.name}") for d in demo.fleet]
+        live.extend(asyncio.create_task(d.run_live(stop_fleet), name=f"sim-{d.site.name}") for d in demo.fleet)
         await demo.forecast()
         await demo.plan_and_dispatch()
         await demo.watch_controls(deadline)
         remaining = deadline - time.monotonic()
-        if remaining > 0 and not stop_server.is_set():
+        if remaining > 0:
             demo.say(f"fleet keeps posting live readings and polling for {remaining:.0f} s more (--duration)")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop_server.wait(), remaining)
+            await asyncio.sleep(remaining)
         await demo.count_responses()
         await demo.tally()
         out(demo.summary())
-        if opts.keep_serving and not stop_server.is_set():
-            cfg = settings.source or Path(settings.base_dir) / "dso.toml"
-            out(f"\nstill serving (the fleet keeps running); Ctrl-C stops. Try:\n"
-                f"  export DSO_CONFIG={cfg}\n  dso status\n  dso device list\n"
-                f"  dso forecast --node {opts.node} --latest\n  dso plan --node {opts.node}\n"
-                f"  dso control list --lfdi {demo.fleet[0].lfdi}\n  dso readings latest {demo.fleet[0].lfdi}")
-            await stop_server.wait()
+
+    try:
+        steps = asyncio.create_task(flow(), name="demo")
+        interrupted = asyncio.create_task(stop_server.wait())  # SIGINT/SIGTERM (serve's handlers set it)
+        await asyncio.wait({steps, interrupted}, return_when=asyncio.FIRST_COMPLETED)
+        if not steps.done():
+            steps.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await steps
+            out("\ninterrupted: stopping the fleet and the server")
+        else:
+            interrupted.cancel()
+            steps.result()
+            if opts.keep_serving:
+                cfg = settings.source or Path(settings.base_dir) / "dso.toml"
+                out(f"\nstill serving (the fleet keeps running); Ctrl-C stops. Try:\n"
+                    f"  export DSO_CONFIG={cfg}\n  dso status\n  dso device list\n"
+                    f"  dso forecast --node {opts.node} --latest\n  dso plan --node {opts.node}\n"
+                    f"  dso control list --lfdi {demo.fleet[0].lfdi}\n  dso readings latest {demo.fleet[0].lfdi}")
+                await stop_server.wait()
     except (SimError, aiohttp.ClientError) as exc:
         raise CliError(f"demo failed: {exc}") from exc
     finally:
