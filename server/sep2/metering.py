@@ -16,7 +16,8 @@ ReadingType's power of ten), for the client that mirrored it:
     /upt/{m}/mr[/{k}]                     MeterReadingList / MeterReading (k: the k-th MirrorMeterReading)
     /upt/{m}/mr/{k}/rt                    ReadingType
     /upt/{m}/mr/{k}/rs[/1]                ReadingSetList / ReadingSet (one set: everything mirrored)
-    /upt/{m}/mr/{k}/rs/1/r                ReadingList (newest first)
+    /upt/{m}/mr/{k}/rs/1/r                ReadingList (newest first; subscribable, with or without a Condition:
+                                          server.sep2.subscriptions)
 """
 
 from __future__ import annotations
@@ -126,8 +127,10 @@ def readings_of(mmr: etree._Element, rtype: ReadingType, lfdi: str, mrid: str,
     return out
 
 
-async def ingest(session: AsyncSession, device_lfdi: str, mup_xml: str, posted: etree._Element) -> int:
-    """Check and store the readings in ``posted`` (a MirrorUsagePoint, MirrorMeterReading or a list of them)."""
+async def ingest(session: AsyncSession, device_lfdi: str, mup_xml: str,
+                 posted: etree._Element) -> list[telemetry.Reading]:
+    """Check and store the readings in ``posted`` (a MirrorUsagePoint, MirrorMeterReading or a list of them);
+    returns what was stored (the caller announces them: subscriptions to ReadingLists, Conditions)."""
     declared = declared_types(mup_xml)
     name = xml.local_name(posted)
     mmrs = [posted] if name == "MirrorMeterReading" else posted.findall(xml.q("MirrorMeterReading"))
@@ -148,14 +151,15 @@ async def ingest(session: AsyncSession, device_lfdi: str, mup_xml: str, posted: 
         rows.extend(readings_of(mmr, rtype, device_lfdi, mrid, now))
         if len(rows) > MAX_READINGS_PER_POST:
             raise Invalid(f"at most {MAX_READINGS_PER_POST} readings per POST")
-    return await telemetry.add(session, rows)
+    await telemetry.add(session, rows)
+    return rows
 
 
 # ----------------------------------------------------------------------------------------------- read back
 routes = web.RouteTableDef()
 
 
-def _mmrs(mup: Sep2Mup) -> list[etree._Element]:
+def meter_readings(mup: Sep2Mup) -> list[etree._Element]:
     return etree.fromstring(mup.body.encode()).findall(xml.q("MirrorMeterReading"))
 
 
@@ -169,7 +173,7 @@ def render_usage_point(mup: Sep2Mup) -> etree._Element:
                  xml.leaf("serviceCategoryKind", xml.text(root, "serviceCategoryKind")),
                  xml.leaf("status", xml.text(root, "status")),
                  xml.leaf("deviceLFDI", mup.device_lfdi),
-                 xml.link("MeterReadingListLink", f"{href}/mr", len(_mmrs(mup))))
+                 xml.link("MeterReadingListLink", f"{href}/mr", len(meter_readings(mup))))
 
 
 def render_meter_reading(mup: Sep2Mup, k: int, mmr: etree._Element) -> etree._Element:
@@ -192,7 +196,7 @@ async def _mup(request: web.Request, session: AsyncSession) -> Sep2Mup:
 async def _mmr(request: web.Request, session: AsyncSession) -> tuple[Sep2Mup, int, etree._Element]:
     mup = await _mup(request, session)
     k = path_int(request, "k")
-    mmrs = _mmrs(mup)
+    mmrs = meter_readings(mup)
     if not 1 <= k <= len(mmrs):
         raise NotFound("no such MeterReading")
     return mup, k, mmrs[k - 1]
@@ -223,7 +227,7 @@ async def get_meter_reading_list(request: web.Request) -> web.Response:
     pg = page(request)
     async with runtime(request).store.sessions() as session:
         mup = await _mup(request, session)
-    mmrs = list(enumerate(_mmrs(mup), start=1))
+    mmrs = list(enumerate(meter_readings(mup), start=1))
     items = [render_meter_reading(mup, k, m) for k, m in pg.slice(mmrs)]
     return reply(list_element("MeterReadingList", f"/upt/{mup.id}/mr", items, len(mmrs)))
 
@@ -288,6 +292,47 @@ async def get_reading_set(request: web.Request) -> web.Response:
         return reply(await _reading_set(session, mup, k, mmr))
 
 
+def reading_value(value_si: float, p10: int) -> int:
+    """A stored (SI) value as the Reading.value the ReadingList shows: in the ReadingType's power of ten."""
+    return round(value_si / 10.0 ** p10)
+
+
+def power_of_ten(mmr: etree._Element) -> int:
+    rtype = reading_type(xml.find(mmr, "ReadingType"))
+    return rtype.power_of_ten if rtype else 0
+
+
+def mmr_index(mup: Sep2Mup, mrid: str) -> tuple[int, etree._Element] | None:
+    """(k, MirrorMeterReading) of the MeterReading ``/upt/{mup}/mr/{k}`` that mirrors ``mrid``; None if none."""
+    for k, mmr in enumerate(meter_readings(mup), start=1):
+        if (xml.text(mmr, "mRID") or "").upper() == mrid.upper():
+            return k, mmr
+    return None
+
+
+async def render_reading_list(session: AsyncSession, mup: Sep2Mup, k: int, mmr: etree._Element, start: int,
+                              limit: int) -> etree._Element:
+    """``/upt/{m}/mr/{k}/rs/1/r``, newest first. Subscribable with or without a Condition (SubscribableType 3):
+    the only resource here whose items carry a Reading value a Condition can test."""
+    conds = await _series(session, mup, mmr)
+    total = await session.scalar(select(func.count()).select_from(TelemetryReading).where(*conds)) or 0
+    rows = list(await session.scalars(select(TelemetryReading).where(*conds)
+                                      .order_by(TelemetryReading.ts.desc(), TelemetryReading.id.desc())
+                                      .offset(start).limit(limit)))
+    p10 = power_of_ten(mmr)
+    href = f"/upt/{mup.id}/mr/{k}/rs/1/r"
+    items = [xml.E("Reading", {"href": f"{href}/{r.id}"},
+                   xml.E("timePeriod", None, xml.leaf("duration", int(r.duration_s or 0)), xml.leaf("start", epoch(r.ts))),
+                   xml.leaf("value", reading_value(r.value, p10)))
+             for r in rows]
+    el = list_element("ReadingList", href, items, total)
+    el.set("subscribable", str(SUBSCRIBABLE_BOTH))
+    return el
+
+
+SUBSCRIBABLE_BOTH = 3  # SubscribableType: conditional and non-conditional subscriptions
+
+
 @routes.get("/upt/{m}/mr/{k}/rs/{s}/r")
 @sep2_handler
 async def get_reading_list(request: web.Request) -> web.Response:
@@ -296,16 +341,4 @@ async def get_reading_list(request: web.Request) -> web.Response:
         mup, k, mmr = await _mmr(request, session)
         if path_int(request, "s") != 1:
             raise NotFound("no such ReadingSet")
-        conds = await _series(session, mup, mmr)
-        total = await session.scalar(select(func.count()).select_from(TelemetryReading).where(*conds)) or 0
-        rows = list(await session.scalars(select(TelemetryReading).where(*conds)
-                                          .order_by(TelemetryReading.ts.desc(), TelemetryReading.id.desc())
-                                          .offset(pg.start).limit(pg.limit)))
-    rtype = reading_type(xml.find(mmr, "ReadingType"))
-    p10 = rtype.power_of_ten if rtype else 0
-    href = f"/upt/{mup.id}/mr/{k}/rs/1/r"
-    items = [xml.E("Reading", {"href": f"{href}/{r.id}"},
-                   xml.E("timePeriod", None, xml.leaf("duration", int(r.duration_s or 0)), xml.leaf("start", epoch(r.ts))),
-                   xml.leaf("value", round(r.value / 10.0 ** p10)))
-             for r in rows]
-    return reply(list_element("ReadingList", href, items, total))
+        return reply(await render_reading_list(session, mup, k, mmr, pg.start, pg.limit))

@@ -16,6 +16,8 @@ Subscribable resources (``subscribedResource``, relative or absolute href of thi
     /edev/{e}/derp/{p}/dderc                DefaultDERControl     (dderc)
     /edev/{e}/tp/{t}/rc/{r}/tti             TimeTariffIntervalList (tti-list; server.sep2.pricing)
     /edev/{e}/drp/{d}/edc                   EndDeviceControlList  (edc-list; server.sep2.drlc)
+    /upt/{m}/mr/{k}/rs/1/r                  ReadingList           (reading-list; server.sep2.metering), the one
+                                            resource that takes a Condition (SubscribableType 3)
 
 How a notification is made (and why it is never lost)::
 
@@ -32,8 +34,14 @@ How a notification is made (and why it is never lost)::
 
 The notification carries the whole resource (a list: its first ``limit`` items, as a GET with ``s=0&l=limit``
 would), so cancellation (EventStatus 2/3) and supersession (4) arrive with the status the device must apply.
-``Condition`` is stored and echoed but not evaluated (it only applies to reading resources, which are not
-subscribable here).
+Conditions (IEEE 2030.5 Subscription/Condition: "a condition that must be satisfied for the Notification to be
+triggered"; attributeIdentifier 0 = Reading value, 1-255 reserved): only a ReadingList takes one -- the other
+resources advertise ``subscribable="1"`` (SubscribableType: non-conditional subscriptions only) and a Condition on
+them, or a reserved attributeIdentifier, or lowerThreshold > upperThreshold, is refused with 400 and an Error
+body. New readings trigger a notification of a conditional subscription only when at least one of them has a
+Reading value (as the ReadingList shows it: in its ReadingType's power of ten) below lowerThreshold or above
+upperThreshold, i.e. outside the band the subscriber called normal; the notification still carries the
+ReadingList as a GET would return it (§8.7.3.2: the representation SHALL be identical to a GET's).
 """
 
 from __future__ import annotations
@@ -52,10 +60,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.core import der_controls as rules
 from server.core import notify, outbox, programs
+from server.core import sep2_device as devres
 from server.core import subscriptions as core_subs
 from server.core.errors import Forbidden, Invalid, NotFound
 from server.runtime import RUNTIME
-from server.sep2 import derp, drlc, edev, fsa, pricing, xml
+from server.sep2 import derp, drlc, edev, fsa, metering, pricing, xml
 from server.sep2.common import (
     REASON_LIMIT,
     Scope,
@@ -63,6 +72,7 @@ from server.sep2.common import (
     device_in_scope,
     list_element,
     no_content,
+    owners,
     page,
     path_int,
     read_body,
@@ -73,7 +83,15 @@ from server.sep2.common import (
     visible_devices,
 )
 from server.sep2.render import poll_rate, post_rate
-from server.store.models import Aggregator, EndDevice, Sep2Fsa, Sep2FsaProgram, Sep2Program, Sep2Subscription
+from server.store.models import (
+    Aggregator,
+    EndDevice,
+    Sep2Fsa,
+    Sep2FsaProgram,
+    Sep2Mup,
+    Sep2Program,
+    Sep2Subscription,
+)
 from server.store.types import utcnow
 
 routes = web.RouteTableDef()
@@ -112,6 +130,8 @@ _PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     # pricing and DRLC: ``p`` is the rate component / DR program (an influence set), ``t`` the tariff
     ("tti-list", re.compile(r"^/edev/(?P<e>\d{1,9})/tp/(?P<t>\d{1,9})/rc/(?P<p>\d{1,9})/tti$")),
     ("edc-list", re.compile(r"^/edev/(?P<e>\d{1,9})/drp/(?P<p>\d{1,9})/edc$")),
+    # metering: ``p`` is the UsagePoint (MirrorUsagePoint id), ``t`` the MeterReading index k; one ReadingSet
+    ("reading-list", re.compile(r"^/upt/(?P<p>\d{1,9})/mr/(?P<t>\d{1,9})/rs/1/r$")),
 ]
 INFLUENCE_KINDS = ("tti-list", "edc-list")
 
@@ -144,6 +164,9 @@ async def check_visible(session: AsyncSession, scope: Scope, target: Target) -> 
         if scope.device is None and scope.aggregator is None:
             raise Sep2Error(403, 0, "register before subscribing")
         return
+    if target.kind == "reading-list":
+        await meter_reading_in_scope(session, scope, target)
+        return
     assert target.device_id is not None
     device = await device_in_scope(session, scope, target.device_id)
     if target.kind in ("edev", "fsa-list"):
@@ -164,6 +187,17 @@ async def check_visible(session: AsyncSession, scope: Scope, target: Target) -> 
         control = controls.get(target.target_id or 0)
         if control is None or control.program_id != program.id:
             raise NotFound("no such DERControl")
+
+
+async def meter_reading_in_scope(session: AsyncSession, scope: Scope, target: Target):
+    """(MirrorUsagePoint, k, MirrorMeterReading) behind ``/upt/{m}/mr/{k}``, if the caller may read it."""
+    for mup in await devres.mups_of(session, owners(scope)):
+        if mup.id == target.program_id:
+            mmrs = metering.meter_readings(mup)
+            k = target.target_id or 0
+            if 1 <= k <= len(mmrs):
+                return mup, k, mmrs[k - 1]
+    raise NotFound("no such MeterReading")
 
 
 # ------------------------------------------------------------------------------------------------ rendering
@@ -191,6 +225,9 @@ async def render_target(session: AsyncSession, settings: Any, scope: Scope, targ
             rate = await poll_rate(req, session, "EndDeviceList")
             items = [await edev.render_edev(session, d, prate) for d in found[:n]]
             return list_element("EndDeviceList", "/edev", items, len(found), rate, subscribable=True)
+        if target.kind == "reading-list":
+            mup, k, mmr = await meter_reading_in_scope(session, scope, target)
+            return await metering.render_reading_list(session, mup, k, mmr, 0, n)
         assert target.device_id is not None
         device = await device_in_scope(session, scope, target.device_id)
         if target.kind == "edev":
@@ -381,8 +418,40 @@ async def affected(session: AsyncSession, change: notify.Change) -> list[Sep2Sub
     return list(await session.scalars(select(Sep2Subscription).where(or_(*conds)).order_by(Sep2Subscription.id)))
 
 
+async def reading_subs(session: AsyncSession, change: notify.Change) -> list[Sep2Subscription]:
+    """Subscriptions to the ReadingLists that ``change.readings`` added to, whose Condition the new values meet."""
+    if not change.readings:
+        return []
+    values: dict[tuple[str, str], list[float]] = {}
+    for source, resource, value in change.readings:
+        values.setdefault((source, resource.upper()), []).append(value)
+    lfdis = {source for source, _ in values}
+    mups = {m.id: m for m in await session.scalars(select(Sep2Mup).where(Sep2Mup.device_lfdi.in_(lfdis)))}
+    if not mups:
+        return []
+    subs = list(await session.scalars(select(Sep2Subscription).where(
+        Sep2Subscription.kind == "reading-list", Sep2Subscription.program_id.in_(list(mups)))
+        .order_by(Sep2Subscription.id)))
+    out = []
+    for sub in subs:
+        mup = mups[sub.program_id or 0]
+        mmrs = metering.meter_readings(mup)
+        k = sub.target_id or 0
+        if not 1 <= k <= len(mmrs):
+            continue
+        mmr = mmrs[k - 1]
+        new = values.get((mup.device_lfdi, (xml.text(mmr, "mRID") or "").upper()))
+        if not new:
+            continue
+        p10 = metering.power_of_ten(mmr)
+        if condition_met(sub.condition, [metering.reading_value(v, p10) for v in new]):
+            out.append(sub)
+    return out
+
+
 async def on_change(session: AsyncSession, settings: Any, change: notify.Change) -> int:
-    return await enqueue_for(session, settings, await affected(session, change))
+    subs = await affected(session, change) + await reading_subs(session, change)
+    return await enqueue_for(session, settings, subs)
 
 
 notify.register(on_change)
@@ -424,14 +493,38 @@ def parse_subscription(request: web.Request, body: etree._Element) -> Parsed:
     if len(raw_uri) > 2000:  # the outbox column's size; anyURI itself is unbounded
         raise Invalid("notificationURI is longer than 2000 characters")
     uri = outbox.check_target_url(raw_uri, runtime(request).settings.delivery)
-    cond_el = xml.find(body, "Condition")
-    condition = None
-    if cond_el is not None:
-        condition = {k: int(xml.text(cond_el, k) or 0)
-                     for k in ("attributeIdentifier", "lowerThreshold", "upperThreshold")}
-        if condition["lowerThreshold"] > condition["upperThreshold"]:
-            raise Invalid("Condition lowerThreshold is above upperThreshold")
-    return Parsed(parse_target(resource), uri, limit, xml.text(body, "level") or "+S1", encoding, condition)
+    target = parse_target(resource)
+    return Parsed(target, uri, limit, xml.text(body, "level") or "+S1", encoding,
+                  parse_condition(xml.find(body, "Condition"), target))
+
+
+CONDITION_READING_VALUE = 0  # Condition.attributeIdentifier: 0 = Reading value, 1-255 reserved
+CONDITIONAL_KINDS = ("reading-list",)
+
+
+def parse_condition(el: etree._Element | None, target: Target) -> dict[str, int] | None:
+    """A Subscription's Condition, checked: on a resource that takes one, naming the Reading value, with
+    lowerThreshold <= upperThreshold (the schema already bounds them to Int48)."""
+    if el is None:
+        return None
+    condition = {k: int(xml.text(el, k) or 0) for k in ("attributeIdentifier", "lowerThreshold", "upperThreshold")}
+    if target.kind not in CONDITIONAL_KINDS:
+        raise Invalid(f"{target.href} takes no Condition (subscribable 1: non-conditional subscriptions only); "
+                      "conditions apply to a ReadingList")
+    if condition["attributeIdentifier"] != CONDITION_READING_VALUE:
+        raise Invalid("Condition attributeIdentifier must be 0 (Reading value); 1-255 are reserved")
+    if condition["lowerThreshold"] > condition["upperThreshold"]:
+        raise Invalid("Condition lowerThreshold is above upperThreshold")
+    return condition
+
+
+def condition_met(condition: dict[str, int] | None, values: list[int]) -> bool:
+    """Whether new Reading values trigger a notification: always without a Condition; with one, when a value is
+    outside [lowerThreshold, upperThreshold]."""
+    if not condition:
+        return True
+    low, high = condition["lowerThreshold"], condition["upperThreshold"]
+    return any(v < low or v > high for v in values)
 
 
 async def sub_in_scope(session: AsyncSession, scope: Scope, device_id: int, sub_id: int) -> Sep2Subscription:
