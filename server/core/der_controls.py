@@ -161,6 +161,14 @@ def evaluate(event: Interval, others: list[Interval], now: dt.datetime) -> Evalu
     return Evaluated(status, potentially, completed)
 
 
+def touches(changed: list[Interval], others: list[Interval], now: dt.datetime) -> bool:
+    """Whether a change among ``changed`` (events of one program: created, cancelled) can alter how ``others``
+    (events of another program of the same device) are shown: ``evaluate`` flags an event potentiallySuperseded
+    from overlapping live events of *other* programs, so an event still listed (not completed) whose interval
+    overlaps a changed one may now read differently. Supersession (status 4) stays within a program."""
+    return any(not evaluate(o, [], now).completed and o.overlaps(c) for o in others for c in changed)
+
+
 def winner(events: list[Interval], now: dt.datetime) -> Interval | None:
     """The event a device should apply at ``now``: active, not superseded, lowest primacy, then newest."""
     active = [e for e in events if evaluate(e, events, now).status == EventStatus.ACTIVE]

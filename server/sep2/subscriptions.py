@@ -59,7 +59,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.core import der_controls as rules
-from server.core import notify, outbox, programs
+from server.core import influence, notify, outbox, programs
 from server.core import sep2_device as devres
 from server.core import subscriptions as core_subs
 from server.core.errors import Forbidden, Invalid, NotFound
@@ -86,8 +86,12 @@ from server.sep2.render import poll_rate, post_rate
 from server.store.models import (
     Aggregator,
     EndDevice,
+    OutboxMessage,
     Sep2Fsa,
     Sep2FsaProgram,
+    Sep2InfluenceAssignment,
+    Sep2InfluenceEvent,
+    Sep2InfluenceSet,
     Sep2Mup,
     Sep2Program,
     Sep2Subscription,
@@ -297,9 +301,14 @@ def sub_href(sub: Sep2Subscription) -> str:
 
 
 async def enqueue_for(session: AsyncSession, settings: Any, subs: list[Sep2Subscription],
-                      now: dt.datetime | None = None) -> int:
-    """Render and queue one Notification per subscription (same transaction as the caller's change)."""
+                      now: dt.datetime | None = None, unless_same: set[int] | None = None) -> int:
+    """Render and queue one Notification per subscription (same transaction as the caller's change).
+
+    Subscriptions in ``unless_same`` (touched only indirectly by the change) are skipped when their resource is
+    gone or their notification would equal the last one queued (pending or delivered) for them."""
     now = now or utcnow()
+    unless_same = unless_same or set()
+    last = await last_bodies(session, unless_same) if unless_same else {}
     fast = [s for s in subs if s.kind in CONTROL_KINDS]
     rendered: dict[int, etree._Element | None] = await render_control_subs(session, settings, fast, now) \
         if fast else {}
@@ -314,12 +323,26 @@ async def enqueue_for(session: AsyncSession, settings: Any, subs: list[Sep2Subsc
                 scope = scopes[sub.owner_lfdi] = await owner_scope(session, sub.owner_lfdi)
             target = Target(sub.kind, sub.resource, sub.subject_device_id, sub.program_id, sub.target_id)
             resource = await render_target(session, settings, scope, target, sub.limit, now)
-        el = notification(sub, resource)
-        outbox.enqueue(session, CHANNEL, core_subs.order_key(sub.id), sub.notification_uri, xml.serialize(el),
-                       xml.MEDIA_TYPE)
+        if sub.id in unless_same and resource is None:
+            continue
+        body = xml.serialize(notification(sub, resource))
+        if sub.id in unless_same and last.get(sub.id) == body:
+            continue
+        outbox.enqueue(session, CHANNEL, core_subs.order_key(sub.id), sub.notification_uri, body, xml.MEDIA_TYPE)
         sub.notifications += 1
         count += 1
     return count
+
+
+async def last_bodies(session: AsyncSession, sub_ids: set[int]) -> dict[int, bytes]:
+    """The body of the newest notification queued (and not given up on) for each of these subscriptions."""
+    keys = {core_subs.order_key(i): i for i in sub_ids}
+    newest = (select(func.max(OutboxMessage.id)).where(OutboxMessage.order_key.in_(list(keys)),
+                                                        OutboxMessage.status.in_(("pending", "delivered")))
+              .group_by(OutboxMessage.order_key))
+    rows = await session.execute(select(OutboxMessage.order_key, OutboxMessage.body)
+                                 .where(OutboxMessage.id.in_(newest)))
+    return {keys[k]: bytes(b) for k, b in rows.all()}
 
 
 CONTROL_KINDS = ("derc-list", "actderc", "derc")
@@ -449,9 +472,55 @@ async def reading_subs(session: AsyncSession, change: notify.Change) -> list[Sep
     return out
 
 
+async def other_programs(session: AsyncSession, change: notify.Change, now: dt.datetime) -> list[Sep2Subscription]:
+    """Subscriptions to the control/event lists of *other* programs of the devices a changed program reaches.
+
+    A device sees the events of all its programs together: a control created or cancelled in program A flips the
+    potentiallySuperseded flag of overlapping controls of program B (``der_controls.evaluate``), so B's
+    DERControlList / ActiveDERControlList / DERControl as a GET returns them changed, and their subscribers must
+    hear of it (§8.7.3.2: a notification carries what a GET returns). Candidates are the subscriptions on another
+    program of such a device that lists an event overlapping an event of a changed program
+    (``der_controls.touches``); ``enqueue_for`` then drops those whose notification would repeat the last one.
+    The same holds for DR programs (EndDeviceControlList)."""
+    out: list[Sep2Subscription] = []
+    if change.programs:
+        reached = (select(Sep2Fsa.end_device_id).join(Sep2FsaProgram, Sep2FsaProgram.fsa_id == Sep2Fsa.id)
+                   .where(Sep2FsaProgram.program_id.in_(change.programs)))
+        subs = list(await session.scalars(select(Sep2Subscription).where(
+            Sep2Subscription.kind.in_(CONTROL_KINDS), Sep2Subscription.subject_device_id.in_(reached),
+            Sep2Subscription.program_id.not_in(change.programs))))
+        if subs:
+            ids = set(change.programs) | {s.program_id for s in subs if s.program_id is not None}
+            by_program: dict[int, list[rules.Interval]] = {}
+            for c in await programs.list_controls(session, list(ids)):
+                by_program.setdefault(c.program_id, []).append(programs.interval_of(c, 0))
+            changed = [i for p in change.programs for i in by_program.get(p, [])]
+            out += [s for s in subs if rules.touches(changed, by_program.get(s.program_id or 0, []), now)]
+    sets = change.objects.get("influence", frozenset())
+    if sets:
+        drps = list(await session.scalars(select(Sep2InfluenceSet.id).where(Sep2InfluenceSet.id.in_(sets),
+                                                                           Sep2InfluenceSet.kind == "drp")))
+        if drps:
+            reached = select(Sep2InfluenceAssignment.end_device_id).where(Sep2InfluenceAssignment.set_id.in_(drps))
+            subs = list(await session.scalars(select(Sep2Subscription).where(
+                Sep2Subscription.kind == "edc-list", Sep2Subscription.subject_device_id.in_(reached),
+                Sep2Subscription.program_id.not_in(drps))))
+            if subs:
+                ids = set(drps) | {s.program_id for s in subs if s.program_id is not None}
+                by_set: dict[int, list[rules.Interval]] = {}
+                for e in await session.scalars(select(Sep2InfluenceEvent).where(Sep2InfluenceEvent.set_id.in_(ids))):
+                    by_set.setdefault(e.set_id, []).append(influence.interval_of(e, 0))
+                changed = [i for d in drps for i in by_set.get(d, [])]
+                out += [s for s in subs if rules.touches(changed, by_set.get(s.program_id or 0, []), now)]
+    return out
+
+
 async def on_change(session: AsyncSession, settings: Any, change: notify.Change) -> int:
+    now = utcnow()
     subs = await affected(session, change) + await reading_subs(session, change)
-    return await enqueue_for(session, settings, subs)
+    direct = {s.id for s in subs}
+    others = [s for s in await other_programs(session, change, now) if s.id not in direct]
+    return await enqueue_for(session, settings, subs + others, now, unless_same={s.id for s in others})
 
 
 notify.register(on_change)
