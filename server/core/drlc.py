@@ -5,6 +5,13 @@ A DR program (DemandResponseProgram) holds load-control events (EndDeviceControl
 ``applianceLoadReduction`` (type), ``dutyCycle`` (normalValue %), ``offset`` (coolingOffset/heatingOffset in
 degrees C, loadAdjustmentPercentageOffset in hundredths of a percent), ``setPoint`` (cooling/heating in hundredths of
 a degree C) and ``targetReduction`` (type, value). Event status and primacy follow ``server.core.der_controls``.
+
+Device categories are matched by the device, not here: IEEE 2030.5 EndDeviceControl.deviceCategory "Specifies
+the bitmap indicating the categories of devices that SHOULD respond. Devices SHOULD ignore events that do not
+indicate their device category." Every EndDevice assigned to a DR program therefore sees (and, subscribed,
+is notified of) all its events, as a GET of the EndDeviceControlList returns them (a Notification carries what a
+GET returns, §8.7.3.2); filtering by EndDevice.deviceCategory -- optional, and for a gateway or EMS not the
+category of the loads behind it -- would hide events from devices the standard leaves to decide.
 """
 
 from __future__ import annotations
