@@ -34,6 +34,9 @@ How a notification is made (and why it is never lost)::
 
 The notification carries the whole resource (a list: its first ``limit`` items, as a GET with ``s=0&l=limit``
 would), so cancellation (EventStatus 2/3) and supersession (4) arrive with the status the device must apply.
+``limit`` 0 asks for a simple change notification (IEEE 2030.5 Subscription.limit; ``notified_items`` is the one
+place that reads it): a list resource comes with ``results="0"``, its ``all`` and no items; a non-list resource
+(EndDevice, DERProgram, DERControl, DefaultDERControl) with no Resource element at all, status 0.
 Conditions (IEEE 2030.5 Subscription/Condition: "a condition that must be satisfied for the Notification to be
 triggered"; attributeIdentifier 0 = Reading value, 1-255 reserved): only a ReadingList takes one -- the other
 resources advertise ``subscribable="1"`` (SubscribableType: non-conditional subscriptions only) and a Condition on
@@ -104,6 +107,10 @@ CHANNEL = "sep2-notification"
 MAX_PER_DEVICE = 64  # Subscriptions one SubscriptionList holds (bounded work per change and per client)
 MAX_LIMIT = 255  # list items carried in one notification (the same cap as one GET page)
 XSI_TYPE = "{http://www.w3.org/2001/XMLSchema-instance}type"
+
+# subscription kinds whose resource is a 2030.5 List (Subscription.limit counts their items)
+LIST_KINDS = frozenset({"edev-list", "fsa-list", "derp-list", "derc-list", "actderc", "tti-list", "edc-list",
+                        "reading-list"})
 
 # Notification.status values (IEEE 2030.5 Notification)
 STATUS_DEFAULT = 0
@@ -205,6 +212,20 @@ async def meter_reading_in_scope(session: AsyncSession, scope: Scope, target: Ta
 
 
 # ------------------------------------------------------------------------------------------------ rendering
+def notified_items(kind: str, limit: int) -> int | None:
+    """What a notification of a ``kind`` subscription with Subscription ``limit`` carries; the one place the
+    limit is interpreted (IEEE 2030.5 Subscription.limit, "functionally equivalent to the 'limit' query string
+    parameter, but applies to both list resources as well as other resources").
+
+    List resources: the number of list items, ``min(limit, MAX_LIMIT)`` (the first ones, as a GET with
+    ``s=0&l=limit`` returns them); 0 means the list element with ``results="0"`` and no items -- "equivalent to a
+    simple change notification". Non-list resources: None for limit 0 ("notifications SHALL NOT contain a
+    resource representation"), else 1 (the representation; its renderers take no item count)."""
+    if kind in LIST_KINDS:
+        return max(0, min(limit, MAX_LIMIT))
+    return None if limit <= 0 else 1
+
+
 def shim(settings: Any) -> Any:
     """What the function-set renderers need from a request (``request.app[RUNTIME].settings``), for rendering
     outside a request: a notification is rendered in the transaction of the change, as its subscriber sees it."""
@@ -217,11 +238,10 @@ async def owner_scope(session: AsyncSession, lfdi: str) -> Scope:
     return Scope(lfdi, device.sfdi if device else 0, agg, device)
 
 
-async def render_target(session: AsyncSession, settings: Any, scope: Scope, target: Target, limit: int,
+async def render_target(session: AsyncSession, settings: Any, scope: Scope, target: Target, n: int,
                         now: dt.datetime) -> etree._Element | None:
-    """The subscribed resource as a GET (first page of ``limit`` items) would return it; None when gone."""
+    """The subscribed resource as a GET (a list: its first ``n`` items) would return it; None when gone."""
     req = shim(settings)
-    n = max(1, min(limit, MAX_LIMIT))
     try:
         if target.kind == "edev-list":
             found = await visible_devices(session, scope)
@@ -279,12 +299,14 @@ async def render_target(session: AsyncSession, settings: Any, scope: Scope, targ
     return None
 
 
-def notification(sub: Sep2Subscription, resource: etree._Element | None) -> etree._Element:
-    """A Notification carrying ``resource`` (typed with xsi:type, as 2030.5 requires for the Resource element)."""
+def notification(sub: Sep2Subscription, resource: etree._Element | None, represented: bool = True) -> etree._Element:
+    """A Notification carrying ``resource`` (typed with xsi:type, as 2030.5 requires for the Resource element).
+
+    ``resource`` None: the resource is gone (status 4, no Resource). ``represented`` False (a non-list resource
+    subscribed with limit 0, see ``notified_items``): the resource changed, status 0, no Resource element."""
     res_el = None
-    status = STATUS_CANCELLED_DELETED
-    if resource is not None:
-        status = STATUS_DEFAULT
+    status = STATUS_CANCELLED_DELETED if resource is None else STATUS_DEFAULT
+    if resource is not None and represented:
         type_name = xml.local_name(resource)
         resource.tag = xml.q("Resource")
         resource.set(XSI_TYPE, type_name)
@@ -305,7 +327,10 @@ async def enqueue_for(session: AsyncSession, settings: Any, subs: list[Sep2Subsc
     """Render and queue one Notification per subscription (same transaction as the caller's change).
 
     Subscriptions in ``unless_same`` (touched only indirectly by the change) are skipped when their resource is
-    gone or their notification would equal the last one queued (pending or delivered) for them."""
+    gone or their notification would equal the last one queued (pending or delivered) for them. A notification
+    that carries no items or no representation (limit 0) cannot show whether the resource changed, so that
+    comparison is not made for it: it is queued whenever the change may alter the resource (``other_programs``),
+    which can be a change that did not (a spurious simple change notification rather than a missed one)."""
     now = now or utcnow()
     unless_same = unless_same or set()
     last = await last_bodies(session, unless_same) if unless_same else {}
@@ -315,6 +340,7 @@ async def enqueue_for(session: AsyncSession, settings: Any, subs: list[Sep2Subsc
     scopes: dict[str, Scope] = {}
     count = 0
     for sub in subs:
+        items = notified_items(sub.kind, sub.limit)
         if sub.id in rendered:
             resource = rendered[sub.id]
         else:
@@ -322,11 +348,11 @@ async def enqueue_for(session: AsyncSession, settings: Any, subs: list[Sep2Subsc
             if scope is None:
                 scope = scopes[sub.owner_lfdi] = await owner_scope(session, sub.owner_lfdi)
             target = Target(sub.kind, sub.resource, sub.subject_device_id, sub.program_id, sub.target_id)
-            resource = await render_target(session, settings, scope, target, sub.limit, now)
+            resource = await render_target(session, settings, scope, target, items or 0, now)
         if sub.id in unless_same and resource is None:
             continue
-        body = xml.serialize(notification(sub, resource))
-        if sub.id in unless_same and last.get(sub.id) == body:
+        body = xml.serialize(notification(sub, resource, represented=items is not None))
+        if sub.id in unless_same and items and last.get(sub.id) == body:
             continue
         outbox.enqueue(session, CHANNEL, core_subs.order_key(sub.id), sub.notification_uri, body, xml.MEDIA_TYPE)
         sub.notifications += 1
@@ -407,7 +433,7 @@ async def render_control_subs(session: AsyncSession, settings: Any, subs: list[S
             continue
         if sub.kind == "actderc":
             mine = [(c, ev) for c, ev in mine if ev.status == rules.EventStatus.ACTIVE]
-        n = max(1, min(sub.limit, MAX_LIMIT))
+        n = notified_items(sub.kind, sub.limit) or 0
         items = [derp.render_control(req, device, c, ev) for c, ev in mine[:n]]
         out[sub.id] = list_element("DERControlList", sub.resource, items, len(mine),
                                    subscribable=sub.kind == "derc-list")
@@ -480,7 +506,8 @@ async def other_programs(session: AsyncSession, change: notify.Change, now: dt.d
     DERControlList / ActiveDERControlList / DERControl as a GET returns them changed, and their subscribers must
     hear of it (§8.7.3.2: a notification carries what a GET returns). Candidates are the subscriptions on another
     program of such a device that lists an event overlapping an event of a changed program
-    (``der_controls.touches``); ``enqueue_for`` then drops those whose notification would repeat the last one.
+    (``der_controls.touches``); ``enqueue_for`` then drops those whose notification would repeat the last one
+    (not those of limit 0, whose notification shows no items to compare).
     The same holds for DR programs (EndDeviceControlList)."""
     out: list[Sep2Subscription] = []
     if change.programs:
@@ -555,9 +582,9 @@ def parse_subscription(request: web.Request, body: etree._Element) -> Parsed:
     encoding = xml.integer(body, "encoding") or 0
     if encoding != 0:
         raise Invalid("only encoding 0 (application/sep+xml) is supported")
-    limit = xml.integer(body, "limit") or 0
-    if limit < 1:
-        raise Invalid("limit must be at least 1")
+    limit = xml.integer(body, "limit") or 0  # 0: simple change notifications (``notified_items``)
+    if limit < 0:
+        raise Invalid("limit must not be negative")
     raw_uri = xml.text(body, "notificationURI") or ""
     if len(raw_uri) > 2000:  # the outbox column's size; anyURI itself is unbounded
         raise Invalid("notificationURI is longer than 2000 characters")

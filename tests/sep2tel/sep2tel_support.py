@@ -108,12 +108,17 @@ def wait_until(predicate, within: float = 30.0, what: str = "condition") -> None
         time.sleep(0.1)
 
 
-def check_notification(root: etree._Element) -> etree._Element:
-    """A received Notification must be schema-valid 2030.5; returns its Resource element."""
+def valid_notification(root: etree._Element) -> etree._Element:
+    """A received Notification must be schema-valid 2030.5 (strict); returns it."""
     schema = xml.schema(strict=True)
     assert schema.validate(root), f"schema-invalid notification: {schema.error_log.last_error}"
     assert xml.local_name(root) == "Notification"
-    resource = xml.find(root, "Resource")
+    return root
+
+
+def check_notification(root: etree._Element) -> etree._Element:
+    """A received Notification must be schema-valid 2030.5 and carry a resource; returns its Resource element."""
+    resource = xml.find(valid_notification(root), "Resource")
     assert resource is not None
     return resource
 

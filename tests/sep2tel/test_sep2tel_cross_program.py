@@ -19,6 +19,7 @@ from sep2tel_support import (
     enrolled_device,
     module_server,
     subscription_xml,
+    valid_notification,
     wait_until,
 )
 from support import free_port
@@ -71,6 +72,38 @@ def test_other_programs_lists_hear_of_overlapping_changes(server):
         listed = client.get(derp_b + "/derc?l=10")
         assert {xml.text(c, "description"): xml.text(c, "EventStatus/potentiallySuperseded")
                 for c in listed.all("DERControl")} == {"B1": "false"}
+    finally:
+        receiver.down()
+
+
+def test_limit_zero_subscribers_hear_of_overlapping_changes(server):
+    """A limit 0 notification shows no items (a list: results="0"; a DERControl: no Resource), so it cannot be
+    compared with the last one: B's limit 0 subscribers are notified of every change of A while A has a control
+    overlapping one of B's (``der_controls.touches``; coarser than for limit > 0, where a repeat of the last
+    notification is dropped), and not of a change of A while A overlaps nothing of B."""
+    admin = Admin(server)
+    receiver = Receiver(free_port()).up()
+    try:
+        client, edev, derp_b = enrolled_device(server, admin, "cross-zero", program="cross-zero-b", primacy=5)
+        admin("POST", "/api/v1/programs", {"name": "cross-zero-a", "primacy": 1})
+        admin("POST", "/api/v1/programs/cross-zero-a/assign", {"lfdi": client.lfdi, "fsa": "second"})
+        admin("POST", "/api/v1/controls", {"program": "cross-zero-b", "start": "now", "duration_s": 3600,
+                                           "description": "B1", "base": {"opModExpLimW": 5000}}, expect=201)
+        b1 = client.get(derp_b + "/derc?l=10").all("DERControl")[0].get("href")
+        for path, res in (("/z-list", derp_b + "/derc"), ("/z-ctl", b1)):
+            assert client.post(edev + "/sub", subscription_xml(res, receiver.url(path), limit=0)).status == 201
+        admin("POST", "/api/v1/controls", {"program": "cross-zero-a", "start": later(5), "duration_s": 600,
+                                           "description": "A2", "base": {"opModExpLimW": 2000}}, expect=201)
+        a1 = admin("POST", "/api/v1/controls", {"program": "cross-zero-a", "start": "now", "duration_s": 600,
+                                                "description": "A1", "base": {"opModExpLimW": 1000}}, expect=201)
+        admin("POST", f"/api/v1/controls/{a1['id']}/cancel", {})
+        wait_until(lambda: all(len(receiver.bodies(p)) == 2 for p in ("/z-list", "/z-ctl")),
+                   what="B's limit 0 subscribers notified of A1 and of its cancellation")
+        time.sleep(1.0)  # and not of A2 (created while nothing of A overlapped B1)
+        got = [(r.get("all"), r.get("results"), len(r)) for r in map(check_notification, receiver.bodies("/z-list"))]
+        assert got == [("1", "0", 0), ("1", "0", 0)]
+        bare = [valid_notification(n) for n in receiver.bodies("/z-ctl")]
+        assert len(bare) == 2 and all(xml.find(n, "Resource") is None and xml.text(n, "status") == "0" for n in bare)
     finally:
         receiver.down()
 

@@ -1,7 +1,10 @@
-"""Subscription resources over real mutual TLS: CRUD, isolation between clients, and bad input (resources the
-client may not see, forbidden notification URIs, unsupported encodings) -> 4xx Error, nothing stored."""
+"""Subscription resources over real mutual TLS: CRUD, isolation between clients, bad input (resources the client
+may not see, forbidden notification URIs, unsupported encodings) -> 4xx Error, nothing stored, and what
+Subscription.limit (0 included) puts in a notification."""
 
 from __future__ import annotations
+
+import datetime as dt
 
 from sep2tel_support import (
     Admin,
@@ -11,6 +14,7 @@ from sep2tel_support import (
     enrolled_device,
     module_server,
     subscription_xml,
+    valid_notification,
     wait_until,
 )
 from support import dso_json, free_port
@@ -18,6 +22,7 @@ from support import dso_json, free_port
 from server.sep2 import xml
 
 server = module_server("subs")
+XSI_TYPE = "{http://www.w3.org/2001/XMLSchema-instance}type"
 
 
 def test_subscription_crud_and_default_control_notifications(server):
@@ -52,6 +57,65 @@ def test_subscription_crud_and_default_control_notifications(server):
         receiver.down()
 
 
+def later(hours: int) -> str:
+    return (dt.datetime.now(dt.UTC) + dt.timedelta(hours=hours)).isoformat()
+
+
+def test_limit_zero_is_a_simple_change_notification(server):
+    """IEEE 2030.5 Subscription.limit: "For list resources, if a limit of '0' is specified, then notifications
+    SHALL contain a list resource with results='0' (equivalent to a simple change notification) ... For non-list
+    resources, if a limit of '0' is specified, then notifications SHALL NOT contain a resource representation";
+    a limit > 0 gives at most that many list items / the representation. Every notification is schema-valid."""
+    admin = Admin(server)
+    receiver = Receiver(free_port()).up()
+    try:
+        client, edev, derp = enrolled_device(server, admin, "sub-zero", program="zero-prog")
+        admin("PUT", "/api/v1/programs/zero-prog/default-control", {"base": {"opModExpLimW": 1500}})
+        first = admin("POST", "/api/v1/controls", {"program": "zero-prog", "start": later(1), "duration_s": 600,
+                                                   "description": "Z1", "base": {"opModExpLimW": 1000}},
+                      expect=201)
+        control = client.get(derp + "/derc?l=10").all("DERControl")[0].get("href")
+        subs = {"/list0": (derp + "/derc", 0), "/list3": (derp + "/derc", 3), "/ctl0": (control, 0),
+                "/ctl3": (control, 3), "/dderc0": (derp + "/dderc", 0)}
+        hrefs = []
+        for path, (res, limit) in subs.items():
+            r = client.post(edev + "/sub", subscription_xml(res, receiver.url(path), limit=limit))
+            assert r.status == 201, (path, r.status, r.body)
+            assert client.get(r.location).text("limit") == str(limit)
+            hrefs.append(r.location)
+        for h in (2, 3, 4):
+            admin("POST", "/api/v1/controls", {"program": "zero-prog", "start": later(h), "duration_s": 600,
+                                               "description": f"Z{h}", "base": {"opModExpLimW": 1000}}, expect=201)
+        admin("POST", f"/api/v1/controls/{first['id']}/cancel", {})  # Z1 still listed, now cancelled
+        wait_until(lambda: all(len(receiver.bodies(p)) == 4 for p in subs), what="4 notifications per subscription")
+
+        def lists(path: str) -> list[tuple[str | None, str | None, int]]:
+            out = []
+            for n in receiver.bodies(path):
+                res = check_notification(n)
+                assert res.get(XSI_TYPE) == "DERControlList" and res.get("href") == derp + "/derc"
+                assert xml.text(n, "status") == "0"
+                out.append((res.get("all"), res.get("results"), len(res.findall(xml.q("DERControl")))))
+            return out
+
+        assert lists("/list0") == [("2", "0", 0), ("3", "0", 0), ("4", "0", 0), ("4", "0", 0)]
+        assert lists("/list3") == [("2", "2", 2), ("3", "3", 3), ("4", "3", 3), ("4", "3", 3)]
+        assert client.get(derp + "/derc?l=10").root.get("all") == "4"
+        for path, res in (("/ctl0", control), ("/dderc0", derp + "/dderc")):
+            for n in receiver.bodies(path):
+                valid_notification(n)
+                assert xml.find(n, "Resource") is None, path
+                assert xml.text(n, "status") == "0" and xml.text(n, "subscribedResource") == res
+                assert xml.text(n, "subscriptionURI").startswith(edev + "/sub/")
+        shown = [check_notification(n) for n in receiver.bodies("/ctl3")]
+        assert {r.get(XSI_TYPE) for r in shown} == {"DERControl"} and {r.get("href") for r in shown} == {control}
+        assert xml.text(shown[-1], "EventStatus/currentStatus") == "2"  # cancelled
+        for href in hrefs:  # the module's other tests count this server's subscriptions
+            assert client.delete(href).status == 204
+    finally:
+        receiver.down()
+
+
 def test_bad_subscriptions_are_refused_and_store_nothing(server):
     admin = Admin(server)
     mine, edev, derp = enrolled_device(server, admin, "sub-bad-1", program="bad-prog-1")
@@ -69,7 +133,6 @@ def test_bad_subscriptions_are_refused_and_store_nothing(server):
         "a non-http scheme": (edev, subscription_xml(derp + "/derc", "ftp://127.0.0.1/n")),
         "a relative notification URI": (edev, subscription_xml(derp + "/derc", "/n")),
         "an encoding other than XML": (edev, subscription_xml(derp + "/derc", ok_uri, encoding=1)),
-        "limit 0": (edev, subscription_xml(derp + "/derc", ok_uri, limit=0)),
         "a 3000-character notification URI": (edev, subscription_xml(derp + "/derc", ok_uri + "x" * 3000)),
         "a timestamp-sized resource id": (edev, subscription_xml(derp + "9" * 12 + "/derc", ok_uri)),
         "schema-invalid body": (edev, subscription_xml(derp + "/derc", ok_uri).replace("<level>", "<levels>")),
