@@ -93,3 +93,30 @@ def test_pv_uses_trees_for_short_leads_on_long_histories():
     st = model._state(len(model.y))
     assert np.isfinite(st["trees"]).all()
     assert np.isfinite(model._tree_index(st["trees"], 6)) and np.isnan(model._tree_index(st["trees"], 9))
+
+
+def test_pv_hour_ahead_with_trees_cannot_see_the_future():
+    """Poisoning the data from an issue time on changes no forecast issued up to then (trees included)."""
+    import warnings
+
+    from forecasting import PVForecaster
+    from forecasting.backtest import rolling_origin
+    from tests.forecasting_tests.conftest import make_pv
+
+    t, y, lat, lon = make_pv(days=150, seed=5)
+    start = t[0] + np.timedelta64(149 * 86400 + 15 * 3600, "s")  # 09:00 local on the last day
+    end = start + np.timedelta64(4 * 3600, "s")
+
+    def run(series: np.ndarray):  # type: ignore[no-untyped-def]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return rolling_origin(lambda: PVForecaster(lat, lon), t, series, start, end, "hour-ahead", None, None)
+
+    res = run(y)
+    assert len(res.mean) == 16 and np.all(np.isfinite(res.mean)) and res.mean.max() > 0
+    for i in (0, 15):  # poison from the first / the last issue time on
+        poisoned = y.copy()
+        poisoned[int(np.searchsorted(t, res.issue[i])) :] = 1e6
+        res2 = run(poisoned)
+        np.testing.assert_allclose(res.mean[: i + 1], res2.mean[: i + 1])
+        assert not np.allclose(res.mean, res2.mean) or i == 15  # the poison does reach later forecasts
