@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
+from forecasting import PVForecaster
+from forecasting.backtest import rolling_origin
 from forecasting.trees import BoostedTrees
 
 
@@ -72,12 +76,7 @@ def test_non_finite_targets_are_refused():
         BoostedTrees(n_trees=5).fit(X, y)
 
 
-def test_pv_uses_trees_for_short_leads_on_long_histories():
-    import warnings
-
-    from forecasting import PVForecaster
-    from tests.forecasting_tests.conftest import make_pv
-
+def test_pv_uses_trees_for_short_leads_on_long_histories(make_pv):
     t, y, lat, lon = make_pv(days=160, seed=3)
     t, y = t[:-32], y[:-32]  # the history ends at 16:00 UTC, mid-morning in Colorado
     with warnings.catch_warnings():
@@ -95,13 +94,8 @@ def test_pv_uses_trees_for_short_leads_on_long_histories():
     assert np.isfinite(model._tree_index(st["trees"], 6)) and np.isnan(model._tree_index(st["trees"], 9))
 
 
-def test_pv_hour_ahead_with_trees_cannot_see_the_future():
+def test_pv_hour_ahead_with_trees_cannot_see_the_future(make_pv):
     """Poisoning the data from an issue time on changes no forecast issued up to then (trees included)."""
-    import warnings
-
-    from forecasting import PVForecaster
-    from forecasting.backtest import rolling_origin
-    from tests.forecasting_tests.conftest import make_pv
 
     t, y, lat, lon = make_pv(days=150, seed=5)
     start = t[0] + np.timedelta64(149 * 86400 + 15 * 3600, "s")  # 09:00 local on the last day
