@@ -321,16 +321,19 @@ async def render_reading_list(session: AsyncSession, mup: Sep2Mup, k: int, mmr: 
                                       .offset(start).limit(limit)))
     p10 = power_of_ten(mmr)
     href = f"/upt/{mup.id}/mr/{k}/rs/1/r"
-    items = [xml.E("Reading", {"href": f"{href}/{r.id}"},
-                   xml.E("timePeriod", None, xml.leaf("duration", int(r.duration_s or 0)), xml.leaf("start", epoch(r.ts))),
-                   xml.leaf("value", reading_value(r.value, p10)))
-             for r in rows]
-    el = list_element("ReadingList", href, items, total)
+    el = list_element("ReadingList", href, [_reading(href, r, p10) for r in rows], total)
     el.set("subscribable", str(SUBSCRIBABLE_BOTH))
     return el
 
 
 SUBSCRIBABLE_BOTH = 3  # SubscribableType: conditional and non-conditional subscriptions
+
+
+def _reading(list_href: str, row: TelemetryReading, p10: int) -> etree._Element:
+    return xml.E("Reading", {"href": f"{list_href}/{row.id}"},
+                 xml.E("timePeriod", None, xml.leaf("duration", int(row.duration_s or 0)),
+                       xml.leaf("start", epoch(row.ts))),
+                 xml.leaf("value", reading_value(row.value, p10)))
 
 
 @routes.get("/upt/{m}/mr/{k}/rs/{s}/r")
@@ -342,3 +345,19 @@ async def get_reading_list(request: web.Request) -> web.Response:
         if path_int(request, "s") != 1:
             raise NotFound("no such ReadingSet")
         return reply(await render_reading_list(session, mup, k, mmr, pg.start, pg.limit))
+
+
+@routes.get("/upt/{m}/mr/{k}/rs/{s}/r/{r}")
+@sep2_handler
+async def get_reading(request: web.Request) -> web.Response:
+    """One Reading of the list above (the hrefs its items carry); only within that MeterReading's series."""
+    async with runtime(request).store.sessions() as session:
+        mup, k, mmr = await _mmr(request, session)
+        if path_int(request, "s") != 1:
+            raise NotFound("no such ReadingSet")
+        conds = await _series(session, mup, mmr)
+        row = await session.scalar(select(TelemetryReading)
+                                   .where(TelemetryReading.id == path_int(request, "r"), *conds))
+        if row is None:
+            raise NotFound("no such Reading")
+        return reply(_reading(f"/upt/{mup.id}/mr/{k}/rs/1/r", row, power_of_ten(mmr)))

@@ -103,6 +103,19 @@ def test_readings_land_in_telemetry_in_si(server):
     rlist = client.get(xml.find(rset, "ReadingListLink").get("href") + "?l=10")
     assert rlist.root.get("all") == "4"
     assert [xml.text(r, "value") for r in rlist.all("Reading")] == ["4", "7", "-2", "5"]
+    # each item's href answers with that Reading, and only within its own series
+    newest = rlist.all("Reading")[0]
+    one = client.get(newest.get("href"))
+    assert one.status == 200 and one.root.tag == xml.q("Reading") and one.text("value") == "4"
+    assert xml.text(xml.find(one.root, "timePeriod"), "start") == str(NOW + 900)
+    volts_mr = {xml.text(m, "mRID"): m for m in mr_list.all("MeterReading")}[VOLTS]
+    volts_rs = client.get(xml.find(volts_mr, "ReadingSetListLink").get("href") + "?l=1").all("ReadingSet")[0]
+    volts_href = xml.find(volts_rs, "ReadingListLink").get("href")
+    reading_id = newest.get("href").rsplit("/", 1)[1]
+    assert client.get(f"{volts_href}/{reading_id}").status == 404  # a power reading is not a voltage reading
+    assert client.get(newest.get("href") + "0000").status == 404
+    stranger = Sep2Client(server, server.issue_device("reading-stranger"))
+    assert stranger.get(newest.get("href")).status == 404
     assert other_cannot_read(server, upt_link)
     # the CLI shows the same
     out = dso_json("readings", "latest", client.lfdi, "-c", server.config, "--json")
