@@ -175,29 +175,32 @@ def _after(pg: Page, found: list[tuple[Sep2Control, rules.Evaluated]]) -> list[t
     return [x for x in found if x[0].changed_at >= pg.after] if pg.after else found
 
 
-@routes.get("/edev/{e}/derp/{p}/derc")
-@sep2_handler
-async def get_control_list(request: web.Request) -> web.Response:
+async def _control_list(request: web.Request, active_only: bool) -> web.Response:
+    """DERControlList (``derc``: not yet completed, honours the ``a`` after-parameter) or ActiveDERControlList
+    (``actderc``: active now); both take subscriptions (server.sep2.subscriptions) and say so."""
     pg = page(request)
     async with sessions(request)() as session:
         device, program = await program_in_scope(session, await scope_of(request, session),
                                                   path_int(request, "e"), path_int(request, "p"))
-        found = _after(pg, await program_controls(session, device, program, utcnow()))
+        found = await program_controls(session, device, program, utcnow(), active_only=active_only)
+    if not active_only:
+        found = _after(pg, found)
     items = [render_control(request, device, c, ev) for c, ev in pg.slice(found)]
-    return reply(list_element("DERControlList", f"/edev/{device.id}/derp/{program.id}/derc", items, len(found),
+    suffix = "actderc" if active_only else "derc"
+    return reply(list_element("DERControlList", f"/edev/{device.id}/derp/{program.id}/{suffix}", items, len(found),
                               subscribable=True))
+
+
+@routes.get("/edev/{e}/derp/{p}/derc")
+@sep2_handler
+async def get_control_list(request: web.Request) -> web.Response:
+    return await _control_list(request, active_only=False)
 
 
 @routes.get("/edev/{e}/derp/{p}/actderc")
 @sep2_handler
 async def get_active_control_list(request: web.Request) -> web.Response:
-    pg = page(request)
-    async with sessions(request)() as session:
-        device, program = await program_in_scope(session, await scope_of(request, session),
-                                                  path_int(request, "e"), path_int(request, "p"))
-        found = await program_controls(session, device, program, utcnow(), active_only=True)
-    items = [render_control(request, device, c, ev) for c, ev in pg.slice(found)]
-    return reply(list_element("DERControlList", f"/edev/{device.id}/derp/{program.id}/actderc", items, len(found)))
+    return await _control_list(request, active_only=True)
 
 
 @routes.get("/edev/{e}/derp/{p}/derc/{c}")

@@ -61,7 +61,10 @@ def test_in_band_registration_and_discovery(new_client, admin):
     lim = xml.find(derc, "DERControlBase/csipaus:opModExpLimW")
     assert (xml.text(lim, "value"), xml.text(lim, "multiplier")) == ("5000", "1")
     assert derc.get("replyTo") == "/rsps/1/rsp" and derc.get("responseRequired") == "03"
-    assert c.get(found["derp"] + "/actderc?l=10").root.get("all") == "1"
+    active = c.get(found["derp"] + "/actderc?l=10").root
+    assert active.get("all") == "1"
+    # both lists take subscriptions and say so (SubscribableType 1)
+    assert dercs.root.get("subscribable") == "1" and active.get("subscribable") == "1"
     # the device responds; staff see it
     mrid = xml.text(derc, "mRID")
     body = (f'<DERControlResponse xmlns="{xml.NS}"><createdDateTime>{int(time.time())}</createdDateTime>'
