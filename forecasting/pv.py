@@ -341,15 +341,15 @@ class PVForecaster:
         v2 = k[np.clip(j - 2, 0, len(k) - 1)]
         trend = np.where(np.isfinite(v1) & np.isfinite(v2) & (j >= 2), v1 - v2, 0.0)
         # Shape of the recent past (each falls back to the last index when nothing was observed).
-        hour = _window(k, j, h)
+        hour, three = _window(k, j, h), _window(k, j, 3 * h)
         shape = [
             _nan_stat(np.nanmax, hour),  # brightest and darkest moment of the last hour
             _nan_stat(np.nanmin, hour),
             _nan_stat(np.nanstd, hour),
             k[np.clip(j - h, 0, len(k) - 1)],  # one hour ago
-            _nan_stat(np.nanmean, _window(k, j, 3 * h)),
-            _nan_stat(np.nanstd, _window(k, j, 3 * h)),
-            _nan_stat(np.nanmean, _window(k, j, 3 * h) > 0.9, _window(k, j, 3 * h)),  # share of clear sky
+            _nan_stat(np.nanmean, three),
+            _nan_stat(np.nanstd, three),
+            _nan_stat(np.nanmean, three > 0.9, three),  # share of clear sky
             _nan_stat(np.nanmean, _window(k, j, 8 * h)),  # today so far, roughly
         ]
         shape = [np.where(np.isfinite(v), v, last) for v in shape]
@@ -363,8 +363,7 @@ class PVForecaster:
         """
         S = self.S
         n_days = len(k) // S + 1
-        caches = self.__dict__.setdefault("_clim_tabs", {})
-        cache = caches.get(id(k))
+        cache = getattr(self, "_clim_tab", None)
         if cache is None or cache[0] != n_days or cache[1] is not k:
             h = max(1, 3600 // self.step_s)
             kk = np.full(n_days * S, np.nan)
@@ -385,9 +384,7 @@ class PVForecaster:
             dv = np.concatenate([np.zeros((1, S)), np.cumsum(wsum, axis=0)])
             dc = np.concatenate([np.zeros((1, S)), np.cumsum(wcnt, axis=0)])
             cache = (n_days, k, dv, dc)
-            if len(caches) > 4:
-                caches.clear()
-            caches[id(k)] = cache
+            self._clim_tab = cache
         _, _, dv, dc = cache
         D = np.clip(j // S, 0, n_days)
         D0 = np.maximum(D - 30, 0)
@@ -480,12 +477,12 @@ class PVForecaster:
         self._fit_trees(day)
 
     def _tree_features(
-        self, k: np.ndarray, j: np.ndarray, lead: int, pcs_t: np.ndarray, clim: np.ndarray, t_target: np.ndarray,
+        self, k: np.ndarray, j: np.ndarray, feats: np.ndarray, lead: int, pcs_t: np.ndarray, clim: np.ndarray,
+        t_target: np.ndarray,
     ) -> np.ndarray:
         """Inputs of the boosted trees for issue indexes ``j`` of ``k`` (only ``k[< j]`` is read) and one lead:
-        the index features, the target's climatology, season and clear-sky power, and how the index moved
-        over the same stretch of time one, two and three days before."""
-        feats = self._features_at(k, j)
+        the index features ``feats`` (:meth:`_features_at` at ``j``), the target's climatology, season and
+        clear-sky power, and how the index moved over the same stretch of time one, two and three days before."""
         clim = np.where(np.isfinite(clim), clim, feats[:, 3])
         pc = pcs_t / self.pmax
         cols = [feats, clim, self._season(t_target), pc, pc * feats[:, 0], pc * feats[:, 1], pc * clim]
@@ -506,13 +503,13 @@ class PVForecaster:
         self._tree_leads = np.array(sorted({
             max(1, round(h * 3600 / self.step_s)) for h in TREE_LEADS_H if h * 3600 <= self.n_short * self.step_s
         }))
-        if not self.rich or len(day) < RICH_ROWS:
+        if not self.rich:
             return
         t_day = self.t0 + day * self.step
         for lead in self._tree_leads:
             j = day - lead + 1
             clim = self._climatology(self.k, j, day % self.S)
-            X = self._tree_features(self.k, j, int(lead), self.pcs[day], clim, t_day)
+            X = self._tree_features(self.k, j, self._features_at(self.k, j), int(lead), self.pcs[day], clim, t_day)
             model = BoostedTrees(n_trees=200, depth=4, learning_rate=0.05, min_leaf_weight=200, n_bins=64)
             self._trees.append(model.fit(X, self.y[day] / self.pmax))
 
@@ -569,16 +566,17 @@ class PVForecaster:
                 warnings.simplefilter("ignore", RuntimeWarning)
                 st["analog"] = np.nanmean(self._analog_future[nb[0]], axis=0)
         if getattr(self, "_trees", None):
+            tgts = n + self._tree_leads - 1
+            t_tgts = self.t0 + tgts * self.step
+            pcs_ts = self._clear_power(t_tgts)
+            clims = self._climatology(self.k, np.full(len(tgts), n), tgts)
             ks = np.full(len(self._tree_leads), np.nan)
             for i, (lead, model) in enumerate(zip(self._tree_leads, self._trees, strict=True)):
-                tgt = n + int(lead) - 1
-                t_tgt = self.t0 + np.array([tgt]) * self.step
-                pcs_t = self._clear_power(t_tgt)
-                if pcs_t[0] <= 0.05 * self.pmax:
+                if pcs_ts[i] <= 0.05 * self.pmax:
                     continue
-                clim = self._climatology(self.k, j, np.array([tgt]))
-                X = self._tree_features(self.k[a:], j - a, int(lead), pcs_t, clim, t_tgt)
-                ks[i] = float(model.predict(X)[0]) * self.pmax / pcs_t[0]
+                X = self._tree_features(self.k[a:], j - a, st["feats"], int(lead), pcs_ts[i : i + 1],
+                                        clims[i : i + 1], t_tgts[i : i + 1])
+                ks[i] = float(model.predict(X)[0]) * self.pmax / pcs_ts[i]
             st["trees"] = ks
         return st
 

@@ -46,9 +46,7 @@ class BoostedTrees:
         qs = np.linspace(0, 1, self.n_bins + 1)[1:-1]
         self.edges = [np.unique(np.nanquantile(X[:, f], qs)) if np.isfinite(X[:, f]).any() else np.zeros(0)
                       for f in range(p)]
-        bins = np.empty((n, p), dtype=np.int64)
-        for f in range(p):
-            bins[:, f] = self._bin(X[:, f], f)
+        bins = self._bins(X)
         self.base = float(np.sum(w * y) / max(np.sum(w), 1e-12))
         pred = np.full(n, self.base)
         rng = np.random.default_rng(self.seed)
@@ -88,8 +86,9 @@ class BoostedTrees:
             G = np.bincount(node, weights=g, minlength=2**D)
             H = np.bincount(node, weights=h, minlength=2**D)
             leaves[t] = self.learning_rate * G / (H + lam)
-            # Score every row (not only the subsample) with the new tree.
-            pred += leaves[t][self._leaf_of(bins, feats[t : t + 1], cuts[t : t + 1])[:, 0]]
+            # Score every row with the new tree (a subsample's walk above covered only its own rows).
+            leaf = node if len(sub) == n else self._leaf_of(bins, feats[t : t + 1], cuts[t : t + 1])[:, 0]
+            pred += leaves[t][leaf]
         self.feats, self.cuts, self.leaves = feats, cuts, leaves
         return self
 
@@ -103,16 +102,17 @@ class BoostedTrees:
             node = node * 2 + (bins[rows, f] > cuts[trees, d, node])
         return node
 
-    def _bin(self, x: np.ndarray, f: int) -> np.ndarray:
-        b = np.searchsorted(self.edges[f], x, side="right") + 1
-        return np.where(np.isfinite(x), b, 0)
+    def _bins(self, X: np.ndarray) -> np.ndarray:
+        """Bin index of every value (0 for NaN), column by column against the fitted edges."""
+        bins = np.empty(X.shape, dtype=np.int64)
+        for f in range(X.shape[1]):
+            b = np.searchsorted(self.edges[f], X[:, f], side="right") + 1
+            bins[:, f] = np.where(np.isfinite(X[:, f]), b, 0)
+        return bins
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         X = np.asarray(X, dtype=float)
         if X.ndim == 1:
             X = X[None, :]
-        bins = np.empty(X.shape, dtype=np.int64)
-        for f in range(X.shape[1]):
-            bins[:, f] = self._bin(X[:, f], f)
-        leaf = self._leaf_of(bins, self.feats, self.cuts)
+        leaf = self._leaf_of(self._bins(X), self.feats, self.cuts)
         return self.base + self.leaves[np.arange(self.n_trees)[None, :], leaf].sum(axis=1)
