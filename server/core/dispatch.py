@@ -18,9 +18,9 @@ from dataclasses import asdict, dataclass, field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.core import grid, oadr_events, programs
+from server.core import grid, oadr_events, programs, telemetry
 from server.core.errors import Invalid
-from server.store.models import EndDevice, TelemetryReading, Ven
+from server.store.models import EndDevice, Ven
 
 
 @dataclass(frozen=True)
@@ -68,14 +68,6 @@ def _check(d: Dispatch) -> None:
             raise Invalid(f"{name} must not be negative")
 
 
-async def _rated_power(session: AsyncSession, name: str) -> float | None:
-    return await session.scalar(
-        select(TelemetryReading.value)
-        .where(TelemetryReading.source_kind == "modbus", TelemetryReading.source_id == name,
-               TelemetryReading.measurement == "ratedPower")
-        .order_by(TelemetryReading.ts.desc()).limit(1))
-
-
 async def dispatch_to_node(session: AsyncSession, node: str, d: Dispatch, market_context: str,
                            near_window_s: int) -> DispatchResult:
     _check(d)
@@ -101,7 +93,7 @@ async def dispatch_to_node(session: AsyncSession, node: str, d: Dispatch, market
             result.changed_programs.append(program.id)
             result.changed_devices.append(device.id)
         elif kind == "modbus":
-            rated = await _rated_power(session, source)
+            rated = (await telemetry.newest_values(session, "modbus", [source], "ratedPower")).get(source)
             pct = None
             if d.export_limit_w is not None or d.generation_limit_w is not None:
                 limit = min(v for v in (d.export_limit_w, d.generation_limit_w) if v is not None)

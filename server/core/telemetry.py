@@ -10,7 +10,7 @@ import datetime as dt
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.store.models import TelemetryReading
@@ -70,3 +70,17 @@ async def query(session: AsyncSession, *, source_kind: str | None = None, source
              "measurement": r.measurement, "reading_type": r.reading_type, "unit": r.unit,
              "ts": r.ts.isoformat(), "value": r.value, "duration_s": r.duration_s}
             for r in await session.scalars(q)]
+
+
+async def newest_values(session: AsyncSession, source_kind: str, source_ids: list[str],
+                        measurement: str) -> dict[str, float]:
+    """The newest value of one measurement per source (e.g. ``ratedPower`` nameplates); sources without one are
+    left out."""
+    t = TelemetryReading
+    newest = (select(t.source_id, func.max(t.ts).label("ts"))
+              .where(t.source_kind == source_kind, t.source_id.in_(source_ids), t.measurement == measurement)
+              .group_by(t.source_id).subquery())
+    rows = await session.execute(
+        select(t.source_id, t.value).join(newest, (t.source_id == newest.c.source_id) & (t.ts == newest.c.ts))
+        .where(t.source_kind == source_kind, t.measurement == measurement).order_by(t.id))
+    return {sid: value for sid, value in rows}

@@ -19,15 +19,13 @@ import datetime as dt
 from dataclasses import dataclass, field
 
 import numpy as np
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.core import forecasts, grid
+from server.core import forecasts, grid, telemetry
 from server.core.dispatch import Dispatch
 from server.core.errors import Invalid
 from server.orchestration.optimizer import Node, Pv, optimise
 from server.store import Store
-from server.store.models import TelemetryReading
 
 CURTAIL_EPS_KW = 1e-3
 
@@ -88,14 +86,8 @@ async def load_inputs(session: AsyncSession, store: Store, node_name: str) -> Pl
     if not run["points"]:
         raise Invalid(f"the latest forecast of {node_name!r} has no points")
     sites = [sid for kind, sid in await grid.node_sources(session, node_name) if kind == "device"]
-    t = TelemetryReading
-    newest = (select(t.source_id, func.max(t.ts).label("ts"))
-              .where(t.source_kind == "device", t.source_id.in_(sites), t.measurement == "ratedPower")
-              .group_by(t.source_id).subquery())
-    rows = await session.execute(select(t.source_id, t.value).join(
-        newest, (t.source_id == newest.c.source_id) & (t.ts == newest.c.ts))
-        .where(t.source_kind == "device", t.measurement == "ratedPower"))
-    rated = {sid: float(v) / 1000 for sid, v in rows if v and v > 0}
+    rows = await telemetry.newest_values(session, "device", sites, "ratedPower")
+    rated = {sid: float(v) / 1000 for sid, v in rows.items() if v and v > 0}
     return PlanInputs(
         node=node_name, latitude=node.latitude, longitude=node.longitude, export_limit_kw=node.export_limit_kw,
         forecast_id=run["id"], step_s=run["step_s"],
