@@ -5,6 +5,7 @@ Plus the export plan's arithmetic on its own."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import subprocess
 import sys
@@ -13,6 +14,8 @@ import numpy as np
 from support import REPO, LiveServer, free_port
 
 from server.orchestration.plan import PlanInputs, solve
+from server.sep2 import xml
+from server.sim.device import SimDevice
 from server.sim.profiles import make_fleet
 
 DEVICES = 3
@@ -92,3 +95,17 @@ def test_simulated_sites_are_plausible():
     assert pv.max() <= site.pv_w and pv[(local_hours < 4) | (local_hours > 21)].max() == 0
     assert pv[(local_hours > 11) & (local_hours < 14)].mean() > 0.3 * site.pv_w
     assert 100 < load.min() and load.max() < 5000
+
+
+def test_simulated_device_reads_the_csip_aus_export_limit_the_server_renders():
+    """The server puts opModExpLimW in the CSIP-AUS namespace; the simulated device must find it there."""
+    site = make_fleet(1, 39.74, -105.18, "America/Denver", seed=1)[0]
+    device = SimDevice(site=site, cert={"lfdi": "AB" * 20}, base_url="https://127.0.0.1:1", ca="", pin=1)
+    control = xml.E(
+        "DERControl", {"href": "/edev/1/derp/1/derc/7"}, xml.leaf("mRID", "C0" * 16),
+        xml.E("interval", None, xml.leaf("duration", 900), xml.leaf("start", 1_700_000_000)),
+        xml.E("DERControlBase", None,
+              xml.E("csipaus:opModExpLimW", None, xml.leaf("multiplier", 1), xml.leaf("value", 167))))
+    asyncio.run(device._see(control))
+    seen = device.controls["C0" * 16]
+    assert seen.export_limit_w == 1670 and (seen.start, seen.duration) == (1_700_000_000, 900)

@@ -23,26 +23,19 @@ import aiohttp
 import numpy as np
 from lxml import etree
 
+from server.core.der_controls import encode_power
+from server.sep2 import xml
 from server.sim.profiles import Site
 
-NS = "urn:ieee:std:2030.5:ns"
 SEP = "application/sep+xml"
+MAX_BODY = 4 << 20  # bytes of one server answer the simulator accepts
 STEP = 900
 RESPONSE_RECEIVED, RESPONSE_STARTED = 1, 2
 ACTIVE = 1  # EventStatus currentStatus
 
 
-def q(tag: str) -> str:
-    return f"{{{NS}}}{tag}"
-
-
-def find_text(el: etree._Element, path: str) -> str | None:
-    node = el.find("/".join(q(p) for p in path.split("/")))
-    return None if node is None else node.text
-
-
 def link(el: etree._Element, name: str) -> str | None:
-    node = el.find(q(name))
+    node = xml.find(el, name)
     return None if node is None else node.get("href")
 
 
@@ -106,11 +99,11 @@ class SimDevice:
         if self._session is not None:
             await self._session.close()
 
-    async def _call(self, method: str, path: str, body: str | None = None) -> tuple[int, str | None, bytes]:
+    async def _call(self, method: str, path: str, body: bytes | None = None) -> tuple[int, str | None, bytes]:
         assert self._session is not None, "open() first"
         headers = {"Content-Type": SEP} if body is not None else None
         self.requests += 1
-        async with self._session.request(method, path, data=body.encode() if body else None,
+        async with self._session.request(method, path, data=body,
                                          headers=headers) as r:
             raw = await r.read()
             return r.status, r.headers.get("Location"), raw
@@ -119,10 +112,11 @@ class SimDevice:
         status, _, raw = await self._call("GET", path)
         if status != 200:
             raise SimError(f"GET {path}: {status} {raw[:200]!r}")
-        return etree.fromstring(raw)
+        return xml.parse(raw, max_bytes=MAX_BODY)  # hardened and schema-checked, as the server reads devices
 
-    async def send(self, method: str, path: str, body: str, expect: tuple[int, ...] = (201, 204)) -> str | None:
-        status, location, raw = await self._call(method, path, body)
+    async def send(self, method: str, path: str, body: etree._Element,
+                   expect: tuple[int, ...] = (201, 204)) -> str | None:
+        status, location, raw = await self._call(method, path, xml.serialize(body))
         if status not in expect:
             raise SimError(f"{method} {path}: {status} {raw[:300]!r}")
         return location
@@ -141,15 +135,15 @@ class SimDevice:
         if not self.edev:
             if not self.allow_in_band:
                 raise SimError("not enrolled, and in-band registration is off for this device")
-            self.edev = await self.send("POST", edev_list, (
-                f'<EndDevice xmlns="{NS}"><deviceCategory>{0x4000:X}</deviceCategory><lFDI>{self.lfdi}</lFDI>'
-                f"<sFDI>{self.cert['sfdi']}</sFDI><changedTime>{int(time.time())}</changedTime></EndDevice>")) or ""
+            self.edev = await self.send("POST", edev_list, xml.E(
+                "EndDevice", None, xml.leaf("deviceCategory", f"{0x4000:X}"), xml.leaf("lFDI", self.lfdi),
+                xml.leaf("sFDI", self.cert["sfdi"]), xml.leaf("changedTime", int(time.time())))) or ""
             self.registered_in_band = True
         edev = await self.get(self.edev)
-        self.post_rate_s = int(find_text(edev, "postRate") or self.post_rate_s)
+        self.post_rate_s = int(xml.text(edev, "postRate") or self.post_rate_s)
         rg = link(edev, "RegistrationLink")
         if rg:
-            pin = int(find_text(await self.get(rg), "pIN") or -1)
+            pin = int(xml.text(await self.get(rg), "pIN") or -1)
             if pin != self.pin:
                 raise SimError(f"Registration PIN {pin} does not match the installer's {self.pin}: not this server")
         self._links["FunctionSetAssignmentsListLink"] = link(edev, "FunctionSetAssignmentsListLink") or ""
@@ -157,54 +151,54 @@ class SimDevice:
 
     async def _find_self(self, edev_list: str) -> str:
         lst = await self.get(f"{edev_list}?l=255")
-        for el in lst.findall(q("EndDevice")):
-            if (find_text(el, "lFDI") or "").upper() == self.lfdi.upper():
+        for el in lst.findall(xml.q("EndDevice")):
+            if (xml.text(el, "lFDI") or "").upper() == self.lfdi.upper():
                 return el.get("href") or ""
         return ""
 
     # -------------------------------------------------------------------------------------------------- reports
     async def report_der(self, now: int) -> None:
         der_list = await self.get(f"{self._links['DERListLink']}?l=1")
-        der = der_list.find(q("DER"))
+        der = xml.find(der_list, "DER")
         if der is None:
             raise SimError("the DERList is empty")
-        w, mult = _active_power(self.site.pv_w)
-        await self.send("PUT", link(der, "DERCapabilityLink") or "", (
-            f'<DERCapability xmlns="{NS}"><modesSupported>00500088</modesSupported>'
-            f"<rtgMaxVA><multiplier>{mult}</multiplier><value>{w}</value></rtgMaxVA>"
-            f"<rtgMaxW><multiplier>{mult}</multiplier><value>{w}</value></rtgMaxW>"
-            "<type>4</type></DERCapability>"))  # 4 = photovoltaic system
-        await self.send("PUT", link(der, "DERSettingsLink") or "", (
-            f'<DERSettings xmlns="{NS}"><setGradW>27</setGradW>'
-            f"<setMaxW><multiplier>{mult}</multiplier><value>{w}</value></setMaxW>"
-            f"<updatedTime>{now}</updatedTime></DERSettings>"))
-        await self.send("PUT", link(der, "DERStatusLink") or "", (
-            f'<DERStatus xmlns="{NS}"><genConnectStatus><dateTime>{now}</dateTime><value>07</value>'
-            f"</genConnectStatus><inverterStatus><dateTime>{now}</dateTime><value>4</value></inverterStatus>"
-            f"<operationalModeStatus><dateTime>{now}</dateTime><value>2</value></operationalModeStatus>"
-            f"<readingTime>{now}</readingTime></DERStatus>"))
+        w, mult = encode_power(self.site.pv_w)  # a 2030.5 ActivePower: Int16 value, power of ten
+        def power(tag: str) -> etree._Element:
+            return xml.E(tag, None, xml.leaf("multiplier", mult), xml.leaf("value", w))
+
+        def status(tag: str, value: str) -> etree._Element:
+            return xml.E(tag, None, xml.leaf("dateTime", now), xml.leaf("value", value))
+
+        await self.send("PUT", link(der, "DERCapabilityLink") or "", xml.E(
+            "DERCapability", None, xml.leaf("modesSupported", "00500088"), power("rtgMaxVA"), power("rtgMaxW"),
+            xml.leaf("type", 4)))  # 4 = photovoltaic system
+        await self.send("PUT", link(der, "DERSettingsLink") or "", xml.E(
+            "DERSettings", None, xml.leaf("setGradW", 27), power("setMaxW"), xml.leaf("updatedTime", now)))
+        await self.send("PUT", link(der, "DERStatusLink") or "", xml.E(
+            "DERStatus", None, status("genConnectStatus", "07"), status("inverterStatus", "4"),
+            status("operationalModeStatus", "2"), xml.leaf("readingTime", now)))
 
     # ------------------------------------------------------------------------------------------------- metering
     async def create_mup(self) -> None:
         mups = self._links.get("MirrorUsagePointListLink") or "/mup"
-        self.mup = await self.send("POST", mups, (
-            f'<MirrorUsagePoint xmlns="{NS}"><mRID>{self.mup_mrid}</mRID>'
-            f"<description>{self.site.name} site</description><roleFlags>49</roleFlags>"
-            "<serviceCategoryKind>0</serviceCategoryKind><status>1</status>"
-            f"<deviceLFDI>{self.lfdi}</deviceLFDI><MirrorMeterReading><mRID>{self.power_mrid}</mRID>"
-            f"<description>site real power</description>{_reading_type()}</MirrorMeterReading>"
-            "</MirrorUsagePoint>"), expect=(201, 204)) or ""
+        self.mup = await self.send("POST", mups, xml.E(
+            "MirrorUsagePoint", None, xml.leaf("mRID", self.mup_mrid), xml.leaf("description", f"{self.site.name} site"),
+            xml.leaf("roleFlags", 49), xml.leaf("serviceCategoryKind", 0), xml.leaf("status", 1),
+            xml.leaf("deviceLFDI", self.lfdi),
+            xml.E("MirrorMeterReading", None, xml.leaf("mRID", self.power_mrid),
+                  xml.leaf("description", "site real power"), _reading_type())), expect=(201, 204)) or ""
         if not self.mup:
             raise SimError("POST MirrorUsagePoint gave no Location")
 
     async def post_readings(self, start: int, values: np.ndarray, step: int = STEP) -> None:
         """One MirrorReadingSet of consecutive interval readings (W) starting at ``start``."""
-        readings = "".join(f"<Reading><value>{int(round(v))}</value></Reading>" for v in values)
-        await self.send("POST", self.mup, (
-            f'<MirrorMeterReading xmlns="{NS}"><mRID>{self.power_mrid}</mRID>'
-            f"<MirrorReadingSet><mRID>{start:010X}{self.lfdi[:20]}02</mRID><description>site</description>"
-            f"<timePeriod><duration>{len(values) * step}</duration><start>{start}</start></timePeriod>"
-            f"{readings}</MirrorReadingSet></MirrorMeterReading>"))
+        readings = [xml.E("Reading", None, xml.leaf("value", int(round(v)))) for v in values]
+        await self.send("POST", self.mup, xml.E(
+            "MirrorMeterReading", None, xml.leaf("mRID", self.power_mrid),
+            xml.E("MirrorReadingSet", None, xml.leaf("mRID", f"{start:010X}{self.lfdi[:20]}02"),
+                  xml.leaf("description", "site"),
+                  xml.E("timePeriod", None, xml.leaf("duration", len(values) * step), xml.leaf("start", start)),
+                  readings)))
         self.readings_posted += len(values)
 
     def site_power_w(self, ts: int) -> float:
@@ -225,41 +219,40 @@ class SimDevice:
             return
         fsas = await self.get(f"{fsa_link}?l=255")
         self.poll_rate_s = int(fsas.get("pollRate") or self.poll_rate_s)
-        for fsa in fsas.findall(q("FunctionSetAssignments")):
+        for fsa in fsas.findall(xml.q("FunctionSetAssignments")):
             derp_link = link(fsa, "DERProgramListLink")
             if not derp_link:
                 continue
-            for program in (await self.get(f"{derp_link}?l=255")).findall(q("DERProgram")):
+            for program in (await self.get(f"{derp_link}?l=255")).findall(xml.q("DERProgram")):
                 derc_link = link(program, "DERControlListLink")
                 if derc_link:
-                    for control in (await self.get(f"{derc_link}?l=255")).findall(q("DERControl")):
+                    for control in (await self.get(f"{derc_link}?l=255")).findall(xml.q("DERControl")):
                         await self._see(control)
 
     async def _see(self, el: etree._Element) -> None:
-        mrid = find_text(el, "mRID") or ""
+        mrid = xml.text(el, "mRID") or ""
         seen = self.controls.get(mrid)
         if seen is None:
-            limit = el.find(f"{q('DERControlBase')}/{q('opModExpLimW')}")
+            limit = xml.find(el, "DERControlBase/csipaus:opModExpLimW")  # a CSIP-AUS element
             export = None
             if limit is not None:
-                export = float(find_text(limit, "value") or 0) * 10.0 ** int(find_text(limit, "multiplier") or 0)
-            seen = SeenControl(mrid, el.get("href") or "", int(find_text(el, "interval/start") or 0),
-                               int(find_text(el, "interval/duration") or 0), export, el.get("replyTo"))
+                export = float(xml.text(limit, "value") or 0) * 10.0 ** int(xml.text(limit, "multiplier") or 0)
+            seen = SeenControl(mrid, el.get("href") or "", int(xml.text(el, "interval/start") or 0),
+                               int(xml.text(el, "interval/duration") or 0), export, el.get("replyTo"))
             self.controls[mrid] = seen
         required = int(el.get("responseRequired") or "0", 16)
         if not seen.reply_to or not required:
             return
         await self._respond(seen, RESPONSE_RECEIVED)
-        if int(find_text(el, "EventStatus/currentStatus") or -1) == ACTIVE:
+        if int(xml.text(el, "EventStatus/currentStatus") or -1) == ACTIVE:
             await self._respond(seen, RESPONSE_STARTED)
 
     async def _respond(self, control: SeenControl, status: int) -> None:
         if status in control.responses or not control.reply_to:
             return
-        await self.send("POST", control.reply_to, (
-            f'<Response xmlns="{NS}"><createdDateTime>{int(time.time())}</createdDateTime>'
-            f"<endDeviceLFDI>{self.lfdi}</endDeviceLFDI><status>{status}</status>"
-            f"<subject>{control.mrid}</subject></Response>"))
+        await self.send("POST", control.reply_to, xml.E(
+            "Response", None, xml.leaf("createdDateTime", int(time.time())), xml.leaf("endDeviceLFDI", self.lfdi),
+            xml.leaf("status", status), xml.leaf("subject", control.mrid)))
         control.responses.add(status)
 
     # ----------------------------------------------------------------------------------------------------- live
@@ -288,20 +281,11 @@ class SimDevice:
                 pass
 
 
-def _active_power(w: float) -> tuple[int, int]:
-    """W as a 2030.5 ActivePower (Int16 value, power-of-ten multiplier)."""
-    mult = 0
-    while abs(w) >= 32768:
-        w /= 10
-        mult += 1
-    return int(round(w)), mult
-
-
-def _reading_type() -> str:
+def _reading_type() -> etree._Element:
     # instantaneous real power (kind 37, uom 38 = W), forward flow (import positive), 15-minute intervals
-    return ("<ReadingType><accumulationBehaviour>12</accumulationBehaviour><dataQualifier>2</dataQualifier>"
-            f"<flowDirection>1</flowDirection><intervalLength>{STEP}</intervalLength><kind>37</kind>"
-            "<phase>0</phase><powerOfTenMultiplier>0</powerOfTenMultiplier><uom>38</uom></ReadingType>")
+    return xml.E("ReadingType", None, xml.leaf("accumulationBehaviour", 12), xml.leaf("dataQualifier", 2),
+                 xml.leaf("flowDirection", 1), xml.leaf("intervalLength", STEP), xml.leaf("kind", 37),
+                 xml.leaf("phase", 0), xml.leaf("powerOfTenMultiplier", 0), xml.leaf("uom", 38))
 
 
 def utc(ts: int) -> str:
