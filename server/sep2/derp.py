@@ -185,10 +185,16 @@ async def _control_list(request: web.Request, active_only: bool) -> web.Response
         found = await program_controls(session, device, program, utcnow(), active_only=active_only)
     if not active_only:
         found = _after(pg, found)
-    items = [render_control(request, device, c, ev) for c, ev in pg.slice(found)]
+    return reply(control_list(request, device, program, pg.slice(found), len(found), active_only))
+
+
+def control_list(request: web.Request, device: EndDevice, program: Sep2Program,
+                 shown: list[tuple[Sep2Control, rules.Evaluated]], total: int, active_only: bool) -> etree._Element:
+    """A DERControlList (``derc``) or ActiveDERControlList (``actderc``) page, for GETs and notifications alike."""
     suffix = "actderc" if active_only else "derc"
-    return reply(list_element("DERControlList", f"/edev/{device.id}/derp/{program.id}/{suffix}", items, len(found),
-                              subscribable=True))
+    items = [render_control(request, device, c, ev) for c, ev in shown]
+    return list_element("DERControlList", f"/edev/{device.id}/derp/{program.id}/{suffix}", items, total,
+                        subscribable=True)
 
 
 @routes.get("/edev/{e}/derp/{p}/derc")

@@ -284,9 +284,7 @@ async def render_target(session: AsyncSession, settings: Any, scope: Scope, targ
         if target.kind in ("derc-list", "actderc"):
             found = await derp.program_controls(session, device, program, now,
                                                 active_only=target.kind == "actderc")
-            items = [derp.render_control(req, device, c, ev) for c, ev in found[:n]]
-            return list_element("DERControlList", target.href, items, len(found),
-                                subscribable=target.kind == "derc-list")
+            return derp.control_list(req, device, program, found[:n], len(found), target.kind == "actderc")
         if target.kind == "derc":
             intervals, controls = await programs.device_intervals(session, device.id)
             control = controls.get(target.target_id or 0)
