@@ -510,7 +510,8 @@ class PVForecaster:
             j = day - lead + 1
             clim = self._climatology(self.k, j, day % self.S)
             X = self._tree_features(self.k, j, self._features_at(self.k, j), int(lead), self.pcs[day], clim, t_day)
-            model = BoostedTrees(n_trees=200, depth=4, learning_rate=0.05, min_leaf_weight=200, n_bins=64)
+            model = BoostedTrees(n_trees=200, depth=4, learning_rate=0.05, min_leaf_weight=200, n_bins=64, subsample=0.8,
+                                 seed=0)
             self._trees.append(model.fit(X, self.y[day] / self.pmax))
 
     def _analog_key(self, feats: np.ndarray, clim: np.ndarray, t_issue: np.ndarray) -> np.ndarray:
