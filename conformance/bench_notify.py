@@ -60,20 +60,53 @@ async def run(url: str, n: int, port: int) -> None:
     async with store.sessions.begin() as session:
         program = await programs.create_program(session, "fanout", 1)
         now = utcnow()
-        await session.execute(insert(EndDevice), [
-            {"lfdi": f"{i:040X}", "sfdi": pki.sfdi_from_lfdi(f"{i:040X}"), "name": "", "device_category": "",
-             "registered_by": "bench", "enabled": True, "created_at": now, "changed_at": now}
-            for i in range(1, n + 1)])
+        await session.execute(
+            insert(EndDevice),
+            [
+                {
+                    "lfdi": f"{i:040X}",
+                    "sfdi": pki.sfdi_from_lfdi(f"{i:040X}"),
+                    "name": "",
+                    "device_category": "",
+                    "registered_by": "bench",
+                    "enabled": True,
+                    "created_at": now,
+                    "changed_at": now,
+                }
+                for i in range(1, n + 1)
+            ],
+        )
         ids = list(await session.scalars(select(EndDevice.id).order_by(EndDevice.id)))
-        await session.execute(insert(Sep2Fsa), [{"end_device_id": d, "title": "default", "created_at": now}
-                                                for d in ids])
+        await session.execute(
+            insert(Sep2Fsa), [{"end_device_id": d, "title": "default", "created_at": now} for d in ids]
+        )
         fsas = list(await session.execute(select(Sep2Fsa.id, Sep2Fsa.end_device_id)))
-        await session.execute(insert(Sep2FsaProgram), [{"fsa_id": f, "program_id": program.id} for f, _ in fsas])
-        await session.execute(insert(Sep2Subscription), [
-            {"end_device_id": d, "owner_lfdi": f"{d:040X}", "resource": f"/edev/{d}/derp/{program.id}/derc",
-             "kind": "derc-list", "program_id": program.id, "target_id": None, "subject_device_id": d,
-             "notification_uri": f"http://127.0.0.1:{port}/n/{d}", "limit": 10, "level": "+S1", "encoding": 0,
-             "condition": None, "created_at": now, "changed_at": now, "notifications": 0} for d in ids])
+        await session.execute(
+            insert(Sep2FsaProgram), [{"fsa_id": f, "program_id": program.id} for f, _ in fsas]
+        )
+        await session.execute(
+            insert(Sep2Subscription),
+            [
+                {
+                    "end_device_id": d,
+                    "owner_lfdi": f"{d:040X}",
+                    "resource": f"/edev/{d}/derp/{program.id}/derc",
+                    "kind": "derc-list",
+                    "program_id": program.id,
+                    "target_id": None,
+                    "subject_device_id": d,
+                    "notification_uri": f"http://127.0.0.1:{port}/n/{d}",
+                    "limit": 10,
+                    "level": "+S1",
+                    "encoding": 0,
+                    "condition": None,
+                    "created_at": now,
+                    "changed_at": now,
+                    "notifications": 0,
+                }
+                for d in ids
+            ],
+        )
     print(f"setup: {n} devices, FSAs, subscriptions in {time.perf_counter() - t0:.1f} s", flush=True)
 
     settings = Settings()
@@ -85,16 +118,24 @@ async def run(url: str, n: int, port: int) -> None:
         t0 = time.perf_counter()
         async with store.sessions.begin() as session:
             program = await programs.get_program(session, "fanout")
-            await programs.create_control(session, program, programs.NewControl(
-                start=utcnow(), duration_s=3600, base={"opModExpLimW": 5000}))
+            await programs.create_control(
+                session,
+                program,
+                programs.NewControl(start=utcnow(), duration_s=3600, base={"opModExpLimW": 5000}),
+            )
             queued = await notify.changed(session, rt, programs=[program.id])
         t_queue = time.perf_counter() - t0
-        print(f"rendered and queued {queued} notifications in the control's transaction: {t_queue:.2f} s",
-              flush=True)
+        print(
+            f"rendered and queued {queued} notifications in the control's transaction: {t_queue:.2f} s",
+            flush=True,
+        )
         await asyncio.wait_for(done.wait(), 600)
         total = time.perf_counter() - t0
-        print(f"all {received} delivered to the loopback webhook: {total:.2f} s after the control was created "
-              f"({received / total:,.0f} notifications/s)", flush=True)
+        print(
+            f"all {received} delivered to the loopback webhook: {total:.2f} s after the control was created "
+            f"({received / total:,.0f} notifications/s)",
+            flush=True,
+        )
     finally:
         await worker.stop()
         await runner.cleanup()

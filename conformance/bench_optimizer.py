@@ -34,11 +34,17 @@ def feeder(sites: int, steps: int, rng: np.random.Generator) -> Node:
                 ders.append(Battery(f"bat{i}", 5, 13.5, soc_kwh=6.0))
             if i % 4 == 0:
                 ders.append(Ev(f"ev{i}", 7.2, rng.uniform(10, 30), deadline=steps * 7 // 24 + steps // 2))
-        transformers.append(Node(f"tx{start // 20}", base_kw=base, import_limit_kw=60, export_limit_kw=60,
-                                 ders=ders))
+        transformers.append(
+            Node(f"tx{start // 20}", base_kw=base, import_limit_kw=60, export_limit_kw=60, ders=ders)
+        )
     total = sum(t.base_kw for t in transformers)
-    return Node("feeder", base_kw=total, import_limit_kw=0.9 * total.max(), export_limit_kw=0.5 * -total.min(),
-                children=transformers)
+    return Node(
+        "feeder",
+        base_kw=total,
+        import_limit_kw=0.9 * total.max(),
+        export_limit_kw=0.5 * -total.min(),
+        children=transformers,
+    )
 
 
 def main() -> None:
@@ -54,8 +60,11 @@ def main() -> None:
         start = time.perf_counter()
         plan = optimise(root, args.intervals, 24 / args.intervals)
         elapsed = time.perf_counter() - start
-        variables = sum(len(v) for group in (plan.pv_output_kw, plan.battery_kw, plan.ev_kw, plan.shed_kw)
-                        for v in group.values())
+        variables = sum(
+            len(v)
+            for group in (plan.pv_output_kw, plan.battery_kw, plan.ev_kw, plan.shed_kw)
+            for v in group.values()
+        )
         print(f"{sites:>6} {ders:>6} {variables:>10} {elapsed:>8.2f} {plan.feasible!s:>9}")
 
 

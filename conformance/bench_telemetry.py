@@ -51,10 +51,19 @@ async def run_backend(url: str, rows: int, devices: int, batch: int, budget_s: f
         for k in range(per_device):
             ts = T0 + STEP * k
             for d in range(devices):
-                buffer.append(telemetry.Reading(source_kind="device", source_id=lfdi(d), measurement="realPower",
-                                                ts=ts, value=1000.0 + (d * 7 + k) % 500, unit="W",
-                                                resource=f"{d:032X}", reading_type="q2/f1/p0/a12",
-                                                duration_s=300.0))
+                buffer.append(
+                    telemetry.Reading(
+                        source_kind="device",
+                        source_id=lfdi(d),
+                        measurement="realPower",
+                        ts=ts,
+                        value=1000.0 + (d * 7 + k) % 500,
+                        unit="W",
+                        resource=f"{d:032X}",
+                        reading_type="q2/f1/p0/a12",
+                        duration_s=300.0,
+                    )
+                )
                 if len(buffer) >= batch:
                     async with store.sessions.begin() as session:
                         written += await telemetry.add(session, buffer)
@@ -74,16 +83,29 @@ async def run_backend(url: str, rows: int, devices: int, batch: int, budget_s: f
                 d = rng.randrange(devices)
                 first = rng.randrange(max(1, span - 288))
                 since = T0 + STEP * first
-                rows_ = await telemetry.query(session, source_kind="device", source_id=lfdi(d),
-                                              measurement="realPower", since=since, until=since + dt.timedelta(days=1),
-                                              limit=10_000)
+                rows_ = await telemetry.query(
+                    session,
+                    source_kind="device",
+                    source_id=lfdi(d),
+                    measurement="realPower",
+                    since=since,
+                    until=since + dt.timedelta(days=1),
+                    limit=10_000,
+                )
                 got += len(rows_)
         read_s = time.perf_counter() - started
     finally:
         await store.close()
-    return {"rows": written, "insert_s": insert_s, "insert_rate": written / insert_s, "reads": reads,
-            "read_s": read_s, "reads_per_s": reads / read_s, "read_rows_per_s": got / read_s,
-            "rows_per_read": got / max(1, reads)}
+    return {
+        "rows": written,
+        "insert_s": insert_s,
+        "insert_rate": written / insert_s,
+        "reads": reads,
+        "read_s": read_s,
+        "reads_per_s": reads / read_s,
+        "read_rows_per_s": got / read_s,
+        "rows_per_read": got / max(1, reads),
+    }
 
 
 async def pg(admin_url: str, sql: str) -> None:
@@ -111,8 +133,9 @@ async def main() -> int:
         if backend == "sqlite":
             with tempfile.TemporaryDirectory() as tmp:
                 url = f"sqlite+aiosqlite:///{tmp}/bench.sqlite3"
-                results[backend] = await run_backend(url, args.rows, args.devices, args.batch, args.budget_s,
-                                                     args.reads)
+                results[backend] = await run_backend(
+                    url, args.rows, args.devices, args.batch, args.budget_s, args.reads
+                )
         elif backend == "postgresql":
             name = f"dso_bench_{uuid.uuid4().hex[:8]}"
             try:
@@ -122,17 +145,21 @@ async def main() -> int:
                 continue
             try:
                 url = args.pg_url.rsplit("/", 1)[0] + "/" + name
-                results[backend] = await run_backend(url, args.rows, args.devices, args.batch, args.budget_s,
-                                                     args.reads)
+                results[backend] = await run_backend(
+                    url, args.rows, args.devices, args.batch, args.budget_s, args.reads
+                )
             finally:
                 await pg(args.pg_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         else:
             print(f"unknown backend {backend}")
             return 2
         r = results[backend]
-        print(f"{backend:10} insert {r['rows']:>9,} rows in {r['insert_s']:6.1f} s = {r['insert_rate']:>9,.0f} rows/s"
-              f" | range reads: {r['reads']} x 1-day window ({r['rows_per_read']:.0f} rows) in {r['read_s']:5.2f} s"
-              f" = {r['reads_per_s']:,.0f} reads/s, {r['read_rows_per_s']:,.0f} rows/s", flush=True)
+        print(
+            f"{backend:10} insert {r['rows']:>9,} rows in {r['insert_s']:6.1f} s = {r['insert_rate']:>9,.0f} rows/s"
+            f" | range reads: {r['reads']} x 1-day window ({r['rows_per_read']:.0f} rows) in {r['read_s']:5.2f} s"
+            f" = {r['reads_per_s']:,.0f} reads/s, {r['read_rows_per_s']:,.0f} rows/s",
+            flush=True,
+        )
     return 0
 
 

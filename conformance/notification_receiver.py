@@ -60,8 +60,9 @@ class Receiver:
     async def create(self, request: web.Request) -> web.Response:
         endpoint_id = uuid.uuid4().hex
         self.endpoints[endpoint_id] = Endpoint()
-        return web.json_response({"endpoint_id": endpoint_id,
-                                  "fully_qualified_endpoint": f"{self.base_url}webhook/{endpoint_id}"})
+        return web.json_response(
+            {"endpoint_id": endpoint_id, "fully_qualified_endpoint": f"{self.base_url}webhook/{endpoint_id}"}
+        )
 
     def _get(self, request: web.Request) -> Endpoint:
         endpoint = self.endpoints.get(request.match_info["id"])
@@ -89,9 +90,15 @@ class Receiver:
         body = await request.text()
         if not endpoint.enabled:
             return web.Response(status=500, text="endpoint disabled")
-        endpoint.collected.append({
-            "method": request.method, "headers": [{"name": k, "value": v} for k, v in request.headers.items()],
-            "body": body, "received_at": dt.datetime.now(dt.UTC).isoformat(), "remote": request.remote})
+        endpoint.collected.append(
+            {
+                "method": request.method,
+                "headers": [{"name": k, "value": v} for k, v in request.headers.items()],
+                "body": body,
+                "received_at": dt.datetime.now(dt.UTC).isoformat(),
+                "remote": request.remote,
+            }
+        )
         return web.Response(status=200)
 
     # --------------------------------------------------------------------------------------------- lifecycle

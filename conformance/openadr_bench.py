@@ -79,8 +79,14 @@ def cpu_seconds(pid: int) -> float:
 
 
 def dso(*args: str, env: dict[str, str] | None = None) -> str:
-    proc = subprocess.run([sys.executable, "-m", "server", *args], capture_output=True, text=True, cwd=REPO,
-                          env={**os.environ, **(env or {})}, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "server", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
+        timeout=120,
+    )
     if proc.returncode:
         raise SystemExit(f"dso {' '.join(args)} failed:\n{proc.stderr}")
     return proc.stdout
@@ -101,8 +107,14 @@ class Server:
 
     def __init__(self, name: str, argv: list[str], url: str, env: dict[str, str], ready) -> None:
         self.name, self.url = name, url
-        self.proc = subprocess.Popen(argv, cwd=REPO, env={**os.environ, **env}, stdout=subprocess.PIPE,
-                                     stderr=subprocess.DEVNULL, text=True)
+        self.proc = subprocess.Popen(
+            argv,
+            cwd=REPO,
+            env={**os.environ, **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
         deadline = time.monotonic() + 30
         while not ready(self):
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -139,8 +151,15 @@ def tls_for(ven: Ven, ca: str) -> ssl.SSLContext:
     return ctx
 
 
-async def load(url: str, vens: list[Ven], ca: str, per_ven: int, signed: bool, time_cap: float,
-               keys: dict[str, tuple[bytes, bytes]]) -> tuple[int, int]:
+async def load(
+    url: str,
+    vens: list[Ven],
+    ca: str,
+    per_ven: int,
+    signed: bool,
+    time_cap: float,
+    keys: dict[str, tuple[bytes, bytes]],
+) -> tuple[int, int]:
     """Each VEN polls ``per_ven`` times on its own connection; returns (answered OK, failures)."""
     deadline = time.monotonic() + time_cap
     ok = bad = 0
@@ -150,13 +169,17 @@ async def load(url: str, vens: list[Ven], ca: str, per_ven: int, signed: bool, t
         cert, key = keys[ven.name]
         unsigned = create_message("oadrPoll", ven_id=ven.ven_id).encode()
         connector = aiohttp.TCPConnector(ssl=tls_for(ven, ca), limit=1)
-        async with aiohttp.ClientSession(connector=connector,
-                                         headers={"Content-Type": "application/xml"}) as session:
+        async with aiohttp.ClientSession(
+            connector=connector, headers={"Content-Type": "application/xml"}
+        ) as session:
             for _ in range(per_ven):
                 if time.monotonic() > deadline:
                     return
-                body = (create_message("oadrPoll", cert=cert, key=key, ven_id=ven.ven_id).encode() if signed
-                        else unsigned)
+                body = (
+                    create_message("oadrPoll", cert=cert, key=key, ven_id=ven.ven_id).encode()
+                    if signed
+                    else unsigned
+                )
                 async with session.post(f"{url}{PREFIX}/OadrPoll", data=body) as resp:
                     answer = await resp.read()
                 if resp.status == 200 and b"oadrResponse" in answer and b">200<" in answer:
@@ -168,8 +191,9 @@ async def load(url: str, vens: list[Ven], ca: str, per_ven: int, signed: bool, t
     return ok, bad
 
 
-def measure(server: Server, vens: list[Ven], ca: str, per_ven: int, signed: bool, time_cap: float,
-            repeat: int) -> dict:
+def measure(
+    server: Server, vens: list[Ven], ca: str, per_ven: int, signed: bool, time_cap: float, repeat: int
+) -> dict:
     """``repeat`` measured rounds on one server process; the median round is reported (the machine may be
     shared, so single rounds are noisy)."""
     keys = {v.name: (Path(v.cert).read_bytes(), Path(v.key).read_bytes()) for v in vens}
@@ -180,9 +204,18 @@ def measure(server: Server, vens: list[Ven], ca: str, per_ven: int, signed: bool
         cpu0, wall0 = cpu_seconds(server.proc.pid), time.monotonic()
         ok, bad = asyncio.run(load(server.url, vens, ca, per_ven, signed, time_cap, keys))
         cpu, wall = cpu_seconds(server.proc.pid) - cpu0, time.monotonic() - wall0
-        rounds.append({"vtn": server.name, "signed": signed, "ok": ok, "failed": bad, "server_cpu_s": round(cpu, 3),
-                       "wall_s": round(wall, 2), "per_cpu_s": round(ok / cpu, 1) if cpu else float("inf"),
-                       "per_wall_s": round(ok / wall, 1)})
+        rounds.append(
+            {
+                "vtn": server.name,
+                "signed": signed,
+                "ok": ok,
+                "failed": bad,
+                "server_cpu_s": round(cpu, 3),
+                "wall_s": round(wall, 2),
+                "per_cpu_s": round(ok / cpu, 1) if cpu else float("inf"),
+                "per_wall_s": round(ok / wall, 1),
+            }
+        )
     rounds.sort(key=lambda r: r["per_cpu_s"])
     median = dict(rounds[len(rounds) // 2])
     median["failed"] = sum(r["failed"] for r in rounds)
@@ -193,27 +226,46 @@ def measure(server: Server, vens: list[Ven], ca: str, per_ven: int, signed: bool
 def register_with_opendso(url: str, ca: str, admin_url: str, token: str, vens: list[Ven]) -> None:
     for ven in vens:
         body = json.dumps({"name": ven.name, "fingerprint": ven.fingerprint}).encode()
-        request = urllib.request.Request(admin_url + "/api/v1/vens", data=body, method="POST", headers={
-            "Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+        request = urllib.request.Request(
+            admin_url + "/api/v1/vens",
+            data=body,
+            method="POST",
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(request) as resp:
             ven.ven_id = json.loads(resp.read())["ven_id"]
     from lxml import etree
 
     async def register(ven: Ven) -> None:
-        msg = create_message("oadrCreatePartyRegistration", request_id="r", ven_name=ven.name, ven_id=ven.ven_id,
-                             http_pull_model=True, xml_signature=False, report_only=False, profile_name="2.0b",
-                             transport_name="simpleHttp", transport_address=None, registration_id=None)
+        msg = create_message(
+            "oadrCreatePartyRegistration",
+            request_id="r",
+            ven_name=ven.name,
+            ven_id=ven.ven_id,
+            http_pull_model=True,
+            xml_signature=False,
+            report_only=False,
+            profile_name="2.0b",
+            transport_name="simpleHttp",
+            transport_address=None,
+            registration_id=None,
+        )
         connector = aiohttp.TCPConnector(ssl=tls_for(ven, ca))
         async with aiohttp.ClientSession(connector=connector) as session:
-            async with session.post(f"{url}{PREFIX}/EiRegisterParty", data=msg.encode(),
-                                    headers={"Content-Type": "application/xml"}) as resp:
+            async with session.post(
+                f"{url}{PREFIX}/EiRegisterParty",
+                data=msg.encode(),
+                headers={"Content-Type": "application/xml"},
+            ) as resp:
                 root = etree.fromstring(await resp.read())
             ven.registration_id = root.findtext(".//{*}registrationID")
             # drain the queued oadrRegisterReport so every measured poll answers oadrResponse
             for _ in range(3):
-                async with session.post(f"{url}{PREFIX}/OadrPoll",
-                                        data=create_message("oadrPoll", ven_id=ven.ven_id).encode(),
-                                        headers={"Content-Type": "application/xml"}) as resp:
+                async with session.post(
+                    f"{url}{PREFIX}/OadrPoll",
+                    data=create_message("oadrPoll", ven_id=ven.ven_id).encode(),
+                    headers={"Content-Type": "application/xml"},
+                ) as resp:
                     await resp.read()
 
     async def all_of_them() -> None:
@@ -228,67 +280,116 @@ def main() -> int:
     parser.add_argument("--polls", type=int, default=200, help="unsigned polls per VEN (default 200)")
     parser.add_argument("--signed-polls", type=int, default=5, help="signed polls per VEN (default 5)")
     parser.add_argument("--time-cap", type=float, default=60, help="seconds per round at most (default 60)")
-    parser.add_argument("--repeat", type=int, default=3, help="measured rounds per VTN and mode; the median is "
-                                                              "shown (default 3)")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="measured rounds per VTN and mode; the median is shown (default 3)",
+    )
     parser.add_argument("--json", action="store_true", help="print the results as JSON too")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="oadr-bench-") as tmp:
         home = Path(tmp) / "dso"
         port, admin_port = free_port(), free_port()
-        info = json.loads(dso("init", str(home), "--port", str(port), "--admin-port", str(admin_port), "--json"))
+        info = json.loads(
+            dso("init", str(home), "--port", str(port), "--admin-port", str(admin_port), "--json")
+        )
         ca, pki_dir = info["ca"], home / "pki"
         dev = DevPki(pki_dir)
         vens = []
         for i in range(args.vens):
             issued = dev.issue_ven(f"bench-ven-{i}")
-            vens.append(Ven(f"bench-ven-{i}", str(issued["cert"]), str(issued["key"]), str(issued["fingerprint"])))
+            vens.append(
+                Ven(f"bench-ven-{i}", str(issued["cert"]), str(issued["key"]), str(issued["fingerprint"]))
+            )
         rsa_cert, rsa_key = str(pki_dir / "server-rsa.pem"), str(pki_dir / "server-rsa.key")
         ec_cert, ec_key = str(pki_dir / "server-ec.pem"), str(pki_dir / "server-ec.key")
         vens_file = Path(tmp) / "vens.json"
         results = []
         for signed in (False, True):
-            env = {"DSO_LOGGING_LEVEL": "WARNING", "DSO_OPENADR_POLL_FREQ_S": "10",
-                   "DSO_OPENADR_SIGN_REPLIES": "true" if signed else "false",
-                   # both VTNs sign with the same RSA-2048 key
-                   "DSO_OPENADR_SIGNING_CERT": rsa_cert, "DSO_OPENADR_SIGNING_KEY": rsa_key}
-            dsov = Server("OpenDSO", [sys.executable, "-m", "server", "serve", "-c", info["config"]],
-                          info["server_url"], env, healthy(info["admin_url"]))
+            env = {
+                "DSO_LOGGING_LEVEL": "WARNING",
+                "DSO_OPENADR_POLL_FREQ_S": "10",
+                "DSO_OPENADR_SIGN_REPLIES": "true" if signed else "false",
+                # both VTNs sign with the same RSA-2048 key
+                "DSO_OPENADR_SIGNING_CERT": rsa_cert,
+                "DSO_OPENADR_SIGNING_KEY": rsa_key,
+            }
+            dsov = Server(
+                "OpenDSO",
+                [sys.executable, "-m", "server", "serve", "-c", info["config"]],
+                info["server_url"],
+                env,
+                healthy(info["admin_url"]),
+            )
             try:
                 if not signed:
                     register_with_opendso(dsov.url, ca, info["admin_url"], info["admin_token"], vens)
-                    vens_file.write_text(json.dumps({v.ven_id: {"ven_id": v.ven_id, "ven_name": v.name,
-                                                                "fingerprint": v.fingerprint,
-                                                                "registration_id": v.registration_id}
-                                                     for v in vens}))
+                    vens_file.write_text(
+                        json.dumps(
+                            {
+                                v.ven_id: {
+                                    "ven_id": v.ven_id,
+                                    "ven_name": v.name,
+                                    "fingerprint": v.fingerprint,
+                                    "registration_id": v.registration_id,
+                                }
+                                for v in vens
+                            }
+                        )
+                    )
                 per_ven = args.signed_polls if signed else args.polls
                 results.append(measure(dsov, vens, ca, per_ven, signed, args.time_cap, args.repeat))
             finally:
                 dsov.stop()
             olport = free_port()
-            olvtn = Server("openleadr", [sys.executable, "-c", OPENLEADR_VTN, str(olport), ec_cert, ec_key, ca,
-                                         rsa_cert if signed else "", rsa_key if signed else "", str(vens_file),
-                                         "1" if signed else "0"],
-                           f"https://127.0.0.1:{olport}", {}, printed_ready)
+            olvtn = Server(
+                "openleadr",
+                [
+                    sys.executable,
+                    "-c",
+                    OPENLEADR_VTN,
+                    str(olport),
+                    ec_cert,
+                    ec_key,
+                    ca,
+                    rsa_cert if signed else "",
+                    rsa_key if signed else "",
+                    str(vens_file),
+                    "1" if signed else "0",
+                ],
+                f"https://127.0.0.1:{olport}",
+                {},
+                printed_ready,
+            )
             try:
                 results.append(measure(olvtn, vens, ca, per_ven, signed, args.time_cap, args.repeat))
             finally:
                 olvtn.stop()
 
-    print(f"\nOpenADR VTN benchmark: {args.vens} concurrent VENs, loopback, mutual TLS "
-          f"(unsigned {args.polls} polls/VEN, signed {args.signed_polls} polls/VEN)\n")
-    print(f"{'round':<9} {'VTN':<10} {'polls OK':>8} {'failed':>6} {'server CPU s':>12} {'wall s':>7} "
-          f"{'polls/CPU-s':>12} {'polls/s':>8}   all rounds (polls/CPU-s)")
+    print(
+        f"\nOpenADR VTN benchmark: {args.vens} concurrent VENs, loopback, mutual TLS "
+        f"(unsigned {args.polls} polls/VEN, signed {args.signed_polls} polls/VEN)\n"
+    )
+    print(
+        f"{'round':<9} {'VTN':<10} {'polls OK':>8} {'failed':>6} {'server CPU s':>12} {'wall s':>7} "
+        f"{'polls/CPU-s':>12} {'polls/s':>8}   all rounds (polls/CPU-s)"
+    )
     for r in results:
-        print(f"{'signed' if r['signed'] else 'unsigned':<9} {r['vtn']:<10} {r['ok']:>8} {r['failed']:>6} "
-              f"{r['server_cpu_s']:>12} {r['wall_s']:>7} {r['per_cpu_s']:>12} {r['per_wall_s']:>8}   "
-              f"{r['rounds_per_cpu_s']}")
+        print(
+            f"{'signed' if r['signed'] else 'unsigned':<9} {r['vtn']:<10} {r['ok']:>8} {r['failed']:>6} "
+            f"{r['server_cpu_s']:>12} {r['wall_s']:>7} {r['per_cpu_s']:>12} {r['per_wall_s']:>8}   "
+            f"{r['rounds_per_cpu_s']}"
+        )
     for signed, target in ((False, 2), (True, 60)):
         ours = next(r for r in results if r["vtn"] == "OpenDSO" and r["signed"] == signed)
         theirs = next(r for r in results if r["vtn"] == "openleadr" and r["signed"] == signed)
         ratio = ours["per_cpu_s"] / theirs["per_cpu_s"] if theirs["per_cpu_s"] else float("inf")
-        print(f"{'signed' if signed else 'unsigned'}: OpenDSO / openleadr = {ratio:.1f}x per CPU-second "
-              f"(target >= {target}x)")
+        print(
+            f"{'signed' if signed else 'unsigned'}: OpenDSO / openleadr = {ratio:.1f}x per CPU-second "
+            f"(target >= {target}x)"
+        )
     if args.json:
         print(json.dumps(results, indent=2))
     return 0 if all(r["failed"] == 0 for r in results) else 1

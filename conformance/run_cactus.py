@@ -41,10 +41,12 @@ from server.pki import sfdi_from_lfdi  # noqa: E402 - needs the repository on th
 
 PINS = ["cactus-client==1.1.0", "cactus-test-definitions==1.18.2"]
 PYTHON_VERSION = os.environ.get("CACTUS_PYTHON_VERSION", "3.12.1")
-TARGET = (["S-ALL-01", "S-ALL-02", "S-ALL-03", "S-ALL-04", "S-ALL-05"]
-          + [f"S-ALL-{n:02d}" for n in range(8, 25)]
-          + [f"S-ALL-{n}" for n in (41, 42, 43, 44, 45, 47, 48, 49, 51, 52, 53, 55, 56, 57)]
-          + [f"S-OPT-0{n}" for n in (1, 2, 3, 4)])
+TARGET = (
+    ["S-ALL-01", "S-ALL-02", "S-ALL-03", "S-ALL-04", "S-ALL-05"]
+    + [f"S-ALL-{n:02d}" for n in range(8, 25)]
+    + [f"S-ALL-{n}" for n in (41, 42, 43, 44, 45, 47, 48, 49, 51, 52, 53, 55, 56, 57)]
+    + [f"S-OPT-0{n}" for n in (1, 2, 3, 4)]
+)
 MAX_WATTS = 10_000
 PEN = 12345
 
@@ -70,10 +72,15 @@ def ensure_venv(reinstall_plugin: bool = True) -> Path:
         # a copy keeps pip's build artefacts out of the source tree
         with tempfile.TemporaryDirectory() as tmp:
             src = Path(tmp) / "conformance"
-            shutil.copytree(HERE, src, ignore=shutil.ignore_patterns(".venv*", "__pycache__", "*.egg-info",
-                                                                     "build", "work*"))
-            subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall", str(src)],
-                           check=True)
+            shutil.copytree(
+                HERE,
+                src,
+                ignore=shutil.ignore_patterns(".venv*", "__pycache__", "*.egg-info", "build", "work*"),
+            )
+            subprocess.run(
+                [str(python), "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall", str(src)],
+                check=True,
+            )
     return python
 
 
@@ -90,22 +97,28 @@ def pin_with_check(raw: int) -> int:
 
 
 def required_clients(python: Path, procedures: list[str]) -> dict[str, list[str | None]]:
-    code = ("import json,sys\n"
-            "from cactus_test_definitions.server.test_procedures import get_test_procedure, TestProcedureId\n"
-            "out={}\n"
-            "for p in sys.argv[1:]:\n"
-            "    tp=get_test_procedure(TestProcedureId(p))\n"
-            "    out[p]=[None if c.client_type is None else str(c.client_type) "
-            "for c in tp.preconditions.required_clients]\n"
-            "print(json.dumps(out))\n")
+    code = (
+        "import json,sys\n"
+        "from cactus_test_definitions.server.test_procedures import get_test_procedure, TestProcedureId\n"
+        "out={}\n"
+        "for p in sys.argv[1:]:\n"
+        "    tp=get_test_procedure(TestProcedureId(p))\n"
+        "    out[p]=[None if c.client_type is None else str(c.client_type) "
+        "for c in tp.preconditions.required_clients]\n"
+        "print(json.dumps(out))\n"
+    )
     proc = subprocess.run([str(python), "-c", code, *procedures], capture_output=True, text=True, check=True)
     return json.loads(proc.stdout)
 
 
 def all_procedures(python: Path) -> list[str]:
-    code = ("from cactus_test_definitions.server.test_procedures import TestProcedureId\n"
-            "print(' '.join(str(t) for t in TestProcedureId))")
-    return subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    code = (
+        "from cactus_test_definitions.server.test_procedures import TestProcedureId\n"
+        "print(' '.join(str(t) for t in TestProcedureId))"
+    )
+    return subprocess.run(
+        [str(python), "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
 
 
 def client_ids(types: list[str | None]) -> list[str]:
@@ -124,8 +137,12 @@ class Server:
         for f in self.home.glob("dso.sqlite3*"):
             f.unlink()  # every procedure starts from an empty database (same PKI)
         out = open(self.home / "serve.log", "ab")  # noqa: SIM115 - closed with the process
-        self.proc = subprocess.Popen([sys.executable, "-m", "server", "serve", "-c", self.info["config"]],
-                                     stdout=out, stderr=out, cwd=REPO)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "server", "serve", "-c", self.info["config"]],
+            stdout=out,
+            stderr=out,
+            cwd=REPO,
+        )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
@@ -171,11 +188,22 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("DSO_SEP2_POST_RATE_S", "60")
     os.environ["DSO_SEP2_PROFILE"] = args.profile
     os.environ["DSO_LOGGING_FORMAT"] = "text"
-    info = json.loads(dso("init", str(home), "--port", str(free_port()), "--admin-port", str(free_port()),
-                          "--json").stdout)
-    certs = {name: json.loads(dso("certs", "device", name, "-c", info["config"],
-                                  *(["--aggregator"] if name.startswith("agg") else [])).stdout)
-             for name in ("dev1", "dev2", "agg1")}
+    info = json.loads(
+        dso("init", str(home), "--port", str(free_port()), "--admin-port", str(free_port()), "--json").stdout
+    )
+    certs = {
+        name: json.loads(
+            dso(
+                "certs",
+                "device",
+                name,
+                "-c",
+                info["config"],
+                *(["--aggregator"] if name.startswith("agg") else []),
+            ).stdout
+        )
+        for name in ("dev1", "dev2", "agg1")
+    }
     output = work / "output"
     output.mkdir(exist_ok=True)
     clients = []
@@ -183,10 +211,19 @@ def main(argv: list[str] | None = None) -> int:
         aggregator = name.startswith("agg")
         # an aggregator registers devices that are not itself: give it a device LFDI of its own making
         lfdi = cert["lfdi"] if not aggregator else f"{n:02X}" * 4 + cert["lfdi"][8:]
-        clients.append({"id": name, "type": "aggregator" if aggregator else "device",
-                        "certificate_file": cert["cert"], "key_file": cert["key"], "lfdi": lfdi,
-                        "sfdi": sfdi_from_lfdi(lfdi), "pen": PEN, "pin": pin_with_check(12340 + n),
-                        "max_watts": MAX_WATTS})
+        clients.append(
+            {
+                "id": name,
+                "type": "aggregator" if aggregator else "device",
+                "certificate_file": cert["cert"],
+                "key_file": cert["key"],
+                "lfdi": lfdi,
+                "sfdi": sfdi_from_lfdi(lfdi),
+                "pen": PEN,
+                "pin": pin_with_check(12340 + n),
+                "max_watts": MAX_WATTS,
+            }
+        )
     # notifications (S-ALL-25..40): our own receiver speaks cactus-client-notifications' API on loopback
     from notification_receiver import start as start_receiver
 
@@ -197,10 +234,18 @@ def main(argv: list[str] | None = None) -> int:
     # S-ALL-46 keeps the webhook failing for 5 minutes: keep retrying (every 5 s) rather than give up
     os.environ.setdefault("DSO_DELIVERY_MAX_ATTEMPTS", "1000")
     os.environ.setdefault("DSO_DELIVERY_POLL_INTERVAL_MS", "200")
-    config = {"output_dir": str(output),
-              "server": {"device_capability_uri": info["dcap_url"], "verify_ssl": True, "verify_host_name": True,
-                         "serca_pem_file": info["ca"], "pen": PEN, "notification_uri": receiver.base_url},
-              "clients": clients}
+    config = {
+        "output_dir": str(output),
+        "server": {
+            "device_capability_uri": info["dcap_url"],
+            "verify_ssl": True,
+            "verify_host_name": True,
+            "serca_pem_file": info["ca"],
+            "pen": PEN,
+            "notification_uri": receiver.base_url,
+        },
+        "clients": clients,
+    }
     cactus_yaml = work / ".cactus.yaml"
     cactus_yaml.write_text(json.dumps(config, indent=2))  # JSON is YAML
     log(f"work directory {work}")
@@ -216,10 +261,24 @@ def main(argv: list[str] | None = None) -> int:
             logfile = work / f"{proc_id}.log"
             with open(logfile, "wb") as out:
                 try:
-                    code = subprocess.run([str(VENV / "bin" / "cactus"), "run", "-c", str(cactus_yaml),
-                                           "--timeout", str(args.timeout), proc_id, *ids, "--headless"],
-                                          stdout=out, stderr=subprocess.STDOUT, cwd=work, env=env,
-                                          timeout=args.timeout + 60).returncode
+                    code = subprocess.run(
+                        [
+                            str(VENV / "bin" / "cactus"),
+                            "run",
+                            "-c",
+                            str(cactus_yaml),
+                            "--timeout",
+                            str(args.timeout),
+                            proc_id,
+                            *ids,
+                            "--headless",
+                        ],
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                        cwd=work,
+                        env=env,
+                        timeout=args.timeout + 60,
+                    ).returncode
                 except subprocess.TimeoutExpired:
                     code = -1
             server.stop()

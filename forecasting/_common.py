@@ -111,7 +111,9 @@ def to_grid(t: np.ndarray, y: np.ndarray, step: np.timedelta64) -> tuple[np.ndar
 
 def check_not_all_nan(y: np.ndarray, name: str = "y") -> None:
     if y.size == 0 or not np.any(np.isfinite(y)):
-        raise ValueError(f"{name} contains no finite observations (all NaN or empty); cannot fit a forecaster")
+        raise ValueError(
+            f"{name} contains no finite observations (all NaN or empty); cannot fit a forecaster"
+        )
 
 
 def clean_series(y: np.ndarray, steps_per_day: int, flat_steps: int) -> tuple[np.ndarray, list[str]]:

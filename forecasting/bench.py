@@ -56,46 +56,77 @@ def _steps_per_day(d: DataSet) -> int:
 
 TASKS = [
     Task(
-        "gb", "GB demand, day-ahead", load_gb_demand, "day-ahead", 2.2, 2.42, 10.5,
+        "gb",
+        "GB demand, day-ahead",
+        load_gb_demand,
+        "day-ahead",
+        2.2,
+        2.42,
+        10.5,
         ours=lambda d: lambda: LoadForecaster(tz=d.tz, holidays=d.holidays),
         baseline_name="Holt-Winters additive, weekly",
-        baseline=lambda d: lambda: Conformal(
-            lambda: HoltWintersAdditive(7 * _steps_per_day(d)), "day-ahead", d.tz, cal_days=14
+        baseline=lambda d: (
+            lambda: Conformal(
+                lambda: HoltWintersAdditive(7 * _steps_per_day(d)), "day-ahead", d.tz, cal_days=14
+            )
         ),
-        persistence=lambda d: lambda: Conformal(
-            lambda: Persistence(_steps_per_day(d)), "day-ahead", d.tz, cal_days=14
+        persistence=lambda d: (
+            lambda: Conformal(lambda: Persistence(_steps_per_day(d)), "day-ahead", d.tz, cal_days=14)
         ),
     ),
     Task(
-        "simbench", "SimBench LV 1-LV-semiurb4--0-sw, day-ahead", load_simbench_feeder, "day-ahead", 14.0, 15.4,
+        "simbench",
+        "SimBench LV 1-LV-semiurb4--0-sw, day-ahead",
+        load_simbench_feeder,
+        "day-ahead",
+        14.0,
+        15.4,
         25.4,
         ours=lambda d: lambda: LoadForecaster(tz=d.tz, holidays=d.holidays),
         baseline_name="OLS per time slot (lags + day of week)",
         baseline=lambda d: lambda: Conformal(lambda: SlotOLS(d.tz), "day-ahead", d.tz, cal_days=28),
-        persistence=lambda d: lambda: Conformal(
-            lambda: Persistence(_steps_per_day(d)), "day-ahead", d.tz, cal_days=28
+        persistence=lambda d: (
+            lambda: Conformal(lambda: Persistence(_steps_per_day(d)), "day-ahead", d.tz, cal_days=28)
         ),
     ),
     Task(
-        "pv1h", "PV system 50, 1 h ahead", load_pv_system50, "hour-ahead", 13.5, 14.8, 20.2,
+        "pv1h",
+        "PV system 50, 1 h ahead",
+        load_pv_system50,
+        "hour-ahead",
+        13.5,
+        14.8,
+        20.2,
         ours=lambda d: lambda: PVForecaster(d.latitude, d.longitude, altitude_m=d.altitude_m),
         baseline_name="OLS on clear-sky index",
-        baseline=lambda d: lambda: Conformal(
-            lambda: CSIOLS(d.latitude, d.longitude, d.norm, altitude_m=d.altitude_m), "hour-ahead", d.tz
+        baseline=lambda d: (
+            lambda: Conformal(
+                lambda: CSIOLS(d.latitude, d.longitude, d.norm, altitude_m=d.altitude_m), "hour-ahead", d.tz
+            )
         ),
         persistence=lambda d: lambda: Conformal(lambda: Persistence(0), "hour-ahead", d.tz),
         daytime_only=True,
         refit_days=30.0,
     ),
     Task(
-        "pvda", "PV system 50, day-ahead, no weather", load_pv_system50, "day-ahead", 22.0, 23.9, 28.4,
+        "pvda",
+        "PV system 50, day-ahead, no weather",
+        load_pv_system50,
+        "day-ahead",
+        22.0,
+        23.9,
+        28.4,
         ours=lambda d: lambda: PVForecaster(d.latitude, d.longitude, altitude_m=d.altitude_m),
         baseline_name="clear sky x 7-day mean CSI",
-        baseline=lambda d: lambda: Conformal(
-            lambda: ClearSkyMeanCSI(d.latitude, d.longitude, d.norm, altitude_m=d.altitude_m), "day-ahead", d.tz
+        baseline=lambda d: (
+            lambda: Conformal(
+                lambda: ClearSkyMeanCSI(d.latitude, d.longitude, d.norm, altitude_m=d.altitude_m),
+                "day-ahead",
+                d.tz,
+            )
         ),
-        persistence=lambda d: lambda: Conformal(
-            lambda: Persistence(_steps_per_day(d)), "day-ahead", d.tz, cal_days=28
+        persistence=lambda d: (
+            lambda: Conformal(lambda: Persistence(_steps_per_day(d)), "day-ahead", d.tz, cal_days=28)
         ),
         daytime_only=True,
         refit_days=30.0,
@@ -156,22 +187,28 @@ def main(argv: list[str] | None = None) -> int:
         rows = run_task(task, data)
         pers = rows["persistence"][0]
         print(f"\n## {task.title} — {data.name}")
-        print(f"   test {str(data.test_start)[:10]} .. {str(data.test_end)[:10]} UTC, nRMSE/pinball in % of "
-              f"{'capacity' if task.daytime_only else 'mean load'} ({data.norm:.4g}); "
-              f"target nRMSE <= {task.target} %")
+        print(
+            f"   test {str(data.test_start)[:10]} .. {str(data.test_end)[:10]} UTC, nRMSE/pinball in % of "
+            f"{'capacity' if task.daytime_only else 'mean load'} ({data.norm:.4g}); "
+            f"target nRMSE <= {task.target} %"
+        )
         print(f"| {'model':40s} | nRMSE % | MAE | skill vs pers. % | pinball % | 80% cov. % | n | s |")
         print(f"| {'-' * 40} | ------- | --- | ---------------- | --------- | ---------- | - | - |")
         for name, (s, secs) in rows.items():
             skill = 100 * (1 - s.nrmse / pers.nrmse)
             issue = {"persistence": task.issue_persistence, task.baseline_name: task.issue_baseline}.get(name)
             label = name + (f" (issue: {issue} %)" if issue is not None else "")
-            print(f"| {label:40s} | {s.nrmse:7.2f} | {s.mae:.4g} | {skill:16.1f} | {s.pinball:9.3f} "
-                  f"| {s.coverage80:10.1f} | {s.n} | {secs:.0f} |")
+            print(
+                f"| {label:40s} | {s.nrmse:7.2f} | {s.mae:.4g} | {skill:16.1f} | {s.pinball:9.3f} "
+                f"| {s.coverage80:10.1f} | {s.n} | {secs:.0f} |"
+            )
         ours = rows["OpenDSO"][0]
         met = ours.nrmse <= task.target and 75 <= ours.coverage80 <= 85
         all_met &= met
-        print(f"   target {'MET' if met else 'NOT met'}: nRMSE {ours.nrmse:.2f} % (<= {task.target} %), "
-              f"80 % coverage {ours.coverage80:.1f} % (75..85 %)")
+        print(
+            f"   target {'MET' if met else 'NOT met'}: nRMSE {ours.nrmse:.2f} % (<= {task.target} %), "
+            f"80 % coverage {ours.coverage80:.1f} % (75..85 %)"
+        )
         sys.stdout.flush()
     return 0 if all_met else 1
 

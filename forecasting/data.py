@@ -68,8 +68,17 @@ def load_simbench_feeder(code: str = "1-LV-semiurb4--0-sw") -> DataSet:
     # Assumption or Reformation Day (checked against the daily means of the series).  A utility knows its own
     # regional calendar, so the benchmark passes it the way an operator would.
     holidays = (
-        "2016-01-01", "2016-03-25", "2016-03-28", "2016-05-01", "2016-05-05", "2016-05-16", "2016-05-26",
-        "2016-10-03", "2016-11-01", "2016-12-25", "2016-12-26",
+        "2016-01-01",
+        "2016-03-25",
+        "2016-03-28",
+        "2016-05-01",
+        "2016-05-05",
+        "2016-05-16",
+        "2016-05-26",
+        "2016-10-03",
+        "2016-11-01",
+        "2016-12-25",
+        "2016-12-26",
     )
     return DataSet(
         name=f"SimBench LV feeder {code}, 15 min",
@@ -98,7 +107,9 @@ def load_pv_system50() -> DataSet:
     import pandas as pd
     import pvanalytics
 
-    path = os.path.join(os.path.dirname(pvanalytics.__file__), "data", "system_50_ac_power_2_full_DST.parquet")
+    path = os.path.join(
+        os.path.dirname(pvanalytics.__file__), "data", "system_50_ac_power_2_full_DST.parquet"
+    )
     df = pd.read_parquet(path)
     wall = df["measured_on"].dt.tz_localize(None)
     local = wall.dt.tz_localize("America/Denver", ambiguous="NaT", nonexistent="NaT")

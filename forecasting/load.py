@@ -415,7 +415,9 @@ class LoadForecaster:
         # Error correction from the residuals just before the issue time.
         z = self._ec_features(self._r[1], np.array([n]))[0]
         hn = np.clip(lead, 1, self._nodes[-1])
-        phi = np.column_stack([np.interp(hn, self._nodes, self._phi[:, c]) for c in range(self._phi.shape[1])])
+        phi = np.column_stack(
+            [np.interp(hn, self._nodes, self._phi[:, c]) for c in range(self._phi.shape[1])]
+        )
         mean = mean + phi @ z
         q = np.column_stack([np.interp(hn, self._nodes, self._q[:, c]) for c in range(self._q.shape[1])])
         q = q - q[:, [list(QUANTILE_LEVELS).index(0.5)]]  # centre the bands on the mean forecast

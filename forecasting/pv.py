@@ -415,7 +415,9 @@ class PVForecaster:
             if season is None:
                 return base
             return np.column_stack([base, season] + [base[:, 1:] * season[:, [c]] for c in range(4)])
-        base = np.column_stack([one, last * has, k1h, k1d, k7, clim, has, var, var * last, last * clim, trend])
+        base = np.column_stack(
+            [one, last * has, k1h, k1d, k7, clim, has, var, var * last, last * clim, trend]
+        )
         if season is None:
             return np.column_stack([base, shape])
         return np.column_stack([base, season, *(base[:, 1:6] * season[:, [c]] for c in range(4)), shape])
@@ -443,14 +445,20 @@ class PVForecaster:
         clim_da = self._climatology(self.k, j_da, slots)
         # (season/sun-position terms were measured to hurt here: the day-ahead index is climatology.)
         X_da = self._design(self._features_at(self.k, j_da), clim_da, False)
-        self.coef_da = _wls(X_da, self.pcs[day], self.y[day], None if self.rich else np.array([0, 0, 0.5, 0.5]))
+        self.coef_da = _wls(
+            X_da, self.pcs[day], self.y[day], None if self.rich else np.array([0, 0, 0.5, 0.5])
+        )
         k_da = X_da @ self.coef_da
         resid_da = (self.y[day] - np.minimum(self.pcs[day] * k_da, self.pmax)) / self.pcs[day]
         # Short-lead rows, a thinned set of leads, interpolated in between.
-        nodes = np.unique(np.concatenate([
-            np.arange(1, min(self.n_short, 8) + 1),
-            np.round(np.geomspace(1, self.n_short, min(self.n_short, 10))).astype(int),
-        ]))
+        nodes = np.unique(
+            np.concatenate(
+                [
+                    np.arange(1, min(self.n_short, 8) + 1),
+                    np.round(np.geomspace(1, self.n_short, min(self.n_short, 10))).astype(int),
+                ]
+            )
+        )
         coefs, qs_nodes = [], []
         for h in nodes:
             j = day - h + 1
@@ -477,7 +485,13 @@ class PVForecaster:
         self._fit_trees(day)
 
     def _tree_features(
-        self, k: np.ndarray, j: np.ndarray, feats: np.ndarray, lead: int, pcs_t: np.ndarray, clim: np.ndarray,
+        self,
+        k: np.ndarray,
+        j: np.ndarray,
+        feats: np.ndarray,
+        lead: int,
+        pcs_t: np.ndarray,
+        clim: np.ndarray,
         t_target: np.ndarray,
     ) -> np.ndarray:
         """Inputs of the boosted trees for issue indexes ``j`` of ``k`` (only ``k[< j]`` is read) and one lead:
@@ -500,18 +514,33 @@ class PVForecaster:
         capture interactions the regressions cannot (sky regime x time of day x yesterday's course) and,
         blended with the regression and the analogs, lower the 1 h-ahead nRMSE by about 0.1 point."""
         self._trees: list[BoostedTrees] = []
-        self._tree_leads = np.array(sorted({
-            max(1, round(h * 3600 / self.step_s)) for h in TREE_LEADS_H if h * 3600 <= self.n_short * self.step_s
-        }))
+        self._tree_leads = np.array(
+            sorted(
+                {
+                    max(1, round(h * 3600 / self.step_s))
+                    for h in TREE_LEADS_H
+                    if h * 3600 <= self.n_short * self.step_s
+                }
+            )
+        )
         if not self.rich:
             return
         t_day = self.t0 + day * self.step
         for lead in self._tree_leads:
             j = day - lead + 1
             clim = self._climatology(self.k, j, day % self.S)
-            X = self._tree_features(self.k, j, self._features_at(self.k, j), int(lead), self.pcs[day], clim, t_day)
-            model = BoostedTrees(n_trees=200, depth=4, learning_rate=0.05, min_leaf_weight=200, n_bins=64, subsample=0.8,
-                                 seed=0)
+            X = self._tree_features(
+                self.k, j, self._features_at(self.k, j), int(lead), self.pcs[day], clim, t_day
+            )
+            model = BoostedTrees(
+                n_trees=200,
+                depth=4,
+                learning_rate=0.05,
+                min_leaf_weight=200,
+                n_bins=64,
+                subsample=0.8,
+                seed=0,
+            )
             self._trees.append(model.fit(X, self.y[day] / self.pmax))
 
     def _analog_key(self, feats: np.ndarray, clim: np.ndarray, t_issue: np.ndarray) -> np.ndarray:
@@ -520,8 +549,18 @@ class PVForecaster:
         clim = np.where(np.isfinite(clim), clim, k7)
         sea = self._season(t_issue)
         return np.column_stack(
-            [last * has, k1h, 0.3 * k1d, 0.7 * clim, 2.0 * var, trend, 0.7 * sea[:, 2], 0.7 * sea[:, 3],
-             0.3 * sea[:, 0], 0.3 * sea[:, 1]]
+            [
+                last * has,
+                k1h,
+                0.3 * k1d,
+                0.7 * clim,
+                2.0 * var,
+                trend,
+                0.7 * sea[:, 2],
+                0.7 * sea[:, 3],
+                0.3 * sea[:, 0],
+                0.3 * sea[:, 1],
+            ]
         )
 
     def _fit_analogs(self) -> None:
@@ -575,14 +614,22 @@ class PVForecaster:
             for i, (lead, model) in enumerate(zip(self._tree_leads, self._trees, strict=True)):
                 if pcs_ts[i] <= 0.05 * self.pmax:
                     continue
-                X = self._tree_features(self.k[a:], j - a, st["feats"], int(lead), pcs_ts[i : i + 1],
-                                        clims[i : i + 1], t_tgts[i : i + 1])
+                X = self._tree_features(
+                    self.k[a:],
+                    j - a,
+                    st["feats"],
+                    int(lead),
+                    pcs_ts[i : i + 1],
+                    clims[i : i + 1],
+                    t_tgts[i : i + 1],
+                )
                 ks[i] = float(model.predict(X)[0]) * self.pmax / pcs_ts[i]
             st["trees"] = ks
         return st
 
-    def _k_forecast(self, lead: int, st: dict[str, np.ndarray], slot: int, k_weather: np.ndarray | None,
-                    i: int) -> float:
+    def _k_forecast(
+        self, lead: int, st: dict[str, np.ndarray], slot: int, k_weather: np.ndarray | None, i: int
+    ) -> float:
         feats = st["feats"]
         j = st["j"]
         if self.mode != "full":

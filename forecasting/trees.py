@@ -44,8 +44,10 @@ class BoostedTrees:
         B = self.n_bins + 1  # bin 0 holds NaN, bins 1..n_bins the quantile cells
         # Bin edges at feature quantiles; NaN features go to bin 0 (below every edge).
         qs = np.linspace(0, 1, self.n_bins + 1)[1:-1]
-        self.edges = [np.unique(np.nanquantile(X[:, f], qs)) if np.isfinite(X[:, f]).any() else np.zeros(0)
-                      for f in range(p)]
+        self.edges = [
+            np.unique(np.nanquantile(X[:, f], qs)) if np.isfinite(X[:, f]).any() else np.zeros(0)
+            for f in range(p)
+        ]
         bins = self._bins(X)
         self.base = float(np.sum(w * y) / max(np.sum(w), 1e-12))
         pred = np.full(n, self.base)

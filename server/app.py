@@ -64,8 +64,12 @@ async def open_runtime(settings: Settings) -> Runtime:
 
 
 def delivery_context(settings: Settings) -> ssl.SSLContext:
-    return delivery_ssl_context(trust_files(settings), str(settings.path(settings.pki.server_cert)),
-                                str(settings.path(settings.pki.server_key)), settings.delivery.verify_tls)
+    return delivery_ssl_context(
+        trust_files(settings),
+        str(settings.path(settings.pki.server_cert)),
+        str(settings.path(settings.pki.server_key)),
+        settings.delivery.verify_tls,
+    )
 
 
 async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
@@ -94,8 +98,13 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
             runners.append(runner)
         await web.TCPSite(protocol, settings.server.host, settings.server.port, ssl_context=ssl_ctx).start()
         await web.TCPSite(admin, settings.admin.host, settings.admin.port).start()
-        log.info("protocol listener on %s (2030.5 at %s/dcap, OpenADR at %s%s)", settings.server_url,
-                 settings.server_url, settings.server_url, settings.openadr.prefix)
+        log.info(
+            "protocol listener on %s (2030.5 at %s/dcap, OpenADR at %s%s)",
+            settings.server_url,
+            settings.server_url,
+            settings.server_url,
+            settings.openadr.prefix,
+        )
         log.info("admin listener on %s", settings.admin_url)
         log.info("database %s", rt.store.backend)
         await stop.wait()

@@ -184,7 +184,18 @@ class Settings:
         return {name: dataclasses.asdict(getattr(self, name)) for name in SECTIONS}
 
 
-SECTIONS = ("server", "admin", "database", "pki", "sep2", "openadr", "delivery", "orchestration", "modbus", "logging")
+SECTIONS = (
+    "server",
+    "admin",
+    "database",
+    "pki",
+    "sep2",
+    "openadr",
+    "delivery",
+    "orchestration",
+    "modbus",
+    "logging",
+)
 
 
 def _url_host(host: str) -> str:
@@ -243,7 +254,7 @@ def load_settings(path: str | os.PathLike[str] | None = None, env: dict[str, str
             _apply(settings, section, values, lambda key, s=section, f=file: f"{f}: [{s}] {key}")
     for section in SECTIONS:
         prefix = f"DSO_{section.upper()}_"
-        values = {k[len(prefix):].lower(): v for k, v in env.items() if k.startswith(prefix)}
+        values = {k[len(prefix) :].lower(): v for k, v in env.items() if k.startswith(prefix)}
         _apply(settings, section, values, lambda key, s=section: f"environment DSO_{s.upper()}_{key.upper()}")
     _validate(settings)
     return settings
@@ -268,9 +279,16 @@ def _validate(s: Settings) -> None:
     if s.sep2.profile not in ("csip", "csip-aus"):
         raise ConfigError(f"{where}: sep2.profile must be csip or csip-aus")
     d = s.delivery
-    if d.initial_backoff_s < 1 or d.max_backoff_s < d.initial_backoff_s or d.max_attempts < 1 or d.timeout_s < 1:
-        raise ConfigError(f"{where}: delivery needs initial_backoff_s >= 1, max_backoff_s >= initial_backoff_s, "
-                          "max_attempts >= 1 and timeout_s >= 1")
+    if (
+        d.initial_backoff_s < 1
+        or d.max_backoff_s < d.initial_backoff_s
+        or d.max_attempts < 1
+        or d.timeout_s < 1
+    ):
+        raise ConfigError(
+            f"{where}: delivery needs initial_backoff_s >= 1, max_backoff_s >= initial_backoff_s, "
+            "max_attempts >= 1 and timeout_s >= 1"
+        )
     if s.openadr.vtn_id.islower() or not s.openadr.vtn_id.strip():
         # OpenADR VENs (openleadr among them) reject an all-lowercase vtnID
         raise ConfigError(f"{where}: openadr.vtn_id must not be empty or all lower case")
@@ -284,7 +302,9 @@ def _validate(s: Settings) -> None:
 
         ZoneInfo(s.sep2.time_zone)
     except (ValueError, KeyError, OSError):
-        raise ConfigError(f"{where}: sep2.time_zone must be an IANA time zone, got {s.sep2.time_zone!r}") from None
+        raise ConfigError(
+            f"{where}: sep2.time_zone must be an IANA time zone, got {s.sep2.time_zone!r}"
+        ) from None
     if not 0 <= s.sep2.pen <= 99_999_999:
         raise ConfigError(f"{where}: sep2.pen must be 0..99999999")
     if s.logging.format not in ("json", "text", "auto"):

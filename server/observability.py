@@ -53,10 +53,18 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.requests = Counter("dso_http_requests_total", "HTTP requests", ["listener", "route", "method", "status"],
-                                registry=self.registry)
-        self.latency = Histogram("dso_http_request_seconds", "HTTP request latency", ["listener", "route", "method"],
-                                 registry=self.registry)
+        self.requests = Counter(
+            "dso_http_requests_total",
+            "HTTP requests",
+            ["listener", "route", "method", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "dso_http_request_seconds",
+            "HTTP request latency",
+            ["listener", "route", "method"],
+            registry=self.registry,
+        )
         self._children: dict[tuple[str, str, str, int], tuple[Any, Any]] = {}
 
     def children(self, listener: str, route: str, method: str, status: int) -> tuple[Any, Any]:
@@ -67,8 +75,10 @@ class Metrics:
         key = (listener, route, method, status)
         found = self._children.get(key)
         if found is None:
-            found = (self.requests.labels(listener, route, method, str(status)),
-                     self.latency.labels(listener, route, method))
+            found = (
+                self.requests.labels(listener, route, method, str(status)),
+                self.latency.labels(listener, route, method),
+            )
             if method in _METHODS:
                 self._children[key] = found
         return found
@@ -102,9 +112,19 @@ def observe_middleware(listener: str, metrics: Metrics):
             count.inc()
             latency.observe(elapsed)
             if log.isEnabledFor(logging.INFO):  # the arguments cost something even when the line is dropped
-                log.info("%s %s %s", request.method, request.path, status, extra={
-                    "dso_request_id": request_id, "dso_listener": listener, "dso_status": status,
-                    "dso_ms": round(elapsed * 1000, 2), "dso_remote": request.remote})
+                log.info(
+                    "%s %s %s",
+                    request.method,
+                    request.path,
+                    status,
+                    extra={
+                        "dso_request_id": request_id,
+                        "dso_listener": listener,
+                        "dso_status": status,
+                        "dso_ms": round(elapsed * 1000, 2),
+                        "dso_remote": request.remote,
+                    },
+                )
         response.headers["X-Request-Id"] = request_id
         return response
 

@@ -108,11 +108,18 @@ def _now() -> dt.datetime:
 
 
 def _name(cn: str, org: str = "OpenDSO development PKI") -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, org), x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    return x509.Name(
+        [x509.NameAttribute(NameOID.ORGANIZATION_NAME, org), x509.NameAttribute(NameOID.COMMON_NAME, cn)]
+    )
 
 
-def _ca(cn: str, issuer: Issued | None, path_len: int | None, policies: list[ObjectIdentifier],
-        rsa_key: bool = False) -> Issued:
+def _ca(
+    cn: str,
+    issuer: Issued | None,
+    path_len: int | None,
+    policies: list[ObjectIdentifier],
+    rsa_key: bool = False,
+) -> Issued:
     key = rsa.generate_private_key(65537, 2048) if rsa_key else ec.generate_private_key(ec.SECP256R1())
     subject = _name(cn)
     builder = (
@@ -127,7 +134,9 @@ def _ca(cn: str, issuer: Issued | None, path_len: int | None, policies: list[Obj
         .add_extension(
             x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
         )
-        .add_extension(x509.CertificatePolicies([x509.PolicyInformation(p, None) for p in policies]), critical=True)
+        .add_extension(
+            x509.CertificatePolicies([x509.PolicyInformation(p, None) for p in policies]), critical=True
+        )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
     )
     if issuer:
@@ -152,12 +161,18 @@ def issue_device(mica: Issued, serial: bytes | None = None, aggregator: bool = F
         .not_valid_before(_now())
         .not_valid_after(NO_EXPIRY)
         # an empty subject makes the SAN the identity, so RFC 5280 wants it critical
-        .add_extension(x509.SubjectAlternativeName([x509.OtherName(OID_HARDWARE_MODULE_NAME, hw)]), critical=True)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.OtherName(OID_HARDWARE_MODULE_NAME, hw)]), critical=True
+        )
         .add_extension(
             x509.KeyUsage(True, False, True, False, True, False, False, False, False), critical=True
         )
-        .add_extension(x509.CertificatePolicies([x509.PolicyInformation(p, None) for p in policies]), critical=True)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(mica.key.public_key()), critical=False)
+        .add_extension(
+            x509.CertificatePolicies([x509.PolicyInformation(p, None) for p in policies]), critical=True
+        )
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(mica.key.public_key()), critical=False
+        )
         .sign(mica.key, hashes.SHA256())
     )
     return Issued(cert, key)
@@ -173,8 +188,11 @@ def issue_tls_leaf(issuer: Issued, cn: str, hosts: list[str], server: bool, rsa_
         except ValueError:
             sans.append(x509.DNSName(host))
     # the server is also a TLS client when it POSTs notifications and pushes to VENs: give it both usages
-    usages = [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH] if server else \
-        [ExtendedKeyUsageOID.CLIENT_AUTH]
+    usages = (
+        [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+        if server
+        else [ExtendedKeyUsageOID.CLIENT_AUTH]
+    )
     # RSA key exchange (TLS_RSA_*) needs keyEncipherment; ECDHE-ECDSA needs digitalSignature
     key_usage = x509.KeyUsage(True, False, rsa_key, False, not rsa_key, False, False, False, False)
     builder = (
@@ -187,12 +205,13 @@ def issue_tls_leaf(issuer: Issued, cn: str, hosts: list[str], server: bool, rsa_
         .not_valid_after(_now() + dt.timedelta(days=825))
         .add_extension(key_usage, critical=True)
         .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.key.public_key()), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.key.public_key()), critical=False
+        )
     )
     if sans:
         builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
     return Issued(builder.sign(issuer.key, hashes.SHA256()), key)
-
 
 
 # ---------------------------------------------------------------------------------------------- files
@@ -273,12 +292,23 @@ class DevPki:
     def issue_device(self, name: str, aggregator: bool = False) -> dict[str, object]:
         issued = issue_device(self._load("mica"), aggregator=aggregator)
         cert_path, key_path = self._write_client(name, issued)
-        return {"name": name, "lfdi": lfdi(issued.cert), "sfdi": sfdi(issued.cert),
-                "cert": str(cert_path), "key": str(key_path), "aggregator": aggregator}
+        return {
+            "name": name,
+            "lfdi": lfdi(issued.cert),
+            "sfdi": sfdi(issued.cert),
+            "cert": str(cert_path),
+            "key": str(key_path),
+            "aggregator": aggregator,
+        }
 
     def issue_ven(self, name: str, use_rsa: bool = False) -> dict[str, object]:
         issuer = self._load("rsa-root" if use_rsa else "mca")
         issued = issue_tls_leaf(issuer, name, [], server=False, rsa_key=use_rsa)
         cert_path, key_path = self._write_client(name, issued)
-        return {"name": name, "fingerprint": openadr_fingerprint(issued.cert), "cert": str(cert_path),
-                "key": str(key_path), "rsa": use_rsa}
+        return {
+            "name": name,
+            "fingerprint": openadr_fingerprint(issued.cert),
+            "cert": str(cert_path),
+            "key": str(key_path),
+            "rsa": use_rsa,
+        }

@@ -18,7 +18,9 @@ from cryptography.hazmat.primitives import serialization
 from server.config import Settings
 from server.core.identity import ClientIdentity
 
-TLS12_CIPHERS = "ECDHE-ECDSA-AES128-CCM8:ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES128-SHA256:AES128-SHA256"
+TLS12_CIPHERS = (
+    "ECDHE-ECDSA-AES128-CCM8:ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES128-SHA256:AES128-SHA256"
+)
 
 
 def trust_files(settings: Settings) -> list[str]:

@@ -12,13 +12,15 @@ from support import free_port
 
 def text(s: str, regs: int) -> list[int]:
     raw = s.encode().ljust(regs * 2, b"\0")
-    return [int.from_bytes(raw[i:i + 2], "big") for i in range(0, regs * 2, 2)]
+    return [int.from_bytes(raw[i : i + 2], "big") for i in range(0, regs * 2, 2)]
 
 
 def sunspec_map(watts: int = 4321, hz_centi: int = 5002, wh: int = 1_234_567) -> dict[int, int]:
     """Registers from 40000: SunS, common (1), inverter (103), nameplate (120), controls (123), end."""
     regs: list[int] = [0x5375, 0x6E53]
-    common = text("OpenDSO Sim", 16) + text("INV-5K", 16) + text("", 8) + text("1.2.3", 8) + text("SN-0042", 16)
+    common = (
+        text("OpenDSO Sim", 16) + text("INV-5K", 16) + text("", 8) + text("1.2.3", 8) + text("SN-0042", 16)
+    )
     common += [1, 0]  # DA, pad
     regs += [1, len(common)] + common
     inverter = [0] * 50
@@ -98,7 +100,7 @@ class SunSpecSimulator:
             return pdu[:5]
         if function == 0x10:
             address, count, _ = struct.unpack(">HHB", pdu[1:6])
-            values = struct.unpack(f">{count}H", pdu[6:6 + 2 * count])
+            values = struct.unpack(f">{count}H", pdu[6 : 6 + 2 * count])
             for i, value in enumerate(values):
                 self.registers[address + i] = value
                 self.writes.append((address + i, value))

@@ -29,12 +29,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def dso(*args: str, env: dict[str, str] | None = None, check: bool = True,
-        timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def dso(
+    *args: str, env: dict[str, str] | None = None, check: bool = True, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     """Run the real ``dso`` command (as ``python -m server``) and return its completed process."""
     full_env = {**os.environ, **(env or {})}
-    proc = subprocess.run([sys.executable, "-m", "server", *args], capture_output=True, text=True, env=full_env,
-                          timeout=timeout, cwd=REPO)
+    proc = subprocess.run(
+        [sys.executable, "-m", "server", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
+        cwd=REPO,
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"dso {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
     return proc
@@ -55,7 +62,15 @@ class LiveServer:
 
     # ------------------------------------------------------------------ lifecycle
     def init(self) -> LiveServer:
-        args = ["init", str(self.home), "--port", str(free_port()), "--admin-port", str(free_port()), "--json"]
+        args = [
+            "init",
+            str(self.home),
+            "--port",
+            str(free_port()),
+            "--admin-port",
+            str(free_port()),
+            "--json",
+        ]
         if self.database_url:
             args += ["--database-url", self.database_url]
         self.info = dso_json(*args, env=self.extra_env)
@@ -69,8 +84,13 @@ class LiveServer:
         self.log_path = self.home / "serve.log"
         log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the process
         env = {**os.environ, **self.extra_env, "DSO_LOGGING_FORMAT": "json"}
-        self.proc = subprocess.Popen([sys.executable, "-m", "server", "serve", "-c", self.config], stdout=log,
-                                     stderr=log, env=env, cwd=REPO)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "server", "serve", "-c", self.config],
+            stdout=log,
+            stderr=log,
+            env=env,
+            cwd=REPO,
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -117,9 +137,13 @@ class LiveServer:
     def admin(self, method: str, path: str, body: Any = None, token: str | None = None) -> tuple[int, Any]:
         """Call the admin API; returns (status, decoded JSON or None)."""
         data = None if body is None else json.dumps(body).encode()
-        headers = {"Content-Type": "application/json",
-                   "Authorization": f"Bearer {self.info['admin_token'] if token is None else token}"}
-        request = urllib.request.Request(self.info["admin_url"] + path, data=data, method=method, headers=headers)
+        headers = {
+            "Content-Type": "application/json",
+            "Authorization": f"Bearer {self.info['admin_token'] if token is None else token}",
+        }
+        request = urllib.request.Request(
+            self.info["admin_url"] + path, data=data, method=method, headers=headers
+        )
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
                 raw, status = response.read(), response.status
@@ -137,8 +161,9 @@ class LiveServer:
     def issue_ven(self, name: str, rsa: bool = False) -> dict[str, Any]:
         return dso_json("certs", "ven", name, "-c", self.config, *(["--rsa"] if rsa else []))
 
-    def client_context(self, cert: str | None = None, key: str | None = None,
-                       ciphers: str | None = None, tls12: bool = False) -> ssl.SSLContext:
+    def client_context(
+        self, cert: str | None = None, key: str | None = None, ciphers: str | None = None, tls12: bool = False
+    ) -> ssl.SSLContext:
         ctx = ssl.create_default_context(cafile=self.ca)
         if cert:
             ctx.load_cert_chain(cert, key)
@@ -148,8 +173,14 @@ class LiveServer:
             ctx.set_ciphers(ciphers)
         return ctx
 
-    def request(self, ctx: ssl.SSLContext, method: str, path: str, body: bytes | None = None,
-                headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    def request(
+        self,
+        ctx: ssl.SSLContext,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, dict[str, str], bytes]:
         """One HTTPS request over a real TLS connection with the given client context."""
         request = urllib.request.Request(self.url + path, data=body, method=method, headers=headers or {})
         opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=ctx))

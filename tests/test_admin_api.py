@@ -26,21 +26,28 @@ def test_healthz_needs_no_token(server):
         assert r.status == 200
 
 
-@pytest.mark.parametrize(("body", "status", "needle"), [
-    ({"lfdi": "xyz"}, 400, "40 hex"),
-    ({}, 400, "missing field 'lfdi'"),
-    ({"lfdi": "AB" * 20, "pin": "12"}, 400, "'pin' must be int"),
-    ({"lfdi": "AB" * 20, "pin": True}, 400, "'pin' must be int"),
-    ([1, 2], 400, "JSON object"),
-])
+@pytest.mark.parametrize(
+    ("body", "status", "needle"),
+    [
+        ({"lfdi": "xyz"}, 400, "40 hex"),
+        ({}, 400, "missing field 'lfdi'"),
+        ({"lfdi": "AB" * 20, "pin": "12"}, 400, "'pin' must be int"),
+        ({"lfdi": "AB" * 20, "pin": True}, 400, "'pin' must be int"),
+        ([1, 2], 400, "JSON object"),
+    ],
+)
 def test_bad_bodies_get_json_errors(server, body, status, needle):
     got, answer = server.admin("POST", "/api/v1/devices", body)
     assert got == status and needle in answer["error"]
 
 
 def test_non_json_body_and_unknown_paths(server):
-    request = urllib.request.Request(server.info["admin_url"] + "/api/v1/devices", data=b"{not json",
-                                     method="POST", headers={"Authorization": f"Bearer {server.info['admin_token']}"})
+    request = urllib.request.Request(
+        server.info["admin_url"] + "/api/v1/devices",
+        data=b"{not json",
+        method="POST",
+        headers={"Authorization": f"Bearer {server.info['admin_token']}"},
+    )
     with pytest.raises(urllib.error.HTTPError) as err:
         urllib.request.urlopen(request, timeout=5)
     assert err.value.code == 400
@@ -54,10 +61,14 @@ def test_metrics_count_requests_per_route(server):
     server.admin("GET", "/api/v1/status")
     status, text = server.admin("GET", "/metrics")
     assert status == 200
-    assert 'dso_http_requests_total{listener="admin",method="GET",route="/api/v1/status",status="200"}' in text
+    assert (
+        'dso_http_requests_total{listener="admin",method="GET",route="/api/v1/status",status="200"}' in text
+    )
 
 
 def test_responses_carry_a_request_id(server):
-    request = urllib.request.Request(server.info["admin_url"] + "/healthz", headers={"X-Request-Id": "abc123"})
+    request = urllib.request.Request(
+        server.info["admin_url"] + "/healthz", headers={"X-Request-Id": "abc123"}
+    )
     with urllib.request.urlopen(request, timeout=5) as r:
         assert r.headers["X-Request-Id"] == "abc123"

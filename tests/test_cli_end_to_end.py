@@ -20,12 +20,26 @@ def server(request, tmp_path):
 def test_enroll_and_list_devices_through_the_running_server(server):
     cert = server.issue_device("inverter-1")
     agg = server.issue_device("vpp", aggregator=True)
-    enrolled = dso_json("device", "enroll", "--lfdi", cert["lfdi"], "--pin", "123455", "--aggregator", agg["lfdi"],
-                        "--name", "inverter 1", "-c", server.config, "--json")
+    enrolled = dso_json(
+        "device",
+        "enroll",
+        "--lfdi",
+        cert["lfdi"],
+        "--pin",
+        "123455",
+        "--aggregator",
+        agg["lfdi"],
+        "--name",
+        "inverter 1",
+        "-c",
+        server.config,
+        "--json",
+    )
     assert enrolled["lfdi"] == cert["lfdi"] and enrolled["sfdi"] == cert["sfdi"]
     listed = dso_json("device", "list", "--json", "-c", server.config)
-    assert [(d["id"], d["lfdi"], d["aggregator_lfdi"]) for d in listed] == [(enrolled["id"], cert["lfdi"],
-                                                                             agg["lfdi"])]
+    assert [(d["id"], d["lfdi"], d["aggregator_lfdi"]) for d in listed] == [
+        (enrolled["id"], cert["lfdi"], agg["lfdi"])
+    ]
     status = dso_json("status", "--json", "-c", server.config)
     backend = "postgresql" if server.database_url else "sqlite"
     assert status["devices"] == 1 and status["vens"] == 0 and status["database"]["backend"] == backend
@@ -49,8 +63,9 @@ def test_serve_logs_urls_as_json_lines_and_stops_on_sigterm(server):
     assert server.url in messages and server.info["admin_url"] in messages and "stopped" in messages
 
 
-@pytest.mark.parametrize("args", [["device", "enroll"], ["nosuchcommand"], ["init", "/tmp/x", "--port", "abc"],
-                                  ["certs"]])
+@pytest.mark.parametrize(
+    "args", [["device", "enroll"], ["nosuchcommand"], ["init", "/tmp/x", "--port", "abc"], ["certs"]]
+)
 def test_bad_arguments_give_one_line_and_nonzero_exit(args):
     proc = dso(*args, check=False)
     assert proc.returncode == 2
@@ -77,7 +92,14 @@ def test_cli_reports_a_stopped_server_plainly(tmp_path):
 
 
 def test_help_everywhere():
-    for args in (["--help"], ["init", "--help"], ["serve", "--help"], ["certs", "device", "--help"],
-                 ["device", "enroll", "--help"], ["device", "list", "--help"], ["status", "--help"]):
+    for args in (
+        ["--help"],
+        ["init", "--help"],
+        ["serve", "--help"],
+        ["certs", "device", "--help"],
+        ["device", "enroll", "--help"],
+        ["device", "list", "--help"],
+        ["status", "--help"],
+    ):
         proc = dso(*args)
         assert "usage: dso" in proc.stdout

@@ -20,22 +20,32 @@ def test_defaults_and_sqlite_beside_the_config(tmp_path):
 def test_environment_overrides_file(tmp_path):
     cfg = tmp_path / "dso.toml"
     cfg.write_text('[server]\nport = 9000\n[database]\nurl = "sqlite:///x.db"\n')
-    s = load_settings(cfg, env={"DSO_SERVER_PORT": "9443", "DSO_DATABASE_URL": "postgresql://h/db",
-                                "DSO_OPENADR_SELF_REGISTER": "true", "DSO_SERVER_TRUSTED_PROXIES": "10.0.0.1, ::1"})
+    s = load_settings(
+        cfg,
+        env={
+            "DSO_SERVER_PORT": "9443",
+            "DSO_DATABASE_URL": "postgresql://h/db",
+            "DSO_OPENADR_SELF_REGISTER": "true",
+            "DSO_SERVER_TRUSTED_PROXIES": "10.0.0.1, ::1",
+        },
+    )
     assert s.server.port == 9443
     assert s.database_url == "postgresql://h/db"
     assert s.openadr.self_register is True
     assert s.server.trusted_proxies == ["10.0.0.1", "::1"]
 
 
-@pytest.mark.parametrize(("content", "needle"), [
-    ("[server\nport=1", "not valid TOML"),
-    ("[server]\nport = 'abc'\n", "[server] port: expected an integer"),
-    ("[server]\nbogus = 1\n", "[server] bogus: unknown setting"),
-    ("[nosuch]\nx = 1\n", "unknown section [nosuch]"),
-    ("[sep2]\nregistration = 'sometimes'\n", "sep2.registration"),
-    ("[server]\nport = 70000\n", "server.port"),
-])
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [
+        ("[server\nport=1", "not valid TOML"),
+        ("[server]\nport = 'abc'\n", "[server] port: expected an integer"),
+        ("[server]\nbogus = 1\n", "[server] bogus: unknown setting"),
+        ("[nosuch]\nx = 1\n", "unknown section [nosuch]"),
+        ("[sep2]\nregistration = 'sometimes'\n", "sep2.registration"),
+        ("[server]\nport = 70000\n", "server.port"),
+    ],
+)
 def test_corrupt_config_names_file_and_key(tmp_path, content, needle):
     cfg = tmp_path / "dso.toml"
     cfg.write_text(content)

@@ -24,9 +24,29 @@ DEVICES = 3
 def test_dso_demo_runs_the_loop_against_the_real_server(tmp_path):
     home = tmp_path / "demo"
     proc = subprocess.run(
-        [sys.executable, "-m", "server", "demo", "--dir", str(home), "--devices", str(DEVICES), "--history-days",
-         "3", "--duration", "20", "--port", str(free_port()), "--admin-port", str(free_port())],
-        capture_output=True, text=True, timeout=120, cwd=REPO)
+        [
+            sys.executable,
+            "-m",
+            "server",
+            "demo",
+            "--dir",
+            str(home),
+            "--devices",
+            str(DEVICES),
+            "--history-days",
+            "3",
+            "--duration",
+            "20",
+            "--port",
+            str(free_port()),
+            "--admin-port",
+            str(free_port()),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = proc.stdout
     assert "OpenDSO demo summary" in out and "outcome         OK" in out, out
@@ -34,6 +54,7 @@ def test_dso_demo_runs_the_loop_against_the_real_server(tmp_path):
 
     server = LiveServer(home).init().start()  # the demo's data directory, served again
     try:
+
         def admin(path: str):
             status, body = server.admin("GET", path)
             assert status == 200, (path, status, body)
@@ -45,8 +66,9 @@ def test_dso_demo_runs_the_loop_against_the_real_server(tmp_path):
         node = admin("/api/v1/grid/nodes/feeder-demo")
         assert {m["id"] for m in node["members"]} == lfdis and node["export_limit_kw"] > 0
         for lfdi in lfdis:
-            rows = admin(f"/api/v1/telemetry?source_kind=device&source_id={lfdi}&measurement=realPower"
-                         "&limit=100000")
+            rows = admin(
+                f"/api/v1/telemetry?source_kind=device&source_id={lfdi}&measurement=realPower&limit=100000"
+            )
             assert len(rows) >= 3 * 96 - 1  # three days of 15-minute history, plus live readings
             assert {r["resource"] for r in rows} == {lfdi[:30] + "01"}  # the device's own MirrorMeterReading
             rated = admin(f"/api/v1/telemetry?source_kind=device&source_id={lfdi}&measurement=ratedPower")
@@ -70,10 +92,22 @@ def test_export_plan_curtails_only_above_the_limit_and_shares_the_limit_per_site
     times = [t0 + dt.timedelta(minutes=15 * i) for i in range(96)]
     hours = np.arange(96) / 4
     base = 20 - 60 * np.clip(np.sin(np.pi * (hours - 6) / 12), 0, None)  # kW: exports up to 40 kW at noon
-    inputs = PlanInputs(node="f", latitude=None, longitude=None, export_limit_kw=30, forecast_id=1, step_s=900,
-                        times=times, base_kw=base, sites=["A", "B", "C"], rated_kw={"A": 30, "B": 30, "C": 30})
+    inputs = PlanInputs(
+        node="f",
+        latitude=None,
+        longitude=None,
+        export_limit_kw=30,
+        forecast_id=1,
+        step_s=900,
+        times=times,
+        base_kw=base,
+        sites=["A", "B", "C"],
+        rated_kw={"A": 30, "B": 30, "C": 30},
+    )
     plan = solve(inputs)
-    assert plan.feasible and abs(plan.peak_export_kw - 40) < 0.1 and abs(plan.planned_peak_export_kw - 30) < 1e-3
+    assert (
+        plan.feasible and abs(plan.peak_export_kw - 40) < 0.1 and abs(plan.planned_peak_export_kw - 30) < 1e-3
+    )
     over = np.clip(-base - 30, 0, None)
     assert abs(plan.curtailed_kwh - over.sum() / 4) < 1e-3
     first, last = np.flatnonzero(over > 1e-3)[[0, -1]]
@@ -89,7 +123,7 @@ def test_export_plan_curtails_only_above_the_limit_and_shares_the_limit_per_site
 
 def test_simulated_sites_are_plausible():
     site = make_fleet(1, 39.74, -104.99, "America/Denver")[0]
-    ts = (np.datetime64("2026-06-21T00:00:00") + np.arange(96) * np.timedelta64(900, "s"))
+    ts = np.datetime64("2026-06-21T00:00:00") + np.arange(96) * np.timedelta64(900, "s")
     pv, load = site.pv_w_at(ts), site.load_w_at(ts)
     local_hours = (np.arange(96) / 4 - 6) % 24  # Denver is UTC-6 in June
     assert pv.max() <= site.pv_w and pv[(local_hours < 4) | (local_hours > 21)].max() == 0
@@ -102,10 +136,16 @@ def test_simulated_device_reads_the_csip_aus_export_limit_the_server_renders():
     site = make_fleet(1, 39.74, -105.18, "America/Denver", seed=1)[0]
     device = SimDevice(site=site, cert={"lfdi": "AB" * 20}, base_url="https://127.0.0.1:1", ca="", pin=1)
     control = xml.E(
-        "DERControl", {"href": "/edev/1/derp/1/derc/7"}, xml.leaf("mRID", "C0" * 16),
+        "DERControl",
+        {"href": "/edev/1/derp/1/derc/7"},
+        xml.leaf("mRID", "C0" * 16),
         xml.E("interval", None, xml.leaf("duration", 900), xml.leaf("start", 1_700_000_000)),
-        xml.E("DERControlBase", None,
-              xml.E("csipaus:opModExpLimW", None, xml.leaf("multiplier", 1), xml.leaf("value", 167))))
+        xml.E(
+            "DERControlBase",
+            None,
+            xml.E("csipaus:opModExpLimW", None, xml.leaf("multiplier", 1), xml.leaf("value", 167)),
+        ),
+    )
     asyncio.run(device._see(control))
     seen = device.controls["C0" * 16]
     assert seen.export_limit_w == 1670 and (seen.start, seen.duration) == (1_700_000_000, 900)

@@ -24,7 +24,9 @@ def fleet(server):
     device = server.issue_device("site-1")
     dso("device", "enroll", "--lfdi", device["lfdi"], *cfg)
     ven_cert = server.issue_ven("vpp-1")
-    ven = dso_json("ven", "enroll", "--name", "vpp-1", "--fingerprint", ven_cert["fingerprint"], "--json", *cfg)
+    ven = dso_json(
+        "ven", "enroll", "--name", "vpp-1", "--fingerprint", ven_cert["fingerprint"], "--json", *cfg
+    )
     with SunSpecSimulator() as sim:
         dso("modbus", "add", "inv-1", "--host", "127.0.0.1", "--port", str(sim.port), "--poll", "1", *cfg)
         deadline = time.monotonic() + 20
@@ -40,7 +42,9 @@ def fleet(server):
 
 def test_an_export_limit_reaches_every_protocol(server, fleet):
     cfg = fleet["cfg"]
-    out = dso_json("dispatch", "--node", "feeder-9", "--duration", "1h", "--export-limit-w", "2500", "--json", *cfg)
+    out = dso_json(
+        "dispatch", "--node", "feeder-9", "--duration", "1h", "--export-limit-w", "2500", "--json", *cfg
+    )
     assert out["skipped"] == []
     [control] = out["sep2_controls"]
     assert control["lfdi"] == fleet["device"]["lfdi"] and control["base"] == {"opModExpLimW": 2500}
@@ -58,19 +62,23 @@ def test_an_export_limit_reaches_every_protocol(server, fleet):
 
 
 def test_a_demand_response_level_goes_to_vens_only(server, fleet):
-    out = dso_json("dispatch", "--node", "feeder-9", "--duration", "30m", "--dr-level", "2", "--json",
-                   *fleet["cfg"])
+    out = dso_json(
+        "dispatch", "--node", "feeder-9", "--duration", "30m", "--dr-level", "2", "--json", *fleet["cfg"]
+    )
     assert out["sep2_controls"] == [] and out["modbus_applied"] == []
     [event] = out["openadr_events"]
     assert event["signal_name"] == "SIMPLE" and event["intervals"][0]["value"] == 2
     assert any("device" in s for s in out["skipped"])
 
 
-@pytest.mark.parametrize(("args", "needle"), [
-    (["--duration", "1h"], "needs a limit"),
-    (["--duration", "1h", "--export-limit-w", "-5"], "must not be negative"),
-    (["--duration", "1h", "--export-limit-w", "5", "--start", "tomorrow"], "ISO 8601"),
-])
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--duration", "1h"], "needs a limit"),
+        (["--duration", "1h", "--export-limit-w", "-5"], "must not be negative"),
+        (["--duration", "1h", "--export-limit-w", "5", "--start", "tomorrow"], "ISO 8601"),
+    ],
+)
 def test_bad_dispatches_are_refused_and_store_nothing(server, fleet, args, needle):
     proc = dso("dispatch", "--node", "feeder-9", *args, *fleet["cfg"], check=False)
     assert proc.returncode == 1 and needle in proc.stderr

@@ -56,8 +56,9 @@ def test_forecast_a_feeder_from_imported_telemetry(server, tmp_path):
     start = now - dt.timedelta(days=14)
     load_csv(tmp_path / "a.csv", start, 14, 2000.0)
     load_csv(tmp_path / "b.csv", start, 14, 1000.0, phase=3)
-    assert dso_json("telemetry", "import", str(tmp_path / "a.csv"), "--lfdi", a["lfdi"], *cfg, "--json") == \
-        {"stored": 14 * 96}
+    assert dso_json("telemetry", "import", str(tmp_path / "a.csv"), "--lfdi", a["lfdi"], *cfg, "--json") == {
+        "stored": 14 * 96
+    }
     dso("telemetry", "import", str(tmp_path / "b.csv"), "--lfdi", b["lfdi"], "--scale", "none", *cfg)
 
     run = dso_json("forecast", "--node", "feeder-1", "--horizon", "24h", "--json", *cfg)
@@ -71,7 +72,9 @@ def test_forecast_a_feeder_from_imported_telemetry(server, tmp_path):
     # the node is the sum of both meters: between 0.6 and 1.4 of 3 kW, shaped like the history
     assert 1500 < means.min() and means.max() < 4500 and means.max() - means.min() > 600
     assert all(p["q10"] <= p["mean"] <= p["q90"] for p in points)
-    latest = dso_json("forecast", "--node", "feeder-1", "--latest", "--json", *cfg, "--plot", str(tmp_path / "f.png"))
+    latest = dso_json(
+        "forecast", "--node", "feeder-1", "--latest", "--json", *cfg, "--plot", str(tmp_path / "f.png")
+    )
     assert latest["id"] == run["id"] and latest["points"] == points
     assert (tmp_path / "f.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -96,11 +99,14 @@ def test_scheduler_forecasts_every_node_with_members(scheduled_server, tmp_path)
     assert "forecast job" in server.log()
 
 
-@pytest.mark.parametrize(("args", "needle"), [
-    (["grid", "create", "x", "--timezone", "Mars/Olympus"], "unknown time zone"),
-    (["grid", "add", "nope", "--lfdi", "AB" * 20], "no grid node"),
-    (["forecast", "--node", "nope"], "no grid node"),
-])
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["grid", "create", "x", "--timezone", "Mars/Olympus"], "unknown time zone"),
+        (["grid", "add", "nope", "--lfdi", "AB" * 20], "no grid node"),
+        (["forecast", "--node", "nope"], "no grid node"),
+    ],
+)
 def test_grid_and_forecast_errors_are_one_line(server, args, needle):
     proc = dso(*args, "-c", server.config, check=False)
     assert proc.returncode == 1 and needle in proc.stderr and proc.stderr.count("\n") == 1
@@ -118,10 +124,17 @@ def test_forecast_of_a_node_without_data_says_so(server):
 
 def test_telemetry_import_rejects_bad_rows_and_stores_nothing(server):
     lfdi = "AB" * 20
-    for readings in ([["2026-01-01T00:00:00", 1.0]], [["yesterday", 1.0]], [["2026-01-01T00:00:00Z", "x"]],
-                     [["2026-01-01T00:00:00Z", 1.0], ["2026-01-01T00:15:00Z", float("nan")]]):
-        status, body = server.admin("POST", "/api/v1/telemetry", {
-            "source_kind": "device", "source_id": lfdi, "measurement": "realPower", "readings": readings})
+    for readings in (
+        [["2026-01-01T00:00:00", 1.0]],
+        [["yesterday", 1.0]],
+        [["2026-01-01T00:00:00Z", "x"]],
+        [["2026-01-01T00:00:00Z", 1.0], ["2026-01-01T00:15:00Z", float("nan")]],
+    ):
+        status, body = server.admin(
+            "POST",
+            "/api/v1/telemetry",
+            {"source_kind": "device", "source_id": lfdi, "measurement": "realPower", "readings": readings},
+        )
         assert status == 400, body
     assert server.admin("GET", f"/api/v1/telemetry?source_id={lfdi}")[1] == []
 

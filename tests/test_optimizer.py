@@ -14,7 +14,9 @@ SOLAR = np.clip(np.sin(np.pi * (HOURS - 6) / 12), 0, None)  # 0 at night, 1 at n
 
 def test_no_binding_limit_means_no_action():
     pv = Pv("pv", 5 * SOLAR)
-    feeder = Node("feeder", base_kw=np.full(T, 3.0) - 5 * SOLAR, import_limit_kw=10, export_limit_kw=10, ders=[pv])
+    feeder = Node(
+        "feeder", base_kw=np.full(T, 3.0) - 5 * SOLAR, import_limit_kw=10, export_limit_kw=10, ders=[pv]
+    )
     plan = optimise(feeder, T, DT)
     assert plan.feasible
     np.testing.assert_allclose(plan.pv_output_kw["pv"], 5 * SOLAR, atol=1e-6)
@@ -79,8 +81,12 @@ def test_demand_response_sheds_only_when_the_import_limit_needs_it():
 
 
 def test_an_unfixable_overload_is_reported_not_hidden():
-    feeder = Node("feeder", base_kw=np.full(T, 15.0), import_limit_kw=10.0,
-                  ders=[Flexible("hvac", reduction_kw=np.full(T, 2.0))])
+    feeder = Node(
+        "feeder",
+        base_kw=np.full(T, 15.0),
+        import_limit_kw=10.0,
+        ders=[Flexible("hvac", reduction_kw=np.full(T, 2.0))],
+    )
     plan = optimise(feeder, T, DT)
     assert not plan.feasible
     np.testing.assert_allclose(plan.violation_kw["feeder"], 3.0, atol=1e-6)

@@ -16,8 +16,9 @@ from server.core.errors import Invalid
 from server.core.outbox import OutboxWorker, backoff, check_target_url, enqueue
 from server.store.models import OutboxMessage
 
-FAST = DeliverySettings(allow_http_loopback=True, initial_backoff_s=1, max_backoff_s=2, poll_interval_ms=50,
-                        timeout_s=5)
+FAST = DeliverySettings(
+    allow_http_loopback=True, initial_backoff_s=1, max_backoff_s=2, poll_interval_ms=50, timeout_s=5
+)
 
 
 class Receiver:
@@ -157,16 +158,19 @@ def test_backoff_doubles_up_to_the_cap():
     assert [backoff(n, s).total_seconds() for n in range(1, 7)] == [2, 4, 8, 16, 30, 30]
 
 
-@pytest.mark.parametrize(("url", "allow", "ok"), [
-    ("https://device.example/notify", False, True),
-    ("http://127.0.0.1:9/notify", False, False),
-    ("http://127.0.0.1:9/notify", True, True),
-    ("http://[::1]:9/notify", True, True),
-    ("http://localhost:9/notify", True, True),
-    ("http://192.0.2.1/notify", True, False),
-    ("ftp://127.0.0.1/x", True, False),
-    ("/relative", True, False),
-])
+@pytest.mark.parametrize(
+    ("url", "allow", "ok"),
+    [
+        ("https://device.example/notify", False, True),
+        ("http://127.0.0.1:9/notify", False, False),
+        ("http://127.0.0.1:9/notify", True, True),
+        ("http://[::1]:9/notify", True, True),
+        ("http://localhost:9/notify", True, True),
+        ("http://192.0.2.1/notify", True, False),
+        ("ftp://127.0.0.1/x", True, False),
+        ("/relative", True, False),
+    ],
+)
 def test_target_url_policy(url, allow, ok):
     settings = DeliverySettings(allow_http_loopback=allow)
     if ok:

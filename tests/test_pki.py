@@ -61,7 +61,9 @@ def test_device_certificate_follows_the_2030_5_profile(data_dir):
     assert san.critical  # empty subject: the SAN carries the identity
     other = san.value.get_values_for_type(x509.OtherName)
     assert [o.type_id for o in other] == [pki.OID_HARDWARE_MODULE_NAME]
-    policies = {p.policy_identifier for p in cert.extensions.get_extension_for_class(x509.CertificatePolicies).value}
+    policies = {
+        p.policy_identifier for p in cert.extensions.get_extension_for_class(x509.CertificatePolicies).value
+    }
     assert pki.OID_DEVICE_GENERIC in policies
     mica = x509.load_pem_x509_certificate((data_dir / "pki" / "mica.pem").read_bytes())
     cert.verify_directly_issued_by(mica)
@@ -76,8 +78,10 @@ def test_sep2tools_validator_accepts_our_device_certificate(data_dir, tmp_path):
 
 
 def test_hierarchy_serca_mca_mica(data_dir):
-    certs = {n: x509.load_pem_x509_certificate((data_dir / "pki" / f"{n}.pem").read_bytes())
-             for n in ("serca", "mca", "mica")}
+    certs = {
+        n: x509.load_pem_x509_certificate((data_dir / "pki" / f"{n}.pem").read_bytes())
+        for n in ("serca", "mca", "mica")
+    }
     certs["serca"].verify_directly_issued_by(certs["serca"])
     certs["mca"].verify_directly_issued_by(certs["serca"])
     certs["mica"].verify_directly_issued_by(certs["mca"])
@@ -128,5 +132,7 @@ def test_normalise_lfdi_rejects_non_hex(bad):
 
 
 def test_normalise_lfdi_accepts_grouped_lower_case():
-    assert pki.normalise_lfdi("3e4f-45ab-31ed-fe5b-67e3-43e5-e456-2e31-984e-23e5") == \
-        "3E4F45AB31EDFE5B67E343E5E4562E31984E23E5"
+    assert (
+        pki.normalise_lfdi("3e4f-45ab-31ed-fe5b-67e3-43e5-e456-2e31-984e-23e5")
+        == "3E4F45AB31EDFE5B67E343E5E4562E31984E23E5"
+    )

@@ -52,8 +52,15 @@ async def test_duplicate_lfdi_is_a_conflict_and_stores_nothing_more(store):
         assert (await session.execute(text("SELECT count(*) FROM aggregator"))).scalar() == 0
 
 
-@pytest.mark.parametrize("kwargs", [{"lfdi": "nothex"}, {"lfdi": LFDI, "sfdi": 123}, {"lfdi": LFDI, "pin": -1},
-                                    {"lfdi": LFDI, "pin": 10_000_000}])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"lfdi": "nothex"},
+        {"lfdi": LFDI, "sfdi": 123},
+        {"lfdi": LFDI, "pin": -1},
+        {"lfdi": LFDI, "pin": 10_000_000},
+    ],
+)
 async def test_invalid_enrolment_is_rejected(store, kwargs):
     with pytest.raises(Invalid):
         async with store.sessions.begin() as session:

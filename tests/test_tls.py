@@ -20,8 +20,12 @@ from server.config import load_settings
 from server.runtime import IDENTITY
 from server.tls import server_context
 
-SUITES = ["ECDHE-ECDSA-AES128-CCM8", "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-ECDSA-AES128-SHA256",
-          "AES128-SHA256"]
+SUITES = [
+    "ECDHE-ECDSA-AES128-CCM8",
+    "ECDHE-ECDSA-AES128-GCM-SHA256",
+    "ECDHE-ECDSA-AES128-SHA256",
+    "AES128-SHA256",
+]
 
 
 @pytest.fixture(scope="module")
@@ -45,14 +49,34 @@ def s_client(server: LiveServer, *extra: str) -> str:
     if not shutil.which("openssl"):
         pytest.fail("openssl command not found")
     proc = subprocess.run(
-        ["openssl", "s_client", "-connect", f"127.0.0.1:{server.port}", "-CAfile", server.ca, "-ign_eof", *extra],
-        input=b"GET /no-such-resource HTTP/1.0\r\n\r\n", capture_output=True, timeout=30)
+        [
+            "openssl",
+            "s_client",
+            "-connect",
+            f"127.0.0.1:{server.port}",
+            "-CAfile",
+            server.ca,
+            "-ign_eof",
+            *extra,
+        ],
+        input=b"GET /no-such-resource HTTP/1.0\r\n\r\n",
+        capture_output=True,
+        timeout=30,
+    )
     return proc.stdout.decode(errors="replace") + proc.stderr.decode(errors="replace")
 
 
 def test_openssl_ccm8_handshake_with_device_certificate(server, device):
-    out = s_client(server, "-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-CCM8", "-cert", device["cert"],
-                   "-key", device["key"])
+    out = s_client(
+        server,
+        "-tls1_2",
+        "-cipher",
+        "ECDHE-ECDSA-AES128-CCM8",
+        "-cert",
+        device["cert"],
+        "-key",
+        device["key"],
+    )
     assert "Cipher is ECDHE-ECDSA-AES128-CCM8" in out
     assert "Verify return code: 0 (ok)" in out
     assert "HTTP/1.0 404" in out  # the handshake completed and a request was served
@@ -113,8 +137,14 @@ async def _run_identity_app(settings, ctx_client, headers=None):
 
     async def whoami(request: web.Request) -> web.Response:
         ident = request[IDENTITY]
-        return web.json_response({"lfdi": ident.lfdi, "sfdi": ident.sfdi, "fingerprint": ident.fingerprint,
-                                  "via_proxy": ident.via_proxy})
+        return web.json_response(
+            {
+                "lfdi": ident.lfdi,
+                "sfdi": ident.sfdi,
+                "fingerprint": ident.fingerprint,
+                "via_proxy": ident.via_proxy,
+            }
+        )
 
     app.router.add_get("/whoami", whoami)
     runner = web.AppRunner(app)
@@ -124,9 +154,10 @@ async def _run_identity_app(settings, ctx_client, headers=None):
     try:
         import aiohttp
 
-        async with aiohttp.ClientSession() as http, http.get(
-            f"https://127.0.0.1:{port}/whoami", ssl=ctx_client, headers=headers or {}
-        ) as resp:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"https://127.0.0.1:{port}/whoami", ssl=ctx_client, headers=headers or {}) as resp,
+        ):
             return resp.status, (await resp.json() if resp.status == 200 else await resp.text())
     finally:
         await runner.cleanup()
@@ -139,24 +170,35 @@ def test_request_identity_is_derived_from_the_peer_certificate(server, device):
     status, body = asyncio.run(_run_identity_app(settings, ctx))
     assert status == 200
     der = x509.load_pem_x509_certificate(Path(device["cert"]).read_bytes())
-    assert body == {"lfdi": device["lfdi"], "sfdi": device["sfdi"], "fingerprint": pki.openadr_fingerprint(der),
-                    "via_proxy": False}
+    assert body == {
+        "lfdi": device["lfdi"],
+        "sfdi": device["sfdi"],
+        "fingerprint": pki.openadr_fingerprint(der),
+        "via_proxy": False,
+    }
 
 
 def test_proxy_identity_header_is_used_only_from_trusted_proxies(server, device):
     cert_pem = Path(device["cert"]).read_text()
     header = {"X-Client-Cert": urllib.parse.quote(cert_pem)}
     no_cert = server.client_context()
-    trusted = load_settings(server.config, env={"DSO_SERVER_PROXY_IDENTITY_HEADER": "X-Client-Cert",
-                                                "DSO_SERVER_TRUSTED_PROXIES": "127.0.0.0/8"})
+    trusted = load_settings(
+        server.config,
+        env={
+            "DSO_SERVER_PROXY_IDENTITY_HEADER": "X-Client-Cert",
+            "DSO_SERVER_TRUSTED_PROXIES": "127.0.0.0/8",
+        },
+    )
     status, body = asyncio.run(_run_identity_app(trusted, no_cert, header))
     assert status == 200 and body["lfdi"] == device["lfdi"] and body["via_proxy"] is True
     # a trusted proxy that forwards no certificate: refused
     status, _ = asyncio.run(_run_identity_app(trusted, no_cert))
     assert status == 403
     # the header from an address that is not a configured proxy is ignored: no certificate, no entry
-    untrusted = load_settings(server.config, env={"DSO_SERVER_PROXY_IDENTITY_HEADER": "X-Client-Cert",
-                                                  "DSO_SERVER_TRUSTED_PROXIES": "10.0.0.0/8"})
+    untrusted = load_settings(
+        server.config,
+        env={"DSO_SERVER_PROXY_IDENTITY_HEADER": "X-Client-Cert", "DSO_SERVER_TRUSTED_PROXIES": "10.0.0.0/8"},
+    )
     status, _ = asyncio.run(_run_identity_app(untrusted, no_cert, header))
     assert status == 403
 
@@ -170,12 +212,26 @@ def test_expired_client_certificate_is_refused(server, tmp_path):
     mica = pki.load_issued(Path(server.home) / "pki" / "mica.pem", Path(server.home) / "pki" / "mica.key")
     key = ec_keys.generate_private_key(ec_keys.SECP256R1())
     now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(x509.Name([])).issuer_name(mica.cert.subject)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(days=30)).not_valid_after(now - dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.OtherName(
-                pki.OID_HARDWARE_MODULE_NAME, pki.hardware_module_name(pki.DEV_HW_TYPE, b"expired"))]), critical=True)
-            .sign(mica.key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([]))
+        .issuer_name(mica.cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=30))
+        .not_valid_after(now - dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [
+                    x509.OtherName(
+                        pki.OID_HARDWARE_MODULE_NAME, pki.hardware_module_name(pki.DEV_HW_TYPE, b"expired")
+                    )
+                ]
+            ),
+            critical=True,
+        )
+        .sign(mica.key, hashes.SHA256())
+    )
     cert_path, key_path = tmp_path / "expired.pem", tmp_path / "expired.key"
     cert_path.write_bytes(pki.pem(cert))
     pki.write_key(key_path, key)

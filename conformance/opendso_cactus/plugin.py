@@ -64,8 +64,10 @@ class OpenDsoAdmin:
 
     async def call(self, method: str, path: str, body: Any = None, ok: tuple[int, ...] = ()) -> Any:
         headers = {"Authorization": f"Bearer {self.token}"}
-        async with aiohttp.ClientSession() as session, session.request(
-                method, self.base + path, json=body, headers=headers) as resp:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.request(method, self.base + path, json=body, headers=headers) as resp,
+        ):
             raw = await resp.read()
             if resp.status >= 400 and resp.status not in ok:
                 raise AdminApiError(f"{method} {path} -> {resp.status}: {raw[:300]!r}")
@@ -119,8 +121,9 @@ class OpenDsoAdminPlugin:
         existing = await self.api.call("GET", f"/api/v1/programs/{name}", ok=(404,))
         if not existing or "id" not in existing:
             existing = await self.api.call("POST", "/api/v1/programs", {"name": name, "primacy": primacy})
-        await self.api.call("POST", f"/api/v1/programs/{existing['id']}/assign",
-                            {"lfdi": lfdi, "fsa": fsa or DEFAULT_FSA})
+        await self.api.call(
+            "POST", f"/api/v1/programs/{existing['id']}/assign", {"lfdi": lfdi, "fsa": fsa or DEFAULT_FSA}
+        )
         return existing
 
     async def _controls(self, lfdi: str) -> list[dict[str, Any]]:
@@ -132,10 +135,13 @@ class OpenDsoAdminPlugin:
         try:
             for client in context.client_configs.values():
                 if str(client.type) == "aggregator":
-                    await self.api.call("PUT", f"/api/v1/sep2/aggregators/{cert_lfdi(client.certificate_file)}")
+                    await self.api.call(
+                        "PUT", f"/api/v1/sep2/aggregators/{cert_lfdi(client.certificate_file)}"
+                    )
                 # every run starts with full access
-                await self.api.call("PUT", f"/api/v1/sep2/access/{cert_lfdi(client.certificate_file)}",
-                                    {"granted": True})
+                await self.api.call(
+                    "PUT", f"/api/v1/sep2/access/{cert_lfdi(client.certificate_file)}", {"granted": True}
+                )
         except Exception as exc:  # noqa: BLE001 - reported to cactus as a failed setup
             return ActionResult.failed(f"OpenDSO admin setup failed: {exc}")
         return ActionResult.done()
@@ -179,8 +185,9 @@ class OpenDsoAdminPlugin:
 
     async def do_ensure_der_program(self, client, params: dict[str, Any]) -> None:
         primacy = params.get("primacy")
-        await self._program(client.lfdi.upper(), None if primacy is None else int(primacy),
-                            params.get("fsa_annotation"))
+        await self._program(
+            client.lfdi.upper(), None if primacy is None else int(primacy), params.get("fsa_annotation")
+        )
 
     async def do_ensure_der_control_list(self, client, params: dict[str, Any]) -> None:
         await self._program(client.lfdi.upper(), None)
@@ -204,13 +211,21 @@ class OpenDsoAdminPlugin:
                 start = now + dt.timedelta(seconds=SCHEDULED_LEAD_S)
                 for c in await self._controls(lfdi):
                     end = dt.datetime.fromisoformat(c["start"]) + dt.timedelta(seconds=c["duration_s"])
-                    if c["cancelled_at"] is None and end > now and end + dt.timedelta(seconds=STACK_GAP_S) > start:
+                    if (
+                        c["cancelled_at"] is None
+                        and end > now
+                        and end + dt.timedelta(seconds=STACK_GAP_S) > start
+                    ):
                         start = end + dt.timedelta(seconds=STACK_GAP_S)
         else:
             duration = int(params.get("duration_seconds") or ACTIVE_DURATION_S)
             start = now - dt.timedelta(seconds=ACTIVE_LEAD_S) + dt.timedelta(seconds=int(offset or 0))
-        body: dict[str, Any] = {"program": program["id"], "start": start.isoformat(), "duration_s": duration,
-                                "base": _base(params)}
+        body: dict[str, Any] = {
+            "program": program["id"],
+            "start": start.isoformat(),
+            "duration_s": duration,
+            "base": _base(params),
+        }
         if params.get("randomizeStart_seconds") is not None:
             body["randomize_start_s"] = int(params["randomizeStart_seconds"])
         await self.api.call("POST", "/api/v1/controls", body)
@@ -236,16 +251,21 @@ class OpenDsoAdminPlugin:
             await self.api.call("POST", f"/api/v1/controls/{c['id']}/cancel", {})
 
     async def do_set_poll_rate(self, client, params: dict[str, Any]) -> None:
-        await self.api.call("PUT", f"/api/v1/sep2/poll-rates/{params['resource']}",
-                            {"rate_s": int(params["rate_seconds"])})
+        await self.api.call(
+            "PUT", f"/api/v1/sep2/poll-rates/{params['resource']}", {"rate_s": int(params["rate_seconds"])}
+        )
 
     async def do_set_post_rate(self, client, params: dict[str, Any]) -> None:
-        await self.api.call("PUT", f"/api/v1/sep2/post-rates/{params['resource']}",
-                            {"rate_s": int(params["rate_seconds"])})
+        await self.api.call(
+            "PUT", f"/api/v1/sep2/post-rates/{params['resource']}", {"rate_s": int(params["rate_seconds"])}
+        )
 
     async def do_set_client_access(self, client, params: dict[str, Any]) -> None:
-        await self.api.call("PUT", f"/api/v1/sep2/access/{cert_lfdi(client.certificate_file)}",
-                            {"granted": bool(params["granted"])})
+        await self.api.call(
+            "PUT",
+            f"/api/v1/sep2/access/{cert_lfdi(client.certificate_file)}",
+            {"granted": bool(params["granted"])},
+        )
 
 
 plugin = OpenDsoAdminPlugin()

@@ -72,6 +72,17 @@ def create_admin_app(rt: Runtime) -> web.Application:
     app[RUNTIME] = rt
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
-    for module in (status, devices, sep2, sep2_telemetry, openadr, grid, telemetry, modbus, dispatch, deliveries):
+    for module in (
+        status,
+        devices,
+        sep2,
+        sep2_telemetry,
+        openadr,
+        grid,
+        telemetry,
+        modbus,
+        dispatch,
+        deliveries,
+    ):
         app.add_routes(module.routes)
     return app

@@ -26,8 +26,9 @@ async def json_body(request: web.Request) -> dict[str, Any]:
     return body
 
 
-def field(body: dict[str, Any], name: str, kind: type | tuple[type, ...], required: bool = True,
-          default: Any = None) -> Any:
+def field(
+    body: dict[str, Any], name: str, kind: type | tuple[type, ...], required: bool = True, default: Any = None
+) -> Any:
     """A typed field of a JSON body (bools are not ints here)."""
     if name not in body or body[name] is None:
         if required:

@@ -30,9 +30,21 @@ async def list_deliveries(request: web.Request) -> web.Response:
         raise Invalid("limit must be an integer") from None
     async with runtime(request).store.sessions() as session:
         rows = list(await session.scalars(query.limit(limit)))
-    return reply([{
-        "id": m.id, "channel": m.channel, "key": m.order_key, "url": m.url, "status": m.status,
-        "attempts": m.attempts, "created_at": m.created_at.isoformat(), "next_attempt_at": m.next_attempt_at.isoformat(),
-        "delivered_at": m.delivered_at.isoformat() if m.delivered_at else None, "last_status": m.last_status,
-        "last_error": m.last_error,
-    } for m in rows])
+    return reply(
+        [
+            {
+                "id": m.id,
+                "channel": m.channel,
+                "key": m.order_key,
+                "url": m.url,
+                "status": m.status,
+                "attempts": m.attempts,
+                "created_at": m.created_at.isoformat(),
+                "next_attempt_at": m.next_attempt_at.isoformat(),
+                "delivered_at": m.delivered_at.isoformat() if m.delivered_at else None,
+                "last_status": m.last_status,
+                "last_error": m.last_error,
+            }
+            for m in rows
+        ]
+    )

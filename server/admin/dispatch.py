@@ -1,8 +1,8 @@
 """Dispatch and plans for staff:
 
-    POST /api/v1/dispatch   one decision about a grid node, delivered over every protocol under it
-    POST /api/v1/plans      {node, dispatch?: bool}  export-limit plan from the node's latest load forecast
-                            (``server.orchestration.plan``); with dispatch, the plan's dispatch is sent too
+POST /api/v1/dispatch   one decision about a grid node, delivered over every protocol under it
+POST /api/v1/plans      {node, dispatch?: bool}  export-limit plan from the node's latest load forecast
+                        (``server.orchestration.plan``); with dispatch, the plan's dispatch is sent too
 """
 
 from __future__ import annotations
@@ -27,8 +27,9 @@ NUMBER = (int, float)
 
 async def send_dispatch(rt: Runtime, node: str, d: Dispatch) -> dict[str, Any]:
     async with rt.store.sessions.begin() as session:
-        result = await dispatch_to_node(session, node, d, rt.settings.openadr.market_context,
-                                        rt.settings.openadr.near_window_s)
+        result = await dispatch_to_node(
+            session, node, d, rt.settings.openadr.market_context, rt.settings.openadr.near_window_s
+        )
         # subscribers of the device programs hear of the new controls (and of a first program assignment)
         await notify.changed(session, rt, programs=result.changed_programs, devices=result.changed_devices)
     # Modbus devices have no schedule of their own: a dispatch that starts now is written now, after the
@@ -37,9 +38,15 @@ async def send_dispatch(rt: Runtime, node: str, d: Dispatch) -> dict[str, Any]:
     if d.start <= utcnow():
         for item in result.modbus:
             try:
-                applied.append(await apply_control(rt.store, rt.settings.modbus, item["name"],
-                                                   export_limit_pct=item["export_limit_pct"],
-                                                   connect=item["connect"]))
+                applied.append(
+                    await apply_control(
+                        rt.store,
+                        rt.settings.modbus,
+                        item["name"],
+                        export_limit_pct=item["export_limit_pct"],
+                        connect=item["connect"],
+                    )
+                )
             except Invalid as exc:
                 result.skipped.append(f"modbus {item['name']}: {exc}")
     return asdict(result) | {"modbus_applied": applied}
@@ -48,14 +55,16 @@ async def send_dispatch(rt: Runtime, node: str, d: Dispatch) -> dict[str, Any]:
 @routes.post("/api/v1/dispatch")
 async def post_dispatch(request: web.Request) -> web.Response:
     body = await json_body(request)
-    d = Dispatch(start=parse_time(field(body, "start", str, required=False, default="now"), "start"),
-                 duration_s=field(body, "duration_s", int),
-                 export_limit_w=field(body, "export_limit_w", NUMBER, required=False),
-                 import_limit_w=field(body, "import_limit_w", NUMBER, required=False),
-                 generation_limit_w=field(body, "generation_limit_w", NUMBER, required=False),
-                 connect=field(body, "connect", bool, required=False),
-                 dr_level=field(body, "dr_level", int, required=False),
-                 description=field(body, "description", str, required=False, default=""))
+    d = Dispatch(
+        start=parse_time(field(body, "start", str, required=False, default="now"), "start"),
+        duration_s=field(body, "duration_s", int),
+        export_limit_w=field(body, "export_limit_w", NUMBER, required=False),
+        import_limit_w=field(body, "import_limit_w", NUMBER, required=False),
+        generation_limit_w=field(body, "generation_limit_w", NUMBER, required=False),
+        connect=field(body, "connect", bool, required=False),
+        dr_level=field(body, "dr_level", int, required=False),
+        description=field(body, "description", str, required=False, default=""),
+    )
     return reply(await send_dispatch(runtime(request), field(body, "node", str), d), 201)
 
 

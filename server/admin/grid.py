@@ -24,13 +24,16 @@ async def create_node(request: web.Request) -> web.Response:
     body = await json_body(request)
     async with runtime(request).store.sessions.begin() as session:
         node = await grid.create_node(
-            session, name=field(body, "name", str), kind=field(body, "kind", str),
+            session,
+            name=field(body, "name", str),
+            kind=field(body, "kind", str),
             parent=field(body, "parent", str, required=False),
             timezone=field(body, "timezone", str, required=False, default="UTC"),
             latitude=field(body, "latitude", NUMBER, required=False),
             longitude=field(body, "longitude", NUMBER, required=False),
             import_limit_kw=field(body, "import_limit_kw", NUMBER, required=False),
-            export_limit_kw=field(body, "export_limit_kw", NUMBER, required=False))
+            export_limit_kw=field(body, "export_limit_kw", NUMBER, required=False),
+        )
     return reply(asdict(node), 201)
 
 
@@ -44,8 +47,9 @@ async def get_node(request: web.Request) -> web.Response:
 async def add_member(request: web.Request) -> web.Response:
     body = await json_body(request)
     async with runtime(request).store.sessions.begin() as session:
-        node = await grid.add_member(session, request.match_info["name"], field(body, "kind", str),
-                                     field(body, "id", str))
+        node = await grid.add_member(
+            session, request.match_info["name"], field(body, "kind", str), field(body, "id", str)
+        )
     return reply(asdict(node), 201)
 
 
@@ -62,12 +66,14 @@ async def run_forecast(request: web.Request) -> web.Response:
     rt = runtime(request)
     o = rt.settings.orchestration
     run = await forecasts.run_forecast(
-        rt.store, field(body, "node", str),
+        rt.store,
+        field(body, "node", str),
         horizon_s=field(body, "horizon_s", int, required=False, default=o.forecast_horizon_s),
         step_s=field(body, "step_s", int, required=False, default=o.forecast_step_s),
         history_days=field(body, "history_days", int, required=False, default=o.forecast_history_days),
         target=field(body, "target", str, required=False, default="load"),
-        measurement=field(body, "measurement", str, required=False, default="realPower"))
+        measurement=field(body, "measurement", str, required=False, default="realPower"),
+    )
     return reply(run, 201)
 
 

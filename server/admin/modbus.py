@@ -15,16 +15,30 @@ routes = web.RouteTableDef()
 
 
 def _dict(d: ModbusDevice) -> dict:
-    return {"id": d.id, "name": d.name, "host": d.host, "port": d.port, "unit_id": d.unit_id, "poll_s": d.poll_s,
-            "enabled": d.enabled, "manufacturer": d.manufacturer, "model": d.model, "serial": d.serial,
-            "models": d.models, "last_poll_at": d.last_poll_at, "last_ok_at": d.last_ok_at,
-            "last_error": d.last_error}
+    return {
+        "id": d.id,
+        "name": d.name,
+        "host": d.host,
+        "port": d.port,
+        "unit_id": d.unit_id,
+        "poll_s": d.poll_s,
+        "enabled": d.enabled,
+        "manufacturer": d.manufacturer,
+        "model": d.model,
+        "serial": d.serial,
+        "models": d.models,
+        "last_poll_at": d.last_poll_at,
+        "last_ok_at": d.last_ok_at,
+        "last_error": d.last_error,
+    }
 
 
 @routes.get("/api/v1/modbus/devices")
 async def list_devices(request: web.Request) -> web.Response:
     async with runtime(request).store.sessions() as session:
-        return reply([_dict(d) for d in await session.scalars(select(ModbusDevice).order_by(ModbusDevice.id))])
+        return reply(
+            [_dict(d) for d in await session.scalars(select(ModbusDevice).order_by(ModbusDevice.id))]
+        )
 
 
 @routes.post("/api/v1/modbus/devices")
@@ -34,10 +48,26 @@ async def add_device(request: web.Request) -> web.Response:
     port = field(body, "port", int, required=False, default=502)
     unit_id = field(body, "unit_id", int, required=False, default=1)
     poll_s = field(body, "poll_s", int, required=False, default=60)
-    if not 1 <= len(name) <= 64 or not 1 <= port <= 65535 or not 0 <= unit_id <= 247 or not 1 <= poll_s <= 86400:
+    if (
+        not 1 <= len(name) <= 64
+        or not 1 <= port <= 65535
+        or not 0 <= unit_id <= 247
+        or not 1 <= poll_s <= 86400
+    ):
         raise Invalid("name 1..64 chars, port 1..65535, unit_id 0..247, poll_s 1..86400")
-    device = ModbusDevice(name=name, host=field(body, "host", str), port=port, unit_id=unit_id, poll_s=poll_s,
-                          enabled=True, manufacturer="", model="", serial="", models="", last_error="")
+    device = ModbusDevice(
+        name=name,
+        host=field(body, "host", str),
+        port=port,
+        unit_id=unit_id,
+        poll_s=poll_s,
+        enabled=True,
+        manufacturer="",
+        model="",
+        serial="",
+        models="",
+        last_error="",
+    )
     try:
         async with runtime(request).store.sessions.begin() as session:
             session.add(device)
@@ -49,7 +79,9 @@ async def add_device(request: web.Request) -> web.Response:
 @routes.get("/api/v1/modbus/devices/{name}")
 async def get_device(request: web.Request) -> web.Response:
     async with runtime(request).store.sessions() as session:
-        device = await session.scalar(select(ModbusDevice).where(ModbusDevice.name == request.match_info["name"]))
+        device = await session.scalar(
+            select(ModbusDevice).where(ModbusDevice.name == request.match_info["name"])
+        )
     if device is None:
         raise NotFound(f"no modbus device {request.match_info['name']!r}")
     return reply(_dict(device))
@@ -59,8 +91,12 @@ async def get_device(request: web.Request) -> web.Response:
 async def control(request: web.Request) -> web.Response:
     body = await json_body(request)
     rt = runtime(request)
-    result = await apply_control(rt.store, rt.settings.modbus, request.match_info["name"],
-                                 export_limit_pct=field(body, "export_limit_pct", (int, float), required=False),
-                                 release_limit=field(body, "release_limit", bool, required=False, default=False),
-                                 connect=field(body, "connect", bool, required=False))
+    result = await apply_control(
+        rt.store,
+        rt.settings.modbus,
+        request.match_info["name"],
+        export_limit_pct=field(body, "export_limit_pct", (int, float), required=False),
+        release_limit=field(body, "release_limit", bool, required=False, default=False),
+        connect=field(body, "connect", bool, required=False),
+    )
     return reply(result)

@@ -1,17 +1,17 @@
 """OpenADR administration for staff: VENs, events, opt responses and schedules, reports, telemetry.
 
-    /api/v1/vens                                 GET list, POST enroll {name, fingerprint, ven_id?, push?}
-    /api/v1/vens/{name}                          GET, PATCH {push?, enabled?}, DELETE
-    /api/v1/vens/{name}/reregister               POST  queue oadrRequestReregistration
-    /api/v1/vens/{name}/cancel-registration      POST  queue oadrCancelPartyRegistration
-    /api/v1/vens/{name}/report-requests          POST  {report_specifier_id, granularity_s, report_back_duration_s}
-    /api/v1/vens/{name}/report-requests/{rrid}/cancel  POST  queue oadrCancelReport
-    /api/v1/openadr/events                       GET (?all=1 includes expired), POST create
-    /api/v1/openadr/events/{id}                  GET (with opt responses), PATCH modify
-    /api/v1/openadr/events/{id}/cancel           POST
-    /api/v1/openadr/opts                         GET ?ven=&event=
-    /api/v1/openadr/reports                      GET ?ven=   offered metadata and report requests
-    (telemetry reads live in admin/telemetry.py: GET /api/v1/telemetry)
+/api/v1/vens                                 GET list, POST enroll {name, fingerprint, ven_id?, push?}
+/api/v1/vens/{name}                          GET, PATCH {push?, enabled?}, DELETE
+/api/v1/vens/{name}/reregister               POST  queue oadrRequestReregistration
+/api/v1/vens/{name}/cancel-registration      POST  queue oadrCancelPartyRegistration
+/api/v1/vens/{name}/report-requests          POST  {report_specifier_id, granularity_s, report_back_duration_s}
+/api/v1/vens/{name}/report-requests/{rrid}/cancel  POST  queue oadrCancelReport
+/api/v1/openadr/events                       GET (?all=1 includes expired), POST create
+/api/v1/openadr/events/{id}                  GET (with opt responses), PATCH modify
+/api/v1/openadr/events/{id}/cancel           POST
+/api/v1/openadr/opts                         GET ?ven=&event=
+/api/v1/openadr/reports                      GET ?ven=   offered metadata and report requests
+(telemetry reads live in admin/telemetry.py: GET /api/v1/telemetry)
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from server.core import vens as vens_core
 from server.core.errors import Invalid
 
 routes = web.RouteTableDef()
-
 
 
 def _event_id(request: web.Request) -> int:
@@ -61,9 +60,13 @@ async def list_vens(request: web.Request) -> web.Response:
 async def enroll(request: web.Request) -> web.Response:
     body = await json_body(request)
     async with runtime(request).store.sessions.begin() as session:
-        ven = await vens_core.enroll(session, field(body, "name", str), field(body, "fingerprint", str),
-                                     ven_id=field(body, "ven_id", str, required=False),
-                                     push_enabled=field(body, "push", bool, required=False, default=False))
+        ven = await vens_core.enroll(
+            session,
+            field(body, "name", str),
+            field(body, "fingerprint", str),
+            ven_id=field(body, "ven_id", str, required=False),
+            push_enabled=field(body, "push", bool, required=False, default=False),
+        )
         info = vens_core.VenInfo.of(ven)
     return reply(info.to_dict(), 201)
 
@@ -78,9 +81,12 @@ async def get_ven(request: web.Request) -> web.Response:
 async def patch_ven(request: web.Request) -> web.Response:
     body = await json_body(request)
     async with runtime(request).store.sessions.begin() as session:
-        info = await vens_core.update(session, request.match_info["name"],
-                                      push_enabled=field(body, "push", bool, required=False),
-                                      enabled=field(body, "enabled", bool, required=False))
+        info = await vens_core.update(
+            session,
+            request.match_info["name"],
+            push_enabled=field(body, "push", bool, required=False),
+            enabled=field(body, "enabled", bool, required=False),
+        )
     return reply(info.to_dict())
 
 
@@ -119,8 +125,9 @@ async def request_report(request: web.Request) -> web.Response:
     if granularity < 0 or back < 0:
         raise Invalid("granularity_s and report_back_duration_s must not be negative")
     async with runtime(request).store.sessions.begin() as session:
-        made = await reports.request_report(session, request.match_info["name"],
-                                            field(body, "report_specifier_id", str), granularity, back)
+        made = await reports.request_report(
+            session, request.match_info["name"], field(body, "report_specifier_id", str), granularity, back
+        )
     _wake(request)
     return reply(made, 202)
 
@@ -139,7 +146,9 @@ async def list_events(request: web.Request) -> web.Response:
     rt = runtime(request)
     include = request.query.get("all", "") in ("1", "true", "yes")
     async with rt.store.sessions() as session:
-        found = await oadr_events.list_events(session, rt.settings.openadr.near_window_s, include_expired=include)
+        found = await oadr_events.list_events(
+            session, rt.settings.openadr.near_window_s, include_expired=include
+        )
     return reply([e.to_dict() for e in found])
 
 
@@ -152,19 +161,26 @@ async def create_event(request: web.Request) -> web.Response:
     level = field(body, "level", (int, float), required=False)
     async with rt.store.sessions.begin() as session:
         info = await oadr_events.create_event(
-            session, signal_name=field(body, "signal", str, required=False, default="SIMPLE"), start=start,
-            market_context=field(body, "market_context", str, required=False,
-                                 default=rt.settings.openadr.market_context),
-            near_window_s=rt.settings.openadr.near_window_s, level=level,
+            session,
+            signal_name=field(body, "signal", str, required=False, default="SIMPLE"),
+            start=start,
+            market_context=field(
+                body, "market_context", str, required=False, default=rt.settings.openadr.market_context
+            ),
+            near_window_s=rt.settings.openadr.near_window_s,
+            level=level,
             duration_s=field(body, "duration_s", int, required=False),
             intervals=field(body, "intervals", list, required=False),
-            signal_type=field(body, "signal_type", str, required=False), ven_names=_str_list(body, "vens"),
-            resource_ids=_str_list(body, "resource_ids"), group_ids=_str_list(body, "group_ids"),
+            signal_type=field(body, "signal_type", str, required=False),
+            ven_names=_str_list(body, "vens"),
+            resource_ids=_str_list(body, "resource_ids"),
+            group_ids=_str_list(body, "group_ids"),
             priority=field(body, "priority", int, required=False, default=0),
             response_required=field(body, "response_required", str, required=False, default="always"),
             randomization_s=field(body, "randomization_s", int, required=False, default=0),
             test_event=field(body, "test_event", bool, required=False, default=False),
-            comment=field(body, "comment", str, required=False, default=""))
+            comment=field(body, "comment", str, required=False, default=""),
+        )
     _wake(request)
     return reply(info.to_dict(), 201)
 
@@ -183,13 +199,16 @@ async def modify_event(request: web.Request) -> web.Response:
     body = await json_body(request)
     async with rt.store.sessions.begin() as session:
         info = await oadr_events.modify_event(
-            session, _event_id(request), rt.settings.openadr.near_window_s,
+            session,
+            _event_id(request),
+            rt.settings.openadr.near_window_s,
             level=field(body, "level", (int, float), required=False),
             intervals=field(body, "intervals", list, required=False),
             start=optional_time(field(body, "start", str, required=False), "start"),
             duration_s=field(body, "duration_s", int, required=False),
             priority=field(body, "priority", int, required=False),
-            reason=field(body, "reason", str, required=False, default=""))
+            reason=field(body, "reason", str, required=False, default=""),
+        )
     _wake(request)
     return reply(info.to_dict())
 

@@ -52,9 +52,19 @@ from server.store.types import utcnow
 
 routes = web.RouteTableDef()
 
-RESOURCE_NAMES = {"DeviceCapability", "Time", "EndDeviceList", "EndDevice", "FunctionSetAssignmentsList",
-                  "DERProgramList", "DERList", "MirrorUsagePointList", "MirrorUsagePoint", "ResponseSetList",
-                  "Registration"}
+RESOURCE_NAMES = {
+    "DeviceCapability",
+    "Time",
+    "EndDeviceList",
+    "EndDevice",
+    "FunctionSetAssignmentsList",
+    "DERProgramList",
+    "DERList",
+    "MirrorUsagePointList",
+    "MirrorUsagePoint",
+    "ResponseSetList",
+    "Registration",
+}
 
 
 def _program_out(p: Sep2Program) -> dict[str, Any]:
@@ -95,8 +105,12 @@ async def list_programs(request: web.Request) -> web.Response:
 async def create_program(request: web.Request) -> web.Response:
     body = await json_body(request)
     async with runtime(request).store.sessions.begin() as session:
-        p = await programs.create_program(session, field(body, "name", str), field(body, "primacy", int),
-                                          field(body, "description", str, required=False, default=""))
+        p = await programs.create_program(
+            session,
+            field(body, "name", str),
+            field(body, "primacy", int),
+            field(body, "description", str, required=False, default=""),
+        )
         return reply(_program_out(p), 201)
 
 
@@ -111,8 +125,12 @@ async def update_program(request: web.Request) -> web.Response:
     body = await json_body(request)
     async with runtime(request).store.sessions.begin() as session:
         p = await programs.get_program(session, request.match_info["ref"])
-        await programs.update_program(session, p, field(body, "primacy", int, required=False),
-                                      field(body, "description", str, required=False))
+        await programs.update_program(
+            session,
+            p,
+            field(body, "primacy", int, required=False),
+            field(body, "description", str, required=False),
+        )
         await notify.changed(session, runtime(request), programs=[p.id])
         return reply(_program_out(p))
 
@@ -124,12 +142,20 @@ async def assign(request: web.Request) -> web.Response:
         p = await programs.get_program(session, request.match_info["ref"])
         device = await programs.device_by_lfdi(session, field(body, "lfdi", str))
         before = {x.id for x in await programs.device_programs(session, device.id)}
-        fsa = await programs.assign(session, p, device, field(body, "fsa", str, required=False,
-                                                              default=programs.DEFAULT_FSA_TITLE))
+        fsa = await programs.assign(
+            session, p, device, field(body, "fsa", str, required=False, default=programs.DEFAULT_FSA_TITLE)
+        )
         if p.id not in before:  # idempotent calls announce nothing
             await notify.changed(session, runtime(request), devices=[device.id])
-        return reply({"id": fsa.id, "program_id": p.id, "end_device_id": device.id, "fsa": fsa.title,
-                      "href": f"/edev/{device.id}/fsa/{fsa.id}"})
+        return reply(
+            {
+                "id": fsa.id,
+                "program_id": p.id,
+                "end_device_id": device.id,
+                "fsa": fsa.title,
+                "href": f"/edev/{device.id}/fsa/{fsa.id}",
+            }
+        )
 
 
 @routes.post("/api/v1/programs/{ref}/unassign")
@@ -148,8 +174,9 @@ async def put_default(request: web.Request) -> web.Response:
     body = await json_body(request)
     async with runtime(request).store.sessions.begin() as session:
         p = await programs.get_program(session, request.match_info["ref"])
-        await programs.set_default_control(session, p, field(body, "base", dict),
-                                           field(body, "setGradW", int, required=False))
+        await programs.set_default_control(
+            session, p, field(body, "base", dict), field(body, "setGradW", int, required=False)
+        )
         await notify.changed(session, runtime(request), programs=[p.id])
         return reply(_program_out(p))
 
@@ -167,8 +194,12 @@ async def delete_default(request: web.Request) -> web.Response:
 async def list_curves(request: web.Request) -> web.Response:
     async with runtime(request).store.sessions() as session:
         p = await programs.get_program(session, request.match_info["ref"])
-        return reply([{**programs.curve_dict(c), "href": f"/api/v1/curves/{c.id}"}
-                      for c in await programs.program_curves(session, p.id)])
+        return reply(
+            [
+                {**programs.curve_dict(c), "href": f"/api/v1/curves/{c.id}"}
+                for c in await programs.program_curves(session, p.id)
+            ]
+        )
 
 
 @routes.post("/api/v1/programs/{ref}/curves")
@@ -176,11 +207,16 @@ async def create_curve(request: web.Request) -> web.Response:
     body = await json_body(request)
     async with runtime(request).store.sessions.begin() as session:
         p = await programs.get_program(session, request.match_info["ref"])
-        c = await programs.create_curve(session, p, field(body, "curve_type", int), field(body, "points", list),
-                                        field(body, "y_ref_type", int),
-                                        field(body, "x_multiplier", int, required=False, default=0),
-                                        field(body, "y_multiplier", int, required=False, default=0),
-                                        field(body, "description", str, required=False, default=""))
+        c = await programs.create_curve(
+            session,
+            p,
+            field(body, "curve_type", int),
+            field(body, "points", list),
+            field(body, "y_ref_type", int),
+            field(body, "x_multiplier", int, required=False, default=0),
+            field(body, "y_multiplier", int, required=False, default=0),
+            field(body, "description", str, required=False, default=""),
+        )
         return reply({**programs.curve_dict(c), "href": f"/api/v1/curves/{c.id}"}, 201)
 
 
@@ -217,8 +253,9 @@ async def create_control(request: web.Request) -> web.Response:
             program = await programs.get_program(session, program_ref)
         else:
             device = await programs.device_by_lfdi(session, lfdi)
-            program = await programs.device_program(session, device, field(body, "primacy", int, required=False,
-                                                                           default=1))
+            program = await programs.device_program(
+                session, device, field(body, "primacy", int, required=False, default=1)
+            )
         control = await programs.create_control(session, program, new)
         await notify.changed(session, runtime(request), programs=[program.id])
         return reply(_control_out(control, program), 201)
@@ -259,7 +296,9 @@ async def cancel_control(request: web.Request) -> web.Response:
     async with runtime(request).store.sessions.begin() as session:
         c = await programs.get_control(session, _control_id(request))
         already = c.cancelled_at is not None
-        await programs.cancel_control(session, c, field(body, "randomized", bool, required=False, default=False))
+        await programs.cancel_control(
+            session, c, field(body, "randomized", bool, required=False, default=False)
+        )
         if not already:
             await notify.changed(session, runtime(request), programs=[c.program_id])
         return reply(_control_out(c, await session.get(Sep2Program, c.program_id)))
@@ -291,11 +330,25 @@ async def device_view(request: web.Request) -> web.Response:
         agg = await session.get(Aggregator, device.aggregator_id) if device.aggregator_id else None
         progs = await programs.device_programs(session, device.id)
         reported = await devres.device_resources(session, device.id)
-        info = {"lfdi": device.lfdi, "sfdi": device.sfdi, "pin": device.pin, "name": device.name,
-                "aggregator_lfdi": agg.lfdi if agg else None, "enabled": device.enabled,
-                "registered_by": device.registered_by, "created_at": device.created_at.isoformat()}
-        return reply({"id": device.id, "href": f"/edev/{device.id}", "device": info,
-                      "programs": [_program_out(p) for p in progs], "reported": reported})
+        info = {
+            "lfdi": device.lfdi,
+            "sfdi": device.sfdi,
+            "pin": device.pin,
+            "name": device.name,
+            "aggregator_lfdi": agg.lfdi if agg else None,
+            "enabled": device.enabled,
+            "registered_by": device.registered_by,
+            "created_at": device.created_at.isoformat(),
+        }
+        return reply(
+            {
+                "id": device.id,
+                "href": f"/edev/{device.id}",
+                "device": info,
+                "programs": [_program_out(p) for p in progs],
+                "reported": reported,
+            }
+        )
 
 
 @routes.put("/api/v1/sep2/end-devices/{lfdi}")
@@ -308,8 +361,13 @@ async def ensure_end_device(request: web.Request) -> web.Response:
         device = await session.scalar(select(EndDevice).where(EndDevice.lfdi == lfdi))
         status = 200
         if device is None:
-            info = await devices.enroll_device(session, lfdi, pin=pin, aggregator_lfdi=aggregator,
-                                               name=field(body, "name", str, required=False, default=""))
+            info = await devices.enroll_device(
+                session,
+                lfdi,
+                pin=pin,
+                aggregator_lfdi=aggregator,
+                name=field(body, "name", str, required=False, default=""),
+            )
             device = await session.get(EndDevice, info.id)
             status = 201
             await notify.changed(session, runtime(request), devices=[device.id])
@@ -320,8 +378,16 @@ async def ensure_end_device(request: web.Request) -> web.Response:
                 device.aggregator_id = (await devices.ensure_aggregator(session, aggregator)).id
             device.enabled = True
             await session.flush()
-        return reply({"id": device.id, "lfdi": device.lfdi, "sfdi": device.sfdi, "pin": device.pin,
-                      "href": f"/edev/{device.id}"}, status)
+        return reply(
+            {
+                "id": device.id,
+                "lfdi": device.lfdi,
+                "sfdi": device.sfdi,
+                "pin": device.pin,
+                "href": f"/edev/{device.id}",
+            },
+            status,
+        )
 
 
 @routes.delete("/api/v1/sep2/end-devices/{lfdi}")
@@ -342,8 +408,14 @@ async def ensure_fsa(request: web.Request) -> web.Response:
         fsa = await programs.ensure_fsa(session, device, request.match_info["title"][:32])
         if len(await programs.device_fsas(session, device.id)) != before:
             await notify.changed(session, runtime(request), devices=[device.id])
-        return reply({"id": fsa.id, "title": fsa.title, "end_device_id": device.id,
-                      "href": f"/edev/{device.id}/fsa/{fsa.id}"})
+        return reply(
+            {
+                "id": fsa.id,
+                "title": fsa.title,
+                "end_device_id": device.id,
+                "href": f"/edev/{device.id}/fsa/{fsa.id}",
+            }
+        )
 
 
 @routes.put("/api/v1/sep2/aggregators/{lfdi}")
@@ -360,8 +432,19 @@ async def list_mups(request: web.Request) -> web.Response:
             found = await devres.mups_of(session, [_lfdi(request.query["owner"])])
         else:
             found = list(await session.scalars(select(Sep2Mup).order_by(Sep2Mup.id)))
-        return reply([{"id": m.id, "owner_lfdi": m.owner_lfdi, "device_lfdi": m.device_lfdi, "mrid": m.mrid,
-                       "readings": m.readings, "href": f"/mup/{m.id}"} for m in found])
+        return reply(
+            [
+                {
+                    "id": m.id,
+                    "owner_lfdi": m.owner_lfdi,
+                    "device_lfdi": m.device_lfdi,
+                    "mrid": m.mrid,
+                    "readings": m.readings,
+                    "href": f"/mup/{m.id}",
+                }
+                for m in found
+            ]
+        )
 
 
 @routes.delete("/api/v1/sep2/mups")
@@ -378,9 +461,16 @@ async def delete_mups(request: web.Request) -> web.Response:
 async def get_settings(request: web.Request) -> web.Response:
     settings = runtime(request).settings.sep2
     async with runtime(request).store.sessions() as session:
-        return reply({"poll_rate_s": settings.poll_rate_s, "post_rate_s": settings.post_rate_s,
-                      "registration": settings.registration, "profile": settings.profile, "pen": settings.pen,
-                      "overrides": await devres.all_settings(session)})
+        return reply(
+            {
+                "poll_rate_s": settings.poll_rate_s,
+                "post_rate_s": settings.post_rate_s,
+                "registration": settings.registration,
+                "profile": settings.profile,
+                "pen": settings.pen,
+                "overrides": await devres.all_settings(session),
+            }
+        )
 
 
 def _resource(request: web.Request) -> str:

@@ -111,37 +111,53 @@ async def latest(request: web.Request) -> web.Response:
 async def readings(request: web.Request) -> web.Response:
     async with runtime(request).store.sessions() as session:
         device = await programs.device_by_lfdi(session, request.match_info["lfdi"])
-        return reply(await telemetry.query(session, source_kind="device", source_id=device.lfdi,
-                                           resource=request.query.get("resource"),
-                                           measurement=request.query.get("measurement"),
-                                           since=_time(request, "since"), until=_time(request, "until"),
-                                           limit=_limit(request)))
+        return reply(
+            await telemetry.query(
+                session,
+                source_kind="device",
+                source_id=device.lfdi,
+                resource=request.query.get("resource"),
+                measurement=request.query.get("measurement"),
+                since=_time(request, "since"),
+                until=_time(request, "until"),
+                limit=_limit(request),
+            )
+        )
 
 
 @routes.get("/api/v1/sep2/devices/{lfdi}/log-events")
 async def log_events(request: web.Request) -> web.Response:
     async with runtime(request).store.sessions() as session:
         device = await programs.device_by_lfdi(session, request.match_info["lfdi"])
-        return reply([logevents.as_dict(e) for e in await logevents.for_device(session, device.id,
-                                                                               _limit(request, 100))])
+        return reply(
+            [
+                logevents.as_dict(e)
+                for e in await logevents.for_device(session, device.id, _limit(request, 100))
+            ]
+        )
 
 
 # --------------------------------------------------------------------------------------------------- pricing
 async def _tariff_out(session, t: Sep2InfluenceSet) -> dict:
     rates = await influence.list_sets(session, "rate", t.id)
-    return {**influence.set_dict(t), "href": f"/api/v1/tariffs/{t.id}",
-            "rates": [influence.set_dict(r) for r in rates],
-            "devices": await influence.devices_of(session, t.id)}
+    return {
+        **influence.set_dict(t),
+        "href": f"/api/v1/tariffs/{t.id}",
+        "rates": [influence.set_dict(r) for r in rates],
+        "devices": await influence.devices_of(session, t.id),
+    }
 
 
 def _new_event(body: dict, payload: dict) -> influence.NewEvent:
     return influence.NewEvent(
         start=parse_start(field(body, "start", str, required=False, default="now")),
-        duration_s=field(body, "duration_s", int), payload=payload,
+        duration_s=field(body, "duration_s", int),
+        payload=payload,
         description=field(body, "description", str, required=False, default=""),
         randomize_start_s=field(body, "randomize_start_s", int, required=False),
         randomize_duration_s=field(body, "randomize_duration_s", int, required=False),
-        response_required=field(body, "response_required", int, required=False, default=0))
+        response_required=field(body, "response_required", int, required=False, default=0),
+    )
 
 
 def _event_out(e: Sep2InfluenceEvent) -> dict:
@@ -159,18 +175,23 @@ async def create_tariff(request: web.Request) -> web.Response:
     body = await json_body(request)
     async with runtime(request).store.sessions.begin() as session:
         t = await pricing.create_tariff(
-            session, field(body, "name", str), currency=field(body, "currency", int, required=False, default=840),
+            session,
+            field(body, "name", str),
+            currency=field(body, "currency", int, required=False, default=840),
             price_power_of_ten=field(body, "price_power_of_ten", int, required=False, default=-3),
             primacy=field(body, "primacy", int, required=False, default=1),
             rate_code=field(body, "rate_code", str, required=False, default=""),
-            description=field(body, "description", str, required=False, default=""))
+            description=field(body, "description", str, required=False, default=""),
+        )
         return reply(await _tariff_out(session, t), 201)
 
 
 @routes.get("/api/v1/tariffs/{ref}")
 async def get_tariff(request: web.Request) -> web.Response:
     async with runtime(request).store.sessions() as session:
-        return reply(await _tariff_out(session, await influence.get_set(session, "tariff", request.match_info["ref"])))
+        return reply(
+            await _tariff_out(session, await influence.get_set(session, "tariff", request.match_info["ref"]))
+        )
 
 
 @routes.post("/api/v1/tariffs/{ref}/rates")
@@ -178,12 +199,16 @@ async def add_rate(request: web.Request) -> web.Response:
     body = await json_body(request)
     async with runtime(request).store.sessions.begin() as session:
         t = await influence.get_set(session, "tariff", request.match_info["ref"])
-        r = await pricing.add_rate(session, t, field(body, "name", str),
-                                   uom=field(body, "uom", int, required=False, default=72),
-                                   flow_direction=field(body, "flow_direction", int, required=False, default=1),
-                                   role_flags=field(body, "role_flags", int, required=False, default=1),
-                                   power_of_ten=field(body, "power_of_ten", int, required=False, default=0),
-                                   description=field(body, "description", str, required=False, default=""))
+        r = await pricing.add_rate(
+            session,
+            t,
+            field(body, "name", str),
+            uom=field(body, "uom", int, required=False, default=72),
+            flow_direction=field(body, "flow_direction", int, required=False, default=1),
+            role_flags=field(body, "role_flags", int, required=False, default=1),
+            power_of_ten=field(body, "power_of_ten", int, required=False, default=0),
+            description=field(body, "description", str, required=False, default=""),
+        )
         return reply({**influence.set_dict(r), "tariff": t.name, "href": f"/api/v1/tariffs/{t.id}"}, 201)
 
 
@@ -194,8 +219,15 @@ async def _assign(request: web.Request, kind: str) -> web.Response:
         device = await programs.device_by_lfdi(session, field(body, "lfdi", str))
         added = await influence.assign(session, s, device)
         path = "tp" if kind == "tariff" else "drp"
-        return reply({"set_id": s.id, "end_device_id": device.id, "assigned": True, "new": added,
-                      "href": f"/edev/{device.id}/{path}/{s.id}"})
+        return reply(
+            {
+                "set_id": s.id,
+                "end_device_id": device.id,
+                "assigned": True,
+                "new": added,
+                "href": f"/edev/{device.id}/{path}/{s.id}",
+            }
+        )
 
 
 @routes.post("/api/v1/tariffs/{ref}/assign")
@@ -210,12 +242,17 @@ async def publish_price(request: web.Request) -> web.Response:
         t = await influence.get_set(session, "tariff", request.match_info["ref"])
         rates = await influence.list_sets(session, "rate", t.id)
         ref = field(body, "rate", (str, int), required=False)
-        rate = next((r for r in rates if ref is None or r.id == ref or r.name == ref or str(r.id) == str(ref)),
-                    None)
+        rate = next(
+            (r for r in rates if ref is None or r.id == ref or r.name == ref or str(r.id) == str(ref)), None
+        )
         if rate is None:
             raise NotFound("no such rate component (add one with POST /api/v1/tariffs/{ref}/rates)")
-        e = await pricing.publish_price(session, rate, _new_event(body, {"tiers": field(body, "prices", list)}),
-                                        tou_tier=field(body, "tou_tier", int, required=False, default=0))
+        e = await pricing.publish_price(
+            session,
+            rate,
+            _new_event(body, {"tiers": field(body, "prices", list)}),
+            tou_tier=field(body, "tou_tier", int, required=False, default=0),
+        )
         await notify.changed(session, runtime(request), objects={"influence": [rate.id]})
         return reply(_event_out(e), 201)
 
@@ -224,8 +261,13 @@ async def _events(request: web.Request, kind: str) -> web.Response:
     async with runtime(request).store.sessions() as session:
         s = await influence.get_set(session, kind, request.match_info["ref"])
         ids = [s.id] if kind == "drp" else [r.id for r in await influence.list_sets(session, "rate", s.id)]
-        found = list(await session.scalars(select(Sep2InfluenceEvent).where(Sep2InfluenceEvent.set_id.in_(ids))
-                                           .order_by(Sep2InfluenceEvent.start, Sep2InfluenceEvent.id)))
+        found = list(
+            await session.scalars(
+                select(Sep2InfluenceEvent)
+                .where(Sep2InfluenceEvent.set_id.in_(ids))
+                .order_by(Sep2InfluenceEvent.start, Sep2InfluenceEvent.id)
+            )
+        )
         return reply([_event_out(e) for e in found])
 
 
@@ -238,18 +280,29 @@ async def list_prices(request: web.Request) -> web.Response:
 @routes.get("/api/v1/dr-programs")
 async def list_dr_programs(request: web.Request) -> web.Response:
     async with runtime(request).store.sessions() as session:
-        return reply([{**influence.set_dict(p), "href": f"/api/v1/dr-programs/{p.id}",
-                       "devices": await influence.devices_of(session, p.id)}
-                      for p in await influence.list_sets(session, "drp")])
+        return reply(
+            [
+                {
+                    **influence.set_dict(p),
+                    "href": f"/api/v1/dr-programs/{p.id}",
+                    "devices": await influence.devices_of(session, p.id),
+                }
+                for p in await influence.list_sets(session, "drp")
+            ]
+        )
 
 
 @routes.post("/api/v1/dr-programs")
 async def create_dr_program(request: web.Request) -> web.Response:
     body = await json_body(request)
     async with runtime(request).store.sessions.begin() as session:
-        p = await influence.create_set(session, "drp", field(body, "name", str),
-                                       primacy=field(body, "primacy", int, required=False, default=1),
-                                       description=field(body, "description", str, required=False, default=""))
+        p = await influence.create_set(
+            session,
+            "drp",
+            field(body, "name", str),
+            primacy=field(body, "primacy", int, required=False, default=1),
+            description=field(body, "description", str, required=False, default=""),
+        )
         return reply({**influence.set_dict(p), "href": f"/api/v1/dr-programs/{p.id}"}, 201)
 
 
@@ -257,8 +310,13 @@ async def create_dr_program(request: web.Request) -> web.Response:
 async def get_dr_program(request: web.Request) -> web.Response:
     async with runtime(request).store.sessions() as session:
         p = await influence.get_set(session, "drp", request.match_info["ref"])
-        return reply({**influence.set_dict(p), "href": f"/api/v1/dr-programs/{p.id}",
-                      "devices": await influence.devices_of(session, p.id)})
+        return reply(
+            {
+                **influence.set_dict(p),
+                "href": f"/api/v1/dr-programs/{p.id}",
+                "devices": await influence.devices_of(session, p.id),
+            }
+        )
 
 
 @routes.post("/api/v1/dr-programs/{ref}/assign")
@@ -269,10 +327,13 @@ async def assign_dr_program(request: web.Request) -> web.Response:
 @routes.post("/api/v1/dr-programs/{ref}/events")
 async def create_dr_event(request: web.Request) -> web.Response:
     body = await json_body(request)
-    payload = {"device_category": body.get("device_category"), "control": body.get("control"),
-               "load_shift_forward": field(body, "load_shift_forward", bool, required=False, default=False),
-               "mandatory": field(body, "mandatory", bool, required=False, default=False),
-               "override_duration_s": field(body, "override_duration_s", int, required=False)}
+    payload = {
+        "device_category": body.get("device_category"),
+        "control": body.get("control"),
+        "load_shift_forward": field(body, "load_shift_forward", bool, required=False, default=False),
+        "mandatory": field(body, "mandatory", bool, required=False, default=False),
+        "override_duration_s": field(body, "override_duration_s", int, required=False),
+    }
     async with runtime(request).store.sessions.begin() as session:
         p = await influence.get_set(session, "drp", request.match_info["ref"])
         e = await drlc.create_event(session, p, _new_event(body, payload))
@@ -297,12 +358,18 @@ async def _cancel(request: web.Request) -> web.Response:
     body = await json_body(request) if request.can_read_body else {}
     async with runtime(request).store.sessions.begin() as session:
         e = await influence.get_event(session, _event_id(request))
-        if await influence.cancel_event(session, e, field(body, "randomized", bool, required=False, default=False)):
+        if await influence.cancel_event(
+            session, e, field(body, "randomized", bool, required=False, default=False)
+        ):
             await notify.changed(session, runtime(request), objects={"influence": [e.set_id]})
         return reply(_event_out(e))
 
 
-for _path in ("/api/v1/influence-events/{id}/cancel", "/api/v1/prices/{id}/cancel", "/api/v1/dr-events/{id}/cancel"):
+for _path in (
+    "/api/v1/influence-events/{id}/cancel",
+    "/api/v1/prices/{id}/cancel",
+    "/api/v1/dr-events/{id}/cancel",
+):
     routes.post(_path)(_cancel)
 
 
@@ -316,8 +383,22 @@ async def get_event(request: web.Request) -> web.Response:
 async def event_responses(request: web.Request) -> web.Response:
     async with runtime(request).store.sessions() as session:
         e = await influence.get_event(session, _event_id(request))
-        found = await session.scalars(select(Sep2InfluenceResponse).where(Sep2InfluenceResponse.event_id == e.id)
-                                      .order_by(Sep2InfluenceResponse.id))
-        return reply([{"id": r.id, "event_id": r.event_id, "end_device_id": r.end_device_id, "lfdi": r.lfdi,
-                       "status": r.status, "created": r.created_date_time.isoformat(),
-                       "received_at": r.received_at.isoformat()} for r in found])
+        found = await session.scalars(
+            select(Sep2InfluenceResponse)
+            .where(Sep2InfluenceResponse.event_id == e.id)
+            .order_by(Sep2InfluenceResponse.id)
+        )
+        return reply(
+            [
+                {
+                    "id": r.id,
+                    "event_id": r.event_id,
+                    "end_device_id": r.end_device_id,
+                    "lfdi": r.lfdi,
+                    "status": r.status,
+                    "created": r.created_date_time.isoformat(),
+                    "received_at": r.received_at.isoformat(),
+                }
+                for r in found
+            ]
+        )

@@ -24,13 +24,15 @@ async def status(request: web.Request) -> web.Response:
     async with rt.store.sessions() as session:
         devices = await count_devices(session)
         vens = int(await session.scalar(select(func.count()).select_from(Ven)) or 0)
-    return reply({
-        "version": __version__,
-        "pid": os.getpid(),
-        "uptime_s": round(time.time() - STARTED, 1),
-        "server_url": rt.settings.server_url,
-        "admin_url": rt.settings.admin_url,
-        "database": {"backend": rt.store.backend, "revision": await current_revision(rt.store)},
-        "devices": devices,
-        "vens": vens,
-    })
+    return reply(
+        {
+            "version": __version__,
+            "pid": os.getpid(),
+            "uptime_s": round(time.time() - STARTED, 1),
+            "server_url": rt.settings.server_url,
+            "admin_url": rt.settings.admin_url,
+            "database": {"backend": rt.store.backend, "revision": await current_revision(rt.store)},
+            "devices": devices,
+            "vens": vens,
+        }
+    )

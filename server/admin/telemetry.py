@@ -15,7 +15,6 @@ routes = web.RouteTableDef()
 MAX_IMPORT = 200_000
 
 
-
 @routes.post("/api/v1/telemetry")
 async def import_readings(request: web.Request) -> web.Response:
     body = await json_body(request)
@@ -34,13 +33,21 @@ async def import_readings(request: web.Request) -> web.Response:
         raise Invalid(f"readings must hold 1..{MAX_IMPORT} [time, value] pairs")
     readings = []
     for i, row in enumerate(rows):
-        if not (isinstance(row, list) and len(row) == 2 and isinstance(row[1], int | float)
-                and not isinstance(row[1], bool) and math.isfinite(row[1])):
+        if not (
+            isinstance(row, list)
+            and len(row) == 2
+            and isinstance(row[1], int | float)
+            and not isinstance(row[1], bool)
+            and math.isfinite(row[1])
+        ):
             raise Invalid(f"readings[{i}] must be [ISO time, finite number]")
         value, si_unit = telemetry.normalise(float(row[1]), unit, scale)
         ts = parse_time(row[0], f"readings[{i}]", allow_now=False)
-        readings.append(telemetry.Reading(source_kind=kind, source_id=source, measurement=measurement, ts=ts,
-                                          value=value, unit=si_unit))
+        readings.append(
+            telemetry.Reading(
+                source_kind=kind, source_id=source, measurement=measurement, ts=ts, value=value, unit=si_unit
+            )
+        )
     async with runtime(request).store.sessions.begin() as session:
         count = await telemetry.add(session, readings)
     return reply({"stored": count}, 201)
@@ -55,8 +62,13 @@ async def read_readings(request: web.Request) -> web.Response:
         raise Invalid("limit must be an integer") from None
     async with runtime(request).store.sessions() as session:
         rows = await telemetry.query(
-            session, source_kind=q.get("source_kind"), source_id=q.get("source_id"),
-            resource=q.get("resource"), measurement=q.get("measurement"),
+            session,
+            source_kind=q.get("source_kind"),
+            source_id=q.get("source_id"),
+            resource=q.get("resource"),
+            measurement=q.get("measurement"),
             since=optional_time(q.get("since"), "since"),
-            until=optional_time(q.get("until"), "until"), limit=limit)
+            until=optional_time(q.get("until"), "until"),
+            limit=limit,
+        )
     return reply(rows)

@@ -21,13 +21,25 @@ from server.cli.common import CliError, Parser
 from server.config import ConfigError
 
 # each module adds its sub-commands; order is the order of ``dso --help``
-COMMAND_MODULES = [setup_cmds, demo_cmds, device_cmds, sep2_cmds, sep2tel_cmds, openadr_cmds, grid_cmds, dispatch_cmds,
-                   modbus_cmds, delivery_cmds]
+COMMAND_MODULES = [
+    setup_cmds,
+    demo_cmds,
+    device_cmds,
+    sep2_cmds,
+    sep2tel_cmds,
+    openadr_cmds,
+    grid_cmds,
+    dispatch_cmds,
+    modbus_cmds,
+    delivery_cmds,
+]
 
 
 def build_parser() -> Parser:
-    parser = Parser(prog="dso", description="OpenDSO admin CLI: run the server and manage devices, programs "
-                                            "and dispatches.")
+    parser = Parser(
+        prog="dso",
+        description="OpenDSO admin CLI: run the server and manage devices, programs and dispatches.",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=Parser)
     for module in COMMAND_MODULES:
         module.register(sub)

@@ -25,8 +25,12 @@ class Parser(argparse.ArgumentParser):
 
 
 def add_config_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-c", "--config", metavar="PATH",
-                        help="dso.toml or the directory holding it (default: $DSO_CONFIG, then ./dso.toml)")
+    parser.add_argument(
+        "-c",
+        "--config",
+        metavar="PATH",
+        help="dso.toml or the directory holding it (default: $DSO_CONFIG, then ./dso.toml)",
+    )
 
 
 def add_json_arg(parser: argparse.ArgumentParser) -> None:
@@ -36,7 +40,9 @@ def add_json_arg(parser: argparse.ArgumentParser) -> None:
 def config_path(value: str | None) -> Path:
     raw = value or os.environ.get("DSO_CONFIG") or ("dso.toml" if Path("dso.toml").exists() else None)
     if raw is None:
-        raise CliError("no configuration: pass -c DIR/dso.toml (or DIR), set DSO_CONFIG, or run `dso init DIR`")
+        raise CliError(
+            "no configuration: pass -c DIR/dso.toml (or DIR), set DSO_CONFIG, or run `dso init DIR`"
+        )
     path = Path(raw).expanduser()
     return path / "dso.toml" if path.is_dir() else path
 
@@ -62,8 +68,12 @@ class AdminClient:
 
     def call(self, method: str, path: str, body: Any = None) -> Any:
         data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(self.base + path, data=data, method=method, headers={
-            "Authorization": f"Bearer {self.token}", "Content-Type": "application/json"})
+        request = urllib.request.Request(
+            self.base + path,
+            data=data,
+            method=method,
+            headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
+        )
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 raw = response.read()
@@ -75,7 +85,9 @@ class AdminClient:
             raise CliError(f"{method} {path}: {exc.code} {message}") from None
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
-            raise CliError(f"cannot reach the admin API at {self.base} ({reason}); is `dso serve` running?") from None
+            raise CliError(
+                f"cannot reach the admin API at {self.base} ({reason}); is `dso serve` running?"
+            ) from None
         return json.loads(raw) if raw else None
 
 

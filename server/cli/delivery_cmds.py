@@ -22,10 +22,20 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    query = {k: v for k, v in (("status", args.status), ("channel", args.channel), ("key", args.key),
-                               ("limit", str(args.limit))) if v}
+    query = {
+        k: v
+        for k, v in (
+            ("status", args.status),
+            ("channel", args.channel),
+            ("key", args.key),
+            ("limit", str(args.limit)),
+        )
+        if v
+    }
     rows = admin(args).call("GET", "/api/v1/deliveries?" + urllib.parse.urlencode(query))
-    lines = [f"{r['id']:>6} {r['status']:9} {r['attempts']:>3}x {r['channel']:18} {r['url']} {r['last_error']}"
-             for r in rows]
+    lines = [
+        f"{r['id']:>6} {r['status']:9} {r['attempts']:>3}x {r['channel']:18} {r['url']} {r['last_error']}"
+        for r in rows
+    ]
     emit(args, rows, "\n".join(lines) or "no deliveries")
     return 0

@@ -14,16 +14,29 @@ from server.cli.durations import seconds
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="the whole loop on the embedded default: server + simulated 2030.5 PV fleet "
-                                    "-> telemetry -> forecast -> plan -> dispatched DERControls")
-    p.add_argument("--dir", default="./dso-demo", help="data directory (created like `dso init`; default ./dso-demo)")
+    p = sub.add_parser(
+        "demo",
+        help="the whole loop on the embedded default: server + simulated 2030.5 PV fleet "
+        "-> telemetry -> forecast -> plan -> dispatched DERControls",
+    )
+    p.add_argument(
+        "--dir", default="./dso-demo", help="data directory (created like `dso init`; default ./dso-demo)"
+    )
     p.add_argument("--devices", type=int, default=20, help="simulated rooftop-PV sites (default 20)")
     p.add_argument("--duration", type=seconds, default=75, help="bounded run, e.g. 75, 2m (default 75 s)")
-    p.add_argument("--history-days", type=int, default=7, help="days of readings backfilled per site (default 7)")
-    p.add_argument("--export-limit-kw", type=float,
-                   help="feeder export limit (default: a quarter of the fleet's PV nameplate)")
-    p.add_argument("--keep-serving", action="store_true",
-                   help="after the summary keep the server and the fleet running until Ctrl-C")
+    p.add_argument(
+        "--history-days", type=int, default=7, help="days of readings backfilled per site (default 7)"
+    )
+    p.add_argument(
+        "--export-limit-kw",
+        type=float,
+        help="feeder export limit (default: a quarter of the fleet's PV nameplate)",
+    )
+    p.add_argument(
+        "--keep-serving",
+        action="store_true",
+        help="after the summary keep the server and the fleet running until Ctrl-C",
+    )
     p.add_argument("--port", type=int, help="protocol listener port (default 8443, or a free one if taken)")
     p.add_argument("--admin-port", type=int, help="admin API port (default 8444, or a free one if taken)")
     p.add_argument("--seed", type=int, default=2030, help="fleet and weather seed")
@@ -73,9 +86,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     settings.server.host = "127.0.0.1"
     settings.sep2.poll_rate_s, settings.sep2.post_rate_s = 5, 10
     setup_logging("INFO" if args.verbose else "WARNING", "text")
-    print(f"OpenDSO demo: {args.devices} simulated 2030.5 PV sites, {args.history_days} days of history, "
-          f"{args.duration} s run; data in {settings.base_dir}")
-    opts = DemoOptions(devices=args.devices, duration_s=float(args.duration), history_days=args.history_days,
-                       keep_serving=args.keep_serving, export_limit_kw=args.export_limit_kw, seed=args.seed)
+    print(
+        f"OpenDSO demo: {args.devices} simulated 2030.5 PV sites, {args.history_days} days of history, "
+        f"{args.duration} s run; data in {settings.base_dir}"
+    )
+    opts = DemoOptions(
+        devices=args.devices,
+        duration_s=float(args.duration),
+        history_days=args.history_days,
+        keep_serving=args.keep_serving,
+        export_limit_kw=args.export_limit_kw,
+        seed=args.seed,
+    )
     demo = asyncio.run(run_demo(settings, opts))
     return 0 if demo.ok() else 1

@@ -9,7 +9,9 @@ from server.cli.common import add_config_arg, add_json_arg, admin, emit
 
 def register(sub: argparse._SubParsersAction) -> None:
     device = sub.add_parser("device", help="enroll and list 2030.5 devices")
-    dsub = device.add_subparsers(dest="device_command", metavar="ACTION", required=True, parser_class=type(device))
+    dsub = device.add_subparsers(
+        dest="device_command", metavar="ACTION", required=True, parser_class=type(device)
+    )
 
     p = dsub.add_parser("enroll", help="enroll a device by LFDI (out-of-band registration)")
     p.add_argument("--lfdi", required=True, help="40 hex digits (separators allowed)")
@@ -45,7 +47,13 @@ def _line(d: dict) -> str:
 
 
 def cmd_enroll(args: argparse.Namespace) -> int:
-    body = {"lfdi": args.lfdi, "sfdi": args.sfdi, "pin": args.pin, "aggregator": args.aggregator, "name": args.name}
+    body = {
+        "lfdi": args.lfdi,
+        "sfdi": args.sfdi,
+        "pin": args.pin,
+        "aggregator": args.aggregator,
+        "name": args.name,
+    }
     device = admin(args).call("POST", "/api/v1/devices", body)
     emit(args, device, f"enrolled device {device['id']}: {device['lfdi']} (sfdi {device['sfdi']})")
     return 0

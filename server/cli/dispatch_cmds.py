@@ -26,36 +26,51 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("plan", help="plan a grid node against its export limit from its latest load forecast")
     p.add_argument("--node", required=True)
-    p.add_argument("--dispatch", action="store_true", help="send the plan's per-site export limit to the node")
+    p.add_argument(
+        "--dispatch", action="store_true", help="send the plan's per-site export limit to the node"
+    )
     add_config_arg(p)
     add_json_arg(p)
     p.set_defaults(func=cmd_plan)
 
 
 def cmd_dispatch(args: argparse.Namespace) -> int:
-    body = {"node": args.node, "start": args.start, "duration_s": args.duration, "description": args.description,
-            "export_limit_w": args.export_limit_w, "import_limit_w": args.import_limit_w,
-            "generation_limit_w": args.gen_limit_w, "dr_level": args.dr_level,
-            "connect": None if args.connect is None else bool(args.connect)}
+    body = {
+        "node": args.node,
+        "start": args.start,
+        "duration_s": args.duration,
+        "description": args.description,
+        "export_limit_w": args.export_limit_w,
+        "import_limit_w": args.import_limit_w,
+        "generation_limit_w": args.gen_limit_w,
+        "dr_level": args.dr_level,
+        "connect": None if args.connect is None else bool(args.connect),
+    }
     out = admin(args).call("POST", "/api/v1/dispatch", {k: v for k, v in body.items() if v is not None})
-    lines = [f"dispatch to {out['node']}: {len(out['sep2_controls'])} 2030.5 control(s), "
-             f"{len(out['openadr_events'])} OpenADR event(s), {len(out['modbus_applied'])} Modbus write(s)"]
+    lines = [
+        f"dispatch to {out['node']}: {len(out['sep2_controls'])} 2030.5 control(s), "
+        f"{len(out['openadr_events'])} OpenADR event(s), {len(out['modbus_applied'])} Modbus write(s)"
+    ]
     lines += [f"  skipped: {s}" for s in out["skipped"]]
     emit(args, out, "\n".join(lines))
     return 0
 
 
 def plan_lines(out: dict) -> list[str]:
-    lines = [f"plan for {out['node']} (forecast run {out['forecast_id']}, {out['sites']} site(s), "
-             f"{out['pv_sites']} with PV, {out['pv_rated_kw']:g} kW rated)",
-             f"  export limit {out['export_limit_kw']:g} kW; forecast peak export {out['peak_export_kw']:g} kW"
-             + (f" at {out['peak_export_at']}" if out["peak_export_at"] else "")
-             + f", peak import {out['peak_import_kw']:g} kW",
-             f"  planned peak export {out['planned_peak_export_kw']:g} kW, curtailing {out['curtailed_kwh']:g} kWh"
-             + ("" if out["feasible"] else f" (still {out['violation_kwh']:g} kWh over the limit)")]
+    lines = [
+        f"plan for {out['node']} (forecast run {out['forecast_id']}, {out['sites']} site(s), "
+        f"{out['pv_sites']} with PV, {out['pv_rated_kw']:g} kW rated)",
+        f"  export limit {out['export_limit_kw']:g} kW; forecast peak export {out['peak_export_kw']:g} kW"
+        + (f" at {out['peak_export_at']}" if out["peak_export_at"] else "")
+        + f", peak import {out['peak_import_kw']:g} kW",
+        f"  planned peak export {out['planned_peak_export_kw']:g} kW, curtailing {out['curtailed_kwh']:g} kWh"
+        + ("" if out["feasible"] else f" (still {out['violation_kwh']:g} kWh over the limit)"),
+    ]
     if out["window_start"]:
-        lines.append(f"  per-site export limit {out['site_export_limit_w']:g} W from {out['window_start']} "
-                     f"to {out['window_end']}")
+        lines.append(
+            f"  per-site export limit {out['site_export_limit_w']:g} W from {out['window_start']} "
+            f"to {out['window_end']}"
+        )
     else:
         lines.append("  the forecast stays within the export limit: nothing to dispatch")
     lines += [f"  note: {n}" for n in out["notes"]]

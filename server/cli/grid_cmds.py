@@ -47,7 +47,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--step", type=seconds, default=None, help="e.g. 15m (default from config)")
     p.add_argument("--history", type=seconds, default=None, help="history to learn from, e.g. 28d")
     p.add_argument("--target", choices=["load", "pv"], default="load")
-    p.add_argument("--latest", action="store_true", help="show the latest stored forecast instead of running one")
+    p.add_argument(
+        "--latest", action="store_true", help="show the latest stored forecast instead of running one"
+    )
     p.add_argument("--plot", metavar="FILE.png", help="also draw the forecast (needs matplotlib)")
     add_config_arg(p)
     add_json_arg(p)
@@ -85,9 +87,16 @@ def _node_line(n: dict) -> str:
 
 
 def cmd_create(args: argparse.Namespace) -> int:
-    body = {"name": args.name, "kind": args.kind, "parent": args.parent, "timezone": args.timezone,
-            "latitude": args.lat, "longitude": args.lon, "import_limit_kw": args.import_limit_kw,
-            "export_limit_kw": args.export_limit_kw}
+    body = {
+        "name": args.name,
+        "kind": args.kind,
+        "parent": args.parent,
+        "timezone": args.timezone,
+        "latitude": args.lat,
+        "longitude": args.lon,
+        "import_limit_kw": args.import_limit_kw,
+        "export_limit_kw": args.export_limit_kw,
+    }
     node = admin(args).call("POST", "/api/v1/grid/nodes", body)
     emit(args, node, f"created {node['kind']} {node['name']} (id {node['id']})")
     return 0
@@ -100,10 +109,14 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_add(args: argparse.Namespace) -> int:
-    kind, ident = (("device", args.lfdi) if args.lfdi else ("ven", args.ven) if args.ven
-                   else ("modbus", args.modbus))
-    node = admin(args).call("POST", f"/api/v1/grid/nodes/{urllib.parse.quote(args.node, safe='')}/members",
-                            {"kind": kind, "id": ident})
+    kind, ident = (
+        ("device", args.lfdi) if args.lfdi else ("ven", args.ven) if args.ven else ("modbus", args.modbus)
+    )
+    node = admin(args).call(
+        "POST",
+        f"/api/v1/grid/nodes/{urllib.parse.quote(args.node, safe='')}/members",
+        {"kind": kind, "id": ident},
+    )
     emit(args, node, _node_line(node))
     return 0
 
@@ -111,7 +124,9 @@ def cmd_add(args: argparse.Namespace) -> int:
 def cmd_forecast(args: argparse.Namespace) -> int:
     client = admin(args)
     if args.latest:
-        run = client.call("GET", f"/api/v1/forecasts/{urllib.parse.quote(args.node, safe='')}?target={args.target}")
+        run = client.call(
+            "GET", f"/api/v1/forecasts/{urllib.parse.quote(args.node, safe='')}?target={args.target}"
+        )
     else:
         body: dict = {"node": args.node, "target": args.target}
         if args.horizon:
@@ -124,8 +139,10 @@ def cmd_forecast(args: argparse.Namespace) -> int:
     if args.plot:
         plot(run, Path(args.plot))
     points = run["points"]
-    lines = [f"{run['target']} forecast for {run['node']} issued {run['issued_at']} by {run['model']} "
-             f"({run['history_points']} history intervals), W:"]
+    lines = [
+        f"{run['target']} forecast for {run['node']} issued {run['issued_at']} by {run['model']} "
+        f"({run['history_points']} history intervals), W:"
+    ]
     lines += [f"  {p['ts']}  {p['mean']:12.1f}  [{p['q10']:.1f} .. {p['q90']:.1f}]" for p in points]
     lines += [f"  note: {n}" for n in run["notes"]]
     emit(args, run, "\n".join(lines))
@@ -144,8 +161,13 @@ def plot(run: dict, path: Path) -> None:
 
     ts = [dt.datetime.fromisoformat(p["ts"]) for p in run["points"]]
     fig, ax = plt.subplots(figsize=(10, 4))
-    ax.fill_between(ts, [p["q10"] / 1000 for p in run["points"]], [p["q90"] / 1000 for p in run["points"]],
-                    alpha=0.3, label="80 % interval")
+    ax.fill_between(
+        ts,
+        [p["q10"] / 1000 for p in run["points"]],
+        [p["q90"] / 1000 for p in run["points"]],
+        alpha=0.3,
+        label="80 % interval",
+    )
     ax.plot(ts, [p["mean"] / 1000 for p in run["points"]], label="mean")
     ax.set_title(f"{run['target']} forecast, {run['node']} (issued {run['issued_at'][:16]}Z)")
     ax.set_ylabel("kW")
@@ -172,20 +194,38 @@ def cmd_import(args: argparse.Namespace) -> int:
     client = admin(args)
     stored = 0
     for start in range(0, len(rows), 50_000):
-        out = client.call("POST", "/api/v1/telemetry", {
-            "source_kind": kind, "source_id": ident, "measurement": args.measurement, "unit": args.unit,
-            "scale": args.scale, "readings": rows[start:start + 50_000]})
+        out = client.call(
+            "POST",
+            "/api/v1/telemetry",
+            {
+                "source_kind": kind,
+                "source_id": ident,
+                "measurement": args.measurement,
+                "unit": args.unit,
+                "scale": args.scale,
+                "readings": rows[start : start + 50_000],
+            },
+        )
         stored += out["stored"]
     emit(args, {"stored": stored}, f"stored {stored} readings")
     return 0
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    params = {"source_kind": args.source_kind, "source_id": args.source_id, "resource": args.resource,
-              "measurement": args.measurement, "since": args.since, "until": args.until, "limit": args.limit}
+    params = {
+        "source_kind": args.source_kind,
+        "source_id": args.source_id,
+        "resource": args.resource,
+        "measurement": args.measurement,
+        "since": args.since,
+        "until": args.until,
+        "limit": args.limit,
+    }
     query = urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
     rows = admin(args).call("GET", f"/api/v1/telemetry?{query}")
-    lines = [f"{r['ts']}  {r['source_id']:<22} {r['resource']:<12} {r['measurement']:<14} {r['value']} {r['unit']}"
-             for r in rows]
+    lines = [
+        f"{r['ts']}  {r['source_id']:<22} {r['resource']:<12} {r['measurement']:<14} {r['value']} {r['unit']}"
+        for r in rows
+    ]
     emit(args, rows, "\n".join(lines) or "no telemetry")
     return 0

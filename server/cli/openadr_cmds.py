@@ -22,7 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     vsub = ven.add_subparsers(dest="ven_command", metavar="ACTION", required=True, parser_class=type(ven))
     p = _p(vsub, "enroll", "enroll a VEN by its certificate fingerprint", cmd_ven_enroll)
     p.add_argument("--name", required=True)
-    p.add_argument("--fingerprint", required=True, help="last 10 bytes of SHA-256 of the certificate, colon hex")
+    p.add_argument(
+        "--fingerprint", required=True, help="last 10 bytes of SHA-256 of the certificate, colon hex"
+    )
     p.add_argument("--ven-id", help="venID to hand out (default: generated)")
     p.add_argument("--push", action="store_true", help="allow push delivery to the VEN's transport address")
     _p(vsub, "list", "list VENs", cmd_ven_list)
@@ -32,25 +34,42 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("name")
     p.add_argument("--push", choices=["on", "off"])
     p.add_argument("--enabled", choices=["on", "off"])
-    p = _p(vsub, "reregister", "ask the VEN to register again (oadrRequestReregistration)", cmd_ven_reregister)
+    p = _p(
+        vsub, "reregister", "ask the VEN to register again (oadrRequestReregistration)", cmd_ven_reregister
+    )
     p.add_argument("name")
-    p = _p(vsub, "cancel-registration", "cancel the VEN's registration (oadrCancelPartyRegistration)",
-           cmd_ven_cancel)
+    p = _p(
+        vsub,
+        "cancel-registration",
+        "cancel the VEN's registration (oadrCancelPartyRegistration)",
+        cmd_ven_cancel,
+    )
     p.add_argument("name")
     p = _p(vsub, "delete", "remove a VEN", cmd_ven_delete, json=False)
     p.add_argument("name")
 
     event = sub.add_parser("event", help="create, modify, cancel and list OpenADR events")
-    esub = event.add_subparsers(dest="event_command", metavar="ACTION", required=True, parser_class=type(event))
+    esub = event.add_subparsers(
+        dest="event_command", metavar="ACTION", required=True, parser_class=type(event)
+    )
     p = _p(esub, "create", "create an event (prints its id)", cmd_event_create)
-    p.add_argument("--signal", default="SIMPLE", help="SIMPLE, ELECTRICITY_PRICE, LOAD_DISPATCH, LOAD_CONTROL, ...")
+    p.add_argument(
+        "--signal", default="SIMPLE", help="SIMPLE, ELECTRICITY_PRICE, LOAD_DISPATCH, LOAD_CONTROL, ..."
+    )
     p.add_argument("--signal-type", help="override the signal type (level, price, setpoint, delta, ...)")
     p.add_argument("--level", type=float, help="payload value of the (single) interval")
     p.add_argument("--start", default="now", help="ISO 8601 with zone, or 'now'")
     p.add_argument("--duration", type=int, metavar="SECONDS", help="length of the (single) interval")
-    p.add_argument("--interval", action="append", default=[], metavar="SECONDS:VALUE",
-                   help="back-to-back intervals instead of --level/--duration (repeat)")
-    p.add_argument("--ven", action="append", default=[], metavar="NAME", help="target VEN (repeat); default all")
+    p.add_argument(
+        "--interval",
+        action="append",
+        default=[],
+        metavar="SECONDS:VALUE",
+        help="back-to-back intervals instead of --level/--duration (repeat)",
+    )
+    p.add_argument(
+        "--ven", action="append", default=[], metavar="NAME", help="target VEN (repeat); default all"
+    )
     p.add_argument("--resource", action="append", default=[], metavar="ID", help="target resourceID (repeat)")
     p.add_argument("--group", action="append", default=[], metavar="ID", help="target groupID (repeat)")
     p.add_argument("--priority", type=int, default=0)
@@ -81,7 +100,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     rsub = rep.add_subparsers(dest="report_command", metavar="ACTION", required=True, parser_class=type(rep))
     p = _p(rsub, "list", "offered reports and report requests", cmd_report_list)
     p.add_argument("--ven", metavar="NAME")
-    p = _p(rsub, "request", "ask a VEN for a registered report (granularity 0 = one-shot)", cmd_report_request)
+    p = _p(
+        rsub, "request", "ask a VEN for a registered report (granularity 0 = one-shot)", cmd_report_request
+    )
     p.add_argument("ven")
     p.add_argument("specifier")
     p.add_argument("--granularity", type=int, default=0, metavar="SECONDS")
@@ -89,7 +110,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = _p(rsub, "cancel", "stop a report request", cmd_report_cancel)
     p.add_argument("ven")
     p.add_argument("report_request_id")
-
 
 
 def _ven_line(v: dict) -> str:
@@ -100,8 +120,10 @@ def _ven_line(v: dict) -> str:
 def _event_line(e: dict) -> str:
     targets = ",".join(e["vens"]) or "all VENs"
     levels = "/".join(str(i["value"]) for i in e["intervals"])
-    return (f"{e['id']:>5}  {e['signal_name']:<18} {levels:<8} {e['start']}  {e['duration_s']:>6}s  "
-            f"{e['status']:<9} mod={e['modification_number']}  {targets}")
+    return (
+        f"{e['id']:>5}  {e['signal_name']:<18} {levels:<8} {e['start']}  {e['duration_s']:>6}s  "
+        f"{e['status']:<9} mod={e['modification_number']}  {targets}"
+    )
 
 
 def cmd_ven_enroll(args: argparse.Namespace) -> int:
@@ -168,11 +190,22 @@ def _intervals(values: list[str]) -> list[dict]:
 def cmd_event_create(args: argparse.Namespace) -> int:
     if not args.interval and (args.level is None or args.duration is None):
         raise CliError("give --level and --duration, or one or more --interval SECONDS:VALUE")
-    body = {"signal": args.signal, "signal_type": args.signal_type, "level": args.level, "start": args.start,
-            "duration_s": args.duration, "intervals": _intervals(args.interval) or None, "vens": args.ven, "resource_ids": args.resource, "group_ids": args.group,
-            "priority": args.priority, "market_context": args.market_context,
-            "randomization_s": args.randomization, "response_required": args.response_required,
-            "test_event": args.test}
+    body = {
+        "signal": args.signal,
+        "signal_type": args.signal_type,
+        "level": args.level,
+        "start": args.start,
+        "duration_s": args.duration,
+        "intervals": _intervals(args.interval) or None,
+        "vens": args.ven,
+        "resource_ids": args.resource,
+        "group_ids": args.group,
+        "priority": args.priority,
+        "market_context": args.market_context,
+        "randomization_s": args.randomization,
+        "response_required": args.response_required,
+        "test_event": args.test,
+    }
     e = admin(args).call("POST", "/api/v1/openadr/events", body)
     emit(args, e, str(e["id"]))
     return 0
@@ -180,8 +213,9 @@ def cmd_event_create(args: argparse.Namespace) -> int:
 
 def cmd_event_modify(args: argparse.Namespace) -> int:
     body = {"level": args.level, "start": args.start, "duration_s": args.duration, "priority": args.priority}
-    e = admin(args).call("PATCH", f"/api/v1/openadr/events/{args.id}", {k: v for k, v in body.items()
-                                                                          if v is not None})
+    e = admin(args).call(
+        "PATCH", f"/api/v1/openadr/events/{args.id}", {k: v for k, v in body.items() if v is not None}
+    )
     emit(args, e, f"event {e['id']} modified: modificationNumber {e['modification_number']}")
     return 0
 
@@ -194,8 +228,10 @@ def cmd_event_cancel(args: argparse.Namespace) -> int:
 
 def cmd_event_show(args: argparse.Namespace) -> int:
     e = admin(args).call("GET", f"/api/v1/openadr/events/{args.id}")
-    lines = [_event_line(e)] + [f"       {r['ven']}: {r['opt_type']} (mod {r['modification_number']}) at "
-                                f"{r['received_at']}" for r in e["responses"]]
+    lines = [_event_line(e)] + [
+        f"       {r['ven']}: {r['opt_type']} (mod {r['modification_number']}) at {r['received_at']}"
+        for r in e["responses"]
+    ]
     emit(args, e, "\n".join(lines))
     return 0
 
@@ -209,33 +245,43 @@ def cmd_event_list(args: argparse.Namespace) -> int:
 def cmd_opt_list(args: argparse.Namespace) -> int:
     query = urllib.parse.urlencode({k: v for k, v in (("ven", args.ven), ("event", args.event)) if v})
     found = admin(args).call("GET", "/api/v1/openadr/opts" + (f"?{query}" if query else ""))
-    lines = [f"{o['ven']:<20} {o['opt_id']:<24} {o['opt_type']:<7} {o['opt_reason']:<16} "
-             f"event={o['event_id'] or '-'} {o['status']}" for o in found]
+    lines = [
+        f"{o['ven']:<20} {o['opt_id']:<24} {o['opt_type']:<7} {o['opt_reason']:<16} "
+        f"event={o['event_id'] or '-'} {o['status']}"
+        for o in found
+    ]
     emit(args, found, "\n".join(lines) or "no opts")
     return 0
 
 
 def cmd_report_list(args: argparse.Namespace) -> int:
     found = admin(args).call("GET", "/api/v1/openadr/reports" + (f"?ven={_q(args.ven)}" if args.ven else ""))
-    lines = [f"{r['ven']:<20} {r['report_request_id']:<16} {r['report_name']:<18} every {r['granularity_s']}s "
-             f"{r['status']}" for r in found["requests"]]
+    lines = [
+        f"{r['ven']:<20} {r['report_request_id']:<16} {r['report_name']:<18} every {r['granularity_s']}s "
+        f"{r['status']}"
+        for r in found["requests"]
+    ]
     emit(args, found, "\n".join(lines) or "no report requests")
     return 0
 
 
 def cmd_report_request(args: argparse.Namespace) -> int:
-    body = {"report_specifier_id": args.specifier, "granularity_s": args.granularity,
-            "report_back_duration_s": args.back_duration}
+    body = {
+        "report_specifier_id": args.specifier,
+        "granularity_s": args.granularity,
+        "report_back_duration_s": args.back_duration,
+    }
     r = admin(args).call("POST", f"/api/v1/vens/{_q(args.ven)}/report-requests", body)
     emit(args, r, r["report_request_id"])
     return 0
 
 
 def cmd_report_cancel(args: argparse.Namespace) -> int:
-    r = admin(args).call("POST", f"/api/v1/vens/{_q(args.ven)}/report-requests/{_q(args.report_request_id)}/cancel")
+    r = admin(args).call(
+        "POST", f"/api/v1/vens/{_q(args.ven)}/report-requests/{_q(args.report_request_id)}/cancel"
+    )
     emit(args, r, f"oadrCancelReport queued for {args.report_request_id}")
     return 0
-
 
 
 def _q(value: str) -> str:

@@ -21,19 +21,33 @@ def _add_base_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gen-lim-w", type=float, metavar="W", help="CSIP-AUS generation limit (opModGenLimW)")
     p.add_argument("--load-lim-w", type=float, metavar="W", help="CSIP-AUS load limit (opModLoadLimW)")
     p.add_argument("--target-w", type=float, metavar="W", help="active power target (opModTargetW)")
-    p.add_argument("--max-lim-w", type=float, metavar="PCT", help="max active power, %% of setMaxW (opModMaxLimW)")
+    p.add_argument(
+        "--max-lim-w", type=float, metavar="PCT", help="max active power, %% of setMaxW (opModMaxLimW)"
+    )
     p.add_argument("--connect", type=int, choices=(0, 1), help="opModConnect")
     p.add_argument("--energize", type=int, choices=(0, 1), help="opModEnergize")
-    p.add_argument("--fixed-w", type=float, metavar="PCT", help="fixed active power, %% of setMaxW (opModFixedW)")
+    p.add_argument(
+        "--fixed-w", type=float, metavar="PCT", help="fixed active power, %% of setMaxW (opModFixedW)"
+    )
     p.add_argument("--ramp-tms", type=int, metavar="CS", help="ramp time, hundredths of a second (rampTms)")
-    p.add_argument("--curve", action="append", default=[], metavar="MODE=ID",
-                   help="a curve mode and the program's curve id, e.g. opModVoltVar=1 (repeatable)")
+    p.add_argument(
+        "--curve",
+        action="append",
+        default=[],
+        metavar="MODE=ID",
+        help="a curve mode and the program's curve id, e.g. opModVoltVar=1 (repeatable)",
+    )
 
 
 def _base(args: argparse.Namespace) -> dict[str, Any]:
     base: dict[str, Any] = {}
-    for attr, name in (("exp_lim_w", "opModExpLimW"), ("imp_lim_w", "opModImpLimW"), ("gen_lim_w", "opModGenLimW"),
-                       ("load_lim_w", "opModLoadLimW"), ("target_w", "opModTargetW")):
+    for attr, name in (
+        ("exp_lim_w", "opModExpLimW"),
+        ("imp_lim_w", "opModImpLimW"),
+        ("gen_lim_w", "opModGenLimW"),
+        ("load_lim_w", "opModLoadLimW"),
+        ("target_w", "opModTargetW"),
+    ):
         if getattr(args, attr) is not None:
             base[name] = getattr(args, attr)
     for attr, name in (("connect", "opModConnect"), ("energize", "opModEnergize")):
@@ -56,8 +70,9 @@ def _base(args: argparse.Namespace) -> dict[str, Any]:
 
 def register(sub: argparse._SubParsersAction) -> None:
     program = sub.add_parser("program", help="2030.5 DER programs and their assignment to devices")
-    psub = program.add_subparsers(dest="program_command", metavar="ACTION", required=True,
-                                  parser_class=type(program))
+    psub = program.add_subparsers(
+        dest="program_command", metavar="ACTION", required=True, parser_class=type(program)
+    )
     p = psub.add_parser("create", help="create a DER program")
     p.add_argument("--name", required=True)
     p.add_argument("--primacy", type=int, required=True, help="0..255, lower wins across programs")
@@ -86,8 +101,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = psub.add_parser("curve", help="add a DERCurve to a program (controls refer to it by id)")
     p.add_argument("--program", required=True, help="name or id")
-    p.add_argument("--type", type=int, required=True, dest="curve_type",
-                   help="DERCurveType: 0 freq-watt, ..., 11 volt-var, 12 volt-watt, 13 watt-var")
+    p.add_argument(
+        "--type",
+        type=int,
+        required=True,
+        dest="curve_type",
+        help="DERCurveType: 0 freq-watt, ..., 11 volt-var, 12 volt-watt, 13 watt-var",
+    )
     p.add_argument("--points", required=True, metavar="X:Y,X:Y,...", help="integer points (1..10)")
     p.add_argument("--y-ref", type=int, required=True, help="DERUnitRefType of y (e.g. 1 = %% setMaxW)")
     p.add_argument("--x-mult", type=int, default=0, help="power-of-ten multiplier of x")
@@ -97,8 +117,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_program_curve)
 
     control = sub.add_parser("control", help="2030.5 DER controls (events)")
-    csub = control.add_subparsers(dest="control_command", metavar="ACTION", required=True,
-                                  parser_class=type(control))
+    csub = control.add_subparsers(
+        dest="control_command", metavar="ACTION", required=True, parser_class=type(control)
+    )
     p = csub.add_parser("create", help="create a DER control for a device or a program")
     target = p.add_mutually_exclusive_group(required=True)
     target.add_argument("--lfdi", help="one device (its own program, created on first use)")
@@ -141,7 +162,9 @@ def _register_sep2(sub: argparse._SubParsersAction) -> None:
     _common(p)
     p.set_defaults(func=cmd_sep2_show)
     for name, what in (("poll-rate", "pollRate of a resource"), ("post-rate", "postRate of a resource")):
-        p = ssub.add_parser(name, help=f"set the {what} (e.g. DeviceCapability, EndDeviceList, MirrorUsagePoint)")
+        p = ssub.add_parser(
+            name, help=f"set the {what} (e.g. DeviceCapability, EndDeviceList, MirrorUsagePoint)"
+        )
         p.add_argument("resource")
         p.add_argument("seconds", type=int, nargs="?", help="omit to restore the configured default")
         _common(p)
@@ -159,8 +182,11 @@ def _register_sep2(sub: argparse._SubParsersAction) -> None:
 
 def cmd_sep2_show(args: argparse.Namespace) -> int:
     view = admin(args).call("GET", f"/api/v1/sep2/devices/{args.lfdi}")
-    lines = [f"EndDevice {view['href']}  {view['device']['lfdi']}  sfdi={view['device']['sfdi']}",
-             "programs: " + (", ".join(f"{p['name']} (primacy {p['primacy']})" for p in view["programs"]) or "none")]
+    lines = [
+        f"EndDevice {view['href']}  {view['device']['lfdi']}  sfdi={view['device']['sfdi']}",
+        "programs: "
+        + (", ".join(f"{p['name']} (primacy {p['primacy']})" for p in view["programs"]) or "none"),
+    ]
     lines += [f"{kind}: {body}" for kind, body in sorted(view["reported"].items())]
     emit(args, view, "\n".join(lines))
     return 0
@@ -168,7 +194,9 @@ def cmd_sep2_show(args: argparse.Namespace) -> int:
 
 def cmd_sep2_rate(args: argparse.Namespace) -> int:
     r = admin(args).call("PUT", f"/api/v1/sep2/{args.kind}/{args.resource}", {"rate_s": args.seconds})
-    emit(args, r, f"{args.resource} {args.kind[:-1]}: {r['rate_s'] if r['rate_s'] is not None else 'default'}")
+    emit(
+        args, r, f"{args.resource} {args.kind[:-1]}: {r['rate_s'] if r['rate_s'] is not None else 'default'}"
+    )
     return 0
 
 
@@ -186,26 +214,36 @@ def cmd_sep2_aggregator(args: argparse.Namespace) -> int:
 
 def _control_line(c: dict[str, Any]) -> str:
     state = "cancelled" if c.get("cancelled_at") else "live"
-    return (f"{c['id']:>5}  {c.get('program') or c['program_id']}  start={c['start']}  {c['duration_s']}s  "
-            f"{state}  {c['base']}")
+    return (
+        f"{c['id']:>5}  {c.get('program') or c['program_id']}  start={c['start']}  {c['duration_s']}s  "
+        f"{state}  {c['base']}"
+    )
 
 
 def cmd_program_create(args: argparse.Namespace) -> int:
-    p = admin(args).call("POST", "/api/v1/programs", {"name": args.name, "primacy": args.primacy,
-                                                       "description": args.description})
+    p = admin(args).call(
+        "POST",
+        "/api/v1/programs",
+        {"name": args.name, "primacy": args.primacy, "description": args.description},
+    )
     emit(args, p, f"created program {p['id']} {p['name']} (primacy {p['primacy']})")
     return 0
 
 
 def cmd_program_list(args: argparse.Namespace) -> int:
     found = admin(args).call("GET", "/api/v1/programs")
-    emit(args, found, "\n".join(f"{p['id']:>5}  {p['name']}  primacy={p['primacy']}" for p in found)
-         or "no programs")
+    emit(
+        args,
+        found,
+        "\n".join(f"{p['id']:>5}  {p['name']}  primacy={p['primacy']}" for p in found) or "no programs",
+    )
     return 0
 
 
 def cmd_program_assign(args: argparse.Namespace) -> int:
-    r = admin(args).call("POST", f"/api/v1/programs/{args.program}/assign", {"lfdi": args.lfdi, "fsa": args.fsa})
+    r = admin(args).call(
+        "POST", f"/api/v1/programs/{args.program}/assign", {"lfdi": args.lfdi, "fsa": args.fsa}
+    )
     emit(args, r, f"program {r['program_id']} assigned to device {r['end_device_id']} (FSA {r['href']})")
     return 0
 
@@ -216,8 +254,11 @@ def cmd_program_default(args: argparse.Namespace) -> int:
         client.call("DELETE", f"/api/v1/programs/{args.program}/default-control")
         p = client.call("GET", f"/api/v1/programs/{args.program}")
     else:
-        p = client.call("PUT", f"/api/v1/programs/{args.program}/default-control",
-                        {"base": _base(args), "setGradW": args.set_grad_w})
+        p = client.call(
+            "PUT",
+            f"/api/v1/programs/{args.program}/default-control",
+            {"base": _base(args), "setGradW": args.set_grad_w},
+        )
     emit(args, p, f"program {p['id']} default control: {p['default_control']}")
     return 0
 
@@ -227,16 +268,29 @@ def cmd_program_curve(args: argparse.Namespace) -> int:
         points = [[int(v) for v in pair.split(":")] for pair in args.points.split(",")]
     except ValueError:
         raise CliError("--points wants integer pairs X:Y separated by commas") from None
-    c = admin(args).call("POST", f"/api/v1/programs/{args.program}/curves", {
-        "curve_type": args.curve_type, "points": points, "y_ref_type": args.y_ref,
-        "x_multiplier": args.x_mult, "y_multiplier": args.y_mult, "description": args.description})
+    c = admin(args).call(
+        "POST",
+        f"/api/v1/programs/{args.program}/curves",
+        {
+            "curve_type": args.curve_type,
+            "points": points,
+            "y_ref_type": args.y_ref,
+            "x_multiplier": args.x_mult,
+            "y_multiplier": args.y_mult,
+            "description": args.description,
+        },
+    )
     emit(args, c, f"created curve {c['id']} (type {c['curve_type']}) in program {c['program_id']}")
     return 0
 
 
 def cmd_control_create(args: argparse.Namespace) -> int:
-    body: dict[str, Any] = {"start": args.start, "duration_s": args.duration, "base": _base(args),
-                            "description": args.description}
+    body: dict[str, Any] = {
+        "start": args.start,
+        "duration_s": args.duration,
+        "base": _base(args),
+        "description": args.description,
+    }
     if args.lfdi:
         body["lfdi"] = args.lfdi
         if args.primacy is not None:
@@ -267,6 +321,10 @@ def cmd_control_list(args: argparse.Namespace) -> int:
 
 def cmd_control_responses(args: argparse.Namespace) -> int:
     found = admin(args).call("GET", f"/api/v1/controls/{args.id}/responses")
-    emit(args, found, "\n".join(f"{r['id']:>5}  {r['lfdi']}  status={r['status']}  {r['created']}" for r in found)
-         or "no responses")
+    emit(
+        args,
+        found,
+        "\n".join(f"{r['id']:>5}  {r['lfdi']}  status={r['status']}  {r['created']}" for r in found)
+        or "no responses",
+    )
     return 0

@@ -1,20 +1,20 @@
 """Staff commands for the 2030.5 data devices send up and the influence dispatches sent down (issue 4):
 
-    dso readings latest LFDI                   newest reading of every series of a device (SI units)
-    dso readings range LFDI [--since T] [--until T] [--measurement M] [--resource MRID] [--limit N]
-    dso logevents LFDI [--limit N]             LogEvents a device posted
-    dso subscriptions [--lfdi LFDI]            subscriptions and their notification delivery state
-    dso tariff create --name N [--currency 840] [--price-power -3] [--primacy 1] [--rate-code C]
-    dso tariff rate TARIFF --name N [--uom 72] [--flow-direction 1]
-    dso tariff assign TARIFF --lfdi LFDI
-    dso tariff price TARIFF --duration S --price P[@START_VALUE] ... [--start ISO|now] [--rate R] [--tou-tier T]
-    dso tariff list | dso tariff cancel ID [--randomized]
-    dso drlc program --name N [--primacy 1]
-    dso drlc assign PROGRAM --lfdi LFDI
-    dso drlc event PROGRAM --duration S --category thermostat|evse|HEX ... [--cooling-setpoint C100]
-                 [--heating-setpoint C100] [--duty-cycle PCT] [--load-reduction 0|1] [--target-reduction TYPE:VALUE]
-                 [--cooling-offset C] [--heating-offset C] [--start ISO|now] [--response-required BITS]
-    dso drlc list | dso drlc cancel ID [--randomized]
+dso readings latest LFDI                   newest reading of every series of a device (SI units)
+dso readings range LFDI [--since T] [--until T] [--measurement M] [--resource MRID] [--limit N]
+dso logevents LFDI [--limit N]             LogEvents a device posted
+dso subscriptions [--lfdi LFDI]            subscriptions and their notification delivery state
+dso tariff create --name N [--currency 840] [--price-power -3] [--primacy 1] [--rate-code C]
+dso tariff rate TARIFF --name N [--uom 72] [--flow-direction 1]
+dso tariff assign TARIFF --lfdi LFDI
+dso tariff price TARIFF --duration S --price P[@START_VALUE] ... [--start ISO|now] [--rate R] [--tou-tier T]
+dso tariff list | dso tariff cancel ID [--randomized]
+dso drlc program --name N [--primacy 1]
+dso drlc assign PROGRAM --lfdi LFDI
+dso drlc event PROGRAM --duration S --category thermostat|evse|HEX ... [--cooling-setpoint C100]
+             [--heating-setpoint C100] [--duty-cycle PCT] [--load-reduction 0|1] [--target-reduction TYPE:VALUE]
+             [--cooling-offset C] [--heating-offset C] [--start ISO|now] [--response-required BITS]
+dso drlc list | dso drlc cancel ID [--randomized]
 """
 
 from __future__ import annotations
@@ -63,17 +63,32 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--price-power", type=int, default=-3, help="prices are x 10^this currency units")
     p.add_argument("--primacy", type=int, default=1)
     p.add_argument("--rate-code", default="")
-    p.set_defaults(func=lambda a: _post(a, "/api/v1/tariffs", {
-        "name": a.name, "currency": a.currency, "price_power_of_ten": a.price_power, "primacy": a.primacy,
-        "rate_code": a.rate_code}))
+    p.set_defaults(
+        func=lambda a: _post(
+            a,
+            "/api/v1/tariffs",
+            {
+                "name": a.name,
+                "currency": a.currency,
+                "price_power_of_ten": a.price_power,
+                "primacy": a.primacy,
+                "rate_code": a.rate_code,
+            },
+        )
+    )
     _common(p)
     p = tariff.add_parser("rate", help="add a rate component (what is priced) to a tariff")
     p.add_argument("tariff")
     p.add_argument("--name", required=True)
     p.add_argument("--uom", type=int, default=72, help="72 Wh (default), 38 W, 73 varh, ...")
     p.add_argument("--flow-direction", type=int, default=1, help="1 delivered to the customer, 19 received")
-    p.set_defaults(func=lambda a: _post(a, f"/api/v1/tariffs/{a.tariff}/rates", {
-        "name": a.name, "uom": a.uom, "flow_direction": a.flow_direction}))
+    p.set_defaults(
+        func=lambda a: _post(
+            a,
+            f"/api/v1/tariffs/{a.tariff}/rates",
+            {"name": a.name, "uom": a.uom, "flow_direction": a.flow_direction},
+        )
+    )
     _common(p)
     p = tariff.add_parser("assign", help="let a device see a tariff")
     p.add_argument("tariff")
@@ -84,8 +99,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("tariff")
     p.add_argument("--start", default="now")
     p.add_argument("--duration", type=int, required=True, help="seconds")
-    p.add_argument("--price", action="append", required=True, metavar="P[@START]",
-                   help="price of a consumption block, from START (default 0); repeat for more blocks")
+    p.add_argument(
+        "--price",
+        action="append",
+        required=True,
+        metavar="P[@START]",
+        help="price of a consumption block, from START (default 0); repeat for more blocks",
+    )
     p.add_argument("--rate", help="rate component id or name (default: the first)")
     p.add_argument("--tou-tier", type=int, default=0)
     p.add_argument("--description", default="")
@@ -111,8 +131,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("program")
     p.add_argument("--start", default="now")
     p.add_argument("--duration", type=int, required=True, help="seconds")
-    p.add_argument("--category", action="append", required=True,
-                   help="thermostat, water-heater, evse, pool-pump, ... or a hex bit map; repeatable")
+    p.add_argument(
+        "--category",
+        action="append",
+        required=True,
+        help="thermostat, water-heater, evse, pool-pump, ... or a hex bit map; repeatable",
+    )
     p.add_argument("--cooling-setpoint", type=int, help="hundredths of a degree C")
     p.add_argument("--heating-setpoint", type=int, help="hundredths of a degree C")
     p.add_argument("--cooling-offset", type=int, help="degrees C")
@@ -135,7 +159,9 @@ def _cancel(parent: argparse._SubParsersAction, help_: str) -> None:
     p = parent.add_parser("cancel", help=help_ + " (it stays visible with EventStatus cancelled)")
     p.add_argument("id", type=int)
     p.add_argument("--randomized", action="store_true", help="devices apply their randomization (status 3)")
-    p.set_defaults(func=lambda a: _post(a, f"/api/v1/influence-events/{a.id}/cancel", {"randomized": a.randomized}))
+    p.set_defaults(
+        func=lambda a: _post(a, f"/api/v1/influence-events/{a.id}/cancel", {"randomized": a.randomized})
+    )
     _common(p)
 
 
@@ -160,8 +186,13 @@ def cmd_latest(args: argparse.Namespace) -> int:
 
 
 def cmd_readings(args: argparse.Namespace) -> int:
-    query = _q(since=args.since, until=args.until, measurement=args.measurement, resource=args.resource,
-               limit=args.limit)
+    query = _q(
+        since=args.since,
+        until=args.until,
+        measurement=args.measurement,
+        resource=args.resource,
+        limit=args.limit,
+    )
     rows = admin(args).call("GET", f"/api/v1/sep2/devices/{args.lfdi}/telemetry?{query}")
     emit(args, rows, "\n".join(_row(r) for r in rows) or "no readings")
     return 0
@@ -169,8 +200,11 @@ def cmd_readings(args: argparse.Namespace) -> int:
 
 def cmd_log_events(args: argparse.Namespace) -> int:
     rows = admin(args).call("GET", f"/api/v1/sep2/devices/{args.lfdi}/log-events?{_q(limit=args.limit)}")
-    lines = [f"{r['created']}  fs={r['function_set']} code={r['log_event_code']} id={r['log_event_id']} "
-             f"pen={r['log_event_pen']} {r['details']}" for r in rows]
+    lines = [
+        f"{r['created']}  fs={r['function_set']} code={r['log_event_code']} id={r['log_event_id']} "
+        f"pen={r['log_event_pen']} {r['details']}"
+        for r in rows
+    ]
     emit(args, rows, "\n".join(lines) or "no log events")
     return 0
 
@@ -180,8 +214,10 @@ def cmd_subscriptions(args: argparse.Namespace) -> int:
     lines = []
     for r in rows:
         last = r["last"] or {}
-        lines.append(f"{r['href']:24} {r['resource']:36} -> {r['notification_uri']}  delivered={r['delivered']} "
-                     f"pending={r['pending']} failed={r['failed']} {last.get('last_error') or ''}".rstrip())
+        lines.append(
+            f"{r['href']:24} {r['resource']:36} -> {r['notification_uri']}  delivered={r['delivered']} "
+            f"pending={r['pending']} failed={r['failed']} {last.get('last_error') or ''}".rstrip()
+        )
     emit(args, rows, "\n".join(lines) or "no subscriptions")
     return 0
 
@@ -206,8 +242,13 @@ def cmd_price(args: argparse.Namespace) -> int:
             blocks.append({"price": int(price), **({"start_value": int(start)} if start else {})})
         except ValueError:
             raise CliError(f"--price {raw!r}: expected PRICE or PRICE@START_VALUE (integers)") from None
-    body = {"start": args.start, "duration_s": args.duration, "prices": blocks, "tou_tier": args.tou_tier,
-            "description": args.description}
+    body = {
+        "start": args.start,
+        "duration_s": args.duration,
+        "prices": blocks,
+        "tou_tier": args.tou_tier,
+        "description": args.description,
+    }
     if args.rate:
         body["rate"] = int(args.rate) if args.rate.isdigit() else args.rate
     return _post(args, f"/api/v1/tariffs/{args.tariff}/prices", body)
@@ -216,11 +257,20 @@ def cmd_price(args: argparse.Namespace) -> int:
 def cmd_dr_event(args: argparse.Namespace) -> int:
     control: dict = {}
     if args.cooling_setpoint is not None or args.heating_setpoint is not None:
-        control["setPoint"] = {k: v for k, v in (("coolingSetpoint", args.cooling_setpoint),
-                                                 ("heatingSetpoint", args.heating_setpoint)) if v is not None}
+        control["setPoint"] = {
+            k: v
+            for k, v in (
+                ("coolingSetpoint", args.cooling_setpoint),
+                ("heatingSetpoint", args.heating_setpoint),
+            )
+            if v is not None
+        }
     if args.cooling_offset is not None or args.heating_offset is not None:
-        control["offset"] = {k: v for k, v in (("coolingOffset", args.cooling_offset),
-                                               ("heatingOffset", args.heating_offset)) if v is not None}
+        control["offset"] = {
+            k: v
+            for k, v in (("coolingOffset", args.cooling_offset), ("heatingOffset", args.heating_offset))
+            if v is not None
+        }
     if args.duty_cycle is not None:
         control["dutyCycle"] = {"normalValue": args.duty_cycle}
     if args.load_reduction is not None:
@@ -235,7 +285,13 @@ def cmd_dr_event(args: argparse.Namespace) -> int:
     if hexes and len(hexes) != len(args.category):
         raise CliError("--category: give names or one hex bit map, not both")
     category = hexes[0] if hexes else args.category
-    body = {"start": args.start, "duration_s": args.duration, "device_category": category, "control": control,
-            "description": args.description, "response_required": args.response_required,
-            "randomize_start_s": args.randomize_start}
+    body = {
+        "start": args.start,
+        "duration_s": args.duration,
+        "device_category": category,
+        "control": control,
+        "description": args.description,
+        "response_required": args.response_required,
+        "randomize_start_s": args.randomize_start,
+    }
     return _post(args, f"/api/v1/dr-programs/{args.program}/events", body)

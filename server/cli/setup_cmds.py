@@ -34,7 +34,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     certs = sub.add_parser("certs", help="issue client certificates from the dev PKI")
     csub = certs.add_subparsers(dest="certs_command", metavar="KIND", required=True, parser_class=type(certs))
-    p = csub.add_parser("device", help="a 2030.5 device (or aggregator) certificate; prints JSON with LFDI/SFDI")
+    p = csub.add_parser(
+        "device", help="a 2030.5 device (or aggregator) certificate; prints JSON with LFDI/SFDI"
+    )
     p.add_argument("name", help="file stem under DIR/pki/clients/")
     p.add_argument("--aggregator", action="store_true", help="mark it as an aggregator (service provider)")
     add_config_arg(p)
@@ -51,8 +53,13 @@ def _check_port(value: int | None, flag: str) -> None:
         raise CliError(f"{flag} must be 1..65535, got {value}")
 
 
-def init_data_dir(directory: Path, port: int | None = None, admin_port: int | None = None,
-                  host: str | None = None, database_url: str | None = None) -> tuple[Settings, dict]:
+def init_data_dir(
+    directory: Path,
+    port: int | None = None,
+    admin_port: int | None = None,
+    host: str | None = None,
+    database_url: str | None = None,
+) -> tuple[Settings, dict]:
     """Create or complete a data directory (config, dev PKI, migrated database); ``dso init`` and ``dso demo``."""
     from server.app import open_runtime
 
@@ -122,10 +129,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     info = admin(args).call("GET", "/api/v1/status")
-    human = (f"OpenDSO {info['version']} (pid {info['pid']}, up {info['uptime_s']} s)\n"
-             f"protocol  {info['server_url']}\nadmin     {info['admin_url']}\n"
-             f"database  {info['database']['backend']} (revision {info['database']['revision']})\n"
-             f"devices   {info['devices']}\nVENs      {info['vens']}")
+    human = (
+        f"OpenDSO {info['version']} (pid {info['pid']}, up {info['uptime_s']} s)\n"
+        f"protocol  {info['server_url']}\nadmin     {info['admin_url']}\n"
+        f"database  {info['database']['backend']} (revision {info['database']['revision']})\n"
+        f"devices   {info['devices']}\nVENs      {info['vens']}"
+    )
     emit(args, info, human)
     return 0
 

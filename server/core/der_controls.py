@@ -40,15 +40,33 @@ BOOL_FIELDS = ("opModConnect", "opModEnergize")
 PERCENT_FIELDS = ("opModFixedW", "opModMaxLimW")  # hundredths of a percent (opModMaxLimW: of setMaxW)
 INT_FIELDS = ("rampTms",)
 VAR_FIELDS = ("opModTargetVar",)
-CURVE_FIELDS = ("opModFreqWatt", "opModHFRTMayTrip", "opModHFRTMustTrip", "opModHVRTMayTrip",
-                "opModHVRTMomentaryCessation", "opModHVRTMustTrip", "opModLFRTMayTrip", "opModLFRTMustTrip",
-                "opModLVRTMayTrip", "opModLVRTMomentaryCessation", "opModLVRTMustTrip", "opModVoltVar",
-                "opModVoltWatt", "opModWattPF", "opModWattVar")
+CURVE_FIELDS = (
+    "opModFreqWatt",
+    "opModHFRTMayTrip",
+    "opModHFRTMustTrip",
+    "opModHVRTMayTrip",
+    "opModHVRTMomentaryCessation",
+    "opModHVRTMustTrip",
+    "opModLFRTMayTrip",
+    "opModLFRTMustTrip",
+    "opModLVRTMayTrip",
+    "opModLVRTMomentaryCessation",
+    "opModLVRTMustTrip",
+    "opModVoltVar",
+    "opModVoltWatt",
+    "opModWattPF",
+    "opModWattVar",
+)
 BASE_FIELDS = WATT_FIELDS + BOOL_FIELDS + PERCENT_FIELDS + INT_FIELDS + VAR_FIELDS + CURVE_FIELDS
 
 
-def check_event_header(start: dt.datetime, duration_s: int, randomize_start_s: int | None,
-                       randomize_duration_s: int | None, response_required: int) -> None:
+def check_event_header(
+    start: dt.datetime,
+    duration_s: int,
+    randomize_start_s: int | None,
+    randomize_duration_s: int | None,
+    response_required: int,
+) -> None:
     """The fields every 2030.5 event shares (DERControl, TimeTariffInterval, EndDeviceControl), checked once."""
     if start.tzinfo is None:
         raise Invalid("start must carry a time zone")

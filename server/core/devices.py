@@ -28,8 +28,17 @@ class DeviceInfo:
 
     @classmethod
     def of(cls, d: EndDevice) -> DeviceInfo:
-        return cls(d.id, d.lfdi, d.sfdi, d.pin, d.name, d.aggregator.lfdi if d.aggregator else None, d.enabled,
-                   d.registered_by, d.created_at.isoformat())
+        return cls(
+            d.id,
+            d.lfdi,
+            d.sfdi,
+            d.pin,
+            d.name,
+            d.aggregator.lfdi if d.aggregator else None,
+            d.enabled,
+            d.registered_by,
+            d.created_at.isoformat(),
+        )
 
 
 def _check_sfdi(lfdi: str, sfdi: int | None) -> int:
@@ -75,8 +84,9 @@ async def enroll_device(
     registered_by: str = "out-of-band",
 ) -> DeviceInfo:
     lfdi = _lfdi(lfdi)
-    device = EndDevice(lfdi=lfdi, sfdi=_check_sfdi(lfdi, sfdi), pin=_pin(pin), name=name,
-                       registered_by=registered_by)
+    device = EndDevice(
+        lfdi=lfdi, sfdi=_check_sfdi(lfdi, sfdi), pin=_pin(pin), name=name, registered_by=registered_by
+    )
     if aggregator_lfdi:
         device.aggregator = await ensure_aggregator(session, aggregator_lfdi)
     session.add(device)

@@ -35,8 +35,12 @@ class Dispatch:
     description: str = ""
 
     def sep2_base(self) -> dict:
-        base = {"opModExpLimW": self.export_limit_w, "opModImpLimW": self.import_limit_w,
-                "opModGenLimW": self.generation_limit_w, "opModConnect": self.connect}
+        base = {
+            "opModExpLimW": self.export_limit_w,
+            "opModImpLimW": self.import_limit_w,
+            "opModGenLimW": self.generation_limit_w,
+            "opModConnect": self.connect,
+        }
         return {k: v for k, v in base.items() if v is not None}
 
 
@@ -68,8 +72,9 @@ def _check(d: Dispatch) -> None:
             raise Invalid(f"{name} must not be negative")
 
 
-async def dispatch_to_node(session: AsyncSession, node: str, d: Dispatch, market_context: str,
-                           near_window_s: int) -> DispatchResult:
+async def dispatch_to_node(
+    session: AsyncSession, node: str, d: Dispatch, market_context: str, near_window_s: int
+) -> DispatchResult:
     _check(d)
     sources = await grid.node_sources(session, node)
     if not sources:
@@ -80,15 +85,25 @@ async def dispatch_to_node(session: AsyncSession, node: str, d: Dispatch, market
     for kind, source in sources:
         if kind == "device":
             if not base:
-                result.skipped.append(f"device {source}: a demand-response level has no 2030.5 DERControl form")
+                result.skipped.append(
+                    f"device {source}: a demand-response level has no 2030.5 DERControl form"
+                )
                 continue
             device = await session.scalar(select(EndDevice).where(EndDevice.lfdi == source))
             if device is None:
                 result.skipped.append(f"device {source}: not enrolled")
                 continue
             program = await programs.device_program(session, device)
-            control = await programs.create_control(session, program, programs.NewControl(
-                start=d.start, duration_s=d.duration_s, base=base, description=d.description or f"dispatch {node}"))
+            control = await programs.create_control(
+                session,
+                program,
+                programs.NewControl(
+                    start=d.start,
+                    duration_s=d.duration_s,
+                    base=base,
+                    description=d.description or f"dispatch {node}",
+                ),
+            )
             result.sep2_controls.append(programs.control_dict(control, program) | {"lfdi": source})
             result.changed_programs.append(program.id)
             result.changed_devices.append(device.id)
@@ -98,7 +113,9 @@ async def dispatch_to_node(session: AsyncSession, node: str, d: Dispatch, market
             if d.export_limit_w is not None or d.generation_limit_w is not None:
                 limit = min(v for v in (d.export_limit_w, d.generation_limit_w) if v is not None)
                 if not rated:
-                    result.skipped.append(f"modbus {source}: rated power unknown, cannot express a limit in %")
+                    result.skipped.append(
+                        f"modbus {source}: rated power unknown, cannot express a limit in %"
+                    )
                     continue
                 pct = round(min(100.0, 100.0 * limit / rated), 1)
             result.modbus.append({"name": source, "export_limit_pct": pct, "connect": d.connect})
@@ -111,15 +128,24 @@ async def dispatch_to_node(session: AsyncSession, node: str, d: Dispatch, market
                 signal, level = "SIMPLE", float(d.dr_level)
             elif d.export_limit_w is not None or d.import_limit_w is not None:
                 # LOAD_DISPATCH carries the setpoint; an import limit is the level a VEN's load must stay under
-                signal, level = "LOAD_DISPATCH", float(d.import_limit_w if d.import_limit_w is not None
-                                                       else -d.export_limit_w)
+                signal, level = (
+                    "LOAD_DISPATCH",
+                    float(d.import_limit_w if d.import_limit_w is not None else -d.export_limit_w),
+                )
             else:
                 signal, level = "", 0.0
             if signal:
                 event = await oadr_events.create_event(
-                    session, signal_name=signal, start=d.start, market_context=market_context,
-                    near_window_s=near_window_s, level=level, duration_s=d.duration_s,
-                    ven_names=[v.name for v in vens], comment=d.description or f"dispatch {node}")
+                    session,
+                    signal_name=signal,
+                    start=d.start,
+                    market_context=market_context,
+                    near_window_s=near_window_s,
+                    level=level,
+                    duration_s=d.duration_s,
+                    ven_names=[v.name for v in vens],
+                    comment=d.description or f"dispatch {node}",
+                )
                 result.openadr_events.append(asdict(event))
             else:
                 result.skipped += [f"ven {v.ven_id}: connect/disconnect has no OpenADR form" for v in vens]

@@ -25,10 +25,23 @@ from server.core.errors import Invalid
 from server.store.models import Sep2InfluenceEvent, Sep2InfluenceSet
 
 # DeviceCategoryType bits (IEEE 2030.5): what staff may name instead of a hex bit map
-CATEGORIES = {"thermostat": 1 << 0, "strip-heater": 1 << 1, "baseboard-heater": 1 << 2, "water-heater": 1 << 3,
-              "pool-pump": 1 << 4, "smart-appliance": 1 << 7, "irrigation-pump": 1 << 8, "load-control-switch": 1 << 13,
-              "ems": 1 << 14, "electric-vehicle": 1 << 16, "evse": 1 << 17, "virtual-der": 1 << 18,
-              "pv-storage": 1 << 23, "other-storage": 1 << 25, "all": (1 << 26) - 1}
+CATEGORIES = {
+    "thermostat": 1 << 0,
+    "strip-heater": 1 << 1,
+    "baseboard-heater": 1 << 2,
+    "water-heater": 1 << 3,
+    "pool-pump": 1 << 4,
+    "smart-appliance": 1 << 7,
+    "irrigation-pump": 1 << 8,
+    "load-control-switch": 1 << 13,
+    "ems": 1 << 14,
+    "electric-vehicle": 1 << 16,
+    "evse": 1 << 17,
+    "virtual-der": 1 << 18,
+    "pv-storage": 1 << 23,
+    "other-storage": 1 << 25,
+    "all": (1 << 26) - 1,
+}
 
 
 def category_bits(value: Any) -> int:
@@ -71,24 +84,39 @@ def check_control(control: dict[str, Any]) -> dict[str, Any]:
         raise Invalid(f"unknown control fields {sorted(unknown)}; known: {sorted(known)}")
     clean: dict[str, Any] = {}
     if "applianceLoadReduction" in control:
-        clean["applianceLoadReduction"] = {"type": _int(control["applianceLoadReduction"] or {}, "type", 0, 1,
-                                                        "applianceLoadReduction")}
+        clean["applianceLoadReduction"] = {
+            "type": _int(control["applianceLoadReduction"] or {}, "type", 0, 1, "applianceLoadReduction")
+        }
     if "dutyCycle" in control:
-        clean["dutyCycle"] = {"normalValue": _int(control["dutyCycle"] or {}, "normalValue", 0, 100, "dutyCycle")}
+        clean["dutyCycle"] = {
+            "normalValue": _int(control["dutyCycle"] or {}, "normalValue", 0, 100, "dutyCycle")
+        }
     if "offset" in control:
         o = control["offset"] or {}
-        clean["offset"] = {k: v for k, v in (
-            ("coolingOffset", _int(o, "coolingOffset", 0, 255, "offset", False)),
-            ("heatingOffset", _int(o, "heatingOffset", 0, 255, "offset", False)),
-            ("loadAdjustmentPercentageOffset", _int(o, "loadAdjustmentPercentageOffset", 0, 10000, "offset",
-                                                    False))) if v is not None}
+        clean["offset"] = {
+            k: v
+            for k, v in (
+                ("coolingOffset", _int(o, "coolingOffset", 0, 255, "offset", False)),
+                ("heatingOffset", _int(o, "heatingOffset", 0, 255, "offset", False)),
+                (
+                    "loadAdjustmentPercentageOffset",
+                    _int(o, "loadAdjustmentPercentageOffset", 0, 10000, "offset", False),
+                ),
+            )
+            if v is not None
+        }
         if not clean["offset"]:
             raise Invalid("offset needs coolingOffset, heatingOffset or loadAdjustmentPercentageOffset")
     if "setPoint" in control:
         s = control["setPoint"] or {}
-        clean["setPoint"] = {k: v for k, v in (
-            ("coolingSetpoint", _int(s, "coolingSetpoint", -32768, 32767, "setPoint", False)),
-            ("heatingSetpoint", _int(s, "heatingSetpoint", -32768, 32767, "setPoint", False))) if v is not None}
+        clean["setPoint"] = {
+            k: v
+            for k, v in (
+                ("coolingSetpoint", _int(s, "coolingSetpoint", -32768, 32767, "setPoint", False)),
+                ("heatingSetpoint", _int(s, "heatingSetpoint", -32768, 32767, "setPoint", False)),
+            )
+            if v is not None
+        }
         if not clean["setPoint"]:
             raise Invalid("setPoint needs coolingSetpoint or heatingSetpoint (hundredths of a degree C)")
         for v in clean["setPoint"].values():
@@ -96,28 +124,47 @@ def check_control(control: dict[str, Any]) -> dict[str, Any]:
                 raise Invalid("a set point must be within -50..100 degrees C (hundredths)")
     if "targetReduction" in control:
         t = control["targetReduction"] or {}
-        clean["targetReduction"] = {"type": _int(t, "type", 0, 12, "targetReduction"),
-                                    "value": _int(t, "value", 0, 65535, "targetReduction")}
+        clean["targetReduction"] = {
+            "type": _int(t, "type", 0, 12, "targetReduction"),
+            "value": _int(t, "value", 0, 65535, "targetReduction"),
+        }
     if not clean:
         raise Invalid("an EndDeviceControl needs at least one control")
     return clean
 
 
-async def create_event(session: AsyncSession, program: Sep2InfluenceSet, new: influence.NewEvent,
-                       ) -> Sep2InfluenceEvent:
+async def create_event(
+    session: AsyncSession,
+    program: Sep2InfluenceSet,
+    new: influence.NewEvent,
+) -> Sep2InfluenceEvent:
     """``new.payload`` = {"device_category": ..., "control": {...}, "load_shift_forward"?: bool,
     "mandatory"?: bool, "override_duration_s"?: int}."""
     if program.kind != "drp":
         raise Invalid("load-control events belong to a DR program")
     p = new.payload
     override = p.get("override_duration_s")
-    if override is not None and (isinstance(override, bool) or not isinstance(override, int)
-                                 or not 0 <= override <= 65535):
+    if override is not None and (
+        isinstance(override, bool) or not isinstance(override, int) or not 0 <= override <= 65535
+    ):
         raise Invalid("override_duration_s must be 0..65535")
-    payload = {"deviceCategory": category_bits(p.get("device_category")), "control": check_control(p.get("control")),
-               "loadShiftForward": bool(p.get("load_shift_forward", False)),
-               "drProgramMandatory": bool(p.get("mandatory", False)), "overrideDuration": override}
-    return await influence.create_event(session, program, influence.NewEvent(
-        start=new.start, duration_s=new.duration_s, payload=payload, description=new.description,
-        randomize_start_s=new.randomize_start_s, randomize_duration_s=new.randomize_duration_s,
-        response_required=new.response_required))
+    payload = {
+        "deviceCategory": category_bits(p.get("device_category")),
+        "control": check_control(p.get("control")),
+        "loadShiftForward": bool(p.get("load_shift_forward", False)),
+        "drProgramMandatory": bool(p.get("mandatory", False)),
+        "overrideDuration": override,
+    }
+    return await influence.create_event(
+        session,
+        program,
+        influence.NewEvent(
+            start=new.start,
+            duration_s=new.duration_s,
+            payload=payload,
+            description=new.description,
+            randomize_start_s=new.randomize_start_s,
+            randomize_duration_s=new.randomize_duration_s,
+            response_required=new.response_required,
+        ),
+    )

@@ -35,8 +35,9 @@ class Series:
         return t0 + np.arange(len(self.values)) * np.timedelta64(self.step_s, "s")
 
 
-def aggregate(rows: list[tuple[str, str, dt.datetime, float]], start: dt.datetime, step_s: int,
-              buckets: int) -> tuple[np.ndarray, int]:
+def aggregate(
+    rows: list[tuple[str, str, dt.datetime, float]], start: dt.datetime, step_s: int, buckets: int
+) -> tuple[np.ndarray, int]:
     """Sum per-source interval means into one node series.
 
     * Inside a source's reporting span a missing interval makes the node value unknown (NaN): summing the others
@@ -65,7 +66,7 @@ def aggregate(rows: list[tuple[str, str, dt.datetime, float]], start: dt.datetim
         sums = np.bincount(idx, weights=vals, minlength=buckets)
         counts = np.bincount(idx, minlength=buckets)
         span = np.zeros(buckets, dtype=bool)
-        span[idx.min(): idx.max() + 1] = True
+        span[idx.min() : idx.max() + 1] = True
         have = counts > 0
         total[have] += sums[have] / counts[have]
         reporting += have
@@ -74,23 +75,27 @@ def aggregate(rows: list[tuple[str, str, dt.datetime, float]], start: dt.datetim
     unknown |= reporting == 0
     recent = [last for last in lasts if last >= buckets - 2 * 86_400 // step_s]
     if recent:
-        unknown[min(recent) + 1:] = True
+        unknown[min(recent) + 1 :] = True
     total[unknown] = np.nan
     return total, len(lasts)
 
 
-async def node_series(session: AsyncSession, name: str, measurement: str, step_s: int, since: dt.datetime,
-                      until: dt.datetime) -> Series:
+async def node_series(
+    session: AsyncSession, name: str, measurement: str, step_s: int, since: dt.datetime, until: dt.datetime
+) -> Series:
     sources = await grid.node_sources(session, name)
     if not sources:
         raise Invalid(f"grid node {name!r} has no members (add devices or VENs to it)")
     start = dt.datetime.fromtimestamp(since.timestamp() // step_s * step_s, dt.UTC)
     buckets = int((until - start).total_seconds() // step_s)
-    query = (select(TelemetryReading.source_kind, TelemetryReading.source_id, TelemetryReading.ts,
-                    TelemetryReading.value)
-             .where(tuple_(TelemetryReading.source_kind, TelemetryReading.source_id).in_(sources),
-                    TelemetryReading.measurement == measurement,
-                    TelemetryReading.ts >= start, TelemetryReading.ts < until))
+    query = select(
+        TelemetryReading.source_kind, TelemetryReading.source_id, TelemetryReading.ts, TelemetryReading.value
+    ).where(
+        tuple_(TelemetryReading.source_kind, TelemetryReading.source_id).in_(sources),
+        TelemetryReading.measurement == measurement,
+        TelemetryReading.ts >= start,
+        TelemetryReading.ts < until,
+    )
     rows = [tuple(r) for r in await session.execute(query)]
     values, used = aggregate(rows, start, step_s, max(buckets, 0))
     return Series(start, step_s, values, used)
@@ -112,9 +117,16 @@ def _fit_predict(target: str, node: dict, t: np.ndarray, y: np.ndarray, t_future
     return type(model).__name__, forecast.mean, forecast.quantile(0.1), forecast.quantile(0.9), notes
 
 
-async def run_forecast(store: Store, name: str, horizon_s: int = 86_400, step_s: int = 900,
-                       history_days: int = 28, target: str = "load", measurement: str = "realPower",
-                       now: dt.datetime | None = None) -> dict:
+async def run_forecast(
+    store: Store,
+    name: str,
+    horizon_s: int = 86_400,
+    step_s: int = 900,
+    history_days: int = 28,
+    target: str = "load",
+    measurement: str = "realPower",
+    now: dt.datetime | None = None,
+) -> dict:
     if target not in TARGETS:
         raise Invalid(f"target must be one of {', '.join(TARGETS)}")
     if not 300 <= step_s <= 3600 or step_s % 60:
@@ -129,29 +141,52 @@ async def run_forecast(store: Store, name: str, horizon_s: int = 86_400, step_s:
         node = await session.scalar(select(GridNode).where(GridNode.name == name))
         if node is None:
             raise NotFound(f"no grid node {name!r}")
-        node_dict = {"name": node.name, "timezone": node.timezone, "latitude": node.latitude,
-                     "longitude": node.longitude}
-        series = await node_series(session, name, measurement, step_s, until - dt.timedelta(days=history_days),
-                                   until)
+        node_dict = {
+            "name": node.name,
+            "timezone": node.timezone,
+            "latitude": node.latitude,
+            "longitude": node.longitude,
+        }
+        series = await node_series(
+            session, name, measurement, step_s, until - dt.timedelta(days=history_days), until
+        )
     valid = int(np.isfinite(series.values).sum())
     if valid < 2:
-        raise Invalid(f"not enough {measurement} telemetry for {name!r} in the last {history_days} days "
-                      f"({valid} intervals)")
+        raise Invalid(
+            f"not enough {measurement} telemetry for {name!r} in the last {history_days} days "
+            f"({valid} intervals)"
+        )
     # learn from the first known interval on: leading unknowns only dilute the history
     first = int(np.argmax(np.isfinite(series.values)))
     t, y = series.times()[first:], series.values[first:]
-    t_future = np.datetime64(int(until.timestamp()), "s") + np.arange(1, horizon_s // step_s + 1) * \
-        np.timedelta64(step_s, "s")
+    t_future = np.datetime64(int(until.timestamp()), "s") + np.arange(
+        1, horizon_s // step_s + 1
+    ) * np.timedelta64(step_s, "s")
     try:
         model, mean, q10, q90, notes = await asyncio.get_running_loop().run_in_executor(
-            None, _fit_predict, target, node_dict, t, y, t_future)
+            None, _fit_predict, target, node_dict, t, y, t_future
+        )
     except ValueError as exc:  # the forecaster's own "cannot fit this" answers
         raise Invalid(f"forecast for {name!r} failed: {exc}") from None
-    run = ForecastRun(target=target, measurement=measurement, issued_at=now, step_s=step_s, horizon_s=horizon_s,
-                      history_points=valid, model=model, notes="\n".join(notes))
-    run.points = [ForecastPoint(ts=dt.datetime.fromtimestamp(int(ts.astype("datetime64[s]").astype(int)), dt.UTC),
-                                mean=float(m), q10=float(lo), q90=float(hi))
-                  for ts, m, lo, hi in zip(t_future, mean, q10, q90, strict=True)]
+    run = ForecastRun(
+        target=target,
+        measurement=measurement,
+        issued_at=now,
+        step_s=step_s,
+        horizon_s=horizon_s,
+        history_points=valid,
+        model=model,
+        notes="\n".join(notes),
+    )
+    run.points = [
+        ForecastPoint(
+            ts=dt.datetime.fromtimestamp(int(ts.astype("datetime64[s]").astype(int)), dt.UTC),
+            mean=float(m),
+            q10=float(lo),
+            q90=float(hi),
+        )
+        for ts, m, lo, hi in zip(t_future, mean, q10, q90, strict=True)
+    ]
     async with store.sessions.begin() as session:
         node_id = await session.scalar(select(GridNode.id).where(GridNode.name == name))
         run.node_id = node_id
@@ -162,10 +197,18 @@ async def run_forecast(store: Store, name: str, horizon_s: int = 86_400, step_s:
 
 def run_dict(run: ForecastRun, node: str, sources: int | None = None) -> dict:
     return {
-        "id": run.id, "node": node, "target": run.target, "measurement": run.measurement,
-        "issued_at": run.issued_at.isoformat(), "step_s": run.step_s, "horizon_s": run.horizon_s,
-        "history_points": run.history_points, "model": run.model, "notes": run.notes.splitlines(),
-        "sources": sources, "unit": "W",
+        "id": run.id,
+        "node": node,
+        "target": run.target,
+        "measurement": run.measurement,
+        "issued_at": run.issued_at.isoformat(),
+        "step_s": run.step_s,
+        "horizon_s": run.horizon_s,
+        "history_points": run.history_points,
+        "model": run.model,
+        "notes": run.notes.splitlines(),
+        "sources": sources,
+        "unit": "W",
         "points": [{"ts": p.ts.isoformat(), "mean": p.mean, "q10": p.q10, "q90": p.q90} for p in run.points],
     }
 
@@ -177,10 +220,13 @@ async def latest_forecast(store: Store, name: str, target: str = "load") -> dict
         node = await session.scalar(select(GridNode).where(GridNode.name == name))
         if node is None:
             raise NotFound(f"no grid node {name!r}")
-        run = await session.scalar(select(ForecastRun).where(ForecastRun.node_id == node.id,
-                                                             ForecastRun.target == target)
-                                   .order_by(ForecastRun.issued_at.desc(), ForecastRun.id.desc()).limit(1)
-                                   .options(selectinload(ForecastRun.points)))
+        run = await session.scalar(
+            select(ForecastRun)
+            .where(ForecastRun.node_id == node.id, ForecastRun.target == target)
+            .order_by(ForecastRun.issued_at.desc(), ForecastRun.id.desc())
+            .limit(1)
+            .options(selectinload(ForecastRun.points))
+        )
         if run is None:
             raise NotFound(f"no {target} forecast stored for {name!r} yet")
         return run_dict(run, name)

@@ -33,22 +33,40 @@ class NodeInfo:
 
 
 def _info(node: GridNode, parent_name: str | None) -> NodeInfo:
-    return NodeInfo(node.id, node.name, node.kind, parent_name, node.timezone, node.latitude, node.longitude,
-                    node.import_limit_kw, node.export_limit_kw,
-                    [{"kind": m.source_kind, "id": m.source_id} for m in node.members])
+    return NodeInfo(
+        node.id,
+        node.name,
+        node.kind,
+        parent_name,
+        node.timezone,
+        node.latitude,
+        node.longitude,
+        node.import_limit_kw,
+        node.export_limit_kw,
+        [{"kind": m.source_kind, "id": m.source_id} for m in node.members],
+    )
 
 
 async def _node(session: AsyncSession, name: str) -> GridNode:
-    node = await session.scalar(select(GridNode).where(GridNode.name == name)
-                                .options(selectinload(GridNode.members)))
+    node = await session.scalar(
+        select(GridNode).where(GridNode.name == name).options(selectinload(GridNode.members))
+    )
     if node is None:
         raise NotFound(f"no grid node {name!r}")
     return node
 
 
-async def create_node(session: AsyncSession, name: str, kind: str, parent: str | None = None,
-                      timezone: str = "UTC", latitude: float | None = None, longitude: float | None = None,
-                      import_limit_kw: float | None = None, export_limit_kw: float | None = None) -> NodeInfo:
+async def create_node(
+    session: AsyncSession,
+    name: str,
+    kind: str,
+    parent: str | None = None,
+    timezone: str = "UTC",
+    latitude: float | None = None,
+    longitude: float | None = None,
+    import_limit_kw: float | None = None,
+    export_limit_kw: float | None = None,
+) -> NodeInfo:
     if not name or len(name) > 100:
         raise Invalid("node name must be 1..100 characters")
     if kind not in KINDS:
@@ -57,12 +75,25 @@ async def create_node(session: AsyncSession, name: str, kind: str, parent: str |
         ZoneInfo(timezone)
     except (ZoneInfoNotFoundError, ValueError):
         raise Invalid(f"unknown time zone {timezone!r}") from None
-    if latitude is not None and not -90 <= latitude <= 90 or longitude is not None and not -180 <= longitude <= 180:
+    if (
+        latitude is not None
+        and not -90 <= latitude <= 90
+        or longitude is not None
+        and not -180 <= longitude <= 180
+    ):
         raise Invalid("latitude must be -90..90 and longitude -180..180")
     parent_node = await _node(session, parent) if parent else None
-    node = GridNode(name=name, kind=kind, parent_id=parent_node.id if parent_node else None, timezone=timezone,
-                    latitude=latitude, longitude=longitude, import_limit_kw=import_limit_kw,
-                    export_limit_kw=export_limit_kw, members=[])
+    node = GridNode(
+        name=name,
+        kind=kind,
+        parent_id=parent_node.id if parent_node else None,
+        timezone=timezone,
+        latitude=latitude,
+        longitude=longitude,
+        import_limit_kw=import_limit_kw,
+        export_limit_kw=export_limit_kw,
+        members=[],
+    )
     session.add(node)
     try:
         await session.flush()
@@ -112,8 +143,9 @@ async def get_node(session: AsyncSession, name: str) -> NodeInfo:
 
 
 async def list_nodes(session: AsyncSession) -> list[NodeInfo]:
-    nodes = list(await session.scalars(select(GridNode).options(selectinload(GridNode.members))
-                                       .order_by(GridNode.id)))
+    nodes = list(
+        await session.scalars(select(GridNode).options(selectinload(GridNode.members)).order_by(GridNode.id))
+    )
     names = {n.id: n.name for n in nodes}
     return [_info(n, names.get(n.parent_id) if n.parent_id else None) for n in nodes]
 

@@ -27,8 +27,13 @@ class ClientIdentity:
     def _build(cls, der: bytes, via_proxy: bool) -> ClientIdentity:
         cert = x509.load_der_x509_certificate(der)
         lfdi = pki.lfdi(der)
-        return cls(lfdi=lfdi, sfdi=pki.sfdi_from_lfdi(lfdi), fingerprint=pki.openadr_fingerprint(der),
-                   subject=cert.subject.rfc4514_string(), via_proxy=via_proxy)
+        return cls(
+            lfdi=lfdi,
+            sfdi=pki.sfdi_from_lfdi(lfdi),
+            fingerprint=pki.openadr_fingerprint(der),
+            subject=cert.subject.rfc4514_string(),
+            via_proxy=via_proxy,
+        )
 
 
 @functools.lru_cache(maxsize=4096)

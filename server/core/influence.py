@@ -1,4 +1,4 @@
-""""Influence" dispatches, protocol-neutral: price intervals (in a rate component of a tariff) and demand-response
+""" "Influence" dispatches, protocol-neutral: price intervals (in a rate component of a tariff) and demand-response
 controls (in a DR program). Both are events in a set, assigned to devices, and both get their EventStatus,
 supersession and primacy from ``server.core.der_controls`` -- one implementation of the event rules for DER
 controls, prices and DRLC, not three.
@@ -32,20 +32,37 @@ def _primacy(value: int) -> int:
     return value
 
 
-async def create_set(session: AsyncSession, kind: str, name: str, *, primacy: int = 1, description: str = "",
-                     parent: Sep2InfluenceSet | None = None, attrs: dict[str, Any] | None = None
-                     ) -> Sep2InfluenceSet:
+async def create_set(
+    session: AsyncSession,
+    kind: str,
+    name: str,
+    *,
+    primacy: int = 1,
+    description: str = "",
+    parent: Sep2InfluenceSet | None = None,
+    attrs: dict[str, Any] | None = None,
+) -> Sep2InfluenceSet:
     if kind not in KINDS:
         raise Invalid(f"kind must be one of {KINDS}")
     if not name or len(name) > 200:
         raise Invalid("name must be 1..200 characters")
-    found = await session.scalar(select(Sep2InfluenceSet).where(
-        Sep2InfluenceSet.kind == kind, Sep2InfluenceSet.name == name,
-        Sep2InfluenceSet.parent_id == (parent.id if parent else None)))
+    found = await session.scalar(
+        select(Sep2InfluenceSet).where(
+            Sep2InfluenceSet.kind == kind,
+            Sep2InfluenceSet.name == name,
+            Sep2InfluenceSet.parent_id == (parent.id if parent else None),
+        )
+    )
     if found is not None:
         raise Conflict(f"a {kind} named {name!r} already exists")
-    s = Sep2InfluenceSet(kind=kind, name=name, description=description[:32], primacy=_primacy(primacy),
-                         parent_id=parent.id if parent else None, attrs=attrs or {})
+    s = Sep2InfluenceSet(
+        kind=kind,
+        name=name,
+        description=description[:32],
+        primacy=_primacy(primacy),
+        parent_id=parent.id if parent else None,
+        attrs=attrs or {},
+    )
     session.add(s)
     try:
         await session.flush()
@@ -61,9 +78,13 @@ async def get_set(session: AsyncSession, kind: str, ref: int | str) -> Sep2Influ
         if s is not None and s.kind != kind:
             s = None
     else:
-        s = await session.scalar(select(Sep2InfluenceSet).where(Sep2InfluenceSet.kind == kind,
-                                                                Sep2InfluenceSet.name == ref,
-                                                                Sep2InfluenceSet.parent_id.is_(None)))
+        s = await session.scalar(
+            select(Sep2InfluenceSet).where(
+                Sep2InfluenceSet.kind == kind,
+                Sep2InfluenceSet.name == ref,
+                Sep2InfluenceSet.parent_id.is_(None),
+            )
+        )
     if s is None:
         raise NotFound(f"no {kind} {ref!r}")
     return s
@@ -87,15 +108,24 @@ async def assign(session: AsyncSession, s: Sep2InfluenceSet, device: EndDevice) 
 
 async def device_sets(session: AsyncSession, device_id: int, kind: str) -> list[Sep2InfluenceSet]:
     """Top-level sets of ``kind`` (tariff, drp) assigned to the device, in primacy order."""
-    assigned = select(Sep2InfluenceAssignment.set_id).where(Sep2InfluenceAssignment.end_device_id == device_id)
-    return list(await session.scalars(select(Sep2InfluenceSet).where(
-        Sep2InfluenceSet.kind == kind, Sep2InfluenceSet.id.in_(assigned))
-        .order_by(Sep2InfluenceSet.primacy, Sep2InfluenceSet.id)))
+    assigned = select(Sep2InfluenceAssignment.set_id).where(
+        Sep2InfluenceAssignment.end_device_id == device_id
+    )
+    return list(
+        await session.scalars(
+            select(Sep2InfluenceSet)
+            .where(Sep2InfluenceSet.kind == kind, Sep2InfluenceSet.id.in_(assigned))
+            .order_by(Sep2InfluenceSet.primacy, Sep2InfluenceSet.id)
+        )
+    )
 
 
 async def devices_of(session: AsyncSession, set_id: int) -> list[int]:
-    return list(await session.scalars(select(Sep2InfluenceAssignment.end_device_id)
-                                      .where(Sep2InfluenceAssignment.set_id == set_id)))
+    return list(
+        await session.scalars(
+            select(Sep2InfluenceAssignment.end_device_id).where(Sep2InfluenceAssignment.set_id == set_id)
+        )
+    )
 
 
 # ------------------------------------------------------------------------------------------------------ events
@@ -113,13 +143,20 @@ class NewEvent:
 async def create_event(session: AsyncSession, parent: Sep2InfluenceSet, new: NewEvent) -> Sep2InfluenceEvent:
     if parent.kind not in EVENT_PARENTS:
         raise Invalid("events belong to a rate component or a DR program")
-    rules.check_event_header(new.start, new.duration_s, new.randomize_start_s, new.randomize_duration_s,
-                             new.response_required)
-    event = Sep2InfluenceEvent(set_id=parent.id, description=new.description[:32], creation_time=utcnow(),
-                               start=new.start, duration_s=new.duration_s, payload=new.payload,
-                               randomize_start_s=new.randomize_start_s,
-                               randomize_duration_s=new.randomize_duration_s,
-                               response_required=new.response_required)
+    rules.check_event_header(
+        new.start, new.duration_s, new.randomize_start_s, new.randomize_duration_s, new.response_required
+    )
+    event = Sep2InfluenceEvent(
+        set_id=parent.id,
+        description=new.description[:32],
+        creation_time=utcnow(),
+        start=new.start,
+        duration_s=new.duration_s,
+        payload=new.payload,
+        randomize_start_s=new.randomize_start_s,
+        randomize_duration_s=new.randomize_duration_s,
+        response_required=new.response_required,
+    )
     session.add(event)
     await session.flush()
     return event
@@ -143,18 +180,29 @@ async def cancel_event(session: AsyncSession, event: Sep2InfluenceEvent, randomi
 
 
 def interval_of(e: Sep2InfluenceEvent, primacy: int) -> rules.Interval:
-    return rules.Interval(id=e.id, program_id=e.set_id, primacy=primacy, creation_time=e.creation_time,
-                          start=e.start, duration_s=e.duration_s, cancelled=e.cancelled_at is not None,
-                          cancel_randomized=e.cancel_randomized)
+    return rules.Interval(
+        id=e.id,
+        program_id=e.set_id,
+        primacy=primacy,
+        creation_time=e.creation_time,
+        start=e.start,
+        duration_s=e.duration_s,
+        cancelled=e.cancelled_at is not None,
+        cancel_randomized=e.cancel_randomized,
+    )
 
 
-async def evaluated(session: AsyncSession, parents: list[Sep2InfluenceSet], now: dt.datetime,
-                    ) -> list[tuple[Sep2InfluenceEvent, rules.Evaluated]]:
+async def evaluated(
+    session: AsyncSession,
+    parents: list[Sep2InfluenceSet],
+    now: dt.datetime,
+) -> list[tuple[Sep2InfluenceEvent, rules.Evaluated]]:
     """Events of ``parents`` (the sets one device sees, of one kind) with their status at ``now``, in the order
     2030.5 lists events (start, newest creationTime first), completed ones dropped."""
     primacy = {p.id: p.primacy for p in parents}
-    events = list(await session.scalars(select(Sep2InfluenceEvent).where(
-        Sep2InfluenceEvent.set_id.in_(list(primacy)))))
+    events = list(
+        await session.scalars(select(Sep2InfluenceEvent).where(Sep2InfluenceEvent.set_id.in_(list(primacy))))
+    )
     intervals = {e.id: interval_of(e, primacy[e.set_id]) for e in events}
     everything = list(intervals.values())
     out = []
@@ -166,13 +214,29 @@ async def evaluated(session: AsyncSession, parents: list[Sep2InfluenceSet], now:
 
 
 def event_dict(e: Sep2InfluenceEvent) -> dict[str, Any]:
-    return {"id": e.id, "set_id": e.set_id, "description": e.description,
-            "creation_time": e.creation_time.isoformat(), "start": e.start.isoformat(), "duration_s": e.duration_s,
-            "randomize_start_s": e.randomize_start_s, "randomize_duration_s": e.randomize_duration_s,
-            "response_required": e.response_required, "payload": e.payload,
-            "cancelled_at": e.cancelled_at.isoformat() if e.cancelled_at else None}
+    return {
+        "id": e.id,
+        "set_id": e.set_id,
+        "description": e.description,
+        "creation_time": e.creation_time.isoformat(),
+        "start": e.start.isoformat(),
+        "duration_s": e.duration_s,
+        "randomize_start_s": e.randomize_start_s,
+        "randomize_duration_s": e.randomize_duration_s,
+        "response_required": e.response_required,
+        "payload": e.payload,
+        "cancelled_at": e.cancelled_at.isoformat() if e.cancelled_at else None,
+    }
 
 
 def set_dict(s: Sep2InfluenceSet) -> dict[str, Any]:
-    return {"id": s.id, "kind": s.kind, "name": s.name, "description": s.description, "primacy": s.primacy,
-            "parent_id": s.parent_id, "attrs": s.attrs, "created_at": s.created_at.isoformat()}
+    return {
+        "id": s.id,
+        "kind": s.kind,
+        "name": s.name,
+        "description": s.description,
+        "primacy": s.primacy,
+        "parent_id": s.parent_id,
+        "attrs": s.attrs,
+        "created_at": s.created_at.isoformat(),
+    }

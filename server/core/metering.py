@@ -68,16 +68,18 @@ class ReadingType:
     @property
     def label(self) -> str:
         """A compact reading-type tag for the telemetry row (qualifier/flow/phase/accumulation)."""
-        parts = [f"q{self.data_qualifier}" if self.data_qualifier is not None else "",
-                 f"f{self.flow_direction}" if self.flow_direction is not None else "",
-                 f"p{self.phase}" if self.phase is not None else "",
-                 f"a{self.accumulation}" if self.accumulation is not None else ""]
+        parts = [
+            f"q{self.data_qualifier}" if self.data_qualifier is not None else "",
+            f"f{self.flow_direction}" if self.flow_direction is not None else "",
+            f"p{self.phase}" if self.phase is not None else "",
+            f"a{self.accumulation}" if self.accumulation is not None else "",
+        ]
         return "/".join(p for p in parts if p)[:32]
 
     def si(self, value: int, reading_power: int | None = None) -> float:
         """The SI value of a raw reading (the Reading's own multiplier, if any, overrides the type's)."""
         exp = self.power_of_ten if reading_power is None else reading_power
-        return float(value) * 10.0 ** exp
+        return float(value) * 10.0**exp
 
     def check(self, si_value: float, ts: dt.datetime, now: dt.datetime, where: str) -> None:
         if self.uom not in UOM:
@@ -107,13 +109,26 @@ def from_epoch(value: int, what: str = "time") -> dt.datetime:
 async def latest(session: AsyncSession, lfdi: str) -> list[dict[str, Any]]:
     """The newest reading of every series (resource, measurement, reading type) of one device."""
     t = TelemetryReading
-    newest = (select(t.resource, t.measurement, t.reading_type, func.max(t.ts).label("ts"))
-              .where(t.source_kind == "device", t.source_id == lfdi)
-              .group_by(t.resource, t.measurement, t.reading_type).subquery())
+    newest = (
+        select(t.resource, t.measurement, t.reading_type, func.max(t.ts).label("ts"))
+        .where(t.source_kind == "device", t.source_id == lfdi)
+        .group_by(t.resource, t.measurement, t.reading_type)
+        .subquery()
+    )
     rows = await session.scalars(
-        select(t).join(newest, and_(t.resource == newest.c.resource, t.measurement == newest.c.measurement,
-                                    t.reading_type == newest.c.reading_type, t.ts == newest.c.ts))
-        .where(t.source_kind == "device", t.source_id == lfdi).order_by(t.resource, t.measurement, t.id.desc()))
+        select(t)
+        .join(
+            newest,
+            and_(
+                t.resource == newest.c.resource,
+                t.measurement == newest.c.measurement,
+                t.reading_type == newest.c.reading_type,
+                t.ts == newest.c.ts,
+            ),
+        )
+        .where(t.source_kind == "device", t.source_id == lfdi)
+        .order_by(t.resource, t.measurement, t.id.desc())
+    )
     seen: set[tuple[str, str, str]] = set()
     out = []
     for r in rows:
@@ -121,6 +136,15 @@ async def latest(session: AsyncSession, lfdi: str) -> list[dict[str, Any]]:
         if key in seen:  # two rows at the same newest instant: keep the last received
             continue
         seen.add(key)
-        out.append({"resource": r.resource, "measurement": r.measurement, "reading_type": r.reading_type,
-                    "unit": r.unit, "ts": r.ts.isoformat(), "value": r.value, "duration_s": r.duration_s})
+        out.append(
+            {
+                "resource": r.resource,
+                "measurement": r.measurement,
+                "reading_type": r.reading_type,
+                "unit": r.unit,
+                "ts": r.ts.isoformat(),
+                "value": r.value,
+                "duration_s": r.duration_s,
+            }
+        )
     return out

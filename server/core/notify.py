@@ -36,8 +36,13 @@ class Change:
     readings: frozenset[tuple[str, str, float]] = field(default_factory=frozenset)
 
     def empty(self) -> bool:
-        return not (self.programs or self.devices or self.resource_types or any(self.objects.values())
-                    or self.readings)
+        return not (
+            self.programs
+            or self.devices
+            or self.resource_types
+            or any(self.objects.values())
+            or self.readings
+        )
 
 
 Listener = Callable[[AsyncSession, Any, Change], Awaitable[int]]
@@ -49,16 +54,27 @@ def register(listener: Listener) -> None:
         _listeners.append(listener)
 
 
-async def changed(session: AsyncSession, runtime: Any, *, programs: Iterable[int] = (),
-                  devices: Iterable[int] = (), resource_types: Iterable[str] = (),
-                  objects: dict[str, Iterable[int]] | None = None,
-                  readings: Iterable[tuple[str, str, float]] = ()) -> int:
+async def changed(
+    session: AsyncSession,
+    runtime: Any,
+    *,
+    programs: Iterable[int] = (),
+    devices: Iterable[int] = (),
+    resource_types: Iterable[str] = (),
+    objects: dict[str, Iterable[int]] | None = None,
+    readings: Iterable[tuple[str, str, float]] = (),
+) -> int:
     """Announce a change in the caller's transaction; returns how many notifications were queued.
 
     ``runtime`` is the server's Runtime (its ``settings`` are passed to listeners, its ``outbox`` is woken after
     the commit); anything with a ``settings`` attribute and an optional ``outbox`` works (tools, benchmarks)."""
-    change = Change(frozenset(programs), frozenset(devices), frozenset(resource_types),
-                    {k: frozenset(v) for k, v in (objects or {}).items()}, frozenset(readings))
+    change = Change(
+        frozenset(programs),
+        frozenset(devices),
+        frozenset(resource_types),
+        {k: frozenset(v) for k, v in (objects or {}).items()},
+        frozenset(readings),
+    )
     if change.empty():
         return 0
     await session.flush()  # listeners read the changed rows through this session

@@ -37,9 +37,19 @@ SIGNALS: dict[str, str] = {
     "LOAD_DISPATCH": "setpoint",
     "LOAD_CONTROL": "x-loadControlCapacity",
 }
-SIGNAL_TYPES = {"delta", "level", "multiplier", "price", "priceMultiplier", "priceRelative", "setpoint",
-                "x-loadControlCapacity", "x-loadControlLevelOffset", "x-loadControlPercentOffset",
-                "x-loadControlSetpoint"}
+SIGNAL_TYPES = {
+    "delta",
+    "level",
+    "multiplier",
+    "price",
+    "priceMultiplier",
+    "priceRelative",
+    "setpoint",
+    "x-loadControlCapacity",
+    "x-loadControlLevelOffset",
+    "x-loadControlPercentOffset",
+    "x-loadControlSetpoint",
+}
 RESPONSE_REQUIRED = {"always", "never"}
 OPT_TYPES = {"optIn", "optOut"}
 DISTRIBUTE = "distribute_event"
@@ -88,8 +98,9 @@ class EventInfo:
         return asdict(self)
 
 
-def _intervals(level: float | None, duration_s: int | None,
-               intervals: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+def _intervals(
+    level: float | None, duration_s: int | None, intervals: list[dict[str, Any]] | None
+) -> list[dict[str, Any]]:
     if intervals:
         out = []
         for item in intervals:
@@ -108,36 +119,70 @@ def _intervals(level: float | None, duration_s: int | None,
     return [{"duration_s": int(duration_s), "value": float(level)}]
 
 
-async def _info(session: AsyncSession, event: OadrEvent, near_window_s: int,
-                with_responses: bool = False) -> EventInfo:
-    names = list(await session.scalars(
-        select(Ven.name).join(OadrEventVen, OadrEventVen.ven_pk == Ven.id).where(OadrEventVen.event_id == event.id)
-        .order_by(Ven.name)))
+async def _info(
+    session: AsyncSession, event: OadrEvent, near_window_s: int, with_responses: bool = False
+) -> EventInfo:
+    names = list(
+        await session.scalars(
+            select(Ven.name)
+            .join(OadrEventVen, OadrEventVen.ven_pk == Ven.id)
+            .where(OadrEventVen.event_id == event.id)
+            .order_by(Ven.name)
+        )
+    )
     responses: list[dict[str, Any]] = []
     if with_responses:
         rows = await session.execute(
-            select(OadrEventResponse, Ven.name).join(Ven, Ven.id == OadrEventResponse.ven_pk)
-            .where(OadrEventResponse.event_id == event.id).order_by(OadrEventResponse.id))
-        responses = [{"ven": name, "opt_type": r.opt_type, "modification_number": r.modification_number,
-                      "response_code": r.response_code, "received_at": r.received_at.isoformat()}
-                     for r, name in rows.all()]
+            select(OadrEventResponse, Ven.name)
+            .join(Ven, Ven.id == OadrEventResponse.ven_pk)
+            .where(OadrEventResponse.event_id == event.id)
+            .order_by(OadrEventResponse.id)
+        )
+        responses = [
+            {
+                "ven": name,
+                "opt_type": r.opt_type,
+                "modification_number": r.modification_number,
+                "response_code": r.response_code,
+                "received_at": r.received_at.isoformat(),
+            }
+            for r, name in rows.all()
+        ]
     return EventInfo(
-        id=event.id, event_id=str(event.id), signal_name=event.signal_name, signal_type=event.signal_type,
-        intervals=event.intervals, start=event.start.isoformat(), duration_s=event.duration_s,
-        end=event.end.isoformat(), status=status_at(event, utcnow(), near_window_s),
-        modification_number=event.modification_number, cancelled=event.cancelled, priority=event.priority,
-        market_context=event.market_context, response_required=event.response_required,
-        randomization_s=event.randomization_s, test_event=event.test_event, comment=event.vtn_comment,
-        all_vens=event.all_vens, vens=names, resource_ids=list(event.resource_ids or []),
-        group_ids=list(event.group_ids or []), created_at=event.created_at.isoformat(),
-        changed_at=event.changed_at.isoformat(), responses=responses)
+        id=event.id,
+        event_id=str(event.id),
+        signal_name=event.signal_name,
+        signal_type=event.signal_type,
+        intervals=event.intervals,
+        start=event.start.isoformat(),
+        duration_s=event.duration_s,
+        end=event.end.isoformat(),
+        status=status_at(event, utcnow(), near_window_s),
+        modification_number=event.modification_number,
+        cancelled=event.cancelled,
+        priority=event.priority,
+        market_context=event.market_context,
+        response_required=event.response_required,
+        randomization_s=event.randomization_s,
+        test_event=event.test_event,
+        comment=event.vtn_comment,
+        all_vens=event.all_vens,
+        vens=names,
+        resource_ids=list(event.resource_ids or []),
+        group_ids=list(event.group_ids or []),
+        created_at=event.created_at.isoformat(),
+        changed_at=event.changed_at.isoformat(),
+        responses=responses,
+    )
 
 
 async def target_vens(session: AsyncSession, event: OadrEvent) -> list[Ven]:
     """Registered, enabled VENs the event goes to."""
     query = select(Ven).where(Ven.registration_id.is_not(None), Ven.enabled)
     if not event.all_vens:
-        query = query.join(OadrEventVen, OadrEventVen.ven_pk == Ven.id).where(OadrEventVen.event_id == event.id)
+        query = query.join(OadrEventVen, OadrEventVen.ven_pk == Ven.id).where(
+            OadrEventVen.event_id == event.id
+        )
     return list(await session.scalars(query))
 
 
@@ -150,12 +195,26 @@ async def distribute(session: AsyncSession, event: OadrEvent) -> list[int]:
     return pks
 
 
-async def create_event(session: AsyncSession, *, signal_name: str, start: dt.datetime, market_context: str,
-                       near_window_s: int, level: float | None = None, duration_s: int | None = None,
-                       intervals: list[dict[str, Any]] | None = None, signal_type: str | None = None,
-                       ven_names: list[str] | None = None, resource_ids: list[str] | None = None,
-                       group_ids: list[str] | None = None, priority: int = 0, response_required: str = "always",
-                       randomization_s: int = 0, test_event: bool = False, comment: str = "") -> EventInfo:
+async def create_event(
+    session: AsyncSession,
+    *,
+    signal_name: str,
+    start: dt.datetime,
+    market_context: str,
+    near_window_s: int,
+    level: float | None = None,
+    duration_s: int | None = None,
+    intervals: list[dict[str, Any]] | None = None,
+    signal_type: str | None = None,
+    ven_names: list[str] | None = None,
+    resource_ids: list[str] | None = None,
+    group_ids: list[str] | None = None,
+    priority: int = 0,
+    response_required: str = "always",
+    randomization_s: int = 0,
+    test_event: bool = False,
+    comment: str = "",
+) -> EventInfo:
     if signal_name not in SIGNALS and not signal_name.startswith("x-"):
         raise Invalid(f"unknown signal {signal_name!r} (one of {', '.join(SIGNALS)} or x-...)")
     signal_type = signal_type or SIGNALS.get(signal_name, "level")
@@ -170,12 +229,25 @@ async def create_event(session: AsyncSession, *, signal_name: str, start: dt.dat
     items = _intervals(level, duration_s, intervals)
     total = sum(i["duration_s"] for i in items)
     now = utcnow()
-    event = OadrEvent(signal_name=signal_name, signal_type=signal_type, intervals=items, start=start,
-                      duration_s=total, end=start + dt.timedelta(seconds=total), priority=priority,
-                      market_context=market_context, response_required=response_required,
-                      randomization_s=randomization_s, test_event=test_event, vtn_comment=comment,
-                      all_vens=not ven_names, resource_ids=resource_ids or [], group_ids=group_ids or [],
-                      created_at=now, changed_at=now)
+    event = OadrEvent(
+        signal_name=signal_name,
+        signal_type=signal_type,
+        intervals=items,
+        start=start,
+        duration_s=total,
+        end=start + dt.timedelta(seconds=total),
+        priority=priority,
+        market_context=market_context,
+        response_required=response_required,
+        randomization_s=randomization_s,
+        test_event=test_event,
+        vtn_comment=comment,
+        all_vens=not ven_names,
+        resource_ids=resource_ids or [],
+        group_ids=group_ids or [],
+        created_at=now,
+        changed_at=now,
+    )
     session.add(event)
     targets = await vens_core.by_names(session, list(dict.fromkeys(ven_names or [])))
     await session.flush()
@@ -193,10 +265,18 @@ async def _get(session: AsyncSession, event_id: int) -> OadrEvent:
     return event
 
 
-async def modify_event(session: AsyncSession, event_id: int, near_window_s: int, *, level: float | None = None,
-                       intervals: list[dict[str, Any]] | None = None, start: dt.datetime | None = None,
-                       duration_s: int | None = None, priority: int | None = None,
-                       reason: str = "") -> EventInfo:
+async def modify_event(
+    session: AsyncSession,
+    event_id: int,
+    near_window_s: int,
+    *,
+    level: float | None = None,
+    intervals: list[dict[str, Any]] | None = None,
+    start: dt.datetime | None = None,
+    duration_s: int | None = None,
+    priority: int | None = None,
+    reason: str = "",
+) -> EventInfo:
     event = await _get(session, event_id)
     now = utcnow()
     if event.cancelled:
@@ -247,8 +327,9 @@ async def get_event(session: AsyncSession, event_id: int, near_window_s: int) ->
     return await _info(session, await _get(session, event_id), near_window_s, with_responses=True)
 
 
-async def list_events(session: AsyncSession, near_window_s: int, include_expired: bool = False,
-                      limit: int = 500) -> list[EventInfo]:
+async def list_events(
+    session: AsyncSession, near_window_s: int, include_expired: bool = False, limit: int = 500
+) -> list[EventInfo]:
     query = select(OadrEvent).order_by(OadrEvent.id.desc()).limit(limit)
     if not include_expired:
         query = query.where(OadrEvent.end > utcnow())
@@ -260,16 +341,28 @@ def _visible_to(ven_pk: int):
     return or_(OadrEvent.all_vens, targeted)
 
 
-async def events_for_ven(session: AsyncSession, ven_pk: int, now: dt.datetime | None = None) -> list[OadrEvent]:
+async def events_for_ven(
+    session: AsyncSession, ven_pk: int, now: dt.datetime | None = None
+) -> list[OadrEvent]:
     """The events a VEN must hold now: targeted at it and not yet expired (cancelled ones included)."""
     now = now or utcnow()
-    query = (select(OadrEvent).where(OadrEvent.end > now, _visible_to(ven_pk))
-             .order_by(OadrEvent.start, OadrEvent.id))
+    query = (
+        select(OadrEvent)
+        .where(OadrEvent.end > now, _visible_to(ven_pk))
+        .order_by(OadrEvent.start, OadrEvent.id)
+    )
     return list(await session.scalars(query))
 
 
-async def record_response(session: AsyncSession, ven_pk: int, event_id: str, modification_number: int,
-                          opt_type: str, response_code: int, request_id: str = "") -> None:
+async def record_response(
+    session: AsyncSession,
+    ven_pk: int,
+    event_id: str,
+    modification_number: int,
+    opt_type: str,
+    response_code: int,
+    request_id: str = "",
+) -> None:
     """Store one opt response; the event must be one the VEN was sent (else NotFound: no cross-VEN access)."""
     if opt_type not in OPT_TYPES:
         raise Invalid(f"optType must be optIn or optOut, got {opt_type!r}")
@@ -280,6 +373,14 @@ async def record_response(session: AsyncSession, ven_pk: int, event_id: str, mod
     visible = await session.scalar(select(OadrEvent.id).where(OadrEvent.id == pk, _visible_to(ven_pk)))
     if visible is None:
         raise NotFound(f"no event {event_id} for this VEN")
-    session.add(OadrEventResponse(event_id=pk, ven_pk=ven_pk, modification_number=modification_number,
-                                  opt_type=opt_type, response_code=response_code, request_id=request_id[:200]))
+    session.add(
+        OadrEventResponse(
+            event_id=pk,
+            ven_pk=ven_pk,
+            modification_number=modification_number,
+            opt_type=opt_type,
+            response_code=response_code,
+            request_id=request_id[:200],
+        )
+    )
     await session.flush()

@@ -19,10 +19,20 @@ from server.store.types import utcnow
 OPT_TYPES = {"optIn", "optOut"}
 
 
-async def create_opt(session: AsyncSession, ven_pk: int, *, opt_id: str, opt_type: str, opt_reason: str,
-                     market_context: str = "", event_id: str | None = None, modification_number: int | None = None,
-                     availability: list[dict[str, Any]] | None = None, targets: dict[str, list[str]] | None = None,
-                     created_at: dt.datetime | None = None) -> OadrOpt:
+async def create_opt(
+    session: AsyncSession,
+    ven_pk: int,
+    *,
+    opt_id: str,
+    opt_type: str,
+    opt_reason: str,
+    market_context: str = "",
+    event_id: str | None = None,
+    modification_number: int | None = None,
+    availability: list[dict[str, Any]] | None = None,
+    targets: dict[str, list[str]] | None = None,
+    created_at: dt.datetime | None = None,
+) -> OadrOpt:
     if opt_type not in OPT_TYPES:
         raise Invalid(f"optType must be optIn or optOut, got {opt_type!r}")
     if event_id is not None:
@@ -31,8 +41,9 @@ async def create_opt(session: AsyncSession, ven_pk: int, *, opt_id: str, opt_typ
         except ValueError:
             raise NotFound(f"no event {event_id}") from None
         event = await session.get(OadrEvent, pk)
-        targeted = await session.scalar(select(OadrEventVen.event_id).where(OadrEventVen.event_id == pk,
-                                                                            OadrEventVen.ven_pk == ven_pk))
+        targeted = await session.scalar(
+            select(OadrEventVen.event_id).where(OadrEventVen.event_id == pk, OadrEventVen.ven_pk == ven_pk)
+        )
         if event is None or not (event.all_vens or targeted is not None):
             raise NotFound(f"no event {event_id} for this VEN")
     opt = await session.scalar(select(OadrOpt).where(OadrOpt.ven_pk == ven_pk, OadrOpt.opt_id == opt_id))
@@ -57,17 +68,28 @@ async def cancel_opt(session: AsyncSession, ven_pk: int, opt_id: str) -> OadrOpt
     return opt
 
 
-async def list_opts(session: AsyncSession, ven_name: str | None = None,
-                    event_id: str | None = None) -> list[dict[str, Any]]:
+async def list_opts(
+    session: AsyncSession, ven_name: str | None = None, event_id: str | None = None
+) -> list[dict[str, Any]]:
     q = select(OadrOpt, Ven.name).join(Ven, Ven.id == OadrOpt.ven_pk).order_by(OadrOpt.id)
     if ven_name:
         q = q.where(Ven.name == ven_name)
     if event_id:
         q = q.where(OadrOpt.event_id == event_id)
-    return [{"ven": name, "opt_id": o.opt_id, "opt_type": o.opt_type, "opt_reason": o.opt_reason,
-             "market_context": o.market_context, "event_id": o.event_id,
-             "modification_number": o.modification_number, "availability": o.availability, "targets": o.targets,
-             "created_at": o.created_at.isoformat(),
-             "cancelled_at": o.cancelled_at.isoformat() if o.cancelled_at else None,
-             "status": "cancelled" if o.cancelled_at else "active"}
-            for o, name in (await session.execute(q)).all()]
+    return [
+        {
+            "ven": name,
+            "opt_id": o.opt_id,
+            "opt_type": o.opt_type,
+            "opt_reason": o.opt_reason,
+            "market_context": o.market_context,
+            "event_id": o.event_id,
+            "modification_number": o.modification_number,
+            "availability": o.availability,
+            "targets": o.targets,
+            "created_at": o.created_at.isoformat(),
+            "cancelled_at": o.cancelled_at.isoformat() if o.cancelled_at else None,
+            "status": "cancelled" if o.cancelled_at else "active",
+        }
+        for o, name in (await session.execute(q)).all()
+    ]

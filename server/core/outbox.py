@@ -50,11 +50,21 @@ def check_target_url(url: str, settings: DeliverySettings) -> str:
     return url
 
 
-def enqueue(session: AsyncSession, channel: str, order_key: str, url: str, body: bytes,
-            content_type: str) -> OutboxMessage:
+def enqueue(
+    session: AsyncSession, channel: str, order_key: str, url: str, body: bytes, content_type: str
+) -> OutboxMessage:
     """Add a message in the caller's transaction; it becomes deliverable when that transaction commits."""
-    message = OutboxMessage(channel=channel, order_key=order_key, url=url, body=body, content_type=content_type,
-                            status="pending", attempts=0, next_attempt_at=utcnow(), last_error="")
+    message = OutboxMessage(
+        channel=channel,
+        order_key=order_key,
+        url=url,
+        body=body,
+        content_type=content_type,
+        status="pending",
+        attempts=0,
+        next_attempt_at=utcnow(),
+        last_error="",
+    )
     session.add(message)
     return message
 
@@ -127,10 +137,18 @@ class OutboxWorker:
         older = aliased(OutboxMessage)
         query = (
             select(OutboxMessage)
-            .where(OutboxMessage.status == "pending", OutboxMessage.next_attempt_at <= now,
-                   (OutboxMessage.lease_until.is_(None)) | (OutboxMessage.lease_until < now),
-                   ~exists().where(and_(older.order_key == OutboxMessage.order_key, older.status == "pending",
-                                        older.id < OutboxMessage.id)))
+            .where(
+                OutboxMessage.status == "pending",
+                OutboxMessage.next_attempt_at <= now,
+                (OutboxMessage.lease_until.is_(None)) | (OutboxMessage.lease_until < now),
+                ~exists().where(
+                    and_(
+                        older.order_key == OutboxMessage.order_key,
+                        older.status == "pending",
+                        older.id < OutboxMessage.id,
+                    )
+                ),
+            )
             .order_by(OutboxMessage.id)
             .limit(BATCH)
         )
@@ -145,11 +163,15 @@ class OutboxWorker:
             # each row belongs to the claimer whose update still found it unleased (RETURNING says which)
             won = await session.execute(
                 update(OutboxMessage)
-                .where(OutboxMessage.id.in_(list(rows)), OutboxMessage.status == "pending",
-                       (OutboxMessage.lease_until.is_(None)) | (OutboxMessage.lease_until < now))
+                .where(
+                    OutboxMessage.id.in_(list(rows)),
+                    OutboxMessage.status == "pending",
+                    (OutboxMessage.lease_until.is_(None)) | (OutboxMessage.lease_until < now),
+                )
                 .values(lease_until=now + LEASE)
                 .returning(OutboxMessage.id)
-                .execution_options(synchronize_session=False))
+                .execution_options(synchronize_session=False)
+            )
             for (msg_id,) in won.all():
                 row = rows[msg_id]
                 claimed.append(Claimed(row.id, row.url, row.body, row.content_type, row.attempts))
@@ -185,9 +207,12 @@ class OutboxWorker:
         status: int | None = None
         error = ""
         try:
-            async with self._http.post(message.url, data=message.body, ssl=self.ssl_context if
-                                       message.url.startswith("https") else None,
-                                       headers={"Content-Type": message.content_type}) as response:
+            async with self._http.post(
+                message.url,
+                data=message.body,
+                ssl=self.ssl_context if message.url.startswith("https") else None,
+                headers={"Content-Type": message.content_type},
+            ) as response:
                 status = response.status
                 await response.read()
             if status >= 300:
@@ -215,8 +240,9 @@ class OutboxWorker:
             log.warning("delivery %s to %s failed (attempt %d): %s", message.id, message.url, attempts, error)
         return values
 
-    async def _record_many(self, outcomes: list[tuple[Claimed, int | None, str]],
-                           release: list[int] | None = None) -> None:
+    async def _record_many(
+        self, outcomes: list[tuple[Claimed, int | None, str]], release: list[int] | None = None
+    ) -> None:
         now = utcnow()
         # outcomes with the same values (typically: delivered on the first attempt) share one UPDATE
         groups: dict[tuple, tuple[dict, list[int]]] = {}
@@ -226,15 +252,24 @@ class OutboxWorker:
             groups.setdefault(key, (values, []))[1].append(message.id)
         async with self.store.sessions.begin() as session:
             for values, ids in groups.values():
-                await session.execute(update(OutboxMessage).where(OutboxMessage.id.in_(ids)).values(**values)
-                                      .execution_options(synchronize_session=False))
+                await session.execute(
+                    update(OutboxMessage)
+                    .where(OutboxMessage.id.in_(ids))
+                    .values(**values)
+                    .execution_options(synchronize_session=False)
+                )
             if release:
-                await session.execute(update(OutboxMessage).where(OutboxMessage.id.in_(release))
-                                      .values(lease_until=None).execution_options(synchronize_session=False))
+                await session.execute(
+                    update(OutboxMessage)
+                    .where(OutboxMessage.id.in_(release))
+                    .values(lease_until=None)
+                    .execution_options(synchronize_session=False)
+                )
 
 
-def delivery_ssl_context(ca_files: list[str], client_cert: str | None, client_key: str | None,
-                         verify: bool) -> ssl.SSLContext:
+def delivery_ssl_context(
+    ca_files: list[str], client_cert: str | None, client_key: str | None, verify: bool
+) -> ssl.SSLContext:
     """The client side of outbound POSTs: our server certificate as client cert, receivers checked against our
     trust anchors (2030.5 notifications are mutually authenticated like every other exchange)."""
     ctx = ssl.create_default_context()

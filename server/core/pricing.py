@@ -20,22 +20,48 @@ from server.store.models import Sep2InfluenceEvent, Sep2InfluenceSet
 CURRENCIES = {36: "AUD", 124: "CAD", 554: "NZD", 826: "GBP", 840: "USD", 978: "EUR"}
 
 
-async def create_tariff(session: AsyncSession, name: str, *, currency: int = 840, price_power_of_ten: int = -3,
-                        primacy: int = 1, rate_code: str = "", description: str = "") -> Sep2InfluenceSet:
+async def create_tariff(
+    session: AsyncSession,
+    name: str,
+    *,
+    currency: int = 840,
+    price_power_of_ten: int = -3,
+    primacy: int = 1,
+    rate_code: str = "",
+    description: str = "",
+) -> Sep2InfluenceSet:
     if currency not in CURRENCIES:
         raise Invalid(f"currency must be an ISO 4217 numeric code, one of {sorted(CURRENCIES)}")
     if not -9 <= price_power_of_ten <= 9:
         raise Invalid("price_power_of_ten must be -9..9")
     if len(rate_code) > 20:
         raise Invalid("rate_code is at most 20 characters")
-    return await influence.create_set(session, "tariff", name, primacy=primacy, description=description,
-                                      attrs={"currency": currency, "pricePowerOfTenMultiplier": price_power_of_ten,
-                                             "rateCode": rate_code, "serviceCategoryKind": 0})
+    return await influence.create_set(
+        session,
+        "tariff",
+        name,
+        primacy=primacy,
+        description=description,
+        attrs={
+            "currency": currency,
+            "pricePowerOfTenMultiplier": price_power_of_ten,
+            "rateCode": rate_code,
+            "serviceCategoryKind": 0,
+        },
+    )
 
 
-async def add_rate(session: AsyncSession, tariff: Sep2InfluenceSet, name: str, *, uom: int = 72,
-                   flow_direction: int = 1, role_flags: int = 1, power_of_ten: int = 0,
-                   description: str = "") -> Sep2InfluenceSet:
+async def add_rate(
+    session: AsyncSession,
+    tariff: Sep2InfluenceSet,
+    name: str,
+    *,
+    uom: int = 72,
+    flow_direction: int = 1,
+    role_flags: int = 1,
+    power_of_ten: int = 0,
+    description: str = "",
+) -> Sep2InfluenceSet:
     """A RateComponent; by default energy (uom 72 Wh) delivered to the customer (flowDirection 1)."""
     if uom not in (38, 72, 61, 63, 71, 73):
         raise Invalid("uom must be one of 38 (W), 61 (VA), 63 (var), 71 (VAh), 72 (Wh), 73 (varh)")
@@ -43,10 +69,20 @@ async def add_rate(session: AsyncSession, tariff: Sep2InfluenceSet, name: str, *
         raise Invalid("flow_direction must be 0 (none), 1 (forward/delivered) or 19 (reverse/received)")
     if not 0 <= role_flags <= 0xFFFF or not -9 <= power_of_ten <= 9:
         raise Invalid("role_flags must be 0..65535 and power_of_ten -9..9")
-    return await influence.create_set(session, "rate", name, parent=tariff, primacy=tariff.primacy,
-                                      description=description,
-                                      attrs={"uom": uom, "flowDirection": flow_direction, "roleFlags": role_flags,
-                                             "powerOfTenMultiplier": power_of_ten})
+    return await influence.create_set(
+        session,
+        "rate",
+        name,
+        parent=tariff,
+        primacy=tariff.primacy,
+        description=description,
+        attrs={
+            "uom": uom,
+            "flowDirection": flow_direction,
+            "roleFlags": role_flags,
+            "powerOfTenMultiplier": power_of_ten,
+        },
+    )
 
 
 def check_tiers(tiers: list[dict[str, Any]]) -> list[dict[str, int]]:
@@ -61,24 +97,35 @@ def check_tiers(tiers: list[dict[str, Any]]) -> list[dict[str, int]]:
         for name, v in (("price", price), ("start_value", start)):
             if isinstance(v, bool) or not isinstance(v, int):
                 raise Invalid(f"prices[{i}].{name} must be an integer")
-        if not -2**31 <= price < 2**31 or not 0 <= start < 2**48:
+        if not -(2**31) <= price < 2**31 or not 0 <= start < 2**48:
             raise Invalid(f"prices[{i}]: price must fit Int32 and start_value UInt48")
         clean.append({"price": price, "startValue": start})
-    if clean[0]["startValue"] != 0 or any(b["startValue"] <= a["startValue"] for a, b in zip(clean, clean[1:],
-                                                                                              strict=False)):
+    if clean[0]["startValue"] != 0 or any(
+        b["startValue"] <= a["startValue"] for a, b in zip(clean, clean[1:], strict=False)
+    ):
         raise Invalid("consumption blocks must start at 0 and ascend")
     return clean
 
 
-async def publish_price(session: AsyncSession, rate: Sep2InfluenceSet, new: influence.NewEvent,
-                        tou_tier: int = 0) -> Sep2InfluenceEvent:
+async def publish_price(
+    session: AsyncSession, rate: Sep2InfluenceSet, new: influence.NewEvent, tou_tier: int = 0
+) -> Sep2InfluenceEvent:
     """A TimeTariffInterval: ``new.payload`` = {"tiers": [{price, start_value}, ...]}."""
     if rate.kind != "rate":
         raise Invalid("prices are published on a rate component")
     if not 0 <= tou_tier <= 6:
         raise Invalid("tou_tier must be 0..6")
     payload = {"touTier": tou_tier, "tiers": check_tiers(new.payload.get("tiers"))}
-    return await influence.create_event(session, rate, influence.NewEvent(
-        start=new.start, duration_s=new.duration_s, payload=payload, description=new.description,
-        randomize_start_s=new.randomize_start_s, randomize_duration_s=new.randomize_duration_s,
-        response_required=new.response_required))
+    return await influence.create_event(
+        session,
+        rate,
+        influence.NewEvent(
+            start=new.start,
+            duration_s=new.duration_s,
+            payload=payload,
+            description=new.description,
+            randomize_start_s=new.randomize_start_s,
+            randomize_duration_s=new.randomize_duration_s,
+            response_required=new.response_required,
+        ),
+    )

@@ -69,15 +69,30 @@ def base_name(report_name: str) -> str:
 async def register_offered(session: AsyncSession, ven_pk: int, offered: list[OfferedReport]) -> None:
     """Replace the VEN's metadata for each offered report specifier."""
     for report in offered:
-        existing = {d.r_id: d for d in await session.scalars(
-            select(OadrReportDescription).where(OadrReportDescription.ven_pk == ven_pk,
-                                                OadrReportDescription.report_specifier_id == report.specifier_id))}
+        existing = {
+            d.r_id: d
+            for d in await session.scalars(
+                select(OadrReportDescription).where(
+                    OadrReportDescription.ven_pk == ven_pk,
+                    OadrReportDescription.report_specifier_id == report.specifier_id,
+                )
+            )
+        }
         for desc in report.descriptions:
             row = existing.pop(desc.r_id, None) or OadrReportDescription(
-                ven_pk=ven_pk, report_specifier_id=report.specifier_id, r_id=desc.r_id)
+                ven_pk=ven_pk, report_specifier_id=report.specifier_id, r_id=desc.r_id
+            )
             row.report_name = base_name(report.report_name)
-            for attr in ("resource_id", "report_type", "reading_type", "measurement", "unit", "scale",
-                         "min_period_s", "max_period_s"):
+            for attr in (
+                "resource_id",
+                "report_type",
+                "reading_type",
+                "measurement",
+                "unit",
+                "scale",
+                "min_period_s",
+                "max_period_s",
+            ):
                 setattr(row, attr, getattr(desc, attr))
             row.registered_at = utcnow()
             session.add(row)
@@ -95,8 +110,14 @@ def _clamp(wanted: float, descs: list[Description]) -> int:
     return max(int(round(value)), 1)
 
 
-async def choose_requests(session: AsyncSession, ven_pk: int, offered: list[OfferedReport], names: list[str],
-                          granularity_s: int, back_duration_s: int) -> list[OadrReportRequest]:
+async def choose_requests(
+    session: AsyncSession,
+    ven_pk: int,
+    offered: list[OfferedReport],
+    names: list[str],
+    granularity_s: int,
+    back_duration_s: int,
+) -> list[OadrReportRequest]:
     """Report requests for the offered reports whose names configuration asks for; a re-registration of the
     same report supersedes earlier requests for it."""
     wanted = {n.upper() for n in names}
@@ -105,19 +126,29 @@ async def choose_requests(session: AsyncSession, ven_pk: int, offered: list[Offe
         name = base_name(report.report_name)
         if name.upper() not in wanted or not report.descriptions:
             continue
-        superseded = await session.scalars(select(OadrReportRequest).where(
-            OadrReportRequest.ven_pk == ven_pk, OadrReportRequest.report_specifier_id == report.specifier_id,
-            OadrReportRequest.status != "cancelled"))
+        superseded = await session.scalars(
+            select(OadrReportRequest).where(
+                OadrReportRequest.ven_pk == ven_pk,
+                OadrReportRequest.report_specifier_id == report.specifier_id,
+                OadrReportRequest.status != "cancelled",
+            )
+        )
         for old in superseded:
             # the VEN keeps running the old request unless told: without this, values would arrive twice
             old.status, old.changed_at = "cancelled", utcnow()
-            await vens_core.enqueue(session, ven_pk, CANCEL_REPORT, {"report_request_id": old.report_request_id})
+            await vens_core.enqueue(
+                session, ven_pk, CANCEL_REPORT, {"report_request_id": old.report_request_id}
+            )
         granularity = _clamp(granularity_s, report.descriptions)
         request = OadrReportRequest(
-            ven_pk=ven_pk, report_request_id="RR-" + secrets.token_hex(6).upper(),
-            report_specifier_id=report.specifier_id, report_name=name,
-            r_ids=[d.r_id for d in report.descriptions], granularity_s=granularity,
-            report_back_duration_s=max(back_duration_s, granularity))
+            ven_pk=ven_pk,
+            report_request_id="RR-" + secrets.token_hex(6).upper(),
+            report_specifier_id=report.specifier_id,
+            report_name=name,
+            r_ids=[d.r_id for d in report.descriptions],
+            granularity_s=granularity,
+            report_back_duration_s=max(back_duration_s, granularity),
+        )
         session.add(request)
         made.append(request)
     await session.flush()
@@ -125,14 +156,20 @@ async def choose_requests(session: AsyncSession, ven_pk: int, offered: list[Offe
 
 
 async def reading_types(session: AsyncSession, ven_pk: int, specifier_id: str) -> dict[str, str]:
-    rows = await session.scalars(select(OadrReportDescription).where(
-        OadrReportDescription.ven_pk == ven_pk, OadrReportDescription.report_specifier_id == specifier_id))
+    rows = await session.scalars(
+        select(OadrReportDescription).where(
+            OadrReportDescription.ven_pk == ven_pk, OadrReportDescription.report_specifier_id == specifier_id
+        )
+    )
     return {d.r_id: d.reading_type for d in rows}
 
 
 async def _request(session: AsyncSession, ven_pk: int, report_request_id: str) -> OadrReportRequest:
-    req = await session.scalar(select(OadrReportRequest).where(
-        OadrReportRequest.ven_pk == ven_pk, OadrReportRequest.report_request_id == report_request_id))
+    req = await session.scalar(
+        select(OadrReportRequest).where(
+            OadrReportRequest.ven_pk == ven_pk, OadrReportRequest.report_request_id == report_request_id
+        )
+    )
     if req is None:
         raise NotFound(f"no report request {report_request_id} for this VEN")
     return req
@@ -151,9 +188,11 @@ async def mark_created(session: AsyncSession, ven_pk: int, report_request_ids: l
 
 async def forget_requests(session: AsyncSession, ven_pk: int) -> None:
     """A new registration: whatever the VEN was asked before is gone on its side too."""
-    await session.execute(update(OadrReportRequest)
-                          .where(OadrReportRequest.ven_pk == ven_pk, OadrReportRequest.status != "cancelled")
-                          .values(status="cancelled", changed_at=utcnow()))
+    await session.execute(
+        update(OadrReportRequest)
+        .where(OadrReportRequest.ven_pk == ven_pk, OadrReportRequest.status != "cancelled")
+        .values(status="cancelled", changed_at=utcnow())
+    )
 
 
 async def mark_cancelled(session: AsyncSession, ven_pk: int, report_request_id: str) -> None:
@@ -167,36 +206,64 @@ async def store_update(session: AsyncSession, ven: Ven, reports: list[ReportData
     readings: list[telemetry.Reading] = []
     for data in reports:
         req = await _request(session, ven.id, data.report_request_id)
-        descs = {d.r_id: d for d in await session.scalars(select(OadrReportDescription).where(
-            OadrReportDescription.ven_pk == ven.id,
-            OadrReportDescription.report_specifier_id == (data.specifier_id or req.report_specifier_id)))}
+        descs = {
+            d.r_id: d
+            for d in await session.scalars(
+                select(OadrReportDescription).where(
+                    OadrReportDescription.ven_pk == ven.id,
+                    OadrReportDescription.report_specifier_id
+                    == (data.specifier_id or req.report_specifier_id),
+                )
+            )
+        }
         for v in data.values:
             desc = descs.get(v.r_id)
             if desc is None:
                 raise Invalid(f"rID {v.r_id} was not registered in report {data.specifier_id}")
             value, unit = telemetry.normalise(v.value, desc.unit, desc.scale)
-            readings.append(telemetry.Reading(
-                source_kind="ven", source_id=ven.ven_id, resource=desc.resource_id,
-                measurement=desc.measurement or req.report_name, reading_type=desc.reading_type, unit=unit,
-                ts=v.ts, value=value, duration_s=v.duration_s))
+            readings.append(
+                telemetry.Reading(
+                    source_kind="ven",
+                    source_id=ven.ven_id,
+                    resource=desc.resource_id,
+                    measurement=desc.measurement or req.report_name,
+                    reading_type=desc.reading_type,
+                    unit=unit,
+                    ts=v.ts,
+                    value=value,
+                    duration_s=v.duration_s,
+                )
+            )
         req.last_update_at = utcnow()
         if req.status == "requested":
             req.status = "active"
     return await telemetry.add(session, readings)
 
 
-async def request_report(session: AsyncSession, ven_name: str, specifier_id: str, granularity_s: int,
-                         back_duration_s: int) -> dict[str, Any]:
+async def request_report(
+    session: AsyncSession, ven_name: str, specifier_id: str, granularity_s: int, back_duration_s: int
+) -> dict[str, Any]:
     """Staff ask a VEN for a report it registered (granularity 0 = one-shot); delivered by poll or push."""
     ven = await vens_core.by_name(session, ven_name)
-    descs = list(await session.scalars(select(OadrReportDescription).where(
-        OadrReportDescription.ven_pk == ven.id, OadrReportDescription.report_specifier_id == specifier_id)))
+    descs = list(
+        await session.scalars(
+            select(OadrReportDescription).where(
+                OadrReportDescription.ven_pk == ven.id,
+                OadrReportDescription.report_specifier_id == specifier_id,
+            )
+        )
+    )
     if not descs:
         raise NotFound(f"VEN {ven_name} registered no report {specifier_id}")
-    req = OadrReportRequest(ven_pk=ven.id, report_request_id="RR-" + secrets.token_hex(6).upper(),
-                            report_specifier_id=specifier_id, report_name=descs[0].report_name,
-                            r_ids=[d.r_id for d in descs], granularity_s=granularity_s,
-                            report_back_duration_s=back_duration_s)
+    req = OadrReportRequest(
+        ven_pk=ven.id,
+        report_request_id="RR-" + secrets.token_hex(6).upper(),
+        report_specifier_id=specifier_id,
+        report_name=descs[0].report_name,
+        r_ids=[d.r_id for d in descs],
+        granularity_s=granularity_s,
+        report_back_duration_s=back_duration_s,
+    )
     session.add(req)
     await session.flush()
     await vens_core.enqueue(session, ven.id, CREATE_REPORT, {"report_request_id": req.report_request_id})
@@ -215,11 +282,18 @@ async def get_request(session: AsyncSession, ven_pk: int, report_request_id: str
 
 
 def _request_dict(r: OadrReportRequest, ven_name: str) -> dict[str, Any]:
-    return {"ven": ven_name, "report_request_id": r.report_request_id, "report_specifier_id": r.report_specifier_id,
-            "report_name": r.report_name, "r_ids": r.r_ids, "granularity_s": r.granularity_s,
-            "report_back_duration_s": r.report_back_duration_s, "status": r.status,
-            "created_at": r.created_at.isoformat(),
-            "last_update_at": r.last_update_at.isoformat() if r.last_update_at else None}
+    return {
+        "ven": ven_name,
+        "report_request_id": r.report_request_id,
+        "report_specifier_id": r.report_specifier_id,
+        "report_name": r.report_name,
+        "r_ids": r.r_ids,
+        "granularity_s": r.granularity_s,
+        "report_back_duration_s": r.report_back_duration_s,
+        "status": r.status,
+        "created_at": r.created_at.isoformat(),
+        "last_update_at": r.last_update_at.isoformat() if r.last_update_at else None,
+    }
 
 
 async def list_reports(session: AsyncSession, ven_name: str | None = None) -> dict[str, Any]:
@@ -227,11 +301,23 @@ async def list_reports(session: AsyncSession, ven_name: str | None = None) -> di
     rq = select(OadrReportRequest, Ven.name).join(Ven, Ven.id == OadrReportRequest.ven_pk)
     if ven_name:
         dq, rq = dq.where(Ven.name == ven_name), rq.where(Ven.name == ven_name)
-    descriptions = [{"ven": name, "report_specifier_id": d.report_specifier_id, "report_name": d.report_name,
-                     "r_id": d.r_id, "resource_id": d.resource_id, "measurement": d.measurement, "unit": d.unit,
-                     "scale": d.scale, "reading_type": d.reading_type, "min_period_s": d.min_period_s,
-                     "max_period_s": d.max_period_s}
-                    for d, name in (await session.execute(dq.order_by(OadrReportDescription.id))).all()]
-    requests = [_request_dict(r, name)
-                for r, name in (await session.execute(rq.order_by(OadrReportRequest.id))).all()]
+    descriptions = [
+        {
+            "ven": name,
+            "report_specifier_id": d.report_specifier_id,
+            "report_name": d.report_name,
+            "r_id": d.r_id,
+            "resource_id": d.resource_id,
+            "measurement": d.measurement,
+            "unit": d.unit,
+            "scale": d.scale,
+            "reading_type": d.reading_type,
+            "min_period_s": d.min_period_s,
+            "max_period_s": d.max_period_s,
+        }
+        for d, name in (await session.execute(dq.order_by(OadrReportDescription.id))).all()
+    ]
+    requests = [
+        _request_dict(r, name) for r, name in (await session.execute(rq.order_by(OadrReportRequest.id))).all()
+    ]
     return {"offered": descriptions, "requests": requests}

@@ -27,18 +27,32 @@ def check_status(status: int) -> int:
     return status
 
 
-async def record(session: AsyncSession, control_id: int, end_device_id: int | None, lfdi: str, status: int,
-                 created: dt.datetime) -> Sep2Response:
-    response = Sep2Response(control_id=control_id, end_device_id=end_device_id, lfdi=lfdi,
-                            status=check_status(status), created_date_time=created)
+async def record(
+    session: AsyncSession,
+    control_id: int,
+    end_device_id: int | None,
+    lfdi: str,
+    status: int,
+    created: dt.datetime,
+) -> Sep2Response:
+    response = Sep2Response(
+        control_id=control_id,
+        end_device_id=end_device_id,
+        lfdi=lfdi,
+        status=check_status(status),
+        created_date_time=created,
+    )
     session.add(response)
     await session.flush()
     return response
 
 
 async def for_control(session: AsyncSession, control_id: int) -> list[Sep2Response]:
-    return list(await session.scalars(select(Sep2Response).where(Sep2Response.control_id == control_id)
-                                      .order_by(Sep2Response.id)))
+    return list(
+        await session.scalars(
+            select(Sep2Response).where(Sep2Response.control_id == control_id).order_by(Sep2Response.id)
+        )
+    )
 
 
 async def get(session: AsyncSession, response_id: int) -> Sep2Response | None:
@@ -53,5 +67,12 @@ async def all_responses(session: AsyncSession, end_device_ids: list[int] | None 
 
 
 def response_dict(r: Sep2Response) -> dict[str, Any]:
-    return {"id": r.id, "control_id": r.control_id, "end_device_id": r.end_device_id, "lfdi": r.lfdi,
-            "status": r.status, "created": r.created_date_time.isoformat(), "received_at": r.received_at.isoformat()}
+    return {
+        "id": r.id,
+        "control_id": r.control_id,
+        "end_device_id": r.end_device_id,
+        "lfdi": r.lfdi,
+        "status": r.status,
+        "created": r.created_date_time.isoformat(),
+        "received_at": r.received_at.isoformat(),
+    }

@@ -31,7 +31,9 @@ async def put_resource(session: AsyncSession, device_id: int, kind: str, body: s
 
 
 async def device_resources(session: AsyncSession, device_id: int) -> dict[str, str]:
-    rows = await session.scalars(select(Sep2DeviceResource).where(Sep2DeviceResource.end_device_id == device_id))
+    rows = await session.scalars(
+        select(Sep2DeviceResource).where(Sep2DeviceResource.end_device_id == device_id)
+    )
     return {r.kind: r.body for r in rows}
 
 
@@ -59,12 +61,14 @@ async def all_settings(session: AsyncSession) -> dict[str, str]:
 
 # ------------------------------------------------------------------------------------------ MirrorUsagePoints
 async def mups_of(session: AsyncSession, owner_lfdis: list[str]) -> list[Sep2Mup]:
-    return list(await session.scalars(select(Sep2Mup).where(Sep2Mup.owner_lfdi.in_(owner_lfdis))
-                                      .order_by(Sep2Mup.id)))
+    return list(
+        await session.scalars(select(Sep2Mup).where(Sep2Mup.owner_lfdi.in_(owner_lfdis)).order_by(Sep2Mup.id))
+    )
 
 
-async def upsert_mup(session: AsyncSession, owner_lfdi: str, device_lfdi: str, mrid: str, body: str,
-                     mmr_mrids: list[str]) -> tuple[Sep2Mup, bool]:
+async def upsert_mup(
+    session: AsyncSession, owner_lfdi: str, device_lfdi: str, mrid: str, body: str, mmr_mrids: list[str]
+) -> tuple[Sep2Mup, bool]:
     """Create or (same owner, same mRID) replace a MirrorUsagePoint; True when created.
 
     Meter reading mRIDs are unique server-wide: one already used by another MirrorUsagePoint is a conflict."""

@@ -25,25 +25,54 @@ async def states(session: AsyncSession, device_id: int | None = None) -> list[di
         return []
     keys = [order_key(s.id) for s in subs]
     counts: dict[tuple[str, str], int] = {
-        (k, st): n for k, st, n in (await session.execute(
-            select(OutboxMessage.order_key, OutboxMessage.status, func.count())
-            .where(OutboxMessage.order_key.in_(keys))
-            .group_by(OutboxMessage.order_key, OutboxMessage.status))).all()}
-    last_ids = select(func.max(OutboxMessage.id)).where(OutboxMessage.order_key.in_(keys)) \
+        (k, st): n
+        for k, st, n in (
+            await session.execute(
+                select(OutboxMessage.order_key, OutboxMessage.status, func.count())
+                .where(OutboxMessage.order_key.in_(keys))
+                .group_by(OutboxMessage.order_key, OutboxMessage.status)
+            )
+        ).all()
+    }
+    last_ids = (
+        select(func.max(OutboxMessage.id))
+        .where(OutboxMessage.order_key.in_(keys))
         .group_by(OutboxMessage.order_key)
-    last = {m.order_key: m for m in await session.scalars(select(OutboxMessage).where(OutboxMessage.id.in_(last_ids)))}
+    )
+    last = {
+        m.order_key: m
+        for m in await session.scalars(select(OutboxMessage).where(OutboxMessage.id.in_(last_ids)))
+    }
     out = []
     for sub in subs:
         key = order_key(sub.id)
         m = last.get(key)
-        out.append({"id": sub.id, "href": f"/edev/{sub.end_device_id}/sub/{sub.id}",
-                    "end_device_id": sub.end_device_id, "owner_lfdi": sub.owner_lfdi, "resource": sub.resource,
-                    "kind": sub.kind, "notification_uri": sub.notification_uri, "limit": sub.limit,
-                    "created_at": sub.created_at.isoformat(), "notifications": sub.notifications,
-                    "pending": counts.get((key, "pending"), 0), "delivered": counts.get((key, "delivered"), 0),
-                    "failed": counts.get((key, "failed"), 0),
-                    "last": None if m is None else {
-                        "id": m.id, "status": m.status, "attempts": m.attempts, "last_status": m.last_status,
-                        "last_error": m.last_error, "created_at": m.created_at.isoformat(),
-                        "delivered_at": m.delivered_at.isoformat() if m.delivered_at else None}})
+        out.append(
+            {
+                "id": sub.id,
+                "href": f"/edev/{sub.end_device_id}/sub/{sub.id}",
+                "end_device_id": sub.end_device_id,
+                "owner_lfdi": sub.owner_lfdi,
+                "resource": sub.resource,
+                "kind": sub.kind,
+                "notification_uri": sub.notification_uri,
+                "limit": sub.limit,
+                "created_at": sub.created_at.isoformat(),
+                "notifications": sub.notifications,
+                "pending": counts.get((key, "pending"), 0),
+                "delivered": counts.get((key, "delivered"), 0),
+                "failed": counts.get((key, "failed"), 0),
+                "last": None
+                if m is None
+                else {
+                    "id": m.id,
+                    "status": m.status,
+                    "attempts": m.attempts,
+                    "last_status": m.last_status,
+                    "last_error": m.last_error,
+                    "created_at": m.created_at.isoformat(),
+                    "delivered_at": m.delivered_at.isoformat() if m.delivered_at else None,
+                },
+            }
+        )
     return out

@@ -17,12 +17,40 @@ from server.store.models import TelemetryReading
 from server.store.types import utcnow
 
 # SI prefixes as OpenADR/EMIX siScaleCode spells them
-SCALE = {"p": 1e-12, "n": 1e-9, "micro": 1e-6, "m": 1e-3, "c": 1e-2, "d": 1e-1, "none": 1.0, "": 1.0,
-         "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
+SCALE = {
+    "p": 1e-12,
+    "n": 1e-9,
+    "micro": 1e-6,
+    "m": 1e-3,
+    "c": 1e-2,
+    "d": 1e-1,
+    "none": 1.0,
+    "": 1.0,
+    "k": 1e3,
+    "M": 1e6,
+    "G": 1e9,
+    "T": 1e12,
+}
 # unit spellings seen on the wire -> one canonical SI spelling
-UNITS = {"W": "W", "w": "W", "Wh": "Wh", "wh": "Wh", "VA": "VA", "VAR": "var", "var": "var", "VARh": "varh",
-         "VAh": "VAh", "varh": "varh", "V": "V", "A": "A", "Hz": "Hz", "hz": "Hz", "%": "%", "C": "degC",
-         "celsius": "degC"}
+UNITS = {
+    "W": "W",
+    "w": "W",
+    "Wh": "Wh",
+    "wh": "Wh",
+    "VA": "VA",
+    "VAR": "var",
+    "var": "var",
+    "VARh": "varh",
+    "VAh": "VAh",
+    "varh": "varh",
+    "V": "V",
+    "A": "A",
+    "Hz": "Hz",
+    "hz": "Hz",
+    "%": "%",
+    "C": "degC",
+    "celsius": "degC",
+}
 
 
 @dataclass(frozen=True)
@@ -53,12 +81,24 @@ async def add(session: AsyncSession, readings: list[Reading]) -> int:
     return len(rows)
 
 
-async def query(session: AsyncSession, *, source_kind: str | None = None, source_id: str | None = None,
-                resource: str | None = None, measurement: str | None = None, since: dt.datetime | None = None,
-                until: dt.datetime | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+async def query(
+    session: AsyncSession,
+    *,
+    source_kind: str | None = None,
+    source_id: str | None = None,
+    resource: str | None = None,
+    measurement: str | None = None,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+    limit: int = 1000,
+) -> list[dict[str, Any]]:
     q = select(TelemetryReading)
-    for column, value in ((TelemetryReading.source_kind, source_kind), (TelemetryReading.source_id, source_id),
-                          (TelemetryReading.resource, resource), (TelemetryReading.measurement, measurement)):
+    for column, value in (
+        (TelemetryReading.source_kind, source_kind),
+        (TelemetryReading.source_id, source_id),
+        (TelemetryReading.resource, resource),
+        (TelemetryReading.measurement, measurement),
+    ):
         if value is not None:
             q = q.where(column == value)
     if since is not None:
@@ -66,21 +106,38 @@ async def query(session: AsyncSession, *, source_kind: str | None = None, source
     if until is not None:
         q = q.where(TelemetryReading.ts < until)
     q = q.order_by(TelemetryReading.ts.desc(), TelemetryReading.id.desc()).limit(max(1, min(limit, 100_000)))
-    return [{"source_kind": r.source_kind, "source_id": r.source_id, "resource": r.resource,
-             "measurement": r.measurement, "reading_type": r.reading_type, "unit": r.unit,
-             "ts": r.ts.isoformat(), "value": r.value, "duration_s": r.duration_s}
-            for r in await session.scalars(q)]
+    return [
+        {
+            "source_kind": r.source_kind,
+            "source_id": r.source_id,
+            "resource": r.resource,
+            "measurement": r.measurement,
+            "reading_type": r.reading_type,
+            "unit": r.unit,
+            "ts": r.ts.isoformat(),
+            "value": r.value,
+            "duration_s": r.duration_s,
+        }
+        for r in await session.scalars(q)
+    ]
 
 
-async def newest_values(session: AsyncSession, source_kind: str, source_ids: list[str],
-                        measurement: str) -> dict[str, float]:
+async def newest_values(
+    session: AsyncSession, source_kind: str, source_ids: list[str], measurement: str
+) -> dict[str, float]:
     """The newest value of one measurement per source (e.g. ``ratedPower`` nameplates); sources without one are
     left out."""
     t = TelemetryReading
-    newest = (select(t.source_id, func.max(t.ts).label("ts"))
-              .where(t.source_kind == source_kind, t.source_id.in_(source_ids), t.measurement == measurement)
-              .group_by(t.source_id).subquery())
+    newest = (
+        select(t.source_id, func.max(t.ts).label("ts"))
+        .where(t.source_kind == source_kind, t.source_id.in_(source_ids), t.measurement == measurement)
+        .group_by(t.source_id)
+        .subquery()
+    )
     rows = await session.execute(
-        select(t.source_id, t.value).join(newest, (t.source_id == newest.c.source_id) & (t.ts == newest.c.ts))
-        .where(t.source_kind == source_kind, t.measurement == measurement).order_by(t.id))
+        select(t.source_id, t.value)
+        .join(newest, (t.source_id == newest.c.source_id) & (t.ts == newest.c.ts))
+        .where(t.source_kind == source_kind, t.measurement == measurement)
+        .order_by(t.id)
+    )
     return {sid: value for sid, value in rows}

@@ -69,9 +69,24 @@ class VenInfo:
     @classmethod
     def of(cls, v: Ven, queued: int = 0) -> VenInfo:
         iso = lambda t: t.isoformat() if t else None  # noqa: E731
-        return cls(v.id, v.name, v.fingerprint, v.ven_id, v.registration_id, iso(v.registered_at),
-                   v.transport_address, v.http_pull, v.push_enabled, v.xml_signature, v.report_only, v.enabled,
-                   v.self_registered, iso(v.last_seen_at), v.created_at.isoformat(), queued)
+        return cls(
+            v.id,
+            v.name,
+            v.fingerprint,
+            v.ven_id,
+            v.registration_id,
+            iso(v.registered_at),
+            v.transport_address,
+            v.http_pull,
+            v.push_enabled,
+            v.xml_signature,
+            v.report_only,
+            v.enabled,
+            v.self_registered,
+            iso(v.last_seen_at),
+            v.created_at.isoformat(),
+            queued,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -80,7 +95,7 @@ class VenInfo:
 def normalise_fingerprint(value: str) -> str:
     cleaned = value.strip().upper().replace("-", ":")
     if ":" not in cleaned and len(cleaned) == 20:
-        cleaned = ":".join(cleaned[i:i + 2] for i in range(0, 20, 2))
+        cleaned = ":".join(cleaned[i : i + 2] for i in range(0, 20, 2))
     if not _FINGERPRINT.match(cleaned):
         raise Invalid(f"fingerprint must be 10 colon-separated hex bytes, got {value!r}")
     return cleaned
@@ -91,15 +106,26 @@ def new_ven_id() -> str:
     return "VEN-" + secrets.token_hex(8).upper()
 
 
-async def enroll(session: AsyncSession, name: str, fingerprint: str, ven_id: str | None = None,
-                 push_enabled: bool = False, self_registered: bool = False) -> Ven:
+async def enroll(
+    session: AsyncSession,
+    name: str,
+    fingerprint: str,
+    ven_id: str | None = None,
+    push_enabled: bool = False,
+    self_registered: bool = False,
+) -> Ven:
     name = name.strip()
     if not name or len(name) > 200:
         raise Invalid("name must be 1..200 characters")
     if ven_id is not None and not (0 < len(ven_id) <= 64):
         raise Invalid("venID must be 1..64 characters")
-    ven = Ven(name=name, fingerprint=normalise_fingerprint(fingerprint), ven_id=ven_id or new_ven_id(),
-              push_enabled=push_enabled, self_registered=self_registered)
+    ven = Ven(
+        name=name,
+        fingerprint=normalise_fingerprint(fingerprint),
+        ven_id=ven_id or new_ven_id(),
+        push_enabled=push_enabled,
+        self_registered=self_registered,
+    )
     session.add(ven)
     try:
         await session.flush()
@@ -127,8 +153,9 @@ async def by_fingerprint(session: AsyncSession, fingerprint: str) -> Ven | None:
     return await session.scalar(select(Ven).where(Ven.fingerprint == fingerprint))
 
 
-async def caller(session: AsyncSession, fingerprint: str, claimed_ven_id: str | None,
-                 require_registration: bool = True) -> Ven:
+async def caller(
+    session: AsyncSession, fingerprint: str, claimed_ven_id: str | None, require_registration: bool = True
+) -> Ven:
     """The VEN this TLS identity may act as, checked against the venID the message claims."""
     ven = await by_fingerprint(session, fingerprint)
     if claimed_ven_id and (ven is None or claimed_ven_id != ven.ven_id):
@@ -145,8 +172,17 @@ async def caller(session: AsyncSession, fingerprint: str, claimed_ven_id: str | 
     return ven
 
 
-async def register(session: AsyncSession, ven: Ven, registration_id: str | None, *, transport_address: str,
-                   http_pull: bool, report_only: bool, xml_signature: bool, profile: str) -> bool:
+async def register(
+    session: AsyncSession,
+    ven: Ven,
+    registration_id: str | None,
+    *,
+    transport_address: str,
+    http_pull: bool,
+    report_only: bool,
+    xml_signature: bool,
+    profile: str,
+) -> bool:
     """Create or renew the registration; returns True when it is a new one (not a re-registration)."""
     if registration_id and ven.registration_id and registration_id != ven.registration_id:
         raise UnknownVen(f"registrationID {registration_id} is not this VEN's registration")
@@ -179,13 +215,15 @@ async def touch(session: AsyncSession, ven: Ven, every_s: int = 30) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- queue
-async def enqueue(session: AsyncSession, ven_pk: int, kind: str, payload: dict[str, Any] | None = None,
-                  dedupe: bool = False) -> None:
+async def enqueue(
+    session: AsyncSession, ven_pk: int, kind: str, payload: dict[str, Any] | None = None, dedupe: bool = False
+) -> None:
     """Queue a message for a VEN. With ``dedupe`` a pending message of the same kind is enough (distributeEvent
     is rendered from the current events at delivery, so one pending copy always carries the latest state)."""
     if dedupe:
-        pending = await session.scalar(select(OadrQueued.id).where(OadrQueued.ven_pk == ven_pk,
-                                                                    OadrQueued.kind == kind).limit(1))
+        pending = await session.scalar(
+            select(OadrQueued.id).where(OadrQueued.ven_pk == ven_pk, OadrQueued.kind == kind).limit(1)
+        )
         if pending is not None:
             return
     session.add(OadrQueued(ven_pk=ven_pk, kind=kind, payload=payload or {}))
@@ -227,8 +265,9 @@ async def info(session: AsyncSession, name: str) -> VenInfo:
     return VenInfo.of(ven, counts.get(ven.id, 0))
 
 
-async def update(session: AsyncSession, name: str, push_enabled: bool | None = None,
-                 enabled: bool | None = None) -> VenInfo:
+async def update(
+    session: AsyncSession, name: str, push_enabled: bool | None = None, enabled: bool | None = None
+) -> VenInfo:
     ven = await by_name(session, name)
     if push_enabled is not None:
         ven.push_enabled = push_enabled

@@ -22,7 +22,9 @@ class SunSpecClient:
 
     async def __aenter__(self) -> SunSpecClient:
         if not await self.client.connect():
-            raise GatewayError(f"cannot connect to {self.client.comm_params.host}:{self.client.comm_params.port}")
+            raise GatewayError(
+                f"cannot connect to {self.client.comm_params.host}:{self.client.comm_params.port}"
+            )
         try:
             await self._discover()
         except BaseException:
@@ -30,8 +32,9 @@ class SunSpecClient:
             raise
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.client.close()
 
     async def read(self, address: int, count: int) -> list[int]:

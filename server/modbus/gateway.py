@@ -23,8 +23,18 @@ from server.store.models import ModbusDevice
 from server.store.types import utcnow
 
 log = logging.getLogger("dso.modbus")
-UNITS = {"current": "A", "voltage": "V", "realPower": "W", "frequency": "Hz", "apparentPower": "VA",
-         "reactivePower": "var", "powerFactor": "", "energyReal": "Wh", "operatingState": "", "ratedPower": "W"}
+UNITS = {
+    "current": "A",
+    "voltage": "V",
+    "realPower": "W",
+    "frequency": "Hz",
+    "apparentPower": "VA",
+    "reactivePower": "var",
+    "powerFactor": "",
+    "energyReal": "Wh",
+    "operatingState": "",
+    "ratedPower": "W",
+}
 
 
 @dataclass(frozen=True)
@@ -65,18 +75,34 @@ async def poll_once(store: Store, settings: ModbusSettings, target: Target) -> d
             status["last_ok_at"] = now
             status.update({k: info[k][:64] for k in ("manufacturer", "model", "serial") if k in info})
             status["models"] = info.get("models", "")[:200]
-            await telemetry.add(session, [
-                telemetry.Reading(source_kind="modbus", source_id=target.name, measurement=name, ts=now,
-                                  value=value, unit=UNITS.get(name, ""))
-                for name, value in values.items()])
+            await telemetry.add(
+                session,
+                [
+                    telemetry.Reading(
+                        source_kind="modbus",
+                        source_id=target.name,
+                        measurement=name,
+                        ts=now,
+                        value=value,
+                        unit=UNITS.get(name, ""),
+                    )
+                    for name, value in values.items()
+                ],
+            )
         await session.execute(update(ModbusDevice).where(ModbusDevice.id == target.id).values(**status))
     if error:
         log.warning("modbus poll of %s failed: %s", target.name, error)
     return values
 
 
-async def apply_control(store: Store, settings: ModbusSettings, name: str, export_limit_pct: float | None = None,
-                        release_limit: bool = False, connect: bool | None = None) -> dict[str, object]:
+async def apply_control(
+    store: Store,
+    settings: ModbusSettings,
+    name: str,
+    export_limit_pct: float | None = None,
+    release_limit: bool = False,
+    connect: bool | None = None,
+) -> dict[str, object]:
     """Write SunSpec immediate controls; returns what was written (register offsets within model 123)."""
     if export_limit_pct is None and connect is None and not release_limit:
         raise Invalid("nothing to apply: give an export limit, release, or connect")
@@ -140,8 +166,12 @@ class ModbusGateway:
         now = utcnow()
         async with self.store.sessions() as session:
             devices = await session.scalars(select(ModbusDevice).where(ModbusDevice.enabled.is_(True)))
-            return [_target(d) for d in devices if d.id not in self._busy and
-                    (d.last_poll_at is None or d.last_poll_at + dt.timedelta(seconds=d.poll_s) <= now)]
+            return [
+                _target(d)
+                for d in devices
+                if d.id not in self._busy
+                and (d.last_poll_at is None or d.last_poll_at + dt.timedelta(seconds=d.poll_s) <= now)
+            ]
 
     async def _poll(self, target: Target) -> None:
         try:

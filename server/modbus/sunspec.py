@@ -42,8 +42,12 @@ def string(registers: list[int]) -> str:
 
 
 def decode_common(data: list[int]) -> dict[str, str]:
-    return {"manufacturer": string(data[0:16]), "model": string(data[16:32]), "version": string(data[40:48]),
-            "serial": string(data[48:64])}
+    return {
+        "manufacturer": string(data[0:16]),
+        "model": string(data[16:32]),
+        "version": string(data[40:48]),
+        "serial": string(data[48:64]),
+    }
 
 
 def decode_inverter(data: list[int]) -> dict[str, float]:
@@ -57,8 +61,9 @@ def decode_inverter(data: list[int]) -> dict[str, float]:
         "reactivePower": scale(data[18], data[19], signed=True),
         "powerFactor": scale(data[20], data[21], signed=True),
         # WH is an acc32 over two registers; 0 means "not accumulated"
-        "energyReal": None if data[24] == NOT_IMPLEMENTED_I16 else
-        ((data[22] << 16) | data[23]) * 10.0 ** int16(data[24]),
+        "energyReal": None
+        if data[24] == NOT_IMPLEMENTED_I16
+        else ((data[22] << 16) | data[23]) * 10.0 ** int16(data[24]),
         "operatingState": float(data[36]) if data[36] != NOT_IMPLEMENTED_U16 else None,
     }
     if points["powerFactor"] is not None:
@@ -80,7 +85,7 @@ def encode_export_limit(percent: float, sf_raw: int) -> list[tuple[int, int]]:
     if not 0 <= percent <= 100:
         raise ValueError("export limit must be 0..100 % of the rated power")
     sf = 0 if sf_raw == NOT_IMPLEMENTED_I16 else int16(sf_raw)
-    raw = round(percent / 10.0 ** sf)
+    raw = round(percent / 10.0**sf)
     if not 0 <= raw <= 0xFFFE:
         raise ValueError("export limit does not fit the device's scale factor")
     return [(WMAXLIMPCT, raw), (WMAXLIM_ENA, 1)]

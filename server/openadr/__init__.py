@@ -53,8 +53,13 @@ def setup(app: web.Application) -> None:
     key = s.path(s.openadr.signing_key or s.pki.server_key)
     if s.openadr.sign_replies or cert.exists():
         signer = signing.Signer(cert, key)
-    vtn = Vtn(settings=s, schema=codec.schema(), signer=signer, poll_cache=PollCache(rt.store),
-              nonces=NonceWriter(rt.store))
+    vtn = Vtn(
+        settings=s,
+        schema=codec.schema(),
+        signer=signer,
+        poll_cache=PollCache(rt.store),
+        nonces=NonceWriter(rt.store),
+    )
     app[VTN] = vtn
     prefix = s.openadr.prefix.rstrip("/")
     for service in HANDLERS:

@@ -72,8 +72,15 @@ def schema() -> etree.XMLSchema:
 
 
 # ---------------------------------------------------------------------------------------------- parsing
-_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False,
-                          huge_tree=False, remove_comments=True, remove_pis=True)
+_PARSER = etree.XMLParser(
+    resolve_entities=False,
+    no_network=True,
+    load_dtd=False,
+    dtd_validation=False,
+    huge_tree=False,
+    remove_comments=True,
+    remove_pis=True,
+)
 
 
 def parse(body: bytes) -> etree._Element:
@@ -86,8 +93,9 @@ def parse(body: bytes) -> etree._Element:
     except etree.XMLSyntaxError as exc:
         raise XmlRejected(f"not well-formed XML: {exc}") from None
     # the byte check above misses other encodings (UTF-16): the parsed document must not carry a DTD either
-    if root is not None and (root.getroottree().docinfo.internalDTD is not None
-                             or root.getroottree().docinfo.doctype):
+    if root is not None and (
+        root.getroottree().docinfo.internalDTD is not None or root.getroottree().docinfo.doctype
+    ):
         raise XmlRejected("DOCTYPE and entity declarations are not accepted")
     if root is None or root.tag != q("oadr", "oadrPayload"):
         raise XmlRejected("root element must be oadr:oadrPayload")
@@ -98,7 +106,9 @@ def validate(root: etree._Element) -> None:
     s = schema()
     if not s.validate(root):
         error = s.error_log.last_error
-        raise SchemaInvalid(f"schema-invalid: line {error.line}: {error.message}" if error else "schema-invalid")
+        raise SchemaInvalid(
+            f"schema-invalid: line {error.line}: {error.message}" if error else "schema-invalid"
+        )
 
 
 SIGNED_OBJECT = q("oadr", "oadrSignedObject")
@@ -196,8 +206,9 @@ def parse_duration(value: str | None) -> float | None:
     if not m:
         raise ValueError(f"bad duration {value!r}")
     sign, w, d, h, mi, s = m.groups()
-    seconds = (int(w or 0) * 7 * 86400 + int(d or 0) * 86400 + int(h or 0) * 3600 + int(mi or 0) * 60
-               + float(s or 0))
+    seconds = (
+        int(w or 0) * 7 * 86400 + int(d or 0) * 86400 + int(h or 0) * 3600 + int(mi or 0) * 60 + float(s or 0)
+    )
     return -seconds if sign == "-" else seconds
 
 
@@ -238,7 +249,9 @@ def ei_response(parent: etree._Element, code: int, description: str, request_id:
     sub(resp, "pyld", "requestID", request_id or "")
 
 
-def response(code: int, description: str, request_id: str | None, ven_id: str | None = None) -> etree._Element:
+def response(
+    code: int, description: str, request_id: str | None, ven_id: str | None = None
+) -> etree._Element:
     msg = message("oadrResponse")
     ei_response(msg, code, description, request_id)
     if ven_id:
@@ -256,8 +269,14 @@ def xcal_dtstart(parent: etree._Element, when: dt.datetime) -> None:
     sub(holder, "xcal", "date-time", fmt_dt(when))
 
 
-def report_request(parent: etree._Element, report_request_id: str, specifier_id: str, granularity_s: float,
-                   back_duration_s: float, r_ids: list[tuple[str, str]]) -> None:
+def report_request(
+    parent: etree._Element,
+    report_request_id: str,
+    specifier_id: str,
+    granularity_s: float,
+    back_duration_s: float,
+    r_ids: list[tuple[str, str]],
+) -> None:
     """One oadrReportRequest: ``r_ids`` are (rID, readingType) pairs (an empty rID list means ``0``: all)."""
     req = sub(parent, "oadr", "oadrReportRequest")
     sub(req, "ei", "reportRequestID", report_request_id)
@@ -272,9 +291,15 @@ def report_request(parent: etree._Element, report_request_id: str, specifier_id:
 
 
 # ================================================================================================ messages out
-def created_party_registration(request_id: str | None, vtn_id: str, poll_freq_s: int, ven_id: str | None = None,
-                               registration_id: str | None = None, code: int = 200,
-                               description: str = "OK") -> etree._Element:
+def created_party_registration(
+    request_id: str | None,
+    vtn_id: str,
+    poll_freq_s: int,
+    ven_id: str | None = None,
+    registration_id: str | None = None,
+    code: int = 200,
+    description: str = "OK",
+) -> etree._Element:
     msg = message("oadrCreatedPartyRegistration")
     ei_response(msg, code, description, request_id)
     if registration_id:
@@ -292,8 +317,9 @@ def created_party_registration(request_id: str | None, vtn_id: str, poll_freq_s:
     return msg
 
 
-def canceled_party_registration(request_id: str | None, registration_id: str | None, ven_id: str,
-                                code: int = 200, description: str = "OK") -> etree._Element:
+def canceled_party_registration(
+    request_id: str | None, registration_id: str | None, ven_id: str, code: int = 200, description: str = "OK"
+) -> etree._Element:
     msg = message("oadrCanceledPartyRegistration")
     ei_response(msg, code, description, request_id)
     if registration_id:
@@ -314,7 +340,6 @@ def request_reregistration(ven_id: str) -> etree._Element:
     msg = message("oadrRequestReregistration")
     sub(msg, "ei", "venID", ven_id)
     return msg
-
 
 
 @dataclass
@@ -386,7 +411,9 @@ def distribute_event(request_id: str, vtn_id: str, events: list[EventOut]) -> et
         sub(signal, "ei", "signalName", e.signal_name)
         sub(signal, "ei", "signalType", e.signal_type)
         sub(signal, "ei", "signalID", e.signal_id)
-        sub(sub(sub(signal, "ei", "currentValue"), "ei", "payloadFloat"), "ei", "value", _num(e.current_value))
+        sub(
+            sub(sub(signal, "ei", "currentValue"), "ei", "payloadFloat"), "ei", "value", _num(e.current_value)
+        )
         target = sub(ee, "ei", "eiTarget")
         for group in e.group_ids:
             sub(target, "ei", "groupID", group)
@@ -401,8 +428,9 @@ def _num(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
-def registered_report(request_id: str | None, ven_id: str,
-                      requests: list[tuple[str, str, int, int, list[tuple[str, str]]]]) -> etree._Element:
+def registered_report(
+    request_id: str | None, ven_id: str, requests: list[tuple[str, str, int, int, list[tuple[str, str]]]]
+) -> etree._Element:
     """``requests``: (reportRequestID, reportSpecifierID, granularity_s, reportBackDuration_s, [(rID, readingType)])."""
     msg = message("oadrRegisteredReport")
     ei_response(msg, 200, "OK", request_id)
@@ -420,8 +448,15 @@ def register_report(request_id: str, ven_id: str) -> etree._Element:
     return msg
 
 
-def create_report(request_id: str, ven_id: str, rrid: str, spec: str, granularity_s: int, back_s: int,
-                  r_ids: list[tuple[str, str]]) -> etree._Element:
+def create_report(
+    request_id: str,
+    ven_id: str,
+    rrid: str,
+    spec: str,
+    granularity_s: int,
+    back_s: int,
+    r_ids: list[tuple[str, str]],
+) -> etree._Element:
     msg = message("oadrCreateReport")
     sub(msg, "pyld", "requestID", request_id)
     report_request(msg, rrid, spec, granularity_s, back_s, r_ids)
@@ -438,7 +473,9 @@ def cancel_report(request_id: str, ven_id: str, rrid: str, report_to_follow: boo
     return msg
 
 
-def pending_reports_reply(tag: str, request_id: str | None, ven_id: str, pending: list[str]) -> etree._Element:
+def pending_reports_reply(
+    tag: str, request_id: str | None, ven_id: str, pending: list[str]
+) -> etree._Element:
     """oadrCreatedReport / oadrCanceledReport."""
     msg = message(tag)
     ei_response(msg, 200, "OK", request_id)
@@ -511,11 +548,15 @@ class EventResponseIn:
 def read_created_event(msg: etree._Element) -> list[EventResponseIn]:
     out = []
     for r in msg.findall("pyld:eiCreatedEvent/ei:eventResponses/ei:eventResponse", NS):
-        out.append(EventResponseIn(
-            code=int(text(r, "ei:responseCode", "0") or 0), request_id=text(r, "pyld:requestID", "") or "",
-            event_id=text(r, "ei:qualifiedEventID/ei:eventID", "") or "",
-            modification_number=int(text(r, "ei:qualifiedEventID/ei:modificationNumber", "0") or 0),
-            opt_type=text(r, "ei:optType", "") or ""))
+        out.append(
+            EventResponseIn(
+                code=int(text(r, "ei:responseCode", "0") or 0),
+                request_id=text(r, "pyld:requestID", "") or "",
+                event_id=text(r, "ei:qualifiedEventID/ei:eventID", "") or "",
+                modification_number=int(text(r, "ei:qualifiedEventID/ei:modificationNumber", "0") or 0),
+                opt_type=text(r, "ei:optType", "") or "",
+            )
+        )
     return out
 
 
@@ -533,9 +574,11 @@ def _measurement(desc: etree._Element) -> tuple[str, str, str]:
             # a custom quantity is named by its description, not by the element
             described = child.find("{*}itemDescription")
             name = described.text.strip() if described is not None and described.text else name
-        return (name,
-                units.text.strip() if units is not None and units.text else "",
-                scale.text.strip() if scale is not None and scale.text else "none")
+        return (
+            name,
+            units.text.strip() if units is not None and units.text else "",
+            scale.text.strip() if scale is not None and scale.text else "none",
+        )
     return "", "", "none"
 
 
@@ -547,15 +590,26 @@ def read_register_report(msg: etree._Element) -> list[Any]:
         descs = []
         for d in report.findall("oadr:oadrReportDescription", NS):
             name, unit, scale = _measurement(d)
-            descs.append(Description(
-                r_id=text(d, "ei:rID", "") or "",
-                resource_id=text(d, "ei:reportDataSource/ei:resourceID", "") or "",
-                report_type=text(d, "ei:reportType", "") or "", reading_type=text(d, "ei:readingType", "") or "",
-                measurement=name, unit=unit, scale=scale,
-                min_period_s=parse_duration(text(d, "oadr:oadrSamplingRate/oadr:oadrMinPeriod")),
-                max_period_s=parse_duration(text(d, "oadr:oadrSamplingRate/oadr:oadrMaxPeriod"))))
-        offered.append(OfferedReport(specifier_id=text(report, "ei:reportSpecifierID", "") or "",
-                                     report_name=text(report, "ei:reportName", "") or "", descriptions=descs))
+            descs.append(
+                Description(
+                    r_id=text(d, "ei:rID", "") or "",
+                    resource_id=text(d, "ei:reportDataSource/ei:resourceID", "") or "",
+                    report_type=text(d, "ei:reportType", "") or "",
+                    reading_type=text(d, "ei:readingType", "") or "",
+                    measurement=name,
+                    unit=unit,
+                    scale=scale,
+                    min_period_s=parse_duration(text(d, "oadr:oadrSamplingRate/oadr:oadrMinPeriod")),
+                    max_period_s=parse_duration(text(d, "oadr:oadrSamplingRate/oadr:oadrMaxPeriod")),
+                )
+            )
+        offered.append(
+            OfferedReport(
+                specifier_id=text(report, "ei:reportSpecifierID", "") or "",
+                report_name=text(report, "ei:reportName", "") or "",
+                descriptions=descs,
+            )
+        )
     return offered
 
 
@@ -565,9 +619,11 @@ def read_update_report(msg: etree._Element) -> list[Any]:
     out = []
     for report in msg.findall("oadr:oadrReport", NS):
         start = parse_dt(text(report, "xcal:dtstart/xcal:date-time"))
-        data = ReportData(report_request_id=text(report, "ei:reportRequestID", "") or "",
-                          specifier_id=text(report, "ei:reportSpecifierID", "") or "",
-                          report_name=text(report, "ei:reportName", "") or "")
+        data = ReportData(
+            report_request_id=text(report, "ei:reportRequestID", "") or "",
+            specifier_id=text(report, "ei:reportSpecifierID", "") or "",
+            report_name=text(report, "ei:reportName", "") or "",
+        )
         cursor = start
         for interval in report.findall("strm:intervals/ei:interval", NS):
             when = parse_dt(text(interval, "xcal:dtstart/xcal:date-time")) or cursor
@@ -607,8 +663,12 @@ def read_create_opt(msg: etree._Element) -> OptIn:
     availability = []
     for avail in msg.findall("xcal:vavailability/xcal:components/xcal:available/xcal:properties", NS):
         start = parse_dt(text(avail, "xcal:dtstart/xcal:date-time"))
-        availability.append({"start": start.isoformat() if start else None,
-                             "duration_s": parse_duration(text(avail, "xcal:duration/xcal:duration"))})
+        availability.append(
+            {
+                "start": start.isoformat() if start else None,
+                "duration_s": parse_duration(text(avail, "xcal:duration/xcal:duration")),
+            }
+        )
     targets: dict[str, list[str]] = {}
     for target in msg.findall("ei:eiTarget", NS):
         for kind in ("resourceID", "groupID", "venID", "partyID"):
@@ -616,9 +676,14 @@ def read_create_opt(msg: etree._Element) -> OptIn:
             if values:
                 targets.setdefault(kind, []).extend(values)
     mod = text(msg, "ei:qualifiedEventID/ei:modificationNumber")
-    return OptIn(opt_id=text(msg, "ei:optID", "") or "", opt_type=text(msg, "ei:optType", "") or "",
-                 opt_reason=text(msg, "ei:optReason", "") or "",
-                 market_context=text(msg, "emix:marketContext", "") or "",
-                 event_id=text(msg, "ei:qualifiedEventID/ei:eventID"),
-                 modification_number=int(mod) if mod is not None else None,
-                 availability=availability, targets=targets, created=parse_dt(text(msg, "ei:createdDateTime")))
+    return OptIn(
+        opt_id=text(msg, "ei:optID", "") or "",
+        opt_type=text(msg, "ei:optType", "") or "",
+        opt_reason=text(msg, "ei:optReason", "") or "",
+        market_context=text(msg, "emix:marketContext", "") or "",
+        event_id=text(msg, "ei:qualifiedEventID/ei:eventID"),
+        modification_number=int(mod) if mod is not None else None,
+        availability=availability,
+        targets=targets,
+        created=parse_dt(text(msg, "ei:createdDateTime")),
+    )

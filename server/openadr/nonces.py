@@ -43,8 +43,9 @@ class NonceWriter:
         self._insert = postgresql.insert if store.backend == "postgresql" else sqlite.insert
         database = store.engine.url.database if store.backend == "sqlite" else None
         # a file database gets the direct writer; ":memory:" (one database per connection) cannot
-        self._sqlite_path = database if database and database != ":memory:" and not database.startswith(
-            "file:") else None
+        self._sqlite_path = (
+            database if database and database != ":memory:" and not database.startswith("file:") else None
+        )
         self._seen_at = OadrNonce.__table__.c.seen_at.type.bind_processor(store.engine.dialect)
         self._pool: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None
@@ -100,8 +101,12 @@ class NonceWriter:
             return await asyncio.get_running_loop().run_in_executor(self._pool, self._insert_sync, keys)
         now = utcnow()
         rows = [{"nonce": k, "seen_at": now} for k in dict.fromkeys(keys)]
-        stmt = (self._insert(OadrNonce).values(rows).on_conflict_do_nothing(index_elements=["nonce"])
-                .returning(OadrNonce.nonce))
+        stmt = (
+            self._insert(OadrNonce)
+            .values(rows)
+            .on_conflict_do_nothing(index_elements=["nonce"])
+            .returning(OadrNonce.nonce)
+        )
         async with self.store.engine.begin() as conn:
             return set((await conn.execute(stmt)).scalars().all())
 
@@ -124,9 +129,12 @@ class NonceWriter:
         conn.execute("BEGIN IMMEDIATE")
         try:
             for i in range(0, len(unique), 400):  # old SQLite builds allow 999 parameters per statement
-                chunk = unique[i:i + 400]
-                sql = (f"INSERT INTO {table} (nonce, seen_at) VALUES " + ", ".join(["(?, ?)"] * len(chunk))
-                       + " ON CONFLICT (nonce) DO NOTHING RETURNING nonce")
+                chunk = unique[i : i + 400]
+                sql = (
+                    f"INSERT INTO {table} (nonce, seen_at) VALUES "
+                    + ", ".join(["(?, ?)"] * len(chunk))
+                    + " ON CONFLICT (nonce) DO NOTHING RETURNING nonce"
+                )
                 params = [value for key in chunk for value in (key, seen_at)]
                 fresh.update(row[0] for row in conn.execute(sql, params).fetchall())
             conn.execute("COMMIT")

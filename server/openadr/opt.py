@@ -1,10 +1,10 @@
 """EiOpt: VEN opt schedules (availability windows, or opt in/out qualified by an event).
 
-    VEN                                             VTN
-     |-- oadrCreateOpt optID [qualifiedEventID] ----->|  stored for this VEN (event must be one it was sent)
-     |<------------------------ oadrCreatedOpt optID -|
-     |-- oadrCancelOpt optID ------------------------>|  only the VEN's own opts
-     |<----------------------- oadrCanceledOpt optID -|
+VEN                                             VTN
+ |-- oadrCreateOpt optID [qualifiedEventID] ----->|  stored for this VEN (event must be one it was sent)
+ |<------------------------ oadrCreatedOpt optID -|
+ |-- oadrCancelOpt optID ------------------------>|  only the VEN's own opts
+ |<----------------------- oadrCanceledOpt optID -|
 """
 
 from __future__ import annotations
@@ -22,10 +22,19 @@ SERVICE = "EiOpt"
 async def create_opt(ctx: Ctx) -> etree._Element:
     ven = await ctx.ven()
     o = codec.read_create_opt(ctx.message)
-    await opts.create_opt(ctx.session, ven.id, opt_id=o.opt_id, opt_type=o.opt_type, opt_reason=o.opt_reason,
-                          market_context=o.market_context, event_id=o.event_id,
-                          modification_number=o.modification_number, availability=o.availability,
-                          targets=o.targets, created_at=o.created)
+    await opts.create_opt(
+        ctx.session,
+        ven.id,
+        opt_id=o.opt_id,
+        opt_type=o.opt_type,
+        opt_reason=o.opt_reason,
+        market_context=o.market_context,
+        event_id=o.event_id,
+        modification_number=o.modification_number,
+        availability=o.availability,
+        targets=o.targets,
+        created_at=o.created,
+    )
     return codec.opt_reply("oadrCreatedOpt", ctx.request_id, o.opt_id)
 
 

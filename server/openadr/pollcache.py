@@ -78,7 +78,9 @@ class PollCache:
             await self._listener.add_listener(CHANNEL, lambda *_: self.clear())
             self._listener.add_termination_listener(lambda *_: self._listener_lost())
         except Exception:  # noqa: BLE001 - without a listener the cache simply stays off
-            log.warning("no LISTEN connection for %s: every oadrPoll reads the database", CHANNEL, exc_info=True)
+            log.warning(
+                "no LISTEN connection for %s: every oadrPoll reads the database", CHANNEL, exc_info=True
+            )
             self._listener = None
             return
         self.clear()
@@ -113,7 +115,9 @@ class PollCache:
             return None
         return idle
 
-    def remember(self, fingerprint: str, ven_id: str, answer: bytes, must_sign: bool, generation: int) -> None:
+    def remember(
+        self, fingerprint: str, ven_id: str, answer: bytes, must_sign: bool, generation: int
+    ) -> None:
         """Remember an idle VEN, unless an invalidation happened since ``generation`` was read."""
         if self.enabled and generation == self.generation:
             self._idle[fingerprint] = Idle(ven_id, answer, must_sign, time.monotonic() + TTL_S)

@@ -35,8 +35,11 @@ MAX_BACKOFF_S = 300
 # pushed message -> the VEN service endpoint it goes to (appended to the VEN's oadrTransportAddress)
 SERVICE_OF = {
     "oadrDistributeEvent": "EiEvent",
-    "oadrRegisterReport": "EiReport", "oadrCreateReport": "EiReport", "oadrCancelReport": "EiReport",
-    "oadrRequestReregistration": "EiRegisterParty", "oadrCancelPartyRegistration": "EiRegisterParty",
+    "oadrRegisterReport": "EiReport",
+    "oadrCreateReport": "EiReport",
+    "oadrCancelReport": "EiReport",
+    "oadrRequestReregistration": "EiRegisterParty",
+    "oadrCancelPartyRegistration": "EiRegisterParty",
 }
 
 
@@ -70,8 +73,9 @@ class PushWorker:
     async def start(self) -> None:
         s = self.rt.settings
         timeout = aiohttp.ClientTimeout(total=s.openadr.push_timeout_s)
-        self.session = aiohttp.ClientSession(timeout=timeout,
-                                             connector=aiohttp.TCPConnector(ssl=client_context(s)))
+        self.session = aiohttp.ClientSession(
+            timeout=timeout, connector=aiohttp.TCPConnector(ssl=client_context(s))
+        )
         self.task = asyncio.create_task(self.run(), name="openadr-push")
 
     async def stop(self) -> None:
@@ -109,12 +113,21 @@ class PushWorker:
     async def drain(self) -> None:
         now = utcnow()
         async with self.rt.store.sessions() as session:
-            pks = list(await session.scalars(
-                select(Ven.id).join(OadrQueued, OadrQueued.ven_pk == Ven.id)
-                .where(Ven.push_enabled, Ven.enabled, Ven.registration_id.is_not(None), Ven.transport_address != "",
-                       Ven.http_pull.is_(False),
-                       or_(OadrQueued.next_attempt_at.is_(None), OadrQueued.next_attempt_at <= now))
-                .distinct()))
+            pks = list(
+                await session.scalars(
+                    select(Ven.id)
+                    .join(OadrQueued, OadrQueued.ven_pk == Ven.id)
+                    .where(
+                        Ven.push_enabled,
+                        Ven.enabled,
+                        Ven.registration_id.is_not(None),
+                        Ven.transport_address != "",
+                        Ven.http_pull.is_(False),
+                        or_(OadrQueued.next_attempt_at.is_(None), OadrQueued.next_attempt_at <= now),
+                    )
+                    .distinct()
+                )
+            )
         for pk in pks:
             await self.deliver_one(pk)
 
@@ -141,8 +154,9 @@ class PushWorker:
             body = render(self.vtn, msg)
             address = push_url(ven.transport_address, codec.local(msg))
             try:
-                async with self.session.post(address, data=body,
-                                             headers={"Content-Type": "application/xml"}) as resp:
+                async with self.session.post(
+                    address, data=body, headers={"Content-Type": "application/xml"}
+                ) as resp:
                     answer = await resp.read()
                     ok = 200 <= resp.status < 300
                     problem = f"HTTP {resp.status}"
@@ -150,7 +164,7 @@ class PushWorker:
                 ok, answer, problem = False, b"", f"{type(exc).__name__}: {exc}"[:300]
             if not ok:
                 head.attempts += 1
-                delay = min(2 ** head.attempts, MAX_BACKOFF_S)
+                delay = min(2**head.attempts, MAX_BACKOFF_S)
                 head.next_attempt_at = utcnow() + dt.timedelta(seconds=delay)
                 head.last_error = problem
                 log.warning("push to %s failed (%s); retry in %d s", address, problem, delay)
@@ -175,8 +189,8 @@ class PushWorker:
         for r in codec.read_created_event(msg):
             try:
                 async with session.begin_nested():
-                    await oadr_events.record_response(session, ven.id, r.event_id, r.modification_number,
-                                                      r.opt_type, r.code, r.request_id)
+                    await oadr_events.record_response(
+                        session, ven.id, r.event_id, r.modification_number, r.opt_type, r.code, r.request_id
+                    )
             except Exception as exc:  # noqa: BLE001 - one bad response must not undo the delivery
                 log.warning("push answer from %s: %s", ven.ven_id, exc)
-

@@ -1,20 +1,20 @@
 """EiRegisterParty: query, create (new and re-registration) and cancel registrations; VTN-requested re-registration.
 
-    VEN                                             VTN
-     |-- oadrQueryRegistration ---------------------->|  (no venID needed)
-     |<------------- oadrCreatedPartyRegistration ----|  vtnID, profiles 2.0b/simpleHttp, poll frequency
-     |-- oadrCreatePartyRegistration [regID] -------->|  cert fingerprint -> enrolled VEN (or self-register)
-     |<---- oadrCreatedPartyRegistration 200 ---------|  venID + registrationID (same regID when renewing)
-     |                                                |  a new registration queues the VTN's oadrRegisterReport
-     |-- oadrCancelPartyRegistration regID ---------->|
-     |<------------ oadrCanceledPartyRegistration ----|
-     |                                                |
-     |            (staff: dso ven reregister / cancel-registration -> queued, delivered by poll or push)
-     |<---- oadrRequestReregistration ----------------|
-     |-- oadrResponse ------------------------------->|  -> oadrResponse
-     |-- oadrCreatePartyRegistration regID ---------->|  (as above)
-     |<---- oadrCancelPartyRegistration --------------|
-     |-- oadrCanceledPartyRegistration 200 ---------->|  registration cleared -> oadrResponse
+VEN                                             VTN
+ |-- oadrQueryRegistration ---------------------->|  (no venID needed)
+ |<------------- oadrCreatedPartyRegistration ----|  vtnID, profiles 2.0b/simpleHttp, poll frequency
+ |-- oadrCreatePartyRegistration [regID] -------->|  cert fingerprint -> enrolled VEN (or self-register)
+ |<---- oadrCreatedPartyRegistration 200 ---------|  venID + registrationID (same regID when renewing)
+ |                                                |  a new registration queues the VTN's oadrRegisterReport
+ |-- oadrCancelPartyRegistration regID ---------->|
+ |<------------ oadrCanceledPartyRegistration ----|
+ |                                                |
+ |            (staff: dso ven reregister / cancel-registration -> queued, delivered by poll or push)
+ |<---- oadrRequestReregistration ----------------|
+ |-- oadrResponse ------------------------------->|  -> oadrResponse
+ |-- oadrCreatePartyRegistration regID ---------->|  (as above)
+ |<---- oadrCancelPartyRegistration --------------|
+ |-- oadrCanceledPartyRegistration 200 ---------->|  registration cleared -> oadrResponse
 """
 
 from __future__ import annotations
@@ -50,9 +50,12 @@ async def query_registration(ctx: Ctx) -> etree._Element:
     ven = await vens_core.by_fingerprint(ctx.session, ctx.identity.fingerprint)
     s = ctx.settings.openadr
     return codec.created_party_registration(
-        ctx.request_id, s.vtn_id, s.poll_freq_s,
+        ctx.request_id,
+        s.vtn_id,
+        s.poll_freq_s,
         ven_id=ven.ven_id if ven and ven.registration_id else None,
-        registration_id=ven.registration_id if ven else None)
+        registration_id=ven.registration_id if ven else None,
+    )
 
 
 async def _self_register(ctx: Ctx, ven_name: str) -> Ven:
@@ -63,8 +66,9 @@ async def _self_register(ctx: Ctx, ven_name: str) -> Ven:
             return await vens_core.enroll(ctx.session, name, fingerprint, self_registered=True)
     except Conflict:
         # the requested name is taken by another VEN: make it unique with the fingerprint
-        return await vens_core.enroll(ctx.session, f"{name}-{fingerprint.replace(':', '')}", fingerprint,
-                                      self_registered=True)
+        return await vens_core.enroll(
+            ctx.session, f"{name}-{fingerprint.replace(':', '')}", fingerprint, self_registered=True
+        )
 
 
 @handles(SERVICE, "oadrCreatePartyRegistration")
@@ -72,25 +76,37 @@ async def create_party_registration(ctx: Ctx) -> etree._Element:
     reg = codec.read_create_party_registration(ctx.message)
     s = ctx.settings.openadr
     if reg.profile != "2.0b" or reg.transport != "simpleHttp":
-        raise OadrError(INVALID_DATA, f"only profile 2.0b over simpleHttp is supported, not "
-                                      f"{reg.profile}/{reg.transport}")
+        raise OadrError(
+            INVALID_DATA, f"only profile 2.0b over simpleHttp is supported, not {reg.profile}/{reg.transport}"
+        )
     known = await vens_core.by_fingerprint(ctx.session, ctx.identity.fingerprint)
     if known is None and not reg.ven_id:
         if not s.self_register:
-            raise OadrError(NOT_REGISTERED_OR_AUTHORIZED, f"certificate {ctx.identity.fingerprint} is not enrolled "
-                                                          "with this VTN (ask the operator to enroll it)")
+            raise OadrError(
+                NOT_REGISTERED_OR_AUTHORIZED,
+                f"certificate {ctx.identity.fingerprint} is not enrolled "
+                "with this VTN (ask the operator to enroll it)",
+            )
         await _self_register(ctx, reg.ven_name)
     ven = await ctx.ven(require_registration=False)
     if not reg.http_pull and not reg.transport_address:
         raise OadrError(INVALID_DATA, "push (oadrHttpPullModel false) needs an oadrTransportAddress")
-    new = await vens_core.register(ctx.session, ven, reg.registration_id, transport_address=reg.transport_address,
-                                   http_pull=reg.http_pull, report_only=reg.report_only,
-                                   xml_signature=reg.xml_signature, profile=reg.profile)
+    new = await vens_core.register(
+        ctx.session,
+        ven,
+        reg.registration_id,
+        transport_address=reg.transport_address,
+        http_pull=reg.http_pull,
+        report_only=reg.report_only,
+        xml_signature=reg.xml_signature,
+        profile=reg.profile,
+    )
     if new:
         await reports.forget_requests(ctx.session, ven.id)
         await vens_core.enqueue(ctx.session, ven.id, REGISTER_REPORT, dedupe=True)
-    return codec.created_party_registration(ctx.request_id, s.vtn_id, s.poll_freq_s, ven_id=ven.ven_id,
-                                            registration_id=ven.registration_id)
+    return codec.created_party_registration(
+        ctx.request_id, s.vtn_id, s.poll_freq_s, ven_id=ven.ven_id, registration_id=ven.registration_id
+    )
 
 
 @handles(SERVICE, "oadrCancelPartyRegistration")

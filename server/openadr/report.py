@@ -1,17 +1,17 @@
 """EiReport: report registration both ways, report requests, report values into telemetry, cancellation.
 
-    VEN                                             VTN
-     |-- oadrRegisterReport (METADATA_*) ------------>|  offered rIDs stored (unit, scale, sampling range)
-     |<-- oadrRegisteredReport (oadrReportRequest*) --|  requests for the report names in configuration
-     |-- oadrCreatedReport (pending requestIDs) ----->|  requests -> active
-     |<-------------------------------- oadrResponse -|
-     |-- oadrUpdateReport (intervals) --------------->|  values -> telemetry (SI units)
-     |<--------------------------- oadrUpdatedReport -|
-     |                                                |
-     |<--------------- oadrRegisterReport (queued) ---|  the VTN's own metadata (it offers none)
-     |-- oadrRegisteredReport ----------------------->|  -> oadrResponse
-     |<------ oadrCreateReport / oadrCancelReport ----|  (staff, queued: one-shot or periodic / stop)
-     |-- oadrCreatedReport / oadrCanceledReport ----->|  -> oadrResponse
+VEN                                             VTN
+ |-- oadrRegisterReport (METADATA_*) ------------>|  offered rIDs stored (unit, scale, sampling range)
+ |<-- oadrRegisteredReport (oadrReportRequest*) --|  requests for the report names in configuration
+ |-- oadrCreatedReport (pending requestIDs) ----->|  requests -> active
+ |<-------------------------------- oadrResponse -|
+ |-- oadrUpdateReport (intervals) --------------->|  values -> telemetry (SI units)
+ |<--------------------------- oadrUpdatedReport -|
+ |                                                |
+ |<--------------- oadrRegisterReport (queued) ---|  the VTN's own metadata (it offers none)
+ |-- oadrRegisteredReport ----------------------->|  -> oadrResponse
+ |<------ oadrCreateReport / oadrCancelReport ----|  (staff, queued: one-shot or periodic / stop)
+ |-- oadrCreatedReport / oadrCanceledReport ----->|  -> oadrResponse
 """
 
 from __future__ import annotations
@@ -36,13 +36,21 @@ async def register_report(ctx: Ctx) -> etree._Element:
     offered = codec.read_register_report(ctx.message)
     await reports.register_offered(ctx.session, ven.id, offered)
     s = ctx.settings.openadr
-    made = await reports.choose_requests(ctx.session, ven.id, offered, s.report_names, s.report_granularity_s,
-                                         s.report_back_duration_s)
+    made = await reports.choose_requests(
+        ctx.session, ven.id, offered, s.report_names, s.report_granularity_s, s.report_back_duration_s
+    )
     requests = []
     for r in made:
         types = await reports.reading_types(ctx.session, ven.id, r.report_specifier_id)
-        requests.append((r.report_request_id, r.report_specifier_id, r.granularity_s, r.report_back_duration_s,
-                         [(rid, types.get(rid, "")) for rid in r.r_ids]))
+        requests.append(
+            (
+                r.report_request_id,
+                r.report_specifier_id,
+                r.granularity_s,
+                r.report_back_duration_s,
+                [(rid, types.get(rid, "")) for rid in r.r_ids],
+            )
+        )
     return codec.registered_report(ctx.request_id, ven.ven_id, requests)
 
 
@@ -92,9 +100,15 @@ async def canceled_report(ctx: Ctx) -> etree._Element:
 async def render_create(session: AsyncSession, vtn: Vtn, ven: Ven, payload: dict) -> etree._Element:
     r = await reports.get_request(session, ven.id, payload["report_request_id"])
     types = await reports.reading_types(session, ven.id, r.report_specifier_id)
-    return codec.create_report(uuid.uuid4().hex, ven.ven_id, r.report_request_id, r.report_specifier_id,
-                               r.granularity_s, r.report_back_duration_s,
-                               [(rid, types.get(rid, "")) for rid in r.r_ids])
+    return codec.create_report(
+        uuid.uuid4().hex,
+        ven.ven_id,
+        r.report_request_id,
+        r.report_specifier_id,
+        r.granularity_s,
+        r.report_back_duration_s,
+        [(rid, types.get(rid, "")) for rid in r.r_ids],
+    )
 
 
 @renders(reports.CANCEL_REPORT)

@@ -84,15 +84,24 @@ DIGESTS = {
     _MORE3 + "sha3-512": "sha3_512",
 }
 SHA256 = "http://www.w3.org/2001/04/xmlenc#sha256"
-_HASHES = {"sha224": hashes.SHA224, "sha256": hashes.SHA256, "sha384": hashes.SHA384, "sha512": hashes.SHA512,
-           "sha3_224": hashes.SHA3_224, "sha3_256": hashes.SHA3_256, "sha3_384": hashes.SHA3_384,
-           "sha3_512": hashes.SHA3_512}
+_HASHES = {
+    "sha224": hashes.SHA224,
+    "sha256": hashes.SHA256,
+    "sha384": hashes.SHA384,
+    "sha512": hashes.SHA512,
+    "sha3_224": hashes.SHA3_224,
+    "sha3_256": hashes.SHA3_256,
+    "sha3_384": hashes.SHA3_384,
+    "sha3_512": hashes.SHA3_512,
+}
 # SignatureMethod URI -> (key type, hash); no SHA-1, DSA, HMAC or RSA-PSS
 SIGNATURE_METHODS: dict[str, tuple[str, str]] = {
     **{f"{_MORE}rsa-{h}": ("rsa", h) for h in ("sha224", "sha256", "sha384", "sha512")},
     **{f"{_MORE}ecdsa-{h}": ("ec", h) for h in ("sha224", "sha256", "sha384", "sha512")},
-    **{f"http://www.w3.org/2021/04/xmldsig-more#ecdsa-sha3-{n}": ("ec", f"sha3_{n}") for n in ("224", "256", "384",
-                                                                                             "512")},
+    **{
+        f"http://www.w3.org/2021/04/xmldsig-more#ecdsa-sha3-{n}": ("ec", f"sha3_{n}")
+        for n in ("224", "256", "384", "512")
+    },
 }
 RSA_SHA256 = _MORE + "rsa-sha256"
 ECDSA_SHA256 = _MORE + "ecdsa-sha256"
@@ -128,11 +137,16 @@ class Verified:
     timestamp: dt.datetime
 
 
-def c14n(el: etree._Element, exclusive: bool = False, with_comments: bool = False,
-         prefixes: list[str] | None = None) -> bytes:
+def c14n(
+    el: etree._Element,
+    exclusive: bool = False,
+    with_comments: bool = False,
+    prefixes: list[str] | None = None,
+) -> bytes:
     """Canonical form of ``el`` in its document (inherited namespace declarations included when inclusive)."""
-    return etree.tostring(el, method="c14n", exclusive=exclusive, with_comments=with_comments,
-                          inclusive_ns_prefixes=prefixes)
+    return etree.tostring(
+        el, method="c14n", exclusive=exclusive, with_comments=with_comments, inclusive_ns_prefixes=prefixes
+    )
 
 
 def _b64(value: str | None) -> bytes:
@@ -180,11 +194,14 @@ def _check_key_values(key_info: etree._Element, signer: _SignerCert) -> None:
         ec_kv = kv.find(_c("dsig11:ECKeyValue"))
         if rsa_kv is not None and isinstance(signer.key, rsa.RSAPublicKey):
             numbers = signer.key.public_numbers()
-            same = (_int(rsa_kv.find(_c("ds:Modulus"))), _int(rsa_kv.find(_c("ds:Exponent")))) == (numbers.n,
-                                                                                                   numbers.e)
+            same = (_int(rsa_kv.find(_c("ds:Modulus"))), _int(rsa_kv.find(_c("ds:Exponent")))) == (
+                numbers.n,
+                numbers.e,
+            )
         elif ec_kv is not None and isinstance(signer.key, ec.EllipticCurvePublicKey):
-            point = signer.key.public_bytes(serialization.Encoding.X962,
-                                            serialization.PublicFormat.UncompressedPoint)
+            point = signer.key.public_bytes(
+                serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+            )
             same = _b64(_text(ec_kv, "dsig11:PublicKey")) == point
         else:
             same = False
@@ -226,10 +243,14 @@ def _check_signature_value(signer: _SignerCert, method: str | None, value: bytes
             size = (signer.key.curve.key_size + 7) // 8
             if len(value) != 2 * size:  # XMLDSig carries ECDSA as r || s, each of the curve's size
                 raise SignatureRejected(f"ECDSA SignatureValue must be {2 * size} bytes, got {len(value)}")
-            der = encode_dss_signature(int.from_bytes(value[:size], "big"), int.from_bytes(value[size:], "big"))
+            der = encode_dss_signature(
+                int.from_bytes(value[:size], "big"), int.from_bytes(value[size:], "big")
+            )
             signer.key.verify(der, data, ec.ECDSA(algorithm))
     except InvalidSignature:
-        raise SignatureRejected("XML signature does not verify: SignatureValue does not match SignedInfo") from None
+        raise SignatureRejected(
+            "XML signature does not verify: SignatureValue does not match SignedInfo"
+        ) from None
 
 
 _ID_NAMES = frozenset({"Id", "ID", "id"})
@@ -254,8 +275,9 @@ def _resolve(index: dict[str, list[etree._Element]], uri: str | None) -> etree._
     return found[0]
 
 
-def _check_reference(index: dict[str, list[etree._Element]], sig: etree._Element,
-                     ref: etree._Element) -> etree._Element:
+def _check_reference(
+    index: dict[str, list[etree._Element]], sig: etree._Element, ref: etree._Element
+) -> etree._Element:
     """Digest of one Reference; returns the element it covers."""
     uri = ref.get("URI")
     target = _resolve(index, uri)
@@ -270,8 +292,9 @@ def _check_reference(index: dict[str, list[etree._Element]], sig: etree._Element
     if digest_name is None:
         raise SignatureRejected(f"reference {uri}: unsupported digest method")
     expected = _b64(_text(ref, "ds:DigestValue"))
-    if not hmac.compare_digest(hashlib.new(digest_name, c14n(target, exclusive, comments, prefixes)).digest(),
-                               expected):
+    if not hmac.compare_digest(
+        hashlib.new(digest_name, c14n(target, exclusive, comments, prefixes)).digest(), expected
+    ):
         raise SignatureRejected(f"XML signature does not verify: digest mismatch for reference {uri}")
     return target
 
@@ -292,16 +315,22 @@ def verify(root: etree._Element, tls_fingerprint: str, window: dt.timedelta) -> 
         raise SignatureRejected("signature has no X509Certificate in KeyInfo")
     signer = _certificate(cert_el.text)
     if signer.fingerprint != tls_fingerprint:
-        raise SignatureRejected(f"message signed with certificate {signer.fingerprint}, but the TLS client "
-                                f"certificate is {tls_fingerprint}")
+        raise SignatureRejected(
+            f"message signed with certificate {signer.fingerprint}, but the TLS client "
+            f"certificate is {tls_fingerprint}"
+        )
     _check_key_values(key_info, signer)
     signed_info = sig.find(_c("ds:SignedInfo"))
     if signed_info is None:
         raise SignatureRejected("signature has no SignedInfo")
     exclusive, comments, prefixes = _c14n_method(signed_info.find(_c("ds:CanonicalizationMethod")))
     canonical = c14n(signed_info, exclusive, comments, prefixes)
-    _check_signature_value(signer, _attr(signed_info.find(_c("ds:SignatureMethod")), "Algorithm"),
-                           _b64(_text(sig, "ds:SignatureValue")), canonical)
+    _check_signature_value(
+        signer,
+        _attr(signed_info.find(_c("ds:SignatureMethod")), "Algorithm"),
+        _b64(_text(sig, "ds:SignatureValue")),
+        canonical,
+    )
     # from here on only what was signed is read: the references come from the verified canonical bytes
     references = etree.fromstring(canonical, _PARSER).findall(_c("ds:Reference"))
     if len(references) != 2:
@@ -323,8 +352,9 @@ def verify(root: etree._Element, tls_fingerprint: str, window: dt.timedelta) -> 
     assert when is not None
     now = dt.datetime.now(dt.UTC)
     if when < now - window or when > now + window:
-        raise SignatureRejected(f"ReplayProtect timestamp {timestamp} is outside the {window.total_seconds():.0f} s "
-                                "window")
+        raise SignatureRejected(
+            f"ReplayProtect timestamp {timestamp} is outside the {window.total_seconds():.0f} s window"
+        )
     return Verified(signer.fingerprint, nonce, when)
 
 
@@ -337,7 +367,7 @@ class Signer:
         der = self.cert.public_bytes(serialization.Encoding.DER)
         b64 = base64.b64encode(der).decode()
         # PEM-style 64-character lines, as signxml and openleadr write the certificate
-        self.cert_b64 = "".join(b64[i:i + 64] + "\n" for i in range(0, len(b64), 64))
+        self.cert_b64 = "".join(b64[i : i + 64] + "\n" for i in range(0, len(b64), 64))
         self.fingerprint = pki.openadr_fingerprint(self.cert)
         self.key = serialization.load_pem_private_key(key_path.read_bytes(), None)
         if isinstance(self.key, ec.EllipticCurvePrivateKey):
@@ -370,8 +400,12 @@ class Signer:
         x509_data = etree.SubElement(etree.SubElement(sig, _ds("KeyInfo")), _ds("X509Data"))
         etree.SubElement(x509_data, _ds("X509Certificate")).text = self.cert_b64
         obj = etree.SubElement(sig, _ds("Object"), Id="prop")
-        prop = etree.SubElement(etree.SubElement(obj, _ds("SignatureProperties")), _ds("SignatureProperty"),
-                                Id="replayProtect", Target="#oadrSignedObject")
+        prop = etree.SubElement(
+            etree.SubElement(obj, _ds("SignatureProperties")),
+            _ds("SignatureProperty"),
+            Id="replayProtect",
+            Target="#oadrSignedObject",
+        )
         replay = etree.SubElement(prop, REPLAY_PROTECT, nsmap={"dsp": codec.NS["dsp"]})
         etree.SubElement(replay, codec.q("dsp", "timestamp"))
         etree.SubElement(replay, codec.q("dsp", "nonce"))

@@ -110,13 +110,21 @@ class Ctx:
     async def ven(self, require_registration: bool = True) -> Ven:
         """The calling VEN (TLS fingerprint checked against the message's venID)."""
         if self._ven is None:
-            ven = await vens_core.caller(self.session, self.identity.fingerprint, self.claimed_ven_id,
-                                         require_registration)
-            if ven.registration_id and ven.xml_signature and not self.signed and self.kind != \
-                    "oadrCreatePartyRegistration":
+            ven = await vens_core.caller(
+                self.session, self.identity.fingerprint, self.claimed_ven_id, require_registration
+            )
+            if (
+                ven.registration_id
+                and ven.xml_signature
+                and not self.signed
+                and self.kind != "oadrCreatePartyRegistration"
+            ):
                 # it registered with oadrXmlSignature=true: an unsigned message in its name is refused
-                raise OadrError(NOT_REGISTERED_OR_AUTHORIZED, "signature rejected: this VEN registered with "
-                                                              "oadrXmlSignature true, but the message is unsigned")
+                raise OadrError(
+                    NOT_REGISTERED_OR_AUTHORIZED,
+                    "signature rejected: this VEN registered with "
+                    "oadrXmlSignature true, but the message is unsigned",
+                )
             await vens_core.touch(self.session, ven)
             self._ven = ven
         return self._ven
@@ -159,8 +167,9 @@ def xml_response(vtn: Vtn, msg: etree._Element) -> web.Response:
     return web.Response(body=render(vtn, msg), content_type="application/xml")
 
 
-def error(vtn: Vtn, code: int, description: str, request_id: str | None = None,
-          ven_id: str | None = None) -> web.Response:
+def error(
+    vtn: Vtn, code: int, description: str, request_id: str | None = None, ven_id: str | None = None
+) -> web.Response:
     return xml_response(vtn, codec.response(code, description, request_id, ven_id))
 
 
@@ -214,12 +223,18 @@ def endpoint(service: str) -> Callable[[web.Request], Awaitable[web.StreamRespon
         verified = None
         if signed:  # pure CPU: checked before any database connection is taken
             try:
-                verified = signing.verify(root, identity.fingerprint, dt.timedelta(seconds=settings.replay_window_s))
+                verified = signing.verify(
+                    root, identity.fingerprint, dt.timedelta(seconds=settings.replay_window_s)
+                )
             except signing.SignatureRejected as exc:
                 return error(vtn, NOT_REGISTERED_OR_AUTHORIZED, f"signature rejected: {exc}", request_id)
         elif settings.require_signatures:
-            return error(vtn, NOT_REGISTERED_OR_AUTHORIZED, "signature rejected: this VTN requires signed messages",
-                         request_id)
+            return error(
+                vtn,
+                NOT_REGISTERED_OR_AUTHORIZED,
+                "signature rejected: this VTN requires signed messages",
+                request_id,
+            )
         signing_replies = settings.sign_replies and vtn.signer is not None
         if kind == "oadrPoll":
             idle = vtn.poll_cache.lookup(identity.fingerprint, claimed, signed)
@@ -229,7 +244,11 @@ def endpoint(service: str) -> Callable[[web.Request], Awaitable[web.StreamRespon
                         await _record_nonce(vtn, verified)
                     except OadrError as exc:
                         return error(vtn, exc.code, exc.description, request_id)
-                body = render(vtn, codec.response(200, "OK", None, idle.ven_id)) if signing_replies else idle.answer
+                body = (
+                    render(vtn, codec.response(200, "OK", None, idle.ven_id))
+                    if signing_replies
+                    else idle.answer
+                )
                 return web.Response(body=body, content_type="application/xml")
         generation = vtn.poll_cache.generation
         try:
@@ -244,7 +263,9 @@ def endpoint(service: str) -> Callable[[web.Request], Awaitable[web.StreamRespon
             return error(vtn, code_for(exc), str(exc), request_id, None)
         except IntegrityError:
             # two messages of one VEN raced to create the same object (e.g. the same optID): the loser retries
-            return error(vtn, OUT_OF_SEQUENCE, "conflicting concurrent change; send the message again", request_id)
+            return error(
+                vtn, OUT_OF_SEQUENCE, "conflicting concurrent change; send the message again", request_id
+            )
         except (ValueError, TypeError) as exc:
             # schema-valid but semantically unusable values (dates, numbers) are the VEN's fault, not a 500
             return error(vtn, INVALID_DATA, f"invalid value: {exc}"[:300], request_id)
@@ -257,8 +278,9 @@ def endpoint(service: str) -> Callable[[web.Request], Awaitable[web.StreamRespon
         body = render(vtn, reply)
         if kind == "oadrPoll" and ctx._ven is not None and codec.local(reply) == "oadrResponse":
             unsigned = codec.serialise(codec.envelope(reply)) if signing_replies else body
-            vtn.poll_cache.remember(identity.fingerprint, ctx._ven.ven_id, unsigned, ctx._ven.xml_signature,
-                                    generation)
+            vtn.poll_cache.remember(
+                identity.fingerprint, ctx._ven.ven_id, unsigned, ctx._ven.xml_signature, generation
+            )
         return web.Response(body=body, content_type="application/xml")
 
     return handle

@@ -159,7 +159,11 @@ def optimise(root: Node, steps: int, step_h: float, import_price: np.ndarray | N
             effect[id(der)] = [(ch, +1.0), (dis, -1.0)]
             # soc[t] - soc[t-1] - eta*dt*ch[t] + dt/eta*dis[t] = 0 (soc[-1] = initial)
             rows, cidx, data = [], [], []
-            for name_slice, coef in ((soc, 1.0), (ch, -der.efficiency * step_h), (dis, step_h / der.efficiency)):
+            for name_slice, coef in (
+                (soc, 1.0),
+                (ch, -der.efficiency * step_h),
+                (dis, step_h / der.efficiency),
+            ):
                 rows.append(t)
                 cidx.append(name_slice.start + t)
                 data.append(np.full(steps, coef))
@@ -178,8 +182,13 @@ def optimise(root: Node, steps: int, step_h: float, import_price: np.ndarray | N
             # deliver the energy by the deadline (soft: a shortfall is a violation of the owner's need)
             short = v.add(1, 0, np.inf, VIOLATION_COST)
             cols[der.name]["short"] = short
-            a_eq.append((np.zeros(steps + 1, int), np.concatenate([s.start + t, [short.start]]),
-                         np.concatenate([np.full(steps, step_h), [1.0]])))
+            a_eq.append(
+                (
+                    np.zeros(steps + 1, int),
+                    np.concatenate([s.start + t, [short.start]]),
+                    np.concatenate([np.full(steps, step_h), [1.0]]),
+                )
+            )
             b_eq.append(np.array([der.energy_kwh]))
         elif isinstance(der, Flexible):
             s = v.add(steps, 0, np.clip(np.asarray(der.reduction_kw, float), 0, None), der.cost * step_h)
@@ -224,8 +233,10 @@ def optimise(root: Node, steps: int, step_h: float, import_price: np.ndarray | N
             cols_all.append(c)
             data_all.append(d)
             offsets += len(rhs)
-        matrix = sparse.csr_matrix((np.concatenate(data_all), (np.concatenate(rows_all), np.concatenate(cols_all))),
-                                   shape=(offsets, v.n))
+        matrix = sparse.csr_matrix(
+            (np.concatenate(data_all), (np.concatenate(rows_all), np.concatenate(cols_all))),
+            shape=(offsets, v.n),
+        )
         return matrix, np.concatenate(rhs_parts)
 
     A_ub, B_ub = stack(a_ub, b_ub)  # noqa: N806
@@ -239,8 +250,17 @@ def optimise(root: Node, steps: int, step_h: float, import_price: np.ndarray | N
     def get(s: slice) -> np.ndarray:
         return x[s].copy()
 
-    plan = Plan(status=result.message, cost=float(result.fun), net_kw={}, violation_kw={}, pv_output_kw={},
-                battery_kw={}, battery_soc_kwh={}, ev_kw={}, shed_kw={})
+    plan = Plan(
+        status=result.message,
+        cost=float(result.fun),
+        net_kw={},
+        violation_kw={},
+        pv_output_kw={},
+        battery_kw={},
+        battery_soc_kwh={},
+        ev_kw={},
+        shed_kw={},
+    )
     for node in nodes:
         net = node.base_kw.astype(float).copy()
         for der in _ders_under(node):
@@ -252,7 +272,9 @@ def optimise(root: Node, steps: int, step_h: float, import_price: np.ndarray | N
     for der in _ders_under(root):
         c = cols[der.name]
         if isinstance(der, Pv):
-            plan.pv_output_kw[der.name] = np.clip(np.asarray(der.available_kw, float), 0, None) - get(c["curtail"])
+            plan.pv_output_kw[der.name] = np.clip(np.asarray(der.available_kw, float), 0, None) - get(
+                c["curtail"]
+            )
         elif isinstance(der, Battery):
             plan.battery_kw[der.name] = get(c["charge"]) - get(c["discharge"])
             plan.battery_soc_kwh[der.name] = get(c["soc"])

@@ -73,9 +73,12 @@ class ExportPlan:
         end = dt.datetime.fromisoformat(self.window_end)
         if end <= start:
             return None
-        return Dispatch(start=start, duration_s=int((end - start).total_seconds()),
-                        export_limit_w=self.site_export_limit_w,
-                        description=f"export plan {self.node}: {self.export_limit_kw:g} kW feeder export limit")
+        return Dispatch(
+            start=start,
+            duration_s=int((end - start).total_seconds()),
+            export_limit_w=self.site_export_limit_w,
+            description=f"export plan {self.node}: {self.export_limit_kw:g} kW feeder export limit",
+        )
 
 
 async def load_inputs(session: AsyncSession, store: Store, node_name: str) -> PlanInputs:
@@ -89,10 +92,17 @@ async def load_inputs(session: AsyncSession, store: Store, node_name: str) -> Pl
     rows = await telemetry.newest_values(session, "device", sites, "ratedPower")
     rated = {sid: float(v) / 1000 for sid, v in rows.items() if v and v > 0}
     return PlanInputs(
-        node=node_name, latitude=node.latitude, longitude=node.longitude, export_limit_kw=node.export_limit_kw,
-        forecast_id=run["id"], step_s=run["step_s"],
+        node=node_name,
+        latitude=node.latitude,
+        longitude=node.longitude,
+        export_limit_kw=node.export_limit_kw,
+        forecast_id=run["id"],
+        step_s=run["step_s"],
         times=[dt.datetime.fromisoformat(p["ts"]) for p in run["points"]],
-        base_kw=np.array([p["mean"] for p in run["points"]]) / 1000.0, sites=sites, rated_kw=rated)
+        base_kw=np.array([p["mean"] for p in run["points"]]) / 1000.0,
+        sites=sites,
+        rated_kw=rated,
+    )
 
 
 def pv_shape(inputs: PlanInputs) -> np.ndarray:
@@ -114,7 +124,9 @@ def solve(inputs: PlanInputs) -> ExportPlan:
         notes.append("node has no coordinates: curtailable PV taken as nameplate wherever the node exports")
     missing = len(inputs.sites) - len(inputs.rated_kw)
     if missing:
-        notes.append(f"{missing} device(s) reported no DERCapability rtgMaxW: no curtailable PV counted for them")
+        notes.append(
+            f"{missing} device(s) reported no DERCapability rtgMaxW: no curtailable PV counted for them"
+        )
     ders = [Pv(lfdi, kw * shape) for lfdi, kw in sorted(inputs.rated_kw.items())]
     root = Node(inputs.node, base_kw=inputs.base_kw, export_limit_kw=inputs.export_limit_kw, ders=ders)
     plan = optimise(root, steps, step_h)
@@ -123,16 +135,22 @@ def solve(inputs: PlanInputs) -> ExportPlan:
     export = np.clip(-inputs.base_kw, 0, None)
     peak_i = int(np.argmax(export)) if steps else 0
     out = ExportPlan(
-        node=inputs.node, forecast_id=inputs.forecast_id, step_s=inputs.step_s,
-        export_limit_kw=inputs.export_limit_kw, sites=len(inputs.sites), pv_sites=len(inputs.rated_kw),
+        node=inputs.node,
+        forecast_id=inputs.forecast_id,
+        step_s=inputs.step_s,
+        export_limit_kw=inputs.export_limit_kw,
+        sites=len(inputs.sites),
+        pv_sites=len(inputs.rated_kw),
         pv_rated_kw=round(sum(inputs.rated_kw.values()), 3),
         peak_import_kw=round(float(max(inputs.base_kw.max(initial=0), 0)), 3),
         peak_export_kw=round(float(export[peak_i]) if steps else 0.0, 3),
         peak_export_at=inputs.times[peak_i].isoformat() if steps and export[peak_i] > 0 else None,
         planned_peak_export_kw=round(float(np.clip(-net, 0, None).max(initial=0)), 3),
         curtailed_kwh=round(float(curtail.sum() * step_h), 3),
-        feasible=plan.feasible, violation_kwh=round(float(plan.violation_kw[inputs.node].sum() * step_h), 3),
-        notes=notes)
+        feasible=plan.feasible,
+        violation_kwh=round(float(plan.violation_kw[inputs.node].sum() * step_h), 3),
+        notes=notes,
+    )
     active = np.flatnonzero(curtail > CURTAIL_EPS_KW)
     if len(active) and inputs.sites:
         step = dt.timedelta(seconds=inputs.step_s)
@@ -141,8 +159,10 @@ def solve(inputs: PlanInputs) -> ExportPlan:
         # every site gets the same share of the node's export limit: met whatever each site's own load does
         out.site_export_limit_w = round(inputs.export_limit_kw * 1000 / len(inputs.sites), 1)
     if not plan.feasible:
-        out.notes.append(f"the export limit cannot be met with the PV known to be curtailable "
-                         f"({out.violation_kwh} kWh over the limit)")
+        out.notes.append(
+            f"the export limit cannot be met with the PV known to be curtailable "
+            f"({out.violation_kwh} kWh over the limit)"
+        )
     return out
 
 

@@ -35,8 +35,15 @@ class Scheduler:
         # the election runs even with jobs disabled: other leader-only work (the Modbus gateway) relies on it
         s = self.settings
         if s.enabled:
-            self.scheduler.add_job(self.forecast_job, "interval", seconds=s.forecast_interval_s, id="forecast",
-                                   max_instances=1, coalesce=True, misfire_grace_time=s.forecast_interval_s)
+            self.scheduler.add_job(
+                self.forecast_job,
+                "interval",
+                seconds=s.forecast_interval_s,
+                id="forecast",
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=s.forecast_interval_s,
+            )
         else:
             log.info("scheduled jobs disabled by configuration")
         self.scheduler.start(paused=True)
@@ -48,7 +55,9 @@ class Scheduler:
             return True
         if self._lock_conn is None:
             self._lock_conn = await self.store.engine.connect()
-        got = (await self._lock_conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": LEADER_LOCK})).scalar()
+        got = (
+            await self._lock_conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": LEADER_LOCK})
+        ).scalar()
         await self._lock_conn.commit()
         self.leader = bool(got)
         return self.leader
@@ -68,7 +77,9 @@ class Scheduler:
 
     async def forecast_job(self) -> None:
         s = self.settings
-        outcome = await forecast_all(self.store, s.forecast_horizon_s, s.forecast_step_s, s.forecast_history_days)
+        outcome = await forecast_all(
+            self.store, s.forecast_horizon_s, s.forecast_step_s, s.forecast_history_days
+        )
         log.info("forecast job: %s", outcome or "no grid nodes with members")
 
     async def stop(self) -> None:

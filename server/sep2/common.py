@@ -100,8 +100,9 @@ def sep2_handler(fn: Handler) -> Handler:
             return error_response(413, REASON_LIMIT, "body too large")
         except (ValueError, OverflowError) as exc:
             # a value the schema admits but the domain cannot hold (e.g. a timestamp beyond year 9999)
-            log.warning("2030.5 %s %s -> 400 (unmapped %s: %s)", request.method, request.path,
-                        type(exc).__name__, exc)
+            log.warning(
+                "2030.5 %s %s -> 400 (unmapped %s: %s)", request.method, request.path, type(exc).__name__, exc
+            )
             return error_response(400, REASON_INVALID_VALUES, str(exc))
 
     return wrapper
@@ -121,7 +122,9 @@ async def read_body(request: web.Request, *roots: str) -> etree._Element:
     strict = runtime(request).settings.sep2.profile == "csip-aus"
     root = xml.parse(body, strict=strict, max_bytes=limit)
     if roots and xml.local_name(root) not in roots:
-        raise Sep2Error(400, REASON_INVALID_FORMAT, f"expected {' or '.join(roots)}, got {xml.local_name(root)}")
+        raise Sep2Error(
+            400, REASON_INVALID_FORMAT, f"expected {' or '.join(roots)}, got {xml.local_name(root)}"
+        )
     return root
 
 
@@ -140,7 +143,7 @@ class Page:
     after: dt.datetime | None
 
     def slice(self, items: list[Any]) -> list[Any]:
-        return items[self.start:self.start + self.limit]
+        return items[self.start : self.start + self.limit]
 
 
 MAX_LIMIT = 255  # the most items one page returns (a bigger l is honoured up to this)
@@ -158,15 +161,26 @@ def page(request: web.Request) -> Page:
         return int(raw)
 
     after = request.query.get("a")
-    return Page(num("s", 0), min(num("l", 1), MAX_LIMIT),
-                dt.datetime.fromtimestamp(num("a", 0), dt.UTC) if after is not None else None)
+    return Page(
+        num("s", 0),
+        min(num("l", 1), MAX_LIMIT),
+        dt.datetime.fromtimestamp(num("a", 0), dt.UTC) if after is not None else None,
+    )
 
 
-def list_element(tag: str, href: str, items: list[etree._Element], total: int,
-                 poll_rate: int | None = None, subscribable: bool = False) -> etree._Element:
+def list_element(
+    tag: str,
+    href: str,
+    items: list[etree._Element],
+    total: int,
+    poll_rate: int | None = None,
+    subscribable: bool = False,
+) -> etree._Element:
     attrs: dict[str, Any] = {"href": href}
     if subscribable:
-        attrs["subscribable"] = 1  # SubscribableType 1: non-conditional subscriptions (server.sep2.subscriptions)
+        attrs["subscribable"] = (
+            1  # SubscribableType 1: non-conditional subscriptions (server.sep2.subscriptions)
+        )
     attrs.update({"all": total, "results": len(items)})
     if poll_rate is not None:
         attrs["pollRate"] = poll_rate
@@ -231,8 +245,13 @@ def owners(scope: Scope) -> list[str]:
 
 
 async def visible_devices(session: AsyncSession, scope: Scope) -> list[EndDevice]:
-    return list(await session.scalars(select(EndDevice).where(scope.visible_filter(), EndDevice.enabled.is_(True))
-                                      .order_by(EndDevice.sfdi, EndDevice.id)))
+    return list(
+        await session.scalars(
+            select(EndDevice)
+            .where(scope.visible_filter(), EndDevice.enabled.is_(True))
+            .order_by(EndDevice.sfdi, EndDevice.id)
+        )
+    )
 
 
 async def device_in_scope(session: AsyncSession, scope: Scope, device_id: int) -> EndDevice:

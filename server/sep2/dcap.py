@@ -29,12 +29,15 @@ async def get_dcap(request: web.Request) -> web.Response:
         n_edev = len(await visible_devices(session, scope))
         n_mup = len(await devres.mups_of(session, owners(scope)))
         rate = await poll_rate(request, session, "DeviceCapability")
-    el = xml.E("DeviceCapability", {"href": "/dcap", "pollRate": rate},
-               xml.link("ResponseSetListLink", "/rsps", 1),
-               xml.link("TimeLink", "/tm"),
-               xml.link("UsagePointListLink", "/upt", n_mup),  # mirrored data read back (server.sep2.metering)
-               xml.link("EndDeviceListLink", "/edev", n_edev),
-               xml.link("MirrorUsagePointListLink", "/mup", n_mup))
+    el = xml.E(
+        "DeviceCapability",
+        {"href": "/dcap", "pollRate": rate},
+        xml.link("ResponseSetListLink", "/rsps", 1),
+        xml.link("TimeLink", "/tm"),
+        xml.link("UsagePointListLink", "/upt", n_mup),  # mirrored data read back (server.sep2.metering)
+        xml.link("EndDeviceListLink", "/edev", n_edev),
+        xml.link("MirrorUsagePointListLink", "/mup", n_mup),
+    )
     return reply(el)
 
 
@@ -46,12 +49,15 @@ async def get_time(request: web.Request) -> web.Response:
     local = sep2_time.local_time(runtime(request).settings.sep2.time_zone, now)
     async with sessions(request)() as session:
         rate = await poll_rate(request, session, "Time")
-    el = xml.E("Time", {"href": "/tm", "pollRate": rate},
-               xml.leaf("currentTime", now),
-               xml.leaf("dstEndTime", local.dst_end),
-               xml.leaf("dstOffset", local.dst_offset),
-               xml.leaf("dstStartTime", local.dst_start),
-               xml.leaf("localTime", local.local_time),
-               xml.leaf("quality", 7),  # 7: the server's clock is NTP-disciplined ("intentionally uncoordinated")
-               xml.leaf("tzOffset", local.tz_offset))
+    el = xml.E(
+        "Time",
+        {"href": "/tm", "pollRate": rate},
+        xml.leaf("currentTime", now),
+        xml.leaf("dstEndTime", local.dst_end),
+        xml.leaf("dstOffset", local.dst_offset),
+        xml.leaf("dstStartTime", local.dst_start),
+        xml.leaf("localTime", local.local_time),
+        xml.leaf("quality", 7),  # 7: the server's clock is NTP-disciplined ("intentionally uncoordinated")
+        xml.leaf("tzOffset", local.tz_offset),
+    )
     return reply(el)

@@ -47,11 +47,14 @@ async def get_der_list(request: web.Request) -> web.Response:
 
 def render_der(device: EndDevice) -> etree._Element:
     href = f"/edev/{device.id}/der/1"
-    return xml.E("DER", {"href": href},
-                 xml.link("DERAvailabilityLink", f"{href}/dera"),
-                 xml.link("DERCapabilityLink", f"{href}/dercap"),
-                 xml.link("DERSettingsLink", f"{href}/derg"),
-                 xml.link("DERStatusLink", f"{href}/ders"))
+    return xml.E(
+        "DER",
+        {"href": href},
+        xml.link("DERAvailabilityLink", f"{href}/dera"),
+        xml.link("DERCapabilityLink", f"{href}/dercap"),
+        xml.link("DERSettingsLink", f"{href}/derg"),
+        xml.link("DERStatusLink", f"{href}/ders"),
+    )
 
 
 @routes.get("/edev/{e}/der/{d}")
@@ -92,8 +95,14 @@ async def put_der_resource(request: web.Request) -> web.Response:
         if rated is not None:
             # the nameplate as protocol-neutral telemetry, as the Modbus gateway stores SunSpec's WRtg: planning
             # reads a DER's size the same way whatever it speaks
-            await telemetry.add(session, [telemetry.Reading("device", device.lfdi, "ratedPower", utcnow(), rated,
-                                                            "W", resource="dercap")])
+            await telemetry.add(
+                session,
+                [
+                    telemetry.Reading(
+                        "device", device.lfdi, "ratedPower", utcnow(), rated, "W", resource="dercap"
+                    )
+                ],
+            )
     # 2030.5 answers a successful PUT with 204 whether or not the device had reported the resource before
     return no_content()
 

@@ -51,8 +51,9 @@ from server.store.types import utcnow
 routes = web.RouteTableDef()
 
 
-async def program_in_scope(session: AsyncSession, scope: Scope, device_id: int,
-                           program_id: int) -> tuple[EndDevice, Sep2Program]:
+async def program_in_scope(
+    session: AsyncSession, scope: Scope, device_id: int, program_id: int
+) -> tuple[EndDevice, Sep2Program]:
     device = await device_in_scope(session, scope, device_id)
     for program in await programs.device_programs(session, device.id):
         if program.id == program_id:
@@ -93,22 +94,26 @@ def control_base(base: dict[str, Any], curve_href: str) -> etree._Element:
 
 
 # ---------------------------------------------------------------------------------------------- DERPrograms
-async def render_program(request: web.Request, session: AsyncSession, device: EndDevice,
-                         program: Sep2Program, now: dt.datetime) -> etree._Element:
+async def render_program(
+    request: web.Request, session: AsyncSession, device: EndDevice, program: Sep2Program, now: dt.datetime
+) -> etree._Element:
     href = f"/edev/{device.id}/derp/{program.id}"
     intervals, _ = await programs.device_intervals(session, device.id)
     mine = [i for i in intervals if i.program_id == program.id]
     visible = [i for i in mine if not rules.evaluate(i, intervals, now).completed]
     active = [i for i in visible if rules.evaluate(i, intervals, now).status == rules.EventStatus.ACTIVE]
-    return xml.E("DERProgram", {"href": href},
-                 xml.leaf("mRID", mrid(MRID_PROGRAM, program.id, pen(request))),
-                 xml.leaf("description", (program.description or program.name)[:32]),
-                 xml.link("ActiveDERControlListLink", f"{href}/actderc", len(active)),
-                 # always linked: clients subscribe to it before staff set one (cactus S-ALL-35..40)
-                 xml.link("DefaultDERControlLink", f"{href}/dderc"),
-                 xml.link("DERControlListLink", f"{href}/derc", len(visible)),
-                 xml.link("DERCurveListLink", f"{href}/dc", len(await programs.program_curves(session, program.id))),
-                 xml.leaf("primacy", program.primacy))
+    return xml.E(
+        "DERProgram",
+        {"href": href},
+        xml.leaf("mRID", mrid(MRID_PROGRAM, program.id, pen(request))),
+        xml.leaf("description", (program.description or program.name)[:32]),
+        xml.link("ActiveDERControlListLink", f"{href}/actderc", len(active)),
+        # always linked: clients subscribe to it before staff set one (cactus S-ALL-35..40)
+        xml.link("DefaultDERControlLink", f"{href}/dderc"),
+        xml.link("DERControlListLink", f"{href}/derc", len(visible)),
+        xml.link("DERCurveListLink", f"{href}/dc", len(await programs.program_curves(session, program.id))),
+        xml.leaf("primacy", program.primacy),
+    )
 
 
 @routes.get("/edev/{e}/fsa/{f}/derp")
@@ -124,43 +129,65 @@ async def get_program_list(request: web.Request) -> web.Response:
         found = await programs.fsa_programs(session, fsa_id)
         rate = await poll_rate(request, session, "DERProgramList")
         items = [await render_program(request, session, device, p, now) for p in pg.slice(found)]
-    return reply(list_element("DERProgramList", f"/edev/{device.id}/fsa/{fsa_id}/derp", items, len(found), rate,
-                              subscribable=True))
+    return reply(
+        list_element(
+            "DERProgramList",
+            f"/edev/{device.id}/fsa/{fsa_id}/derp",
+            items,
+            len(found),
+            rate,
+            subscribable=True,
+        )
+    )
 
 
 @routes.get("/edev/{e}/derp/{p}")
 @sep2_handler
 async def get_program(request: web.Request) -> web.Response:
     async with sessions(request)() as session:
-        device, program = await program_in_scope(session, await scope_of(request, session),
-                                                  path_int(request, "e"), path_int(request, "p"))
+        device, program = await program_in_scope(
+            session, await scope_of(request, session), path_int(request, "e"), path_int(request, "p")
+        )
         return reply(await render_program(request, session, device, program, utcnow()))
 
 
 # ----------------------------------------------------------------------------------------------- DERControls
-def render_control(request: web.Request, device: EndDevice, c: Sep2Control, ev: rules.Evaluated) -> etree._Element:
+def render_control(
+    request: web.Request, device: EndDevice, c: Sep2Control, ev: rules.Evaluated
+) -> etree._Element:
     href = f"/edev/{device.id}/derp/{c.program_id}/derc/{c.id}"
     attrs: dict[str, Any] = {"href": href}
     if c.response_required:
         attrs["replyTo"] = f"/rsps/{RESPONSE_SET_ID}/rsp"
         attrs["responseRequired"] = f"{c.response_required:02X}"
     status_time = c.cancelled_at or c.creation_time
-    return xml.E("DERControl", attrs,
-                 xml.leaf("mRID", mrid(MRID_CONTROL, c.id, pen(request))),
-                 xml.leaf("description", c.description or None),
-                 xml.leaf("creationTime", epoch(c.creation_time)),
-                 xml.E("EventStatus", None,
-                       xml.leaf("currentStatus", int(ev.status)),
-                       xml.leaf("dateTime", epoch(status_time)),
-                       xml.leaf("potentiallySuperseded", ev.potentially_superseded)),
-                 xml.E("interval", None, xml.leaf("duration", c.duration_s), xml.leaf("start", epoch(c.start))),
-                 xml.leaf("randomizeDuration", c.randomize_duration_s),
-                 xml.leaf("randomizeStart", c.randomize_start_s),
-                 control_base(c.base, f"/edev/{device.id}/derp/{c.program_id}/dc"))
+    return xml.E(
+        "DERControl",
+        attrs,
+        xml.leaf("mRID", mrid(MRID_CONTROL, c.id, pen(request))),
+        xml.leaf("description", c.description or None),
+        xml.leaf("creationTime", epoch(c.creation_time)),
+        xml.E(
+            "EventStatus",
+            None,
+            xml.leaf("currentStatus", int(ev.status)),
+            xml.leaf("dateTime", epoch(status_time)),
+            xml.leaf("potentiallySuperseded", ev.potentially_superseded),
+        ),
+        xml.E("interval", None, xml.leaf("duration", c.duration_s), xml.leaf("start", epoch(c.start))),
+        xml.leaf("randomizeDuration", c.randomize_duration_s),
+        xml.leaf("randomizeStart", c.randomize_start_s),
+        control_base(c.base, f"/edev/{device.id}/derp/{c.program_id}/dc"),
+    )
 
 
-async def program_controls(session: AsyncSession, device: EndDevice, program: Sep2Program, now: dt.datetime,
-                           active_only: bool = False) -> list[tuple[Sep2Control, rules.Evaluated]]:
+async def program_controls(
+    session: AsyncSession,
+    device: EndDevice,
+    program: Sep2Program,
+    now: dt.datetime,
+    active_only: bool = False,
+) -> list[tuple[Sep2Control, rules.Evaluated]]:
     intervals, controls = await programs.device_intervals(session, device.id)
     out = []
     for i in sorted((i for i in intervals if i.program_id == program.id), key=rules.list_order_key):
@@ -171,7 +198,9 @@ async def program_controls(session: AsyncSession, device: EndDevice, program: Se
     return out
 
 
-def _after(pg: Page, found: list[tuple[Sep2Control, rules.Evaluated]]) -> list[tuple[Sep2Control, rules.Evaluated]]:
+def _after(
+    pg: Page, found: list[tuple[Sep2Control, rules.Evaluated]]
+) -> list[tuple[Sep2Control, rules.Evaluated]]:
     return [x for x in found if x[0].changed_at >= pg.after] if pg.after else found
 
 
@@ -180,21 +209,29 @@ async def _control_list(request: web.Request, active_only: bool) -> web.Response
     (``actderc``: active now); both take subscriptions (server.sep2.subscriptions) and say so."""
     pg = page(request)
     async with sessions(request)() as session:
-        device, program = await program_in_scope(session, await scope_of(request, session),
-                                                  path_int(request, "e"), path_int(request, "p"))
+        device, program = await program_in_scope(
+            session, await scope_of(request, session), path_int(request, "e"), path_int(request, "p")
+        )
         found = await program_controls(session, device, program, utcnow(), active_only=active_only)
     if not active_only:
         found = _after(pg, found)
     return reply(control_list(request, device, program, pg.slice(found), len(found), active_only))
 
 
-def control_list(request: web.Request, device: EndDevice, program: Sep2Program,
-                 shown: list[tuple[Sep2Control, rules.Evaluated]], total: int, active_only: bool) -> etree._Element:
+def control_list(
+    request: web.Request,
+    device: EndDevice,
+    program: Sep2Program,
+    shown: list[tuple[Sep2Control, rules.Evaluated]],
+    total: int,
+    active_only: bool,
+) -> etree._Element:
     """A DERControlList (``derc``) or ActiveDERControlList (``actderc``) page, for GETs and notifications alike."""
     suffix = "actderc" if active_only else "derc"
     items = [render_control(request, device, c, ev) for c, ev in shown]
-    return list_element("DERControlList", f"/edev/{device.id}/derp/{program.id}/{suffix}", items, total,
-                        subscribable=True)
+    return list_element(
+        "DERControlList", f"/edev/{device.id}/derp/{program.id}/{suffix}", items, total, subscribable=True
+    )
 
 
 @routes.get("/edev/{e}/derp/{p}/derc")
@@ -213,8 +250,9 @@ async def get_active_control_list(request: web.Request) -> web.Response:
 @sep2_handler
 async def get_control(request: web.Request) -> web.Response:
     async with sessions(request)() as session:
-        device, program = await program_in_scope(session, await scope_of(request, session),
-                                                  path_int(request, "e"), path_int(request, "p"))
+        device, program = await program_in_scope(
+            session, await scope_of(request, session), path_int(request, "e"), path_int(request, "p")
+        )
         intervals, controls = await programs.device_intervals(session, device.id)
         control = controls.get(path_int(request, "c"))
         if control is None or control.program_id != program.id:
@@ -227,8 +265,9 @@ async def get_control(request: web.Request) -> web.Response:
 @sep2_handler
 async def get_default_control(request: web.Request) -> web.Response:
     async with sessions(request)() as session:
-        device, program = await program_in_scope(session, await scope_of(request, session),
-                                                  path_int(request, "e"), path_int(request, "p"))
+        device, program = await program_in_scope(
+            session, await scope_of(request, session), path_int(request, "e"), path_int(request, "p")
+        )
     # without one set, an empty DefaultDERControl (no DERControlBase values: nothing to apply by default)
     return reply(render_default(request, device, program))
 
@@ -236,23 +275,29 @@ async def get_default_control(request: web.Request) -> web.Response:
 def render_default(request: web.Request, device: EndDevice, program: Sep2Program) -> etree._Element:
     default = program.default_control or {}
     href = f"/edev/{device.id}/derp/{program.id}/dderc"
-    return xml.E("DefaultDERControl", {"href": href},
-                 xml.leaf("mRID", mrid(MRID_DEFAULT, program.id, pen(request), program.default_version)),
-                 xml.leaf("description", (program.description or program.name)[:32]),
-                 control_base(default.get("base", {}), f"/edev/{device.id}/derp/{program.id}/dc"),
-                 xml.leaf("setGradW", default.get("setGradW")))
+    return xml.E(
+        "DefaultDERControl",
+        {"href": href},
+        xml.leaf("mRID", mrid(MRID_DEFAULT, program.id, pen(request), program.default_version)),
+        xml.leaf("description", (program.description or program.name)[:32]),
+        control_base(default.get("base", {}), f"/edev/{device.id}/derp/{program.id}/dc"),
+        xml.leaf("setGradW", default.get("setGradW")),
+    )
 
 
 def render_curve(request: web.Request, href: str, c) -> etree._Element:
-    return xml.E("DERCurve", {"href": href},
-                 xml.leaf("mRID", mrid(MRID_CURVE, c.id, pen(request))),
-                 xml.leaf("description", c.description or None),
-                 xml.leaf("creationTime", epoch(c.creation_time)),
-                 [xml.E("CurveData", None, xml.leaf("xvalue", x), xml.leaf("yvalue", y)) for x, y in c.points],
-                 xml.leaf("curveType", c.curve_type),
-                 xml.leaf("xMultiplier", c.x_multiplier),
-                 xml.leaf("yMultiplier", c.y_multiplier),
-                 xml.leaf("yRefType", c.y_ref_type))
+    return xml.E(
+        "DERCurve",
+        {"href": href},
+        xml.leaf("mRID", mrid(MRID_CURVE, c.id, pen(request))),
+        xml.leaf("description", c.description or None),
+        xml.leaf("creationTime", epoch(c.creation_time)),
+        [xml.E("CurveData", None, xml.leaf("xvalue", x), xml.leaf("yvalue", y)) for x, y in c.points],
+        xml.leaf("curveType", c.curve_type),
+        xml.leaf("xMultiplier", c.x_multiplier),
+        xml.leaf("yMultiplier", c.y_multiplier),
+        xml.leaf("yRefType", c.y_ref_type),
+    )
 
 
 @routes.get("/edev/{e}/derp/{p}/dc")
@@ -260,8 +305,9 @@ def render_curve(request: web.Request, href: str, c) -> etree._Element:
 async def get_curve_list(request: web.Request) -> web.Response:
     pg = page(request)
     async with sessions(request)() as session:
-        device, program = await program_in_scope(session, await scope_of(request, session),
-                                                  path_int(request, "e"), path_int(request, "p"))
+        device, program = await program_in_scope(
+            session, await scope_of(request, session), path_int(request, "e"), path_int(request, "p")
+        )
         curves = await programs.program_curves(session, program.id)
     href = f"/edev/{device.id}/derp/{program.id}/dc"
     items = [render_curve(request, f"{href}/{c.id}", c) for c in pg.slice(curves)]
@@ -272,10 +318,13 @@ async def get_curve_list(request: web.Request) -> web.Response:
 @sep2_handler
 async def get_curve(request: web.Request) -> web.Response:
     async with sessions(request)() as session:
-        device, program = await program_in_scope(session, await scope_of(request, session),
-                                                  path_int(request, "e"), path_int(request, "p"))
-        curve = next((c for c in await programs.program_curves(session, program.id)
-                      if c.id == path_int(request, "c")), None)
+        device, program = await program_in_scope(
+            session, await scope_of(request, session), path_int(request, "e"), path_int(request, "p")
+        )
+        curve = next(
+            (c for c in await programs.program_curves(session, program.id) if c.id == path_int(request, "c")),
+            None,
+        )
     if curve is None:
         raise NotFound("no such DERCurve")
     return reply(render_curve(request, request.path, curve))

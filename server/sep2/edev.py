@@ -49,19 +49,22 @@ routes = web.RouteTableDef()
 async def render_edev(session: AsyncSession, device: EndDevice, post_rate_s: int) -> etree._Element:
     href = f"/edev/{device.id}"
     n_fsa = len(await programs.device_fsas(session, device.id))
-    return xml.E("EndDevice", {"href": href},
-                 xml.link("DERListLink", f"{href}/der", 1),
-                 xml.leaf("deviceCategory", device.device_category or None),
-                 xml.leaf("lFDI", device.lfdi),
-                 xml.link("LogEventListLink", f"{href}/lel"),  # server.sep2.logevents
-                 xml.leaf("sFDI", device.sfdi),
-                 xml.leaf("changedTime", epoch(device.changed_at)),
-                 xml.leaf("enabled", device.enabled),
-                 xml.link("FunctionSetAssignmentsListLink", f"{href}/fsa", n_fsa),
-                 xml.leaf("postRate", post_rate_s),
-                 xml.link("RegistrationLink", f"{href}/rg") if device.pin is not None else None,
-                 xml.link("SubscriptionListLink", f"{href}/sub"),  # server.sep2.subscriptions
-                 xml.link("csipaus:ConnectionPointLink", f"{href}/cp"))
+    return xml.E(
+        "EndDevice",
+        {"href": href},
+        xml.link("DERListLink", f"{href}/der", 1),
+        xml.leaf("deviceCategory", device.device_category or None),
+        xml.leaf("lFDI", device.lfdi),
+        xml.link("LogEventListLink", f"{href}/lel"),  # server.sep2.logevents
+        xml.leaf("sFDI", device.sfdi),
+        xml.leaf("changedTime", epoch(device.changed_at)),
+        xml.leaf("enabled", device.enabled),
+        xml.link("FunctionSetAssignmentsListLink", f"{href}/fsa", n_fsa),
+        xml.leaf("postRate", post_rate_s),
+        xml.link("RegistrationLink", f"{href}/rg") if device.pin is not None else None,
+        xml.link("SubscriptionListLink", f"{href}/sub"),  # server.sep2.subscriptions
+        xml.link("csipaus:ConnectionPointLink", f"{href}/cp"),
+    )
 
 
 @routes.get("/edev")
@@ -99,11 +102,14 @@ async def post_edev(request: web.Request) -> web.Response:
         if existing is not None:
             raise Conflict(f"an EndDevice with lFDI {lfdi} is already registered")
         if settings.sep2.registration == "out-of-band":
-            raise Forbidden("in-band registration is closed on this server; ask the utility to enroll the device")
+            raise Forbidden(
+                "in-band registration is closed on this server; ask the utility to enroll the device"
+            )
         if lfdi != scope.lfdi and not scope.is_aggregator:
             raise Forbidden("the lFDI does not match the client certificate")
-        device = EndDevice(lfdi=lfdi, sfdi=sfdi, device_category=category[:16], registered_by="in-band",
-                           name="")
+        device = EndDevice(
+            lfdi=lfdi, sfdi=sfdi, device_category=category[:16], registered_by="in-band", name=""
+        )
         if lfdi != scope.lfdi and scope.aggregator is not None:
             device.aggregator_id = (await ensure_aggregator(session, scope.lfdi)).id
         session.add(device)
@@ -137,9 +143,12 @@ async def get_registration(request: web.Request) -> web.Response:
         if device.pin is None:
             raise NotFound("no Registration for this EndDevice")
         rate = await poll_rate(request, session, "Registration")
-    el = xml.E("Registration", {"href": f"/edev/{device.id}/rg", "pollRate": rate},
-               xml.leaf("dateTimeRegistered", epoch(device.created_at)),
-               xml.leaf("pIN", device.pin))
+    el = xml.E(
+        "Registration",
+        {"href": f"/edev/{device.id}/rg", "pollRate": rate},
+        xml.leaf("dateTimeRegistered", epoch(device.created_at)),
+        xml.leaf("pIN", device.pin),
+    )
     return reply(el)
 
 
@@ -151,8 +160,11 @@ async def get_cp(request: web.Request) -> web.Response:
         device = await device_in_scope(session, await scope_of(request, session), path_int(request, "e"))
         stored = await devres.get_resource(session, device.id, "cp")
     if stored is None:
-        el = xml.E("csipaus:ConnectionPoint", {"href": f"/edev/{device.id}/cp"},
-                   xml.leaf("csipaus:connectionPointId", ""))
+        el = xml.E(
+            "csipaus:ConnectionPoint",
+            {"href": f"/edev/{device.id}/cp"},
+            xml.leaf("csipaus:connectionPointId", ""),
+        )
         return reply(el)
     return reply(with_href(stored.body, f"/edev/{device.id}/cp"))
 
@@ -163,7 +175,9 @@ async def put_cp(request: web.Request) -> web.Response:
     body = await read_body(request, "ConnectionPoint")
     cp_id = xml.text(body, "csipaus:connectionPointId") or ""
     if not valid_nmi(cp_id):
-        raise Invalid("connectionPointId must be a National Metering Identifier (10 characters + check digit)")
+        raise Invalid(
+            "connectionPointId must be a National Metering Identifier (10 characters + check digit)"
+        )
     async with sessions(request).begin() as session:
         device = await device_in_scope(session, await scope_of(request, session), path_int(request, "e"))
         await devres.put_resource(session, device.id, "cp", for_storage(body))
@@ -176,7 +190,9 @@ def valid_nmi(nmi: str) -> bool:
     """An Australian NMI (what CSIP-AUS puts in connectionPointId): 10 characters of A-Z (not I or O) and
     digits, optionally followed by the AEMO checksum digit (Luhn-style over the character codes)."""
     nmi = nmi.upper()
-    if len(nmi) not in (10, 11) or not all(ch.isdigit() or ("A" <= ch <= "Z" and ch not in "IO") for ch in nmi[:10]):
+    if len(nmi) not in (10, 11) or not all(
+        ch.isdigit() or ("A" <= ch <= "Z" and ch not in "IO") for ch in nmi[:10]
+    ):
         return False
     if len(nmi) == 10:
         return True

@@ -47,34 +47,44 @@ MRID_TTI, MRID_EDC = 0x12, 0x14
 RESPONSE_STATUSES = set(range(0, 15)) | {252, 253, 254}  # 2030.5 Response status codes (incl. DRLC 3..10)
 
 
-def render_event(tag: str, href: str, kind: int, e: Sep2InfluenceEvent, ev: rules.Evaluated, pen: int,
-                 reply_to: str) -> etree._Element:
+def render_event(
+    tag: str, href: str, kind: int, e: Sep2InfluenceEvent, ev: rules.Evaluated, pen: int, reply_to: str
+) -> etree._Element:
     attrs: dict = {"href": href}
     if e.response_required:
         attrs["replyTo"] = reply_to
         attrs["responseRequired"] = f"{e.response_required:02X}"
-    return xml.E(tag, attrs,
-                 xml.leaf("mRID", mrid(kind, e.id, pen)),
-                 xml.leaf("description", e.description or None),
-                 xml.leaf("creationTime", epoch(e.creation_time)),
-                 xml.E("EventStatus", None,
-                       xml.leaf("currentStatus", int(ev.status)),
-                       xml.leaf("dateTime", epoch(e.cancelled_at or e.creation_time)),
-                       xml.leaf("potentiallySuperseded", ev.potentially_superseded)),
-                 xml.E("interval", None, xml.leaf("duration", e.duration_s), xml.leaf("start", epoch(e.start))),
-                 xml.leaf("randomizeDuration", e.randomize_duration_s),
-                 xml.leaf("randomizeStart", e.randomize_start_s))
+    return xml.E(
+        tag,
+        attrs,
+        xml.leaf("mRID", mrid(kind, e.id, pen)),
+        xml.leaf("description", e.description or None),
+        xml.leaf("creationTime", epoch(e.creation_time)),
+        xml.E(
+            "EventStatus",
+            None,
+            xml.leaf("currentStatus", int(ev.status)),
+            xml.leaf("dateTime", epoch(e.cancelled_at or e.creation_time)),
+            xml.leaf("potentiallySuperseded", ev.potentially_superseded),
+        ),
+        xml.E("interval", None, xml.leaf("duration", e.duration_s), xml.leaf("start", epoch(e.start))),
+        xml.leaf("randomizeDuration", e.randomize_duration_s),
+        xml.leaf("randomizeStart", e.randomize_start_s),
+    )
 
 
 Evaluated = list[tuple[Sep2InfluenceEvent, rules.Evaluated]]
 # (request, session, device, set, now, start, limit, active_only, after) -> the event list element
-ListRenderer = Callable[[web.Request, AsyncSession, EndDevice, Sep2InfluenceSet, dt.datetime, int, int, bool,
-                         dt.datetime | None], Awaitable[etree._Element]]
+ListRenderer = Callable[
+    [web.Request, AsyncSession, EndDevice, Sep2InfluenceSet, dt.datetime, int, int, bool, dt.datetime | None],
+    Awaitable[etree._Element],
+]
 SetFinder = Callable[[web.Request, AsyncSession], Awaitable[tuple[EndDevice, Sep2InfluenceSet]]]
 
 
-async def set_in_scope(session: AsyncSession, scope: Scope, device_id: int, kind: str, set_id: int,
-                       what: str) -> tuple[EndDevice, Sep2InfluenceSet]:
+async def set_in_scope(
+    session: AsyncSession, scope: Scope, device_id: int, kind: str, set_id: int, what: str
+) -> tuple[EndDevice, Sep2InfluenceSet]:
     """The tariff or DR program (influence set of ``kind``) ``set_id`` if it is assigned to an EndDevice the caller
     may reach; otherwise 404 naming it as ``what``."""
     device = await device_in_scope(session, scope, device_id)
@@ -90,23 +100,33 @@ async def counts(session: AsyncSession, s: Sep2InfluenceSet, now: dt.datetime) -
     return sum(1 for _, ev in found if ev.status == 1), len(found)
 
 
-def event_list(tag: str, href: str, found: Evaluated,
-               render_one: Callable[[Sep2InfluenceEvent, rules.Evaluated], etree._Element], start: int, limit: int,
-               active_only: bool, after: dt.datetime | None) -> etree._Element:
+def event_list(
+    tag: str,
+    href: str,
+    found: Evaluated,
+    render_one: Callable[[Sep2InfluenceEvent, rules.Evaluated], etree._Element],
+    start: int,
+    limit: int,
+    active_only: bool,
+    after: dt.datetime | None,
+) -> etree._Element:
     """One page of an event list; the Active… lists are not subscribable."""
     if after:
         found = [x for x in found if x[0].changed_at >= after]
-    items = [render_one(e, ev) for e, ev in found[start:start + limit]]
+    items = [render_one(e, ev) for e, ev in found[start : start + limit]]
     return list_element(tag, href, items, len(found), subscribable=not active_only)
 
 
-async def event_list_reply(request: web.Request, find: SetFinder, render_list: ListRenderer,
-                           active_only: bool) -> web.Response:
+async def event_list_reply(
+    request: web.Request, find: SetFinder, render_list: ListRenderer, active_only: bool
+) -> web.Response:
     """GET of an event list (or its Active… list) of the set ``find`` resolves from the request's path."""
     pg = page(request)
     async with sessions(request)() as session:
         device, s = await find(request, session)
-        el = await render_list(request, session, device, s, utcnow(), pg.start, pg.limit, active_only, pg.after)
+        el = await render_list(
+            request, session, device, s, utcnow(), pg.start, pg.limit, active_only, pg.after
+        )
     return reply(el)
 
 
@@ -123,11 +143,14 @@ def parse_event_mrid(value: str, pen: int) -> int | None:
 
 
 def render_response(r: Sep2InfluenceResponse, pen: int, kind: int) -> etree._Element:
-    return xml.E("Response", {"href": f"/edev/{r.end_device_id}/rsp/{r.id}"},
-                 xml.leaf("createdDateTime", epoch(r.created_date_time)),
-                 xml.leaf("endDeviceLFDI", r.lfdi),
-                 xml.leaf("status", r.status),
-                 xml.leaf("subject", mrid(kind, r.event_id, pen)))
+    return xml.E(
+        "Response",
+        {"href": f"/edev/{r.end_device_id}/rsp/{r.id}"},
+        xml.leaf("createdDateTime", epoch(r.created_date_time)),
+        xml.leaf("endDeviceLFDI", r.lfdi),
+        xml.leaf("status", r.status),
+        xml.leaf("subject", mrid(kind, r.event_id, pen)),
+    )
 
 
 async def _kind_of(session, event_id: int) -> int:
@@ -142,11 +165,17 @@ async def get_responses(request: web.Request) -> web.Response:
     pg = page(request)
     async with runtime(request).store.sessions() as session:
         device = await device_in_scope(session, await scope_of(request, session), path_int(request, "e"))
-        found = list(await session.scalars(select(Sep2InfluenceResponse)
-                                           .where(Sep2InfluenceResponse.end_device_id == device.id)
-                                           .order_by(Sep2InfluenceResponse.id)))
-        items = [render_response(r, render.pen(request), await _kind_of(session, r.event_id))
-                 for r in pg.slice(found)]
+        found = list(
+            await session.scalars(
+                select(Sep2InfluenceResponse)
+                .where(Sep2InfluenceResponse.end_device_id == device.id)
+                .order_by(Sep2InfluenceResponse.id)
+            )
+        )
+        items = [
+            render_response(r, render.pen(request), await _kind_of(session, r.event_id))
+            for r in pg.slice(found)
+        ]
     return reply(list_element("ResponseList", f"/edev/{device.id}/rsp", items, len(found)))
 
 
@@ -175,8 +204,9 @@ async def post_response(request: web.Request) -> web.Response:
                 visible.update(r.id for r in await influence.list_sets(session, "rate", s.id))
         if event is None or event.set_id not in visible:
             raise Invalid("subject is not an event sent to this EndDevice")
-        r = Sep2InfluenceResponse(event_id=event.id, end_device_id=device.id, lfdi=lfdi, status=status,
-                                  created_date_time=created_dt)
+        r = Sep2InfluenceResponse(
+            event_id=event.id, end_device_id=device.id, lfdi=lfdi, status=status, created_date_time=created_dt
+        )
         session.add(r)
         await session.flush()
         href = f"/edev/{device.id}/rsp/{r.id}"

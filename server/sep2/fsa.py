@@ -41,21 +41,27 @@ async def get_fsa_list(request: web.Request) -> web.Response:
         fsas = await programs.device_fsas(session, device.id)
         rate = await poll_rate(request, session, "FunctionSetAssignmentsList")
         items = [await render_fsa(request, session, device, f) for f in pg.slice(fsas)]
-    return reply(list_element("FunctionSetAssignmentsList", f"/edev/{device.id}/fsa", items, len(fsas), rate,
-                              subscribable=True))
+    return reply(
+        list_element(
+            "FunctionSetAssignmentsList", f"/edev/{device.id}/fsa", items, len(fsas), rate, subscribable=True
+        )
+    )
 
 
 async def render_fsa(request: web.Request, session: AsyncSession, device: EndDevice, fsa) -> etree._Element:
     href = f"/edev/{device.id}/fsa/{fsa.id}"
     n = len(await programs.fsa_programs(session, fsa.id))
-    return xml.E("FunctionSetAssignments", {"href": href},
-                 # pricing and DRLC are per device (server.sep2.drlc / server.sep2.pricing)
-                 xml.link("DemandResponseProgramListLink", f"/edev/{device.id}/drp"),
-                 xml.link("DERProgramListLink", f"{href}/derp", n),
-                 xml.link("TariffProfileListLink", f"/edev/{device.id}/tp"),
-                 xml.link("TimeLink", "/tm"),
-                 xml.leaf("mRID", mrid(MRID_FSA, fsa.id, pen(request))),
-                 xml.leaf("description", fsa.title[:32]))
+    return xml.E(
+        "FunctionSetAssignments",
+        {"href": href},
+        # pricing and DRLC are per device (server.sep2.drlc / server.sep2.pricing)
+        xml.link("DemandResponseProgramListLink", f"/edev/{device.id}/drp"),
+        xml.link("DERProgramListLink", f"{href}/derp", n),
+        xml.link("TariffProfileListLink", f"/edev/{device.id}/tp"),
+        xml.link("TimeLink", "/tm"),
+        xml.leaf("mRID", mrid(MRID_FSA, fsa.id, pen(request))),
+        xml.leaf("description", fsa.title[:32]),
+    )
 
 
 @routes.get("/edev/{e}/fsa/{f}")
@@ -63,8 +69,10 @@ async def render_fsa(request: web.Request, session: AsyncSession, device: EndDev
 async def get_fsa(request: web.Request) -> web.Response:
     async with sessions(request)() as session:
         device = await device_in_scope(session, await scope_of(request, session), path_int(request, "e"))
-        fsa = next((f for f in await programs.device_fsas(session, device.id) if f.id == path_int(request, "f")),
-                   None)
+        fsa = next(
+            (f for f in await programs.device_fsas(session, device.id) if f.id == path_int(request, "f")),
+            None,
+        )
         if fsa is None:
             raise NotFound("no such FunctionSetAssignments")
         return reply(await render_fsa(request, session, device, fsa))

@@ -38,15 +38,18 @@ MAX_PER_DEVICE_LIST = 100_000  # a device cannot grow its log without bound; sta
 
 
 def render(e: Sep2LogEvent) -> etree._Element:
-    return xml.E("LogEvent", {"href": f"/edev/{e.end_device_id}/lel/{e.id}"},
-                 xml.leaf("createdDateTime", epoch(e.created_date_time)),
-                 xml.leaf("details", e.details or None),
-                 xml.leaf("extendedData", e.extended_data),
-                 xml.leaf("functionSet", e.function_set),
-                 xml.leaf("logEventCode", e.log_event_code),
-                 xml.leaf("logEventID", e.log_event_id),
-                 xml.leaf("logEventPEN", e.log_event_pen),
-                 xml.leaf("profileID", e.profile_id))
+    return xml.E(
+        "LogEvent",
+        {"href": f"/edev/{e.end_device_id}/lel/{e.id}"},
+        xml.leaf("createdDateTime", epoch(e.created_date_time)),
+        xml.leaf("details", e.details or None),
+        xml.leaf("extendedData", e.extended_data),
+        xml.leaf("functionSet", e.function_set),
+        xml.leaf("logEventCode", e.log_event_code),
+        xml.leaf("logEventID", e.log_event_id),
+        xml.leaf("logEventPEN", e.log_event_pen),
+        xml.leaf("profileID", e.profile_id),
+    )
 
 
 @routes.get("/edev/{e}/lel")
@@ -76,11 +79,18 @@ async def post_log_event(request: web.Request) -> web.Response:
         if await logevents.count(session, device.id) >= MAX_PER_DEVICE_LIST:
             raise Invalid("this EndDevice's LogEventList is full")
         event = await logevents.record(
-            session, device.id, created=created, function_set=xml.integer(body, "functionSet") or 0,
-            code=xml.integer(body, "logEventCode") or 0, event_id=xml.integer(body, "logEventID") or 0,
-            pen=xml.integer(body, "logEventPEN") or 0, profile_id=xml.integer(body, "profileID") or 0,
-            details=xml.text(body, "details") or "", extended_data=xml.integer(body, "extendedData"),
-            body=etree.tostring(body, encoding="unicode"))
+            session,
+            device.id,
+            created=created,
+            function_set=xml.integer(body, "functionSet") or 0,
+            code=xml.integer(body, "logEventCode") or 0,
+            event_id=xml.integer(body, "logEventID") or 0,
+            pen=xml.integer(body, "logEventPEN") or 0,
+            profile_id=xml.integer(body, "profileID") or 0,
+            details=xml.text(body, "details") or "",
+            extended_data=xml.integer(body, "extendedData"),
+            body=etree.tostring(body, encoding="unicode"),
+        )
         href = f"/edev/{device.id}/lel/{event.id}"
     return web.Response(status=201, headers={"Location": href})
 

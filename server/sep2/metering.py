@@ -59,18 +59,25 @@ def reading_type(el: etree._Element | None) -> ReadingType | None:
     uom = xml.integer(el, "uom")
     if uom is None:
         raise Invalid("ReadingType needs a uom")
-    return ReadingType(uom=uom, power_of_ten=xml.integer(el, "powerOfTenMultiplier") or 0,
-                       kind=xml.integer(el, "kind"), flow_direction=xml.integer(el, "flowDirection"),
-                       phase=xml.integer(el, "phase"), data_qualifier=xml.integer(el, "dataQualifier"),
-                       accumulation=xml.integer(el, "accumulationBehaviour"),
-                       interval_s=xml.integer(el, "intervalLength"))
+    return ReadingType(
+        uom=uom,
+        power_of_ten=xml.integer(el, "powerOfTenMultiplier") or 0,
+        kind=xml.integer(el, "kind"),
+        flow_direction=xml.integer(el, "flowDirection"),
+        phase=xml.integer(el, "phase"),
+        data_qualifier=xml.integer(el, "dataQualifier"),
+        accumulation=xml.integer(el, "accumulationBehaviour"),
+        interval_s=xml.integer(el, "intervalLength"),
+    )
 
 
 def declared_types(mup_xml: str) -> dict[str, ReadingType | None]:
     """MirrorMeterReading mRID -> ReadingType, from the stored (validated) MirrorUsagePoint."""
     root = etree.fromstring(mup_xml.encode())
-    return {(xml.text(m, "mRID") or "").upper(): reading_type(xml.find(m, "ReadingType"))
-            for m in root.findall(xml.q("MirrorMeterReading"))}
+    return {
+        (xml.text(m, "mRID") or "").upper(): reading_type(xml.find(m, "ReadingType"))
+        for m in root.findall(xml.q("MirrorMeterReading"))
+    }
 
 
 def same_type(declared: ReadingType, posted: ReadingType) -> bool:
@@ -88,15 +95,17 @@ def same_type(declared: ReadingType, posted: ReadingType) -> bool:
 def _when(el: etree._Element, path: str) -> tuple[dt.datetime | None, int | None]:
     start = xml.integer(el, f"{path}/start")
     duration = xml.integer(el, f"{path}/duration")
-    return (from_epoch(start, 'timePeriod start') if start is not None else None), duration
+    return (from_epoch(start, "timePeriod start") if start is not None else None), duration
 
 
-def readings_of(mmr: etree._Element, rtype: ReadingType, lfdi: str, mrid: str,
-                now: dt.datetime) -> list[telemetry.Reading]:
+def readings_of(
+    mmr: etree._Element, rtype: ReadingType, lfdi: str, mrid: str, now: dt.datetime
+) -> list[telemetry.Reading]:
     out: list[telemetry.Reading] = []
 
-    def take(reading: etree._Element, default_start: dt.datetime | None, default_duration: int | None,
-             where: str) -> None:
+    def take(
+        reading: etree._Element, default_start: dt.datetime | None, default_duration: int | None, where: str
+    ) -> None:
         raw = xml.integer(reading, "value")
         if raw is None:
             return  # a Reading without a value carries only quality flags: nothing to store
@@ -105,15 +114,29 @@ def readings_of(mmr: etree._Element, rtype: ReadingType, lfdi: str, mrid: str,
         duration = duration if duration is not None else default_duration
         value = rtype.si(raw)
         rtype.check(value, ts, now, where)
-        out.append(telemetry.Reading(source_kind="device", source_id=lfdi, measurement=rtype.measurement,
-                                     ts=ts, value=value, unit=rtype.unit, resource=mrid,
-                                     reading_type=rtype.label, duration_s=float(duration) if duration else None))
+        out.append(
+            telemetry.Reading(
+                source_kind="device",
+                source_id=lfdi,
+                measurement=rtype.measurement,
+                ts=ts,
+                value=value,
+                unit=rtype.unit,
+                resource=mrid,
+                reading_type=rtype.label,
+                duration_s=float(duration) if duration else None,
+            )
+        )
 
     single = xml.find(mmr, "Reading")
     if single is not None:
         last = xml.integer(mmr, "lastUpdateTime")
-        take(single, from_epoch(last, 'lastUpdateTime') if last is not None else None, rtype.interval_s,
-             f"MirrorMeterReading {mrid} Reading")
+        take(
+            single,
+            from_epoch(last, "lastUpdateTime") if last is not None else None,
+            rtype.interval_s,
+            f"MirrorMeterReading {mrid} Reading",
+        )
     for rset in mmr.findall(xml.q("MirrorReadingSet")):
         set_start, set_duration = _when(rset, "timePeriod")
         readings = rset.findall(xml.q("Reading"))
@@ -122,13 +145,18 @@ def readings_of(mmr: etree._Element, rtype: ReadingType, lfdi: str, mrid: str,
             default = set_start
             if set_start is not None and len(readings) > 1 and rtype.interval_s:
                 default = set_start + dt.timedelta(seconds=rtype.interval_s * i)
-            take(reading, default, rtype.interval_s or (set_duration if len(readings) == 1 else None),
-                 f"MirrorReadingSet {xml.text(rset, 'mRID')} Reading {i}")
+            take(
+                reading,
+                default,
+                rtype.interval_s or (set_duration if len(readings) == 1 else None),
+                f"MirrorReadingSet {xml.text(rset, 'mRID')} Reading {i}",
+            )
     return out
 
 
-async def ingest(session: AsyncSession, device_lfdi: str, mup_xml: str,
-                 posted: etree._Element) -> list[telemetry.Reading]:
+async def ingest(
+    session: AsyncSession, device_lfdi: str, mup_xml: str, posted: etree._Element
+) -> list[telemetry.Reading]:
     """Check and store the readings in ``posted`` (a MirrorUsagePoint, MirrorMeterReading or a list of them);
     returns what was stored (the caller announces them: subscriptions to ReadingLists, Conditions)."""
     declared = declared_types(mup_xml)
@@ -166,23 +194,29 @@ def meter_readings(mup: Sep2Mup) -> list[etree._Element]:
 def render_usage_point(mup: Sep2Mup) -> etree._Element:
     root = etree.fromstring(mup.body.encode())
     href = f"/upt/{mup.id}"
-    return xml.E("UsagePoint", {"href": href},
-                 xml.leaf("mRID", xml.text(root, "mRID")),
-                 xml.leaf("description", xml.text(root, "description")),
-                 xml.leaf("roleFlags", xml.text(root, "roleFlags")),
-                 xml.leaf("serviceCategoryKind", xml.text(root, "serviceCategoryKind")),
-                 xml.leaf("status", xml.text(root, "status")),
-                 xml.leaf("deviceLFDI", mup.device_lfdi),
-                 xml.link("MeterReadingListLink", f"{href}/mr", len(meter_readings(mup))))
+    return xml.E(
+        "UsagePoint",
+        {"href": href},
+        xml.leaf("mRID", xml.text(root, "mRID")),
+        xml.leaf("description", xml.text(root, "description")),
+        xml.leaf("roleFlags", xml.text(root, "roleFlags")),
+        xml.leaf("serviceCategoryKind", xml.text(root, "serviceCategoryKind")),
+        xml.leaf("status", xml.text(root, "status")),
+        xml.leaf("deviceLFDI", mup.device_lfdi),
+        xml.link("MeterReadingListLink", f"{href}/mr", len(meter_readings(mup))),
+    )
 
 
 def render_meter_reading(mup: Sep2Mup, k: int, mmr: etree._Element) -> etree._Element:
     href = f"/upt/{mup.id}/mr/{k}"
-    return xml.E("MeterReading", {"href": href},
-                 xml.leaf("mRID", xml.text(mmr, "mRID")),
-                 xml.leaf("description", xml.text(mmr, "description")),
-                 xml.link("ReadingSetListLink", f"{href}/rs", 1),
-                 xml.link("ReadingTypeLink", f"{href}/rt"))
+    return xml.E(
+        "MeterReading",
+        {"href": href},
+        xml.leaf("mRID", xml.text(mmr, "mRID")),
+        xml.leaf("description", xml.text(mmr, "description")),
+        xml.link("ReadingSetListLink", f"{href}/rs", 1),
+        xml.link("ReadingTypeLink", f"{href}/rt"),
+    )
 
 
 async def _mup(request: web.Request, session: AsyncSession) -> Sep2Mup:
@@ -254,22 +288,31 @@ async def get_meter_reading_type(request: web.Request) -> web.Response:
 
 async def _series(session: AsyncSession, mup: Sep2Mup, mmr: etree._Element):
     t = TelemetryReading
-    return (t.source_kind == "device", t.source_id == mup.device_lfdi,
-            t.resource == (xml.text(mmr, "mRID") or "").upper())
+    return (
+        t.source_kind == "device",
+        t.source_id == mup.device_lfdi,
+        t.resource == (xml.text(mmr, "mRID") or "").upper(),
+    )
 
 
 async def _reading_set(session: AsyncSession, mup: Sep2Mup, k: int, mmr: etree._Element) -> etree._Element:
     conds = await _series(session, mup, mmr)
-    first, last, n = (await session.execute(select(func.min(TelemetryReading.ts), func.max(TelemetryReading.ts),
-                                                   func.count()).where(*conds))).one()
+    first, last, n = (
+        await session.execute(
+            select(func.min(TelemetryReading.ts), func.max(TelemetryReading.ts), func.count()).where(*conds)
+        )
+    ).one()
     href = f"/upt/{mup.id}/mr/{k}/rs/1"
     start = epoch(first) if first else 0
     duration = (epoch(last) - start) if first and last else 0
-    return xml.E("ReadingSet", {"href": href},
-                 xml.leaf("mRID", f"{(xml.text(mmr, 'mRID') or '')[:30]}01"[-32:].rjust(32, "0")),
-                 xml.leaf("description", "all mirrored readings"),
-                 xml.E("timePeriod", None, xml.leaf("duration", duration), xml.leaf("start", start)),
-                 xml.link("ReadingListLink", f"{href}/r", n))
+    return xml.E(
+        "ReadingSet",
+        {"href": href},
+        xml.leaf("mRID", f"{(xml.text(mmr, 'mRID') or '')[:30]}01"[-32:].rjust(32, "0")),
+        xml.leaf("description", "all mirrored readings"),
+        xml.E("timePeriod", None, xml.leaf("duration", duration), xml.leaf("start", start)),
+        xml.link("ReadingListLink", f"{href}/r", n),
+    )
 
 
 @routes.get("/upt/{m}/mr/{k}/rs")
@@ -294,7 +337,7 @@ async def get_reading_set(request: web.Request) -> web.Response:
 
 def reading_value(value_si: float, p10: int) -> int:
     """A stored (SI) value as the Reading.value the ReadingList shows: in the ReadingType's power of ten."""
-    return round(value_si / 10.0 ** p10)
+    return round(value_si / 10.0**p10)
 
 
 def power_of_ten(mmr: etree._Element) -> int:
@@ -310,15 +353,22 @@ def mmr_index(mup: Sep2Mup, mrid: str) -> tuple[int, etree._Element] | None:
     return None
 
 
-async def render_reading_list(session: AsyncSession, mup: Sep2Mup, k: int, mmr: etree._Element, start: int,
-                              limit: int) -> etree._Element:
+async def render_reading_list(
+    session: AsyncSession, mup: Sep2Mup, k: int, mmr: etree._Element, start: int, limit: int
+) -> etree._Element:
     """``/upt/{m}/mr/{k}/rs/1/r``, newest first. Subscribable with or without a Condition (SubscribableType 3):
     the only resource here whose items carry a Reading value a Condition can test."""
     conds = await _series(session, mup, mmr)
     total = await session.scalar(select(func.count()).select_from(TelemetryReading).where(*conds)) or 0
-    rows = list(await session.scalars(select(TelemetryReading).where(*conds)
-                                      .order_by(TelemetryReading.ts.desc(), TelemetryReading.id.desc())
-                                      .offset(start).limit(limit)))
+    rows = list(
+        await session.scalars(
+            select(TelemetryReading)
+            .where(*conds)
+            .order_by(TelemetryReading.ts.desc(), TelemetryReading.id.desc())
+            .offset(start)
+            .limit(limit)
+        )
+    )
     p10 = power_of_ten(mmr)
     href = f"/upt/{mup.id}/mr/{k}/rs/1/r"
     el = list_element("ReadingList", href, [_reading(href, r, p10) for r in rows], total)
@@ -330,10 +380,17 @@ SUBSCRIBABLE_BOTH = 3  # SubscribableType: conditional and non-conditional subsc
 
 
 def _reading(list_href: str, row: TelemetryReading, p10: int) -> etree._Element:
-    return xml.E("Reading", {"href": f"{list_href}/{row.id}"},
-                 xml.E("timePeriod", None, xml.leaf("duration", int(row.duration_s or 0)),
-                       xml.leaf("start", epoch(row.ts))),
-                 xml.leaf("value", reading_value(row.value, p10)))
+    return xml.E(
+        "Reading",
+        {"href": f"{list_href}/{row.id}"},
+        xml.E(
+            "timePeriod",
+            None,
+            xml.leaf("duration", int(row.duration_s or 0)),
+            xml.leaf("start", epoch(row.ts)),
+        ),
+        xml.leaf("value", reading_value(row.value, p10)),
+    )
 
 
 @routes.get("/upt/{m}/mr/{k}/rs/{s}/r")
@@ -356,8 +413,9 @@ async def get_reading(request: web.Request) -> web.Response:
         if path_int(request, "s") != 1:
             raise NotFound("no such ReadingSet")
         conds = await _series(session, mup, mmr)
-        row = await session.scalar(select(TelemetryReading)
-                                   .where(TelemetryReading.id == path_int(request, "r"), *conds))
+        row = await session.scalar(
+            select(TelemetryReading).where(TelemetryReading.id == path_int(request, "r"), *conds)
+        )
         if row is None:
             raise NotFound("no such Reading")
         return reply(_reading(f"/upt/{mup.id}/mr/{k}/rs/1/r", row, power_of_ten(mmr)))

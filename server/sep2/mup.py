@@ -39,8 +39,9 @@ routes = web.RouteTableDef()
 async def announce(request: web.Request, session: AsyncSession, stored: list[telemetry.Reading]) -> None:
     """New readings change the ReadingLists that show them: notify their subscribers (a Condition decides
     whether a reading is worth a notification, ``server.sep2.subscriptions``) in this transaction."""
-    await notify.changed(session, runtime(request),
-                         readings=[(r.source_id, r.resource, r.value) for r in stored])
+    await notify.changed(
+        session, runtime(request), readings=[(r.source_id, r.resource, r.value) for r in stored]
+    )
 
 
 def render_mup(request: web.Request, mup, post_rate_s: int) -> etree._Element:
@@ -78,7 +79,9 @@ async def post_mup(request: web.Request) -> web.Response:
         visible = {d.lfdi for d in await visible_devices(session, scope)}
         if device_lfdi not in visible:
             raise Forbidden("deviceLFDI is not an EndDevice you may mirror")
-        mup, is_new = await devres.upsert_mup(session, scope.lfdi, device_lfdi, mup_mrid, for_storage(body), mmrs)
+        mup, is_new = await devres.upsert_mup(
+            session, scope.lfdi, device_lfdi, mup_mrid, for_storage(body), mmrs
+        )
         stored = await metering.ingest(session, device_lfdi, mup.body, body)  # readings -> telemetry
         await announce(request, session, stored)
         href = f"/mup/{mup.id}"
@@ -105,15 +108,21 @@ async def get_mup(request: web.Request) -> web.Response:
 @sep2_handler
 async def post_readings(request: web.Request) -> web.Response:
     body = await read_body(request, "MirrorMeterReading", "MirrorMeterReadingList")
-    readings = [body] if xml.local_name(body) == "MirrorMeterReading" else body.findall(xml.q("MirrorMeterReading"))
+    readings = (
+        [body] if xml.local_name(body) == "MirrorMeterReading" else body.findall(xml.q("MirrorMeterReading"))
+    )
     async with sessions(request).begin() as session:
         mup = await mup_in_scope(session, await scope_of(request, session), path_int(request, "m"))
         known = await devres.mup_mmr_mrids(session, mup.id)
         for r in readings:
             if (xml.text(r, "mRID") or "").upper() not in known:
-                raise Invalid(f"MirrorMeterReading {xml.text(r, 'mRID')} is not part of this MirrorUsagePoint")
+                raise Invalid(
+                    f"MirrorMeterReading {xml.text(r, 'mRID')} is not part of this MirrorUsagePoint"
+                )
         await devres.add_readings(session, mup, etree.tostring(body, encoding="unicode"), len(readings))
-        stored = await metering.ingest(session, mup.device_lfdi, mup.body, body)  # readings -> telemetry, checked
+        stored = await metering.ingest(
+            session, mup.device_lfdi, mup.body, body
+        )  # readings -> telemetry, checked
         await announce(request, session, stored)
     return web.Response(status=201, headers={"Location": f"/mup/{mup.id}"})
 

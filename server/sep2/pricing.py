@@ -43,13 +43,15 @@ routes = web.RouteTableDef()
 MRID_TARIFF, MRID_RATE = 0x10, 0x11
 
 
-async def tariff_in_scope(session: AsyncSession, scope: Scope, device_id: int,
-                          tariff_id: int) -> tuple[EndDevice, Sep2InfluenceSet]:
+async def tariff_in_scope(
+    session: AsyncSession, scope: Scope, device_id: int, tariff_id: int
+) -> tuple[EndDevice, Sep2InfluenceSet]:
     return await events.set_in_scope(session, scope, device_id, "tariff", tariff_id, "TariffProfile")
 
 
-async def rate_in_scope(session: AsyncSession, scope: Scope, device_id: int, tariff_id: int,
-                        rate_id: int) -> tuple[EndDevice, Sep2InfluenceSet, Sep2InfluenceSet]:
+async def rate_in_scope(
+    session: AsyncSession, scope: Scope, device_id: int, tariff_id: int, rate_id: int
+) -> tuple[EndDevice, Sep2InfluenceSet, Sep2InfluenceSet]:
     device, tariff = await tariff_in_scope(session, scope, device_id, tariff_id)
     rate = await session.get(Sep2InfluenceSet, rate_id)
     if rate is None or rate.kind != "rate" or rate.parent_id != tariff.id:
@@ -58,72 +60,113 @@ async def rate_in_scope(session: AsyncSession, scope: Scope, device_id: int, tar
 
 
 async def _rate(request: web.Request, session: AsyncSession) -> tuple[EndDevice, Sep2InfluenceSet]:
-    device, _, r = await rate_in_scope(session, await scope_of(request, session), path_int(request, "e"),
-                                       path_int(request, "t"), path_int(request, "r"))
+    device, _, r = await rate_in_scope(
+        session,
+        await scope_of(request, session),
+        path_int(request, "e"),
+        path_int(request, "t"),
+        path_int(request, "r"),
+    )
     return device, r
 
 
 def render_tariff(pen: int, device: EndDevice, t: Sep2InfluenceSet, n_rates: int) -> etree._Element:
     href = f"/edev/{device.id}/tp/{t.id}"
     a = t.attrs
-    return xml.E("TariffProfile", {"href": href},
-                 xml.leaf("mRID", mrid(MRID_TARIFF, t.id, pen)),
-                 xml.leaf("description", (t.description or t.name)[:32]),
-                 xml.leaf("currency", a.get("currency", 840)),
-                 xml.leaf("pricePowerOfTenMultiplier", a.get("pricePowerOfTenMultiplier", 0)),
-                 xml.leaf("primacy", t.primacy),
-                 xml.leaf("rateCode", a.get("rateCode") or None),
-                 xml.link("RateComponentListLink", f"{href}/rc", n_rates),
-                 xml.leaf("serviceCategoryKind", a.get("serviceCategoryKind", 0)))
+    return xml.E(
+        "TariffProfile",
+        {"href": href},
+        xml.leaf("mRID", mrid(MRID_TARIFF, t.id, pen)),
+        xml.leaf("description", (t.description or t.name)[:32]),
+        xml.leaf("currency", a.get("currency", 840)),
+        xml.leaf("pricePowerOfTenMultiplier", a.get("pricePowerOfTenMultiplier", 0)),
+        xml.leaf("primacy", t.primacy),
+        xml.leaf("rateCode", a.get("rateCode") or None),
+        xml.link("RateComponentListLink", f"{href}/rc", n_rates),
+        xml.leaf("serviceCategoryKind", a.get("serviceCategoryKind", 0)),
+    )
 
 
 def rate_href(device: EndDevice, rate: Sep2InfluenceSet) -> str:
     return f"/edev/{device.id}/tp/{rate.parent_id}/rc/{rate.id}"
 
 
-def render_rate(pen: int, device: EndDevice, rate: Sep2InfluenceSet, n_active: int, n_all: int) -> etree._Element:
+def render_rate(
+    pen: int, device: EndDevice, rate: Sep2InfluenceSet, n_active: int, n_all: int
+) -> etree._Element:
     href = rate_href(device, rate)
-    return xml.E("RateComponent", {"href": href},
-                 xml.leaf("mRID", mrid(MRID_RATE, rate.id, pen)),
-                 xml.leaf("description", (rate.description or rate.name)[:32]),
-                 xml.link("ActiveTimeTariffIntervalListLink", f"{href}/acttti", n_active),
-                 xml.link("ReadingTypeLink", f"{href}/rt"),
-                 xml.leaf("roleFlags", f"{rate.attrs.get('roleFlags', 1):04X}"),
-                 xml.link("TimeTariffIntervalListLink", f"{href}/tti", n_all))
+    return xml.E(
+        "RateComponent",
+        {"href": href},
+        xml.leaf("mRID", mrid(MRID_RATE, rate.id, pen)),
+        xml.leaf("description", (rate.description or rate.name)[:32]),
+        xml.link("ActiveTimeTariffIntervalListLink", f"{href}/acttti", n_active),
+        xml.link("ReadingTypeLink", f"{href}/rt"),
+        xml.leaf("roleFlags", f"{rate.attrs.get('roleFlags', 1):04X}"),
+        xml.link("TimeTariffIntervalListLink", f"{href}/tti", n_all),
+    )
 
 
-def render_tti(request, device: EndDevice, rate: Sep2InfluenceSet, e: Sep2InfluenceEvent,
-               ev) -> etree._Element:
+def render_tti(
+    request, device: EndDevice, rate: Sep2InfluenceSet, e: Sep2InfluenceEvent, ev
+) -> etree._Element:
     href = f"{rate_href(device, rate)}/tti/{e.id}"
-    el = events.render_event("TimeTariffInterval", href, events.MRID_TTI, e, ev, render.pen(request),
-                             reply_to=f"/edev/{device.id}/rsp")
+    el = events.render_event(
+        "TimeTariffInterval",
+        href,
+        events.MRID_TTI,
+        e,
+        ev,
+        render.pen(request),
+        reply_to=f"/edev/{device.id}/rsp",
+    )
     el.append(xml.link("ConsumptionTariffIntervalListLink", f"{href}/cti", len(e.payload.get("tiers", []))))
     el.append(xml.leaf("touTier", e.payload.get("touTier", 0)))
     return el
 
 
 def render_cti(href: str, k: int, tier: dict) -> etree._Element:
-    return xml.E("ConsumptionTariffInterval", {"href": f"{href}/{k}"},
-                 xml.leaf("consumptionBlock", k),
-                 xml.leaf("price", tier["price"]),
-                 xml.leaf("startValue", tier["startValue"]))
+    return xml.E(
+        "ConsumptionTariffInterval",
+        {"href": f"{href}/{k}"},
+        xml.leaf("consumptionBlock", k),
+        xml.leaf("price", tier["price"]),
+        xml.leaf("startValue", tier["startValue"]),
+    )
 
 
-async def rate_events(session: AsyncSession, rate: Sep2InfluenceSet, now: dt.datetime, active_only: bool = False):
+async def rate_events(
+    session: AsyncSession, rate: Sep2InfluenceSet, now: dt.datetime, active_only: bool = False
+):
     found = await influence.evaluated(session, [rate], now)
     if active_only:
         found = [(e, ev) for e, ev in found if ev.status == 1]
     return found
 
 
-async def render_tti_list(request, session: AsyncSession, device: EndDevice, rate: Sep2InfluenceSet,
-                          now: dt.datetime, start: int, limit: int, active_only: bool = False,
-                          after: dt.datetime | None = None) -> etree._Element:
+async def render_tti_list(
+    request,
+    session: AsyncSession,
+    device: EndDevice,
+    rate: Sep2InfluenceSet,
+    now: dt.datetime,
+    start: int,
+    limit: int,
+    active_only: bool = False,
+    after: dt.datetime | None = None,
+) -> etree._Element:
     found = await rate_events(session, rate, now, active_only)
     suffix = "acttti" if active_only else "tti"
-    return events.event_list("TimeTariffIntervalList", f"{rate_href(device, rate)}/{suffix}", found,
-                             lambda e, ev: render_tti(request, device, rate, e, ev), start, limit, active_only,
-                             after)
+    return events.event_list(
+        "TimeTariffIntervalList",
+        f"{rate_href(device, rate)}/{suffix}",
+        found,
+        lambda e, ev: render_tti(request, device, rate, e, ev),
+        start,
+        limit,
+        active_only,
+        after,
+    )
 
 
 # ---------------------------------------------------------------------------------------------------- routes
@@ -135,18 +178,24 @@ async def get_tariff_list(request: web.Request) -> web.Response:
         device = await device_in_scope(session, await scope_of(request, session), path_int(request, "e"))
         found = await influence.device_sets(session, device.id, "tariff")
         rate = await render.poll_rate(request, session, "TariffProfileList")
-        items = [render_tariff(render.pen(request), device, t,
-                               len(await influence.list_sets(session, "rate", t.id))) for t in pg.slice(found)]
-    return reply(list_element("TariffProfileList", f"/edev/{device.id}/tp", items, len(found), rate,
-                              subscribable=True))
+        items = [
+            render_tariff(
+                render.pen(request), device, t, len(await influence.list_sets(session, "rate", t.id))
+            )
+            for t in pg.slice(found)
+        ]
+    return reply(
+        list_element("TariffProfileList", f"/edev/{device.id}/tp", items, len(found), rate, subscribable=True)
+    )
 
 
 @routes.get("/edev/{e}/tp/{t}")
 @sep2_handler
 async def get_tariff(request: web.Request) -> web.Response:
     async with runtime(request).store.sessions() as session:
-        device, t = await tariff_in_scope(session, await scope_of(request, session), path_int(request, "e"),
-                                          path_int(request, "t"))
+        device, t = await tariff_in_scope(
+            session, await scope_of(request, session), path_int(request, "e"), path_int(request, "t")
+        )
         n = len(await influence.list_sets(session, "rate", t.id))
     return reply(render_tariff(render.pen(request), device, t, n))
 
@@ -157,8 +206,9 @@ async def get_rate_list(request: web.Request) -> web.Response:
     pg = page(request)
     now = utcnow()
     async with runtime(request).store.sessions() as session:
-        device, t = await tariff_in_scope(session, await scope_of(request, session), path_int(request, "e"),
-                                          path_int(request, "t"))
+        device, t = await tariff_in_scope(
+            session, await scope_of(request, session), path_int(request, "e"), path_int(request, "t")
+        )
         rates = await influence.list_sets(session, "rate", t.id)
         items = []
         for r in pg.slice(rates):
@@ -181,13 +231,18 @@ async def get_reading_type(request: web.Request) -> web.Response:
     async with runtime(request).store.sessions() as session:
         device, r = await _rate(request, session)
     a = r.attrs
-    return reply(xml.E("ReadingType", {"href": f"{rate_href(device, r)}/rt"},
-                       xml.leaf("accumulationBehaviour", 4),  # delta data
-                       xml.leaf("commodity", 1),  # electricity secondary metered
-                       xml.leaf("flowDirection", a.get("flowDirection", 1)),
-                       xml.leaf("kind", 12 if a.get("uom", 72) in (72, 71, 73) else 37),  # energy / power
-                       xml.leaf("powerOfTenMultiplier", a.get("powerOfTenMultiplier", 0)),
-                       xml.leaf("uom", a.get("uom", 72))))
+    return reply(
+        xml.E(
+            "ReadingType",
+            {"href": f"{rate_href(device, r)}/rt"},
+            xml.leaf("accumulationBehaviour", 4),  # delta data
+            xml.leaf("commodity", 1),  # electricity secondary metered
+            xml.leaf("flowDirection", a.get("flowDirection", 1)),
+            xml.leaf("kind", 12 if a.get("uom", 72) in (72, 71, 73) else 37),  # energy / power
+            xml.leaf("powerOfTenMultiplier", a.get("powerOfTenMultiplier", 0)),
+            xml.leaf("uom", a.get("uom", 72)),
+        )
+    )
 
 
 @routes.get("/edev/{e}/tp/{t}/rc/{r}/tti")
@@ -227,7 +282,9 @@ async def get_cti_list(request: web.Request) -> web.Response:
     device, r, e, _ = await _tti(request)
     href = f"{rate_href(device, r)}/tti/{e.id}/cti"
     tiers = e.payload.get("tiers", [])
-    items = [render_cti(href, k, t) for k, t in list(enumerate(tiers, start=1))[pg.start:pg.start + pg.limit]]
+    items = [
+        render_cti(href, k, t) for k, t in list(enumerate(tiers, start=1))[pg.start : pg.start + pg.limit]
+    ]
     return reply(list_element("ConsumptionTariffIntervalList", href, items, len(tiers)))
 
 

@@ -41,10 +41,13 @@ RESPONSE_SET_ID = 1
 
 def render_response_set(request: web.Request) -> etree._Element:
     href = f"/rsps/{RESPONSE_SET_ID}"
-    return xml.E("ResponseSet", {"href": href},
-                 xml.leaf("mRID", mrid(MRID_RSET, RESPONSE_SET_ID, pen(request))),
-                 xml.leaf("description", "DER control responses"),
-                 xml.link("ResponseListLink", f"{href}/rsp"))
+    return xml.E(
+        "ResponseSet",
+        {"href": href},
+        xml.leaf("mRID", mrid(MRID_RSET, RESPONSE_SET_ID, pen(request))),
+        xml.leaf("description", "DER control responses"),
+        xml.link("ResponseListLink", f"{href}/rsp"),
+    )
 
 
 @routes.get("/rsps")
@@ -66,11 +69,14 @@ async def get_response_set(request: web.Request) -> web.Response:
 
 
 def render_response(r, pen_: int) -> etree._Element:
-    return xml.E("DERControlResponse", {"href": f"/rsps/{RESPONSE_SET_ID}/rsp/{r.id}"},
-                 xml.leaf("createdDateTime", epoch(r.created_date_time)),
-                 xml.leaf("endDeviceLFDI", r.lfdi),
-                 xml.leaf("status", r.status),
-                 xml.leaf("subject", mrid(MRID_CONTROL, r.control_id, pen_)))
+    return xml.E(
+        "DERControlResponse",
+        {"href": f"/rsps/{RESPONSE_SET_ID}/rsp/{r.id}"},
+        xml.leaf("createdDateTime", epoch(r.created_date_time)),
+        xml.leaf("endDeviceLFDI", r.lfdi),
+        xml.leaf("status", r.status),
+        xml.leaf("subject", mrid(MRID_CONTROL, r.control_id, pen_)),
+    )
 
 
 @routes.get("/rsps/{r}/rsp")

@@ -42,14 +42,29 @@ from server.sep2 import (
 )
 from server.sep2.common import REASON_INVALID_FORMAT, error_response
 
-FUNCTION_SETS = (dcap, edev, fsa, derp, der, mup, responses, subscriptions, logevents, pricing, drlc, events,
-                 metering)
+FUNCTION_SETS = (
+    dcap,
+    edev,
+    fsa,
+    derp,
+    der,
+    mup,
+    responses,
+    subscriptions,
+    logevents,
+    pricing,
+    drlc,
+    events,
+    metering,
+)
 PREFIXES = ("/dcap", "/tm", "/edev", "/mup", "/rsps", "/upt")
 
 
 def method_not_allowed(allowed: list[str]):
     async def handler(request: web.Request) -> web.Response:
-        response = error_response(405, REASON_INVALID_FORMAT, f"{request.method} is not allowed on {request.path}")
+        response = error_response(
+            405, REASON_INVALID_FORMAT, f"{request.method} is not allowed on {request.path}"
+        )
         response.headers["Allow"] = ", ".join(allowed)
         return response
 

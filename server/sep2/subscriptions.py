@@ -109,8 +109,9 @@ MAX_LIMIT = 255  # list items carried in one notification (the same cap as one G
 XSI_TYPE = "{http://www.w3.org/2001/XMLSchema-instance}type"
 
 # subscription kinds whose resource is a 2030.5 List (Subscription.limit counts their items)
-LIST_KINDS = frozenset({"edev-list", "fsa-list", "derp-list", "derc-list", "actderc", "tti-list", "edc-list",
-                        "reading-list"})
+LIST_KINDS = frozenset(
+    {"edev-list", "fsa-list", "derp-list", "derc-list", "actderc", "tti-list", "edc-list", "reading-list"}
+)
 
 # Notification.status values (IEEE 2030.5 Notification)
 STATUS_DEFAULT = 0
@@ -118,12 +119,17 @@ STATUS_CANCELLED_DELETED = 4  # subscription cancelled: the resource was deleted
 
 # resource type names (what staff use for poll rates) -> subscription kinds that render them
 KINDS_BY_TYPE = {
-    "EndDeviceList": ("edev-list",), "EndDevice": ("edev", "edev-list"),
-    "FunctionSetAssignmentsList": ("fsa-list",), "FunctionSetAssignments": ("fsa-list",),
-    "DERProgramList": ("derp-list",), "DERProgram": ("derp", "derp-list"),
-    "DERControlList": ("derc-list", "actderc"), "DERControl": ("derc", "derc-list", "actderc"),
+    "EndDeviceList": ("edev-list",),
+    "EndDevice": ("edev", "edev-list"),
+    "FunctionSetAssignmentsList": ("fsa-list",),
+    "FunctionSetAssignments": ("fsa-list",),
+    "DERProgramList": ("derp-list",),
+    "DERProgram": ("derp", "derp-list"),
+    "DERControlList": ("derc-list", "actderc"),
+    "DERControl": ("derc", "derc-list", "actderc"),
     "DefaultDERControl": ("dderc",),
-    "TimeTariffIntervalList": ("tti-list",), "EndDeviceControlList": ("edc-list",),
+    "TimeTariffIntervalList": ("tti-list",),
+    "EndDeviceControlList": ("edc-list",),
 }
 PROGRAM_KINDS = ("derc-list", "actderc", "derc", "dderc", "derp")
 DEVICE_KINDS = ("edev", "fsa-list", "derp-list")
@@ -163,9 +169,13 @@ def parse_target(resource: str) -> Target:
         m = pattern.match(path)
         if m:
             groups = m.groupdict()
-            return Target(kind, path, int(groups["e"]) if "e" in groups else None,
-                          int(groups["p"]) if "p" in groups else None,
-                          int(groups["t"]) if "t" in groups else None)
+            return Target(
+                kind,
+                path,
+                int(groups["e"]) if "e" in groups else None,
+                int(groups["p"]) if "p" in groups else None,
+                int(groups["t"]) if "t" in groups else None,
+            )
     raise NotFound(f"{path} is not a subscribable resource of this server")
 
 
@@ -238,8 +248,9 @@ async def owner_scope(session: AsyncSession, lfdi: str) -> Scope:
     return Scope(lfdi, device.sfdi if device else 0, agg, device)
 
 
-async def render_target(session: AsyncSession, settings: Any, scope: Scope, target: Target, n: int,
-                        now: dt.datetime) -> etree._Element | None:
+async def render_target(
+    session: AsyncSession, settings: Any, scope: Scope, target: Target, n: int, now: dt.datetime
+) -> etree._Element | None:
     """The subscribed resource as a GET (a list: its first ``n`` items) would return it; None when gone."""
     req = shim(settings)
     try:
@@ -260,11 +271,13 @@ async def render_target(session: AsyncSession, settings: Any, scope: Scope, targ
             fsas = await programs.device_fsas(session, device.id)
             rate = await poll_rate(req, session, "FunctionSetAssignmentsList")
             items = [await fsa.render_fsa(req, session, device, f) for f in fsas[:n]]
-            return list_element("FunctionSetAssignmentsList", target.href, items, len(fsas), rate,
-                                subscribable=True)
+            return list_element(
+                "FunctionSetAssignmentsList", target.href, items, len(fsas), rate, subscribable=True
+            )
         if target.kind == "tti-list":
-            _, _, rate = await pricing.rate_in_scope(session, scope, device.id, target.target_id or 0,
-                                                     target.program_id or 0)
+            _, _, rate = await pricing.rate_in_scope(
+                session, scope, device.id, target.target_id or 0, target.program_id or 0
+            )
             return await pricing.render_tti_list(req, session, device, rate, now, 0, n)
         if target.kind == "edc-list":
             _, drp = await drlc.drp_in_scope(session, scope, device.id, target.program_id or 0)
@@ -282,8 +295,9 @@ async def render_target(session: AsyncSession, settings: Any, scope: Scope, targ
         if target.kind == "dderc":
             return derp.render_default(req, device, program)
         if target.kind in ("derc-list", "actderc"):
-            found = await derp.program_controls(session, device, program, now,
-                                                active_only=target.kind == "actderc")
+            found = await derp.program_controls(
+                session, device, program, now, active_only=target.kind == "actderc"
+            )
             return derp.control_list(req, device, program, found[:n], len(found), target.kind == "actderc")
         if target.kind == "derc":
             intervals, controls = await programs.device_intervals(session, device.id)
@@ -297,7 +311,9 @@ async def render_target(session: AsyncSession, settings: Any, scope: Scope, targ
     return None
 
 
-def notification(sub: Sep2Subscription, resource: etree._Element | None, represented: bool = True) -> etree._Element:
+def notification(
+    sub: Sep2Subscription, resource: etree._Element | None, represented: bool = True
+) -> etree._Element:
     """A Notification carrying ``resource`` (typed with xsi:type, as 2030.5 requires for the Resource element).
 
     ``resource`` None: the resource is gone (status 4, no Resource). ``represented`` False (a non-list resource
@@ -309,19 +325,27 @@ def notification(sub: Sep2Subscription, resource: etree._Element | None, represe
         resource.tag = xml.q("Resource")
         resource.set(XSI_TYPE, type_name)
         res_el = resource
-    return xml.E("Notification", None,
-                 xml.leaf("subscribedResource", sub.resource),
-                 res_el,
-                 xml.leaf("status", status),
-                 xml.leaf("subscriptionURI", sub_href(sub)))
+    return xml.E(
+        "Notification",
+        None,
+        xml.leaf("subscribedResource", sub.resource),
+        res_el,
+        xml.leaf("status", status),
+        xml.leaf("subscriptionURI", sub_href(sub)),
+    )
 
 
 def sub_href(sub: Sep2Subscription) -> str:
     return f"/edev/{sub.end_device_id}/sub/{sub.id}"
 
 
-async def enqueue_for(session: AsyncSession, settings: Any, subs: list[Sep2Subscription],
-                      now: dt.datetime | None = None, unless_same: set[int] | None = None) -> int:
+async def enqueue_for(
+    session: AsyncSession,
+    settings: Any,
+    subs: list[Sep2Subscription],
+    now: dt.datetime | None = None,
+    unless_same: set[int] | None = None,
+) -> int:
     """Render and queue one Notification per subscription (same transaction as the caller's change).
 
     Subscriptions in ``unless_same`` (touched only indirectly by the change) are skipped when their resource is
@@ -333,8 +357,9 @@ async def enqueue_for(session: AsyncSession, settings: Any, subs: list[Sep2Subsc
     unless_same = unless_same or set()
     last = await last_bodies(session, unless_same) if unless_same else {}
     fast = [s for s in subs if s.kind in CONTROL_KINDS]
-    rendered: dict[int, etree._Element | None] = await render_control_subs(session, settings, fast, now) \
-        if fast else {}
+    rendered: dict[int, etree._Element | None] = (
+        await render_control_subs(session, settings, fast, now) if fast else {}
+    )
     scopes: dict[str, Scope] = {}
     count = 0
     for sub in subs:
@@ -352,7 +377,9 @@ async def enqueue_for(session: AsyncSession, settings: Any, subs: list[Sep2Subsc
         body = xml.serialize(notification(sub, resource, represented=items is not None))
         if sub.id in unless_same and items and last.get(sub.id) == body:
             continue
-        outbox.enqueue(session, CHANNEL, core_subs.order_key(sub.id), sub.notification_uri, body, xml.MEDIA_TYPE)
+        outbox.enqueue(
+            session, CHANNEL, core_subs.order_key(sub.id), sub.notification_uri, body, xml.MEDIA_TYPE
+        )
         sub.notifications += 1
         count += 1
     return count
@@ -361,11 +388,14 @@ async def enqueue_for(session: AsyncSession, settings: Any, subs: list[Sep2Subsc
 async def last_bodies(session: AsyncSession, sub_ids: set[int]) -> dict[int, bytes]:
     """The body of the newest notification queued (and not given up on) for each of these subscriptions."""
     keys = {core_subs.order_key(i): i for i in sub_ids}
-    newest = (select(func.max(OutboxMessage.id)).where(OutboxMessage.order_key.in_(list(keys)),
-                                                        OutboxMessage.status.in_(("pending", "delivered")))
-              .group_by(OutboxMessage.order_key))
-    rows = await session.execute(select(OutboxMessage.order_key, OutboxMessage.body)
-                                 .where(OutboxMessage.id.in_(newest)))
+    newest = (
+        select(func.max(OutboxMessage.id))
+        .where(OutboxMessage.order_key.in_(list(keys)), OutboxMessage.status.in_(("pending", "delivered")))
+        .group_by(OutboxMessage.order_key)
+    )
+    rows = await session.execute(
+        select(OutboxMessage.order_key, OutboxMessage.body).where(OutboxMessage.id.in_(newest))
+    )
     return {keys[k]: bytes(b) for k, b in rows.all()}
 
 
@@ -377,12 +407,13 @@ async def _in_chunks(session: AsyncSession, make, ids: set[int] | set[str]) -> l
     out: list = []
     items = list(ids)
     for i in range(0, len(items), IN_CHUNK):
-        out.extend((await session.execute(make(items[i:i + IN_CHUNK]))).all())
+        out.extend((await session.execute(make(items[i : i + IN_CHUNK]))).all())
     return out
 
 
-async def render_control_subs(session: AsyncSession, settings: Any, subs: list[Sep2Subscription],
-                              now: dt.datetime) -> dict[int, etree._Element | None]:
+async def render_control_subs(
+    session: AsyncSession, settings: Any, subs: list[Sep2Subscription], now: dt.datetime
+) -> dict[int, etree._Element | None]:
     """The DER control subscriptions of a change, rendered with a handful of queries in all (not several per
     subscriber): fan-out to thousands of devices of one program must stay within seconds.
 
@@ -391,39 +422,67 @@ async def render_control_subs(session: AsyncSession, settings: Any, subs: list[S
     over every control the device sees, and one evaluation is shared by all devices with the same programs."""
     req = shim(settings)
     device_ids = {s.subject_device_id for s in subs if s.subject_device_id is not None}
-    devices = {d.id: d for (d,) in await _in_chunks(
-        session, lambda ids: select(EndDevice).where(EndDevice.id.in_(ids)), device_ids)}
+    devices = {
+        d.id: d
+        for (d,) in await _in_chunks(
+            session, lambda ids: select(EndDevice).where(EndDevice.id.in_(ids)), device_ids
+        )
+    }
     assigned: dict[int, set[int]] = {}
-    for dev_id, prog_id in await _in_chunks(session, lambda ids: select(Sep2Fsa.end_device_id,
-                                                                        Sep2FsaProgram.program_id)
-                                            .join(Sep2FsaProgram, Sep2FsaProgram.fsa_id == Sep2Fsa.id)
-                                            .where(Sep2Fsa.end_device_id.in_(ids)), device_ids):
+    for dev_id, prog_id in await _in_chunks(
+        session,
+        lambda ids: (
+            select(Sep2Fsa.end_device_id, Sep2FsaProgram.program_id)
+            .join(Sep2FsaProgram, Sep2FsaProgram.fsa_id == Sep2Fsa.id)
+            .where(Sep2Fsa.end_device_id.in_(ids))
+        ),
+        device_ids,
+    ):
         assigned.setdefault(dev_id, set()).add(prog_id)
     all_programs = {p for ps in assigned.values() for p in ps}
-    prog_rows = {p.id: p for (p,) in await _in_chunks(
-        session, lambda ids: select(Sep2Program).where(Sep2Program.id.in_(ids)), all_programs)}
+    prog_rows = {
+        p.id: p
+        for (p,) in await _in_chunks(
+            session, lambda ids: select(Sep2Program).where(Sep2Program.id.in_(ids)), all_programs
+        )
+    }
     controls = await programs.list_controls(session, list(all_programs)) if all_programs else []
     owners = {s.owner_lfdi for s in subs}
-    agg_of = dict(await _in_chunks(session, lambda ids: select(Aggregator.lfdi, Aggregator.id)
-                                   .where(Aggregator.lfdi.in_(ids)), owners))
+    agg_of = dict(
+        await _in_chunks(
+            session,
+            lambda ids: select(Aggregator.lfdi, Aggregator.id).where(Aggregator.lfdi.in_(ids)),
+            owners,
+        )
+    )
     evaluated: dict[frozenset[int], list[tuple[Any, rules.Interval, rules.Evaluated]]] = {}
     out: dict[int, etree._Element | None] = {}
     for sub in subs:
         device = devices.get(sub.subject_device_id or 0)
         progs = assigned.get(device.id, set()) if device else set()
-        visible = device is not None and device.enabled and (
-            device.lfdi == sub.owner_lfdi or (device.aggregator_id is not None
-                                              and agg_of.get(sub.owner_lfdi) == device.aggregator_id))
+        visible = (
+            device is not None
+            and device.enabled
+            and (
+                device.lfdi == sub.owner_lfdi
+                or (device.aggregator_id is not None and agg_of.get(sub.owner_lfdi) == device.aggregator_id)
+            )
+        )
         if not visible or sub.program_id not in progs:
             out[sub.id] = None
             continue
         key = frozenset(progs)
         if key not in evaluated:
-            intervals = [programs.interval_of(c, prog_rows[c.program_id].primacy) for c in controls
-                         if c.program_id in key]
+            intervals = [
+                programs.interval_of(c, prog_rows[c.program_id].primacy)
+                for c in controls
+                if c.program_id in key
+            ]
             by_id = {c.id: c for c in controls}
-            evaluated[key] = [(by_id[i.id], i, rules.evaluate(i, intervals, now))
-                              for i in sorted(intervals, key=rules.list_order_key)]
+            evaluated[key] = [
+                (by_id[i.id], i, rules.evaluate(i, intervals, now))
+                for i in sorted(intervals, key=rules.list_order_key)
+            ]
         mine = [(c, ev) for c, i, ev in evaluated[key] if i.program_id == sub.program_id and not ev.completed]
         if sub.kind == "derc":
             found = [(c, ev) for c, ev in mine if c.id == sub.target_id]
@@ -433,8 +492,9 @@ async def render_control_subs(session: AsyncSession, settings: Any, subs: list[S
             mine = [(c, ev) for c, ev in mine if ev.status == rules.EventStatus.ACTIVE]
         n = notified_items(sub.kind, sub.limit) or 0
         items = [derp.render_control(req, device, c, ev) for c, ev in mine[:n]]
-        out[sub.id] = list_element("DERControlList", sub.resource, items, len(mine),
-                                   subscribable=sub.kind == "derc-list")
+        out[sub.id] = list_element(
+            "DERControlList", sub.resource, items, len(mine), subscribable=sub.kind == "derc-list"
+        )
     return out
 
 
@@ -442,27 +502,39 @@ async def affected(session: AsyncSession, change: notify.Change) -> list[Sep2Sub
     """Subscriptions whose rendered resource may differ after ``change`` (one indexed query per facet)."""
     conds = []
     if change.programs:
-        conds.append((Sep2Subscription.kind.in_(PROGRAM_KINDS)) & Sep2Subscription.program_id.in_(change.programs))
+        conds.append(
+            (Sep2Subscription.kind.in_(PROGRAM_KINDS)) & Sep2Subscription.program_id.in_(change.programs)
+        )
         fsa_ids = select(Sep2FsaProgram.fsa_id).where(Sep2FsaProgram.program_id.in_(change.programs))
         conds.append((Sep2Subscription.kind == "derp-list") & Sep2Subscription.target_id.in_(fsa_ids))
     if change.devices:
-        conds.append(Sep2Subscription.kind.in_(DEVICE_KINDS)
-                     & Sep2Subscription.subject_device_id.in_(change.devices))
+        conds.append(
+            Sep2Subscription.kind.in_(DEVICE_KINDS) & Sep2Subscription.subject_device_id.in_(change.devices)
+        )
         # an EndDeviceList changes for the device itself and for the aggregator it is registered under
         owners = select(EndDevice.lfdi).where(EndDevice.id.in_(change.devices))
-        agg_owners = (select(Aggregator.lfdi).join(EndDevice, EndDevice.aggregator_id == Aggregator.id)
-                      .where(EndDevice.id.in_(change.devices)))
-        conds.append((Sep2Subscription.kind == "edev-list")
-                     & or_(Sep2Subscription.owner_lfdi.in_(owners), Sep2Subscription.owner_lfdi.in_(agg_owners)))
+        agg_owners = (
+            select(Aggregator.lfdi)
+            .join(EndDevice, EndDevice.aggregator_id == Aggregator.id)
+            .where(EndDevice.id.in_(change.devices))
+        )
+        conds.append(
+            (Sep2Subscription.kind == "edev-list")
+            & or_(Sep2Subscription.owner_lfdi.in_(owners), Sep2Subscription.owner_lfdi.in_(agg_owners))
+        )
     influence_sets = change.objects.get("influence", frozenset())
     if influence_sets:
-        conds.append(Sep2Subscription.kind.in_(INFLUENCE_KINDS) & Sep2Subscription.program_id.in_(influence_sets))
+        conds.append(
+            Sep2Subscription.kind.in_(INFLUENCE_KINDS) & Sep2Subscription.program_id.in_(influence_sets)
+        )
     kinds = {k for t in change.resource_types for k in KINDS_BY_TYPE.get(t, ())}
     if kinds:
         conds.append(Sep2Subscription.kind.in_(kinds))
     if not conds:
         return []
-    return list(await session.scalars(select(Sep2Subscription).where(or_(*conds)).order_by(Sep2Subscription.id)))
+    return list(
+        await session.scalars(select(Sep2Subscription).where(or_(*conds)).order_by(Sep2Subscription.id))
+    )
 
 
 async def reading_subs(session: AsyncSession, change: notify.Change) -> list[Sep2Subscription]:
@@ -476,9 +548,13 @@ async def reading_subs(session: AsyncSession, change: notify.Change) -> list[Sep
     mups = {m.id: m for m in await session.scalars(select(Sep2Mup).where(Sep2Mup.device_lfdi.in_(lfdis)))}
     if not mups:
         return []
-    subs = list(await session.scalars(select(Sep2Subscription).where(
-        Sep2Subscription.kind == "reading-list", Sep2Subscription.program_id.in_(list(mups)))
-        .order_by(Sep2Subscription.id)))
+    subs = list(
+        await session.scalars(
+            select(Sep2Subscription)
+            .where(Sep2Subscription.kind == "reading-list", Sep2Subscription.program_id.in_(list(mups)))
+            .order_by(Sep2Subscription.id)
+        )
+    )
     out = []
     for sub in subs:
         mup = mups[sub.program_id or 0]
@@ -496,7 +572,9 @@ async def reading_subs(session: AsyncSession, change: notify.Change) -> list[Sep
     return out
 
 
-async def other_programs(session: AsyncSession, change: notify.Change, now: dt.datetime) -> list[Sep2Subscription]:
+async def other_programs(
+    session: AsyncSession, change: notify.Change, now: dt.datetime
+) -> list[Sep2Subscription]:
     """Subscriptions to the control/event lists of *other* programs of the devices a changed program reaches.
 
     A device sees the events of all its programs together: a control created or cancelled in program A flips the
@@ -509,11 +587,20 @@ async def other_programs(session: AsyncSession, change: notify.Change, now: dt.d
     The same holds for DR programs (EndDeviceControlList)."""
     out: list[Sep2Subscription] = []
     if change.programs:
-        reached = (select(Sep2Fsa.end_device_id).join(Sep2FsaProgram, Sep2FsaProgram.fsa_id == Sep2Fsa.id)
-                   .where(Sep2FsaProgram.program_id.in_(change.programs)))
-        subs = list(await session.scalars(select(Sep2Subscription).where(
-            Sep2Subscription.kind.in_(CONTROL_KINDS), Sep2Subscription.subject_device_id.in_(reached),
-            Sep2Subscription.program_id.not_in(change.programs))))
+        reached = (
+            select(Sep2Fsa.end_device_id)
+            .join(Sep2FsaProgram, Sep2FsaProgram.fsa_id == Sep2Fsa.id)
+            .where(Sep2FsaProgram.program_id.in_(change.programs))
+        )
+        subs = list(
+            await session.scalars(
+                select(Sep2Subscription).where(
+                    Sep2Subscription.kind.in_(CONTROL_KINDS),
+                    Sep2Subscription.subject_device_id.in_(reached),
+                    Sep2Subscription.program_id.not_in(change.programs),
+                )
+            )
+        )
         if subs:
             ids = set(change.programs) | {s.program_id for s in subs if s.program_id is not None}
             by_program: dict[int, list[rules.Interval]] = {}
@@ -523,17 +610,32 @@ async def other_programs(session: AsyncSession, change: notify.Change, now: dt.d
             out += [s for s in subs if rules.touches(changed, by_program.get(s.program_id or 0, []), now)]
     sets = change.objects.get("influence", frozenset())
     if sets:
-        drps = list(await session.scalars(select(Sep2InfluenceSet.id).where(Sep2InfluenceSet.id.in_(sets),
-                                                                           Sep2InfluenceSet.kind == "drp")))
+        drps = list(
+            await session.scalars(
+                select(Sep2InfluenceSet.id).where(
+                    Sep2InfluenceSet.id.in_(sets), Sep2InfluenceSet.kind == "drp"
+                )
+            )
+        )
         if drps:
-            reached = select(Sep2InfluenceAssignment.end_device_id).where(Sep2InfluenceAssignment.set_id.in_(drps))
-            subs = list(await session.scalars(select(Sep2Subscription).where(
-                Sep2Subscription.kind == "edc-list", Sep2Subscription.subject_device_id.in_(reached),
-                Sep2Subscription.program_id.not_in(drps))))
+            reached = select(Sep2InfluenceAssignment.end_device_id).where(
+                Sep2InfluenceAssignment.set_id.in_(drps)
+            )
+            subs = list(
+                await session.scalars(
+                    select(Sep2Subscription).where(
+                        Sep2Subscription.kind == "edc-list",
+                        Sep2Subscription.subject_device_id.in_(reached),
+                        Sep2Subscription.program_id.not_in(drps),
+                    )
+                )
+            )
             if subs:
                 ids = set(drps) | {s.program_id for s in subs if s.program_id is not None}
                 by_set: dict[int, list[rules.Interval]] = {}
-                for e in await session.scalars(select(Sep2InfluenceEvent).where(Sep2InfluenceEvent.set_id.in_(ids))):
+                for e in await session.scalars(
+                    select(Sep2InfluenceEvent).where(Sep2InfluenceEvent.set_id.in_(ids))
+                ):
                     by_set.setdefault(e.set_id, []).append(influence.interval_of(e, 0))
                 changed = [i for d in drps for i in by_set.get(d, [])]
                 out += [s for s in subs if rules.touches(changed, by_set.get(s.program_id or 0, []), now)]
@@ -554,15 +656,24 @@ notify.register(on_change)
 # ---------------------------------------------------------------------------------------------------- wire
 def render_subscription(sub: Sep2Subscription) -> etree._Element:
     cond = sub.condition
-    return xml.E("Subscription", {"href": sub_href(sub)},
-                 xml.leaf("subscribedResource", sub.resource),
-                 xml.E("Condition", None, xml.leaf("attributeIdentifier", cond["attributeIdentifier"]),
-                       xml.leaf("lowerThreshold", cond["lowerThreshold"]),
-                       xml.leaf("upperThreshold", cond["upperThreshold"])) if cond else None,
-                 xml.leaf("encoding", sub.encoding),
-                 xml.leaf("level", sub.level),
-                 xml.leaf("limit", sub.limit),
-                 xml.leaf("notificationURI", sub.notification_uri))
+    return xml.E(
+        "Subscription",
+        {"href": sub_href(sub)},
+        xml.leaf("subscribedResource", sub.resource),
+        xml.E(
+            "Condition",
+            None,
+            xml.leaf("attributeIdentifier", cond["attributeIdentifier"]),
+            xml.leaf("lowerThreshold", cond["lowerThreshold"]),
+            xml.leaf("upperThreshold", cond["upperThreshold"]),
+        )
+        if cond
+        else None,
+        xml.leaf("encoding", sub.encoding),
+        xml.leaf("level", sub.level),
+        xml.leaf("limit", sub.limit),
+        xml.leaf("notificationURI", sub.notification_uri),
+    )
 
 
 @dataclass(frozen=True)
@@ -588,8 +699,14 @@ def parse_subscription(request: web.Request, body: etree._Element) -> Parsed:
         raise Invalid("notificationURI is longer than 2000 characters")
     uri = outbox.check_target_url(raw_uri, runtime(request).settings.delivery)
     target = parse_target(resource)
-    return Parsed(target, uri, limit, xml.text(body, "level") or "+S1", encoding,
-                  parse_condition(xml.find(body, "Condition"), target))
+    return Parsed(
+        target,
+        uri,
+        limit,
+        xml.text(body, "level") or "+S1",
+        encoding,
+        parse_condition(xml.find(body, "Condition"), target),
+    )
 
 
 CONDITION_READING_VALUE = 0  # Condition.attributeIdentifier: 0 = Reading value, 1-255 reserved
@@ -601,10 +718,14 @@ def parse_condition(el: etree._Element | None, target: Target) -> dict[str, int]
     lowerThreshold <= upperThreshold (the schema already bounds them to Int48)."""
     if el is None:
         return None
-    condition = {k: int(xml.text(el, k) or 0) for k in ("attributeIdentifier", "lowerThreshold", "upperThreshold")}
+    condition = {
+        k: int(xml.text(el, k) or 0) for k in ("attributeIdentifier", "lowerThreshold", "upperThreshold")
+    }
     if target.kind not in CONDITIONAL_KINDS:
-        raise Invalid(f"{target.href} takes no Condition (subscribable 1: non-conditional subscriptions only); "
-                      "conditions apply to a ReadingList")
+        raise Invalid(
+            f"{target.href} takes no Condition (subscribable 1: non-conditional subscriptions only); "
+            "conditions apply to a ReadingList"
+        )
     if condition["attributeIdentifier"] != CONDITION_READING_VALUE:
         raise Invalid("Condition attributeIdentifier must be 0 (Reading value); 1-255 are reserved")
     if condition["lowerThreshold"] > condition["upperThreshold"]:
@@ -636,9 +757,13 @@ async def get_subscription_list(request: web.Request) -> web.Response:
     async with runtime(request).store.sessions() as session:
         scope = await scope_of(request, session)
         device = await device_in_scope(session, scope, path_int(request, "e"))
-        found = list(await session.scalars(
-            select(Sep2Subscription).where(Sep2Subscription.end_device_id == device.id,
-                                           Sep2Subscription.owner_lfdi == scope.lfdi).order_by(Sep2Subscription.id)))
+        found = list(
+            await session.scalars(
+                select(Sep2Subscription)
+                .where(Sep2Subscription.end_device_id == device.id, Sep2Subscription.owner_lfdi == scope.lfdi)
+                .order_by(Sep2Subscription.id)
+            )
+        )
         rate = await poll_rate(request, session, "SubscriptionList")
     if pg.after:
         found = [s for s in found if s.changed_at >= pg.after]
@@ -655,15 +780,28 @@ async def post_subscription(request: web.Request) -> web.Response:
         scope = await scope_of(request, session)
         device = await device_in_scope(session, scope, path_int(request, "e"))
         await check_visible(session, scope, parsed.target)
-        held = await session.scalar(select(func.count()).select_from(Sep2Subscription)
-                                    .where(Sep2Subscription.end_device_id == device.id))
+        held = await session.scalar(
+            select(func.count())
+            .select_from(Sep2Subscription)
+            .where(Sep2Subscription.end_device_id == device.id)
+        )
         if (held or 0) >= MAX_PER_DEVICE:
             raise Sep2Error(400, REASON_LIMIT, f"at most {MAX_PER_DEVICE} subscriptions per EndDevice")
-        sub = Sep2Subscription(end_device_id=device.id, owner_lfdi=scope.lfdi, resource=parsed.target.href,
-                               kind=parsed.target.kind, program_id=parsed.target.program_id,
-                               target_id=parsed.target.target_id, subject_device_id=parsed.target.device_id,
-                               notification_uri=parsed.uri, limit=parsed.limit, level=parsed.level[:16],
-                               encoding=parsed.encoding, condition=parsed.condition, notifications=0)
+        sub = Sep2Subscription(
+            end_device_id=device.id,
+            owner_lfdi=scope.lfdi,
+            resource=parsed.target.href,
+            kind=parsed.target.kind,
+            program_id=parsed.target.program_id,
+            target_id=parsed.target.target_id,
+            subject_device_id=parsed.target.device_id,
+            notification_uri=parsed.uri,
+            limit=parsed.limit,
+            level=parsed.level[:16],
+            encoding=parsed.encoding,
+            condition=parsed.condition,
+            notifications=0,
+        )
         session.add(sub)
         await session.flush()
         href = sub_href(sub)

@@ -57,13 +57,27 @@ def schema(strict: bool = False) -> etree.XMLSchema:
 
 def _parser(huge: bool = False) -> etree.XMLParser:
     # schema files are trusted (installed package) and large; request bodies are never parsed with huge_tree
-    return etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=huge,
-                           remove_comments=True, remove_pis=True, dtd_validation=False)
+    return etree.XMLParser(
+        resolve_entities=False,
+        no_network=True,
+        load_dtd=False,
+        huge_tree=huge,
+        remove_comments=True,
+        remove_pis=True,
+        dtd_validation=False,
+    )
 
 
-_BODY_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False,
-                               remove_comments=True, remove_pis=True, dtd_validation=False,
-                               collect_ids=False)
+_BODY_PARSER = etree.XMLParser(
+    resolve_entities=False,
+    no_network=True,
+    load_dtd=False,
+    huge_tree=False,
+    remove_comments=True,
+    remove_pis=True,
+    dtd_validation=False,
+    collect_ids=False,
+)
 
 
 def parse(body: bytes, strict: bool = False, max_bytes: int = 65536) -> etree._Element:

@@ -77,7 +77,10 @@ class Demo:
         self.out = out
         self.t0 = time.monotonic()
         self.admin = AdminClient(settings)
-        self.admin.base, self.admin.token = settings.admin_url, settings.admin.token  # this server, not $DSO_*
+        self.admin.base, self.admin.token = (
+            settings.admin_url,
+            settings.admin.token,
+        )  # this server, not $DSO_*
         self.pki = pki.DevPki(settings.path(settings.pki.dir))
         self.fleet: list[SimDevice] = []
         self.result = DemoResult()
@@ -108,8 +111,13 @@ class Demo:
         cert_path, key_path = self.pki.clients / f"{name}.pem", self.pki.clients / f"{name}.key"
         if cert_path.exists() and key_path.exists():
             cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
-            return {"name": name, "lfdi": pki.lfdi(cert), "sfdi": pki.sfdi(cert), "cert": str(cert_path),
-                    "key": str(key_path)}
+            return {
+                "name": name,
+                "lfdi": pki.lfdi(cert),
+                "sfdi": pki.sfdi(cert),
+                "cert": str(cert_path),
+                "key": str(key_path),
+            }
         return self.pki.issue_device(name)
 
     # --------------------------------------------------------------------------------------------------- steps
@@ -117,11 +125,18 @@ class Demo:
         certs = await asyncio.to_thread(lambda: [self.certificate(s.name) for s in sites])
         for i, (site, cert) in enumerate(zip(sites, certs, strict=True)):
             pin = PIN_BASE + i * 10 + (10 - sum(int(c) for c in str(PIN_BASE + i * 10)) % 10) % 10
-            await self.call("PUT", f"/api/v1/sep2/end-devices/{cert['lfdi']}", {"pin": pin, "name": site.name})
-            self.fleet.append(SimDevice(site, cert, self.settings.server_url, str(self.settings.path(
-                self.settings.pki.ca)), pin))
-        self.say(f"issued {len(certs)} device certificates from the dev PKI and enrolled them out of band "
-                 f"(LFDI + installer PIN), e.g. {sites[0].name} = {certs[0]['lfdi']}")
+            await self.call(
+                "PUT", f"/api/v1/sep2/end-devices/{cert['lfdi']}", {"pin": pin, "name": site.name}
+            )
+            self.fleet.append(
+                SimDevice(
+                    site, cert, self.settings.server_url, str(self.settings.path(self.settings.pki.ca)), pin
+                )
+            )
+        self.say(
+            f"issued {len(certs)} device certificates from the dev PKI and enrolled them out of band "
+            f"(LFDI + installer PIN), e.g. {sites[0].name} = {certs[0]['lfdi']}"
+        )
         o = self.opts
         limit = o.export_limit_kw
         if limit is None:
@@ -129,16 +144,29 @@ class Demo:
         try:
             node = await self.call("GET", f"/api/v1/grid/nodes/{o.node}")
         except CliError:
-            node = await self.call("POST", "/api/v1/grid/nodes", {
-                "name": o.node, "kind": "feeder", "timezone": o.timezone, "latitude": o.latitude,
-                "longitude": o.longitude, "export_limit_kw": limit})
+            node = await self.call(
+                "POST",
+                "/api/v1/grid/nodes",
+                {
+                    "name": o.node,
+                    "kind": "feeder",
+                    "timezone": o.timezone,
+                    "latitude": o.latitude,
+                    "longitude": o.longitude,
+                    "export_limit_kw": limit,
+                },
+            )
         have = {m["id"] for m in node["members"] if m["kind"] == "device"}
         for dev in self.fleet:
             if dev.lfdi not in have:
-                await self.call("POST", f"/api/v1/grid/nodes/{o.node}/members", {"kind": "device", "id": dev.lfdi})
-        self.say(f"grid: feeder {o.node!r} ({o.timezone}, {o.latitude:.2f}/{o.longitude:.2f}) with export limit "
-                 f"{node['export_limit_kw']:g} kW and {len(self.fleet)} sites "
-                 f"({sum(s.pv_w for s in sites) / 1000:g} kW rooftop PV)")
+                await self.call(
+                    "POST", f"/api/v1/grid/nodes/{o.node}/members", {"kind": "device", "id": dev.lfdi}
+                )
+        self.say(
+            f"grid: feeder {o.node!r} ({o.timezone}, {o.latitude:.2f}/{o.longitude:.2f}) with export limit "
+            f"{node['export_limit_kw']:g} kW and {len(self.fleet)} sites "
+            f"({sum(s.pv_w for s in sites) / 1000:g} kW rooftop PV)"
+        )
 
     async def enrol_fleet(self) -> None:
         now = int(time.time())
@@ -162,9 +190,11 @@ class Demo:
         if not self.fleet:
             raise CliError(f"no simulated device could enrol: {failed[0][1] if failed else '?'}")
         d = self.fleet[0]
-        self.say(f"{len(self.fleet)} devices found their EndDevice over mutual TLS (GET /dcap, /edev, PIN checked "
-                 f"at {d.edev}/rg), PUT DERCapability/DERSettings/DERStatus and created a MirrorUsagePoint"
-                 + (f"; {len(failed)} failed" if failed else ""))
+        self.say(
+            f"{len(self.fleet)} devices found their EndDevice over mutual TLS (GET /dcap, /edev, PIN checked "
+            f"at {d.edev}/rg), PUT DERCapability/DERSettings/DERStatus and created a MirrorUsagePoint"
+            + (f"; {len(failed)} failed" if failed else "")
+        )
 
     async def backfill(self) -> None:
         """History through the protocol: one MirrorReadingSet per device and simulated day, day after day."""
@@ -178,19 +208,33 @@ class Demo:
             await asyncio.gather(*(d.post_readings(t0, v) for d, v in zip(self.fleet, series, strict=True)))
             feeder = np.sum(series, axis=0) / 1000
             local = dt.datetime.fromtimestamp(t0, zone).strftime("%a %d %b %H:%M")
-            self.say(f"simulated day {day + 1}/{self.opts.history_days} from {local}: {len(self.fleet) * len(ts)} "
-                     f"readings; feeder peak import {feeder.max():.1f} kW, peak export {max(0, -feeder.min()):.1f} kW")
+            self.say(
+                f"simulated day {day + 1}/{self.opts.history_days} from {local}: {len(self.fleet) * len(ts)} "
+                f"readings; feeder peak import {feeder.max():.1f} kW, peak export {max(0, -feeder.min()):.1f} kW"
+            )
 
     async def forecast(self) -> None:
-        run = await self.call("POST", "/api/v1/forecasts", {"node": self.opts.node, "horizon_s": 86400,
-                                                             "step_s": STEP, "history_days": self.opts.history_days})
+        run = await self.call(
+            "POST",
+            "/api/v1/forecasts",
+            {
+                "node": self.opts.node,
+                "horizon_s": 86400,
+                "step_s": STEP,
+                "history_days": self.opts.history_days,
+            },
+        )
         self.result.forecast = run
         mean = np.array([p["mean"] for p in run["points"]]) / 1000
-        times = [dt.datetime.fromisoformat(p["ts"]).astimezone(ZoneInfo(self.opts.timezone)) for p in run["points"]]
+        times = [
+            dt.datetime.fromisoformat(p["ts"]).astimezone(ZoneInfo(self.opts.timezone)) for p in run["points"]
+        ]
         hi, lo = int(np.argmax(mean)), int(np.argmin(mean))
-        self.say(f"forecast {self.opts.node} (run {run['id']}, {run['model']}, {run['history_points']} intervals of "
-                 f"history): next 24 h net load peaks at {mean[hi]:.1f} kW import {times[hi]:%a %H:%M} and "
-                 f"{max(0.0, -mean[lo]):.1f} kW export {times[lo]:%a %H:%M}")
+        self.say(
+            f"forecast {self.opts.node} (run {run['id']}, {run['model']}, {run['history_points']} intervals of "
+            f"history): next 24 h net load peaks at {mean[hi]:.1f} kW import {times[hi]:%a %H:%M} and "
+            f"{max(0.0, -mean[lo]):.1f} kW export {times[lo]:%a %H:%M}"
+        )
 
     async def plan_and_dispatch(self) -> None:
         from server.cli.dispatch_cmds import plan_lines
@@ -211,9 +255,11 @@ class Demo:
             await asyncio.sleep(1)
         await self.count_responses()
         if ids:
-            self.say(f"controls: {self.result.fetched}/{len(ids)} devices fetched their DERControl "
-                     f"(FSA -> DERProgram -> DERControlList), {self.result.acknowledged} acknowledged it "
-                     f"(Response 1 received), {self.result.started} reported it started (Response 2)")
+            self.say(
+                f"controls: {self.result.fetched}/{len(ids)} devices fetched their DERControl "
+                f"(FSA -> DERProgram -> DERControlList), {self.result.acknowledged} acknowledged it "
+                f"(Response 1 received), {self.result.started} reported it started (Response 2)"
+            )
 
     async def count_responses(self) -> None:
         acked = started = 0
@@ -231,8 +277,10 @@ class Demo:
         self.result.readings_posted = sum(d.readings_posted for d in self.fleet)  # answered 201: stored
         stored = 0
         for d in self.fleet:  # the readings the telemetry store holds for the site (what forecasts read)
-            rows = await self.call("GET", f"/api/v1/telemetry?source_kind=device&source_id={d.lfdi}"
-                                          "&measurement=realPower&limit=100000")
+            rows = await self.call(
+                "GET",
+                f"/api/v1/telemetry?source_kind=device&source_id={d.lfdi}&measurement=realPower&limit=100000",
+            )
             stored += len(rows)
         self.result.readings_stored = stored
         self.result.errors += [f"{d.site.name}: {e}" for d in self.fleet for e in d.errors]
@@ -252,27 +300,37 @@ class Demo:
             f"history + live), {r.readings_stored} realPower readings of these sites in the telemetry store",
         ]
         if len(f_mean):
-            lines.append(f"  forecast        run {r.forecast['id']} for {o.node}: peak import {f_mean.max():.1f} kW, "
-                         f"peak export {max(0.0, -f_mean.min()):.1f} kW in the next 24 h")
+            lines.append(
+                f"  forecast        run {r.forecast['id']} for {o.node}: peak import {f_mean.max():.1f} kW, "
+                f"peak export {max(0.0, -f_mean.min()):.1f} kW in the next 24 h"
+            )
         if plan:
-            lines.append(f"  plan            export limit {plan['export_limit_kw']:g} kW: forecast export "
-                         f"{plan['peak_export_kw']:g} kW -> planned {plan['planned_peak_export_kw']:g} kW, "
-                         f"curtailing {plan['curtailed_kwh']:g} kWh")
+            lines.append(
+                f"  plan            export limit {plan['export_limit_kw']:g} kW: forecast export "
+                f"{plan['peak_export_kw']:g} kW -> planned {plan['planned_peak_export_kw']:g} kW, "
+                f"curtailing {plan['curtailed_kwh']:g} kWh"
+            )
             if plan["window_start"]:
                 zone = ZoneInfo(o.timezone)
                 a = dt.datetime.fromisoformat(plan["window_start"]).astimezone(zone)
                 b = dt.datetime.fromisoformat(plan["window_end"]).astimezone(zone)
-                lines.append(f"                  per-site export limit {plan['site_export_limit_w']:g} W, "
-                             f"{a:%a %H:%M}-{b:%H:%M} {o.timezone}")
+                lines.append(
+                    f"                  per-site export limit {plan['site_export_limit_w']:g} W, "
+                    f"{a:%a %H:%M}-{b:%H:%M} {o.timezone}"
+                )
         when = ""
         if r.controls:
             start = min(dt.datetime.fromisoformat(c["start"]) for c in r.controls)
             if start > dt.datetime.now(dt.UTC):
-                when = f", scheduled (EventStatus 0) to start {start.astimezone(ZoneInfo(o.timezone)):%a %H:%M}"
+                when = (
+                    f", scheduled (EventStatus 0) to start {start.astimezone(ZoneInfo(o.timezone)):%a %H:%M}"
+                )
             else:
                 when = f", {r.started} reported it started (Response 2)"
-        lines.append(f"  controls        {len(r.controls)} DERControls dispatched, {r.fetched} fetched by devices, "
-                     f"{r.acknowledged} acknowledged (Response 1 received){when}")
+        lines.append(
+            f"  controls        {len(r.controls)} DERControls dispatched, {r.fetched} fetched by devices, "
+            f"{r.acknowledged} acknowledged (Response 1 received){when}"
+        )
         if r.errors:
             lines.append(f"  errors          {len(r.errors)}, first: {r.errors[0]}")
         lines.append(f"  outcome         {'OK' if self.ok() else 'INCOMPLETE'}")
@@ -297,12 +355,16 @@ async def run_demo(settings: Settings, opts: DemoOptions, out: Callable[[str], N
 
     async def flow() -> None:
         await demo.wait_healthy(server)
-        demo.say(f"server up: 2030.5/OpenADR on {settings.server_url} (mutual TLS), admin API on {settings.admin_url}")
+        demo.say(
+            f"server up: 2030.5/OpenADR on {settings.server_url} (mutual TLS), admin API on {settings.admin_url}"
+        )
         sites = make_fleet(opts.devices, opts.latitude, opts.longitude, opts.timezone, opts.seed)
         await demo.setup_staff(sites)
         await demo.enrol_fleet()
         await demo.backfill()
-        live.extend(asyncio.create_task(d.run_live(stop_fleet), name=f"sim-{d.site.name}") for d in demo.fleet)
+        live.extend(
+            asyncio.create_task(d.run_live(stop_fleet), name=f"sim-{d.site.name}") for d in demo.fleet
+        )
         await demo.forecast()
         await demo.plan_and_dispatch()
         await demo.watch_controls(deadline)
@@ -328,10 +390,12 @@ async def run_demo(settings: Settings, opts: DemoOptions, out: Callable[[str], N
             steps.result()
             if opts.keep_serving:
                 cfg = settings.source or Path(settings.base_dir) / "dso.toml"
-                out(f"\nstill serving (the fleet keeps running); Ctrl-C stops. Try:\n"
+                out(
+                    f"\nstill serving (the fleet keeps running); Ctrl-C stops. Try:\n"
                     f"  export DSO_CONFIG={cfg}\n  dso status\n  dso device list\n"
                     f"  dso forecast --node {opts.node} --latest\n  dso plan --node {opts.node}\n"
-                    f"  dso control list --lfdi {demo.fleet[0].lfdi}\n  dso readings latest {demo.fleet[0].lfdi}")
+                    f"  dso control list --lfdi {demo.fleet[0].lfdi}\n  dso readings latest {demo.fleet[0].lfdi}"
+                )
                 await stop_server.wait()
     except (SimError, aiohttp.ClientError) as exc:
         raise CliError(f"demo failed: {exc}") from exc

@@ -92,8 +92,11 @@ class SimDevice:
         ctx = ssl.create_default_context(cafile=self.ca)
         ctx.load_cert_chain(self.cert["cert"], self.cert["key"])
         self._session = aiohttp.ClientSession(
-            self.base_url, connector=aiohttp.TCPConnector(ssl=ctx, limit=2),
-            timeout=aiohttp.ClientTimeout(total=30), headers={"Accept": SEP})
+            self.base_url,
+            connector=aiohttp.TCPConnector(ssl=ctx, limit=2),
+            timeout=aiohttp.ClientTimeout(total=30),
+            headers={"Accept": SEP},
+        )
 
     async def close(self) -> None:
         if self._session is not None:
@@ -103,8 +106,7 @@ class SimDevice:
         assert self._session is not None, "open() first"
         headers = {"Content-Type": SEP} if body is not None else None
         self.requests += 1
-        async with self._session.request(method, path, data=body,
-                                         headers=headers) as r:
+        async with self._session.request(method, path, data=body, headers=headers) as r:
             raw = await r.read()
             return r.status, r.headers.get("Location"), raw
 
@@ -114,8 +116,9 @@ class SimDevice:
             raise SimError(f"GET {path}: {status} {raw[:200]!r}")
         return xml.parse(raw, max_bytes=MAX_BODY)  # hardened and schema-checked, as the server reads devices
 
-    async def send(self, method: str, path: str, body: etree._Element,
-                   expect: tuple[int, ...] = (201, 204)) -> str | None:
+    async def send(
+        self, method: str, path: str, body: etree._Element, expect: tuple[int, ...] = (201, 204)
+    ) -> str | None:
         status, location, raw = await self._call(method, path, xml.serialize(body))
         if status not in expect:
             raise SimError(f"{method} {path}: {status} {raw[:300]!r}")
@@ -135,9 +138,21 @@ class SimDevice:
         if not self.edev:
             if not self.allow_in_band:
                 raise SimError("not enrolled, and in-band registration is off for this device")
-            self.edev = await self.send("POST", edev_list, xml.E(
-                "EndDevice", None, xml.leaf("deviceCategory", f"{0x4000:X}"), xml.leaf("lFDI", self.lfdi),
-                xml.leaf("sFDI", self.cert["sfdi"]), xml.leaf("changedTime", int(time.time())))) or ""
+            self.edev = (
+                await self.send(
+                    "POST",
+                    edev_list,
+                    xml.E(
+                        "EndDevice",
+                        None,
+                        xml.leaf("deviceCategory", f"{0x4000:X}"),
+                        xml.leaf("lFDI", self.lfdi),
+                        xml.leaf("sFDI", self.cert["sfdi"]),
+                        xml.leaf("changedTime", int(time.time())),
+                    ),
+                )
+                or ""
+            )
             self.registered_in_band = True
         edev = await self.get(self.edev)
         self.post_rate_s = int(xml.text(edev, "postRate") or self.post_rate_s)
@@ -145,7 +160,9 @@ class SimDevice:
         if rg:
             pin = int(xml.text(await self.get(rg), "pIN") or -1)
             if pin != self.pin:
-                raise SimError(f"Registration PIN {pin} does not match the installer's {self.pin}: not this server")
+                raise SimError(
+                    f"Registration PIN {pin} does not match the installer's {self.pin}: not this server"
+                )
         self._links["FunctionSetAssignmentsListLink"] = link(edev, "FunctionSetAssignmentsListLink") or ""
         self._links["DERListLink"] = link(edev, "DERListLink") or ""
 
@@ -163,42 +180,98 @@ class SimDevice:
         if der is None:
             raise SimError("the DERList is empty")
         w, mult = encode_power(self.site.pv_w)  # a 2030.5 ActivePower: Int16 value, power of ten
+
         def power(tag: str) -> etree._Element:
             return xml.E(tag, None, xml.leaf("multiplier", mult), xml.leaf("value", w))
 
         def status(tag: str, value: str) -> etree._Element:
             return xml.E(tag, None, xml.leaf("dateTime", now), xml.leaf("value", value))
 
-        await self.send("PUT", link(der, "DERCapabilityLink") or "", xml.E(
-            "DERCapability", None, xml.leaf("modesSupported", "00500088"), power("rtgMaxVA"), power("rtgMaxW"),
-            xml.leaf("type", 4)))  # 4 = photovoltaic system
-        await self.send("PUT", link(der, "DERSettingsLink") or "", xml.E(
-            "DERSettings", None, xml.leaf("setGradW", 27), power("setMaxW"), xml.leaf("updatedTime", now)))
-        await self.send("PUT", link(der, "DERStatusLink") or "", xml.E(
-            "DERStatus", None, status("genConnectStatus", "07"), status("inverterStatus", "4"),
-            status("operationalModeStatus", "2"), xml.leaf("readingTime", now)))
+        await self.send(
+            "PUT",
+            link(der, "DERCapabilityLink") or "",
+            xml.E(
+                "DERCapability",
+                None,
+                xml.leaf("modesSupported", "00500088"),
+                power("rtgMaxVA"),
+                power("rtgMaxW"),
+                xml.leaf("type", 4),
+            ),
+        )  # 4 = photovoltaic system
+        await self.send(
+            "PUT",
+            link(der, "DERSettingsLink") or "",
+            xml.E(
+                "DERSettings", None, xml.leaf("setGradW", 27), power("setMaxW"), xml.leaf("updatedTime", now)
+            ),
+        )
+        await self.send(
+            "PUT",
+            link(der, "DERStatusLink") or "",
+            xml.E(
+                "DERStatus",
+                None,
+                status("genConnectStatus", "07"),
+                status("inverterStatus", "4"),
+                status("operationalModeStatus", "2"),
+                xml.leaf("readingTime", now),
+            ),
+        )
 
     # ------------------------------------------------------------------------------------------------- metering
     async def create_mup(self) -> None:
         mups = self._links.get("MirrorUsagePointListLink") or "/mup"
-        self.mup = await self.send("POST", mups, xml.E(
-            "MirrorUsagePoint", None, xml.leaf("mRID", self.mup_mrid), xml.leaf("description", f"{self.site.name} site"),
-            xml.leaf("roleFlags", 49), xml.leaf("serviceCategoryKind", 0), xml.leaf("status", 1),
-            xml.leaf("deviceLFDI", self.lfdi),
-            xml.E("MirrorMeterReading", None, xml.leaf("mRID", self.power_mrid),
-                  xml.leaf("description", "site real power"), _reading_type())), expect=(201, 204)) or ""
+        self.mup = (
+            await self.send(
+                "POST",
+                mups,
+                xml.E(
+                    "MirrorUsagePoint",
+                    None,
+                    xml.leaf("mRID", self.mup_mrid),
+                    xml.leaf("description", f"{self.site.name} site"),
+                    xml.leaf("roleFlags", 49),
+                    xml.leaf("serviceCategoryKind", 0),
+                    xml.leaf("status", 1),
+                    xml.leaf("deviceLFDI", self.lfdi),
+                    xml.E(
+                        "MirrorMeterReading",
+                        None,
+                        xml.leaf("mRID", self.power_mrid),
+                        xml.leaf("description", "site real power"),
+                        _reading_type(),
+                    ),
+                ),
+                expect=(201, 204),
+            )
+            or ""
+        )
         if not self.mup:
             raise SimError("POST MirrorUsagePoint gave no Location")
 
     async def post_readings(self, start: int, values: np.ndarray, step: int = STEP) -> None:
         """One MirrorReadingSet of consecutive interval readings (W) starting at ``start``."""
         readings = [xml.E("Reading", None, xml.leaf("value", int(round(v)))) for v in values]
-        await self.send("POST", self.mup, xml.E(
-            "MirrorMeterReading", None, xml.leaf("mRID", self.power_mrid),
-            xml.E("MirrorReadingSet", None, xml.leaf("mRID", f"{start:010X}{self.lfdi[:20]}02"),
-                  xml.leaf("description", "site"),
-                  xml.E("timePeriod", None, xml.leaf("duration", len(values) * step), xml.leaf("start", start)),
-                  readings)))
+        await self.send(
+            "POST",
+            self.mup,
+            xml.E(
+                "MirrorMeterReading",
+                None,
+                xml.leaf("mRID", self.power_mrid),
+                xml.E(
+                    "MirrorReadingSet",
+                    None,
+                    xml.leaf("mRID", f"{start:010X}{self.lfdi[:20]}02"),
+                    xml.leaf("description", "site"),
+                    xml.E(
+                        "timePeriod", None, xml.leaf("duration", len(values) * step), xml.leaf("start", start)
+                    ),
+                    readings,
+                ),
+            ),
+        )
         self.readings_posted += len(values)
 
     def site_power_w(self, ts: int) -> float:
@@ -209,8 +282,11 @@ class SimDevice:
 
     # ------------------------------------------------------------------------------------------------- controls
     def active_export_limit(self, ts: int) -> float | None:
-        limits = [c.export_limit_w for c in self.controls.values()
-                  if c.export_limit_w is not None and c.start <= ts < c.start + c.duration]
+        limits = [
+            c.export_limit_w
+            for c in self.controls.values()
+            if c.export_limit_w is not None and c.start <= ts < c.start + c.duration
+        ]
         return min(limits) if limits else None
 
     async def poll_controls(self) -> None:
@@ -236,9 +312,17 @@ class SimDevice:
             limit = xml.find(el, "DERControlBase/csipaus:opModExpLimW")  # a CSIP-AUS element
             export = None
             if limit is not None:
-                export = float(xml.text(limit, "value") or 0) * 10.0 ** int(xml.text(limit, "multiplier") or 0)
-            seen = SeenControl(mrid, el.get("href") or "", int(xml.text(el, "interval/start") or 0),
-                               int(xml.text(el, "interval/duration") or 0), export, el.get("replyTo"))
+                export = float(xml.text(limit, "value") or 0) * 10.0 ** int(
+                    xml.text(limit, "multiplier") or 0
+                )
+            seen = SeenControl(
+                mrid,
+                el.get("href") or "",
+                int(xml.text(el, "interval/start") or 0),
+                int(xml.text(el, "interval/duration") or 0),
+                export,
+                el.get("replyTo"),
+            )
             self.controls[mrid] = seen
         required = int(el.get("responseRequired") or "0", 16)
         if not seen.reply_to or not required:
@@ -250,14 +334,24 @@ class SimDevice:
     async def _respond(self, control: SeenControl, status: int) -> None:
         if status in control.responses or not control.reply_to:
             return
-        await self.send("POST", control.reply_to, xml.E(
-            "Response", None, xml.leaf("createdDateTime", int(time.time())), xml.leaf("endDeviceLFDI", self.lfdi),
-            xml.leaf("status", status), xml.leaf("subject", control.mrid)))
+        await self.send(
+            "POST",
+            control.reply_to,
+            xml.E(
+                "Response",
+                None,
+                xml.leaf("createdDateTime", int(time.time())),
+                xml.leaf("endDeviceLFDI", self.lfdi),
+                xml.leaf("status", status),
+                xml.leaf("subject", control.mrid),
+            ),
+        )
         control.responses.add(status)
 
     # ----------------------------------------------------------------------------------------------------- live
-    async def run_live(self, stop: asyncio.Event, post_every_s: float | None = None,
-                       poll_every_s: float | None = None) -> None:
+    async def run_live(
+        self, stop: asyncio.Event, post_every_s: float | None = None, poll_every_s: float | None = None
+    ) -> None:
         """Post live readings and poll controls until ``stop`` (the server's rates unless overridden)."""
         next_post = next_poll = 0.0
         while not stop.is_set():
@@ -283,9 +377,18 @@ class SimDevice:
 
 def _reading_type() -> etree._Element:
     # instantaneous real power (kind 37, uom 38 = W), forward flow (import positive), 15-minute intervals
-    return xml.E("ReadingType", None, xml.leaf("accumulationBehaviour", 12), xml.leaf("dataQualifier", 2),
-                 xml.leaf("flowDirection", 1), xml.leaf("intervalLength", STEP), xml.leaf("kind", 37),
-                 xml.leaf("phase", 0), xml.leaf("powerOfTenMultiplier", 0), xml.leaf("uom", 38))
+    return xml.E(
+        "ReadingType",
+        None,
+        xml.leaf("accumulationBehaviour", 12),
+        xml.leaf("dataQualifier", 2),
+        xml.leaf("flowDirection", 1),
+        xml.leaf("intervalLength", STEP),
+        xml.leaf("kind", 37),
+        xml.leaf("phase", 0),
+        xml.leaf("powerOfTenMultiplier", 0),
+        xml.leaf("uom", 38),
+    )
 
 
 def utc(ts: int) -> str:

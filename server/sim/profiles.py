@@ -58,10 +58,13 @@ class Site:
             local = dt.datetime.fromtimestamp(int(s), zone)
             h = local.hour + local.minute / 60
             weekend = local.weekday() >= 5
-            shape = (250 + 120 * np.exp(-((h - 3.5) ** 2) / 8)  # fridge, standby, night heating
-                     + 700 * np.exp(-((h - 7.5) ** 2) / (2.5 if weekend else 1.2))
-                     + 250 * (weekend and 10 <= h <= 16)
-                     + 1100 * np.exp(-((h - 19.0) ** 2) / 4.5))
+            shape = (
+                250
+                + 120 * np.exp(-((h - 3.5) ** 2) / 8)  # fridge, standby, night heating
+                + 700 * np.exp(-((h - 7.5) ** 2) / (2.5 if weekend else 1.2))
+                + 250 * (weekend and 10 <= h <= 16)
+                + 1100 * np.exp(-((h - 19.0) ** 2) / 4.5)
+            )
             noise = self._rng(2, int(s) // 900).normal(1.0, 0.12)
             out[i] = self.load_scale * shape * max(noise, 0.3)
         return out
@@ -72,8 +75,15 @@ class Site:
 
 def make_fleet(n: int, latitude: float, longitude: float, timezone: str, seed: int = 2030) -> list[Site]:
     rng = np.random.default_rng(seed)
-    return [Site(name=f"pv-{i + 1:03d}", latitude=latitude + rng.uniform(-0.02, 0.02),
-                 longitude=longitude + rng.uniform(-0.02, 0.02), timezone=timezone,
-                 pv_w=float(rng.choice([3800, 5000, 6000, 7600, 9600])),
-                 load_scale=float(rng.uniform(0.6, 1.6)), seed=seed * 1000 + i)
-            for i in range(n)]
+    return [
+        Site(
+            name=f"pv-{i + 1:03d}",
+            latitude=latitude + rng.uniform(-0.02, 0.02),
+            longitude=longitude + rng.uniform(-0.02, 0.02),
+            timezone=timezone,
+            pv_w=float(rng.choice([3800, 5000, 6000, 7600, 9600])),
+            load_scale=float(rng.uniform(0.6, 1.6)),
+            seed=seed * 1000 + i,
+        )
+        for i in range(n)
+    ]

@@ -33,7 +33,7 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
 
 def create_store(url: str, echo: bool = False) -> Store:
     if url.startswith("sqlite:"):
-        url = "sqlite+aiosqlite:" + url[len("sqlite:"):]
+        url = "sqlite+aiosqlite:" + url[len("sqlite:") :]
     elif url.startswith(("postgresql:", "postgres:")):
         url = "postgresql+asyncpg:" + url.split(":", 1)[1]
     kwargs: dict = {"echo": echo}

@@ -78,7 +78,10 @@ def test_issue_times_day_ahead_local_midnight():
     it = issue_times(t, t[0], t[-1], "day-ahead", "Europe/Berlin")
     # local midnight is 23:00 UTC before the DST change (31 March) and 22:00 UTC after it
     assert [str(x) for x in it] == [
-        "2024-03-29T23:00:00", "2024-03-30T23:00:00", "2024-03-31T22:00:00", "2024-04-01T22:00:00"
+        "2024-03-29T23:00:00",
+        "2024-03-30T23:00:00",
+        "2024-03-31T22:00:00",
+        "2024-04-01T22:00:00",
     ]
     assert len(issue_times(t, t[0], t[-1], "hour-ahead", None)) == len(t) - 1
 
@@ -91,14 +94,21 @@ def test_score_metrics():
     from scipy.stats import norm
 
     q = norm.ppf(QUANTILE_LEVELS)[:, None] * np.ones((1, n))
-    res = BacktestResult(t=np.zeros(n, "datetime64[s]"), issue=np.zeros(n, "datetime64[s]"), actual=actual,
-                         mean=mean, quantiles=q)
+    res = BacktestResult(
+        t=np.zeros(n, "datetime64[s]"),
+        issue=np.zeros(n, "datetime64[s]"),
+        actual=actual,
+        mean=mean,
+        quantiles=q,
+    )
     s = score(res, norm=10.0)
     assert s.nrmse == pytest.approx(10.0, rel=0.1)
     assert 75 < s.coverage80 < 85
     assert s.n == n
     # a perfect point forecast has zero pinball loss
-    res2 = BacktestResult(t=res.t, issue=res.issue, actual=actual, mean=actual, quantiles=np.tile(actual, (11, 1)))
+    res2 = BacktestResult(
+        t=res.t, issue=res.issue, actual=actual, mean=actual, quantiles=np.tile(actual, (11, 1))
+    )
     assert score(res2, 1.0).pinball == pytest.approx(0.0)
 
 
@@ -107,8 +117,15 @@ def test_model_beats_persistence_and_is_calibrated(make_load):
     start = t[0] + np.timedelta64(35 * 86400, "s")
     ours = score(rolling_origin(LoadForecaster, t, y, start, t[-1], "day-ahead", None), 50.0)
     pers = score(
-        rolling_origin(lambda: Conformal(lambda: Persistence(96), "day-ahead", None, cal_days=7),
-                       t, y, start, t[-1], "day-ahead", None),
+        rolling_origin(
+            lambda: Conformal(lambda: Persistence(96), "day-ahead", None, cal_days=7),
+            t,
+            y,
+            start,
+            t[-1],
+            "day-ahead",
+            None,
+        ),
         50.0,
     )
     assert ours.nrmse < 0.8 * pers.nrmse

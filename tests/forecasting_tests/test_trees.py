@@ -104,7 +104,9 @@ def test_pv_hour_ahead_with_trees_cannot_see_the_future(make_pv):
     def run(series: np.ndarray):  # type: ignore[no-untyped-def]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return rolling_origin(lambda: PVForecaster(lat, lon), t, series, start, end, "hour-ahead", None, None)
+            return rolling_origin(
+                lambda: PVForecaster(lat, lon), t, series, start, end, "hour-ahead", None, None
+            )
 
     res = run(y)
     assert len(res.mean) == 16 and np.all(np.isfinite(res.mean)) and res.mean.max() > 0

@@ -37,10 +37,14 @@ def test_malformed_xml_gets_oadr_response_400(env):
 
 def test_entity_expansion_refused_quickly(env):
     server, watch, a, _ = env
-    bomb = (b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
-            + b"".join(b'<!ENTITY lol%d "%s">' % (i, b"&lol%d;" % (i - 1) * 10 if i > 1 else b"&lol;" * 10)
-                       for i in range(1, 10))
-            + b']><oadrPayload xmlns="http://openadr.org/oadr-2.0b/2012/07">&lol9;</oadrPayload>')
+    bomb = (
+        b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
+        + b"".join(
+            b'<!ENTITY lol%d "%s">' % (i, b"&lol%d;" % (i - 1) * 10 if i > 1 else b"&lol;" * 10)
+            for i in range(1, 10)
+        )
+        + b']><oadrPayload xmlns="http://openadr.org/oadr-2.0b/2012/07">&lol9;</oadrPayload>'
+    )
     started = time.monotonic()
     status, answer = a.send("OadrPoll", bomb)
     assert status == 200 and response_code(answer) == 400 and b"DOCTYPE" in answer
@@ -97,8 +101,9 @@ def test_query_registration_reveals_only_own_ids(env):
 
 def test_cross_ven_access_is_refused(env):
     server, watch, a, b = env
-    status, event = server.admin("POST", "/api/v1/openadr/events", {"level": 1, "duration_s": 600,
-                                                                     "vens": ["raw-a"]})
+    status, event = server.admin(
+        "POST", "/api/v1/openadr/events", {"level": 1, "duration_s": 600, "vens": ["raw-a"]}
+    )
     assert status == 201
     # b does not see a's event ...
     status, answer = b.send("EiEvent", b.msg("oadrRequestEvent", request_id="e1", ven_id=b.ven_id))
@@ -107,30 +112,59 @@ def test_cross_ven_access_is_refused(env):
     status, answer = a.send("EiEvent", a.msg("oadrRequestEvent", request_id="e1", ven_id=a.ven_id))
     assert f"<ei:eventID>{event['id']}</ei:eventID>".encode() in answer and b.ven_id.encode() not in answer
     # b cannot answer a's event
-    created = b.msg("oadrCreatedEvent", ven_id=b.ven_id,
-                    response={"response_code": 200, "response_description": "OK", "request_id": "e1"},
-                    event_responses=[{"response_code": 200, "response_description": "OK", "request_id": "e1",
-                                      "event_id": str(event["id"]), "modification_number": 0,
-                                      "opt_type": "optOut"}])
+    created = b.msg(
+        "oadrCreatedEvent",
+        ven_id=b.ven_id,
+        response={"response_code": 200, "response_description": "OK", "request_id": "e1"},
+        event_responses=[
+            {
+                "response_code": 200,
+                "response_description": "OK",
+                "request_id": "e1",
+                "event_id": str(event["id"]),
+                "modification_number": 0,
+                "opt_type": "optOut",
+            }
+        ],
+    )
     status, answer = b.send("EiEvent", created)
     assert response_code(answer) == 452
     assert server.admin("GET", f"/api/v1/openadr/events/{event['id']}")[1]["responses"] == []
     # a's opt cannot be cancelled by b
-    opt = a.msg("oadrCreateOpt", request_id="o1", ven_id=a.ven_id, opt_id="opt-a", opt_type="optOut",
-                opt_reason="participating", created_date_time=dt.datetime.now(dt.UTC), event_id=str(event["id"]),
-                modification_number=0, targets=[{"ven_id": a.ven_id}])
+    opt = a.msg(
+        "oadrCreateOpt",
+        request_id="o1",
+        ven_id=a.ven_id,
+        opt_id="opt-a",
+        opt_type="optOut",
+        opt_reason="participating",
+        created_date_time=dt.datetime.now(dt.UTC),
+        event_id=str(event["id"]),
+        modification_number=0,
+        targets=[{"ven_id": a.ven_id}],
+    )
     status, answer = a.send("EiOpt", opt)
     assert message_type(answer) == "oadrCreatedOpt" and response_code(answer) == 200
     status, answer = b.send("EiOpt", b.msg("oadrCancelOpt", request_id="o2", ven_id=b.ven_id, opt_id="opt-a"))
     assert response_code(answer) == 452
     # b cannot opt on a's event either
-    opt_b = b.msg("oadrCreateOpt", request_id="o3", ven_id=b.ven_id, opt_id="opt-b", opt_type="optIn",
-                  opt_reason="participating", created_date_time=dt.datetime.now(dt.UTC),
-                  event_id=str(event["id"]), modification_number=0, targets=[{"ven_id": b.ven_id}])
+    opt_b = b.msg(
+        "oadrCreateOpt",
+        request_id="o3",
+        ven_id=b.ven_id,
+        opt_id="opt-b",
+        opt_type="optIn",
+        opt_reason="participating",
+        created_date_time=dt.datetime.now(dt.UTC),
+        event_id=str(event["id"]),
+        modification_number=0,
+        targets=[{"ven_id": b.ven_id}],
+    )
     assert response_code(b.send("EiOpt", opt_b)[1]) == 452
     # b cannot cancel a's registration
-    cancel = b.msg("oadrCancelPartyRegistration", request_id="c1", registration_id=a.registration_id,
-                   ven_id=b.ven_id)
+    cancel = b.msg(
+        "oadrCancelPartyRegistration", request_id="c1", registration_id=a.registration_id, ven_id=b.ven_id
+    )
     assert response_code(b.send("EiRegisterParty", cancel)[1]) == 452
     assert server.admin("GET", "/api/v1/vens/raw-a")[1]["registration_id"] == a.registration_id
 
@@ -148,7 +182,9 @@ def test_bad_and_replayed_signatures_are_rejected(env):
     assert response_code(a.send("OadrPoll", signed_poll)[1]) == 200
     status, answer = a.send("OadrPoll", signed_poll)
     assert response_code(answer) == 463 and b"nonce already used" in answer
-    tampered = a.msg("oadrQueryRegistration", sign=True, request_id="q-original").replace(b"q-original", b"q-evil")
+    tampered = a.msg("oadrQueryRegistration", sign=True, request_id="q-original").replace(
+        b"q-original", b"q-evil"
+    )
     status, answer = a.send("EiRegisterParty", tampered)
     assert response_code(answer) == 463 and b"signature rejected" in answer
 
@@ -176,20 +212,33 @@ def test_report_requests_from_staff_reach_the_ven(env):
     server, watch, a, _ = env
     from openleadr import objects
 
-    report = objects.Report(report_specifier_id="spec-1", report_name="METADATA_TELEMETRY_STATUS",
-                            created_date_time=dt.datetime.now(dt.UTC), duration=dt.timedelta(seconds=60),
-                            report_descriptions=[objects.ReportDescription(
-                                r_id="status-1", reading_type="x-notApplicable", report_type="x-resourceStatus",
-                                market_context="http://mc",
-                                report_subject=objects.Target(resource_id="dev-1"),
-                                report_data_source=objects.Target(resource_id="dev-1"),
-                                sampling_rate=objects.SamplingRate(min_period=dt.timedelta(seconds=1),
-                                                                   max_period=dt.timedelta(seconds=60)))])
-    body = a.msg("oadrRegisterReport", request_id="rr1", ven_id=a.ven_id, reports=[report], report_request_id=0)
+    report = objects.Report(
+        report_specifier_id="spec-1",
+        report_name="METADATA_TELEMETRY_STATUS",
+        created_date_time=dt.datetime.now(dt.UTC),
+        duration=dt.timedelta(seconds=60),
+        report_descriptions=[
+            objects.ReportDescription(
+                r_id="status-1",
+                reading_type="x-notApplicable",
+                report_type="x-resourceStatus",
+                market_context="http://mc",
+                report_subject=objects.Target(resource_id="dev-1"),
+                report_data_source=objects.Target(resource_id="dev-1"),
+                sampling_rate=objects.SamplingRate(
+                    min_period=dt.timedelta(seconds=1), max_period=dt.timedelta(seconds=60)
+                ),
+            )
+        ],
+    )
+    body = a.msg(
+        "oadrRegisterReport", request_id="rr1", ven_id=a.ven_id, reports=[report], report_request_id=0
+    )
     status, answer = a.send("EiReport", body)
     assert message_type(answer) == "oadrRegisteredReport" and b"spec-1" in answer
-    status, made = server.admin("POST", "/api/v1/vens/raw-a/report-requests",
-                                {"report_specifier_id": "spec-1", "granularity_s": 0})
+    status, made = server.admin(
+        "POST", "/api/v1/vens/raw-a/report-requests", {"report_specifier_id": "spec-1", "granularity_s": 0}
+    )
     assert status == 202
     kinds = [a.poll()[0] for _ in range(4)]
     assert "oadrCreateReport" in kinds
@@ -225,8 +274,12 @@ def test_queue_survives_restart_and_vtn_cancels_registration(tmp_path):
         assert server.admin("POST", f"/api/v1/vens/{name}/cancel-registration")[0] == 202
         kind, answer = v.poll()
         assert kind == "oadrCancelPartyRegistration" and v.registration_id.encode() in answer
-        confirm = v.msg("oadrCanceledPartyRegistration", ven_id=v.ven_id, registration_id=v.registration_id,
-                        response={"response_code": 200, "response_description": "OK", "request_id": "x"})
+        confirm = v.msg(
+            "oadrCanceledPartyRegistration",
+            ven_id=v.ven_id,
+            registration_id=v.registration_id,
+            response={"response_code": 200, "response_description": "OK", "request_id": "x"},
+        )
         assert response_code(v.send("EiRegisterParty", confirm)[1]) == 200
         status, answer = v.send("OadrPoll", v.msg("oadrPoll", ven_id=v.ven_id))
         assert response_code(answer) == 463
@@ -248,13 +301,39 @@ def test_staff_cli_for_vens(env):
     assert proc.returncode == 1 and "no VEN named" in proc.stderr
     proc = dso("ven", "enroll", "--name", "x", "--fingerprint", "zz", "-c", server.config, check=False)
     assert proc.returncode == 1 and "fingerprint" in proc.stderr
-    proc = dso("event", "create", "--level", "1", "--duration", "60", "--start", "2026-01-01T00:00:00",
-               "-c", server.config, check=False)
+    proc = dso(
+        "event",
+        "create",
+        "--level",
+        "1",
+        "--duration",
+        "60",
+        "--start",
+        "2026-01-01T00:00:00",
+        "-c",
+        server.config,
+        check=False,
+    )
     assert proc.returncode == 1 and "time zone" in proc.stderr
     proc = dso("event", "modify", "999999", "--level", "2", "-c", server.config, check=False)
     assert proc.returncode == 1 and "no event" in proc.stderr
-    made = dso_json("event", "create", "--signal", "ELECTRICITY_PRICE", "--interval", "900:0.12", "--interval",
-                    "900:0.31", "--start", "2030-01-01T00:00:00Z", "--ven", "raw-a", "--json", "-c", server.config)
+    made = dso_json(
+        "event",
+        "create",
+        "--signal",
+        "ELECTRICITY_PRICE",
+        "--interval",
+        "900:0.12",
+        "--interval",
+        "900:0.31",
+        "--start",
+        "2030-01-01T00:00:00Z",
+        "--ven",
+        "raw-a",
+        "--json",
+        "-c",
+        server.config,
+    )
     assert made["duration_s"] == 1800 and [i["value"] for i in made["intervals"]] == [0.12, 0.31]
     assert made["status"] == "far" and made["signal_type"] == "price" and made["vens"] == ["raw-a"]
     out = dso("event", "list", "-c", server.config).stdout

@@ -31,12 +31,18 @@ async def test_migration_round_trip(database_url):
     try:
         await upgrade(store, "0001")
         async with store.engine.begin() as conn:
-            await conn.execute(text("INSERT INTO ven (name, fingerprint, ven_id, created_at) "
-                                    "VALUES ('old', 'AA:BB:CC:DD:EE:FF:00:11:22:33', 'VEN-OLD', CURRENT_TIMESTAMP)"))
+            await conn.execute(
+                text(
+                    "INSERT INTO ven (name, fingerprint, ven_id, created_at) "
+                    "VALUES ('old', 'AA:BB:CC:DD:EE:FF:00:11:22:33', 'VEN-OLD', CURRENT_TIMESTAMP)"
+                )
+            )
         await upgrade(store, "0003")
         assert await current_revision(store) == "0003"
         async with store.engine.connect() as conn:
-            row = (await conn.execute(text("SELECT http_pull, push_enabled, enabled, registration_id FROM ven"))).one()
+            row = (
+                await conn.execute(text("SELECT http_pull, push_enabled, enabled, registration_id FROM ven"))
+            ).one()
         assert (bool(row[0]), bool(row[1]), bool(row[2]), row[3]) == (True, False, True, None)
         await _downgrade(store, "0001")
         assert await current_revision(store) == "0001"

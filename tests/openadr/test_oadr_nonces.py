@@ -19,7 +19,9 @@ def test_direct_sqlite_writer_and_sqlalchemy_path(tmp_path):
         assert direct._sqlite_path  # a file database uses the direct writer
         direct.start()
         assert await direct.record("a") and not await direct.record("a")
-        many = await asyncio.gather(*(direct.record(k) for k in ["b", "b", "c", "a", *(f"k{i}" for i in range(900))]))
+        many = await asyncio.gather(
+            *(direct.record(k) for k in ["b", "b", "c", "a", *(f"k{i}" for i in range(900))])
+        )
         assert many[:4] == [True, False, True, False] and all(many[4:])
         await direct.stop()
         generic = NonceWriter(store)
@@ -30,6 +32,9 @@ def test_direct_sqlite_writer_and_sqlalchemy_path(tmp_path):
         await store.close()
 
     asyncio.run(main())
-    rows = dict(sqlite3.connect(tmp_path / "n.db").execute(
-        "SELECT nonce, seen_at FROM oadr_nonce WHERE nonce IN ('a', 'via-sqlalchemy')").fetchall())
+    rows = dict(
+        sqlite3.connect(tmp_path / "n.db")
+        .execute("SELECT nonce, seen_at FROM oadr_nonce WHERE nonce IN ('a', 'via-sqlalchemy')")
+        .fetchall()
+    )
     assert len(rows["a"]) == len(rows["via-sqlalchemy"]) == 26  # same 'YYYY-MM-DD HH:MM:SS.ffffff' form

@@ -22,10 +22,17 @@ pytestmark = pytest.mark.asyncio
 
 
 def add_power_report(c, resource: str, value: float) -> None:
-    c.add_report(callback=lambda: value, resource_id=resource, measurement="voltage", unit="V", scale="none",
-                 report_duration=dt.timedelta(seconds=1),
-                 sampling_rate=objects.SamplingRate(min_period=dt.timedelta(seconds=1),
-                                                    max_period=dt.timedelta(seconds=60)))
+    c.add_report(
+        callback=lambda: value,
+        resource_id=resource,
+        measurement="voltage",
+        unit="V",
+        scale="none",
+        report_duration=dt.timedelta(seconds=1),
+        sampling_rate=objects.SamplingRate(
+            min_period=dt.timedelta(seconds=1), max_period=dt.timedelta(seconds=60)
+        ),
+    )
 
 
 class Recorder:
@@ -79,11 +86,14 @@ async def test_signed_ven_full_life(tmp_path):
 
         rows = await wait_for(telemetry_rows, 15, "oadrUpdateReport values in telemetry")
         assert {(r["resource"], r["measurement"], r["unit"], r["value"]) for r in rows} == {
-            ("meter-7", "voltage", "V", 231.5)}
+            ("meter-7", "voltage", "V", 231.5)
+        }
         _, reps = await admin(server, "GET", "/api/v1/openadr/reports?ven=aggregator-1")
         assert reps["requests"][0]["status"] == "active"
         assert reps["offered"][0]["resource_id"] == "meter-7" and reps["offered"][0]["unit"] == "V"
-        cli_rows = json.loads(await _dso(server, "telemetry", "show", "--source-id", c.ven_id, "--limit", "1", "--json"))
+        cli_rows = json.loads(
+            await _dso(server, "telemetry", "show", "--source-id", c.ven_id, "--limit", "1", "--json")
+        )
         assert cli_rows[0]["value"] == 231.5
         # a one-shot report asked by staff (oadrCreateReport with granularity 0) is answered by the VEN
         spec = reps["offered"][0]["report_specifier_id"]
@@ -97,8 +107,23 @@ async def test_signed_ven_full_life(tmp_path):
         await wait_for(one_shot_delivered, 10, "one-shot report values")
 
         # ---- event from the CLI, delivered by poll
-        event_id = (await _dso(server, "event", "create", "--signal", "SIMPLE", "--level", "2", "--start", "now",
-                               "--duration", "900", "--ven", "aggregator-1")).strip()
+        event_id = (
+            await _dso(
+                server,
+                "event",
+                "create",
+                "--signal",
+                "SIMPLE",
+                "--level",
+                "2",
+                "--start",
+                "now",
+                "--duration",
+                "900",
+                "--ven",
+                "aggregator-1",
+            )
+        ).strip()
         assert event_id.isdigit()
         await wait_for(lambda: rec.seen, 10, "on_event")
         assert rec.seen[0] == ("new", 0, "active")
@@ -113,20 +138,34 @@ async def test_signed_ven_full_life(tmp_path):
         await wait_for(lambda: ("update", 2, "cancelled") in rec.seen, 10, "on_update_event cancelled")
         responses = await wait_for(lambda: _responses(server, event_id, 3), 10, "three opt responses")
         assert [(r["opt_type"], r["modification_number"]) for r in responses] == [
-            ("optIn", 0), ("optIn", 1), ("optOut", 2)]
+            ("optIn", 0),
+            ("optIn", 1),
+            ("optOut", 2),
+        ]
         listed = json.loads(await _dso(server, "event", "list", "--json"))
-        assert [(e["id"], e["status"], e["modification_number"]) for e in listed] == [(int(event_id), "cancelled", 2)]
+        assert [(e["id"], e["status"], e["modification_number"]) for e in listed] == [
+            (int(event_id), "cancelled", 2)
+        ]
 
         # ---- oadrCreateOpt / oadrCancelOpt
         now = dt.datetime.now(dt.UTC)
         opt_id = await c.create_opt(
-            opt_type="optOut", opt_reason="notParticipating", targets=[objects.Target(resource_id="meter-7")],
-            vavailability=objects.Vavailability(components=[
-                objects.VavailabilityComponent(dtstart=now + dt.timedelta(hours=1),
-                                               duration=dt.timedelta(hours=2))]))
+            opt_type="optOut",
+            opt_reason="notParticipating",
+            targets=[objects.Target(resource_id="meter-7")],
+            vavailability=objects.Vavailability(
+                components=[
+                    objects.VavailabilityComponent(
+                        dtstart=now + dt.timedelta(hours=1), duration=dt.timedelta(hours=2)
+                    )
+                ]
+            ),
+        )
         assert opt_id
         opts = json.loads(await _dso(server, "opt", "list", "--ven", "aggregator-1", "--json"))
-        assert opts[0]["opt_id"] == opt_id and opts[0]["opt_type"] == "optOut" and opts[0]["status"] == "active"
+        assert (
+            opts[0]["opt_id"] == opt_id and opts[0]["opt_type"] == "optOut" and opts[0]["status"] == "active"
+        )
         assert opts[0]["availability"][0]["duration_s"] == 7200
         assert opts[0]["targets"] == {"resourceID": ["meter-7"]}
         assert await c.cancel_opt(opt_id) is True
@@ -154,8 +193,20 @@ async def test_signed_ven_full_life(tmp_path):
 
         # ---- VTN restart in the middle: the VEN keeps polling without registering again
         await asyncio.to_thread(server.restart)
-        event2 = (await _dso(server, "event", "create", "--signal", "SIMPLE", "--level", "1", "--start", "now",
-                             "--duration", "600", "--json"))
+        event2 = await _dso(
+            server,
+            "event",
+            "create",
+            "--signal",
+            "SIMPLE",
+            "--level",
+            "1",
+            "--start",
+            "now",
+            "--duration",
+            "600",
+            "--json",
+        )
         event2_id = str(json.loads(event2)["id"])
         await wait_for(lambda: _responses(server, event2_id, 1), 15, "event after restart answered")
         _, info = await admin(server, "GET", "/api/v1/vens/aggregator-1")
@@ -190,8 +241,21 @@ async def test_two_vens_isolated_unsigned_and_rsa_signed(tmp_path, database_url)
         await cb.run()
         assert ca.registration_id and cb.registration_id and ca.ven_id != cb.ven_id
         start = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=3)).strftime("%Y-%m-%dT%H:%M:%SZ")
-        out = await _dso(server, "event", "create", "--signal", "ELECTRICITY_PRICE", "--level", "0.31", "--start",
-                         start, "--duration", "3600", "--ven", "ven-b")
+        out = await _dso(
+            server,
+            "event",
+            "create",
+            "--signal",
+            "ELECTRICITY_PRICE",
+            "--level",
+            "0.31",
+            "--start",
+            start,
+            "--duration",
+            "3600",
+            "--ven",
+            "ven-b",
+        )
         await wait_for(lambda: rb.seen, 10, "event at ven-b")
         assert rb.seen[0] == ("new", 0, "far")
         await asyncio.sleep(2.5)  # ven-a polled at least twice meanwhile

@@ -38,8 +38,12 @@ class PushEndpoint:
 
     def ssl_context(self) -> ssl.SSLContext:
         directory = Path(self.server.info["config"]).parent / "pki"
-        issued = pki.issue_tls_leaf(pki.load_issued(directory / "mca.pem", directory / "mca.key"), "push-ven",
-                                    ["127.0.0.1"], server=True)
+        issued = pki.issue_tls_leaf(
+            pki.load_issued(directory / "mca.pem", directory / "mca.key"),
+            "push-ven",
+            ["127.0.0.1"],
+            server=True,
+        )
         cert, key = directory / "push-ven.pem", directory / "push-ven.key"
         cert.write_bytes(pki.pem(issued.cert))
         pki.write_key(key, issued.key)
@@ -60,16 +64,29 @@ class PushEndpoint:
             self.fail_next -= 1
             return web.Response(status=503)
         if codec.local(msg) != "oadrDistributeEvent":
-            ok = create_message("oadrResponse", ven_id=self.ven["ven_id"],
-                                response={"response_code": 200, "response_description": "OK", "request_id": "p"})
+            ok = create_message(
+                "oadrResponse",
+                ven_id=self.ven["ven_id"],
+                response={"response_code": 200, "response_description": "OK", "request_id": "p"},
+            )
             return web.Response(body=ok.encode(), content_type="application/xml")
         event_id = codec.text(msg, ".//ei:eventID")
         modification = int(codec.text(msg, ".//ei:modificationNumber"))
         answer = create_message(
-            "oadrCreatedEvent", ven_id=self.ven["ven_id"],
+            "oadrCreatedEvent",
+            ven_id=self.ven["ven_id"],
             response={"response_code": 200, "response_description": "OK", "request_id": "p"},
-            event_responses=[{"response_code": 200, "response_description": "OK", "request_id": "p",
-                              "event_id": event_id, "modification_number": modification, "opt_type": "optIn"}])
+            event_responses=[
+                {
+                    "response_code": 200,
+                    "response_description": "OK",
+                    "request_id": "p",
+                    "event_id": event_id,
+                    "modification_number": modification,
+                    "opt_type": "optIn",
+                }
+            ],
+        )
         return web.Response(body=answer.encode(), content_type="application/xml")
 
     async def start(self) -> None:
@@ -89,7 +106,9 @@ async def test_event_pushed_to_ven_endpoint_with_retry(tmp_path):
     await asyncio.to_thread(server.init)
     # a TLS client certificate for the VTN's push connections (the dev server certificate is serverAuth only)
     push_identity = await asyncio.to_thread(server.issue_ven, "vtn-push-client")
-    server.extra_env.update(DSO_OPENADR_PUSH_CERT=push_identity["cert"], DSO_OPENADR_PUSH_KEY=push_identity["key"])
+    server.extra_env.update(
+        DSO_OPENADR_PUSH_CERT=push_identity["cert"], DSO_OPENADR_PUSH_KEY=push_identity["key"]
+    )
     await asyncio.to_thread(server.start)
     watch = SchemaWatch()
     ven = await asyncio.to_thread(enroll, server, "push-ven", False, True)
@@ -97,10 +116,21 @@ async def test_event_pushed_to_ven_endpoint_with_retry(tmp_path):
     await endpoint.start()
     try:
         register = create_message(
-            "oadrCreatePartyRegistration", request_id="r1", ven_name="push-ven", ven_id=None,
-            http_pull_model=False, xml_signature=False, report_only=False, profile_name="2.0b",
-            transport_name="simpleHttp", transport_address=endpoint.address, registration_id=None)
-        status, answer = await asyncio.to_thread(post, server, ven, "EiRegisterParty", register.encode(), watch)
+            "oadrCreatePartyRegistration",
+            request_id="r1",
+            ven_name="push-ven",
+            ven_id=None,
+            http_pull_model=False,
+            xml_signature=False,
+            report_only=False,
+            profile_name="2.0b",
+            transport_name="simpleHttp",
+            transport_address=endpoint.address,
+            registration_id=None,
+        )
+        status, answer = await asyncio.to_thread(
+            post, server, ven, "EiRegisterParty", register.encode(), watch
+        )
         assert response_code(answer) == 200
         # first the VTN's own oadrRegisterReport is pushed, to the EiReport service
         await wait_for(lambda: endpoint.received, 10, "first push")
@@ -109,9 +139,12 @@ async def test_event_pushed_to_ven_endpoint_with_retry(tmp_path):
         assert endpoint.peer_fingerprints == {push_identity["fingerprint"]}
 
         endpoint.fail_next = 1  # the endpoint is down once: the message must come again
-        status, event = await admin(server, "POST", "/api/v1/openadr/events",
-                                    {"signal": "LOAD_DISPATCH", "level": 5.5, "duration_s": 600,
-                                     "vens": ["push-ven"]})
+        status, event = await admin(
+            server,
+            "POST",
+            "/api/v1/openadr/events",
+            {"signal": "LOAD_DISPATCH", "level": 5.5, "duration_s": 600, "vens": ["push-ven"]},
+        )
         assert status == 201
 
         def distributed():

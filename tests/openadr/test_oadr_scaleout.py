@@ -18,10 +18,17 @@ def test_two_processes_share_the_queue(tmp_path, pg_database):
         # the second process: same configuration and PKI, its own ports
         shutil.copytree(a.home, tmp_path / "b", ignore=shutil.ignore_patterns("serve.log"))
         port, admin_port = free_port(), free_port()
-        b = LiveServer(tmp_path / "b", extra_env={**FAST_ENV, "DSO_SERVER_PORT": str(port),
-                                                   "DSO_ADMIN_PORT": str(admin_port)})
-        b.info = {**a.info, "config": str(tmp_path / "b" / "dso.toml"), "ca": str(tmp_path / "b" / "pki" / "ca.pem"),
-                  "server_url": f"https://127.0.0.1:{port}", "admin_url": f"http://127.0.0.1:{admin_port}"}
+        b = LiveServer(
+            tmp_path / "b",
+            extra_env={**FAST_ENV, "DSO_SERVER_PORT": str(port), "DSO_ADMIN_PORT": str(admin_port)},
+        )
+        b.info = {
+            **a.info,
+            "config": str(tmp_path / "b" / "dso.toml"),
+            "ca": str(tmp_path / "b" / "pki" / "ca.pem"),
+            "server_url": f"https://127.0.0.1:{port}",
+            "admin_url": f"http://127.0.0.1:{admin_port}",
+        }
         b.start()
         watch = SchemaWatch()
         v = RawVen(a, "scale-ven", watch)

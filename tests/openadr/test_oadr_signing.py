@@ -34,15 +34,20 @@ def pki(tmp_path_factory) -> dict:
     directory = tmp_path_factory.mktemp("pki")
     dev = DevPki(directory)
     dev.ensure(["localhost"])
-    return {"dir": directory, "ec": dev.issue_ven("sig-ec"), "rsa": dev.issue_ven("sig-rsa", use_rsa=True),
-            "other": dev.issue_ven("sig-other")}
+    return {
+        "dir": directory,
+        "ec": dev.issue_ven("sig-ec"),
+        "rsa": dev.issue_ven("sig-rsa", use_rsa=True),
+        "other": dev.issue_ven("sig-other"),
+    }
 
 
 def ven_message(ven: dict, kind: str = "oadrPoll", **payload) -> bytes:
     """A message signed by openleadr's own VEN code."""
     payload.setdefault("ven_id", "ven-1")
-    return messaging.create_message(kind, cert=Path(ven["cert"]).read_bytes(), key=Path(ven["key"]).read_bytes(),
-                                    **payload).encode()
+    return messaging.create_message(
+        kind, cert=Path(ven["cert"]).read_bytes(), key=Path(ven["key"]).read_bytes(), **payload
+    ).encode()
 
 
 def resign(root: etree._Element, ven: dict) -> etree._Element:
@@ -62,7 +67,8 @@ def resign(root: etree._Element, ven: dict) -> etree._Element:
 def redigest(root: etree._Element, index: int, target: etree._Element, algorithm: str = "sha256") -> None:
     ref = root.findall("ds:Signature/ds:SignedInfo/ds:Reference", DS)[index]
     ref.find("ds:DigestValue", DS).text = base64.b64encode(
-        hashlib.new(algorithm, signing.c14n(target)).digest()).decode()
+        hashlib.new(algorithm, signing.c14n(target)).digest()
+    ).decode()
 
 
 def rejected(root: etree._Element, fingerprint: str, match: str) -> None:
@@ -90,9 +96,15 @@ def test_our_signed_replies_verify_in_openleadr_and_signxml(pki, stem):
     messaging.validate_xml_signature(etree.fromstring(body), cert_fingerprint=signer.fingerprint)
     kind, payload = messaging.parse_message(body)
     assert kind == "oadrResponse" and payload["response"]["response_description"] == "OK & <fine>"
-    results = XMLVerifier().verify(etree.fromstring(body), x509_cert=signer.cert,
-                                   expect_config=SignatureConfiguration(expect_references=2))
-    assert {r.signed_xml.tag for r in results} == {codec.q("oadr", "oadrSignedObject"), f"{{{signing.DS}}}Object"}
+    results = XMLVerifier().verify(
+        etree.fromstring(body),
+        x509_cert=signer.cert,
+        expect_config=SignatureConfiguration(expect_references=2),
+    )
+    assert {r.signed_xml.tag for r in results} == {
+        codec.q("oadr", "oadrSignedObject"),
+        f"{{{signing.DS}}}Object",
+    }
     # and our own verifier accepts it
     assert signing.verify(root, signer.fingerprint, WINDOW).fingerprint == signer.fingerprint
 
@@ -183,7 +195,9 @@ def test_sha1_and_unknown_algorithms_are_refused(pki):
     rejected(root, ven["fingerprint"], "unsupported digest method")
 
     root = codec.parse(ven_message(ven))
-    root.find(".//ds:SignatureMethod", DS).set("Algorithm", "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha1")
+    root.find(".//ds:SignatureMethod", DS).set(
+        "Algorithm", "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha1"
+    )
     rejected(root, ven["fingerprint"], "unsupported signature method")
 
     root = codec.parse(ven_message(ven))
@@ -234,7 +248,9 @@ def test_key_value_must_match_the_certificate(pki):
     for key, ok in ((own, True), (other, False)):
         root = codec.parse(ven_message(ven))
         spki = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-        el = etree.SubElement(root.find("ds:Signature/ds:KeyInfo", DS), f"{{{signing.DSIG11}}}DEREncodedKeyValue")
+        el = etree.SubElement(
+            root.find("ds:Signature/ds:KeyInfo", DS), f"{{{signing.DSIG11}}}DEREncodedKeyValue"
+        )
         el.text = base64.b64encode(spki).decode()
         if ok:
             assert signing.verify(root, ven["fingerprint"], WINDOW)

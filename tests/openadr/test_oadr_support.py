@@ -65,17 +65,35 @@ class SchemaWatch:
 def enroll(server: LiveServer, name: str, rsa: bool = False, push: bool = False) -> dict[str, Any]:
     """A real VEN certificate (`dso certs ven`) enrolled by staff (`dso ven enroll`)."""
     cert = server.issue_ven(name, rsa=rsa)
-    ven = dso_json("ven", "enroll", "--name", name, "--fingerprint", cert["fingerprint"], "--json", "-c",
-                   server.config, *(["--push"] if push else []))
+    ven = dso_json(
+        "ven",
+        "enroll",
+        "--name",
+        name,
+        "--fingerprint",
+        cert["fingerprint"],
+        "--json",
+        "-c",
+        server.config,
+        *(["--push"] if push else []),
+    )
     assert ven["fingerprint"] == cert["fingerprint"] and ven["push_enabled"] == push
     return {**cert, **ven}
 
 
-def client(server: LiveServer, ven: dict[str, Any], watch: SchemaWatch, sign: bool = True,
-           verify_vtn: bool = False) -> OpenADRClient:
-    c = OpenADRClient(ven_name=ven["name"], vtn_url=server.url + PREFIX, cert=ven["cert"], key=ven["key"],
-                      ca_file=server.ca, show_fingerprint=False, disable_signature=not sign,
-                      vtn_fingerprint=vtn_fingerprint(server) if verify_vtn else None)
+def client(
+    server: LiveServer, ven: dict[str, Any], watch: SchemaWatch, sign: bool = True, verify_vtn: bool = False
+) -> OpenADRClient:
+    c = OpenADRClient(
+        ven_name=ven["name"],
+        vtn_url=server.url + PREFIX,
+        cert=ven["cert"],
+        key=ven["key"],
+        ca_file=server.ca,
+        show_fingerprint=False,
+        disable_signature=not sign,
+        vtn_fingerprint=vtn_fingerprint(server) if verify_vtn else None,
+    )
     c.add_hook("after_receive_xml", watch.check)
     return c
 
@@ -84,10 +102,12 @@ def tls(server: LiveServer, ven: dict[str, Any] | None) -> ssl.SSLContext:
     return server.client_context(ven["cert"], ven["key"]) if ven else server.client_context()
 
 
-def post(server: LiveServer, ven: dict[str, Any], service: str, body: bytes,
-         watch: SchemaWatch | None = None) -> tuple[int, bytes]:
-    status, _headers, answer = server.request(tls(server, ven), "POST", f"{PREFIX}/{service}", body,
-                                              {"Content-Type": "application/xml"})
+def post(
+    server: LiveServer, ven: dict[str, Any], service: str, body: bytes, watch: SchemaWatch | None = None
+) -> tuple[int, bytes]:
+    status, _headers, answer = server.request(
+        tls(server, ven), "POST", f"{PREFIX}/{service}", body, {"Content-Type": "application/xml"}
+    )
     if watch is not None and status == 200:
         watch.check(answer)
     return status, answer
@@ -130,16 +150,30 @@ class RawVen:
         self.registration_id: str | None = None
 
     def msg(self, kind: str, sign: bool = False, **payload: Any) -> bytes:
-        keys = {"cert": open(self.ven["cert"], "rb").read(), "key": open(self.ven["key"], "rb").read()} if sign else {}
+        keys = (
+            {"cert": open(self.ven["cert"], "rb").read(), "key": open(self.ven["key"], "rb").read()}
+            if sign
+            else {}
+        )
         return create_message(kind, **keys, **payload).encode()
 
     def send(self, service: str, body: bytes) -> tuple[int, bytes]:
         return post(self.server, self.ven, service, body, self.watch)
 
     def register(self, **extra: Any) -> bytes:
-        payload = {"request_id": "r1", "ven_name": self.name, "ven_id": None, "http_pull_model": True,
-                   "xml_signature": False, "report_only": False, "profile_name": "2.0b",
-                   "transport_name": "simpleHttp", "transport_address": None, "registration_id": None, **extra}
+        payload = {
+            "request_id": "r1",
+            "ven_name": self.name,
+            "ven_id": None,
+            "http_pull_model": True,
+            "xml_signature": False,
+            "report_only": False,
+            "profile_name": "2.0b",
+            "transport_name": "simpleHttp",
+            "transport_address": None,
+            "registration_id": None,
+            **extra,
+        }
         status, answer = self.send("EiRegisterParty", self.msg("oadrCreatePartyRegistration", **payload))
         assert status == 200
         root = etree.fromstring(answer)

@@ -17,8 +17,10 @@ from server.store.models import OadrEvent
 T0 = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)
 
 
-@pytest.mark.parametrize("seconds,text", [(0, "PT0S"), (1, "PT1S"), (90, "PT1M30S"), (3600, "PT1H"),
-                                          (86400, "P1D"), (90061, "P1DT1H1M1S")])
+@pytest.mark.parametrize(
+    "seconds,text",
+    [(0, "PT0S"), (1, "PT1S"), (90, "PT1M30S"), (3600, "PT1H"), (86400, "P1D"), (90061, "P1DT1H1M1S")],
+)
 def test_duration_round_trip(seconds, text):
     assert codec.fmt_duration(seconds) == text
     assert codec.parse_duration(text) == seconds
@@ -45,9 +47,16 @@ def _event(**kw) -> OadrEvent:
     return OadrEvent(**{**base, **kw})
 
 
-@pytest.mark.parametrize("now,expected", [
-    (T0 - dt.timedelta(hours=2), "far"), (T0 - dt.timedelta(minutes=30), "near"), (T0, "active"),
-    (T0 + dt.timedelta(minutes=59), "active"), (T0 + dt.timedelta(hours=1), "completed")])
+@pytest.mark.parametrize(
+    "now,expected",
+    [
+        (T0 - dt.timedelta(hours=2), "far"),
+        (T0 - dt.timedelta(minutes=30), "near"),
+        (T0, "active"),
+        (T0 + dt.timedelta(minutes=59), "active"),
+        (T0 + dt.timedelta(hours=1), "completed"),
+    ],
+)
 def test_event_status_from_time(now, expected):
     assert status_at(_event(), now, near_window_s=3600) == expected
 
@@ -69,13 +78,23 @@ def test_fingerprint_forms():
         normalise_fingerprint("not-a-fingerprint")
 
 
-UTF16_BOMB = ('<?xml version="1.0" encoding="UTF-16"?><!DOCTYPE p [<!ENTITY a "aaaaaaaaaa">'
-              '<!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">]>'
-              '<oadrPayload xmlns="http://openadr.org/oadr-2.0b/2012/07">&b;</oadrPayload>').encode("utf-16")
+UTF16_BOMB = (
+    '<?xml version="1.0" encoding="UTF-16"?><!DOCTYPE p [<!ENTITY a "aaaaaaaaaa">'
+    '<!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">]>'
+    '<oadrPayload xmlns="http://openadr.org/oadr-2.0b/2012/07">&b;</oadrPayload>'
+).encode("utf-16")
 
 
-@pytest.mark.parametrize("body", [b"<!DOCTYPE x [<!ENTITY a SYSTEM 'file:///etc/passwd'>]><x>&a;</x>", UTF16_BOMB,
-                                  b"<oadrPayload>", b"<x/>", b""])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"<!DOCTYPE x [<!ENTITY a SYSTEM 'file:///etc/passwd'>]><x>&a;</x>",
+        UTF16_BOMB,
+        b"<oadrPayload>",
+        b"<x/>",
+        b"",
+    ],
+)
 def test_hardened_parser_rejects(body):
     with pytest.raises(codec.XmlRejected):
         codec.parse(body)
@@ -87,56 +106,100 @@ def _valid(msg) -> None:
 
 
 def test_every_built_message_is_schema_valid():
-    e = codec.EventOut(event_id="1", modification_number=2, modification_reason="cancelled", modification_time=T0,
-                       priority=1, market_context="http://mc", created=T0, status="cancelled", test_event=True,
-                       comment="c & <d>", start=T0, duration_s=600, randomization_s=30, signal_name="SIMPLE",
-                       signal_type="level", signal_id="1-0", intervals=[(300, 1), (300, 2.5)], current_value=0,
-                       ven_id="VEN-1", resource_ids=["r1"], group_ids=["g1"])
+    e = codec.EventOut(
+        event_id="1",
+        modification_number=2,
+        modification_reason="cancelled",
+        modification_time=T0,
+        priority=1,
+        market_context="http://mc",
+        created=T0,
+        status="cancelled",
+        test_event=True,
+        comment="c & <d>",
+        start=T0,
+        duration_s=600,
+        randomization_s=30,
+        signal_name="SIMPLE",
+        signal_type="level",
+        signal_id="1-0",
+        intervals=[(300, 1), (300, 2.5)],
+        current_value=0,
+        ven_id="VEN-1",
+        resource_ids=["r1"],
+        group_ids=["g1"],
+    )
     for msg in (
-        codec.response(200, "OK", "r", "VEN-1"), codec.response(452, "x", None),
+        codec.response(200, "OK", "r", "VEN-1"),
+        codec.response(452, "x", None),
         codec.created_party_registration("r", "VTN", 10, "VEN-1", "REG-1"),
         codec.created_party_registration("r", "VTN", 10),
         codec.canceled_party_registration("r", "REG-1", "VEN-1"),
-        codec.cancel_party_registration("r", "REG-1", "VEN-1"), codec.request_reregistration("VEN-1"),
-        codec.distribute_event("r", "VTN", [e]), codec.distribute_event("r", "VTN", []),
+        codec.cancel_party_registration("r", "REG-1", "VEN-1"),
+        codec.request_reregistration("VEN-1"),
+        codec.distribute_event("r", "VTN", [e]),
+        codec.distribute_event("r", "VTN", []),
         codec.registered_report("r", "VEN-1", [("RR-1", "S", 60, 60, [("a", "Direct Read")])]),
-        codec.registered_report("r", "VEN-1", []), codec.register_report("r", "VEN-1"),
+        codec.registered_report("r", "VEN-1", []),
+        codec.register_report("r", "VEN-1"),
         codec.create_report("r", "VEN-1", "RR-1", "S", 0, 0, [("a", "x-notApplicable")]),
         codec.cancel_report("r", "VEN-1", "RR-1"),
         codec.pending_reports_reply("oadrCreatedReport", "r", "VEN-1", ["RR-1"]),
         codec.pending_reports_reply("oadrCanceledReport", "r", "VEN-1", []),
-        codec.updated_report("r", "VEN-1"), codec.opt_reply("oadrCreatedOpt", "r", "o"),
+        codec.updated_report("r", "VEN-1"),
+        codec.opt_reply("oadrCreatedOpt", "r", "o"),
         codec.opt_reply("oadrCanceledOpt", "r", "o"),
     ):
         _valid(msg)
 
 
 def test_values_are_escaped_by_construction():
-    msg = codec.response(400, "bad <tag> & \"quote\"", "r")
+    msg = codec.response(400, 'bad <tag> & "quote"', "r")
     body = codec.serialise(codec.envelope(msg))
     assert b"bad &lt;tag&gt; &amp;" in body
-    assert codec.text(codec.message_of(codec.parse(body)), "ei:eiResponse/ei:responseDescription") == \
-        'bad <tag> & "quote"'
+    assert (
+        codec.text(codec.message_of(codec.parse(body)), "ei:eiResponse/ei:responseDescription")
+        == 'bad <tag> & "quote"'
+    )
 
 
-@pytest.mark.parametrize("signal", sorted(__import__("server.core.oadr_events", fromlist=["SIGNALS"]).SIGNALS))
+@pytest.mark.parametrize(
+    "signal", sorted(__import__("server.core.oadr_events", fromlist=["SIGNALS"]).SIGNALS)
+)
 def test_every_supported_signal_renders_schema_valid(signal):
     from openleadr import enums
 
     from server.core.oadr_events import SIGNALS
 
-    e = codec.EventOut(event_id="7", modification_number=0, modification_reason="", modification_time=None,
-                       priority=0, market_context="http://mc", created=T0, status="far", test_event=False,
-                       comment="", start=T0, duration_s=60, randomization_s=0, signal_name=signal,
-                       signal_type=SIGNALS[signal], signal_id="7-0", intervals=[(60, 1.0)], current_value=0,
-                       ven_id="VEN-1")
+    e = codec.EventOut(
+        event_id="7",
+        modification_number=0,
+        modification_reason="",
+        modification_time=None,
+        priority=0,
+        market_context="http://mc",
+        created=T0,
+        status="far",
+        test_event=False,
+        comment="",
+        start=T0,
+        duration_s=60,
+        randomization_s=0,
+        signal_name=signal,
+        signal_type=SIGNALS[signal],
+        signal_id="7-0",
+        intervals=[(60, 1.0)],
+        current_value=0,
+        ven_id="VEN-1",
+    )
     _valid(codec.distribute_event("r", "VTN", [e]))
     assert signal in enums.SIGNAL_NAME.values  # openleadr answers 460 (signal not supported) otherwise
 
 
 def test_prefixed_paths_and_local_names():
-    assert codec.clark("pyld:eiCreatedEvent/ei:venID") == (f"{{{codec.NS['pyld']}}}eiCreatedEvent/"
-                                                         f"{{{codec.NS['ei']}}}venID")
+    assert codec.clark("pyld:eiCreatedEvent/ei:venID") == (
+        f"{{{codec.NS['pyld']}}}eiCreatedEvent/{{{codec.NS['ei']}}}venID"
+    )
     assert codec.clark(".//xcal:date-time") == f".//{{{codec.NS['xcal']}}}date-time"
     already = f"{{{codec.NS['xcal']}}}dtstart"
     assert codec.clark(already) == already

@@ -68,8 +68,9 @@ class Sep2Client:
         assert self.cert
         return int(self.cert["sfdi"])
 
-    def request(self, method: str, path: str, body: bytes | str | None = None,
-                content_type: str = SEP) -> Reply:
+    def request(
+        self, method: str, path: str, body: bytes | str | None = None, content_type: str = SEP
+    ) -> Reply:
         if isinstance(body, str):
             body = body.encode()
         headers = {"Accept": SEP}
@@ -99,8 +100,10 @@ class Sep2Client:
 
 
 def edev_xml(lfdi: str, sfdi: int, category: str = "04") -> str:
-    return (f'<EndDevice xmlns="{xml.NS}"><deviceCategory>{category}</deviceCategory><lFDI>{lfdi}</lFDI>'
-            f'<sFDI>{sfdi}</sFDI><changedTime>1700000000</changedTime></EndDevice>')
+    return (
+        f'<EndDevice xmlns="{xml.NS}"><deviceCategory>{category}</deviceCategory><lFDI>{lfdi}</lFDI>'
+        f"<sFDI>{sfdi}</sFDI><changedTime>1700000000</changedTime></EndDevice>"
+    )
 
 
 class Admin:
@@ -118,8 +121,14 @@ class Admin:
 
 @pytest.fixture(scope="module")
 def sep2_server(tmp_path_factory) -> Iterator[LiveServer]:
-    server = LiveServer(tmp_path_factory.mktemp("sep2") / "dso",
-                        extra_env={"DSO_SEP2_PEN": "12345", "DSO_SEP2_POLL_RATE_S": "60"}).init().start()
+    server = (
+        LiveServer(
+            tmp_path_factory.mktemp("sep2") / "dso",
+            extra_env={"DSO_SEP2_PEN": "12345", "DSO_SEP2_POLL_RATE_S": "60"},
+        )
+        .init()
+        .start()
+    )
     try:
         yield server
     finally:

@@ -13,21 +13,29 @@ from server.sep2 import xml
 
 
 def test_register_control_respond_on_each_backend(tmp_path, database_url):
-    server = LiveServer(tmp_path / "dso", database_url=database_url,
-                        extra_env={"DSO_SEP2_PEN": "777"}).init().start()
+    server = (
+        LiveServer(tmp_path / "dso", database_url=database_url, extra_env={"DSO_SEP2_PEN": "777"})
+        .init()
+        .start()
+    )
     try:
         c = Sep2Client(server, server.issue_device("d1"))
         href = c.register()
-        status, made = server.admin("POST", "/api/v1/controls", {"lfdi": c.lfdi, "start": "now", "duration_s": 120,
-                                                                "base": {"opModGenLimW": 3000}})
+        status, made = server.admin(
+            "POST",
+            "/api/v1/controls",
+            {"lfdi": c.lfdi, "start": "now", "duration_s": 120, "base": {"opModGenLimW": 3000}},
+        )
         assert status == 201, made
         fsa = c.get(href + "/fsa?l=5").all("FunctionSetAssignments")[0].get("href")
         derp = c.get(fsa + "/derp?l=5").all("DERProgram")[0].get("href")
         derc = c.get(derp + "/derc?l=5").all("DERControl")[0]
         mrid = xml.text(derc, "mRID")
         assert mrid.endswith("00000777")
-        body = (f'<DERControlResponse xmlns="{xml.NS}"><endDeviceLFDI>{c.lfdi}</endDeviceLFDI><status>2</status>'
-                f'<subject>{mrid}</subject></DERControlResponse>')
+        body = (
+            f'<DERControlResponse xmlns="{xml.NS}"><endDeviceLFDI>{c.lfdi}</endDeviceLFDI><status>2</status>'
+            f"<subject>{mrid}</subject></DERControlResponse>"
+        )
         assert c.post("/rsps/1/rsp", body).status == 201
         status, found = server.admin("GET", f"/api/v1/controls/{made['id']}/responses")
         assert [r["status"] for r in found] == [2]
@@ -67,19 +75,58 @@ def test_cli_program_and_control_commands(sep2_server: LiveServer, new_client):
     assert p["id"] and p["href"] == f"/api/v1/programs/{p['id']}"
     a = _cli(sep2_server, "program", "assign", "--program", "cli-prog", "--lfdi", c.lfdi)
     assert a["href"].startswith("/edev/")
-    made = _cli(sep2_server, "control", "create", "--program", "cli-prog", "--start", "now", "--duration", "600",
-                "--exp-lim-w", "4000", "--connect", "1", "--fixed-w", "50")
+    made = _cli(
+        sep2_server,
+        "control",
+        "create",
+        "--program",
+        "cli-prog",
+        "--start",
+        "now",
+        "--duration",
+        "600",
+        "--exp-lim-w",
+        "4000",
+        "--connect",
+        "1",
+        "--fixed-w",
+        "50",
+    )
     assert made["id"] and made["href"] == f"/api/v1/controls/{made['id']}"
     assert made["base"] == {"opModExpLimW": 4000.0, "opModConnect": True, "opModFixedW": 5000}
-    mine = _cli(sep2_server, "control", "create", "--lfdi", c.lfdi, "--start", "2030-01-01T00:00:00Z",
-                "--duration", "60", "--imp-lim-w", "1500")
+    mine = _cli(
+        sep2_server,
+        "control",
+        "create",
+        "--lfdi",
+        c.lfdi,
+        "--start",
+        "2030-01-01T00:00:00Z",
+        "--duration",
+        "60",
+        "--imp-lim-w",
+        "1500",
+    )
     listed = _cli(sep2_server, "control", "list", "--lfdi", c.lfdi)
     assert {x["id"] for x in listed} == {made["id"], mine["id"]}
     cancelled = _cli(sep2_server, "control", "cancel", str(mine["id"]))
     assert cancelled["cancelled_at"]
     assert _cli(sep2_server, "control", "responses", str(made["id"])) == []
-    bad = dso("control", "create", "--lfdi", c.lfdi, "--start", "yesterday", "--duration", "60",
-              "--exp-lim-w", "1", "-c", sep2_server.config, check=False)
+    bad = dso(
+        "control",
+        "create",
+        "--lfdi",
+        c.lfdi,
+        "--start",
+        "yesterday",
+        "--duration",
+        "60",
+        "--exp-lim-w",
+        "1",
+        "-c",
+        sep2_server.config,
+        check=False,
+    )
     assert bad.returncode == 1 and "start" in bad.stderr
 
 
@@ -88,21 +135,63 @@ def test_curves_are_published_and_referenced_by_controls(sep2_server: LiveServer
     href = c.register()
     _cli(sep2_server, "program", "create", "--name", "vv-prog", "--primacy", "20")
     _cli(sep2_server, "program", "assign", "--program", "vv-prog", "--lfdi", c.lfdi)
-    curve = _cli(sep2_server, "program", "curve", "--program", "vv-prog", "--type", "11", "--y-ref", "2",
-                 "--points", "9200:3000,9670:0,10300:0,10700:-3000", "--x-mult", "-2")
+    curve = _cli(
+        sep2_server,
+        "program",
+        "curve",
+        "--program",
+        "vv-prog",
+        "--type",
+        "11",
+        "--y-ref",
+        "2",
+        "--points",
+        "9200:3000,9670:0,10300:0,10700:-3000",
+        "--x-mult",
+        "-2",
+    )
     assert curve["href"] == f"/api/v1/curves/{curve['id']}"
-    made = _cli(sep2_server, "control", "create", "--program", "vv-prog", "--start", "now", "--duration", "60",
-                "--curve", f"opModVoltVar={curve['id']}")
+    made = _cli(
+        sep2_server,
+        "control",
+        "create",
+        "--program",
+        "vv-prog",
+        "--start",
+        "now",
+        "--duration",
+        "60",
+        "--curve",
+        f"opModVoltVar={curve['id']}",
+    )
     assert made["base"] == {"opModVoltVar": curve["id"]}
-    bad = dso("control", "create", "--program", "vv-prog", "--start", "now", "--duration", "60",
-              "--curve", "opModVoltVar=999", "-c", sep2_server.config, check=False)
+    bad = dso(
+        "control",
+        "create",
+        "--program",
+        "vv-prog",
+        "--start",
+        "now",
+        "--duration",
+        "60",
+        "--curve",
+        "opModVoltVar=999",
+        "-c",
+        sep2_server.config,
+        check=False,
+    )
     assert bad.returncode == 1 and "no curve 999" in bad.stderr
     fsa = c.get(href + "/fsa?l=5").all("FunctionSetAssignments")[0].get("href")
     derp = c.get(fsa + "/derp?l=5").all("DERProgram")[0].get("href")
     curves = c.get(derp + "/dc?l=10")
     assert curves.root.get("all") == "1"
     dc = curves.all("DERCurve")[0]
-    assert [xml.text(p, "xvalue") for p in dc.findall(xml.q("CurveData"))] == ["9200", "9670", "10300", "10700"]
+    assert [xml.text(p, "xvalue") for p in dc.findall(xml.q("CurveData"))] == [
+        "9200",
+        "9670",
+        "10300",
+        "10700",
+    ]
     derc = c.get(derp + "/derc?l=5").all("DERControl")[0]
     link = xml.find(derc, "DERControlBase/opModVoltVar").get("href")
     assert link == dc.get("href")
@@ -112,8 +201,10 @@ def test_curves_are_published_and_referenced_by_controls(sep2_server: LiveServer
 def test_cli_sep2_settings_commands(sep2_server: LiveServer, new_client):
     c = new_client()
     c.register()
-    assert _cli(sep2_server, "sep2", "poll-rate", "EndDeviceList", "120") == {"resource": "EndDeviceList",
-                                                                             "rate_s": 120}
+    assert _cli(sep2_server, "sep2", "poll-rate", "EndDeviceList", "120") == {
+        "resource": "EndDeviceList",
+        "rate_s": 120,
+    }
     assert c.get("/edev?l=1").root.get("pollRate") == "120"
     _cli(sep2_server, "sep2", "poll-rate", "EndDeviceList")  # back to the configured default
     assert c.get("/edev?l=1").root.get("pollRate") == "60"

@@ -20,11 +20,26 @@ from server.core.errors import Invalid
 T0 = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)
 
 
-def ev(id_: int, start_min: int, dur_min: int, program: int = 1, primacy: int = 1, created_min: int = 0,
-       cancelled: bool = False, randomized: bool = False) -> Interval:
-    return Interval(id=id_, program_id=program, primacy=primacy, creation_time=T0 + dt.timedelta(minutes=created_min),
-                    start=T0 + dt.timedelta(minutes=start_min), duration_s=dur_min * 60, cancelled=cancelled,
-                    cancel_randomized=randomized)
+def ev(
+    id_: int,
+    start_min: int,
+    dur_min: int,
+    program: int = 1,
+    primacy: int = 1,
+    created_min: int = 0,
+    cancelled: bool = False,
+    randomized: bool = False,
+) -> Interval:
+    return Interval(
+        id=id_,
+        program_id=program,
+        primacy=primacy,
+        creation_time=T0 + dt.timedelta(minutes=created_min),
+        start=T0 + dt.timedelta(minutes=start_min),
+        duration_s=dur_min * 60,
+        cancelled=cancelled,
+        cancel_randomized=randomized,
+    )
 
 
 def at(minutes: float) -> dt.datetime:
@@ -41,7 +56,7 @@ def test_scheduled_active_completed_from_time():
 
 def test_cancelled_and_cancelled_with_randomization_stay_visible():
     a, b = ev(1, 0, 10, cancelled=True), ev(2, 0, 10, cancelled=True, randomized=True)
-    assert evaluate(a, [a, b], at(5)) .status == EventStatus.CANCELLED
+    assert evaluate(a, [a, b], at(5)).status == EventStatus.CANCELLED
     assert evaluate(b, [a, b], at(5)).status == EventStatus.CANCELLED_RANDOM
     assert not evaluate(a, [a, b], at(5)).completed
 
@@ -74,10 +89,19 @@ def test_list_order_start_then_newest_first():
     assert [e.id for e in sorted([a, b, c], key=list_order_key)] == [2, 3, 1]
 
 
-@pytest.mark.parametrize(("watts", "expected"), [
-    (0, (0, 0)), (5000, (5000, 0)), (32767, (32767, 0)), (50000, (5000, 1)), (1.5, (15, -1)),
-    (-2500, (-2500, 0)), (20000, (20000, 0)), (1_000_000, (10000, 2)),
-])
+@pytest.mark.parametrize(
+    ("watts", "expected"),
+    [
+        (0, (0, 0)),
+        (5000, (5000, 0)),
+        (32767, (32767, 0)),
+        (50000, (5000, 1)),
+        (1.5, (15, -1)),
+        (-2500, (-2500, 0)),
+        (20000, (20000, 0)),
+        (1_000_000, (10000, 2)),
+    ],
+)
 def test_power_of_ten_encoding(watts, expected):
     value, mult = encode_power(watts)
     assert (value, mult) == expected
@@ -85,9 +109,17 @@ def test_power_of_ten_encoding(watts, expected):
 
 
 def test_check_base_rejects_unknown_and_out_of_range():
-    assert check_base({"opModExpLimW": 100, "opModConnect": True}) == {"opModExpLimW": 100, "opModConnect": True}
-    for bad in ({"nope": 1}, {"opModConnect": 1}, {"opModFixedW": 10001}, {"opModExpLimW": "x"},
-                {"rampTms": -1}):
+    assert check_base({"opModExpLimW": 100, "opModConnect": True}) == {
+        "opModExpLimW": 100,
+        "opModConnect": True,
+    }
+    for bad in (
+        {"nope": 1},
+        {"opModConnect": 1},
+        {"opModFixedW": 10001},
+        {"opModExpLimW": "x"},
+        {"rampTms": -1},
+    ):
         with pytest.raises(Invalid):
             check_base(bad)
 
@@ -102,7 +134,12 @@ def test_event_header_is_checked_once_for_every_event_kind():
 
     now = dt.datetime.now(dt.UTC)
     check_event_header(now, 60, -3600, 3600, 3)  # OneHourRangeType bounds are inclusive
-    for args in ((now.replace(tzinfo=None), 60, None, None, 0), (now, 0, None, None, 0),
-                 (now, 60, 3601, None, 0), (now, 60, None, -3601, 0), (now, 60, None, None, 256)):
+    for args in (
+        (now.replace(tzinfo=None), 60, None, None, 0),
+        (now, 0, None, None, 0),
+        (now, 60, 3601, None, 0),
+        (now, 60, None, -3601, 0),
+        (now, 60, None, None, 256),
+    ):
         with pytest.raises(Invalid):
             check_event_header(*args)

@@ -49,8 +49,17 @@ def test_in_band_registration_and_discovery(new_client, admin):
     # staff assign a program and create a control; the device finds it
     admin("POST", "/api/v1/programs", {"name": f"p-{c.lfdi[:6]}", "primacy": 3})
     admin("POST", f"/api/v1/programs/p-{c.lfdi[:6]}/assign", {"lfdi": c.lfdi})
-    made = admin("POST", "/api/v1/controls", {"program": f"p-{c.lfdi[:6]}", "start": "now", "duration_s": 300,
-                                              "base": {"opModExpLimW": 50000, "opModConnect": True}}, expect=201)
+    made = admin(
+        "POST",
+        "/api/v1/controls",
+        {
+            "program": f"p-{c.lfdi[:6]}",
+            "start": "now",
+            "duration_s": 300,
+            "base": {"opModExpLimW": 50000, "opModConnect": True},
+        },
+        expect=201,
+    )
     found = discover(c, href)
     derp = c.get(found["derp"])
     assert derp.text("primacy") == "3"
@@ -67,9 +76,11 @@ def test_in_band_registration_and_discovery(new_client, admin):
     assert dercs.root.get("subscribable") == "1" and active.get("subscribable") == "1"
     # the device responds; staff see it
     mrid = xml.text(derc, "mRID")
-    body = (f'<DERControlResponse xmlns="{xml.NS}"><createdDateTime>{int(time.time())}</createdDateTime>'
-            f'<endDeviceLFDI>{c.lfdi}</endDeviceLFDI><status>1</status><subject>{mrid}</subject>'
-            f'</DERControlResponse>')
+    body = (
+        f'<DERControlResponse xmlns="{xml.NS}"><createdDateTime>{int(time.time())}</createdDateTime>'
+        f"<endDeviceLFDI>{c.lfdi}</endDeviceLFDI><status>1</status><subject>{mrid}</subject>"
+        f"</DERControlResponse>"
+    )
     r = c.post(derc.get("replyTo"), body)
     assert r.status == 201 and r.location
     assert c.get(r.location).text("status") == "1"
@@ -87,9 +98,11 @@ def test_in_band_registration_and_discovery(new_client, admin):
 def test_der_resources_put_get_and_incomplete_settings(new_client):
     c = new_client()
     href = c.register()
-    cap = (f'<DERCapability xmlns="{xml.NS}" xmlns:csipaus="{xml.CSIPAUS_NS}"><modesSupported>0F</modesSupported>'
-           '<rtgMaxW><multiplier>0</multiplier><value>5000</value></rtgMaxW><type>4</type>'
-           '<csipaus:doeModesSupported>0F</csipaus:doeModesSupported></DERCapability>')
+    cap = (
+        f'<DERCapability xmlns="{xml.NS}" xmlns:csipaus="{xml.CSIPAUS_NS}"><modesSupported>0F</modesSupported>'
+        "<rtgMaxW><multiplier>0</multiplier><value>5000</value></rtgMaxW><type>4</type>"
+        "<csipaus:doeModesSupported>0F</csipaus:doeModesSupported></DERCapability>"
+    )
     assert c.put(href + "/der/1/dercap", cap).status == 204
     assert c.put(href + "/der/1/dercap", cap).status == 204
     got = c.get(href + "/der/1/dercap")
@@ -99,12 +112,14 @@ def test_der_resources_put_get_and_incomplete_settings(new_client):
     r = c.put(href + "/der/1/derg", bad)
     assert r.status == 400 and r.text("reasonCode") == "0"
     assert c.get(href + "/der/1/derg").status == 404
-    avail = (f'<DERAvailability xmlns="{xml.NS}"><availabilityDuration>3600</availabilityDuration>'
-             '<readingTime>1700000000</readingTime></DERAvailability>')
+    avail = (
+        f'<DERAvailability xmlns="{xml.NS}"><availabilityDuration>3600</availabilityDuration>'
+        "<readingTime>1700000000</readingTime></DERAvailability>"
+    )
     assert c.put(href + "/der/1/dera", avail).status == 204
     assert c.get(href + "/der/1/dera").text("availabilityDuration") == "3600"
     cp = f'<csipaus:ConnectionPoint xmlns:csipaus="{xml.CSIPAUS_NS}"><csipaus:connectionPointId>4102000000'
-    assert c.put(href + "/cp", cp + '2</csipaus:connectionPointId></csipaus:ConnectionPoint>').status == 204
+    assert c.put(href + "/cp", cp + "2</csipaus:connectionPointId></csipaus:ConnectionPoint>").status == 204
     assert c.get(href + "/cp").text("csipaus:connectionPointId") == "41020000002"
 
 
@@ -159,8 +174,10 @@ def test_bad_input_gets_error_bodies_and_stores_nothing(new_client, sep2_server:
     cases = [
         ("<EndDevice", "application/sep+xml"),  # malformed
         (f'<EndDevice xmlns="{xml.NS}"><bogus/></EndDevice>', "application/sep+xml"),  # schema-invalid
-        (f'<!DOCTYPE x [<!ENTITY a "aaaa">]><EndDevice xmlns="{xml.NS}"><sFDI>&a;</sFDI></EndDevice>',
-         "application/sep+xml"),  # entity declaration
+        (
+            f'<!DOCTYPE x [<!ENTITY a "aaaa">]><EndDevice xmlns="{xml.NS}"><sFDI>&a;</sFDI></EndDevice>',
+            "application/sep+xml",
+        ),  # entity declaration
         (edev_xml("ZZZZZZZZZZZZZZZZ", 1), "application/sep+xml"),  # string LFDI
         (edev_xml(c.lfdi, c.sfdi + 1), "application/sep+xml"),  # SFDI does not match the LFDI
         (edev_xml(c.lfdi, c.sfdi), "application/json"),  # wrong content type
@@ -181,20 +198,30 @@ def test_bad_input_gets_error_bodies_and_stores_nothing(new_client, sep2_server:
 def test_invalid_responses_are_rejected(new_client, admin):
     c = new_client()
     c.register()
-    made = admin("POST", "/api/v1/controls", {"lfdi": c.lfdi, "start": "now", "duration_s": 60,
-                                              "base": {"opModImpLimW": 1000}}, expect=201)
+    made = admin(
+        "POST",
+        "/api/v1/controls",
+        {"lfdi": c.lfdi, "start": "now", "duration_s": 60, "base": {"opModImpLimW": 1000}},
+        expect=201,
+    )
     edev = c.get("/edev?l=1").all("EndDevice")[0].get("href")
     derp = discover(c, edev)["derp"]
     mrid = xml.text(c.get(derp + "/derc?l=5").all("DERControl")[0], "mRID")
 
     def resp(lfdi: str, status: int, subject: str, created: int = 1700000000) -> str:
-        return (f'<DERControlResponse xmlns="{xml.NS}"><createdDateTime>{created}</createdDateTime>'
-                f'<endDeviceLFDI>{lfdi}</endDeviceLFDI><status>{status}</status><subject>{subject}</subject>'
-                f'</DERControlResponse>')
+        return (
+            f'<DERControlResponse xmlns="{xml.NS}"><createdDateTime>{created}</createdDateTime>'
+            f"<endDeviceLFDI>{lfdi}</endDeviceLFDI><status>{status}</status><subject>{subject}</subject>"
+            f"</DERControlResponse>"
+        )
 
     # the last one's time is schema-valid (Int64) but no calendar holds it: 400, not 500
-    for body in (resp(c.lfdi, 1, "FFFFFFFF"), resp("0F423F", 1, mrid), resp(c.lfdi, 15, mrid),
-                 resp(c.lfdi, 1, mrid, created=2**62)):
+    for body in (
+        resp(c.lfdi, 1, "FFFFFFFF"),
+        resp("0F423F", 1, mrid),
+        resp(c.lfdi, 15, mrid),
+        resp(c.lfdi, 1, mrid, created=2**62),
+    ):
         r = c.post("/rsps/1/rsp", body)
         assert 400 <= r.status < 500 and r.root is not None
     assert admin("GET", f"/api/v1/controls/{made['id']}/responses") == []
@@ -204,8 +231,10 @@ def test_invalid_responses_are_rejected(new_client, admin):
 def test_connection_point_requires_an_nmi(new_client):
     c = new_client()
     href = c.register()
-    body = (f'<csipaus:ConnectionPoint xmlns:csipaus="{xml.CSIPAUS_NS}"><csipaus:connectionPointId>{{}}'
-            '</csipaus:connectionPointId></csipaus:ConnectionPoint>')
+    body = (
+        f'<csipaus:ConnectionPoint xmlns:csipaus="{xml.CSIPAUS_NS}"><csipaus:connectionPointId>{{}}'
+        "</csipaus:connectionPointId></csipaus:ConnectionPoint>"
+    )
     r = c.put(href + "/cp", body.format("NOTAVALIDID"))
     assert r.status == 400 and r.text("reasonCode") == "1"
     r = c.put(href + "/cp", body.format("41020000026"))
@@ -218,24 +247,30 @@ def test_mirror_usage_points_are_owned_and_mrids_unique(new_client):
     b.register()
 
     def mup(lfdi: str, mrid: str, mmr: str) -> str:
-        return (f'<MirrorUsagePoint xmlns="{xml.NS}"><mRID>{mrid}</mRID><roleFlags>49</roleFlags>'
-                f'<serviceCategoryKind>0</serviceCategoryKind><status>1</status><deviceLFDI>{lfdi}</deviceLFDI>'
-                f'<MirrorMeterReading><mRID>{mmr}</mRID><ReadingType><dataQualifier>2</dataQualifier>'
-                '<flowDirection>1</flowDirection><kind>37</kind><powerOfTenMultiplier>0</powerOfTenMultiplier>'
-                '<uom>38</uom></ReadingType></MirrorMeterReading></MirrorUsagePoint>')
+        return (
+            f'<MirrorUsagePoint xmlns="{xml.NS}"><mRID>{mrid}</mRID><roleFlags>49</roleFlags>'
+            f"<serviceCategoryKind>0</serviceCategoryKind><status>1</status><deviceLFDI>{lfdi}</deviceLFDI>"
+            f"<MirrorMeterReading><mRID>{mmr}</mRID><ReadingType><dataQualifier>2</dataQualifier>"
+            "<flowDirection>1</flowDirection><kind>37</kind><powerOfTenMultiplier>0</powerOfTenMultiplier>"
+            "<uom>38</uom></ReadingType></MirrorMeterReading></MirrorUsagePoint>"
+        )
 
     r = a.post("/mup", mup(a.lfdi, "AA01", "AA0100000000000000000000000000A1"))
     assert r.status == 201 and r.location
     assert a.post("/mup", mup(a.lfdi, "AA01", "AA0100000000000000000000000000A1")).status == 204  # same mRID
     assert b.post("/mup", mup(b.lfdi, "BB01", "AA0100000000000000000000000000A1")).status == 409  # taken MMR
-    assert b.post("/mup", mup(a.lfdi, "BB02", "BB0100000000000000000000000000B1")).status == 403  # not b's LFDI
+    assert (
+        b.post("/mup", mup(a.lfdi, "BB02", "BB0100000000000000000000000000B1")).status == 403
+    )  # not b's LFDI
     assert a.get("/mup?l=10").root.get("all") == "1"
     assert b.get("/mup?l=10").root.get("all") == "0"
     assert b.get(r.location).status == 404
-    readings = (f'<MirrorMeterReadingList xmlns="{xml.NS}"><MirrorMeterReading>'
-                '<mRID>AA0100000000000000000000000000A1</mRID><Reading><timePeriod><duration>60</duration>'
-                '<start>1700000000</start></timePeriod><value>1234</value></Reading></MirrorMeterReading>'
-                '</MirrorMeterReadingList>')
+    readings = (
+        f'<MirrorMeterReadingList xmlns="{xml.NS}"><MirrorMeterReading>'
+        "<mRID>AA0100000000000000000000000000A1</mRID><Reading><timePeriod><duration>60</duration>"
+        "<start>1700000000</start></timePeriod><value>1234</value></Reading></MirrorMeterReading>"
+        "</MirrorMeterReadingList>"
+    )
     assert a.post(r.location, readings).status == 201
     assert a.post(r.location, readings.replace("A1</mRID>", "FF</mRID>")).status == 400
 
@@ -243,12 +278,25 @@ def test_mirror_usage_points_are_owned_and_mrids_unique(new_client):
 def test_unknown_hrefs_and_methods_get_error_bodies(new_client):
     c = new_client()
     href = c.register()
-    for path in ("/edev/1/nothing", href + "/der/2", href + "/der/1/bogus", "/mup/x/y", "/rsps/2", "/rsps/1/rsp/99",
-                 href + "/derp/999", href + "/fsa/999/derp"):
+    for path in (
+        "/edev/1/nothing",
+        href + "/der/2",
+        href + "/der/1/bogus",
+        "/mup/x/y",
+        "/rsps/2",
+        "/rsps/1/rsp/99",
+        href + "/derp/999",
+        href + "/fsa/999/derp",
+    ):
         r = c.get(path)
         assert r.status in (403, 404), path
         assert r.root is not None and r.text("reasonCode") is not None
-    for method, path in (("POST", "/dcap"), ("PUT", "/edev"), ("DELETE", "/tm"), ("POST", href + "/der/1/ders")):
+    for method, path in (
+        ("POST", "/dcap"),
+        ("PUT", "/edev"),
+        ("DELETE", "/tm"),
+        ("POST", href + "/der/1/ders"),
+    ):
         r = c.request(method, path, b"" if method != "DELETE" else None)
         assert r.status == 405, (method, path, r.status)
         assert r.root is not None and r.headers.get("Allow")
@@ -260,16 +308,48 @@ def test_every_der_control_base_field_renders_schema_valid(new_client, admin):
     name = f"all-{c.lfdi[:6]}"
     admin("POST", "/api/v1/programs", {"name": name, "primacy": 5})
     admin("POST", f"/api/v1/programs/{name}/assign", {"lfdi": c.lfdi})
-    curve = admin("POST", f"/api/v1/programs/{name}/curves", {"curve_type": 11, "points": [[9000, 3000], [11000, -3000]],
-                                                               "y_ref_type": 2, "x_multiplier": -2})
-    base = {"opModConnect": True, "opModEnergize": False, "opModFixedW": -2500, "opModMaxLimW": 8000,
-            "opModTargetVar": 1200, "opModTargetW": 150000, "rampTms": 300, "opModImpLimW": 0.5,
-            "opModExpLimW": 1_000_000, "opModGenLimW": 32768, "opModLoadLimW": 7000}
-    for mode in ("opModFreqWatt", "opModHFRTMayTrip", "opModHVRTMustTrip", "opModLVRTMomentaryCessation",
-                 "opModVoltVar", "opModVoltWatt", "opModWattPF", "opModWattVar"):
+    curve = admin(
+        "POST",
+        f"/api/v1/programs/{name}/curves",
+        {"curve_type": 11, "points": [[9000, 3000], [11000, -3000]], "y_ref_type": 2, "x_multiplier": -2},
+    )
+    base = {
+        "opModConnect": True,
+        "opModEnergize": False,
+        "opModFixedW": -2500,
+        "opModMaxLimW": 8000,
+        "opModTargetVar": 1200,
+        "opModTargetW": 150000,
+        "rampTms": 300,
+        "opModImpLimW": 0.5,
+        "opModExpLimW": 1_000_000,
+        "opModGenLimW": 32768,
+        "opModLoadLimW": 7000,
+    }
+    for mode in (
+        "opModFreqWatt",
+        "opModHFRTMayTrip",
+        "opModHVRTMustTrip",
+        "opModLVRTMomentaryCessation",
+        "opModVoltVar",
+        "opModVoltWatt",
+        "opModWattPF",
+        "opModWattVar",
+    ):
         base[mode] = curve["id"]
-    admin("POST", "/api/v1/controls", {"program": name, "start": "now", "duration_s": 60, "base": base,
-                                       "randomize_start_s": 30, "randomize_duration_s": -10}, expect=201)
+    admin(
+        "POST",
+        "/api/v1/controls",
+        {
+            "program": name,
+            "start": "now",
+            "duration_s": 60,
+            "base": base,
+            "randomize_start_s": 30,
+            "randomize_duration_s": -10,
+        },
+        expect=201,
+    )
     admin("PUT", f"/api/v1/programs/{name}/default-control", {"base": base, "setGradW": 50})
     derp = discover(c, href)["derp"]
     derc = c.get(derp + "/derc?l=5").all("DERControl")[0]  # Sep2Client has schema-checked it (strict)
@@ -281,6 +361,7 @@ def test_every_der_control_base_field_renders_schema_valid(new_client, admin):
     dderc = c.get(derp + "/dderc")
     assert dderc.text("setGradW") == "50"
     for bad in ({"opModMaxLimW": -1}, {"opModFreqDroop": 1}, {"opModVoltVar": 999}, {}):
-        status, _ = c.server.admin("POST", "/api/v1/controls", {"program": name, "start": "now", "duration_s": 60,
-                                                                "base": bad})
+        status, _ = c.server.admin(
+            "POST", "/api/v1/controls", {"program": name, "start": "now", "duration_s": 60, "base": bad}
+        )
         assert status == 400, bad

@@ -33,8 +33,11 @@ def test_py20305_client_registers_discovers_reports_and_responds(tmp_path):
         lfdi = cert["lfdi"]
         status, _ = server.admin("PUT", f"/api/v1/sep2/end-devices/{lfdi}", {"pin": 123455})
         assert status == 201
-        status, control = server.admin("POST", "/api/v1/controls", {
-            "lfdi": lfdi, "start": "now", "duration_s": 600, "base": {"opModExpLimW": 2000}})
+        status, control = server.admin(
+            "POST",
+            "/api/v1/controls",
+            {"lfdi": lfdi, "start": "now", "duration_s": 600, "base": {"opModExpLimW": 2000}},
+        )
         assert status == 201
         config = {
             "server": {"url": server.url, "server_2018_compat": True},
@@ -45,7 +48,9 @@ def test_py20305_client_registers_discovers_reports_and_responds(tmp_path):
         }
         (tmp_path / "client.yaml").write_text(json.dumps(config))  # JSON is YAML
         log = open(tmp_path / "client.log", "wb")  # noqa: SIM115 - closed with the process
-        client = subprocess.Popen([PY20305, "--config", str(tmp_path / "client.yaml")], stdout=log, stderr=log)
+        client = subprocess.Popen(
+            [PY20305, "--config", str(tmp_path / "client.yaml")], stdout=log, stderr=log
+        )
 
         deadline = time.monotonic() + 60
         view, responses, mups = {}, [], []
@@ -54,16 +59,22 @@ def test_py20305_client_registers_discovers_reports_and_responds(tmp_path):
             _, view = server.admin("GET", f"/api/v1/sep2/devices/{lfdi}")
             _, responses = server.admin("GET", f"/api/v1/controls/{control['id']}/responses")
             _, mups = server.admin("GET", f"/api/v1/sep2/mups?owner={lfdi}")
-            if (set(view["reported"]) >= {"dercap", "derg", "ders", "dera"} and {1, 2} <= {r["status"] for r in
-                                                                                            responses} and mups):
+            if (
+                set(view["reported"]) >= {"dercap", "derg", "ders", "dera"}
+                and {1, 2} <= {r["status"] for r in responses}
+                and mups
+            ):
                 break
         client_log = (tmp_path / "client.log").read_text(errors="replace")
         assert set(view["reported"]) >= {"dercap", "derg", "ders", "dera"}, client_log[-3000:]
         assert {1, 2} <= {r["status"] for r in responses}, client_log[-3000:]  # received, started
         assert all(r["lfdi"] == lfdi for r in responses)
         assert mups and mups[0]["device_lfdi"] == lfdi
-        rejected = [line for line in server.log().splitlines()
-                    if '"listener": "protocol"' in line and json.loads(line).get("status", 200) >= 400]
+        rejected = [
+            line
+            for line in server.log().splitlines()
+            if '"listener": "protocol"' in line and json.loads(line).get("status", 200) >= 400
+        ]
         assert rejected == [], rejected
     finally:
         if client is not None:

@@ -33,8 +33,14 @@ def test_new_york_and_zones_without_dst():
         assert t.dst_offset == 0 and t.dst_start == t.dst_end
 
 
-@pytest.mark.parametrize(("key", "value"), [("DSO_SEP2_TIME_ZONE", "Mars/Olympus"), ("DSO_SEP2_PEN", "123456789"),
-                                            ("DSO_SEP2_REGISTRATION", "sometimes")])
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("DSO_SEP2_TIME_ZONE", "Mars/Olympus"),
+        ("DSO_SEP2_PEN", "123456789"),
+        ("DSO_SEP2_REGISTRATION", "sometimes"),
+    ],
+)
 def test_bad_sep2_settings_are_refused(key, value):
     with pytest.raises(ConfigError):
         load_settings(env={key: value})

@@ -19,7 +19,9 @@ from support import LiveServer
 
 from server.sep2 import xml
 
-_spec = importlib.util.spec_from_file_location("sep2_conftest", Path(__file__).parent.parent / "sep2" / "conftest.py")
+_spec = importlib.util.spec_from_file_location(
+    "sep2_conftest", Path(__file__).parent.parent / "sep2" / "conftest.py"
+)
 assert _spec and _spec.loader
 sep2_conftest = importlib.util.module_from_spec(_spec)
 sys.modules["sep2_conftest"] = sep2_conftest  # dataclasses look their module up there
@@ -30,9 +32,14 @@ Admin = sep2_conftest.Admin
 edev_xml = sep2_conftest.edev_xml
 SEP = sep2_conftest.SEP
 
-FAST_DELIVERY = {"DSO_DELIVERY_ALLOW_HTTP_LOOPBACK": "true", "DSO_DELIVERY_INITIAL_BACKOFF_S": "1",
-                 "DSO_DELIVERY_MAX_BACKOFF_S": "2", "DSO_DELIVERY_POLL_INTERVAL_MS": "100",
-                 "DSO_DELIVERY_TIMEOUT_S": "3", "DSO_SEP2_PEN": "12345"}
+FAST_DELIVERY = {
+    "DSO_DELIVERY_ALLOW_HTTP_LOOPBACK": "true",
+    "DSO_DELIVERY_INITIAL_BACKOFF_S": "1",
+    "DSO_DELIVERY_MAX_BACKOFF_S": "2",
+    "DSO_DELIVERY_POLL_INTERVAL_MS": "100",
+    "DSO_DELIVERY_TIMEOUT_S": "3",
+    "DSO_SEP2_PEN": "12345",
+}
 
 
 def module_server(name: str):
@@ -124,13 +131,16 @@ def check_notification(root: etree._Element) -> etree._Element:
 
 
 def subscription_xml(resource: str, uri: str, limit: int = 10, encoding: int = 0) -> str:
-    return (f'<Subscription xmlns="{xml.NS}"><subscribedResource>{resource}</subscribedResource>'
-            f"<encoding>{encoding}</encoding><level>+S1</level><limit>{limit}</limit>"
-            f"<notificationURI>{uri}</notificationURI></Subscription>")
+    return (
+        f'<Subscription xmlns="{xml.NS}"><subscribedResource>{resource}</subscribedResource>'
+        f"<encoding>{encoding}</encoding><level>+S1</level><limit>{limit}</limit>"
+        f"<notificationURI>{uri}</notificationURI></Subscription>"
+    )
 
 
-def enrolled_device(server, admin: Admin, name: str, program: str | None = None,
-                    primacy: int = 5) -> tuple[Sep2Client, str, str | None]:
+def enrolled_device(
+    server, admin: Admin, name: str, program: str | None = None, primacy: int = 5
+) -> tuple[Sep2Client, str, str | None]:
     """A device enrolled by staff (optionally with a program assigned); returns (client, edev href, derp href)."""
     client = Sep2Client(server, server.issue_device(name))
     made = admin("PUT", f"/api/v1/sep2/end-devices/{client.lfdi}", {"pin": 111115})

@@ -28,26 +28,37 @@ POWER = "EE" * 15 + "01"
 
 
 def mup_xml(lfdi: str, mrid: str, mmr: str) -> str:
-    rtype = ("<ReadingType><accumulationBehaviour>12</accumulationBehaviour><dataQualifier>2</dataQualifier>"
-             "<flowDirection>1</flowDirection><intervalLength>300</intervalLength><kind>37</kind><phase>0</phase>"
-             "<powerOfTenMultiplier>3</powerOfTenMultiplier><uom>38</uom></ReadingType>")
-    return (f'<MirrorUsagePoint xmlns="{xml.NS}"><mRID>{mrid}</mRID><description>site</description>'
-            f"<roleFlags>49</roleFlags><serviceCategoryKind>0</serviceCategoryKind><status>1</status>"
-            f"<deviceLFDI>{lfdi}</deviceLFDI><MirrorMeterReading><mRID>{mmr}</mRID><description>P</description>"
-            f"{rtype}</MirrorMeterReading></MirrorUsagePoint>")
+    rtype = (
+        "<ReadingType><accumulationBehaviour>12</accumulationBehaviour><dataQualifier>2</dataQualifier>"
+        "<flowDirection>1</flowDirection><intervalLength>300</intervalLength><kind>37</kind><phase>0</phase>"
+        "<powerOfTenMultiplier>3</powerOfTenMultiplier><uom>38</uom></ReadingType>"
+    )
+    return (
+        f'<MirrorUsagePoint xmlns="{xml.NS}"><mRID>{mrid}</mRID><description>site</description>'
+        f"<roleFlags>49</roleFlags><serviceCategoryKind>0</serviceCategoryKind><status>1</status>"
+        f"<deviceLFDI>{lfdi}</deviceLFDI><MirrorMeterReading><mRID>{mmr}</mRID><description>P</description>"
+        f"{rtype}</MirrorMeterReading></MirrorUsagePoint>"
+    )
 
 
 def reading_xml(mmr: str, *values: int, start: int = NOW) -> str:
-    readings = "".join(f"<Reading><timePeriod><duration>300</duration><start>{start + i * 300}</start></timePeriod>"
-                       f"<value>{v}</value></Reading>" for i, v in enumerate(values))
-    return (f'<MirrorMeterReading xmlns="{xml.NS}"><mRID>{mmr}</mRID><MirrorReadingSet><mRID>{"AB" * 16}</mRID>'
-            f"<description>set</description><timePeriod><duration>{300 * len(values)}</duration>"
-            f"<start>{start}</start></timePeriod>{readings}</MirrorReadingSet></MirrorMeterReading>")
+    readings = "".join(
+        f"<Reading><timePeriod><duration>300</duration><start>{start + i * 300}</start></timePeriod>"
+        f"<value>{v}</value></Reading>"
+        for i, v in enumerate(values)
+    )
+    return (
+        f'<MirrorMeterReading xmlns="{xml.NS}"><mRID>{mmr}</mRID><MirrorReadingSet><mRID>{"AB" * 16}</mRID>'
+        f"<description>set</description><timePeriod><duration>{300 * len(values)}</duration>"
+        f"<start>{start}</start></timePeriod>{readings}</MirrorReadingSet></MirrorMeterReading>"
+    )
 
 
 def conditional(resource: str, uri: str, low: int, high: int, attribute: int = 0, limit: int = 10) -> str:
-    cond = (f"<Condition><attributeIdentifier>{attribute}</attributeIdentifier><lowerThreshold>{low}"
-            f"</lowerThreshold><upperThreshold>{high}</upperThreshold></Condition>")
+    cond = (
+        f"<Condition><attributeIdentifier>{attribute}</attributeIdentifier><lowerThreshold>{low}"
+        f"</lowerThreshold><upperThreshold>{high}</upperThreshold></Condition>"
+    )
     return subscription_xml(resource, uri, limit=limit).replace("<encoding>", cond + "<encoding>", 1)
 
 
@@ -70,8 +81,9 @@ def test_condition_decides_which_readings_notify(server):
         r = client.post(edev + "/sub", conditional(href, receiver.url("/cond"), 2, 8))
         assert r.status == 201
         sub = client.get(r.location)
-        assert [sub.text(f"Condition/{k}") for k in ("attributeIdentifier", "lowerThreshold", "upperThreshold")] \
-            == ["0", "2", "8"]
+        assert [
+            sub.text(f"Condition/{k}") for k in ("attributeIdentifier", "lowerThreshold", "upperThreshold")
+        ] == ["0", "2", "8"]
 
         # in band (2..8 kW, thresholds inclusive): the unconditional subscriber hears of it, the conditional not
         assert client.post(mup, reading_xml(POWER, 2, 5, 8)).status == 201
@@ -106,14 +118,19 @@ def test_invalid_conditions_are_refused(server):
         "lowerThreshold above upperThreshold": conditional(readings, ok_uri, 10, 0),
         "a Condition on a DERControlList": conditional(derp + "/derc", ok_uri, 0, 10),
         "a Condition on an EndDevice": conditional(edev, ok_uri, 0, 10),
-        "a threshold beyond Int48": conditional(readings, ok_uri, 0, 2**47 + 1),  # the schema bounds Int48 to ±2^47
+        "a threshold beyond Int48": conditional(
+            readings, ok_uri, 0, 2**47 + 1
+        ),  # the schema bounds Int48 to ±2^47
         "a ReadingList that is not mine": conditional("/upt/999999/mr/1/rs/1/r", ok_uri, 0, 10),
     }
     for what, body in cases.items():
         r = client.post(edev + "/sub", body)
         assert 400 <= r.status < 500 and r.text("reasonCode") is not None, (what, r.status, r.body)
-    for what in ("a reserved attributeIdentifier", "lowerThreshold above upperThreshold",
-                 "a Condition on a DERControlList"):
+    for what in (
+        "a reserved attributeIdentifier",
+        "lowerThreshold above upperThreshold",
+        "a Condition on a DERControlList",
+    ):
         assert client.post(edev + "/sub", cases[what]).status == 400, what
     assert client.get(edev + "/sub?l=10").root.get("all") == "0"
     # the same subscription without the Condition is fine, and so is an equal lower and upper threshold

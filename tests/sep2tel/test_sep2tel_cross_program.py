@@ -31,9 +31,13 @@ server = module_server("cross")
 
 def flags(resource, tag: str = "DERControl") -> dict[str, tuple[int, str]]:
     """{description: (currentStatus, potentiallySuperseded)} of a list carried by a notification."""
-    return {xml.text(c, "description"): (int(xml.text(c, "EventStatus/currentStatus")),
-                                         xml.text(c, "EventStatus/potentiallySuperseded"))
-            for c in resource.findall(xml.q(tag))}
+    return {
+        xml.text(c, "description"): (
+            int(xml.text(c, "EventStatus/currentStatus")),
+            xml.text(c, "EventStatus/potentiallySuperseded"),
+        )
+        for c in resource.findall(xml.q(tag))
+    }
 
 
 def later(hours: int) -> str:
@@ -51,16 +55,48 @@ def test_other_programs_lists_hear_of_overlapping_changes(server):
         for path, res in (("/b-list", derp_b + "/derc"), ("/b-active", derp_b + "/actderc")):
             assert client.post(edev + "/sub", subscription_xml(res, receiver.url(path))).status == 201
 
-        admin("POST", "/api/v1/controls", {"program": "cross-b", "start": "now", "duration_s": 3600,
-                                           "description": "B1", "base": {"opModExpLimW": 5000}}, expect=201)
+        admin(
+            "POST",
+            "/api/v1/controls",
+            {
+                "program": "cross-b",
+                "start": "now",
+                "duration_s": 3600,
+                "description": "B1",
+                "base": {"opModExpLimW": 5000},
+            },
+            expect=201,
+        )
         wait_until(lambda: len(receiver.bodies("/b-active")) == 1, what="B's own change")
         # A's control overlapping B1: B1 now reads potentiallySuperseded
-        a1 = admin("POST", "/api/v1/controls", {"program": "cross-a", "start": "now", "duration_s": 600,
-                                                "description": "A1", "base": {"opModExpLimW": 1000}}, expect=201)
-        wait_until(lambda: len(receiver.bodies("/b-active")) == 2, what="B notified of A's overlapping control")
+        a1 = admin(
+            "POST",
+            "/api/v1/controls",
+            {
+                "program": "cross-a",
+                "start": "now",
+                "duration_s": 600,
+                "description": "A1",
+                "base": {"opModExpLimW": 1000},
+            },
+            expect=201,
+        )
+        wait_until(
+            lambda: len(receiver.bodies("/b-active")) == 2, what="B notified of A's overlapping control"
+        )
         # A's control far from B1 changes nothing B's subscribers see: no notification for them
-        admin("POST", "/api/v1/controls", {"program": "cross-a", "start": later(5), "duration_s": 600,
-                                           "description": "A2", "base": {"opModExpLimW": 2000}}, expect=201)
+        admin(
+            "POST",
+            "/api/v1/controls",
+            {
+                "program": "cross-a",
+                "start": later(5),
+                "duration_s": 600,
+                "description": "A2",
+                "base": {"opModExpLimW": 2000},
+            },
+            expect=201,
+        )
         # cancelling A1: B1 is no longer potentially superseded
         admin("POST", f"/api/v1/controls/{a1['id']}/cancel", {})
         wait_until(lambda: len(receiver.bodies("/b-active")) == 3, what="B notified of A's cancellation")
@@ -70,8 +106,10 @@ def test_other_programs_lists_hear_of_overlapping_changes(server):
             assert got == [{"B1": (1, "false")}, {"B1": (1, "true")}, {"B1": (1, "false")}], (path, got)
         # what the device GETs now matches the last notification
         listed = client.get(derp_b + "/derc?l=10")
-        assert {xml.text(c, "description"): xml.text(c, "EventStatus/potentiallySuperseded")
-                for c in listed.all("DERControl")} == {"B1": "false"}
+        assert {
+            xml.text(c, "description"): xml.text(c, "EventStatus/potentiallySuperseded")
+            for c in listed.all("DERControl")
+        } == {"B1": "false"}
     finally:
         receiver.down()
 
@@ -87,23 +125,62 @@ def test_limit_zero_subscribers_hear_of_overlapping_changes(server):
         client, edev, derp_b = enrolled_device(server, admin, "cross-zero", program="cross-zero-b", primacy=5)
         admin("POST", "/api/v1/programs", {"name": "cross-zero-a", "primacy": 1})
         admin("POST", "/api/v1/programs/cross-zero-a/assign", {"lfdi": client.lfdi, "fsa": "second"})
-        admin("POST", "/api/v1/controls", {"program": "cross-zero-b", "start": "now", "duration_s": 3600,
-                                           "description": "B1", "base": {"opModExpLimW": 5000}}, expect=201)
+        admin(
+            "POST",
+            "/api/v1/controls",
+            {
+                "program": "cross-zero-b",
+                "start": "now",
+                "duration_s": 3600,
+                "description": "B1",
+                "base": {"opModExpLimW": 5000},
+            },
+            expect=201,
+        )
         b1 = client.get(derp_b + "/derc?l=10").all("DERControl")[0].get("href")
         for path, res in (("/z-list", derp_b + "/derc"), ("/z-ctl", b1)):
-            assert client.post(edev + "/sub", subscription_xml(res, receiver.url(path), limit=0)).status == 201
-        admin("POST", "/api/v1/controls", {"program": "cross-zero-a", "start": later(5), "duration_s": 600,
-                                           "description": "A2", "base": {"opModExpLimW": 2000}}, expect=201)
-        a1 = admin("POST", "/api/v1/controls", {"program": "cross-zero-a", "start": "now", "duration_s": 600,
-                                                "description": "A1", "base": {"opModExpLimW": 1000}}, expect=201)
+            assert (
+                client.post(edev + "/sub", subscription_xml(res, receiver.url(path), limit=0)).status == 201
+            )
+        admin(
+            "POST",
+            "/api/v1/controls",
+            {
+                "program": "cross-zero-a",
+                "start": later(5),
+                "duration_s": 600,
+                "description": "A2",
+                "base": {"opModExpLimW": 2000},
+            },
+            expect=201,
+        )
+        a1 = admin(
+            "POST",
+            "/api/v1/controls",
+            {
+                "program": "cross-zero-a",
+                "start": "now",
+                "duration_s": 600,
+                "description": "A1",
+                "base": {"opModExpLimW": 1000},
+            },
+            expect=201,
+        )
         admin("POST", f"/api/v1/controls/{a1['id']}/cancel", {})
-        wait_until(lambda: all(len(receiver.bodies(p)) == 2 for p in ("/z-list", "/z-ctl")),
-                   what="B's limit 0 subscribers notified of A1 and of its cancellation")
+        wait_until(
+            lambda: all(len(receiver.bodies(p)) == 2 for p in ("/z-list", "/z-ctl")),
+            what="B's limit 0 subscribers notified of A1 and of its cancellation",
+        )
         time.sleep(1.0)  # and not of A2 (created while nothing of A overlapped B1)
-        got = [(r.get("all"), r.get("results"), len(r)) for r in map(check_notification, receiver.bodies("/z-list"))]
+        got = [
+            (r.get("all"), r.get("results"), len(r))
+            for r in map(check_notification, receiver.bodies("/z-list"))
+        ]
         assert got == [("1", "0", 0), ("1", "0", 0)]
         bare = [valid_notification(n) for n in receiver.bodies("/z-ctl")]
-        assert len(bare) == 2 and all(xml.find(n, "Resource") is None and xml.text(n, "status") == "0" for n in bare)
+        assert len(bare) == 2 and all(
+            xml.find(n, "Resource") is None and xml.text(n, "status") == "0" for n in bare
+        )
     finally:
         receiver.down()
 
@@ -122,12 +199,18 @@ def test_other_dr_programs_hear_of_overlapping_events(server):
         edc_2 = xml.find(by_primacy["4"], "EndDeviceControlListLink").get("href")
         assert client.post(edev + "/sub", subscription_xml(edc_2, receiver.url("/dr2"))).status == 201
 
-        event = {"start": "now", "duration_s": 3600, "device_category": ["thermostat"],
-                 "control": {"dutyCycle": {"normalValue": 50}}}
+        event = {
+            "start": "now",
+            "duration_s": 3600,
+            "device_category": ["thermostat"],
+            "control": {"dutyCycle": {"normalValue": 50}},
+        }
         admin("POST", "/api/v1/dr-programs/cross-dr-2/events", {**event, "description": "E2"}, expect=201)
         wait_until(lambda: len(receiver.bodies("/dr2")) == 1, what="DR program 2's own event")
         admin("POST", "/api/v1/dr-programs/cross-dr-1/events", {**event, "description": "E1"}, expect=201)
-        wait_until(lambda: len(receiver.bodies("/dr2")) == 2, what="DR program 2 notified of program 1's event")
+        wait_until(
+            lambda: len(receiver.bodies("/dr2")) == 2, what="DR program 2 notified of program 1's event"
+        )
         got = [flags(check_notification(n), "EndDeviceControl") for n in receiver.bodies("/dr2")]
         assert got == [{"E2": (1, "false")}, {"E2": (1, "true")}]
     finally:

@@ -31,21 +31,27 @@ def server(tmp_path) -> Iterator[LiveServer]:
 def site_load_w(ts: int) -> int:
     """A household-like daily shape in W (evening peak, night trough)."""
     hour = (ts % 86400) / 3600
-    return round(1500 + 700 * math.sin(2 * math.pi * (hour - 13) / 24) + 400 * math.exp(-((hour - 19) ** 2) / 3))
+    return round(
+        1500 + 700 * math.sin(2 * math.pi * (hour - 13) / 24) + 400 * math.exp(-((hour - 19) ** 2) / 3)
+    )
 
 
 def reading_type() -> str:
     # instantaneous real power (kind 37, uom 38 = W), power of ten 0, 15-minute intervals
-    return ("<ReadingType><accumulationBehaviour>12</accumulationBehaviour><dataQualifier>2</dataQualifier>"
-            f"<flowDirection>1</flowDirection><intervalLength>{STEP}</intervalLength><kind>37</kind>"
-            "<phase>0</phase><powerOfTenMultiplier>0</powerOfTenMultiplier><uom>38</uom></ReadingType>")
+    return (
+        "<ReadingType><accumulationBehaviour>12</accumulationBehaviour><dataQualifier>2</dataQualifier>"
+        f"<flowDirection>1</flowDirection><intervalLength>{STEP}</intervalLength><kind>37</kind>"
+        "<phase>0</phase><powerOfTenMultiplier>0</powerOfTenMultiplier><uom>38</uom></ReadingType>"
+    )
 
 
 def day_set(start: int, n: int) -> str:
     readings = "".join(f"<Reading><value>{site_load_w(start + i * STEP)}</value></Reading>" for i in range(n))
-    return (f"<MirrorReadingSet><mRID>{start:032X}</mRID><description>day</description>"
-            f"<timePeriod><duration>{n * STEP}</duration><start>{start}</start></timePeriod>{readings}"
-            "</MirrorReadingSet>")
+    return (
+        f"<MirrorReadingSet><mRID>{start:032X}</mRID><description>day</description>"
+        f"<timePeriod><duration>{n * STEP}</duration><start>{start}</start></timePeriod>{readings}"
+        "</MirrorReadingSet>"
+    )
 
 
 def test_dso_forecast_runs_on_readings_that_came_in_through_2030_5(server):
@@ -54,17 +60,21 @@ def test_dso_forecast_runs_on_readings_that_came_in_through_2030_5(server):
     client, _, _ = enrolled_device(server, admin, "site-meter")
     end = int(time.time()) // STEP * STEP
     start = end - DAYS * 86400
-    mup = (f'<MirrorUsagePoint xmlns="{xml.NS}"><mRID>{"AB" * 16}</mRID><description>site</description>'
-           "<roleFlags>49</roleFlags><serviceCategoryKind>0</serviceCategoryKind><status>1</status>"
-           f"<deviceLFDI>{client.lfdi}</deviceLFDI><MirrorMeterReading><mRID>{POWER}</mRID>"
-           f"<description>site load</description>{reading_type()}</MirrorMeterReading></MirrorUsagePoint>")
+    mup = (
+        f'<MirrorUsagePoint xmlns="{xml.NS}"><mRID>{"AB" * 16}</mRID><description>site</description>'
+        "<roleFlags>49</roleFlags><serviceCategoryKind>0</serviceCategoryKind><status>1</status>"
+        f"<deviceLFDI>{client.lfdi}</deviceLFDI><MirrorMeterReading><mRID>{POWER}</mRID>"
+        f"<description>site load</description>{reading_type()}</MirrorMeterReading></MirrorUsagePoint>"
+    )
     r = client.post("/mup", mup)
     assert r.status == 201, r.body
     href = r.location
     for day in range(DAYS):
         t0 = start + day * 86400
-        body = (f'<MirrorMeterReading xmlns="{xml.NS}"><mRID>{POWER}</mRID>{day_set(t0, 86400 // STEP)}'
-                "</MirrorMeterReading>")
+        body = (
+            f'<MirrorMeterReading xmlns="{xml.NS}"><mRID>{POWER}</mRID>{day_set(t0, 86400 // STEP)}'
+            "</MirrorMeterReading>"
+        )
         assert client.post(href, body).status == 201
     cfg = ["-c", server.config]
     dso("grid", "create", "feeder-1", "--kind", "feeder", *cfg)
@@ -73,6 +83,9 @@ def test_dso_forecast_runs_on_readings_that_came_in_through_2030_5(server):
     assert run["history_points"] >= (DAYS - 1) * 96 and run["sources"] == 1
     assert len(run["points"]) == 96
     # the forecast follows the mirrored shape: close to the true profile on average, evening above night
-    errors = [abs(p["mean"] - site_load_w(int(dt.datetime.fromisoformat(p["ts"]).timestamp()))) for p in run["points"]]
+    errors = [
+        abs(p["mean"] - site_load_w(int(dt.datetime.fromisoformat(p["ts"]).timestamp())))
+        for p in run["points"]
+    ]
     assert sum(errors) / len(errors) < 150
     assert all(p["q10"] <= p["mean"] <= p["q90"] for p in run["points"])

@@ -23,29 +23,37 @@ server = module_server("metering")
 
 def rtype(uom: int, p10: int, interval: int | None = 300) -> str:
     inter = f"<intervalLength>{interval}</intervalLength>" if interval else ""
-    return (f"<ReadingType><accumulationBehaviour>12</accumulationBehaviour><dataQualifier>2</dataQualifier>"
-            f"<flowDirection>1</flowDirection>{inter}<kind>37</kind><phase>0</phase>"
-            f"<powerOfTenMultiplier>{p10}</powerOfTenMultiplier><uom>{uom}</uom></ReadingType>")
+    return (
+        f"<ReadingType><accumulationBehaviour>12</accumulationBehaviour><dataQualifier>2</dataQualifier>"
+        f"<flowDirection>1</flowDirection>{inter}<kind>37</kind><phase>0</phase>"
+        f"<powerOfTenMultiplier>{p10}</powerOfTenMultiplier><uom>{uom}</uom></ReadingType>"
+    )
 
 
 def mup_xml(lfdi: str, mrid: str = "C0FFEE01", sets: str = "") -> str:
-    return (f'<MirrorUsagePoint xmlns="{xml.NS}"><mRID>{mrid}</mRID><description>site</description>'
-            f"<roleFlags>49</roleFlags><serviceCategoryKind>0</serviceCategoryKind><status>1</status>"
-            f"<deviceLFDI>{lfdi}</deviceLFDI>"
-            f"<MirrorMeterReading><mRID>{POWER}</mRID><description>P</description>{sets}{rtype(38, 3)}"
-            f"</MirrorMeterReading>"
-            f"<MirrorMeterReading><mRID>{VOLTS}</mRID><description>V</description>{rtype(29, -1)}"
-            f"</MirrorMeterReading></MirrorUsagePoint>")
+    return (
+        f'<MirrorUsagePoint xmlns="{xml.NS}"><mRID>{mrid}</mRID><description>site</description>'
+        f"<roleFlags>49</roleFlags><serviceCategoryKind>0</serviceCategoryKind><status>1</status>"
+        f"<deviceLFDI>{lfdi}</deviceLFDI>"
+        f"<MirrorMeterReading><mRID>{POWER}</mRID><description>P</description>{sets}{rtype(38, 3)}"
+        f"</MirrorMeterReading>"
+        f"<MirrorMeterReading><mRID>{VOLTS}</mRID><description>V</description>{rtype(29, -1)}"
+        f"</MirrorMeterReading></MirrorUsagePoint>"
+    )
 
 
 def reading(value: int, start: int, duration: int = 300) -> str:
-    return (f"<Reading><timePeriod><duration>{duration}</duration><start>{start}</start></timePeriod>"
-            f"<value>{value}</value></Reading>")
+    return (
+        f"<Reading><timePeriod><duration>{duration}</duration><start>{start}</start></timePeriod>"
+        f"<value>{value}</value></Reading>"
+    )
 
 
 def mmr_xml(mrid: str, value: int, start: int, type_xml: str = "") -> str:
-    return (f'<MirrorMeterReading xmlns="{xml.NS}"><mRID>{mrid}</mRID>{reading(value, start)}{type_xml}'
-            f"</MirrorMeterReading>")
+    return (
+        f'<MirrorMeterReading xmlns="{xml.NS}"><mRID>{mrid}</mRID>{reading(value, start)}{type_xml}'
+        f"</MirrorMeterReading>"
+    )
 
 
 def series(admin: Admin, lfdi: str, **query: str) -> list[dict]:
@@ -57,10 +65,12 @@ def test_readings_land_in_telemetry_in_si(server):
     admin = Admin(server)
     client, edev, _ = enrolled_device(server, admin, "meter-1")
     # the MUP itself carries a MirrorReadingSet of three 5-minute kW readings
-    rset = (f"<MirrorReadingSet><mRID>{'CD' * 16}</mRID><description>set</description>"
-            f"<timePeriod><duration>900</duration><start>{NOW}</start></timePeriod>"
-            f"<Reading><value>5</value></Reading><Reading><value>-2</value></Reading>"
-            f"<Reading><value>7</value></Reading></MirrorReadingSet>")
+    rset = (
+        f"<MirrorReadingSet><mRID>{'CD' * 16}</mRID><description>set</description>"
+        f"<timePeriod><duration>900</duration><start>{NOW}</start></timePeriod>"
+        f"<Reading><value>5</value></Reading><Reading><value>-2</value></Reading>"
+        f"<Reading><value>7</value></Reading></MirrorReadingSet>"
+    )
     r = client.post("/mup", mup_xml(client.lfdi, sets=rset))
     assert r.status == 201 and r.location
     href = r.location
@@ -78,9 +88,14 @@ def test_readings_land_in_telemetry_in_si(server):
 
     power = series(admin, client.lfdi, measurement="realPower")
     assert [(p["value"], p["unit"]) for p in reversed(power)] == [
-        (5000.0, "W"), (-2000.0, "W"), (7000.0, "W"), (4000.0, "W")]  # 10^3 applied, oldest first
+        (5000.0, "W"),
+        (-2000.0, "W"),
+        (7000.0, "W"),
+        (4000.0, "W"),
+    ]  # 10^3 applied, oldest first
     assert [p["ts"][:19] for p in reversed(power)] == [
-        time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(NOW + k * 300)) for k in (0, 1, 2, 3)]
+        time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(NOW + k * 300)) for k in (0, 1, 2, 3)
+    ]
     assert [p["duration_s"] for p in power] == [300.0] * 4
     assert {p["resource"] for p in power} == {POWER}
     volts = series(admin, client.lfdi, measurement="voltage")
@@ -89,7 +104,10 @@ def test_readings_land_in_telemetry_in_si(server):
     start = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(NOW + 300))
     until = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(NOW + 900))
     assert [p["value"] for p in series(admin, client.lfdi, since=start, until=until)] == [7000.0, -2000.0]
-    latest = {x["measurement"]: x["value"] for x in admin("GET", f"/api/v1/sep2/devices/{client.lfdi}/telemetry/latest")}
+    latest = {
+        x["measurement"]: x["value"]
+        for x in admin("GET", f"/api/v1/sep2/devices/{client.lfdi}/telemetry/latest")
+    }
     assert latest == {"realPower": 4000.0, "voltage": pytest.approx(230.1)}
     # read back as the Metering function set: UsagePoint -> MeterReading -> ReadingSet -> Readings (raw values
     # in the ReadingType's power of ten, newest first)
@@ -120,7 +138,9 @@ def test_readings_land_in_telemetry_in_si(server):
     # the CLI shows the same
     out = dso_json("readings", "latest", client.lfdi, "-c", server.config, "--json")
     assert {x["measurement"] for x in out} == {"realPower", "voltage"}
-    out = dso_json("readings", "range", client.lfdi, "--measurement", "realPower", "-c", server.config, "--json")
+    out = dso_json(
+        "readings", "range", client.lfdi, "--measurement", "realPower", "-c", server.config, "--json"
+    )
     assert len(out) == 4
 
 
@@ -148,14 +168,20 @@ def test_bad_readings_are_refused_and_store_nothing(server):
         r = client.post(href, bad)
         assert 400 <= r.status < 500 and r.text("reasonCode") is not None, (what, r.status, r.body)
     # impossible magnitudes in a new MUP are refused with the MUP itself
-    huge = mup_xml(client.lfdi, mrid="D00E", sets=f"<MirrorReadingSet><mRID>{'CE' * 16}</mRID>"
-                   f"<timePeriod><duration>300</duration><start>{NOW}</start></timePeriod>"
-                   f"<Reading><value>140737488355327</value></Reading></MirrorReadingSet>")
+    huge = mup_xml(
+        client.lfdi,
+        mrid="D00E",
+        sets=f"<MirrorReadingSet><mRID>{'CE' * 16}</mRID>"
+        f"<timePeriod><duration>300</duration><start>{NOW}</start></timePeriod>"
+        f"<Reading><value>140737488355327</value></Reading></MirrorReadingSet>",
+    )
     huge = huge.replace(POWER, "DE" * 16).replace(VOLTS, "DF" * 16)
     r = client.post("/mup", huge)
     assert r.status == 400
     # a MUP for a device the client does not own, readings into someone else's MUP
-    r = client.post("/mup", mup_xml(other.lfdi, mrid="D00F").replace(POWER, "E1" * 16).replace(VOLTS, "E2" * 16))
+    r = client.post(
+        "/mup", mup_xml(other.lfdi, mrid="D00F").replace(POWER, "E1" * 16).replace(VOLTS, "E2" * 16)
+    )
     assert r.status == 403
     assert other.post(href, mmr_xml(p, 1, NOW)).status == 404
     # nothing of the above was stored
@@ -173,9 +199,11 @@ def test_log_events(server):
 
     def event(code: int, when: int, details: str = "") -> str:
         d = f"<details>{details}</details>" if details else ""
-        return (f'<LogEvent xmlns="{xml.NS}"><createdDateTime>{when}</createdDateTime>{d}'
-                f"<functionSet>14</functionSet><logEventCode>{code}</logEventCode><logEventID>7</logEventID>"
-                f"<logEventPEN>12345</logEventPEN><profileID>2</profileID></LogEvent>")
+        return (
+            f'<LogEvent xmlns="{xml.NS}"><createdDateTime>{when}</createdDateTime>{d}'
+            f"<functionSet>14</functionSet><logEventCode>{code}</logEventCode><logEventID>7</logEventID>"
+            f"<logEventPEN>12345</logEventPEN><profileID>2</profileID></LogEvent>"
+        )
 
     r1 = client.post(lel, event(1, NOW, "over voltage"))
     r2 = client.post(lel, event(2, NOW + 60))
@@ -198,4 +226,7 @@ def test_log_events(server):
 
 def other_cannot_read(server: LiveServer, upt_link: str) -> bool:
     stranger = Sep2Client(server, server.issue_device("upt-stranger"))
-    return stranger.get(upt_link + "?l=10").root.get("all") == "0" and stranger.get(upt_link + "/1").status == 404
+    return (
+        stranger.get(upt_link + "?l=10").root.get("all") == "0"
+        and stranger.get(upt_link + "/1").status == 404
+    )

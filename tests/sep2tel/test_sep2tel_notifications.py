@@ -24,8 +24,10 @@ from server.sep2 import xml
 
 def statuses(resource) -> dict[str, int]:
     """{control description: EventStatus.currentStatus} of a DERControlList carried by a notification."""
-    return {xml.text(c, "description"): int(xml.text(c, "EventStatus/currentStatus"))
-            for c in resource.findall(xml.q("DERControl"))}
+    return {
+        xml.text(c, "description"): int(xml.text(c, "EventStatus/currentStatus"))
+        for c in resource.findall(xml.q("DERControl"))
+    }
 
 
 def test_notifications_survive_receiver_outage_and_server_restart(tmp_path, database_url):
@@ -47,13 +49,33 @@ def test_notifications_survive_receiver_outage_and_server_restart(tmp_path, data
 
         # outage part 1: the receiver answers 503
         receiver.mode = "fail"
-        a = admin("POST", "/api/v1/controls", {"program": "feeder-1", "start": "now", "duration_s": 3600,
-                                               "description": "A", "base": {"opModExpLimW": 5000}}, expect=201)
+        a = admin(
+            "POST",
+            "/api/v1/controls",
+            {
+                "program": "feeder-1",
+                "start": "now",
+                "duration_s": 3600,
+                "description": "A",
+                "base": {"opModExpLimW": 5000},
+            },
+            expect=201,
+        )
         wait_until(lambda: receiver.failed >= 2, what="retries after 503")
         # outage part 2: connections are refused
         receiver.down()
-        admin("POST", "/api/v1/controls", {"program": "feeder-1", "start": "now", "duration_s": 3600,
-                                           "description": "B", "base": {"opModExpLimW": 3000}}, expect=201)
+        admin(
+            "POST",
+            "/api/v1/controls",
+            {
+                "program": "feeder-1",
+                "start": "now",
+                "duration_s": 3600,
+                "description": "B",
+                "base": {"opModExpLimW": 3000},
+            },
+            expect=201,
+        )
         b = admin("GET", "/api/v1/controls?program=feeder-1")
         b_id = next(c["id"] for c in b if c["description"] == "B")
         admin("POST", f"/api/v1/controls/{b_id}/cancel", {})
@@ -61,8 +83,18 @@ def test_notifications_survive_receiver_outage_and_server_restart(tmp_path, data
         assert len(pending) == 6, pending  # 3 changes x 2 subscriptions, none delivered yet
 
         server.restart()
-        admin("POST", "/api/v1/controls", {"program": "feeder-1", "start": "now", "duration_s": 60,
-                                           "description": "C", "base": {"opModExpLimW": 1000}}, expect=201)
+        admin(
+            "POST",
+            "/api/v1/controls",
+            {
+                "program": "feeder-1",
+                "start": "now",
+                "duration_s": 60,
+                "description": "C",
+                "base": {"opModExpLimW": 1000},
+            },
+            expect=201,
+        )
         receiver.mode = "ok"
         receiver.up()
         wait_until(lambda: len(receiver.received) >= 8, what="all 8 notifications")
@@ -71,10 +103,10 @@ def test_notifications_survive_receiver_outage_and_server_restart(tmp_path, data
 
         lists = [check_notification(n) for n in receiver.bodies("/n/list")]
         assert [statuses(r) for r in lists] == [
-            {"A": 1},                            # A created: active
-            {"A": 4, "B": 1},                    # B supersedes A (same program, newer, overlapping)
-            {"A": 1, "B": 2},                    # B cancelled: A applies again
-            {"A": 4, "B": 2, "C": 1},            # C (after the restart) supersedes A for its minute
+            {"A": 1},  # A created: active
+            {"A": 4, "B": 1},  # B supersedes A (same program, newer, overlapping)
+            {"A": 1, "B": 2},  # B cancelled: A applies again
+            {"A": 4, "B": 2, "C": 1},  # C (after the restart) supersedes A for its minute
         ]
         for n in receiver.bodies("/n/list"):
             assert xml.text(n, "status") == "0" and xml.text(n, "subscriptionURI") == list_sub
@@ -87,7 +119,9 @@ def test_notifications_survive_receiver_outage_and_server_restart(tmp_path, data
         # staff view: every message of both subscriptions delivered, none pending or failed
         states = admin("GET", f"/api/v1/sep2/subscriptions?lfdi={client.lfdi}")
         assert {s["resource"]: (s["delivered"], s["pending"], s["failed"]) for s in states} == {
-            derc_list: (4, 0, 0), derp: (4, 0, 0)}
+            derc_list: (4, 0, 0),
+            derp: (4, 0, 0),
+        }
         assert states[0]["last"]["attempts"] >= 1
     finally:
         receiver.down()

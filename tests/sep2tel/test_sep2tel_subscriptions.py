@@ -43,8 +43,12 @@ def test_subscription_crud_and_default_control_notifications(server):
         # PUT moves it to the program's DERControlList; DELETE removes it
         assert client.put(sub, subscription_xml(derp + "/derc", receiver.url("/c"), limit=1)).status == 204
         assert client.get(sub).text("subscribedResource") == derp + "/derc"
-        admin("POST", "/api/v1/controls", {"program": "crud-prog", "start": "now", "duration_s": 600,
-                                           "base": {"opModConnect": False}}, expect=201)
+        admin(
+            "POST",
+            "/api/v1/controls",
+            {"program": "crud-prog", "start": "now", "duration_s": 600, "base": {"opModConnect": False}},
+            expect=201,
+        )
         wait_until(lambda: len(receiver.bodies("/c")) == 1, what="DERControlList notification")
         res = check_notification(receiver.bodies("/c")[0])
         assert res.get("all") == "1" and res.get("results") == "1"
@@ -71,12 +75,26 @@ def test_limit_zero_is_a_simple_change_notification(server):
     try:
         client, edev, derp = enrolled_device(server, admin, "sub-zero", program="zero-prog")
         admin("PUT", "/api/v1/programs/zero-prog/default-control", {"base": {"opModExpLimW": 1500}})
-        first = admin("POST", "/api/v1/controls", {"program": "zero-prog", "start": later(1), "duration_s": 600,
-                                                   "description": "Z1", "base": {"opModExpLimW": 1000}},
-                      expect=201)
+        first = admin(
+            "POST",
+            "/api/v1/controls",
+            {
+                "program": "zero-prog",
+                "start": later(1),
+                "duration_s": 600,
+                "description": "Z1",
+                "base": {"opModExpLimW": 1000},
+            },
+            expect=201,
+        )
         control = client.get(derp + "/derc?l=10").all("DERControl")[0].get("href")
-        subs = {"/list0": (derp + "/derc", 0), "/list3": (derp + "/derc", 3), "/ctl0": (control, 0),
-                "/ctl3": (control, 3), "/dderc0": (derp + "/dderc", 0)}
+        subs = {
+            "/list0": (derp + "/derc", 0),
+            "/list3": (derp + "/derc", 3),
+            "/ctl0": (control, 0),
+            "/ctl3": (control, 3),
+            "/dderc0": (derp + "/dderc", 0),
+        }
         hrefs = []
         for path, (res, limit) in subs.items():
             r = client.post(edev + "/sub", subscription_xml(res, receiver.url(path), limit=limit))
@@ -84,10 +102,22 @@ def test_limit_zero_is_a_simple_change_notification(server):
             assert client.get(r.location).text("limit") == str(limit)
             hrefs.append(r.location)
         for h in (2, 3, 4):
-            admin("POST", "/api/v1/controls", {"program": "zero-prog", "start": later(h), "duration_s": 600,
-                                               "description": f"Z{h}", "base": {"opModExpLimW": 1000}}, expect=201)
+            admin(
+                "POST",
+                "/api/v1/controls",
+                {
+                    "program": "zero-prog",
+                    "start": later(h),
+                    "duration_s": 600,
+                    "description": f"Z{h}",
+                    "base": {"opModExpLimW": 1000},
+                },
+                expect=201,
+            )
         admin("POST", f"/api/v1/controls/{first['id']}/cancel", {})  # Z1 still listed, now cancelled
-        wait_until(lambda: all(len(receiver.bodies(p)) == 4 for p in subs), what="4 notifications per subscription")
+        wait_until(
+            lambda: all(len(receiver.bodies(p)) == 4 for p in subs), what="4 notifications per subscription"
+        )
 
         def lists(path: str) -> list[tuple[str | None, str | None, int]]:
             out = []
@@ -108,7 +138,9 @@ def test_limit_zero_is_a_simple_change_notification(server):
                 assert xml.text(n, "status") == "0" and xml.text(n, "subscribedResource") == res
                 assert xml.text(n, "subscriptionURI").startswith(edev + "/sub/")
         shown = [check_notification(n) for n in receiver.bodies("/ctl3")]
-        assert {r.get(XSI_TYPE) for r in shown} == {"DERControl"} and {r.get("href") for r in shown} == {control}
+        assert {r.get(XSI_TYPE) for r in shown} == {"DERControl"} and {r.get("href") for r in shown} == {
+            control
+        }
         assert xml.text(shown[-1], "EventStatus/currentStatus") == "2"  # cancelled
         for href in hrefs:  # the module's other tests count this server's subscriptions
             assert client.delete(href).status == 204
@@ -125,17 +157,25 @@ def test_bad_subscriptions_are_refused_and_store_nothing(server):
         "another device's control list": (edev, subscription_xml(their_derp + "/derc", ok_uri)),
         "another device's EndDevice": (edev, subscription_xml(their_edev, ok_uri)),
         "another device's SubscriptionList": (their_edev, subscription_xml(derp + "/derc", ok_uri)),
-        "a program not assigned to me": (edev, subscription_xml(derp.rsplit("/", 1)[0] + "/999999/derc", ok_uri)),
+        "a program not assigned to me": (
+            edev,
+            subscription_xml(derp.rsplit("/", 1)[0] + "/999999/derc", ok_uri),
+        ),
         "an unknown resource": (edev, subscription_xml("/nowhere", ok_uri)),
-        "a DefaultDERControl of a program not assigned to me": (edev, subscription_xml(their_derp + "/dderc",
-                                                                                          ok_uri)),
+        "a DefaultDERControl of a program not assigned to me": (
+            edev,
+            subscription_xml(their_derp + "/dderc", ok_uri),
+        ),
         "plain http off loopback": (edev, subscription_xml(derp + "/derc", "http://192.0.2.7/n")),
         "a non-http scheme": (edev, subscription_xml(derp + "/derc", "ftp://127.0.0.1/n")),
         "a relative notification URI": (edev, subscription_xml(derp + "/derc", "/n")),
         "an encoding other than XML": (edev, subscription_xml(derp + "/derc", ok_uri, encoding=1)),
         "a 3000-character notification URI": (edev, subscription_xml(derp + "/derc", ok_uri + "x" * 3000)),
         "a timestamp-sized resource id": (edev, subscription_xml(derp + "9" * 12 + "/derc", ok_uri)),
-        "schema-invalid body": (edev, subscription_xml(derp + "/derc", ok_uri).replace("<level>", "<levels>")),
+        "schema-invalid body": (
+            edev,
+            subscription_xml(derp + "/derc", ok_uri).replace("<level>", "<levels>"),
+        ),
     }
     for what, (target, body) in cases.items():
         r = mine.post(target + "/sub", body)
@@ -147,6 +187,10 @@ def test_bad_subscriptions_are_refused_and_store_nothing(server):
     assert admin("GET", "/api/v1/sep2/subscriptions") == []
     # another client cannot read, change or delete my subscription
     href = mine.post(edev + "/sub", subscription_xml(derp + "/derc", ok_uri)).location
-    for r in (theirs.get(href), theirs.delete(href), theirs.put(href, subscription_xml(derp + "/derc", ok_uri))):
+    for r in (
+        theirs.get(href),
+        theirs.delete(href),
+        theirs.put(href, subscription_xml(derp + "/derc", ok_uri)),
+    ):
         assert r.status in (403, 404)
     assert mine.get(href).status == 200

@@ -32,7 +32,9 @@ class EndDevice(Base):
     name: Mapped[str] = mapped_column(String(200), default="")
     # 2030.5 DeviceCategoryType bit string as hex; empty when unknown
     device_category: Mapped[str] = mapped_column(String(16), default="")
-    aggregator_id: Mapped[int | None] = mapped_column(ForeignKey("aggregator.id", ondelete="SET NULL"), index=True)
+    aggregator_id: Mapped[int | None] = mapped_column(
+        ForeignKey("aggregator.id", ondelete="SET NULL"), index=True
+    )
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     # how it came to be known: "out-of-band" (staff) or "in-band" (POSTed by the device or its aggregator)
     registered_by: Mapped[str] = mapped_column(String(20), default="out-of-band")

@@ -61,7 +61,9 @@ class ForecastRun(Base):
     model: Mapped[str] = mapped_column(String(100))
     notes: Mapped[str] = mapped_column(Text, default="")
 
-    points: Mapped[list[ForecastPoint]] = relationship(cascade="all, delete-orphan", order_by="ForecastPoint.ts")
+    points: Mapped[list[ForecastPoint]] = relationship(
+        cascade="all, delete-orphan", order_by="ForecastPoint.ts"
+    )
 
 
 class ForecastPoint(Base):

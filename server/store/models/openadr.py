@@ -74,7 +74,9 @@ class OadrEventVen(Base):
     __tablename__ = "oadr_event_ven"
 
     event_id: Mapped[int] = mapped_column(ForeignKey("oadr_event.id", ondelete="CASCADE"), primary_key=True)
-    ven_pk: Mapped[int] = mapped_column(ForeignKey("ven.id", ondelete="CASCADE"), primary_key=True, index=True)
+    ven_pk: Mapped[int] = mapped_column(
+        ForeignKey("ven.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
 
 
 class OadrEventResponse(Base):

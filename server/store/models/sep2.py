@@ -48,7 +48,9 @@ class Sep2FsaProgram(Base):
     __tablename__ = "sep2_fsa_program"
 
     fsa_id: Mapped[int] = mapped_column(ForeignKey("sep2_fsa.id", ondelete="CASCADE"), primary_key=True)
-    program_id: Mapped[int] = mapped_column(ForeignKey("sep2_program.id", ondelete="CASCADE"), primary_key=True)
+    program_id: Mapped[int] = mapped_column(
+        ForeignKey("sep2_program.id", ondelete="CASCADE"), primary_key=True
+    )
 
 
 class Sep2Control(Base):
@@ -99,7 +101,9 @@ class Sep2Response(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     control_id: Mapped[int] = mapped_column(ForeignKey("sep2_control.id", ondelete="CASCADE"), index=True)
-    end_device_id: Mapped[int | None] = mapped_column(ForeignKey("end_device.id", ondelete="SET NULL"), index=True)
+    end_device_id: Mapped[int | None] = mapped_column(
+        ForeignKey("end_device.id", ondelete="SET NULL"), index=True
+    )
     lfdi: Mapped[str] = mapped_column(String(40))
     status: Mapped[int] = mapped_column(Integer)
     created_date_time: Mapped[dt.datetime] = mapped_column(UtcDateTime)
@@ -112,7 +116,9 @@ class Sep2DeviceResource(Base):
 
     __tablename__ = "sep2_device_resource"
 
-    end_device_id: Mapped[int] = mapped_column(ForeignKey("end_device.id", ondelete="CASCADE"), primary_key=True)
+    end_device_id: Mapped[int] = mapped_column(
+        ForeignKey("end_device.id", ondelete="CASCADE"), primary_key=True
+    )
     kind: Mapped[str] = mapped_column(String(16), primary_key=True)
     body: Mapped[str] = mapped_column(Text)
     changed_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)

@@ -77,8 +77,9 @@ class Sep2InfluenceSet(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     kind: Mapped[str] = mapped_column(String(8))
-    parent_id: Mapped[int | None] = mapped_column(ForeignKey("sep2_influence_set.id", ondelete="CASCADE"),
-                                                  nullable=True, index=True)
+    parent_id: Mapped[int | None] = mapped_column(
+        ForeignKey("sep2_influence_set.id", ondelete="CASCADE"), nullable=True, index=True
+    )
     name: Mapped[str] = mapped_column(String(200))
     description: Mapped[str] = mapped_column(String(32), default="")
     primacy: Mapped[int] = mapped_column(Integer, default=1)
@@ -92,9 +93,12 @@ class Sep2InfluenceAssignment(Base):
 
     __tablename__ = "sep2_influence_assignment"
 
-    set_id: Mapped[int] = mapped_column(ForeignKey("sep2_influence_set.id", ondelete="CASCADE"), primary_key=True)
-    end_device_id: Mapped[int] = mapped_column(ForeignKey("end_device.id", ondelete="CASCADE"), primary_key=True,
-                                               index=True)
+    set_id: Mapped[int] = mapped_column(
+        ForeignKey("sep2_influence_set.id", ondelete="CASCADE"), primary_key=True
+    )
+    end_device_id: Mapped[int] = mapped_column(
+        ForeignKey("end_device.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
 
 
 class Sep2InfluenceEvent(Base):
@@ -126,7 +130,9 @@ class Sep2InfluenceResponse(Base):
     __tablename__ = "sep2_influence_response"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    event_id: Mapped[int] = mapped_column(ForeignKey("sep2_influence_event.id", ondelete="CASCADE"), index=True)
+    event_id: Mapped[int] = mapped_column(
+        ForeignKey("sep2_influence_event.id", ondelete="CASCADE"), index=True
+    )
     end_device_id: Mapped[int] = mapped_column(ForeignKey("end_device.id", ondelete="CASCADE"), index=True)
     lfdi: Mapped[str] = mapped_column(String(40))
     status: Mapped[int] = mapped_column(Integer)
