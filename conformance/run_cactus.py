@@ -3,7 +3,7 @@
 
     python conformance/run_cactus.py S-ALL-01 S-ALL-02        # chosen procedures
     python conformance/run_cactus.py --all                     # every procedure cactus knows
-    python conformance/run_cactus.py --target                  # the procedures issue 3 requires
+    python conformance/run_cactus.py --target                  # the CSIP-AUS procedures this server targets
 
 What it does:
 1. creates (once) a Python 3.12 venv ``conformance/.venv-cactus`` with pinned cactus-client 1.1.0 and
@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("procedures", nargs="*", metavar="PROC")
     parser.add_argument("--all", action="store_true", help="every procedure cactus-test-definitions has")
-    parser.add_argument("--target", action="store_true", help="the procedures issue 3 requires")
+    parser.add_argument("--target", action="store_true", help="the CSIP-AUS procedures this server targets")
     parser.add_argument("--timeout", type=int, default=900, help="seconds per procedure (default 900)")
     parser.add_argument("--workdir", type=Path, help="keep everything here (default: a new temp dir)")
     parser.add_argument("--profile", choices=("csip", "csip-aus"), default="csip-aus")

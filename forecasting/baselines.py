@@ -1,6 +1,6 @@
 """Reference models the benchmark must beat, behind the same fit/update/predict protocol as ours.
 
-They are deliberately the textbook versions named in issue 6: persistence, Holt-Winters additive with a
+They are deliberately the textbook versions named as references for the forecasting targets: persistence, Holt-Winters additive with a
 weekly season, OLS per time slot on daily/weekly lags and day of week, OLS on the clear-sky index, and
 clear sky x 7-day mean clear-sky index.  Point forecasts only; :class:`Conformal` gives any of them
 quantiles from its own rolling-origin residuals on the end of the training data, so pinball loss and
@@ -145,7 +145,7 @@ class SlotOLS(_History):
     """Day-ahead OLS per time slot: y ~ y(d-1) + ... + y(d-7) + day-of-week dummies (local days).
 
     All seven daily lags: with only y(d-1) and y(d-7) the baseline scored 16.5 % on the SimBench feeder, with
-    all seven 15.5 %, close to the 15.4 % quoted in issue 6, so the stronger variant is the reference.
+    all seven 15.5 %, close to the 15.4 % quoted as the published reference, so the stronger variant is the reference.
     """
 
     LAGS = (1, 2, 3, 4, 5, 6, 7)

@@ -1,9 +1,9 @@
 """Benchmark: ``python -m forecasting.bench [--only gb,simbench,pv1h,pvda]``.
 
 For each real data set (see :mod:`forecasting.data`) it runs the rolling-origin backtest of
-:mod:`forecasting.backtest` for our model, for persistence and for the named best baseline of issue 6 — all
+:mod:`forecasting.backtest` for our model, for persistence and for the named best baseline — all
 recomputed here, by the same harness, on the same test points — and prints nRMSE, MAE, skill vs persistence,
-pinball loss and 80 %-interval coverage next to the issue's target.  Needs the ``bench`` extra.
+pinball loss and 80 %-interval coverage next to the target.  Needs the ``bench`` extra.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Staff view of what 2030.5 devices send up and what the server pushes down (issue 4):
+"""Staff view of what 2030.5 devices send up and what the server pushes down:
 
     GET /api/v1/sep2/subscriptions[?lfdi=HEX]                 subscriptions + notification delivery state
     GET /api/v1/sep2/devices/{lfdi}/telemetry/latest           newest reading of every series of the device

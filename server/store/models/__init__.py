@@ -29,7 +29,7 @@ from server.store.models.sep2 import (
     Sep2Response,
     Sep2Setting,
 )
-from server.store.models.sep2tel import (
+from server.store.models.sep2_influence import (
     Sep2InfluenceAssignment,
     Sep2InfluenceEvent,
     Sep2InfluenceResponse,

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sep2tel_support import (
+from support import dso_json, free_port
+from support.sep2_live import (
     Admin,
     Receiver,
     Sep2Client,
@@ -17,7 +18,6 @@ from sep2tel_support import (
     valid_notification,
     wait_until,
 )
-from support import dso_json, free_port
 
 from server.sep2 import xml
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 import datetime as dt
 import time
 
-from sep2tel_support import (
+from support import free_port
+from support.sep2_live import (
     Admin,
     Receiver,
     check_notification,
@@ -22,7 +23,6 @@ from sep2tel_support import (
     valid_notification,
     wait_until,
 )
-from support import free_port
 
 from server.sep2 import xml
 

@@ -1,4 +1,4 @@
-"""The public API of issue 6, kept exactly: other code and outside evaluations call it."""
+"""The forecasting public API, kept exactly: other code and outside evaluations call it."""
 
 from __future__ import annotations
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import time
 
 import pytest
-from sep2tel_support import Admin, Sep2Client, enrolled_device, module_server
 from support import LiveServer, dso_json
+from support.sep2_live import Admin, Sep2Client, enrolled_device, module_server
 
 from server.sep2 import xml
 

@@ -1,36 +1,20 @@
-"""Support for the issue-4 2030.5 tests: the schema-checking 2030.5 client of ``tests/sep2`` (loaded by path: every
-test folder has a ``conftest`` module, so importing it by name would pick the wrong one), a webhook receiver that
-can fail and vanish, a live server per test module, and helpers to set up a device with a program."""
+"""Live-server helpers of the 2030.5 tests: a webhook receiver that can fail and vanish, a live server per test
+module, waits, Subscription bodies, and a device enrolled with a program."""
 
 from __future__ import annotations
 
 import http.server
-import importlib.util
-import sys
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from lxml import etree
-from support import LiveServer
 
 from server.sep2 import xml
-
-_spec = importlib.util.spec_from_file_location(
-    "sep2_conftest", Path(__file__).parent.parent / "sep2" / "conftest.py"
-)
-assert _spec and _spec.loader
-sep2_conftest = importlib.util.module_from_spec(_spec)
-sys.modules["sep2_conftest"] = sep2_conftest  # dataclasses look their module up there
-_spec.loader.exec_module(sep2_conftest)
-
-Sep2Client = sep2_conftest.Sep2Client
-Admin = sep2_conftest.Admin
-edev_xml = sep2_conftest.edev_xml
-SEP = sep2_conftest.SEP
+from support import LiveServer
+from support.sep2 import SEP, Admin, Sep2Client, edev_xml  # noqa: F401 - re-exported for the tests
 
 FAST_DELIVERY = {
     "DSO_DELIVERY_ALLOW_HTTP_LOOPBACK": "true",

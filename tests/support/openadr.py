@@ -14,10 +14,10 @@ from typing import Any
 from lxml import etree
 from openleadr import OpenADRClient
 from openleadr.messaging import create_message
-from support import LiveServer, dso_json
 
 from server import pki
 from server.openadr import codec
+from support import LiveServer, dso_json
 
 PREFIX = "/OpenADR2/Simple/2.0b"
 FAST_ENV = {

@@ -13,7 +13,7 @@ from aiohttp import web
 from lxml import etree
 from openleadr.messaging import create_message
 from support import LiveServer, free_port
-from test_oadr_support import FAST_ENV, SchemaWatch, admin, enroll, post, response_code, wait_for
+from support.openadr import FAST_ENV, SchemaWatch, admin, enroll, post, response_code, wait_for
 
 from server import pki
 from server.openadr import codec

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 
-from conftest import Sep2Client, edev_xml
 from support import LiveServer
+from support.sep2 import Sep2Client, edev_xml
 
 from server.sep2 import xml
 

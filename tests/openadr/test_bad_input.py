@@ -9,7 +9,7 @@ import time
 
 import pytest
 from lxml import etree
-from test_oadr_support import RawVen, SchemaWatch, message_type, response_code, start_server
+from support.openadr import RawVen, SchemaWatch, message_type, response_code, start_server
 
 from server.openadr import codec
 

@@ -1,4 +1,4 @@
-"""Staff commands for the 2030.5 data devices send up and the influence dispatches sent down (issue 4):
+"""Staff commands for the 2030.5 data devices send up and the influence dispatches sent down:
 
 dso readings latest LFDI                   newest reading of every series of a device (SI units)
 dso readings range LFDI [--since T] [--until T] [--measurement M] [--resource MRID] [--limit N]

@@ -9,8 +9,8 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from sep2tel_support import Admin, Sep2Client, enrolled_device
 from support import LiveServer, dso, dso_json
+from support.sep2_live import Admin, Sep2Client, enrolled_device
 
 from server.sep2 import xml
 

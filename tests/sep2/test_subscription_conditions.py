@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import time
 
-from sep2tel_support import (
+from support import free_port
+from support.sep2_live import (
     Admin,
     Receiver,
     check_notification,
@@ -18,7 +19,6 @@ from sep2tel_support import (
     subscription_xml,
     wait_until,
 )
-from support import free_port
 
 from server.sep2 import xml
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import Sep2Client, edev_xml
 from support import LiveServer, dso
+from support.sep2 import Sep2Client, edev_xml
 
 from server.sep2 import xml
 

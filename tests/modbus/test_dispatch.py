@@ -6,8 +6,8 @@ from __future__ import annotations
 import time
 
 import pytest
-from sunspec_sim import SunSpecSimulator
 from support import dso, dso_json
+from support.sunspec_sim import SunSpecSimulator
 
 from server.modbus import sunspec
 

@@ -8,7 +8,7 @@ import shutil
 import time
 
 from support import LiveServer, free_port
-from test_oadr_support import FAST_ENV, RawVen, SchemaWatch
+from support.openadr import FAST_ENV, RawVen, SchemaWatch
 
 
 def test_two_processes_share_the_queue(tmp_path, pg_database):

@@ -16,7 +16,7 @@ import json
 import pytest
 from openleadr import objects
 from support import dso
-from test_oadr_support import SchemaWatch, admin, client, enroll, start_server, wait_for
+from support.openadr import SchemaWatch, admin, client, enroll, start_server, wait_for
 
 pytestmark = pytest.mark.asyncio
 

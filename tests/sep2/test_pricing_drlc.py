@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import time
 
-from sep2tel_support import (
+from support import dso_json, free_port
+from support.sep2_live import (
     Admin,
     Receiver,
     Sep2Client,
@@ -16,7 +17,6 @@ from sep2tel_support import (
     subscription_xml,
     wait_until,
 )
-from support import dso_json, free_port
 
 from server.sep2 import xml
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import time
 
-from sep2tel_support import (
+from support import LiveServer, free_port
+from support.sep2_live import (
     FAST_DELIVERY,
     Admin,
     Receiver,
@@ -17,7 +18,6 @@ from sep2tel_support import (
     subscription_xml,
     wait_until,
 )
-from support import LiveServer, free_port
 
 from server.sep2 import xml
 
