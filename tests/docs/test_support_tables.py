@@ -37,3 +37,17 @@ def test_2030_5_table_lists_exactly_the_served_routes_and_methods():
     assert sorted(set(documented) - set(served)) == [], "in docs/2030_5.md but not served"
     wrong = {path: (documented[path], served[path]) for path in served if documented[path] != served[path]}
     assert wrong == {}, "methods differ (documented, served)"
+
+
+def test_openadr_table_lists_exactly_the_served_services_and_messages():
+    import server.openadr  # noqa: F401 - importing the adapter registers every service's handlers
+    from server.openadr import transport
+
+    documented: set[tuple[str, str]] = set()
+    for line in (REPO / "docs" / "openadr.md").read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) > 3 and cells[1].startswith("`/"):
+            documented |= {(cells[1].strip("`/"), m.strip()) for m in cells[2].split(",")}
+    served = {(service, kind) for service, kinds in transport.HANDLERS.items() for kind in kinds}
+    assert sorted(served - documented) == [], "served but not in docs/openadr.md"
+    assert sorted(documented - served) == [], "in docs/openadr.md but not served"
