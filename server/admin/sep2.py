@@ -368,7 +368,7 @@ async def ensure_end_device(request: web.Request) -> web.Response:
                 aggregator_lfdi=aggregator,
                 name=field(body, "name", str, required=False, default=""),
             )
-            device = await session.get(EndDevice, info.id)
+            device = await session.get_one(EndDevice, info.id)
             status = 201
             await notify.changed(session, runtime(request), devices=[device.id])
         else:

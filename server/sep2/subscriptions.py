@@ -58,7 +58,7 @@ from typing import Any
 
 from aiohttp import web
 from lxml import etree
-from sqlalchemy import func, or_, select
+from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.core import der_controls as rules
@@ -275,30 +275,32 @@ async def render_target(
                 "FunctionSetAssignmentsList", target.href, items, len(fsas), rate, subscribable=True
             )
         if target.kind == "tti-list":
-            _, _, rate = await pricing.rate_in_scope(
+            _, _, rate_set = await pricing.rate_in_scope(
                 session, scope, device.id, target.target_id or 0, target.program_id or 0
             )
-            return await pricing.render_tti_list(req, session, device, rate, now, 0, n)
+            return await pricing.render_tti_list(req, session, device, rate_set, now, 0, n)
         if target.kind == "edc-list":
             _, drp = await drlc.drp_in_scope(session, scope, device.id, target.program_id or 0)
             return await drlc.render_edc_list(req, session, device, drp, now, 0, n)
         if target.kind == "derp-list":
             if target.target_id not in {f.id for f in await programs.device_fsas(session, device.id)}:
                 return None
-            found = await programs.fsa_programs(session, target.target_id or 0)
+            fsa_programs = await programs.fsa_programs(session, target.target_id or 0)
             rate = await poll_rate(req, session, "DERProgramList")
-            items = [await derp.render_program(req, session, device, p, now) for p in found[:n]]
-            return list_element("DERProgramList", target.href, items, len(found), rate, subscribable=True)
+            items = [await derp.render_program(req, session, device, p, now) for p in fsa_programs[:n]]
+            return list_element(
+                "DERProgramList", target.href, items, len(fsa_programs), rate, subscribable=True
+            )
         _, program = await derp.program_in_scope(session, scope, device.id, target.program_id or 0)
         if target.kind == "derp":
             return await derp.render_program(req, session, device, program, now)
         if target.kind == "dderc":
             return derp.render_default(req, device, program)
         if target.kind in ("derc-list", "actderc"):
-            found = await derp.program_controls(
+            listed = await derp.program_controls(
                 session, device, program, now, active_only=target.kind == "actderc"
             )
-            return derp.control_list(req, device, program, found[:n], len(found), target.kind == "actderc")
+            return derp.control_list(req, device, program, listed[:n], len(listed), target.kind == "actderc")
         if target.kind == "derc":
             intervals, controls = await programs.device_intervals(session, device.id)
             control = controls.get(target.target_id or 0)
@@ -468,7 +470,7 @@ async def render_control_subs(
                 or (device.aggregator_id is not None and agg_of.get(sub.owner_lfdi) == device.aggregator_id)
             )
         )
-        if not visible or sub.program_id not in progs:
+        if device is None or not visible or sub.program_id not in progs:
             out[sub.id] = None
             continue
         key = frozenset(progs)
@@ -500,7 +502,7 @@ async def render_control_subs(
 
 async def affected(session: AsyncSession, change: notify.Change) -> list[Sep2Subscription]:
     """Subscriptions whose rendered resource may differ after ``change`` (one indexed query per facet)."""
-    conds = []
+    conds: list[ColumnElement[bool]] = []
     if change.programs:
         conds.append(
             (Sep2Subscription.kind.in_(PROGRAM_KINDS)) & Sep2Subscription.program_id.in_(change.programs)
