@@ -1,5 +1,5 @@
 """What every 2030.5 handler shares: the request scope from the TLS identity, reading/validating bodies,
-answering with ``application/sep+xml`` and 2030.5 ``Error`` bodies, list paging, mRIDs.
+answering with ``application/sep+xml`` and 2030.5 ``Error`` bodies, list paging (in SQL), mRIDs.
 
 Request scope (zero trust; every query goes through it):
 
@@ -17,11 +17,11 @@ import functools
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 from lxml import etree
-from sqlalchemy import or_, select
+from sqlalchemy import Select, SQLColumnExpression, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.core.errors import DomainError, Forbidden, Invalid, NotFound
@@ -30,6 +30,7 @@ from server.core.sep2_device import get_setting
 from server.runtime import IDENTITY, RUNTIME, Runtime
 from server.sep2 import xml
 from server.store.models import Aggregator, EndDevice
+from server.store.paging import fetch_page
 
 log = logging.getLogger("dso.sep2")
 
@@ -136,6 +137,9 @@ def path_int(request: web.Request, name: str) -> int:
 
 
 # ---------------------------------------------------------------------------------------------------- paging
+T = TypeVar("T")
+
+
 @dataclass(frozen=True)
 class Page:
     start: int
@@ -143,7 +147,21 @@ class Page:
     after: dt.datetime | None
 
     def slice(self, items: list[Any]) -> list[Any]:
+        """This page of a list that is short by nature (one ReadingSet, one DER); every other list pages
+        in SQL with ``fetch``."""
         return items[self.start : self.start + self.limit]
+
+    async def fetch(
+        self,
+        session: AsyncSession,
+        query: Select[T],
+        changed: SQLColumnExpression[dt.datetime] | None = None,
+    ) -> tuple[list[T], int]:
+        """This page of ``query`` and the list's ``all``, both in SQL; ``a`` keeps the items whose ``changed``
+        time is at or after it."""
+        if self.after is not None and changed is not None:
+            query = query.where(changed >= self.after)
+        return await fetch_page(session, query, self.start, self.limit)
 
 
 MAX_LIMIT = 255  # the most items one page returns (a bigger l is honoured up to this)
@@ -244,14 +262,27 @@ def owners(scope: Scope) -> list[str]:
     return [scope.lfdi]
 
 
-async def visible_devices(session: AsyncSession, scope: Scope) -> list[EndDevice]:
-    return list(
-        await session.scalars(
-            select(EndDevice)
-            .where(scope.visible_filter(), EndDevice.enabled.is_(True))
-            .order_by(EndDevice.sfdi, EndDevice.id)
-        )
+def visible_devices_query(scope: Scope) -> Select[EndDevice]:
+    """The enabled EndDevices the caller may reach, in EndDeviceList order (sfdi, then id)."""
+    return (
+        select(EndDevice)
+        .where(scope.visible_filter(), EndDevice.enabled.is_(True))
+        .order_by(EndDevice.sfdi, EndDevice.id)
     )
+
+
+def visible_device_ids(scope: Scope) -> Select[int]:
+    """The ids of ``visible_devices_query`` as a subquery for ``IN``."""
+    return select(EndDevice.id).where(scope.visible_filter(), EndDevice.enabled.is_(True))
+
+
+async def visible_devices(session: AsyncSession, scope: Scope) -> list[EndDevice]:
+    return list(await session.scalars(visible_devices_query(scope)))
+
+
+async def visible_device(session: AsyncSession, scope: Scope, lfdi: str) -> EndDevice | None:
+    """The enabled EndDevice with this LFDI if the caller may reach it."""
+    return await session.scalar(visible_devices_query(scope).where(EndDevice.lfdi == lfdi))
 
 
 async def device_in_scope(session: AsyncSession, scope: Scope, device_id: int) -> EndDevice:

@@ -12,6 +12,8 @@ The EndDevice links the function sets reached through it: DER (``server.sep2.der
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 from lxml import etree
 from sqlalchemy import select
@@ -24,6 +26,8 @@ from server.core.devices import ensure_aggregator
 from server.core.errors import Conflict, Forbidden, Invalid, NotFound
 from server.sep2 import xml
 from server.sep2.common import (
+    Page,
+    Scope,
     created,
     device_in_scope,
     epoch,
@@ -37,7 +41,7 @@ from server.sep2.common import (
     scope_of,
     sep2_handler,
     sessions,
-    visible_devices,
+    visible_devices_query,
 )
 from server.sep2.render import for_storage, lfdi_of, poll_rate, post_rate, with_href
 from server.store.models import EndDevice
@@ -67,19 +71,21 @@ async def render_edev(session: AsyncSession, device: EndDevice, post_rate_s: int
     )
 
 
+async def render_edev_list(request: Any, session: AsyncSession, scope: Scope, pg: Page) -> etree._Element:
+    """``/edev`` as the caller sees it, one page of it (the GET and its Subscription notifications)."""
+    found, total = await pg.fetch(session, visible_devices_query(scope), EndDevice.changed_at)
+    rate = await poll_rate(request, session, "EndDeviceList")
+    prate = await post_rate(request, session, "EndDevice")
+    items = [await render_edev(session, d, prate) for d in found]
+    return list_element("EndDeviceList", "/edev", items, total, rate, subscribable=True)
+
+
 @routes.get("/edev")
 @sep2_handler
 async def get_edev_list(request: web.Request) -> web.Response:
     pg = page(request)
     async with sessions(request)() as session:
-        scope = await scope_of(request, session)
-        found = await visible_devices(session, scope)
-        if pg.after:
-            found = [d for d in found if d.changed_at >= pg.after]
-        rate = await poll_rate(request, session, "EndDeviceList")
-        prate = await post_rate(request, session, "EndDevice")
-        items = [await render_edev(session, d, prate) for d in pg.slice(found)]
-    return reply(list_element("EndDeviceList", "/edev", items, len(found), rate, subscribable=True))
+        return reply(await render_edev_list(request, session, await scope_of(request, session), pg))
 
 
 @routes.post("/edev")

@@ -221,10 +221,10 @@ def render_meter_reading(mup: Sep2Mup, k: int, mmr: etree._Element) -> etree._El
 
 async def _mup(request: web.Request, session: AsyncSession) -> Sep2Mup:
     scope = await scope_of(request, session)
-    for mup in await devres.mups_of(session, owners(scope)):
-        if mup.id == path_int(request, "m"):
-            return mup
-    raise NotFound("no such UsagePoint")
+    mup = await devres.owned_mup(session, owners(scope), path_int(request, "m"))
+    if mup is None:
+        raise NotFound("no such UsagePoint")
+    return mup
 
 
 async def _mmr(request: web.Request, session: AsyncSession) -> tuple[Sep2Mup, int, etree._Element]:
@@ -242,10 +242,10 @@ async def get_usage_point_list(request: web.Request) -> web.Response:
     pg = page(request)
     async with runtime(request).store.sessions() as session:
         scope = await scope_of(request, session)
-        found = await devres.mups_of(session, owners(scope))
+        found, total = await pg.fetch(session, devres.mups_query(owners(scope)))
         rate = await poll_rate(request, session, "UsagePointList")
-    items = [render_usage_point(m) for m in pg.slice(found)]
-    return reply(list_element("UsagePointList", "/upt", items, len(found), rate))
+    items = [render_usage_point(m) for m in found]
+    return reply(list_element("UsagePointList", "/upt", items, total, rate))
 
 
 @routes.get("/upt/{m}")

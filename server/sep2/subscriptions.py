@@ -70,6 +70,7 @@ from server.runtime import RUNTIME
 from server.sep2 import derp, drlc, edev, fsa, metering, pricing, xml
 from server.sep2.common import (
     REASON_LIMIT,
+    Page,
     Scope,
     Sep2Error,
     device_in_scope,
@@ -83,7 +84,6 @@ from server.sep2.common import (
     runtime,
     scope_of,
     sep2_handler,
-    visible_devices,
 )
 from server.sep2.render import poll_rate, post_rate
 from server.store.models import (
@@ -212,12 +212,12 @@ async def check_visible(session: AsyncSession, scope: Scope, target: Target) -> 
 
 async def meter_reading_in_scope(session: AsyncSession, scope: Scope, target: Target):
     """(MirrorUsagePoint, k, MirrorMeterReading) behind ``/upt/{m}/mr/{k}``, if the caller may read it."""
-    for mup in await devres.mups_of(session, owners(scope)):
-        if mup.id == target.program_id:
-            mmrs = metering.meter_readings(mup)
-            k = target.target_id or 0
-            if 1 <= k <= len(mmrs):
-                return mup, k, mmrs[k - 1]
+    mup = await devres.owned_mup(session, owners(scope), target.program_id or 0)
+    if mup is not None:
+        mmrs = metering.meter_readings(mup)
+        k = target.target_id or 0
+        if 1 <= k <= len(mmrs):
+            return mup, k, mmrs[k - 1]
     raise NotFound("no such MeterReading")
 
 
@@ -255,11 +255,7 @@ async def render_target(
     req = shim(settings)
     try:
         if target.kind == "edev-list":
-            found = await visible_devices(session, scope)
-            prate = await post_rate(req, session, "EndDevice")
-            rate = await poll_rate(req, session, "EndDeviceList")
-            items = [await edev.render_edev(session, d, prate) for d in found[:n]]
-            return list_element("EndDeviceList", "/edev", items, len(found), rate, subscribable=True)
+            return await edev.render_edev_list(req, session, scope, Page(0, n, None))
         if target.kind == "reading-list":
             mup, k, mmr = await meter_reading_in_scope(session, scope, target)
             return await metering.render_reading_list(session, mup, k, mmr, 0, n)
@@ -268,12 +264,7 @@ async def render_target(
         if target.kind == "edev":
             return await edev.render_edev(session, device, await post_rate(req, session, "EndDevice"))
         if target.kind == "fsa-list":
-            fsas = await programs.device_fsas(session, device.id)
-            rate = await poll_rate(req, session, "FunctionSetAssignmentsList")
-            items = [await fsa.render_fsa(req, session, device, f) for f in fsas[:n]]
-            return list_element(
-                "FunctionSetAssignmentsList", target.href, items, len(fsas), rate, subscribable=True
-            )
+            return await fsa.render_fsa_list(req, session, device, Page(0, n, None))
         if target.kind == "tti-list":
             _, _, rate_set = await pricing.rate_in_scope(
                 session, scope, device.id, target.target_id or 0, target.program_id or 0
@@ -759,18 +750,15 @@ async def get_subscription_list(request: web.Request) -> web.Response:
     async with runtime(request).store.sessions() as session:
         scope = await scope_of(request, session)
         device = await device_in_scope(session, scope, path_int(request, "e"))
-        found = list(
-            await session.scalars(
-                select(Sep2Subscription)
-                .where(Sep2Subscription.end_device_id == device.id, Sep2Subscription.owner_lfdi == scope.lfdi)
-                .order_by(Sep2Subscription.id)
-            )
+        query = (
+            select(Sep2Subscription)
+            .where(Sep2Subscription.end_device_id == device.id, Sep2Subscription.owner_lfdi == scope.lfdi)
+            .order_by(Sep2Subscription.id)
         )
+        found, total = await pg.fetch(session, query, Sep2Subscription.changed_at)
         rate = await poll_rate(request, session, "SubscriptionList")
-    if pg.after:
-        found = [s for s in found if s.changed_at >= pg.after]
-    items = [render_subscription(s) for s in pg.slice(found)]
-    return reply(list_element("SubscriptionList", f"/edev/{device.id}/sub", items, len(found), rate))
+    items = [render_subscription(s) for s in found]
+    return reply(list_element("SubscriptionList", f"/edev/{device.id}/sub", items, total, rate))
 
 
 @routes.post("/edev/{e}/sub")
