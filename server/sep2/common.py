@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 from lxml import etree
-from sqlalchemy import Select, SQLColumnExpression, or_, select
+from sqlalchemy import Select, SQLColumnExpression, and_, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.core.errors import DomainError, Forbidden, Invalid, NotFound
@@ -30,7 +30,7 @@ from server.core.sep2_device import get_setting
 from server.runtime import IDENTITY, RUNTIME, Runtime
 from server.sep2 import xml
 from server.store.models import Aggregator, EndDevice
-from server.store.paging import fetch_page
+from server.store.paging import count_rows, fetch_page
 
 log = logging.getLogger("dso.sep2")
 
@@ -274,6 +274,59 @@ def visible_devices_query(scope: Scope) -> Select[EndDevice]:
 def visible_device_ids(scope: Scope) -> Select[int]:
     """The ids of ``visible_devices_query`` as a subquery for ``IN``."""
     return select(EndDevice.id).where(scope.visible_filter(), EndDevice.enabled.is_(True))
+
+
+async def _aggregator_list(
+    session: AsyncSession, scope: Scope, after: dt.datetime | None
+) -> tuple[Select[EndDevice], EndDevice | None]:
+    """An aggregator's EndDeviceList in two parts that each use an index (one OR over both would sort every
+    visible row on each page): its devices in list order, and its own EndDevice if that is not one of them."""
+    assert scope.aggregator is not None
+    changed = [EndDevice.changed_at >= after] if after is not None else []
+    devices = (
+        select(EndDevice)
+        .where(EndDevice.aggregator_id == scope.aggregator.id, EndDevice.enabled == true(), *changed)
+        .order_by(EndDevice.sfdi, EndDevice.id)
+    )
+    own = await session.scalar(
+        select(EndDevice).where(
+            EndDevice.lfdi == scope.lfdi,
+            EndDevice.enabled == true(),
+            or_(EndDevice.aggregator_id.is_(None), EndDevice.aggregator_id != scope.aggregator.id),
+            *changed,
+        )
+    )
+    return devices, own
+
+
+async def visible_devices_page(session: AsyncSession, scope: Scope, pg: Page) -> tuple[list[EndDevice], int]:
+    """One page of the caller's EndDeviceList (``visible_devices_query`` order, ``a`` on changedTime) and its
+    ``all``, in SQL."""
+    if scope.aggregator is None:
+        return await pg.fetch(session, visible_devices_query(scope), EndDevice.changed_at)
+    devices, own = await _aggregator_list(session, scope, pg.after)
+    if own is None:
+        return await fetch_page(session, devices, pg.start, pg.limit)
+    total = await count_rows(session, devices) + 1
+    if pg.limit <= 0 or pg.start >= total:
+        return [], total
+    # the own EndDevice's place in the merged order: the aggregator's devices that sort before it
+    before = or_(EndDevice.sfdi < own.sfdi, and_(EndDevice.sfdi == own.sfdi, EndDevice.id < own.id))
+    place = await count_rows(session, devices.where(before))
+    on_page = pg.start <= place < pg.start + pg.limit
+    first = pg.start if pg.start <= place else pg.start - 1
+    wanted = pg.limit - 1 if on_page else pg.limit
+    rows = list(await session.scalars(devices.offset(first).limit(wanted))) if wanted else []
+    if on_page:
+        rows.insert(place - pg.start, own)
+    return rows, total
+
+
+async def count_visible_devices(session: AsyncSession, scope: Scope) -> int:
+    if scope.aggregator is None:
+        return await count_rows(session, visible_devices_query(scope))
+    devices, own = await _aggregator_list(session, scope, None)
+    return await count_rows(session, devices) + (own is not None)
 
 
 async def visible_devices(session: AsyncSession, scope: Scope) -> list[EndDevice]:

@@ -41,7 +41,7 @@ from server.sep2.common import (
     scope_of,
     sep2_handler,
     sessions,
-    visible_devices_query,
+    visible_devices_page,
 )
 from server.sep2.render import for_storage, lfdi_of, poll_rate, post_rate, with_href
 from server.store.models import EndDevice
@@ -73,7 +73,7 @@ async def render_edev(session: AsyncSession, device: EndDevice, post_rate_s: int
 
 async def render_edev_list(request: Any, session: AsyncSession, scope: Scope, pg: Page) -> etree._Element:
     """``/edev`` as the caller sees it, one page of it (the GET and its Subscription notifications)."""
-    found, total = await pg.fetch(session, visible_devices_query(scope), EndDevice.changed_at)
+    found, total = await visible_devices_page(session, scope, pg)
     rate = await poll_rate(request, session, "EndDeviceList")
     prate = await post_rate(request, session, "EndDevice")
     items = [await render_edev(session, d, prate) for d in found]

@@ -27,7 +27,7 @@ from dataclasses import fields
 
 from aiohttp import web
 from lxml import etree
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.core import sep2_device as devres
@@ -286,13 +286,19 @@ async def get_meter_reading_type(request: web.Request) -> web.Response:
     return reply(rt)
 
 
-async def _series(session: AsyncSession, mup: Sep2Mup, mmr: etree._Element):
+async def _series(session: AsyncSession, mup: Sep2Mup, mmr: etree._Element) -> list[ColumnElement[bool]]:
     t = TelemetryReading
-    return (
+    conds = [
         t.source_kind == "device",
         t.source_id == mup.device_lfdi,
         t.resource == (xml.text(mmr, "mRID") or "").upper(),
-    )
+    ]
+    declared = reading_type(xml.find(mmr, "ReadingType"))
+    if declared is not None:
+        # a MeterReading holds one quantity (its uom); naming it lets the series index (source, resource,
+        # measurement, ts) hand the rows over newest first, so a page costs the same at any list length
+        conds.append(t.measurement == declared.measurement)
+    return conds
 
 
 async def _reading_set(session: AsyncSession, mup: Sep2Mup, k: int, mmr: etree._Element) -> etree._Element:

@@ -126,3 +126,54 @@ def test_admin_lists_page_with_offset_and_limit(sep2_server, admin, new_client):
     for path in ("/api/v1/vens", "/api/v1/deliveries", "/api/v1/sep2/responses"):
         status, headers, rows = admin_get(sep2_server, path + "?offset=0&limit=5")
         assert status == 200 and isinstance(rows, list) and int(headers["X-Total-Count"]) >= len(rows), path
+
+
+async def test_aggregator_pages_equal_slices_of_the_whole_list(store):
+    """The aggregator's EndDeviceList is paged in two indexed parts (its devices, and its own EndDevice merged
+    in at its place); every page must equal the same slice of the whole list as one query orders it."""
+    import datetime as dt
+
+    from server import pki
+    from server.sep2.common import Page, Scope, count_visible_devices, visible_devices, visible_devices_page
+    from server.store.models import Aggregator, EndDevice
+
+    agg_lfdi = "AB" * 20
+    t0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    async with store.sessions.begin() as session:
+        agg = Aggregator(lfdi=agg_lfdi)
+        other = Aggregator(lfdi="CD" * 20)
+        session.add_all([agg, other])
+        await session.flush()
+        sfdis = [50, 10, 30, 30, 70, 20, 90, 30]  # ties on 30: ordered by id
+        for i, sfdi in enumerate(sfdis):
+            session.add(
+                EndDevice(
+                    lfdi=f"{i:040X}",
+                    sfdi=sfdi,
+                    aggregator_id=agg.id,
+                    enabled=i != 4,  # one disabled device is never listed
+                    changed_at=t0 + dt.timedelta(hours=i),
+                )
+            )
+        session.add(EndDevice(lfdi="EE" * 20, sfdi=40, aggregator_id=other.id))  # someone else's
+        own = EndDevice(lfdi=agg_lfdi, sfdi=pki.sfdi_from_lfdi(agg_lfdi) % 100, changed_at=t0)
+        session.add(own)
+        await session.flush()
+        for own_sfdi in (5, 30, 60, 95):  # the own EndDevice first, among the ties, in the middle, last
+            own.sfdi = own_sfdi
+            await session.flush()
+            scope = Scope(agg_lfdi, own_sfdi, agg, own)
+            whole = await visible_devices(session, scope)
+            assert len(whole) == 8 and await count_visible_devices(session, scope) == 8
+            for after in (None, t0 + dt.timedelta(hours=3)):
+                listed = [d for d in whole if after is None or d.changed_at >= after]
+                for start in range(len(whole) + 2):
+                    for limit in (0, 1, 2, 3, 7):
+                        rows, total = await visible_devices_page(session, scope, Page(start, limit, after))
+                        assert total == len(listed)
+                        assert [d.lfdi for d in rows] == [d.lfdi for d in listed[start : start + limit]], (
+                            own_sfdi,
+                            after,
+                            start,
+                            limit,
+                        )
