@@ -20,7 +20,6 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server import pki
-from server.core import programs
 from server.core import sep2_device as devres
 from server.core.devices import ensure_aggregator
 from server.core.errors import Conflict, Forbidden, Invalid, NotFound
@@ -44,7 +43,8 @@ from server.sep2.common import (
     visible_devices_page,
 )
 from server.sep2.render import for_storage, lfdi_of, poll_rate, post_rate, with_href
-from server.store.models import EndDevice
+from server.store.models import EndDevice, Sep2Fsa
+from server.store.paging import count_rows
 
 routes = web.RouteTableDef()
 
@@ -52,7 +52,7 @@ routes = web.RouteTableDef()
 # -------------------------------------------------------------------------------------------------- EndDevice
 async def render_edev(session: AsyncSession, device: EndDevice, post_rate_s: int) -> etree._Element:
     href = f"/edev/{device.id}"
-    n_fsa = len(await programs.device_fsas(session, device.id))
+    n_fsa = await count_rows(session, select(Sep2Fsa.id).where(Sep2Fsa.end_device_id == device.id))
     return xml.E(
         "EndDevice",
         {"href": href},

@@ -31,7 +31,8 @@ from server.sep2.common import (
     sessions,
 )
 from server.sep2.render import pen, poll_rate
-from server.store.models import EndDevice, Sep2Fsa
+from server.store.models import EndDevice, Sep2Fsa, Sep2FsaProgram
+from server.store.paging import count_rows
 
 routes = web.RouteTableDef()
 
@@ -59,7 +60,7 @@ async def render_fsa_list(request: Any, session: AsyncSession, device: EndDevice
 
 async def render_fsa(request: web.Request, session: AsyncSession, device: EndDevice, fsa) -> etree._Element:
     href = f"/edev/{device.id}/fsa/{fsa.id}"
-    n = len(await programs.fsa_programs(session, fsa.id))
+    n = await count_rows(session, select(Sep2FsaProgram.program_id).where(Sep2FsaProgram.fsa_id == fsa.id))
     return xml.E(
         "FunctionSetAssignments",
         {"href": href},
