@@ -180,11 +180,11 @@ def build(server: LiveServer, url: str, n: int) -> tuple[Client, dict[str, str]]
     mup = headers["Location"]
     status, _, body = client.call("POST", mup, reading_xml(int(time.time()) // 300 * 300))
     assert status == 201, body
-    asyncio.run(bulk_rows(url, agg_cert["lfdi"], dev_cert["lfdi"], program["id"], n))
-
+    # the program's href, looked up while it has one control (a DERProgramList evaluates all of them)
     fsa = client.get(f"{edev}/fsa?l=10").find(xml.q("FunctionSetAssignments"))
     derp_list = client.get(fsa.find(xml.q("DERProgramListLink")).get("href") + "?l=10")
     derp = derp_list.find(xml.q("DERProgram")).get("href")
+    asyncio.run(bulk_rows(url, agg_cert["lfdi"], dev_cert["lfdi"], program["id"], n))
     upt = mup.replace("/mup/", "/upt/")
     return client, {
         "EndDeviceList": "/edev",
