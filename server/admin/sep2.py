@@ -43,11 +43,12 @@ from aiohttp import web
 from sqlalchemy import select
 
 from server import pki
-from server.admin.common import field, json_body, reply, runtime
+from server.admin.common import field, json_body, list_reply, reply, runtime, window
 from server.core import devices, notify, programs, responses
 from server.core import sep2_device as devres
 from server.core.errors import Invalid, NotFound
 from server.store.models import Aggregator, EndDevice, Sep2Mup, Sep2Program
+from server.store.paging import fetch_page
 from server.store.types import utcnow
 
 routes = web.RouteTableDef()
@@ -318,8 +319,11 @@ async def all_responses(request: web.Request) -> web.Response:
         ids = None
         if "lfdi" in request.query:
             ids = [(await programs.device_by_lfdi(session, request.query["lfdi"])).id]
-        found = await responses.all_responses(session, ids)
-        return reply([{**responses.response_dict(r), "href": f"/rsps/1/rsp/{r.id}"} for r in found])
+        win = window(request)
+        found, total = await fetch_page(session, responses.responses_query(ids), win.offset, win.limit)
+        return list_reply(
+            [{**responses.response_dict(r), "href": f"/rsps/1/rsp/{r.id}"} for r in found], total
+        )
 
 
 # --------------------------------------------------------------------------------------------------- devices
@@ -368,7 +372,7 @@ async def ensure_end_device(request: web.Request) -> web.Response:
                 aggregator_lfdi=aggregator,
                 name=field(body, "name", str, required=False, default=""),
             )
-            device = await session.get(EndDevice, info.id)
+            device = await session.get_one(EndDevice, info.id)
             status = 201
             await notify.changed(session, runtime(request), devices=[device.id])
         else:
@@ -429,10 +433,12 @@ async def ensure_aggregator(request: web.Request) -> web.Response:
 async def list_mups(request: web.Request) -> web.Response:
     async with runtime(request).store.sessions() as session:
         if "owner" in request.query:
-            found = await devres.mups_of(session, [_lfdi(request.query["owner"])])
+            query = devres.mups_query([_lfdi(request.query["owner"])])
         else:
-            found = list(await session.scalars(select(Sep2Mup).order_by(Sep2Mup.id)))
-        return reply(
+            query = select(Sep2Mup).order_by(Sep2Mup.id)
+        win = window(request)
+        found, total = await fetch_page(session, query, win.offset, win.limit)
+        return list_reply(
             [
                 {
                     "id": m.id,
@@ -443,7 +449,8 @@ async def list_mups(request: web.Request) -> web.Response:
                     "href": f"/mup/{m.id}",
                 }
                 for m in found
-            ]
+            ],
+            total,
         )
 
 

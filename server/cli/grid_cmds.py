@@ -159,7 +159,13 @@ def plot(run: dict, path: Path) -> None:
         raise CliError("--plot needs matplotlib: pip install 'opendso[plot]'") from None
     import datetime as dt
 
-    ts = [dt.datetime.fromisoformat(p["ts"]) for p in run["points"]]
+    import numpy as np
+
+    # naive UTC instants as datetime64: what matplotlib plots natively (the title says Z)
+    ts = np.array(
+        [dt.datetime.fromisoformat(p["ts"]).astimezone(dt.UTC).replace(tzinfo=None) for p in run["points"]],
+        dtype="datetime64[s]",
+    )
     fig, ax = plt.subplots(figsize=(10, 4))
     ax.fill_between(
         ts,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
@@ -12,6 +12,7 @@ from sqlalchemy.orm import selectinload
 from server import pki
 from server.core.errors import Conflict, Invalid, NotFound
 from server.store.models import Aggregator, EndDevice
+from server.store.paging import fetch_page
 
 
 @dataclass(frozen=True)
@@ -97,11 +98,23 @@ async def enroll_device(
     return DeviceInfo.of(device)
 
 
-async def list_devices(session: AsyncSession, aggregator_lfdi: str | None = None) -> list[DeviceInfo]:
+def _devices_query(aggregator_lfdi: str | None) -> Select[EndDevice]:
     query = select(EndDevice).options(selectinload(EndDevice.aggregator)).order_by(EndDevice.id)
     if aggregator_lfdi:
         query = query.join(Aggregator).where(Aggregator.lfdi == _lfdi(aggregator_lfdi))
-    return [DeviceInfo.of(d) for d in await session.scalars(query)]
+    return query
+
+
+async def list_devices(session: AsyncSession, aggregator_lfdi: str | None = None) -> list[DeviceInfo]:
+    return [DeviceInfo.of(d) for d in await session.scalars(_devices_query(aggregator_lfdi))]
+
+
+async def devices_page(
+    session: AsyncSession, aggregator_lfdi: str | None, offset: int, limit: int
+) -> tuple[list[DeviceInfo], int]:
+    """One page of ``list_devices`` and the length of the whole list."""
+    found, total = await fetch_page(session, _devices_query(aggregator_lfdi), offset, limit)
+    return [DeviceInfo.of(d) for d in found], total
 
 
 async def get_device(session: AsyncSession, device_id: int) -> DeviceInfo:

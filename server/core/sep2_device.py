@@ -3,7 +3,7 @@ MirrorUsagePoints) and the runtime protocol settings staff change (poll/post rat
 
 from __future__ import annotations
 
-from sqlalchemy import delete, select
+from sqlalchemy import Select, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.core.errors import Conflict, Invalid
@@ -60,10 +60,18 @@ async def all_settings(session: AsyncSession) -> dict[str, str]:
 
 
 # ------------------------------------------------------------------------------------------ MirrorUsagePoints
+def mups_query(owner_lfdis: list[str]) -> Select[Sep2Mup]:
+    """The MirrorUsagePoints these clients own, in list order (id)."""
+    return select(Sep2Mup).where(Sep2Mup.owner_lfdi.in_(owner_lfdis)).order_by(Sep2Mup.id)
+
+
 async def mups_of(session: AsyncSession, owner_lfdis: list[str]) -> list[Sep2Mup]:
-    return list(
-        await session.scalars(select(Sep2Mup).where(Sep2Mup.owner_lfdi.in_(owner_lfdis)).order_by(Sep2Mup.id))
-    )
+    return list(await session.scalars(mups_query(owner_lfdis)))
+
+
+async def owned_mup(session: AsyncSession, owner_lfdis: list[str], mup_id: int) -> Sep2Mup | None:
+    """MirrorUsagePoint ``mup_id`` if one of these clients owns it."""
+    return await session.scalar(mups_query(owner_lfdis).where(Sep2Mup.id == mup_id))
 
 
 async def upsert_mup(

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.store.models import OutboxMessage, Sep2Subscription
+from server.store.paging import fetch_page
 
 
 def order_key(subscription_id: int) -> str:
@@ -16,11 +17,26 @@ def order_key(subscription_id: int) -> str:
     return f"sep2-sub:{subscription_id}"
 
 
-async def states(session: AsyncSession, device_id: int | None = None) -> list[dict[str, Any]]:
+def _subscriptions_query(device_id: int | None) -> Select[Sep2Subscription]:
     query = select(Sep2Subscription).order_by(Sep2Subscription.id)
     if device_id is not None:
         query = query.where(Sep2Subscription.end_device_id == device_id)
-    subs = list(await session.scalars(query))
+    return query
+
+
+async def states(session: AsyncSession, device_id: int | None = None) -> list[dict[str, Any]]:
+    return await _states(session, list(await session.scalars(_subscriptions_query(device_id))))
+
+
+async def states_page(
+    session: AsyncSession, device_id: int | None, offset: int, limit: int
+) -> tuple[list[dict[str, Any]], int]:
+    """One page of ``states`` and the number of subscriptions."""
+    subs, total = await fetch_page(session, _subscriptions_query(device_id), offset, limit)
+    return await _states(session, subs), total
+
+
+async def _states(session: AsyncSession, subs: list[Sep2Subscription]) -> list[dict[str, Any]]:
     if not subs:
         return []
     keys = [order_key(s.id) for s in subs]

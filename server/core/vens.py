@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.core.errors import Conflict, DomainError, Invalid, NotFound
 from server.store.models import OadrQueued, Ven
+from server.store.paging import fetch_page
 from server.store.types import utcnow
 
 _FINGERPRINT = re.compile(r"^([0-9A-F]{2}:){9}[0-9A-F]{2}$")
@@ -233,7 +234,7 @@ async def enqueue(
 async def take_next(session: AsyncSession, ven_pk: int) -> OadrQueued | None:
     """Remove and return the oldest queued message (one message per poll).
 
-    The DELETE's row count decides who got it: when two polls of one VEN (or a poll and the push worker) race
+    Whether the DELETE removed the row decides who got it: when two polls of one VEN (or a poll and the push worker) race
     for the same row, the loser moves on to the next row instead of handing the message out twice."""
     for _ in range(10):
         query = select(OadrQueued).where(OadrQueued.ven_pk == ven_pk).order_by(OadrQueued.id).limit(1)
@@ -243,20 +244,32 @@ async def take_next(session: AsyncSession, ven_pk: int) -> OadrQueued | None:
         if item is None:
             return None
         session.expunge(item)
-        result = await session.execute(delete(OadrQueued).where(OadrQueued.id == item.id))
-        if result.rowcount == 1:
+        deleted = await session.scalar(
+            delete(OadrQueued).where(OadrQueued.id == item.id).returning(OadrQueued.id)
+        )
+        if deleted is not None:
             return item
     return None
 
 
-async def queued_counts(session: AsyncSession) -> dict[int, int]:
-    rows = await session.execute(select(OadrQueued.ven_pk, func.count()).group_by(OadrQueued.ven_pk))
+async def queued_counts(session: AsyncSession, ven_pks: list[int] | None = None) -> dict[int, int]:
+    query = select(OadrQueued.ven_pk, func.count()).group_by(OadrQueued.ven_pk)
+    if ven_pks is not None:
+        query = query.where(OadrQueued.ven_pk.in_(ven_pks))
+    rows = await session.execute(query)
     return {pk: n for pk, n in rows.all()}
 
 
 async def list_vens(session: AsyncSession) -> list[VenInfo]:
     counts = await queued_counts(session)
     return [VenInfo.of(v, counts.get(v.id, 0)) for v in await session.scalars(select(Ven).order_by(Ven.id))]
+
+
+async def vens_page(session: AsyncSession, offset: int, limit: int) -> tuple[list[VenInfo], int]:
+    """One page of ``list_vens`` (queue lengths counted for that page only) and the number of VENs."""
+    found, total = await fetch_page(session, select(Ven).order_by(Ven.id), offset, limit)
+    counts = await queued_counts(session, [v.id for v in found])
+    return [VenInfo.of(v, counts.get(v.id, 0)) for v in found], total
 
 
 async def info(session: AsyncSession, name: str) -> VenInfo:

@@ -12,18 +12,21 @@ The EndDevice links the function sets reached through it: DER (``server.sep2.der
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 from lxml import etree
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server import pki
-from server.core import programs
 from server.core import sep2_device as devres
 from server.core.devices import ensure_aggregator
 from server.core.errors import Conflict, Forbidden, Invalid, NotFound
 from server.sep2 import xml
 from server.sep2.common import (
+    Page,
+    Scope,
     created,
     device_in_scope,
     epoch,
@@ -37,10 +40,11 @@ from server.sep2.common import (
     scope_of,
     sep2_handler,
     sessions,
-    visible_devices,
+    visible_devices_page,
 )
 from server.sep2.render import for_storage, lfdi_of, poll_rate, post_rate, with_href
-from server.store.models import EndDevice
+from server.store.models import EndDevice, Sep2Fsa
+from server.store.paging import count_rows
 
 routes = web.RouteTableDef()
 
@@ -48,7 +52,7 @@ routes = web.RouteTableDef()
 # -------------------------------------------------------------------------------------------------- EndDevice
 async def render_edev(session: AsyncSession, device: EndDevice, post_rate_s: int) -> etree._Element:
     href = f"/edev/{device.id}"
-    n_fsa = len(await programs.device_fsas(session, device.id))
+    n_fsa = await count_rows(session, select(Sep2Fsa.id).where(Sep2Fsa.end_device_id == device.id))
     return xml.E(
         "EndDevice",
         {"href": href},
@@ -67,19 +71,21 @@ async def render_edev(session: AsyncSession, device: EndDevice, post_rate_s: int
     )
 
 
+async def render_edev_list(request: Any, session: AsyncSession, scope: Scope, pg: Page) -> etree._Element:
+    """``/edev`` as the caller sees it, one page of it (the GET and its Subscription notifications)."""
+    found, total = await visible_devices_page(session, scope, pg)
+    rate = await poll_rate(request, session, "EndDeviceList")
+    prate = await post_rate(request, session, "EndDevice")
+    items = [await render_edev(session, d, prate) for d in found]
+    return list_element("EndDeviceList", "/edev", items, total, rate, subscribable=True)
+
+
 @routes.get("/edev")
 @sep2_handler
 async def get_edev_list(request: web.Request) -> web.Response:
     pg = page(request)
     async with sessions(request)() as session:
-        scope = await scope_of(request, session)
-        found = await visible_devices(session, scope)
-        if pg.after:
-            found = [d for d in found if d.changed_at >= pg.after]
-        rate = await poll_rate(request, session, "EndDeviceList")
-        prate = await post_rate(request, session, "EndDevice")
-        items = [await render_edev(session, d, prate) for d in pg.slice(found)]
-    return reply(list_element("EndDeviceList", "/edev", items, len(found), rate, subscribable=True))
+        return reply(await render_edev_list(request, session, await scope_of(request, session), pg))
 
 
 @routes.post("/edev")

@@ -7,8 +7,11 @@ assigned through it (``server.sep2.derp``) and the device's DR programs and tari
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 from lxml import etree
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.core import programs
@@ -16,6 +19,7 @@ from server.core.errors import NotFound
 from server.sep2 import xml
 from server.sep2.common import (
     MRID_FSA,
+    Page,
     device_in_scope,
     list_element,
     mrid,
@@ -27,7 +31,8 @@ from server.sep2.common import (
     sessions,
 )
 from server.sep2.render import pen, poll_rate
-from server.store.models import EndDevice
+from server.store.models import EndDevice, Sep2Fsa, Sep2FsaProgram
+from server.store.paging import count_rows
 
 routes = web.RouteTableDef()
 
@@ -38,19 +43,24 @@ async def get_fsa_list(request: web.Request) -> web.Response:
     pg = page(request)
     async with sessions(request)() as session:
         device = await device_in_scope(session, await scope_of(request, session), path_int(request, "e"))
-        fsas = await programs.device_fsas(session, device.id)
-        rate = await poll_rate(request, session, "FunctionSetAssignmentsList")
-        items = [await render_fsa(request, session, device, f) for f in pg.slice(fsas)]
-    return reply(
-        list_element(
-            "FunctionSetAssignmentsList", f"/edev/{device.id}/fsa", items, len(fsas), rate, subscribable=True
-        )
+        return reply(await render_fsa_list(request, session, device, pg))
+
+
+async def render_fsa_list(request: Any, session: AsyncSession, device: EndDevice, pg: Page) -> etree._Element:
+    """``/edev/{e}/fsa``, one page of it (the GET and its Subscription notifications)."""
+    # the FSAs of one device in id order, as server.core.programs.device_fsas lists them, paged in SQL
+    query = select(Sep2Fsa).where(Sep2Fsa.end_device_id == device.id).order_by(Sep2Fsa.id)
+    fsas, total = await pg.fetch(session, query)
+    rate = await poll_rate(request, session, "FunctionSetAssignmentsList")
+    items = [await render_fsa(request, session, device, f) for f in fsas]
+    return list_element(
+        "FunctionSetAssignmentsList", f"/edev/{device.id}/fsa", items, total, rate, subscribable=True
     )
 
 
 async def render_fsa(request: web.Request, session: AsyncSession, device: EndDevice, fsa) -> etree._Element:
     href = f"/edev/{device.id}/fsa/{fsa.id}"
-    n = len(await programs.fsa_programs(session, fsa.id))
+    n = await count_rows(session, select(Sep2FsaProgram.program_id).where(Sep2FsaProgram.fsa_id == fsa.id))
     return xml.E(
         "FunctionSetAssignments",
         {"href": href},

@@ -27,7 +27,7 @@ from dataclasses import fields
 
 from aiohttp import web
 from lxml import etree
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.core import sep2_device as devres
@@ -221,10 +221,10 @@ def render_meter_reading(mup: Sep2Mup, k: int, mmr: etree._Element) -> etree._El
 
 async def _mup(request: web.Request, session: AsyncSession) -> Sep2Mup:
     scope = await scope_of(request, session)
-    for mup in await devres.mups_of(session, owners(scope)):
-        if mup.id == path_int(request, "m"):
-            return mup
-    raise NotFound("no such UsagePoint")
+    mup = await devres.owned_mup(session, owners(scope), path_int(request, "m"))
+    if mup is None:
+        raise NotFound("no such UsagePoint")
+    return mup
 
 
 async def _mmr(request: web.Request, session: AsyncSession) -> tuple[Sep2Mup, int, etree._Element]:
@@ -242,10 +242,10 @@ async def get_usage_point_list(request: web.Request) -> web.Response:
     pg = page(request)
     async with runtime(request).store.sessions() as session:
         scope = await scope_of(request, session)
-        found = await devres.mups_of(session, owners(scope))
+        found, total = await pg.fetch(session, devres.mups_query(owners(scope)))
         rate = await poll_rate(request, session, "UsagePointList")
-    items = [render_usage_point(m) for m in pg.slice(found)]
-    return reply(list_element("UsagePointList", "/upt", items, len(found), rate))
+    items = [render_usage_point(m) for m in found]
+    return reply(list_element("UsagePointList", "/upt", items, total, rate))
 
 
 @routes.get("/upt/{m}")
@@ -286,13 +286,19 @@ async def get_meter_reading_type(request: web.Request) -> web.Response:
     return reply(rt)
 
 
-async def _series(session: AsyncSession, mup: Sep2Mup, mmr: etree._Element):
+async def _series(session: AsyncSession, mup: Sep2Mup, mmr: etree._Element) -> list[ColumnElement[bool]]:
     t = TelemetryReading
-    return (
+    conds = [
         t.source_kind == "device",
         t.source_id == mup.device_lfdi,
         t.resource == (xml.text(mmr, "mRID") or "").upper(),
-    )
+    ]
+    declared = reading_type(xml.find(mmr, "ReadingType"))
+    if declared is not None:
+        # a MeterReading holds one quantity (its uom); naming it lets the series index (source, resource,
+        # measurement, ts) hand the rows over newest first, so a page costs the same at any list length
+        conds.append(t.measurement == declared.measurement)
+    return conds
 
 
 async def _reading_set(session: AsyncSession, mup: Sep2Mup, k: int, mmr: etree._Element) -> etree._Element:

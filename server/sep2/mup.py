@@ -29,9 +29,10 @@ from server.sep2.common import (
     scope_of,
     sep2_handler,
     sessions,
-    visible_devices,
+    visible_device,
 )
 from server.sep2.render import for_storage, lfdi_of, poll_rate, post_rate, with_href
+from server.store.models import Sep2Mup
 
 routes = web.RouteTableDef()
 
@@ -58,13 +59,11 @@ async def get_mup_list(request: web.Request) -> web.Response:
     pg = page(request)
     async with sessions(request)() as session:
         scope = await scope_of(request, session)
-        found = await devres.mups_of(session, owners(scope))
-        if pg.after:
-            found = [m for m in found if m.changed_at >= pg.after]
+        found, total = await pg.fetch(session, devres.mups_query(owners(scope)), Sep2Mup.changed_at)
         rate = await poll_rate(request, session, "MirrorUsagePointList")
         prate = await post_rate(request, session, "MirrorUsagePoint")
-    items = [render_mup(request, m, prate) for m in pg.slice(found)]
-    return reply(list_element("MirrorUsagePointList", "/mup", items, len(found), rate))
+    items = [render_mup(request, m, prate) for m in found]
+    return reply(list_element("MirrorUsagePointList", "/mup", items, total, rate))
 
 
 @routes.post("/mup")
@@ -76,8 +75,7 @@ async def post_mup(request: web.Request) -> web.Response:
     mmrs = [(xml.text(m, "mRID") or "").upper() for m in body.findall(xml.q("MirrorMeterReading"))]
     async with sessions(request).begin() as session:
         scope = await scope_of(request, session)
-        visible = {d.lfdi for d in await visible_devices(session, scope)}
-        if device_lfdi not in visible:
+        if await visible_device(session, scope, device_lfdi) is None:
             raise Forbidden("deviceLFDI is not an EndDevice you may mirror")
         mup, is_new = await devres.upsert_mup(
             session, scope.lfdi, device_lfdi, mup_mrid, for_storage(body), mmrs
@@ -88,11 +86,11 @@ async def post_mup(request: web.Request) -> web.Response:
     return web.Response(status=201 if is_new else 204, headers={"Location": href})
 
 
-async def mup_in_scope(session: AsyncSession, scope: Scope, mup_id: int):
-    for mup in await devres.mups_of(session, owners(scope)):
-        if mup.id == mup_id:
-            return mup
-    raise NotFound("no such MirrorUsagePoint")
+async def mup_in_scope(session: AsyncSession, scope: Scope, mup_id: int) -> Sep2Mup:
+    mup = await devres.owned_mup(session, owners(scope), mup_id)
+    if mup is None:
+        raise NotFound("no such MirrorUsagePoint")
+    return mup
 
 
 @routes.get("/mup/{m}")

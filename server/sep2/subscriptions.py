@@ -58,7 +58,7 @@ from typing import Any
 
 from aiohttp import web
 from lxml import etree
-from sqlalchemy import func, or_, select
+from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.core import der_controls as rules
@@ -70,6 +70,7 @@ from server.runtime import RUNTIME
 from server.sep2 import derp, drlc, edev, fsa, metering, pricing, xml
 from server.sep2.common import (
     REASON_LIMIT,
+    Page,
     Scope,
     Sep2Error,
     device_in_scope,
@@ -83,7 +84,6 @@ from server.sep2.common import (
     runtime,
     scope_of,
     sep2_handler,
-    visible_devices,
 )
 from server.sep2.render import poll_rate, post_rate
 from server.store.models import (
@@ -212,12 +212,12 @@ async def check_visible(session: AsyncSession, scope: Scope, target: Target) -> 
 
 async def meter_reading_in_scope(session: AsyncSession, scope: Scope, target: Target):
     """(MirrorUsagePoint, k, MirrorMeterReading) behind ``/upt/{m}/mr/{k}``, if the caller may read it."""
-    for mup in await devres.mups_of(session, owners(scope)):
-        if mup.id == target.program_id:
-            mmrs = metering.meter_readings(mup)
-            k = target.target_id or 0
-            if 1 <= k <= len(mmrs):
-                return mup, k, mmrs[k - 1]
+    mup = await devres.owned_mup(session, owners(scope), target.program_id or 0)
+    if mup is not None:
+        mmrs = metering.meter_readings(mup)
+        k = target.target_id or 0
+        if 1 <= k <= len(mmrs):
+            return mup, k, mmrs[k - 1]
     raise NotFound("no such MeterReading")
 
 
@@ -255,11 +255,7 @@ async def render_target(
     req = shim(settings)
     try:
         if target.kind == "edev-list":
-            found = await visible_devices(session, scope)
-            prate = await post_rate(req, session, "EndDevice")
-            rate = await poll_rate(req, session, "EndDeviceList")
-            items = [await edev.render_edev(session, d, prate) for d in found[:n]]
-            return list_element("EndDeviceList", "/edev", items, len(found), rate, subscribable=True)
+            return await edev.render_edev_list(req, session, scope, Page(0, n, None))
         if target.kind == "reading-list":
             mup, k, mmr = await meter_reading_in_scope(session, scope, target)
             return await metering.render_reading_list(session, mup, k, mmr, 0, n)
@@ -268,37 +264,34 @@ async def render_target(
         if target.kind == "edev":
             return await edev.render_edev(session, device, await post_rate(req, session, "EndDevice"))
         if target.kind == "fsa-list":
-            fsas = await programs.device_fsas(session, device.id)
-            rate = await poll_rate(req, session, "FunctionSetAssignmentsList")
-            items = [await fsa.render_fsa(req, session, device, f) for f in fsas[:n]]
-            return list_element(
-                "FunctionSetAssignmentsList", target.href, items, len(fsas), rate, subscribable=True
-            )
+            return await fsa.render_fsa_list(req, session, device, Page(0, n, None))
         if target.kind == "tti-list":
-            _, _, rate = await pricing.rate_in_scope(
+            _, _, rate_set = await pricing.rate_in_scope(
                 session, scope, device.id, target.target_id or 0, target.program_id or 0
             )
-            return await pricing.render_tti_list(req, session, device, rate, now, 0, n)
+            return await pricing.render_tti_list(req, session, device, rate_set, now, 0, n)
         if target.kind == "edc-list":
             _, drp = await drlc.drp_in_scope(session, scope, device.id, target.program_id or 0)
             return await drlc.render_edc_list(req, session, device, drp, now, 0, n)
         if target.kind == "derp-list":
             if target.target_id not in {f.id for f in await programs.device_fsas(session, device.id)}:
                 return None
-            found = await programs.fsa_programs(session, target.target_id or 0)
+            fsa_programs = await programs.fsa_programs(session, target.target_id or 0)
             rate = await poll_rate(req, session, "DERProgramList")
-            items = [await derp.render_program(req, session, device, p, now) for p in found[:n]]
-            return list_element("DERProgramList", target.href, items, len(found), rate, subscribable=True)
+            items = [await derp.render_program(req, session, device, p, now) for p in fsa_programs[:n]]
+            return list_element(
+                "DERProgramList", target.href, items, len(fsa_programs), rate, subscribable=True
+            )
         _, program = await derp.program_in_scope(session, scope, device.id, target.program_id or 0)
         if target.kind == "derp":
             return await derp.render_program(req, session, device, program, now)
         if target.kind == "dderc":
             return derp.render_default(req, device, program)
         if target.kind in ("derc-list", "actderc"):
-            found = await derp.program_controls(
+            listed = await derp.program_controls(
                 session, device, program, now, active_only=target.kind == "actderc"
             )
-            return derp.control_list(req, device, program, found[:n], len(found), target.kind == "actderc")
+            return derp.control_list(req, device, program, listed[:n], len(listed), target.kind == "actderc")
         if target.kind == "derc":
             intervals, controls = await programs.device_intervals(session, device.id)
             control = controls.get(target.target_id or 0)
@@ -468,7 +461,7 @@ async def render_control_subs(
                 or (device.aggregator_id is not None and agg_of.get(sub.owner_lfdi) == device.aggregator_id)
             )
         )
-        if not visible or sub.program_id not in progs:
+        if device is None or not visible or sub.program_id not in progs:
             out[sub.id] = None
             continue
         key = frozenset(progs)
@@ -500,7 +493,7 @@ async def render_control_subs(
 
 async def affected(session: AsyncSession, change: notify.Change) -> list[Sep2Subscription]:
     """Subscriptions whose rendered resource may differ after ``change`` (one indexed query per facet)."""
-    conds = []
+    conds: list[ColumnElement[bool]] = []
     if change.programs:
         conds.append(
             (Sep2Subscription.kind.in_(PROGRAM_KINDS)) & Sep2Subscription.program_id.in_(change.programs)
@@ -757,18 +750,15 @@ async def get_subscription_list(request: web.Request) -> web.Response:
     async with runtime(request).store.sessions() as session:
         scope = await scope_of(request, session)
         device = await device_in_scope(session, scope, path_int(request, "e"))
-        found = list(
-            await session.scalars(
-                select(Sep2Subscription)
-                .where(Sep2Subscription.end_device_id == device.id, Sep2Subscription.owner_lfdi == scope.lfdi)
-                .order_by(Sep2Subscription.id)
-            )
+        query = (
+            select(Sep2Subscription)
+            .where(Sep2Subscription.end_device_id == device.id, Sep2Subscription.owner_lfdi == scope.lfdi)
+            .order_by(Sep2Subscription.id)
         )
+        found, total = await pg.fetch(session, query, Sep2Subscription.changed_at)
         rate = await poll_rate(request, session, "SubscriptionList")
-    if pg.after:
-        found = [s for s in found if s.changed_at >= pg.after]
-    items = [render_subscription(s) for s in pg.slice(found)]
-    return reply(list_element("SubscriptionList", f"/edev/{device.id}/sub", items, len(found), rate))
+    items = [render_subscription(s) for s in found]
+    return reply(list_element("SubscriptionList", f"/edev/{device.id}/sub", items, total, rate))
 
 
 @routes.post("/edev/{e}/sub")

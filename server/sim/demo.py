@@ -201,10 +201,14 @@ class Demo:
         end = int(time.time()) // STEP * STEP
         start = end - self.opts.history_days * 86400
         zone = ZoneInfo(self.opts.timezone)
+
+        def fleet_net_w(ts: np.ndarray) -> list[np.ndarray]:
+            return [d.site.net_w_at(ts) for d in self.fleet]
+
         for day in range(self.opts.history_days):
             t0 = start + day * 86400
             ts = np.arange(t0, t0 + 86400, STEP).astype("datetime64[s]")
-            series = await asyncio.to_thread(lambda ts=ts: [d.site.net_w_at(ts) for d in self.fleet])
+            series = await asyncio.to_thread(fleet_net_w, ts)
             await asyncio.gather(*(d.post_readings(t0, v) for d, v in zip(self.fleet, series, strict=True)))
             feeder = np.sum(series, axis=0) / 1000
             local = dt.datetime.fromtimestamp(t0, zone).strftime("%a %d %b %H:%M")

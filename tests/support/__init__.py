@@ -100,6 +100,7 @@ class LiveServer:
                     return self
             except OSError:
                 time.sleep(0.1)
+        self.stop()  # never leave a server behind that the test's teardown does not know of
         raise AssertionError(f"server did not become healthy in {timeout}s:\n{self.log()}")
 
     def stop(self, timeout: float = 20) -> int:
