@@ -44,7 +44,7 @@ from sqlalchemy import select
 
 from server import pki
 from server.admin.common import field, json_body, reply, runtime
-from server.core import devices, notify, programs, responses
+from server.core import notify, parties, programs, responses, scope
 from server.core import sep2_device as devres
 from server.core.errors import Invalid, NotFound
 from server.store.models import Aggregator, EndDevice, Sep2Mup, Sep2Program
@@ -361,7 +361,7 @@ async def ensure_end_device(request: web.Request) -> web.Response:
         device = await session.scalar(select(EndDevice).where(EndDevice.lfdi == lfdi))
         status = 200
         if device is None:
-            info = await devices.enroll_device(
+            info = await parties.enroll_device(
                 session,
                 lfdi,
                 pin=pin,
@@ -375,7 +375,7 @@ async def ensure_end_device(request: web.Request) -> web.Response:
             if pin is not None:
                 device.pin = pin
             if aggregator:
-                device.aggregator_id = (await devices.ensure_aggregator(session, aggregator)).id
+                device.aggregator_id = (await parties.ensure_aggregator(session, aggregator)).id
             device.enabled = True
             await session.flush()
         return reply(
@@ -421,7 +421,7 @@ async def ensure_fsa(request: web.Request) -> web.Response:
 @routes.put("/api/v1/sep2/aggregators/{lfdi}")
 async def ensure_aggregator(request: web.Request) -> web.Response:
     async with runtime(request).store.sessions.begin() as session:
-        agg = await devices.ensure_aggregator(session, _lfdi(request.match_info["lfdi"]))
+        agg = await parties.ensure_aggregator(session, _lfdi(request.match_info["lfdi"]))
         return reply({"id": agg.id, "lfdi": agg.lfdi, "href": f"/api/v1/sep2/aggregators/{agg.lfdi}"})
 
 
@@ -429,7 +429,9 @@ async def ensure_aggregator(request: web.Request) -> web.Response:
 async def list_mups(request: web.Request) -> web.Response:
     async with runtime(request).store.sessions() as session:
         if "owner" in request.query:
-            found = await devres.mups_of(session, [_lfdi(request.query["owner"])])
+            found = await devres.mups_of(
+                session, await scope.of_client(session, _lfdi(request.query["owner"]), as_staff=True)
+            )
         else:
             found = list(await session.scalars(select(Sep2Mup).order_by(Sep2Mup.id)))
         return reply(
@@ -452,7 +454,9 @@ async def delete_mups(request: web.Request) -> web.Response:
     if "owner" not in request.query:
         raise Invalid("give ?owner=LFDI")
     async with runtime(request).store.sessions.begin() as session:
-        n = await devres.delete_mups(session, [_lfdi(request.query["owner"])])
+        n = await devres.delete_mups(
+            session, await scope.of_client(session, _lfdi(request.query["owner"]), as_staff=True)
+        )
     return reply({"deleted": n})
 
 
@@ -509,7 +513,7 @@ async def put_access(request: web.Request) -> web.Response:
     lfdi = _lfdi(request.match_info["lfdi"])
     granted = field(await json_body(request), "granted", bool)
     async with runtime(request).store.sessions.begin() as session:
-        await devres.set_setting(session, f"access:{lfdi}", None if granted else "revoked")
+        await scope.set_access(session, lfdi, granted)
     return reply({"lfdi": lfdi, "granted": granted})
 
 

@@ -7,6 +7,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.core.errors import Conflict, Invalid
+from server.core.scope import Scope
 from server.store.models import Sep2DeviceResource, Sep2Mmr, Sep2Mup, Sep2MupReading, Sep2Setting
 from server.store.types import utcnow
 
@@ -60,9 +61,13 @@ async def all_settings(session: AsyncSession) -> dict[str, str]:
 
 
 # ------------------------------------------------------------------------------------------ MirrorUsagePoints
-async def mups_of(session: AsyncSession, owner_lfdis: list[str]) -> list[Sep2Mup]:
+async def mups_of(session: AsyncSession, scope: Scope) -> list[Sep2Mup]:
+    """The MirrorUsagePoints ``scope`` owns (none while its access is revoked)."""
+    if scope.revoked:
+        return []
+    owners = scope.mup_owners()
     return list(
-        await session.scalars(select(Sep2Mup).where(Sep2Mup.owner_lfdi.in_(owner_lfdis)).order_by(Sep2Mup.id))
+        await session.scalars(select(Sep2Mup).where(Sep2Mup.owner_lfdi.in_(owners)).order_by(Sep2Mup.id))
     )
 
 
@@ -106,8 +111,8 @@ async def add_readings(session: AsyncSession, mup: Sep2Mup, body: str, count: in
     return reading
 
 
-async def delete_mups(session: AsyncSession, owner_lfdis: list[str]) -> int:
-    found = await mups_of(session, owner_lfdis)
+async def delete_mups(session: AsyncSession, scope: Scope) -> int:
+    found = await mups_of(session, scope)
     for mup in found:
         await session.delete(mup)
     await session.flush()

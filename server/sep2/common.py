@@ -1,7 +1,7 @@
-"""What every 2030.5 handler shares: the request scope from the TLS identity, reading/validating bodies,
-answering with ``application/sep+xml`` and 2030.5 ``Error`` bodies, list paging, mRIDs.
+"""What every 2030.5 handler shares: the request scope, reading/validating bodies, answering with
+``application/sep+xml`` and 2030.5 ``Error`` bodies, list paging, mRIDs.
 
-Request scope (zero trust; every query goes through it):
+Request scope (zero trust; every query goes through it; ``server.core.scope`` builds it from the TLS identity):
 
 * a *device* client is the EndDevice whose LFDI equals its certificate's LFDI;
 * an *aggregator* client is an enrolled Aggregator (staff, or in-band registration of a device under it, create
@@ -21,15 +21,12 @@ from typing import Any
 
 from aiohttp import web
 from lxml import etree
-from sqlalchemy import or_, select
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.core.errors import DomainError, Forbidden, Invalid, NotFound
+from server.core.errors import DomainError, Invalid, NotFound
 from server.core.identity import ClientIdentity
-from server.core.sep2_device import get_setting
-from server.runtime import IDENTITY, RUNTIME, Runtime
+from server.core.scope import Scope
+from server.runtime import IDENTITY, RUNTIME, SCOPE, Runtime
 from server.sep2 import xml
-from server.store.models import Aggregator, EndDevice
 
 log = logging.getLogger("dso.sep2")
 
@@ -212,56 +209,10 @@ def epoch(t: dt.datetime) -> int:
 
 
 # ----------------------------------------------------------------------------------------------------- scope
-@dataclass
-class Scope:
-    lfdi: str
-    sfdi: int
-    aggregator: Aggregator | None
-    device: EndDevice | None  # the client's own EndDevice, if registered
-
-    @property
-    def is_aggregator(self) -> bool:
-        return self.aggregator is not None
-
-    def visible_filter(self):
-        conds = [EndDevice.lfdi == self.lfdi]
-        if self.aggregator is not None:
-            conds.append(EndDevice.aggregator_id == self.aggregator.id)
-        return or_(*conds)
-
-
-async def scope_of(request: web.Request, session: AsyncSession) -> Scope:
-    ident = identity(request)
-    if await get_setting(session, f"access:{ident.lfdi}") == "revoked":
-        raise Forbidden("access for this client has been revoked")
-    agg = await session.scalar(select(Aggregator).where(Aggregator.lfdi == ident.lfdi))
-    device = await session.scalar(select(EndDevice).where(EndDevice.lfdi == ident.lfdi))
-    return Scope(ident.lfdi, ident.sfdi, agg, device)
-
-
-def owners(scope: Scope) -> list[str]:
-    """MirrorUsagePoints belong to the client that created them (a device, or an aggregator for its devices)."""
-    return [scope.lfdi]
-
-
-async def visible_devices(session: AsyncSession, scope: Scope) -> list[EndDevice]:
-    return list(
-        await session.scalars(
-            select(EndDevice)
-            .where(scope.visible_filter(), EndDevice.enabled.is_(True))
-            .order_by(EndDevice.sfdi, EndDevice.id)
-        )
-    )
-
-
-async def device_in_scope(session: AsyncSession, scope: Scope, device_id: int) -> EndDevice:
-    """The EndDevice ``device_id`` if the caller may reach it; otherwise 404 (existence is not disclosed)."""
-    device = await session.get(EndDevice, device_id)
-    if device is None or not device.enabled:
-        raise NotFound(f"no EndDevice {device_id}")
-    if device.lfdi != scope.lfdi and not (scope.aggregator and device.aggregator_id == scope.aggregator.id):
-        raise Forbidden(f"EndDevice {device_id} is not yours")
-    return device
+def scope_of(request: web.Request) -> Scope:
+    """The caller's Scope (built once per request by the protocol listener, ``server.core.scope``); 403 when
+    staff revoked its access."""
+    return request[SCOPE].check_access()
 
 
 def invalid(message: str) -> Invalid:

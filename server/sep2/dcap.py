@@ -13,8 +13,15 @@ from aiohttp import web
 
 from server.core import sep2_device as devres
 from server.core import sep2_time
+from server.core.parties import visible_devices
 from server.sep2 import xml
-from server.sep2.common import owners, reply, runtime, scope_of, sep2_handler, sessions, visible_devices
+from server.sep2.common import (
+    reply,
+    runtime,
+    scope_of,
+    sep2_handler,
+    sessions,
+)
 from server.sep2.render import poll_rate
 
 routes = web.RouteTableDef()
@@ -25,9 +32,9 @@ routes = web.RouteTableDef()
 @sep2_handler
 async def get_dcap(request: web.Request) -> web.Response:
     async with sessions(request)() as session:
-        scope = await scope_of(request, session)
+        scope = scope_of(request)
         n_edev = len(await visible_devices(session, scope))
-        n_mup = len(await devres.mups_of(session, owners(scope)))
+        n_mup = len(await devres.mups_of(session, scope))
         rate = await poll_rate(request, session, "DeviceCapability")
     el = xml.E(
         "DeviceCapability",

@@ -24,6 +24,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from server.core import der_controls as rules
 from server.core import programs
 from server.core.errors import NotFound
+from server.core.parties import device_in_scope
+from server.core.scope import Scope
 from server.sep2 import xml
 from server.sep2.common import (
     MRID_CONTROL,
@@ -31,8 +33,6 @@ from server.sep2.common import (
     MRID_DEFAULT,
     MRID_PROGRAM,
     Page,
-    Scope,
-    device_in_scope,
     epoch,
     list_element,
     mrid,
@@ -122,7 +122,7 @@ async def get_program_list(request: web.Request) -> web.Response:
     pg = page(request)
     now = utcnow()
     async with sessions(request)() as session:
-        device = await device_in_scope(session, await scope_of(request, session), path_int(request, "e"))
+        device = await device_in_scope(session, scope_of(request), path_int(request, "e"))
         fsa_id = path_int(request, "f")
         if fsa_id not in {f.id for f in await programs.device_fsas(session, device.id)}:
             raise NotFound("no such FunctionSetAssignments")
@@ -146,7 +146,7 @@ async def get_program_list(request: web.Request) -> web.Response:
 async def get_program(request: web.Request) -> web.Response:
     async with sessions(request)() as session:
         device, program = await program_in_scope(
-            session, await scope_of(request, session), path_int(request, "e"), path_int(request, "p")
+            session, scope_of(request), path_int(request, "e"), path_int(request, "p")
         )
         return reply(await render_program(request, session, device, program, utcnow()))
 
@@ -210,7 +210,7 @@ async def _control_list(request: web.Request, active_only: bool) -> web.Response
     pg = page(request)
     async with sessions(request)() as session:
         device, program = await program_in_scope(
-            session, await scope_of(request, session), path_int(request, "e"), path_int(request, "p")
+            session, scope_of(request), path_int(request, "e"), path_int(request, "p")
         )
         found = await program_controls(session, device, program, utcnow(), active_only=active_only)
     if not active_only:
@@ -251,7 +251,7 @@ async def get_active_control_list(request: web.Request) -> web.Response:
 async def get_control(request: web.Request) -> web.Response:
     async with sessions(request)() as session:
         device, program = await program_in_scope(
-            session, await scope_of(request, session), path_int(request, "e"), path_int(request, "p")
+            session, scope_of(request), path_int(request, "e"), path_int(request, "p")
         )
         intervals, controls = await programs.device_intervals(session, device.id)
         control = controls.get(path_int(request, "c"))
@@ -266,7 +266,7 @@ async def get_control(request: web.Request) -> web.Response:
 async def get_default_control(request: web.Request) -> web.Response:
     async with sessions(request)() as session:
         device, program = await program_in_scope(
-            session, await scope_of(request, session), path_int(request, "e"), path_int(request, "p")
+            session, scope_of(request), path_int(request, "e"), path_int(request, "p")
         )
     # without one set, an empty DefaultDERControl (no DERControlBase values: nothing to apply by default)
     return reply(render_default(request, device, program))
@@ -306,7 +306,7 @@ async def get_curve_list(request: web.Request) -> web.Response:
     pg = page(request)
     async with sessions(request)() as session:
         device, program = await program_in_scope(
-            session, await scope_of(request, session), path_int(request, "e"), path_int(request, "p")
+            session, scope_of(request), path_int(request, "e"), path_int(request, "p")
         )
         curves = await programs.program_curves(session, program.id)
     href = f"/edev/{device.id}/derp/{program.id}/dc"
@@ -319,7 +319,7 @@ async def get_curve_list(request: web.Request) -> web.Response:
 async def get_curve(request: web.Request) -> web.Response:
     async with sessions(request)() as session:
         device, program = await program_in_scope(
-            session, await scope_of(request, session), path_int(request, "e"), path_int(request, "p")
+            session, scope_of(request), path_int(request, "e"), path_int(request, "p")
         )
         curve = next(
             (c for c in await programs.program_curves(session, program.id) if c.id == path_int(request, "c")),

@@ -20,10 +20,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.core import influence
 from server.core.errors import NotFound
+from server.core.parties import device_in_scope
+from server.core.scope import Scope
 from server.sep2 import events, render, xml
 from server.sep2.common import (
-    Scope,
-    device_in_scope,
     list_element,
     mrid,
     page,
@@ -47,9 +47,7 @@ async def drp_in_scope(
 
 
 async def _drp(request: web.Request, session: AsyncSession) -> tuple[EndDevice, Sep2InfluenceSet]:
-    return await drp_in_scope(
-        session, await scope_of(request, session), path_int(request, "e"), path_int(request, "d")
-    )
+    return await drp_in_scope(session, scope_of(request), path_int(request, "e"), path_int(request, "d"))
 
 
 def render_drp(pen: int, device: EndDevice, p: Sep2InfluenceSet, n_active: int, n_all: int) -> etree._Element:
@@ -149,7 +147,7 @@ async def get_drp_list(request: web.Request) -> web.Response:
     pg = page(request)
     now = utcnow()
     async with runtime(request).store.sessions() as session:
-        device = await device_in_scope(session, await scope_of(request, session), path_int(request, "e"))
+        device = await device_in_scope(session, scope_of(request), path_int(request, "e"))
         found = await influence.device_sets(session, device.id, "drp")
         rate = await render.poll_rate(request, session, "DemandResponseProgramList")
         items = [

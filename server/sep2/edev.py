@@ -20,12 +20,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from server import pki
 from server.core import programs
 from server.core import sep2_device as devres
-from server.core.devices import ensure_aggregator
 from server.core.errors import Conflict, Forbidden, Invalid, NotFound
+from server.core.parties import device_in_scope, ensure_aggregator, visible_devices
 from server.sep2 import xml
 from server.sep2.common import (
     created,
-    device_in_scope,
     epoch,
     list_element,
     no_content,
@@ -37,7 +36,6 @@ from server.sep2.common import (
     scope_of,
     sep2_handler,
     sessions,
-    visible_devices,
 )
 from server.sep2.render import for_storage, lfdi_of, poll_rate, post_rate, with_href
 from server.store.models import EndDevice
@@ -72,7 +70,7 @@ async def render_edev(session: AsyncSession, device: EndDevice, post_rate_s: int
 async def get_edev_list(request: web.Request) -> web.Response:
     pg = page(request)
     async with sessions(request)() as session:
-        scope = await scope_of(request, session)
+        scope = scope_of(request)
         found = await visible_devices(session, scope)
         if pg.after:
             found = [d for d in found if d.changed_at >= pg.after]
@@ -97,7 +95,7 @@ async def post_edev(request: web.Request) -> web.Response:
         raise Invalid(f"sFDI {sfdi} does not match lFDI (expected {pki.sfdi_from_lfdi(lfdi)})")
     category = xml.text(body, "deviceCategory") or ""
     async with sessions(request).begin() as session:
-        scope = await scope_of(request, session)
+        scope = scope_of(request)
         existing = await session.scalar(select(EndDevice).where(EndDevice.lfdi == lfdi))
         if existing is not None:
             raise Conflict(f"an EndDevice with lFDI {lfdi} is already registered")
@@ -105,12 +103,12 @@ async def post_edev(request: web.Request) -> web.Response:
             raise Forbidden(
                 "in-band registration is closed on this server; ask the utility to enroll the device"
             )
-        if lfdi != scope.lfdi and not scope.is_aggregator:
+        if lfdi != scope.lfdi and scope.aggregator_id is None:
             raise Forbidden("the lFDI does not match the client certificate")
         device = EndDevice(
             lfdi=lfdi, sfdi=sfdi, device_category=category[:16], registered_by="in-band", name=""
         )
-        if lfdi != scope.lfdi and scope.aggregator is not None:
+        if lfdi != scope.lfdi and scope.aggregator_id is not None:
             device.aggregator_id = (await ensure_aggregator(session, scope.lfdi)).id
         session.add(device)
         await session.flush()
@@ -122,7 +120,7 @@ async def post_edev(request: web.Request) -> web.Response:
 @sep2_handler
 async def get_edev(request: web.Request) -> web.Response:
     async with sessions(request)() as session:
-        device = await device_in_scope(session, await scope_of(request, session), path_int(request, "e"))
+        device = await device_in_scope(session, scope_of(request), path_int(request, "e"))
         return reply(await render_edev(session, device, await post_rate(request, session, "EndDevice")))
 
 
@@ -130,7 +128,7 @@ async def get_edev(request: web.Request) -> web.Response:
 @sep2_handler
 async def delete_edev(request: web.Request) -> web.Response:
     async with sessions(request).begin() as session:
-        device = await device_in_scope(session, await scope_of(request, session), path_int(request, "e"))
+        device = await device_in_scope(session, scope_of(request), path_int(request, "e"))
         await session.delete(device)
     return no_content()
 
@@ -139,7 +137,7 @@ async def delete_edev(request: web.Request) -> web.Response:
 @sep2_handler
 async def get_registration(request: web.Request) -> web.Response:
     async with sessions(request)() as session:
-        device = await device_in_scope(session, await scope_of(request, session), path_int(request, "e"))
+        device = await device_in_scope(session, scope_of(request), path_int(request, "e"))
         if device.pin is None:
             raise NotFound("no Registration for this EndDevice")
         rate = await poll_rate(request, session, "Registration")
@@ -157,7 +155,7 @@ async def get_registration(request: web.Request) -> web.Response:
 @sep2_handler
 async def get_cp(request: web.Request) -> web.Response:
     async with sessions(request)() as session:
-        device = await device_in_scope(session, await scope_of(request, session), path_int(request, "e"))
+        device = await device_in_scope(session, scope_of(request), path_int(request, "e"))
         stored = await devres.get_resource(session, device.id, "cp")
     if stored is None:
         el = xml.E(
@@ -179,7 +177,7 @@ async def put_cp(request: web.Request) -> web.Response:
             "connectionPointId must be a National Metering Identifier (10 characters + check digit)"
         )
     async with sessions(request).begin() as session:
-        device = await device_in_scope(session, await scope_of(request, session), path_int(request, "e"))
+        device = await device_in_scope(session, scope_of(request), path_int(request, "e"))
         await devres.put_resource(session, device.id, "cp", for_storage(body))
     href = f"/edev/{device.id}/cp"
     # 204 as for every PUT, with a Location: some clients (cactus-client) re-read the resource from it

@@ -22,11 +22,11 @@ from server.core import der_controls as rules
 from server.core import influence
 from server.core.errors import Invalid, NotFound
 from server.core.metering import from_epoch
+from server.core.parties import device_in_scope
+from server.core.scope import Scope
 from server.sep2 import render, xml
 from server.sep2.common import (
-    Scope,
     created,
-    device_in_scope,
     epoch,
     list_element,
     mrid,
@@ -164,7 +164,7 @@ async def _kind_of(session, event_id: int) -> int:
 async def get_responses(request: web.Request) -> web.Response:
     pg = page(request)
     async with runtime(request).store.sessions() as session:
-        device = await device_in_scope(session, await scope_of(request, session), path_int(request, "e"))
+        device = await device_in_scope(session, scope_of(request), path_int(request, "e"))
         found = list(
             await session.scalars(
                 select(Sep2InfluenceResponse)
@@ -193,7 +193,7 @@ async def post_response(request: web.Request) -> web.Response:
     created_at = xml.integer(body, "createdDateTime")
     created_dt = from_epoch(created_at, "createdDateTime") if created_at is not None else utcnow()
     async with runtime(request).store.sessions.begin() as session:
-        device = await device_in_scope(session, await scope_of(request, session), path_int(request, "e"))
+        device = await device_in_scope(session, scope_of(request), path_int(request, "e"))
         if lfdi != device.lfdi:
             raise Invalid("endDeviceLFDI is not this EndDevice")
         event = await session.get(Sep2InfluenceEvent, event_id)

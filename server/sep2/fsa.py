@@ -13,10 +13,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.core import programs
 from server.core.errors import NotFound
+from server.core.parties import device_in_scope
 from server.sep2 import xml
 from server.sep2.common import (
     MRID_FSA,
-    device_in_scope,
     list_element,
     mrid,
     page,
@@ -37,7 +37,7 @@ routes = web.RouteTableDef()
 async def get_fsa_list(request: web.Request) -> web.Response:
     pg = page(request)
     async with sessions(request)() as session:
-        device = await device_in_scope(session, await scope_of(request, session), path_int(request, "e"))
+        device = await device_in_scope(session, scope_of(request), path_int(request, "e"))
         fsas = await programs.device_fsas(session, device.id)
         rate = await poll_rate(request, session, "FunctionSetAssignmentsList")
         items = [await render_fsa(request, session, device, f) for f in pg.slice(fsas)]
@@ -68,7 +68,7 @@ async def render_fsa(request: web.Request, session: AsyncSession, device: EndDev
 @sep2_handler
 async def get_fsa(request: web.Request) -> web.Response:
     async with sessions(request)() as session:
-        device = await device_in_scope(session, await scope_of(request, session), path_int(request, "e"))
+        device = await device_in_scope(session, scope_of(request), path_int(request, "e"))
         fsa = next(
             (f for f in await programs.device_fsas(session, device.id) if f.id == path_int(request, "f")),
             None,

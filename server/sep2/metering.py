@@ -38,7 +38,6 @@ from server.sep2 import xml
 from server.sep2.common import (
     epoch,
     list_element,
-    owners,
     page,
     path_int,
     reply,
@@ -220,8 +219,8 @@ def render_meter_reading(mup: Sep2Mup, k: int, mmr: etree._Element) -> etree._El
 
 
 async def _mup(request: web.Request, session: AsyncSession) -> Sep2Mup:
-    scope = await scope_of(request, session)
-    for mup in await devres.mups_of(session, owners(scope)):
+    scope = scope_of(request)
+    for mup in await devres.mups_of(session, scope):
         if mup.id == path_int(request, "m"):
             return mup
     raise NotFound("no such UsagePoint")
@@ -241,8 +240,8 @@ async def _mmr(request: web.Request, session: AsyncSession) -> tuple[Sep2Mup, in
 async def get_usage_point_list(request: web.Request) -> web.Response:
     pg = page(request)
     async with runtime(request).store.sessions() as session:
-        scope = await scope_of(request, session)
-        found = await devres.mups_of(session, owners(scope))
+        scope = scope_of(request)
+        found = await devres.mups_of(session, scope)
         rate = await poll_rate(request, session, "UsagePointList")
     items = [render_usage_point(m) for m in pg.slice(found)]
     return reply(list_element("UsagePointList", "/upt", items, len(found), rate))

@@ -15,12 +15,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from server.core import notify, telemetry
 from server.core import sep2_device as devres
 from server.core.errors import Forbidden, Invalid, NotFound
+from server.core.parties import visible_devices
+from server.core.scope import Scope
 from server.sep2 import metering, xml
 from server.sep2.common import (
-    Scope,
     list_element,
     no_content,
-    owners,
     page,
     path_int,
     read_body,
@@ -29,7 +29,6 @@ from server.sep2.common import (
     scope_of,
     sep2_handler,
     sessions,
-    visible_devices,
 )
 from server.sep2.render import for_storage, lfdi_of, poll_rate, post_rate, with_href
 
@@ -57,8 +56,8 @@ def render_mup(request: web.Request, mup, post_rate_s: int) -> etree._Element:
 async def get_mup_list(request: web.Request) -> web.Response:
     pg = page(request)
     async with sessions(request)() as session:
-        scope = await scope_of(request, session)
-        found = await devres.mups_of(session, owners(scope))
+        scope = scope_of(request)
+        found = await devres.mups_of(session, scope)
         if pg.after:
             found = [m for m in found if m.changed_at >= pg.after]
         rate = await poll_rate(request, session, "MirrorUsagePointList")
@@ -75,7 +74,7 @@ async def post_mup(request: web.Request) -> web.Response:
     mup_mrid = (xml.text(body, "mRID") or "").upper()
     mmrs = [(xml.text(m, "mRID") or "").upper() for m in body.findall(xml.q("MirrorMeterReading"))]
     async with sessions(request).begin() as session:
-        scope = await scope_of(request, session)
+        scope = scope_of(request)
         visible = {d.lfdi for d in await visible_devices(session, scope)}
         if device_lfdi not in visible:
             raise Forbidden("deviceLFDI is not an EndDevice you may mirror")
@@ -89,7 +88,7 @@ async def post_mup(request: web.Request) -> web.Response:
 
 
 async def mup_in_scope(session: AsyncSession, scope: Scope, mup_id: int):
-    for mup in await devres.mups_of(session, owners(scope)):
+    for mup in await devres.mups_of(session, scope):
         if mup.id == mup_id:
             return mup
     raise NotFound("no such MirrorUsagePoint")
@@ -99,7 +98,7 @@ async def mup_in_scope(session: AsyncSession, scope: Scope, mup_id: int):
 @sep2_handler
 async def get_mup(request: web.Request) -> web.Response:
     async with sessions(request)() as session:
-        mup = await mup_in_scope(session, await scope_of(request, session), path_int(request, "m"))
+        mup = await mup_in_scope(session, scope_of(request), path_int(request, "m"))
         prate = await post_rate(request, session, "MirrorUsagePoint")
     return reply(render_mup(request, mup, prate))
 
@@ -112,7 +111,7 @@ async def post_readings(request: web.Request) -> web.Response:
         [body] if xml.local_name(body) == "MirrorMeterReading" else body.findall(xml.q("MirrorMeterReading"))
     )
     async with sessions(request).begin() as session:
-        mup = await mup_in_scope(session, await scope_of(request, session), path_int(request, "m"))
+        mup = await mup_in_scope(session, scope_of(request), path_int(request, "m"))
         known = await devres.mup_mmr_mrids(session, mup.id)
         for r in readings:
             if (xml.text(r, "mRID") or "").upper() not in known:
@@ -131,6 +130,6 @@ async def post_readings(request: web.Request) -> web.Response:
 @sep2_handler
 async def delete_mup(request: web.Request) -> web.Response:
     async with sessions(request).begin() as session:
-        mup = await mup_in_scope(session, await scope_of(request, session), path_int(request, "m"))
+        mup = await mup_in_scope(session, scope_of(request), path_int(request, "m"))
         await session.delete(mup)
     return no_content()

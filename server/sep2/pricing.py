@@ -23,10 +23,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.core import influence
 from server.core.errors import NotFound
+from server.core.parties import device_in_scope
+from server.core.scope import Scope
 from server.sep2 import events, render, xml
 from server.sep2.common import (
-    Scope,
-    device_in_scope,
     list_element,
     mrid,
     page,
@@ -62,7 +62,7 @@ async def rate_in_scope(
 async def _rate(request: web.Request, session: AsyncSession) -> tuple[EndDevice, Sep2InfluenceSet]:
     device, _, r = await rate_in_scope(
         session,
-        await scope_of(request, session),
+        scope_of(request),
         path_int(request, "e"),
         path_int(request, "t"),
         path_int(request, "r"),
@@ -175,7 +175,7 @@ async def render_tti_list(
 async def get_tariff_list(request: web.Request) -> web.Response:
     pg = page(request)
     async with runtime(request).store.sessions() as session:
-        device = await device_in_scope(session, await scope_of(request, session), path_int(request, "e"))
+        device = await device_in_scope(session, scope_of(request), path_int(request, "e"))
         found = await influence.device_sets(session, device.id, "tariff")
         rate = await render.poll_rate(request, session, "TariffProfileList")
         items = [
@@ -194,7 +194,7 @@ async def get_tariff_list(request: web.Request) -> web.Response:
 async def get_tariff(request: web.Request) -> web.Response:
     async with runtime(request).store.sessions() as session:
         device, t = await tariff_in_scope(
-            session, await scope_of(request, session), path_int(request, "e"), path_int(request, "t")
+            session, scope_of(request), path_int(request, "e"), path_int(request, "t")
         )
         n = len(await influence.list_sets(session, "rate", t.id))
     return reply(render_tariff(render.pen(request), device, t, n))
@@ -207,7 +207,7 @@ async def get_rate_list(request: web.Request) -> web.Response:
     now = utcnow()
     async with runtime(request).store.sessions() as session:
         device, t = await tariff_in_scope(
-            session, await scope_of(request, session), path_int(request, "e"), path_int(request, "t")
+            session, scope_of(request), path_int(request, "e"), path_int(request, "t")
         )
         rates = await influence.list_sets(session, "rate", t.id)
         items = []

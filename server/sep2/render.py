@@ -13,7 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from server import pki
 from server.core import sep2_device as devres
 from server.core.errors import Invalid
-from server.sep2.common import runtime
+from server.sep2.common import (
+    runtime,
+)
 
 
 def lfdi_of(text: str) -> str:

@@ -14,6 +14,7 @@ from lxml import etree
 from server.core import programs, responses
 from server.core.errors import Invalid, NotFound
 from server.core.metering import from_epoch
+from server.core.parties import visible_devices
 from server.sep2 import xml
 from server.sep2.common import (
     MRID_CONTROL,
@@ -30,7 +31,6 @@ from server.sep2.common import (
     scope_of,
     sep2_handler,
     sessions,
-    visible_devices,
 )
 from server.sep2.render import lfdi_of, pen, poll_rate
 from server.store.types import utcnow
@@ -55,7 +55,7 @@ def render_response_set(request: web.Request) -> etree._Element:
 async def get_response_set_list(request: web.Request) -> web.Response:
     pg = page(request)
     async with sessions(request)() as session:
-        await scope_of(request, session)
+        scope_of(request)
         rate = await poll_rate(request, session, "ResponseSetList")
     return reply(list_element("ResponseSetList", "/rsps", pg.slice([render_response_set(request)]), 1, rate))
 
@@ -86,7 +86,7 @@ async def get_response_list(request: web.Request) -> web.Response:
         raise NotFound("no such ResponseSet")
     pg = page(request)
     async with sessions(request)() as session:
-        scope = await scope_of(request, session)
+        scope = scope_of(request)
         ids = [d.id for d in await visible_devices(session, scope)]
         found = await responses.all_responses(session, ids)
     items = []
@@ -103,7 +103,7 @@ async def get_response(request: web.Request) -> web.Response:
     if path_int(request, "r") != RESPONSE_SET_ID:
         raise NotFound("no such ResponseSet")
     async with sessions(request)() as session:
-        scope = await scope_of(request, session)
+        scope = scope_of(request)
         r = await responses.get(session, path_int(request, "i"))
         if r is None or r.end_device_id not in {d.id for d in await visible_devices(session, scope)}:
             raise NotFound("no such Response")
@@ -127,7 +127,7 @@ async def post_response(request: web.Request) -> web.Response:
     created_at = xml.integer(body, "createdDateTime")
     created_dt = from_epoch(created_at, "createdDateTime") if created_at is not None else utcnow()
     async with sessions(request).begin() as session:
-        scope = await scope_of(request, session)
+        scope = scope_of(request)
         device = next((d for d in await visible_devices(session, scope) if d.lfdi == lfdi), None)
         if device is None:
             raise Invalid("endDeviceLFDI is not an EndDevice you may respond for")

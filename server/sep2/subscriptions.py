@@ -63,19 +63,19 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.core import der_controls as rules
 from server.core import influence, notify, outbox, programs
+from server.core import scope as client_scope
 from server.core import sep2_device as devres
 from server.core import subscriptions as core_subs
 from server.core.errors import Forbidden, Invalid, NotFound
+from server.core.parties import device_in_scope, visible_devices
+from server.core.scope import Scope
 from server.runtime import RUNTIME
 from server.sep2 import derp, drlc, edev, fsa, metering, pricing, xml
 from server.sep2.common import (
     REASON_LIMIT,
-    Scope,
     Sep2Error,
-    device_in_scope,
     list_element,
     no_content,
-    owners,
     page,
     path_int,
     read_body,
@@ -83,7 +83,6 @@ from server.sep2.common import (
     runtime,
     scope_of,
     sep2_handler,
-    visible_devices,
 )
 from server.sep2.render import poll_rate, post_rate
 from server.store.models import (
@@ -182,7 +181,7 @@ def parse_target(resource: str) -> Target:
 async def check_visible(session: AsyncSession, scope: Scope, target: Target) -> None:
     """The subscriber must be able to GET the resource; otherwise 404/403 and nothing is stored."""
     if target.kind == "edev-list":
-        if scope.device is None and scope.aggregator is None:
+        if not scope.registered:
             raise Sep2Error(403, 0, "register before subscribing")
         return
     if target.kind == "reading-list":
@@ -212,7 +211,7 @@ async def check_visible(session: AsyncSession, scope: Scope, target: Target) -> 
 
 async def meter_reading_in_scope(session: AsyncSession, scope: Scope, target: Target):
     """(MirrorUsagePoint, k, MirrorMeterReading) behind ``/upt/{m}/mr/{k}``, if the caller may read it."""
-    for mup in await devres.mups_of(session, owners(scope)):
+    for mup in await devres.mups_of(session, scope):
         if mup.id == target.program_id:
             mmrs = metering.meter_readings(mup)
             k = target.target_id or 0
@@ -240,12 +239,6 @@ def shim(settings: Any) -> Any:
     """What the function-set renderers need from a request (``request.app[RUNTIME].settings``), for rendering
     outside a request: a notification is rendered in the transaction of the change, as its subscriber sees it."""
     return SimpleNamespace(app={RUNTIME: SimpleNamespace(settings=settings)})
-
-
-async def owner_scope(session: AsyncSession, lfdi: str) -> Scope:
-    agg = await session.scalar(select(Aggregator).where(Aggregator.lfdi == lfdi))
-    device = await session.scalar(select(EndDevice).where(EndDevice.lfdi == lfdi))
-    return Scope(lfdi, device.sfdi if device else 0, agg, device)
 
 
 async def render_target(
@@ -356,20 +349,20 @@ async def enqueue_for(
     now = now or utcnow()
     unless_same = unless_same or set()
     last = await last_bodies(session, unless_same) if unless_same else {}
+    scopes = await client_scope.for_lfdis(session, {s.owner_lfdi for s in subs})
+    # a subscriber whose access staff revoked hears nothing (not even that its resource is gone)
+    subs = [s for s in subs if not scopes[s.owner_lfdi].revoked]
     fast = [s for s in subs if s.kind in CONTROL_KINDS]
     rendered: dict[int, etree._Element | None] = (
-        await render_control_subs(session, settings, fast, now) if fast else {}
+        await render_control_subs(session, settings, fast, now, scopes) if fast else {}
     )
-    scopes: dict[str, Scope] = {}
     count = 0
     for sub in subs:
         items = notified_items(sub.kind, sub.limit)
         if sub.id in rendered:
             resource = rendered[sub.id]
         else:
-            scope = scopes.get(sub.owner_lfdi)
-            if scope is None:
-                scope = scopes[sub.owner_lfdi] = await owner_scope(session, sub.owner_lfdi)
+            scope = scopes[sub.owner_lfdi]
             target = Target(sub.kind, sub.resource, sub.subject_device_id, sub.program_id, sub.target_id)
             resource = await render_target(session, settings, scope, target, items or 0, now)
         if sub.id in unless_same and resource is None:
@@ -412,7 +405,11 @@ async def _in_chunks(session: AsyncSession, make, ids: set[int] | set[str]) -> l
 
 
 async def render_control_subs(
-    session: AsyncSession, settings: Any, subs: list[Sep2Subscription], now: dt.datetime
+    session: AsyncSession,
+    settings: Any,
+    subs: list[Sep2Subscription],
+    now: dt.datetime,
+    scopes: dict[str, Scope],
 ) -> dict[int, etree._Element | None]:
     """The DER control subscriptions of a change, rendered with a handful of queries in all (not several per
     subscriber): fan-out to thousands of devices of one program must stay within seconds.
@@ -447,27 +444,12 @@ async def render_control_subs(
         )
     }
     controls = await programs.list_controls(session, list(all_programs)) if all_programs else []
-    owners = {s.owner_lfdi for s in subs}
-    agg_of = dict(
-        await _in_chunks(
-            session,
-            lambda ids: select(Aggregator.lfdi, Aggregator.id).where(Aggregator.lfdi.in_(ids)),
-            owners,
-        )
-    )
     evaluated: dict[frozenset[int], list[tuple[Any, rules.Interval, rules.Evaluated]]] = {}
     out: dict[int, etree._Element | None] = {}
     for sub in subs:
         device = devices.get(sub.subject_device_id or 0)
         progs = assigned.get(device.id, set()) if device else set()
-        visible = (
-            device is not None
-            and device.enabled
-            and (
-                device.lfdi == sub.owner_lfdi
-                or (device.aggregator_id is not None and agg_of.get(sub.owner_lfdi) == device.aggregator_id)
-            )
-        )
+        visible = device is not None and device.enabled and scopes[sub.owner_lfdi].may_see_device(device)
         if not visible or sub.program_id not in progs:
             out[sub.id] = None
             continue
@@ -755,7 +737,7 @@ async def sub_in_scope(session: AsyncSession, scope: Scope, device_id: int, sub_
 async def get_subscription_list(request: web.Request) -> web.Response:
     pg = page(request)
     async with runtime(request).store.sessions() as session:
-        scope = await scope_of(request, session)
+        scope = scope_of(request)
         device = await device_in_scope(session, scope, path_int(request, "e"))
         found = list(
             await session.scalars(
@@ -777,7 +759,7 @@ async def post_subscription(request: web.Request) -> web.Response:
     body = await read_body(request, "Subscription")
     parsed = parse_subscription(request, body)
     async with runtime(request).store.sessions.begin() as session:
-        scope = await scope_of(request, session)
+        scope = scope_of(request)
         device = await device_in_scope(session, scope, path_int(request, "e"))
         await check_visible(session, scope, parsed.target)
         held = await session.scalar(
@@ -812,7 +794,7 @@ async def post_subscription(request: web.Request) -> web.Response:
 @sep2_handler
 async def get_subscription(request: web.Request) -> web.Response:
     async with runtime(request).store.sessions() as session:
-        scope = await scope_of(request, session)
+        scope = scope_of(request)
         sub = await sub_in_scope(session, scope, path_int(request, "e"), path_int(request, "s"))
     return reply(render_subscription(sub))
 
@@ -823,7 +805,7 @@ async def put_subscription(request: web.Request) -> web.Response:
     body = await read_body(request, "Subscription")
     parsed = parse_subscription(request, body)
     async with runtime(request).store.sessions.begin() as session:
-        scope = await scope_of(request, session)
+        scope = scope_of(request)
         sub = await sub_in_scope(session, scope, path_int(request, "e"), path_int(request, "s"))
         await check_visible(session, scope, parsed.target)
         sub.resource, sub.kind = parsed.target.href, parsed.target.kind
@@ -839,7 +821,7 @@ async def put_subscription(request: web.Request) -> web.Response:
 @sep2_handler
 async def delete_subscription(request: web.Request) -> web.Response:
     async with runtime(request).store.sessions.begin() as session:
-        scope = await scope_of(request, session)
+        scope = scope_of(request)
         sub = await sub_in_scope(session, scope, path_int(request, "e"), path_int(request, "s"))
         await session.delete(sub)
     return no_content()
