@@ -102,7 +102,7 @@ from server.store.types import utcnow
 
 routes = web.RouteTableDef()
 
-CHANNEL = "sep2-notification"
+CHANNEL = core_subs.CHANNEL
 MAX_PER_DEVICE = 64  # Subscriptions one SubscriptionList holds (bounded work per change and per client)
 MAX_LIMIT = 255  # list items carried in one notification (the same cap as one GET page)
 XSI_TYPE = "{http://www.w3.org/2001/XMLSchema-instance}type"
