@@ -17,7 +17,7 @@ from aiohttp import web
 from server import sep2
 from server.admin import create_admin_app
 from server.config import Settings
-from server.core import scope
+from server.core import changes, scope
 from server.core.outbox import OutboxWorker, delivery_ssl_context
 from server.modbus.gateway import ModbusGateway
 from server.observability import Handler, observe_middleware
@@ -69,7 +69,10 @@ def create_protocol_app(rt: Runtime) -> web.Application:
 async def open_runtime(settings: Settings) -> Runtime:
     store = create_store(settings.database_url, settings.database.echo)
     await upgrade(store)
-    return Runtime(settings=settings, store=store)
+    rt = Runtime(settings=settings, store=store)
+    # core's change record is published to the protocol listeners with these settings; the outbox is woken after
+    changes.attach(store.sessions, settings, lambda: rt.outbox.wake() if rt.outbox is not None else None)
+    return rt
 
 
 def delivery_context(settings: Settings) -> ssl.SSLContext:

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from server import pki
+from server.core import changes
 from server.core.errors import Conflict, Forbidden, Invalid, NotFound
 from server.core.scope import Scope
 from server.core.vens import by_name, new_ven_id, normalise_fingerprint, queued_counts
@@ -102,7 +103,46 @@ async def enroll_device(
         await session.flush()
     except IntegrityError:
         raise Conflict(f"a device with LFDI {lfdi} is already enrolled") from None
+    changes.record(session, devices=[device.id])
     return DeviceInfo.of(device)
+
+
+async def ensure_device(
+    session: AsyncSession,
+    lfdi: str,
+    pin: int | None = None,
+    aggregator_lfdi: str | None = None,
+    name: str = "",
+) -> tuple[EndDevice, bool]:
+    """Enrol the EndDevice ``lfdi``, or update the PIN/aggregator of the one enrolled (and enable it again);
+    returns it and whether it was created."""
+    lfdi = _lfdi(lfdi)
+    device = await session.scalar(select(EndDevice).where(EndDevice.lfdi == lfdi))
+    if device is None:
+        info = await enroll_device(session, lfdi, pin=pin, aggregator_lfdi=aggregator_lfdi, name=name)
+        made = await session.get(EndDevice, info.id)
+        assert made is not None
+        return made, True
+    before = (device.pin, device.aggregator_id, device.enabled)
+    if pin is not None:
+        device.pin = _pin(pin)
+    if aggregator_lfdi:
+        device.aggregator_id = (await ensure_aggregator(session, aggregator_lfdi)).id
+    device.enabled = True
+    await session.flush()
+    if (device.pin, device.aggregator_id, device.enabled) != before:
+        changes.record(session, devices=[device.id])
+    return device, False
+
+
+async def remove_device(session: AsyncSession, lfdi: str) -> bool:
+    """Remove the EndDevice ``lfdi`` if enrolled; whether there was one."""
+    device = await session.scalar(select(EndDevice).where(EndDevice.lfdi == _lfdi(lfdi)))
+    if device is None:
+        return False
+    await session.delete(device)
+    await session.flush()
+    return True
 
 
 async def list_devices(session: AsyncSession, aggregator_lfdi: str | None = None) -> list[DeviceInfo]:

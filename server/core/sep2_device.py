@@ -6,6 +6,7 @@ from __future__ import annotations
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server.core import changes
 from server.core.errors import Conflict, Invalid
 from server.core.scope import Scope
 from server.store.models import Sep2DeviceResource, Sep2Mmr, Sep2Mup, Sep2MupReading, Sep2Setting
@@ -54,6 +55,16 @@ async def set_setting(session: AsyncSession, key: str, value: str | None) -> Non
     else:
         row.value = value
     await session.flush()
+
+
+async def set_rate(session: AsyncSession, kind: str, resource: str, rate_s: int | None) -> None:
+    """Set (or, with None, reset to the default) the ``pollrate`` or ``postrate`` staff give a resource type;
+    every resource of that type a client reads changes with it."""
+    key = f"{kind}:{resource}"
+    value = None if rate_s is None else str(rate_s)
+    if await get_setting(session, key) != value:
+        await set_setting(session, key, value)
+        changes.record(session, resource_types=[resource])
 
 
 async def all_settings(session: AsyncSession) -> dict[str, str]:

@@ -157,7 +157,7 @@ async def ingest(
     session: AsyncSession, device_lfdi: str, mup_xml: str, posted: etree._Element
 ) -> list[telemetry.Reading]:
     """Check and store the readings in ``posted`` (a MirrorUsagePoint, MirrorMeterReading or a list of them);
-    returns what was stored (the caller announces them: subscriptions to ReadingLists, Conditions)."""
+    returns what was stored (recorded as a change by ``core.telemetry``: subscriptions to ReadingLists, Conditions)."""
     declared = declared_types(mup_xml)
     name = xml.local_name(posted)
     mmrs = [posted] if name == "MirrorMeterReading" else posted.findall(xml.q("MirrorMeterReading"))

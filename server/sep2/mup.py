@@ -12,7 +12,6 @@ from aiohttp import web
 from lxml import etree
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.core import notify, telemetry
 from server.core import sep2_device as devres
 from server.core.errors import Forbidden, Invalid, NotFound
 from server.core.parties import visible_devices
@@ -25,7 +24,6 @@ from server.sep2.common import (
     path_int,
     read_body,
     reply,
-    runtime,
     scope_of,
     sep2_handler,
     sessions,
@@ -33,14 +31,6 @@ from server.sep2.common import (
 from server.sep2.render import for_storage, lfdi_of, poll_rate, post_rate, with_href
 
 routes = web.RouteTableDef()
-
-
-async def announce(request: web.Request, session: AsyncSession, stored: list[telemetry.Reading]) -> None:
-    """New readings change the ReadingLists that show them: notify their subscribers (a Condition decides
-    whether a reading is worth a notification, ``server.sep2.subscriptions``) in this transaction."""
-    await notify.changed(
-        session, runtime(request), readings=[(r.source_id, r.resource, r.value) for r in stored]
-    )
 
 
 def render_mup(request: web.Request, mup, post_rate_s: int) -> etree._Element:
@@ -81,8 +71,7 @@ async def post_mup(request: web.Request) -> web.Response:
         mup, is_new = await devres.upsert_mup(
             session, scope.lfdi, device_lfdi, mup_mrid, for_storage(body), mmrs
         )
-        stored = await metering.ingest(session, device_lfdi, mup.body, body)  # readings -> telemetry
-        await announce(request, session, stored)
+        await metering.ingest(session, device_lfdi, mup.body, body)  # readings -> telemetry
         href = f"/mup/{mup.id}"
     return web.Response(status=201 if is_new else 204, headers={"Location": href})
 
@@ -119,10 +108,7 @@ async def post_readings(request: web.Request) -> web.Response:
                     f"MirrorMeterReading {xml.text(r, 'mRID')} is not part of this MirrorUsagePoint"
                 )
         await devres.add_readings(session, mup, etree.tostring(body, encoding="unicode"), len(readings))
-        stored = await metering.ingest(
-            session, mup.device_lfdi, mup.body, body
-        )  # readings -> telemetry, checked
-        await announce(request, session, stored)
+        await metering.ingest(session, mup.device_lfdi, mup.body, body)  # readings -> telemetry, checked
     return web.Response(status=201, headers={"Location": f"/mup/{mup.id}"})
 
 

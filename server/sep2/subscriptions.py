@@ -61,8 +61,8 @@ from lxml import etree
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server.core import changes, influence, outbox, programs
 from server.core import der_controls as rules
-from server.core import influence, notify, outbox, programs
 from server.core import scope as client_scope
 from server.core import sep2_device as devres
 from server.core import subscriptions as core_subs
@@ -480,7 +480,7 @@ async def render_control_subs(
     return out
 
 
-async def affected(session: AsyncSession, change: notify.Change) -> list[Sep2Subscription]:
+async def affected(session: AsyncSession, change: changes.Change) -> list[Sep2Subscription]:
     """Subscriptions whose rendered resource may differ after ``change`` (one indexed query per facet)."""
     conds = []
     if change.programs:
@@ -519,7 +519,7 @@ async def affected(session: AsyncSession, change: notify.Change) -> list[Sep2Sub
     )
 
 
-async def reading_subs(session: AsyncSession, change: notify.Change) -> list[Sep2Subscription]:
+async def reading_subs(session: AsyncSession, change: changes.Change) -> list[Sep2Subscription]:
     """Subscriptions to the ReadingLists that ``change.readings`` added to, whose Condition the new values meet."""
     if not change.readings:
         return []
@@ -555,7 +555,7 @@ async def reading_subs(session: AsyncSession, change: notify.Change) -> list[Sep
 
 
 async def other_programs(
-    session: AsyncSession, change: notify.Change, now: dt.datetime
+    session: AsyncSession, change: changes.Change, now: dt.datetime
 ) -> list[Sep2Subscription]:
     """Subscriptions to the control/event lists of *other* programs of the devices a changed program reaches.
 
@@ -624,7 +624,7 @@ async def other_programs(
     return out
 
 
-async def on_change(session: AsyncSession, settings: Any, change: notify.Change) -> int:
+async def on_change(session: AsyncSession, settings: Any, change: changes.Change) -> int:
     now = utcnow()
     subs = await affected(session, change) + await reading_subs(session, change)
     direct = {s.id for s in subs}
@@ -632,7 +632,7 @@ async def on_change(session: AsyncSession, settings: Any, change: notify.Change)
     return await enqueue_for(session, settings, subs + others, now, unless_same={s.id for s in others})
 
 
-notify.register(on_change)
+changes.listen(on_change)
 
 
 # ---------------------------------------------------------------------------------------------------- wire
