@@ -135,8 +135,11 @@ def _before_commit(sync: Session) -> None:
     settings = sync.info.get(_SETTINGS)
     if pending is None or settings is None:
         return
+    session = async_of(sync)
+    if session is None:  # a plain (not asyncio) Session: nothing of ours listens to it
+        return
     # commit runs in SQLAlchemy's greenlet; the async listeners run on the loop in this same transaction
-    if await_only(publish(async_of(sync), settings, pending.change())):
+    if await_only(publish(session, settings, pending.change())):
         sync.info[_WAKE_AFTER_COMMIT] = True
 
 

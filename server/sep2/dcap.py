@@ -22,7 +22,7 @@ from server.sep2.common import (
     sep2_handler,
     sessions,
 )
-from server.sep2.render import poll_rate
+from server.sep2.render import poll_rate, render_ctx
 
 routes = web.RouteTableDef()
 
@@ -35,7 +35,7 @@ async def get_dcap(request: web.Request) -> web.Response:
         scope = scope_of(request)
         n_edev = len(await visible_devices(session, scope))
         n_mup = len(await devres.mups_of(session, scope))
-        rate = await poll_rate(request, session, "DeviceCapability")
+        rate = await poll_rate(render_ctx(request, session), "DeviceCapability")
     el = xml.E(
         "DeviceCapability",
         {"href": "/dcap", "pollRate": rate},
@@ -55,7 +55,7 @@ async def get_time(request: web.Request) -> web.Response:
     now = int(time.time())
     local = sep2_time.local_time(runtime(request).settings.sep2.time_zone, now)
     async with sessions(request)() as session:
-        rate = await poll_rate(request, session, "Time")
+        rate = await poll_rate(render_ctx(request, session), "Time")
     el = xml.E(
         "Time",
         {"href": "/tm", "pollRate": rate},

@@ -26,7 +26,7 @@ from server.sep2.common import (
     sep2_handler,
     sessions,
 )
-from server.sep2.render import for_storage, poll_rate, with_href
+from server.sep2.render import for_storage, poll_rate, render_ctx, with_href
 from server.store.models import EndDevice
 from server.store.types import utcnow
 
@@ -40,7 +40,7 @@ async def get_der_list(request: web.Request) -> web.Response:
     pg = page(request)
     async with sessions(request)() as session:
         device = await device_in_scope(session, scope_of(request), path_int(request, "e"))
-        rate = await poll_rate(request, session, "DERList")
+        rate = await poll_rate(render_ctx(request, session), "DERList")
     items = pg.slice([render_der(device)])
     return reply(list_element("DERList", f"/edev/{device.id}/der", items, 1, rate))
 

@@ -14,14 +14,16 @@ from __future__ import annotations
 
 from aiohttp import web
 from lxml import etree
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server import pki
 from server.core import programs
 from server.core import sep2_device as devres
+from server.core.changes import Change
 from server.core.errors import Conflict, Forbidden, Invalid, NotFound
 from server.core.parties import device_in_scope, ensure_aggregator, visible_devices
+from server.core.scope import Scope
 from server.sep2 import xml
 from server.sep2.common import (
     created,
@@ -37,8 +39,9 @@ from server.sep2.common import (
     sep2_handler,
     sessions,
 )
-from server.sep2.render import for_storage, lfdi_of, poll_rate, post_rate, with_href
-from server.store.models import EndDevice
+from server.sep2.render import RenderCtx, for_storage, lfdi_of, poll_rate, post_rate, render_ctx, with_href
+from server.sep2.resources import Params, by_type, page_params, subscribable
+from server.store.models import Aggregator, EndDevice, Sep2Subscription
 
 routes = web.RouteTableDef()
 
@@ -65,19 +68,59 @@ async def render_edev(session: AsyncSession, device: EndDevice, post_rate_s: int
     )
 
 
+def _edev_list_affected(change: Change) -> ColumnElement[bool] | None:
+    conds: list[ColumnElement[bool]] = []
+    if change.devices:
+        # an EndDeviceList changes for the device itself and for the aggregator it is registered under
+        own = select(EndDevice.lfdi).where(EndDevice.id.in_(change.devices))
+        agg = (
+            select(Aggregator.lfdi)
+            .join(EndDevice, EndDevice.aggregator_id == Aggregator.id)
+            .where(EndDevice.id.in_(change.devices))
+        )
+        conds.append(or_(Sep2Subscription.owner_lfdi.in_(own), Sep2Subscription.owner_lfdi.in_(agg)))
+    typed = by_type(change, "EndDeviceList", "EndDevice")
+    if typed is not None:
+        conds.append(typed)
+    return or_(*conds) if conds else None
+
+
+@subscribable("edev-list", "/edev", affected=_edev_list_affected, is_list=True)
+async def render_edev_list(ctx: RenderCtx, scope: Scope, params: Params) -> etree._Element:
+    found = await visible_devices(ctx.session, scope)
+    if params.after:
+        found = [d for d in found if d.changed_at >= params.after]
+    rate = await poll_rate(ctx, "EndDeviceList")
+    prate = await post_rate(ctx, "EndDevice")
+    shown = found[params.start : params.start + params.limit]
+    items = [await render_edev(ctx.session, d, prate) for d in shown]
+    return list_element("EndDeviceList", "/edev", items, len(found), rate, subscribable=True)
+
+
 @routes.get("/edev")
 @sep2_handler
 async def get_edev_list(request: web.Request) -> web.Response:
-    pg = page(request)
     async with sessions(request)() as session:
-        scope = scope_of(request)
-        found = await visible_devices(session, scope)
-        if pg.after:
-            found = [d for d in found if d.changed_at >= pg.after]
-        rate = await poll_rate(request, session, "EndDeviceList")
-        prate = await post_rate(request, session, "EndDevice")
-        items = [await render_edev(session, d, prate) for d in pg.slice(found)]
-    return reply(list_element("EndDeviceList", "/edev", items, len(found), rate, subscribable=True))
+        el = await render_edev_list(
+            render_ctx(request, session), scope_of(request), page_params(page(request))
+        )
+    return reply(el)
+
+
+def _edev_affected(change: Change) -> ColumnElement[bool] | None:
+    conds: list[ColumnElement[bool]] = (
+        [Sep2Subscription.subject_device_id.in_(change.devices)] if change.devices else []
+    )
+    typed = by_type(change, "EndDevice")
+    if typed is not None:
+        conds.append(typed)
+    return or_(*conds) if conds else None
+
+
+@subscribable("edev", "/edev/{e}", affected=_edev_affected, is_list=False)
+async def render_end_device(ctx: RenderCtx, scope: Scope, params: Params) -> etree._Element:
+    device = await device_in_scope(ctx.session, scope, params.e or 0)
+    return await render_edev(ctx.session, device, await post_rate(ctx, "EndDevice"))
 
 
 @routes.post("/edev")
@@ -120,8 +163,8 @@ async def post_edev(request: web.Request) -> web.Response:
 @sep2_handler
 async def get_edev(request: web.Request) -> web.Response:
     async with sessions(request)() as session:
-        device = await device_in_scope(session, scope_of(request), path_int(request, "e"))
-        return reply(await render_edev(session, device, await post_rate(request, session, "EndDevice")))
+        params = Params(e=path_int(request, "e"))
+        return reply(await render_end_device(render_ctx(request, session), scope_of(request), params))
 
 
 @routes.delete("/edev/{e}")
@@ -140,7 +183,7 @@ async def get_registration(request: web.Request) -> web.Response:
         device = await device_in_scope(session, scope_of(request), path_int(request, "e"))
         if device.pin is None:
             raise NotFound("no Registration for this EndDevice")
-        rate = await poll_rate(request, session, "Registration")
+        rate = await poll_rate(render_ctx(request, session), "Registration")
     el = xml.E(
         "Registration",
         {"href": f"/edev/{device.id}/rg", "pollRate": rate},

@@ -39,6 +39,7 @@ from server.sep2.common import (
     sep2_handler,
     sessions,
 )
+from server.sep2.render import RenderCtx, render_ctx
 from server.store.models import EndDevice, Sep2InfluenceEvent, Sep2InfluenceResponse, Sep2InfluenceSet
 from server.store.types import utcnow
 
@@ -74,9 +75,9 @@ def render_event(
 
 
 Evaluated = list[tuple[Sep2InfluenceEvent, rules.Evaluated]]
-# (request, session, device, set, now, start, limit, active_only, after) -> the event list element
+# (render context, device, set, start, limit, active_only, after) -> the event list element
 ListRenderer = Callable[
-    [web.Request, AsyncSession, EndDevice, Sep2InfluenceSet, dt.datetime, int, int, bool, dt.datetime | None],
+    [RenderCtx, EndDevice, Sep2InfluenceSet, int, int, bool, dt.datetime | None],
     Awaitable[etree._Element],
 ]
 SetFinder = Callable[[web.Request, AsyncSession], Awaitable[tuple[EndDevice, Sep2InfluenceSet]]]
@@ -125,7 +126,7 @@ async def event_list_reply(
     async with sessions(request)() as session:
         device, s = await find(request, session)
         el = await render_list(
-            request, session, device, s, utcnow(), pg.start, pg.limit, active_only, pg.after
+            render_ctx(request, session), device, s, pg.start, pg.limit, active_only, pg.after
         )
     return reply(el)
 

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from aiohttp import web
 from lxml import etree
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import ColumnElement, or_
 
 from server.core import programs
+from server.core.changes import Change
 from server.core.errors import NotFound
 from server.core.parties import device_in_scope
+from server.core.scope import Scope
 from server.sep2 import xml
 from server.sep2.common import (
     MRID_FSA,
@@ -26,31 +28,45 @@ from server.sep2.common import (
     sep2_handler,
     sessions,
 )
-from server.sep2.render import pen, poll_rate
-from server.store.models import EndDevice
+from server.sep2.render import RenderCtx, poll_rate, render_ctx
+from server.sep2.resources import Params, by_type, page_params, subscribable
+from server.store.models import EndDevice, Sep2Subscription
 
 routes = web.RouteTableDef()
+
+
+def _fsa_list_affected(change: Change) -> ColumnElement[bool] | None:
+    conds: list[ColumnElement[bool]] = (
+        [Sep2Subscription.subject_device_id.in_(change.devices)] if change.devices else []
+    )
+    typed = by_type(change, "FunctionSetAssignmentsList", "FunctionSetAssignments")
+    if typed is not None:
+        conds.append(typed)
+    return or_(*conds) if conds else None
+
+
+@subscribable("fsa-list", "/edev/{e}/fsa", affected=_fsa_list_affected, is_list=True)
+async def render_fsa_list(ctx: RenderCtx, scope: Scope, params: Params) -> etree._Element:
+    device = await device_in_scope(ctx.session, scope, params.e or 0)
+    fsas = await programs.device_fsas(ctx.session, device.id)
+    rate = await poll_rate(ctx, "FunctionSetAssignmentsList")
+    items = [await render_fsa(ctx, device, f) for f in fsas[params.start : params.start + params.limit]]
+    return list_element(
+        "FunctionSetAssignmentsList", f"/edev/{device.id}/fsa", items, len(fsas), rate, subscribable=True
+    )
 
 
 @routes.get("/edev/{e}/fsa")
 @sep2_handler
 async def get_fsa_list(request: web.Request) -> web.Response:
-    pg = page(request)
     async with sessions(request)() as session:
-        device = await device_in_scope(session, scope_of(request), path_int(request, "e"))
-        fsas = await programs.device_fsas(session, device.id)
-        rate = await poll_rate(request, session, "FunctionSetAssignmentsList")
-        items = [await render_fsa(request, session, device, f) for f in pg.slice(fsas)]
-    return reply(
-        list_element(
-            "FunctionSetAssignmentsList", f"/edev/{device.id}/fsa", items, len(fsas), rate, subscribable=True
-        )
-    )
+        params = page_params(page(request), e=path_int(request, "e"))
+        return reply(await render_fsa_list(render_ctx(request, session), scope_of(request), params))
 
 
-async def render_fsa(request: web.Request, session: AsyncSession, device: EndDevice, fsa) -> etree._Element:
+async def render_fsa(ctx: RenderCtx, device: EndDevice, fsa) -> etree._Element:
     href = f"/edev/{device.id}/fsa/{fsa.id}"
-    n = len(await programs.fsa_programs(session, fsa.id))
+    n = len(await programs.fsa_programs(ctx.session, fsa.id))
     return xml.E(
         "FunctionSetAssignments",
         {"href": href},
@@ -59,7 +75,7 @@ async def render_fsa(request: web.Request, session: AsyncSession, device: EndDev
         xml.link("DERProgramListLink", f"{href}/derp", n),
         xml.link("TariffProfileListLink", f"/edev/{device.id}/tp"),
         xml.link("TimeLink", "/tm"),
-        xml.leaf("mRID", mrid(MRID_FSA, fsa.id, pen(request))),
+        xml.leaf("mRID", mrid(MRID_FSA, fsa.id, ctx.pen)),
         xml.leaf("description", fsa.title[:32]),
     )
 
@@ -75,4 +91,4 @@ async def get_fsa(request: web.Request) -> web.Response:
         )
         if fsa is None:
             raise NotFound("no such FunctionSetAssignments")
-        return reply(await render_fsa(request, session, device, fsa))
+        return reply(await render_fsa(render_ctx(request, session), device, fsa))

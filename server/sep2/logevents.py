@@ -29,7 +29,7 @@ from server.sep2.common import (
     scope_of,
     sep2_handler,
 )
-from server.sep2.render import poll_rate
+from server.sep2.render import poll_rate, render_ctx
 from server.store.models import Sep2LogEvent
 from server.store.types import utcnow
 
@@ -59,7 +59,7 @@ async def get_log_event_list(request: web.Request) -> web.Response:
     async with runtime(request).store.sessions() as session:
         device = await device_in_scope(session, scope_of(request), path_int(request, "e"))
         found = await logevents.for_device(session, device.id)
-        rate = await poll_rate(request, session, "LogEventList")
+        rate = await poll_rate(render_ctx(request, session), "LogEventList")
     if pg.after:
         found = [e for e in found if e.created_date_time >= pg.after]
     items = [render(e) for e in pg.slice(found)]

@@ -28,7 +28,7 @@ from server.sep2.common import (
     sep2_handler,
     sessions,
 )
-from server.sep2.render import for_storage, lfdi_of, poll_rate, post_rate, with_href
+from server.sep2.render import for_storage, lfdi_of, poll_rate, post_rate, render_ctx, with_href
 
 routes = web.RouteTableDef()
 
@@ -50,8 +50,8 @@ async def get_mup_list(request: web.Request) -> web.Response:
         found = await devres.mups_of(session, scope)
         if pg.after:
             found = [m for m in found if m.changed_at >= pg.after]
-        rate = await poll_rate(request, session, "MirrorUsagePointList")
-        prate = await post_rate(request, session, "MirrorUsagePoint")
+        rate = await poll_rate(render_ctx(request, session), "MirrorUsagePointList")
+        prate = await post_rate(render_ctx(request, session), "MirrorUsagePoint")
     items = [render_mup(request, m, prate) for m in pg.slice(found)]
     return reply(list_element("MirrorUsagePointList", "/mup", items, len(found), rate))
 
@@ -88,7 +88,7 @@ async def mup_in_scope(session: AsyncSession, scope: Scope, mup_id: int):
 async def get_mup(request: web.Request) -> web.Response:
     async with sessions(request)() as session:
         mup = await mup_in_scope(session, scope_of(request), path_int(request, "m"))
-        prate = await post_rate(request, session, "MirrorUsagePoint")
+        prate = await post_rate(render_ctx(request, session), "MirrorUsagePoint")
     return reply(render_mup(request, mup, prate))
 
 

@@ -32,7 +32,7 @@ from server.sep2.common import (
     sep2_handler,
     sessions,
 )
-from server.sep2.render import lfdi_of, pen, poll_rate
+from server.sep2.render import lfdi_of, pen, poll_rate, render_ctx
 from server.store.types import utcnow
 
 routes = web.RouteTableDef()
@@ -56,7 +56,7 @@ async def get_response_set_list(request: web.Request) -> web.Response:
     pg = page(request)
     async with sessions(request)() as session:
         scope_of(request)
-        rate = await poll_rate(request, session, "ResponseSetList")
+        rate = await poll_rate(render_ctx(request, session), "ResponseSetList")
     return reply(list_element("ResponseSetList", "/rsps", pg.slice([render_response_set(request)]), 1, rate))
 
 
