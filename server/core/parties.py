@@ -140,9 +140,19 @@ async def remove_device(session: AsyncSession, lfdi: str) -> bool:
     device = await session.scalar(select(EndDevice).where(EndDevice.lfdi == _lfdi(lfdi)))
     if device is None:
         return False
+    _record_removal(session, device)
     await session.delete(device)
     await session.flush()
     return True
+
+
+def _record_removal(session: AsyncSession, device: EndDevice) -> None:
+    # once the row is gone nothing joins from it to the aggregator whose EndDeviceList showed it: name it
+    changes.record(
+        session,
+        devices=[device.id],
+        objects={"aggregator": [device.aggregator_id]} if device.aggregator_id is not None else None,
+    )
 
 
 async def list_devices(session: AsyncSession, aggregator_lfdi: str | None = None) -> list[DeviceInfo]:
@@ -163,6 +173,7 @@ async def delete_device(session: AsyncSession, device_id: int) -> None:
     device = await session.get(EndDevice, device_id)
     if device is None:
         raise NotFound(f"no device {device_id}")
+    _record_removal(session, device)
     await session.delete(device)
 
 

@@ -375,6 +375,7 @@ async def create_curve(
     )
     session.add(curve)
     await session.flush()
+    changes.record(session, programs=[program.id])  # its DERProgram counts its curves
     return curve
 
 
@@ -391,3 +392,4 @@ async def delete_curve(session: AsyncSession, curve_id: int) -> None:
     if curve is None:
         raise NotFound(f"no curve {curve_id}")
     await session.delete(curve)
+    changes.record(session, programs=[curve.program_id])

@@ -127,4 +127,5 @@ async def delete_mups(session: AsyncSession, scope: Scope) -> int:
     for mup in found:
         await session.delete(mup)
     await session.flush()
+    changes.record(session, objects={"mup": [m.id for m in found]})
     return len(found)

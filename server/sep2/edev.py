@@ -79,6 +79,9 @@ def _edev_list_affected(change: Change) -> ColumnElement[bool] | None:
             .where(EndDevice.id.in_(change.devices))
         )
         conds.append(or_(Sep2Subscription.owner_lfdi.in_(own), Sep2Subscription.owner_lfdi.in_(agg)))
+    if change.objects.get("aggregator"):
+        named = select(Aggregator.lfdi).where(Aggregator.id.in_(change.objects["aggregator"]))
+        conds.append(Sep2Subscription.owner_lfdi.in_(named))
     typed = by_type(change, "EndDeviceList", "EndDevice")
     if typed is not None:
         conds.append(typed)

@@ -454,7 +454,10 @@ def condition_met(condition: dict[str, int] | None, values: list[int]) -> bool:
 @subscribable(
     "reading-list",
     "/upt/{p}/mr/{t}/rs/1/r",
-    affected=lambda change: None,  # new readings reach subscribers through ``readings_triggered``
+    # new readings reach subscribers through ``readings_triggered``; a removed MirrorUsagePoint takes its lists
+    affected=lambda change: (
+        Sep2Subscription.program_id.in_(change.objects["mup"]) if change.objects.get("mup") else None
+    ),
     is_list=True,
     triggered=readings_triggered,
     conditional=True,

@@ -43,8 +43,9 @@ ReadingList as a GET would return it (§8.7.3.2: the representation SHALL be ide
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import urllib.parse
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from aiohttp import web
@@ -111,10 +112,16 @@ def parse_target(resource: str) -> Target:
     return Target(found[0], found[1], path)
 
 
-async def check_visible(ctx: RenderCtx, scope: Scope, target: Target) -> None:
+async def check_visible(ctx: RenderCtx, scope: Scope, target: Target, limit: int) -> str:
     """The subscriber must be able to GET the resource (its declaration's render answers for the scope);
-    otherwise 404/403 and nothing is stored."""
-    await target.decl.render(ctx, scope, target.params)
+    otherwise 404/403 and nothing is stored. Returns the digest of what it sees now (``shown``)."""
+    n = notified_items(target.decl, limit) or 0
+    return shown(await target.decl.render(ctx, scope, replace(target.params, limit=n)))
+
+
+def shown(resource: etree._Element | None) -> str:
+    """A digest of a resource as a subscriber sees it (None: gone); compared before each notification."""
+    return hashlib.sha256(b"" if resource is None else xml.serialize(resource)).hexdigest()
 
 
 def notified_items(decl: Subscribable, limit: int) -> int | None:
@@ -210,32 +217,38 @@ async def enqueue_for(
 ) -> int:
     """Render and queue one Notification per subscription (same transaction as the caller's change).
 
-    Subscribers whose access staff revoked get none. Subscriptions in ``unless_same`` (touched only indirectly by
-    the change) are skipped when their resource is gone or their notification would equal the last one queued
-    (pending or delivered) for them. A notification that carries no items or no representation (limit 0) cannot
-    show whether the resource changed, so that comparison is not made for it: it is queued whenever the change may
-    alter the resource (a declaration's ``touched``), which can be a change that did not (a spurious simple change
-    notification rather than a missed one)."""
+    Subscribers whose access staff revoked get none, and nobody gets one when the resource is as the subscriber
+    last saw it (``Sep2Subscription.shown_digest``; declarations may name more subscriptions than a change
+    alters). A list notification without items (limit 0) cannot show what changed, so that comparison is not made
+    for it: it is queued whenever the change may alter the list (a spurious simple change notification rather
+    than a missed one). Subscriptions in ``unless_same`` (touched only indirectly by the change) that have no
+    digest yet are compared with the last notification queued for them instead, and skipped when gone."""
     ctx = RenderCtx(session, settings, now or utcnow())
     unless_same = unless_same or set()
     scopes = await client_scope.for_lfdis(session, {s.owner_lfdi for s in subs})
     # a subscriber whose access staff revoked hears nothing (not even that its resource is gone)
     subs = [s for s in subs if not scopes[s.owner_lfdi].revoked]
-    last = await last_bodies(session, unless_same) if unless_same else {}
+    undigested = {s.id for s in subs if s.id in unless_same and s.shown_digest is None}
+    last = await last_bodies(session, undigested) if undigested else {}
     rendered = await render_subscribed(ctx, subs, scopes)
     count = 0
     for sub in subs:
         decl = REGISTRY.get(sub.kind)
         items = notified_items(decl, sub.limit) if decl else None
         resource = rendered.get(sub.id)
-        if sub.id in unless_same and resource is None:
+        digest = shown(resource)
+        comparable = not (decl is not None and decl.is_list and items == 0)
+        if comparable and sub.shown_digest == digest:
+            continue
+        if sub.id in unless_same and sub.shown_digest is None and resource is None:
             continue
         body = xml.serialize(notification(sub, resource, represented=items is not None))
-        if sub.id in unless_same and items and last.get(sub.id) == body:
+        if sub.id in unless_same and sub.shown_digest is None and items and last.get(sub.id) == body:
             continue
         outbox.enqueue(
             session, CHANNEL, core_subs.order_key(sub.id), sub.notification_uri, body, xml.MEDIA_TYPE
         )
+        sub.shown_digest = digest
         sub.notifications += 1
         count += 1
     return count
@@ -413,7 +426,7 @@ async def post_subscription(request: web.Request) -> web.Response:
     async with runtime(request).store.sessions.begin() as session:
         scope = scope_of(request)
         device = await device_in_scope(session, scope, path_int(request, "e"))
-        await check_visible(render_ctx(request, session), scope, parsed.target)
+        digest = await check_visible(render_ctx(request, session), scope, parsed.target, parsed.limit)
         held = await session.scalar(
             select(func.count())
             .select_from(Sep2Subscription)
@@ -435,6 +448,7 @@ async def post_subscription(request: web.Request) -> web.Response:
             encoding=parsed.encoding,
             condition=parsed.condition,
             notifications=0,
+            shown_digest=digest,
         )
         session.add(sub)
         await session.flush()
@@ -459,7 +473,9 @@ async def put_subscription(request: web.Request) -> web.Response:
     async with runtime(request).store.sessions.begin() as session:
         scope = scope_of(request)
         sub = await sub_in_scope(session, scope, path_int(request, "e"), path_int(request, "s"))
-        await check_visible(render_ctx(request, session), scope, parsed.target)
+        sub.shown_digest = await check_visible(
+            render_ctx(request, session), scope, parsed.target, parsed.limit
+        )
         sub.resource, sub.kind = parsed.target.href, parsed.target.kind
         sub.program_id, sub.target_id = parsed.target.params.p, parsed.target.params.t
         sub.subject_device_id = parsed.target.params.e
