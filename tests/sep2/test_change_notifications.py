@@ -15,6 +15,7 @@ from typing import Any
 
 from lxml import etree
 from support import free_port
+from support.openadr import RawVen, SchemaWatch
 from support.sep2_live import (
     Admin,
     Receiver,
@@ -171,6 +172,7 @@ def build(server, admin: Admin, receiver: Receiver) -> World:
     under = Sep2Client(server, server.issue_device("chg-under"))
     held = admin("PUT", f"/api/v1/sep2/end-devices/{under.lfdi}", {"aggregator": agg.lfdi})["href"]
     w.names.update(agg=agg.lfdi)
+    RawVen(server, "chg-raw", SchemaWatch()).register()  # a registered VEN for the registration routes
     subs = [(client, edev, href) for href in own] + [(agg, held, "/edev"), (agg, held, held)]
     for i, (who, holder, href) in enumerate(subs):
         path = f"/s{i}"
@@ -192,8 +194,9 @@ class Step:
 
 def steps(fresh: dict[str, str], modbus_port: int) -> list[Step]:
     """One step per admin mutation route (in an order that makes each possible); ``fresh`` holds LFDIs of
-    devices no subscriber sees. Orchestration routes that need days of telemetry answer 4xx here: they still
-    must not notify anyone (their dispatch path is POST /api/v1/dispatch)."""
+    devices no subscriber sees. Routes that need what this world does not have answer 4xx here and still must not
+    notify anyone: forecasts and plans need days of telemetry (their dispatch path is POST /api/v1/dispatch),
+    report requests need reports a VEN registered."""
     later = "2099-01-01T00:00:00Z"
     return [
         Step("POST", "/api/v1/programs", body={"name": "chg-other", "primacy": 9}),
@@ -345,9 +348,9 @@ def steps(fresh: dict[str, str], modbus_port: int) -> list[Step]:
             {},
             expect=(404,),
         ),
-        Step("POST", "/api/v1/vens/{name}/reregister", "/api/v1/vens/chg-ven/reregister", {}),
+        Step("POST", "/api/v1/vens/{name}/reregister", "/api/v1/vens/chg-raw/reregister", {}),
         Step(
-            "POST", "/api/v1/vens/{name}/cancel-registration", "/api/v1/vens/chg-ven/cancel-registration", {}
+            "POST", "/api/v1/vens/{name}/cancel-registration", "/api/v1/vens/chg-raw/cancel-registration", {}
         ),
         Step("DELETE", "/api/v1/vens/{name}", "/api/v1/vens/chg-ven"),
         Step("DELETE", "/api/v1/sep2/mups", "/api/v1/sep2/mups?owner={d1}"),
