@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server.core import changes
 from server.store.models import TelemetryReading
 from server.store.types import utcnow
 
@@ -78,6 +79,8 @@ async def add(session: AsyncSession, readings: list[Reading]) -> int:
     now = utcnow()
     rows = [{**asdict(r), "received_at": now} for r in readings]
     await session.execute(insert(TelemetryReading), rows)
+    # what shows these values (a 2030.5 ReadingList) changed with them
+    changes.record(session, readings=[(r.source_id, r.resource, r.value) for r in readings])
     return len(rows)
 
 
