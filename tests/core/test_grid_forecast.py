@@ -40,7 +40,7 @@ def server(quiet_server):
 
 @pytest.fixture
 def scheduled_server(tmp_path):
-    s = LiveServer(tmp_path / "dso", extra_env={"DSO_ORCHESTRATION_FORECAST_INTERVAL_S": "2"}).init().start()
+    s = LiveServer(tmp_path / "dso", extra_env={"DSO_ORCHESTRATION__FORECAST_INTERVAL_S": "2"}).init().start()
     yield s
     s.stop()
 
