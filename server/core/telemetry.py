@@ -13,8 +13,8 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.store.models import TelemetryReading
 from server.store.db import upsert_insert
+from server.store.models import TelemetryReading
 from server.store.models.telemetry import READING_KEY
 from server.store.types import utcnow
 
