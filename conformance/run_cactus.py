@@ -92,8 +92,9 @@ def dso(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def pin_with_check(raw: int) -> int:
-    """A 2030.5 registration PIN: five digits then a check digit (digit sum of the five, mod 10)."""
-    return raw * 10 + sum(int(d) for d in f"{raw:05d}") % 10
+    """A 2030.5 registration PIN: five digits then the check digit that makes the six digits sum to a multiple
+    of 10 (as the SFDI's; the server refuses a PIN whose check digit is wrong)."""
+    return raw * 10 + (10 - sum(int(d) for d in f"{raw:05d}") % 10) % 10
 
 
 def required_clients(python: Path, procedures: list[str]) -> dict[str, list[str | None]]:
@@ -197,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
                 "certs",
                 "device",
                 name,
+                "--json",
                 "-c",
                 info["config"],
                 *(["--aggregator"] if name.startswith("agg") else []),

@@ -258,7 +258,20 @@ async def create_control(request: web.Request) -> web.Response:
             )
         control = await programs.create_control(session, program, new)
         await notify.changed(session, runtime(request), programs=[program.id])
-        return reply(_control_out(control, program), 201)
+        return reply({**_control_out(control, program), "warnings": _past_start(new)}, 201)
+
+
+PAST_SLACK_S = 60  # "now" typed a moment ago is not "in the past"
+
+
+def _past_start(new: programs.NewControl) -> list[str]:
+    """Said back to staff: a control that starts (or even ends) before it was created."""
+    late = (utcnow() - new.start).total_seconds()
+    if late <= PAST_SLACK_S:
+        return []
+    if late >= new.duration_s:
+        return [f"the control ended {late - new.duration_s:.0f} s ago: devices will not act on it"]
+    return [f"the control started {late:.0f} s ago: devices apply it at once for the remaining time"]
 
 
 @routes.get("/api/v1/controls")
@@ -373,7 +386,7 @@ async def ensure_end_device(request: web.Request) -> web.Response:
             await notify.changed(session, runtime(request), devices=[device.id])
         else:
             if pin is not None:
-                device.pin = pin
+                device.pin = devices.check_pin(pin)
             if aggregator:
                 device.aggregator_id = (await devices.ensure_aggregator(session, aggregator)).id
             device.enabled = True

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import http.client
 import json
 import os
 import sys
@@ -10,6 +12,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any, NoReturn
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from server.config import CONFIG_FILE_VAR, Settings, load_settings
 
@@ -90,12 +93,15 @@ class AdminClient:
             except (ValueError, AttributeError):
                 message = exc.reason
             raise CliError(f"{method} {path}: {exc.code} {message}") from None
-        except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+            reason = getattr(exc, "reason", None) or exc.__class__.__name__
             raise CliError(
                 f"cannot reach the admin API at {self.base} ({reason}); is `dso serve` running?"
             ) from None
-        return json.loads(raw) if raw else None
+        try:
+            return json.loads(raw) if raw else None
+        except ValueError:
+            raise CliError(f"{self.base} did not answer as an OpenDSO admin API (not JSON)") from None
 
 
 def admin(args: argparse.Namespace) -> AdminClient:
@@ -107,6 +113,24 @@ def admin(args: argparse.Namespace) -> AdminClient:
 
 def _config_given(args: argparse.Namespace) -> bool:
     return bool(getattr(args, "config", None) or os.environ.get(CONFIG_FILE_VAR) or Path("dso.toml").exists())
+
+
+def local_time(iso: str | None, zone: str, fmt: str = "%Y-%m-%d %H:%M %Z") -> str:
+    """An ISO 8601 instant from the API shown in a grid node's zone, with the zone's abbreviation."""
+    if not iso:
+        return "-"
+    try:
+        tz = ZoneInfo(zone)
+    except (ValueError, ZoneInfoNotFoundError):
+        tz = ZoneInfo("UTC")
+    return dt.datetime.fromisoformat(iso).astimezone(tz).strftime(fmt)
+
+
+def os_error_message(exc: OSError) -> str:
+    """``PATH: No such file or directory`` rather than ``[Errno 2] ...``."""
+    if exc.filename is not None:
+        return f"{exc.filename}: {(exc.strerror or str(exc)).lower()}"
+    return exc.strerror or str(exc)
 
 
 def stderr(message: str) -> None:

@@ -49,7 +49,7 @@ def test_admin_url_and_token_without_a_config_file(live_server, tmp_path):
     # the commands that work on a data directory are not confused by the variables either
     init = dso_json("init", str(tmp_path / "other"), "--json", env=env, clear_env=True, cwd=tmp_path)
     assert init["config"] == str(tmp_path / "other" / "dso.toml")
-    dso_json("certs", "device", "x", "-c", init["config"], env=env, clear_env=True, cwd=tmp_path)
+    dso_json("certs", "device", "x", "--json", "-c", init["config"], env=env, clear_env=True, cwd=tmp_path)
     # a wrong token is a one-line 401, not a traceback
     proc = dso("status", env={**env, "DSO_ADMIN_TOKEN": "wrong"}, clear_env=True, cwd=tmp_path, check=False)
     assert proc.returncode == 1 and "401" in proc.stderr and proc.stderr.count("\n") == 1

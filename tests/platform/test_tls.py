@@ -42,7 +42,7 @@ def device(server) -> dict:
 def foreign_device(tmp_path_factory) -> dict:
     other = tmp_path_factory.mktemp("foreign") / "dso"
     dso_json("init", str(other), "--json")
-    return dso_json("certs", "device", "intruder", "-c", str(other))
+    return dso_json("certs", "device", "intruder", "--json", "-c", str(other))
 
 
 def s_client(server: LiveServer, *extra: str) -> str:

@@ -166,11 +166,13 @@ class LiveServer:
             return status, raw.decode(errors="replace")
 
     def issue_device(self, name: str, aggregator: bool = False) -> dict[str, Any]:
-        args = ["certs", "device", name, "-c", self.config] + (["--aggregator"] if aggregator else [])
+        args = ["certs", "device", name, "--json", "-c", self.config] + (
+            ["--aggregator"] if aggregator else []
+        )
         return dso_json(*args)
 
     def issue_ven(self, name: str, rsa: bool = False) -> dict[str, Any]:
-        return dso_json("certs", "ven", name, "-c", self.config, *(["--rsa"] if rsa else []))
+        return dso_json("certs", "ven", name, "--json", "-c", self.config, *(["--rsa"] if rsa else []))
 
     def client_context(
         self, cert: str | None = None, key: str | None = None, ciphers: str | None = None, tls12: bool = False
