@@ -7,6 +7,7 @@ import csv
 import sys
 import urllib.parse
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from server.cli.common import CliError, add_config_arg, add_json_arg, admin, emit, local_time
@@ -247,6 +248,19 @@ def cmd_forecast(args: argparse.Namespace) -> int:
 
 
 def plot(run: dict, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig = figure(run)
+    try:
+        fig.savefig(path, dpi=100, bbox_inches="tight")
+    except OSError as exc:
+        raise CliError(f"--plot {path}: {exc.strerror or exc}") from None
+    finally:
+        plt.close(fig)
+
+
+def figure(run: dict) -> Any:
+    """The forecast as a matplotlib figure, its time axis in the node's zone and labelled with it."""
     try:
         import matplotlib
 
@@ -278,12 +292,7 @@ def plot(run: dict, path: Path) -> None:
     ax.set_ylabel("kW")
     ax.legend()
     fig.autofmt_xdate()
-    try:
-        fig.savefig(path, dpi=100, bbox_inches="tight")
-    except OSError as exc:
-        raise CliError(f"--plot {path}: {exc.strerror or exc}") from None
-    finally:
-        plt.close(fig)
+    return fig
 
 
 def cmd_import(args: argparse.Namespace) -> int:
