@@ -60,7 +60,8 @@ def _port(wanted: int | None, default: int) -> int:
 
 def _free(port: int) -> bool:
     with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the listener will; TIME_WAIT is no conflict
+        # as the listener will: a connection in TIME_WAIT is no conflict
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
