@@ -84,6 +84,8 @@ def test_a_reposted_reading_and_reading_set_are_stored_once(server):
     # a new reading next to the stored ones is still stored
     assert client.post(href, _single(99, NOW + 1200)).status == 201
     assert len(rows()) == 5
+    # and the MirrorUsagePoint counts the three posts that brought something, not the retries
+    assert [m["readings"] for m in admin("GET", f"/api/v1/sep2/mups?owner={client.lfdi}")] == [3]
 
 
 DER_BODIES = {
