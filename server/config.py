@@ -1,7 +1,7 @@
 """Settings: one TOML file (``dso.toml``) plus ``DSO_<SECTION>__<KEY>`` environment overrides.
 
 The double underscore between section and key keeps the overrides apart from every other ``DSO_`` variable
-(the CLI's ``DSO_CONFIG``, ``DSO_ADMIN_URL``, ``DSO_ADMIN_TOKEN``): a name without it is never read as a setting.
+(the CLI's ``DSO_CONFIG``, ``DSO_ADMIN_URL``, ``DSO_ADMIN_TOKEN``): a name without it is never a setting.
 
 Every setting has a default here; the README documents each one. Paths in the file are resolved
 relative to the directory holding the file, so a data directory can be moved as a whole.

@@ -16,8 +16,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from server.config import CONFIG_FILE_VAR, Settings, load_settings
 
-# the CLI's own environment: where the admin API is and its token (a single underscore after DSO_ADMIN, so never
-# a ``DSO_<SECTION>__<KEY>`` setting override)
+# the CLI's own environment: where the admin API is and its token (one underscore after DSO_ADMIN, so never a
+# ``DSO_<SECTION>__<KEY>`` setting override)
 ADMIN_URL_VAR = "DSO_ADMIN_URL"
 ADMIN_TOKEN_VAR = "DSO_ADMIN_TOKEN"
 CLI_VARIABLES = (CONFIG_FILE_VAR, ADMIN_URL_VAR, ADMIN_TOKEN_VAR)

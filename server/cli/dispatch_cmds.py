@@ -69,10 +69,8 @@ def plan_lines(out: dict, zone: str = "UTC") -> list[str]:
         + ("" if out["feasible"] else f" (still {out['violation_kwh']:g} kWh over the limit)"),
     ]
     if out["window_start"]:
-        lines.append(
-            f"  per-site export limit {out['site_export_limit_w']:g} W from {local_time(out['window_start'], zone)} "
-            f"to {local_time(out['window_end'], zone)}"
-        )
+        start, end = local_time(out["window_start"], zone), local_time(out["window_end"], zone)
+        lines.append(f"  per-site export limit {out['site_export_limit_w']:g} W from {start} to {end}")
     else:
         lines.append("  the forecast stays within the export limit: nothing to dispatch")
     lines += [f"  note: {n}" for n in out["notes"]]

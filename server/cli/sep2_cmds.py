@@ -348,8 +348,8 @@ def _check_start(start: str, duration_s: int, allow_past: bool) -> None:
     ended = when + dt.timedelta(seconds=duration_s)
     if ended <= dt.datetime.now(dt.UTC) and not allow_past:
         raise CliError(
-            f"--start {start} with --duration {duration_s} s ended at {ended.isoformat()}: devices would ignore "
-            "it (pass --allow-past to send it anyway)"
+            f"--start {start} with --duration {duration_s} s ended at {ended.isoformat()}: devices would "
+            "ignore it (pass --allow-past to send it anyway)"
         )
 
 

@@ -163,9 +163,9 @@ def _check_free(host: str, port: int, section: str) -> None:
         except OSError as exc:
             where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
             hint = "; is another server running there?" if exc.errno == errno.EADDRINUSE else ""
+            reason = (exc.strerror or str(exc)).lower()
             raise CliError(
-                f"cannot listen on {where} ({section}.host/{section}.port): {(exc.strerror or str(exc)).lower()}"
-                + hint
+                f"cannot listen on {where} ({section}.host/{section}.port): {reason}{hint}"
             ) from None
 
 

@@ -72,7 +72,7 @@ def _pin(pin: int | None) -> int | None:
 
 
 def check_pin(pin: int) -> int:
-    """A 2030.5 registration PIN: six digits, the last a check digit that makes the digits' sum a multiple of 10
+    """A 2030.5 registration PIN: six digits, the last a check digit making the digits' sum a multiple of 10
     (as the SFDI's); a mistyped PIN is refused here rather than failing at the installer."""
     if not 0 <= pin <= 999_999:
         raise Invalid("pin must be six digits (0..999999)")

@@ -80,8 +80,8 @@ async def add(session: AsyncSession, readings: list[Reading]) -> int:
 
 
 async def add_new(session: AsyncSession, readings: list[Reading]) -> list[Reading]:
-    """Store readings in multi-row INSERT .. ON CONFLICT DO NOTHING (report bursts carry many intervals; devices
-    re-post after a lost response); returns the readings that were new, in the order given."""
+    """Store readings in multi-row INSERT .. ON CONFLICT DO NOTHING (report bursts carry many intervals;
+    devices re-post after a lost response); returns the readings that were new, in the order given."""
     if not readings:
         return []
     now = utcnow()

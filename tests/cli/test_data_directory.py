@@ -1,5 +1,6 @@
-"""What `dso init` and `dso certs` leave in a data directory: a certificate name is never silently re-keyed, the
-SQLite file is as private as the config, and `dso serve` logs the address it bound as well as the URL clients use."""
+"""What `dso init` and `dso certs` leave in a data directory: a certificate name is never silently re-keyed,
+the SQLite file is as private as the config, and `dso serve` logs the address it bound as well as the URL
+clients use."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""Staff commands against the real server: grid nodes changed and removed, PIN check digits, controls with units
-and a start in the past, human output without Python reprs or raw XML, forecast times in the node's zone."""
+"""Staff commands against the real server: grid nodes changed and removed, PIN check digits, controls with
+units and a start in the past, human output without Python reprs or raw XML, forecast times in the node's
+zone."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
-"""No `dso` command ends in a Python traceback for a user mistake. Every sub-command the parser has is driven with
-a missing config file, a directory where the file should be, the server down and its port taken by something
-else; each answers one line on stderr and a non-zero exit (commands that need no server may succeed when it is
-down). Then the file arguments: a missing CSV, a directory for a CSV or a PNG, a file for a data directory; and
-`dso serve` / `dso demo` on a taken port, as real processes."""
+"""No `dso` command ends in a Python traceback for a user mistake. Every sub-command the parser has is driven
+with a missing config file, a directory where the file should be, the server down and its port taken by
+something else; each answers one line on stderr and a non-zero exit (commands that need no server may
+succeed when it is down). Then the file arguments: a missing CSV, a directory for a CSV or a PNG, a file
+for a data directory; and `dso serve` / `dso demo` on a taken port, as real processes."""
 
 from __future__ import annotations
 
@@ -230,7 +230,7 @@ def test_file_arguments(clean_env, stopped_server, capsys):
 
 
 def test_serve_and_demo_on_a_taken_port_as_processes(tmp_path, stopped_server, taken_ports):
-    """The real processes: one line, no traceback, exit 1 (and the demo never runs against the other server)."""
+    """The real processes: one line, no traceback, exit 1 (the demo never runs against the other server)."""
     proc = dso("serve", "-c", stopped_server["config"], check=False, timeout=60)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert proc.stderr.strip().count("\n") == 0 and "address already in use" in proc.stderr

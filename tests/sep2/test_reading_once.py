@@ -1,6 +1,6 @@
-"""A device's retries store nothing twice, on SQLite and PostgreSQL: a re-posted MirrorMeterReading and a re-posted
-MirrorReadingSet leave one telemetry row per reading; a burst of concurrent first PUTs of a DER resource all get a
-2xx and the last write wins."""
+"""A device's retries store nothing twice, on SQLite and PostgreSQL: a re-posted MirrorMeterReading and a
+re-posted MirrorReadingSet leave one telemetry row per reading; a burst of concurrent first PUTs of a DER
+resource all get a 2xx and the last write wins."""
 
 from __future__ import annotations
 
@@ -99,7 +99,8 @@ DER_BODIES = {
     ),
     "dercap": lambda i: (
         f'<DERCapability xmlns="{xml.NS}" xmlns:csipaus="{xml.CSIPAUS_NS}"><modesSupported>00500088'
-        f"</modesSupported><rtgMaxW><multiplier>0</multiplier><value>{2000 + i}</value></rtgMaxW><type>4</type>"
+        f"</modesSupported><rtgMaxW><multiplier>0</multiplier><value>{2000 + i}</value></rtgMaxW>"
+        "<type>4</type>"
         "<csipaus:doeModesSupported>0F</csipaus:doeModesSupported></DERCapability>"
     ),
     "dera": lambda i: (

@@ -1,5 +1,6 @@
-"""Migration 0008 on SQLite and PostgreSQL: readings stored twice before it are stored once after it (the earliest
-kept), and from then on the telemetry store refuses a second copy of a reading while taking new ones."""
+"""Migration 0008 on SQLite and PostgreSQL: readings stored twice before it are stored once after it (the
+earliest kept), and from then on the telemetry store refuses a second copy of a reading while taking new
+ones."""
 
 from __future__ import annotations
 
@@ -45,7 +46,7 @@ async def test_duplicates_removed_then_refused(database_url):
         assert await current_revision(store) == "0008"
         async with store.engine.connect() as conn:
             kept = sorted((await conn.execute(text("SELECT reading_type, value FROM telemetry"))).all())
-        # per (source, series, reading type, time) the first stored row; another reading type is another series
+        # per (source, series, reading type, time) the first stored row; another reading type: another series
         assert [tuple(r) for r in kept] == [("", 1.0), ("", 4.0), ("q2", 3.0)]
 
         reading = telemetry.Reading("device", "LFDI1", "realPower", T0, 9.0, "W", resource="MMR")

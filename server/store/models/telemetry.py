@@ -2,8 +2,9 @@
 
 One row is one value of one series at one instant. A series is (source_kind, source_id, resource, measurement);
 ``unit`` is the SI unit after normalisation (scale multipliers applied), so the forecaster reads one data set
-without knowing which protocol delivered it. Rows are append-only and a reading is stored once: the unique
-key (source, series, reading type, time) makes a re-posted reading (a device's retry, a re-run import) a no-op.
+without knowing which protocol delivered it. Rows are append-only and a reading is stored once: the
+unique key (source, series, reading type, time) makes a re-posted reading (a device's retry, a re-run
+import) a no-op.
 That key also serves the usual "this series between t0 and t1" query; the ``ts`` index serves retention and
 fleet-wide time slices.
 """

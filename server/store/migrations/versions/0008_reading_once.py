@@ -1,7 +1,7 @@
 """telemetry: a reading is stored once (unique source, series, reading type and time)
 
-Duplicates stored before (one per re-post) are removed first, keeping the earliest received row; the unique index
-replaces the series index it extends.
+Duplicates stored before (one per re-post) are removed first, keeping the earliest received row; the
+unique index replaces the series index it extends.
 
 Revision ID: 0008
 Revises: 0007
@@ -21,11 +21,8 @@ KEY = ["source_kind", "source_id", "resource", "measurement", "ts", "reading_typ
 
 def upgrade() -> None:
     same = " AND ".join(f"o.{c} = telemetry.{c}" for c in KEY)
-    op.execute(
-        sa.text(
-            f"DELETE FROM telemetry WHERE EXISTS (SELECT 1 FROM telemetry o WHERE {same} AND o.id < telemetry.id)"
-        )
-    )
+    older = f"SELECT 1 FROM telemetry o WHERE {same} AND o.id < telemetry.id"
+    op.execute(sa.text(f"DELETE FROM telemetry WHERE EXISTS ({older})"))
     with op.batch_alter_table("telemetry", schema=None) as batch_op:
         batch_op.drop_index("ix_telemetry_series_ts")
         batch_op.create_index("uq_telemetry_reading", KEY, unique=True)
