@@ -251,7 +251,20 @@ async def create_control(request: web.Request) -> web.Response:
                 session, device, field(body, "primacy", int, required=False, default=1)
             )
         control = await programs.create_control(session, program, new)
-        return reply(_control_out(control, program), 201)
+        return reply({**_control_out(control, program), "warnings": _past_start(new)}, 201)
+
+
+PAST_SLACK_S = 60  # "now" typed a moment ago is not "in the past"
+
+
+def _past_start(new: programs.NewControl) -> list[str]:
+    """Said back to staff: a control that starts (or even ends) before it was created."""
+    late = (utcnow() - new.start).total_seconds()
+    if late <= PAST_SLACK_S:
+        return []
+    if late >= new.duration_s:
+        return [f"the control ended {late - new.duration_s:.0f} s ago: devices will not act on it"]
+    return [f"the control started {late:.0f} s ago: devices apply it at once for the remaining time"]
 
 
 @routes.get("/api/v1/controls")

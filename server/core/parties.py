@@ -78,9 +78,18 @@ def _lfdi(value: str) -> str:
 
 
 def _pin(pin: int | None) -> int | None:
-    # 2030.5 registration PINs are six digits including a check digit; accept any value that fits the field
-    if pin is not None and not 0 <= pin <= 999_999:
-        raise Invalid("pin must be 0..999999")
+    return None if pin is None else check_pin(pin)
+
+
+def check_pin(pin: int) -> int:
+    """A 2030.5 registration PIN: six digits, the last a check digit making the digits' sum a multiple of 10
+    (as the SFDI's); a mistyped PIN is refused here rather than failing at the installer."""
+    if not 0 <= pin <= 999_999:
+        raise Invalid("pin must be six digits (0..999999)")
+    digits = [int(d) for d in f"{pin:06d}"]
+    if sum(digits) % 10:
+        expected = (10 - sum(digits[:5]) % 10) % 10
+        raise Invalid(f"pin {pin:06d}: wrong check digit (the last digit should be {expected})")
     return pin
 
 

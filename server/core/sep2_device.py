@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from server.core import changes
 from server.core.errors import Conflict, Invalid
 from server.core.scope import Scope
+from server.store.db import upsert_insert
 from server.store.models import Sep2DeviceResource, Sep2Mmr, Sep2Mup, Sep2MupReading, Sep2Setting
 from server.store.types import utcnow
 
@@ -19,17 +20,18 @@ async def get_resource(session: AsyncSession, device_id: int, kind: str) -> Sep2
     return await session.get(Sep2DeviceResource, (device_id, kind))
 
 
-async def put_resource(session: AsyncSession, device_id: int, kind: str, body: str) -> bool:
-    """Store the latest body; True when it was created (201) rather than replaced (204)."""
-    existing = await session.get(Sep2DeviceResource, (device_id, kind))
-    if existing is None:
-        session.add(Sep2DeviceResource(end_device_id=device_id, kind=kind, body=body))
-        await session.flush()
-        return True
-    existing.body = body
-    existing.changed_at = utcnow()
-    await session.flush()
-    return False
+async def put_resource(session: AsyncSession, device_id: int, kind: str, body: str) -> None:
+    """Store the latest body in one upsert: concurrent first PUTs of one resource (a device's burst) all
+    succeed, the last write wins."""
+    stmt = upsert_insert(session, Sep2DeviceResource).values(
+        end_device_id=device_id, kind=kind, body=body, changed_at=utcnow()
+    )
+    await session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["end_device_id", "kind"],
+            set_={"body": stmt.excluded.body, "changed_at": stmt.excluded.changed_at},
+        )
+    )
 
 
 async def device_resources(session: AsyncSession, device_id: int) -> dict[str, str]:

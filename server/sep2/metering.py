@@ -160,7 +160,8 @@ async def ingest(
     session: AsyncSession, device_lfdi: str, mup_xml: str, posted: etree._Element
 ) -> list[telemetry.Reading]:
     """Check and store the readings in ``posted`` (a MirrorUsagePoint, MirrorMeterReading or a list of them);
-    returns what was stored (recorded as a change by ``core.telemetry``: subscriptions to ReadingLists, Conditions)."""
+    returns what was new (recorded as a change by ``core.telemetry``: subscriptions to ReadingLists, Conditions). A
+    reading already stored (a device's retry after a lost response) is stored once and is no change."""
     declared = declared_types(mup_xml)
     name = xml.local_name(posted)
     mmrs = [posted] if name == "MirrorMeterReading" else posted.findall(xml.q("MirrorMeterReading"))
@@ -181,8 +182,7 @@ async def ingest(
         rows.extend(readings_of(mmr, rtype, device_lfdi, mrid, now))
         if len(rows) > MAX_READINGS_PER_POST:
             raise Invalid(f"at most {MAX_READINGS_PER_POST} readings per POST")
-    await telemetry.add(session, rows)
-    return rows
+    return await telemetry.add_new(session, rows)
 
 
 # ----------------------------------------------------------------------------------------------- read back

@@ -105,8 +105,16 @@ async def post_readings(request: web.Request) -> web.Response:
                 raise Invalid(
                     f"MirrorMeterReading {xml.text(r, 'mRID')} is not part of this MirrorUsagePoint"
                 )
-        await devres.add_readings(session, mup, etree.tostring(body, encoding="unicode"), len(readings))
-        await metering.ingest(session, mup.device_lfdi, mup.body, body)  # readings -> telemetry, checked
+        stored = await metering.ingest(
+            session, mup.device_lfdi, mup.body, body
+        )  # readings -> telemetry, checked
+        values = any(
+            xml.find(r, "Reading") is not None or xml.find(r, "MirrorReadingSet") is not None
+            for r in readings
+        )
+        if stored or not values:
+            # a retry whose readings are all stored already leaves no second copy of the post either
+            await devres.add_readings(session, mup, etree.tostring(body, encoding="unicode"), len(readings))
     return web.Response(status=201, headers={"Location": f"/mup/{mup.id}"})
 
 
