@@ -278,6 +278,14 @@ def steps(fresh: dict[str, str], modbus_port: int) -> list[Step]:
         Step("POST", "/api/v1/dr-events/{id}/cancel", "/api/v1/dr-events/{drev2}/cancel", {}),
         Step("POST", "/api/v1/influence-events/{id}/cancel", "/api/v1/influence-events/{drev}/cancel", {}),
         Step("POST", "/api/v1/grid/nodes", body={"name": "chg-feeder", "kind": "feeder"}),
+        Step("POST", "/api/v1/grid/nodes", body={"name": "chg-spare", "kind": "group"}),
+        Step(
+            "PATCH",
+            "/api/v1/grid/nodes/{name}",
+            "/api/v1/grid/nodes/chg-feeder",
+            {"export_limit_kw": 30.0},
+        ),
+        Step("DELETE", "/api/v1/grid/nodes/{name}", "/api/v1/grid/nodes/chg-spare"),
         Step(
             "POST",
             "/api/v1/grid/nodes/{name}/members",
