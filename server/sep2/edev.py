@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 from lxml import etree
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server import pki
@@ -50,9 +50,14 @@ routes = web.RouteTableDef()
 
 
 # -------------------------------------------------------------------------------------------------- EndDevice
-async def render_edev(session: AsyncSession, device: EndDevice, post_rate_s: int) -> etree._Element:
+async def render_edev(
+    session: AsyncSession, device: EndDevice, post_rate_s: int, n_fsa: int | None = None
+) -> etree._Element:
+    """``n_fsa``: the device's FunctionSetAssignments count when the caller has it (a list page counts them for
+    all its devices in one query)."""
     href = f"/edev/{device.id}"
-    n_fsa = await count_rows(session, select(Sep2Fsa.id).where(Sep2Fsa.end_device_id == device.id))
+    if n_fsa is None:
+        n_fsa = await count_rows(session, select(Sep2Fsa.id).where(Sep2Fsa.end_device_id == device.id))
     return xml.E(
         "EndDevice",
         {"href": href},
@@ -76,7 +81,13 @@ async def render_edev_list(request: Any, session: AsyncSession, scope: Scope, pg
     found, total = await visible_devices_page(session, scope, pg)
     rate = await poll_rate(request, session, "EndDeviceList")
     prate = await post_rate(request, session, "EndDevice")
-    items = [await render_edev(session, d, prate) for d in found]
+    counted = await session.execute(
+        select(Sep2Fsa.end_device_id, func.count())
+        .where(Sep2Fsa.end_device_id.in_([d.id for d in found]))
+        .group_by(Sep2Fsa.end_device_id)
+    )
+    fsas = {device_id: n for device_id, n in counted.all()}
+    items = [await render_edev(session, d, prate, fsas.get(d.id, 0)) for d in found]
     return list_element("EndDeviceList", "/edev", items, total, rate, subscribable=True)
 
 
