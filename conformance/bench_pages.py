@@ -218,7 +218,7 @@ def run_size(
     backend: str, url: str, n: int, repeat: int, workdir: Path, skip: dict[str, str]
 ) -> list[tuple[str, int, float]]:
     server = LiveServer(
-        workdir / f"{backend}-{n}", database_url=url, extra_env={"DSO_ORCHESTRATION_ENABLED": "false"}
+        workdir / f"{backend}-{n}", database_url=url, extra_env={"DSO_ORCHESTRATION__ENABLED": "false"}
     )
     server.init().start(timeout=60)
     try:

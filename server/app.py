@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import signal
 import ssl
@@ -16,13 +17,14 @@ from aiohttp import web
 
 from server import sep2
 from server.admin import create_admin_app
-from server.config import Settings
+from server.config import ConfigError, Settings
+from server.core import changes, scope
 from server.core.outbox import OutboxWorker, delivery_ssl_context
 from server.modbus.gateway import ModbusGateway
 from server.observability import Handler, observe_middleware
 from server.openadr import setup as openadr_setup
 from server.orchestration.scheduler import Scheduler
-from server.runtime import IDENTITY, RUNTIME, Runtime
+from server.runtime import IDENTITY, RUNTIME, SCOPE, Runtime
 from server.store import create_store
 from server.store.migrate import upgrade
 from server.tls import identity_of, server_context, trust_files
@@ -33,14 +35,22 @@ log = logging.getLogger("dso.server")
 PROTOCOL_SETUPS: list[Callable[[web.Application], None]] = [sep2.setup, openadr_setup]
 
 
-def identity_middleware(settings: Settings):
+def identity_middleware(rt: Runtime):
+    """The caller's TLS identity and, from it, its 2030.5 Scope: built once per request, before any handler."""
+
+    openadr_prefix = rt.settings.openadr.prefix.rstrip("/") + "/"
+
     @web.middleware
     async def identify(request: web.Request, handler: Handler) -> web.StreamResponse:
-        identity = identity_of(request, settings)
+        identity = identity_of(request, rt.settings)
         if identity is None:
             # only reachable behind a proxy: without proxy mode the handshake already demanded a certificate
             return web.Response(status=403, text="client certificate required\n")
         request[IDENTITY] = identity
+        if not request.path.startswith(openadr_prefix):
+            # OpenADR resolves its caller per message (venID checked against the certificate, server.openadr)
+            async with rt.store.sessions() as session:
+                request[SCOPE] = await scope.for_identity(session, identity)
         return await handler(request)
 
     return identify
@@ -48,7 +58,7 @@ def identity_middleware(settings: Settings):
 
 def create_protocol_app(rt: Runtime) -> web.Application:
     app = web.Application(
-        middlewares=[observe_middleware("protocol", rt.metrics), identity_middleware(rt.settings)],
+        middlewares=[observe_middleware("protocol", rt.metrics), identity_middleware(rt)],
         client_max_size=rt.settings.server.max_body_bytes,
     )
     app[RUNTIME] = rt
@@ -60,7 +70,10 @@ def create_protocol_app(rt: Runtime) -> web.Application:
 async def open_runtime(settings: Settings) -> Runtime:
     store = create_store(settings.database_url, settings.database.echo)
     await upgrade(store)
-    return Runtime(settings=settings, store=store)
+    rt = Runtime(settings=settings, store=store)
+    # core's change record is published to the protocol listeners with these settings; the outbox is woken after
+    changes.attach(store.sessions, settings, lambda: rt.outbox.wake() if rt.outbox is not None else None)
+    return rt
 
 
 def delivery_context(settings: Settings) -> ssl.SSLContext:
@@ -70,6 +83,22 @@ def delivery_context(settings: Settings) -> ssl.SSLContext:
         str(settings.path(settings.pki.server_key)),
         settings.delivery.verify_tls,
     )
+
+
+def _address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+async def _listen(site: web.TCPSite, section: str, host: str, port: int) -> None:
+    """Start a listener; a port that is taken (or an address this host lacks) is a one-line error."""
+    try:
+        await site.start()
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise ConfigError(
+            f"cannot listen on {_address(host, port)} ({section}.host/{section}.port): {reason.lower()}"
+            + ("; is another server running there?" if exc.errno == errno.EADDRINUSE else "")
+        ) from None
 
 
 async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
@@ -96,16 +125,18 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
         for runner in (protocol, admin):
             await runner.setup()
             runners.append(runner)
-        await web.TCPSite(protocol, settings.server.host, settings.server.port, ssl_context=ssl_ctx).start()
-        await web.TCPSite(admin, settings.admin.host, settings.admin.port).start()
+        s, a = settings.server, settings.admin
+        await _listen(web.TCPSite(protocol, s.host, s.port, ssl_context=ssl_ctx), "server", s.host, s.port)
+        await _listen(web.TCPSite(admin, a.host, a.port), "admin", a.host, a.port)
         log.info(
-            "protocol listener on %s (2030.5 at %s/dcap, OpenADR at %s%s)",
+            "protocol listener bound to %s, clients use %s (2030.5 at %s/dcap, OpenADR at %s%s)",
+            _address(s.host, s.port),
             settings.server_url,
             settings.server_url,
             settings.server_url,
             settings.openadr.prefix,
         )
-        log.info("admin listener on %s", settings.admin_url)
+        log.info("admin listener bound to %s (%s)", _address(a.host, a.port), settings.admin_url)
         log.info("database %s", rt.store.backend)
         await stop.wait()
         log.info("shutting down")

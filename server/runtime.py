@@ -9,6 +9,7 @@ from aiohttp import web
 from server.config import Settings
 from server.core.identity import ClientIdentity
 from server.core.outbox import OutboxWorker
+from server.core.scope import Scope
 from server.modbus.gateway import ModbusGateway
 from server.observability import Metrics
 from server.orchestration.scheduler import Scheduler
@@ -31,3 +32,5 @@ class Runtime:
 RUNTIME = web.AppKey("runtime", Runtime)
 # request key under which the protocol listener's identity middleware puts the ClientIdentity
 IDENTITY = web.RequestKey("identity", ClientIdentity)
+# request key under which the protocol listener's scope middleware puts the caller's Scope (built once per request)
+SCOPE = web.RequestKey("scope", Scope)

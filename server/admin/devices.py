@@ -7,7 +7,7 @@ from dataclasses import asdict
 from aiohttp import web
 
 from server.admin.common import field, json_body, list_reply, reply, runtime, window
-from server.core import devices
+from server.core import parties
 from server.core.errors import Invalid
 
 routes = web.RouteTableDef()
@@ -24,7 +24,7 @@ def _device_id(request: web.Request) -> int:
 async def list_devices(request: web.Request) -> web.Response:
     win = window(request)
     async with runtime(request).store.sessions() as session:
-        found, total = await devices.devices_page(
+        found, total = await parties.devices_page(
             session, request.query.get("aggregator"), win.offset, win.limit
         )
     return list_reply([asdict(d) for d in found], total)
@@ -34,7 +34,7 @@ async def list_devices(request: web.Request) -> web.Response:
 async def enroll(request: web.Request) -> web.Response:
     body = await json_body(request)
     async with runtime(request).store.sessions.begin() as session:
-        device = await devices.enroll_device(
+        device = await parties.enroll_device(
             session,
             lfdi=field(body, "lfdi", str),
             sfdi=field(body, "sfdi", int, required=False),
@@ -48,11 +48,11 @@ async def enroll(request: web.Request) -> web.Response:
 @routes.get("/api/v1/devices/{id}")
 async def get(request: web.Request) -> web.Response:
     async with runtime(request).store.sessions() as session:
-        return reply(asdict(await devices.get_device(session, _device_id(request))))
+        return reply(asdict(await parties.get_device(session, _device_id(request))))
 
 
 @routes.delete("/api/v1/devices/{id}")
 async def delete(request: web.Request) -> web.Response:
     async with runtime(request).store.sessions.begin() as session:
-        await devices.delete_device(session, _device_id(request))
+        await parties.delete_device(session, _device_id(request))
     return web.Response(status=204)

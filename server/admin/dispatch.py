@@ -13,7 +13,6 @@ from typing import Any
 from aiohttp import web
 
 from server.admin.common import field, json_body, parse_time, reply, runtime
-from server.core import notify
 from server.core.dispatch import Dispatch, dispatch_to_node
 from server.core.errors import Invalid
 from server.modbus.gateway import apply_control
@@ -30,8 +29,6 @@ async def send_dispatch(rt: Runtime, node: str, d: Dispatch) -> dict[str, Any]:
         result = await dispatch_to_node(
             session, node, d, rt.settings.openadr.market_context, rt.settings.openadr.near_window_s
         )
-        # subscribers of the device programs hear of the new controls (and of a first program assignment)
-        await notify.changed(session, rt, programs=result.changed_programs, devices=result.changed_devices)
     # Modbus devices have no schedule of their own: a dispatch that starts now is written now, after the
     # transaction committed (device I/O never runs inside one)
     applied = []

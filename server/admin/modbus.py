@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from aiohttp import web
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 
 from server.admin.common import field, json_body, reply, runtime
-from server.core.errors import Conflict, Invalid, NotFound
+from server.core import parties
 from server.modbus.gateway import apply_control
 from server.store.models import ModbusDevice
 
@@ -36,54 +34,28 @@ def _dict(d: ModbusDevice) -> dict:
 @routes.get("/api/v1/modbus/devices")
 async def list_devices(request: web.Request) -> web.Response:
     async with runtime(request).store.sessions() as session:
-        return reply(
-            [_dict(d) for d in await session.scalars(select(ModbusDevice).order_by(ModbusDevice.id))]
-        )
+        return reply([_dict(d) for d in await parties.list_modbus_devices(session)])
 
 
 @routes.post("/api/v1/modbus/devices")
 async def add_device(request: web.Request) -> web.Response:
     body = await json_body(request)
-    name = field(body, "name", str)
-    port = field(body, "port", int, required=False, default=502)
-    unit_id = field(body, "unit_id", int, required=False, default=1)
-    poll_s = field(body, "poll_s", int, required=False, default=60)
-    if (
-        not 1 <= len(name) <= 64
-        or not 1 <= port <= 65535
-        or not 0 <= unit_id <= 247
-        or not 1 <= poll_s <= 86400
-    ):
-        raise Invalid("name 1..64 chars, port 1..65535, unit_id 0..247, poll_s 1..86400")
-    device = ModbusDevice(
-        name=name,
-        host=field(body, "host", str),
-        port=port,
-        unit_id=unit_id,
-        poll_s=poll_s,
-        enabled=True,
-        manufacturer="",
-        model="",
-        serial="",
-        models="",
-        last_error="",
-    )
-    try:
-        async with runtime(request).store.sessions.begin() as session:
-            session.add(device)
-    except IntegrityError:
-        raise Conflict(f"a modbus device named {name!r} exists") from None
+    async with runtime(request).store.sessions.begin() as session:
+        device = await parties.enroll_modbus_device(
+            session,
+            field(body, "name", str),
+            field(body, "host", str),
+            port=field(body, "port", int, required=False, default=502),
+            unit_id=field(body, "unit_id", int, required=False, default=1),
+            poll_s=field(body, "poll_s", int, required=False, default=60),
+        )
     return reply(_dict(device), 201)
 
 
 @routes.get("/api/v1/modbus/devices/{name}")
 async def get_device(request: web.Request) -> web.Response:
     async with runtime(request).store.sessions() as session:
-        device = await session.scalar(
-            select(ModbusDevice).where(ModbusDevice.name == request.match_info["name"])
-        )
-    if device is None:
-        raise NotFound(f"no modbus device {request.match_info['name']!r}")
+        device = await parties.modbus_device(session, request.match_info["name"])
     return reply(_dict(device))
 
 

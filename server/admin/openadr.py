@@ -21,7 +21,7 @@ from typing import Any
 from aiohttp import web
 
 from server.admin.common import field, json_body, list_reply, optional_time, reply, runtime, window
-from server.core import oadr_events, opts, reports
+from server.core import oadr_events, opts, parties, reports
 from server.core import vens as vens_core
 from server.core.errors import Invalid
 
@@ -54,7 +54,7 @@ def _str_list(body: dict[str, Any], name: str) -> list[str]:
 async def list_vens(request: web.Request) -> web.Response:
     win = window(request)
     async with runtime(request).store.sessions() as session:
-        found, total = await vens_core.vens_page(session, win.offset, win.limit)
+        found, total = await parties.vens_page(session, win.offset, win.limit)
     return list_reply([v.to_dict() for v in found], total)
 
 
@@ -62,28 +62,28 @@ async def list_vens(request: web.Request) -> web.Response:
 async def enroll(request: web.Request) -> web.Response:
     body = await json_body(request)
     async with runtime(request).store.sessions.begin() as session:
-        ven = await vens_core.enroll(
+        ven = await parties.enroll_ven(
             session,
             field(body, "name", str),
             field(body, "fingerprint", str),
             ven_id=field(body, "ven_id", str, required=False),
             push_enabled=field(body, "push", bool, required=False, default=False),
         )
-        info = vens_core.VenInfo.of(ven)
+        info = parties.VenInfo.of(ven)
     return reply(info.to_dict(), 201)
 
 
 @routes.get("/api/v1/vens/{name}")
 async def get_ven(request: web.Request) -> web.Response:
     async with runtime(request).store.sessions() as session:
-        return reply((await vens_core.info(session, request.match_info["name"])).to_dict())
+        return reply((await parties.ven_info(session, request.match_info["name"])).to_dict())
 
 
 @routes.patch("/api/v1/vens/{name}")
 async def patch_ven(request: web.Request) -> web.Response:
     body = await json_body(request)
     async with runtime(request).store.sessions.begin() as session:
-        info = await vens_core.update(
+        info = await parties.update_ven(
             session,
             request.match_info["name"],
             push_enabled=field(body, "push", bool, required=False),
@@ -95,7 +95,7 @@ async def patch_ven(request: web.Request) -> web.Response:
 @routes.delete("/api/v1/vens/{name}")
 async def delete_ven(request: web.Request) -> web.Response:
     async with runtime(request).store.sessions.begin() as session:
-        await vens_core.delete_ven(session, request.match_info["name"])
+        await parties.delete_ven(session, request.match_info["name"])
     return web.Response(status=204)
 
 

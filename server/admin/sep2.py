@@ -44,10 +44,10 @@ from sqlalchemy import select
 
 from server import pki
 from server.admin.common import field, json_body, list_reply, reply, runtime, window
-from server.core import devices, notify, programs, responses
+from server.core import parties, programs, responses, scope
 from server.core import sep2_device as devres
 from server.core.errors import Invalid, NotFound
-from server.store.models import Aggregator, EndDevice, Sep2Mup, Sep2Program
+from server.store.models import Aggregator, Sep2Mup, Sep2Program
 from server.store.paging import fetch_page
 from server.store.types import utcnow
 
@@ -132,7 +132,6 @@ async def update_program(request: web.Request) -> web.Response:
             field(body, "primacy", int, required=False),
             field(body, "description", str, required=False),
         )
-        await notify.changed(session, runtime(request), programs=[p.id])
         return reply(_program_out(p))
 
 
@@ -142,12 +141,9 @@ async def assign(request: web.Request) -> web.Response:
     async with runtime(request).store.sessions.begin() as session:
         p = await programs.get_program(session, request.match_info["ref"])
         device = await programs.device_by_lfdi(session, field(body, "lfdi", str))
-        before = {x.id for x in await programs.device_programs(session, device.id)}
         fsa = await programs.assign(
             session, p, device, field(body, "fsa", str, required=False, default=programs.DEFAULT_FSA_TITLE)
         )
-        if p.id not in before:  # idempotent calls announce nothing
-            await notify.changed(session, runtime(request), devices=[device.id])
         return reply(
             {
                 "id": fsa.id,
@@ -166,7 +162,6 @@ async def unassign(request: web.Request) -> web.Response:
         p = await programs.get_program(session, request.match_info["ref"])
         device = await programs.device_by_lfdi(session, field(body, "lfdi", str))
         await programs.unassign(session, p, device)
-        await notify.changed(session, runtime(request), devices=[device.id])
     return web.Response(status=204)
 
 
@@ -178,7 +173,6 @@ async def put_default(request: web.Request) -> web.Response:
         await programs.set_default_control(
             session, p, field(body, "base", dict), field(body, "setGradW", int, required=False)
         )
-        await notify.changed(session, runtime(request), programs=[p.id])
         return reply(_program_out(p))
 
 
@@ -187,7 +181,6 @@ async def delete_default(request: web.Request) -> web.Response:
     async with runtime(request).store.sessions.begin() as session:
         p = await programs.get_program(session, request.match_info["ref"])
         await programs.set_default_control(session, p, None)
-        await notify.changed(session, runtime(request), programs=[p.id])
     return web.Response(status=204)
 
 
@@ -258,8 +251,20 @@ async def create_control(request: web.Request) -> web.Response:
                 session, device, field(body, "primacy", int, required=False, default=1)
             )
         control = await programs.create_control(session, program, new)
-        await notify.changed(session, runtime(request), programs=[program.id])
-        return reply(_control_out(control, program), 201)
+        return reply({**_control_out(control, program), "warnings": _past_start(new)}, 201)
+
+
+PAST_SLACK_S = 60  # "now" typed a moment ago is not "in the past"
+
+
+def _past_start(new: programs.NewControl) -> list[str]:
+    """Said back to staff: a control that starts (or even ends) before it was created."""
+    late = (utcnow() - new.start).total_seconds()
+    if late <= PAST_SLACK_S:
+        return []
+    if late >= new.duration_s:
+        return [f"the control ended {late - new.duration_s:.0f} s ago: devices will not act on it"]
+    return [f"the control started {late:.0f} s ago: devices apply it at once for the remaining time"]
 
 
 @routes.get("/api/v1/controls")
@@ -296,12 +301,9 @@ async def cancel_control(request: web.Request) -> web.Response:
     body = await json_body(request) if request.can_read_body else {}
     async with runtime(request).store.sessions.begin() as session:
         c = await programs.get_control(session, _control_id(request))
-        already = c.cancelled_at is not None
         await programs.cancel_control(
             session, c, field(body, "randomized", bool, required=False, default=False)
         )
-        if not already:
-            await notify.changed(session, runtime(request), programs=[c.program_id])
         return reply(_control_out(c, await session.get(Sep2Program, c.program_id)))
 
 
@@ -362,26 +364,14 @@ async def ensure_end_device(request: web.Request) -> web.Response:
     pin = field(body, "pin", int, required=False)
     aggregator = field(body, "aggregator", str, required=False)
     async with runtime(request).store.sessions.begin() as session:
-        device = await session.scalar(select(EndDevice).where(EndDevice.lfdi == lfdi))
-        status = 200
-        if device is None:
-            info = await devices.enroll_device(
-                session,
-                lfdi,
-                pin=pin,
-                aggregator_lfdi=aggregator,
-                name=field(body, "name", str, required=False, default=""),
-            )
-            device = await session.get_one(EndDevice, info.id)
-            status = 201
-            await notify.changed(session, runtime(request), devices=[device.id])
-        else:
-            if pin is not None:
-                device.pin = pin
-            if aggregator:
-                device.aggregator_id = (await devices.ensure_aggregator(session, aggregator)).id
-            device.enabled = True
-            await session.flush()
+        device, made = await parties.ensure_device(
+            session,
+            lfdi,
+            pin=pin,
+            aggregator_lfdi=aggregator,
+            name=field(body, "name", str, required=False, default=""),
+        )
+        status = 201 if made else 200
         return reply(
             {
                 "id": device.id,
@@ -398,9 +388,7 @@ async def ensure_end_device(request: web.Request) -> web.Response:
 async def remove_end_device(request: web.Request) -> web.Response:
     lfdi = _lfdi(request.match_info["lfdi"])
     async with runtime(request).store.sessions.begin() as session:
-        device = await session.scalar(select(EndDevice).where(EndDevice.lfdi == lfdi))
-        if device is not None:
-            await session.delete(device)
+        await parties.remove_device(session, lfdi)
     return web.Response(status=204)
 
 
@@ -408,10 +396,7 @@ async def remove_end_device(request: web.Request) -> web.Response:
 async def ensure_fsa(request: web.Request) -> web.Response:
     async with runtime(request).store.sessions.begin() as session:
         device = await programs.device_by_lfdi(session, request.match_info["lfdi"])
-        before = len(await programs.device_fsas(session, device.id))
         fsa = await programs.ensure_fsa(session, device, request.match_info["title"][:32])
-        if len(await programs.device_fsas(session, device.id)) != before:
-            await notify.changed(session, runtime(request), devices=[device.id])
         return reply(
             {
                 "id": fsa.id,
@@ -425,7 +410,7 @@ async def ensure_fsa(request: web.Request) -> web.Response:
 @routes.put("/api/v1/sep2/aggregators/{lfdi}")
 async def ensure_aggregator(request: web.Request) -> web.Response:
     async with runtime(request).store.sessions.begin() as session:
-        agg = await devices.ensure_aggregator(session, _lfdi(request.match_info["lfdi"]))
+        agg = await parties.ensure_aggregator(session, _lfdi(request.match_info["lfdi"]))
         return reply({"id": agg.id, "lfdi": agg.lfdi, "href": f"/api/v1/sep2/aggregators/{agg.lfdi}"})
 
 
@@ -433,7 +418,9 @@ async def ensure_aggregator(request: web.Request) -> web.Response:
 async def list_mups(request: web.Request) -> web.Response:
     async with runtime(request).store.sessions() as session:
         if "owner" in request.query:
-            query = devres.mups_query([_lfdi(request.query["owner"])])
+            query = devres.mups_query(
+                await scope.of_client(session, _lfdi(request.query["owner"]), as_staff=True)
+            )
         else:
             query = select(Sep2Mup).order_by(Sep2Mup.id)
         win = window(request)
@@ -459,7 +446,9 @@ async def delete_mups(request: web.Request) -> web.Response:
     if "owner" not in request.query:
         raise Invalid("give ?owner=LFDI")
     async with runtime(request).store.sessions.begin() as session:
-        n = await devres.delete_mups(session, [_lfdi(request.query["owner"])])
+        n = await devres.delete_mups(
+            session, await scope.of_client(session, _lfdi(request.query["owner"]), as_staff=True)
+        )
     return reply({"deleted": n})
 
 
@@ -494,10 +483,7 @@ async def _put_rate(request: web.Request, prefix: str) -> web.Response:
     if rate is not None and not 1 <= rate <= 2**32 - 1:
         raise Invalid("rate_s must be 1..4294967295 (or null to restore the default)")
     async with runtime(request).store.sessions.begin() as session:
-        before = await devres.get_setting(session, f"{prefix}:{resource}")
-        await devres.set_setting(session, f"{prefix}:{resource}", None if rate is None else str(rate))
-        if before != (None if rate is None else str(rate)):
-            await notify.changed(session, runtime(request), resource_types=[resource])
+        await devres.set_rate(session, prefix, resource, rate)
     return reply({"resource": resource, "rate_s": rate})
 
 
@@ -516,7 +502,7 @@ async def put_access(request: web.Request) -> web.Response:
     lfdi = _lfdi(request.match_info["lfdi"])
     granted = field(await json_body(request), "granted", bool)
     async with runtime(request).store.sessions.begin() as session:
-        await devres.set_setting(session, f"access:{lfdi}", None if granted else "revoked")
+        await scope.set_access(session, lfdi, granted)
     return reply({"lfdi": lfdi, "granted": granted})
 
 

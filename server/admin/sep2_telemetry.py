@@ -41,7 +41,7 @@ Both:
                                                                      /api/v1/dr-events/{id}/cancel)
     GET  /api/v1/influence-events/{id}/responses    Responses devices posted for it
 
-Every change is announced with ``core.notify`` in its transaction, so subscribers of the TimeTariffIntervalList /
+Every change is recorded by core in its transaction (``server.core.changes``), so subscribers of the TimeTariffIntervalList /
 EndDeviceControlList get a durable notification.
 """
 
@@ -59,7 +59,6 @@ from server.core import (
     influence,
     logevents,
     metering,
-    notify,
     pricing,
     programs,
     subscriptions,
@@ -254,7 +253,6 @@ async def publish_price(request: web.Request) -> web.Response:
             _new_event(body, {"tiers": field(body, "prices", list)}),
             tou_tier=field(body, "tou_tier", int, required=False, default=0),
         )
-        await notify.changed(session, runtime(request), objects={"influence": [rate.id]})
         return reply(_event_out(e), 201)
 
 
@@ -338,7 +336,6 @@ async def create_dr_event(request: web.Request) -> web.Response:
     async with runtime(request).store.sessions.begin() as session:
         p = await influence.get_set(session, "drp", request.match_info["ref"])
         e = await drlc.create_event(session, p, _new_event(body, payload))
-        await notify.changed(session, runtime(request), objects={"influence": [p.id]})
         return reply(_event_out(e), 201)
 
 
@@ -359,10 +356,9 @@ async def _cancel(request: web.Request) -> web.Response:
     body = await json_body(request) if request.can_read_body else {}
     async with runtime(request).store.sessions.begin() as session:
         e = await influence.get_event(session, _event_id(request))
-        if await influence.cancel_event(
+        await influence.cancel_event(
             session, e, field(body, "randomized", bool, required=False, default=False)
-        ):
-            await notify.changed(session, runtime(request), objects={"influence": [e.set_id]})
+        )
         return reply(_event_out(e))
 
 

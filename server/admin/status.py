@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from server import __version__
 from server.admin.common import reply, runtime
-from server.core.devices import count_devices
+from server.core.parties import count_devices
 from server.store.migrate import current_revision
 from server.store.models import Ven
 

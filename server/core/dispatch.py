@@ -52,7 +52,7 @@ class DispatchResult:
     # (device name, percent of rated power or None, connect) for the caller to write to Modbus devices
     modbus: list[dict] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
-    # what changed, for the caller to announce to 2030.5 subscribers in the same transaction
+    # which programs and devices the dispatch changed (core records them: ``server.core.changes``)
     changed_programs: list[int] = field(default_factory=list)
     changed_devices: list[int] = field(default_factory=list)
 

@@ -195,13 +195,14 @@ async def run_forecast(
         run.node_id = node_id
         session.add(run)
         await session.flush()
-        return run_dict(run, name, series.sources)
+        return run_dict(run, name, series.sources, timezone=str(node_dict["timezone"]))
 
 
-def run_dict(run: ForecastRun, node: str, sources: int | None = None) -> dict:
+def run_dict(run: ForecastRun, node: str, sources: int | None = None, timezone: str = "UTC") -> dict:
     return {
         "id": run.id,
         "node": node,
+        "timezone": timezone,  # the node's zone: what people reading the times expect them in
         "target": run.target,
         "measurement": run.measurement,
         "issued_at": run.issued_at.isoformat(),
@@ -232,7 +233,7 @@ async def latest_forecast(store: Store, name: str, target: str = "load") -> dict
         )
         if run is None:
             raise NotFound(f"no {target} forecast stored for {name!r} yet")
-        return run_dict(run, name)
+        return run_dict(run, name, timezone=node.timezone)
 
 
 async def forecast_all(store: Store, horizon_s: int, step_s: int, history_days: int) -> dict[str, str]:

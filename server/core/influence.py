@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server.core import changes
 from server.core import der_controls as rules
 from server.core.errors import Conflict, Invalid, NotFound
 from server.store.models import EndDevice, Sep2InfluenceAssignment, Sep2InfluenceEvent, Sep2InfluenceSet
@@ -159,6 +160,7 @@ async def create_event(session: AsyncSession, parent: Sep2InfluenceSet, new: New
     )
     session.add(event)
     await session.flush()
+    changes.record(session, objects={"influence": [parent.id]})
     return event
 
 
@@ -176,6 +178,7 @@ async def cancel_event(session: AsyncSession, event: Sep2InfluenceEvent, randomi
     event.cancelled_at = utcnow()
     event.cancel_randomized = randomized
     await session.flush()
+    changes.record(session, objects={"influence": [event.set_id]})
     return True
 
 

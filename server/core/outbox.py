@@ -15,6 +15,7 @@ import ipaddress
 import logging
 import ssl
 import urllib.parse
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import aiohttp
@@ -29,6 +30,18 @@ from server.store.models import OutboxMessage
 from server.store.types import utcnow
 
 log = logging.getLogger("dso.outbox")
+WITHHELD = "recipient's access revoked"
+
+# channel -> the messages (id, order_key) of a claimed batch that must not go out because their recipient lost
+# access since they were queued; checked in the claiming transaction, right before delivery
+Withhold = Callable[[AsyncSession, list[tuple[int, str]]], Awaitable[set[int]]]
+_withholders: dict[str, Withhold] = {}
+
+
+def withhold(channel: str, check: Withhold) -> None:
+    _withholders[channel] = check
+
+
 LEASE = dt.timedelta(seconds=60)
 BATCH = 256  # claimed per pass; one key has at most one message in a batch (order per key)
 
@@ -172,11 +185,32 @@ class OutboxWorker:
                 .returning(OutboxMessage.id)
                 .execution_options(synchronize_session=False)
             )
-            for (msg_id,) in won.all():
-                row = rows[msg_id]
-                claimed.append(Claimed(row.id, row.url, row.body, row.content_type, row.attempts))
+            mine = [rows[msg_id] for (msg_id,) in won.all()]
+            withheld = await self._withheld(session, mine)
+            for row in mine:
+                if row.id not in withheld:
+                    claimed.append(Claimed(row.id, row.url, row.body, row.content_type, row.attempts))
         claimed.sort(key=lambda m: m.id)
         return claimed
+
+    async def _withheld(self, session: AsyncSession, rows: list[OutboxMessage]) -> set[int]:
+        """Messages of this claim whose recipient may no longer receive them: given up on, never posted."""
+        by_channel: dict[str, list[tuple[int, str]]] = {}
+        for row in rows:
+            if row.channel in _withholders:
+                by_channel.setdefault(row.channel, []).append((row.id, row.order_key))
+        withheld: set[int] = set()
+        for channel, messages in by_channel.items():
+            withheld |= await _withholders[channel](session, messages)
+        if withheld:
+            await session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.id.in_(list(withheld)))
+                .values(status="failed", last_error=WITHHELD, lease_until=None)
+                .execution_options(synchronize_session=False)
+            )
+            log.info("withheld %d message(s): %s", len(withheld), WITHHELD)
+        return withheld
 
     async def deliver_batch(self, claimed: list[Claimed]) -> None:
         """POST a claimed batch concurrently, then record every outcome in ONE transaction (fan-out of thousands

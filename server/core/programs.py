@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server import pki
+from server.core import changes
 from server.core.der_controls import CURVE_FIELDS, Interval, check_base, check_event_header
 from server.core.errors import Conflict, Invalid, NotFound
 from server.store.models import EndDevice, Sep2Control, Sep2Curve, Sep2Fsa, Sep2FsaProgram, Sep2Program
@@ -66,6 +67,7 @@ async def update_program(
         program.description = description[:32]
     program.changed_at = utcnow()
     await session.flush()
+    changes.record(session, programs=[program.id])
     return program
 
 
@@ -99,6 +101,7 @@ async def set_default_control(
     program.default_version += 1
     program.changed_at = utcnow()
     await session.flush()
+    changes.record(session, programs=[program.id])
     return program
 
 
@@ -133,6 +136,7 @@ async def ensure_fsa(session: AsyncSession, device: EndDevice, title: str = DEFA
         fsa = Sep2Fsa(end_device_id=device.id, title=title[:32])
         session.add(fsa)
         await session.flush()
+        changes.record(session, devices=[device.id])
     return fsa
 
 
@@ -145,6 +149,7 @@ async def assign(
     if exists is None:
         session.add(Sep2FsaProgram(fsa_id=fsa.id, program_id=program.id))
         await session.flush()
+        changes.record(session, devices=[device.id])
     return fsa
 
 
@@ -155,6 +160,7 @@ async def unassign(session: AsyncSession, program: Sep2Program, device: EndDevic
             Sep2FsaProgram.program_id == program.id, Sep2FsaProgram.fsa_id.in_(fsa_ids)
         )
     )
+    changes.record(session, devices=[device.id])
 
 
 async def device_fsas(session: AsyncSession, device_id: int) -> list[Sep2Fsa]:
@@ -252,6 +258,7 @@ async def create_control(session: AsyncSession, program: Sep2Program, new: NewCo
     )
     session.add(control)
     await session.flush()
+    changes.record(session, programs=[program.id])
     return control
 
 
@@ -269,6 +276,7 @@ async def cancel_control(
         control.cancelled_at = utcnow()
         control.cancel_randomized = randomized
         await session.flush()
+        changes.record(session, programs=[control.program_id])
     return control
 
 
@@ -367,6 +375,7 @@ async def create_curve(
     )
     session.add(curve)
     await session.flush()
+    changes.record(session, programs=[program.id])  # its DERProgram counts its curves
     return curve
 
 
@@ -383,3 +392,4 @@ async def delete_curve(session: AsyncSession, curve_id: int) -> None:
     if curve is None:
         raise NotFound(f"no curve {curve_id}")
     await session.delete(curve)
+    changes.record(session, programs=[curve.program_id])

@@ -6,7 +6,10 @@ from __future__ import annotations
 from sqlalchemy import Select, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server.core import changes
 from server.core.errors import Conflict, Invalid
+from server.core.scope import Scope
+from server.store.db import upsert_insert
 from server.store.models import Sep2DeviceResource, Sep2Mmr, Sep2Mup, Sep2MupReading, Sep2Setting
 from server.store.types import utcnow
 
@@ -17,17 +20,18 @@ async def get_resource(session: AsyncSession, device_id: int, kind: str) -> Sep2
     return await session.get(Sep2DeviceResource, (device_id, kind))
 
 
-async def put_resource(session: AsyncSession, device_id: int, kind: str, body: str) -> bool:
-    """Store the latest body; True when it was created (201) rather than replaced (204)."""
-    existing = await session.get(Sep2DeviceResource, (device_id, kind))
-    if existing is None:
-        session.add(Sep2DeviceResource(end_device_id=device_id, kind=kind, body=body))
-        await session.flush()
-        return True
-    existing.body = body
-    existing.changed_at = utcnow()
-    await session.flush()
-    return False
+async def put_resource(session: AsyncSession, device_id: int, kind: str, body: str) -> None:
+    """Store the latest body in one upsert: concurrent first PUTs of one resource (a device's burst) all
+    succeed, the last write wins."""
+    stmt = upsert_insert(session, Sep2DeviceResource).values(
+        end_device_id=device_id, kind=kind, body=body, changed_at=utcnow()
+    )
+    await session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["end_device_id", "kind"],
+            set_={"body": stmt.excluded.body, "changed_at": stmt.excluded.changed_at},
+        )
+    )
 
 
 async def device_resources(session: AsyncSession, device_id: int) -> dict[str, str]:
@@ -55,23 +59,34 @@ async def set_setting(session: AsyncSession, key: str, value: str | None) -> Non
     await session.flush()
 
 
+async def set_rate(session: AsyncSession, kind: str, resource: str, rate_s: int | None) -> None:
+    """Set (or, with None, reset to the default) the ``pollrate`` or ``postrate`` staff give a resource type;
+    every resource of that type a client reads changes with it."""
+    key = f"{kind}:{resource}"
+    value = None if rate_s is None else str(rate_s)
+    if await get_setting(session, key) != value:
+        await set_setting(session, key, value)
+        changes.record(session, resource_types=[resource])
+
+
 async def all_settings(session: AsyncSession) -> dict[str, str]:
     return {r.key: r.value for r in await session.scalars(select(Sep2Setting))}
 
 
 # ------------------------------------------------------------------------------------------ MirrorUsagePoints
-def mups_query(owner_lfdis: list[str]) -> Select[Sep2Mup]:
-    """The MirrorUsagePoints these clients own, in list order (id)."""
-    return select(Sep2Mup).where(Sep2Mup.owner_lfdi.in_(owner_lfdis)).order_by(Sep2Mup.id)
+def mups_query(scope: Scope) -> Select[Sep2Mup]:
+    """The MirrorUsagePoints ``scope`` owns (none while its access is revoked), in list order (id)."""
+    owners = [] if scope.revoked else scope.mup_owners()
+    return select(Sep2Mup).where(Sep2Mup.owner_lfdi.in_(owners)).order_by(Sep2Mup.id)
 
 
-async def mups_of(session: AsyncSession, owner_lfdis: list[str]) -> list[Sep2Mup]:
-    return list(await session.scalars(mups_query(owner_lfdis)))
+async def mups_of(session: AsyncSession, scope: Scope) -> list[Sep2Mup]:
+    return list(await session.scalars(mups_query(scope)))
 
 
-async def owned_mup(session: AsyncSession, owner_lfdis: list[str], mup_id: int) -> Sep2Mup | None:
-    """MirrorUsagePoint ``mup_id`` if one of these clients owns it."""
-    return await session.scalar(mups_query(owner_lfdis).where(Sep2Mup.id == mup_id))
+async def owned_mup(session: AsyncSession, scope: Scope, mup_id: int) -> Sep2Mup | None:
+    """MirrorUsagePoint ``mup_id`` if ``scope`` owns it."""
+    return await session.scalar(mups_query(scope).where(Sep2Mup.id == mup_id))
 
 
 async def upsert_mup(
@@ -114,9 +129,10 @@ async def add_readings(session: AsyncSession, mup: Sep2Mup, body: str, count: in
     return reading
 
 
-async def delete_mups(session: AsyncSession, owner_lfdis: list[str]) -> int:
-    found = await mups_of(session, owner_lfdis)
+async def delete_mups(session: AsyncSession, scope: Scope) -> int:
+    found = await mups_of(session, scope)
     for mup in found:
         await session.delete(mup)
     await session.flush()
+    changes.record(session, objects={"mup": [m.id for m in found]})
     return len(found)

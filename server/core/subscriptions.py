@@ -8,13 +8,43 @@ from typing import Any
 from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server.core import outbox, scope
 from server.store.models import OutboxMessage, Sep2Subscription
 from server.store.paging import fetch_page
+
+CHANNEL = "sep2-notification"  # the outbox channel of 2030.5 notifications
+_KEY_PREFIX = "sep2-sub:"
 
 
 def order_key(subscription_id: int) -> str:
     """The outbox order key of one subscription: its notifications go out strictly in order."""
-    return f"sep2-sub:{subscription_id}"
+    return f"{_KEY_PREFIX}{subscription_id}"
+
+
+async def revoked_recipients(session: AsyncSession, messages: list[tuple[int, str]]) -> set[int]:
+    """The queued notifications (outbox id, order key) whose subscriber staff revoked since they were queued:
+    the outbox gives them up instead of delivering them."""
+    sub_of = {
+        msg_id: int(key[len(_KEY_PREFIX) :])
+        for msg_id, key in messages
+        if key.startswith(_KEY_PREFIX) and key[len(_KEY_PREFIX) :].isdigit()
+    }
+    if not sub_of:
+        return set()
+    owner = dict(
+        (
+            await session.execute(
+                select(Sep2Subscription.id, Sep2Subscription.owner_lfdi).where(
+                    Sep2Subscription.id.in_(set(sub_of.values()))
+                )
+            )
+        ).all()
+    )
+    revoked = await scope.revoked_among(session, set(owner.values()))
+    return {msg_id for msg_id, sub_id in sub_of.items() if owner.get(sub_id) in revoked}
+
+
+outbox.withhold(CHANNEL, revoked_recipients)
 
 
 def _subscriptions_query(device_id: int | None) -> Select[Sep2Subscription]:

@@ -1,5 +1,5 @@
-"""VENs (OpenADR aggregators): enrolment by staff, self-registration, identity checks, registration state and the
-per-VEN durable message queue.
+"""VENs (OpenADR aggregators): identity checks, registration state and the per-VEN durable message queue
+(enrolment lives with every other party in ``server.core.parties``).
 
 A VEN is its certificate fingerprint. ``caller`` turns (TLS fingerprint, venID claimed in the body) into the one
 VEN the request may act as, or raises: a venID nobody has -> ``UnknownVen``; a venID that belongs to a different
@@ -11,16 +11,13 @@ from __future__ import annotations
 import datetime as dt
 import re
 import secrets
-from dataclasses import asdict, dataclass
 from typing import Any
 
 from sqlalchemy import delete, func, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.core.errors import Conflict, DomainError, Invalid, NotFound
+from server.core.errors import DomainError, Invalid, NotFound
 from server.store.models import OadrQueued, Ven
-from server.store.paging import fetch_page
 from server.store.types import utcnow
 
 _FINGERPRINT = re.compile(r"^([0-9A-F]{2}:){9}[0-9A-F]{2}$")
@@ -48,51 +45,6 @@ class NotRegistered(DomainError):
     status = 403
 
 
-@dataclass(frozen=True)
-class VenInfo:
-    id: int
-    name: str
-    fingerprint: str
-    ven_id: str
-    registration_id: str | None
-    registered_at: str | None
-    transport_address: str
-    http_pull: bool
-    push_enabled: bool
-    xml_signature: bool
-    report_only: bool
-    enabled: bool
-    self_registered: bool
-    last_seen_at: str | None
-    created_at: str
-    queued: int = 0
-
-    @classmethod
-    def of(cls, v: Ven, queued: int = 0) -> VenInfo:
-        iso = lambda t: t.isoformat() if t else None  # noqa: E731
-        return cls(
-            v.id,
-            v.name,
-            v.fingerprint,
-            v.ven_id,
-            v.registration_id,
-            iso(v.registered_at),
-            v.transport_address,
-            v.http_pull,
-            v.push_enabled,
-            v.xml_signature,
-            v.report_only,
-            v.enabled,
-            v.self_registered,
-            iso(v.last_seen_at),
-            v.created_at.isoformat(),
-            queued,
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
 def normalise_fingerprint(value: str) -> str:
     cleaned = value.strip().upper().replace("-", ":")
     if ":" not in cleaned and len(cleaned) == 20:
@@ -105,34 +57,6 @@ def normalise_fingerprint(value: str) -> str:
 def new_ven_id() -> str:
     # opaque, unguessable, upper case (some VENs dislike lower case identifiers)
     return "VEN-" + secrets.token_hex(8).upper()
-
-
-async def enroll(
-    session: AsyncSession,
-    name: str,
-    fingerprint: str,
-    ven_id: str | None = None,
-    push_enabled: bool = False,
-    self_registered: bool = False,
-) -> Ven:
-    name = name.strip()
-    if not name or len(name) > 200:
-        raise Invalid("name must be 1..200 characters")
-    if ven_id is not None and not (0 < len(ven_id) <= 64):
-        raise Invalid("venID must be 1..64 characters")
-    ven = Ven(
-        name=name,
-        fingerprint=normalise_fingerprint(fingerprint),
-        ven_id=ven_id or new_ven_id(),
-        push_enabled=push_enabled,
-        self_registered=self_registered,
-    )
-    session.add(ven)
-    try:
-        await session.flush()
-    except IntegrityError:
-        raise Conflict("a VEN with that name, fingerprint or venID is already enrolled") from None
-    return ven
 
 
 async def by_name(session: AsyncSession, name: str) -> Ven:
@@ -258,40 +182,6 @@ async def queued_counts(session: AsyncSession, ven_pks: list[int] | None = None)
         query = query.where(OadrQueued.ven_pk.in_(ven_pks))
     rows = await session.execute(query)
     return {pk: n for pk, n in rows.all()}
-
-
-async def list_vens(session: AsyncSession) -> list[VenInfo]:
-    counts = await queued_counts(session)
-    return [VenInfo.of(v, counts.get(v.id, 0)) for v in await session.scalars(select(Ven).order_by(Ven.id))]
-
-
-async def vens_page(session: AsyncSession, offset: int, limit: int) -> tuple[list[VenInfo], int]:
-    """One page of ``list_vens`` (queue lengths counted for that page only) and the number of VENs."""
-    found, total = await fetch_page(session, select(Ven).order_by(Ven.id), offset, limit)
-    counts = await queued_counts(session, [v.id for v in found])
-    return [VenInfo.of(v, counts.get(v.id, 0)) for v in found], total
-
-
-async def info(session: AsyncSession, name: str) -> VenInfo:
-    ven = await by_name(session, name)
-    counts = await queued_counts(session)
-    return VenInfo.of(ven, counts.get(ven.id, 0))
-
-
-async def update(
-    session: AsyncSession, name: str, push_enabled: bool | None = None, enabled: bool | None = None
-) -> VenInfo:
-    ven = await by_name(session, name)
-    if push_enabled is not None:
-        ven.push_enabled = push_enabled
-    if enabled is not None:
-        ven.enabled = enabled
-    await session.flush()
-    return await info(session, name)
-
-
-async def delete_ven(session: AsyncSession, name: str) -> None:
-    await session.delete(await by_name(session, name))
 
 
 async def registered_vens(session: AsyncSession) -> list[Ven]:

@@ -24,7 +24,7 @@ import uuid
 from lxml import etree
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.core import reports
+from server.core import parties, reports
 from server.core import vens as vens_core
 from server.core.errors import Conflict
 from server.openadr import codec
@@ -63,10 +63,10 @@ async def _self_register(ctx: Ctx, ven_name: str) -> Ven:
     name = (ven_name or f"ven-{fingerprint.replace(':', '')}")[:150]
     try:
         async with ctx.session.begin_nested():
-            return await vens_core.enroll(ctx.session, name, fingerprint, self_registered=True)
+            return await parties.enroll_ven(ctx.session, name, fingerprint, self_registered=True)
     except Conflict:
         # the requested name is taken by another VEN: make it unique with the fingerprint
-        return await vens_core.enroll(
+        return await parties.enroll_ven(
             ctx.session, f"{name}-{fingerprint.replace(':', '')}", fingerprint, self_registered=True
         )
 

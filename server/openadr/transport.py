@@ -29,9 +29,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.config import Settings
+from server.core import scope as client_scope
 from server.core import vens as vens_core
 from server.core.errors import Conflict, DomainError, Invalid, NotFound
 from server.core.identity import ClientIdentity
+from server.core.scope import Scope
 from server.openadr import codec, signing
 from server.openadr.nonces import NonceWriter
 from server.openadr.pollcache import PollCache
@@ -101,6 +103,7 @@ class Ctx:
     request_id: str | None
     claimed_ven_id: str | None
     signed: bool
+    scope: Scope  # who is asking; ``ven()`` resolves the VEN it acts as
     _ven: Ven | None = None
 
     @property
@@ -127,6 +130,7 @@ class Ctx:
                 )
             await vens_core.touch(self.session, ven)
             self._ven = ven
+            self.scope = client_scope.as_ven(self.scope, ven.id)
         return self._ven
 
 
@@ -255,7 +259,18 @@ def endpoint(service: str) -> Callable[[web.Request], Awaitable[web.StreamRespon
             if verified is not None:
                 await _record_nonce(vtn, verified)
             async with rt.store.sessions.begin() as session:
-                ctx = Ctx(rt, vtn, session, identity, msg, kind, request_id, claimed, signed)
+                ctx = Ctx(
+                    rt,
+                    vtn,
+                    session,
+                    identity,
+                    msg,
+                    kind,
+                    request_id,
+                    claimed,
+                    signed,
+                    client_scope.unresolved(identity),
+                )
                 reply = await handler(ctx)
         except OadrError as exc:
             return error(vtn, exc.code, exc.description, request_id, None)

@@ -1,7 +1,7 @@
-"""What every 2030.5 handler shares: the request scope from the TLS identity, reading/validating bodies,
+"""What every 2030.5 handler shares: the request scope, reading/validating bodies,
 answering with ``application/sep+xml`` and 2030.5 ``Error`` bodies, list paging (in SQL), mRIDs.
 
-Request scope (zero trust; every query goes through it):
+Request scope (zero trust; every query goes through it; ``server.core.scope`` builds it from the TLS identity):
 
 * a *device* client is the EndDevice whose LFDI equals its certificate's LFDI;
 * an *aggregator* client is an enrolled Aggregator (staff, or in-band registration of a device under it, create
@@ -24,12 +24,12 @@ from lxml import etree
 from sqlalchemy import Select, SQLColumnExpression, and_, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.core.errors import DomainError, Forbidden, Invalid, NotFound
+from server.core.errors import DomainError, Invalid, NotFound
 from server.core.identity import ClientIdentity
-from server.core.sep2_device import get_setting
-from server.runtime import IDENTITY, RUNTIME, Runtime
+from server.core.scope import Scope
+from server.runtime import IDENTITY, RUNTIME, SCOPE, Runtime
 from server.sep2 import xml
-from server.store.models import Aggregator, EndDevice
+from server.store.models import EndDevice
 from server.store.paging import count_rows, fetch_page
 
 log = logging.getLogger("dso.sep2")
@@ -230,50 +230,24 @@ def epoch(t: dt.datetime) -> int:
 
 
 # ----------------------------------------------------------------------------------------------------- scope
-@dataclass
-class Scope:
-    lfdi: str
-    sfdi: int
-    aggregator: Aggregator | None
-    device: EndDevice | None  # the client's own EndDevice, if registered
-
-    @property
-    def is_aggregator(self) -> bool:
-        return self.aggregator is not None
-
-    def visible_filter(self):
-        conds = [EndDevice.lfdi == self.lfdi]
-        if self.aggregator is not None:
-            conds.append(EndDevice.aggregator_id == self.aggregator.id)
-        return or_(*conds)
-
-
-async def scope_of(request: web.Request, session: AsyncSession) -> Scope:
-    ident = identity(request)
-    if await get_setting(session, f"access:{ident.lfdi}") == "revoked":
-        raise Forbidden("access for this client has been revoked")
-    agg = await session.scalar(select(Aggregator).where(Aggregator.lfdi == ident.lfdi))
-    device = await session.scalar(select(EndDevice).where(EndDevice.lfdi == ident.lfdi))
-    return Scope(ident.lfdi, ident.sfdi, agg, device)
-
-
-def owners(scope: Scope) -> list[str]:
-    """MirrorUsagePoints belong to the client that created them (a device, or an aggregator for its devices)."""
-    return [scope.lfdi]
+def scope_of(request: web.Request) -> Scope:
+    """The caller's Scope (built once per request by the protocol listener, ``server.core.scope``); 403 when
+    staff revoked its access."""
+    return request[SCOPE].check_access()
 
 
 def visible_devices_query(scope: Scope) -> Select[EndDevice]:
     """The enabled EndDevices the caller may reach, in EndDeviceList order (sfdi, then id)."""
     return (
         select(EndDevice)
-        .where(scope.visible_filter(), EndDevice.enabled.is_(True))
+        .where(scope.device_filter(), EndDevice.enabled.is_(True))
         .order_by(EndDevice.sfdi, EndDevice.id)
     )
 
 
 def visible_device_ids(scope: Scope) -> Select[int]:
     """The ids of ``visible_devices_query`` as a subquery for ``IN``."""
-    return select(EndDevice.id).where(scope.visible_filter(), EndDevice.enabled.is_(True))
+    return select(EndDevice.id).where(scope.device_filter(), EndDevice.enabled.is_(True))
 
 
 async def _aggregator_list(
@@ -281,18 +255,18 @@ async def _aggregator_list(
 ) -> tuple[Select[EndDevice], EndDevice | None]:
     """An aggregator's EndDeviceList in two parts that each use an index (one OR over both would sort every
     visible row on each page): its devices in list order, and its own EndDevice if that is not one of them."""
-    assert scope.aggregator is not None
+    assert scope.aggregator_id is not None
     changed = [EndDevice.changed_at >= after] if after is not None else []
     devices = (
         select(EndDevice)
-        .where(EndDevice.aggregator_id == scope.aggregator.id, EndDevice.enabled == true(), *changed)
+        .where(EndDevice.aggregator_id == scope.aggregator_id, EndDevice.enabled == true(), *changed)
         .order_by(EndDevice.sfdi, EndDevice.id)
     )
     own = await session.scalar(
         select(EndDevice).where(
             EndDevice.lfdi == scope.lfdi,
             EndDevice.enabled == true(),
-            or_(EndDevice.aggregator_id.is_(None), EndDevice.aggregator_id != scope.aggregator.id),
+            or_(EndDevice.aggregator_id.is_(None), EndDevice.aggregator_id != scope.aggregator_id),
             *changed,
         )
     )
@@ -302,7 +276,7 @@ async def _aggregator_list(
 async def visible_devices_page(session: AsyncSession, scope: Scope, pg: Page) -> tuple[list[EndDevice], int]:
     """One page of the caller's EndDeviceList (``visible_devices_query`` order, ``a`` on changedTime) and its
     ``all``, in SQL."""
-    if scope.aggregator is None:
+    if scope.aggregator_id is None:
         return await pg.fetch(session, visible_devices_query(scope), EndDevice.changed_at)
     devices, own = await _aggregator_list(session, scope, pg.after)
     if own is None:
@@ -323,30 +297,16 @@ async def visible_devices_page(session: AsyncSession, scope: Scope, pg: Page) ->
 
 
 async def count_visible_devices(session: AsyncSession, scope: Scope) -> int:
-    if scope.aggregator is None:
+    if scope.aggregator_id is None:
         return await count_rows(session, visible_devices_query(scope))
     devices, own = await _aggregator_list(session, scope, None)
     return await count_rows(session, devices) + (own is not None)
 
 
-async def visible_devices(session: AsyncSession, scope: Scope) -> list[EndDevice]:
-    return list(await session.scalars(visible_devices_query(scope)))
+def invalid(message: str) -> Invalid:
+    return Invalid(message)
 
 
 async def visible_device(session: AsyncSession, scope: Scope, lfdi: str) -> EndDevice | None:
     """The enabled EndDevice with this LFDI if the caller may reach it."""
     return await session.scalar(visible_devices_query(scope).where(EndDevice.lfdi == lfdi))
-
-
-async def device_in_scope(session: AsyncSession, scope: Scope, device_id: int) -> EndDevice:
-    """The EndDevice ``device_id`` if the caller may reach it; otherwise 404 (existence is not disclosed)."""
-    device = await session.get(EndDevice, device_id)
-    if device is None or not device.enabled:
-        raise NotFound(f"no EndDevice {device_id}")
-    if device.lfdi != scope.lfdi and not (scope.aggregator and device.aggregator_id == scope.aggregator.id):
-        raise Forbidden(f"EndDevice {device_id} is not yours")
-    return device
-
-
-def invalid(message: str) -> Invalid:
-    return Invalid(message)

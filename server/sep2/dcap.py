@@ -14,8 +14,8 @@ from aiohttp import web
 from server.core import sep2_device as devres
 from server.core import sep2_time
 from server.sep2 import xml
-from server.sep2.common import count_visible_devices, owners, reply, runtime, scope_of, sep2_handler, sessions
-from server.sep2.render import poll_rate
+from server.sep2.common import count_visible_devices, reply, runtime, scope_of, sep2_handler, sessions
+from server.sep2.render import poll_rate, render_ctx
 from server.store.paging import count_rows
 
 routes = web.RouteTableDef()
@@ -26,10 +26,10 @@ routes = web.RouteTableDef()
 @sep2_handler
 async def get_dcap(request: web.Request) -> web.Response:
     async with sessions(request)() as session:
-        scope = await scope_of(request, session)
+        scope = scope_of(request)
         n_edev = await count_visible_devices(session, scope)
-        n_mup = await count_rows(session, devres.mups_query(owners(scope)))
-        rate = await poll_rate(request, session, "DeviceCapability")
+        n_mup = await count_rows(session, devres.mups_query(scope))
+        rate = await poll_rate(render_ctx(request, session), "DeviceCapability")
     el = xml.E(
         "DeviceCapability",
         {"href": "/dcap", "pollRate": rate},
@@ -49,7 +49,7 @@ async def get_time(request: web.Request) -> web.Response:
     now = int(time.time())
     local = sep2_time.local_time(runtime(request).settings.sep2.time_zone, now)
     async with sessions(request)() as session:
-        rate = await poll_rate(request, session, "Time")
+        rate = await poll_rate(render_ctx(request, session), "Time")
     el = xml.E(
         "Time",
         {"href": "/tm", "pollRate": rate},

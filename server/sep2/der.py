@@ -13,9 +13,9 @@ from lxml import etree
 from server.core import sep2_device as devres
 from server.core import telemetry
 from server.core.errors import NotFound
+from server.core.parties import device_in_scope
 from server.sep2 import xml
 from server.sep2.common import (
-    device_in_scope,
     list_element,
     no_content,
     page,
@@ -26,7 +26,7 @@ from server.sep2.common import (
     sep2_handler,
     sessions,
 )
-from server.sep2.render import for_storage, poll_rate, with_href
+from server.sep2.render import for_storage, poll_rate, render_ctx, with_href
 from server.store.models import EndDevice
 from server.store.types import utcnow
 
@@ -39,8 +39,8 @@ DER_KINDS = {"dercap": "DERCapability", "derg": "DERSettings", "ders": "DERStatu
 async def get_der_list(request: web.Request) -> web.Response:
     pg = page(request)
     async with sessions(request)() as session:
-        device = await device_in_scope(session, await scope_of(request, session), path_int(request, "e"))
-        rate = await poll_rate(request, session, "DERList")
+        device = await device_in_scope(session, scope_of(request), path_int(request, "e"))
+        rate = await poll_rate(render_ctx(request, session), "DERList")
     items = pg.slice([render_der(device)])
     return reply(list_element("DERList", f"/edev/{device.id}/der", items, 1, rate))
 
@@ -61,7 +61,7 @@ def render_der(device: EndDevice) -> etree._Element:
 @sep2_handler
 async def get_der(request: web.Request) -> web.Response:
     async with sessions(request)() as session:
-        device = await device_in_scope(session, await scope_of(request, session), path_int(request, "e"))
+        device = await device_in_scope(session, scope_of(request), path_int(request, "e"))
     if path_int(request, "d") != 1:
         raise NotFound("no such DER")
     return reply(render_der(device))
@@ -72,7 +72,7 @@ async def get_der(request: web.Request) -> web.Response:
 async def get_der_resource(request: web.Request) -> web.Response:
     kind = request.match_info["kind"]
     async with sessions(request)() as session:
-        device = await device_in_scope(session, await scope_of(request, session), path_int(request, "e"))
+        device = await device_in_scope(session, scope_of(request), path_int(request, "e"))
         if path_int(request, "d") != 1:
             raise NotFound("no such DER")
         stored = await devres.get_resource(session, device.id, kind)
@@ -87,7 +87,7 @@ async def put_der_resource(request: web.Request) -> web.Response:
     kind = request.match_info["kind"]
     body = await read_body(request, DER_KINDS[kind])
     async with sessions(request).begin() as session:
-        device = await device_in_scope(session, await scope_of(request, session), path_int(request, "e"))
+        device = await device_in_scope(session, scope_of(request), path_int(request, "e"))
         if path_int(request, "d") != 1:
             raise NotFound("no such DER")
         await devres.put_resource(session, device.id, kind, for_storage(body))

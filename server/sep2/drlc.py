@@ -16,14 +16,17 @@ import datetime as dt
 
 from aiohttp import web
 from lxml import etree
+from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server.core import der_controls as rules
 from server.core import influence
+from server.core.changes import Change
 from server.core.errors import NotFound
+from server.core.parties import device_in_scope
+from server.core.scope import Scope
 from server.sep2 import events, render, xml
 from server.sep2.common import (
-    Scope,
-    device_in_scope,
     list_element,
     mrid,
     page,
@@ -33,7 +36,15 @@ from server.sep2.common import (
     scope_of,
     sep2_handler,
 )
-from server.store.models import EndDevice, Sep2InfluenceEvent, Sep2InfluenceSet
+from server.sep2.render import RenderCtx, render_ctx
+from server.sep2.resources import Params, by_type, page_params, subscribable
+from server.store.models import (
+    EndDevice,
+    Sep2InfluenceAssignment,
+    Sep2InfluenceEvent,
+    Sep2InfluenceSet,
+    Sep2Subscription,
+)
 from server.store.types import utcnow
 
 routes = web.RouteTableDef()
@@ -47,9 +58,7 @@ async def drp_in_scope(
 
 
 async def _drp(request: web.Request, session: AsyncSession) -> tuple[EndDevice, Sep2InfluenceSet]:
-    return await drp_in_scope(
-        session, await scope_of(request, session), path_int(request, "e"), path_int(request, "d")
-    )
+    return await drp_in_scope(session, scope_of(request), path_int(request, "e"), path_int(request, "d"))
 
 
 def render_drp(pen: int, device: EndDevice, p: Sep2InfluenceSet, n_active: int, n_all: int) -> etree._Element:
@@ -65,7 +74,7 @@ def render_drp(pen: int, device: EndDevice, p: Sep2InfluenceSet, n_active: int, 
     )
 
 
-def render_edc(request, device: EndDevice, e: Sep2InfluenceEvent, ev) -> etree._Element:
+def render_edc(pen: int, device: EndDevice, e: Sep2InfluenceEvent, ev) -> etree._Element:
     href = f"/edev/{device.id}/drp/{e.set_id}/edc/{e.id}"
     el = events.render_event(
         "EndDeviceControl",
@@ -73,7 +82,7 @@ def render_edc(request, device: EndDevice, e: Sep2InfluenceEvent, ev) -> etree._
         events.MRID_EDC,
         e,
         ev,
-        render.pen(request),
+        pen,
         reply_to=f"/edev/{device.id}/rsp",
     )
     p, c = e.payload, e.payload.get("control", {})
@@ -115,11 +124,9 @@ def render_edc(request, device: EndDevice, e: Sep2InfluenceEvent, ev) -> etree._
 
 
 async def render_edc_list(
-    request,
-    session: AsyncSession,
+    ctx: RenderCtx,
     device: EndDevice,
     p: Sep2InfluenceSet,
-    now: dt.datetime,
     start: int,
     limit: int,
     active_only: bool = False,
@@ -127,7 +134,7 @@ async def render_edc_list(
 ) -> etree._Element:
     # supersession is within the program; potentiallySuperseded looks across every DR program of the device
     everything = await influence.evaluated(
-        session, await influence.device_sets(session, device.id, "drp"), now
+        ctx.session, await influence.device_sets(ctx.session, device.id, "drp"), ctx.now
     )
     found = [(e, ev) for e, ev in everything if e.set_id == p.id and (not active_only or ev.status == 1)]
     suffix = "actedc" if active_only else "edc"
@@ -135,7 +142,7 @@ async def render_edc_list(
         "EndDeviceControlList",
         f"/edev/{device.id}/drp/{p.id}/{suffix}",
         found,
-        lambda e, ev: render_edc(request, device, e, ev),
+        lambda e, ev: render_edc(ctx.pen, device, e, ev),
         start,
         limit,
         active_only,
@@ -149,9 +156,9 @@ async def get_drp_list(request: web.Request) -> web.Response:
     pg = page(request)
     now = utcnow()
     async with runtime(request).store.sessions() as session:
-        device = await device_in_scope(session, await scope_of(request, session), path_int(request, "e"))
+        device = await device_in_scope(session, scope_of(request), path_int(request, "e"))
         found = await influence.device_sets(session, device.id, "drp")
-        rate = await render.poll_rate(request, session, "DemandResponseProgramList")
+        rate = await render.poll_rate(render_ctx(request, session), "DemandResponseProgramList")
         items = [
             render_drp(render.pen(request), device, p, *await events.counts(session, p, now))
             for p in pg.slice(found)
@@ -172,10 +179,66 @@ async def get_drp(request: web.Request) -> web.Response:
     return reply(render_drp(render.pen(request), device, p, *n))
 
 
+def _edc_list_affected(change: Change) -> ColumnElement[bool] | None:
+    conds: list[ColumnElement[bool]] = []
+    if change.objects.get("influence"):
+        conds.append(Sep2Subscription.program_id.in_(change.objects["influence"]))
+    typed = by_type(change, "EndDeviceControlList")
+    if typed is not None:
+        conds.append(typed)
+    return or_(*conds) if conds else None
+
+
+async def edc_lists_touched(
+    session: AsyncSession, change: Change, now: dt.datetime
+) -> list[Sep2Subscription]:
+    """EndDeviceControlLists of *other* DR programs of the devices a changed DR program reaches, listing an event
+    that overlaps one of the changed program (potentiallySuperseded looks across the device's DR programs)."""
+    sets = change.objects.get("influence", frozenset())
+    if not sets:
+        return []
+    drps = list(
+        await session.scalars(
+            select(Sep2InfluenceSet.id).where(Sep2InfluenceSet.id.in_(sets), Sep2InfluenceSet.kind == "drp")
+        )
+    )
+    if not drps:
+        return []
+    reached = select(Sep2InfluenceAssignment.end_device_id).where(Sep2InfluenceAssignment.set_id.in_(drps))
+    subs = list(
+        await session.scalars(
+            select(Sep2Subscription).where(
+                Sep2Subscription.kind == "edc-list",
+                Sep2Subscription.subject_device_id.in_(reached),
+                Sep2Subscription.program_id.not_in(drps),
+            )
+        )
+    )
+    if not subs:
+        return []
+    ids = set(drps) | {s.program_id for s in subs if s.program_id is not None}
+    by_set: dict[int, list[rules.Interval]] = {}
+    for e in await session.scalars(select(Sep2InfluenceEvent).where(Sep2InfluenceEvent.set_id.in_(ids))):
+        by_set.setdefault(e.set_id, []).append(influence.interval_of(e, 0))
+    changed = [i for d in drps for i in by_set.get(d, [])]
+    return [s for s in subs if rules.touches(changed, by_set.get(s.program_id or 0, []), now)]
+
+
+@subscribable(
+    "edc-list", "/edev/{e}/drp/{p}/edc", affected=_edc_list_affected, is_list=True, touched=edc_lists_touched
+)
+async def render_edc_list_resource(ctx: RenderCtx, scope: Scope, params: Params) -> etree._Element:
+    """EndDeviceControlList of a DR program (``p``) assigned to the device."""
+    device, drp = await drp_in_scope(ctx.session, scope, params.e or 0, params.p or 0)
+    return await render_edc_list(ctx, device, drp, params.start, params.limit, False, params.after)
+
+
 @routes.get("/edev/{e}/drp/{d}/edc")
 @sep2_handler
 async def get_edc_list(request: web.Request) -> web.Response:
-    return await events.event_list_reply(request, _drp, render_edc_list, active_only=False)
+    params = page_params(page(request), e=path_int(request, "e"), p=path_int(request, "d"))
+    async with runtime(request).store.sessions() as session:
+        return reply(await render_edc_list_resource(render_ctx(request, session), scope_of(request), params))
 
 
 @routes.get("/edev/{e}/drp/{d}/actedc")
@@ -195,5 +258,5 @@ async def get_edc(request: web.Request) -> web.Response:
     c = path_int(request, "c")
     for e, ev in found:
         if e.id == c and e.set_id == p.id:
-            return reply(render_edc(request, device, e, ev))
+            return reply(render_edc(render.pen(request), device, e, ev))
     raise NotFound("no such EndDeviceControl")

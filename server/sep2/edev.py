@@ -12,23 +12,21 @@ The EndDevice links the function sets reached through it: DER (``server.sep2.der
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 from lxml import etree
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server import pki
 from server.core import sep2_device as devres
-from server.core.devices import ensure_aggregator
+from server.core.changes import Change
 from server.core.errors import Conflict, Forbidden, Invalid, NotFound
+from server.core.parties import device_in_scope, ensure_aggregator
+from server.core.scope import Scope
 from server.sep2 import xml
 from server.sep2.common import (
     Page,
-    Scope,
     created,
-    device_in_scope,
     epoch,
     list_element,
     no_content,
@@ -42,8 +40,9 @@ from server.sep2.common import (
     sessions,
     visible_devices_page,
 )
-from server.sep2.render import for_storage, lfdi_of, poll_rate, post_rate, with_href
-from server.store.models import EndDevice, Sep2Fsa
+from server.sep2.render import RenderCtx, for_storage, lfdi_of, poll_rate, post_rate, render_ctx, with_href
+from server.sep2.resources import Params, by_type, page_params, subscribable
+from server.store.models import Aggregator, EndDevice, Sep2Fsa, Sep2Subscription
 from server.store.paging import count_rows
 
 routes = web.RouteTableDef()
@@ -76,27 +75,67 @@ async def render_edev(
     )
 
 
-async def render_edev_list(request: Any, session: AsyncSession, scope: Scope, pg: Page) -> etree._Element:
-    """``/edev`` as the caller sees it, one page of it (the GET and its Subscription notifications)."""
-    found, total = await visible_devices_page(session, scope, pg)
-    rate = await poll_rate(request, session, "EndDeviceList")
-    prate = await post_rate(request, session, "EndDevice")
-    counted = await session.execute(
+def _edev_list_affected(change: Change) -> ColumnElement[bool] | None:
+    conds: list[ColumnElement[bool]] = []
+    if change.devices:
+        # an EndDeviceList changes for the device itself and for the aggregator it is registered under
+        own = select(EndDevice.lfdi).where(EndDevice.id.in_(change.devices))
+        agg = (
+            select(Aggregator.lfdi)
+            .join(EndDevice, EndDevice.aggregator_id == Aggregator.id)
+            .where(EndDevice.id.in_(change.devices))
+        )
+        conds.append(or_(Sep2Subscription.owner_lfdi.in_(own), Sep2Subscription.owner_lfdi.in_(agg)))
+    if change.objects.get("aggregator"):
+        named = select(Aggregator.lfdi).where(Aggregator.id.in_(change.objects["aggregator"]))
+        conds.append(Sep2Subscription.owner_lfdi.in_(named))
+    typed = by_type(change, "EndDeviceList", "EndDevice")
+    if typed is not None:
+        conds.append(typed)
+    return or_(*conds) if conds else None
+
+
+@subscribable("edev-list", "/edev", affected=_edev_list_affected, is_list=True)
+async def render_edev_list(ctx: RenderCtx, scope: Scope, params: Params) -> etree._Element:
+    found, total = await visible_devices_page(
+        ctx.session, scope, Page(params.start, params.limit, params.after)
+    )
+    rate = await poll_rate(ctx, "EndDeviceList")
+    prate = await post_rate(ctx, "EndDevice")
+    counted = await ctx.session.execute(
         select(Sep2Fsa.end_device_id, func.count())
         .where(Sep2Fsa.end_device_id.in_([d.id for d in found]))
         .group_by(Sep2Fsa.end_device_id)
     )
     fsas = {device_id: n for device_id, n in counted.all()}
-    items = [await render_edev(session, d, prate, fsas.get(d.id, 0)) for d in found]
+    items = [await render_edev(ctx.session, d, prate, fsas.get(d.id, 0)) for d in found]
     return list_element("EndDeviceList", "/edev", items, total, rate, subscribable=True)
 
 
 @routes.get("/edev")
 @sep2_handler
 async def get_edev_list(request: web.Request) -> web.Response:
-    pg = page(request)
     async with sessions(request)() as session:
-        return reply(await render_edev_list(request, session, await scope_of(request, session), pg))
+        el = await render_edev_list(
+            render_ctx(request, session), scope_of(request), page_params(page(request))
+        )
+    return reply(el)
+
+
+def _edev_affected(change: Change) -> ColumnElement[bool] | None:
+    conds: list[ColumnElement[bool]] = (
+        [Sep2Subscription.subject_device_id.in_(change.devices)] if change.devices else []
+    )
+    typed = by_type(change, "EndDevice")
+    if typed is not None:
+        conds.append(typed)
+    return or_(*conds) if conds else None
+
+
+@subscribable("edev", "/edev/{e}", affected=_edev_affected, is_list=False)
+async def render_end_device(ctx: RenderCtx, scope: Scope, params: Params) -> etree._Element:
+    device = await device_in_scope(ctx.session, scope, params.e or 0)
+    return await render_edev(ctx.session, device, await post_rate(ctx, "EndDevice"))
 
 
 @routes.post("/edev")
@@ -114,7 +153,7 @@ async def post_edev(request: web.Request) -> web.Response:
         raise Invalid(f"sFDI {sfdi} does not match lFDI (expected {pki.sfdi_from_lfdi(lfdi)})")
     category = xml.text(body, "deviceCategory") or ""
     async with sessions(request).begin() as session:
-        scope = await scope_of(request, session)
+        scope = scope_of(request)
         existing = await session.scalar(select(EndDevice).where(EndDevice.lfdi == lfdi))
         if existing is not None:
             raise Conflict(f"an EndDevice with lFDI {lfdi} is already registered")
@@ -122,12 +161,12 @@ async def post_edev(request: web.Request) -> web.Response:
             raise Forbidden(
                 "in-band registration is closed on this server; ask the utility to enroll the device"
             )
-        if lfdi != scope.lfdi and not scope.is_aggregator:
+        if lfdi != scope.lfdi and scope.aggregator_id is None:
             raise Forbidden("the lFDI does not match the client certificate")
         device = EndDevice(
             lfdi=lfdi, sfdi=sfdi, device_category=category[:16], registered_by="in-band", name=""
         )
-        if lfdi != scope.lfdi and scope.aggregator is not None:
+        if lfdi != scope.lfdi and scope.aggregator_id is not None:
             device.aggregator_id = (await ensure_aggregator(session, scope.lfdi)).id
         session.add(device)
         await session.flush()
@@ -139,15 +178,15 @@ async def post_edev(request: web.Request) -> web.Response:
 @sep2_handler
 async def get_edev(request: web.Request) -> web.Response:
     async with sessions(request)() as session:
-        device = await device_in_scope(session, await scope_of(request, session), path_int(request, "e"))
-        return reply(await render_edev(session, device, await post_rate(request, session, "EndDevice")))
+        params = Params(e=path_int(request, "e"))
+        return reply(await render_end_device(render_ctx(request, session), scope_of(request), params))
 
 
 @routes.delete("/edev/{e}")
 @sep2_handler
 async def delete_edev(request: web.Request) -> web.Response:
     async with sessions(request).begin() as session:
-        device = await device_in_scope(session, await scope_of(request, session), path_int(request, "e"))
+        device = await device_in_scope(session, scope_of(request), path_int(request, "e"))
         await session.delete(device)
     return no_content()
 
@@ -156,10 +195,10 @@ async def delete_edev(request: web.Request) -> web.Response:
 @sep2_handler
 async def get_registration(request: web.Request) -> web.Response:
     async with sessions(request)() as session:
-        device = await device_in_scope(session, await scope_of(request, session), path_int(request, "e"))
+        device = await device_in_scope(session, scope_of(request), path_int(request, "e"))
         if device.pin is None:
             raise NotFound("no Registration for this EndDevice")
-        rate = await poll_rate(request, session, "Registration")
+        rate = await poll_rate(render_ctx(request, session), "Registration")
     el = xml.E(
         "Registration",
         {"href": f"/edev/{device.id}/rg", "pollRate": rate},
@@ -174,7 +213,7 @@ async def get_registration(request: web.Request) -> web.Response:
 @sep2_handler
 async def get_cp(request: web.Request) -> web.Response:
     async with sessions(request)() as session:
-        device = await device_in_scope(session, await scope_of(request, session), path_int(request, "e"))
+        device = await device_in_scope(session, scope_of(request), path_int(request, "e"))
         stored = await devres.get_resource(session, device.id, "cp")
     if stored is None:
         el = xml.E(
@@ -196,7 +235,7 @@ async def put_cp(request: web.Request) -> web.Response:
             "connectionPointId must be a National Metering Identifier (10 characters + check digit)"
         )
     async with sessions(request).begin() as session:
-        device = await device_in_scope(session, await scope_of(request, session), path_int(request, "e"))
+        device = await device_in_scope(session, scope_of(request), path_int(request, "e"))
         await devres.put_resource(session, device.id, "cp", for_storage(body))
     href = f"/edev/{device.id}/cp"
     # 204 as for every PUT, with a Location: some clients (cactus-client) re-read the resource from it

@@ -22,11 +22,11 @@ from server.core import der_controls as rules
 from server.core import influence
 from server.core.errors import Invalid, NotFound
 from server.core.metering import from_epoch
+from server.core.parties import device_in_scope
+from server.core.scope import Scope
 from server.sep2 import render, xml
 from server.sep2.common import (
-    Scope,
     created,
-    device_in_scope,
     epoch,
     list_element,
     mrid,
@@ -39,6 +39,7 @@ from server.sep2.common import (
     sep2_handler,
     sessions,
 )
+from server.sep2.render import RenderCtx, render_ctx
 from server.store.models import EndDevice, Sep2InfluenceEvent, Sep2InfluenceResponse, Sep2InfluenceSet
 from server.store.types import utcnow
 
@@ -74,9 +75,9 @@ def render_event(
 
 
 Evaluated = list[tuple[Sep2InfluenceEvent, rules.Evaluated]]
-# (request, session, device, set, now, start, limit, active_only, after) -> the event list element
+# (render context, device, set, start, limit, active_only, after) -> the event list element
 ListRenderer = Callable[
-    [web.Request, AsyncSession, EndDevice, Sep2InfluenceSet, dt.datetime, int, int, bool, dt.datetime | None],
+    [RenderCtx, EndDevice, Sep2InfluenceSet, int, int, bool, dt.datetime | None],
     Awaitable[etree._Element],
 ]
 SetFinder = Callable[[web.Request, AsyncSession], Awaitable[tuple[EndDevice, Sep2InfluenceSet]]]
@@ -125,7 +126,7 @@ async def event_list_reply(
     async with sessions(request)() as session:
         device, s = await find(request, session)
         el = await render_list(
-            request, session, device, s, utcnow(), pg.start, pg.limit, active_only, pg.after
+            render_ctx(request, session), device, s, pg.start, pg.limit, active_only, pg.after
         )
     return reply(el)
 
@@ -164,7 +165,7 @@ async def _kind_of(session, event_id: int) -> int:
 async def get_responses(request: web.Request) -> web.Response:
     pg = page(request)
     async with runtime(request).store.sessions() as session:
-        device = await device_in_scope(session, await scope_of(request, session), path_int(request, "e"))
+        device = await device_in_scope(session, scope_of(request), path_int(request, "e"))
         found = list(
             await session.scalars(
                 select(Sep2InfluenceResponse)
@@ -193,7 +194,7 @@ async def post_response(request: web.Request) -> web.Response:
     created_at = xml.integer(body, "createdDateTime")
     created_dt = from_epoch(created_at, "createdDateTime") if created_at is not None else utcnow()
     async with runtime(request).store.sessions.begin() as session:
-        device = await device_in_scope(session, await scope_of(request, session), path_int(request, "e"))
+        device = await device_in_scope(session, scope_of(request), path_int(request, "e"))
         if lfdi != device.lfdi:
             raise Invalid("endDeviceLFDI is not this EndDevice")
         event = await session.get(Sep2InfluenceEvent, event_id)

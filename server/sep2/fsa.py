@@ -7,20 +7,19 @@ assigned through it (``server.sep2.derp``) and the device's DR programs and tari
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 from lxml import etree
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import ColumnElement, or_, select
 
 from server.core import programs
+from server.core.changes import Change
 from server.core.errors import NotFound
+from server.core.parties import device_in_scope
+from server.core.scope import Scope
 from server.sep2 import xml
 from server.sep2.common import (
     MRID_FSA,
     Page,
-    device_in_scope,
     list_element,
     mrid,
     page,
@@ -30,37 +29,50 @@ from server.sep2.common import (
     sep2_handler,
     sessions,
 )
-from server.sep2.render import pen, poll_rate
-from server.store.models import EndDevice, Sep2Fsa, Sep2FsaProgram
+from server.sep2.render import RenderCtx, poll_rate, render_ctx
+from server.sep2.resources import Params, by_type, page_params, subscribable
+from server.store.models import EndDevice, Sep2Fsa, Sep2FsaProgram, Sep2Subscription
 from server.store.paging import count_rows
 
 routes = web.RouteTableDef()
 
 
-@routes.get("/edev/{e}/fsa")
-@sep2_handler
-async def get_fsa_list(request: web.Request) -> web.Response:
-    pg = page(request)
-    async with sessions(request)() as session:
-        device = await device_in_scope(session, await scope_of(request, session), path_int(request, "e"))
-        return reply(await render_fsa_list(request, session, device, pg))
+def _fsa_list_affected(change: Change) -> ColumnElement[bool] | None:
+    conds: list[ColumnElement[bool]] = (
+        [Sep2Subscription.subject_device_id.in_(change.devices)] if change.devices else []
+    )
+    typed = by_type(change, "FunctionSetAssignmentsList", "FunctionSetAssignments")
+    if typed is not None:
+        conds.append(typed)
+    return or_(*conds) if conds else None
 
 
-async def render_fsa_list(request: Any, session: AsyncSession, device: EndDevice, pg: Page) -> etree._Element:
-    """``/edev/{e}/fsa``, one page of it (the GET and its Subscription notifications)."""
+@subscribable("fsa-list", "/edev/{e}/fsa", affected=_fsa_list_affected, is_list=True)
+async def render_fsa_list(ctx: RenderCtx, scope: Scope, params: Params) -> etree._Element:
+    device = await device_in_scope(ctx.session, scope, params.e or 0)
     # the FSAs of one device in id order, as server.core.programs.device_fsas lists them, paged in SQL
     query = select(Sep2Fsa).where(Sep2Fsa.end_device_id == device.id).order_by(Sep2Fsa.id)
-    fsas, total = await pg.fetch(session, query)
-    rate = await poll_rate(request, session, "FunctionSetAssignmentsList")
-    items = [await render_fsa(request, session, device, f) for f in fsas]
+    fsas, total = await Page(params.start, params.limit, params.after).fetch(ctx.session, query)
+    rate = await poll_rate(ctx, "FunctionSetAssignmentsList")
+    items = [await render_fsa(ctx, device, f) for f in fsas]
     return list_element(
         "FunctionSetAssignmentsList", f"/edev/{device.id}/fsa", items, total, rate, subscribable=True
     )
 
 
-async def render_fsa(request: web.Request, session: AsyncSession, device: EndDevice, fsa) -> etree._Element:
+@routes.get("/edev/{e}/fsa")
+@sep2_handler
+async def get_fsa_list(request: web.Request) -> web.Response:
+    async with sessions(request)() as session:
+        params = page_params(page(request), e=path_int(request, "e"))
+        return reply(await render_fsa_list(render_ctx(request, session), scope_of(request), params))
+
+
+async def render_fsa(ctx: RenderCtx, device: EndDevice, fsa) -> etree._Element:
     href = f"/edev/{device.id}/fsa/{fsa.id}"
-    n = await count_rows(session, select(Sep2FsaProgram.program_id).where(Sep2FsaProgram.fsa_id == fsa.id))
+    n = await count_rows(
+        ctx.session, select(Sep2FsaProgram.program_id).where(Sep2FsaProgram.fsa_id == fsa.id)
+    )
     return xml.E(
         "FunctionSetAssignments",
         {"href": href},
@@ -69,7 +81,7 @@ async def render_fsa(request: web.Request, session: AsyncSession, device: EndDev
         xml.link("DERProgramListLink", f"{href}/derp", n),
         xml.link("TariffProfileListLink", f"/edev/{device.id}/tp"),
         xml.link("TimeLink", "/tm"),
-        xml.leaf("mRID", mrid(MRID_FSA, fsa.id, pen(request))),
+        xml.leaf("mRID", mrid(MRID_FSA, fsa.id, ctx.pen)),
         xml.leaf("description", fsa.title[:32]),
     )
 
@@ -78,11 +90,11 @@ async def render_fsa(request: web.Request, session: AsyncSession, device: EndDev
 @sep2_handler
 async def get_fsa(request: web.Request) -> web.Response:
     async with sessions(request)() as session:
-        device = await device_in_scope(session, await scope_of(request, session), path_int(request, "e"))
+        device = await device_in_scope(session, scope_of(request), path_int(request, "e"))
         fsa = next(
             (f for f in await programs.device_fsas(session, device.id) if f.id == path_int(request, "f")),
             None,
         )
         if fsa is None:
             raise NotFound("no such FunctionSetAssignments")
-        return reply(await render_fsa(request, session, device, fsa))
+        return reply(await render_fsa(render_ctx(request, session), device, fsa))

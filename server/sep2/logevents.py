@@ -16,9 +16,9 @@ from lxml import etree
 from server.core import logevents
 from server.core.errors import Invalid, NotFound
 from server.core.metering import from_epoch
+from server.core.parties import device_in_scope
 from server.sep2 import xml
 from server.sep2.common import (
-    device_in_scope,
     epoch,
     list_element,
     page,
@@ -29,7 +29,7 @@ from server.sep2.common import (
     scope_of,
     sep2_handler,
 )
-from server.sep2.render import poll_rate
+from server.sep2.render import poll_rate, render_ctx
 from server.store.models import Sep2LogEvent
 from server.store.types import utcnow
 
@@ -57,10 +57,10 @@ def render(e: Sep2LogEvent) -> etree._Element:
 async def get_log_event_list(request: web.Request) -> web.Response:
     pg = page(request)
     async with runtime(request).store.sessions() as session:
-        device = await device_in_scope(session, await scope_of(request, session), path_int(request, "e"))
+        device = await device_in_scope(session, scope_of(request), path_int(request, "e"))
         query = logevents.device_events_query(device.id)
         found, total = await pg.fetch(session, query, Sep2LogEvent.created_date_time)
-        rate = await poll_rate(request, session, "LogEventList")
+        rate = await poll_rate(render_ctx(request, session), "LogEventList")
     items = [render(e) for e in found]
     return reply(list_element("LogEventList", f"/edev/{device.id}/lel", items, total, rate))
 
@@ -74,7 +74,7 @@ async def post_log_event(request: web.Request) -> web.Response:
         raise Invalid("createdDateTime is implausible")
     body.attrib.pop("href", None)
     async with runtime(request).store.sessions.begin() as session:
-        device = await device_in_scope(session, await scope_of(request, session), path_int(request, "e"))
+        device = await device_in_scope(session, scope_of(request), path_int(request, "e"))
         if await logevents.count(session, device.id) >= MAX_PER_DEVICE_LIST:
             raise Invalid("this EndDevice's LogEventList is full")
         event = await logevents.record(
@@ -98,7 +98,7 @@ async def post_log_event(request: web.Request) -> web.Response:
 @sep2_handler
 async def get_log_event(request: web.Request) -> web.Response:
     async with runtime(request).store.sessions() as session:
-        device = await device_in_scope(session, await scope_of(request, session), path_int(request, "e"))
+        device = await device_in_scope(session, scope_of(request), path_int(request, "e"))
         event = await session.get(Sep2LogEvent, path_int(request, "l"))
         if event is None or event.end_device_id != device.id:
             raise NotFound("no such LogEvent")

@@ -32,13 +32,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.core import sep2_device as devres
 from server.core import telemetry
+from server.core.changes import Change
 from server.core.errors import Invalid, NotFound
 from server.core.metering import ReadingType, from_epoch
+from server.core.scope import Scope
 from server.sep2 import xml
 from server.sep2.common import (
     epoch,
     list_element,
-    owners,
     page,
     path_int,
     reply,
@@ -46,8 +47,9 @@ from server.sep2.common import (
     scope_of,
     sep2_handler,
 )
-from server.sep2.render import poll_rate
-from server.store.models import Sep2Mup, TelemetryReading
+from server.sep2.render import RenderCtx, poll_rate, render_ctx
+from server.sep2.resources import Params, page_params, subscribable
+from server.store.models import Sep2Mup, Sep2Subscription, TelemetryReading
 from server.store.types import utcnow
 
 MAX_READINGS_PER_POST = 10_000
@@ -158,7 +160,8 @@ async def ingest(
     session: AsyncSession, device_lfdi: str, mup_xml: str, posted: etree._Element
 ) -> list[telemetry.Reading]:
     """Check and store the readings in ``posted`` (a MirrorUsagePoint, MirrorMeterReading or a list of them);
-    returns what was stored (the caller announces them: subscriptions to ReadingLists, Conditions)."""
+    returns what was new (recorded as a change by ``core.telemetry``: subscriptions to ReadingLists, Conditions). A
+    reading already stored (a device's retry after a lost response) is stored once and is no change."""
     declared = declared_types(mup_xml)
     name = xml.local_name(posted)
     mmrs = [posted] if name == "MirrorMeterReading" else posted.findall(xml.q("MirrorMeterReading"))
@@ -179,8 +182,7 @@ async def ingest(
         rows.extend(readings_of(mmr, rtype, device_lfdi, mrid, now))
         if len(rows) > MAX_READINGS_PER_POST:
             raise Invalid(f"at most {MAX_READINGS_PER_POST} readings per POST")
-    await telemetry.add(session, rows)
-    return rows
+    return await telemetry.add_new(session, rows)
 
 
 # ----------------------------------------------------------------------------------------------- read back
@@ -219,21 +221,30 @@ def render_meter_reading(mup: Sep2Mup, k: int, mmr: etree._Element) -> etree._El
     )
 
 
-async def _mup(request: web.Request, session: AsyncSession) -> Sep2Mup:
-    scope = await scope_of(request, session)
-    mup = await devres.owned_mup(session, owners(scope), path_int(request, "m"))
+async def mup_in_scope(session: AsyncSession, scope: Scope, mup_id: int) -> Sep2Mup:
+    mup = await devres.owned_mup(session, scope, mup_id)
     if mup is None:
         raise NotFound("no such UsagePoint")
     return mup
 
 
-async def _mmr(request: web.Request, session: AsyncSession) -> tuple[Sep2Mup, int, etree._Element]:
-    mup = await _mup(request, session)
-    k = path_int(request, "k")
+async def mmr_in_scope(
+    session: AsyncSession, scope: Scope, mup_id: int, k: int
+) -> tuple[Sep2Mup, int, etree._Element]:
+    """(MirrorUsagePoint, k, MirrorMeterReading) behind ``/upt/{m}/mr/{k}``, if the caller may read it."""
+    mup = await mup_in_scope(session, scope, mup_id)
     mmrs = meter_readings(mup)
     if not 1 <= k <= len(mmrs):
         raise NotFound("no such MeterReading")
     return mup, k, mmrs[k - 1]
+
+
+async def _mup(request: web.Request, session: AsyncSession) -> Sep2Mup:
+    return await mup_in_scope(session, scope_of(request), path_int(request, "m"))
+
+
+async def _mmr(request: web.Request, session: AsyncSession) -> tuple[Sep2Mup, int, etree._Element]:
+    return await mmr_in_scope(session, scope_of(request), path_int(request, "m"), path_int(request, "k"))
 
 
 @routes.get("/upt")
@@ -241,9 +252,9 @@ async def _mmr(request: web.Request, session: AsyncSession) -> tuple[Sep2Mup, in
 async def get_usage_point_list(request: web.Request) -> web.Response:
     pg = page(request)
     async with runtime(request).store.sessions() as session:
-        scope = await scope_of(request, session)
-        found, total = await pg.fetch(session, devres.mups_query(owners(scope)))
-        rate = await poll_rate(request, session, "UsagePointList")
+        scope = scope_of(request)
+        found, total = await pg.fetch(session, devres.mups_query(scope))
+        rate = await poll_rate(render_ctx(request, session), "UsagePointList")
     items = [render_usage_point(m) for m in found]
     return reply(list_element("UsagePointList", "/upt", items, total, rate))
 
@@ -399,15 +410,81 @@ def _reading(list_href: str, row: TelemetryReading, p10: int) -> etree._Element:
     )
 
 
+async def readings_triggered(
+    session: AsyncSession, change: Change, now: dt.datetime
+) -> list[Sep2Subscription]:
+    """Subscriptions to the ReadingLists that ``change.readings`` added to, whose Condition the new values meet
+    (``condition_met``: the value as the ReadingList shows it, in its ReadingType's power of ten)."""
+    if not change.readings:
+        return []
+    values: dict[tuple[str, str], list[float]] = {}
+    for source, resource, value in change.readings:
+        values.setdefault((source, resource.upper()), []).append(value)
+    lfdis = {source for source, _ in values}
+    mups = {m.id: m for m in await session.scalars(select(Sep2Mup).where(Sep2Mup.device_lfdi.in_(lfdis)))}
+    if not mups:
+        return []
+    subs = list(
+        await session.scalars(
+            select(Sep2Subscription)
+            .where(Sep2Subscription.kind == "reading-list", Sep2Subscription.program_id.in_(list(mups)))
+            .order_by(Sep2Subscription.id)
+        )
+    )
+    out = []
+    for sub in subs:
+        mup = mups[sub.program_id or 0]
+        mmrs = meter_readings(mup)
+        k = sub.target_id or 0
+        if not 1 <= k <= len(mmrs):
+            continue
+        mmr = mmrs[k - 1]
+        new = values.get((mup.device_lfdi, (xml.text(mmr, "mRID") or "").upper()))
+        if not new:
+            continue
+        p10 = power_of_ten(mmr)
+        if condition_met(sub.condition, [reading_value(v, p10) for v in new]):
+            out.append(sub)
+    return out
+
+
+def condition_met(condition: dict[str, int] | None, values: list[int]) -> bool:
+    """Whether new Reading values trigger a notification: always without a Condition; with one, when a value is
+    outside [lowerThreshold, upperThreshold]."""
+    if not condition:
+        return True
+    low, high = condition["lowerThreshold"], condition["upperThreshold"]
+    return any(v < low or v > high for v in values)
+
+
+@subscribable(
+    "reading-list",
+    "/upt/{p}/mr/{t}/rs/1/r",
+    # new readings reach subscribers through ``readings_triggered``; a removed MirrorUsagePoint takes its lists
+    affected=lambda change: (
+        Sep2Subscription.program_id.in_(change.objects["mup"]) if change.objects.get("mup") else None
+    ),
+    is_list=True,
+    triggered=readings_triggered,
+    conditional=True,
+)
+async def render_reading_list_resource(ctx: RenderCtx, scope: Scope, params: Params) -> etree._Element:
+    """The ReadingList of MeterReading ``t`` of UsagePoint ``p`` (one ReadingSet per MeterReading)."""
+    mup, k, mmr = await mmr_in_scope(ctx.session, scope, params.p or 0, params.t or 0)
+    return await render_reading_list(ctx.session, mup, k, mmr, params.start, params.limit)
+
+
 @routes.get("/upt/{m}/mr/{k}/rs/{s}/r")
 @sep2_handler
 async def get_reading_list(request: web.Request) -> web.Response:
-    pg = page(request)
+    params = page_params(page(request), p=path_int(request, "m"), t=path_int(request, "k"))
     async with runtime(request).store.sessions() as session:
-        mup, k, mmr = await _mmr(request, session)
         if path_int(request, "s") != 1:
+            await _mmr(request, session)  # a MeterReading the caller cannot see is 404 before its ReadingSet
             raise NotFound("no such ReadingSet")
-        return reply(await render_reading_list(session, mup, k, mmr, pg.start, pg.limit))
+        return reply(
+            await render_reading_list_resource(render_ctx(request, session), scope_of(request), params)
+        )
 
 
 @routes.get("/upt/{m}/mr/{k}/rs/{s}/r/{r}")

@@ -12,37 +12,26 @@ from aiohttp import web
 from lxml import etree
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.core import notify, telemetry
 from server.core import sep2_device as devres
 from server.core.errors import Forbidden, Invalid, NotFound
+from server.core.scope import Scope
 from server.sep2 import metering, xml
 from server.sep2.common import (
-    Scope,
     list_element,
     no_content,
-    owners,
     page,
     path_int,
     read_body,
     reply,
-    runtime,
     scope_of,
     sep2_handler,
     sessions,
     visible_device,
 )
-from server.sep2.render import for_storage, lfdi_of, poll_rate, post_rate, with_href
+from server.sep2.render import for_storage, lfdi_of, poll_rate, post_rate, render_ctx, with_href
 from server.store.models import Sep2Mup
 
 routes = web.RouteTableDef()
-
-
-async def announce(request: web.Request, session: AsyncSession, stored: list[telemetry.Reading]) -> None:
-    """New readings change the ReadingLists that show them: notify their subscribers (a Condition decides
-    whether a reading is worth a notification, ``server.sep2.subscriptions``) in this transaction."""
-    await notify.changed(
-        session, runtime(request), readings=[(r.source_id, r.resource, r.value) for r in stored]
-    )
 
 
 def render_mup(request: web.Request, mup, post_rate_s: int) -> etree._Element:
@@ -58,10 +47,10 @@ def render_mup(request: web.Request, mup, post_rate_s: int) -> etree._Element:
 async def get_mup_list(request: web.Request) -> web.Response:
     pg = page(request)
     async with sessions(request)() as session:
-        scope = await scope_of(request, session)
-        found, total = await pg.fetch(session, devres.mups_query(owners(scope)), Sep2Mup.changed_at)
-        rate = await poll_rate(request, session, "MirrorUsagePointList")
-        prate = await post_rate(request, session, "MirrorUsagePoint")
+        scope = scope_of(request)
+        found, total = await pg.fetch(session, devres.mups_query(scope), Sep2Mup.changed_at)
+        rate = await poll_rate(render_ctx(request, session), "MirrorUsagePointList")
+        prate = await post_rate(render_ctx(request, session), "MirrorUsagePoint")
     items = [render_mup(request, m, prate) for m in found]
     return reply(list_element("MirrorUsagePointList", "/mup", items, total, rate))
 
@@ -74,20 +63,19 @@ async def post_mup(request: web.Request) -> web.Response:
     mup_mrid = (xml.text(body, "mRID") or "").upper()
     mmrs = [(xml.text(m, "mRID") or "").upper() for m in body.findall(xml.q("MirrorMeterReading"))]
     async with sessions(request).begin() as session:
-        scope = await scope_of(request, session)
+        scope = scope_of(request)
         if await visible_device(session, scope, device_lfdi) is None:
             raise Forbidden("deviceLFDI is not an EndDevice you may mirror")
         mup, is_new = await devres.upsert_mup(
             session, scope.lfdi, device_lfdi, mup_mrid, for_storage(body), mmrs
         )
-        stored = await metering.ingest(session, device_lfdi, mup.body, body)  # readings -> telemetry
-        await announce(request, session, stored)
+        await metering.ingest(session, device_lfdi, mup.body, body)  # readings -> telemetry
         href = f"/mup/{mup.id}"
     return web.Response(status=201 if is_new else 204, headers={"Location": href})
 
 
 async def mup_in_scope(session: AsyncSession, scope: Scope, mup_id: int) -> Sep2Mup:
-    mup = await devres.owned_mup(session, owners(scope), mup_id)
+    mup = await devres.owned_mup(session, scope, mup_id)
     if mup is None:
         raise NotFound("no such MirrorUsagePoint")
     return mup
@@ -97,8 +85,8 @@ async def mup_in_scope(session: AsyncSession, scope: Scope, mup_id: int) -> Sep2
 @sep2_handler
 async def get_mup(request: web.Request) -> web.Response:
     async with sessions(request)() as session:
-        mup = await mup_in_scope(session, await scope_of(request, session), path_int(request, "m"))
-        prate = await post_rate(request, session, "MirrorUsagePoint")
+        mup = await mup_in_scope(session, scope_of(request), path_int(request, "m"))
+        prate = await post_rate(render_ctx(request, session), "MirrorUsagePoint")
     return reply(render_mup(request, mup, prate))
 
 
@@ -110,18 +98,23 @@ async def post_readings(request: web.Request) -> web.Response:
         [body] if xml.local_name(body) == "MirrorMeterReading" else body.findall(xml.q("MirrorMeterReading"))
     )
     async with sessions(request).begin() as session:
-        mup = await mup_in_scope(session, await scope_of(request, session), path_int(request, "m"))
+        mup = await mup_in_scope(session, scope_of(request), path_int(request, "m"))
         known = await devres.mup_mmr_mrids(session, mup.id)
         for r in readings:
             if (xml.text(r, "mRID") or "").upper() not in known:
                 raise Invalid(
                     f"MirrorMeterReading {xml.text(r, 'mRID')} is not part of this MirrorUsagePoint"
                 )
-        await devres.add_readings(session, mup, etree.tostring(body, encoding="unicode"), len(readings))
         stored = await metering.ingest(
             session, mup.device_lfdi, mup.body, body
         )  # readings -> telemetry, checked
-        await announce(request, session, stored)
+        values = any(
+            xml.find(r, "Reading") is not None or xml.find(r, "MirrorReadingSet") is not None
+            for r in readings
+        )
+        if stored or not values:
+            # a retry whose readings are all stored already leaves no second copy of the post either
+            await devres.add_readings(session, mup, etree.tostring(body, encoding="unicode"), len(readings))
     return web.Response(status=201, headers={"Location": f"/mup/{mup.id}"})
 
 
@@ -129,6 +122,6 @@ async def post_readings(request: web.Request) -> web.Response:
 @sep2_handler
 async def delete_mup(request: web.Request) -> web.Response:
     async with sessions(request).begin() as session:
-        mup = await mup_in_scope(session, await scope_of(request, session), path_int(request, "m"))
+        mup = await mup_in_scope(session, scope_of(request), path_int(request, "m"))
         await session.delete(mup)
     return no_content()

@@ -19,14 +19,16 @@ import datetime as dt
 
 from aiohttp import web
 from lxml import etree
+from sqlalchemy import ColumnElement, or_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.core import influence
+from server.core.changes import Change
 from server.core.errors import NotFound
+from server.core.parties import device_in_scope
+from server.core.scope import Scope
 from server.sep2 import events, render, xml
 from server.sep2.common import (
-    Scope,
-    device_in_scope,
     list_element,
     mrid,
     page,
@@ -36,7 +38,9 @@ from server.sep2.common import (
     scope_of,
     sep2_handler,
 )
-from server.store.models import EndDevice, Sep2InfluenceEvent, Sep2InfluenceSet
+from server.sep2.render import RenderCtx, render_ctx
+from server.sep2.resources import Params, by_type, page_params, subscribable
+from server.store.models import EndDevice, Sep2InfluenceEvent, Sep2InfluenceSet, Sep2Subscription
 from server.store.types import utcnow
 
 routes = web.RouteTableDef()
@@ -62,7 +66,7 @@ async def rate_in_scope(
 async def _rate(request: web.Request, session: AsyncSession) -> tuple[EndDevice, Sep2InfluenceSet]:
     device, _, r = await rate_in_scope(
         session,
-        await scope_of(request, session),
+        scope_of(request),
         path_int(request, "e"),
         path_int(request, "t"),
         path_int(request, "r"),
@@ -108,7 +112,7 @@ def render_rate(
 
 
 def render_tti(
-    request, device: EndDevice, rate: Sep2InfluenceSet, e: Sep2InfluenceEvent, ev
+    pen: int, device: EndDevice, rate: Sep2InfluenceSet, e: Sep2InfluenceEvent, ev
 ) -> etree._Element:
     href = f"{rate_href(device, rate)}/tti/{e.id}"
     el = events.render_event(
@@ -117,7 +121,7 @@ def render_tti(
         events.MRID_TTI,
         e,
         ev,
-        render.pen(request),
+        pen,
         reply_to=f"/edev/{device.id}/rsp",
     )
     el.append(xml.link("ConsumptionTariffIntervalListLink", f"{href}/cti", len(e.payload.get("tiers", []))))
@@ -145,23 +149,21 @@ async def rate_events(
 
 
 async def render_tti_list(
-    request,
-    session: AsyncSession,
+    ctx: RenderCtx,
     device: EndDevice,
     rate: Sep2InfluenceSet,
-    now: dt.datetime,
     start: int,
     limit: int,
     active_only: bool = False,
     after: dt.datetime | None = None,
 ) -> etree._Element:
-    found = await rate_events(session, rate, now, active_only)
+    found = await rate_events(ctx.session, rate, ctx.now, active_only)
     suffix = "acttti" if active_only else "tti"
     return events.event_list(
         "TimeTariffIntervalList",
         f"{rate_href(device, rate)}/{suffix}",
         found,
-        lambda e, ev: render_tti(request, device, rate, e, ev),
+        lambda e, ev: render_tti(ctx.pen, device, rate, e, ev),
         start,
         limit,
         active_only,
@@ -175,9 +177,9 @@ async def render_tti_list(
 async def get_tariff_list(request: web.Request) -> web.Response:
     pg = page(request)
     async with runtime(request).store.sessions() as session:
-        device = await device_in_scope(session, await scope_of(request, session), path_int(request, "e"))
+        device = await device_in_scope(session, scope_of(request), path_int(request, "e"))
         found = await influence.device_sets(session, device.id, "tariff")
-        rate = await render.poll_rate(request, session, "TariffProfileList")
+        rate = await render.poll_rate(render_ctx(request, session), "TariffProfileList")
         items = [
             render_tariff(
                 render.pen(request), device, t, len(await influence.list_sets(session, "rate", t.id))
@@ -194,7 +196,7 @@ async def get_tariff_list(request: web.Request) -> web.Response:
 async def get_tariff(request: web.Request) -> web.Response:
     async with runtime(request).store.sessions() as session:
         device, t = await tariff_in_scope(
-            session, await scope_of(request, session), path_int(request, "e"), path_int(request, "t")
+            session, scope_of(request), path_int(request, "e"), path_int(request, "t")
         )
         n = len(await influence.list_sets(session, "rate", t.id))
     return reply(render_tariff(render.pen(request), device, t, n))
@@ -207,7 +209,7 @@ async def get_rate_list(request: web.Request) -> web.Response:
     now = utcnow()
     async with runtime(request).store.sessions() as session:
         device, t = await tariff_in_scope(
-            session, await scope_of(request, session), path_int(request, "e"), path_int(request, "t")
+            session, scope_of(request), path_int(request, "e"), path_int(request, "t")
         )
         rates = await influence.list_sets(session, "rate", t.id)
         items = []
@@ -245,10 +247,31 @@ async def get_reading_type(request: web.Request) -> web.Response:
     )
 
 
+def _tti_list_affected(change: Change) -> ColumnElement[bool] | None:
+    conds: list[ColumnElement[bool]] = []
+    if change.objects.get("influence"):
+        conds.append(Sep2Subscription.program_id.in_(change.objects["influence"]))
+    typed = by_type(change, "TimeTariffIntervalList")
+    if typed is not None:
+        conds.append(typed)
+    return or_(*conds) if conds else None
+
+
+@subscribable("tti-list", "/edev/{e}/tp/{t}/rc/{p}/tti", affected=_tti_list_affected, is_list=True)
+async def render_tti_list_resource(ctx: RenderCtx, scope: Scope, params: Params) -> etree._Element:
+    """TimeTariffIntervalList of a rate component (``p``) of a tariff (``t``) assigned to the device."""
+    device, _, rate = await rate_in_scope(ctx.session, scope, params.e or 0, params.t or 0, params.p or 0)
+    return await render_tti_list(ctx, device, rate, params.start, params.limit, False, params.after)
+
+
 @routes.get("/edev/{e}/tp/{t}/rc/{r}/tti")
 @sep2_handler
 async def get_tti_list(request: web.Request) -> web.Response:
-    return await events.event_list_reply(request, _rate, render_tti_list, active_only=False)
+    params = page_params(
+        page(request), e=path_int(request, "e"), t=path_int(request, "t"), p=path_int(request, "r")
+    )
+    async with runtime(request).store.sessions() as session:
+        return reply(await render_tti_list_resource(render_ctx(request, session), scope_of(request), params))
 
 
 @routes.get("/edev/{e}/tp/{t}/rc/{r}/acttti")
@@ -272,7 +295,7 @@ async def _tti(request: web.Request):
 @sep2_handler
 async def get_tti(request: web.Request) -> web.Response:
     device, r, e, ev = await _tti(request)
-    return reply(render_tti(request, device, r, e, ev))
+    return reply(render_tti(render.pen(request), device, r, e, ev))
 
 
 @routes.get("/edev/{e}/tp/{t}/rc/{r}/tti/{i}/cti")

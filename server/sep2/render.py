@@ -1,19 +1,47 @@
-"""What the 2030.5 function-set modules share to translate between XML and the domain: the pollRate/postRate a
-resource carries (staff may set them per resource type), the PEN in server mRIDs, the LFDI a body names, and the
-stored XML of resources devices PUT/POST (kept without href; served with the href they are read at).
+"""What the 2030.5 function-set modules share to translate between XML and the domain: the render context (what a
+renderer needs besides the data, never a web.Request, so that a notification renders exactly like a GET), the
+pollRate/postRate a resource carries (staff may set them per resource type), the PEN in server mRIDs, the LFDI a
+body names, and the stored XML of resources devices PUT/POST (kept without href; served with the href they are
+read at).
 
 Renderers of one function set live in that function set's module; only what several modules use is here."""
 
 from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
 
 from aiohttp import web
 from lxml import etree
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server import pki
+from server.config import Settings
 from server.core import sep2_device as devres
 from server.core.errors import Invalid
 from server.sep2.common import runtime
+from server.store.types import utcnow
+
+
+@dataclass(frozen=True)
+class RenderCtx:
+    """What a renderer reads besides the data: the session, the settings and the time it renders at."""
+
+    session: AsyncSession
+    settings: Settings
+    now: dt.datetime
+    href_prefix: str = (
+        ""  # reserved for a deployment that serves 2030.5 below a path; hrefs are root-relative
+    )
+
+    @property
+    def pen(self) -> int:
+        return self.settings.sep2.pen
+
+
+def render_ctx(request: web.Request, session: AsyncSession) -> RenderCtx:
+    """The render context of a request (handlers only; renderers never see the request)."""
+    return RenderCtx(session, runtime(request).settings, utcnow())
 
 
 def lfdi_of(text: str) -> str:
@@ -23,17 +51,18 @@ def lfdi_of(text: str) -> str:
         raise Invalid(f"not an LFDI: {exc}") from None
 
 
-async def poll_rate(request: web.Request, session: AsyncSession, resource: str) -> int:
-    value = await devres.get_setting(session, f"pollrate:{resource}")
-    return int(value) if value is not None else runtime(request).settings.sep2.poll_rate_s
+async def poll_rate(ctx: RenderCtx, resource: str) -> int:
+    value = await devres.get_setting(ctx.session, f"pollrate:{resource}")
+    return int(value) if value is not None else ctx.settings.sep2.poll_rate_s
 
 
-async def post_rate(request: web.Request, session: AsyncSession, resource: str) -> int:
-    value = await devres.get_setting(session, f"postrate:{resource}")
-    return int(value) if value is not None else runtime(request).settings.sep2.post_rate_s
+async def post_rate(ctx: RenderCtx, resource: str) -> int:
+    value = await devres.get_setting(ctx.session, f"postrate:{resource}")
+    return int(value) if value is not None else ctx.settings.sep2.post_rate_s
 
 
 def pen(request: web.Request) -> int:
+    """The PEN in server mRIDs, for handlers (a renderer reads ``ctx.pen``)."""
     return runtime(request).settings.sep2.pen
 
 

@@ -33,7 +33,7 @@ from server.sep2.common import (
     visible_device,
     visible_device_ids,
 )
-from server.sep2.render import lfdi_of, pen, poll_rate
+from server.sep2.render import lfdi_of, pen, poll_rate, render_ctx
 from server.store.models import EndDevice
 from server.store.types import utcnow
 
@@ -57,8 +57,8 @@ def render_response_set(request: web.Request) -> etree._Element:
 async def get_response_set_list(request: web.Request) -> web.Response:
     pg = page(request)
     async with sessions(request)() as session:
-        await scope_of(request, session)
-        rate = await poll_rate(request, session, "ResponseSetList")
+        scope_of(request)
+        rate = await poll_rate(render_ctx(request, session), "ResponseSetList")
     return reply(list_element("ResponseSetList", "/rsps", pg.slice([render_response_set(request)]), 1, rate))
 
 
@@ -88,7 +88,7 @@ async def get_response_list(request: web.Request) -> web.Response:
         raise NotFound("no such ResponseSet")
     pg = page(request)
     async with sessions(request)() as session:
-        scope = await scope_of(request, session)
+        scope = scope_of(request)
         found, total = await pg.fetch(session, responses.responses_query(visible_device_ids(scope)))
     items = []
     for r in found:
@@ -104,7 +104,7 @@ async def get_response(request: web.Request) -> web.Response:
     if path_int(request, "r") != RESPONSE_SET_ID:
         raise NotFound("no such ResponseSet")
     async with sessions(request)() as session:
-        scope = await scope_of(request, session)
+        scope = scope_of(request)
         r = await responses.get(session, path_int(request, "i"))
         visible = r is not None and await session.scalar(
             visible_device_ids(scope).where(EndDevice.id == r.end_device_id)
@@ -131,7 +131,7 @@ async def post_response(request: web.Request) -> web.Response:
     created_at = xml.integer(body, "createdDateTime")
     created_dt = from_epoch(created_at, "createdDateTime") if created_at is not None else utcnow()
     async with sessions(request).begin() as session:
-        scope = await scope_of(request, session)
+        scope = scope_of(request)
         device = await visible_device(session, scope, lfdi)
         if device is None:
             raise Invalid("endDeviceLFDI is not an EndDevice you may respond for")

@@ -40,7 +40,10 @@ from server.sep2 import (
     responses,
     subscriptions,
 )
-from server.sep2.common import REASON_INVALID_FORMAT, error_response
+from server.sep2.common import (
+    REASON_INVALID_FORMAT,
+    error_response,
+)
 
 FUNCTION_SETS = (
     dcap,

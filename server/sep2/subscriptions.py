@@ -3,34 +3,27 @@
     /edev/{e}/sub          SubscriptionList (GET, POST)
     /edev/{e}/sub/{s}      Subscription (GET, PUT, DELETE)
 
-Subscribable resources (``subscribedResource``, relative or absolute href of this server):
-
-    /edev                                   EndDeviceList         (kind edev-list)
-    /edev/{e}                               EndDevice             (edev)
-    /edev/{e}/fsa                           FunctionSetAssignmentsList (fsa-list)
-    /edev/{e}/fsa/{f}/derp                  DERProgramList        (derp-list)
-    /edev/{e}/derp/{p}                      DERProgram            (derp)
-    /edev/{e}/derp/{p}/derc                 DERControlList        (derc-list)
-    /edev/{e}/derp/{p}/actderc              ActiveDERControlList  (actderc)
-    /edev/{e}/derp/{p}/derc/{c}             DERControl            (derc)
-    /edev/{e}/derp/{p}/dderc                DefaultDERControl     (dderc)
-    /edev/{e}/tp/{t}/rc/{r}/tti             TimeTariffIntervalList (tti-list; server.sep2.pricing)
-    /edev/{e}/drp/{d}/edc                   EndDeviceControlList  (edc-list; server.sep2.drlc)
-    /upt/{m}/mr/{k}/rs/1/r                  ReadingList           (reading-list; server.sep2.metering), the one
-                                            resource that takes a Condition (SubscribableType 3)
+What a client may subscribe to (``subscribedResource``, a relative or absolute href of this server) is what the
+function-set modules declare (``server.sep2.resources``): EndDeviceList and EndDevice (``edev``),
+FunctionSetAssignmentsList (``fsa``), DERProgramList, DERProgram, DERControlList, ActiveDERControlList, DERControl
+and DefaultDERControl (``derp``), TimeTariffIntervalList (``pricing``), EndDeviceControlList (``drlc``) and
+ReadingList (``metering``, the one resource that takes a Condition: SubscribableType 3). This module only
+iterates those declarations.
 
 How a notification is made (and why it is never lost)::
 
-    staff/orchestration            core (one transaction)                      outbox worker
-    -------------------            ----------------------                      -------------
-    create/cancel control  ---->   change rows
-                                   notify.changed(...)  --> this module's listener:
-                                       matching Subscriptions (indexed by kind/program/device)
-                                       render the resource *as the subscriber sees it now*
-                                       outbox.enqueue(order_key="sep2-sub:{id}", url=notificationURI)
-                                   COMMIT  -------------------------------------->  POST Notification (HTTPS)
-                                   notify.wake()                                    5xx/refused: back-off, retry
-                                                                                    in order per subscription
+    staff/orchestration          core (one transaction)                        outbox worker
+    -------------------          ----------------------                        -------------
+    create/cancel control  --->  change rows + changes.record(...)
+                                 COMMIT begins: on_change (this module)
+                                     subscriptions each declaration says the change affects
+                                     render each with the declaration's render (= its GET), as the
+                                     subscriber's Scope sees it now; revoked subscribers get nothing
+                                     outbox.enqueue(order_key="sep2-sub:{id}", url=notificationURI)
+                                 COMMIT  ---------------------------------------->  POST Notification (HTTPS)
+                                 outbox woken                                       5xx/refused: back-off, retry
+                                                                                    in order per subscription;
+                                                                                    revoked meanwhile: given up
 
 The notification carries the whole resource (a list: its first ``limit`` items, as a GET with ``s=0&l=limit``
 would), so cancellation (EventStatus 2/3) and supersession (4) arrive with the status the device must apply.
@@ -38,45 +31,40 @@ would), so cancellation (EventStatus 2/3) and supersession (4) arrive with the s
 place that reads it): a list resource comes with ``results="0"``, its ``all`` and no items; a non-list resource
 (EndDevice, DERProgram, DERControl, DefaultDERControl) with no Resource element at all, status 0.
 Conditions (IEEE 2030.5 Subscription/Condition: "a condition that must be satisfied for the Notification to be
-triggered"; attributeIdentifier 0 = Reading value, 1-255 reserved): only a ReadingList takes one -- the other
-resources advertise ``subscribable="1"`` (SubscribableType: non-conditional subscriptions only) and a Condition on
-them, or a reserved attributeIdentifier, or lowerThreshold > upperThreshold, is refused with 400 and an Error
-body. New readings trigger a notification of a conditional subscription only when at least one of them has a
-Reading value (as the ReadingList shows it: in its ReadingType's power of ten) below lowerThreshold or above
-upperThreshold, i.e. outside the band the subscriber called normal; the notification still carries the
+triggered"; attributeIdentifier 0 = Reading value, 1-255 reserved): only a resource declared ``conditional``
+takes one -- the others advertise ``subscribable="1"`` (SubscribableType: non-conditional subscriptions only) and
+a Condition on them, or a reserved attributeIdentifier, or lowerThreshold > upperThreshold, is refused with 400
+and an Error body. New readings trigger a notification of a conditional subscription only when at least one of
+them has a Reading value (as the ReadingList shows it: in its ReadingType's power of ten) below lowerThreshold or
+above upperThreshold, i.e. outside the band the subscriber called normal; the notification still carries the
 ReadingList as a GET would return it (§8.7.3.2: the representation SHALL be identical to a GET's).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import re
+import hashlib
 import urllib.parse
-from dataclasses import dataclass
-from types import SimpleNamespace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from aiohttp import web
 from lxml import etree
-from sqlalchemy import ColumnElement, func, or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.core import der_controls as rules
-from server.core import influence, notify, outbox, programs
-from server.core import sep2_device as devres
+from server.core import changes, outbox
+from server.core import scope as client_scope
 from server.core import subscriptions as core_subs
-from server.core.errors import Forbidden, Invalid, NotFound
-from server.runtime import RUNTIME
-from server.sep2 import derp, drlc, edev, fsa, metering, pricing, xml
+from server.core.errors import DomainError, Invalid, NotFound
+from server.core.parties import device_in_scope
+from server.core.scope import Scope
+from server.sep2 import derp, drlc, edev, fsa, metering, pricing, xml  # noqa: F401 - they declare resources
 from server.sep2.common import (
     REASON_LIMIT,
-    Page,
-    Scope,
     Sep2Error,
-    device_in_scope,
     list_element,
     no_content,
-    owners,
     page,
     path_int,
     read_body,
@@ -85,223 +73,111 @@ from server.sep2.common import (
     scope_of,
     sep2_handler,
 )
-from server.sep2.render import poll_rate, post_rate
-from server.store.models import (
-    Aggregator,
-    EndDevice,
-    OutboxMessage,
-    Sep2Fsa,
-    Sep2FsaProgram,
-    Sep2InfluenceAssignment,
-    Sep2InfluenceEvent,
-    Sep2InfluenceSet,
-    Sep2Mup,
-    Sep2Program,
-    Sep2Subscription,
-)
+from server.sep2.render import RenderCtx, poll_rate, render_ctx
+from server.sep2.resources import REGISTRY, Params, Subscribable, match
+from server.store.models import OutboxMessage, Sep2Subscription
 from server.store.types import utcnow
 
 routes = web.RouteTableDef()
 
-CHANNEL = "sep2-notification"
+CHANNEL = core_subs.CHANNEL
 MAX_PER_DEVICE = 64  # Subscriptions one SubscriptionList holds (bounded work per change and per client)
 MAX_LIMIT = 255  # list items carried in one notification (the same cap as one GET page)
 XSI_TYPE = "{http://www.w3.org/2001/XMLSchema-instance}type"
-
-# subscription kinds whose resource is a 2030.5 List (Subscription.limit counts their items)
-LIST_KINDS = frozenset(
-    {"edev-list", "fsa-list", "derp-list", "derc-list", "actderc", "tti-list", "edc-list", "reading-list"}
-)
 
 # Notification.status values (IEEE 2030.5 Notification)
 STATUS_DEFAULT = 0
 STATUS_CANCELLED_DELETED = 4  # subscription cancelled: the resource was deleted
 
-# resource type names (what staff use for poll rates) -> subscription kinds that render them
-KINDS_BY_TYPE = {
-    "EndDeviceList": ("edev-list",),
-    "EndDevice": ("edev", "edev-list"),
-    "FunctionSetAssignmentsList": ("fsa-list",),
-    "FunctionSetAssignments": ("fsa-list",),
-    "DERProgramList": ("derp-list",),
-    "DERProgram": ("derp", "derp-list"),
-    "DERControlList": ("derc-list", "actderc"),
-    "DERControl": ("derc", "derc-list", "actderc"),
-    "DefaultDERControl": ("dderc",),
-    "TimeTariffIntervalList": ("tti-list",),
-    "EndDeviceControlList": ("edc-list",),
-}
-PROGRAM_KINDS = ("derc-list", "actderc", "derc", "dderc", "derp")
-DEVICE_KINDS = ("edev", "fsa-list", "derp-list")
-
-_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
-    ("edev-list", re.compile(r"^/edev$")),
-    ("edev", re.compile(r"^/edev/(?P<e>\d{1,9})$")),
-    ("fsa-list", re.compile(r"^/edev/(?P<e>\d{1,9})/fsa$")),
-    ("derp-list", re.compile(r"^/edev/(?P<e>\d{1,9})/fsa/(?P<t>\d{1,9})/derp$")),
-    ("derp", re.compile(r"^/edev/(?P<e>\d{1,9})/derp/(?P<p>\d{1,9})$")),
-    ("derc-list", re.compile(r"^/edev/(?P<e>\d{1,9})/derp/(?P<p>\d{1,9})/derc$")),
-    ("actderc", re.compile(r"^/edev/(?P<e>\d{1,9})/derp/(?P<p>\d{1,9})/actderc$")),
-    ("derc", re.compile(r"^/edev/(?P<e>\d{1,9})/derp/(?P<p>\d{1,9})/derc/(?P<t>\d{1,9})$")),
-    ("dderc", re.compile(r"^/edev/(?P<e>\d{1,9})/derp/(?P<p>\d{1,9})/dderc$")),
-    # pricing and DRLC: ``p`` is the rate component / DR program (an influence set), ``t`` the tariff
-    ("tti-list", re.compile(r"^/edev/(?P<e>\d{1,9})/tp/(?P<t>\d{1,9})/rc/(?P<p>\d{1,9})/tti$")),
-    ("edc-list", re.compile(r"^/edev/(?P<e>\d{1,9})/drp/(?P<p>\d{1,9})/edc$")),
-    # metering: ``p`` is the UsagePoint (MirrorUsagePoint id), ``t`` the MeterReading index k; one ReadingSet
-    ("reading-list", re.compile(r"^/upt/(?P<p>\d{1,9})/mr/(?P<t>\d{1,9})/rs/1/r$")),
-]
-INFLUENCE_KINDS = ("tti-list", "edc-list")
-
 
 @dataclass(frozen=True)
 class Target:
-    kind: str
+    """A subscribed resource: its declaration, the ids its href names, and the href itself."""
+
+    decl: Subscribable
+    params: Params
     href: str
-    device_id: int | None
-    program_id: int | None
-    target_id: int | None
+
+    @property
+    def kind(self) -> str:
+        return self.decl.kind
 
 
 def parse_target(resource: str) -> Target:
-    """Which kind of resource an href names (absolute URIs of this server are reduced to their path)."""
+    """Which declared resource an href names (absolute URIs of this server are reduced to their path)."""
     path = urllib.parse.urlsplit(resource.strip()).path.rstrip("/") or "/"
-    for kind, pattern in _PATTERNS:
-        m = pattern.match(path)
-        if m:
-            groups = m.groupdict()
-            return Target(
-                kind,
-                path,
-                int(groups["e"]) if "e" in groups else None,
-                int(groups["p"]) if "p" in groups else None,
-                int(groups["t"]) if "t" in groups else None,
-            )
-    raise NotFound(f"{path} is not a subscribable resource of this server")
+    found = match(path)
+    if found is None:
+        raise NotFound(f"{path} is not a subscribable resource of this server")
+    return Target(found[0], found[1], path)
 
 
-async def check_visible(session: AsyncSession, scope: Scope, target: Target) -> None:
-    """The subscriber must be able to GET the resource; otherwise 404/403 and nothing is stored."""
-    if target.kind == "edev-list":
-        if scope.device is None and scope.aggregator is None:
-            raise Sep2Error(403, 0, "register before subscribing")
-        return
-    if target.kind == "reading-list":
-        await meter_reading_in_scope(session, scope, target)
-        return
-    assert target.device_id is not None
-    device = await device_in_scope(session, scope, target.device_id)
-    if target.kind in ("edev", "fsa-list"):
-        return
-    if target.kind == "tti-list":
-        await pricing.rate_in_scope(session, scope, device.id, target.target_id or 0, target.program_id or 0)
-        return
-    if target.kind == "edc-list":
-        await drlc.drp_in_scope(session, scope, device.id, target.program_id or 0)
-        return
-    if target.kind == "derp-list":
-        if target.target_id not in {f.id for f in await programs.device_fsas(session, device.id)}:
-            raise NotFound("no such FunctionSetAssignments")
-        return
-    _, program = await derp.program_in_scope(session, scope, device.id, target.program_id or 0)
-    if target.kind == "derc":
-        _, controls = await programs.device_intervals(session, device.id)
-        control = controls.get(target.target_id or 0)
-        if control is None or control.program_id != program.id:
-            raise NotFound("no such DERControl")
+async def check_visible(ctx: RenderCtx, scope: Scope, target: Target, limit: int) -> str:
+    """The subscriber must be able to GET the resource (its declaration's render answers for the scope);
+    otherwise 404/403 and nothing is stored. Returns the digest of what it sees now (``shown``)."""
+    n = notified_items(target.decl, limit) or 0
+    return shown(await target.decl.render(ctx, scope, replace(target.params, limit=n)))
 
 
-async def meter_reading_in_scope(session: AsyncSession, scope: Scope, target: Target):
-    """(MirrorUsagePoint, k, MirrorMeterReading) behind ``/upt/{m}/mr/{k}``, if the caller may read it."""
-    mup = await devres.owned_mup(session, owners(scope), target.program_id or 0)
-    if mup is not None:
-        mmrs = metering.meter_readings(mup)
-        k = target.target_id or 0
-        if 1 <= k <= len(mmrs):
-            return mup, k, mmrs[k - 1]
-    raise NotFound("no such MeterReading")
+def shown(resource: etree._Element | None) -> str:
+    """A digest of a resource as a subscriber sees it (None: gone); compared before each notification."""
+    return hashlib.sha256(b"" if resource is None else xml.serialize(resource)).hexdigest()
 
 
-# ------------------------------------------------------------------------------------------------ rendering
-def notified_items(kind: str, limit: int) -> int | None:
-    """What a notification of a ``kind`` subscription with Subscription ``limit`` carries; the one place the
-    limit is interpreted (IEEE 2030.5 Subscription.limit, "functionally equivalent to the 'limit' query string
-    parameter, but applies to both list resources as well as other resources").
+def notified_items(decl: Subscribable, limit: int) -> int | None:
+    """What a notification of a subscription with Subscription ``limit`` carries; the one place the limit is
+    interpreted (IEEE 2030.5 Subscription.limit, "functionally equivalent to the 'limit' query string parameter,
+    but applies to both list resources as well as other resources").
 
     List resources: the number of list items, ``min(limit, MAX_LIMIT)`` (the first ones, as a GET with
     ``s=0&l=limit`` returns them); 0 means the list element with ``results="0"`` and no items -- "equivalent to a
     simple change notification". Non-list resources: None for limit 0 ("notifications SHALL NOT contain a
     resource representation"), else 1 (the representation; its renderers take no item count)."""
-    if kind in LIST_KINDS:
+    if decl.is_list:
         return max(0, min(limit, MAX_LIMIT))
     return None if limit <= 0 else 1
 
 
-def shim(settings: Any) -> Any:
-    """What the function-set renderers need from a request (``request.app[RUNTIME].settings``), for rendering
-    outside a request: a notification is rendered in the transaction of the change, as its subscriber sees it."""
-    return SimpleNamespace(app={RUNTIME: SimpleNamespace(settings=settings)})
-
-
-async def owner_scope(session: AsyncSession, lfdi: str) -> Scope:
-    agg = await session.scalar(select(Aggregator).where(Aggregator.lfdi == lfdi))
-    device = await session.scalar(select(EndDevice).where(EndDevice.lfdi == lfdi))
-    return Scope(lfdi, device.sfdi if device else 0, agg, device)
-
-
-async def render_target(
-    session: AsyncSession, settings: Any, scope: Scope, target: Target, n: int, now: dt.datetime
-) -> etree._Element | None:
-    """The subscribed resource as a GET (a list: its first ``n`` items) would return it; None when gone."""
-    req = shim(settings)
-    try:
-        if target.kind == "edev-list":
-            return await edev.render_edev_list(req, session, scope, Page(0, n, None))
-        if target.kind == "reading-list":
-            mup, k, mmr = await meter_reading_in_scope(session, scope, target)
-            return await metering.render_reading_list(session, mup, k, mmr, 0, n)
-        assert target.device_id is not None
-        device = await device_in_scope(session, scope, target.device_id)
-        if target.kind == "edev":
-            return await edev.render_edev(session, device, await post_rate(req, session, "EndDevice"))
-        if target.kind == "fsa-list":
-            return await fsa.render_fsa_list(req, session, device, Page(0, n, None))
-        if target.kind == "tti-list":
-            _, _, rate_set = await pricing.rate_in_scope(
-                session, scope, device.id, target.target_id or 0, target.program_id or 0
+async def render_subscribed(
+    ctx: RenderCtx, subs: list[Sep2Subscription], scopes: dict[str, Scope]
+) -> dict[int, etree._Element | None]:
+    """Each subscription's resource as its subscriber's GET (a list: its first ``limit`` items) returns it now;
+    None when it is gone or the subscriber may no longer see it. Rendered by the resource's declaration: many of
+    one kind at once where the declaration can (``render_many``)."""
+    by_kind: dict[str, list[Sep2Subscription]] = {}
+    for sub in subs:
+        by_kind.setdefault(sub.kind, []).append(sub)
+    out: dict[int, etree._Element | None] = {}
+    for kind, group in by_kind.items():
+        decl = REGISTRY.get(kind)
+        if decl is None:
+            out.update({sub.id: None for sub in group})
+            continue
+        wants = [
+            (
+                scopes[sub.owner_lfdi],
+                Params(
+                    sub.subject_device_id,
+                    sub.program_id,
+                    sub.target_id,
+                    0,
+                    notified_items(decl, sub.limit) or 0,
+                ),
             )
-            return await pricing.render_tti_list(req, session, device, rate_set, now, 0, n)
-        if target.kind == "edc-list":
-            _, drp = await drlc.drp_in_scope(session, scope, device.id, target.program_id or 0)
-            return await drlc.render_edc_list(req, session, device, drp, now, 0, n)
-        if target.kind == "derp-list":
-            if target.target_id not in {f.id for f in await programs.device_fsas(session, device.id)}:
-                return None
-            fsa_programs = await programs.fsa_programs(session, target.target_id or 0)
-            rate = await poll_rate(req, session, "DERProgramList")
-            items = [await derp.render_program(req, session, device, p, now) for p in fsa_programs[:n]]
-            return list_element(
-                "DERProgramList", target.href, items, len(fsa_programs), rate, subscribable=True
-            )
-        _, program = await derp.program_in_scope(session, scope, device.id, target.program_id or 0)
-        if target.kind == "derp":
-            return await derp.render_program(req, session, device, program, now)
-        if target.kind == "dderc":
-            return derp.render_default(req, device, program)
-        if target.kind in ("derc-list", "actderc"):
-            listed = await derp.program_controls(
-                session, device, program, now, active_only=target.kind == "actderc"
-            )
-            return derp.control_list(req, device, program, listed[:n], len(listed), target.kind == "actderc")
-        if target.kind == "derc":
-            intervals, controls = await programs.device_intervals(session, device.id)
-            control = controls.get(target.target_id or 0)
-            if control is None or control.program_id != program.id:
-                return None
-            interval = next(i for i in intervals if i.id == control.id)
-            return derp.render_control(req, device, control, rules.evaluate(interval, intervals, now))
-    except (NotFound, Forbidden, Sep2Error):  # gone, or the subscriber lost access to it
-        return None
-    return None
+            for sub in group
+        ]
+        if decl.render_many is not None:
+            results: list[Any] = await decl.render_many(ctx, wants)
+        else:
+            results = []
+            for scope, params in wants:
+                try:
+                    results.append(await decl.render(ctx, scope, params))
+                except (DomainError, Sep2Error) as exc:  # gone, or the subscriber lost access to it
+                    results.append(exc)
+        for sub, result in zip(group, results, strict=True):
+            out[sub.id] = None if isinstance(result, Exception) else result
+    return out
 
 
 def notification(
@@ -341,38 +217,38 @@ async def enqueue_for(
 ) -> int:
     """Render and queue one Notification per subscription (same transaction as the caller's change).
 
-    Subscriptions in ``unless_same`` (touched only indirectly by the change) are skipped when their resource is
-    gone or their notification would equal the last one queued (pending or delivered) for them. A notification
-    that carries no items or no representation (limit 0) cannot show whether the resource changed, so that
-    comparison is not made for it: it is queued whenever the change may alter the resource (``other_programs``),
-    which can be a change that did not (a spurious simple change notification rather than a missed one)."""
-    now = now or utcnow()
+    Subscribers whose access staff revoked get none, and nobody gets one when the resource is as the subscriber
+    last saw it (``Sep2Subscription.shown_digest``; declarations may name more subscriptions than a change
+    alters). A list notification without items (limit 0) cannot show what changed, so that comparison is not made
+    for it: it is queued whenever the change may alter the list (a spurious simple change notification rather
+    than a missed one). Subscriptions in ``unless_same`` (touched only indirectly by the change) that have no
+    digest yet are compared with the last notification queued for them instead, and skipped when gone."""
+    ctx = RenderCtx(session, settings, now or utcnow())
     unless_same = unless_same or set()
-    last = await last_bodies(session, unless_same) if unless_same else {}
-    fast = [s for s in subs if s.kind in CONTROL_KINDS]
-    rendered: dict[int, etree._Element | None] = (
-        await render_control_subs(session, settings, fast, now) if fast else {}
-    )
-    scopes: dict[str, Scope] = {}
+    scopes = await client_scope.for_lfdis(session, {s.owner_lfdi for s in subs})
+    # a subscriber whose access staff revoked hears nothing (not even that its resource is gone)
+    subs = [s for s in subs if not scopes[s.owner_lfdi].revoked]
+    undigested = {s.id for s in subs if s.id in unless_same and s.shown_digest is None}
+    last = await last_bodies(session, undigested) if undigested else {}
+    rendered = await render_subscribed(ctx, subs, scopes)
     count = 0
     for sub in subs:
-        items = notified_items(sub.kind, sub.limit)
-        if sub.id in rendered:
-            resource = rendered[sub.id]
-        else:
-            scope = scopes.get(sub.owner_lfdi)
-            if scope is None:
-                scope = scopes[sub.owner_lfdi] = await owner_scope(session, sub.owner_lfdi)
-            target = Target(sub.kind, sub.resource, sub.subject_device_id, sub.program_id, sub.target_id)
-            resource = await render_target(session, settings, scope, target, items or 0, now)
-        if sub.id in unless_same and resource is None:
+        decl = REGISTRY.get(sub.kind)
+        items = notified_items(decl, sub.limit) if decl else None
+        resource = rendered.get(sub.id)
+        digest = shown(resource)
+        comparable = not (decl is not None and decl.is_list and items == 0)
+        if comparable and sub.shown_digest == digest:
+            continue
+        if sub.id in unless_same and sub.shown_digest is None and resource is None:
             continue
         body = xml.serialize(notification(sub, resource, represented=items is not None))
-        if sub.id in unless_same and items and last.get(sub.id) == body:
+        if sub.id in unless_same and sub.shown_digest is None and items and last.get(sub.id) == body:
             continue
         outbox.enqueue(
             session, CHANNEL, core_subs.order_key(sub.id), sub.notification_uri, body, xml.MEDIA_TYPE
         )
+        sub.shown_digest = digest
         sub.notifications += 1
         count += 1
     return count
@@ -392,137 +268,13 @@ async def last_bodies(session: AsyncSession, sub_ids: set[int]) -> dict[int, byt
     return {keys[k]: bytes(b) for k, b in rows.all()}
 
 
-CONTROL_KINDS = ("derc-list", "actderc", "derc")
-IN_CHUNK = 5000  # ids per IN (...) list: well below SQLite's and asyncpg's bound-parameter limits
-
-
-async def _in_chunks(session: AsyncSession, make, ids: set[int] | set[str]) -> list:
-    out: list = []
-    items = list(ids)
-    for i in range(0, len(items), IN_CHUNK):
-        out.extend((await session.execute(make(items[i : i + IN_CHUNK]))).all())
-    return out
-
-
-async def render_control_subs(
-    session: AsyncSession, settings: Any, subs: list[Sep2Subscription], now: dt.datetime
-) -> dict[int, etree._Element | None]:
-    """The DER control subscriptions of a change, rendered with a handful of queries in all (not several per
-    subscriber): fan-out to thousands of devices of one program must stay within seconds.
-
-    Same result as ``render_target``: the caller's visibility is checked (device owned by the subscriber or
-    registered under its aggregator, program assigned to the device), statuses come from ``der_controls.evaluate``
-    over every control the device sees, and one evaluation is shared by all devices with the same programs."""
-    req = shim(settings)
-    device_ids = {s.subject_device_id for s in subs if s.subject_device_id is not None}
-    devices = {
-        d.id: d
-        for (d,) in await _in_chunks(
-            session, lambda ids: select(EndDevice).where(EndDevice.id.in_(ids)), device_ids
-        )
-    }
-    assigned: dict[int, set[int]] = {}
-    for dev_id, prog_id in await _in_chunks(
-        session,
-        lambda ids: (
-            select(Sep2Fsa.end_device_id, Sep2FsaProgram.program_id)
-            .join(Sep2FsaProgram, Sep2FsaProgram.fsa_id == Sep2Fsa.id)
-            .where(Sep2Fsa.end_device_id.in_(ids))
-        ),
-        device_ids,
-    ):
-        assigned.setdefault(dev_id, set()).add(prog_id)
-    all_programs = {p for ps in assigned.values() for p in ps}
-    prog_rows = {
-        p.id: p
-        for (p,) in await _in_chunks(
-            session, lambda ids: select(Sep2Program).where(Sep2Program.id.in_(ids)), all_programs
-        )
-    }
-    controls = await programs.list_controls(session, list(all_programs)) if all_programs else []
-    owners = {s.owner_lfdi for s in subs}
-    agg_of = dict(
-        await _in_chunks(
-            session,
-            lambda ids: select(Aggregator.lfdi, Aggregator.id).where(Aggregator.lfdi.in_(ids)),
-            owners,
-        )
-    )
-    evaluated: dict[frozenset[int], list[tuple[Any, rules.Interval, rules.Evaluated]]] = {}
-    out: dict[int, etree._Element | None] = {}
-    for sub in subs:
-        device = devices.get(sub.subject_device_id or 0)
-        progs = assigned.get(device.id, set()) if device else set()
-        visible = (
-            device is not None
-            and device.enabled
-            and (
-                device.lfdi == sub.owner_lfdi
-                or (device.aggregator_id is not None and agg_of.get(sub.owner_lfdi) == device.aggregator_id)
-            )
-        )
-        if device is None or not visible or sub.program_id not in progs:
-            out[sub.id] = None
-            continue
-        key = frozenset(progs)
-        if key not in evaluated:
-            intervals = [
-                programs.interval_of(c, prog_rows[c.program_id].primacy)
-                for c in controls
-                if c.program_id in key
-            ]
-            by_id = {c.id: c for c in controls}
-            evaluated[key] = [
-                (by_id[i.id], i, rules.evaluate(i, intervals, now))
-                for i in sorted(intervals, key=rules.list_order_key)
-            ]
-        mine = [(c, ev) for c, i, ev in evaluated[key] if i.program_id == sub.program_id and not ev.completed]
-        if sub.kind == "derc":
-            found = [(c, ev) for c, ev in mine if c.id == sub.target_id]
-            out[sub.id] = derp.render_control(req, device, *found[0]) if found else None
-            continue
-        if sub.kind == "actderc":
-            mine = [(c, ev) for c, ev in mine if ev.status == rules.EventStatus.ACTIVE]
-        n = notified_items(sub.kind, sub.limit) or 0
-        items = [derp.render_control(req, device, c, ev) for c, ev in mine[:n]]
-        out[sub.id] = list_element(
-            "DERControlList", sub.resource, items, len(mine), subscribable=sub.kind == "derc-list"
-        )
-    return out
-
-
-async def affected(session: AsyncSession, change: notify.Change) -> list[Sep2Subscription]:
-    """Subscriptions whose rendered resource may differ after ``change`` (one indexed query per facet)."""
-    conds: list[ColumnElement[bool]] = []
-    if change.programs:
-        conds.append(
-            (Sep2Subscription.kind.in_(PROGRAM_KINDS)) & Sep2Subscription.program_id.in_(change.programs)
-        )
-        fsa_ids = select(Sep2FsaProgram.fsa_id).where(Sep2FsaProgram.program_id.in_(change.programs))
-        conds.append((Sep2Subscription.kind == "derp-list") & Sep2Subscription.target_id.in_(fsa_ids))
-    if change.devices:
-        conds.append(
-            Sep2Subscription.kind.in_(DEVICE_KINDS) & Sep2Subscription.subject_device_id.in_(change.devices)
-        )
-        # an EndDeviceList changes for the device itself and for the aggregator it is registered under
-        owners = select(EndDevice.lfdi).where(EndDevice.id.in_(change.devices))
-        agg_owners = (
-            select(Aggregator.lfdi)
-            .join(EndDevice, EndDevice.aggregator_id == Aggregator.id)
-            .where(EndDevice.id.in_(change.devices))
-        )
-        conds.append(
-            (Sep2Subscription.kind == "edev-list")
-            & or_(Sep2Subscription.owner_lfdi.in_(owners), Sep2Subscription.owner_lfdi.in_(agg_owners))
-        )
-    influence_sets = change.objects.get("influence", frozenset())
-    if influence_sets:
-        conds.append(
-            Sep2Subscription.kind.in_(INFLUENCE_KINDS) & Sep2Subscription.program_id.in_(influence_sets)
-        )
-    kinds = {k for t in change.resource_types for k in KINDS_BY_TYPE.get(t, ())}
-    if kinds:
-        conds.append(Sep2Subscription.kind.in_(kinds))
+async def affected(session: AsyncSession, change: changes.Change) -> list[Sep2Subscription]:
+    """Subscriptions whose resource a declaration says ``change`` may alter (one indexed query)."""
+    conds = []
+    for decl in REGISTRY.values():
+        cond = decl.affected(change)
+        if cond is not None:
+            conds.append((Sep2Subscription.kind == decl.kind) & cond)
     if not conds:
         return []
     return list(
@@ -530,120 +282,32 @@ async def affected(session: AsyncSession, change: notify.Change) -> list[Sep2Sub
     )
 
 
-async def reading_subs(session: AsyncSession, change: notify.Change) -> list[Sep2Subscription]:
-    """Subscriptions to the ReadingLists that ``change.readings`` added to, whose Condition the new values meet."""
-    if not change.readings:
-        return []
-    values: dict[tuple[str, str], list[float]] = {}
-    for source, resource, value in change.readings:
-        values.setdefault((source, resource.upper()), []).append(value)
-    lfdis = {source for source, _ in values}
-    mups = {m.id: m for m in await session.scalars(select(Sep2Mup).where(Sep2Mup.device_lfdi.in_(lfdis)))}
-    if not mups:
-        return []
-    subs = list(
-        await session.scalars(
-            select(Sep2Subscription)
-            .where(Sep2Subscription.kind == "reading-list", Sep2Subscription.program_id.in_(list(mups)))
-            .order_by(Sep2Subscription.id)
-        )
-    )
-    out = []
-    for sub in subs:
-        mup = mups[sub.program_id or 0]
-        mmrs = metering.meter_readings(mup)
-        k = sub.target_id or 0
-        if not 1 <= k <= len(mmrs):
-            continue
-        mmr = mmrs[k - 1]
-        new = values.get((mup.device_lfdi, (xml.text(mmr, "mRID") or "").upper()))
-        if not new:
-            continue
-        p10 = metering.power_of_ten(mmr)
-        if condition_met(sub.condition, [metering.reading_value(v, p10) for v in new]):
-            out.append(sub)
-    return out
+def _hooks(name: str) -> list[Any]:
+    """The distinct ``touched``/``triggered`` hooks of the declarations (several resources share one)."""
+    seen: list[Any] = []
+    for decl in REGISTRY.values():
+        hook = getattr(decl, name)
+        if hook is not None and hook not in seen:
+            seen.append(hook)
+    return seen
 
 
-async def other_programs(
-    session: AsyncSession, change: notify.Change, now: dt.datetime
-) -> list[Sep2Subscription]:
-    """Subscriptions to the control/event lists of *other* programs of the devices a changed program reaches.
-
-    A device sees the events of all its programs together: a control created or cancelled in program A flips the
-    potentiallySuperseded flag of overlapping controls of program B (``der_controls.evaluate``), so B's
-    DERControlList / ActiveDERControlList / DERControl as a GET returns them changed, and their subscribers must
-    hear of it (§8.7.3.2: a notification carries what a GET returns). Candidates are the subscriptions on another
-    program of such a device that lists an event overlapping an event of a changed program
-    (``der_controls.touches``); ``enqueue_for`` then drops those whose notification would repeat the last one
-    (not those of limit 0, whose notification shows no items to compare).
-    The same holds for DR programs (EndDeviceControlList)."""
-    out: list[Sep2Subscription] = []
-    if change.programs:
-        reached = (
-            select(Sep2Fsa.end_device_id)
-            .join(Sep2FsaProgram, Sep2FsaProgram.fsa_id == Sep2Fsa.id)
-            .where(Sep2FsaProgram.program_id.in_(change.programs))
-        )
-        subs = list(
-            await session.scalars(
-                select(Sep2Subscription).where(
-                    Sep2Subscription.kind.in_(CONTROL_KINDS),
-                    Sep2Subscription.subject_device_id.in_(reached),
-                    Sep2Subscription.program_id.not_in(change.programs),
-                )
-            )
-        )
-        if subs:
-            ids = set(change.programs) | {s.program_id for s in subs if s.program_id is not None}
-            by_program: dict[int, list[rules.Interval]] = {}
-            for c in await programs.list_controls(session, list(ids)):
-                by_program.setdefault(c.program_id, []).append(programs.interval_of(c, 0))
-            changed = [i for p in change.programs for i in by_program.get(p, [])]
-            out += [s for s in subs if rules.touches(changed, by_program.get(s.program_id or 0, []), now)]
-    sets = change.objects.get("influence", frozenset())
-    if sets:
-        drps = list(
-            await session.scalars(
-                select(Sep2InfluenceSet.id).where(
-                    Sep2InfluenceSet.id.in_(sets), Sep2InfluenceSet.kind == "drp"
-                )
-            )
-        )
-        if drps:
-            reached = select(Sep2InfluenceAssignment.end_device_id).where(
-                Sep2InfluenceAssignment.set_id.in_(drps)
-            )
-            subs = list(
-                await session.scalars(
-                    select(Sep2Subscription).where(
-                        Sep2Subscription.kind == "edc-list",
-                        Sep2Subscription.subject_device_id.in_(reached),
-                        Sep2Subscription.program_id.not_in(drps),
-                    )
-                )
-            )
-            if subs:
-                ids = set(drps) | {s.program_id for s in subs if s.program_id is not None}
-                by_set: dict[int, list[rules.Interval]] = {}
-                for e in await session.scalars(
-                    select(Sep2InfluenceEvent).where(Sep2InfluenceEvent.set_id.in_(ids))
-                ):
-                    by_set.setdefault(e.set_id, []).append(influence.interval_of(e, 0))
-                changed = [i for d in drps for i in by_set.get(d, [])]
-                out += [s for s in subs if rules.touches(changed, by_set.get(s.program_id or 0, []), now)]
-    return out
-
-
-async def on_change(session: AsyncSession, settings: Any, change: notify.Change) -> int:
+async def on_change(session: AsyncSession, settings: Any, change: changes.Change) -> int:
     now = utcnow()
-    subs = await affected(session, change) + await reading_subs(session, change)
-    direct = {s.id for s in subs}
-    others = [s for s in await other_programs(session, change, now) if s.id not in direct]
-    return await enqueue_for(session, settings, subs + others, now, unless_same={s.id for s in others})
+    subs = await affected(session, change)
+    for hook in _hooks("triggered"):
+        subs += await hook(session, change, now)
+    direct: dict[int, Sep2Subscription] = {s.id: s for s in subs}
+    others: dict[int, Sep2Subscription] = {}
+    for hook in _hooks("touched"):
+        for s in await hook(session, change, now):
+            if s.id not in direct:
+                others[s.id] = s
+    chosen = list(direct.values()) + list(others.values())
+    return await enqueue_for(session, settings, chosen, now, unless_same=set(others))
 
 
-notify.register(on_change)
+changes.listen(on_change)
 
 
 # ---------------------------------------------------------------------------------------------------- wire
@@ -703,7 +367,6 @@ def parse_subscription(request: web.Request, body: etree._Element) -> Parsed:
 
 
 CONDITION_READING_VALUE = 0  # Condition.attributeIdentifier: 0 = Reading value, 1-255 reserved
-CONDITIONAL_KINDS = ("reading-list",)
 
 
 def parse_condition(el: etree._Element | None, target: Target) -> dict[str, int] | None:
@@ -714,7 +377,7 @@ def parse_condition(el: etree._Element | None, target: Target) -> dict[str, int]
     condition = {
         k: int(xml.text(el, k) or 0) for k in ("attributeIdentifier", "lowerThreshold", "upperThreshold")
     }
-    if target.kind not in CONDITIONAL_KINDS:
+    if not target.decl.conditional:
         raise Invalid(
             f"{target.href} takes no Condition (subscribable 1: non-conditional subscriptions only); "
             "conditions apply to a ReadingList"
@@ -724,15 +387,6 @@ def parse_condition(el: etree._Element | None, target: Target) -> dict[str, int]
     if condition["lowerThreshold"] > condition["upperThreshold"]:
         raise Invalid("Condition lowerThreshold is above upperThreshold")
     return condition
-
-
-def condition_met(condition: dict[str, int] | None, values: list[int]) -> bool:
-    """Whether new Reading values trigger a notification: always without a Condition; with one, when a value is
-    outside [lowerThreshold, upperThreshold]."""
-    if not condition:
-        return True
-    low, high = condition["lowerThreshold"], condition["upperThreshold"]
-    return any(v < low or v > high for v in values)
 
 
 async def sub_in_scope(session: AsyncSession, scope: Scope, device_id: int, sub_id: int) -> Sep2Subscription:
@@ -748,7 +402,7 @@ async def sub_in_scope(session: AsyncSession, scope: Scope, device_id: int, sub_
 async def get_subscription_list(request: web.Request) -> web.Response:
     pg = page(request)
     async with runtime(request).store.sessions() as session:
-        scope = await scope_of(request, session)
+        scope = scope_of(request)
         device = await device_in_scope(session, scope, path_int(request, "e"))
         query = (
             select(Sep2Subscription)
@@ -756,7 +410,7 @@ async def get_subscription_list(request: web.Request) -> web.Response:
             .order_by(Sep2Subscription.id)
         )
         found, total = await pg.fetch(session, query, Sep2Subscription.changed_at)
-        rate = await poll_rate(request, session, "SubscriptionList")
+        rate = await poll_rate(render_ctx(request, session), "SubscriptionList")
     items = [render_subscription(s) for s in found]
     return reply(list_element("SubscriptionList", f"/edev/{device.id}/sub", items, total, rate))
 
@@ -767,9 +421,9 @@ async def post_subscription(request: web.Request) -> web.Response:
     body = await read_body(request, "Subscription")
     parsed = parse_subscription(request, body)
     async with runtime(request).store.sessions.begin() as session:
-        scope = await scope_of(request, session)
+        scope = scope_of(request)
         device = await device_in_scope(session, scope, path_int(request, "e"))
-        await check_visible(session, scope, parsed.target)
+        digest = await check_visible(render_ctx(request, session), scope, parsed.target, parsed.limit)
         held = await session.scalar(
             select(func.count())
             .select_from(Sep2Subscription)
@@ -782,15 +436,16 @@ async def post_subscription(request: web.Request) -> web.Response:
             owner_lfdi=scope.lfdi,
             resource=parsed.target.href,
             kind=parsed.target.kind,
-            program_id=parsed.target.program_id,
-            target_id=parsed.target.target_id,
-            subject_device_id=parsed.target.device_id,
+            program_id=parsed.target.params.p,
+            target_id=parsed.target.params.t,
+            subject_device_id=parsed.target.params.e,
             notification_uri=parsed.uri,
             limit=parsed.limit,
             level=parsed.level[:16],
             encoding=parsed.encoding,
             condition=parsed.condition,
             notifications=0,
+            shown_digest=digest,
         )
         session.add(sub)
         await session.flush()
@@ -802,7 +457,7 @@ async def post_subscription(request: web.Request) -> web.Response:
 @sep2_handler
 async def get_subscription(request: web.Request) -> web.Response:
     async with runtime(request).store.sessions() as session:
-        scope = await scope_of(request, session)
+        scope = scope_of(request)
         sub = await sub_in_scope(session, scope, path_int(request, "e"), path_int(request, "s"))
     return reply(render_subscription(sub))
 
@@ -813,12 +468,14 @@ async def put_subscription(request: web.Request) -> web.Response:
     body = await read_body(request, "Subscription")
     parsed = parse_subscription(request, body)
     async with runtime(request).store.sessions.begin() as session:
-        scope = await scope_of(request, session)
+        scope = scope_of(request)
         sub = await sub_in_scope(session, scope, path_int(request, "e"), path_int(request, "s"))
-        await check_visible(session, scope, parsed.target)
+        sub.shown_digest = await check_visible(
+            render_ctx(request, session), scope, parsed.target, parsed.limit
+        )
         sub.resource, sub.kind = parsed.target.href, parsed.target.kind
-        sub.program_id, sub.target_id = parsed.target.program_id, parsed.target.target_id
-        sub.subject_device_id = parsed.target.device_id
+        sub.program_id, sub.target_id = parsed.target.params.p, parsed.target.params.t
+        sub.subject_device_id = parsed.target.params.e
         sub.notification_uri, sub.limit, sub.level = parsed.uri, parsed.limit, parsed.level[:16]
         sub.encoding, sub.condition = parsed.encoding, parsed.condition
         sub.changed_at = utcnow()
@@ -829,7 +486,7 @@ async def put_subscription(request: web.Request) -> web.Response:
 @sep2_handler
 async def delete_subscription(request: web.Request) -> web.Response:
     async with runtime(request).store.sessions.begin() as session:
-        scope = await scope_of(request, session)
+        scope = scope_of(request)
         sub = await sub_in_scope(session, scope, path_int(request, "e"), path_int(request, "s"))
         await session.delete(sub)
     return no_content()

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import text
 
 from server import pki
-from server.core import devices
+from server.core import parties
 from server.core.errors import Conflict, Invalid, NotFound
 from server.store.migrate import current_revision, upgrade
 
@@ -25,29 +25,29 @@ async def test_migrations_reach_head_and_are_idempotent(store):
 
 async def test_enroll_list_get_delete(store):
     async with store.sessions.begin() as session:
-        d = await devices.enroll_device(session, LFDI.lower(), pin=111115, aggregator_lfdi=AGG, name="pv-1")
+        d = await parties.enroll_device(session, LFDI.lower(), pin=111115, aggregator_lfdi=AGG, name="pv-1")
     assert d.lfdi == LFDI and d.sfdi == pki.sfdi_from_lfdi(LFDI) and d.aggregator_lfdi == AGG
     async with store.sessions() as session:
-        assert [x.lfdi for x in await devices.list_devices(session)] == [LFDI]
-        assert [x.lfdi for x in await devices.list_devices(session, aggregator_lfdi=AGG)] == [LFDI]
-        assert await devices.list_devices(session, aggregator_lfdi="BB" * 20) == []
-        assert (await devices.get_device(session, d.id)).name == "pv-1"
+        assert [x.lfdi for x in await parties.list_devices(session)] == [LFDI]
+        assert [x.lfdi for x in await parties.list_devices(session, aggregator_lfdi=AGG)] == [LFDI]
+        assert await parties.list_devices(session, aggregator_lfdi="BB" * 20) == []
+        assert (await parties.get_device(session, d.id)).name == "pv-1"
     async with store.sessions.begin() as session:
-        await devices.delete_device(session, d.id)
+        await parties.delete_device(session, d.id)
     async with store.sessions() as session:
         with pytest.raises(NotFound):
-            await devices.get_device(session, d.id)
-        assert await devices.count_devices(session) == 0
+            await parties.get_device(session, d.id)
+        assert await parties.count_devices(session) == 0
 
 
 async def test_duplicate_lfdi_is_a_conflict_and_stores_nothing_more(store):
     async with store.sessions.begin() as session:
-        await devices.enroll_device(session, LFDI)
+        await parties.enroll_device(session, LFDI)
     with pytest.raises(Conflict):
         async with store.sessions.begin() as session:
-            await devices.enroll_device(session, LFDI, aggregator_lfdi=AGG)
+            await parties.enroll_device(session, LFDI, aggregator_lfdi=AGG)
     async with store.sessions() as session:
-        assert await devices.count_devices(session) == 1
+        assert await parties.count_devices(session) == 1
         # the aggregator created inside the failed transaction was rolled back with it
         assert (await session.execute(text("SELECT count(*) FROM aggregator"))).scalar() == 0
 
@@ -64,14 +64,14 @@ async def test_duplicate_lfdi_is_a_conflict_and_stores_nothing_more(store):
 async def test_invalid_enrolment_is_rejected(store, kwargs):
     with pytest.raises(Invalid):
         async with store.sessions.begin() as session:
-            await devices.enroll_device(session, **kwargs)
+            await parties.enroll_device(session, **kwargs)
     async with store.sessions() as session:
-        assert await devices.count_devices(session) == 0
+        assert await parties.count_devices(session) == 0
 
 
 async def test_datetimes_come_back_as_aware_utc(store):
     async with store.sessions.begin() as session:
-        d = await devices.enroll_device(session, LFDI)
+        d = await parties.enroll_device(session, LFDI)
     created = dt.datetime.fromisoformat(d.created_at)
     assert created.tzinfo is not None and created.utcoffset() == dt.timedelta(0)
     assert abs(created - dt.datetime.now(dt.UTC)) < dt.timedelta(minutes=1)

@@ -44,6 +44,9 @@ class Sep2Subscription(Base):
     changed_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
     # how many notifications were queued for it (a staff view; the outbox rows carry delivery state)
     notifications: Mapped[int] = mapped_column(BigInteger, default=0)
+    # SHA-256 of the resource as its subscriber last saw it (at subscribing, then in each notification): a
+    # change that leaves it as it was notifies nobody
+    shown_digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class Sep2LogEvent(Base):
