@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from aiohttp import web
 from lxml import etree
-from sqlalchemy import ColumnElement, or_, select
+from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server import pki
@@ -49,9 +49,14 @@ routes = web.RouteTableDef()
 
 
 # -------------------------------------------------------------------------------------------------- EndDevice
-async def render_edev(session: AsyncSession, device: EndDevice, post_rate_s: int) -> etree._Element:
+async def render_edev(
+    session: AsyncSession, device: EndDevice, post_rate_s: int, n_fsa: int | None = None
+) -> etree._Element:
+    """``n_fsa``: the device's FunctionSetAssignments count when the caller has it (a list page counts them for
+    all its devices in one query)."""
     href = f"/edev/{device.id}"
-    n_fsa = await count_rows(session, select(Sep2Fsa.id).where(Sep2Fsa.end_device_id == device.id))
+    if n_fsa is None:
+        n_fsa = await count_rows(session, select(Sep2Fsa.id).where(Sep2Fsa.end_device_id == device.id))
     return xml.E(
         "EndDevice",
         {"href": href},
@@ -97,7 +102,13 @@ async def render_edev_list(ctx: RenderCtx, scope: Scope, params: Params) -> etre
     )
     rate = await poll_rate(ctx, "EndDeviceList")
     prate = await post_rate(ctx, "EndDevice")
-    items = [await render_edev(ctx.session, d, prate) for d in found]
+    counted = await ctx.session.execute(
+        select(Sep2Fsa.end_device_id, func.count())
+        .where(Sep2Fsa.end_device_id.in_([d.id for d in found]))
+        .group_by(Sep2Fsa.end_device_id)
+    )
+    fsas = {device_id: n for device_id, n in counted.all()}
+    items = [await render_edev(ctx.session, d, prate, fsas.get(d.id, 0)) for d in found]
     return list_element("EndDeviceList", "/edev", items, total, rate, subscribable=True)
 
 

@@ -134,7 +134,9 @@ async def test_aggregator_pages_equal_slices_of_the_whole_list(store):
     import datetime as dt
 
     from server import pki
-    from server.sep2.common import Page, Scope, count_visible_devices, visible_devices, visible_devices_page
+    from server.core.parties import visible_devices
+    from server.core.scope import Party, Scope
+    from server.sep2.common import Page, count_visible_devices, visible_devices_page
     from server.store.models import Aggregator, EndDevice
 
     agg_lfdi = "AB" * 20
@@ -162,7 +164,7 @@ async def test_aggregator_pages_equal_slices_of_the_whole_list(store):
         for own_sfdi in (5, 30, 60, 95):  # the own EndDevice first, among the ties, in the middle, last
             own.sfdi = own_sfdi
             await session.flush()
-            scope = Scope(agg_lfdi, own_sfdi, agg, own)
+            scope = Scope(Party.AGGREGATOR, agg_lfdi, own_sfdi, device_id=own.id, aggregator_id=agg.id)
             whole = await visible_devices(session, scope)
             assert len(whole) == 8 and await count_visible_devices(session, scope) == 8
             for after in (None, t0 + dt.timedelta(hours=3)):
