@@ -8,7 +8,7 @@
     GET    /manage                       -> "ok"
     *      /webhook/{id}                 records the request (method, headers, body, time, remote)
 
-The server under test must be allowed to POST plain http to loopback (``DSO_DELIVERY_ALLOW_HTTP_LOOPBACK=true``);
+The server under test must be allowed to POST plain http to loopback (``DSO_DELIVERY__ALLOW_HTTP_LOOPBACK=true``);
 the runner sets that. Runs in a background thread with its own event loop (``start`` / ``Receiver.stop``).
 
     python conformance/notification_receiver.py --port 8480     # standalone

@@ -309,12 +309,12 @@ def main() -> int:
         results = []
         for signed in (False, True):
             env = {
-                "DSO_LOGGING_LEVEL": "WARNING",
-                "DSO_OPENADR_POLL_FREQ_S": "10",
-                "DSO_OPENADR_SIGN_REPLIES": "true" if signed else "false",
+                "DSO_LOGGING__LEVEL": "WARNING",
+                "DSO_OPENADR__POLL_FREQ_S": "10",
+                "DSO_OPENADR__SIGN_REPLIES": "true" if signed else "false",
                 # both VTNs sign with the same RSA-2048 key
-                "DSO_OPENADR_SIGNING_CERT": rsa_cert,
-                "DSO_OPENADR_SIGNING_KEY": rsa_key,
+                "DSO_OPENADR__SIGNING_CERT": rsa_cert,
+                "DSO_OPENADR__SIGNING_KEY": rsa_key,
             }
             dsov = Server(
                 "OpenDSO",

@@ -92,8 +92,9 @@ def dso(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def pin_with_check(raw: int) -> int:
-    """A 2030.5 registration PIN: five digits then a check digit (digit sum of the five, mod 10)."""
-    return raw * 10 + sum(int(d) for d in f"{raw:05d}") % 10
+    """A 2030.5 registration PIN: five digits then the check digit that makes the six digits sum to a multiple
+    of 10 (as the SFDI's; the server refuses a PIN whose check digit is wrong)."""
+    return raw * 10 + (10 - sum(int(d) for d in f"{raw:05d}") % 10) % 10
 
 
 def required_clients(python: Path, procedures: list[str]) -> dict[str, list[str | None]]:
@@ -182,12 +183,12 @@ def main(argv: list[str] | None = None) -> int:
     work = (args.workdir or Path(tempfile.mkdtemp(prefix="cactus-"))).resolve()
     work.mkdir(parents=True, exist_ok=True)
     home = work / "dso"
-    os.environ["DSO_SEP2_PEN"] = str(PEN)
+    os.environ["DSO_SEP2__PEN"] = str(PEN)
     # CSIP-AUS deployments poll and post every minute; cactus times its waits (polling windows, readings) on them
-    os.environ.setdefault("DSO_SEP2_POLL_RATE_S", "60")
-    os.environ.setdefault("DSO_SEP2_POST_RATE_S", "60")
-    os.environ["DSO_SEP2_PROFILE"] = args.profile
-    os.environ["DSO_LOGGING_FORMAT"] = "text"
+    os.environ.setdefault("DSO_SEP2__POLL_RATE_S", "60")
+    os.environ.setdefault("DSO_SEP2__POST_RATE_S", "60")
+    os.environ["DSO_SEP2__PROFILE"] = args.profile
+    os.environ["DSO_LOGGING__FORMAT"] = "text"
     info = json.loads(
         dso("init", str(home), "--port", str(free_port()), "--admin-port", str(free_port()), "--json").stdout
     )
@@ -197,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
                 "certs",
                 "device",
                 name,
+                "--json",
                 "-c",
                 info["config"],
                 *(["--aggregator"] if name.startswith("agg") else []),
@@ -228,12 +230,12 @@ def main(argv: list[str] | None = None) -> int:
     from notification_receiver import start as start_receiver
 
     receiver = start_receiver()
-    os.environ["DSO_DELIVERY_ALLOW_HTTP_LOOPBACK"] = "true"
-    os.environ.setdefault("DSO_DELIVERY_INITIAL_BACKOFF_S", "1")
-    os.environ.setdefault("DSO_DELIVERY_MAX_BACKOFF_S", "5")
+    os.environ["DSO_DELIVERY__ALLOW_HTTP_LOOPBACK"] = "true"
+    os.environ.setdefault("DSO_DELIVERY__INITIAL_BACKOFF_S", "1")
+    os.environ.setdefault("DSO_DELIVERY__MAX_BACKOFF_S", "5")
     # S-ALL-46 keeps the webhook failing for 5 minutes: keep retrying (every 5 s) rather than give up
-    os.environ.setdefault("DSO_DELIVERY_MAX_ATTEMPTS", "1000")
-    os.environ.setdefault("DSO_DELIVERY_POLL_INTERVAL_MS", "200")
+    os.environ.setdefault("DSO_DELIVERY__MAX_ATTEMPTS", "1000")
+    os.environ.setdefault("DSO_DELIVERY__POLL_INTERVAL_MS", "200")
     config = {
         "output_dir": str(output),
         "server": {

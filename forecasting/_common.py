@@ -5,7 +5,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -146,7 +146,7 @@ def clean_series(y: np.ndarray, steps_per_day: int, flat_steps: int) -> tuple[np
         for a, b in zip(starts, ends, strict=True):
             if b - a >= flat_steps:
                 y[a - 1 : b] = np.nan
-                masked += b - a + 1
+                masked += int(b - a + 1)
         if masked:
             notes.append(f"masked {masked} flat-lined readings")
     finite = np.isfinite(y)
@@ -217,7 +217,7 @@ class LocalClock:
         return day, slot, weekday
 
 
-def holiday_days(holidays: Iterable[object] | None) -> np.ndarray:
+def holiday_days(holidays: Iterable[date | str] | None) -> np.ndarray:
     """Local day numbers (days since 1970-01-01) of the given dates."""
     if holidays is None:
         return np.zeros(0, dtype=np.int64)

@@ -10,18 +10,20 @@ coverage are comparable.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Self
 
 import numpy as np
 from scipy.optimize import minimize
 
 from ._common import DAY_S, QUANTILE_LEVELS, Forecast, LocalClock
+from .backtest import Model
 from .solar import sun_position
 
 
 class _History:
     """Regular-grid history shared by the simple baselines."""
 
-    def fit(self, t: np.ndarray, y: np.ndarray):  # type: ignore[no-untyped-def]
+    def fit(self, t: np.ndarray, y: np.ndarray) -> Self:
         self.t = np.asarray(t, dtype="datetime64[s]")
         self.y = np.asarray(y, dtype=float).copy()
         self.step = self.t[1] - self.t[0]
@@ -32,7 +34,7 @@ class _History:
     def _after_fit(self) -> None:
         pass
 
-    def update(self, t_new: np.ndarray, y_new: np.ndarray):  # type: ignore[no-untyped-def]
+    def update(self, t_new: np.ndarray, y_new: np.ndarray) -> Self:
         self.t = np.concatenate([self.t, np.asarray(t_new, dtype="datetime64[s]")])
         self.y = np.concatenate([self.y, np.asarray(y_new, dtype=float)])
         self._after_update(len(t_new))
@@ -86,7 +88,9 @@ class HoltWintersAdditive(_History):
     def __init__(self, season_steps: int) -> None:
         self.m = season_steps
 
-    def _run(self, params: np.ndarray, y: np.ndarray, state: tuple | None = None):  # type: ignore[no-untyped-def]
+    def _run(
+        self, params: np.ndarray, y: np.ndarray, state: tuple | None = None
+    ) -> tuple[float, tuple[float, float, list[float]]]:
         a, b, g = params
         m = self.m
         if state is None:
@@ -121,8 +125,12 @@ class HoltWintersAdditive(_History):
 
     def _after_fit(self) -> None:
         y = self.y
+
+        def sse(params: np.ndarray) -> float:
+            return self._run(params, y)[0]
+
         res = minimize(
-            lambda p: self._run(p, y)[0],
+            sse,
             x0=np.array([0.3, 0.01, 0.2]),
             bounds=[(1e-3, 1.0), (0.0, 1.0), (0.0, 1.0)],
             method="L-BFGS-B",
@@ -199,7 +207,7 @@ class _ClearSkyBase(_History):
     def __init__(self, latitude: float, longitude: float, capacity_w: float, altitude_m: float = 0.0) -> None:
         self.lat, self.lon, self.cap, self.alt = latitude, longitude, capacity_w, altitude_m
 
-    def fit(self, t: np.ndarray, y: np.ndarray):  # type: ignore[no-untyped-def]
+    def fit(self, t: np.ndarray, y: np.ndarray) -> Self:
         from .pv import PVForecaster
 
         self._cs = PVForecaster(self.lat, self.lon, altitude_m=self.alt)
@@ -262,7 +270,7 @@ class Conformal:
     """Give a point-forecast model quantiles: empirical residual quantiles per position in the issued block,
     from a rolling-origin run over the last ``cal_days`` of the training data (fitted before them)."""
 
-    def __init__(self, make: Callable[[], object], mode: str, tz: str | None, cal_days: int = 28) -> None:
+    def __init__(self, make: Callable[[], Model], mode: str, tz: str | None, cal_days: int = 28) -> None:
         self.make, self.mode, self.tz, self.cal_days = make, mode, tz, cal_days
 
     def fit(self, t: np.ndarray, y: np.ndarray) -> Conformal:
@@ -279,7 +287,7 @@ class Conformal:
             e = err[(pos == p) & np.isfinite(err)]
             # Dead positions (night for PV) have zero error; keep them zero-width.
             self.q[p] = np.quantile(e, QUANTILE_LEVELS) if len(e) >= 5 else 0.0
-        self.model = self.make().fit(t, y)  # type: ignore[attr-defined]
+        self.model = self.make().fit(t, y)
         return self
 
     def update(self, t_new: np.ndarray, y_new: np.ndarray) -> Conformal:

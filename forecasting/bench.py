@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .backtest import BacktestResult, Scores, rolling_origin, score
+from .backtest import BacktestResult, Model, Scores, rolling_origin, score
 from .baselines import (
     CSIOLS,
     ClearSkyMeanCSI,
@@ -42,16 +42,23 @@ class Task:
     target: float  # nRMSE (%) our model must reach
     issue_baseline: float  # baseline nRMSE reported in the issue
     issue_persistence: float
-    ours: Callable[[DataSet], Callable[[], object]]
+    ours: Callable[[DataSet], Callable[[], Model]]
     baseline_name: str
-    baseline: Callable[[DataSet], Callable[[], object]]
-    persistence: Callable[[DataSet], Callable[[], object]]
+    baseline: Callable[[DataSet], Callable[[], Model]]
+    persistence: Callable[[DataSet], Callable[[], Model]]
     daytime_only: bool = False
     refit_days: float | None = 7.0
 
 
 def _steps_per_day(d: DataSet) -> int:
     return int(86400 // (d.t[1] - d.t[0]).astype(int))
+
+
+def _site(d: DataSet) -> tuple[float, float]:
+    """Latitude and longitude of a PV data set (the PV models cannot run without them)."""
+    if d.latitude is None or d.longitude is None:
+        raise ValueError(f"data set {d.name} has no site coordinates")
+    return d.latitude, d.longitude
 
 
 TASKS = [
@@ -97,12 +104,10 @@ TASKS = [
         13.5,
         14.8,
         20.2,
-        ours=lambda d: lambda: PVForecaster(d.latitude, d.longitude, altitude_m=d.altitude_m),
+        ours=lambda d: lambda: PVForecaster(*_site(d), altitude_m=d.altitude_m),
         baseline_name="OLS on clear-sky index",
         baseline=lambda d: (
-            lambda: Conformal(
-                lambda: CSIOLS(d.latitude, d.longitude, d.norm, altitude_m=d.altitude_m), "hour-ahead", d.tz
-            )
+            lambda: Conformal(lambda: CSIOLS(*_site(d), d.norm, altitude_m=d.altitude_m), "hour-ahead", d.tz)
         ),
         persistence=lambda d: lambda: Conformal(lambda: Persistence(0), "hour-ahead", d.tz),
         daytime_only=True,
@@ -116,11 +121,11 @@ TASKS = [
         22.0,
         23.9,
         28.4,
-        ours=lambda d: lambda: PVForecaster(d.latitude, d.longitude, altitude_m=d.altitude_m),
+        ours=lambda d: lambda: PVForecaster(*_site(d), altitude_m=d.altitude_m),
         baseline_name="clear sky x 7-day mean CSI",
         baseline=lambda d: (
             lambda: Conformal(
-                lambda: ClearSkyMeanCSI(d.latitude, d.longitude, d.norm, altitude_m=d.altitude_m),
+                lambda: ClearSkyMeanCSI(*_site(d), d.norm, altitude_m=d.altitude_m),
                 "day-ahead",
                 d.tz,
             )

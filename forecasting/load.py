@@ -20,7 +20,7 @@ Short histories fall back to a mean daily profile (< 15 days) or to the last lev
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import tzinfo
+from datetime import date, tzinfo
 
 import numpy as np
 
@@ -50,7 +50,7 @@ class LoadForecaster:
     tz:
         Local time zone (IANA name or tzinfo) that defines days, weekdays and holidays; default UTC.
     holidays:
-        Dates (anything ``numpy.datetime64(x, "D")`` accepts) treated like Sundays.
+        Dates (``datetime.date`` or ISO ``YYYY-MM-DD`` strings) treated like Sundays.
     halflife_days:
         Forgetting half-life of the regression rows.
     """
@@ -58,7 +58,7 @@ class LoadForecaster:
     def __init__(
         self,
         tz: str | tzinfo | None = None,
-        holidays: Iterable[object] | None = None,
+        holidays: Iterable[date | str] | None = None,
         halflife_days: float = 112.0,
         clean: bool = True,
     ) -> None:
@@ -295,8 +295,8 @@ class LoadForecaster:
         G, b = m["G"], m["b"]
         S = self.S
         pool = max(1, round(S / 32))  # +-45 min of neighbouring slots
-        Gw = sum(np.roll(G, j, axis=0) for j in range(-pool, pool + 1))
-        bw = sum(np.roll(b, j, axis=0) for j in range(-pool, pool + 1))
+        Gw = sum((np.roll(G, j, axis=0) for j in range(-pool, pool + 1)), np.zeros_like(G))
+        bw = sum((np.roll(b, j, axis=0) for j in range(-pool, pool + 1)), np.zeros_like(b))
         p = G.shape[1]
         diag = np.einsum("sii->si", Gw).mean(axis=1)
         lam = 1e-4 * diag[:, None, None] * np.eye(p)[None]
@@ -368,7 +368,7 @@ class LoadForecaster:
             cnt += np.bincount(sl, minlength=S)
         prof = np.where(cnt > 0, acc / np.maximum(cnt, 1), 1.0)
         w = max(1, round(3600 / self.step_s))
-        prof = sum(np.roll(prof, j) for j in range(-w, w + 1)) / (2 * w + 1)
+        prof = sum((np.roll(prof, j) for j in range(-w, w + 1)), np.zeros_like(prof)) / (2 * w + 1)
         self._slot_scale = np.clip(prof / prof.mean(), 0.3, 3.0)
         for i, res, sl in kept:
             # Inflate in-sample residuals by 10 %: they were fitted on the same rows (measured: 1.05 left the

@@ -230,7 +230,7 @@ class PVForecaster:
                     y[max(a - 1, 0) : b] = np.nan
         return y
 
-    def _geometry(self, t: np.ndarray, shift_s: float) -> tuple:  # type: ignore[type-arg]
+    def _geometry(self, t: np.ndarray, shift_s: float) -> tuple:
         tt = t + np.timedelta64(int(shift_s), "s")
         sun = sun_position(tt, self.latitude, self.longitude)
         ghi, dni, dhi = clear_sky(sun, self.altitude_m)
@@ -476,9 +476,9 @@ class PVForecaster:
         coefs_a = np.array(coefs)  # (nodes, regimes, p)
         leads = np.arange(1, self.n_short + 1)
         self.coef_short = np.empty((self.n_short,) + coefs_a.shape[1:])
-        for g in range(coefs_a.shape[1]):
-            for c in range(coefs_a.shape[2]):
-                self.coef_short[:, g, c] = np.interp(leads, nodes, coefs_a[:, g, c])
+        for gi in range(coefs_a.shape[1]):
+            for ci in range(coefs_a.shape[2]):
+                self.coef_short[:, gi, ci] = np.interp(leads, nodes, coefs_a[:, gi, ci])
         self._q_nodes = np.array(qs_nodes)  # (nodes, bands, levels)
         self._q_da = _band_quantiles(resid_da, k_da)
         self._fit_analogs()
@@ -598,13 +598,14 @@ class PVForecaster:
         j = np.array([n])
         a = max(0, n - 7 * self.S - 1)  # the features look back at most seven days
         st = {"feats": self._features_at(self.k[a:], j - a), "j": j}
-        if getattr(self, "_tree", None) is not None:
+        tree = getattr(self, "_tree", None)
+        if tree is not None:
             clim = self._climatology(self.k, j, j % self.S)
             key = self._analog_key(st["feats"], clim, self.t0 + j * self.step)
-            _, nb = self._tree.query(key, ANALOGS)
+            _, nb = tree.query(key, ANALOGS)
             with np.errstate(invalid="ignore"), warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
-                st["analog"] = np.nanmean(self._analog_future[nb[0]], axis=0)
+                st["analog"] = np.nanmean(self._analog_future[np.asarray(nb)[0]], axis=0)
         if getattr(self, "_trees", None):
             tgts = n + self._tree_leads - 1
             t_tgts = self.t0 + tgts * self.step
@@ -718,7 +719,7 @@ def _window(k: np.ndarray, j: np.ndarray, n: int) -> np.ndarray:
     return np.where(back >= 0, w, np.nan)
 
 
-def _nan_stat(fn, x: np.ndarray, like: np.ndarray | None = None) -> np.ndarray:  # type: ignore[no-untyped-def]
+def _nan_stat(fn, x: np.ndarray, like: np.ndarray | None = None) -> np.ndarray:
     """``fn`` over rows of ``x``, NaN for rows without observations (``like`` marks which are observed)."""
     like = x if like is None else like
     x = np.where(np.isfinite(like), x, np.nan)

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import signal
 import ssl
@@ -16,7 +17,7 @@ from aiohttp import web
 
 from server import sep2
 from server.admin import create_admin_app
-from server.config import Settings
+from server.config import ConfigError, Settings
 from server.core import changes, scope
 from server.core.outbox import OutboxWorker, delivery_ssl_context
 from server.modbus.gateway import ModbusGateway
@@ -84,6 +85,22 @@ def delivery_context(settings: Settings) -> ssl.SSLContext:
     )
 
 
+def _address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+async def _listen(site: web.TCPSite, section: str, host: str, port: int) -> None:
+    """Start a listener; a port that is taken (or an address this host lacks) is a one-line error."""
+    try:
+        await site.start()
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise ConfigError(
+            f"cannot listen on {_address(host, port)} ({section}.host/{section}.port): {reason.lower()}"
+            + ("; is another server running there?" if exc.errno == errno.EADDRINUSE else "")
+        ) from None
+
+
 async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
     """Run both listeners until ``stop`` is set or SIGINT/SIGTERM arrives."""
     stop = stop or asyncio.Event()
@@ -108,16 +125,18 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
         for runner in (protocol, admin):
             await runner.setup()
             runners.append(runner)
-        await web.TCPSite(protocol, settings.server.host, settings.server.port, ssl_context=ssl_ctx).start()
-        await web.TCPSite(admin, settings.admin.host, settings.admin.port).start()
+        s, a = settings.server, settings.admin
+        await _listen(web.TCPSite(protocol, s.host, s.port, ssl_context=ssl_ctx), "server", s.host, s.port)
+        await _listen(web.TCPSite(admin, a.host, a.port), "admin", a.host, a.port)
         log.info(
-            "protocol listener on %s (2030.5 at %s/dcap, OpenADR at %s%s)",
+            "protocol listener bound to %s, clients use %s (2030.5 at %s/dcap, OpenADR at %s%s)",
+            _address(s.host, s.port),
             settings.server_url,
             settings.server_url,
             settings.server_url,
             settings.openadr.prefix,
         )
-        log.info("admin listener on %s", settings.admin_url)
+        log.info("admin listener bound to %s (%s)", _address(a.host, a.port), settings.admin_url)
         log.info("database %s", rt.store.backend)
         await stop.wait()
         log.info("shutting down")

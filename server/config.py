@@ -1,4 +1,7 @@
-"""Settings: one TOML file (``dso.toml``) plus ``DSO_<SECTION>_<KEY>`` environment overrides.
+"""Settings: one TOML file (``dso.toml``) plus ``DSO_<SECTION>__<KEY>`` environment overrides.
+
+The double underscore between section and key keeps the overrides apart from every other ``DSO_`` variable
+(the CLI's ``DSO_CONFIG``, ``DSO_ADMIN_URL``, ``DSO_ADMIN_TOKEN``): a name without it is never a setting.
 
 Every setting has a default here; the README documents each one. Paths in the file are resolved
 relative to the directory holding the file, so a data directory can be moved as a whole.
@@ -198,6 +201,22 @@ SECTIONS = (
 )
 
 
+ENV_PREFIX = "DSO_"
+ENV_SEPARATOR = "__"
+# names the config file when none is given (the CLI's other variables are in server.cli.common)
+CONFIG_FILE_VAR = "DSO_CONFIG"
+
+
+def env_name(section: str, key: str) -> str:
+    """The environment variable that overrides ``[section] key``: ``DSO_<SECTION>__<KEY>``."""
+    return f"{ENV_PREFIX}{section.upper()}{ENV_SEPARATOR}{key.upper()}"
+
+
+def setting_env_names() -> list[str]:
+    """Every override variable there is, one per setting."""
+    return [env_name(s, f.name) for s in SECTIONS for f in dataclasses.fields(getattr(Settings(), s))]
+
+
 def _url_host(host: str) -> str:
     if host in ("0.0.0.0", ""):
         return "127.0.0.1"
@@ -231,11 +250,11 @@ def _coerce(value: Any, current: Any, where: str) -> Any:
 
 
 def load_settings(path: str | os.PathLike[str] | None = None, env: dict[str, str] | None = None) -> Settings:
-    """Read ``path`` (if given) and apply ``DSO_<SECTION>_<KEY>`` overrides from ``env``."""
+    """Read ``path`` (if given) and apply ``DSO_<SECTION>__<KEY>`` overrides from ``env``."""
     env = dict(os.environ if env is None else env)
     settings = Settings()
-    if path is None and env.get("DSO_CONFIG"):
-        path = env["DSO_CONFIG"]
+    if path is None and env.get(CONFIG_FILE_VAR):
+        path = env[CONFIG_FILE_VAR]
     if path is not None:
         file = Path(path).expanduser().resolve()
         if not file.is_file():
@@ -252,10 +271,16 @@ def load_settings(path: str | os.PathLike[str] | None = None, env: dict[str, str
             if not isinstance(values, dict):
                 raise ConfigError(f"{file}: [{section}] must be a table")
             _apply(settings, section, values, lambda key, s=section, f=file: f"{f}: [{s}] {key}")
-    for section in SECTIONS:
-        prefix = f"DSO_{section.upper()}_"
-        values = {k[len(prefix) :].lower(): v for k, v in env.items() if k.startswith(prefix)}
-        _apply(settings, section, values, lambda key, s=section: f"environment DSO_{s.upper()}_{key.upper()}")
+    overrides: dict[str, dict[str, str]] = {}
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX) or ENV_SEPARATOR not in name:
+            continue
+        section, _, key = name[len(ENV_PREFIX) :].partition(ENV_SEPARATOR)
+        if section.lower() not in SECTIONS:
+            raise ConfigError(f"environment {name}: unknown section [{section.lower()}]")
+        overrides.setdefault(section.lower(), {})[key.lower()] = value
+    for section, values in overrides.items():
+        _apply(settings, section, values, lambda key, s=section: f"environment {env_name(s, key)}")
     _validate(settings)
     return settings
 

@@ -14,6 +14,7 @@ import hashlib
 import ipaddress
 import os
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -244,7 +245,7 @@ class DevPki:
         self.ca_bundle = directory / "ca.pem"
         self.clients = directory / "clients"
 
-    def _save(self, stem: str, issued: Issued, chain: list[x509.Certificate] = ()) -> None:
+    def _save(self, stem: str, issued: Issued, chain: Sequence[x509.Certificate] = ()) -> None:
         (self.dir / f"{stem}.pem").write_bytes(b"".join(pem(c) for c in [issued.cert, *chain]))
         write_key(self.dir / f"{stem}.key", issued.key)
 

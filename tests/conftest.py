@@ -75,7 +75,7 @@ async def store(database_url):
 @pytest.fixture
 def quiet_server(tmp_path) -> Iterator[LiveServer]:
     """A real server with scheduled jobs off, so everything that happens comes from the test."""
-    server = LiveServer(tmp_path / "dso", extra_env={"DSO_ORCHESTRATION_ENABLED": "false"}).init().start()
+    server = LiveServer(tmp_path / "dso", extra_env={"DSO_ORCHESTRATION__ENABLED": "false"}).init().start()
     try:
         yield server
     finally:

@@ -1,9 +1,10 @@
-"""Helpers every admin handler uses: the JSON body, the runtime, JSON answers."""
+"""Helpers every admin handler uses: the JSON body, the runtime, JSON answers, list paging."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -42,8 +43,38 @@ def field(
     return value
 
 
-def reply(data: Any, status: int = 200) -> web.Response:
-    return web.json_response(data, status=status, dumps=lambda o: json.dumps(o, default=str))
+def reply(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response(data, status=status, headers=headers, dumps=lambda o: json.dumps(o, default=str))
+
+
+@dataclass(frozen=True)
+class Window:
+    """One page of an admin list: ``?offset=`` rows skipped, at most ``?limit=`` returned (the database does
+    both); the answer stays a JSON array and says the whole list's length in ``X-Total-Count``."""
+
+    offset: int
+    limit: int
+
+
+MAX_PAGE = 10_000
+
+
+def window(request: web.Request, default_limit: int = 1000) -> Window:
+    def number(name: str, default: int, low: int) -> int:
+        raw = request.query.get(name, str(default))
+        try:
+            value = int(raw)
+        except ValueError:
+            raise Invalid(f"{name} must be an integer") from None
+        if value < low:
+            raise Invalid(f"{name} must be at least {low}")
+        return value
+
+    return Window(number("offset", 0, 0), min(number("limit", default_limit, 1), MAX_PAGE))
+
+
+def list_reply(items: list[Any], total: int) -> web.Response:
+    return reply(items, headers={"X-Total-Count": str(total)})
 
 
 def parse_time(value: object, name: str, allow_now: bool = True) -> dt.datetime:

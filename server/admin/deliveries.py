@@ -5,9 +5,10 @@ from __future__ import annotations
 from aiohttp import web
 from sqlalchemy import select
 
-from server.admin.common import reply, runtime
+from server.admin.common import list_reply, runtime, window
 from server.core.errors import Invalid
 from server.store.models import OutboxMessage
+from server.store.paging import fetch_page
 
 routes = web.RouteTableDef()
 STATUSES = ("pending", "delivered", "failed")
@@ -24,13 +25,10 @@ async def list_deliveries(request: web.Request) -> web.Response:
     for name, column in (("channel", OutboxMessage.channel), ("key", OutboxMessage.order_key)):
         if request.query.get(name):
             query = query.where(column == request.query[name])
-    try:
-        limit = min(1000, max(1, int(request.query.get("limit", "100"))))
-    except ValueError:
-        raise Invalid("limit must be an integer") from None
+    win = window(request, default_limit=100)
     async with runtime(request).store.sessions() as session:
-        rows = list(await session.scalars(query.limit(limit)))
-    return reply(
+        rows, total = await fetch_page(session, query, win.offset, win.limit)
+    return list_reply(
         [
             {
                 "id": m.id,
@@ -46,5 +44,6 @@ async def list_deliveries(request: web.Request) -> web.Response:
                 "last_error": m.last_error,
             }
             for m in rows
-        ]
+        ],
+        total,
     )

@@ -6,7 +6,7 @@ from dataclasses import asdict
 
 from aiohttp import web
 
-from server.admin.common import field, json_body, reply, runtime
+from server.admin.common import field, json_body, list_reply, reply, runtime, window
 from server.core import parties
 from server.core.errors import Invalid
 
@@ -22,9 +22,12 @@ def _device_id(request: web.Request) -> int:
 
 @routes.get("/api/v1/devices")
 async def list_devices(request: web.Request) -> web.Response:
+    win = window(request)
     async with runtime(request).store.sessions() as session:
-        found = await parties.list_devices(session, request.query.get("aggregator"))
-    return reply([asdict(d) for d in found])
+        found, total = await parties.devices_page(
+            session, request.query.get("aggregator"), win.offset, win.limit
+        )
+    return list_reply([asdict(d) for d in found], total)
 
 
 @routes.post("/api/v1/devices")

@@ -43,6 +43,37 @@ async def get_node(request: web.Request) -> web.Response:
         return reply(asdict(await grid.get_node(session, request.match_info["name"])))
 
 
+@routes.patch("/api/v1/grid/nodes/{name}")
+async def update_node(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    changes = {}
+    for name, kind in (
+        ("name", str),
+        ("kind", str),
+        ("parent", str),
+        ("timezone", str),
+        ("latitude", NUMBER),
+        ("longitude", NUMBER),
+        ("import_limit_kw", NUMBER),
+        ("export_limit_kw", NUMBER),
+    ):
+        if name in body:  # present with null: clear it
+            changes[name] = field(body, name, kind, required=False)
+    unknown = set(body) - set(grid.UPDATABLE)
+    if unknown:
+        changes.update({k: body[k] for k in unknown})  # named in the core's refusal
+    async with runtime(request).store.sessions.begin() as session:
+        node = await grid.update_node(session, request.match_info["name"], changes)
+    return reply(asdict(node))
+
+
+@routes.delete("/api/v1/grid/nodes/{name}")
+async def delete_node(request: web.Request) -> web.Response:
+    async with runtime(request).store.sessions.begin() as session:
+        await grid.delete_node(session, request.match_info["name"])
+    return web.Response(status=204)
+
+
 @routes.post("/api/v1/grid/nodes/{name}/members")
 async def add_member(request: web.Request) -> web.Response:
     body = await json_body(request)

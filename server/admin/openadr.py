@@ -20,7 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
-from server.admin.common import field, json_body, optional_time, reply, runtime
+from server.admin.common import field, json_body, list_reply, optional_time, reply, runtime, window
 from server.core import oadr_events, opts, parties, reports
 from server.core import vens as vens_core
 from server.core.errors import Invalid
@@ -52,8 +52,10 @@ def _str_list(body: dict[str, Any], name: str) -> list[str]:
 # ---------------------------------------------------------------------------------------------- VENs
 @routes.get("/api/v1/vens")
 async def list_vens(request: web.Request) -> web.Response:
+    win = window(request)
     async with runtime(request).store.sessions() as session:
-        return reply([v.to_dict() for v in await parties.list_vens(session)])
+        found, total = await parties.vens_page(session, win.offset, win.limit)
+    return list_reply([v.to_dict() for v in found], total)
 
 
 @routes.post("/api/v1/vens")

@@ -43,11 +43,12 @@ from aiohttp import web
 from sqlalchemy import select
 
 from server import pki
-from server.admin.common import field, json_body, reply, runtime
+from server.admin.common import field, json_body, list_reply, reply, runtime, window
 from server.core import parties, programs, responses, scope
 from server.core import sep2_device as devres
 from server.core.errors import Invalid, NotFound
 from server.store.models import Aggregator, Sep2Mup, Sep2Program
+from server.store.paging import fetch_page
 from server.store.types import utcnow
 
 routes = web.RouteTableDef()
@@ -250,7 +251,20 @@ async def create_control(request: web.Request) -> web.Response:
                 session, device, field(body, "primacy", int, required=False, default=1)
             )
         control = await programs.create_control(session, program, new)
-        return reply(_control_out(control, program), 201)
+        return reply({**_control_out(control, program), "warnings": _past_start(new)}, 201)
+
+
+PAST_SLACK_S = 60  # "now" typed a moment ago is not "in the past"
+
+
+def _past_start(new: programs.NewControl) -> list[str]:
+    """Said back to staff: a control that starts (or even ends) before it was created."""
+    late = (utcnow() - new.start).total_seconds()
+    if late <= PAST_SLACK_S:
+        return []
+    if late >= new.duration_s:
+        return [f"the control ended {late - new.duration_s:.0f} s ago: devices will not act on it"]
+    return [f"the control started {late:.0f} s ago: devices apply it at once for the remaining time"]
 
 
 @routes.get("/api/v1/controls")
@@ -307,8 +321,11 @@ async def all_responses(request: web.Request) -> web.Response:
         ids = None
         if "lfdi" in request.query:
             ids = [(await programs.device_by_lfdi(session, request.query["lfdi"])).id]
-        found = await responses.all_responses(session, ids)
-        return reply([{**responses.response_dict(r), "href": f"/rsps/1/rsp/{r.id}"} for r in found])
+        win = window(request)
+        found, total = await fetch_page(session, responses.responses_query(ids), win.offset, win.limit)
+        return list_reply(
+            [{**responses.response_dict(r), "href": f"/rsps/1/rsp/{r.id}"} for r in found], total
+        )
 
 
 # --------------------------------------------------------------------------------------------------- devices
@@ -401,12 +418,14 @@ async def ensure_aggregator(request: web.Request) -> web.Response:
 async def list_mups(request: web.Request) -> web.Response:
     async with runtime(request).store.sessions() as session:
         if "owner" in request.query:
-            found = await devres.mups_of(
-                session, await scope.of_client(session, _lfdi(request.query["owner"]), as_staff=True)
+            query = devres.mups_query(
+                await scope.of_client(session, _lfdi(request.query["owner"]), as_staff=True)
             )
         else:
-            found = list(await session.scalars(select(Sep2Mup).order_by(Sep2Mup.id)))
-        return reply(
+            query = select(Sep2Mup).order_by(Sep2Mup.id)
+        win = window(request)
+        found, total = await fetch_page(session, query, win.offset, win.limit)
+        return list_reply(
             [
                 {
                     "id": m.id,
@@ -417,7 +436,8 @@ async def list_mups(request: web.Request) -> web.Response:
                     "href": f"/mup/{m.id}",
                 }
                 for m in found
-            ]
+            ],
+            total,
         )
 
 

@@ -52,7 +52,7 @@ import datetime as dt
 from aiohttp import web
 from sqlalchemy import select
 
-from server.admin.common import field, json_body, reply, runtime
+from server.admin.common import field, json_body, list_reply, reply, runtime, window
 from server.admin.sep2 import parse_start
 from server.core import (
     drlc,
@@ -96,7 +96,8 @@ async def list_subscriptions(request: web.Request) -> web.Response:
         device_id = None
         if "lfdi" in request.query:
             device_id = (await programs.device_by_lfdi(session, request.query["lfdi"])).id
-        return reply(await subscriptions.states(session, device_id))
+        win = window(request)
+        return list_reply(*await subscriptions.states_page(session, device_id, win.offset, win.limit))
 
 
 @routes.get("/api/v1/sep2/devices/{lfdi}/telemetry/latest")

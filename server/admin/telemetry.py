@@ -50,7 +50,7 @@ async def import_readings(request: web.Request) -> web.Response:
         )
     async with runtime(request).store.sessions.begin() as session:
         count = await telemetry.add(session, readings)
-    return reply({"stored": count}, 201)
+    return reply({"stored": count, "already_stored": len(readings) - count}, 201)
 
 
 @routes.get("/api/v1/telemetry")

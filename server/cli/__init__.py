@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 
+from server import __version__
 from server.cli import (
     delivery_cmds,
     demo_cmds,
@@ -17,7 +18,7 @@ from server.cli import (
     sep2_cmds,
     setup_cmds,
 )
-from server.cli.common import CliError, Parser
+from server.cli.common import CliError, Parser, os_error_message
 from server.config import ConfigError
 
 # each module adds its sub-commands; order is the order of ``dso --help``
@@ -40,6 +41,7 @@ def build_parser() -> Parser:
         prog="dso",
         description="OpenDSO admin CLI: run the server and manage devices, programs and dispatches.",
     )
+    parser.add_argument("--version", action="version", version=f"dso (OpenDSO) {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=Parser)
     for module in COMMAND_MODULES:
         module.register(sub)
@@ -52,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except (CliError, ConfigError) as exc:
         print(f"dso: error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # a file or directory the user named: missing, a directory, not writable, ...
+        print(f"dso: error: {os_error_message(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import http.client
 import json
 import os
 import sys
@@ -10,8 +12,15 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any, NoReturn
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from server.config import Settings, load_settings
+from server.config import CONFIG_FILE_VAR, Settings, load_settings
+
+# the CLI's own environment: where the admin API is and its token (one underscore after DSO_ADMIN, so never a
+# ``DSO_<SECTION>__<KEY>`` setting override)
+ADMIN_URL_VAR = "DSO_ADMIN_URL"
+ADMIN_TOKEN_VAR = "DSO_ADMIN_TOKEN"
+CLI_VARIABLES = (CONFIG_FILE_VAR, ADMIN_URL_VAR, ADMIN_TOKEN_VAR)
 
 
 class CliError(Exception):
@@ -38,10 +47,11 @@ def add_json_arg(parser: argparse.ArgumentParser) -> None:
 
 
 def config_path(value: str | None) -> Path:
-    raw = value or os.environ.get("DSO_CONFIG") or ("dso.toml" if Path("dso.toml").exists() else None)
+    raw = value or os.environ.get(CONFIG_FILE_VAR) or ("dso.toml" if Path("dso.toml").exists() else None)
     if raw is None:
         raise CliError(
-            "no configuration: pass -c DIR/dso.toml (or DIR), set DSO_CONFIG, or run `dso init DIR`"
+            f"no configuration: pass -c DIR/dso.toml (or DIR), set {CONFIG_FILE_VAR} (or {ADMIN_URL_VAR} and "
+            f"{ADMIN_TOKEN_VAR} to reach a running server), or run `dso init DIR`"
         )
     path = Path(raw).expanduser()
     return path / "dso.toml" if path.is_dir() else path
@@ -62,8 +72,8 @@ class AdminClient:
     """Small synchronous client for the admin API (the CLI runs one call at a time)."""
 
     def __init__(self, settings: Settings, timeout: float = 30.0) -> None:
-        self.base = os.environ.get("DSO_ADMIN_URL") or settings.admin_url
-        self.token = os.environ.get("DSO_ADMIN_TOKEN") or settings.admin.token
+        self.base = (os.environ.get(ADMIN_URL_VAR) or settings.admin_url).rstrip("/")
+        self.token = os.environ.get(ADMIN_TOKEN_VAR) or settings.admin.token
         self.timeout = timeout
 
     def call(self, method: str, path: str, body: Any = None) -> Any:
@@ -83,16 +93,44 @@ class AdminClient:
             except (ValueError, AttributeError):
                 message = exc.reason
             raise CliError(f"{method} {path}: {exc.code} {message}") from None
-        except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+            reason = getattr(exc, "reason", None) or exc.__class__.__name__
             raise CliError(
                 f"cannot reach the admin API at {self.base} ({reason}); is `dso serve` running?"
             ) from None
-        return json.loads(raw) if raw else None
+        try:
+            return json.loads(raw) if raw else None
+        except ValueError:
+            raise CliError(f"{self.base} did not answer as an OpenDSO admin API (not JSON)") from None
 
 
 def admin(args: argparse.Namespace) -> AdminClient:
+    """The admin API client: from the config file, or from $DSO_ADMIN_URL alone when there is no config."""
+    if os.environ.get(ADMIN_URL_VAR) and not _config_given(args):
+        return AdminClient(load_settings(None))
     return AdminClient(settings_from(args))
+
+
+def _config_given(args: argparse.Namespace) -> bool:
+    return bool(getattr(args, "config", None) or os.environ.get(CONFIG_FILE_VAR) or Path("dso.toml").exists())
+
+
+def local_time(iso: str | None, zone: str, fmt: str = "%Y-%m-%d %H:%M %Z") -> str:
+    """An ISO 8601 instant from the API shown in a grid node's zone, with the zone's abbreviation."""
+    if not iso:
+        return "-"
+    try:
+        tz = ZoneInfo(zone)
+    except (ValueError, ZoneInfoNotFoundError):
+        tz = ZoneInfo("UTC")
+    return dt.datetime.fromisoformat(iso).astimezone(tz).strftime(fmt)
+
+
+def os_error_message(exc: OSError) -> str:
+    """``PATH: No such file or directory`` rather than ``[Errno 2] ...``."""
+    if exc.filename is not None:
+        return f"{exc.filename}: {(exc.strerror or str(exc)).lower()}"
+    return exc.strerror or str(exc)
 
 
 def stderr(message: str) -> None:

@@ -58,6 +58,17 @@ def _port(wanted: int | None, default: int) -> int:
     raise CliError("no free port on 127.0.0.1")
 
 
+def _free(port: int) -> bool:
+    with socket.socket() as s:
+        # as the listener will: a connection in TIME_WAIT is no conflict
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     # as `dso serve`: BLAS thread pools in the forecast worker threads only fight the event loop for the cores
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -81,6 +92,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
         port, admin_port = args.port or existing.server.port, args.admin_port or existing.admin.port
     else:
         port, admin_port = _port(args.port, 8443), _port(args.admin_port, 8444)
+    for flag, number in (("--port", port), ("--admin-port", admin_port)):
+        if number is not None and not _free(number):
+            raise CliError(
+                f"port {number} on 127.0.0.1 is taken (another `dso serve` or demo?): stop it or pass "
+                f"{flag} with a free port"
+            )
     settings, _ = init_data_dir(directory, port, admin_port, host="127.0.0.1")
     # the demo runs on loopback only, and the simulated devices should see their controls within seconds
     settings.server.host = "127.0.0.1"

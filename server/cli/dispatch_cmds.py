@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 import argparse
+import urllib.parse
 
-from server.cli.common import add_config_arg, add_json_arg, admin, emit
+from server.cli.common import add_config_arg, add_json_arg, admin, emit, local_time
 from server.cli.durations import seconds
 
 
@@ -56,21 +57,20 @@ def cmd_dispatch(args: argparse.Namespace) -> int:
     return 0
 
 
-def plan_lines(out: dict) -> list[str]:
+def plan_lines(out: dict, zone: str = "UTC") -> list[str]:
+    """The plan for people, its times in ``zone`` (the node's)."""
     lines = [
         f"plan for {out['node']} (forecast run {out['forecast_id']}, {out['sites']} site(s), "
         f"{out['pv_sites']} with PV, {out['pv_rated_kw']:g} kW rated)",
         f"  export limit {out['export_limit_kw']:g} kW; forecast peak export {out['peak_export_kw']:g} kW"
-        + (f" at {out['peak_export_at']}" if out["peak_export_at"] else "")
+        + (f" at {local_time(out['peak_export_at'], zone)}" if out["peak_export_at"] else "")
         + f", peak import {out['peak_import_kw']:g} kW",
         f"  planned peak export {out['planned_peak_export_kw']:g} kW, curtailing {out['curtailed_kwh']:g} kWh"
         + ("" if out["feasible"] else f" (still {out['violation_kwh']:g} kWh over the limit)"),
     ]
     if out["window_start"]:
-        lines.append(
-            f"  per-site export limit {out['site_export_limit_w']:g} W from {out['window_start']} "
-            f"to {out['window_end']}"
-        )
+        start, end = local_time(out["window_start"], zone), local_time(out["window_end"], zone)
+        lines.append(f"  per-site export limit {out['site_export_limit_w']:g} W from {start} to {end}")
     else:
         lines.append("  the forecast stays within the export limit: nothing to dispatch")
     lines += [f"  note: {n}" for n in out["notes"]]
@@ -80,6 +80,11 @@ def plan_lines(out: dict) -> list[str]:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    out = admin(args).call("POST", "/api/v1/plans", {"node": args.node, "dispatch": args.dispatch})
-    emit(args, out, "\n".join(plan_lines(out)))
+    client = admin(args)
+    out = client.call("POST", "/api/v1/plans", {"node": args.node, "dispatch": args.dispatch})
+    if args.json:
+        emit(args, out)
+        return 0
+    zone = client.call("GET", f"/api/v1/grid/nodes/{urllib.parse.quote(args.node, safe='')}")["timezone"]
+    emit(args, out, "\n".join(plan_lines(out, zone)))
     return 0

@@ -7,8 +7,10 @@ import csv
 import sys
 import urllib.parse
 from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
 
-from server.cli.common import CliError, add_config_arg, add_json_arg, admin, emit
+from server.cli.common import CliError, add_config_arg, add_json_arg, admin, emit, local_time
 from server.cli.durations import seconds
 
 
@@ -27,6 +29,30 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_config_arg(p)
     add_json_arg(p)
     p.set_defaults(func=cmd_create)
+    p = gsub.add_parser("update", help="change a grid node (only what is given changes)")
+    p.add_argument("node")
+    p.add_argument("--name", help="rename it")
+    p.add_argument("--kind", choices=["feeder", "transformer", "group"])
+    p.add_argument("--parent", help="move it under this node")
+    p.add_argument("--timezone", help="IANA zone of the area, e.g. America/Denver")
+    p.add_argument("--lat", type=float, help="latitude")
+    p.add_argument("--lon", type=float, help="longitude")
+    p.add_argument("--import-limit-kw", type=float)
+    p.add_argument("--export-limit-kw", type=float)
+    p.add_argument(
+        "--clear",
+        action="append",
+        default=[],
+        choices=sorted(CLEARABLE),
+        help="remove a value (repeatable), e.g. --clear parent",
+    )
+    add_config_arg(p)
+    add_json_arg(p)
+    p.set_defaults(func=cmd_update)
+    p = gsub.add_parser("delete", help="remove a grid node (its members and forecasts go with it)")
+    p.add_argument("node")
+    add_config_arg(p)
+    p.set_defaults(func=cmd_delete)
     p = gsub.add_parser("list", help="list grid nodes")
     add_config_arg(p)
     add_json_arg(p)
@@ -81,9 +107,30 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_show)
 
 
+# ``--clear`` names -> the node's fields
+CLEARABLE = {
+    "parent": "parent",
+    "lat": "latitude",
+    "lon": "longitude",
+    "import-limit-kw": "import_limit_kw",
+    "export-limit-kw": "export_limit_kw",
+}
+
+
+def _kw(value: float | None) -> str:
+    return "-" if value is None else f"{value:g} kW"
+
+
 def _node_line(n: dict) -> str:
     parent = f" under {n['parent']}" if n.get("parent") else ""
-    return f"{n['id']:>4}  {n['name']:20} {n['kind']:12} members={len(n['members'])}{parent}"
+    return (
+        f"{n['id']:>4}  {n['name']:20} {n['kind']:12} members={len(n['members'])}  {n['timezone']}  "
+        f"import limit {_kw(n['import_limit_kw'])}, export limit {_kw(n['export_limit_kw'])}{parent}"
+    )
+
+
+def _q(name: str) -> str:
+    return urllib.parse.quote(name, safe="")
 
 
 def cmd_create(args: argparse.Namespace) -> int:
@@ -99,6 +146,38 @@ def cmd_create(args: argparse.Namespace) -> int:
     }
     node = admin(args).call("POST", "/api/v1/grid/nodes", body)
     emit(args, node, f"created {node['kind']} {node['name']} (id {node['id']})")
+    return 0
+
+
+def cmd_update(args: argparse.Namespace) -> int:
+    changes = {
+        key: value
+        for key, value in (
+            ("name", args.name),
+            ("kind", args.kind),
+            ("parent", args.parent),
+            ("timezone", args.timezone),
+            ("latitude", args.lat),
+            ("longitude", args.lon),
+            ("import_limit_kw", args.import_limit_kw),
+            ("export_limit_kw", args.export_limit_kw),
+        )
+        if value is not None
+    }
+    for name in args.clear:
+        if CLEARABLE[name] in changes:
+            raise CliError(f"--clear {name} and a new value for it: give one")
+        changes[CLEARABLE[name]] = None
+    if not changes:
+        raise CliError("nothing to change: give at least one option (see dso grid update --help)")
+    node = admin(args).call("PATCH", f"/api/v1/grid/nodes/{_q(args.node)}", changes)
+    emit(args, node, "updated " + _node_line(node).strip())
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    admin(args).call("DELETE", f"/api/v1/grid/nodes/{_q(args.node)}")
+    print(f"deleted grid node {args.node}")
     return 0
 
 
@@ -121,7 +200,23 @@ def cmd_add(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_plot_target(path: Path) -> None:
+    """Before any forecast is run: the PNG can be written and matplotlib is there."""
+    if path.is_dir():
+        raise CliError(f"--plot {path}: is a directory, give a file name like {path / 'forecast.png'}")
+    if not path.parent.is_dir():
+        raise CliError(f"--plot {path}: directory {path.parent} does not exist")
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise CliError(
+            "--plot needs matplotlib: pip install matplotlib (in a clone: pip install -e '.[plot]')"
+        ) from None
+
+
 def cmd_forecast(args: argparse.Namespace) -> int:
+    if args.plot:
+        _check_plot_target(Path(args.plot))
     client = admin(args)
     if args.latest:
         run = client.call(
@@ -138,28 +233,51 @@ def cmd_forecast(args: argparse.Namespace) -> int:
         run = client.call("POST", "/api/v1/forecasts", body)
     if args.plot:
         plot(run, Path(args.plot))
-    points = run["points"]
+    points, zone = run["points"], run.get("timezone", "UTC")
     lines = [
-        f"{run['target']} forecast for {run['node']} issued {run['issued_at']} by {run['model']} "
-        f"({run['history_points']} history intervals), W:"
+        f"{run['target']} forecast for {run['node']} issued {local_time(run['issued_at'], zone)} by "
+        f"{run['model']} ({run['history_points']} history intervals); times in {zone}, W:"
     ]
-    lines += [f"  {p['ts']}  {p['mean']:12.1f}  [{p['q10']:.1f} .. {p['q90']:.1f}]" for p in points]
+    lines += [
+        f"  {local_time(p['ts'], zone)}  {p['mean']:12.1f}  [{p['q10']:.1f} .. {p['q90']:.1f}]"
+        for p in points
+    ]
     lines += [f"  note: {n}" for n in run["notes"]]
     emit(args, run, "\n".join(lines))
     return 0
 
 
 def plot(run: dict, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig = figure(run)
+    try:
+        fig.savefig(path, dpi=100, bbox_inches="tight")
+    except OSError as exc:
+        raise CliError(f"--plot {path}: {exc.strerror or exc}") from None
+    finally:
+        plt.close(fig)
+
+
+def figure(run: dict) -> Any:
+    """The forecast as a matplotlib figure, its time axis in the node's zone and labelled with it."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise CliError("--plot needs matplotlib: pip install 'opendso[plot]'") from None
+        raise CliError(
+            "--plot needs matplotlib: pip install matplotlib (in a clone: pip install -e '.[plot]')"
+        ) from None
     import datetime as dt
 
-    ts = [dt.datetime.fromisoformat(p["ts"]) for p in run["points"]]
+    import matplotlib.dates as mdates
+
+    zone = run.get("timezone", "UTC")
+    tz = ZoneInfo(zone)
+    # matplotlib's date numbers; the axis formatter shows them in the node's zone
+    ts = mdates.date2num([dt.datetime.fromisoformat(p["ts"]).astimezone(tz) for p in run["points"]])
     fig, ax = plt.subplots(figsize=(10, 4))
     ax.fill_between(
         ts,
@@ -169,19 +287,30 @@ def plot(run: dict, path: Path) -> None:
         label="80 % interval",
     )
     ax.plot(ts, [p["mean"] / 1000 for p in run["points"]], label="mean")
-    ax.set_title(f"{run['target']} forecast, {run['node']} (issued {run['issued_at'][:16]}Z)")
+    ax.set_title(f"{run['target']} forecast, {run['node']} (issued {local_time(run['issued_at'], zone)})")
+    ax.xaxis.set_major_formatter(mdates.DateFormatter("%a %H:%M", tz=tz))
+    ax.set_xlabel(f"time ({zone})")
     ax.set_ylabel("kW")
     ax.legend()
     fig.autofmt_xdate()
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
+    return fig
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    handle = sys.stdin if args.file == "-" else open(args.file, newline="")  # noqa: SIM115
+    if args.file != "-":
+        path = Path(args.file)
+        if path.is_dir():
+            raise CliError(f"{path}: is a directory, give a CSV file of time,value rows")
+        if not path.is_file():
+            raise CliError(f"{path}: no such file")
+    handle = sys.stdin if args.file == "-" else open(args.file, newline="", encoding="utf-8")  # noqa: SIM115
     with handle:
         rows = []
-        for i, row in enumerate(csv.reader(handle)):
+        try:
+            lines = list(csv.reader(handle))
+        except (UnicodeDecodeError, csv.Error) as exc:
+            raise CliError(f"{args.file}: not a CSV text file ({exc.__class__.__name__})") from None
+        for i, row in enumerate(lines):
             if not row:
                 continue
             try:
@@ -207,7 +336,12 @@ def cmd_import(args: argparse.Namespace) -> int:
             },
         )
         stored += out["stored"]
-    emit(args, {"stored": stored}, f"stored {stored} readings")
+    already = len(rows) - stored
+    emit(
+        args,
+        {"stored": stored, "already_stored": already},
+        f"stored {stored} readings" + (f" ({already} were already stored)" if already else ""),
+    )
     return 0
 
 

@@ -6,6 +6,7 @@ import argparse
 import urllib.parse
 
 from server.cli.common import CliError, add_config_arg, add_json_arg, admin, emit
+from server.cli.durations import seconds
 
 
 def _p(sub, name: str, help: str, func, json: bool = True) -> argparse.ArgumentParser:
@@ -59,7 +60,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--signal-type", help="override the signal type (level, price, setpoint, delta, ...)")
     p.add_argument("--level", type=float, help="payload value of the (single) interval")
     p.add_argument("--start", default="now", help="ISO 8601 with zone, or 'now'")
-    p.add_argument("--duration", type=int, metavar="SECONDS", help="length of the (single) interval")
+    p.add_argument("--duration", type=seconds, help="length of the (single) interval, e.g. 3600, 1h")
     p.add_argument(
         "--interval",
         action="append",
@@ -81,7 +82,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("id", type=int)
     p.add_argument("--level", type=float)
     p.add_argument("--start", help="ISO 8601 with zone, or 'now'")
-    p.add_argument("--duration", type=int, metavar="SECONDS")
+    p.add_argument("--duration", type=seconds, help="e.g. 3600, 1h")
     p.add_argument("--priority", type=int)
     p = _p(esub, "cancel", "cancel an event", cmd_event_cancel)
     p.add_argument("id", type=int)
@@ -177,9 +178,9 @@ def cmd_ven_delete(args: argparse.Namespace) -> int:
 def _intervals(values: list[str]) -> list[dict]:
     out = []
     for value in values:
-        seconds, sep, level = value.partition(":")
+        length, sep, level = value.partition(":")
         try:
-            out.append({"duration_s": int(seconds), "value": float(level)})
+            out.append({"duration_s": int(length), "value": float(level)})
         except ValueError:
             raise CliError(f"--interval wants SECONDS:VALUE, got {value!r}") from None
         if not sep:

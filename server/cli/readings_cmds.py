@@ -23,6 +23,7 @@ import argparse
 import urllib.parse
 
 from server.cli.common import CliError, add_config_arg, add_json_arg, admin, emit
+from server.cli.durations import seconds
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -98,7 +99,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = tariff.add_parser("price", help="publish a price interval (TimeTariffInterval) with prices per block")
     p.add_argument("tariff")
     p.add_argument("--start", default="now")
-    p.add_argument("--duration", type=int, required=True, help="seconds")
+    p.add_argument("--duration", type=seconds, required=True, help="e.g. 900, 15m, 1h")
     p.add_argument(
         "--price",
         action="append",
@@ -130,7 +131,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = drlc.add_parser("event", help="create a load-control event (EndDeviceControl)")
     p.add_argument("program")
     p.add_argument("--start", default="now")
-    p.add_argument("--duration", type=int, required=True, help="seconds")
+    p.add_argument("--duration", type=seconds, required=True, help="e.g. 900, 15m, 1h")
     p.add_argument(
         "--category",
         action="append",

@@ -5,9 +5,13 @@ Every command prints JSON with ``--json`` (always including ``id`` and ``href`` 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 from typing import Any
 
-from server.cli.common import CliError, add_config_arg, add_json_arg, admin, emit
+from lxml import etree
+
+from server.cli.common import CliError, add_config_arg, add_json_arg, admin, emit, stderr
+from server.cli.durations import seconds
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -125,7 +129,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     target.add_argument("--lfdi", help="one device (its own program, created on first use)")
     target.add_argument("--program", help="every device the program is assigned to (name or id)")
     p.add_argument("--start", required=True, help="ISO 8601 with time zone, or 'now'")
-    p.add_argument("--duration", type=int, required=True, metavar="SECONDS")
+    p.add_argument("--duration", type=seconds, required=True, help="e.g. 900, 15m, 1h")
+    p.add_argument(
+        "--allow-past", action="store_true", help="send it even when it has already ended (devices ignore it)"
+    )
     p.add_argument("--randomize-start", type=int, metavar="SECONDS")
     p.add_argument("--randomize-duration", type=int, metavar="SECONDS")
     p.add_argument("--primacy", type=int, help="primacy of the device's own program when it is created")
@@ -187,7 +194,7 @@ def cmd_sep2_show(args: argparse.Namespace) -> int:
         "programs: "
         + (", ".join(f"{p['name']} (primacy {p['primacy']})" for p in view["programs"]) or "none"),
     ]
-    lines += [f"{kind}: {body}" for kind, body in sorted(view["reported"].items())]
+    lines += [f"{kind}: {xml_text(body)}" for kind, body in sorted(view["reported"].items())]
     emit(args, view, "\n".join(lines))
     return 0
 
@@ -212,11 +219,48 @@ def cmd_sep2_aggregator(args: argparse.Namespace) -> int:
     return 0
 
 
+def base_text(base: dict[str, Any] | None) -> str:
+    """A DERControlBase as ``opModExpLimW=1000 W, opModConnect=on`` rather than a Python dict."""
+    if not base:
+        return "-"
+    units = {"W": " W", "Tms": " cs"}
+    parts = []
+    for name, value in base.items():
+        if isinstance(value, bool):
+            text = "on" if value else "off"
+        elif isinstance(value, float) and value.is_integer():
+            text = str(int(value))
+        else:
+            text = str(value)
+        unit = next((u for suffix, u in units.items() if name.endswith(suffix)), "")
+        if name in ("opModFixedW", "opModMaxLimW"):
+            text, unit = f"{float(value) / 100:g}", " %"
+        parts.append(f"{name}={text}{unit}")
+    return ", ".join(parts)
+
+
+def xml_text(body: str) -> str:
+    """A stored 2030.5 resource as ``path=value`` pairs of its leaves rather than raw XML."""
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
+    try:
+        root = etree.fromstring(body.encode(), parser)
+    except etree.XMLSyntaxError:
+        return body
+    pairs = []
+    for el in root.iter():
+        text = (el.text or "").strip()
+        if len(el) or el is root or not text or not isinstance(el.tag, str):
+            continue
+        path = "/".join(etree.QName(a).localname for a in reversed(list(el.iterancestors())) if a is not root)
+        pairs.append(f"{path + '/' if path else ''}{etree.QName(el).localname}={text}")
+    return ", ".join(pairs) or "-"
+
+
 def _control_line(c: dict[str, Any]) -> str:
     state = "cancelled" if c.get("cancelled_at") else "live"
     return (
         f"{c['id']:>5}  {c.get('program') or c['program_id']}  start={c['start']}  {c['duration_s']}s  "
-        f"{state}  {c['base']}"
+        f"{state}  {base_text(c['base'])}"
     )
 
 
@@ -259,7 +303,12 @@ def cmd_program_default(args: argparse.Namespace) -> int:
             f"/api/v1/programs/{args.program}/default-control",
             {"base": _base(args), "setGradW": args.set_grad_w},
         )
-    emit(args, p, f"program {p['id']} default control: {p['default_control']}")
+    default = p["default_control"]
+    shown = "none"
+    if isinstance(default, dict):
+        grad = default.get("setGradW")
+        shown = base_text(default.get("base")) + (f", setGradW={grad}" if grad is not None else "")
+    emit(args, p, f"program {p['id']} default control: {shown}")
     return 0
 
 
@@ -284,7 +333,28 @@ def cmd_program_curve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_start(start: str, duration_s: int, allow_past: bool) -> None:
+    """A control that would already be over is refused unless asked for (devices would never act on it)."""
+    if start == "now":
+        return
+    try:
+        when = dt.datetime.fromisoformat(start.replace("Z", "+00:00"))
+    except ValueError:
+        raise CliError(
+            f"--start {start!r}: ISO 8601 with a time zone (e.g. 2026-01-01T10:00:00Z), or now"
+        ) from None
+    if when.tzinfo is None:
+        raise CliError(f"--start {start!r} needs a time zone (e.g. Z or -07:00)")
+    ended = when + dt.timedelta(seconds=duration_s)
+    if ended <= dt.datetime.now(dt.UTC) and not allow_past:
+        raise CliError(
+            f"--start {start} with --duration {duration_s} s ended at {ended.isoformat()}: devices would "
+            "ignore it (pass --allow-past to send it anyway)"
+        )
+
+
 def cmd_control_create(args: argparse.Namespace) -> int:
+    _check_start(args.start, args.duration, args.allow_past)
     body: dict[str, Any] = {
         "start": args.start,
         "duration_s": args.duration,
@@ -302,6 +372,9 @@ def cmd_control_create(args: argparse.Namespace) -> int:
     if args.randomize_duration is not None:
         body["randomize_duration_s"] = args.randomize_duration
     c = admin(args).call("POST", "/api/v1/controls", body)
+    if not args.json:
+        for warning in c.get("warnings", []):
+            stderr(f"dso: warning: {warning}")
     emit(args, c, f"created control {c['id']}: {_control_line(c)}")
     return 0
 

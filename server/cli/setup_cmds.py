@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import os
 import secrets
+import socket
 from pathlib import Path
 
 from server.cli.common import CliError, add_config_arg, add_json_arg, admin, config_path, emit, settings_from
@@ -35,17 +37,30 @@ def register(sub: argparse._SubParsersAction) -> None:
     certs = sub.add_parser("certs", help="issue client certificates from the dev PKI")
     csub = certs.add_subparsers(dest="certs_command", metavar="KIND", required=True, parser_class=type(certs))
     p = csub.add_parser(
-        "device", help="a 2030.5 device (or aggregator) certificate; prints JSON with LFDI/SFDI"
+        "device", help="a 2030.5 device (or aggregator) certificate; prints its LFDI and SFDI"
     )
     p.add_argument("name", help="file stem under DIR/pki/clients/")
     p.add_argument("--aggregator", action="store_true", help="mark it as an aggregator (service provider)")
+    _replace_arg(p)
     add_config_arg(p)
+    add_json_arg(p)
     p.set_defaults(func=cmd_certs_device)
-    p = csub.add_parser("ven", help="an OpenADR VEN certificate; prints JSON with its fingerprint")
+    p = csub.add_parser("ven", help="an OpenADR VEN certificate; prints its fingerprint")
     p.add_argument("name", help="file stem under DIR/pki/clients/")
     p.add_argument("--rsa", action="store_true", help="RSA-2048 instead of ECC P-256")
+    _replace_arg(p)
     add_config_arg(p)
+    add_json_arg(p)
     p.set_defaults(func=cmd_certs_ven)
+
+
+def _replace_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--replace",
+        action="store_true",
+        help="issue a new key and certificate over an existing NAME (what was enrolled with the old one no "
+        "longer matches)",
+    )
 
 
 def _check_port(value: int | None, flag: str) -> None:
@@ -66,6 +81,8 @@ def init_data_dir(
     _check_port(port, "--port")
     _check_port(admin_port, "--admin-port")
     directory = directory.expanduser().resolve()
+    if directory.exists() and not directory.is_dir():
+        raise CliError(f"{directory} is a file, not a directory: give a data directory to create or complete")
     directory.mkdir(parents=True, exist_ok=True)
     config = directory / "dso.toml"
     settings = load_settings(config, env={}) if config.exists() else Settings(base_dir=directory)
@@ -83,6 +100,11 @@ def init_data_dir(
     settings = load_settings(config)  # now with DSO_* overrides, as `serve` will see it
     hosts = sorted({"127.0.0.1", "localhost", "::1", settings.server.public_host})
     DevPki(settings.path(settings.pki.dir)).ensure(hosts)
+
+    if not settings.database.url:  # the default SQLite file holds what the config's token guards: same mode
+        database = settings.base_dir / "dso.sqlite3"
+        database.touch(mode=0o600)
+        database.chmod(0o600)
 
     async def migrate() -> None:
         rt = await open_runtime(settings)
@@ -114,17 +136,37 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # cores (measured ~100x slower on a busy 2-core host); must be set before numpy loads
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    from server.app import serve
-    from server.observability import setup_logging
-
     settings = settings_from(args)
-    setup_logging(settings.logging.level, settings.logging.format)
+    for section in ("server", "admin"):  # before any start-up work: a taken port is the usual first mistake
+        part = getattr(settings, section)
+        _check_free(part.host, part.port, section)
     for name in ("ca", "server_cert", "server_key"):
         path = settings.path(getattr(settings.pki, name))
         if not path.exists():
             raise CliError(f"{settings.source}: [pki] {name} = {path} does not exist (run `dso init`)")
+    from server.app import serve
+    from server.observability import setup_logging
+
+    setup_logging(settings.logging.level, settings.logging.format)
     asyncio.run(serve(settings))
     return 0
+
+
+def _check_free(host: str, port: int, section: str) -> None:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(
+            socket.SOL_SOCKET, socket.SO_REUSEADDR, 1
+        )  # as the listener will; TIME_WAIT is no conflict
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            hint = "; is another server running there?" if exc.errno == errno.EADDRINUSE else ""
+            reason = (exc.strerror or str(exc)).lower()
+            raise CliError(
+                f"cannot listen on {where} ({section}.host/{section}.port): {reason}{hint}"
+            ) from None
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -147,17 +189,50 @@ def _pki(args: argparse.Namespace) -> DevPki:
     return pki
 
 
-def _issue(args: argparse.Namespace, make) -> int:
+def _issue(args: argparse.Namespace, make, human) -> int:
+    pki = _pki(args)
+    cert = pki.clients / f"{args.name}.pem"
+    if not args.replace and (cert.exists() or cert.with_suffix(".key").exists()):
+        raise CliError(
+            f"{cert} exists{_existing(cert)}: pick another name, or pass --replace to issue a new key and "
+            "certificate (whatever was enrolled with the old one will no longer match)"
+        )
     try:
-        emit(args, make(_pki(args)))
+        out = make(pki)
     except ValueError as exc:
         raise CliError(str(exc)) from None
+    emit(args, out, human(out))
     return 0
 
 
+def _existing(cert: Path) -> str:
+    from cryptography import x509
+
+    from server import pki
+
+    try:
+        return f" (LFDI {pki.lfdi(x509.load_pem_x509_certificate(cert.read_bytes()))})"
+    except (OSError, ValueError):
+        return ""
+
+
 def cmd_certs_device(args: argparse.Namespace) -> int:
-    return _issue(args, lambda pki: pki.issue_device(args.name, aggregator=args.aggregator))
+    return _issue(
+        args,
+        lambda pki: pki.issue_device(args.name, aggregator=args.aggregator),
+        lambda out: (
+            f"{'aggregator' if out['aggregator'] else 'device'} {out['name']}\n"
+            f"LFDI  {out['lfdi']}\nSFDI  {out['sfdi']}\ncert  {out['cert']}\nkey   {out['key']}"
+        ),
+    )
 
 
 def cmd_certs_ven(args: argparse.Namespace) -> int:
-    return _issue(args, lambda pki: pki.issue_ven(args.name, use_rsa=args.rsa))
+    return _issue(
+        args,
+        lambda pki: pki.issue_ven(args.name, use_rsa=args.rsa),
+        lambda out: (
+            f"VEN {out['name']} ({'RSA-2048' if out['rsa'] else 'ECC P-256'})\n"
+            f"fingerprint  {out['fingerprint']}\ncert         {out['cert']}\nkey          {out['key']}"
+        ),
+    )

@@ -126,12 +126,11 @@ async def dispatch_to_node(
         if vens:
             if d.dr_level is not None:
                 signal, level = "SIMPLE", float(d.dr_level)
-            elif d.export_limit_w is not None or d.import_limit_w is not None:
+            elif d.import_limit_w is not None:
                 # LOAD_DISPATCH carries the setpoint; an import limit is the level a VEN's load must stay under
-                signal, level = (
-                    "LOAD_DISPATCH",
-                    float(d.import_limit_w if d.import_limit_w is not None else -d.export_limit_w),
-                )
+                signal, level = "LOAD_DISPATCH", float(d.import_limit_w)
+            elif d.export_limit_w is not None:
+                signal, level = "LOAD_DISPATCH", -float(d.export_limit_w)
             else:
                 signal, level = "", 0.0
             if signal:

@@ -74,7 +74,7 @@ def _int(body: dict[str, Any], name: str, lo: int, hi: int, where: str, required
     return v
 
 
-def check_control(control: dict[str, Any]) -> dict[str, Any]:
+def check_control(control: object) -> dict[str, Any]:
     """Validate the load-control part of an EndDeviceControl; at least one control is needed."""
     if not isinstance(control, dict):
         raise Invalid("control must be an object")

@@ -96,7 +96,7 @@ async def node_series(
         TelemetryReading.ts >= start,
         TelemetryReading.ts < until,
     )
-    rows = [tuple(r) for r in await session.execute(query)]
+    rows = [(kind, source, ts, value) for kind, source, ts, value in await session.execute(query)]
     values, used = aggregate(rows, start, step_s, max(buckets, 0))
     return Series(start, step_s, values, used)
 
@@ -106,6 +106,7 @@ def _fit_predict(target: str, node: dict, t: np.ndarray, y: np.ndarray, t_future
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
+        model: PVForecaster | LoadForecaster
         if target == "pv":
             if node["latitude"] is None or node["longitude"] is None:
                 raise Invalid(f"grid node {node['name']!r} needs latitude/longitude for a PV forecast")
@@ -189,16 +190,19 @@ async def run_forecast(
     ]
     async with store.sessions.begin() as session:
         node_id = await session.scalar(select(GridNode.id).where(GridNode.name == name))
+        if node_id is None:  # deleted while the model was fitting
+            raise NotFound(f"no grid node {name!r}")
         run.node_id = node_id
         session.add(run)
         await session.flush()
-        return run_dict(run, name, series.sources)
+        return run_dict(run, name, series.sources, timezone=str(node_dict["timezone"]))
 
 
-def run_dict(run: ForecastRun, node: str, sources: int | None = None) -> dict:
+def run_dict(run: ForecastRun, node: str, sources: int | None = None, timezone: str = "UTC") -> dict:
     return {
         "id": run.id,
         "node": node,
+        "timezone": timezone,  # the node's zone: what people reading the times expect them in
         "target": run.target,
         "measurement": run.measurement,
         "issued_at": run.issued_at.isoformat(),
@@ -229,7 +233,7 @@ async def latest_forecast(store: Store, name: str, target: str = "load") -> dict
         )
         if run is None:
             raise NotFound(f"no {target} forecast stored for {name!r} yet")
-        return run_dict(run, name)
+        return run_dict(run, name, timezone=node.timezone)
 
 
 async def forecast_all(store: Store, horizon_s: int, step_s: int, history_days: int) -> dict[str, str]:

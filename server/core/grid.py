@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import select
@@ -67,21 +68,7 @@ async def create_node(
     import_limit_kw: float | None = None,
     export_limit_kw: float | None = None,
 ) -> NodeInfo:
-    if not name or len(name) > 100:
-        raise Invalid("node name must be 1..100 characters")
-    if kind not in KINDS:
-        raise Invalid(f"kind must be one of {', '.join(KINDS)}")
-    try:
-        ZoneInfo(timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise Invalid(f"unknown time zone {timezone!r}") from None
-    if (
-        latitude is not None
-        and not -90 <= latitude <= 90
-        or longitude is not None
-        and not -180 <= longitude <= 180
-    ):
-        raise Invalid("latitude must be -90..90 and longitude -180..180")
+    _check(name, kind, timezone, latitude, longitude, import_limit_kw, export_limit_kw)
     parent_node = await _node(session, parent) if parent else None
     node = GridNode(
         name=name,
@@ -100,6 +87,89 @@ async def create_node(
     except IntegrityError:
         raise Conflict(f"a grid node named {name!r} exists") from None
     return _info(node, parent)
+
+
+def _check(
+    name: str,
+    kind: str,
+    timezone: str,
+    latitude: float | None,
+    longitude: float | None,
+    import_limit_kw: float | None,
+    export_limit_kw: float | None,
+) -> None:
+    if not name or len(name) > 100:
+        raise Invalid("node name must be 1..100 characters")
+    if kind not in KINDS:
+        raise Invalid(f"kind must be one of {', '.join(KINDS)}")
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise Invalid(f"unknown time zone {timezone!r}") from None
+    if (
+        latitude is not None
+        and not -90 <= latitude <= 90
+        or longitude is not None
+        and not -180 <= longitude <= 180
+    ):
+        raise Invalid("latitude must be -90..90 and longitude -180..180")
+    for what, limit in (("import_limit_kw", import_limit_kw), ("export_limit_kw", export_limit_kw)):
+        if limit is not None and not 0 <= limit < 1e9:
+            raise Invalid(f"{what} must be a non-negative number of kW")
+
+
+# what a node's update may change; a name maps to None to clear an optional value
+UPDATABLE = (
+    "name",
+    "kind",
+    "parent",
+    "timezone",
+    "latitude",
+    "longitude",
+    "import_limit_kw",
+    "export_limit_kw",
+)
+
+
+async def update_node(session: AsyncSession, name: str, changes: dict[str, Any]) -> NodeInfo:
+    """Change some of a node's fields (``UPDATABLE``); a parent may not be the node itself or below it."""
+    unknown = set(changes) - set(UPDATABLE)
+    if unknown:
+        raise Invalid(f"cannot change {', '.join(sorted(unknown))} (changeable: {', '.join(UPDATABLE)})")
+    node = await _node(session, name)
+    for required in ("name", "kind", "timezone"):
+        if required in changes and changes[required] is None:
+            raise Invalid(f"{required} cannot be cleared")
+    merged = {f: changes.get(f, getattr(node, f)) for f in UPDATABLE if f != "parent"}
+    _check(**merged)
+    if "parent" in changes:
+        parent = await _node(session, changes["parent"]) if changes["parent"] else None
+        if parent is not None:
+            by_id = {n.id: n for n in await session.scalars(select(GridNode))}
+            above: GridNode | None = parent
+            while above is not None:
+                if above.id == node.id:
+                    raise Invalid(f"{parent.name!r} is {name!r} or below it: it cannot be its parent")
+                above = by_id.get(above.parent_id) if above.parent_id else None
+        node.parent_id = parent.id if parent else None
+    for f, value in merged.items():
+        setattr(node, f, value)
+    try:
+        await session.flush()
+    except IntegrityError:
+        raise Conflict(f"a grid node named {merged['name']!r} exists") from None
+    return await get_node(session, node.name)
+
+
+async def delete_node(session: AsyncSession, name: str) -> None:
+    """Remove a node with its membership list and forecasts; a node with nodes below it stays (move or delete
+    them first)."""
+    node = await _node(session, name)
+    below = list(await session.scalars(select(GridNode.name).where(GridNode.parent_id == node.id)))
+    if below:
+        raise Conflict(f"{name!r} has nodes below it ({', '.join(sorted(below))}): move or delete them first")
+    await session.delete(node)
+    await session.flush()
 
 
 def _source_id(kind: str, source_id: str) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.store.models import Sep2LogEvent
@@ -42,12 +42,17 @@ async def record(
     return event
 
 
-async def for_device(session: AsyncSession, device_id: int, limit: int | None = None) -> list[Sep2LogEvent]:
-    query = (
+def device_events_query(device_id: int) -> Select[Sep2LogEvent]:
+    """One device's LogEvents, newest first."""
+    return (
         select(Sep2LogEvent)
         .where(Sep2LogEvent.end_device_id == device_id)
         .order_by(Sep2LogEvent.created_date_time.desc(), Sep2LogEvent.id.desc())
     )
+
+
+async def for_device(session: AsyncSession, device_id: int, limit: int | None = None) -> list[Sep2LogEvent]:
+    query = device_events_query(device_id)
     if limit:
         query = query.limit(limit)
     return list(await session.scalars(query))

@@ -240,11 +240,13 @@ class OutboxWorker:
         assert self._http is not None
         status: int | None = None
         error = ""
+        # True: aiohttp's default verification (and nothing at all for a plain http URL)
+        tls = self.ssl_context if self.ssl_context is not None and message.url.startswith("https") else True
         try:
             async with self._http.post(
                 message.url,
                 data=message.body,
-                ssl=self.ssl_context if message.url.startswith("https") else None,
+                ssl=tls,
                 headers={"Content-Type": message.content_type},
             ) as response:
                 status = response.status

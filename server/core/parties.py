@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
@@ -20,6 +20,7 @@ from server.core.errors import Conflict, Forbidden, Invalid, NotFound
 from server.core.scope import Scope
 from server.core.vens import by_name, new_ven_id, normalise_fingerprint, queued_counts
 from server.store.models import Aggregator, EndDevice, ModbusDevice, Ven
+from server.store.paging import fetch_page
 
 
 # ------------------------------------------------------------------------------------ 2030.5 EndDevices
@@ -77,9 +78,18 @@ def _lfdi(value: str) -> str:
 
 
 def _pin(pin: int | None) -> int | None:
-    # 2030.5 registration PINs are six digits including a check digit; accept any value that fits the field
-    if pin is not None and not 0 <= pin <= 999_999:
-        raise Invalid("pin must be 0..999999")
+    return None if pin is None else check_pin(pin)
+
+
+def check_pin(pin: int) -> int:
+    """A 2030.5 registration PIN: six digits, the last a check digit making the digits' sum a multiple of 10
+    (as the SFDI's); a mistyped PIN is refused here rather than failing at the installer."""
+    if not 0 <= pin <= 999_999:
+        raise Invalid("pin must be six digits (0..999999)")
+    digits = [int(d) for d in f"{pin:06d}"]
+    if sum(digits) % 10:
+        expected = (10 - sum(digits[:5]) % 10) % 10
+        raise Invalid(f"pin {pin:06d}: wrong check digit (the last digit should be {expected})")
     return pin
 
 
@@ -155,11 +165,23 @@ def _record_removal(session: AsyncSession, device: EndDevice) -> None:
     )
 
 
-async def list_devices(session: AsyncSession, aggregator_lfdi: str | None = None) -> list[DeviceInfo]:
+def _devices_query(aggregator_lfdi: str | None) -> Select[EndDevice]:
     query = select(EndDevice).options(selectinload(EndDevice.aggregator)).order_by(EndDevice.id)
     if aggregator_lfdi:
         query = query.join(Aggregator).where(Aggregator.lfdi == _lfdi(aggregator_lfdi))
-    return [DeviceInfo.of(d) for d in await session.scalars(query)]
+    return query
+
+
+async def list_devices(session: AsyncSession, aggregator_lfdi: str | None = None) -> list[DeviceInfo]:
+    return [DeviceInfo.of(d) for d in await session.scalars(_devices_query(aggregator_lfdi))]
+
+
+async def devices_page(
+    session: AsyncSession, aggregator_lfdi: str | None, offset: int, limit: int
+) -> tuple[list[DeviceInfo], int]:
+    """One page of ``list_devices`` and the length of the whole list."""
+    found, total = await fetch_page(session, _devices_query(aggregator_lfdi), offset, limit)
+    return [DeviceInfo.of(d) for d in found], total
 
 
 async def get_device(session: AsyncSession, device_id: int) -> DeviceInfo:
@@ -282,6 +304,13 @@ async def enroll_ven(
 async def list_vens(session: AsyncSession) -> list[VenInfo]:
     counts = await queued_counts(session)
     return [VenInfo.of(v, counts.get(v.id, 0)) for v in await session.scalars(select(Ven).order_by(Ven.id))]
+
+
+async def vens_page(session: AsyncSession, offset: int, limit: int) -> tuple[list[VenInfo], int]:
+    """One page of ``list_vens`` (queue lengths counted for that page only) and the number of VENs."""
+    found, total = await fetch_page(session, select(Ven).order_by(Ven.id), offset, limit)
+    counts = await queued_counts(session, [v.id for v in found])
+    return [VenInfo.of(v, counts.get(v.id, 0)) for v in found], total
 
 
 async def ven_info(session: AsyncSession, name: str) -> VenInfo:

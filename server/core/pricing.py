@@ -9,8 +9,6 @@ ReadingType). Staff and the orchestration layer publish a price with ``publish_p
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.core import influence
@@ -85,7 +83,7 @@ async def add_rate(
     )
 
 
-def check_tiers(tiers: list[dict[str, Any]]) -> list[dict[str, int]]:
+def check_tiers(tiers: object) -> list[dict[str, int]]:
     """ConsumptionTariffIntervals: 1..20 blocks, startValue ascending from 0, price an Int32."""
     if not isinstance(tiers, list) or not 1 <= len(tiers) <= 20:
         raise Invalid("prices must hold 1..20 consumption blocks")
@@ -94,9 +92,10 @@ def check_tiers(tiers: list[dict[str, Any]]) -> list[dict[str, int]]:
         if not isinstance(t, dict):
             raise Invalid(f"prices[{i}] must be an object {{price, start_value}}")
         price, start = t.get("price"), t.get("start_value", 0 if i == 0 else None)
-        for name, v in (("price", price), ("start_value", start)):
-            if isinstance(v, bool) or not isinstance(v, int):
-                raise Invalid(f"prices[{i}].{name} must be an integer")
+        if isinstance(price, bool) or not isinstance(price, int):
+            raise Invalid(f"prices[{i}].price must be an integer")
+        if isinstance(start, bool) or not isinstance(start, int):
+            raise Invalid(f"prices[{i}].start_value must be an integer")
         if not -(2**31) <= price < 2**31 or not 0 <= start < 2**48:
             raise Invalid(f"prices[{i}]: price must fit Int32 and start_value UInt48")
         clean.append({"price": price, "startValue": start})

@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.core.errors import Invalid
@@ -59,11 +59,18 @@ async def get(session: AsyncSession, response_id: int) -> Sep2Response | None:
     return await session.get(Sep2Response, response_id)
 
 
-async def all_responses(session: AsyncSession, end_device_ids: list[int] | None = None) -> list[Sep2Response]:
+def responses_query(
+    end_device_ids: list[int] | Select[int] | None = None,
+) -> Select[Sep2Response]:
+    """Responses, newest first; of these EndDevices (a list or an id subquery) when given."""
     query = select(Sep2Response).order_by(Sep2Response.created_date_time.desc(), Sep2Response.id.desc())
     if end_device_ids is not None:
         query = query.where(Sep2Response.end_device_id.in_(end_device_ids))
-    return list(await session.scalars(query))
+    return query
+
+
+async def all_responses(session: AsyncSession, end_device_ids: list[int] | None = None) -> list[Sep2Response]:
+    return list(await session.scalars(responses_query(end_device_ids)))
 
 
 def response_dict(r: Sep2Response) -> dict[str, Any]:

@@ -3,12 +3,13 @@ MirrorUsagePoints) and the runtime protocol settings staff change (poll/post rat
 
 from __future__ import annotations
 
-from sqlalchemy import delete, select
+from sqlalchemy import Select, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.core import changes
 from server.core.errors import Conflict, Invalid
 from server.core.scope import Scope
+from server.store.db import upsert_insert
 from server.store.models import Sep2DeviceResource, Sep2Mmr, Sep2Mup, Sep2MupReading, Sep2Setting
 from server.store.types import utcnow
 
@@ -19,17 +20,18 @@ async def get_resource(session: AsyncSession, device_id: int, kind: str) -> Sep2
     return await session.get(Sep2DeviceResource, (device_id, kind))
 
 
-async def put_resource(session: AsyncSession, device_id: int, kind: str, body: str) -> bool:
-    """Store the latest body; True when it was created (201) rather than replaced (204)."""
-    existing = await session.get(Sep2DeviceResource, (device_id, kind))
-    if existing is None:
-        session.add(Sep2DeviceResource(end_device_id=device_id, kind=kind, body=body))
-        await session.flush()
-        return True
-    existing.body = body
-    existing.changed_at = utcnow()
-    await session.flush()
-    return False
+async def put_resource(session: AsyncSession, device_id: int, kind: str, body: str) -> None:
+    """Store the latest body in one upsert: concurrent first PUTs of one resource (a device's burst) all
+    succeed, the last write wins."""
+    stmt = upsert_insert(session, Sep2DeviceResource).values(
+        end_device_id=device_id, kind=kind, body=body, changed_at=utcnow()
+    )
+    await session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["end_device_id", "kind"],
+            set_={"body": stmt.excluded.body, "changed_at": stmt.excluded.changed_at},
+        )
+    )
 
 
 async def device_resources(session: AsyncSession, device_id: int) -> dict[str, str]:
@@ -72,14 +74,19 @@ async def all_settings(session: AsyncSession) -> dict[str, str]:
 
 
 # ------------------------------------------------------------------------------------------ MirrorUsagePoints
+def mups_query(scope: Scope) -> Select[Sep2Mup]:
+    """The MirrorUsagePoints ``scope`` owns (none while its access is revoked), in list order (id)."""
+    owners = [] if scope.revoked else scope.mup_owners()
+    return select(Sep2Mup).where(Sep2Mup.owner_lfdi.in_(owners)).order_by(Sep2Mup.id)
+
+
 async def mups_of(session: AsyncSession, scope: Scope) -> list[Sep2Mup]:
-    """The MirrorUsagePoints ``scope`` owns (none while its access is revoked)."""
-    if scope.revoked:
-        return []
-    owners = scope.mup_owners()
-    return list(
-        await session.scalars(select(Sep2Mup).where(Sep2Mup.owner_lfdi.in_(owners)).order_by(Sep2Mup.id))
-    )
+    return list(await session.scalars(mups_query(scope)))
+
+
+async def owned_mup(session: AsyncSession, scope: Scope, mup_id: int) -> Sep2Mup | None:
+    """MirrorUsagePoint ``mup_id`` if ``scope`` owns it."""
+    return await session.scalar(mups_query(scope).where(Sep2Mup.id == mup_id))
 
 
 async def upsert_mup(

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.core import outbox, scope
 from server.store.models import OutboxMessage, Sep2Subscription
+from server.store.paging import fetch_page
 
 CHANNEL = "sep2-notification"  # the outbox channel of 2030.5 notifications
 _KEY_PREFIX = "sep2-sub:"
@@ -46,11 +47,26 @@ async def revoked_recipients(session: AsyncSession, messages: list[tuple[int, st
 outbox.withhold(CHANNEL, revoked_recipients)
 
 
-async def states(session: AsyncSession, device_id: int | None = None) -> list[dict[str, Any]]:
+def _subscriptions_query(device_id: int | None) -> Select[Sep2Subscription]:
     query = select(Sep2Subscription).order_by(Sep2Subscription.id)
     if device_id is not None:
         query = query.where(Sep2Subscription.end_device_id == device_id)
-    subs = list(await session.scalars(query))
+    return query
+
+
+async def states(session: AsyncSession, device_id: int | None = None) -> list[dict[str, Any]]:
+    return await _states(session, list(await session.scalars(_subscriptions_query(device_id))))
+
+
+async def states_page(
+    session: AsyncSession, device_id: int | None, offset: int, limit: int
+) -> tuple[list[dict[str, Any]], int]:
+    """One page of ``states`` and the number of subscriptions."""
+    subs, total = await fetch_page(session, _subscriptions_query(device_id), offset, limit)
+    return await _states(session, subs), total
+
+
+async def _states(session: AsyncSession, subs: list[Sep2Subscription]) -> list[dict[str, Any]]:
     if not subs:
         return []
     keys = [order_key(s.id) for s in subs]

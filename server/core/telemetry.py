@@ -10,11 +10,13 @@ import datetime as dt
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.core import changes
+from server.store.db import upsert_insert
 from server.store.models import TelemetryReading
+from server.store.models.telemetry import READING_KEY
 from server.store.types import utcnow
 
 # SI prefixes as OpenADR/EMIX siScaleCode spells them
@@ -73,15 +75,35 @@ def normalise(value: float, unit: str, scale: str = "none") -> tuple[float, str]
 
 
 async def add(session: AsyncSession, readings: list[Reading]) -> int:
-    """Append readings in one multi-row INSERT (report bursts can carry many intervals)."""
+    """Store readings; one already stored (same source, series, reading type and time) is left as it was.
+    Returns how many were new."""
+    return len(await add_new(session, readings))
+
+
+async def add_new(session: AsyncSession, readings: list[Reading]) -> list[Reading]:
+    """Store readings in multi-row INSERT .. ON CONFLICT DO NOTHING (report bursts carry many intervals;
+    devices re-post after a lost response); returns the readings that were new, in the order given."""
     if not readings:
-        return 0
+        return []
     now = utcnow()
     rows = [{**asdict(r), "received_at": now} for r in readings]
-    await session.execute(insert(TelemetryReading), rows)
-    # what shows these values (a 2030.5 ReadingList) changed with them
-    changes.record(session, readings=[(r.source_id, r.resource, r.value) for r in readings])
-    return len(rows)
+    t = TelemetryReading
+    stmt = (
+        upsert_insert(session, t)
+        .on_conflict_do_nothing(index_elements=list(READING_KEY))
+        .returning(t.source_kind, t.source_id, t.resource, t.measurement, t.ts, t.reading_type)
+    )
+    result = await session.execute(stmt, rows)
+    inserted = {tuple(row) for row in result}
+    new, seen = [], set()
+    for r in readings:
+        key = (r.source_kind, r.source_id, r.resource, r.measurement, r.ts, r.reading_type)
+        if key in inserted and key not in seen:  # a reading given twice in one call is stored (and new) once
+            seen.add(key)
+            new.append(r)
+    # what shows these values (a 2030.5 ReadingList) changed with them; a reading stored already is no change
+    changes.record(session, readings=[(r.source_id, r.resource, r.value) for r in new])
+    return new
 
 
 async def query(

@@ -158,7 +158,7 @@ async def enqueue(
 async def take_next(session: AsyncSession, ven_pk: int) -> OadrQueued | None:
     """Remove and return the oldest queued message (one message per poll).
 
-    The DELETE's row count decides who got it: when two polls of one VEN (or a poll and the push worker) race
+    Whether the DELETE removed the row decides who got it: when two polls of one VEN (or a poll and the push worker) race
     for the same row, the loser moves on to the next row instead of handing the message out twice."""
     for _ in range(10):
         query = select(OadrQueued).where(OadrQueued.ven_pk == ven_pk).order_by(OadrQueued.id).limit(1)
@@ -168,14 +168,19 @@ async def take_next(session: AsyncSession, ven_pk: int) -> OadrQueued | None:
         if item is None:
             return None
         session.expunge(item)
-        result = await session.execute(delete(OadrQueued).where(OadrQueued.id == item.id))
-        if result.rowcount == 1:
+        deleted = await session.scalar(
+            delete(OadrQueued).where(OadrQueued.id == item.id).returning(OadrQueued.id)
+        )
+        if deleted is not None:
             return item
     return None
 
 
-async def queued_counts(session: AsyncSession) -> dict[int, int]:
-    rows = await session.execute(select(OadrQueued.ven_pk, func.count()).group_by(OadrQueued.ven_pk))
+async def queued_counts(session: AsyncSession, ven_pks: list[int] | None = None) -> dict[int, int]:
+    query = select(OadrQueued.ven_pk, func.count()).group_by(OadrQueued.ven_pk)
+    if ven_pks is not None:
+        query = query.where(OadrQueued.ven_pk.in_(ven_pks))
+    rows = await session.execute(query)
     return {pk: n for pk, n in rows.all()}
 
 

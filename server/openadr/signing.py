@@ -45,6 +45,7 @@ import hashlib
 import hmac
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,7 +85,7 @@ DIGESTS = {
     _MORE3 + "sha3-512": "sha3_512",
 }
 SHA256 = "http://www.w3.org/2001/04/xmlenc#sha256"
-_HASHES = {
+_HASHES: dict[str, Callable[[], hashes.HashAlgorithm]] = {
     "sha224": hashes.SHA224,
     "sha256": hashes.SHA256,
     "sha384": hashes.SHA384,
@@ -216,7 +217,7 @@ def _text(el: etree._Element, path: str) -> str | None:
 
 def _c14n_method(el: etree._Element | None) -> tuple[bool, bool, list[str] | None]:
     algorithm = el.get("Algorithm") if el is not None else None
-    if algorithm not in C14N_METHODS:
+    if el is None or algorithm not in C14N_METHODS:
         raise SignatureRejected(f"unsupported canonicalization {algorithm!r}")
     exclusive, comments = C14N_METHODS[algorithm]
     prefixes = None
@@ -288,7 +289,7 @@ def _check_reference(
     if len(transforms) > 1:
         raise SignatureRejected(f"reference {uri}: only one canonicalization transform is supported")
     exclusive, comments, prefixes = _c14n_method(transforms[0]) if transforms else (False, False, None)
-    digest_name = DIGESTS.get(_attr(ref.find(_c("ds:DigestMethod")), "Algorithm"))
+    digest_name = DIGESTS.get(_attr(ref.find(_c("ds:DigestMethod")), "Algorithm") or "")
     if digest_name is None:
         raise SignatureRejected(f"reference {uri}: unsupported digest method")
     expected = _b64(_text(ref, "ds:DigestValue"))
@@ -311,7 +312,7 @@ def verify(root: etree._Element, tls_fingerprint: str, window: dt.timedelta) -> 
     signed_object = root.find(SIGNED_OBJECT)
     key_info = sig.find(_c("ds:KeyInfo"))
     cert_el = key_info.find(_c("ds:X509Data/ds:X509Certificate")) if key_info is not None else None
-    if cert_el is None or not cert_el.text:
+    if key_info is None or cert_el is None or not cert_el.text:
         raise SignatureRejected("signature has no X509Certificate in KeyInfo")
     signer = _certificate(cert_el.text)
     if signer.fingerprint != tls_fingerprint:
@@ -369,14 +370,15 @@ class Signer:
         # PEM-style 64-character lines, as signxml and openleadr write the certificate
         self.cert_b64 = "".join(b64[i : i + 64] + "\n" for i in range(0, len(b64), 64))
         self.fingerprint = pki.openadr_fingerprint(self.cert)
-        self.key = serialization.load_pem_private_key(key_path.read_bytes(), None)
-        if isinstance(self.key, ec.EllipticCurvePrivateKey):
+        key = serialization.load_pem_private_key(key_path.read_bytes(), None)
+        if isinstance(key, ec.EllipticCurvePrivateKey):
             self.method = ECDSA_SHA256
-            self._size = (self.key.curve.key_size + 7) // 8
-        elif isinstance(self.key, rsa.RSAPrivateKey):
+            self._size = (key.curve.key_size + 7) // 8
+        elif isinstance(key, rsa.RSAPrivateKey):
             self.method = RSA_SHA256
         else:
             raise ValueError(f"{key_path}: only RSA and EC keys can sign OpenADR messages")
+        self.key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey = key
         self._template: etree._Element | None = None
 
     def _signature_value(self, data: bytes) -> bytes:

@@ -242,7 +242,10 @@ def optimise(root: Node, steps: int, step_h: float, import_price: np.ndarray | N
     A_ub, B_ub = stack(a_ub, b_ub)  # noqa: N806
     A_eq, B_eq = stack(a_eq, b_eq)  # noqa: N806
     bounds = np.column_stack([np.concatenate(v.lower), np.concatenate(v.upper)]) if v.n else np.zeros((0, 2))
-    result = linprog(cost, A_ub=A_ub, b_ub=B_ub, A_eq=A_eq, b_eq=B_eq, bounds=bounds, method="highs")
+    # an (n, 2) array of bounds is what linprog takes at run time; scipy-stubs only types sequences of pairs
+    result = linprog(  # type: ignore[call-overload]
+        cost, A_ub=A_ub, b_ub=B_ub, A_eq=A_eq, b_eq=B_eq, bounds=bounds, method="highs"
+    )
     if result.status != 0:
         raise RuntimeError(f"optimizer failed: {result.message}")
     x = result.x

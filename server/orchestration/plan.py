@@ -128,7 +128,7 @@ def solve(inputs: PlanInputs) -> ExportPlan:
             f"{missing} device(s) reported no DERCapability rtgMaxW: no curtailable PV counted for them"
         )
     ders = [Pv(lfdi, kw * shape) for lfdi, kw in sorted(inputs.rated_kw.items())]
-    root = Node(inputs.node, base_kw=inputs.base_kw, export_limit_kw=inputs.export_limit_kw, ders=ders)
+    root = Node(inputs.node, base_kw=inputs.base_kw, export_limit_kw=inputs.export_limit_kw, ders=list(ders))
     plan = optimise(root, steps, step_h)
     curtail = sum((d.available_kw - plan.pv_output_kw[d.name] for d in ders), np.zeros(steps))
     net = plan.net_kw[inputs.node]

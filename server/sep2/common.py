@@ -1,5 +1,5 @@
-"""What every 2030.5 handler shares: the request scope, reading/validating bodies, answering with
-``application/sep+xml`` and 2030.5 ``Error`` bodies, list paging, mRIDs.
+"""What every 2030.5 handler shares: the request scope, reading/validating bodies,
+answering with ``application/sep+xml`` and 2030.5 ``Error`` bodies, list paging (in SQL), mRIDs.
 
 Request scope (zero trust; every query goes through it; ``server.core.scope`` builds it from the TLS identity):
 
@@ -17,16 +17,20 @@ import functools
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 from lxml import etree
+from sqlalchemy import Select, SQLColumnExpression, and_, or_, select, true
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.core.errors import DomainError, Invalid, NotFound
 from server.core.identity import ClientIdentity
 from server.core.scope import Scope
 from server.runtime import IDENTITY, RUNTIME, SCOPE, Runtime
 from server.sep2 import xml
+from server.store.models import EndDevice
+from server.store.paging import count_rows, fetch_page
 
 log = logging.getLogger("dso.sep2")
 
@@ -133,6 +137,9 @@ def path_int(request: web.Request, name: str) -> int:
 
 
 # ---------------------------------------------------------------------------------------------------- paging
+T = TypeVar("T")
+
+
 @dataclass(frozen=True)
 class Page:
     start: int
@@ -140,7 +147,21 @@ class Page:
     after: dt.datetime | None
 
     def slice(self, items: list[Any]) -> list[Any]:
+        """This page of a list that is short by nature (one ReadingSet, one DER); every other list pages
+        in SQL with ``fetch``."""
         return items[self.start : self.start + self.limit]
+
+    async def fetch(
+        self,
+        session: AsyncSession,
+        query: Select[T],
+        changed: SQLColumnExpression[dt.datetime] | None = None,
+    ) -> tuple[list[T], int]:
+        """This page of ``query`` and the list's ``all``, both in SQL; ``a`` keeps the items whose ``changed``
+        time is at or after it."""
+        if self.after is not None and changed is not None:
+            query = query.where(changed >= self.after)
+        return await fetch_page(session, query, self.start, self.limit)
 
 
 MAX_LIMIT = 255  # the most items one page returns (a bigger l is honoured up to this)
@@ -215,5 +236,77 @@ def scope_of(request: web.Request) -> Scope:
     return request[SCOPE].check_access()
 
 
+def visible_devices_query(scope: Scope) -> Select[EndDevice]:
+    """The enabled EndDevices the caller may reach, in EndDeviceList order (sfdi, then id)."""
+    return (
+        select(EndDevice)
+        .where(scope.device_filter(), EndDevice.enabled.is_(True))
+        .order_by(EndDevice.sfdi, EndDevice.id)
+    )
+
+
+def visible_device_ids(scope: Scope) -> Select[int]:
+    """The ids of ``visible_devices_query`` as a subquery for ``IN``."""
+    return select(EndDevice.id).where(scope.device_filter(), EndDevice.enabled.is_(True))
+
+
+async def _aggregator_list(
+    session: AsyncSession, scope: Scope, after: dt.datetime | None
+) -> tuple[Select[EndDevice], EndDevice | None]:
+    """An aggregator's EndDeviceList in two parts that each use an index (one OR over both would sort every
+    visible row on each page): its devices in list order, and its own EndDevice if that is not one of them."""
+    assert scope.aggregator_id is not None
+    changed = [EndDevice.changed_at >= after] if after is not None else []
+    devices = (
+        select(EndDevice)
+        .where(EndDevice.aggregator_id == scope.aggregator_id, EndDevice.enabled == true(), *changed)
+        .order_by(EndDevice.sfdi, EndDevice.id)
+    )
+    own = await session.scalar(
+        select(EndDevice).where(
+            EndDevice.lfdi == scope.lfdi,
+            EndDevice.enabled == true(),
+            or_(EndDevice.aggregator_id.is_(None), EndDevice.aggregator_id != scope.aggregator_id),
+            *changed,
+        )
+    )
+    return devices, own
+
+
+async def visible_devices_page(session: AsyncSession, scope: Scope, pg: Page) -> tuple[list[EndDevice], int]:
+    """One page of the caller's EndDeviceList (``visible_devices_query`` order, ``a`` on changedTime) and its
+    ``all``, in SQL."""
+    if scope.aggregator_id is None:
+        return await pg.fetch(session, visible_devices_query(scope), EndDevice.changed_at)
+    devices, own = await _aggregator_list(session, scope, pg.after)
+    if own is None:
+        return await fetch_page(session, devices, pg.start, pg.limit)
+    total = await count_rows(session, devices) + 1
+    if pg.limit <= 0 or pg.start >= total:
+        return [], total
+    # the own EndDevice's place in the merged order: the aggregator's devices that sort before it
+    before = or_(EndDevice.sfdi < own.sfdi, and_(EndDevice.sfdi == own.sfdi, EndDevice.id < own.id))
+    place = await count_rows(session, devices.where(before))
+    on_page = pg.start <= place < pg.start + pg.limit
+    first = pg.start if pg.start <= place else pg.start - 1
+    wanted = pg.limit - 1 if on_page else pg.limit
+    rows = list(await session.scalars(devices.offset(first).limit(wanted))) if wanted else []
+    if on_page:
+        rows.insert(place - pg.start, own)
+    return rows, total
+
+
+async def count_visible_devices(session: AsyncSession, scope: Scope) -> int:
+    if scope.aggregator_id is None:
+        return await count_rows(session, visible_devices_query(scope))
+    devices, own = await _aggregator_list(session, scope, None)
+    return await count_rows(session, devices) + (own is not None)
+
+
 def invalid(message: str) -> Invalid:
     return Invalid(message)
+
+
+async def visible_device(session: AsyncSession, scope: Scope, lfdi: str) -> EndDevice | None:
+    """The enabled EndDevice with this LFDI if the caller may reach it."""
+    return await session.scalar(visible_devices_query(scope).where(EndDevice.lfdi == lfdi))

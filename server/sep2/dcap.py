@@ -13,16 +13,10 @@ from aiohttp import web
 
 from server.core import sep2_device as devres
 from server.core import sep2_time
-from server.core.parties import visible_devices
 from server.sep2 import xml
-from server.sep2.common import (
-    reply,
-    runtime,
-    scope_of,
-    sep2_handler,
-    sessions,
-)
+from server.sep2.common import count_visible_devices, reply, runtime, scope_of, sep2_handler, sessions
 from server.sep2.render import poll_rate, render_ctx
+from server.store.paging import count_rows
 
 routes = web.RouteTableDef()
 
@@ -33,8 +27,8 @@ routes = web.RouteTableDef()
 async def get_dcap(request: web.Request) -> web.Response:
     async with sessions(request)() as session:
         scope = scope_of(request)
-        n_edev = len(await visible_devices(session, scope))
-        n_mup = len(await devres.mups_of(session, scope))
+        n_edev = await count_visible_devices(session, scope)
+        n_mup = await count_rows(session, devres.mups_query(scope))
         rate = await poll_rate(render_ctx(request, session), "DeviceCapability")
     el = xml.E(
         "DeviceCapability",

@@ -18,14 +18,14 @@ from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server import pki
-from server.core import programs
 from server.core import sep2_device as devres
 from server.core.changes import Change
 from server.core.errors import Conflict, Forbidden, Invalid, NotFound
-from server.core.parties import device_in_scope, ensure_aggregator, visible_devices
+from server.core.parties import device_in_scope, ensure_aggregator
 from server.core.scope import Scope
 from server.sep2 import xml
 from server.sep2.common import (
+    Page,
     created,
     epoch,
     list_element,
@@ -38,10 +38,12 @@ from server.sep2.common import (
     scope_of,
     sep2_handler,
     sessions,
+    visible_devices_page,
 )
 from server.sep2.render import RenderCtx, for_storage, lfdi_of, poll_rate, post_rate, render_ctx, with_href
 from server.sep2.resources import Params, by_type, page_params, subscribable
-from server.store.models import Aggregator, EndDevice, Sep2Subscription
+from server.store.models import Aggregator, EndDevice, Sep2Fsa, Sep2Subscription
+from server.store.paging import count_rows
 
 routes = web.RouteTableDef()
 
@@ -49,7 +51,7 @@ routes = web.RouteTableDef()
 # -------------------------------------------------------------------------------------------------- EndDevice
 async def render_edev(session: AsyncSession, device: EndDevice, post_rate_s: int) -> etree._Element:
     href = f"/edev/{device.id}"
-    n_fsa = len(await programs.device_fsas(session, device.id))
+    n_fsa = await count_rows(session, select(Sep2Fsa.id).where(Sep2Fsa.end_device_id == device.id))
     return xml.E(
         "EndDevice",
         {"href": href},
@@ -90,14 +92,13 @@ def _edev_list_affected(change: Change) -> ColumnElement[bool] | None:
 
 @subscribable("edev-list", "/edev", affected=_edev_list_affected, is_list=True)
 async def render_edev_list(ctx: RenderCtx, scope: Scope, params: Params) -> etree._Element:
-    found = await visible_devices(ctx.session, scope)
-    if params.after:
-        found = [d for d in found if d.changed_at >= params.after]
+    found, total = await visible_devices_page(
+        ctx.session, scope, Page(params.start, params.limit, params.after)
+    )
     rate = await poll_rate(ctx, "EndDeviceList")
     prate = await post_rate(ctx, "EndDevice")
-    shown = found[params.start : params.start + params.limit]
-    items = [await render_edev(ctx.session, d, prate) for d in shown]
-    return list_element("EndDeviceList", "/edev", items, len(found), rate, subscribable=True)
+    items = [await render_edev(ctx.session, d, prate) for d in found]
+    return list_element("EndDeviceList", "/edev", items, total, rate, subscribable=True)
 
 
 @routes.get("/edev")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from aiohttp import web
 from lxml import etree
-from sqlalchemy import ColumnElement, or_
+from sqlalchemy import ColumnElement, or_, select
 
 from server.core import programs
 from server.core.changes import Change
@@ -19,6 +19,7 @@ from server.core.scope import Scope
 from server.sep2 import xml
 from server.sep2.common import (
     MRID_FSA,
+    Page,
     list_element,
     mrid,
     page,
@@ -30,7 +31,8 @@ from server.sep2.common import (
 )
 from server.sep2.render import RenderCtx, poll_rate, render_ctx
 from server.sep2.resources import Params, by_type, page_params, subscribable
-from server.store.models import EndDevice, Sep2Subscription
+from server.store.models import EndDevice, Sep2Fsa, Sep2FsaProgram, Sep2Subscription
+from server.store.paging import count_rows
 
 routes = web.RouteTableDef()
 
@@ -48,11 +50,13 @@ def _fsa_list_affected(change: Change) -> ColumnElement[bool] | None:
 @subscribable("fsa-list", "/edev/{e}/fsa", affected=_fsa_list_affected, is_list=True)
 async def render_fsa_list(ctx: RenderCtx, scope: Scope, params: Params) -> etree._Element:
     device = await device_in_scope(ctx.session, scope, params.e or 0)
-    fsas = await programs.device_fsas(ctx.session, device.id)
+    # the FSAs of one device in id order, as server.core.programs.device_fsas lists them, paged in SQL
+    query = select(Sep2Fsa).where(Sep2Fsa.end_device_id == device.id).order_by(Sep2Fsa.id)
+    fsas, total = await Page(params.start, params.limit, params.after).fetch(ctx.session, query)
     rate = await poll_rate(ctx, "FunctionSetAssignmentsList")
-    items = [await render_fsa(ctx, device, f) for f in fsas[params.start : params.start + params.limit]]
+    items = [await render_fsa(ctx, device, f) for f in fsas]
     return list_element(
-        "FunctionSetAssignmentsList", f"/edev/{device.id}/fsa", items, len(fsas), rate, subscribable=True
+        "FunctionSetAssignmentsList", f"/edev/{device.id}/fsa", items, total, rate, subscribable=True
     )
 
 
@@ -66,7 +70,9 @@ async def get_fsa_list(request: web.Request) -> web.Response:
 
 async def render_fsa(ctx: RenderCtx, device: EndDevice, fsa) -> etree._Element:
     href = f"/edev/{device.id}/fsa/{fsa.id}"
-    n = len(await programs.fsa_programs(ctx.session, fsa.id))
+    n = await count_rows(
+        ctx.session, select(Sep2FsaProgram.program_id).where(Sep2FsaProgram.fsa_id == fsa.id)
+    )
     return xml.E(
         "FunctionSetAssignments",
         {"href": href},

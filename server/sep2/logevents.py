@@ -58,12 +58,11 @@ async def get_log_event_list(request: web.Request) -> web.Response:
     pg = page(request)
     async with runtime(request).store.sessions() as session:
         device = await device_in_scope(session, scope_of(request), path_int(request, "e"))
-        found = await logevents.for_device(session, device.id)
+        query = logevents.device_events_query(device.id)
+        found, total = await pg.fetch(session, query, Sep2LogEvent.created_date_time)
         rate = await poll_rate(render_ctx(request, session), "LogEventList")
-    if pg.after:
-        found = [e for e in found if e.created_date_time >= pg.after]
-    items = [render(e) for e in pg.slice(found)]
-    return reply(list_element("LogEventList", f"/edev/{device.id}/lel", items, len(found), rate))
+    items = [render(e) for e in found]
+    return reply(list_element("LogEventList", f"/edev/{device.id}/lel", items, total, rate))
 
 
 @routes.post("/edev/{e}/lel")

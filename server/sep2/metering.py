@@ -27,7 +27,7 @@ from dataclasses import fields
 
 from aiohttp import web
 from lxml import etree
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.core import sep2_device as devres
@@ -160,7 +160,8 @@ async def ingest(
     session: AsyncSession, device_lfdi: str, mup_xml: str, posted: etree._Element
 ) -> list[telemetry.Reading]:
     """Check and store the readings in ``posted`` (a MirrorUsagePoint, MirrorMeterReading or a list of them);
-    returns what was stored (recorded as a change by ``core.telemetry``: subscriptions to ReadingLists, Conditions)."""
+    returns what was new (recorded as a change by ``core.telemetry``: subscriptions to ReadingLists, Conditions). A
+    reading already stored (a device's retry after a lost response) is stored once and is no change."""
     declared = declared_types(mup_xml)
     name = xml.local_name(posted)
     mmrs = [posted] if name == "MirrorMeterReading" else posted.findall(xml.q("MirrorMeterReading"))
@@ -181,8 +182,7 @@ async def ingest(
         rows.extend(readings_of(mmr, rtype, device_lfdi, mrid, now))
         if len(rows) > MAX_READINGS_PER_POST:
             raise Invalid(f"at most {MAX_READINGS_PER_POST} readings per POST")
-    await telemetry.add(session, rows)
-    return rows
+    return await telemetry.add_new(session, rows)
 
 
 # ----------------------------------------------------------------------------------------------- read back
@@ -222,10 +222,10 @@ def render_meter_reading(mup: Sep2Mup, k: int, mmr: etree._Element) -> etree._El
 
 
 async def mup_in_scope(session: AsyncSession, scope: Scope, mup_id: int) -> Sep2Mup:
-    for mup in await devres.mups_of(session, scope):
-        if mup.id == mup_id:
-            return mup
-    raise NotFound("no such UsagePoint")
+    mup = await devres.owned_mup(session, scope, mup_id)
+    if mup is None:
+        raise NotFound("no such UsagePoint")
+    return mup
 
 
 async def mmr_in_scope(
@@ -253,10 +253,10 @@ async def get_usage_point_list(request: web.Request) -> web.Response:
     pg = page(request)
     async with runtime(request).store.sessions() as session:
         scope = scope_of(request)
-        found = await devres.mups_of(session, scope)
+        found, total = await pg.fetch(session, devres.mups_query(scope))
         rate = await poll_rate(render_ctx(request, session), "UsagePointList")
-    items = [render_usage_point(m) for m in pg.slice(found)]
-    return reply(list_element("UsagePointList", "/upt", items, len(found), rate))
+    items = [render_usage_point(m) for m in found]
+    return reply(list_element("UsagePointList", "/upt", items, total, rate))
 
 
 @routes.get("/upt/{m}")
@@ -297,13 +297,19 @@ async def get_meter_reading_type(request: web.Request) -> web.Response:
     return reply(rt)
 
 
-async def _series(session: AsyncSession, mup: Sep2Mup, mmr: etree._Element):
+async def _series(session: AsyncSession, mup: Sep2Mup, mmr: etree._Element) -> list[ColumnElement[bool]]:
     t = TelemetryReading
-    return (
+    conds = [
         t.source_kind == "device",
         t.source_id == mup.device_lfdi,
         t.resource == (xml.text(mmr, "mRID") or "").upper(),
-    )
+    ]
+    declared = reading_type(xml.find(mmr, "ReadingType"))
+    if declared is not None:
+        # a MeterReading holds one quantity (its uom); naming it lets the series index (source, resource,
+        # measurement, ts) hand the rows over newest first, so a page costs the same at any list length
+        conds.append(t.measurement == declared.measurement)
+    return conds
 
 
 async def _reading_set(session: AsyncSession, mup: Sep2Mup, k: int, mmr: etree._Element) -> etree._Element:

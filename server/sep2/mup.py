@@ -14,7 +14,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.core import sep2_device as devres
 from server.core.errors import Forbidden, Invalid, NotFound
-from server.core.parties import visible_devices
 from server.core.scope import Scope
 from server.sep2 import metering, xml
 from server.sep2.common import (
@@ -27,8 +26,10 @@ from server.sep2.common import (
     scope_of,
     sep2_handler,
     sessions,
+    visible_device,
 )
 from server.sep2.render import for_storage, lfdi_of, poll_rate, post_rate, render_ctx, with_href
+from server.store.models import Sep2Mup
 
 routes = web.RouteTableDef()
 
@@ -47,13 +48,11 @@ async def get_mup_list(request: web.Request) -> web.Response:
     pg = page(request)
     async with sessions(request)() as session:
         scope = scope_of(request)
-        found = await devres.mups_of(session, scope)
-        if pg.after:
-            found = [m for m in found if m.changed_at >= pg.after]
+        found, total = await pg.fetch(session, devres.mups_query(scope), Sep2Mup.changed_at)
         rate = await poll_rate(render_ctx(request, session), "MirrorUsagePointList")
         prate = await post_rate(render_ctx(request, session), "MirrorUsagePoint")
-    items = [render_mup(request, m, prate) for m in pg.slice(found)]
-    return reply(list_element("MirrorUsagePointList", "/mup", items, len(found), rate))
+    items = [render_mup(request, m, prate) for m in found]
+    return reply(list_element("MirrorUsagePointList", "/mup", items, total, rate))
 
 
 @routes.post("/mup")
@@ -65,8 +64,7 @@ async def post_mup(request: web.Request) -> web.Response:
     mmrs = [(xml.text(m, "mRID") or "").upper() for m in body.findall(xml.q("MirrorMeterReading"))]
     async with sessions(request).begin() as session:
         scope = scope_of(request)
-        visible = {d.lfdi for d in await visible_devices(session, scope)}
-        if device_lfdi not in visible:
+        if await visible_device(session, scope, device_lfdi) is None:
             raise Forbidden("deviceLFDI is not an EndDevice you may mirror")
         mup, is_new = await devres.upsert_mup(
             session, scope.lfdi, device_lfdi, mup_mrid, for_storage(body), mmrs
@@ -76,11 +74,11 @@ async def post_mup(request: web.Request) -> web.Response:
     return web.Response(status=201 if is_new else 204, headers={"Location": href})
 
 
-async def mup_in_scope(session: AsyncSession, scope: Scope, mup_id: int):
-    for mup in await devres.mups_of(session, scope):
-        if mup.id == mup_id:
-            return mup
-    raise NotFound("no such MirrorUsagePoint")
+async def mup_in_scope(session: AsyncSession, scope: Scope, mup_id: int) -> Sep2Mup:
+    mup = await devres.owned_mup(session, scope, mup_id)
+    if mup is None:
+        raise NotFound("no such MirrorUsagePoint")
+    return mup
 
 
 @routes.get("/mup/{m}")
@@ -107,8 +105,16 @@ async def post_readings(request: web.Request) -> web.Response:
                 raise Invalid(
                     f"MirrorMeterReading {xml.text(r, 'mRID')} is not part of this MirrorUsagePoint"
                 )
-        await devres.add_readings(session, mup, etree.tostring(body, encoding="unicode"), len(readings))
-        await metering.ingest(session, mup.device_lfdi, mup.body, body)  # readings -> telemetry, checked
+        stored = await metering.ingest(
+            session, mup.device_lfdi, mup.body, body
+        )  # readings -> telemetry, checked
+        values = any(
+            xml.find(r, "Reading") is not None or xml.find(r, "MirrorReadingSet") is not None
+            for r in readings
+        )
+        if stored or not values:
+            # a retry whose readings are all stored already leaves no second copy of the post either
+            await devres.add_readings(session, mup, etree.tostring(body, encoding="unicode"), len(readings))
     return web.Response(status=201, headers={"Location": f"/mup/{mup.id}"})
 
 

@@ -14,7 +14,6 @@ from lxml import etree
 from server.core import programs, responses
 from server.core.errors import Invalid, NotFound
 from server.core.metering import from_epoch
-from server.core.parties import visible_devices
 from server.sep2 import xml
 from server.sep2.common import (
     MRID_CONTROL,
@@ -31,8 +30,11 @@ from server.sep2.common import (
     scope_of,
     sep2_handler,
     sessions,
+    visible_device,
+    visible_device_ids,
 )
 from server.sep2.render import lfdi_of, pen, poll_rate, render_ctx
+from server.store.models import EndDevice
 from server.store.types import utcnow
 
 routes = web.RouteTableDef()
@@ -87,14 +89,13 @@ async def get_response_list(request: web.Request) -> web.Response:
     pg = page(request)
     async with sessions(request)() as session:
         scope = scope_of(request)
-        ids = [d.id for d in await visible_devices(session, scope)]
-        found = await responses.all_responses(session, ids)
+        found, total = await pg.fetch(session, responses.responses_query(visible_device_ids(scope)))
     items = []
-    for r in pg.slice(found):
+    for r in found:
         el = render_response(r, pen(request))
         el.tag = xml.q("Response")  # a plain Response inside a ResponseList
         items.append(el)
-    return reply(list_element("ResponseList", f"/rsps/{RESPONSE_SET_ID}/rsp", items, len(found)))
+    return reply(list_element("ResponseList", f"/rsps/{RESPONSE_SET_ID}/rsp", items, total))
 
 
 @routes.get("/rsps/{r}/rsp/{i}")
@@ -105,7 +106,10 @@ async def get_response(request: web.Request) -> web.Response:
     async with sessions(request)() as session:
         scope = scope_of(request)
         r = await responses.get(session, path_int(request, "i"))
-        if r is None or r.end_device_id not in {d.id for d in await visible_devices(session, scope)}:
+        visible = r is not None and await session.scalar(
+            visible_device_ids(scope).where(EndDevice.id == r.end_device_id)
+        )
+        if r is None or not visible:
             raise NotFound("no such Response")
     return reply(render_response(r, pen(request)))
 
@@ -128,7 +132,7 @@ async def post_response(request: web.Request) -> web.Response:
     created_dt = from_epoch(created_at, "createdDateTime") if created_at is not None else utcnow()
     async with sessions(request).begin() as session:
         scope = scope_of(request)
-        device = next((d for d in await visible_devices(session, scope) if d.lfdi == lfdi), None)
+        device = await visible_device(session, scope, lfdi)
         if device is None:
             raise Invalid("endDeviceLFDI is not an EndDevice you may respond for")
         _, controls = await programs.device_intervals(session, device.id)

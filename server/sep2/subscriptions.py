@@ -404,18 +404,15 @@ async def get_subscription_list(request: web.Request) -> web.Response:
     async with runtime(request).store.sessions() as session:
         scope = scope_of(request)
         device = await device_in_scope(session, scope, path_int(request, "e"))
-        found = list(
-            await session.scalars(
-                select(Sep2Subscription)
-                .where(Sep2Subscription.end_device_id == device.id, Sep2Subscription.owner_lfdi == scope.lfdi)
-                .order_by(Sep2Subscription.id)
-            )
+        query = (
+            select(Sep2Subscription)
+            .where(Sep2Subscription.end_device_id == device.id, Sep2Subscription.owner_lfdi == scope.lfdi)
+            .order_by(Sep2Subscription.id)
         )
+        found, total = await pg.fetch(session, query, Sep2Subscription.changed_at)
         rate = await poll_rate(render_ctx(request, session), "SubscriptionList")
-    if pg.after:
-        found = [s for s in found if s.changed_at >= pg.after]
-    items = [render_subscription(s) for s in pg.slice(found)]
-    return reply(list_element("SubscriptionList", f"/edev/{device.id}/sub", items, len(found), rate))
+    items = [render_subscription(s) for s in found]
+    return reply(list_element("SubscriptionList", f"/edev/{device.id}/sub", items, total, rate))
 
 
 @routes.post("/edev/{e}/sub")

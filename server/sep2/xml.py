@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from lxml import etree
 
@@ -154,6 +154,10 @@ def add(parent: etree._Element, child: Any) -> None:
         raise TypeError(f"cannot append {child!r}")
 
 
+@overload
+def leaf(tag: str, value: None) -> None: ...
+@overload
+def leaf(tag: str, value: object) -> etree._Element: ...
 def leaf(tag: str, value: Any) -> etree._Element | None:
     """A simple-content element, or None when ``value`` is None (so optional fields vanish)."""
     if value is None:

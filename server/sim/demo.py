@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -101,10 +102,16 @@ class Demo:
                     raise CliError("the server stopped during start-up")
                 with contextlib.suppress(aiohttp.ClientError, OSError):
                     async with http.get(self.settings.admin_url + "/healthz") as r:
-                        if r.status == 200:
-                            return
+                        healthy = r.status == 200
+                    if healthy:
+                        break
                 await asyncio.sleep(0.1)
-        raise CliError(f"the server did not become healthy within {within:.0f} s")
+            else:
+                raise CliError(f"the server did not become healthy within {within:.0f} s")
+        # whoever answered must be this process's server, not another one on the same port
+        status = await self.call("GET", "/api/v1/status")
+        if status.get("pid") != os.getpid():
+            raise CliError(f"another server (pid {status.get('pid')}) answers at {self.settings.admin_url}")
 
     def certificate(self, name: str) -> dict[str, Any]:
         """The device's dev-PKI certificate: issued once, reused when the demo runs again on the same dir."""
@@ -144,6 +151,14 @@ class Demo:
         try:
             node = await self.call("GET", f"/api/v1/grid/nodes/{o.node}")
         except CliError:
+            node = None
+        if node is not None:
+            # a second run on the same directory: the limit asked for (or a missing one) is set on the node
+            wanted = o.export_limit_kw if o.export_limit_kw is not None else node["export_limit_kw"] or limit
+            if node["export_limit_kw"] != wanted:
+                node = await self.call("PATCH", f"/api/v1/grid/nodes/{o.node}", {"export_limit_kw": wanted})
+                self.say(f"grid: feeder {o.node!r} existed; its export limit is now {wanted:g} kW")
+        else:
             node = await self.call(
                 "POST",
                 "/api/v1/grid/nodes",
@@ -201,13 +216,17 @@ class Demo:
         end = int(time.time()) // STEP * STEP
         start = end - self.opts.history_days * 86400
         zone = ZoneInfo(self.opts.timezone)
+
+        def fleet_net_w(ts: np.ndarray) -> list[np.ndarray]:
+            return [d.site.net_w_at(ts) for d in self.fleet]
+
         for day in range(self.opts.history_days):
             t0 = start + day * 86400
             ts = np.arange(t0, t0 + 86400, STEP).astype("datetime64[s]")
-            series = await asyncio.to_thread(lambda ts=ts: [d.site.net_w_at(ts) for d in self.fleet])
+            series = await asyncio.to_thread(fleet_net_w, ts)
             await asyncio.gather(*(d.post_readings(t0, v) for d, v in zip(self.fleet, series, strict=True)))
             feeder = np.sum(series, axis=0) / 1000
-            local = dt.datetime.fromtimestamp(t0, zone).strftime("%a %d %b %H:%M")
+            local = dt.datetime.fromtimestamp(t0, zone).strftime("%a %d %b %H:%M %Z")
             self.say(
                 f"simulated day {day + 1}/{self.opts.history_days} from {local}: {len(self.fleet) * len(ts)} "
                 f"readings; feeder peak import {feeder.max():.1f} kW, peak export {max(0, -feeder.min()):.1f} kW"
@@ -232,8 +251,8 @@ class Demo:
         hi, lo = int(np.argmax(mean)), int(np.argmin(mean))
         self.say(
             f"forecast {self.opts.node} (run {run['id']}, {run['model']}, {run['history_points']} intervals of "
-            f"history): next 24 h net load peaks at {mean[hi]:.1f} kW import {times[hi]:%a %H:%M} and "
-            f"{max(0.0, -mean[lo]):.1f} kW export {times[lo]:%a %H:%M}"
+            f"history): next 24 h net load peaks at {mean[hi]:.1f} kW import {times[hi]:%a %H:%M %Z} and "
+            f"{max(0.0, -mean[lo]):.1f} kW export {times[lo]:%a %H:%M %Z}"
         )
 
     async def plan_and_dispatch(self) -> None:
@@ -242,7 +261,7 @@ class Demo:
         plan = await self.call("POST", "/api/v1/plans", {"node": self.opts.node, "dispatch": True})
         self.result.plan = plan
         self.result.controls = (plan.get("dispatch") or {}).get("sep2_controls", [])
-        for line in plan_lines(plan):
+        for line in plan_lines(plan, self.opts.timezone):
             self.say(line.strip() if line.startswith("  ") else line)
 
     async def watch_controls(self, deadline: float) -> None:
@@ -322,9 +341,7 @@ class Demo:
         if r.controls:
             start = min(dt.datetime.fromisoformat(c["start"]) for c in r.controls)
             if start > dt.datetime.now(dt.UTC):
-                when = (
-                    f", scheduled (EventStatus 0) to start {start.astimezone(ZoneInfo(o.timezone)):%a %H:%M}"
-                )
+                when = f", scheduled (EventStatus 0) to start {start.astimezone(ZoneInfo(o.timezone)):%a %H:%M %Z}"
             else:
                 when = f", {r.started} reported it started (Response 2)"
         lines.append(
@@ -340,6 +357,17 @@ class Demo:
         r = self.result
         controls_ok = r.acknowledged == len(r.controls) if r.controls else bool(r.plan)
         return r.enrolled == self.opts.devices and r.readings_stored > 0 and bool(r.forecast) and controls_ok
+
+
+def next_steps(settings: Settings, opts: DemoOptions) -> str:
+    """What to try after a bounded run: everything the demo made stays in its data directory."""
+    cfg = settings.source or Path(settings.base_dir) / "dso.toml"
+    return (
+        f"\nnext: serve the demo's data directory and look around\n"
+        f"  dso serve -c {cfg} &\n  export DSO_CONFIG={cfg}\n  dso device list\n"
+        f"  dso forecast --node {opts.node} --latest --plot forecast.png\n  dso plan --node {opts.node}\n"
+        f"or run `dso demo --keep-serving` to keep the fleet running too"
+    )
 
 
 async def run_demo(settings: Settings, opts: DemoOptions, out: Callable[[str], None] = print) -> Demo:
@@ -397,6 +425,8 @@ async def run_demo(settings: Settings, opts: DemoOptions, out: Callable[[str], N
                     f"  dso control list --lfdi {demo.fleet[0].lfdi}\n  dso readings latest {demo.fleet[0].lfdi}"
                 )
                 await stop_server.wait()
+            else:
+                out(next_steps(settings, opts))
     except (SimError, aiohttp.ClientError) as exc:
         raise CliError(f"demo failed: {exc}") from exc
     finally:

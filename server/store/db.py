@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 
@@ -43,3 +45,10 @@ def create_store(url: str, echo: bool = False) -> Store:
     if engine.dialect.name == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return Store(engine, async_sessionmaker(engine, expire_on_commit=False))
+
+
+def upsert_insert(session: AsyncSession, model: Any) -> Any:
+    """An INSERT for ``model`` in the session's dialect, which has ``on_conflict_do_nothing`` and
+    ``on_conflict_do_update`` (SQLite and PostgreSQL spell ON CONFLICT the same way)."""
+    backend = session.bind.dialect.name if session.bind is not None else ""
+    return (postgresql if backend == "postgresql" else sqlite).insert(model)

@@ -40,7 +40,7 @@ def server(quiet_server):
 
 @pytest.fixture
 def scheduled_server(tmp_path):
-    s = LiveServer(tmp_path / "dso", extra_env={"DSO_ORCHESTRATION_FORECAST_INTERVAL_S": "2"}).init().start()
+    s = LiveServer(tmp_path / "dso", extra_env={"DSO_ORCHESTRATION__FORECAST_INTERVAL_S": "2"}).init().start()
     yield s
     s.stop()
 
@@ -57,7 +57,8 @@ def test_forecast_a_feeder_from_imported_telemetry(server, tmp_path):
     load_csv(tmp_path / "a.csv", start, 14, 2000.0)
     load_csv(tmp_path / "b.csv", start, 14, 1000.0, phase=3)
     assert dso_json("telemetry", "import", str(tmp_path / "a.csv"), "--lfdi", a["lfdi"], *cfg, "--json") == {
-        "stored": 14 * 96
+        "stored": 14 * 96,
+        "already_stored": 0,
     }
     dso("telemetry", "import", str(tmp_path / "b.csv"), "--lfdi", b["lfdi"], "--scale", "none", *cfg)
 

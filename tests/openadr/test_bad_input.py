@@ -249,7 +249,7 @@ def test_report_requests_from_staff_reach_the_ven(env):
 
 
 def test_queue_survives_restart_and_vtn_cancels_registration(tmp_path):
-    server = start_server(tmp_path / "dso", DSO_OPENADR_SELF_REGISTER="true")
+    server = start_server(tmp_path / "dso", DSO_OPENADR__SELF_REGISTER="true")
     watch = SchemaWatch()
     try:
         # self-registration: the certificate is not enrolled beforehand

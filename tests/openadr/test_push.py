@@ -102,12 +102,12 @@ class PushEndpoint:
 
 
 async def test_event_pushed_to_ven_endpoint_with_retry(tmp_path):
-    server = LiveServer(tmp_path / "dso", extra_env={**FAST_ENV, "DSO_OPENADR_SIGN_REPLIES": "true"})
+    server = LiveServer(tmp_path / "dso", extra_env={**FAST_ENV, "DSO_OPENADR__SIGN_REPLIES": "true"})
     await asyncio.to_thread(server.init)
     # a TLS client certificate for the VTN's push connections (the dev server certificate is serverAuth only)
     push_identity = await asyncio.to_thread(server.issue_ven, "vtn-push-client")
     server.extra_env.update(
-        DSO_OPENADR_PUSH_CERT=push_identity["cert"], DSO_OPENADR_PUSH_KEY=push_identity["key"]
+        DSO_OPENADR__PUSH_CERT=push_identity["cert"], DSO_OPENADR__PUSH_KEY=push_identity["key"]
     )
     await asyncio.to_thread(server.start)
     watch = SchemaWatch()

@@ -59,7 +59,7 @@ async def _dso(server, *args: str) -> str:
 
 
 async def test_signed_ven_full_life(tmp_path):
-    server = await asyncio.to_thread(start_server, tmp_path / "dso", DSO_OPENADR_SIGN_REPLIES="true")
+    server = await asyncio.to_thread(start_server, tmp_path / "dso", DSO_OPENADR__SIGN_REPLIES="true")
     watch = SchemaWatch()
     ven = await asyncio.to_thread(enroll, server, "aggregator-1")
     # VEN signs every message; it also checks the VTN's signature against the VTN certificate fingerprint

@@ -26,7 +26,7 @@ PY20305 = shutil.which("py20305", path=str(Path(sys.executable).parent))
 
 @pytest.mark.skipif(PY20305 is None, reason="py20305[cli] is not installed (it is in the test extra)")
 def test_py20305_client_registers_discovers_reports_and_responds(tmp_path):
-    server = LiveServer(tmp_path / "dso", extra_env={"DSO_SEP2_POLL_RATE_S": "10"}).init().start()
+    server = LiveServer(tmp_path / "dso", extra_env={"DSO_SEP2__POLL_RATE_S": "10"}).init().start()
     client = None
     try:
         cert = server.issue_device("py20305")

@@ -23,10 +23,10 @@ def test_environment_overrides_file(tmp_path):
     s = load_settings(
         cfg,
         env={
-            "DSO_SERVER_PORT": "9443",
-            "DSO_DATABASE_URL": "postgresql://h/db",
-            "DSO_OPENADR_SELF_REGISTER": "true",
-            "DSO_SERVER_TRUSTED_PROXIES": "10.0.0.1, ::1",
+            "DSO_SERVER__PORT": "9443",
+            "DSO_DATABASE__URL": "postgresql://h/db",
+            "DSO_OPENADR__SELF_REGISTER": "true",
+            "DSO_SERVER__TRUSTED_PROXIES": "10.0.0.1, ::1",
         },
     )
     assert s.server.port == 9443
@@ -55,8 +55,8 @@ def test_corrupt_config_names_file_and_key(tmp_path, content, needle):
 
 
 def test_bad_environment_value_names_the_variable(tmp_path):
-    with pytest.raises(ConfigError, match="DSO_ADMIN_PORT"):
-        load_settings(None, env={"DSO_ADMIN_PORT": "eighty"})
+    with pytest.raises(ConfigError, match="DSO_ADMIN__PORT"):
+        load_settings(None, env={"DSO_ADMIN__PORT": "eighty"})
 
 
 def test_missing_config_file(tmp_path):

@@ -42,7 +42,7 @@ def data_dir(tmp_path_factory) -> Path:
 
 def test_dso_certs_device_prints_the_lfdi_and_sfdi_sep2tools_computes(data_dir):
     for i in range(5):
-        out = dso_json("certs", "device", f"dev{i}", "-c", str(data_dir))
+        out = dso_json("certs", "device", f"dev{i}", "--json", "-c", str(data_dir))
         cert_path = Path(out["cert"])
         assert out["lfdi"] == get_certificate_lfdi(cert_path, group=False)
         der = x509.load_pem_x509_certificate(cert_path.read_bytes()).public_bytes(Encoding.DER)
@@ -51,7 +51,7 @@ def test_dso_certs_device_prints_the_lfdi_and_sfdi_sep2tools_computes(data_dir):
 
 
 def test_device_certificate_follows_the_2030_5_profile(data_dir):
-    out = dso_json("certs", "device", "profile", "-c", str(data_dir))
+    out = dso_json("certs", "device", "profile", "--json", "-c", str(data_dir))
     cert = x509.load_pem_x509_certificate(Path(out["cert"]).read_bytes())
     assert isinstance(cert.public_key(), ec.EllipticCurvePublicKey)
     assert cert.public_key().curve.name == "secp256r1"
@@ -70,7 +70,7 @@ def test_device_certificate_follows_the_2030_5_profile(data_dir):
 
 
 def test_sep2tools_validator_accepts_our_device_certificate(data_dir, tmp_path):
-    out = dso_json("certs", "device", "validated", "-c", str(data_dir))
+    out = dso_json("certs", "device", "validated", "--json", "-c", str(data_dir))
     # sep2tools finds the issuer in the same directory
     (tmp_path / "device.pem").write_bytes(Path(out["cert"]).read_bytes())
     (tmp_path / "mica.pem").write_bytes((data_dir / "pki" / "mica.pem").read_bytes())
@@ -102,7 +102,7 @@ def test_server_certificates_name_loopback_and_cover_rsa_and_ec(data_dir):
 
 
 def test_private_keys_are_written_0600(data_dir):
-    dso_json("certs", "ven", "ven-rsa", "--rsa", "-c", str(data_dir))
+    dso_json("certs", "ven", "ven-rsa", "--json", "--rsa", "-c", str(data_dir))
     keys = list((data_dir / "pki").rglob("*.key"))
     assert len(keys) >= 8
     for key in keys:
@@ -110,7 +110,7 @@ def test_private_keys_are_written_0600(data_dir):
 
 
 def test_ven_fingerprint_is_last_ten_bytes_of_sha256(data_dir):
-    out = dso_json("certs", "ven", "ven-ec", "-c", str(data_dir))
+    out = dso_json("certs", "ven", "ven-ec", "--json", "-c", str(data_dir))
     der = x509.load_pem_x509_certificate(Path(out["cert"]).read_bytes()).public_bytes(Encoding.DER)
     digest = hashlib.sha256(der).hexdigest().upper()
     assert out["fingerprint"].replace(":", "") == digest[-20:]

@@ -13,7 +13,7 @@ def leaders(servers: list[LiveServer]) -> list[LiveServer]:
 
 
 def test_two_processes_share_the_database_and_elect_one_scheduler_leader(tmp_path, pg_database):
-    env = {"DSO_ORCHESTRATION_LEADER_RETRY_S": "1"}
+    env = {"DSO_ORCHESTRATION__LEADER_RETRY_S": "1"}
     a = LiveServer(tmp_path / "a", database_url=pg_database, extra_env=env).init().start()
     b = LiveServer(tmp_path / "b", database_url=pg_database, extra_env=env).init().start()
     try:

@@ -42,7 +42,7 @@ def device(server) -> dict:
 def foreign_device(tmp_path_factory) -> dict:
     other = tmp_path_factory.mktemp("foreign") / "dso"
     dso_json("init", str(other), "--json")
-    return dso_json("certs", "device", "intruder", "-c", str(other))
+    return dso_json("certs", "device", "intruder", "--json", "-c", str(other))
 
 
 def s_client(server: LiveServer, *extra: str) -> str:
@@ -185,8 +185,8 @@ def test_proxy_identity_header_is_used_only_from_trusted_proxies(server, device)
     trusted = load_settings(
         server.config,
         env={
-            "DSO_SERVER_PROXY_IDENTITY_HEADER": "X-Client-Cert",
-            "DSO_SERVER_TRUSTED_PROXIES": "127.0.0.0/8",
+            "DSO_SERVER__PROXY_IDENTITY_HEADER": "X-Client-Cert",
+            "DSO_SERVER__TRUSTED_PROXIES": "127.0.0.0/8",
         },
     )
     status, body = asyncio.run(_run_identity_app(trusted, no_cert, header))
@@ -197,7 +197,10 @@ def test_proxy_identity_header_is_used_only_from_trusted_proxies(server, device)
     # the header from an address that is not a configured proxy is ignored: no certificate, no entry
     untrusted = load_settings(
         server.config,
-        env={"DSO_SERVER_PROXY_IDENTITY_HEADER": "X-Client-Cert", "DSO_SERVER_TRUSTED_PROXIES": "10.0.0.0/8"},
+        env={
+            "DSO_SERVER__PROXY_IDENTITY_HEADER": "X-Client-Cert",
+            "DSO_SERVER__TRUSTED_PROXIES": "10.0.0.0/8",
+        },
     )
     status, _ = asyncio.run(_run_identity_app(untrusted, no_cert, header))
     assert status == 403

@@ -14,7 +14,7 @@ def sep2_server(tmp_path_factory) -> Iterator[LiveServer]:
     server = (
         LiveServer(
             tmp_path_factory.mktemp("sep2") / "dso",
-            extra_env={"DSO_SEP2_PEN": "12345", "DSO_SEP2_POLL_RATE_S": "60"},
+            extra_env={"DSO_SEP2__PEN": "12345", "DSO_SEP2__POLL_RATE_S": "60"},
         )
         .init()
         .start()

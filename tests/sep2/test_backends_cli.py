@@ -14,7 +14,7 @@ from server.sep2 import xml
 
 def test_register_control_respond_on_each_backend(tmp_path, database_url):
     server = (
-        LiveServer(tmp_path / "dso", database_url=database_url, extra_env={"DSO_SEP2_PEN": "777"})
+        LiveServer(tmp_path / "dso", database_url=database_url, extra_env={"DSO_SEP2__PEN": "777"})
         .init()
         .start()
     )
@@ -47,7 +47,7 @@ def test_register_control_respond_on_each_backend(tmp_path, database_url):
 
 
 def test_out_of_band_only_refuses_in_band_registration(tmp_path):
-    server = LiveServer(tmp_path / "dso", extra_env={"DSO_SEP2_REGISTRATION": "out-of-band"}).init().start()
+    server = LiveServer(tmp_path / "dso", extra_env={"DSO_SEP2__REGISTRATION": "out-of-band"}).init().start()
     try:
         c = Sep2Client(server, server.issue_device("d1"))
         r = c.post("/edev", edev_xml(c.lfdi, c.sfdi))

@@ -21,7 +21,7 @@ POWER = "EF" * 15 + "01"
 
 @pytest.fixture
 def server(tmp_path) -> Iterator[LiveServer]:
-    s = LiveServer(tmp_path / "dso", extra_env={"DSO_ORCHESTRATION_ENABLED": "false"}).init().start()
+    s = LiveServer(tmp_path / "dso", extra_env={"DSO_ORCHESTRATION__ENABLED": "false"}).init().start()
     try:
         yield s
     finally:

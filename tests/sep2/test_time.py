@@ -36,9 +36,9 @@ def test_new_york_and_zones_without_dst():
 @pytest.mark.parametrize(
     ("key", "value"),
     [
-        ("DSO_SEP2_TIME_ZONE", "Mars/Olympus"),
-        ("DSO_SEP2_PEN", "123456789"),
-        ("DSO_SEP2_REGISTRATION", "sometimes"),
+        ("DSO_SEP2__TIME_ZONE", "Mars/Olympus"),
+        ("DSO_SEP2__PEN", "123456789"),
+        ("DSO_SEP2__REGISTRATION", "sometimes"),
     ],
 )
 def test_bad_sep2_settings_are_refused(key, value):

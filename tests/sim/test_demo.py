@@ -51,6 +51,20 @@ def test_dso_demo_runs_the_loop_against_the_real_server(tmp_path):
     out = proc.stdout
     assert "OpenDSO demo summary" in out and "outcome         OK" in out, out
     assert f"{DEVICES}/{DEVICES} simulated PV sites enrolled" in out, out
+    assert "next: serve the demo's data directory" in out and f"dso serve -c {home / 'dso.toml'}" in out
+
+    # a second run on the same directory: the export limit asked for is set on the existing feeder, and the
+    # history it posts again is not stored twice
+    again = subprocess.run(
+        [sys.executable, "-m", "server", "demo", "--dir", str(home), "--devices", str(DEVICES)]
+        + ["--history-days", "3", "--duration", "10", "--export-limit-kw", "7.5"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
+    assert "export limit is now 7.5 kW" in again.stdout, again.stdout + again.stderr
+    assert "Traceback" not in again.stderr, again.stderr
 
     server = LiveServer(home).init().start()  # the demo's data directory, served again
     try:
@@ -64,12 +78,13 @@ def test_dso_demo_runs_the_loop_against_the_real_server(tmp_path):
         lfdis = {d["lfdi"] for d in devices}
         assert len(lfdis) == DEVICES
         node = admin("/api/v1/grid/nodes/feeder-demo")
-        assert {m["id"] for m in node["members"]} == lfdis and node["export_limit_kw"] > 0
+        assert {m["id"] for m in node["members"]} == lfdis and node["export_limit_kw"] == 7.5
         for lfdi in lfdis:
             rows = admin(
                 f"/api/v1/telemetry?source_kind=device&source_id={lfdi}&measurement=realPower&limit=100000"
             )
             assert len(rows) >= 3 * 96 - 1  # three days of 15-minute history, plus live readings
+            assert len(rows) == len({r["ts"] for r in rows}) < 2 * 3 * 96  # two runs, each reading once
             assert {r["resource"] for r in rows} == {lfdi[:30] + "01"}  # the device's own MirrorMeterReading
             rated = admin(f"/api/v1/telemetry?source_kind=device&source_id={lfdi}&measurement=ratedPower")
             assert rated and rated[0]["value"] in {3800, 5000, 6000, 7600, 9600}  # from its DERCapability

@@ -30,25 +30,36 @@ def free_port() -> int:
 
 
 def dso(
-    *args: str, env: dict[str, str] | None = None, check: bool = True, timeout: float = 60
+    *args: str,
+    env: dict[str, str] | None = None,
+    check: bool = True,
+    timeout: float = 60,
+    clear_env: bool = False,
+    cwd: Path | None = None,
+    stdin: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run the real ``dso`` command (as ``python -m server``) and return its completed process."""
-    full_env = {**os.environ, **(env or {})}
+    """Run the real ``dso`` command (as ``python -m server``) and return its completed process. ``env`` adds to
+    this process's environment (or, with ``clear_env``, is the whole environment); ``cwd`` defaults to the
+    repository."""
+    full_env = dict(env or {}) if clear_env else {**os.environ, **(env or {})}
+    if clear_env:  # the child still has to import this checkout
+        full_env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
     proc = subprocess.run(
         [sys.executable, "-m", "server", *args],
         capture_output=True,
         text=True,
         env=full_env,
         timeout=timeout,
-        cwd=REPO,
+        cwd=cwd or REPO,
+        input=stdin,
     )
     if check and proc.returncode != 0:
         raise AssertionError(f"dso {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
     return proc
 
 
-def dso_json(*args: str, env: dict[str, str] | None = None) -> Any:
-    return json.loads(dso(*args, env=env).stdout)
+def dso_json(*args: str, env: dict[str, str] | None = None, **kwargs: Any) -> Any:
+    return json.loads(dso(*args, env=env, **kwargs).stdout)
 
 
 @dataclass
@@ -83,7 +94,7 @@ class LiveServer:
     def start(self, timeout: float = 30) -> LiveServer:
         self.log_path = self.home / "serve.log"
         log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the process
-        env = {**os.environ, **self.extra_env, "DSO_LOGGING_FORMAT": "json"}
+        env = {**os.environ, **self.extra_env, "DSO_LOGGING__FORMAT": "json"}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "server", "serve", "-c", self.config],
             stdout=log,
@@ -100,6 +111,7 @@ class LiveServer:
                     return self
             except OSError:
                 time.sleep(0.1)
+        self.stop()  # never leave a server behind that the test's teardown does not know of
         raise AssertionError(f"server did not become healthy in {timeout}s:\n{self.log()}")
 
     def stop(self, timeout: float = 20) -> int:
@@ -155,11 +167,13 @@ class LiveServer:
             return status, raw.decode(errors="replace")
 
     def issue_device(self, name: str, aggregator: bool = False) -> dict[str, Any]:
-        args = ["certs", "device", name, "-c", self.config] + (["--aggregator"] if aggregator else [])
+        args = ["certs", "device", name, "--json", "-c", self.config] + (
+            ["--aggregator"] if aggregator else []
+        )
         return dso_json(*args)
 
     def issue_ven(self, name: str, rsa: bool = False) -> dict[str, Any]:
-        return dso_json("certs", "ven", name, "-c", self.config, *(["--rsa"] if rsa else []))
+        return dso_json("certs", "ven", name, "--json", "-c", self.config, *(["--rsa"] if rsa else []))
 
     def client_context(
         self, cert: str | None = None, key: str | None = None, ciphers: str | None = None, tls12: bool = False

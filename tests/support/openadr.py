@@ -21,10 +21,10 @@ from support import LiveServer, dso_json
 
 PREFIX = "/OpenADR2/Simple/2.0b"
 FAST_ENV = {
-    "DSO_OPENADR_POLL_FREQ_S": "1",
-    "DSO_OPENADR_REPORT_GRANULARITY_S": "1",
-    "DSO_OPENADR_REPORT_BACK_DURATION_S": "1",
-    "DSO_OPENADR_PUSH_INTERVAL_S": "1",
+    "DSO_OPENADR__POLL_FREQ_S": "1",
+    "DSO_OPENADR__REPORT_GRANULARITY_S": "1",
+    "DSO_OPENADR__REPORT_BACK_DURATION_S": "1",
+    "DSO_OPENADR__PUSH_INTERVAL_S": "1",
 }
 
 logging.getLogger("openleadr").setLevel(logging.WARNING)

@@ -17,12 +17,12 @@ from support import LiveServer
 from support.sep2 import SEP, Admin, Sep2Client, edev_xml  # noqa: F401 - re-exported for the tests
 
 FAST_DELIVERY = {
-    "DSO_DELIVERY_ALLOW_HTTP_LOOPBACK": "true",
-    "DSO_DELIVERY_INITIAL_BACKOFF_S": "1",
-    "DSO_DELIVERY_MAX_BACKOFF_S": "2",
-    "DSO_DELIVERY_POLL_INTERVAL_MS": "100",
-    "DSO_DELIVERY_TIMEOUT_S": "3",
-    "DSO_SEP2_PEN": "12345",
+    "DSO_DELIVERY__ALLOW_HTTP_LOOPBACK": "true",
+    "DSO_DELIVERY__INITIAL_BACKOFF_S": "1",
+    "DSO_DELIVERY__MAX_BACKOFF_S": "2",
+    "DSO_DELIVERY__POLL_INTERVAL_MS": "100",
+    "DSO_DELIVERY__TIMEOUT_S": "3",
+    "DSO_SEP2__PEN": "12345",
 }
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Integer, String
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from server.store.models.base import Base
@@ -24,6 +24,8 @@ class Aggregator(Base):
 
 class EndDevice(Base):
     __tablename__ = "end_device"
+    # an aggregator's EndDeviceList pages walk this index in list order (server.sep2.common)
+    __table_args__ = (Index("ix_end_device_aggregator_list", "aggregator_id", "enabled", "sfdi", "id"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     lfdi: Mapped[str] = mapped_column(String(40), unique=True)

@@ -2,8 +2,11 @@
 
 One row is one value of one series at one instant. A series is (source_kind, source_id, resource, measurement);
 ``unit`` is the SI unit after normalisation (scale multipliers applied), so the forecaster reads one data set
-without knowing which protocol delivered it. Rows are append-only; the composite index serves the usual
-"this series between t0 and t1" query, the ``ts`` index serves retention and fleet-wide time slices.
+without knowing which protocol delivered it. Rows are append-only and a reading is stored once: the
+unique key (source, series, reading type, time) makes a re-posted reading (a device's retry, a re-run
+import) a no-op.
+That key also serves the usual "this series between t0 and t1" query; the ``ts`` index serves retention and
+fleet-wide time slices.
 """
 
 from __future__ import annotations
@@ -18,12 +21,18 @@ from server.store.types import UtcDateTime, utcnow
 
 # SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit key for billions of rows
 BigId = BigInteger().with_variant(Integer(), "sqlite")
+# what makes a reading the same reading: its source, its series, its reading type and its time
+READING_KEY = ("source_kind", "source_id", "resource", "measurement", "ts", "reading_type")
 
 
 class TelemetryReading(Base):
     __tablename__ = "telemetry"
     __table_args__ = (
-        Index("ix_telemetry_series_ts", "source_kind", "source_id", "resource", "measurement", "ts"),
+        Index(
+            "uq_telemetry_reading",
+            *READING_KEY,
+            unique=True,
+        ),
         Index("ix_telemetry_ts", "ts"),
     )
 
