@@ -46,6 +46,7 @@ async def get_dcap(request: web.Request) -> web.Response:
 @routes.get("/tm")
 @sep2_handler
 async def get_time(request: web.Request) -> web.Response:
+    scope_of(request)  # a client whose access staff revoked reads nothing, the clock included
     now = int(time.time())
     local = sep2_time.local_time(runtime(request).settings.sep2.time_zone, now)
     async with sessions(request)() as session:

@@ -54,7 +54,17 @@ def test_revoked_client_gets_no_get_no_write_and_no_notification(server):
 
         admin("PUT", f"/api/v1/sep2/access/{client.lfdi}", {"granted": False})
         # no GET of anything it reached before (nor of the start of discovery)
-        for path in ("/dcap", "/edev", edev, edev + "/fsa", derp, derp + "/derc", edev + "/sub", "/mup"):
+        for path in (
+            "/dcap",
+            "/tm",
+            "/edev",
+            edev,
+            edev + "/fsa",
+            derp,
+            derp + "/derc",
+            edev + "/sub",
+            "/mup",
+        ):
             reply = client.get(path)
             assert reply.status == 403, (path, reply.status)
             assert xml.local_name(reply.root) == "Error"
