@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import ssl
 from collections.abc import Callable
 
 from aiohttp import web
@@ -17,7 +16,7 @@ from aiohttp import web
 from server import sep2
 from server.admin import create_admin_app
 from server.config import Settings
-from server.core.outbox import OutboxWorker, delivery_ssl_context
+from server.delivery import context as delivery_context
 from server.modbus.gateway import ModbusGateway
 from server.observability import Handler, observe_middleware
 from server.openadr import setup as openadr_setup
@@ -25,7 +24,7 @@ from server.orchestration.scheduler import Scheduler
 from server.runtime import IDENTITY, RUNTIME, Runtime
 from server.store import create_store
 from server.store.migrate import upgrade
-from server.tls import identity_of, server_context, trust_files
+from server.tls import identity_of, server_context
 
 log = logging.getLogger("dso.server")
 
@@ -52,6 +51,7 @@ def create_protocol_app(rt: Runtime) -> web.Application:
         client_max_size=rt.settings.server.max_body_bytes,
     )
     app[RUNTIME] = rt
+    delivery_context.setup(app)  # the protocols' setups add their channels to it
     for setup in PROTOCOL_SETUPS:
         setup(app)
     return app
@@ -61,15 +61,6 @@ async def open_runtime(settings: Settings) -> Runtime:
     store = create_store(settings.database_url, settings.database.echo)
     await upgrade(store)
     return Runtime(settings=settings, store=store)
-
-
-def delivery_context(settings: Settings) -> ssl.SSLContext:
-    return delivery_ssl_context(
-        trust_files(settings),
-        str(settings.path(settings.pki.server_cert)),
-        str(settings.path(settings.pki.server_key)),
-        settings.delivery.verify_tls,
-    )
 
 
 async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
@@ -83,12 +74,10 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
             pass
     rt = await open_runtime(settings)
     ssl_ctx = server_context(settings)  # keys are loaded once, here
-    rt.outbox = OutboxWorker(rt.store, settings.delivery, delivery_context(settings))
     rt.scheduler = Scheduler(rt.store, settings.orchestration)
     rt.modbus = ModbusGateway(rt.store, settings.modbus, is_leader=lambda: rt.scheduler.leader)
     runners: list[web.AppRunner] = []
     try:
-        await rt.outbox.start()
         await rt.scheduler.start()
         await rt.modbus.start()
         protocol = web.AppRunner(create_protocol_app(rt), access_log=None, handle_signals=False)
@@ -114,6 +103,5 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
             await runner.cleanup()
         await rt.modbus.stop()
         await rt.scheduler.stop()
-        await rt.outbox.stop()
         await rt.store.close()
         log.info("stopped")

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.store.models import OutboxMessage, Sep2Subscription
+from server.store.models import DeliveryMessage, Sep2Subscription
 
 
 def order_key(subscription_id: int) -> str:
@@ -28,20 +28,20 @@ async def states(session: AsyncSession, device_id: int | None = None) -> list[di
         (k, st): n
         for k, st, n in (
             await session.execute(
-                select(OutboxMessage.order_key, OutboxMessage.status, func.count())
-                .where(OutboxMessage.order_key.in_(keys))
-                .group_by(OutboxMessage.order_key, OutboxMessage.status)
+                select(DeliveryMessage.order_key, DeliveryMessage.status, func.count())
+                .where(DeliveryMessage.order_key.in_(keys))
+                .group_by(DeliveryMessage.order_key, DeliveryMessage.status)
             )
         ).all()
     }
     last_ids = (
-        select(func.max(OutboxMessage.id))
-        .where(OutboxMessage.order_key.in_(keys))
-        .group_by(OutboxMessage.order_key)
+        select(func.max(DeliveryMessage.id))
+        .where(DeliveryMessage.order_key.in_(keys))
+        .group_by(DeliveryMessage.order_key)
     )
     last = {
         m.order_key: m
-        for m in await session.scalars(select(OutboxMessage).where(OutboxMessage.id.in_(last_ids)))
+        for m in await session.scalars(select(DeliveryMessage).where(DeliveryMessage.id.in_(last_ids)))
     }
     out = []
     for sub in subs:

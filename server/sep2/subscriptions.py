@@ -27,9 +27,9 @@ How a notification is made (and why it is never lost)::
                                    notify.changed(...)  --> this module's listener:
                                        matching Subscriptions (indexed by kind/program/device)
                                        render the resource *as the subscriber sees it now*
-                                       outbox.enqueue(order_key="sep2-sub:{id}", url=notificationURI)
-                                   COMMIT  -------------------------------------->  POST Notification (HTTPS)
-                                   notify.wake()                                    5xx/refused: back-off, retry
+                                       delivery.enqueue(order_key="sep2-sub:{id}", url=notificationURI)
+                                   COMMIT (wakes the worker)  ------------------->  POST Notification (HTTPS)
+                                                                                    5xx/refused: back-off, retry
                                                                                     in order per subscription
 
 The notification carries the whole resource (a list: its first ``limit`` items, as a GET with ``s=0&l=limit``
@@ -61,12 +61,14 @@ from lxml import etree
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server import delivery
 from server.core import der_controls as rules
-from server.core import influence, notify, outbox, programs
+from server.core import influence, notify, programs
 from server.core import sep2_device as devres
 from server.core import subscriptions as core_subs
 from server.core.errors import Forbidden, Invalid, NotFound
 from server.runtime import RUNTIME
+from server.sep2 import delivery as sep2_delivery
 from server.sep2 import derp, drlc, edev, fsa, metering, pricing, xml
 from server.sep2.common import (
     REASON_LIMIT,
@@ -88,8 +90,8 @@ from server.sep2.common import (
 from server.sep2.render import poll_rate, post_rate
 from server.store.models import (
     Aggregator,
+    DeliveryMessage,
     EndDevice,
-    OutboxMessage,
     Sep2Fsa,
     Sep2FsaProgram,
     Sep2InfluenceAssignment,
@@ -103,7 +105,7 @@ from server.store.types import utcnow
 
 routes = web.RouteTableDef()
 
-CHANNEL = "sep2-notification"
+CHANNEL = sep2_delivery.CHANNEL
 MAX_PER_DEVICE = 64  # Subscriptions one SubscriptionList holds (bounded work per change and per client)
 MAX_LIMIT = 255  # list items carried in one notification (the same cap as one GET page)
 XSI_TYPE = "{http://www.w3.org/2001/XMLSchema-instance}type"
@@ -377,8 +379,14 @@ async def enqueue_for(
         body = xml.serialize(notification(sub, resource, represented=items is not None))
         if sub.id in unless_same and items and last.get(sub.id) == body:
             continue
-        outbox.enqueue(
-            session, CHANNEL, core_subs.order_key(sub.id), sub.notification_uri, body, xml.MEDIA_TYPE
+        delivery.enqueue(
+            session,
+            CHANNEL,
+            core_subs.order_key(sub.id),
+            kind=sub.kind,
+            url=sub.notification_uri,
+            body=body,
+            content_type=xml.MEDIA_TYPE,
         )
         sub.notifications += 1
         count += 1
@@ -389,12 +397,14 @@ async def last_bodies(session: AsyncSession, sub_ids: set[int]) -> dict[int, byt
     """The body of the newest notification queued (and not given up on) for each of these subscriptions."""
     keys = {core_subs.order_key(i): i for i in sub_ids}
     newest = (
-        select(func.max(OutboxMessage.id))
-        .where(OutboxMessage.order_key.in_(list(keys)), OutboxMessage.status.in_(("pending", "delivered")))
-        .group_by(OutboxMessage.order_key)
+        select(func.max(DeliveryMessage.id))
+        .where(
+            DeliveryMessage.order_key.in_(list(keys)), DeliveryMessage.status.in_(("pending", "delivered"))
+        )
+        .group_by(DeliveryMessage.order_key)
     )
     rows = await session.execute(
-        select(OutboxMessage.order_key, OutboxMessage.body).where(OutboxMessage.id.in_(newest))
+        select(DeliveryMessage.order_key, DeliveryMessage.body).where(DeliveryMessage.id.in_(newest))
     )
     return {keys[k]: bytes(b) for k, b in rows.all()}
 
@@ -697,7 +707,7 @@ def parse_subscription(request: web.Request, body: etree._Element) -> Parsed:
     raw_uri = xml.text(body, "notificationURI") or ""
     if len(raw_uri) > 2000:  # the outbox column's size; anyURI itself is unbounded
         raise Invalid("notificationURI is longer than 2000 characters")
-    uri = outbox.check_target_url(raw_uri, runtime(request).settings.delivery)
+    uri = delivery.check_target_url(raw_uri, runtime(request).settings.delivery)
     target = parse_target(resource)
     return Parsed(
         target,
