@@ -57,10 +57,14 @@ def dead_pid() -> int:
     return proc.pid
 
 
-async def claimed_by(store, owner: str, host: str, pid: int, heartbeat: dt.datetime, url: str, n: int) -> None:
+async def claimed_by(
+    store, owner: str, host: str, pid: int, heartbeat: dt.datetime, url: str, n: int
+) -> None:
     """``n`` messages of one key, the first claimed (for 300 s) by another process."""
     async with store.sessions.begin() as session:
-        session.add(DeliveryInstance(id=owner, host=host, pid=pid, started_at=heartbeat, heartbeat_at=heartbeat))
+        session.add(
+            DeliveryInstance(id=owner, host=host, pid=pid, started_at=heartbeat, heartbeat_at=heartbeat)
+        )
         for i in range(n):
             m = enqueue(session, "test", "k", url=url, body=f"m{i}".encode(), content_type="text/plain")
             if i == 0:
@@ -93,7 +97,9 @@ async def test_claims_of_a_process_with_a_stale_heartbeat_are_released_at_start(
         await runner.cleanup()
     assert got == [b"m0", b"m1", b"m2"]
     async with store.sessions() as session:
-        assert list(await session.scalars(select(DeliveryInstance.id))) == []  # the dead row went, ours at stop
+        assert (
+            list(await session.scalars(select(DeliveryInstance.id))) == []
+        )  # the dead row went, ours at stop
 
 
 async def test_claims_of_a_vanished_process_on_this_host_are_released_at_start(store):
@@ -186,7 +192,9 @@ async def test_a_channel_claims_only_what_its_condition_admits(store):
     runner, url, got = await receiver()
     worker = DeliveryWorker(store, FAST)
     worker.add_channel(
-        Channel("test", post_stored_body, claimable=lambda: DeliveryMessage.order_key.in_(select(literal("push"))))
+        Channel(
+            "test", post_stored_body, claimable=lambda: DeliveryMessage.order_key.in_(select(literal("push")))
+        )
     )
     async with store.sessions.begin() as session:
         enqueue(session, "test", "push", url=url, body=b"p", content_type="text/plain")

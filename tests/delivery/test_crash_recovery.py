@@ -12,7 +12,14 @@ from typing import Any
 
 from lxml import etree
 from support import LiveServer, free_port
-from support.sep2_live import FAST_DELIVERY, Admin, check_notification, enrolled_device, subscription_xml, wait_until
+from support.sep2_live import (
+    FAST_DELIVERY,
+    Admin,
+    check_notification,
+    enrolled_device,
+    subscription_xml,
+    wait_until,
+)
 
 CONTROLS = 5
 
@@ -106,7 +113,9 @@ def test_held_notifications_are_released_after_a_kill(tmp_path, database_url):
         took = receiver.arrived[-1][0] - restarted
         counts = receiver.counts()
         # in order; 1 (answered and recorded) once; 2 (answered, not recorded) at most twice; 3..5 once each
-        assert [n for i, n in enumerate(counts) if i == 0 or counts[i - 1] != n] == list(range(1, CONTROLS + 1))
+        assert [n for i, n in enumerate(counts) if i == 0 or counts[i - 1] != n] == list(
+            range(1, CONTROLS + 1)
+        )
         assert counts.count(1) == 1 and counts.count(2) in (1, 2)
         assert all(counts.count(n) == 1 for n in range(3, CONTROLS + 1)), counts
         # far below the lease and the staleness: the start-up sweep released the claim

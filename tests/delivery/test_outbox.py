@@ -68,7 +68,9 @@ def worker_for(store, settings: DeliverySettings = FAST) -> DeliveryWorker:
 async def put(store, receiver: Receiver, items: list[tuple[str, str]]) -> None:
     async with store.sessions.begin() as session:
         for key, body in items:
-            enqueue(session, "test", key, url=receiver.url(key), body=body.encode(), content_type="text/plain")
+            enqueue(
+                session, "test", key, url=receiver.url(key), body=body.encode(), content_type="text/plain"
+            )
 
 
 async def wait_for(predicate, within: float = 20.0) -> None:
