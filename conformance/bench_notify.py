@@ -28,7 +28,9 @@ from sqlalchemy import insert, select  # noqa: E402
 from server import pki  # noqa: E402
 from server.config import DeliverySettings, Settings  # noqa: E402
 from server.core import notify, programs  # noqa: E402
-from server.core.outbox import OutboxWorker  # noqa: E402
+from server.delivery.channels import Channel, post_stored_body  # noqa: E402
+from server.delivery.worker import DeliveryWorker  # noqa: E402
+from server.sep2 import delivery as sep2_delivery  # noqa: E402
 from server.sep2 import subscriptions  # noqa: E402,F401 - registers the 2030.5 notification listener
 from server.store import create_store  # noqa: E402
 from server.store.migrate import upgrade  # noqa: E402
@@ -111,7 +113,9 @@ async def run(url: str, n: int, port: int) -> None:
 
     settings = Settings()
     settings.delivery = DeliverySettings(allow_http_loopback=True, poll_interval_ms=50, timeout_s=10)
-    worker = OutboxWorker(store, settings.delivery, None)
+    worker = DeliveryWorker(store, settings.delivery)
+    # plain http on loopback: no TLS client set-up needed
+    worker.add_channel(Channel(sep2_delivery.CHANNEL, post_stored_body))
     await worker.start()
     rt = SimpleNamespace(settings=settings, outbox=worker)
     try:
