@@ -132,6 +132,8 @@ class DeliverySettings:
     # a process whose heartbeat is older than this is dead: any other process releases its claims at once
     # (one on the same host also when the process id is gone: a restart right after a kill -9)
     stale_after_s: int = 10
+    # delivered and dropped messages are forgotten after this many days (0: kept); dead letters are kept
+    keep_days: int = 30
 
 
 @dataclass
@@ -305,8 +307,10 @@ def _validate(s: Settings) -> None:
         raise ConfigError(
             f"{where}: delivery needs heartbeat_s >= 1 and lease_s, stale_after_s >= 2 * heartbeat_s"
         )
-    if d.max_in_flight < 1 or d.poll_interval_ms < 1:
-        raise ConfigError(f"{where}: delivery.max_in_flight and poll_interval_ms must be positive")
+    if d.max_in_flight < 1 or d.poll_interval_ms < 1 or d.keep_days < 0:
+        raise ConfigError(
+            f"{where}: delivery.max_in_flight and poll_interval_ms must be positive, keep_days not negative"
+        )
     if s.openadr.vtn_id.islower() or not s.openadr.vtn_id.strip():
         # OpenADR VENs (openleadr among them) reject an all-lowercase vtnID
         raise ConfigError(f"{where}: openadr.vtn_id must not be empty or all lower case")

@@ -11,8 +11,9 @@ import os
 import socket
 import uuid
 from dataclasses import dataclass, field
+from typing import Any, cast
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import CursorResult, Result, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.config import DeliverySettings
@@ -21,6 +22,10 @@ from server.store.models import DeliveryInstance, DeliveryMessage
 from server.store.types import utcnow
 
 log = logging.getLogger("dso.delivery")
+
+
+def rowcount(result: Result[Any]) -> int:
+    return int(cast(CursorResult[Any], result).rowcount or 0)
 
 
 def host_identity() -> str:
@@ -63,7 +68,7 @@ async def beat(session: AsyncSession, me: Instance, settings: DeliverySettings) 
     alive = await session.execute(
         update(DeliveryInstance).where(DeliveryInstance.id == me.id).values(heartbeat_at=now)
     )
-    if alive.rowcount == 0:
+    if rowcount(alive) == 0:
         # another process took us for dead (we were stalled past stale_after_s) and released our claims; our
         # in-flight sends may still finish, but we rejoin as a fresh row
         session.add(DeliveryInstance(id=me.id, host=me.host, pid=me.pid, started_at=now, heartbeat_at=now))
@@ -104,7 +109,7 @@ async def release_dead(
         .where(DeliveryInstance.id.in_(dead))
         .execution_options(synchronize_session=False)
     )
-    count = released.rowcount or 0
+    count = rowcount(released)
     log.warning("released %d claimed message(s) of %d dead delivery process(es)", count, len(dead))
     return count
 

@@ -180,6 +180,26 @@ async def pending_count(session: AsyncSession, order_key: str) -> int:
     )
 
 
+async def prune(session: AsyncSession, older_than: dt.datetime) -> int:
+    """Forget delivered and dropped messages created before ``older_than``, except the newest delivered one of each
+    key (a subscription compares its next notification with the last one it received)."""
+    newest = (
+        select(func.max(DeliveryMessage.id))
+        .where(DeliveryMessage.status == DELIVERED)
+        .group_by(DeliveryMessage.order_key)
+    )
+    result = await session.execute(
+        delete(DeliveryMessage)
+        .where(
+            DeliveryMessage.status.in_((DELIVERED, DROPPED)),
+            DeliveryMessage.created_at < older_than,
+            DeliveryMessage.id.not_in(newest),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
 def backoff(attempts: int, settings: DeliverySettings) -> dt.timedelta:
     """Delay before attempt ``attempts + 1``: doubling from ``initial_backoff_s`` up to ``max_backoff_s``."""
     seconds = min(settings.max_backoff_s, settings.initial_backoff_s * 2 ** max(0, attempts - 1))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -36,6 +37,7 @@ from server.delivery.outbox import (
     PENDING,
     backoff,
     is_head,
+    prune,
     unclaimed,
 )
 from server.store import Store
@@ -44,6 +46,7 @@ from server.store.types import utcnow
 
 log = logging.getLogger("dso.delivery")
 BUSY_RETRIES = 5
+PRUNE_EVERY_S = 3600
 
 
 async def write_retrying(store: Store, work: Callable[[AsyncSession], Awaitable[Any]]) -> Any:
@@ -104,11 +107,11 @@ class DeliveryWorker:
         self._beat_task = asyncio.create_task(self._beat_forever(), name="delivery-heartbeat")
 
     async def stop(self) -> None:
-        for task in (self._task, self._beat_task):
-            if task:
-                task.cancel()
+        for loop_task in (self._task, self._beat_task):
+            if loop_task:
+                loop_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                    await loop_task
         if self._hooked:
             event.remove(Session, "after_commit", self._after_commit)
             self._hooked = False
@@ -139,6 +142,8 @@ class DeliveryWorker:
 
     # ------------------------------------------------------------------ loops
     async def _beat_forever(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_prune = loop.time() + PRUNE_EVERY_S / 10  # not at the very start: that is busy enough
         while True:
             await asyncio.sleep(self.settings.heartbeat_s)
             try:
@@ -148,6 +153,16 @@ class DeliveryWorker:
 
                 if await write_retrying(self.store, work):
                     self._wake.set()
+                if self.settings.keep_days > 0 and loop.time() >= next_prune:
+                    next_prune = loop.time() + PRUNE_EVERY_S
+                    cutoff = utcnow() - dt.timedelta(days=self.settings.keep_days)
+                    pruned = await write_retrying(self.store, functools.partial(prune, older_than=cutoff))
+                    if pruned:
+                        log.info(
+                            "forgot %d delivered message(s) older than %d days",
+                            pruned,
+                            self.settings.keep_days,
+                        )
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 - the heartbeat must outlive database hiccups

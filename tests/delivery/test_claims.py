@@ -209,3 +209,28 @@ async def test_a_channel_claims_only_what_its_condition_admits(store):
     assert got == [b"p"]
     async with store.sessions() as session:
         assert (await take_head(session, "poll")).body == b"q"
+
+
+async def test_old_delivered_messages_are_forgotten_but_each_keys_newest_and_dead_letters_stay(store):
+    from server.delivery.outbox import prune
+
+    old = utcnow() - dt.timedelta(days=40)
+    async with store.sessions.begin() as session:
+        rows = []
+        for key, status in (
+            ("a", "delivered"),
+            ("a", "delivered"),
+            ("a", "failed"),
+            ("b", "dropped"),
+            ("b", "delivered"),
+        ):
+            m = enqueue(session, "test", key, body=b"x")
+            m.status, m.created_at = status, old
+            rows.append(m)
+        recent = enqueue(session, "test", "c", body=b"y")
+        recent.status = "delivered"
+    async with store.sessions.begin() as session:
+        assert await prune(session, utcnow() - dt.timedelta(days=30)) == 2
+    async with store.sessions() as session:
+        left = (await session.execute(select(DeliveryMessage.order_key, DeliveryMessage.status))).all()
+    assert sorted(left) == [("a", "delivered"), ("a", "failed"), ("b", "delivered"), ("c", "delivered")]

@@ -77,7 +77,10 @@ async def test_queued_messages_of_both_old_queues_move_to_the_one_outbox(databas
         ]
         assert rows[1].body == b"<b/>" and rows[1].lease_until is None and rows[2].attempts == 3
         assert rows[0].via == "post" and rows[3].body is None
-        assert [(m.kind, m.payload) for m in rows[3:]] == [("register_report", {}), ("distribute_event", {"x": 1})]
+        assert [(m.kind, m.payload) for m in rows[3:]] == [
+            ("register_report", {}),
+            ("distribute_event", {"x": 1}),
+        ]
 
         async with store.sessions.begin() as session:
             fresh = enqueue(session, "openadr", "openadr-ven:7", kind="cancel_registration")
