@@ -25,7 +25,8 @@ def _int(request: web.Request, name: str, default: int | None) -> int | None:
 @routes.get("/api/v1/deliveries")
 async def list_deliveries(request: web.Request) -> web.Response:
     """Newest first. Page on with ``before`` = the last id of the previous page (also in ``X-Next-Before``)."""
-    limit = _int(request, "limit", 100) or 100
+    given = _int(request, "limit", None)
+    limit = 100 if given is None else given
     async with runtime(request).store.sessions() as session:
         rows = await status.page(
             session,
