@@ -234,3 +234,23 @@ async def test_old_delivered_messages_are_forgotten_but_each_keys_newest_and_dea
     async with store.sessions() as session:
         left = (await session.execute(select(DeliveryMessage.order_key, DeliveryMessage.status))).all()
     assert sorted(left) == [("a", "delivered"), ("a", "failed"), ("b", "delivered"), ("c", "delivered")]
+
+
+async def test_a_commit_that_queued_messages_wakes_the_worker(store):
+    runner, url, got = await receiver()
+    worker = DeliveryWorker(store, DeliverySettings(**{**FAST.__dict__, "poll_interval_ms": 30_000}))
+    worker.add_channel(Channel("test", post_stored_body))
+    await worker.start()
+    try:
+        await asyncio.sleep(0.3)  # the worker is waiting now, for up to 30 s
+        async with store.sessions.begin() as session:
+            enqueue(session, "test", "k", url=url, body=b"now", content_type="text/plain")
+        await wait_for(lambda: got == [b"now"], 3.0)
+        async with store.sessions.begin() as session:
+            enqueue(session, "test", "k", url=url, body=b"rolled back", content_type="text/plain")
+            await session.rollback()
+        await asyncio.sleep(0.5)
+    finally:
+        await worker.stop()
+        await runner.cleanup()
+    assert got == [b"now"]
