@@ -119,7 +119,7 @@ def test_held_notifications_are_released_after_a_kill(tmp_path, database_url):
         assert counts.count(1) == 1 and counts.count(2) in (1, 2)
         assert all(counts.count(n) == 1 for n in range(3, CONTROLS + 1)), counts
         # far below the lease and the staleness: the start-up sweep released the claim
-        assert took < 6, f"held notifications arrived {took:.1f} s after the restart"
+        assert took < 10, f"held notifications arrived {took:.1f} s after the restart"
         wait_until(
             lambda: not admin("GET", "/api/v1/deliveries?status=pending&channel=sep2-notification"),
             10,
