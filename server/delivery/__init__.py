@@ -40,6 +40,7 @@ from server.delivery.outbox import (
     enqueue,
     has_unclaimed,
     mark_dropped,
+    pending_count,
     pending_counts,
     take_head,
 )
@@ -60,6 +61,7 @@ __all__ = [
     "enqueue",
     "has_unclaimed",
     "mark_dropped",
+    "pending_count",
     "pending_counts",
     "take_head",
 ]

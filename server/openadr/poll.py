@@ -51,4 +51,8 @@ async def next_message(session: AsyncSession, vtn: Vtn, ven: Ven) -> etree._Elem
 async def poll(ctx: Ctx) -> etree._Element:
     ven = await ctx.ven()
     msg = await next_message(ctx.session, ctx.vtn, ven)
-    return msg if msg is not None else codec.response(200, "OK", ctx.request_id, ven.ven_id)
+    if msg is not None:
+        return msg
+    # nothing to hand out; if that is because the head is being pushed, the poll cache must not learn "idle"
+    ctx.not_idle = await delivery.pending_count(ctx.session, vens_core.mailbox_key(ven.id)) > 0
+    return codec.response(200, "OK", ctx.request_id, ven.ven_id)
