@@ -164,6 +164,35 @@ async def test_a_4xx_answer_fails_that_message_and_its_successors_still_go(store
     assert receiver.received == [("sub", b"next")]
 
 
+async def test_after_the_last_attempt_a_message_is_a_dead_letter_and_its_key_moves_on(store):
+    from dataclasses import replace
+
+    receiver = Receiver(free_port())
+    await receiver.start()
+    receiver.fail_next = 2  # 503 twice: with max_attempts 2 the first message is given up on
+    await put(store, receiver, [("sub", "first"), ("sub", "second")])
+    worker = worker_for(store, replace(FAST, max_attempts=2))
+    await worker.start()
+    try:
+        for _ in range(200):
+            if await statuses(store) == {"failed": 1, "delivered": 1}:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        await worker.stop()
+        await receiver.stop()
+    assert receiver.received == [("sub", b"second")]
+    async with store.sessions() as session:
+        from sqlalchemy import select
+
+        rows = (
+            await session.execute(
+                select(DeliveryMessage.status, DeliveryMessage.attempts).order_by(DeliveryMessage.id)
+            )
+        ).all()
+    assert [tuple(r) for r in rows] == [("failed", 2), ("delivered", 1)]
+
+
 def test_backoff_doubles_up_to_the_cap():
     s = DeliverySettings(initial_backoff_s=2, max_backoff_s=30)
     assert [backoff(n, s).total_seconds() for n in range(1, 7)] == [2, 4, 8, 16, 30, 30]
