@@ -96,31 +96,44 @@ async def release_dead(
     stale_before = now - dt.timedelta(seconds=settings.stale_after_s)
     rows = list(await session.scalars(select(DeliveryInstance).where(DeliveryInstance.id != me.id)))
     dead = [r.id for r in rows if _dead(r, me, stale_before)]
-    if not dead:
-        return 0
-    released = await session.execute(
-        update(DeliveryMessage)
-        .where(DeliveryMessage.lease_owner.in_(dead), DeliveryMessage.status == PENDING)
-        .values(lease_owner=None, lease_until=None)
-        .execution_options(synchronize_session=False)
-    )
-    await session.execute(
-        delete(DeliveryInstance)
-        .where(DeliveryInstance.id.in_(dead))
-        .execution_options(synchronize_session=False)
-    )
-    count = rowcount(released)
-    log.warning("released %d claimed message(s) of %d dead delivery process(es)", count, len(dead))
-    return count
-
-
-async def retire(session: AsyncSession, me: Instance, unfinished: list[int]) -> None:
-    """A clean stop: hand back what was not finished, remove this process's row."""
-    if unfinished:
-        await session.execute(
+    count = 0
+    if dead:
+        released = await session.execute(
             update(DeliveryMessage)
-            .where(DeliveryMessage.id.in_(unfinished), DeliveryMessage.lease_owner == me.id)
+            .where(DeliveryMessage.lease_owner.in_(dead), DeliveryMessage.status == PENDING)
             .values(lease_owner=None, lease_until=None)
             .execution_options(synchronize_session=False)
         )
+        await session.execute(
+            delete(DeliveryInstance)
+            .where(DeliveryInstance.id.in_(dead))
+            .execution_options(synchronize_session=False)
+        )
+        count = rowcount(released)
+        log.warning("released %d claimed message(s) of %d dead delivery process(es)", count, len(dead))
+    # claims whose owner has no row at all (it was removed while a claim of its survived): nobody renews them
+    orphans = await session.execute(
+        update(DeliveryMessage)
+        .where(
+            DeliveryMessage.lease_owner.is_not(None),
+            DeliveryMessage.status == PENDING,
+            DeliveryMessage.lease_owner.not_in(select(DeliveryInstance.id)),
+        )
+        .values(lease_owner=None, lease_until=None)
+        .execution_options(synchronize_session=False)
+    )
+    if rowcount(orphans):
+        log.warning("released %d claimed message(s) whose delivery process is gone", rowcount(orphans))
+    return count + rowcount(orphans)
+
+
+async def retire(session: AsyncSession, me: Instance) -> None:
+    """A clean stop (after the finished sends were recorded): hand back every claim still held, remove this
+    process's row."""
+    await session.execute(
+        update(DeliveryMessage)
+        .where(DeliveryMessage.lease_owner == me.id, DeliveryMessage.status == PENDING)
+        .values(lease_owner=None, lease_until=None)
+        .execution_options(synchronize_session=False)
+    )
     await session.execute(delete(DeliveryInstance).where(DeliveryInstance.id == me.id))

@@ -77,6 +77,8 @@ class DeliveryWorker:
         self._beat_task: asyncio.Task[None] | None = None
         self._http: dict[str, aiohttp.ClientSession] = {}
         self._in_flight: dict[asyncio.Task[Outcome], Claimed] = {}
+        # outcomes known but not yet written (the database refused the last attempt)
+        self._unrecorded: list[tuple[Claimed, Outcome]] = []
         self._hooked = False
 
     def add_channel(self, channel: Channel) -> None:
@@ -119,17 +121,14 @@ class DeliveryWorker:
         for task in self._in_flight:
             task.cancel()
         await asyncio.gather(*self._in_flight, return_exceptions=True)
-        finished = self._collect(list(self._in_flight))
-        unfinished = [m.id for t, m in self._in_flight.items() if not t.done() or t.cancelled()]
+        finished = self._unrecorded + self._collect(list(self._in_flight))
+        self._unrecorded = []
         self._in_flight.clear()
         try:
             if finished:
                 await self._record(finished)
 
-            async def leave(session: AsyncSession) -> None:
-                await instances.retire(session, self.instance, unfinished)
-
-            await write_retrying(self.store, leave)
+            await write_retrying(self.store, functools.partial(instances.retire, me=self.instance))
         except Exception:  # noqa: BLE001 - a dead database at shutdown: the heartbeat going stale frees them
             log.exception("could not hand back claimed deliveries at shutdown")
         for http in self._http.values():
@@ -196,15 +195,17 @@ class DeliveryWorker:
                 waiter.cancel()
             finished = [t for t in self._in_flight if t.done()]
             if finished:
-                outcomes = self._collect(finished)
+                self._unrecorded += self._collect(finished)
                 for task in finished:
                     del self._in_flight[task]
+            if self._unrecorded:
                 try:
-                    await self._record(outcomes)
+                    await self._record(self._unrecorded)
+                    self._unrecorded = []
                 except asyncio.CancelledError:
                     raise
-                except Exception:  # noqa: BLE001 - unrecorded: leases lapse, messages are sent again
-                    log.exception("recording delivery outcomes failed")
+                except Exception:  # noqa: BLE001 - kept (and its leases renewed) until the next pass records it
+                    log.exception("recording delivery outcomes failed; trying again")
 
     def _collect(self, tasks: list[asyncio.Task[Outcome]]) -> list[tuple[Claimed, Outcome]]:
         out = []

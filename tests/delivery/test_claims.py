@@ -254,3 +254,17 @@ async def test_a_commit_that_queued_messages_wakes_the_worker(store):
         await worker.stop()
         await runner.cleanup()
     assert got == [b"now"]
+
+
+async def test_a_claim_whose_process_left_no_row_is_released(store):
+    runner, url, got = await receiver()
+    async with store.sessions.begin() as session:
+        m = enqueue(session, "test", "k", url=url, body=b"orphan", content_type="text/plain")
+        m.lease_owner, m.lease_until = "e" * 32, utcnow() + dt.timedelta(seconds=300)
+    worker = worker_for(store)
+    await worker.start()
+    try:
+        await wait_for(lambda: got == [b"orphan"])
+    finally:
+        await worker.stop()
+        await runner.cleanup()
