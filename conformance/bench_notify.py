@@ -27,13 +27,15 @@ from sqlalchemy import func, insert, select  # noqa: E402
 from server import pki  # noqa: E402
 from server.config import DeliverySettings, Settings  # noqa: E402
 from server.core import changes, programs  # noqa: E402
-from server.core.outbox import OutboxWorker  # noqa: E402
+from server.delivery.channels import Channel, post_stored_body  # noqa: E402
+from server.delivery.worker import DeliveryWorker  # noqa: E402
+from server.sep2 import delivery as sep2_delivery  # noqa: E402
 from server.sep2 import subscriptions  # noqa: E402,F401 - registers the 2030.5 notification listener
 from server.store import create_store  # noqa: E402
 from server.store.migrate import upgrade  # noqa: E402
 from server.store.models import (  # noqa: E402
+    DeliveryMessage,
     EndDevice,
-    OutboxMessage,
     Sep2Fsa,
     Sep2FsaProgram,
     Sep2Subscription,
@@ -116,7 +118,9 @@ async def run(url: str, n: int, port: int) -> None:
 
     settings = Settings()
     settings.delivery = DeliverySettings(allow_http_loopback=True, poll_interval_ms=50, timeout_s=10)
-    worker = OutboxWorker(store, settings.delivery, None)
+    worker = DeliveryWorker(store, settings.delivery)
+    # plain http on loopback: no TLS client set-up needed
+    worker.add_channel(Channel(sep2_delivery.CHANNEL, post_stored_body))
     await worker.start()
     changes.attach(store.sessions, settings, worker.wake)  # as the server does when it opens its runtime
     try:
@@ -131,7 +135,7 @@ async def run(url: str, n: int, port: int) -> None:
         # the control's commit rendered and queued the notifications (core's change record)
         t_queue = time.perf_counter() - t0
         async with store.sessions() as session:
-            queued = await session.scalar(select(func.count()).select_from(OutboxMessage))
+            queued = await session.scalar(select(func.count()).select_from(DeliveryMessage))
         print(
             f"rendered and queued {queued} notifications in the control's transaction: {t_queue:.2f} s",
             flush=True,

@@ -10,7 +10,6 @@ import asyncio
 import errno
 import logging
 import signal
-import ssl
 from collections.abc import Callable
 
 from aiohttp import web
@@ -19,7 +18,7 @@ from server import sep2
 from server.admin import create_admin_app
 from server.config import ConfigError, Settings
 from server.core import changes, scope
-from server.core.outbox import OutboxWorker, delivery_ssl_context
+from server.delivery import context as delivery_context
 from server.modbus.gateway import ModbusGateway
 from server.observability import Handler, observe_middleware
 from server.openadr import setup as openadr_setup
@@ -27,7 +26,7 @@ from server.orchestration.scheduler import Scheduler
 from server.runtime import IDENTITY, RUNTIME, SCOPE, Runtime
 from server.store import create_store
 from server.store.migrate import upgrade
-from server.tls import identity_of, server_context, trust_files
+from server.tls import identity_of, server_context
 
 log = logging.getLogger("dso.server")
 
@@ -62,6 +61,7 @@ def create_protocol_app(rt: Runtime) -> web.Application:
         client_max_size=rt.settings.server.max_body_bytes,
     )
     app[RUNTIME] = rt
+    delivery_context.setup(app)  # the protocols' setups add their channels to it
     for setup in PROTOCOL_SETUPS:
         setup(app)
     return app
@@ -74,15 +74,6 @@ async def open_runtime(settings: Settings) -> Runtime:
     # core's change record is published to the protocol listeners with these settings; the outbox is woken after
     changes.attach(store.sessions, settings, lambda: rt.outbox.wake() if rt.outbox is not None else None)
     return rt
-
-
-def delivery_context(settings: Settings) -> ssl.SSLContext:
-    return delivery_ssl_context(
-        trust_files(settings),
-        str(settings.path(settings.pki.server_cert)),
-        str(settings.path(settings.pki.server_key)),
-        settings.delivery.verify_tls,
-    )
 
 
 def _address(host: str, port: int) -> str:
@@ -112,12 +103,10 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
             pass
     rt = await open_runtime(settings)
     ssl_ctx = server_context(settings)  # keys are loaded once, here
-    rt.outbox = OutboxWorker(rt.store, settings.delivery, delivery_context(settings))
     rt.scheduler = Scheduler(rt.store, settings.orchestration)
     rt.modbus = ModbusGateway(rt.store, settings.modbus, is_leader=lambda: rt.scheduler.leader)
     runners: list[web.AppRunner] = []
     try:
-        await rt.outbox.start()
         await rt.scheduler.start()
         await rt.modbus.start()
         protocol = web.AppRunner(create_protocol_app(rt), access_log=None, handle_signals=False)
@@ -145,6 +134,5 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
             await runner.cleanup()
         await rt.modbus.stop()
         await rt.scheduler.stop()
-        await rt.outbox.stop()
         await rt.store.close()
         log.info("stopped")

@@ -101,6 +101,7 @@ class OpenAdrSettings:
     # empty = the signing certificate, else the server's EC certificate
     push_cert: str = ""
     push_key: str = ""
+    # accepted so that configuration files of earlier releases load; push timing is the [delivery] section's
     push_interval_s: int = 1
     push_timeout_s: int = 10
     # which offered reports the VTN asks for in oadrRegisteredReport, and how often
@@ -120,9 +121,22 @@ class DeliverySettings:
     timeout_s: int = 10
     initial_backoff_s: int = 2
     max_backoff_s: int = 300
-    # after this many failed attempts a message is marked failed and the next one for its key goes out
+    # after this many failed attempts a message becomes a dead letter (status failed) and the next one for its
+    # key goes out
     max_attempts: int = 50
+    # how often the outbox is looked at when no commit woke it (messages due after a back-off, other processes)
     poll_interval_ms: int = 500
+    # messages in flight at once per process (different keys; one key has at most one in flight)
+    max_in_flight: int = 256
+    # a claim is a lease: renewed by its process's heartbeat while the send is in flight, so it lapses soon
+    # after the process dies even if nobody releases it
+    lease_s: int = 30
+    heartbeat_s: int = 2
+    # a process whose heartbeat is older than this is dead: any other process releases its claims at once
+    # (one on the same host also when the process id is gone: a restart right after a kill -9)
+    stale_after_s: int = 10
+    # delivered and dropped messages are forgotten after this many days (0: kept); dead letters are kept
+    keep_days: int = 30
 
 
 @dataclass
@@ -313,6 +327,14 @@ def _validate(s: Settings) -> None:
         raise ConfigError(
             f"{where}: delivery needs initial_backoff_s >= 1, max_backoff_s >= initial_backoff_s, "
             "max_attempts >= 1 and timeout_s >= 1"
+        )
+    if d.heartbeat_s < 1 or d.lease_s < 2 * d.heartbeat_s or d.stale_after_s < 2 * d.heartbeat_s:
+        raise ConfigError(
+            f"{where}: delivery needs heartbeat_s >= 1 and lease_s, stale_after_s >= 2 * heartbeat_s"
+        )
+    if d.max_in_flight < 1 or d.poll_interval_ms < 1 or d.keep_days < 0:
+        raise ConfigError(
+            f"{where}: delivery.max_in_flight and poll_interval_ms must be positive, keep_days not negative"
         )
     if s.openadr.vtn_id.islower() or not s.openadr.vtn_id.strip():
         # OpenADR VENs (openleadr among them) reject an all-lowercase vtnID

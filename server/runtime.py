@@ -8,8 +8,8 @@ from aiohttp import web
 
 from server.config import Settings
 from server.core.identity import ClientIdentity
-from server.core.outbox import OutboxWorker
 from server.core.scope import Scope
+from server.delivery.worker import DeliveryWorker
 from server.modbus.gateway import ModbusGateway
 from server.observability import Metrics
 from server.orchestration.scheduler import Scheduler
@@ -23,8 +23,8 @@ class Runtime:
     settings: Settings
     store: Store
     metrics: Metrics = field(default_factory=Metrics)
-    # set while the server runs; producers call ``outbox.wake()`` after committing messages
-    outbox: OutboxWorker | None = None
+    # the delivery worker while the server runs (it wakes itself when a transaction that queued messages commits)
+    outbox: DeliveryWorker | None = None
     scheduler: Scheduler | None = None
     modbus: ModbusGateway | None = None
 

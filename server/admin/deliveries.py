@@ -1,49 +1,62 @@
-"""Outbound delivery status for staff: /api/v1/deliveries (pending, delivered, failed; last error)."""
+"""Outbound delivery status for staff: /api/v1/deliveries (every channel: 2030.5 notifications, OpenADR messages
+for VENs; pending, delivered, failed = dead letters, dropped), counts per channel, and requeueing a dead letter."""
 
 from __future__ import annotations
 
 from aiohttp import web
-from sqlalchemy import select
 
-from server.admin.common import list_reply, runtime, window
+from server.admin.common import reply, runtime
 from server.core.errors import Invalid
-from server.store.models import OutboxMessage
-from server.store.paging import fetch_page
+from server.delivery import status
 
 routes = web.RouteTableDef()
-STATUSES = ("pending", "delivered", "failed")
+
+
+def _int(request: web.Request, name: str, default: int | None) -> int | None:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise Invalid(f"{name} must be an integer") from None
 
 
 @routes.get("/api/v1/deliveries")
 async def list_deliveries(request: web.Request) -> web.Response:
-    query = select(OutboxMessage).order_by(OutboxMessage.id.desc())
-    status = request.query.get("status")
-    if status:
-        if status not in STATUSES:
-            raise Invalid(f"status must be one of {', '.join(STATUSES)}")
-        query = query.where(OutboxMessage.status == status)
-    for name, column in (("channel", OutboxMessage.channel), ("key", OutboxMessage.order_key)):
-        if request.query.get(name):
-            query = query.where(column == request.query[name])
-    win = window(request, default_limit=100)
+    """Newest first. Page on with ``before`` = the last id of the previous page (also in ``X-Next-Before``)."""
+    given = _int(request, "limit", None)
+    limit = 100 if given is None else given
     async with runtime(request).store.sessions() as session:
-        rows, total = await fetch_page(session, query, win.offset, win.limit)
-    return list_reply(
-        [
-            {
-                "id": m.id,
-                "channel": m.channel,
-                "key": m.order_key,
-                "url": m.url,
-                "status": m.status,
-                "attempts": m.attempts,
-                "created_at": m.created_at.isoformat(),
-                "next_attempt_at": m.next_attempt_at.isoformat(),
-                "delivered_at": m.delivered_at.isoformat() if m.delivered_at else None,
-                "last_status": m.last_status,
-                "last_error": m.last_error,
-            }
-            for m in rows
-        ],
-        total,
-    )
+        rows = await status.page(
+            session,
+            status=request.query.get("status") or None,
+            channel=request.query.get("channel") or None,
+            key=request.query.get("key") or None,
+            before=_int(request, "before", None),
+            limit=limit,
+        )
+    response = reply(rows)
+    if len(rows) == limit:
+        response.headers["X-Next-Before"] = str(rows[-1]["id"])
+    return response
+
+
+@routes.get("/api/v1/deliveries/channels")
+async def channel_counts(request: web.Request) -> web.Response:
+    async with runtime(request).store.sessions() as session:
+        return reply(await status.channels(session))
+
+
+@routes.post("/api/v1/deliveries/{id}/requeue")
+async def requeue(request: web.Request) -> web.Response:
+    try:
+        message_id = int(request.match_info["id"])
+    except ValueError:
+        raise Invalid("delivery id must be an integer") from None
+    async with runtime(request).store.sessions.begin() as session:
+        row = await status.requeue(session, message_id)
+    worker = runtime(request).outbox
+    if worker is not None:
+        worker.wake()
+    return reply(row)

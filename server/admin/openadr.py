@@ -36,10 +36,10 @@ def _event_id(request: web.Request) -> int:
 
 
 def _wake(request: web.Request) -> None:
-    """Nudge the push worker of this process (the protocol app shares the runtime, not the app)."""
-    hook = getattr(runtime(request), "openadr_wake", None)
-    if hook:
-        hook()
+    """Nudge the delivery worker of this process (the protocol app shares the runtime, not the app)."""
+    worker = runtime(request).outbox
+    if worker is not None:
+        worker.wake()
 
 
 def _str_list(body: dict[str, Any], name: str) -> list[str]:

@@ -14,11 +14,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from server import pki
+from server import delivery, pki
 from server.core import changes
 from server.core.errors import Conflict, Forbidden, Invalid, NotFound
 from server.core.scope import Scope
-from server.core.vens import by_name, new_ven_id, normalise_fingerprint, queued_counts
+from server.core.vens import by_name, mailbox_key, new_ven_id, normalise_fingerprint, queued_counts
 from server.store.models import Aggregator, EndDevice, ModbusDevice, Ven
 from server.store.paging import fetch_page
 
@@ -302,8 +302,9 @@ async def enroll_ven(
 
 
 async def list_vens(session: AsyncSession) -> list[VenInfo]:
-    counts = await queued_counts(session)
-    return [VenInfo.of(v, counts.get(v.id, 0)) for v in await session.scalars(select(Ven).order_by(Ven.id))]
+    found = list(await session.scalars(select(Ven).order_by(Ven.id)))
+    counts = await queued_counts(session, [v.id for v in found])
+    return [VenInfo.of(v, counts.get(v.id, 0)) for v in found]
 
 
 async def vens_page(session: AsyncSession, offset: int, limit: int) -> tuple[list[VenInfo], int]:
@@ -315,7 +316,7 @@ async def vens_page(session: AsyncSession, offset: int, limit: int) -> tuple[lis
 
 async def ven_info(session: AsyncSession, name: str) -> VenInfo:
     ven = await by_name(session, name)
-    counts = await queued_counts(session)
+    counts = await queued_counts(session, [ven.id])
     return VenInfo.of(ven, counts.get(ven.id, 0))
 
 
@@ -332,7 +333,9 @@ async def update_ven(
 
 
 async def delete_ven(session: AsyncSession, name: str) -> None:
-    await session.delete(await by_name(session, name))
+    ven = await by_name(session, name)
+    await delivery.discard(session, mailbox_key(ven.id))  # what was queued for it goes with it
+    await session.delete(ven)
 
 
 # -------------------------------------------------------------------------------------- SunSpec Modbus assets

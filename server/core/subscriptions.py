@@ -8,11 +8,10 @@ from typing import Any
 from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.core import outbox, scope
-from server.store.models import OutboxMessage, Sep2Subscription
+from server.core import scope
+from server.store.models import DeliveryMessage, Sep2Subscription
 from server.store.paging import fetch_page
 
-CHANNEL = "sep2-notification"  # the outbox channel of 2030.5 notifications
 _KEY_PREFIX = "sep2-sub:"
 
 
@@ -44,9 +43,6 @@ async def revoked_recipients(session: AsyncSession, messages: list[tuple[int, st
     return {msg_id for msg_id, sub_id in sub_of.items() if owner.get(sub_id) in revoked}
 
 
-outbox.withhold(CHANNEL, revoked_recipients)
-
-
 def _subscriptions_query(device_id: int | None) -> Select[Sep2Subscription]:
     query = select(Sep2Subscription).order_by(Sep2Subscription.id)
     if device_id is not None:
@@ -74,20 +70,20 @@ async def _states(session: AsyncSession, subs: list[Sep2Subscription]) -> list[d
         (k, st): n
         for k, st, n in (
             await session.execute(
-                select(OutboxMessage.order_key, OutboxMessage.status, func.count())
-                .where(OutboxMessage.order_key.in_(keys))
-                .group_by(OutboxMessage.order_key, OutboxMessage.status)
+                select(DeliveryMessage.order_key, DeliveryMessage.status, func.count())
+                .where(DeliveryMessage.order_key.in_(keys))
+                .group_by(DeliveryMessage.order_key, DeliveryMessage.status)
             )
         ).all()
     }
     last_ids = (
-        select(func.max(OutboxMessage.id))
-        .where(OutboxMessage.order_key.in_(keys))
-        .group_by(OutboxMessage.order_key)
+        select(func.max(DeliveryMessage.id))
+        .where(DeliveryMessage.order_key.in_(keys))
+        .group_by(DeliveryMessage.order_key)
     )
     last = {
         m.order_key: m
-        for m in await session.scalars(select(OutboxMessage).where(OutboxMessage.id.in_(last_ids)))
+        for m in await session.scalars(select(DeliveryMessage).where(DeliveryMessage.id.in_(last_ids)))
     }
     out = []
     for sub in subs:

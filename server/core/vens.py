@@ -1,5 +1,6 @@
-"""VENs (OpenADR aggregators): identity checks, registration state and the per-VEN durable message queue
-(enrolment lives with every other party in ``server.core.parties``).
+"""VENs (OpenADR aggregators): identity checks, registration state and the VEN's ordered message stream in the
+delivery outbox (channel ``openadr``; handed out by oadrPoll or pushed). Enrolment lives with every other party in
+``server.core.parties``.
 
 A VEN is its certificate fingerprint. ``caller`` turns (TLS fingerprint, venID claimed in the body) into the one
 VEN the request may act as, or raises: a venID nobody has -> ``UnknownVen``; a venID that belongs to a different
@@ -13,11 +14,12 @@ import re
 import secrets
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server import delivery
 from server.core.errors import DomainError, Invalid, NotFound
-from server.store.models import OadrQueued, Ven
+from server.store.models import Ven
 from server.store.types import utcnow
 
 _FINGERPRINT = re.compile(r"^([0-9A-F]{2}:){9}[0-9A-F]{2}$")
@@ -25,6 +27,13 @@ _FINGERPRINT = re.compile(r"^([0-9A-F]{2}:){9}[0-9A-F]{2}$")
 REGISTER_REPORT = "register_report"
 REQUEST_REREGISTRATION = "request_reregistration"
 CANCEL_REGISTRATION = "cancel_registration"
+# the delivery outbox channel of messages for VENs, and one order key per VEN
+CHANNEL = "openadr"
+KEY_PREFIX = "openadr-ven:"
+
+
+def mailbox_key(ven_pk: int) -> str:
+    return f"{KEY_PREFIX}{ven_pk}"
 
 
 class UnknownVen(DomainError):
@@ -128,7 +137,7 @@ async def cancel_registration(session: AsyncSession, ven: Ven) -> None:
     ven.registration_id = None
     ven.registered_at = None
     # a cancelled registration takes its pending messages with it (a new registration starts clean)
-    await session.execute(delete(OadrQueued).where(OadrQueued.ven_pk == ven.id))
+    await delivery.discard(session, mailbox_key(ven.id))
     await session.flush()
 
 
@@ -145,43 +154,22 @@ async def enqueue(
 ) -> None:
     """Queue a message for a VEN. With ``dedupe`` a pending message of the same kind is enough (distributeEvent
     is rendered from the current events at delivery, so one pending copy always carries the latest state)."""
-    if dedupe:
-        pending = await session.scalar(
-            select(OadrQueued.id).where(OadrQueued.ven_pk == ven_pk, OadrQueued.kind == kind).limit(1)
-        )
-        if pending is not None:
-            return
-    session.add(OadrQueued(ven_pk=ven_pk, kind=kind, payload=payload or {}))
+    key = mailbox_key(ven_pk)
+    if dedupe and await delivery.has_unclaimed(session, key, kind):
+        return
+    delivery.enqueue(session, CHANNEL, key, kind=kind, payload=payload or {})
     await session.flush()
 
 
-async def take_next(session: AsyncSession, ven_pk: int) -> OadrQueued | None:
-    """Remove and return the oldest queued message (one message per poll).
-
-    Whether the DELETE removed the row decides who got it: when two polls of one VEN (or a poll and the push worker) race
-    for the same row, the loser moves on to the next row instead of handing the message out twice."""
-    for _ in range(10):
-        query = select(OadrQueued).where(OadrQueued.ven_pk == ven_pk).order_by(OadrQueued.id).limit(1)
-        if session.bind is not None and session.bind.dialect.name == "postgresql":
-            query = query.with_for_update(skip_locked=True)
-        item = await session.scalar(query)
-        if item is None:
-            return None
-        session.expunge(item)
-        deleted = await session.scalar(
-            delete(OadrQueued).where(OadrQueued.id == item.id).returning(OadrQueued.id)
-        )
-        if deleted is not None:
-            return item
-    return None
+async def take_next(session: AsyncSession, ven_pk: int) -> delivery.Taken | None:
+    """Take the VEN's oldest queued message (one message per poll), marked delivered in the caller's
+    transaction; None when nothing is queued or the head is being pushed right now."""
+    return await delivery.take_head(session, mailbox_key(ven_pk))
 
 
-async def queued_counts(session: AsyncSession, ven_pks: list[int] | None = None) -> dict[int, int]:
-    query = select(OadrQueued.ven_pk, func.count()).group_by(OadrQueued.ven_pk)
-    if ven_pks is not None:
-        query = query.where(OadrQueued.ven_pk.in_(ven_pks))
-    rows = await session.execute(query)
-    return {pk: n for pk, n in rows.all()}
+async def queued_counts(session: AsyncSession, ven_pks: list[int]) -> dict[int, int]:
+    counts = await delivery.pending_counts(session, [mailbox_key(pk) for pk in ven_pks])
+    return {int(key.removeprefix(KEY_PREFIX)): n for key, n in counts.items()}
 
 
 async def registered_vens(session: AsyncSession) -> list[Ven]:

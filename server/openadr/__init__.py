@@ -18,7 +18,8 @@ What is supported (VEN -> VTN message: VTN answer)
     EiOpt            oadrCreateOpt: oadrCreatedOpt;  oadrCancelOpt: oadrCanceledOpt
     OadrPoll         oadrPoll: next queued message, or oadrResponse
 
-VTN-initiated (queued per VEN; delivered by poll, or pushed to {oadrTransportAddress}/{service}):
+VTN-initiated (queued per VEN in the delivery outbox; handed out by poll, or pushed to
+{oadrTransportAddress}/{service} by the outbox's ``openadr`` channel):
 oadrDistributeEvent, oadrRegisterReport, oadrCreateReport, oadrCancelReport, oadrRequestReregistration,
 oadrCancelPartyRegistration.
 
@@ -33,16 +34,18 @@ oadrEvent eiReportRequests, multi-signal events and baselines.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
 from aiohttp import web
 
+from server.delivery.context import DELIVERY, add_channel
 from server.openadr import codec, event, opt, poll, register_party, report, signing  # noqa: F401 - registers handlers
-from server.openadr.nonces import NonceWriter
+from server.openadr.nonces import NonceWriter, prune_forever
 from server.openadr.pollcache import PollCache
-from server.openadr.push import PushWorker
+from server.openadr.push import Pusher
 from server.openadr.transport import HANDLERS, VTN, Vtn, endpoint
 from server.runtime import RUNTIME
-
-PUSH = web.AppKey("openadr.push", PushWorker)
 
 
 def setup(app: web.Application) -> None:
@@ -53,29 +56,33 @@ def setup(app: web.Application) -> None:
     key = s.path(s.openadr.signing_key or s.pki.server_key)
     if s.openadr.sign_replies or cert.exists():
         signer = signing.Signer(cert, key)
+    worker = app[DELIVERY]
     vtn = Vtn(
         settings=s,
         schema=codec.schema(),
         signer=signer,
         poll_cache=PollCache(rt.store),
         nonces=NonceWriter(rt.store),
+        wake_push=worker.wake,
     )
     app[VTN] = vtn
     prefix = s.openadr.prefix.rstrip("/")
     for service in HANDLERS:
         app.router.add_post(f"{prefix}/{service}", endpoint(service))
+    if s.openadr.push:
+        # without push every VEN's messages simply wait for its oadrPoll
+        add_channel(app, Pusher(rt.store, s, vtn).channel())
 
     async def background(app: web.Application):
         await vtn.poll_cache.start()
         vtn.nonces.start()
-        worker = PushWorker(rt, vtn)
-        await worker.start()
-        vtn.wake_push = worker.wake.set
-        # the admin app shares the Runtime, not this app: let its handlers nudge the worker after a change
-        rt.openadr_wake = worker.wake.set  # type: ignore[attr-defined]
-        app[PUSH] = worker
+        pruning = asyncio.create_task(
+            prune_forever(rt.store, s.openadr.replay_window_s), name="openadr-nonces"
+        )
         yield
-        await worker.stop()
+        pruning.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await pruning
         await vtn.nonces.stop()
         await vtn.poll_cache.close()
 

@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 
+from sqlalchemy import delete
 from sqlalchemy.dialects import postgresql, sqlite
 
 from server.store import Store
@@ -148,3 +150,20 @@ class NonceWriter:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+
+PRUNE_EVERY_S = 60
+
+
+async def prune_forever(store: Store, replay_window_s: int) -> None:
+    """Forget nonces older than twice the replay window (a message that old is refused for its timestamp)."""
+    while True:
+        await asyncio.sleep(PRUNE_EVERY_S)
+        cutoff = utcnow() - dt.timedelta(seconds=2 * replay_window_s)
+        try:
+            async with store.sessions.begin() as session:
+                await session.execute(delete(OadrNonce).where(OadrNonce.seen_at < cutoff))
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - pruning is housekeeping; it tries again next time
+            log.exception("pruning ReplayProtect nonces failed")

@@ -33,8 +33,9 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
+from server.core.vens import CHANNEL as VEN_CHANNEL
 from server.store import Store
-from server.store.models import OadrQueued, Ven
+from server.store.models import DeliveryMessage, Ven
 
 TTL_S = 20.0
 CHANNEL = "dso_oadr_poll"
@@ -129,7 +130,7 @@ class PollCache:
     # ------------------------------------------------------------------ invalidation
     def _after_flush(self, session: Session, _context) -> None:
         for obj in (*session.new, *session.dirty, *session.deleted):
-            if isinstance(obj, Ven | OadrQueued):
+            if isinstance(obj, Ven) or (isinstance(obj, DeliveryMessage) and obj.channel == VEN_CHANNEL):
                 # cleared before the commit too: a poll racing the commit cannot re-learn a stale "empty"
                 session.info["oadr_poll_dirty"] = True
                 self.clear()

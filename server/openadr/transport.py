@@ -105,6 +105,8 @@ class Ctx:
     signed: bool
     scope: Scope  # who is asking; ``ven()`` resolves the VEN it acts as
     _ven: Ven | None = None
+    # a poll answered "nothing" although messages are queued (the head is being pushed): not an idle VEN
+    not_idle: bool = False
 
     @property
     def settings(self) -> Settings:
@@ -291,7 +293,12 @@ def endpoint(service: str) -> Callable[[web.Request], Awaitable[web.StreamRespon
         if kind in {"oadrCreatedEvent", "oadrCreatePartyRegistration", "oadrUpdateReport"}:
             vtn.wake_push()
         body = render(vtn, reply)
-        if kind == "oadrPoll" and ctx._ven is not None and codec.local(reply) == "oadrResponse":
+        if (
+            kind == "oadrPoll"
+            and ctx._ven is not None
+            and not ctx.not_idle
+            and codec.local(reply) == "oadrResponse"
+        ):
             unsigned = codec.serialise(codec.envelope(reply)) if signing_replies else body
             vtn.poll_cache.remember(
                 identity.fingerprint, ctx._ven.ven_id, unsigned, ctx._ven.xml_signature, generation

@@ -19,7 +19,7 @@ How a notification is made (and why it is never lost)::
                                      subscriptions each declaration says the change affects
                                      render each with the declaration's render (= its GET), as the
                                      subscriber's Scope sees it now; revoked subscribers get nothing
-                                     outbox.enqueue(order_key="sep2-sub:{id}", url=notificationURI)
+                                     delivery.enqueue(order_key="sep2-sub:{id}", url=notificationURI)
                                  COMMIT  ---------------------------------------->  POST Notification (HTTPS)
                                  outbox woken                                       5xx/refused: back-off, retry
                                                                                     in order per subscription;
@@ -53,12 +53,14 @@ from lxml import etree
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.core import changes, outbox
+from server import delivery
+from server.core import changes
 from server.core import scope as client_scope
 from server.core import subscriptions as core_subs
 from server.core.errors import DomainError, Invalid, NotFound
 from server.core.parties import device_in_scope
 from server.core.scope import Scope
+from server.sep2 import delivery as sep2_delivery
 from server.sep2 import derp, drlc, edev, fsa, metering, pricing, xml  # noqa: F401 - they declare resources
 from server.sep2.common import (
     REASON_LIMIT,
@@ -75,12 +77,12 @@ from server.sep2.common import (
 )
 from server.sep2.render import RenderCtx, poll_rate, render_ctx
 from server.sep2.resources import REGISTRY, Params, Subscribable, match
-from server.store.models import OutboxMessage, Sep2Subscription
+from server.store.models import DeliveryMessage, Sep2Subscription
 from server.store.types import utcnow
 
 routes = web.RouteTableDef()
 
-CHANNEL = core_subs.CHANNEL
+CHANNEL = sep2_delivery.CHANNEL
 MAX_PER_DEVICE = 64  # Subscriptions one SubscriptionList holds (bounded work per change and per client)
 MAX_LIMIT = 255  # list items carried in one notification (the same cap as one GET page)
 XSI_TYPE = "{http://www.w3.org/2001/XMLSchema-instance}type"
@@ -245,8 +247,14 @@ async def enqueue_for(
         body = xml.serialize(notification(sub, resource, represented=items is not None))
         if sub.id in unless_same and sub.shown_digest is None and items and last.get(sub.id) == body:
             continue
-        outbox.enqueue(
-            session, CHANNEL, core_subs.order_key(sub.id), sub.notification_uri, body, xml.MEDIA_TYPE
+        delivery.enqueue(
+            session,
+            CHANNEL,
+            core_subs.order_key(sub.id),
+            kind=sub.kind,
+            url=sub.notification_uri,
+            body=body,
+            content_type=xml.MEDIA_TYPE,
         )
         sub.shown_digest = digest
         sub.notifications += 1
@@ -258,14 +266,16 @@ async def last_bodies(session: AsyncSession, sub_ids: set[int]) -> dict[int, byt
     """The body of the newest notification queued (and not given up on) for each of these subscriptions."""
     keys = {core_subs.order_key(i): i for i in sub_ids}
     newest = (
-        select(func.max(OutboxMessage.id))
-        .where(OutboxMessage.order_key.in_(list(keys)), OutboxMessage.status.in_(("pending", "delivered")))
-        .group_by(OutboxMessage.order_key)
+        select(func.max(DeliveryMessage.id))
+        .where(
+            DeliveryMessage.order_key.in_(list(keys)), DeliveryMessage.status.in_(("pending", "delivered"))
+        )
+        .group_by(DeliveryMessage.order_key)
     )
     rows = await session.execute(
-        select(OutboxMessage.order_key, OutboxMessage.body).where(OutboxMessage.id.in_(newest))
+        select(DeliveryMessage.order_key, DeliveryMessage.body).where(DeliveryMessage.id.in_(newest))
     )
-    return {keys[k]: bytes(b) for k, b in rows.all()}
+    return {keys[k]: bytes(b) for k, b in rows.all() if b is not None}
 
 
 async def affected(session: AsyncSession, change: changes.Change) -> list[Sep2Subscription]:
@@ -354,7 +364,7 @@ def parse_subscription(request: web.Request, body: etree._Element) -> Parsed:
     raw_uri = xml.text(body, "notificationURI") or ""
     if len(raw_uri) > 2000:  # the outbox column's size; anyURI itself is unbounded
         raise Invalid("notificationURI is longer than 2000 characters")
-    uri = outbox.check_target_url(raw_uri, runtime(request).settings.delivery)
+    uri = delivery.check_target_url(raw_uri, runtime(request).settings.delivery)
     target = parse_target(resource)
     return Parsed(
         target,

@@ -1,6 +1,7 @@
 """All tables. Each area of the domain has its own module; importing this package registers every table."""
 
 from server.store.models.base import Base
+from server.store.models.delivery import DeliveryInstance, DeliveryMessage
 from server.store.models.devices import Aggregator, EndDevice
 from server.store.models.grid import ForecastPoint, ForecastRun, GridNode, GridNodeMember
 from server.store.models.modbus import ModbusDevice
@@ -10,12 +11,10 @@ from server.store.models.openadr import (
     OadrEventVen,
     OadrNonce,
     OadrOpt,
-    OadrQueued,
     OadrReportDescription,
     OadrReportRequest,
     Ven,
 )
-from server.store.models.outbox import OutboxMessage
 from server.store.models.sep2 import (
     Sep2Control,
     Sep2Curve,
@@ -48,14 +47,14 @@ __all__ = [
     "GridNode",
     "GridNodeMember",
     "ModbusDevice",
-    "OutboxMessage",
+    "DeliveryInstance",
+    "DeliveryMessage",
     "Ven",
     "OadrEvent",
     "OadrEventResponse",
     "OadrEventVen",
     "OadrNonce",
     "OadrOpt",
-    "OadrQueued",
     "OadrReportDescription",
     "OadrReportRequest",
     "TelemetryReading",

@@ -1,5 +1,4 @@
-"""OpenADR 2.0b state: VENs and their registrations, events, opt responses and schedules, the per-VEN message
-queue (poll and push outbox), report metadata and report requests, and the XML-signature replay cache.
+"""OpenADR 2.0b state: VENs and their registrations, events, opt responses and schedules, report metadata and report requests, and the XML-signature replay cache.
 
 Every row that belongs to one VEN carries ``ven_pk`` so that each query can be scoped to the caller: a VEN never
 sees another VEN's objects.
@@ -10,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from server.store.models.base import Base
@@ -113,26 +112,6 @@ class OadrOpt(Base):
     targets: Mapped[dict[str, list[str]]] = mapped_column(JSON, default=dict)
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
     cancelled_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)
-
-
-class OadrQueued(Base):
-    """A message waiting for a VEN: handed out one per oadrPoll, or POSTed by the push worker.
-
-    Only the kind and its arguments are stored; the XML is rendered at delivery so event status and signatures
-    (ReplayProtect timestamps) are current.
-    """
-
-    __tablename__ = "oadr_queue"
-    __table_args__ = (Index("ix_oadr_queue_ven_order", "ven_pk", "id"),)
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    ven_pk: Mapped[int] = mapped_column(ForeignKey("ven.id", ondelete="CASCADE"))
-    kind: Mapped[str] = mapped_column(String(40))
-    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    next_attempt_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)
-    last_error: Mapped[str] = mapped_column(String(300), default="")
 
 
 class OadrReportDescription(Base):

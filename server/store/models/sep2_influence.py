@@ -1,7 +1,7 @@
 """IEEE 2030.5 tables of the "data up, push down" half: Subscriptions (what a client wants pushed, and where),
 LogEvents (what a device logged), and the "influence" function sets: pricing (TariffProfile / RateComponent /
 TimeTariffInterval) and DRLC (DemandResponseProgram / EndDeviceControl), which share one set/event/assignment shape. Meter readings do not live here: they go to the protocol-neutral ``telemetry``
-table, and notifications to the durable ``outbox_message`` table."""
+table, and notifications to the durable ``delivery_message`` outbox."""
 
 from __future__ import annotations
 

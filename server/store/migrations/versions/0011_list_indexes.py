@@ -1,14 +1,14 @@
 """an index the EndDeviceList pages walk: an aggregator's enabled devices in list order (sfdi, id)
 
 Revision ID: 0011
-Revises: 0008
+Revises: 0010
 Create Date: 2026-12-01
 """
 
 from alembic import op
 
 revision = "0011"
-down_revision = "0008"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 

@@ -1,5 +1,5 @@
-"""Durable delivery: retries with back-off on 5xx and refused connections, order per key, exactly once across a
-worker restart and with two workers on one database."""
+"""The delivery outbox on both backends: retries with back-off on 5xx and refused connections, order per key,
+exactly once across a worker restart and with two workers on one database, dead letters, the poll exit."""
 
 from __future__ import annotations
 
@@ -13,8 +13,11 @@ from support import free_port
 
 from server.config import DeliverySettings
 from server.core.errors import Invalid
-from server.core.outbox import OutboxWorker, backoff, check_target_url, enqueue
-from server.store.models import OutboxMessage
+from server.delivery import check_target_url, enqueue
+from server.delivery.channels import Channel, post_stored_body
+from server.delivery.outbox import backoff
+from server.delivery.worker import DeliveryWorker
+from server.store.models import DeliveryMessage
 
 FAST = DeliverySettings(
     allow_http_loopback=True, initial_backoff_s=1, max_backoff_s=2, poll_interval_ms=50, timeout_s=5
@@ -56,10 +59,18 @@ class Receiver:
         return f"http://127.0.0.1:{self.port}/notify/{key}"
 
 
+def worker_for(store, settings: DeliverySettings = FAST) -> DeliveryWorker:
+    worker = DeliveryWorker(store, settings)
+    worker.add_channel(Channel("test", post_stored_body))
+    return worker
+
+
 async def put(store, receiver: Receiver, items: list[tuple[str, str]]) -> None:
     async with store.sessions.begin() as session:
         for key, body in items:
-            enqueue(session, "test", key, receiver.url(key), body.encode(), "text/plain")
+            enqueue(
+                session, "test", key, url=receiver.url(key), body=body.encode(), content_type="text/plain"
+            )
 
 
 async def wait_for(predicate, within: float = 20.0) -> None:
@@ -74,7 +85,7 @@ async def statuses(store) -> collections.Counter:
     from sqlalchemy import select
 
     async with store.sessions() as session:
-        return collections.Counter(await session.scalars(select(OutboxMessage.status)))
+        return collections.Counter(await session.scalars(select(DeliveryMessage.status)))
 
 
 def by_key(received: list[tuple[str, bytes]]) -> dict[str, list[str]]:
@@ -90,7 +101,7 @@ async def test_retries_5xx_then_refused_then_delivers_in_order_exactly_once_acro
     receiver.fail_next = 2  # the first two POSTs get 503
     items = [("sub-a", f"a{i}") for i in range(4)] + [("sub-b", f"b{i}") for i in range(3)]
     await put(store, receiver, items)
-    worker = OutboxWorker(store, FAST, None)
+    worker = worker_for(store)
     await worker.start()
     await wait_for(lambda: receiver.fail_next == 0)
     # now the receiver goes away entirely: connections are refused
@@ -99,7 +110,7 @@ async def test_retries_5xx_then_refused_then_delivers_in_order_exactly_once_acro
     await worker.stop()  # "server restart": the first worker is gone, its state only in the database
     assert (await statuses(store))["pending"] >= 1
     await receiver.start()
-    restarted = OutboxWorker(store, FAST, None)
+    restarted = worker_for(store)
     await restarted.start()
     try:
         await wait_for(lambda: len(receiver.received) == len(items))
@@ -116,7 +127,7 @@ async def test_two_workers_share_one_outbox_without_duplicates_or_reordering(sto
     await receiver.start()
     items = [(f"sub-{k}", f"{k}-{i}") for i in range(10) for k in range(4)]
     await put(store, receiver, items)
-    workers = [OutboxWorker(store, FAST, None) for _ in range(2)]
+    workers = [worker_for(store) for _ in range(2)]
     for w in workers:
         await w.start()
     try:
@@ -135,7 +146,7 @@ async def test_a_4xx_answer_fails_that_message_and_its_successors_still_go(store
     await receiver.start()
     receiver.status = 404
     await put(store, receiver, [("sub", "gone")])
-    worker = OutboxWorker(store, FAST, None)
+    worker = worker_for(store)
     await worker.start()
     try:
         for _ in range(100):
@@ -151,6 +162,35 @@ async def test_a_4xx_answer_fails_that_message_and_its_successors_still_go(store
         await worker.stop()
         await receiver.stop()
     assert receiver.received == [("sub", b"next")]
+
+
+async def test_after_the_last_attempt_a_message_is_a_dead_letter_and_its_key_moves_on(store):
+    from dataclasses import replace
+
+    receiver = Receiver(free_port())
+    await receiver.start()
+    receiver.fail_next = 2  # 503 twice: with max_attempts 2 the first message is given up on
+    await put(store, receiver, [("sub", "first"), ("sub", "second")])
+    worker = worker_for(store, replace(FAST, max_attempts=2))
+    await worker.start()
+    try:
+        for _ in range(200):
+            if await statuses(store) == {"failed": 1, "delivered": 1}:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        await worker.stop()
+        await receiver.stop()
+    assert receiver.received == [("sub", b"second")]
+    async with store.sessions() as session:
+        from sqlalchemy import select
+
+        rows = (
+            await session.execute(
+                select(DeliveryMessage.status, DeliveryMessage.attempts).order_by(DeliveryMessage.id)
+            )
+        ).all()
+    assert [tuple(r) for r in rows] == [("failed", 2), ("delivered", 1)]
 
 
 def test_backoff_doubles_up_to_the_cap():

@@ -1,0 +1,106 @@
+"""What staff see of the outbox: pages of messages (newest first, keyset-paged in SQL), counts per channel and
+status, and the requeueing of a dead letter."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.core.errors import Conflict, Invalid, NotFound
+from server.delivery.outbox import FAILED, PENDING, STATUSES
+from server.store.models import DeliveryMessage
+from server.store.types import utcnow
+
+MAX_PAGE = 1000
+
+
+def as_dict(m: DeliveryMessage) -> dict[str, Any]:
+    iso = lambda t: t.isoformat() if t else None  # noqa: E731
+    return {
+        "id": m.id,
+        "channel": m.channel,
+        "key": m.order_key,
+        "kind": m.kind,
+        "url": m.url,
+        "status": m.status,
+        "attempts": m.attempts,
+        "created_at": iso(m.created_at),
+        "next_attempt_at": iso(m.next_attempt_at),
+        "delivered_at": iso(m.delivered_at),
+        "via": m.via,
+        "claimed_by": m.lease_owner,
+        "last_status": m.last_status,
+        "last_error": m.last_error,
+    }
+
+
+async def page(
+    session: AsyncSession,
+    *,
+    status: str | None = None,
+    channel: str | None = None,
+    key: str | None = None,
+    before: int | None = None,
+    limit: int = 100,
+) -> list[dict[str, Any]]:
+    """Newest first; the next page starts ``before`` the last id of this one."""
+    if status is not None and status not in STATUSES:
+        raise Invalid(f"status must be one of {', '.join(STATUSES)}")
+    if not 1 <= limit <= MAX_PAGE:
+        raise Invalid(f"limit must be 1..{MAX_PAGE}")
+    query = select(DeliveryMessage).order_by(DeliveryMessage.id.desc()).limit(limit)
+    if status:
+        query = query.where(DeliveryMessage.status == status)
+    if channel:
+        query = query.where(DeliveryMessage.channel == channel)
+    if key:
+        query = query.where(DeliveryMessage.order_key == key)
+    if before is not None:
+        query = query.where(DeliveryMessage.id < before)
+    return [as_dict(m) for m in await session.scalars(query)]
+
+
+async def channels(session: AsyncSession) -> list[dict[str, Any]]:
+    """One row per channel: messages per status, and the oldest pending message's age in seconds."""
+    rows = await session.execute(
+        select(
+            DeliveryMessage.channel,
+            DeliveryMessage.status,
+            func.count(),
+            func.min(DeliveryMessage.created_at),
+        ).group_by(DeliveryMessage.channel, DeliveryMessage.status)
+    )
+    out: dict[str, dict[str, Any]] = {}
+    now = utcnow()
+    for channel, status, count, oldest in rows.all():
+        entry = out.setdefault(
+            channel, {"channel": channel, **{s: 0 for s in STATUSES}, "oldest_pending_s": None}
+        )
+        entry[status] = int(count)
+        if status == PENDING and oldest is not None:
+            if not isinstance(oldest, dt.datetime):  # an aggregate bypasses the column type on SQLite
+                oldest = dt.datetime.fromisoformat(str(oldest))
+            if oldest.tzinfo is None:
+                oldest = oldest.replace(tzinfo=dt.UTC)
+            entry["oldest_pending_s"] = round((now - oldest).total_seconds(), 1)
+    return [out[c] for c in sorted(out)]
+
+
+async def requeue(session: AsyncSession, message_id: int) -> dict[str, Any]:
+    """Give a dead letter a fresh set of attempts (after its receiver was fixed)."""
+    message = await session.get(DeliveryMessage, message_id)
+    if message is None:
+        raise NotFound(f"no delivery {message_id}")
+    if message.status != FAILED:
+        raise Conflict(f"delivery {message_id} is {message.status}, only failed ones are requeued")
+    await session.execute(
+        update(DeliveryMessage)
+        .where(DeliveryMessage.id == message_id)
+        .values(status=PENDING, attempts=0, next_attempt_at=utcnow(), last_error="")
+        .execution_options(synchronize_session=False)
+    )
+    await session.refresh(message)
+    return as_dict(message)
