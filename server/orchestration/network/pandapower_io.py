@@ -1,0 +1,279 @@
+"""pandapower <-> model: read a pandapower network (object or JSON file) into the model, and build the
+pandapower network of a model (same element indices) for the AC power flows that judge a plan.
+
+Switches are resolved on import: a closed bus-bus switch becomes a coupler, a line or transformer behind an open
+switch is left out (it carries no power). Needs pandapower (the ``grid`` extra)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from server.orchestration.network.model import (
+    Bus,
+    Coupler,
+    Line,
+    Load,
+    Network,
+    NetworkError,
+    Sgen,
+    Slack,
+    Storage,
+    Trafo,
+)
+
+DEFAULT_BAND = (0.95, 1.05)
+
+
+def _pp() -> Any:
+    try:
+        import pandapower
+    except ImportError:
+        raise NetworkError("pandapower is not installed: pip install 'opendso[grid]'") from None
+    return pandapower
+
+
+def load_kind(profile: str | None) -> str:
+    """What a SimBench load profile stands for (H0 households, G trade, L farms, Air/Soil heat pumps,
+    HLS/APLS charging at home and at work)."""
+    head = (profile or "").split("_")[0].split("-")[0]
+    if head in ("H0", "BL"):
+        return "household"
+    if head.startswith(("G", "L")):
+        return "commercial"
+    if head in ("Air", "Soil"):
+        return "heat_pump"
+    if head in ("HLS", "APLS"):
+        return "ev"
+    return "household" if not profile else "other"
+
+
+def _sgen_kind(kind: Any) -> str:
+    text = str(kind or "")
+    return (
+        "pv"
+        if "PV" in text
+        else "wind"
+        if ("Wind" in text or "WP" in text)
+        else ("pv" if not text else "other")
+    )
+
+
+def _num(row: Any, key: str, default: float) -> float:
+    value = row.get(key, default) if hasattr(row, "get") else default
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return default
+    return value if math.isfinite(value) else default
+
+
+def _str(row: Any, key: str) -> str | None:
+    value = row.get(key)
+    return value if isinstance(value, str) else None
+
+
+def from_pandapower(
+    net: Any, name: str = "network", v_band: tuple[float, float] | None = DEFAULT_BAND
+) -> Network:
+    """``v_band`` sets every bus's band; None takes each bus's min_vm_pu/max_vm_pu (0.95-1.05 where absent)."""
+    for table in ("trafo3w", "gen", "impedance", "xward", "ward"):
+        if table in net and len(net[table]) and net[table].in_service.any():
+            first = net[table][net[table].in_service].index[0]
+            raise NetworkError(f"{table} {first}: this element type is not modelled by the planner")
+    grids = net.ext_grid[net.ext_grid.in_service]
+    if len(grids) != 1:
+        raise NetworkError(f"the network needs exactly one external grid (slack), it has {len(grids)}")
+    open_lines, open_trafos, couplers = set(), set(), []
+    for sid, sw in net.switch.iterrows():
+        if sw.et == "b" and sw.closed:
+            couplers.append(Coupler(id=int(sid), bus=int(sw.bus), other_bus=int(sw.element)))
+        elif sw.et == "l" and not sw.closed:
+            open_lines.add(int(sw.element))
+        elif sw.et == "t" and not sw.closed:
+            open_trafos.add(int(sw.element))
+    buses = []
+    for bid, b in net.bus[net.bus.in_service].iterrows():
+        lo, hi = v_band or (_num(b, "min_vm_pu", DEFAULT_BAND[0]), _num(b, "max_vm_pu", DEFAULT_BAND[1]))
+        buses.append(Bus(id=int(bid), name=str(b["name"]), vn_kv=float(b.vn_kv), v_min_pu=lo, v_max_pu=hi))
+    lines = [
+        Line(
+            id=int(i),
+            name=str(r["name"]),
+            from_bus=int(r.from_bus),
+            to_bus=int(r.to_bus),
+            length_km=float(r.length_km),
+            r_ohm_per_km=float(r.r_ohm_per_km),
+            x_ohm_per_km=float(r.x_ohm_per_km),
+            max_i_ka=_num(r, "max_i_ka", math.nan),
+            c_nf_per_km=_num(r, "c_nf_per_km", 0.0),
+            g_us_per_km=_num(r, "g_us_per_km", 0.0),
+            parallel=int(_num(r, "parallel", 1)),
+            df=_num(r, "df", 1.0),
+            max_loading_percent=_num(r, "max_loading_percent", 100.0),
+        )
+        for i, r in net.line[net.line.in_service].iterrows()
+        if int(i) not in open_lines
+    ]
+    trafos = [
+        Trafo(
+            id=int(i),
+            name=str(r["name"]),
+            hv_bus=int(r.hv_bus),
+            lv_bus=int(r.lv_bus),
+            sn_mva=_num(r, "sn_mva", math.nan),
+            vn_hv_kv=float(r.vn_hv_kv),
+            vn_lv_kv=float(r.vn_lv_kv),
+            vk_percent=_num(r, "vk_percent", math.nan),
+            vkr_percent=_num(r, "vkr_percent", math.nan),
+            pfe_kw=_num(r, "pfe_kw", 0.0),
+            i0_percent=_num(r, "i0_percent", 0.0),
+            shift_degree=_num(r, "shift_degree", 0.0),
+            tap_side=_str(r, "tap_side"),
+            tap_neutral=_num(r, "tap_neutral", 0.0),
+            tap_min=_num(r, "tap_min", 0.0),
+            tap_max=_num(r, "tap_max", 0.0),
+            tap_step_percent=_num(r, "tap_step_percent", 0.0),
+            tap_step_degree=_num(r, "tap_step_degree", 0.0),
+            tap_pos=_num(r, "tap_pos", 0.0),
+            tap_changer_type=_str(r, "tap_changer_type"),
+            parallel=int(_num(r, "parallel", 1)),
+            max_loading_percent=_num(r, "max_loading_percent", 100.0),
+        )
+        for i, r in net.trafo[net.trafo.in_service].iterrows()
+        if int(i) not in open_trafos
+    ]
+    loads = [
+        Load(
+            id=int(i),
+            name=str(r["name"]),
+            bus=int(r.bus),
+            p_mw=float(r.p_mw) * _num(r, "scaling", 1.0),
+            q_mvar=float(r.q_mvar) * _num(r, "scaling", 1.0),
+            kind=load_kind(_str(r, "profile")),
+            profile=_str(r, "profile"),
+        )
+        for i, r in net.load[net.load.in_service].iterrows()
+    ]
+    sgens = [
+        Sgen(
+            id=int(i),
+            name=str(r["name"]),
+            bus=int(r.bus),
+            p_mw=float(r.p_mw) * _num(r, "scaling", 1.0),
+            sn_mva=_num(r, "sn_mva", abs(float(r.p_mw))),
+            q_mvar=_num(r, "q_mvar", 0.0),
+            kind=_sgen_kind(r.get("type")),
+            profile=_str(r, "profile"),
+        )
+        for i, r in net.sgen[net.sgen.in_service].iterrows()
+    ]
+    storages = []
+    for i, r in net.storage[net.storage.in_service].iterrows():
+        eff = _num(r, "efficiency_percent", 95.0)
+        storages.append(
+            Storage(
+                id=int(i),
+                name=str(r["name"]),
+                bus=int(r.bus),
+                sn_mva=_num(r, "sn_mva", abs(float(r.p_mw))),
+                max_e_mwh=_num(r, "max_e_mwh", math.nan),
+                p_mw=float(r.p_mw),
+                min_e_mwh=_num(r, "min_e_mwh", 0.0),
+                soc_percent=_num(r, "soc_percent", 0.0),
+                efficiency=eff if eff <= 1 else eff / 100,
+                profile=_str(r, "profile"),
+            )
+        )
+    g = grids.iloc[0]
+    model = Network(
+        name=name,
+        buses=buses,
+        lines=lines,
+        trafos=trafos,
+        couplers=couplers,
+        loads=loads,
+        sgens=sgens,
+        storages=storages,
+        f_hz=float(getattr(net, "f_hz", 50.0)),
+        slack=Slack(bus=int(g.bus), vm_pu=_num(g, "vm_pu", 1.0), va_degree=_num(g, "va_degree", 0.0)),
+    )
+    model.validate()
+    return model
+
+
+def load_json(path: str | Path, v_band: tuple[float, float] | None = DEFAULT_BAND) -> Network:
+    net = _pp().from_json(str(path))
+    return from_pandapower(net, name=Path(path).stem, v_band=v_band)
+
+
+def to_pandapower(model: Network) -> Any:
+    """A pandapower network of the model, element indices kept."""
+    pp = _pp()
+    net = pp.create_empty_network(name=model.name, f_hz=model.f_hz)
+    for b in model.buses:
+        pp.create_bus(net, vn_kv=b.vn_kv, name=b.name, index=b.id, min_vm_pu=b.v_min_pu, max_vm_pu=b.v_max_pu)
+    for ln in model.lines:
+        pp.create_line_from_parameters(
+            net,
+            ln.from_bus,
+            ln.to_bus,
+            ln.length_km,
+            ln.r_ohm_per_km,
+            ln.x_ohm_per_km,
+            ln.c_nf_per_km,
+            ln.max_i_ka,
+            name=ln.name,
+            index=ln.id,
+            g_us_per_km=ln.g_us_per_km,
+            parallel=ln.parallel,
+            df=ln.df,
+            max_loading_percent=ln.max_loading_percent,
+        )
+    for t in model.trafos:
+        pp.create_transformer_from_parameters(
+            net,
+            t.hv_bus,
+            t.lv_bus,
+            t.sn_mva,
+            t.vn_hv_kv,
+            t.vn_lv_kv,
+            t.vkr_percent,
+            t.vk_percent,
+            t.pfe_kw,
+            t.i0_percent,
+            shift_degree=t.shift_degree,
+            tap_side=t.tap_side,
+            tap_neutral=t.tap_neutral,
+            tap_min=t.tap_min,
+            tap_max=t.tap_max,
+            tap_step_percent=t.tap_step_percent,
+            tap_step_degree=t.tap_step_degree,
+            tap_pos=t.tap_pos,
+            tap_changer_type=t.tap_changer_type,
+            parallel=t.parallel,
+            max_loading_percent=t.max_loading_percent,
+            name=t.name,
+            index=t.id,
+        )
+    for c in model.couplers:
+        pp.create_switch(net, c.bus, c.other_bus, et="b", closed=True, index=c.id)
+    for x in model.loads:
+        pp.create_load(net, x.bus, x.p_mw, q_mvar=x.q_mvar, name=x.name, index=x.id)
+    for s in model.sgens:
+        pp.create_sgen(net, s.bus, s.p_mw, q_mvar=s.q_mvar, sn_mva=s.sn_mva, name=s.name, index=s.id)
+    for st in model.storages:
+        pp.create_storage(
+            net,
+            st.bus,
+            st.p_mw,
+            st.max_e_mwh,
+            sn_mva=st.sn_mva,
+            min_e_mwh=st.min_e_mwh,
+            soc_percent=st.soc_percent,
+            name=st.name,
+            index=st.id,
+        )
+    pp.create_ext_grid(net, model.slack.bus, vm_pu=model.slack.vm_pu, va_degree=model.slack.va_degree)
+    return net
