@@ -29,9 +29,19 @@ from server.orchestration.network.model import Network, Profiles
 from server.orchestration.network.topology import MV_ZONE, Tree, build_tree
 from server.orchestration.resources import Costs, Fleet, build_fleet, default_price
 from server.orchestration.schedule import Schedule
-from server.orchestration.zone_lp import KW_PU, Aggregate, Margins, Slack, ZoneBlock, ZoneInput, solve_blocks
+from server.orchestration.zone_lp import (
+    KW_PU,
+    WATCH_LOADING,
+    WATCH_PU,
+    Aggregate,
+    Margins,
+    Slack,
+    ZoneBlock,
+    ZoneInput,
+    solve_blocks,
+)
 
-BATCH_NODES = 400  # LV zones are solved together until a batch reaches about this many nodes
+BATCH_NODES = 1  # LV zones are solved together until a batch reaches this many nodes (1: one LP per zone)
 
 
 @dataclass
@@ -105,8 +115,10 @@ def controllable_injection(net: PlanningNetwork, fleet: Fleet, sched: Schedule) 
 
 
 def apply_solution(block: ZoneBlock, x: np.ndarray, fleet: Fleet, sched: Schedule) -> None:
-    for k, c0 in block.pv_cols.items():
-        sched.sgen_p[:, fleet.pv[k].sgen] = x[c0 : c0 + fleet.steps] / 1000
+    for k, (c0, ts) in block.pv_cols.items():
+        kw = np.zeros(fleet.steps)
+        kw[ts] = x[c0 : c0 + len(ts)]
+        sched.sgen_p[:, fleet.pv[k].sgen] = kw / 1000
     for k, (ch, dis, _soc) in block.bat_cols.items():
         sched.storage_p[:, fleet.batteries[k].storage] = (
             x[ch : ch + fleet.steps] - x[dis : dis + fleet.steps]
@@ -116,10 +128,11 @@ def apply_solution(block: ZoneBlock, x: np.ndarray, fleet: Fleet, sched: Schedul
         for c0, t0, t1 in sessions:
             kw[t0:t1] = x[c0 : c0 + t1 - t0]
         sched.load_p[:, fleet.evs[k].load] = kw / 1000
-    for k, c0 in block.dr_cols.items():
+    for k, (c0, ts) in block.dr_cols.items():
         d = fleet.dr[k]
         base = fleet.baseline.load_p[:, d.load]
-        shed = x[c0 : c0 + fleet.steps] / 1000
+        shed = np.zeros(fleet.steps)
+        shed[ts] = x[c0 : c0 + len(ts)] / 1000
         sched.load_p[:, d.load] = base - shed
         scale = np.divide(base - shed, base, out=np.ones_like(base), where=base > 0)
         sched.load_q[:, d.load] = fleet.baseline.load_q[:, d.load] * scale
@@ -185,6 +198,22 @@ def _batches(net: PlanningNetwork, zones: list[int], limit: int) -> list[list[in
     return [b for b in out if b]
 
 
+def _mv_relevance(
+    net: PlanningNetwork, mv: ZoneModel, op: OperatingPoint, fixed: np.ndarray, margins: Margins
+) -> np.ndarray:
+    """(steps, MV nodes) True where an injection change at the node would act on an MV limit that is near."""
+    nodes = mv.nodes
+    vm = op.vm[:, nodes] + fixed @ (mv.r * KW_PU).T
+    p = op.p[:, nodes] / KW_PU - fixed @ mv.below.T.astype(float)
+    vmax, vmin = net.vmax[nodes], net.vmin[nodes]
+    near_v = (vm > vmax - margins.voltage_pu - WATCH_PU) | (vm < vmin + margins.voltage_pu + WATCH_PU)
+    s_kw = mv.s_max[None, :] * np.minimum(op.vm[:, nodes], 1.0) / KW_PU
+    near_p = (np.abs(p) > WATCH_LOADING * s_kw) & np.isfinite(mv.s_max)[None, :]
+    reach_v = near_v.astype(float) @ (mv.r > 0).astype(float)
+    reach_p = near_p.astype(float) @ mv.below.astype(float)
+    return (reach_v + reach_p) > 0
+
+
 @dataclass
 class StepResult:
     schedule: Schedule
@@ -247,6 +276,11 @@ def solve_step(
                     np.clip(dr_room[:, nodes].sum(axis=1), 0, None),
                 )
             )
+        # LV flexibility is offered to the MV step only where an MV limit is near, by zones that can affect it
+        relevant = _mv_relevance(net, mv, op, fixed, margins)
+        for a in aggs:
+            a.down_kw = a.down_kw * relevant[:, a.node]
+            a.up_kw = a.up_kw * relevant[:, a.node]
         zi = _zone_input(net, MV_ZONE, op, fixed_kw=fixed, aggregates=aggs)
         blocks, x = _solve_group(net, fleet, [zi], inj_op, costs, margins, new, stats)
         mv_block = blocks[0]
@@ -256,8 +290,7 @@ def solve_step(
         dv = mv_inj @ mv_block.rk.T / 1000  # pu
         again: list[ZoneInput] = []
         for z in lv_zones:
-            down_c, up_c = mv_block.agg_cols[z]
-            down, up = x[down_c : down_c + steps], x[up_c : up_c + steps]
+            down, up = mv_block.aggregate(z, x)
             own = dev[z] - down + up
             offset = dv[:, mv_local[net.zones[z].hv_node]] - net.r_cum[net.zones[z].hv_node] * KW_PU * own
             asked = (down > 1e-3) | (up > 1e-3)

@@ -83,6 +83,9 @@ class ZoneModel:
     x: np.ndarray
     below: np.ndarray  # (n, n) bool: below[k, i] when node i is fed through node k's branch
     s_max: np.ndarray  # (n,) rating of each node's branch at 1 pu
+    parent_local: np.ndarray  # (n,) parent within the zone, -1 for the zone's top node
+    r_branch: np.ndarray  # (n,) resistance of each node's branch, pu
+    r_top: float  # resistance of the MV path above the zone (0 for the MV zone)
 
 
 def zone_nodes(tree: Tree) -> dict[int, np.ndarray]:
@@ -95,6 +98,7 @@ def zone_model(tree: Tree, zone: int, nodes: np.ndarray, r_cum: np.ndarray, x_cu
     n = len(nodes)
     local = {int(v): i for i, v in enumerate(nodes)}
     below = np.zeros((n, n), bool)
+    parent_local = np.array([local.get(int(tree.parent[v]), -1) for v in nodes], dtype=np.int64)
     for i, v in enumerate(nodes):
         below[i, i] = True
         par = local.get(int(tree.parent[v]), -1)
@@ -109,7 +113,18 @@ def zone_model(tree: Tree, zone: int, nodes: np.ndarray, r_cum: np.ndarray, x_cu
     if hv >= 0:
         r += r_cum[hv]
         x += x_cum[hv]
-    return ZoneModel(zone=zone, nodes=nodes, hv_node=hv, r=r, x=x, below=below, s_max=tree.s_max_pu[nodes])
+    return ZoneModel(
+        zone=zone,
+        nodes=nodes,
+        hv_node=hv,
+        r=r,
+        x=x,
+        below=below,
+        s_max=tree.s_max_pu[nodes],
+        parent_local=parent_local,
+        r_branch=r_br,
+        r_top=float(r_cum[hv]) if hv >= 0 else 0.0,
+    )
 
 
 def cumulative_impedance(tree: Tree) -> tuple[np.ndarray, np.ndarray]:

@@ -73,6 +73,9 @@ class Lp:
         h = highspy.Highs()
         h.setOptionValue("output_flag", False)
         h.setOptionValue("threads", 1)
+        h.setOptionValue(
+            "presolve", "off"
+        )  # the models are small and already tight; presolve costs more than it saves
         lp = highspy.HighsLp()
         lower, upper, cost = (
             np.concatenate(x) if x else np.zeros(0) for x in (self.lower, self.upper, self.cost)
@@ -106,6 +109,8 @@ class Lp:
 
     def solve(self) -> tuple[str, np.ndarray, float]:
         """Solve (adding what was appended since the last solve); returns status, column values, objective."""
+        if self.n == 0:
+            return "Optimal", np.zeros(0), 0.0
         if self.highs is None:
             self._flush_into_new_model()
         else:

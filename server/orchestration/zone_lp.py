@@ -14,7 +14,7 @@ import numpy as np
 
 from server.orchestration.linear import OperatingPoint, ZoneModel
 from server.orchestration.lp import INF, Lp
-from server.orchestration.network.topology import BASE_MVA
+from server.orchestration.network.topology import BASE_MVA, MV_ZONE
 from server.orchestration.resources import Costs, Fleet
 
 KW_PU = 1e-3 / BASE_MVA  # pu per kW
@@ -22,6 +22,7 @@ MILLI = 1e3  # voltage rows are written in milli-pu (better scaled)
 WATCH_PU = 0.01  # voltage rows start in the LP this close to the band
 WATCH_LOADING = 0.9  # branch rows start in the LP above this share of the rating
 MAX_ROUNDS = 12
+SPARSE_NODES = 60  # zones larger than this get flow variables instead of dense sensitivity rows
 
 
 @dataclass
@@ -94,12 +95,14 @@ class ZoneBlock:
             e_coef.append(np.full(len(ts), coef))
 
         eq_rows: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []  # (cols, vals, row, rhs)
-        self.pv_cols: dict[int, int] = {}
+        # generation has columns only while the sun is up
+        self.pv_cols: dict[int, tuple[int, np.ndarray]] = {}
         for k in zi.pv:
             u = fleet.pv[k]
-            c0 = lp.add_cols(0.0, u.avail_kw, -(price + costs.curtail) * dt)
-            self.pv_cols[k] = c0
-            entry(local[node_of[u.bus]], c0 + tt, 1.0)
+            ts = np.flatnonzero(u.avail_kw > 0)
+            c0 = lp.add_cols(0.0, u.avail_kw[ts], -(price[ts] + costs.curtail) * dt, count=len(ts))
+            self.pv_cols[k] = (c0, ts)
+            entry(local[node_of[u.bus]], c0 + np.arange(len(ts)), 1.0, ts)
         self.bat_cols: dict[int, tuple[int, int, int]] = {}
         for k in zi.batteries:
             b = fleet.batteries[k]
@@ -146,19 +149,24 @@ class ZoneBlock:
                         np.array([energy]),
                     )
                 )
-        self.dr_cols: dict[int, int] = {}
+        # demand response (shedding) only helps against import stress: columns where the zone has some
+        stressed = self._import_stress(zi, margins)
+        self.dr_cols: dict[int, tuple[int, np.ndarray]] = {}
         for k in zi.dr:
             d = fleet.dr[k]
-            c0 = lp.add_cols(0.0, d.max_shed_kw, (costs.dr - price) * dt)
-            self.dr_cols[k] = c0
-            entry(local[node_of[d.bus]], c0 + tt, 1.0)
-        self.agg_cols: dict[int, tuple[int, int]] = {}
+            ts = np.flatnonzero(stressed & (d.max_shed_kw > 0))
+            c0 = lp.add_cols(0.0, d.max_shed_kw[ts], (costs.dr - price[ts]) * dt, count=len(ts))
+            self.dr_cols[k] = (c0, ts)
+            entry(local[node_of[d.bus]], c0 + np.arange(len(ts)), 1.0, ts)
+        # an LV zone's extra flexibility gets columns only in the intervals where it has some
+        self.agg_cols: dict[int, tuple[int, np.ndarray, int, np.ndarray]] = {}
         for a in zi.aggregates:
-            down = lp.add_cols(0.0, a.down_kw, (costs.curtail + price) * dt)
-            up = lp.add_cols(0.0, a.up_kw, (costs.dr - price) * dt)
-            self.agg_cols[a.zone] = (down, up)
-            entry(a.node, down + tt, -1.0)
-            entry(a.node, up + tt, 1.0)
+            td, tu = np.flatnonzero(a.down_kw > 0), np.flatnonzero(a.up_kw > 0)
+            down = lp.add_cols(0.0, a.down_kw[td], (costs.curtail + price[td]) * dt, count=len(td))
+            up = lp.add_cols(0.0, a.up_kw[tu], (costs.dr - price[tu]) * dt, count=len(tu))
+            self.agg_cols[a.zone] = (down, td, up, tu)
+            entry(a.node, down + np.arange(len(td)), -1.0, td)
+            entry(a.node, up + np.arange(len(tu)), 1.0, tu)
         for cols, vals, rows, rhs in eq_rows:
             lp.add_rows(rhs, rhs, rows, cols, vals)
 
@@ -197,6 +205,11 @@ class ZoneBlock:
         self.rows_p: list[tuple[np.ndarray, np.ndarray, int, int]] = []
         self.boundary: tuple[int, np.ndarray] | None = None
         self.inj_op_sum = inj_op_kw.sum(axis=1)
+        self.sparse = zm.zone == MV_ZONE or n > SPARSE_NODES
+        if self.sparse:
+            self._add_flow_variables(fixed)
+            self.c_v_sparse = self.c_v - fixed @ self.rk.T
+            self.c_p_sparse = self.c_p + fixed @ below.T
         if zi.boundary_hi_kw is not None or zi.boundary_lo_kw is not None:
             self._add_boundary()
         watch_v = (vm > zi.vmax - margins.voltage_pu - WATCH_PU) | (
@@ -205,6 +218,62 @@ class ZoneBlock:
         watch_p = self.has_branch[None, :] & (np.abs(p_op_kw) > WATCH_LOADING * self.pmax)
         self.add_voltage_rows(*np.nonzero(watch_v.T))
         self.add_branch_rows(*np.nonzero(watch_p.T))
+
+    @staticmethod
+    def _import_stress(zi: ZoneInput, margins: Margins) -> np.ndarray:
+        """(steps,) intervals where a voltage of the zone is near its lower limit or a branch near its rating
+        in the forward direction, at the operating point."""
+        zm, op = zi.model, zi.op
+        vm = op.vm[:, zm.nodes]
+        low = (vm < zi.vmin + margins.voltage_pu + WATCH_PU).any(axis=1)
+        s_kw = zm.s_max[None, :] * np.minimum(vm, 1.0) / KW_PU
+        forward = ((op.p[:, zm.nodes] / KW_PU > WATCH_LOADING * s_kw) & np.isfinite(zm.s_max)[None, :]).any(
+            axis=1
+        )
+        return low | forward
+
+    def _add_flow_variables(self, fixed: np.ndarray) -> None:
+        """Large zones: per node and interval the injection change below it (f) and the voltage change it
+        causes (u), so that a network row has three entries instead of one per resource in the zone."""
+        zm, lp, steps = self.zi.model, self.lp, self.steps
+        n = len(zm.nodes)
+        self.f0 = lp.add_cols(-INF, INF, 0.0, count=n * steps)
+        self.u0 = lp.add_cols(-INF, INF, 0.0, count=n * steps)
+        tt = np.arange(steps)
+        # f[i,t] - sum of f[children,t] - entries at (i, t) = fixed[t, i]
+        rows = [np.repeat(np.arange(n) * steps, steps) + np.tile(tt, n)]
+        cols = [self.f0 + rows[0]]
+        vals = [np.ones(n * steps)]
+        child = np.flatnonzero(zm.parent_local >= 0)
+        for c in child:
+            p = zm.parent_local[c]
+            rows.append(p * steps + tt)
+            cols.append(self.f0 + c * steps + tt)
+            vals.append(-np.ones(steps))
+        rows.append(self.e_node * steps + self.e_t)
+        cols.append(self.e_col)
+        vals.append(-self.e_coef)
+        rhs = fixed.T.ravel()
+        lp.add_rows(rhs, rhs, np.concatenate(rows), np.concatenate(cols), np.concatenate(vals))
+        # u[i,t] - u[parent,t] - r_i f[i,t] = 0 (the zone's top: r_top + r_i, the MV path above it)
+        rk = zm.r_branch * KW_PU * MILLI
+        top = zm.parent_local < 0
+        r_i = rk + np.where(top, zm.r_top * KW_PU * MILLI, 0.0)
+        base = np.repeat(np.arange(n) * steps, steps) + np.tile(tt, n)
+        rows = [base, base]
+        cols = [self.u0 + base, self.f0 + base]
+        vals = [np.ones(n * steps), -np.repeat(r_i, steps)]
+        for c in child:
+            rows.append(c * steps + tt)
+            cols.append(self.u0 + zm.parent_local[c] * steps + tt)
+            vals.append(-np.ones(steps))
+        lp.add_rows(
+            np.zeros(n * steps),
+            np.zeros(n * steps),
+            np.concatenate(rows),
+            np.concatenate(cols),
+            np.concatenate(vals),
+        )
 
     def _add_boundary(self) -> None:
         zi, lp, steps = self.zi, self.lp, self.steps
@@ -226,31 +295,53 @@ class ZoneBlock:
         )
         self.boundary = (slack, np.arange(steps))
 
+    def _row_entries(self, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For rows at intervals ``ts``: (row of each entry, entry index) over every entry of that interval."""
+        a, b = self.t_start[ts], self.t_start[ts + 1]
+        lens = b - a
+        row = np.repeat(np.arange(len(ts)), lens)
+        first = np.repeat(a - (np.cumsum(lens) - lens), lens)
+        return row, first + np.arange(int(lens.sum()))
+
+    def _add_soft_rows(
+        self,
+        lower: np.ndarray,
+        upper: np.ndarray,
+        row: np.ndarray,
+        cols: np.ndarray,
+        vals: np.ndarray,
+        penalty: float,
+    ) -> int:
+        count = len(lower)
+        slack = self.lp.add_cols(0.0, INF, penalty, count=2 * count)
+        r = np.arange(count)
+        self.lp.add_rows(
+            lower,
+            upper,
+            np.concatenate([row, r, r]),
+            np.concatenate([cols, slack + 2 * r, slack + 2 * r + 1]),
+            np.concatenate([vals, np.ones(count), -np.ones(count)]),
+        )
+        return slack
+
     def add_voltage_rows(self, js: np.ndarray, ts: np.ndarray) -> int:
         keep = ~self.in_lp_v[ts, js]
         js, ts = js[keep], ts[keep]
         if not len(js):
             return 0
         self.in_lp_v[ts, js] = True
-        count = len(js)
-        slack = self.lp.add_cols(0.0, INF, self.costs.voltage_penalty / MILLI, count=2 * count)
-        rows, cols, vals = [], [], []
-        for r, (j, t) in enumerate(zip(js, ts, strict=True)):
-            a, b = self.t_start[t], self.t_start[t + 1]
-            coef = self.rk[j, self.e_node[a:b]] * self.e_coef[a:b]
-            rows.append(np.full(b - a + 2, r))
-            cols.append(np.concatenate([self.e_col[a:b], [slack + 2 * r, slack + 2 * r + 1]]))
-            vals.append(np.concatenate([coef, [1.0, -1.0]]))
-        c = self.c_v[ts, js]
-        self.lp.add_rows(
-            self.v_lo[js] - c,
-            self.v_hi[js] - c,
-            np.concatenate(rows),
-            np.concatenate(cols),
-            np.concatenate(vals),
+        if self.sparse:
+            row, cols, vals = np.arange(len(js)), self.u0 + js * self.steps + ts, np.ones(len(js))
+            c = self.c_v_sparse[ts, js]
+        else:
+            row, e = self._row_entries(ts)
+            cols, vals = self.e_col[e], self.rk[js[row], self.e_node[e]] * self.e_coef[e]
+            c = self.c_v[ts, js]
+        slack = self._add_soft_rows(
+            self.v_lo[js] - c, self.v_hi[js] - c, row, cols, vals, self.costs.voltage_penalty / MILLI
         )
-        self.rows_v.append((js, ts, slack, count))
-        return count
+        self.rows_v.append((js, ts, slack, len(js)))
+        return len(js)
 
     def add_branch_rows(self, ks: np.ndarray, ts: np.ndarray) -> int:
         keep = ~self.in_lp_p[ts, ks] & self.has_branch[ks]
@@ -258,22 +349,27 @@ class ZoneBlock:
         if not len(ks):
             return 0
         self.in_lp_p[ts, ks] = True
-        count = len(ks)
-        slack = self.lp.add_cols(0.0, INF, self.costs.thermal_penalty, count=2 * count)
-        rows, cols, vals = [], [], []
-        for r, (k, t) in enumerate(zip(ks, ts, strict=True)):
-            a, b = self.t_start[t], self.t_start[t + 1]
-            sel = self.below[k, self.e_node[a:b]] > 0
-            rows.append(np.full(int(sel.sum()) + 2, r))
-            cols.append(np.concatenate([self.e_col[a:b][sel], [slack + 2 * r, slack + 2 * r + 1]]))
-            vals.append(np.concatenate([-self.e_coef[a:b][sel], [1.0, -1.0]]))
-        c = self.c_p[ts, ks]
+        if self.sparse:
+            row, cols, vals = np.arange(len(ks)), self.f0 + ks * self.steps + ts, -np.ones(len(ks))
+            c = self.c_p_sparse[ts, ks]
+        else:
+            row, e = self._row_entries(ts)
+            sel = self.below[ks[row], self.e_node[e]] > 0
+            row, e = row[sel], e[sel]
+            cols, vals = self.e_col[e], -self.e_coef[e]
+            c = self.c_p[ts, ks]
         pmax = self.pmax[ts, ks]
-        self.lp.add_rows(
-            -pmax - c, pmax - c, np.concatenate(rows), np.concatenate(cols), np.concatenate(vals)
-        )
-        self.rows_p.append((ks, ts, slack, count))
-        return count
+        slack = self._add_soft_rows(-pmax - c, pmax - c, row, cols, vals, self.costs.thermal_penalty)
+        self.rows_p.append((ks, ts, slack, len(ks)))
+        return len(ks)
+
+    def aggregate(self, zone: int, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(down, up) kW the MV step asked of an LV zone per interval."""
+        c_down, td, c_up, tu = self.agg_cols[zone]
+        down, up = np.zeros(self.steps), np.zeros(self.steps)
+        down[td] = x[c_down + np.arange(len(td))]
+        up[tu] = x[c_up + np.arange(len(tu))]
+        return down, up
 
     def injection(self, x: np.ndarray) -> np.ndarray:
         """Controllable injection per zone node per interval (kW) of a solution."""
