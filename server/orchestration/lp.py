@@ -73,9 +73,6 @@ class Lp:
         h = highspy.Highs()
         h.setOptionValue("output_flag", False)
         h.setOptionValue("threads", 1)
-        h.setOptionValue(
-            "presolve", "off"
-        )  # the models are small and already tight; presolve costs more than it saves
         lp = highspy.HighsLp()
         lower, upper, cost = (
             np.concatenate(x) if x else np.zeros(0) for x in (self.lower, self.upper, self.cost)
