@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pandapower as pp
 import pytest
-from grid_feeders import STEPS, feeder_model, lv_feeder, profiles_for
+from support.grid_feeders import STEPS, feeder_model, lv_feeder, profiles_for
 
 from server.cli import main
 from server.orchestration import envelopes as env

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from grid_feeders import feeder_model, profiles_for
+from support.grid_feeders import feeder_model, profiles_for
 
 from server.orchestration.acflow import AcRunner
 from server.orchestration.linear import ac_point, dist_flow_point, zone_models

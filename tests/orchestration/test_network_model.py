@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pandapower as pp
 import pytest
-from grid_feeders import feeder_model, lv_feeder
+from support.grid_feeders import feeder_model, lv_feeder
 
 from server.orchestration.network.model import Network, NetworkError
 from server.orchestration.network.pandapower_io import from_pandapower, load_json, to_pandapower
