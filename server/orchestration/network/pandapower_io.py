@@ -209,29 +209,42 @@ def load_json(path: str | Path, v_band: tuple[float, float] | None = DEFAULT_BAN
 
 
 def to_pandapower(model: Network) -> Any:
-    """A pandapower network of the model, element indices kept."""
+    """A pandapower network of the model, element indices kept (built table by table: one call per table)."""
     pp = _pp()
     net = pp.create_empty_network(name=model.name, f_hz=model.f_hz)
-    for b in model.buses:
-        pp.create_bus(net, vn_kv=b.vn_kv, name=b.name, index=b.id, min_vm_pu=b.v_min_pu, max_vm_pu=b.v_max_pu)
-    for ln in model.lines:
-        pp.create_line_from_parameters(
+
+    def col(items: list, key: str) -> list:
+        return [getattr(x, key) for x in items]
+
+    b = model.buses
+    pp.create_buses(
+        net,
+        len(b),
+        col(b, "vn_kv"),
+        index=col(b, "id"),
+        name=col(b, "name"),
+        min_vm_pu=col(b, "v_min_pu"),
+        max_vm_pu=col(b, "v_max_pu"),
+    )
+    ln = model.lines
+    if ln:
+        pp.create_lines_from_parameters(
             net,
-            ln.from_bus,
-            ln.to_bus,
-            ln.length_km,
-            ln.r_ohm_per_km,
-            ln.x_ohm_per_km,
-            ln.c_nf_per_km,
-            ln.max_i_ka,
-            name=ln.name,
-            index=ln.id,
-            g_us_per_km=ln.g_us_per_km,
-            parallel=ln.parallel,
-            df=ln.df,
-            max_loading_percent=ln.max_loading_percent,
+            col(ln, "from_bus"),
+            col(ln, "to_bus"),
+            col(ln, "length_km"),
+            col(ln, "r_ohm_per_km"),
+            col(ln, "x_ohm_per_km"),
+            col(ln, "c_nf_per_km"),
+            col(ln, "max_i_ka"),
+            name=col(ln, "name"),
+            index=col(ln, "id"),
+            g_us_per_km=col(ln, "g_us_per_km"),
+            parallel=col(ln, "parallel"),
+            df=col(ln, "df"),
+            max_loading_percent=col(ln, "max_loading_percent"),
         )
-    for t in model.trafos:
+    for t in model.trafos:  # few; the plural call does not take every tap field
         pp.create_transformer_from_parameters(
             net,
             t.hv_bus,
@@ -257,23 +270,42 @@ def to_pandapower(model: Network) -> Any:
             name=t.name,
             index=t.id,
         )
-    for c in model.couplers:
-        pp.create_switch(net, c.bus, c.other_bus, et="b", closed=True, index=c.id)
-    for x in model.loads:
-        pp.create_load(net, x.bus, x.p_mw, q_mvar=x.q_mvar, name=x.name, index=x.id)
-    for s in model.sgens:
-        pp.create_sgen(net, s.bus, s.p_mw, q_mvar=s.q_mvar, sn_mva=s.sn_mva, name=s.name, index=s.id)
-    for st in model.storages:
-        pp.create_storage(
+    c = model.couplers
+    if c:
+        pp.create_switches(net, col(c, "bus"), col(c, "other_bus"), et="b", closed=True, index=col(c, "id"))
+    x = model.loads
+    if x:
+        pp.create_loads(
             net,
-            st.bus,
-            st.p_mw,
-            st.max_e_mwh,
-            sn_mva=st.sn_mva,
-            min_e_mwh=st.min_e_mwh,
-            soc_percent=st.soc_percent,
-            name=st.name,
-            index=st.id,
+            col(x, "bus"),
+            col(x, "p_mw"),
+            q_mvar=col(x, "q_mvar"),
+            name=col(x, "name"),
+            index=col(x, "id"),
+        )
+    g = model.sgens
+    if g:
+        pp.create_sgens(
+            net,
+            col(g, "bus"),
+            col(g, "p_mw"),
+            q_mvar=col(g, "q_mvar"),
+            sn_mva=col(g, "sn_mva"),
+            name=col(g, "name"),
+            index=col(g, "id"),
+        )
+    st = model.storages
+    if st:
+        pp.create_storages(
+            net,
+            col(st, "bus"),
+            col(st, "p_mw"),
+            col(st, "max_e_mwh"),
+            sn_mva=col(st, "sn_mva"),
+            min_e_mwh=col(st, "min_e_mwh"),
+            soc_percent=col(st, "soc_percent"),
+            name=col(st, "name"),
+            index=col(st, "id"),
         )
     pp.create_ext_grid(net, model.slack.bus, vm_pu=model.slack.vm_pu, va_degree=model.slack.va_degree)
     return net
