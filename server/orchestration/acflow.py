@@ -194,7 +194,7 @@ def violations(model: Network, ac: AcResult) -> ViolationSummary:
     def add(
         kind: str,
         label: str,
-        names: list[str],
+        names: list[tuple[str, str]],
         values: np.ndarray,
         excess: np.ndarray,
         limit: np.ndarray,

@@ -93,7 +93,7 @@ def prepare(model: Network, fleet: Fleet) -> PlanningNetwork:
         ("dr", fleet.dr),
     ):
         for k, u in enumerate(items):
-            z = int(tree.zone[tree.pos[u.bus]])
+            z = int(tree.zone[tree.pos[u.bus]])  # type: ignore[attr-defined]
             units.setdefault(z, {"pv": [], "batteries": [], "evs": [], "dr": []})[kind].append(k)
     r_cum, _ = cumulative_impedance(tree)
     return PlanningNetwork(model, tree, zone_models(tree), vmin, vmax, r_cum, units)

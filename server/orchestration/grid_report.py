@@ -72,7 +72,7 @@ def shifted(plan: GridPlan) -> dict[str, float]:
 
 def envelope_section(
     plan: GridPlan, policy: str, runner: AcRunner, check: bool = True
-) -> tuple[dict[str, Any], np.ndarray, Any]:
+) -> tuple[dict[str, Any], np.ndarray | None, Any]:
     """Export per policy and per static limit (kWh over the horizon), each with its AC check."""
     s = env.sites(plan.net, plan.fleet, plan.schedule)
     op = ac_point(plan.model, plan.net.tree, plan.ac_after)
@@ -132,6 +132,8 @@ def report(
     runner = runner or AcRunner(plan.model)
     t0 = time.perf_counter()
     env_out, chosen, s = envelope_section(plan, policy, runner, check_envelopes)
+    if chosen is None:
+        raise ValueError(f"unknown policy {policy!r}")
     env_seconds = time.perf_counter() - t0
     f = plan.fleet
     avail = float(sum(u.avail_kw.sum() for u in f.pv) * f.step_h)

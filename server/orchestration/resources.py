@@ -151,10 +151,10 @@ def build_fleet(model: Network, profiles: Profiles, quantile: float = 0.5) -> Fl
     for k, ld in enumerate(model.loads):
         kw = np.clip(base.load_p[:, k], 0, None) * 1000
         if ld.kind == "ev":
-            sessions = [s for s in ev_sessions(kw) if s.energy_kwh > 0]
+            sessions = [x for x in ev_sessions(kw) if x.energy_kwh > 0]
             if sessions:
-                for s in sessions:
-                    s.energy_kwh *= step_h
+                for session in sessions:
+                    session.energy_kwh *= step_h
                 fleet.evs.append(Ev(k, ld.bus, max(ld.p_mw * 1000, float(kw.max())), sessions))
         elif ld.kind in DR_KINDS and kw.max() > 0:
             fleet.dr.append(Dr(k, ld.bus, DR_FRACTION * kw))
