@@ -239,14 +239,12 @@ def solve_step(
     inj_op = controllable_injection(net, fleet, sched)
     lv_zones = sorted(z for z in net.zones if z != MV_ZONE)
     slacks: dict[int, list[Slack]] = {}
-    lv_blocks: dict[int, ZoneBlock] = {}
     for batch in _batches(net, lv_zones, batch_nodes):
         blocks, x = _solve_group(
             net, fleet, [_zone_input(net, z, op) for z in batch], inj_op, costs, margins, new, stats
         )
         for z, b in zip(batch, blocks, strict=True):
             slacks[z] = b.slacks(x)
-            lv_blocks[z] = b
     boundary_zones = 0
     if MV_ZONE in net.zones:
         inj_lv = controllable_injection(net, fleet, new)
