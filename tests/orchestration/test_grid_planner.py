@@ -131,3 +131,16 @@ def test_cli_plan_grid_json_carries_every_element_per_interval(tmp_path, capfd):
     net.load["q_mvar"] = [profiles_for(model).load_q[i][t] for i in net.load.index]
     pp.runpp(net, numba=False)
     assert net.res_bus.vm_pu.max() <= 1.05 + 1e-3 or doc["remaining"]
+
+
+def test_plan_keeps_node_plans_and_takes_exactly_one_of_node_and_grid(capsys):
+    from server.cli import build_parser
+
+    parser = build_parser()
+    args = parser.parse_args(["plan", "--node", "feeder 1", "--dispatch"])
+    assert (args.node, args.grid, args.dispatch) == ("feeder 1", None, True)
+    for argv in (["plan"], ["plan", "--node", "f", "--grid", "simbench:x"]):
+        with pytest.raises(SystemExit) as exit_:
+            parser.parse_args(argv)
+        assert exit_.value.code == 2
+    assert "--grid" in capsys.readouterr().err
