@@ -22,7 +22,7 @@ MILLI = 1e3  # voltage rows are written in milli-pu (better scaled)
 WATCH_PU = 0.01  # voltage rows start in the LP this close to the band
 WATCH_LOADING = 0.9  # branch rows start in the LP above this share of the rating
 MAX_ROUNDS = 12
-SPARSE_NODES = 60  # zones larger than this get flow variables instead of dense sensitivity rows
+SPARSE_NODES = 400  # zones larger than this get flow variables instead of dense sensitivity rows
 
 
 @dataclass
