@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import urllib.parse
 
+from server.cli import grid_plan_cmds
 from server.cli.common import add_config_arg, add_json_arg, admin, emit, local_time
 from server.cli.durations import seconds
 
@@ -25,11 +26,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_json_arg(p)
     p.set_defaults(func=cmd_dispatch)
 
-    p = sub.add_parser("plan", help="plan a grid node against its export limit from its latest load forecast")
-    p.add_argument("--node", required=True)
+    p = sub.add_parser(
+        "plan",
+        help="plan a grid node against its export limit from its latest load forecast, or plan a whole "
+        "network model offline (--grid)",
+    )
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--node", help="a grid node of the running server")
+    which.add_argument(
+        "--grid",
+        metavar="simbench:CODE|FILE.json",
+        help="plan a network model offline: voltage and thermal limits, AC power-flow proof",
+    )
     p.add_argument(
         "--dispatch", action="store_true", help="send the plan's per-site export limit to the node"
     )
+    grid_plan_cmds.add_grid_args(p)
+    p.add_argument("--policy", default="equal", help="envelope allocation: equal, proportional or max")
+    p.add_argument("--iterations", type=int, default=4, help="re-linearise at most this many times (--grid)")
+    p.add_argument(
+        "--no-envelope-check", action="store_true", help="skip the AC checks of envelopes (--grid)"
+    )
+    p.add_argument("--plot", metavar="FILE.png", help="voltages, loadings and envelopes (--grid; matplotlib)")
     add_config_arg(p)
     add_json_arg(p)
     p.set_defaults(func=cmd_plan)
@@ -80,6 +98,8 @@ def plan_lines(out: dict, zone: str = "UTC") -> list[str]:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
+    if args.grid:
+        return grid_plan_cmds.cmd_plan_grid(args)
     client = admin(args)
     out = client.call("POST", "/api/v1/plans", {"node": args.node, "dispatch": args.dispatch})
     if args.json:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from server.cli import grid_plan_cmds
 from server.cli.common import CliError, add_config_arg, add_json_arg, admin, emit, local_time
 from server.cli.durations import seconds
 
@@ -66,6 +67,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_config_arg(p)
     add_json_arg(p)
     p.set_defaults(func=cmd_add)
+    p = gsub.add_parser(
+        "state", help="predicted voltages and loadings of a network model over a day (offline)"
+    )
+    p.add_argument("--grid", required=True, metavar="simbench:CODE|FILE.json")
+    grid_plan_cmds.add_grid_args(p)
+    add_json_arg(p)
+    p.set_defaults(func=grid_plan_cmds.cmd_grid_state)
 
     p = sub.add_parser("forecast", help="forecast a grid node now (or show the latest stored forecast)")
     p.add_argument("--node", required=True)
