@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from server.admin.common import reply, runtime
+from server.admin.common import list_reply, reply, runtime, window
 from server.core.errors import Invalid
 from server.delivery import status
 
@@ -24,20 +24,21 @@ def _int(request: web.Request, name: str, default: int | None) -> int | None:
 
 @routes.get("/api/v1/deliveries")
 async def list_deliveries(request: web.Request) -> web.Response:
-    """Newest first. Page on with ``before`` = the last id of the previous page (also in ``X-Next-Before``)."""
-    given = _int(request, "limit", None)
-    limit = 100 if given is None else given
+    """Newest first, paged like every admin list (``offset``/``limit``, ``X-Total-Count``); ``before`` = the last id
+    of the previous page (also in ``X-Next-Before``) pages stably while messages arrive."""
+    win = window(request, default_limit=100)
     async with runtime(request).store.sessions() as session:
-        rows = await status.page(
+        rows, total = await status.page(
             session,
             status=request.query.get("status") or None,
             channel=request.query.get("channel") or None,
             key=request.query.get("key") or None,
             before=_int(request, "before", None),
-            limit=limit,
+            offset=win.offset,
+            limit=win.limit,
         )
-    response = reply(rows)
-    if len(rows) == limit:
+    response = list_reply(rows, total)
+    if len(rows) == win.limit:
         response.headers["X-Next-Before"] = str(rows[-1]["id"])
     return response
 

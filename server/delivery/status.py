@@ -6,12 +6,13 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Select, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.core.errors import Conflict, Invalid, NotFound
 from server.delivery.outbox import FAILED, PENDING, STATUSES
 from server.store.models import DeliveryMessage
+from server.store.paging import count_rows
 from server.store.types import utcnow
 
 MAX_PAGE = 1000
@@ -37,6 +38,19 @@ def as_dict(m: DeliveryMessage) -> dict[str, Any]:
     }
 
 
+def _filtered(status: str | None, channel: str | None, key: str | None) -> Select[DeliveryMessage]:
+    if status is not None and status not in STATUSES:
+        raise Invalid(f"status must be one of {', '.join(STATUSES)}")
+    query = select(DeliveryMessage)
+    if status:
+        query = query.where(DeliveryMessage.status == status)
+    if channel:
+        query = query.where(DeliveryMessage.channel == channel)
+    if key:
+        query = query.where(DeliveryMessage.order_key == key)
+    return query
+
+
 async def page(
     session: AsyncSession,
     *,
@@ -44,23 +58,20 @@ async def page(
     channel: str | None = None,
     key: str | None = None,
     before: int | None = None,
+    offset: int = 0,
     limit: int = 100,
-) -> list[dict[str, Any]]:
-    """Newest first; the next page starts ``before`` the last id of this one."""
-    if status is not None and status not in STATUSES:
-        raise Invalid(f"status must be one of {', '.join(STATUSES)}")
+) -> tuple[list[dict[str, Any]], int]:
+    """Newest first, and how many messages the filter matches (``before`` not counted). Page on with
+    ``offset``, or with ``before`` = the last id of the previous page (which stays stable while messages
+    arrive)."""
     if not 1 <= limit <= MAX_PAGE:
         raise Invalid(f"limit must be 1..{MAX_PAGE}")
-    query = select(DeliveryMessage).order_by(DeliveryMessage.id.desc()).limit(limit)
-    if status:
-        query = query.where(DeliveryMessage.status == status)
-    if channel:
-        query = query.where(DeliveryMessage.channel == channel)
-    if key:
-        query = query.where(DeliveryMessage.order_key == key)
+    query = _filtered(status, channel, key)
+    total = await count_rows(session, query)
     if before is not None:
         query = query.where(DeliveryMessage.id < before)
-    return [as_dict(m) for m in await session.scalars(query)]
+    query = query.order_by(DeliveryMessage.id.desc()).offset(offset).limit(limit)
+    return [as_dict(m) for m in await session.scalars(query)], total
 
 
 async def channels(session: AsyncSession) -> list[dict[str, Any]]:
