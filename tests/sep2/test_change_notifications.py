@@ -303,6 +303,14 @@ def steps(fresh: dict[str, str], modbus_port: int) -> list[Step]:
             "/api/v1/grid/nodes/chg-feeder/members/device/{d1}",
         ),
         Step("POST", "/api/v1/forecasts", body={"node": "chg-feeder"}, expect=(400, 404, 409, 422)),
+        # staff requeue a dead letter: nothing of the domain changes, so nobody is notified (none exists here)
+        Step(
+            "POST",
+            "/api/v1/deliveries/{id}/requeue",
+            "/api/v1/deliveries/999999/requeue",
+            {},
+            expect=(404, 409),
+        ),
         Step(
             "POST",
             "/api/v1/plans",
