@@ -203,17 +203,20 @@ async def count_devices(session: AsyncSession) -> int:
     return int(await session.scalar(select(func.count()).select_from(EndDevice)) or 0)
 
 
+def visible_devices_query(scope: Scope) -> Select[EndDevice]:
+    """The enabled EndDevices ``scope`` reaches, in EndDeviceList order (sfdi, then id)."""
+    return (
+        select(EndDevice)
+        .where(scope.device_filter(), EndDevice.enabled.is_(True))
+        .order_by(EndDevice.sfdi, EndDevice.id)
+    )
+
+
 async def visible_devices(session: AsyncSession, scope: Scope) -> list[EndDevice]:
-    """The enabled EndDevices ``scope`` reaches, in EndDeviceList order."""
+    """The enabled EndDevices ``scope`` reaches, in EndDeviceList order (none while its access is revoked)."""
     if scope.revoked:
         return []
-    return list(
-        await session.scalars(
-            select(EndDevice)
-            .where(scope.device_filter(), EndDevice.enabled.is_(True))
-            .order_by(EndDevice.sfdi, EndDevice.id)
-        )
-    )
+    return list(await session.scalars(visible_devices_query(scope)))
 
 
 async def device_in_scope(session: AsyncSession, scope: Scope, device_id: int) -> EndDevice:

@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.core.errors import DomainError, Invalid, NotFound
 from server.core.identity import ClientIdentity
+from server.core.parties import visible_devices_query
 from server.core.scope import Scope
 from server.runtime import IDENTITY, RUNTIME, SCOPE, Runtime
 from server.sep2 import xml
@@ -234,15 +235,6 @@ def scope_of(request: web.Request) -> Scope:
     """The caller's Scope (built once per request by the protocol listener, ``server.core.scope``); 403 when
     staff revoked its access."""
     return request[SCOPE].check_access()
-
-
-def visible_devices_query(scope: Scope) -> Select[EndDevice]:
-    """The enabled EndDevices the caller may reach, in EndDeviceList order (sfdi, then id)."""
-    return (
-        select(EndDevice)
-        .where(scope.device_filter(), EndDevice.enabled.is_(True))
-        .order_by(EndDevice.sfdi, EndDevice.id)
-    )
 
 
 def visible_device_ids(scope: Scope) -> Select[int]:
