@@ -26,7 +26,7 @@ from sqlalchemy import func, insert, select  # noqa: E402
 
 from server import pki  # noqa: E402
 from server.config import DeliverySettings, Settings  # noqa: E402
-from server.core import changes, programs  # noqa: E402
+from server.core import changes, events, programs  # noqa: E402
 from server.delivery.channels import Channel, post_stored_body  # noqa: E402
 from server.delivery.worker import DeliveryWorker  # noqa: E402
 from server.sep2 import delivery as sep2_delivery  # noqa: E402
@@ -127,10 +127,10 @@ async def run(url: str, n: int, port: int) -> None:
         t0 = time.perf_counter()
         async with store.sessions.begin() as session:
             program = await programs.get_program(session, "fanout")
-            await programs.create_control(
+            await events.create(
                 session,
                 program,
-                programs.NewControl(start=utcnow(), duration_s=3600, base={"opModExpLimW": 5000}),
+                events.NewEvent(start=utcnow(), duration_s=3600, payload={"base": {"opModExpLimW": 5000}}),
             )
         # the control's commit rendered and queued the notifications (core's change record)
         t_queue = time.perf_counter() - t0

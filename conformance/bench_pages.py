@@ -9,7 +9,9 @@ Lists measured, each holding N rows:
 
 * EndDeviceList ``/edev`` of an aggregator with N EndDevices registered under it;
 * the ReadingList ``/upt/{m}/mr/1/rs/1/r`` of one MirrorUsagePoint with N mirrored readings;
-* the DERControlList ``/edev/{e}/derp/{p}/derc`` of one device's program with N scheduled DERControls.
+* the DERControlList ``/edev/{e}/derp/{p}/derc`` of one device's program with N DERControls in its history:
+  ``LIVE`` of them still scheduled (what the list shows), the others completed (a month of 15-minute envelopes
+  is ~2,900 controls per device; the list a device polls must not cost its past).
 
 Per size: a fresh data directory (``dso init``) and a real ``dso serve`` on loopback; the first device, reading and
 control are made through the protocol and the admin API, the other N-1 rows are bulk copies of them inserted into
@@ -44,9 +46,10 @@ from support import LiveServer  # noqa: E402
 from server import pki  # noqa: E402
 from server.sep2 import xml  # noqa: E402
 from server.store import create_store  # noqa: E402
-from server.store.models import Aggregator, EndDevice, Sep2Control, TelemetryReading  # noqa: E402
+from server.store.models import Aggregator, EndDevice, Event, TelemetryReading  # noqa: E402
 
 PAGE = 50
+LIVE = 200  # scheduled DERControls of the measured program; the other rows are its history
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 MMR = "BE" * 15 + "01"
 
@@ -138,18 +141,24 @@ async def bulk_rows(url: str, agg_lfdi: str, device_lfdi: str, program_id: int, 
             for i in range(0, len(rows), 5000):
                 await session.execute(insert(TelemetryReading), rows[i : i + 5000])
 
-            control = await session.scalar(select(Sep2Control).where(Sep2Control.program_id == program_id))
+            control = await session.scalar(select(Event).where(Event.program_id == program_id))
             assert control is not None, "the template control was not stored"
-            rows = [
-                copy_of(control, start=control.start + dt.timedelta(seconds=900 * i)) for i in range(1, n)
-            ]
+
+            def shifted(seconds: int) -> dict:
+                start = control.start + dt.timedelta(seconds=seconds)
+                return copy_of(control, start=start, end_at=start + dt.timedelta(seconds=control.duration_s))
+
+            live = [shifted(900 * i) for i in range(1, LIVE)]
+            # history: completed controls back from two days before now, 15 minutes apart
+            past = [shifted(-3 * 86400 - 900 * i) for i in range(n - LIVE)]
+            rows = live + past
             for i in range(0, len(rows), 5000):
-                await session.execute(insert(Sep2Control), rows[i : i + 5000])
+                await session.execute(insert(Event), rows[i : i + 5000])
     finally:
         await store.close()
 
 
-def build(server: LiveServer, url: str, n: int) -> tuple[Client, dict[str, str]]:
+def build(server: LiveServer, url: str, n: int) -> tuple[Client, dict[str, tuple[str, int]]]:
     """Enrol the aggregator and its first device, a program with one control, a MUP with one reading; then bulk
     copies up to N rows each. Returns the aggregator's connection and the three list paths."""
     agg_cert = server.issue_device("aggregator", aggregator=True)
@@ -187,9 +196,9 @@ def build(server: LiveServer, url: str, n: int) -> tuple[Client, dict[str, str]]
     asyncio.run(bulk_rows(url, agg_cert["lfdi"], dev_cert["lfdi"], program["id"], n))
     upt = mup.replace("/mup/", "/upt/")
     return client, {
-        "EndDeviceList": "/edev",
-        "ReadingList (one MUP)": f"{upt}/mr/1/rs/1/r",
-        "DERControlList": f"{derp}/derc",
+        "EndDeviceList": ("/edev", n),
+        "ReadingList (one MUP)": (f"{upt}/mr/1/rs/1/r", n),
+        "DERControlList": (f"{derp}/derc", LIVE),
     }
 
 
@@ -227,12 +236,12 @@ def run_size(
         print(f"  {backend} {n:>7,} rows per list: built in {time.perf_counter() - t0:.1f} s", flush=True)
         out = []
         try:
-            for name, path in lists.items():
+            for name, (path, shown) in lists.items():
                 if name in skip:
                     print(f"    {name:<22} not measured: {skip[name]}", flush=True)
                     continue
-                for offset in (0, n // 2, n - PAGE):
-                    ms = time_page(client, f"{path}?s={offset}&l={PAGE}", n, repeat)
+                for offset in (0, shown // 2, shown - PAGE):
+                    ms = time_page(client, f"{path}?s={offset}&l={PAGE}", shown, repeat)
                     out.append((name, offset, ms))
                     print(f"    {name:<22} s={offset:<7} {ms:9.1f} ms", flush=True)
                 slowest = max(ms for list_name, _, ms in out if list_name == name)

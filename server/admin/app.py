@@ -12,12 +12,14 @@ from server.admin import (
     deliveries,
     devices,
     dispatch,
+    events,
     grid,
     modbus,
     openadr,
     sep2,
     sep2_telemetry,
     status,
+    tariffs_dr,
     telemetry,
 )
 from server.admin.common import reply, runtime
@@ -77,6 +79,8 @@ def create_admin_app(rt: Runtime) -> web.Application:
         devices,
         sep2,
         sep2_telemetry,
+        tariffs_dr,
+        events,
         openadr,
         grid,
         telemetry,

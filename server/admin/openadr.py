@@ -19,11 +19,13 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.admin.common import field, json_body, list_reply, optional_time, reply, runtime, window
-from server.core import oadr_events, opts, parties, reports
+from server.core import oadr_events, opts, parties, programs, reports
 from server.core import vens as vens_core
 from server.core.errors import Invalid
+from server.store.models import Program
 
 routes = web.RouteTableDef()
 
@@ -40,6 +42,16 @@ def _wake(request: web.Request) -> None:
     worker = runtime(request).outbox
     if worker is not None:
         worker.wake()
+
+
+async def _program(session: AsyncSession, ref: str | int | None) -> Program | None:
+    """The DR or price program an OpenADR event is created in, when staff named one."""
+    if ref is None:
+        return None
+    program = await programs.get_program(session, ref, None)
+    if program.kind not in ("dr", "rate"):
+        raise Invalid("OpenADR events go to a DR program or a rate component of a tariff")
+    return program
 
 
 def _str_list(body: dict[str, Any], name: str) -> list[str]:
@@ -149,7 +161,10 @@ async def list_events(request: web.Request) -> web.Response:
     include = request.query.get("all", "") in ("1", "true", "yes")
     async with rt.store.sessions() as session:
         found = await oadr_events.list_events(
-            session, rt.settings.openadr.near_window_s, include_expired=include
+            session,
+            rt.settings.openadr.near_window_s,
+            include_expired=include,
+            default_market_context=rt.settings.openadr.market_context,
         )
     return reply([e.to_dict() for e in found])
 
@@ -182,6 +197,7 @@ async def create_event(request: web.Request) -> web.Response:
             randomization_s=field(body, "randomization_s", int, required=False, default=0),
             test_event=field(body, "test_event", bool, required=False, default=False),
             comment=field(body, "comment", str, required=False, default=""),
+            program=await _program(session, field(body, "program", (str, int), required=False)),
         )
     _wake(request)
     return reply(info.to_dict(), 201)
@@ -191,7 +207,9 @@ async def create_event(request: web.Request) -> web.Response:
 async def get_event(request: web.Request) -> web.Response:
     rt = runtime(request)
     async with rt.store.sessions() as session:
-        info = await oadr_events.get_event(session, _event_id(request), rt.settings.openadr.near_window_s)
+        info = await oadr_events.get_event(
+            session, _event_id(request), rt.settings.openadr.near_window_s, rt.settings.openadr.market_context
+        )
     return reply(info.to_dict())
 
 
@@ -210,6 +228,7 @@ async def modify_event(request: web.Request) -> web.Response:
             duration_s=field(body, "duration_s", int, required=False),
             priority=field(body, "priority", int, required=False),
             reason=field(body, "reason", str, required=False, default=""),
+            default_market_context=rt.settings.openadr.market_context,
         )
     _wake(request)
     return reply(info.to_dict())
@@ -219,7 +238,9 @@ async def modify_event(request: web.Request) -> web.Response:
 async def cancel_event(request: web.Request) -> web.Response:
     rt = runtime(request)
     async with rt.store.sessions.begin() as session:
-        info = await oadr_events.cancel_event(session, _event_id(request), rt.settings.openadr.near_window_s)
+        info = await oadr_events.cancel_event(
+            session, _event_id(request), rt.settings.openadr.near_window_s, rt.settings.openadr.market_context
+        )
     _wake(request)
     return reply(info.to_dict())
 

@@ -41,13 +41,14 @@ from typing import Any
 
 from aiohttp import web
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from server import pki
 from server.admin.common import field, json_body, list_reply, reply, runtime, window
-from server.core import parties, programs, responses, scope
+from server.core import events, parties, programs, scope
 from server.core import sep2_device as devres
 from server.core.errors import Invalid, NotFound
-from server.store.models import Aggregator, Sep2Mup, Sep2Program
+from server.store.models import Aggregator, Event, EventResponse, Program, Sep2Mup
 from server.store.paging import fetch_page
 from server.store.types import utcnow
 
@@ -68,12 +69,12 @@ RESOURCE_NAMES = {
 }
 
 
-def _program_out(p: Sep2Program) -> dict[str, Any]:
+def _program_out(p: Program) -> dict[str, Any]:
     return {**programs.program_dict(p), "href": f"/api/v1/programs/{p.id}"}
 
 
-def _control_out(c, program: Sep2Program | None = None) -> dict[str, Any]:
-    return {**programs.control_dict(c, program), "href": f"/api/v1/controls/{c.id}"}
+def _control_out(c, program: Program | None = None) -> dict[str, Any]:
+    return {**events.control_dict(c, program), "href": f"/api/v1/controls/{c.id}"}
 
 
 def _lfdi(value: str) -> str:
@@ -233,10 +234,10 @@ async def create_control(request: web.Request) -> web.Response:
     lfdi = field(body, "lfdi", str, required=False)
     if (program_ref is None) == (lfdi is None):
         raise Invalid("give exactly one of 'program' and 'lfdi'")
-    new = programs.NewControl(
+    new = events.NewEvent(
         start=parse_start(field(body, "start", str, required=False, default="now")),
         duration_s=field(body, "duration_s", int),
-        base=field(body, "base", dict),
+        payload={"base": field(body, "base", dict)},
         description=field(body, "description", str, required=False, default=""),
         randomize_start_s=field(body, "randomize_start_s", int, required=False),
         randomize_duration_s=field(body, "randomize_duration_s", int, required=False),
@@ -250,14 +251,14 @@ async def create_control(request: web.Request) -> web.Response:
             program = await programs.device_program(
                 session, device, field(body, "primacy", int, required=False, default=1)
             )
-        control = await programs.create_control(session, program, new)
+        control = await events.create(session, program, new)
         return reply({**_control_out(control, program), "warnings": _past_start(new)}, 201)
 
 
 PAST_SLACK_S = 60  # "now" typed a moment ago is not "in the past"
 
 
-def _past_start(new: programs.NewControl) -> list[str]:
+def _past_start(new: events.NewEvent) -> list[str]:
     """Said back to staff: a control that starts (or even ends) before it was created."""
     late = (utcnow() - new.start).total_seconds()
     if late <= PAST_SLACK_S:
@@ -278,8 +279,34 @@ async def list_controls(request: web.Request) -> web.Response:
             device = await programs.device_by_lfdi(session, request.query["lfdi"])
             ids = [p.id for p in await programs.device_programs(session, device.id)]
             program_ids = ids if program_ids is None else [i for i in program_ids if i in ids]
-        found = await programs.list_controls(session, program_ids)
-        return reply([_control_out(c, all_programs.get(c.program_id)) for c in found])
+        query = events.events_query(kind="der", include_completed=True).order_by(None)
+        query = query.order_by(Event.start, Event.creation_time.desc(), Event.id.desc())
+        if program_ids is not None:
+            query = query.where(Event.program_id.in_(program_ids))
+        win = window(request)
+        found, total = await fetch_page(session, query, win.offset, win.limit)
+        return list_reply([_control_out(c, all_programs.get(c.program_id)) for c in found], total)
+
+
+async def _control(session: AsyncSession, control_id: int) -> Event:
+    c = await session.get(Event, control_id)
+    if c is None or c.kind != "der":
+        raise NotFound(f"no control {control_id}")
+    return c
+
+
+def _response_out(r: EventResponse) -> dict[str, Any]:
+    """A device's Response to a DER control, as these routes have always shown it."""
+    return {
+        "id": r.id,
+        "control_id": r.event_id,
+        "end_device_id": r.end_device_id,
+        "lfdi": r.lfdi,
+        "status": r.status,
+        "created": r.created_date_time.isoformat(),
+        "received_at": r.received_at.isoformat(),
+        "href": f"/rsps/1/rsp/{r.id}",
+    }
 
 
 def _control_id(request: web.Request) -> int:
@@ -292,27 +319,25 @@ def _control_id(request: web.Request) -> int:
 @routes.get("/api/v1/controls/{id}")
 async def get_control(request: web.Request) -> web.Response:
     async with runtime(request).store.sessions() as session:
-        c = await programs.get_control(session, _control_id(request))
-        return reply(_control_out(c, await session.get(Sep2Program, c.program_id)))
+        c = await _control(session, _control_id(request))
+        return reply(_control_out(c, await session.get(Program, c.program_id)))
 
 
 @routes.post("/api/v1/controls/{id}/cancel")
 async def cancel_control(request: web.Request) -> web.Response:
     body = await json_body(request) if request.can_read_body else {}
     async with runtime(request).store.sessions.begin() as session:
-        c = await programs.get_control(session, _control_id(request))
-        await programs.cancel_control(
-            session, c, field(body, "randomized", bool, required=False, default=False)
-        )
-        return reply(_control_out(c, await session.get(Sep2Program, c.program_id)))
+        c = await _control(session, _control_id(request))
+        await events.cancel(session, c, field(body, "randomized", bool, required=False, default=False))
+        return reply(_control_out(c, await session.get(Program, c.program_id)))
 
 
 @routes.get("/api/v1/controls/{id}/responses")
 async def control_responses(request: web.Request) -> web.Response:
     async with runtime(request).store.sessions() as session:
-        c = await programs.get_control(session, _control_id(request))
-        found = await responses.for_control(session, c.id)
-        return reply([{**responses.response_dict(r), "href": f"/rsps/1/rsp/{r.id}"} for r in found])
+        c = await _control(session, _control_id(request))
+        found = list(await session.scalars(events.responses_query(event_id=c.id)))
+        return reply([_response_out(r) for r in found])
 
 
 @routes.get("/api/v1/sep2/responses")
@@ -322,10 +347,10 @@ async def all_responses(request: web.Request) -> web.Response:
         if "lfdi" in request.query:
             ids = [(await programs.device_by_lfdi(session, request.query["lfdi"])).id]
         win = window(request)
-        found, total = await fetch_page(session, responses.responses_query(ids), win.offset, win.limit)
-        return list_reply(
-            [{**responses.response_dict(r), "href": f"/rsps/1/rsp/{r.id}"} for r in found], total
-        )
+        query = events.responses_query(end_device_ids=ids, kind="der").order_by(None)
+        query = query.order_by(EventResponse.created_date_time.desc(), EventResponse.id.desc())
+        found, total = await fetch_page(session, query, win.offset, win.limit)
+        return list_reply([_response_out(r) for r in found], total)
 
 
 # --------------------------------------------------------------------------------------------------- devices

@@ -75,6 +75,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--group", action="append", default=[], metavar="ID", help="target groupID (repeat)")
     p.add_argument("--priority", type=int, default=0)
     p.add_argument("--market-context")
+    p.add_argument("--program", help="the DR program (id or name) the event belongs to; its VENs receive it")
     p.add_argument("--randomization", type=int, default=0, metavar="SECONDS", help="start tolerance")
     p.add_argument("--response-required", choices=["always", "never"], default="always")
     p.add_argument("--test", action="store_true", help="mark as a test event")
@@ -86,7 +87,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--priority", type=int)
     p = _p(esub, "cancel", "cancel an event", cmd_event_cancel)
     p.add_argument("id", type=int)
-    p = _p(esub, "show", "one event with the VENs' opt responses", cmd_event_show)
+    p = _p(esub, "show", "one event of any kind with every response (2030.5 and OpenADR)", cmd_event_show)
     p.add_argument("id", type=int)
     p = _p(esub, "list", "events not yet expired", cmd_event_list)
     p.add_argument("--all", action="store_true", help="include expired events")
@@ -203,6 +204,7 @@ def cmd_event_create(args: argparse.Namespace) -> int:
         "group_ids": args.group,
         "priority": args.priority,
         "market_context": args.market_context,
+        "program": args.program,
         "randomization_s": args.randomization,
         "response_required": args.response_required,
         "test_event": args.test,
@@ -227,12 +229,46 @@ def cmd_event_cancel(args: argparse.Namespace) -> int:
     return 0
 
 
+# 2030.5 ResponseType names; OpenADR answers are stored as 5 (opt-in) or 4 (opt-out)
+RESPONSE_NAMES = {
+    1: "received",
+    2: "started",
+    3: "completed",
+    4: "opted out",
+    5: "opted in",
+    6: "cancelled",
+    7: "superseded",
+    8: "partially opted out",
+    9: "partially opted in",
+    10: "completed, no user participation",
+    11: "user acknowledged",
+    12: "user declined",
+    13: "not applicable",
+    14: "invalid event",
+    252: "rejected",
+    253: "aborted",
+}
+
+
+def response_line(r: dict) -> str:
+    if r["protocol"] == "openadr":
+        party = f"OpenADR VEN {r['ven']}"
+        what = f"{r['opt_type']} (modificationNumber {r['modification_number']}, code {r['response_code']})"
+    else:
+        party = f"2030.5 device {r['lfdi']}"
+        what = RESPONSE_NAMES.get(r["status"], f"status {r['status']}")
+    return f"  {r['received_at']}  {party:<52} {what}"
+
+
 def cmd_event_show(args: argparse.Namespace) -> int:
-    e = admin(args).call("GET", f"/api/v1/openadr/events/{args.id}")
-    lines = [_event_line(e)] + [
-        f"       {r['ven']}: {r['opt_type']} (mod {r['modification_number']}) at {r['received_at']}"
-        for r in e["responses"]
-    ]
+    """Any event (DER control, price, DR) with every party's response, whatever its protocol."""
+    e = admin(args).call("GET", f"/api/v1/events/{args.id}")
+    state = "cancelled" if e["cancelled_at"] else "scheduled"
+    head = (
+        f"event {e['id']} ({e['kind']}) in program {e['program']}: {e['start']} for {e['duration_s']} s, "
+        f"{state}, modificationNumber {e['modification_number']}"
+    )
+    lines = [head, f"responses ({len(e['responses'])}):"] + [response_line(r) for r in e["responses"]]
     emit(args, e, "\n".join(lines))
     return 0
 

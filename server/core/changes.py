@@ -104,6 +104,11 @@ def record(
     pending.readings.update(readings)
 
 
+def wake_after_commit(session: AsyncSession) -> None:
+    """The caller queued outbox messages itself (e.g. for OpenADR VENs): wake the worker once this commits."""
+    session.info[_WAKE_AFTER_COMMIT] = True
+
+
 def recorded(session: AsyncSession) -> Change:
     """What this transaction recorded so far (not yet published)."""
     pending: _Pending | None = session.info.get(_PENDING)

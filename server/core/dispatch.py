@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.core import grid, oadr_events, programs, telemetry
+from server.core import events, grid, oadr_events, programs, telemetry
 from server.core.errors import Invalid
 from server.store.models import EndDevice, Ven
 
@@ -94,17 +94,17 @@ async def dispatch_to_node(
                 result.skipped.append(f"device {source}: not enrolled")
                 continue
             program = await programs.device_program(session, device)
-            control = await programs.create_control(
+            control = await events.create(
                 session,
                 program,
-                programs.NewControl(
+                events.NewEvent(
                     start=d.start,
                     duration_s=d.duration_s,
-                    base=base,
+                    payload={"base": base},
                     description=d.description or f"dispatch {node}",
                 ),
             )
-            result.sep2_controls.append(programs.control_dict(control, program) | {"lfdi": source})
+            result.sep2_controls.append(events.control_dict(control, program) | {"lfdi": source})
             result.changed_programs.append(program.id)
             result.changed_devices.append(device.id)
         elif kind == "modbus":

@@ -4,7 +4,8 @@ A DR program (DemandResponseProgram) holds load-control events (EndDeviceControl
 (a bit map: thermostats, water heaters, EVSE, ...). An event carries exactly the controls 2030.5 defines:
 ``applianceLoadReduction`` (type), ``dutyCycle`` (normalValue %), ``offset`` (coolingOffset/heatingOffset in
 degrees C, loadAdjustmentPercentageOffset in hundredths of a percent), ``setPoint`` (cooling/heating in hundredths of
-a degree C) and ``targetReduction`` (type, value). Event status and primacy follow ``server.core.der_controls``.
+a degree C) and ``targetReduction`` (type, value). These events are created like every event
+(``server.core.events.create``); their status and primacy follow ``server.core.der_controls``.
 
 Device categories are matched by the device, not here: IEEE 2030.5 EndDeviceControl.deviceCategory "Specifies
 the bitmap indicating the categories of devices that SHOULD respond. Devices SHOULD ignore events that do not
@@ -18,11 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from server.core import influence
 from server.core.errors import Invalid
-from server.store.models import Sep2InfluenceEvent, Sep2InfluenceSet
 
 # DeviceCategoryType bits (IEEE 2030.5): what staff may name instead of a hex bit map
 CATEGORIES = {
@@ -133,38 +130,18 @@ def check_control(control: object) -> dict[str, Any]:
     return clean
 
 
-async def create_event(
-    session: AsyncSession,
-    program: Sep2InfluenceSet,
-    new: influence.NewEvent,
-) -> Sep2InfluenceEvent:
-    """``new.payload`` = {"device_category": ..., "control": {...}, "load_shift_forward"?: bool,
-    "mandatory"?: bool, "override_duration_s"?: int}."""
-    if program.kind != "drp":
-        raise Invalid("load-control events belong to a DR program")
-    p = new.payload
+def dr_payload(p: dict[str, Any]) -> dict[str, Any]:
+    """The 2030.5 half of a DR event's payload from what staff gave: {"device_category", "control",
+    "load_shift_forward"?, "mandatory"?, "override_duration_s"?}."""
     override = p.get("override_duration_s")
     if override is not None and (
         isinstance(override, bool) or not isinstance(override, int) or not 0 <= override <= 65535
     ):
         raise Invalid("override_duration_s must be 0..65535")
-    payload = {
+    return {
         "deviceCategory": category_bits(p.get("device_category")),
         "control": check_control(p.get("control")),
         "loadShiftForward": bool(p.get("load_shift_forward", False)),
         "drProgramMandatory": bool(p.get("mandatory", False)),
         "overrideDuration": override,
     }
-    return await influence.create_event(
-        session,
-        program,
-        influence.NewEvent(
-            start=new.start,
-            duration_s=new.duration_s,
-            payload=payload,
-            description=new.description,
-            randomize_start_s=new.randomize_start_s,
-            randomize_duration_s=new.randomize_duration_s,
-            response_required=new.response_required,
-        ),
-    )

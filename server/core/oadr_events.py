@@ -1,13 +1,13 @@
-"""Demand-response events as OpenADR VENs see them: creation, modification, cancellation, status, opt responses.
+"""Events as OpenADR VENs see them: the OpenADR view of a price or DR event, its status from the clock, and the
+staff calls of the OpenADR admin routes (which create events like every other route: ``server.core.events``).
 
 Rules kept here (not in the XML adapter):
-- every change (modification or cancellation) increments ``modification_number``;
 - ``eventStatus`` is computed from the clock at rendering time: far -> near (``near_window_s`` before the start)
   -> active -> completed, or cancelled;
-- an event is distributed until its active period ends ("expiry"); a cancelled event stays visible, with status
+- an event is distributed until its active period ends; a cancelled event stays visible, with status
   cancelled, until then;
-- a change queues one ``distribute_event`` message per targeted, registered VEN (deduplicated: the message is
-  rendered from the current events when delivered).
+- ``priority`` is the event's own when staff gave one, else its program's primacy (lower wins in both);
+- the market context is the program's, else the server's configured one.
 """
 
 from __future__ import annotations
@@ -16,49 +16,23 @@ import datetime as dt
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from sqlalchemy import exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.core import vens as vens_core
+from server.core import events, programs
 from server.core.errors import Conflict, Invalid, NotFound
-from server.store.models import OadrEvent, OadrEventResponse, OadrEventVen, Ven
+from server.store.models import Event, Program
 from server.store.types import utcnow
 
-# signalName -> default signalType (OpenADR 2.0b profile B signals)
-SIGNALS: dict[str, str] = {
-    "SIMPLE": "level",
-    "ELECTRICITY_PRICE": "price",
-    "ENERGY_PRICE": "price",
-    "DEMAND_CHARGE": "price",
-    "BID_PRICE": "price",
-    "BID_LOAD": "setpoint",
-    "BID_ENERGY": "setpoint",
-    "CHARGE_STATE": "setpoint",
-    "LOAD_DISPATCH": "setpoint",
-    "LOAD_CONTROL": "x-loadControlCapacity",
-}
-SIGNAL_TYPES = {
-    "delta",
-    "level",
-    "multiplier",
-    "price",
-    "priceMultiplier",
-    "priceRelative",
-    "setpoint",
-    "x-loadControlCapacity",
-    "x-loadControlLevelOffset",
-    "x-loadControlPercentOffset",
-    "x-loadControlSetpoint",
-}
+SIGNALS = events.SIGNALS
+SIGNAL_TYPES = events.SIGNAL_TYPES
 RESPONSE_REQUIRED = {"always", "never"}
-OPT_TYPES = {"optIn", "optOut"}
-DISTRIBUTE = "distribute_event"
+DISTRIBUTE = events.DISTRIBUTE
 
 
-def status_at(event: OadrEvent, now: dt.datetime, near_window_s: int) -> str:
-    if event.cancelled:
+def status_at(event: Event, now: dt.datetime, near_window_s: int) -> str:
+    if event.cancelled_at is not None:
         return "cancelled"
-    if now >= event.end:
+    if now >= event.end_at:
         return "completed"
     if now >= event.start:
         return "active"
@@ -67,10 +41,47 @@ def status_at(event: OadrEvent, now: dt.datetime, near_window_s: int) -> str:
     return "far"
 
 
+@dataclass(frozen=True)
+class Signal:
+    name: str
+    type: str
+    intervals: list[dict[str, Any]]
+
+
+def signal_of(event: Event) -> Signal:
+    s = event.payload.get("signal") or {}
+    intervals = s.get("intervals") or [{"duration_s": event.duration_s, "value": 0.0}]
+    return Signal(s.get("name", "SIMPLE"), s.get("type", "level"), intervals)
+
+
+def current_value(event: Event, now: dt.datetime) -> float:
+    """The signal value in force now (0 outside the active period or when cancelled)."""
+    if event.cancelled_at is not None or now < event.start:
+        return 0.0
+    elapsed = (now - event.start).total_seconds()
+    for item in signal_of(event).intervals:
+        if elapsed < item["duration_s"]:
+            return float(item["value"])
+        elapsed -= item["duration_s"]
+    return 0.0
+
+
+def priority_of(event: Event, program: Program) -> int:
+    given = event.payload.get("priority")
+    return int(given) if given is not None else program.primacy
+
+
+def market_context_of(program: Program, default: str) -> str:
+    return program.market_context or default
+
+
 @dataclass
 class EventInfo:
+    """An event as the OpenADR admin routes show it."""
+
     id: int
     event_id: str
+    program: str
     signal_name: str
     signal_type: str
     intervals: list[dict[str, Any]]
@@ -98,101 +109,47 @@ class EventInfo:
         return asdict(self)
 
 
-def _intervals(
-    level: float | None, duration_s: int | None, intervals: list[dict[str, Any]] | None
-) -> list[dict[str, Any]]:
-    if intervals:
-        out = []
-        for item in intervals:
-            try:
-                d, v = int(item["duration_s"]), float(item["value"])
-            except (KeyError, TypeError, ValueError):
-                raise Invalid("each interval needs integer duration_s and numeric value") from None
-            if d <= 0:
-                raise Invalid("interval durations must be positive")
-            out.append({"duration_s": d, "value": v})
-        return out
-    if level is None or duration_s is None:
-        raise Invalid("give level and duration (or intervals)")
-    if duration_s <= 0:
-        raise Invalid("duration must be positive")
-    return [{"duration_s": int(duration_s), "value": float(level)}]
-
-
-async def _info(
-    session: AsyncSession, event: OadrEvent, near_window_s: int, with_responses: bool = False
+async def info(
+    session: AsyncSession,
+    event: Event,
+    near_window_s: int,
+    default_market_context: str = "",
+    with_responses: bool = False,
 ) -> EventInfo:
-    names = list(
-        await session.scalars(
-            select(Ven.name)
-            .join(OadrEventVen, OadrEventVen.ven_pk == Ven.id)
-            .where(OadrEventVen.event_id == event.id)
-            .order_by(Ven.name)
-        )
+    program = await session.get(Program, event.program_id)
+    assert program is not None
+    signal = signal_of(event)
+    vens = sorted(
+        set(await events.target_names(session, event.id))
+        | set(await programs.member_ven_names(session, program.parent_id or program.id))
     )
-    responses: list[dict[str, Any]] = []
-    if with_responses:
-        rows = await session.execute(
-            select(OadrEventResponse, Ven.name)
-            .join(Ven, Ven.id == OadrEventResponse.ven_pk)
-            .where(OadrEventResponse.event_id == event.id)
-            .order_by(OadrEventResponse.id)
-        )
-        responses = [
-            {
-                "ven": name,
-                "opt_type": r.opt_type,
-                "modification_number": r.modification_number,
-                "response_code": r.response_code,
-                "received_at": r.received_at.isoformat(),
-            }
-            for r, name in rows.all()
-        ]
     return EventInfo(
         id=event.id,
         event_id=str(event.id),
-        signal_name=event.signal_name,
-        signal_type=event.signal_type,
-        intervals=event.intervals,
+        program=program.name,
+        signal_name=signal.name,
+        signal_type=signal.type,
+        intervals=signal.intervals,
         start=event.start.isoformat(),
         duration_s=event.duration_s,
-        end=event.end.isoformat(),
+        end=event.end_at.isoformat(),
         status=status_at(event, utcnow(), near_window_s),
         modification_number=event.modification_number,
-        cancelled=event.cancelled,
-        priority=event.priority,
-        market_context=event.market_context,
-        response_required=event.response_required,
-        randomization_s=event.randomization_s,
+        cancelled=event.cancelled_at is not None,
+        priority=priority_of(event, program),
+        market_context=market_context_of(program, default_market_context),
+        response_required="always" if event.response_required else "never",
+        randomization_s=event.randomize_start_s or 0,
         test_event=event.test_event,
-        comment=event.vtn_comment,
+        comment=str(event.payload.get("comment", "")),
         all_vens=event.all_vens,
-        vens=names,
-        resource_ids=list(event.resource_ids or []),
-        group_ids=list(event.group_ids or []),
-        created_at=event.created_at.isoformat(),
+        vens=vens,
+        resource_ids=list(event.payload.get("resource_ids") or []),
+        group_ids=list(event.payload.get("group_ids") or []),
+        created_at=event.creation_time.isoformat(),
         changed_at=event.changed_at.isoformat(),
-        responses=responses,
+        responses=await events.responses_of(session, event.id) if with_responses else [],
     )
-
-
-async def target_vens(session: AsyncSession, event: OadrEvent) -> list[Ven]:
-    """Registered, enabled VENs the event goes to."""
-    query = select(Ven).where(Ven.registration_id.is_not(None), Ven.enabled)
-    if not event.all_vens:
-        query = query.join(OadrEventVen, OadrEventVen.ven_pk == Ven.id).where(
-            OadrEventVen.event_id == event.id
-        )
-    return list(await session.scalars(query))
-
-
-async def distribute(session: AsyncSession, event: OadrEvent) -> list[int]:
-    """Queue a distributeEvent for every targeted VEN; returns their primary keys (for push wake-ups)."""
-    pks = []
-    for ven in await target_vens(session, event):
-        await vens_core.enqueue(session, ven.id, DISTRIBUTE, dedupe=True)
-        pks.append(ven.id)
-    return pks
 
 
 async def create_event(
@@ -214,53 +171,53 @@ async def create_event(
     randomization_s: int = 0,
     test_event: bool = False,
     comment: str = "",
+    program: Program | None = None,
 ) -> EventInfo:
-    if signal_name not in SIGNALS and not signal_name.startswith("x-"):
-        raise Invalid(f"unknown signal {signal_name!r} (one of {', '.join(SIGNALS)} or x-...)")
-    signal_type = signal_type or SIGNALS.get(signal_name, "level")
-    if signal_type not in SIGNAL_TYPES:
-        raise Invalid(f"unknown signal type {signal_type!r}")
+    """An OpenADR-shaped event: in ``program`` when given, else in the DR program of ``market_context``; sent to
+    the named VENs, or to every registered VEN when none is named."""
     if response_required not in RESPONSE_REQUIRED:
         raise Invalid("response_required must be always or never")
-    if start.tzinfo is None:
-        raise Invalid("start must carry a time zone")
     if priority < 0 or randomization_s < 0:
         raise Invalid("priority and randomization must not be negative")
-    items = _intervals(level, duration_s, intervals)
-    total = sum(i["duration_s"] for i in items)
-    now = utcnow()
-    event = OadrEvent(
-        signal_name=signal_name,
-        signal_type=signal_type,
-        intervals=items,
-        start=start,
-        duration_s=total,
-        end=start + dt.timedelta(seconds=total),
-        priority=priority,
-        market_context=market_context,
-        response_required=response_required,
-        randomization_s=randomization_s,
-        test_event=test_event,
-        vtn_comment=comment,
-        all_vens=not ven_names,
-        resource_ids=resource_ids or [],
-        group_ids=group_ids or [],
-        created_at=now,
-        changed_at=now,
+    if randomization_s > 3600:
+        raise Invalid("randomization must be within one hour (3600 s)")
+    if not intervals:
+        if level is None or duration_s is None:
+            raise Invalid("give level and duration (or intervals)")
+        if duration_s <= 0:
+            raise Invalid("duration must be positive")
+        intervals = [{"duration_s": int(duration_s), "value": float(level)}]
+    signal = events.check_signal({"name": signal_name, "type": signal_type, "intervals": intervals})
+    total = sum(i["duration_s"] for i in signal["intervals"])
+    target = program or await programs.market_program(session, market_context)
+    payload: dict[str, Any] = {
+        "signal": signal,
+        "comment": comment,
+        "resource_ids": resource_ids or [],
+        "group_ids": group_ids or [],
+    }
+    if priority:
+        payload["priority"] = priority
+    event = await events.create(
+        session,
+        target,
+        events.NewEvent(
+            start=start,
+            duration_s=total,
+            payload=payload,
+            randomize_start_s=randomization_s or None,
+            response_required=3 if response_required == "always" else 0,
+            ven_names=tuple(ven_names or ()),
+            all_vens=not ven_names and program is None,
+            test_event=test_event,
+        ),
     )
-    session.add(event)
-    targets = await vens_core.by_names(session, list(dict.fromkeys(ven_names or [])))
-    await session.flush()
-    for ven in targets:
-        session.add(OadrEventVen(event_id=event.id, ven_pk=ven.id))
-    await session.flush()
-    await distribute(session, event)
-    return await _info(session, event, near_window_s)
+    return await info(session, event, near_window_s, market_context)
 
 
-async def _get(session: AsyncSession, event_id: int) -> OadrEvent:
-    event = await session.get(OadrEvent, event_id)
-    if event is None:
+async def _get(session: AsyncSession, event_id: int) -> Event:
+    event = await session.get(Event, event_id)
+    if event is None or event.kind not in ("price", "dr"):
         raise NotFound(f"no event {event_id}")
     return event
 
@@ -276,82 +233,61 @@ async def modify_event(
     duration_s: int | None = None,
     priority: int | None = None,
     reason: str = "",
+    default_market_context: str = "",
+) -> EventInfo:
+    event = await events.modify(
+        session,
+        await _get(session, event_id),
+        start=start,
+        intervals=intervals,
+        level=level,
+        duration_s=duration_s,
+        priority=priority,
+        reason=reason,
+    )
+    return await info(session, event, near_window_s, default_market_context)
+
+
+async def cancel_event(
+    session: AsyncSession, event_id: int, near_window_s: int, default_market_context: str = ""
 ) -> EventInfo:
     event = await _get(session, event_id)
-    now = utcnow()
-    if event.cancelled:
-        raise Conflict(f"event {event_id} is cancelled")
-    if now >= event.end:
+    if event.cancelled_at is None and utcnow() >= event.end_at:
         raise Conflict(f"event {event_id} has completed")
-    if intervals:
-        event.intervals = _intervals(None, None, intervals)
-    elif level is not None or duration_s is not None:
-        items = [dict(i) for i in event.intervals]
-        if level is not None:
-            for item in items:
-                item["value"] = float(level)
-        if duration_s is not None:
-            if len(items) != 1 or duration_s <= 0:
-                raise Invalid("duration can only be changed on a one-interval event, and must be positive")
-            items[0]["duration_s"] = int(duration_s)
-        event.intervals = items
-    if start is not None:
-        event.start = start
-    if priority is not None:
-        event.priority = priority
-    event.duration_s = sum(int(i["duration_s"]) for i in event.intervals)
-    event.end = event.start + dt.timedelta(seconds=event.duration_s)
-    event.modification_number += 1
-    event.modification_reason = reason
-    event.changed_at = now
-    await session.flush()
-    await distribute(session, event)
-    return await _info(session, event, near_window_s)
+    await events.cancel(session, event)
+    return await info(session, event, near_window_s, default_market_context)
 
 
-async def cancel_event(session: AsyncSession, event_id: int, near_window_s: int) -> EventInfo:
-    event = await _get(session, event_id)
-    if not event.cancelled:
-        if utcnow() >= event.end:
-            raise Conflict(f"event {event_id} has completed")
-        event.cancelled = True
-        event.modification_number += 1
-        event.modification_reason = "cancelled"
-        event.changed_at = utcnow()
-        await session.flush()
-        await distribute(session, event)
-    return await _info(session, event, near_window_s)
-
-
-async def get_event(session: AsyncSession, event_id: int, near_window_s: int) -> EventInfo:
-    return await _info(session, await _get(session, event_id), near_window_s, with_responses=True)
+async def get_event(
+    session: AsyncSession, event_id: int, near_window_s: int, default_market_context: str = ""
+) -> EventInfo:
+    return await info(session, await _get(session, event_id), near_window_s, default_market_context, True)
 
 
 async def list_events(
-    session: AsyncSession, near_window_s: int, include_expired: bool = False, limit: int = 500
+    session: AsyncSession,
+    near_window_s: int,
+    include_expired: bool = False,
+    limit: int = 500,
+    default_market_context: str = "",
 ) -> list[EventInfo]:
-    query = select(OadrEvent).order_by(OadrEvent.id.desc()).limit(limit)
-    if not include_expired:
-        query = query.where(OadrEvent.end > utcnow())
-    return [await _info(session, e, near_window_s, with_responses=True) for e in await session.scalars(query)]
+    query = events.events_query(include_completed=include_expired).where(Event.kind.in_(("price", "dr")))
+    found = await session.scalars(query.limit(limit))
+    return [await info(session, e, near_window_s, default_market_context, True) for e in found]
 
 
-def _visible_to(ven_pk: int):
-    targeted = exists().where(OadrEventVen.event_id == OadrEvent.id, OadrEventVen.ven_pk == ven_pk)
-    return or_(OadrEvent.all_vens, targeted)
-
-
-async def events_for_ven(
-    session: AsyncSession, ven_pk: int, now: dt.datetime | None = None
-) -> list[OadrEvent]:
-    """The events a VEN must hold now: targeted at it and not yet expired (cancelled ones included)."""
-    now = now or utcnow()
-    query = (
-        select(OadrEvent)
-        .where(OadrEvent.end > now, _visible_to(ven_pk))
-        .order_by(OadrEvent.start, OadrEvent.id)
+async def visible_event(session: AsyncSession, ven_pk: int, event_id: str) -> Event:
+    """An event the VEN was sent (else NotFound: no cross-VEN access)."""
+    try:
+        pk = int(event_id)
+    except ValueError:
+        raise NotFound(f"no event {event_id}") from None
+    found = await session.scalar(
+        events.events_query(include_completed=True).where(Event.id == pk, events.visible_to_ven(ven_pk))
     )
-    return list(await session.scalars(query))
+    if found is None:
+        raise NotFound(f"no event {event_id} for this VEN")
+    return found
 
 
 async def record_response(
@@ -363,24 +299,10 @@ async def record_response(
     response_code: int,
     request_id: str = "",
 ) -> None:
-    """Store one opt response; the event must be one the VEN was sent (else NotFound: no cross-VEN access)."""
-    if opt_type not in OPT_TYPES:
+    """Store one opt response of a VEN to an event it was sent."""
+    if opt_type not in events.OPT_STATUS:
         raise Invalid(f"optType must be optIn or optOut, got {opt_type!r}")
-    try:
-        pk = int(event_id)
-    except ValueError:
-        raise NotFound(f"no event {event_id}") from None
-    visible = await session.scalar(select(OadrEvent.id).where(OadrEvent.id == pk, _visible_to(ven_pk)))
-    if visible is None:
-        raise NotFound(f"no event {event_id} for this VEN")
-    session.add(
-        OadrEventResponse(
-            event_id=pk,
-            ven_pk=ven_pk,
-            modification_number=modification_number,
-            opt_type=opt_type,
-            response_code=response_code,
-            request_id=request_id[:200],
-        )
+    event = await visible_event(session, ven_pk, event_id)
+    await events.record_response(
+        session, event, events.VenAnswer(ven_pk, opt_type, response_code, modification_number, request_id)
     )
-    await session.flush()

@@ -12,8 +12,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server.core import events, oadr_events
 from server.core.errors import Invalid, NotFound
-from server.store.models import OadrEvent, OadrEventVen, OadrOpt, Ven
+from server.store.models import OadrOpt, Ven
 from server.store.types import utcnow
 
 OPT_TYPES = {"optIn", "optOut"}
@@ -36,16 +37,18 @@ async def create_opt(
     if opt_type not in OPT_TYPES:
         raise Invalid(f"optType must be optIn or optOut, got {opt_type!r}")
     if event_id is not None:
-        try:
-            pk = int(event_id)
-        except ValueError:
-            raise NotFound(f"no event {event_id}") from None
-        event = await session.get(OadrEvent, pk)
-        targeted = await session.scalar(
-            select(OadrEventVen.event_id).where(OadrEventVen.event_id == pk, OadrEventVen.ven_pk == ven_pk)
+        event = await oadr_events.visible_event(session, ven_pk, event_id)
+        # an event-qualified opt is the VEN's answer to that event, beside its oadrCreatedEvent answers
+        await events.record_response(
+            session,
+            event,
+            events.VenAnswer(
+                ven_pk,
+                opt_type,
+                200,
+                modification_number if modification_number is not None else event.modification_number,
+            ),
         )
-        if event is None or not (event.all_vens or targeted is not None):
-            raise NotFound(f"no event {event_id} for this VEN")
     opt = await session.scalar(select(OadrOpt).where(OadrOpt.ven_pk == ven_pk, OadrOpt.opt_id == opt_id))
     if opt is None:
         opt = OadrOpt(ven_pk=ven_pk, opt_id=opt_id)

@@ -4,16 +4,17 @@ A tariff (TariffProfile) has a currency (ISO 4217 numeric), a power-of-ten for i
 rate components (what is priced: a ReadingType, e.g. energy delivered in Wh, and roleFlags); each rate component
 carries price intervals (TimeTariffInterval events) holding a price per consumption tier (ConsumptionTariffInterval:
 ``startValue`` of the block and its ``price``, in currency units x 10^pricePowerOfTenMultiplier per unit of the
-ReadingType). Staff and the orchestration layer publish a price with ``publish_price`` -- the same call.
+ReadingType). A tariff is a ``price`` program, a rate component a ``rate`` program under it; a price interval
+is an event of the rate component, created like every event (``server.core.events.create``).
 """
 
 from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.core import influence
+from server.core import programs
 from server.core.errors import Invalid
-from server.store.models import Sep2InfluenceEvent, Sep2InfluenceSet
+from server.store.models import Program
 
 CURRENCIES = {36: "AUD", 124: "CAD", 554: "NZD", 826: "GBP", 840: "USD", 978: "EUR"}
 
@@ -27,16 +28,16 @@ async def create_tariff(
     primacy: int = 1,
     rate_code: str = "",
     description: str = "",
-) -> Sep2InfluenceSet:
+) -> Program:
     if currency not in CURRENCIES:
         raise Invalid(f"currency must be an ISO 4217 numeric code, one of {sorted(CURRENCIES)}")
     if not -9 <= price_power_of_ten <= 9:
         raise Invalid("price_power_of_ten must be -9..9")
     if len(rate_code) > 20:
         raise Invalid("rate_code is at most 20 characters")
-    return await influence.create_set(
+    return await programs.create(
         session,
-        "tariff",
+        "price",
         name,
         primacy=primacy,
         description=description,
@@ -51,7 +52,7 @@ async def create_tariff(
 
 async def add_rate(
     session: AsyncSession,
-    tariff: Sep2InfluenceSet,
+    tariff: Program,
     name: str,
     *,
     uom: int = 72,
@@ -59,7 +60,7 @@ async def add_rate(
     role_flags: int = 1,
     power_of_ten: int = 0,
     description: str = "",
-) -> Sep2InfluenceSet:
+) -> Program:
     """A RateComponent; by default energy (uom 72 Wh) delivered to the customer (flowDirection 1)."""
     if uom not in (38, 72, 61, 63, 71, 73):
         raise Invalid("uom must be one of 38 (W), 61 (VA), 63 (var), 71 (VAh), 72 (Wh), 73 (varh)")
@@ -67,7 +68,7 @@ async def add_rate(
         raise Invalid("flow_direction must be 0 (none), 1 (forward/delivered) or 19 (reverse/received)")
     if not 0 <= role_flags <= 0xFFFF or not -9 <= power_of_ten <= 9:
         raise Invalid("role_flags must be 0..65535 and power_of_ten -9..9")
-    return await influence.create_set(
+    return await programs.create(
         session,
         "rate",
         name,
@@ -104,27 +105,3 @@ def check_tiers(tiers: object) -> list[dict[str, int]]:
     ):
         raise Invalid("consumption blocks must start at 0 and ascend")
     return clean
-
-
-async def publish_price(
-    session: AsyncSession, rate: Sep2InfluenceSet, new: influence.NewEvent, tou_tier: int = 0
-) -> Sep2InfluenceEvent:
-    """A TimeTariffInterval: ``new.payload`` = {"tiers": [{price, start_value}, ...]}."""
-    if rate.kind != "rate":
-        raise Invalid("prices are published on a rate component")
-    if not 0 <= tou_tier <= 6:
-        raise Invalid("tou_tier must be 0..6")
-    payload = {"touTier": tou_tier, "tiers": check_tiers(new.payload.get("tiers"))}
-    return await influence.create_event(
-        session,
-        rate,
-        influence.NewEvent(
-            start=new.start,
-            duration_s=new.duration_s,
-            payload=payload,
-            description=new.description,
-            randomize_start_s=new.randomize_start_s,
-            randomize_duration_s=new.randomize_duration_s,
-            response_required=new.response_required,
-        ),
-    )

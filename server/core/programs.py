@@ -1,25 +1,25 @@
-"""DER programs, their assignment to devices (FunctionSetAssignments), their controls and default controls.
+"""Programs of every kind and who is enrolled in them; for DER programs also their FunctionSetAssignments,
+DERCurves and default control.
 
-Protocol-neutral: the 2030.5 adapter renders these as DERProgram/FSA/DERControl/DefaultDERControl, the admin API
-as JSON. Controls are never deleted here: cancelling one records when, and its status is derived from time by
-``server.core.der_controls``.
+A program is ``der`` (DER controls), ``price`` (a tariff; its ``rate`` components hold the prices) or ``dr``
+(demand response). 2030.5 EndDevices reach ``der`` programs through FunctionSetAssignments and ``price``/``dr``
+programs as members; OpenADR VENs are members of any program. Events live in ``server.core.events``.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server import pki
 from server.core import changes
-from server.core.der_controls import CURVE_FIELDS, Interval, check_base, check_event_header
+from server.core.der_controls import CURVE_FIELDS, check_base
 from server.core.errors import Conflict, Invalid, NotFound
-from server.store.models import EndDevice, Sep2Control, Sep2Curve, Sep2Fsa, Sep2FsaProgram, Sep2Program
+from server.store.models import EndDevice, Program, ProgramMember, Sep2Curve, Sep2Fsa, Sep2FsaProgram, Ven
+from server.store.models.events import PROGRAM_KINDS
 from server.store.types import utcnow
 
 DEVICE_PROGRAM_PREFIX = "device:"  # programs created for controls aimed at one device
@@ -27,13 +27,17 @@ DEFAULT_FSA_TITLE = "default"
 
 
 # ------------------------------------------------------------------------------------------------------ programs
-def program_dict(p: Sep2Program) -> dict[str, Any]:
+def program_dict(p: Program) -> dict[str, Any]:
     return {
         "id": p.id,
+        "kind": p.kind,
         "name": p.name,
         "description": p.description,
         "primacy": p.primacy,
+        "parent_id": p.parent_id,
+        "attrs": p.attrs,
         "default_control": p.default_control,
+        "market_context": p.market_context,
         "created_at": p.created_at.isoformat(),
     }
 
@@ -44,23 +48,57 @@ def _primacy(value: int) -> int:
     return value
 
 
-async def create_program(
-    session: AsyncSession, name: str, primacy: int, description: str = ""
-) -> Sep2Program:
+async def create(
+    session: AsyncSession,
+    kind: str,
+    name: str,
+    *,
+    primacy: int = 1,
+    description: str = "",
+    parent: Program | None = None,
+    attrs: dict[str, Any] | None = None,
+    market_context: str = "",
+) -> Program:
+    if kind not in PROGRAM_KINDS:
+        raise Invalid(f"kind must be one of {', '.join(PROGRAM_KINDS)}")
+    if (kind == "rate") != (parent is not None) or (parent is not None and parent.kind != "price"):
+        raise Invalid("a rate component belongs to a tariff, and only rate components have a parent")
     if not name or len(name) > 200:
         raise Invalid("program name must be 1..200 characters")
-    program = Sep2Program(name=name, primacy=_primacy(primacy), description=description[:32])
+    if len(market_context) > 300:
+        raise Invalid("market_context is at most 300 characters")
+    parent_ref = parent.id if parent else 0
+    found = await session.scalar(
+        select(Program.id).where(Program.kind == kind, Program.name == name, Program.parent_ref == parent_ref)
+    )
+    if found is not None:
+        raise Conflict(f"a {kind} program named {name!r} already exists")
+    program = Program(
+        kind=kind,
+        name=name,
+        primacy=_primacy(primacy),
+        description=description[:32],
+        parent_id=parent.id if parent else None,
+        parent_ref=parent_ref,
+        attrs=attrs or {},
+        market_context=market_context,
+    )
     session.add(program)
     try:
         await session.flush()
     except IntegrityError:
-        raise Conflict(f"a program named {name!r} already exists") from None
+        raise Conflict(f"a {kind} program named {name!r} already exists") from None
     return program
 
 
+async def create_program(session: AsyncSession, name: str, primacy: int, description: str = "") -> Program:
+    """A DER program."""
+    return await create(session, "der", name, primacy=primacy, description=description)
+
+
 async def update_program(
-    session: AsyncSession, program: Sep2Program, primacy: int | None = None, description: str | None = None
-) -> Sep2Program:
+    session: AsyncSession, program: Program, primacy: int | None = None, description: str | None = None
+) -> Program:
     if primacy is not None:
         program.primacy = _primacy(primacy)
     if description is not None:
@@ -71,24 +109,126 @@ async def update_program(
     return program
 
 
-async def list_programs(session: AsyncSession) -> list[Sep2Program]:
-    return list(await session.scalars(select(Sep2Program).order_by(Sep2Program.primacy, Sep2Program.id)))
+async def list_programs(
+    session: AsyncSession, kind: str = "der", parent_id: int | None = None
+) -> list[Program]:
+    query = select(Program).where(Program.kind == kind)
+    if parent_id is not None:
+        query = query.where(Program.parent_id == parent_id)
+    return list(await session.scalars(query.order_by(Program.primacy, Program.id)))
 
 
-async def get_program(session: AsyncSession, ref: int | str) -> Sep2Program:
-    """By id (int or digit string) or by name."""
+async def get_program(session: AsyncSession, ref: int | str, kind: str | None = "der") -> Program:
+    """By id (int or digit string) or by (top-level) name; of ``kind`` unless None."""
     if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
-        program = await session.get(Sep2Program, int(ref))
+        program = await session.get(Program, int(ref))
+        if program is not None and kind is not None and program.kind != kind:
+            program = None
     else:
-        program = await session.scalar(select(Sep2Program).where(Sep2Program.name == ref))
+        query = select(Program).where(Program.name == ref, Program.parent_ref == 0)
+        if kind is not None:
+            query = query.where(Program.kind == kind)
+        program = (await session.scalars(query.order_by(Program.id))).first()
     if program is None:
-        raise NotFound(f"no program {ref!r}")
+        raise NotFound(f"no {kind + ' ' if kind else ''}program {ref!r}")
     return program
 
 
+async def market_program(session: AsyncSession, market_context: str) -> Program:
+    """The DR program OpenADR events of a market context belong to when staff named no program."""
+    found = await session.scalar(
+        select(Program)
+        .where(Program.kind == "dr", Program.market_context == market_context, Program.parent_ref == 0)
+        .order_by(Program.id)
+        .limit(1)
+    )
+    if found is not None:
+        return found
+    return await create(session, "dr", f"openadr:{market_context}"[:200], market_context=market_context)
+
+
+# ----------------------------------------------------------------------------------------------------- members
+async def add_member(
+    session: AsyncSession, program: Program, *, device: EndDevice | None = None, ven: Ven | None = None
+) -> bool:
+    """Enrol a 2030.5 EndDevice (price and DR programs; DER programs go through FSAs) or an OpenADR VEN;
+    False when it already was."""
+    if (device is None) == (ven is None):
+        raise Invalid("enrol either a device or a VEN")
+    if program.kind == "rate":
+        raise Invalid("enrol parties in the tariff, not in one of its rate components")
+    if device is not None and program.kind == "der":
+        await assign(session, program, device)
+        return True
+    column = ProgramMember.end_device_id if device is not None else ProgramMember.ven_pk
+    party_id = device.id if device is not None else ven.id  # type: ignore[union-attr]
+    found = await session.scalar(
+        select(ProgramMember.id).where(ProgramMember.program_id == program.id, column == party_id)
+    )
+    if found is not None:
+        return False
+    session.add(
+        ProgramMember(
+            program_id=program.id,
+            end_device_id=device.id if device is not None else None,
+            ven_pk=ven.id if ven is not None else None,
+        )
+    )
+    await session.flush()
+    changes.record(session, programs=[program.id], devices=[device.id] if device is not None else [])
+    return True
+
+
+async def remove_member(
+    session: AsyncSession, program: Program, *, device: EndDevice | None = None, ven: Ven | None = None
+) -> None:
+    if device is not None and program.kind == "der":
+        await unassign(session, program, device)
+        return
+    column = ProgramMember.end_device_id if device is not None else ProgramMember.ven_pk
+    party_id = device.id if device is not None else ven.id if ven is not None else None
+    await session.execute(
+        delete(ProgramMember).where(ProgramMember.program_id == program.id, column == party_id)
+    )
+    changes.record(session, programs=[program.id], devices=[device.id] if device is not None else [])
+
+
+async def member_device_ids(session: AsyncSession, program_id: int) -> list[int]:
+    return list(
+        await session.scalars(
+            select(ProgramMember.end_device_id)
+            .where(ProgramMember.program_id == program_id, ProgramMember.end_device_id.is_not(None))
+            .order_by(ProgramMember.end_device_id)
+        )
+    )
+
+
+async def member_ven_names(session: AsyncSession, program_id: int) -> list[str]:
+    return list(
+        await session.scalars(
+            select(Ven.name)
+            .join(ProgramMember, ProgramMember.ven_pk == Ven.id)
+            .where(ProgramMember.program_id == program_id)
+            .order_by(Ven.name)
+        )
+    )
+
+
+async def device_member_programs(session: AsyncSession, device_id: int, kind: str) -> list[Program]:
+    """Top-level programs of ``kind`` (price, dr) the device is enrolled in, in primacy order."""
+    enrolled = select(ProgramMember.program_id).where(ProgramMember.end_device_id == device_id)
+    return list(
+        await session.scalars(
+            select(Program)
+            .where(Program.kind == kind, Program.id.in_(enrolled))
+            .order_by(Program.primacy, Program.id)
+        )
+    )
+
+
 async def set_default_control(
-    session: AsyncSession, program: Sep2Program, base: dict[str, Any] | None, set_grad_w: int | None = None
-) -> Sep2Program:
+    session: AsyncSession, program: Program, base: dict[str, Any] | None, set_grad_w: int | None = None
+) -> Program:
     """Create/replace (``base`` given) or remove (``base`` None) the program's DefaultDERControl."""
     if base is None:
         program.default_control = None
@@ -105,7 +245,7 @@ async def set_default_control(
     return program
 
 
-async def _check_curves(session: AsyncSession, program: Sep2Program, base: dict[str, Any]) -> None:
+async def _check_curves(session: AsyncSession, program: Program, base: dict[str, Any]) -> None:
     """Curve modes reference DERCurves of the same program by id."""
     wanted = {name: base[name] for name in CURVE_FIELDS if name in base}
     if wanted:
@@ -141,7 +281,7 @@ async def ensure_fsa(session: AsyncSession, device: EndDevice, title: str = DEFA
 
 
 async def assign(
-    session: AsyncSession, program: Sep2Program, device: EndDevice, fsa_title: str = DEFAULT_FSA_TITLE
+    session: AsyncSession, program: Program, device: EndDevice, fsa_title: str = DEFAULT_FSA_TITLE
 ) -> Sep2Fsa:
     """Put ``program`` into the device's FSA titled ``fsa_title`` (created when missing). Idempotent."""
     fsa = await ensure_fsa(session, device, fsa_title)
@@ -153,7 +293,7 @@ async def assign(
     return fsa
 
 
-async def unassign(session: AsyncSession, program: Sep2Program, device: EndDevice) -> None:
+async def unassign(session: AsyncSession, program: Program, device: EndDevice) -> None:
     fsa_ids = select(Sep2Fsa.id).where(Sep2Fsa.end_device_id == device.id)
     await session.execute(
         delete(Sep2FsaProgram).where(
@@ -169,19 +309,19 @@ async def device_fsas(session: AsyncSession, device_id: int) -> list[Sep2Fsa]:
     )
 
 
-async def fsa_programs(session: AsyncSession, fsa_id: int) -> list[Sep2Program]:
+async def fsa_programs(session: AsyncSession, fsa_id: int) -> list[Program]:
     """Programs in one FSA, ordered as DERProgramList requires: primacy ascending, then id."""
     return list(
         await session.scalars(
-            select(Sep2Program)
-            .join(Sep2FsaProgram, Sep2FsaProgram.program_id == Sep2Program.id)
+            select(Program)
+            .join(Sep2FsaProgram, Sep2FsaProgram.program_id == Program.id)
             .where(Sep2FsaProgram.fsa_id == fsa_id)
-            .order_by(Sep2Program.primacy, Sep2Program.id)
+            .order_by(Program.primacy, Program.id)
         )
     )
 
 
-async def device_programs(session: AsyncSession, device_id: int) -> list[Sep2Program]:
+async def device_programs(session: AsyncSession, device_id: int) -> list[Program]:
     """Every program assigned to the device through any of its FSAs."""
     # IN (subquery) rather than DISTINCT: PostgreSQL cannot compare the JSON column for DISTINCT
     assigned = (
@@ -191,129 +331,19 @@ async def device_programs(session: AsyncSession, device_id: int) -> list[Sep2Pro
     )
     return list(
         await session.scalars(
-            select(Sep2Program)
-            .where(Sep2Program.id.in_(assigned))
-            .order_by(Sep2Program.primacy, Sep2Program.id)
+            select(Program).where(Program.id.in_(assigned)).order_by(Program.primacy, Program.id)
         )
     )
 
 
-async def device_program(session: AsyncSession, device: EndDevice, primacy: int = 1) -> Sep2Program:
+async def device_program(session: AsyncSession, device: EndDevice, primacy: int = 1) -> Program:
     """The program holding controls aimed at this one device (created and assigned on first use)."""
     name = DEVICE_PROGRAM_PREFIX + device.lfdi
-    program = await session.scalar(select(Sep2Program).where(Sep2Program.name == name))
+    program = await session.scalar(select(Program).where(Program.kind == "der", Program.name == name))
     if program is None:
         program = await create_program(session, name, primacy, description=f"device {device.id}")
     await assign(session, program, device)
     return program
-
-
-# ---------------------------------------------------------------------------------------------------- controls
-@dataclass(frozen=True)
-class NewControl:
-    start: dt.datetime
-    duration_s: int
-    base: dict[str, Any]
-    description: str = ""
-    randomize_start_s: int | None = None
-    randomize_duration_s: int | None = None
-    response_required: int = 3
-
-
-def control_dict(c: Sep2Control, program: Sep2Program | None = None) -> dict[str, Any]:
-    return {
-        "id": c.id,
-        "program_id": c.program_id,
-        "program": program.name if program else None,
-        "description": c.description,
-        "creation_time": c.creation_time.isoformat(),
-        "start": c.start.isoformat(),
-        "duration_s": c.duration_s,
-        "base": c.base,
-        "randomize_start_s": c.randomize_start_s,
-        "randomize_duration_s": c.randomize_duration_s,
-        "response_required": c.response_required,
-        "cancelled_at": c.cancelled_at.isoformat() if c.cancelled_at else None,
-    }
-
-
-async def create_control(session: AsyncSession, program: Sep2Program, new: NewControl) -> Sep2Control:
-    check_event_header(
-        new.start, new.duration_s, new.randomize_start_s, new.randomize_duration_s, new.response_required
-    )
-    base = check_base(new.base)
-    if not base:
-        raise Invalid("a control needs at least one DERControlBase value")
-    await _check_curves(session, program, base)
-    control = Sep2Control(
-        program_id=program.id,
-        description=new.description[:32],
-        start=new.start,
-        duration_s=new.duration_s,
-        base=base,
-        randomize_start_s=new.randomize_start_s,
-        randomize_duration_s=new.randomize_duration_s,
-        response_required=new.response_required,
-        creation_time=utcnow(),
-    )
-    session.add(control)
-    await session.flush()
-    changes.record(session, programs=[program.id])
-    return control
-
-
-async def get_control(session: AsyncSession, control_id: int) -> Sep2Control:
-    control = await session.get(Sep2Control, control_id)
-    if control is None:
-        raise NotFound(f"no control {control_id}")
-    return control
-
-
-async def cancel_control(
-    session: AsyncSession, control: Sep2Control, randomized: bool = False
-) -> Sep2Control:
-    if control.cancelled_at is None:
-        control.cancelled_at = utcnow()
-        control.cancel_randomized = randomized
-        await session.flush()
-        changes.record(session, programs=[control.program_id])
-    return control
-
-
-async def list_controls(session: AsyncSession, program_ids: list[int] | None = None) -> list[Sep2Control]:
-    query = select(Sep2Control).order_by(
-        Sep2Control.start, Sep2Control.creation_time.desc(), Sep2Control.id.desc()
-    )
-    if program_ids is not None:
-        query = query.where(Sep2Control.program_id.in_(program_ids))
-    return list(await session.scalars(query))
-
-
-async def device_intervals(
-    session: AsyncSession, device_id: int
-) -> tuple[list[Interval], dict[int, Sep2Control]]:
-    """Every control of every program assigned to the device, as Intervals for the status rules."""
-    programs = {p.id: p for p in await device_programs(session, device_id)}
-    controls = await list_controls(session, list(programs)) if programs else []
-    intervals = [interval_of(c, programs[c.program_id].primacy) for c in controls]
-    return intervals, {c.id: c for c in controls}
-
-
-def interval_of(c: Sep2Control, primacy: int) -> Interval:
-    return Interval(
-        id=c.id,
-        program_id=c.program_id,
-        primacy=primacy,
-        creation_time=c.creation_time,
-        start=c.start,
-        duration_s=c.duration_s,
-        cancelled=c.cancelled_at is not None,
-        cancel_randomized=c.cancel_randomized,
-    )
-
-
-async def count_controls(session: AsyncSession) -> int:
-    return int(await session.scalar(select(func.count()).select_from(Sep2Control)) or 0)
 
 
 # ------------------------------------------------------------------------------------------------------ curves
@@ -339,7 +369,7 @@ def curve_dict(c: Sep2Curve) -> dict[str, Any]:
 
 async def create_curve(
     session: AsyncSession,
-    program: Sep2Program,
+    program: Program,
     curve_type: int,
     points: list[list[int]],
     y_ref_type: int,

@@ -15,68 +15,62 @@ VEN                                             VTN
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from lxml import etree
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.core import oadr_events
+from server.core import events, oadr_events
 from server.openadr import codec
 from server.openadr.transport import Ctx, Vtn, handles, renders
-from server.store.models import OadrEvent, Ven
+from server.store.models import Event, Program, Ven
 from server.store.types import utcnow
 
 SERVICE = "EiEvent"
 
 
-def _current_value(event: OadrEvent, now) -> float:
-    """The payload in force now (0 outside the active period or when cancelled)."""
-    if event.cancelled or now < event.start:
-        return 0.0
-    elapsed = (now - event.start).total_seconds()
-    for item in event.intervals:
-        if elapsed < item["duration_s"]:
-            return float(item["value"])
-        elapsed -= item["duration_s"]
-    return 0.0
-
-
-def event_out(event: OadrEvent, ven: Ven, near_window_s: int) -> codec.EventOut:
+def event_out(event: Event, program: Program, ven: Ven, settings: Any) -> codec.EventOut:
     now = utcnow()
+    signal = oadr_events.signal_of(event)
     return codec.EventOut(
         event_id=str(event.id),
         modification_number=event.modification_number,
         modification_reason=event.modification_reason,
         modification_time=event.changed_at if event.modification_number else None,
-        priority=event.priority,
-        market_context=event.market_context,
-        created=event.created_at,
-        status=oadr_events.status_at(event, now, near_window_s),
+        priority=oadr_events.priority_of(event, program),
+        market_context=oadr_events.market_context_of(program, settings.openadr.market_context),
+        created=event.creation_time,
+        status=oadr_events.status_at(event, now, settings.openadr.near_window_s),
         test_event=event.test_event,
-        comment=event.vtn_comment,
+        comment=str(event.payload.get("comment", "")),
         start=event.start,
         duration_s=event.duration_s,
-        randomization_s=event.randomization_s,
-        signal_name=event.signal_name,
-        signal_type=event.signal_type,
+        randomization_s=event.randomize_start_s or 0,
+        signal_name=signal.name,
+        signal_type=signal.type,
         signal_id=f"{event.id}-0",
-        intervals=[(int(i["duration_s"]), float(i["value"])) for i in event.intervals],
-        current_value=_current_value(event, now),
+        intervals=[(int(i["duration_s"]), float(i["value"])) for i in signal.intervals],
+        current_value=oadr_events.current_value(event, now),
         ven_id=ven.ven_id,
-        resource_ids=list(event.resource_ids or []),
-        group_ids=list(event.group_ids or []),
-        response_required=event.response_required,
+        resource_ids=list(event.payload.get("resource_ids") or []),
+        group_ids=list(event.payload.get("group_ids") or []),
+        response_required="always" if event.response_required else "never",
     )
 
 
 async def distribution(
     session: AsyncSession, vtn: Vtn, ven: Ven, request_id: str | None, reply_limit: int | None = None
 ) -> etree._Element:
-    events = await oadr_events.events_for_ven(session, ven.id)
+    found = await events.events_for_ven(session, ven.id)
     if reply_limit:
-        events = events[:reply_limit]
-    near = vtn.settings.openadr.near_window_s
+        found = found[:reply_limit]
+    program_ids = {e.program_id for e in found}
+    by_id = {p.id: p for p in await session.scalars(select(Program).where(Program.id.in_(program_ids)))}
     return codec.distribute_event(
-        request_id or uuid.uuid4().hex, vtn.settings.openadr.vtn_id, [event_out(e, ven, near) for e in events]
+        request_id or uuid.uuid4().hex,
+        vtn.settings.openadr.vtn_id,
+        [event_out(e, by_id[e.program_id], ven, vtn.settings) for e in found],
     )
 
 
@@ -97,6 +91,6 @@ async def created_event(ctx: Ctx) -> etree._Element:
     return codec.response(200, "OK", ctx.request_id, ven.ven_id)
 
 
-@renders(oadr_events.DISTRIBUTE)
+@renders(events.DISTRIBUTE)
 async def render_distribute(session: AsyncSession, vtn: Vtn, ven: Ven, payload: dict) -> etree._Element:
     return await distribution(session, vtn, ven, None)

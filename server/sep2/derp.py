@@ -23,7 +23,7 @@ from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.core import der_controls as rules
-from server.core import programs
+from server.core import events, programs
 from server.core.changes import Change
 from server.core.errors import DomainError, Forbidden, NotFound
 from server.core.parties import device_in_scope
@@ -47,14 +47,14 @@ from server.sep2.common import (
 from server.sep2.render import RenderCtx, pen, poll_rate, render_ctx
 from server.sep2.resources import Params, by_type, page_params, subscribable
 from server.sep2.responses import RESPONSE_SET_ID
-from server.store.models import EndDevice, Sep2Control, Sep2Fsa, Sep2FsaProgram, Sep2Program, Sep2Subscription
+from server.store.models import EndDevice, Event, Program, Sep2Fsa, Sep2FsaProgram, Sep2Subscription
 
 routes = web.RouteTableDef()
 
 
 async def program_in_scope(
     session: AsyncSession, scope: Scope, device_id: int, program_id: int
-) -> tuple[EndDevice, Sep2Program]:
+) -> tuple[EndDevice, Program]:
     device = await device_in_scope(session, scope, device_id)
     for program in await programs.device_programs(session, device.id):
         if program.id == program_id:
@@ -95,9 +95,9 @@ def control_base(base: dict[str, Any], curve_href: str) -> etree._Element:
 
 
 # ---------------------------------------------------------------------------------------------- DERPrograms
-async def render_program(ctx: RenderCtx, device: EndDevice, program: Sep2Program) -> etree._Element:
+async def render_program(ctx: RenderCtx, device: EndDevice, program: Program) -> etree._Element:
     href = f"/edev/{device.id}/derp/{program.id}"
-    intervals, _ = await programs.device_intervals(ctx.session, device.id)
+    intervals = await events.device_der_intervals(ctx.session, device.id, ctx.now)
     mine = [i for i in intervals if i.program_id == program.id]
     visible = [i for i in mine if not rules.evaluate(i, intervals, ctx.now).completed]
     active = [i for i in visible if rules.evaluate(i, intervals, ctx.now).status == rules.EventStatus.ACTIVE]
@@ -178,7 +178,7 @@ async def get_program(request: web.Request) -> web.Response:
 
 
 # ----------------------------------------------------------------------------------------------- DERControls
-def render_control(ctx: RenderCtx, device: EndDevice, c: Sep2Control, ev: rules.Evaluated) -> etree._Element:
+def render_control(ctx: RenderCtx, device: EndDevice, c: Event, ev: rules.Evaluated) -> etree._Element:
     href = f"/edev/{device.id}/derp/{c.program_id}/derc/{c.id}"
     attrs: dict[str, Any] = {"href": href}
     if c.response_required:
@@ -201,7 +201,7 @@ def render_control(ctx: RenderCtx, device: EndDevice, c: Sep2Control, ev: rules.
         xml.E("interval", None, xml.leaf("duration", c.duration_s), xml.leaf("start", epoch(c.start))),
         xml.leaf("randomizeDuration", c.randomize_duration_s),
         xml.leaf("randomizeStart", c.randomize_start_s),
-        control_base(c.base, f"/edev/{device.id}/derp/{c.program_id}/dc"),
+        control_base(c.payload.get("base", {}), f"/edev/{device.id}/derp/{c.program_id}/dc"),
     )
 
 
@@ -209,7 +209,7 @@ def control_list(
     ctx: RenderCtx,
     device: EndDevice,
     program_id: int,
-    shown: list[tuple[Sep2Control, rules.Evaluated]],
+    shown: list[tuple[Event, rules.Evaluated]],
     total: int,
     active_only: bool,
 ) -> etree._Element:
@@ -265,12 +265,24 @@ async def render_control_resources(
     prog_rows = {
         p.id: p
         for (p,) in await _in_chunks(
-            session, lambda ids: select(Sep2Program).where(Sep2Program.id.in_(ids)), all_programs
+            session, lambda ids: select(Program).where(Program.id.in_(ids)), all_programs
         )
     }
-    controls = await programs.list_controls(session, list(all_programs)) if all_programs else []
+    controls = await events.relevant(session, list(all_programs), ctx.now)
+    if kind == "derc":
+        # a DERControl stays readable by its href after it completed
+        wanted = {p.t for _, p in wants if p.t is not None} - {c.id for c in controls}
+        if wanted:
+            controls += [
+                c
+                for (c,) in await _in_chunks(
+                    session,
+                    lambda ids: select(Event).where(Event.id.in_(ids), Event.program_id.in_(all_programs)),
+                    wanted,
+                )
+            ]
     by_id = {c.id: c for c in controls}
-    evaluated: dict[frozenset[int], list[tuple[Sep2Control, rules.Interval, rules.Evaluated]]] = {}
+    evaluated: dict[frozenset[int], list[tuple[Event, rules.Interval, rules.Evaluated]]] = {}
     out: list[etree._Element | DomainError] = []
     for scope, params in wants:
         device = devices.get(params.e or 0)
@@ -287,7 +299,7 @@ async def render_control_resources(
         key = frozenset(progs)
         if key not in evaluated:
             intervals = [
-                programs.interval_of(c, prog_rows[c.program_id].primacy)
+                events.interval_of(c, prog_rows[c.program_id].primacy)
                 for c in controls
                 if c.program_id in key
             ]
@@ -346,8 +358,8 @@ async def controls_touched(session: AsyncSession, change: Change, now: dt.dateti
         return []
     ids = set(change.programs) | {s.program_id for s in subs if s.program_id is not None}
     by_program: dict[int, list[rules.Interval]] = {}
-    for c in await programs.list_controls(session, list(ids)):
-        by_program.setdefault(c.program_id, []).append(programs.interval_of(c, 0))
+    for c in await events.relevant(session, list(ids), now):
+        by_program.setdefault(c.program_id, []).append(events.interval_of(c, 0))
     changed = [i for p in change.programs for i in by_program.get(p, [])]
     return [s for s in subs if rules.touches(changed, by_program.get(s.program_id or 0, []), now)]
 
@@ -448,7 +460,7 @@ async def get_default_control(request: web.Request) -> web.Response:
         return reply(await render_default_control(render_ctx(request, session), scope_of(request), params))
 
 
-def render_default(ctx: RenderCtx, device: EndDevice, program: Sep2Program) -> etree._Element:
+def render_default(ctx: RenderCtx, device: EndDevice, program: Program) -> etree._Element:
     default = program.default_control or {}
     href = f"/edev/{device.id}/derp/{program.id}/dderc"
     return xml.E(

@@ -6,7 +6,7 @@
     /edev/{e}/drp/{d}/actedc           ActiveEndDeviceControlList
 
 EndDeviceControls are events with the same status/supersession/primacy rules as DER controls
-(``server.core.der_controls`` through ``server.core.influence``); responses go to ``/edev/{e}/rsp``
+(``server.core.der_controls`` through ``server.core.events``); responses go to ``/edev/{e}/rsp``
 (``server.sep2.events``).
 """
 
@@ -20,7 +20,8 @@ from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.core import der_controls as rules
-from server.core import influence
+from server.core import events as core_events
+from server.core import programs
 from server.core.changes import Change
 from server.core.errors import NotFound
 from server.core.parties import device_in_scope
@@ -38,13 +39,7 @@ from server.sep2.common import (
 )
 from server.sep2.render import RenderCtx, render_ctx
 from server.sep2.resources import Params, by_type, page_params, subscribable
-from server.store.models import (
-    EndDevice,
-    Sep2InfluenceAssignment,
-    Sep2InfluenceEvent,
-    Sep2InfluenceSet,
-    Sep2Subscription,
-)
+from server.store.models import EndDevice, Event, Program, ProgramMember, Sep2Subscription
 from server.store.types import utcnow
 
 routes = web.RouteTableDef()
@@ -53,15 +48,15 @@ MRID_DRP = 0x13
 
 async def drp_in_scope(
     session: AsyncSession, scope: Scope, device_id: int, drp_id: int
-) -> tuple[EndDevice, Sep2InfluenceSet]:
-    return await events.set_in_scope(session, scope, device_id, "drp", drp_id, "DemandResponseProgram")
+) -> tuple[EndDevice, Program]:
+    return await events.set_in_scope(session, scope, device_id, "dr", drp_id, "DemandResponseProgram")
 
 
-async def _drp(request: web.Request, session: AsyncSession) -> tuple[EndDevice, Sep2InfluenceSet]:
+async def _drp(request: web.Request, session: AsyncSession) -> tuple[EndDevice, Program]:
     return await drp_in_scope(session, scope_of(request), path_int(request, "e"), path_int(request, "d"))
 
 
-def render_drp(pen: int, device: EndDevice, p: Sep2InfluenceSet, n_active: int, n_all: int) -> etree._Element:
+def render_drp(pen: int, device: EndDevice, p: Program, n_active: int, n_all: int) -> etree._Element:
     href = f"/edev/{device.id}/drp/{p.id}"
     return xml.E(
         "DemandResponseProgram",
@@ -74,8 +69,8 @@ def render_drp(pen: int, device: EndDevice, p: Sep2InfluenceSet, n_active: int, 
     )
 
 
-def render_edc(pen: int, device: EndDevice, e: Sep2InfluenceEvent, ev) -> etree._Element:
-    href = f"/edev/{device.id}/drp/{e.set_id}/edc/{e.id}"
+def render_edc(pen: int, device: EndDevice, e: Event, ev) -> etree._Element:
+    href = f"/edev/{device.id}/drp/{e.program_id}/edc/{e.id}"
     el = events.render_event(
         "EndDeviceControl",
         href,
@@ -126,17 +121,19 @@ def render_edc(pen: int, device: EndDevice, e: Sep2InfluenceEvent, ev) -> etree.
 async def render_edc_list(
     ctx: RenderCtx,
     device: EndDevice,
-    p: Sep2InfluenceSet,
+    p: Program,
     start: int,
     limit: int,
     active_only: bool = False,
     after: dt.datetime | None = None,
 ) -> etree._Element:
     # supersession is within the program; potentiallySuperseded looks across every DR program of the device
-    everything = await influence.evaluated(
-        ctx.session, await influence.device_sets(ctx.session, device.id, "drp"), ctx.now
+    everything = events.renderable(
+        await core_events.evaluated(
+            ctx.session, await programs.device_member_programs(ctx.session, device.id, "dr"), ctx.now
+        )
     )
-    found = [(e, ev) for e, ev in everything if e.set_id == p.id and (not active_only or ev.status == 1)]
+    found = [(e, ev) for e, ev in everything if e.program_id == p.id and (not active_only or ev.status == 1)]
     suffix = "actedc" if active_only else "edc"
     return events.event_list(
         "EndDeviceControlList",
@@ -157,7 +154,7 @@ async def get_drp_list(request: web.Request) -> web.Response:
     now = utcnow()
     async with runtime(request).store.sessions() as session:
         device = await device_in_scope(session, scope_of(request), path_int(request, "e"))
-        found = await influence.device_sets(session, device.id, "drp")
+        found = await programs.device_member_programs(session, device.id, "dr")
         rate = await render.poll_rate(render_ctx(request, session), "DemandResponseProgramList")
         items = [
             render_drp(render.pen(request), device, p, *await events.counts(session, p, now))
@@ -181,8 +178,8 @@ async def get_drp(request: web.Request) -> web.Response:
 
 def _edc_list_affected(change: Change) -> ColumnElement[bool] | None:
     conds: list[ColumnElement[bool]] = []
-    if change.objects.get("influence"):
-        conds.append(Sep2Subscription.program_id.in_(change.objects["influence"]))
+    if change.programs:
+        conds.append(Sep2Subscription.program_id.in_(change.programs))
     typed = by_type(change, "EndDeviceControlList")
     if typed is not None:
         conds.append(typed)
@@ -194,17 +191,14 @@ async def edc_lists_touched(
 ) -> list[Sep2Subscription]:
     """EndDeviceControlLists of *other* DR programs of the devices a changed DR program reaches, listing an event
     that overlaps one of the changed program (potentiallySuperseded looks across the device's DR programs)."""
-    sets = change.objects.get("influence", frozenset())
-    if not sets:
+    if not change.programs:
         return []
     drps = list(
-        await session.scalars(
-            select(Sep2InfluenceSet.id).where(Sep2InfluenceSet.id.in_(sets), Sep2InfluenceSet.kind == "drp")
-        )
+        await session.scalars(select(Program.id).where(Program.id.in_(change.programs), Program.kind == "dr"))
     )
     if not drps:
         return []
-    reached = select(Sep2InfluenceAssignment.end_device_id).where(Sep2InfluenceAssignment.set_id.in_(drps))
+    reached = select(ProgramMember.end_device_id).where(ProgramMember.program_id.in_(drps))
     subs = list(
         await session.scalars(
             select(Sep2Subscription).where(
@@ -218,8 +212,8 @@ async def edc_lists_touched(
         return []
     ids = set(drps) | {s.program_id for s in subs if s.program_id is not None}
     by_set: dict[int, list[rules.Interval]] = {}
-    for e in await session.scalars(select(Sep2InfluenceEvent).where(Sep2InfluenceEvent.set_id.in_(ids))):
-        by_set.setdefault(e.set_id, []).append(influence.interval_of(e, 0))
+    for e in await core_events.relevant(session, list(ids), now):
+        by_set.setdefault(e.program_id, []).append(core_events.interval_of(e, 0))
     changed = [i for d in drps for i in by_set.get(d, [])]
     return [s for s in subs if rules.touches(changed, by_set.get(s.program_id or 0, []), now)]
 
@@ -252,11 +246,13 @@ async def get_active_edc_list(request: web.Request) -> web.Response:
 async def get_edc(request: web.Request) -> web.Response:
     async with runtime(request).store.sessions() as session:
         device, p = await _drp(request, session)
-        found = await influence.evaluated(
-            session, await influence.device_sets(session, device.id, "drp"), utcnow()
+        found = events.renderable(
+            await core_events.evaluated(
+                session, await programs.device_member_programs(session, device.id, "dr"), utcnow()
+            )
         )
     c = path_int(request, "c")
     for e, ev in found:
-        if e.id == c and e.set_id == p.id:
+        if e.id == c and e.program_id == p.id:
             return reply(render_edc(render.pen(request), device, e, ev))
     raise NotFound("no such EndDeviceControl")

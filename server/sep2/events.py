@@ -19,7 +19,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.core import der_controls as rules
-from server.core import influence
+from server.core import events as core_events
+from server.core import programs
 from server.core.errors import Invalid, NotFound
 from server.core.metering import from_epoch
 from server.core.parties import device_in_scope
@@ -40,7 +41,7 @@ from server.sep2.common import (
     sessions,
 )
 from server.sep2.render import RenderCtx, render_ctx
-from server.store.models import EndDevice, Sep2InfluenceEvent, Sep2InfluenceResponse, Sep2InfluenceSet
+from server.store.models import EndDevice, Event, EventResponse, Program
 from server.store.types import utcnow
 
 routes = web.RouteTableDef()
@@ -49,7 +50,7 @@ RESPONSE_STATUSES = set(range(0, 15)) | {252, 253, 254}  # 2030.5 Response statu
 
 
 def render_event(
-    tag: str, href: str, kind: int, e: Sep2InfluenceEvent, ev: rules.Evaluated, pen: int, reply_to: str
+    tag: str, href: str, kind: int, e: Event, ev: rules.Evaluated, pen: int, reply_to: str
 ) -> etree._Element:
     attrs: dict = {"href": href}
     if e.response_required:
@@ -74,30 +75,30 @@ def render_event(
     )
 
 
-Evaluated = list[tuple[Sep2InfluenceEvent, rules.Evaluated]]
+Evaluated = list[tuple[Event, rules.Evaluated]]
 # (render context, device, set, start, limit, active_only, after) -> the event list element
 ListRenderer = Callable[
-    [RenderCtx, EndDevice, Sep2InfluenceSet, int, int, bool, dt.datetime | None],
+    [RenderCtx, EndDevice, Program, int, int, bool, dt.datetime | None],
     Awaitable[etree._Element],
 ]
-SetFinder = Callable[[web.Request, AsyncSession], Awaitable[tuple[EndDevice, Sep2InfluenceSet]]]
+SetFinder = Callable[[web.Request, AsyncSession], Awaitable[tuple[EndDevice, Program]]]
 
 
 async def set_in_scope(
     session: AsyncSession, scope: Scope, device_id: int, kind: str, set_id: int, what: str
-) -> tuple[EndDevice, Sep2InfluenceSet]:
-    """The tariff or DR program (influence set of ``kind``) ``set_id`` if it is assigned to an EndDevice the caller
-    may reach; otherwise 404 naming it as ``what``."""
+) -> tuple[EndDevice, Program]:
+    """The tariff or DR program (a program of ``kind``) ``set_id`` if an EndDevice the caller may reach is enrolled
+    in it; otherwise 404 naming it as ``what``."""
     device = await device_in_scope(session, scope, device_id)
-    for s in await influence.device_sets(session, device.id, kind):
+    for s in await programs.device_member_programs(session, device.id, kind):
         if s.id == set_id:
             return device, s
     raise NotFound(f"no {what} {set_id} for EndDevice {device_id}")
 
 
-async def counts(session: AsyncSession, s: Sep2InfluenceSet, now: dt.datetime) -> tuple[int, int]:
+async def counts(session: AsyncSession, s: Program, now: dt.datetime) -> tuple[int, int]:
     """How many of the set's events are active, and how many its event list holds."""
-    found = await influence.evaluated(session, [s], now)
+    found = renderable(await core_events.evaluated(session, [s], now))
     return sum(1 for _, ev in found if ev.status == 1), len(found)
 
 
@@ -105,7 +106,7 @@ def event_list(
     tag: str,
     href: str,
     found: Evaluated,
-    render_one: Callable[[Sep2InfluenceEvent, rules.Evaluated], etree._Element],
+    render_one: Callable[[Event, rules.Evaluated], etree._Element],
     start: int,
     limit: int,
     active_only: bool,
@@ -143,7 +144,13 @@ def parse_event_mrid(value: str, pen: int) -> int | None:
     return ident if kind in (MRID_TTI, MRID_EDC) else None
 
 
-def render_response(r: Sep2InfluenceResponse, pen: int, kind: int) -> etree._Element:
+def renderable(found: Evaluated) -> Evaluated:
+    """The events 2030.5 can show: a DR event needs a load control (an event staff gave only an OpenADR signal
+    reaches VENs alone)."""
+    return [(e, ev) for e, ev in found if e.kind != "dr" or "control" in e.payload]
+
+
+def render_response(r: EventResponse, pen: int, kind: int) -> etree._Element:
     return xml.E(
         "Response",
         {"href": f"/edev/{r.end_device_id}/rsp/{r.id}"},
@@ -154,10 +161,9 @@ def render_response(r: Sep2InfluenceResponse, pen: int, kind: int) -> etree._Ele
     )
 
 
-async def _kind_of(session, event_id: int) -> int:
-    e = await session.get(Sep2InfluenceEvent, event_id)
-    s = await session.get(Sep2InfluenceSet, e.set_id) if e else None
-    return MRID_EDC if s is not None and s.kind == "drp" else MRID_TTI
+async def _kind_of(session: AsyncSession, event_id: int) -> int:
+    e = await session.get(Event, event_id)
+    return MRID_EDC if e is not None and e.kind == "dr" else MRID_TTI
 
 
 @routes.get("/edev/{e}/rsp")
@@ -166,18 +172,12 @@ async def get_responses(request: web.Request) -> web.Response:
     pg = page(request)
     async with runtime(request).store.sessions() as session:
         device = await device_in_scope(session, scope_of(request), path_int(request, "e"))
-        found = list(
-            await session.scalars(
-                select(Sep2InfluenceResponse)
-                .where(Sep2InfluenceResponse.end_device_id == device.id)
-                .order_by(Sep2InfluenceResponse.id)
-            )
+        query = core_events.responses_query(end_device_ids=[device.id]).where(
+            EventResponse.event_id.in_(select(Event.id).where(Event.kind.in_(("price", "dr"))))
         )
-        items = [
-            render_response(r, render.pen(request), await _kind_of(session, r.event_id))
-            for r in pg.slice(found)
-        ]
-    return reply(list_element("ResponseList", f"/edev/{device.id}/rsp", items, len(found)))
+        found, total = await pg.fetch(session, query)
+        items = [render_response(r, render.pen(request), await _kind_of(session, r.event_id)) for r in found]
+    return reply(list_element("ResponseList", f"/edev/{device.id}/rsp", items, total))
 
 
 @routes.post("/edev/{e}/rsp")
@@ -197,18 +197,16 @@ async def post_response(request: web.Request) -> web.Response:
         device = await device_in_scope(session, scope_of(request), path_int(request, "e"))
         if lfdi != device.lfdi:
             raise Invalid("endDeviceLFDI is not this EndDevice")
-        event = await session.get(Sep2InfluenceEvent, event_id)
+        event = await session.get(Event, event_id)
         visible = set()
-        for kind in ("tariff", "drp"):
-            for s in await influence.device_sets(session, device.id, kind):
+        for kind in ("price", "dr"):
+            for s in await programs.device_member_programs(session, device.id, kind):
                 visible.add(s.id)
-                visible.update(r.id for r in await influence.list_sets(session, "rate", s.id))
-        if event is None or event.set_id not in visible:
+                visible.update(r.id for r in await programs.list_programs(session, "rate", s.id))
+        if event is None or event.program_id not in visible:
             raise Invalid("subject is not an event sent to this EndDevice")
-        r = Sep2InfluenceResponse(
-            event_id=event.id, end_device_id=device.id, lfdi=lfdi, status=status, created_date_time=created_dt
+        r = await core_events.record_response(
+            session, event, core_events.DeviceAnswer(device.id, lfdi, status, created_dt)
         )
-        session.add(r)
-        await session.flush()
         href = f"/edev/{device.id}/rsp/{r.id}"
     return created(href)

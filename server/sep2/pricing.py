@@ -10,7 +10,7 @@ reach and a tariff assigned to it):
     /edev/{e}/tp/{t}/rc/{r}/tti/{i}/cti[/{k}]      ConsumptionTariffIntervalList / ConsumptionTariffInterval
 
 TimeTariffIntervals are events: EventStatus, supersession (a newer overlapping interval of the same rate) and
-primacy come from ``server.core.der_controls`` via ``server.core.influence``. FunctionSetAssignments link here.
+primacy come from ``server.core.der_controls`` via ``server.core.events``. FunctionSetAssignments link here.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from lxml import etree
 from sqlalchemy import ColumnElement, or_
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.core import influence
+from server.core import events as core_events
+from server.core import programs
 from server.core.changes import Change
 from server.core.errors import NotFound
 from server.core.parties import device_in_scope
@@ -40,7 +41,7 @@ from server.sep2.common import (
 )
 from server.sep2.render import RenderCtx, render_ctx
 from server.sep2.resources import Params, by_type, page_params, subscribable
-from server.store.models import EndDevice, Sep2InfluenceEvent, Sep2InfluenceSet, Sep2Subscription
+from server.store.models import EndDevice, Event, Program, Sep2Subscription
 from server.store.types import utcnow
 
 routes = web.RouteTableDef()
@@ -49,21 +50,21 @@ MRID_TARIFF, MRID_RATE = 0x10, 0x11
 
 async def tariff_in_scope(
     session: AsyncSession, scope: Scope, device_id: int, tariff_id: int
-) -> tuple[EndDevice, Sep2InfluenceSet]:
-    return await events.set_in_scope(session, scope, device_id, "tariff", tariff_id, "TariffProfile")
+) -> tuple[EndDevice, Program]:
+    return await events.set_in_scope(session, scope, device_id, "price", tariff_id, "TariffProfile")
 
 
 async def rate_in_scope(
     session: AsyncSession, scope: Scope, device_id: int, tariff_id: int, rate_id: int
-) -> tuple[EndDevice, Sep2InfluenceSet, Sep2InfluenceSet]:
+) -> tuple[EndDevice, Program, Program]:
     device, tariff = await tariff_in_scope(session, scope, device_id, tariff_id)
-    rate = await session.get(Sep2InfluenceSet, rate_id)
+    rate = await session.get(Program, rate_id)
     if rate is None or rate.kind != "rate" or rate.parent_id != tariff.id:
         raise NotFound("no such RateComponent")
     return device, tariff, rate
 
 
-async def _rate(request: web.Request, session: AsyncSession) -> tuple[EndDevice, Sep2InfluenceSet]:
+async def _rate(request: web.Request, session: AsyncSession) -> tuple[EndDevice, Program]:
     device, _, r = await rate_in_scope(
         session,
         scope_of(request),
@@ -74,7 +75,7 @@ async def _rate(request: web.Request, session: AsyncSession) -> tuple[EndDevice,
     return device, r
 
 
-def render_tariff(pen: int, device: EndDevice, t: Sep2InfluenceSet, n_rates: int) -> etree._Element:
+def render_tariff(pen: int, device: EndDevice, t: Program, n_rates: int) -> etree._Element:
     href = f"/edev/{device.id}/tp/{t.id}"
     a = t.attrs
     return xml.E(
@@ -91,13 +92,11 @@ def render_tariff(pen: int, device: EndDevice, t: Sep2InfluenceSet, n_rates: int
     )
 
 
-def rate_href(device: EndDevice, rate: Sep2InfluenceSet) -> str:
+def rate_href(device: EndDevice, rate: Program) -> str:
     return f"/edev/{device.id}/tp/{rate.parent_id}/rc/{rate.id}"
 
 
-def render_rate(
-    pen: int, device: EndDevice, rate: Sep2InfluenceSet, n_active: int, n_all: int
-) -> etree._Element:
+def render_rate(pen: int, device: EndDevice, rate: Program, n_active: int, n_all: int) -> etree._Element:
     href = rate_href(device, rate)
     return xml.E(
         "RateComponent",
@@ -111,9 +110,7 @@ def render_rate(
     )
 
 
-def render_tti(
-    pen: int, device: EndDevice, rate: Sep2InfluenceSet, e: Sep2InfluenceEvent, ev
-) -> etree._Element:
+def render_tti(pen: int, device: EndDevice, rate: Program, e: Event, ev) -> etree._Element:
     href = f"{rate_href(device, rate)}/tti/{e.id}"
     el = events.render_event(
         "TimeTariffInterval",
@@ -139,10 +136,8 @@ def render_cti(href: str, k: int, tier: dict) -> etree._Element:
     )
 
 
-async def rate_events(
-    session: AsyncSession, rate: Sep2InfluenceSet, now: dt.datetime, active_only: bool = False
-):
-    found = await influence.evaluated(session, [rate], now)
+async def rate_events(session: AsyncSession, rate: Program, now: dt.datetime, active_only: bool = False):
+    found = await core_events.evaluated(session, [rate], now)
     if active_only:
         found = [(e, ev) for e, ev in found if ev.status == 1]
     return found
@@ -151,7 +146,7 @@ async def rate_events(
 async def render_tti_list(
     ctx: RenderCtx,
     device: EndDevice,
-    rate: Sep2InfluenceSet,
+    rate: Program,
     start: int,
     limit: int,
     active_only: bool = False,
@@ -178,11 +173,11 @@ async def get_tariff_list(request: web.Request) -> web.Response:
     pg = page(request)
     async with runtime(request).store.sessions() as session:
         device = await device_in_scope(session, scope_of(request), path_int(request, "e"))
-        found = await influence.device_sets(session, device.id, "tariff")
+        found = await programs.device_member_programs(session, device.id, "price")
         rate = await render.poll_rate(render_ctx(request, session), "TariffProfileList")
         items = [
             render_tariff(
-                render.pen(request), device, t, len(await influence.list_sets(session, "rate", t.id))
+                render.pen(request), device, t, len(await programs.list_programs(session, "rate", t.id))
             )
             for t in pg.slice(found)
         ]
@@ -198,7 +193,7 @@ async def get_tariff(request: web.Request) -> web.Response:
         device, t = await tariff_in_scope(
             session, scope_of(request), path_int(request, "e"), path_int(request, "t")
         )
-        n = len(await influence.list_sets(session, "rate", t.id))
+        n = len(await programs.list_programs(session, "rate", t.id))
     return reply(render_tariff(render.pen(request), device, t, n))
 
 
@@ -211,7 +206,7 @@ async def get_rate_list(request: web.Request) -> web.Response:
         device, t = await tariff_in_scope(
             session, scope_of(request), path_int(request, "e"), path_int(request, "t")
         )
-        rates = await influence.list_sets(session, "rate", t.id)
+        rates = await programs.list_programs(session, "rate", t.id)
         items = []
         for r in pg.slice(rates):
             items.append(render_rate(render.pen(request), device, r, *await events.counts(session, r, now)))
@@ -249,8 +244,8 @@ async def get_reading_type(request: web.Request) -> web.Response:
 
 def _tti_list_affected(change: Change) -> ColumnElement[bool] | None:
     conds: list[ColumnElement[bool]] = []
-    if change.objects.get("influence"):
-        conds.append(Sep2Subscription.program_id.in_(change.objects["influence"]))
+    if change.programs:
+        conds.append(Sep2Subscription.program_id.in_(change.programs))
     typed = by_type(change, "TimeTariffIntervalList")
     if typed is not None:
         conds.append(typed)
@@ -283,7 +278,7 @@ async def get_active_tti_list(request: web.Request) -> web.Response:
 async def _tti(request: web.Request):
     async with runtime(request).store.sessions() as session:
         device, r = await _rate(request, session)
-        found = await influence.evaluated(session, [r], utcnow())
+        found = await core_events.evaluated(session, [r], utcnow())
     i = path_int(request, "i")
     for e, ev in found:
         if e.id == i:

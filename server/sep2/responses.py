@@ -11,7 +11,7 @@ from __future__ import annotations
 from aiohttp import web
 from lxml import etree
 
-from server.core import programs, responses
+from server.core import events as core_events
 from server.core.errors import Invalid, NotFound
 from server.core.metering import from_epoch
 from server.sep2 import xml
@@ -34,7 +34,7 @@ from server.sep2.common import (
     visible_device_ids,
 )
 from server.sep2.render import lfdi_of, pen, poll_rate, render_ctx
-from server.store.models import EndDevice
+from server.store.models import EndDevice, EventResponse
 from server.store.types import utcnow
 
 routes = web.RouteTableDef()
@@ -77,7 +77,7 @@ def render_response(r, pen_: int) -> etree._Element:
         xml.leaf("createdDateTime", epoch(r.created_date_time)),
         xml.leaf("endDeviceLFDI", r.lfdi),
         xml.leaf("status", r.status),
-        xml.leaf("subject", mrid(MRID_CONTROL, r.control_id, pen_)),
+        xml.leaf("subject", mrid(MRID_CONTROL, r.event_id, pen_)),
     )
 
 
@@ -89,7 +89,9 @@ async def get_response_list(request: web.Request) -> web.Response:
     pg = page(request)
     async with sessions(request)() as session:
         scope = scope_of(request)
-        found, total = await pg.fetch(session, responses.responses_query(visible_device_ids(scope)))
+        found, total = await pg.fetch(
+            session, core_events.responses_query(end_device_ids=visible_device_ids(scope), kind="der")
+        )
     items = []
     for r in found:
         el = render_response(r, pen(request))
@@ -105,7 +107,9 @@ async def get_response(request: web.Request) -> web.Response:
         raise NotFound("no such ResponseSet")
     async with sessions(request)() as session:
         scope = scope_of(request)
-        r = await responses.get(session, path_int(request, "i"))
+        r = await session.get(EventResponse, path_int(request, "i"))
+        if r is not None and r.protocol != "2030.5":
+            r = None
         visible = r is not None and await session.scalar(
             visible_device_ids(scope).where(EndDevice.id == r.end_device_id)
         )
@@ -124,7 +128,7 @@ async def post_response(request: web.Request) -> web.Response:
     status = xml.integer(body, "status")
     if status is None:
         raise Invalid("Response status is required")
-    responses.check_status(status)
+    core_events.check_status(status)
     control_id = parse_control_mrid(xml.text(body, "subject") or "", pen(request))
     if control_id is None:
         raise Invalid("subject is not the mRID of a DERControl of this server")
@@ -135,9 +139,11 @@ async def post_response(request: web.Request) -> web.Response:
         device = await visible_device(session, scope, lfdi)
         if device is None:
             raise Invalid("endDeviceLFDI is not an EndDevice you may respond for")
-        _, controls = await programs.device_intervals(session, device.id)
-        if control_id not in controls:
+        control = await core_events.der_event_of_device(session, device.id, control_id)
+        if control is None:
             raise Invalid("subject is not a DERControl sent to this EndDevice")
-        r = await responses.record(session, control_id, device.id, lfdi, status, created_dt)
+        r = await core_events.record_response(
+            session, control, core_events.DeviceAnswer(device.id, lfdi, status, created_dt)
+        )
         href = f"/rsps/{RESPONSE_SET_ID}/rsp/{r.id}"
     return created(href)

@@ -12,7 +12,7 @@ from server.core.errors import Invalid
 from server.core.oadr_events import status_at
 from server.core.vens import normalise_fingerprint
 from server.openadr import codec
-from server.store.models import OadrEvent
+from server.store.models import Event
 
 T0 = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)
 
@@ -42,9 +42,8 @@ def test_datetimes_are_utc_with_z():
         codec.parse_dt("yesterday")
 
 
-def _event(**kw) -> OadrEvent:
-    base = {"start": T0, "end": T0 + dt.timedelta(hours=1), "cancelled": False}
-    return OadrEvent(**{**base, **kw})
+def _event(cancelled: bool = False) -> Event:
+    return Event(start=T0, end_at=T0 + dt.timedelta(hours=1), cancelled_at=T0 if cancelled else None)
 
 
 @pytest.mark.parametrize(

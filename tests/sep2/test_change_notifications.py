@@ -277,6 +277,20 @@ def steps(fresh: dict[str, str], modbus_port: int) -> list[Step]:
         ),
         Step("POST", "/api/v1/dr-events/{id}/cancel", "/api/v1/dr-events/{drev2}/cancel", {}),
         Step("POST", "/api/v1/influence-events/{id}/cancel", "/api/v1/influence-events/{drev}/cancel", {}),
+        # the one event family: a DER control through it, then cancelled through it
+        Step(
+            "POST",
+            "/api/v1/events",
+            body={
+                "program": "chg-prog",
+                "kind": "der",
+                "start": later,
+                "duration_s": 600,
+                "base": {"opModExpLimW": 1234},
+            },
+            save="one",
+        ),
+        Step("POST", "/api/v1/events/{id}/cancel", "/api/v1/events/{one}/cancel", {}),
         Step("POST", "/api/v1/grid/nodes", body={"name": "chg-feeder", "kind": "feeder"}),
         Step("POST", "/api/v1/grid/nodes", body={"name": "chg-spare", "kind": "group"}),
         Step(

@@ -135,7 +135,7 @@ def test_load_control_reaches_the_device(server):
         out = dso_json(
             "drlc", "program", "--name", "summer-peak", "--primacy", "3", "-c", server.config, "--json"
         )
-        assert out["kind"] == "drp"
+        assert out["kind"] == "dr"
         dso_json("drlc", "assign", "summer-peak", "--lfdi", client.lfdi, "-c", server.config, "--json")
         fsa = client.get(edev + "/fsa?l=10").all("FunctionSetAssignments")[0]
         drps = client.get(xml.find(fsa, "DemandResponseProgramListLink").get("href") + "?l=10")

@@ -3,12 +3,10 @@
 from server.store.models.base import Base
 from server.store.models.delivery import DeliveryInstance, DeliveryMessage
 from server.store.models.devices import Aggregator, EndDevice
+from server.store.models.events import Event, EventResponse, EventTarget, Program, ProgramMember
 from server.store.models.grid import ForecastPoint, ForecastRun, GridNode, GridNodeMember
 from server.store.models.modbus import ModbusDevice
 from server.store.models.openadr import (
-    OadrEvent,
-    OadrEventResponse,
-    OadrEventVen,
     OadrNonce,
     OadrOpt,
     OadrReportDescription,
@@ -16,7 +14,6 @@ from server.store.models.openadr import (
     Ven,
 )
 from server.store.models.sep2 import (
-    Sep2Control,
     Sep2Curve,
     Sep2DeviceResource,
     Sep2Fsa,
@@ -24,15 +21,9 @@ from server.store.models.sep2 import (
     Sep2Mmr,
     Sep2Mup,
     Sep2MupReading,
-    Sep2Program,
-    Sep2Response,
     Sep2Setting,
 )
 from server.store.models.sep2_influence import (
-    Sep2InfluenceAssignment,
-    Sep2InfluenceEvent,
-    Sep2InfluenceResponse,
-    Sep2InfluenceSet,
     Sep2LogEvent,
     Sep2Subscription,
 )
@@ -42,6 +33,11 @@ __all__ = [
     "Base",
     "Aggregator",
     "EndDevice",
+    "Event",
+    "EventResponse",
+    "EventTarget",
+    "Program",
+    "ProgramMember",
     "ForecastPoint",
     "ForecastRun",
     "GridNode",
@@ -50,15 +46,11 @@ __all__ = [
     "DeliveryInstance",
     "DeliveryMessage",
     "Ven",
-    "OadrEvent",
-    "OadrEventResponse",
-    "OadrEventVen",
     "OadrNonce",
     "OadrOpt",
     "OadrReportDescription",
     "OadrReportRequest",
     "TelemetryReading",
-    "Sep2Control",
     "Sep2Curve",
     "Sep2DeviceResource",
     "Sep2Fsa",
@@ -66,13 +58,7 @@ __all__ = [
     "Sep2Mmr",
     "Sep2Mup",
     "Sep2MupReading",
-    "Sep2Program",
-    "Sep2Response",
     "Sep2Setting",
     "Sep2LogEvent",
     "Sep2Subscription",
-    "Sep2InfluenceAssignment",
-    "Sep2InfluenceEvent",
-    "Sep2InfluenceResponse",
-    "Sep2InfluenceSet",
 ]

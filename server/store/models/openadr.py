@@ -1,4 +1,5 @@
-"""OpenADR 2.0b state: VENs and their registrations, events, opt responses and schedules, report metadata and report requests, and the XML-signature replay cache.
+"""OpenADR 2.0b state: VENs and their registrations, opt schedules, report metadata and report requests, and the XML-signature
+replay cache. Events and the VENs' responses to them belong to programs (``server.store.models.events``).
 
 Every row that belongs to one VEN carries ``ven_pk`` so that each query can be scoped to the caller: a VEN never
 sees another VEN's objects.
@@ -38,59 +39,6 @@ class Ven(Base):
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     self_registered: Mapped[bool] = mapped_column(Boolean, default=False)
     last_seen_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)
-
-
-class OadrEvent(Base):
-    __tablename__ = "oadr_event"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    signal_name: Mapped[str] = mapped_column(String(64))
-    signal_type: Mapped[str] = mapped_column(String(64))
-    # [{"duration_s": int, "value": float}, ...] back to back from ``start``
-    intervals: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
-    start: Mapped[dt.datetime] = mapped_column(UtcDateTime, index=True)
-    duration_s: Mapped[int] = mapped_column(Integer)
-    # the instant after which the event is dropped from distribution (end of the active period)
-    end: Mapped[dt.datetime] = mapped_column(UtcDateTime, index=True)
-    priority: Mapped[int] = mapped_column(Integer, default=0)
-    market_context: Mapped[str] = mapped_column(String(300))
-    modification_number: Mapped[int] = mapped_column(Integer, default=0)
-    modification_reason: Mapped[str] = mapped_column(String(200), default="")
-    cancelled: Mapped[bool] = mapped_column(Boolean, default=False)
-    response_required: Mapped[str] = mapped_column(String(16), default="always")
-    randomization_s: Mapped[int] = mapped_column(Integer, default=0)
-    test_event: Mapped[bool] = mapped_column(Boolean, default=False)
-    vtn_comment: Mapped[str] = mapped_column(String(300), default="")
-    # targets: every registered VEN, or the rows of oadr_event_ven; resource/group ids are passed through
-    all_vens: Mapped[bool] = mapped_column(Boolean, default=False)
-    resource_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
-    group_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
-    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
-    changed_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
-
-
-class OadrEventVen(Base):
-    __tablename__ = "oadr_event_ven"
-
-    event_id: Mapped[int] = mapped_column(ForeignKey("oadr_event.id", ondelete="CASCADE"), primary_key=True)
-    ven_pk: Mapped[int] = mapped_column(
-        ForeignKey("ven.id", ondelete="CASCADE"), primary_key=True, index=True
-    )
-
-
-class OadrEventResponse(Base):
-    """One oadrCreatedEvent eventResponse (history: a VEN may change its mind per modification)."""
-
-    __tablename__ = "oadr_event_response"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    event_id: Mapped[int] = mapped_column(ForeignKey("oadr_event.id", ondelete="CASCADE"), index=True)
-    ven_pk: Mapped[int] = mapped_column(ForeignKey("ven.id", ondelete="CASCADE"), index=True)
-    modification_number: Mapped[int] = mapped_column(Integer)
-    opt_type: Mapped[str] = mapped_column(String(16))
-    response_code: Mapped[int] = mapped_column(Integer)
-    request_id: Mapped[str] = mapped_column(String(200), default="")
-    received_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
 class OadrOpt(Base):

@@ -1,34 +1,17 @@
-"""IEEE 2030.5 tables: DER programs, their assignment to devices (FunctionSetAssignments), DER controls, default
-controls, device Responses, resources the devices PUT (DER capability/settings/status/availability,
-ConnectionPoint), MirrorUsagePoints, and a small key/value table for protocol settings staff change at runtime
-(poll/post rates, client access)."""
+"""IEEE 2030.5 tables: how programs reach devices (FunctionSetAssignments), the DERCurves of a DER program,
+resources the devices PUT (DER capability/settings/status/availability, ConnectionPoint), MirrorUsagePoints, and a
+small key/value table for protocol settings staff change at runtime (poll/post rates, client access). Programs,
+their events and the responses to them are protocol-neutral (``server.store.models.events``)."""
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from server.store.models.base import Base
 from server.store.types import UtcDateTime, utcnow
-
-
-class Sep2Program(Base):
-    """A DERProgram. Lower ``primacy`` wins across programs. ``default_control`` holds the DefaultDERControl."""
-
-    __tablename__ = "sep2_program"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    name: Mapped[str] = mapped_column(String(200), unique=True)
-    description: Mapped[str] = mapped_column(String(32), default="")
-    primacy: Mapped[int] = mapped_column(Integer, default=1)
-    # DefaultDERControl: {"base": {...DERControlBase fields...}, "setGradW": int|None, ...}; None = none defined
-    default_control: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
-    default_version: Mapped[int] = mapped_column(Integer, default=0)
-    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
-    changed_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
 
 
 class Sep2Fsa(Base):
@@ -48,33 +31,7 @@ class Sep2FsaProgram(Base):
     __tablename__ = "sep2_fsa_program"
 
     fsa_id: Mapped[int] = mapped_column(ForeignKey("sep2_fsa.id", ondelete="CASCADE"), primary_key=True)
-    program_id: Mapped[int] = mapped_column(
-        ForeignKey("sep2_program.id", ondelete="CASCADE"), primary_key=True
-    )
-
-
-class Sep2Control(Base):
-    """A DERControl event. Never deleted by staff actions: cancellation sets ``cancelled_at``; supersession and
-    the active/scheduled state are computed from time (``server.core.der_controls``)."""
-
-    __tablename__ = "sep2_control"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    program_id: Mapped[int] = mapped_column(ForeignKey("sep2_program.id", ondelete="CASCADE"), index=True)
-    description: Mapped[str] = mapped_column(String(32), default="")
-    creation_time: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
-    start: Mapped[dt.datetime] = mapped_column(UtcDateTime, index=True)
-    duration_s: Mapped[int] = mapped_column(Integer)
-    randomize_start_s: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    randomize_duration_s: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    # DERControlBase fields, e.g. {"opModExpLimW": 5000.0, "opModConnect": true, "rampTms": 100}
-    base: Mapped[dict[str, Any]] = mapped_column(JSON)
-    # responseRequired bit field (0 = none; 3 = received + started/completed etc.)
-    response_required: Mapped[int] = mapped_column(Integer, default=3)
-    cancelled_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)
-    # a cancellation the device should apply with its randomization (EventStatus 3)
-    cancel_randomized: Mapped[bool] = mapped_column(Boolean, default=False)
-    changed_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+    program_id: Mapped[int] = mapped_column(ForeignKey("program.id", ondelete="CASCADE"), primary_key=True)
 
 
 class Sep2Curve(Base):
@@ -84,7 +41,7 @@ class Sep2Curve(Base):
     __tablename__ = "sep2_curve"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    program_id: Mapped[int] = mapped_column(ForeignKey("sep2_program.id", ondelete="CASCADE"), index=True)
+    program_id: Mapped[int] = mapped_column(ForeignKey("program.id", ondelete="CASCADE"), index=True)
     description: Mapped[str] = mapped_column(String(32), default="")
     curve_type: Mapped[int] = mapped_column(Integer)
     points: Mapped[list[list[int]]] = mapped_column(JSON)
@@ -92,22 +49,6 @@ class Sep2Curve(Base):
     y_multiplier: Mapped[int] = mapped_column(Integer, default=0)
     y_ref_type: Mapped[int] = mapped_column(Integer)
     creation_time: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
-
-
-class Sep2Response(Base):
-    """A Response a device POSTed to a control's replyTo."""
-
-    __tablename__ = "sep2_response"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    control_id: Mapped[int] = mapped_column(ForeignKey("sep2_control.id", ondelete="CASCADE"), index=True)
-    end_device_id: Mapped[int | None] = mapped_column(
-        ForeignKey("end_device.id", ondelete="SET NULL"), index=True
-    )
-    lfdi: Mapped[str] = mapped_column(String(40))
-    status: Mapped[int] = mapped_column(Integer)
-    created_date_time: Mapped[dt.datetime] = mapped_column(UtcDateTime)
-    received_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
 class Sep2DeviceResource(Base):

@@ -1,14 +1,14 @@
-"""IEEE 2030.5 tables of the "data up, push down" half: Subscriptions (what a client wants pushed, and where),
-LogEvents (what a device logged), and the "influence" function sets: pricing (TariffProfile / RateComponent /
-TimeTariffInterval) and DRLC (DemandResponseProgram / EndDeviceControl), which share one set/event/assignment shape. Meter readings do not live here: they go to the protocol-neutral ``telemetry``
-table, and notifications to the durable ``delivery_message`` outbox."""
+"""IEEE 2030.5 tables of the "data up, push down" half: Subscriptions (what a client wants pushed, and where) and
+LogEvents (what a device logged). Prices and DRLC events are events of programs (``server.store.models.events``);
+meter readings go to the protocol-neutral ``telemetry`` table, notifications to the durable ``delivery_message``
+outbox."""
 
 from __future__ import annotations
 
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from server.store.models.base import Base
@@ -67,77 +67,4 @@ class Sep2LogEvent(Base):
     profile_id: Mapped[int] = mapped_column(Integer)
     # the validated XML as sent, so staff see exactly what the device said
     body: Mapped[str] = mapped_column(Text)
-    received_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
-
-
-class Sep2InfluenceSet(Base):
-    """A container of "influence" events: a TariffProfile (``tariff``), one of its RateComponents (``rate``,
-    ``parent_id`` = the tariff) or a DemandResponseProgram (``drp``). ``attrs`` holds the 2030.5 fields of the kind
-    (currency, pricePowerOfTenMultiplier, rateCode; roleFlags and the ReadingType of a rate; ...)."""
-
-    __tablename__ = "sep2_influence_set"
-    __table_args__ = (UniqueConstraint("kind", "parent_id", "name"),)
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    kind: Mapped[str] = mapped_column(String(8))
-    parent_id: Mapped[int | None] = mapped_column(
-        ForeignKey("sep2_influence_set.id", ondelete="CASCADE"), nullable=True, index=True
-    )
-    name: Mapped[str] = mapped_column(String(200))
-    description: Mapped[str] = mapped_column(String(32), default="")
-    primacy: Mapped[int] = mapped_column(Integer, default=1)
-    attrs: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
-    changed_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
-
-
-class Sep2InfluenceAssignment(Base):
-    """Which EndDevices see a tariff or a DR program (reached through their FunctionSetAssignments)."""
-
-    __tablename__ = "sep2_influence_assignment"
-
-    set_id: Mapped[int] = mapped_column(
-        ForeignKey("sep2_influence_set.id", ondelete="CASCADE"), primary_key=True
-    )
-    end_device_id: Mapped[int] = mapped_column(
-        ForeignKey("end_device.id", ondelete="CASCADE"), primary_key=True, index=True
-    )
-
-
-class Sep2InfluenceEvent(Base):
-    """A TimeTariffInterval (in a ``rate`` set; ``payload``: touTier and the ConsumptionTariffIntervals) or an
-    EndDeviceControl (in a ``drp`` set; ``payload``: deviceCategory and the control). Event status, supersession
-    and primacy come from ``server.core.der_controls`` exactly as for DER controls. Never deleted by staff:
-    cancellation sets ``cancelled_at``."""
-
-    __tablename__ = "sep2_influence_event"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    set_id: Mapped[int] = mapped_column(ForeignKey("sep2_influence_set.id", ondelete="CASCADE"), index=True)
-    description: Mapped[str] = mapped_column(String(32), default="")
-    creation_time: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
-    start: Mapped[dt.datetime] = mapped_column(UtcDateTime)
-    duration_s: Mapped[int] = mapped_column(Integer)
-    randomize_start_s: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    randomize_duration_s: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    response_required: Mapped[int] = mapped_column(Integer, default=0)
-    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
-    cancelled_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)
-    cancel_randomized: Mapped[bool] = mapped_column(Boolean, default=False)
-    changed_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
-
-
-class Sep2InfluenceResponse(Base):
-    """A Response (DrResponse/PriceResponse) a device posted for an influence event."""
-
-    __tablename__ = "sep2_influence_response"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    event_id: Mapped[int] = mapped_column(
-        ForeignKey("sep2_influence_event.id", ondelete="CASCADE"), index=True
-    )
-    end_device_id: Mapped[int] = mapped_column(ForeignKey("end_device.id", ondelete="CASCADE"), index=True)
-    lfdi: Mapped[str] = mapped_column(String(40))
-    status: Mapped[int] = mapped_column(Integer)
-    created_date_time: Mapped[dt.datetime] = mapped_column(UtcDateTime)
     received_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
