@@ -160,6 +160,9 @@ async def add_member(
     if device is not None and program.kind == "der":
         await assign(session, program, device)
         return True
+    if device is not None:
+        # a device finds its tariffs and DR programs through a FunctionSetAssignments
+        await ensure_fsa(session, device)
     column = ProgramMember.end_device_id if device is not None else ProgramMember.ven_pk
     party_id = device.id if device is not None else ven.id  # type: ignore[union-attr]
     found = await session.scalar(

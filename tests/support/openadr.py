@@ -1,5 +1,5 @@
 """Helpers for the OpenADR tests (no tests here): a live server tuned for short cycles, openleadr VENs with real
-certificates, raw HTTPS posts, schema checks of every body the server emits, bounded waits."""
+certificates, a push VEN endpoint, raw HTTPS posts, schema checks of every body the server emits, bounded waits."""
 
 from __future__ import annotations
 
@@ -11,13 +11,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from aiohttp import web
 from lxml import etree
 from openleadr import OpenADRClient
 from openleadr.messaging import create_message
 
 from server import pki
 from server.openadr import codec
-from support import LiveServer, dso_json
+from support import LiveServer, dso_json, free_port
 
 PREFIX = "/OpenADR2/Simple/2.0b"
 FAST_ENV = {
@@ -185,3 +186,84 @@ class RawVen:
         status, answer = self.send("OadrPoll", self.msg("oadrPoll", ven_id=self.ven_id))
         assert status == 200
         return message_type(answer), answer
+
+
+class PushEndpoint:
+    """A minimal push VEN: answers oadrDistributeEvent with oadrCreatedEvent (optIn to every event in it), or
+    fails on demand."""
+
+    def __init__(self, server, ven: dict, watch: SchemaWatch) -> None:
+        self.server, self.ven, self.watch = server, ven, watch
+        self.received: list[tuple[str, etree._Element]] = []
+        self.fail_next = 0
+        self.peer_fingerprints: set[str] = set()
+        self.runner: web.AppRunner | None = None
+        self.port = free_port()
+
+    @property
+    def address(self) -> str:
+        return f"https://127.0.0.1:{self.port}/OpenADR2/Simple/2.0b"
+
+    def ssl_context(self) -> ssl.SSLContext:
+        directory = Path(self.server.info["config"]).parent / "pki"
+        issued = pki.issue_tls_leaf(
+            pki.load_issued(directory / "mca.pem", directory / "mca.key"),
+            "push-ven",
+            ["127.0.0.1"],
+            server=True,
+        )
+        cert, key = directory / "push-ven.pem", directory / "push-ven.key"
+        cert.write_bytes(pki.pem(issued.cert))
+        pki.write_key(key, issued.key)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(cert, key)
+        ctx.load_verify_locations(self.server.ca)
+        ctx.verify_mode = ssl.CERT_REQUIRED  # the VTN must authenticate itself too
+        return ctx
+
+    async def handle(self, request: web.Request) -> web.Response:
+        der = request.transport.get_extra_info("ssl_object").getpeercert(binary_form=True)
+        self.peer_fingerprints.add(pki.openadr_fingerprint(der))
+        body = await request.read()
+        root = self.watch.check(body)
+        msg = root.find("oadr:oadrSignedObject", codec.NS)[0]
+        self.received.append((request.match_info["service"], msg))
+        if self.fail_next:
+            self.fail_next -= 1
+            return web.Response(status=503)
+        if codec.local(msg) != "oadrDistributeEvent":
+            ok = create_message(
+                "oadrResponse",
+                ven_id=self.ven["ven_id"],
+                response={"response_code": 200, "response_description": "OK", "request_id": "p"},
+            )
+            return web.Response(body=ok.encode(), content_type="application/xml")
+        descriptors = msg.findall("oadr:oadrEvent/ei:eiEvent/ei:eventDescriptor", codec.NS)
+        answer = create_message(
+            "oadrCreatedEvent",
+            ven_id=self.ven["ven_id"],
+            response={"response_code": 200, "response_description": "OK", "request_id": "p"},
+            event_responses=[
+                {
+                    "response_code": 200,
+                    "response_description": "OK",
+                    "request_id": "p",
+                    "event_id": codec.text(d, "ei:eventID"),
+                    "modification_number": int(codec.text(d, "ei:modificationNumber")),
+                    "opt_type": "optIn",
+                }
+                for d in descriptors
+            ],
+        )
+        return web.Response(body=answer.encode(), content_type="application/xml")
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/OpenADR2/Simple/2.0b/{service}", self.handle)
+        self.runner = web.AppRunner(app)
+        await self.runner.setup()
+        await web.TCPSite(self.runner, "127.0.0.1", self.port, ssl_context=self.ssl_context()).start()
+
+    async def stop(self) -> None:
+        if self.runner:
+            await self.runner.cleanup()
