@@ -6,11 +6,11 @@ dso logevents LFDI [--limit N]             LogEvents a device posted
 dso subscriptions [--lfdi LFDI]            subscriptions and their notification delivery state
 dso tariff create --name N [--currency 840] [--price-power -3] [--primacy 1] [--rate-code C]
 dso tariff rate TARIFF --name N [--uom 72] [--flow-direction 1]
-dso tariff assign TARIFF --lfdi LFDI
+dso tariff assign TARIFF --lfdi LFDI | --ven NAME
 dso tariff price TARIFF --duration S --price P[@START_VALUE] ... [--start ISO|now] [--rate R] [--tou-tier T]
 dso tariff list | dso tariff cancel ID [--randomized]
 dso drlc program --name N [--primacy 1]
-dso drlc assign PROGRAM --lfdi LFDI
+dso drlc assign PROGRAM --lfdi LFDI | --ven NAME
 dso drlc event PROGRAM --duration S --category thermostat|evse|HEX ... [--cooling-setpoint C100]
              [--heating-setpoint C100] [--duty-cycle PCT] [--load-reduction 0|1] [--target-reduction TYPE:VALUE]
              [--cooling-offset C] [--heating-offset C] [--start ISO|now] [--response-required BITS]
@@ -24,6 +24,16 @@ import urllib.parse
 
 from server.cli.common import CliError, add_config_arg, add_json_arg, admin, emit
 from server.cli.durations import seconds
+
+
+def _member_args(p: argparse.ArgumentParser) -> None:
+    who = p.add_mutually_exclusive_group(required=True)
+    who.add_argument("--lfdi", help="a 2030.5 device")
+    who.add_argument("--ven", help="an OpenADR VEN (its name): it receives the program's events")
+
+
+def _member(a: argparse.Namespace) -> dict[str, str]:
+    return {"lfdi": a.lfdi} if a.lfdi else {"ven": a.ven}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -91,10 +101,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         )
     )
     _common(p)
-    p = tariff.add_parser("assign", help="let a device see a tariff")
+    p = tariff.add_parser("assign", help="enrol a 2030.5 device or an OpenADR VEN in a tariff")
     p.add_argument("tariff")
-    p.add_argument("--lfdi", required=True)
-    p.set_defaults(func=lambda a: _post(a, f"/api/v1/tariffs/{a.tariff}/assign", {"lfdi": a.lfdi}))
+    _member_args(p)
+    p.set_defaults(func=lambda a: _post(a, f"/api/v1/tariffs/{a.tariff}/assign", _member(a)))
     _common(p)
     p = tariff.add_parser("price", help="publish a price interval (TimeTariffInterval) with prices per block")
     p.add_argument("tariff")
@@ -123,10 +133,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--primacy", type=int, default=1)
     p.set_defaults(func=lambda a: _post(a, "/api/v1/dr-programs", {"name": a.name, "primacy": a.primacy}))
     _common(p)
-    p = drlc.add_parser("assign", help="let a device see a DR program")
+    p = drlc.add_parser("assign", help="enrol a 2030.5 device or an OpenADR VEN in a DR program")
     p.add_argument("program")
-    p.add_argument("--lfdi", required=True)
-    p.set_defaults(func=lambda a: _post(a, f"/api/v1/dr-programs/{a.program}/assign", {"lfdi": a.lfdi}))
+    _member_args(p)
+    p.set_defaults(func=lambda a: _post(a, f"/api/v1/dr-programs/{a.program}/assign", _member(a)))
     _common(p)
     p = drlc.add_parser("event", help="create a load-control event (EndDeviceControl)")
     p.add_argument("program")
