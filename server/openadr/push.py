@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from server.config import Settings
 from server.core import oadr_events
 from server.core import vens as vens_core
+from server.core.errors import DomainError
 from server.delivery.channels import Channel, Claimed, Outcome, post
 from server.openadr import codec
 from server.openadr.transport import RENDERERS, Vtn, render
@@ -137,10 +138,12 @@ class Pusher:
         if codec.local(msg) != "oadrCreatedEvent":
             return
         for r in codec.read_created_event(msg):
+            # no SAVEPOINT here: on SQLite one would open a read transaction that a concurrent commit makes
+            # impossible to upgrade to a write ("database is locked" at once, whatever the busy timeout);
+            # record_response refuses a bad answer before it adds anything, so there is nothing to roll back
             try:
-                async with session.begin_nested():
-                    await oadr_events.record_response(
-                        session, ven_pk, r.event_id, r.modification_number, r.opt_type, r.code, r.request_id
-                    )
-            except Exception as exc:  # noqa: BLE001 - one bad response must not undo the delivery
+                await oadr_events.record_response(
+                    session, ven_pk, r.event_id, r.modification_number, r.opt_type, r.code, r.request_id
+                )
+            except DomainError as exc:
                 log.warning("push answer from %s: %s", ven_id, exc)
