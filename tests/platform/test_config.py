@@ -62,3 +62,12 @@ def test_bad_environment_value_names_the_variable(tmp_path):
 def test_missing_config_file(tmp_path):
     with pytest.raises(ConfigError, match="config file not found"):
         load_settings(tmp_path / "nope.toml", env={})
+
+
+def test_number_settings_take_fractions_and_refuse_the_rest():
+    from server.config import _coerce
+
+    assert _coerce("2.5", 1.0, "x") == 2.5 and _coerce(3, 1.0, "x") == 3.0
+    for bad in ("fast", True, "nan", "inf"):
+        with pytest.raises(ConfigError, match="x: expected a"):
+            _coerce(bad, 1.0, "x")
