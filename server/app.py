@@ -17,13 +17,13 @@ from aiohttp import web
 from server import sep2
 from server.admin import create_admin_app
 from server.config import ConfigError, Settings
-from server.core import changes, scope
+from server.core import changes, readcache
 from server.delivery import context as delivery_context
 from server.modbus.gateway import ModbusGateway
 from server.observability import Handler, observe_middleware
 from server.openadr import setup as openadr_setup
 from server.orchestration.scheduler import Scheduler
-from server.runtime import IDENTITY, RUNTIME, SCOPE, Runtime
+from server.runtime import CACHE_TOKEN, IDENTITY, RUNTIME, SCOPE, Runtime
 from server.store import create_store
 from server.store.migrate import upgrade
 from server.tls import identity_of, server_context
@@ -48,8 +48,11 @@ def identity_middleware(rt: Runtime):
         request[IDENTITY] = identity
         if not request.path.startswith(openadr_prefix):
             # OpenADR resolves its caller per message (venID checked against the certificate, server.openadr)
+            # kept per identity until a change record drops it (server.core.readcache)
             async with rt.store.sessions() as session:
-                request[SCOPE] = await scope.for_identity(session, identity)
+                token = await rt.cache.token(session)
+                request[SCOPE] = await rt.cache.scope_for(session, identity, token)
+            request[CACHE_TOKEN] = token
         return await handler(request)
 
     return identify
@@ -68,9 +71,13 @@ def create_protocol_app(rt: Runtime) -> web.Application:
 
 
 async def open_runtime(settings: Settings) -> Runtime:
-    store = create_store(settings.database_url, settings.database.echo)
+    db = settings.database
+    store = create_store(settings.database_url, db.echo, db.pool_size, db.max_overflow, db.pool_pre_ping)
     await upgrade(store)
-    rt = Runtime(settings=settings, store=store)
+    # several processes may share PostgreSQL: each request then compares the shared cache version
+    cache = readcache.ReadCache(db.cache_entries, shared=store.backend == "postgresql")
+    readcache.attach(store.sessions, cache)
+    rt = Runtime(settings=settings, store=store, cache=cache)
     # core's change record is published to the protocol listeners with these settings; the outbox is woken after
     changes.attach(store.sessions, settings, lambda: rt.outbox.wake() if rt.outbox is not None else None)
     return rt

@@ -48,6 +48,14 @@ class DatabaseSettings:
     # empty = SQLite file ``dso.sqlite3`` beside the config file
     url: str = ""
     echo: bool = False
+    # PostgreSQL connections each process keeps open (and may open beyond that for bursts); one request holds one
+    # at a time, so the pool should cover the requests in flight; several processes share max_connections (100)
+    pool_size: int = 20
+    max_overflow: int = 10
+    # test each pooled connection before use (one round trip per checkout; survives a database restart)
+    pool_pre_ping: bool = False
+    # scopes and representations one process keeps (server.core.readcache)
+    cache_entries: int = 10_000
 
 
 @dataclass

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from server.config import Settings
 from server.core.identity import ClientIdentity
+from server.core.readcache import ReadCache
 from server.core.scope import Scope
 from server.delivery.worker import DeliveryWorker
 from server.modbus.gateway import ModbusGateway
@@ -27,6 +28,8 @@ class Runtime:
     outbox: DeliveryWorker | None = None
     scheduler: Scheduler | None = None
     modbus: ModbusGateway | None = None
+    # scopes and hot representations, dropped by change records (server.core.readcache)
+    cache: ReadCache = field(default_factory=ReadCache)
 
 
 RUNTIME = web.AppKey("runtime", Runtime)
@@ -34,3 +37,5 @@ RUNTIME = web.AppKey("runtime", Runtime)
 IDENTITY = web.RequestKey("identity", ClientIdentity)
 # request key under which the protocol listener's scope middleware puts the caller's Scope (built once per request)
 SCOPE = web.RequestKey("scope", Scope)
+# request key of the cache token the scope was read at; kept representations are used only under the same token
+CACHE_TOKEN = web.RequestKey("cache_token", tuple)

@@ -47,10 +47,13 @@ class Change:
     objects: dict[str, frozenset[int]] = field(default_factory=dict)
     # new telemetry values: (source id, e.g. a device LFDI; series resource, e.g. a meter reading mRID; SI value)
     readings: frozenset[tuple[str, str, float]] = field(default_factory=frozenset)
+    # clients whose Scope changed (enrolled, access granted or revoked): LFDIs or OpenADR fingerprints
+    parties: frozenset[str] = field(default_factory=frozenset)
 
     def empty(self) -> bool:
         return not (
-            self.programs
+            self.parties
+            or self.programs
             or self.devices
             or self.resource_types
             or any(self.objects.values())
@@ -65,6 +68,7 @@ class _Pending:
     resource_types: set[str] = field(default_factory=set)
     objects: dict[str, set[int]] = field(default_factory=dict)
     readings: set[tuple[str, str, float]] = field(default_factory=set)
+    parties: set[str] = field(default_factory=set)
 
     def change(self) -> Change:
         return Change(
@@ -73,6 +77,7 @@ class _Pending:
             frozenset(self.resource_types),
             {k: frozenset(v) for k, v in self.objects.items() if v},
             frozenset(self.readings),
+            frozenset(self.parties),
         )
 
 
@@ -93,6 +98,7 @@ def record(
     resource_types: Iterable[str] = (),
     objects: dict[str, Iterable[int]] | None = None,
     readings: Iterable[tuple[str, str, float]] = (),
+    parties: Iterable[str] = (),
 ) -> None:
     """Record a change in the caller's transaction; it is published when that transaction commits."""
     pending: _Pending = session.info.setdefault(_PENDING, _Pending())
@@ -102,6 +108,7 @@ def record(
     for kind, ids in (objects or {}).items():
         pending.objects.setdefault(kind, set()).update(ids)
     pending.readings.update(readings)
+    pending.parties.update(parties)
 
 
 def wake_after_commit(session: AsyncSession) -> None:
@@ -120,7 +127,7 @@ def attach(
 ) -> None:
     """Let the listeners publish the changes recorded in ``sessions``: they render with ``settings``, and
     ``wake`` (the outbox worker's) is called after a commit that queued messages."""
-    sessions.configure(info={_SETTINGS: settings, _WAKE: wake})
+    sessions.configure(info={**(sessions.kw.get("info") or {}), _SETTINGS: settings, _WAKE: wake})
 
 
 async def publish(session: AsyncSession, settings: Any, change: Change) -> int:

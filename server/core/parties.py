@@ -67,6 +67,7 @@ async def ensure_aggregator(session: AsyncSession, lfdi: str, name: str = "") ->
         agg = Aggregator(lfdi=lfdi, name=name)
         session.add(agg)
         await session.flush()
+        changes.record(session, parties=[lfdi])
     return agg
 
 
@@ -301,6 +302,7 @@ async def enroll_ven(
         await session.flush()
     except IntegrityError:
         raise Conflict("a VEN with that name, fingerprint or venID is already enrolled") from None
+    changes.record(session, parties=[ven.fingerprint])
     return ven
 
 
@@ -338,6 +340,7 @@ async def update_ven(
 async def delete_ven(session: AsyncSession, name: str) -> None:
     ven = await by_name(session, name)
     await delivery.discard(session, mailbox_key(ven.id))  # what was queued for it goes with it
+    changes.record(session, parties=[ven.fingerprint])
     await session.delete(ven)
 
 

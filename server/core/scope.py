@@ -22,6 +22,7 @@ from enum import StrEnum
 from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server.core import changes
 from server.core.errors import Forbidden
 from server.core.identity import ClientIdentity
 from server.store.models import Aggregator, EndDevice, Sep2Setting, Ven
@@ -207,3 +208,5 @@ async def set_access(session: AsyncSession, lfdi: str, granted: bool) -> None:
     else:
         row.value = REVOKED
     await session.flush()
+    # the record drops every process's kept scopes (server.core.readcache): the next request sees it
+    changes.record(session, parties=[lfdi])

@@ -113,7 +113,15 @@ async def upsert_mup(
     for m in mmr_mrids:
         session.add(Sep2Mmr(mup_id=mup.id, mrid=m))
     await session.flush()
+    if is_new:  # the owner's MirrorUsagePointList (and the count its DeviceCapability shows) changed
+        changes.record(session, objects={"mup": [mup.id]})
     return mup, is_new
+
+
+async def delete_mup(session: AsyncSession, mup: Sep2Mup) -> None:
+    await session.delete(mup)
+    await session.flush()
+    changes.record(session, objects={"mup": [mup.id]})
 
 
 async def mup_mmr_mrids(session: AsyncSession, mup_id: int) -> set[str]:

@@ -10,12 +10,15 @@ from __future__ import annotations
 import time
 
 from aiohttp import web
+from lxml import etree
 
 from server.core import sep2_device as devres
 from server.core import sep2_time
+from server.core.scope import Scope
+from server.runtime import CACHE_TOKEN
 from server.sep2 import xml
 from server.sep2.common import count_visible_devices, reply, runtime, scope_of, sep2_handler, sessions
-from server.sep2.render import poll_rate, render_ctx
+from server.sep2.render import RenderCtx, poll_rate, render_ctx
 from server.store.paging import count_rows
 
 routes = web.RouteTableDef()
@@ -25,12 +28,22 @@ routes = web.RouteTableDef()
 @routes.get("/dcap")
 @sep2_handler
 async def get_dcap(request: web.Request) -> web.Response:
-    async with sessions(request)() as session:
-        scope = scope_of(request)
-        n_edev = await count_visible_devices(session, scope)
-        n_mup = await count_rows(session, devres.mups_query(scope))
-        rate = await poll_rate(render_ctx(request, session), "DeviceCapability")
-    el = xml.E(
+    scope = scope_of(request)
+
+    async def build() -> bytes:
+        async with sessions(request)() as session:
+            return xml.serialize(await render_dcap(render_ctx(request, session), scope))
+
+    # kept per scope until a change record drops it: enrolments, MUPs and poll rates are what it shows
+    body = await runtime(request).cache.representation(("dcap", scope), request[CACHE_TOKEN], build)
+    return web.Response(body=body, content_type=xml.MEDIA_TYPE)
+
+
+async def render_dcap(ctx: RenderCtx, scope: Scope) -> etree._Element:
+    n_edev = await count_visible_devices(ctx.session, scope)
+    n_mup = await count_rows(ctx.session, devres.mups_query(scope))
+    rate = await poll_rate(ctx, "DeviceCapability")
+    return xml.E(
         "DeviceCapability",
         {"href": "/dcap", "pollRate": rate},
         xml.link("ResponseSetListLink", "/rsps", 1),
@@ -39,7 +52,6 @@ async def get_dcap(request: web.Request) -> web.Response:
         xml.link("EndDeviceListLink", "/edev", n_edev),
         xml.link("MirrorUsagePointListLink", "/mup", n_mup),
     )
-    return reply(el)
 
 
 # ------------------------------------------------------------------------------------------------------- Time

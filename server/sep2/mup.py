@@ -123,5 +123,5 @@ async def post_readings(request: web.Request) -> web.Response:
 async def delete_mup(request: web.Request) -> web.Response:
     async with sessions(request).begin() as session:
         mup = await mup_in_scope(session, scope_of(request), path_int(request, "m"))
-        await session.delete(mup)
+        await devres.delete_mup(session, mup)
     return no_content()

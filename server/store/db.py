@@ -33,14 +33,20 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.close()
 
 
-def create_store(url: str, echo: bool = False) -> Store:
+def create_store(
+    url: str, echo: bool = False, pool_size: int = 20, max_overflow: int = 10, pool_pre_ping: bool = False
+) -> Store:
     if url.startswith("sqlite:"):
         url = "sqlite+aiosqlite:" + url[len("sqlite:") :]
     elif url.startswith(("postgresql:", "postgres:")):
         url = "postgresql+asyncpg:" + url.split(":", 1)[1]
     kwargs: dict = {"echo": echo}
     if url.startswith("postgresql"):
-        kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
+        # a closed connection is replaced when it is found broken (SQLAlchemy invalidates the pool on a
+        # disconnect); recycling keeps connections from outliving server-side idle limits
+        kwargs.update(
+            pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=pool_pre_ping, pool_recycle=1800
+        )
     engine = create_async_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)

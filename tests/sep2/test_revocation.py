@@ -52,6 +52,10 @@ def test_revoked_client_gets_no_get_no_write_and_no_notification(server):
         wait_until(lambda: len(receiver.bodies("/r")) == 1, what="notification before the revocation")
         mrid = xml.text(check_notification(receiver.bodies("/r")[0]), "DERControl/mRID")
 
+        # read twice so the scope and DeviceCapability are kept (server.core.readcache): the revocation below
+        # must drop them at once
+        for _ in range(2):
+            assert client.get("/dcap").status == 200
         admin("PUT", f"/api/v1/sep2/access/{client.lfdi}", {"granted": False})
         # no GET of anything it reached before (nor of the start of discovery)
         for path in (
