@@ -53,7 +53,7 @@ class DatabaseSettings:
     pool_size: int = 20
     max_overflow: int = 10
     # test each pooled connection before use (one round trip per checkout; survives a database restart)
-    pool_pre_ping: bool = False
+    pool_pre_ping: bool = True
     # scopes and representations one process keeps (server.core.readcache)
     cache_entries: int = 10_000
 

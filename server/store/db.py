@@ -34,7 +34,7 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
 
 
 def create_store(
-    url: str, echo: bool = False, pool_size: int = 20, max_overflow: int = 10, pool_pre_ping: bool = False
+    url: str, echo: bool = False, pool_size: int = 20, max_overflow: int = 10, pool_pre_ping: bool = True
 ) -> Store:
     if url.startswith("sqlite:"):
         url = "sqlite+aiosqlite:" + url[len("sqlite:") :]
