@@ -19,6 +19,7 @@ from server.admin import create_admin_app
 from server.config import ConfigError, Settings
 from server.core import changes, readcache
 from server.delivery import context as delivery_context
+from server.modbus import delivery as modbus_delivery
 from server.modbus.gateway import ModbusGateway
 from server.observability import Handler, observe_middleware
 from server.openadr import setup as openadr_setup
@@ -31,7 +32,7 @@ from server.tls import identity_of, server_context
 log = logging.getLogger("dso.server")
 
 # Each protocol adapter contributes a function that adds its routes (and sub-apps) to the protocol application.
-PROTOCOL_SETUPS: list[Callable[[web.Application], None]] = [sep2.setup, openadr_setup]
+PROTOCOL_SETUPS: list[Callable[[web.Application], None]] = [sep2.setup, openadr_setup, modbus_delivery.setup]
 
 
 def identity_middleware(rt: Runtime):

@@ -14,8 +14,6 @@ from aiohttp import web
 
 from server.admin.common import field, json_body, parse_time, reply, runtime
 from server.core.dispatch import Dispatch, dispatch_to_node
-from server.core.errors import Invalid
-from server.modbus.gateway import apply_control
 from server.orchestration.plan import export_plan
 from server.runtime import Runtime
 from server.store.types import utcnow
@@ -29,24 +27,8 @@ async def send_dispatch(rt: Runtime, node: str, d: Dispatch) -> dict[str, Any]:
         result = await dispatch_to_node(
             session, node, d, rt.settings.openadr.market_context, rt.settings.openadr.near_window_s
         )
-    # Modbus devices have no schedule of their own: a dispatch that starts now is written now, after the
-    # transaction committed (device I/O never runs inside one)
-    applied = []
-    if d.start <= utcnow():
-        for item in result.modbus:
-            try:
-                applied.append(
-                    await apply_control(
-                        rt.store,
-                        rt.settings.modbus,
-                        item["name"],
-                        export_limit_pct=item["export_limit_pct"],
-                        connect=item["connect"],
-                    )
-                )
-            except Invalid as exc:
-                result.skipped.append(f"modbus {item['name']}: {exc}")
-    return asdict(result) | {"modbus_applied": applied}
+    # Modbus writes were queued in the same transaction, for the dispatch's start and end (server.modbus.delivery)
+    return asdict(result) | {"modbus_scheduled": result.modbus}
 
 
 @routes.post("/api/v1/dispatch")

@@ -14,7 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     dsub = p.add_subparsers(dest="deliveries_command", metavar="ACTION", required=True, parser_class=type(p))
     p = dsub.add_parser("list", help="messages, newest first (failed = dead letters)")
     p.add_argument("--status", choices=list(STATUSES))
-    p.add_argument("--channel", help="e.g. sep2-notification, openadr")
+    p.add_argument("--channel", help="e.g. sep2-notification, openadr, modbus")
     p.add_argument("--key", help="one subscription (sep2-sub:ID) or VEN (openadr-ven:ID)")
     p.add_argument("--limit", type=int, default=100)
     p.add_argument("--before", type=int, help="page on: only messages older than this id")

@@ -68,7 +68,7 @@ def cmd_dispatch(args: argparse.Namespace) -> int:
     out = admin(args).call("POST", "/api/v1/dispatch", {k: v for k, v in body.items() if v is not None})
     lines = [
         f"dispatch to {out['node']}: {len(out['sep2_controls'])} 2030.5 control(s), "
-        f"{len(out['openadr_events'])} OpenADR event(s), {len(out['modbus_applied'])} Modbus write(s)"
+        f"{len(out['openadr_events'])} OpenADR event(s), {len(out['modbus_scheduled'])} Modbus write(s) scheduled"
     ]
     lines += [f"  skipped: {s}" for s in out["skipped"]]
     emit(args, out, "\n".join(lines))

@@ -4,8 +4,9 @@ demand-response level) rendered for each resource under the node in the language
 * 2030.5 devices get a DERControl in their own device program (opModExpLimW, opModImpLimW, opModGenLimW,
   opModConnect), with the usual event rules (status, supersession, primacy) from ``core.der_controls``;
 * OpenADR VENs get one event (SIMPLE level, or LOAD_DISPATCH with the limit in W) targeted at them;
-* SunSpec Modbus inverters have no schedule: the limit is returned as a percentage of their rated power for the
-  caller to write when the dispatch starts (``modbus.gateway.apply_control``, after this transaction commits).
+* SunSpec Modbus inverters have no schedule of their own: the limit, as a percentage of their rated power, is
+  queued in the delivery outbox (channel ``modbus``) to be written when the dispatch starts and released when it
+  ends -- durable across restarts, retried while the inverter does not answer (``server.modbus.delivery``).
 
 Protocol adapters render what is stored here; nothing protocol-specific is decided twice.
 """
@@ -13,11 +14,13 @@ Protocol adapters render what is stored here; nothing protocol-specific is decid
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from dataclasses import asdict, dataclass, field
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server import delivery
 from server.core import events, grid, oadr_events, programs, telemetry
 from server.core.errors import Invalid
 from server.store.models import EndDevice, Ven
@@ -72,6 +75,25 @@ def _check(d: Dispatch) -> None:
             raise Invalid(f"{name} must not be negative")
 
 
+MODBUS_CHANNEL = "modbus"  # the outbox channel of SunSpec writes (sent by server.modbus.delivery)
+APPLY, RELEASE = "apply", "release"
+
+
+def schedule_modbus(session: AsyncSession, write: dict, start: dt.datetime, end: dt.datetime) -> None:
+    """Queue the write for ``start`` and its undoing for ``end``, in one order key per dispatch (the release never
+    overtakes its write; dispatches to the same inverter do not wait for each other)."""
+    key = f"modbus:{write['name']}:{uuid.uuid4().hex[:12]}"
+    delivery.enqueue(session, MODBUS_CHANNEL, key, kind=APPLY, payload=write, not_before=start)
+    release = {
+        "name": write["name"],
+        "release_limit": write["export_limit_pct"] is not None,
+        # a dispatch that disconnected the inverter reconnects it when it ends
+        "connect": True if write["connect"] is False else None,
+    }
+    if release["release_limit"] or release["connect"] is not None:
+        delivery.enqueue(session, MODBUS_CHANNEL, key, kind=RELEASE, payload=release, not_before=end)
+
+
 async def dispatch_to_node(
     session: AsyncSession, node: str, d: Dispatch, market_context: str, near_window_s: int
 ) -> DispatchResult:
@@ -118,7 +140,20 @@ async def dispatch_to_node(
                     )
                     continue
                 pct = round(min(100.0, 100.0 * limit / rated), 1)
-            result.modbus.append({"name": source, "export_limit_pct": pct, "connect": d.connect})
+            if pct is None and d.connect is None:
+                result.skipped.append(
+                    f"modbus {source}: this dispatch has no SunSpec form (an export limit or connect)"
+                )
+                continue
+            write = {"name": source, "export_limit_pct": pct, "connect": d.connect}
+            schedule_modbus(session, write, d.start, d.start + dt.timedelta(seconds=d.duration_s))
+            result.modbus.append(
+                write
+                | {
+                    "start": d.start.isoformat(),
+                    "end": (d.start + dt.timedelta(seconds=d.duration_s)).isoformat(),
+                }
+            )
     if ven_ids:
         vens = list(await session.scalars(select(Ven).where(Ven.ven_id.in_(ven_ids))))
         missing = set(ven_ids) - {v.ven_id for v in vens}

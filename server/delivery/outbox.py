@@ -31,8 +31,10 @@ def enqueue(
     body: bytes | None = None,
     content_type: str = "",
     payload: dict[str, Any] | None = None,
+    not_before: dt.datetime | None = None,
 ) -> DeliveryMessage:
-    """Add a message in the caller's transaction; it becomes deliverable when that transaction commits.
+    """Add a message in the caller's transaction; it becomes deliverable when that transaction commits (or at
+    ``not_before``, for a message that must not leave earlier: a device write due when a dispatch starts).
 
     A message carries either its ``body`` (rendered now) or a ``kind`` and ``payload`` that its channel renders
     at delivery (so what goes out is current: an OpenADR event's status, a fresh signature)."""
@@ -46,7 +48,7 @@ def enqueue(
         payload=payload,
         status=PENDING,
         attempts=0,
-        next_attempt_at=utcnow(),
+        next_attempt_at=max(not_before, utcnow()) if not_before is not None else utcnow(),
         last_error="",
     )
     session.add(message)

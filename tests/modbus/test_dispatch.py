@@ -3,6 +3,7 @@ Modbus inverter (model 123 write) under it, through the real server and `dso`.""
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 
 import pytest
@@ -54,18 +55,50 @@ def test_an_export_limit_reaches_every_protocol(server, fleet):
     assert event["signal_name"] == "LOAD_DISPATCH" and event["intervals"][0]["value"] == -2500
     events = dso_json("event", "list", "--json", *cfg)
     assert [e["id"] for e in events] == [event["id"]]
-    # the inverter is rated 5000 W: 2500 W is 50 %, written as 500 with its scale factor of -1
+    # the inverter is rated 5000 W: 2500 W is 50 %, written as 500 with its scale factor of -1, at once (the
+    # dispatch starts now) through the delivery outbox
+    assert [(m["name"], m["export_limit_pct"]) for m in out["modbus_scheduled"]] == [("inv-1", 50.0)]
     sim = fleet["sim"]
     base = sim.address_of(123)
-    assert sim.registers[base + sunspec.WMAXLIMPCT] == 500 and sim.registers[base + sunspec.WMAXLIM_ENA] == 1
-    assert out["modbus_applied"][0]["device"] == "inv-1"
+    wait_for(lambda: sim.registers[base + sunspec.WMAXLIM_ENA] == 1, "the limit written")
+    assert sim.registers[base + sunspec.WMAXLIMPCT] == 500
+
+
+def wait_for(predicate, what: str, within: float = 15.0) -> None:
+    deadline = time.monotonic() + within
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def test_a_dispatch_scheduled_for_later_reaches_the_inverter_when_it_starts_and_is_released_when_it_ends(
+    server, fleet
+):
+    sim = fleet["sim"]
+    base = sim.address_of(123)
+    start = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=4)
+    out = dso_json(
+        "dispatch", "--node", "feeder-9", "--start", start.isoformat(), "--duration", "4",
+        "--export-limit-w", "1000", "--json", *fleet["cfg"],
+    )  # fmt: skip
+    assert [(m["name"], m["export_limit_pct"]) for m in out["modbus_scheduled"]] == [("inv-1", 20.0)]
+    # nothing is written before the dispatch starts
+    assert sim.registers[base + sunspec.WMAXLIM_ENA] == 0
+    wait_for(lambda: sim.registers[base + sunspec.WMAXLIM_ENA] == 1, "the limit written at the start")
+    assert dt.datetime.now(dt.UTC) >= start - dt.timedelta(milliseconds=50)
+    assert sim.registers[base + sunspec.WMAXLIMPCT] == 200  # 20 % with the scale factor -1
+    wait_for(lambda: sim.registers[base + sunspec.WMAXLIM_ENA] == 0, "the limit released at the end")
+    assert dt.datetime.now(dt.UTC) >= start + dt.timedelta(seconds=4) - dt.timedelta(milliseconds=50)
+    # both writes went out through the outbox's modbus channel
+    rows = dso_json("deliveries", "list", "--channel", "modbus", "--json", *fleet["cfg"])
+    assert sorted(m["kind"] for m in rows if m["status"] == "delivered") == ["apply", "release"]
 
 
 def test_a_demand_response_level_goes_to_vens_only(server, fleet):
     out = dso_json(
         "dispatch", "--node", "feeder-9", "--duration", "30m", "--dr-level", "2", "--json", *fleet["cfg"]
     )
-    assert out["sep2_controls"] == [] and out["modbus_applied"] == []
+    assert out["sep2_controls"] == [] and out["modbus_scheduled"] == []
     [event] = out["openadr_events"]
     assert event["signal_name"] == "SIMPLE" and event["intervals"][0]["value"] == 2
     assert any("device" in s for s in out["skipped"])
