@@ -1,7 +1,7 @@
 """A sparse LP held by HiGHS (highspy directly): columns and rows are collected as arrays and handed to HiGHS
 as numpy arrays in one call (no per-element conversion), rows found violated later are added to the live
 model, so HiGHS re-solves from its last basis (a warm start) instead of from scratch. A basis from an earlier
-solve of the same columns and first rows (``warm_basis``) starts the first solve."""
+solve whose LP had the same first columns and rows (``warm``) starts the first solve."""
 
 from __future__ import annotations
 
@@ -43,7 +43,8 @@ class Lp:
     pending: list[RowBatch] = field(default_factory=list)
     m: int = 0
     highs: Any = None
-    warm_basis: Any = None  # a HighsBasis of an earlier solve with the same columns and leading rows
+    # a HighsBasis of an earlier solve whose LP had the same first columns and rows: (basis, columns, rows)
+    warm: tuple[Any, int, int] | None = None
     iterations: int = 0
     _cols_in_model: int = 0
     _rows_in_model: int = 0
@@ -83,30 +84,64 @@ class Lp:
         return start
 
     def _flush_into_new_model(self) -> None:
+        """Pass everything to a new HiGHS model; with ``warm``, pass the leading columns and rows first, set
+        the earlier basis and add the rest (HiGHS extends the basis: new rows basic, new columns at a bound)."""
         h = self.highs or _highs()
         lower, upper, cost = (
             np.concatenate(x) if x else np.zeros(0) for x in (self.lower, self.upper, self.cost)
         )
         rl, ru, a = self._stack(self.pending)
-        csc = a.tocsc()
+        n0, m0 = self.n, len(rl)
+        if self.warm is not None and self.warm[1] <= self.n and self.warm[2] <= len(rl):
+            n0, m0 = self.warm[1], self.warm[2]
         h.setOptionValue("presolve", "choose" if self.n >= PRESOLVE_MIN_COLS else "off")
+        csr = a.tocsr()
+        head = csr[:m0, :n0].tocsc()
+        if m0 and csr[:m0].nnz != head.nnz:  # a leading row reaches a new column: not the earlier LP
+            n0, m0 = self.n, len(rl)
+            head = csr.tocsc()
         h.passModel(
-            self.n,
-            len(rl),
-            csc.nnz,
+            n0,
+            m0,
+            head.nnz,
             1,  # column-wise
             1,  # minimise
             0.0,
-            cost,
-            lower,
-            upper,
-            rl,
-            ru,
-            csc.indptr[:-1].astype(np.int32),
-            csc.indices.astype(np.int32),
-            csc.data.astype(float),
-            np.zeros(self.n, np.int32),
+            cost[:n0],
+            lower[:n0],
+            upper[:n0],
+            rl[:m0],
+            ru[:m0],
+            head.indptr[:-1].astype(np.int32),
+            head.indices.astype(np.int32),
+            head.data.astype(float),
+            np.zeros(n0, np.int32),
         )
+        if (n0, m0) != (self.n, len(rl)):
+            assert self.warm is not None
+            h.setBasis(self.warm[0])
+            if self.n > n0:
+                h.addCols(
+                    self.n - n0,
+                    cost[n0:],
+                    lower[n0:],
+                    upper[n0:],
+                    0,
+                    np.zeros(0, np.int32),
+                    np.zeros(0, np.int32),
+                    np.zeros(0),
+                )
+            if len(rl) > m0:
+                tail = csr[m0:]
+                h.addRows(
+                    len(rl) - m0,
+                    rl[m0:],
+                    ru[m0:],
+                    tail.nnz,
+                    tail.indptr[:-1].astype(np.int32),
+                    tail.indices.astype(np.int32),
+                    tail.data.astype(float),
+                )
         self.highs = h
         self._cols_in_model = self.n
         self._rows_in_model = len(rl)
@@ -129,8 +164,6 @@ class Lp:
             return "Optimal", np.zeros(0), 0.0
         if self.highs is None or self._cols_in_model == 0:
             self._flush_into_new_model()
-            if self.warm_basis is not None:
-                self._set_warm_basis()
         else:
             h = self.highs
             new = self.n - self._cols_in_model
@@ -164,24 +197,9 @@ class Lp:
         self.iterations += int(info.simplex_iteration_count)
         return status, x, float(info.objective_function_value)
 
-    def _set_warm_basis(self) -> None:
-        """Start from an earlier basis: its columns keep their status, new columns start at their lower
-        bound, its rows keep theirs and new rows start basic (their slack in the basis), which keeps the
-        basis square; HiGHS refuses (and solves cold) if it is not a valid basis of this LP."""
-        import highspy
-
-        old = self.warm_basis
-        cols, rows = list(old.col_status), list(old.row_status)
-        if len(cols) > self.n or len(rows) > self._rows_in_model:
-            return
-        basis = highspy.HighsBasis()
-        basis.col_status = cols + [highspy.HighsBasisStatus.kLower] * (self.n - len(cols))
-        basis.row_status = rows + [highspy.HighsBasisStatus.kBasic] * (self._rows_in_model - len(rows))
-        basis.valid = True
-        self.highs.setBasis(basis)
-
-    def basis(self) -> Any:
-        return self.highs.getBasis() if self.highs is not None else None
+    def basis(self) -> tuple[Any, int, int] | None:
+        """The current basis with the LP's size, for ``warm`` of a later LP that starts the same way."""
+        return (self.highs.getBasis(), self.n, self._rows_in_model) if self.highs is not None else None
 
     def release(self) -> None:
         """Drop HiGHS's copy of the model (the solution already returned stays valid)."""
