@@ -230,6 +230,7 @@ def run_one(ders: int, steps: int, workers: int | None) -> dict:
         "lps": st.lps,
         "warm_lps": st.warm_lps,
         "simplex_iterations": st.iterations,
+        "simplex_iterations_again": st.iterations_again,
         "rows": st.rows,
         "cols": st.cols,
         "asked_by_mv": step.boundary_zones,

@@ -70,6 +70,7 @@ class SolveStats:
     rows: int = 0
     cols: int = 0
     iterations: int = 0  # simplex iterations
+    iterations_again: int = 0  # of them, in the second LV pass
     statuses: dict[str, int] = field(default_factory=dict)
     workers: int = 1
     lv_seconds: float = 0.0  # wall time of the first LV pass, the MV step, the second LV pass
@@ -270,6 +271,7 @@ def _solve_mv(
     block = ZoneBlock(lp, zi, fa, net.local_of, ctx.inj_op[:, mv.nodes], ctx.costs, ctx.margins)
     t1 = time.perf_counter()
     status, x, rounds = solve_blocks(lp, [block])
+    lp.release()
     stats.build_seconds += t1 - t0
     stats.lp_seconds += time.perf_counter() - t1
     if status != "Optimal":
@@ -332,8 +334,10 @@ def solve_step(
             t2 = time.perf_counter()
             stats.mv_seconds = t2 - t1
             boundary_zones = sum(t.boundary_hi_kw is not None for t in again)
+            first = stats.iterations
             for r in pool.run(again):
                 _apply(r, new, stats, slacks)
+            stats.iterations_again = stats.iterations - first
             stats.lv_again_seconds = time.perf_counter() - t2
     stats.worker_peak_mb = pool.stats.worker_peak_mb
     return StepResult(new, [s for z in sorted(slacks) for s in slacks[z]], stats, boundary_zones)
