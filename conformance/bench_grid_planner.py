@@ -205,7 +205,9 @@ def run_one(ders: int, steps: int, workers: int | None) -> dict:
     costs = Costs(price=default_price(steps))
     before = os.times()
     t3, c3 = time.perf_counter(), time.process_time()
-    step = solve_step(net, fleet, op, fleet.baseline, costs, margins, workers)
+    step = solve_step(
+        net, fleet, op, fleet.baseline, costs, margins, workers, os.environ.get("HOLD", "1") == "1"
+    )
     solve, cpu = time.perf_counter() - t3, time.process_time() - c3
     after = os.times()
     workers_cpu = (after.children_user - before.children_user) + (

@@ -24,7 +24,14 @@ from scipy import sparse
 
 from server.orchestration.acflow import AcResult, AcRunner, ViolationSummary, violations
 from server.orchestration.fleet_arrays import FleetArrays
-from server.orchestration.linear import OperatingPoint, ZoneModel, ac_point, cumulative_impedance, zone_models
+from server.orchestration.linear import (
+    OperatingPoint,
+    ZoneModel,
+    ac_point,
+    cumulative_impedance,
+    dist_flow_point,
+    zone_models,
+)
 from server.orchestration.lp import Lp
 from server.orchestration.network.model import Network, Profiles
 from server.orchestration.network.topology import MV_ZONE, Tree, build_tree
@@ -106,6 +113,8 @@ class PlanningNetwork:
     lv_hv_local: np.ndarray  # (LV zones,) the MV zone's local index of each LV zone's transformer node
     node_of_unit: dict[str, sparse.csr_matrix]  # kind -> (tree nodes, units) incidence
     lv_zone_of_node: sparse.csr_matrix  # (LV zones, tree nodes) incidence
+    group_of_node: sparse.csr_matrix  # (groups, tree nodes): the subtrees under the slack's children
+    lv_group: np.ndarray  # (LV zones,) group of each LV zone
 
 
 def _incidence(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> sparse.csr_matrix:
@@ -143,6 +152,11 @@ def prepare(model: Network, fleet: Fleet) -> PlanningNetwork:
     lv_pos = {z: i for i, z in enumerate(lv_zones)}
     in_lv = np.flatnonzero(tree.zone != MV_ZONE)
     zone_rows = np.array([lv_pos[int(z)] for z in tree.zone[in_lv]], dtype=np.int64)
+    # zones couple through the network they share above them: group them by the slack's child they hang from
+    group = np.zeros(tree.n, np.int64)
+    for node in range(1, tree.n):  # breadth-first: a parent comes before its children
+        group[node] = node if tree.parent[node] == 0 else group[tree.parent[node]]
+    groups, group = np.unique(group, return_inverse=True)
     return PlanningNetwork(
         model=model,
         tree=tree,
@@ -161,6 +175,8 @@ def prepare(model: Network, fleet: Fleet) -> PlanningNetwork:
             for k, nodes in nodes_of_kind.items()
         },
         lv_zone_of_node=_incidence(zone_rows, in_lv, (len(lv_zones), tree.n)),
+        group_of_node=_incidence(group, np.arange(tree.n), (len(groups), tree.n)),
+        lv_group=group[[zones[z].nodes[0] for z in lv_zones]].astype(np.int64),
     )
 
 
@@ -215,6 +231,25 @@ def _mv_relevance(
     return (reach_v + reach_p) > 0
 
 
+def _coupled_stress(
+    net: PlanningNetwork, op: OperatingPoint, change_kw: np.ndarray, margins: Margins
+) -> tuple[np.ndarray, np.ndarray]:
+    """(steps, groups) each: where, with the injection change ``change_kw`` (steps, tree nodes) by the linear
+    model, a bus of the group is near its upper band or an MV branch near its rating in reverse (``high``), or
+    a bus near its lower band or an MV branch near its rating forward (``low``)."""
+    tree = net.tree
+    d = change_kw * KW_PU
+    lin = dist_flow_point(tree, d, np.zeros_like(d), 0.0)
+    vm, p = op.vm + lin.vm, op.p + lin.p
+    near = margins.voltage_pu + WATCH_PU
+    s = tree.s_max_pu[None, :] * np.minimum(vm, 1.0) * WATCH_LOADING
+    mv = ((tree.zone == MV_ZONE) & np.isfinite(tree.s_max_pu) & (np.arange(tree.n) > 0))[None, :]
+    high = (vm > net.vmax[None, :] - near) | (mv & (p < -s))
+    low = (vm < net.vmin[None, :] + near) | (mv & (p > s))
+    inc = net.group_of_node.T
+    return np.asarray(inc.T @ high.T.astype(float)).T > 0, np.asarray(inc.T @ low.T.astype(float)).T > 0
+
+
 @dataclass
 class StepResult:
     schedule: Schedule
@@ -229,6 +264,7 @@ def _solve_mv(
     new: Schedule,
     stats: SolveStats,
     slacks: dict[int, list[Slack]],
+    hold: bool = True,
 ) -> list[ZoneTask]:
     """The MV step: LV zones' changes fixed at their transformers, MV resources and LV zones' aggregate
     flexibility against the MV limits; returns the LV zones to solve again (share asked, MV voltage moved)."""
@@ -292,16 +328,30 @@ def _solve_mv(
     own = dev - ask_down.T + ask_up.T
     r_top = net.r_cum[[net.zones[z].hv_node for z in net.lv_zones]]
     offset = dv[:, hv] - r_top[None, :] * KW_PU * own
+    # every LV zone's MV voltage above assumes the others do what the MV step planned for them: a zone that
+    # reduced its injection (export stress) may not give it back, one that raised it may not lower it again,
+    # or the relief each zone counts on from the others would be spent by all of them at once
+    asked_down, asked_up = ask_down > 1e-3, ask_up > 1e-3  # (LV zones, steps)
+    hi = np.where(asked_down, dev.T - ask_down, np.inf)
+    lo = np.where(asked_up, dev.T + ask_up, -np.inf)
+    if hold:  # where the zones' group is near a limit on that side
+        stress_hi, stress_lo = _coupled_stress(
+            net, op, controllable_injection(net, new, fleet.baseline) - ctx.inj_op, ctx.margins
+        )
+        g = net.lv_group
+        hi = np.minimum(hi, np.where((dev.T < -1e-3) & stress_hi[:, g].T, own.T, np.inf))
+        lo = np.maximum(lo, np.where((dev.T > 1e-3) & stress_lo[:, g].T, own.T, -np.inf))
+    asked = np.asarray(asked_down.any(axis=1) | asked_up.any(axis=1))
+    held = np.asarray(np.isfinite(hi).any(axis=1) | np.isfinite(lo).any(axis=1))
+    moved = np.asarray(np.abs(offset).max(axis=0, initial=0) >= 5e-4)
     again: list[ZoneTask] = []
     for i, z in enumerate(net.lv_zones):
-        asked_down, asked_up = ask_down[i] > 1e-3, ask_up[i] > 1e-3
-        asked = asked_down.any() or asked_up.any()
-        if not asked and np.abs(offset[:, i]).max(initial=0) < 5e-4:
+        if not (asked[i] or moved[i]):
             continue
         task = ZoneTask(z, offset_pu=offset[:, i].copy())
-        if asked:
-            task.boundary_hi_kw = np.where(asked_down, dev[:, i] - ask_down[i], np.inf)
-            task.boundary_lo_kw = np.where(asked_up, dev[:, i] + ask_up[i], -np.inf)
+        if held[i]:
+            task.boundary_hi_kw, task.boundary_lo_kw = hi[i].copy(), lo[i].copy()
+        task.asked = bool(asked[i])
         again.append(task)
     return again
 
@@ -314,6 +364,7 @@ def solve_step(
     costs: Costs,
     margins: Margins,
     workers: int | None = None,
+    hold_boundary: bool = True,
 ) -> StepResult:
     """One decomposed LP around ``op`` (the operating point of ``sched``): LV zones, the MV step, LV again
     where the MV network asked for more or its voltage moved."""
@@ -330,10 +381,10 @@ def solve_step(
         t1 = time.perf_counter()
         stats.lv_seconds = t1 - t0
         if MV_ZONE in net.zones:
-            again = _solve_mv(net, ctx, new, stats, slacks)
+            again = _solve_mv(net, ctx, new, stats, slacks, hold_boundary)
             t2 = time.perf_counter()
             stats.mv_seconds = t2 - t1
-            boundary_zones = sum(t.boundary_hi_kw is not None for t in again)
+            boundary_zones = sum(t.asked for t in again)
             first = stats.iterations
             for r in pool.run(again):
                 _apply(r, new, stats, slacks)

@@ -57,6 +57,7 @@ class ZoneTask:
     offset_pu: np.ndarray | None = None  # (steps,) MV voltage change at the transformer from outside the zone
     boundary_hi_kw: np.ndarray | None = None  # (steps,) the share the MV step asked for
     boundary_lo_kw: np.ndarray | None = None
+    asked: bool = False  # the MV step asked the zone for a share (not only held it to its plan)
 
 
 @dataclass
@@ -83,7 +84,7 @@ class ZoneResult:
 
 @dataclass
 class PoolStats:
-    worker_peak_mb: list[float] = field(default_factory=list)
+    worker_peak_mb: list[float] = field(default_factory=list)  # private memory, largest seen per worker
 
 
 def zone_schedule(
@@ -178,8 +179,16 @@ class ZoneSolver:
         )
 
 
-def _peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def _private_mb() -> float:
+    """Memory this process does not share with the parent it was forked from (Linux; else its peak RSS)."""
+    try:
+        with open("/proc/self/smaps_rollup") as f:
+            kb = sum(
+                int(line.split()[1]) for line in f if line.startswith(("Private_Clean", "Private_Dirty"))
+            )
+        return kb / 1024
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _serve(conn: Connection, ctx: StepContext) -> None:
@@ -189,9 +198,9 @@ def _serve(conn: Connection, ctx: StepContext) -> None:
         if tasks is None:
             break
         try:
-            conn.send(("ok", [solver.solve(t) for t in tasks], _peak_mb()))
+            conn.send(("ok", [solver.solve(t) for t in tasks], _private_mb()))
         except BaseException:  # noqa: BLE001  (reported to the parent, which raises)
-            conn.send(("error", traceback.format_exc(), _peak_mb()))
+            conn.send(("error", traceback.format_exc(), _private_mb()))
     conn.close()
 
 
