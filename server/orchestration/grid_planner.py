@@ -65,6 +65,7 @@ class PlannerOptions:
     margins: Margins = field(default_factory=Margins)
     costs: Costs | None = None
     workers: int | None = None  # processes for the LV zones' LPs; None: ``zone_pool.default_workers()``
+    hold_boundary: bool = True  # second LV pass: zones keep to the MV plan where their group is near a limit
 
 
 @dataclass
@@ -113,7 +114,8 @@ class PlanningNetwork:
     lv_hv_local: np.ndarray  # (LV zones,) the MV zone's local index of each LV zone's transformer node
     node_of_unit: dict[str, sparse.csr_matrix]  # kind -> (tree nodes, units) incidence
     lv_zone_of_node: sparse.csr_matrix  # (LV zones, tree nodes) incidence
-    group_of_node: sparse.csr_matrix  # (groups, tree nodes): the subtrees under the slack's children
+    group_order: np.ndarray  # tree nodes sorted by group (the subtrees under the slack's children)
+    group_start: np.ndarray  # (groups,) where each group starts in group_order
     lv_group: np.ndarray  # (LV zones,) group of each LV zone
 
 
@@ -152,11 +154,18 @@ def prepare(model: Network, fleet: Fleet) -> PlanningNetwork:
     lv_pos = {z: i for i, z in enumerate(lv_zones)}
     in_lv = np.flatnonzero(tree.zone != MV_ZONE)
     zone_rows = np.array([lv_pos[int(z)] for z in tree.zone[in_lv]], dtype=np.int64)
-    # zones couple through the network they share above them: group them by the slack's child they hang from
+    # zones couple through the feeder they share: group them by the feeder they hang from (the subtrees under
+    # the first node below the slack with more than one child: the busbar)
+    children = np.bincount(tree.parent[1:], minlength=tree.n)
+    busbar = 0
+    while children[busbar] == 1:
+        busbar = int(np.flatnonzero(tree.parent == busbar)[0])
     group = np.zeros(tree.n, np.int64)
     for node in range(1, tree.n):  # breadth-first: a parent comes before its children
-        group[node] = node if tree.parent[node] == 0 else group[tree.parent[node]]
-    groups, group = np.unique(group, return_inverse=True)
+        group[node] = node if tree.parent[node] == busbar else group[tree.parent[node]]
+    _, group = np.unique(group, return_inverse=True)
+    group_order = np.argsort(group, kind="stable")
+    group_start = np.flatnonzero(np.r_[True, np.diff(group[group_order]) > 0])
     return PlanningNetwork(
         model=model,
         tree=tree,
@@ -175,7 +184,8 @@ def prepare(model: Network, fleet: Fleet) -> PlanningNetwork:
             for k, nodes in nodes_of_kind.items()
         },
         lv_zone_of_node=_incidence(zone_rows, in_lv, (len(lv_zones), tree.n)),
-        group_of_node=_incidence(group, np.arange(tree.n), (len(groups), tree.n)),
+        group_order=group_order,
+        group_start=group_start,
         lv_group=group[[zones[z].nodes[0] for z in lv_zones]].astype(np.int64),
     )
 
@@ -234,20 +244,27 @@ def _mv_relevance(
 def _coupled_stress(
     net: PlanningNetwork, op: OperatingPoint, change_kw: np.ndarray, margins: Margins
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(steps, groups) each: where, with the injection change ``change_kw`` (steps, tree nodes) by the linear
-    model, a bus of the group is near its upper band or an MV branch near its rating in reverse (``high``), or
-    a bus near its lower band or an MV branch near its rating forward (``low``)."""
+    """(steps, groups) each: where, with the injection change ``change_kw`` (steps, tree nodes; overwritten)
+    by the linear model, a bus of the group is near its upper band or an MV branch near its rating in reverse
+    (``high``), or a bus near its lower band or an MV branch near its rating forward (``low``)."""
     tree = net.tree
-    d = change_kw * KW_PU
-    lin = dist_flow_point(tree, d, np.zeros_like(d), 0.0)
-    vm, p = op.vm + lin.vm, op.p + lin.p
+    change_kw *= KW_PU
+    lin = dist_flow_point(tree, change_kw, None, 0.0)
+    vm, p = lin.vm, lin.p
+    vm += op.vm
+    p += op.p
     near = margins.voltage_pu + WATCH_PU
-    s = tree.s_max_pu[None, :] * np.minimum(vm, 1.0) * WATCH_LOADING
-    mv = ((tree.zone == MV_ZONE) & np.isfinite(tree.s_max_pu) & (np.arange(tree.n) > 0))[None, :]
-    high = (vm > net.vmax[None, :] - near) | (mv & (p < -s))
-    low = (vm < net.vmin[None, :] + near) | (mv & (p > s))
-    inc = net.group_of_node.T
-    return np.asarray(inc.T @ high.T.astype(float)).T > 0, np.asarray(inc.T @ low.T.astype(float)).T > 0
+    high = vm > net.vmax[None, :] - near
+    low = vm < net.vmin[None, :] + near
+    mv = np.flatnonzero((tree.zone == MV_ZONE) & np.isfinite(tree.s_max_pu) & (np.arange(tree.n) > 0))
+    s = tree.s_max_pu[None, mv] * np.minimum(vm[:, mv], 1.0) * WATCH_LOADING
+    high[:, mv] |= p[:, mv] < -s
+    low[:, mv] |= p[:, mv] > s
+    order, start = net.group_order, net.group_start
+    return (
+        np.logical_or.reduceat(high[:, order], start, axis=1),
+        np.logical_or.reduceat(low[:, order], start, axis=1),
+    )
 
 
 @dataclass
@@ -272,8 +289,9 @@ def _solve_mv(
     fa = net.arrays
     mv = net.zones[MV_ZONE]
     hv = net.lv_hv_local
-    inj_lv = controllable_injection(net, new, fleet.baseline)
-    dev = _per_lv_zone(net, inj_lv - ctx.inj_op)  # (steps, LV zones) each zone's change of injection
+    change = controllable_injection(net, new, fleet.baseline)
+    change -= ctx.inj_op  # (steps, tree nodes) what the LV zones changed
+    dev = _per_lv_zone(net, change)  # (steps, LV zones) each zone's change of injection
     fixed = np.zeros((steps, len(mv.nodes)))
     np.add.at(fixed.T, hv, dev.T)
     # what each zone can still give: its remaining PV output (less), its remaining demand response (more)
@@ -306,7 +324,7 @@ def _solve_mv(
     lp = Lp()
     block = ZoneBlock(lp, zi, fa, net.local_of, ctx.inj_op[:, mv.nodes], ctx.costs, ctx.margins)
     t1 = time.perf_counter()
-    status, x, rounds = solve_blocks(lp, [block])
+    status, x, rounds, _ = solve_blocks(lp, [block])
     lp.release()
     stats.build_seconds += t1 - t0
     stats.lp_seconds += time.perf_counter() - t1
@@ -335,9 +353,8 @@ def _solve_mv(
     hi = np.where(asked_down, dev.T - ask_down, np.inf)
     lo = np.where(asked_up, dev.T + ask_up, -np.inf)
     if hold:  # where the zones' group is near a limit on that side
-        stress_hi, stress_lo = _coupled_stress(
-            net, op, controllable_injection(net, new, fleet.baseline) - ctx.inj_op, ctx.margins
-        )
+        change[:, mv.nodes] += block.injection(x) - ctx.inj_op[:, mv.nodes]  # MV units, shares asked
+        stress_hi, stress_lo = _coupled_stress(net, op, change, ctx.margins)
         g = net.lv_group
         hi = np.minimum(hi, np.where((dev.T < -1e-3) & stress_hi[:, g].T, own.T, np.inf))
         lo = np.maximum(lo, np.where((dev.T > 1e-3) & stress_lo[:, g].T, own.T, -np.inf))
@@ -450,7 +467,7 @@ def plan_grid(
     solve_seconds = 0.0
     for it in range(max(1, opts.max_iterations)):
         t0 = time.perf_counter()
-        step = solve_step(net, fleet, op, sched, costs, opts.margins, opts.workers)
+        step = solve_step(net, fleet, op, sched, costs, opts.margins, opts.workers, opts.hold_boundary)
         solve_seconds += time.perf_counter() - t0
         ac = runner.run(step.schedule)
         after = violations(model, ac)

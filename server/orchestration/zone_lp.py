@@ -412,14 +412,15 @@ class ZoneBlock:
         return out
 
 
-def solve_blocks(lp: Lp, blocks: list[ZoneBlock]) -> tuple[str, np.ndarray, int]:
-    """Solve, add violated rows, re-solve warm, until the linear model shows no violation not in the LP."""
-    status, x, _ = lp.solve()
+def solve_blocks(lp: Lp, blocks: list[ZoneBlock]) -> tuple[str, np.ndarray, int, float]:
+    """Solve, add violated rows, re-solve warm, until the linear model shows no violation not in the LP;
+    returns status, column values, rounds and objective."""
+    status, x, objective = lp.solve()
     rounds = 1
     while rounds < MAX_ROUNDS and status == "Optimal":
         added = sum(b.check(x) for b in blocks)
         if not added:
             break
-        status, x, _ = lp.solve()
+        status, x, objective = lp.solve()
         rounds += 1
-    return status, x, rounds
+    return status, x, rounds, objective

@@ -73,6 +73,7 @@ class ZoneResult:
     load_q_idx: np.ndarray
     load_q: np.ndarray
     slacks: list[Slack]
+    objective: float  # the LP's (constant terms of the zone left out)
     rounds: int
     rows: int
     cols: int
@@ -150,7 +151,7 @@ class ZoneSolver:
         if earlier:
             lp.warm = earlier[1]
         t1 = time.perf_counter()
-        status, x, rounds = solve_blocks(lp, [block])
+        status, x, rounds, objective = solve_blocks(lp, [block])
         t2 = time.perf_counter()
         if status == "Optimal":
             self.memory[task.zone] = (block.log, lp.basis())
@@ -169,6 +170,7 @@ class ZoneSolver:
             load_q_idx=sched.get("load_q", none)[0],
             load_q=sched.get("load_q", none)[1],
             slacks=block.slacks(x) if status == "Optimal" else [],
+            objective=objective,
             rounds=rounds,
             rows=lp.m,
             cols=lp.n,
