@@ -197,7 +197,7 @@ def objective(fleet, costs: Costs, sched: Schedule, slacks: list) -> dict:  # no
     return {k: round(v, 2) for k, v in parts.items()}
 
 
-def run_one(ders: int, steps: int, workers: int | None, hold: bool = True) -> dict:
+def run_one(ders: int, steps: int, workers: int | None, hold: bool = False) -> dict:
     t0 = time.perf_counter()
     model, profiles = synthetic(ders, steps)
     t1 = time.perf_counter()
@@ -228,6 +228,7 @@ def run_one(ders: int, steps: int, workers: int | None, hold: bool = True) -> di
         "solve_s": round(solve, 2),
         "cpu_s": round(cpu + workers_cpu, 2),
         "workers": st.workers,
+        "hold": hold,
         "lv_s": round(st.lv_seconds, 2),
         "mv_s": round(st.mv_seconds, 2),
         "lv_again_s": round(st.lv_again_seconds, 2),
@@ -259,14 +260,12 @@ def main() -> None:
     parser.add_argument("--workers", type=int, help="processes for the LV zones (default: up to 2)")
     parser.add_argument("--json", action="store_true", help="one JSON line per size instead of the table")
     parser.add_argument(
-        "--no-hold",
-        action="store_true",
-        help="second LV pass without holding zones to the MV plan (as before)",
+        "--hold", action="store_true", help="second LV pass holding zones to the MV plan (hold_boundary)"
     )
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(run_one(args.one, args.intervals, args.workers, not args.no_hold)))
+        print(json.dumps(run_one(args.one, args.intervals, args.workers, args.hold)))
         return
     if not args.json:
         print(
@@ -279,8 +278,8 @@ def main() -> None:
         cmd = [sys.executable, __file__, "--one", str(size), "--intervals", str(args.intervals)]
         if args.workers is not None:
             cmd += ["--workers", str(args.workers)]
-        if args.no_hold:
-            cmd += ["--no-hold"]
+        if args.hold:
+            cmd += ["--hold"]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True)
         r = json.loads(out.stdout.strip().splitlines()[-1])
         if args.json:

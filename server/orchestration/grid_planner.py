@@ -65,7 +65,8 @@ class PlannerOptions:
     margins: Margins = field(default_factory=Margins)
     costs: Costs | None = None
     workers: int | None = None  # processes for the LV zones' LPs; None: ``zone_pool.default_workers()``
-    hold_boundary: bool = True  # second LV pass: zones keep to the MV plan where their group is near a limit
+    # second LV pass: zones keep to the MV plan where their feeder is near a limit (see docs/planning.md)
+    hold_boundary: bool = False
 
 
 @dataclass
@@ -281,7 +282,7 @@ def _solve_mv(
     new: Schedule,
     stats: SolveStats,
     slacks: dict[int, list[Slack]],
-    hold: bool = True,
+    hold: bool = False,
 ) -> list[ZoneTask]:
     """The MV step: LV zones' changes fixed at their transformers, MV resources and LV zones' aggregate
     flexibility against the MV limits; returns the LV zones to solve again (share asked, MV voltage moved)."""
@@ -352,7 +353,7 @@ def _solve_mv(
     asked_down, asked_up = ask_down > 1e-3, ask_up > 1e-3  # (LV zones, steps)
     hi = np.where(asked_down, dev.T - ask_down, np.inf)
     lo = np.where(asked_up, dev.T + ask_up, -np.inf)
-    if hold:  # where the zones' group is near a limit on that side
+    if hold:  # where the zones' feeder is near a limit on that side
         change[:, mv.nodes] += block.injection(x) - ctx.inj_op[:, mv.nodes]  # MV units, shares asked
         stress_hi, stress_lo = _coupled_stress(net, op, change, ctx.margins)
         g = net.lv_group
@@ -381,7 +382,7 @@ def solve_step(
     costs: Costs,
     margins: Margins,
     workers: int | None = None,
-    hold_boundary: bool = True,
+    hold_boundary: bool = False,
 ) -> StepResult:
     """One decomposed LP around ``op`` (the operating point of ``sched``): LV zones, the MV step, LV again
     where the MV network asked for more or its voltage moved."""
