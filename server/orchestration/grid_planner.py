@@ -8,11 +8,13 @@ Method (see docs/planning.md):
    and what is below it) is solved on its own with the MV voltage at its transformer as it is; then the MV
    LP takes the LV zones' changes as given, moves MV resources and, where the MV network still needs it, asks
    LV zones for more (aggregate flexibility at their transformer); those zones are solved again with that share
-   as a (soft) boundary on their transformer's flow and the MV voltage change as an offset.
+   as a (soft) boundary on their transformer's flow and the MV voltage change as an offset. The LV zones' LPs
+   run in forked worker processes (``zone_pool``) where that is safe, in this process otherwise.
 3. AC power flow of the plan; if violations remain, re-linearise around the plan's operating point and go to
    2 (bounded). The best plan found is kept; what remains is reported with the reason.
 
-Pure computation (no server, no database): the server calls ``plan_grid`` in an executor."""
+Pure computation (no server, no database): the server calls ``plan_grid`` in an executor (from a thread the
+planner does not fork: ``zone_pool.default_workers``)."""
 
 from __future__ import annotations
 
