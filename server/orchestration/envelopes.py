@@ -151,6 +151,7 @@ def _max_export(check: _ZoneCheck, cap: np.ndarray) -> np.ndarray:
             check.below[idx].ravel(),
         )
         status, x, _ = lp.solve()
+        lp.release()
         if status == "Optimal":
             out[t] = np.clip(x[cols], 0, cap[t])
     return out

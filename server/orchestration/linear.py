@@ -55,23 +55,40 @@ def ac_point(model: Network, tree: Tree, ac: AcResult) -> OperatingPoint:
     )
 
 
+def depth_levels(tree: Tree) -> list[np.ndarray]:
+    """The tree's nodes by depth (level 0: the slack), so that a pass over the tree is one numpy operation
+    per level instead of one per node."""
+    depth = np.zeros(tree.n, np.int64)
+    parent = tree.parent.tolist()
+    d = depth.tolist()
+    for node in range(1, tree.n):  # breadth-first: a parent comes before its children
+        d[node] = d[parent[node]] + 1
+    depth = np.asarray(d, dtype=np.int64)
+    order = np.argsort(depth, kind="stable")
+    return np.split(order, np.flatnonzero(np.diff(depth[order])) + 1)
+
+
 def subtree_sums(tree: Tree, values: np.ndarray) -> np.ndarray:
     """Sum of ``values`` (steps, nodes) over each node's subtree."""
-    out = values.copy()
-    for node in range(tree.n - 1, 0, -1):
-        out[:, tree.parent[node]] += out[:, node]
-    return out
+    out = np.array(values.T, order="C")  # (nodes, steps): a node's series is contiguous
+    for level in depth_levels(tree)[:0:-1]:
+        np.add.at(out, tree.parent[level], out[level])
+    return out.T
 
 
-def dist_flow_point(tree: Tree, inj_p: np.ndarray, inj_q: np.ndarray, v_root: float) -> OperatingPoint:
-    """The operating point LinDistFlow predicts for net injections (steps, nodes) in pu, losses neglected."""
-    p = -subtree_sums(tree, inj_p)
-    q = -subtree_sums(tree, inj_q)
+def dist_flow_point(tree: Tree, inj_p: np.ndarray, inj_q: np.ndarray | None, v_root: float) -> OperatingPoint:
+    """The operating point LinDistFlow predicts for net injections (steps, nodes) in pu, losses neglected
+    (``inj_q`` None: no reactive injection)."""
+    levels = depth_levels(tree)
+    p = -subtree_sums(tree, inj_p).T  # (nodes, steps)
+    q = np.zeros_like(p) if inj_q is None else -subtree_sums(tree, inj_q).T
     vm = np.empty_like(p)
-    vm[:, 0] = v_root
-    for node in range(1, tree.n):
-        vm[:, node] = vm[:, tree.parent[node]] - tree.r_pu[node] * p[:, node] - tree.x_pu[node] * q[:, node]
-    return OperatingPoint(vm=vm, p=p, q=q)
+    vm[0] = v_root
+    for level in levels[1:]:
+        vm[level] = (
+            vm[tree.parent[level]] - tree.r_pu[level, None] * p[level] - tree.x_pu[level, None] * q[level]
+        )
+    return OperatingPoint(vm=vm.T, p=p.T, q=q.T)
 
 
 @dataclass

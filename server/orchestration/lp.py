@@ -1,16 +1,24 @@
-"""A sparse LP held by HiGHS (highspy directly): columns and rows are collected as arrays, passed once in
-column-wise (CSC) form, and rows found violated later are added to the live model, so HiGHS re-solves from
-its last basis (a warm start) instead of from scratch."""
+"""A sparse LP held by HiGHS (highspy directly): columns and rows are collected as arrays and handed to HiGHS
+as numpy arrays in one call (no per-element conversion), rows found violated later are added to the live
+model, so HiGHS re-solves from its last basis (a warm start) instead of from scratch. A basis from an earlier
+solve whose LP had the same first columns and rows (``warm``) starts the first solve.
+
+Thousands of small LPs are solved one after another, so a released LP gives its HiGHS instance back for the
+next one (cleared), instead of paying for a new instance and the destruction of the old."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy import sparse
 
 INF = float("inf")
+# below this many columns presolve costs more than it saves (small zone LPs solve about twice as fast without)
+PRESOLVE_MIN_COLS = 20_000
+_NO_INT = np.zeros(0, np.int32)
+_FREE: tuple[int, list[Any]] = (os.getpid(), [])  # released instances of this process
 
 
 @dataclass
@@ -22,6 +30,39 @@ class RowBatch:
     vals: np.ndarray
 
 
+def _highs() -> Any:
+    pid, free = _FREE
+    if pid == os.getpid() and free:
+        h = free.pop()
+        h.clearModel()
+        return h
+    import highspy
+
+    h = highspy.Highs()
+    h.setOptionValue("output_flag", False)
+    h.setOptionValue("threads", 1)
+    return h
+
+
+def _give_back(h: Any) -> None:
+    global _FREE
+    if _FREE[0] != os.getpid():  # a forked child: the parent's instances are not ours to reuse
+        _FREE = (os.getpid(), [])
+    if len(_FREE[1]) < 4:
+        _FREE[1].append(h)
+
+
+def compressed(
+    major: np.ndarray, minor: np.ndarray, vals: np.ndarray, count: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Triplets -> (start, index, value) grouped by ``major`` (column-wise when ``major`` are columns);
+    the entries must be distinct."""
+    order = np.argsort(major, kind="stable")
+    start = np.zeros(count, np.int32)
+    np.cumsum(np.bincount(major, minlength=count)[:-1], out=start[1:])
+    return start, minor[order].astype(np.int32), vals[order].astype(float)
+
+
 @dataclass
 class Lp:
     lower: list[np.ndarray] = field(default_factory=list)
@@ -31,7 +72,11 @@ class Lp:
     pending: list[RowBatch] = field(default_factory=list)
     m: int = 0
     highs: Any = None
+    # a HighsBasis of an earlier solve whose LP had the same first columns and rows: (basis, columns, rows)
+    warm: tuple[Any, int, int] | None = None
+    iterations: int = 0
     _cols_in_model: int = 0
+    _rows_in_model: int = 0
 
     def add_cols(
         self,
@@ -44,9 +89,9 @@ class Lp:
         if count is None:
             count = max(np.size(lower), np.size(upper), np.size(cost))
         start = self.n
-        self.lower.append(np.broadcast_to(np.asarray(lower, float), (count,)).copy())
-        self.upper.append(np.broadcast_to(np.asarray(upper, float), (count,)).copy())
-        self.cost.append(np.broadcast_to(np.asarray(cost, float), (count,)).copy())
+        for target, value in ((self.lower, lower), (self.upper, upper), (self.cost, cost)):
+            a = np.asarray(value, float)
+            target.append(np.full(count, float(a)) if a.ndim == 0 else a.astype(float, copy=True))
         self.n += count
         return start
 
@@ -67,42 +112,80 @@ class Lp:
         self.m += len(lower)
         return start
 
-    def _flush_into_new_model(self) -> None:
-        import highspy
-
-        h = highspy.Highs()
-        h.setOptionValue("output_flag", False)
-        h.setOptionValue("threads", 1)
-        lp = highspy.HighsLp()
-        lower, upper, cost = (
-            np.concatenate(x) if x else np.zeros(0) for x in (self.lower, self.upper, self.cost)
+    def _columns(self, first: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return tuple(  # type: ignore[return-value]
+            np.concatenate(x)[first:] if x else np.zeros(0) for x in (self.lower, self.upper, self.cost)
         )
-        rl, ru, a = self._stack(self.pending, 0)
-        lp.num_col_, lp.num_row_ = self.n, len(rl)
-        lp.col_cost_, lp.col_lower_, lp.col_upper_ = cost, lower, upper
-        lp.row_lower_, lp.row_upper_ = rl, ru
-        csc = a.tocsc()
-        lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-        lp.a_matrix_.start_ = csc.indptr.astype(np.int32)
-        lp.a_matrix_.index_ = csc.indices.astype(np.int32)
-        lp.a_matrix_.value_ = csc.data
-        h.passModel(lp)
-        self.highs = h
-        self._cols_in_model = self.n
-        self.pending = []
 
-    def _stack(self, batches: list[RowBatch], row0: int) -> tuple[np.ndarray, np.ndarray, sparse.coo_matrix]:
-        rl = np.concatenate([b.lower for b in batches]) if batches else np.zeros(0)
-        ru = np.concatenate([b.upper for b in batches]) if batches else np.zeros(0)
+    def _stack(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The pending rows: bounds and triplets with rows numbered from the first pending row."""
+        batches = self.pending
+        if not batches:
+            z = np.zeros(0)
+            return z, z, z.astype(np.int64), z.astype(np.int64), z
         offsets = np.cumsum([0] + [len(b.lower) for b in batches])
-        rows = (
-            np.concatenate([b.rows + o for b, o in zip(batches, offsets, strict=False)])
-            if batches
-            else np.zeros(0, int)
+        return (
+            np.concatenate([b.lower for b in batches]),
+            np.concatenate([b.upper for b in batches]),
+            np.concatenate([b.rows + o for b, o in zip(batches, offsets, strict=False)]),
+            np.concatenate([b.cols for b in batches]),
+            np.concatenate([b.vals for b in batches]),
         )
-        cols = np.concatenate([b.cols for b in batches]) if batches else np.zeros(0, int)
-        vals = np.concatenate([b.vals for b in batches]) if batches else np.zeros(0)
-        return rl, ru, sparse.coo_matrix((vals, (rows, cols)), shape=(len(rl), self.n))
+
+    def _add_rows_to_model(
+        self, lower: np.ndarray, upper: np.ndarray, rows: np.ndarray, cols: np.ndarray, vals: np.ndarray
+    ) -> None:
+        if not len(lower):
+            return
+        start, index, value = compressed(rows, cols, vals, len(lower))
+        self.highs.addRows(len(lower), lower, upper, len(value), start, index, value)
+
+    def _add_cols_to_model(self, first: int) -> None:
+        if self.n > first:
+            lower, upper, cost = self._columns(first)
+            self.highs.addCols(self.n - first, cost, lower, upper, 0, _NO_INT, _NO_INT, np.zeros(0))
+
+    def _flush_into_new_model(self) -> None:
+        """Pass everything to a new HiGHS model; with ``warm``, pass the leading columns and rows first, set
+        the earlier basis and add the rest (HiGHS extends the basis: new rows basic, new columns at a bound)."""
+        h = self.highs = _highs()
+        lower, upper, cost = self._columns(0)
+        rl, ru, rows, cols, vals = self._stack()
+        n0, m0 = self.n, len(rl)
+        if self.warm is not None and self.warm[1] <= self.n and self.warm[2] <= len(rl):
+            n0, m0 = self.warm[1], self.warm[2]
+            head = rows < m0
+            if (cols[head] >= n0).any():  # a leading row reaches a new column: not the earlier LP
+                n0, m0 = self.n, len(rl)
+        head = rows < m0
+        h.setOptionValue("presolve", "choose" if self.n >= PRESOLVE_MIN_COLS else "off")
+        start, index, value = compressed(cols[head], rows[head], vals[head], n0)
+        h.passModel(
+            n0,
+            m0,
+            len(value),
+            1,  # column-wise
+            1,  # minimise
+            0.0,
+            cost[:n0],
+            lower[:n0],
+            upper[:n0],
+            rl[:m0],
+            ru[:m0],
+            start,
+            index,
+            value,
+            np.zeros(n0, np.int32),
+        )
+        if (n0, m0) != (self.n, len(rl)):
+            assert self.warm is not None
+            h.setBasis(self.warm[0])
+            self._add_cols_to_model(n0)
+            tail = ~head
+            self._add_rows_to_model(rl[m0:], ru[m0:], rows[tail] - m0, cols[tail], vals[tail])
+        self._cols_in_model = self.n
+        self._rows_in_model = len(rl)
+        self.pending = []
 
     def solve(self) -> tuple[str, np.ndarray, float]:
         """Solve (adding what was appended since the last solve); returns status, column values, objective."""
@@ -111,31 +194,27 @@ class Lp:
         if self.highs is None:
             self._flush_into_new_model()
         else:
-            h = self.highs
-            new = self.n - self._cols_in_model
-            if new:
-                lower = np.concatenate(self.lower)[self._cols_in_model :]
-                upper = np.concatenate(self.upper)[self._cols_in_model :]
-                cost = np.concatenate(self.cost)[self._cols_in_model :]
-                h.addCols(
-                    new, cost, lower, upper, 0, np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0)
-                )
-                self._cols_in_model = self.n
+            self._add_cols_to_model(self._cols_in_model)
+            self._cols_in_model = self.n
             if self.pending:
-                rl, ru, a = self._stack(self.pending, 0)
-                csr = a.tocsr()
-                h.addRows(
-                    len(rl),
-                    rl,
-                    ru,
-                    csr.nnz,
-                    csr.indptr[:-1].astype(np.int32),
-                    csr.indices.astype(np.int32),
-                    csr.data,
-                )
+                rl, ru, rows, cols, vals = self._stack()
+                self._add_rows_to_model(rl, ru, rows, cols, vals)
+                self._rows_in_model += len(rl)
                 self.pending = []
         h = self.highs
         h.run()
         status = h.modelStatusToString(h.getModelStatus())
         x = np.asarray(h.getSolution().col_value)
-        return status, x, float(h.getInfo().objective_function_value)
+        info = h.getInfo()
+        self.iterations += int(info.simplex_iteration_count)
+        return status, x, float(info.objective_function_value)
+
+    def basis(self) -> tuple[Any, int, int] | None:
+        """The current basis with the LP's size, for ``warm`` of a later LP that starts the same way."""
+        return (self.highs.getBasis(), self.n, self._rows_in_model) if self.highs is not None else None
+
+    def release(self) -> None:
+        """Give HiGHS's instance back for the next LP (the solution already returned stays valid)."""
+        if self.highs is not None:
+            _give_back(self.highs)
+            self.highs = None

@@ -2,9 +2,11 @@
 resources over the horizon against its bus voltage bands and branch ratings through the linear model, every
 network limit soft with a named slack.
 
-Several zones can share one LP (their blocks are independent); network rows are added lazily: first the
-(bus or branch, interval) pairs that are near their limit at the operating point, then, after each solve,
-those the linear model finds violated, until none are (HiGHS re-solves warm)."""
+The columns of each kind of resource are built for all units of the zone at once from ``FleetArrays``.
+Network rows are added lazily: first the (bus or branch, interval) pairs that are near their limit at the
+operating point, then, after each solve, those the linear model finds violated, until none are (HiGHS
+re-solves warm). The rows a zone ended with are logged, so that solving the zone again (the MV step asked it
+for a share) can rebuild the same LP, start from the earlier basis and add the boundary on top."""
 
 from __future__ import annotations
 
@@ -12,10 +14,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from server.orchestration.fleet_arrays import FleetArrays
 from server.orchestration.linear import OperatingPoint, ZoneModel
 from server.orchestration.lp import INF, Lp
 from server.orchestration.network.topology import BASE_MVA, MV_ZONE
-from server.orchestration.resources import Costs, Fleet
+from server.orchestration.resources import Costs
 
 KW_PU = 1e-3 / BASE_MVA  # pu per kW
 MILLI = 1e3  # voltage rows are written in milli-pu (better scaled)
@@ -32,12 +35,12 @@ class Margins:
 
 
 @dataclass
-class Aggregate:
-    """MV step: more (or less) injection from an LV zone than its own plan, at its transformer's MV node."""
+class Aggregates:
+    """MV step: more (or less) injection from the LV zones below an MV node than their own plans. LV zones
+    under the same MV node are one column each way: same place, same price, so merging them is exact."""
 
-    zone: int
-    node: int  # local node in the MV zone
-    down_kw: np.ndarray  # (steps,) how much the zone can still reduce its injection
+    node: np.ndarray  # (A,) local node in the MV zone
+    down_kw: np.ndarray  # (A, steps) how much the zones can still reduce their injection
     up_kw: np.ndarray
 
 
@@ -49,132 +52,135 @@ class Slack:
     amount: float  # pu for voltage, kW otherwise
 
 
+RowLog = list[tuple[str, np.ndarray, np.ndarray]]  # ("v" | "p", local nodes, intervals) in the order added
+
+
 @dataclass
 class ZoneInput:
     model: ZoneModel
     op: OperatingPoint  # whole-tree operating point
     vmin: np.ndarray  # (n,) band of the zone's nodes
     vmax: np.ndarray
-    pv: list[int] = field(default_factory=list)  # indices into fleet lists, of units in this zone
-    batteries: list[int] = field(default_factory=list)
-    evs: list[int] = field(default_factory=list)
-    dr: list[int] = field(default_factory=list)
-    offset_pu: np.ndarray | None = None  # (steps, n) voltage change from outside the zone
+    pv: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # indices into FleetArrays
+    batteries: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    evs: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    dr: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    offset_pu: np.ndarray | None = None  # (steps,) or (steps, n) voltage change from outside the zone
     fixed_kw: np.ndarray | None = None  # (steps, n) injection change already decided (MV step: LV zones)
-    aggregates: list[Aggregate] = field(default_factory=list)
+    aggregates: Aggregates | None = None
     boundary_hi_kw: np.ndarray | None = None  # (steps,) cap on the zone's injection change
     boundary_lo_kw: np.ndarray | None = None
+    replay: RowLog | None = None  # network rows to start with instead of the watched ones
+
+
+def _ints(a: np.ndarray | list[int]) -> np.ndarray:
+    return np.asarray(a, dtype=np.int64).reshape(-1)
 
 
 class ZoneBlock:
-    """One zone's columns and rows inside a shared LP."""
+    """One zone's columns and rows in an LP."""
 
     def __init__(
         self,
         lp: Lp,
         zi: ZoneInput,
-        fleet: Fleet,
-        node_of: dict[int, int],
+        fa: FleetArrays,
+        local_of: np.ndarray,
         inj_op_kw: np.ndarray,
         costs: Costs,
         margins: Margins,
     ) -> None:
-        self.zi, self.lp, self.fleet, self.costs, self.margins = zi, lp, fleet, costs, margins
+        """``local_of``: every tree node's index within its zone; ``inj_op_kw``: (steps, zone nodes) injection
+        of the controllable units at the operating point."""
+        self.zi, self.lp, self.costs, self.margins = zi, lp, costs, margins
         zm = zi.model
-        steps, dt = fleet.steps, fleet.step_h
+        steps, dt = fa.steps, fa.step_h
         self.steps, n = steps, len(zm.nodes)
-        local = {int(v): i for i, v in enumerate(zm.nodes)}
         price = costs.price
-        e_node, e_t, e_col, e_coef = [], [], [], []
-        tt = np.arange(steps)
+        e_node: list[np.ndarray] = []
+        e_t: list[np.ndarray] = []
+        e_col: list[np.ndarray] = []
+        e_coef: list[np.ndarray] = []
 
-        def entry(node: int, cols: np.ndarray, coef: float, ts: np.ndarray = tt) -> None:
-            e_node.append(np.full(len(ts), node))
+        def entries(node: np.ndarray, ts: np.ndarray, cols: np.ndarray, coef: float) -> None:
+            e_node.append(node)
             e_t.append(ts)
             e_col.append(cols)
             e_coef.append(np.full(len(ts), coef))
 
-        eq_rows: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []  # (cols, vals, row, rhs)
+        eq: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []  # (rows, cols, vals, rhs)
         # generation has columns only while the sun is up
-        self.pv_cols: dict[int, tuple[int, np.ndarray]] = {}
-        for k in zi.pv:
-            u = fleet.pv[k]
-            ts = np.flatnonzero(u.avail_kw > 0)
-            c0 = lp.add_cols(0.0, u.avail_kw[ts], -(price[ts] + costs.curtail) * dt, count=len(ts))
-            self.pv_cols[k] = (c0, ts)
-            entry(local[node_of[u.bus]], c0 + np.arange(len(ts)), 1.0, ts)
-        self.bat_cols: dict[int, tuple[int, int, int]] = {}
-        for k in zi.batteries:
-            b = fleet.batteries[k]
-            ch = lp.add_cols(0.0, b.power_kw, (price + costs.wear) * dt)
-            dis = lp.add_cols(0.0, b.power_kw, (-price + costs.wear) * dt)
-            soc_lb = np.full(steps, b.min_kwh)
-            soc_lb[-1] = max(b.min_kwh, b.soc0_kwh)
-            soc = lp.add_cols(soc_lb, b.energy_kwh, 0.0, count=steps)
-            self.bat_cols[k] = (ch, dis, soc)
-            node = local[node_of[b.bus]]
-            entry(node, ch + tt, -1.0)
-            entry(node, dis + tt, 1.0)
-            # soc[t] - soc[t-1] - eff*dt*ch[t] + dt/eff*dis[t] = 0 (soc[-1] = soc0)
-            r = np.repeat(tt, 3)[: 3 * steps]
-            cols = np.column_stack([soc + tt, ch + tt, dis + tt]).ravel()
-            vals = np.tile([1.0, -b.efficiency * dt, dt / b.efficiency], steps)
-            prev_r, prev_c = tt[1:], soc + tt[:-1]
-            rhs = np.zeros(steps)
-            rhs[0] = b.soc0_kwh
-            eq_rows.append(
-                (
-                    np.concatenate([cols, prev_c]),
-                    np.concatenate([vals, -np.ones(steps - 1)]),
-                    np.concatenate([r, prev_r]),
-                    rhs,
-                )
+        pv = _ints(zi.pv)
+        avail = fa.pv_avail[pv]
+        u, ts = np.nonzero(avail > 0)
+        c0 = lp.add_cols(0.0, avail[u, ts], -(price[ts] + costs.curtail) * dt, count=len(u))
+        self.pv = (pv, u, ts, c0)
+        entries(local_of[fa.pv_node[pv]][u], ts, c0 + np.arange(len(u)), 1.0)
+        # storage: charge, discharge and state of charge per interval, laid out unit by unit
+        bat = _ints(zi.batteries)
+        nb = len(bat) * steps
+        bi, tt = np.repeat(np.arange(len(bat)), steps), np.tile(np.arange(steps), len(bat))
+        power, eff = fa.bat_power[bat][bi], fa.bat_eff[bat][bi]
+        ch = lp.add_cols(0.0, power, np.tile((price + costs.wear) * dt, len(bat)), count=nb)
+        dis = lp.add_cols(0.0, power, np.tile((-price + costs.wear) * dt, len(bat)), count=nb)
+        soc_lb = fa.bat_min[bat][bi]
+        soc_lb[tt == steps - 1] = np.maximum(fa.bat_min[bat], fa.bat_soc0[bat])
+        soc = lp.add_cols(soc_lb, fa.bat_energy[bat][bi], 0.0, count=nb)
+        self.bat = (bat, ch, dis)
+        # soc[t] - soc[t-1] - eff*dt*ch[t] + dt/eff*dis[t] = 0 (soc[-1] = soc0)
+        r = np.arange(nb)
+        prev = r[tt > 0]
+        rhs = np.zeros(nb)
+        rhs[tt == 0] = fa.bat_soc0[bat]
+        eq.append(
+            (
+                np.concatenate([r, r, r, prev]),
+                np.concatenate([soc + r, ch + r, dis + r, soc + prev - 1]),
+                np.concatenate([np.ones(nb), -eff * dt, dt / eff, -np.ones(len(prev))]),
+                rhs,
             )
-        self.ev_cols: dict[int, list[tuple[int, int, int]]] = {}
-        for k in zi.evs:
-            ev = fleet.evs[k]
-            node = local[node_of[ev.bus]]
-            self.ev_cols[k] = []
-            for s in ev.sessions:
-                ts = np.arange(s.t0, s.t1)
-                c0 = lp.add_cols(0.0, ev.power_kw, price[ts] * dt)
-                self.ev_cols[k].append((c0, s.t0, s.t1))
-                entry(node, c0 + ts - s.t0, -1.0, ts)
-                energy = min(s.energy_kwh, ev.power_kw * len(ts) * dt)
-                eq_rows.append(
-                    (
-                        c0 + np.arange(len(ts)),
-                        np.full(len(ts), dt),
-                        np.zeros(len(ts), int),
-                        np.array([energy]),
-                    )
-                )
+        )
+        node = local_of[fa.bat_node[bat]][bi]
+        entries(node, tt, ch + r, -1.0)
+        entries(node, tt, dis + r, 1.0)
+        # charging sessions: the session's energy delivered inside its (widened) window
+        evs = _ints(zi.evs)
+        sess, owner = fa.sessions_of(evs)
+        t0, lens = fa.sess_t0[sess], fa.sess_t1[sess] - fa.sess_t0[sess]
+        total = int(lens.sum())
+        si = np.repeat(np.arange(len(sess)), lens)
+        ts = t0[si] + np.arange(total) - np.repeat(np.cumsum(lens) - lens, lens)
+        power = fa.ev_power[evs][owner]
+        c0 = lp.add_cols(0.0, power[si], price[ts] * dt, count=total)
+        energy = np.minimum(fa.sess_energy[sess], power * lens * dt)
+        eq.append((si, c0 + np.arange(total), np.full(total, dt), energy))
+        entries(local_of[fa.ev_node[evs]][owner][si], ts, c0 + np.arange(total), -1.0)
+        self.ev = (evs, owner[si], ts, c0)
         # demand response (shedding) only helps against import stress: columns where the zone has some
         stressed = self._import_stress(zi, margins)
-        self.dr_cols: dict[int, tuple[int, np.ndarray]] = {}
-        for k in zi.dr:
-            d = fleet.dr[k]
-            ts = np.flatnonzero(stressed & (d.max_shed_kw > 0))
-            c0 = lp.add_cols(0.0, d.max_shed_kw[ts], (costs.dr - price[ts]) * dt, count=len(ts))
-            self.dr_cols[k] = (c0, ts)
-            entry(local[node_of[d.bus]], c0 + np.arange(len(ts)), 1.0, ts)
-        # an LV zone's extra flexibility gets columns only in the intervals where it has some
-        self.agg_cols: dict[int, tuple[int, np.ndarray, int, np.ndarray]] = {}
-        for a in zi.aggregates:
-            td, tu = np.flatnonzero(a.down_kw > 0), np.flatnonzero(a.up_kw > 0)
-            down = lp.add_cols(0.0, a.down_kw[td], (costs.curtail + price[td]) * dt, count=len(td))
-            up = lp.add_cols(0.0, a.up_kw[tu], (costs.dr - price[tu]) * dt, count=len(tu))
-            self.agg_cols[a.zone] = (down, td, up, tu)
-            entry(a.node, down + np.arange(len(td)), -1.0, td)
-            entry(a.node, up + np.arange(len(tu)), 1.0, tu)
-        for cols, vals, rows, rhs in eq_rows:
-            lp.add_rows(rhs, rhs, rows, cols, vals)
+        dr = _ints(zi.dr)
+        shed = fa.dr_max[dr]
+        u, ts = np.nonzero(stressed[None, :] & (shed > 0))
+        c0 = lp.add_cols(0.0, shed[u, ts], (costs.dr - price[ts]) * dt, count=len(u))
+        self.dr = (dr, u, ts, c0)
+        entries(local_of[fa.dr_node[dr]][u], ts, c0 + np.arange(len(u)), 1.0)
+        # LV zones' extra flexibility gets columns only in the intervals where they have some
+        self.agg: tuple[np.ndarray, np.ndarray, int, np.ndarray, np.ndarray, int] | None = None
+        if zi.aggregates is not None:
+            ag = zi.aggregates
+            ad, td = np.nonzero(ag.down_kw > 0)
+            au, tu = np.nonzero(ag.up_kw > 0)
+            down = lp.add_cols(0.0, ag.down_kw[ad, td], (costs.curtail + price[td]) * dt, count=len(ad))
+            up = lp.add_cols(0.0, ag.up_kw[au, tu], (costs.dr - price[tu]) * dt, count=len(au))
+            self.agg = (ad, td, down, au, tu, up)
+            entries(ag.node[ad], td, down + np.arange(len(ad)), -1.0)
+            entries(ag.node[au], tu, up + np.arange(len(au)), 1.0)
+        for rows, cols, vals, rhs in eq:
+            if len(rhs):
+                lp.add_rows(rhs, rhs, rows, cols, vals)
 
-        def cat(xs: list[np.ndarray], dtype: type) -> np.ndarray:
-            return np.concatenate(xs).astype(dtype) if xs else np.zeros(0, dtype)
-
-        self.e_node, self.e_t = cat(e_node, np.int64), cat(e_t, np.int64)
-        self.e_col, self.e_coef = cat(e_col, np.int64), cat(e_coef, float)
+        self.e_node, self.e_t = np.concatenate(e_node), np.concatenate(e_t)
+        self.e_col, self.e_coef = np.concatenate(e_col), np.concatenate(e_coef)
         order = np.argsort(self.e_t, kind="stable")
         self.e_node, self.e_t, self.e_col, self.e_coef = (
             a[order] for a in (self.e_node, self.e_t, self.e_col, self.e_coef)
@@ -185,7 +191,9 @@ class ZoneBlock:
         op = zi.op
         vm = op.vm[:, zm.nodes]
         fixed = zi.fixed_kw if zi.fixed_kw is not None else np.zeros((steps, n))
-        offset = zi.offset_pu if zi.offset_pu is not None else np.zeros((steps, n))
+        offset = np.zeros((steps, n)) if zi.offset_pu is None else zi.offset_pu
+        if offset.ndim == 1:
+            offset = offset[:, None]
         self.rk = zm.r * KW_PU * MILLI  # milli-pu per kW
         below = zm.below.astype(float)
         self.below = below
@@ -203,6 +211,7 @@ class ZoneBlock:
         self.in_lp_p = np.zeros((steps, n), bool)
         self.rows_v: list[tuple[np.ndarray, np.ndarray, int, int]] = []  # (js, ts, first slack col, count)
         self.rows_p: list[tuple[np.ndarray, np.ndarray, int, int]] = []
+        self.log: RowLog = []
         self.boundary: tuple[int, np.ndarray] | None = None
         self.inj_op_sum = inj_op_kw.sum(axis=1)
         self.sparse = zm.zone == MV_ZONE or n > SPARSE_NODES
@@ -210,14 +219,19 @@ class ZoneBlock:
             self._add_flow_variables(fixed)
             self.c_v_sparse = self.c_v - fixed @ self.rk.T
             self.c_p_sparse = self.c_p + fixed @ below.T
+        if zi.replay is not None:
+            for kind, js, ts in zi.replay:
+                (self.add_voltage_rows if kind == "v" else self.add_branch_rows)(js, ts)
+        else:
+            watch_v = (vm > zi.vmax - margins.voltage_pu - WATCH_PU) | (
+                vm < zi.vmin + margins.voltage_pu + WATCH_PU
+            )
+            watch_p = self.has_branch[None, :] & (np.abs(p_op_kw) > WATCH_LOADING * self.pmax)
+            self.add_voltage_rows(*np.nonzero(watch_v.T))
+            self.add_branch_rows(*np.nonzero(watch_p.T))
+        # the boundary comes last: a replayed LP's leading columns and rows are those of its earlier basis
         if zi.boundary_hi_kw is not None or zi.boundary_lo_kw is not None:
             self._add_boundary()
-        watch_v = (vm > zi.vmax - margins.voltage_pu - WATCH_PU) | (
-            vm < zi.vmin + margins.voltage_pu + WATCH_PU
-        )
-        watch_p = self.has_branch[None, :] & (np.abs(p_op_kw) > WATCH_LOADING * self.pmax)
-        self.add_voltage_rows(*np.nonzero(watch_v.T))
-        self.add_branch_rows(*np.nonzero(watch_p.T))
 
     @staticmethod
     def _import_stress(zi: ZoneInput, margins: Margins) -> np.ndarray:
@@ -240,39 +254,29 @@ class ZoneBlock:
         self.f0 = lp.add_cols(-INF, INF, 0.0, count=n * steps)
         self.u0 = lp.add_cols(-INF, INF, 0.0, count=n * steps)
         tt = np.arange(steps)
-        # f[i,t] - sum of f[children,t] - entries at (i, t) = fixed[t, i]
-        rows = [np.repeat(np.arange(n) * steps, steps) + np.tile(tt, n)]
-        cols = [self.f0 + rows[0]]
-        vals = [np.ones(n * steps)]
+        base = np.arange(n * steps)  # node i, interval t -> i * steps + t
         child = np.flatnonzero(zm.parent_local >= 0)
-        for c in child:
-            p = zm.parent_local[c]
-            rows.append(p * steps + tt)
-            cols.append(self.f0 + c * steps + tt)
-            vals.append(-np.ones(steps))
-        rows.append(self.e_node * steps + self.e_t)
-        cols.append(self.e_col)
-        vals.append(-self.e_coef)
+        par = zm.parent_local[child]
+        child_rows = (par[:, None] * steps + tt[None, :]).ravel()
+        child_cols = (child[:, None] * steps + tt[None, :]).ravel()
+        # f[i,t] - sum of f[children,t] - entries at (i, t) = fixed[t, i]
         rhs = fixed.T.ravel()
-        lp.add_rows(rhs, rhs, np.concatenate(rows), np.concatenate(cols), np.concatenate(vals))
+        lp.add_rows(
+            rhs,
+            rhs,
+            np.concatenate([base, child_rows, self.e_node * steps + self.e_t]),
+            np.concatenate([self.f0 + base, self.f0 + child_cols, self.e_col]),
+            np.concatenate([np.ones(n * steps), -np.ones(len(child_rows)), -self.e_coef]),
+        )
         # u[i,t] - u[parent,t] - r_i f[i,t] = 0 (the zone's top: r_top + r_i, the MV path above it)
         rk = zm.r_branch * KW_PU * MILLI
-        top = zm.parent_local < 0
-        r_i = rk + np.where(top, zm.r_top * KW_PU * MILLI, 0.0)
-        base = np.repeat(np.arange(n) * steps, steps) + np.tile(tt, n)
-        rows = [base, base]
-        cols = [self.u0 + base, self.f0 + base]
-        vals = [np.ones(n * steps), -np.repeat(r_i, steps)]
-        for c in child:
-            rows.append(c * steps + tt)
-            cols.append(self.u0 + zm.parent_local[c] * steps + tt)
-            vals.append(-np.ones(steps))
+        r_i = rk + np.where(zm.parent_local < 0, zm.r_top * KW_PU * MILLI, 0.0)
         lp.add_rows(
             np.zeros(n * steps),
             np.zeros(n * steps),
-            np.concatenate(rows),
-            np.concatenate(cols),
-            np.concatenate(vals),
+            np.concatenate([base, base, child_cols]),
+            np.concatenate([self.u0 + base, self.f0 + base, self.u0 + child_rows]),
+            np.concatenate([np.ones(n * steps), -np.repeat(r_i, steps), -np.ones(len(child_rows))]),
         )
 
     def _add_boundary(self) -> None:
@@ -280,20 +284,15 @@ class ZoneBlock:
         hi = zi.boundary_hi_kw if zi.boundary_hi_kw is not None else np.full(steps, INF)
         lo = zi.boundary_lo_kw if zi.boundary_lo_kw is not None else np.full(steps, -INF)
         slack = lp.add_cols(0.0, INF, self.costs.boundary_penalty, count=2 * steps)
-        rows, cols, vals = [], [], []
-        for t in range(steps):
-            a, b = self.t_start[t], self.t_start[t + 1]
-            rows.append(np.full(b - a + 2, t))
-            cols.append(np.concatenate([self.e_col[a:b], [slack + 2 * t, slack + 2 * t + 1]]))
-            vals.append(np.concatenate([self.e_coef[a:b], [1.0, -1.0]]))
+        tt = np.arange(steps)
         lp.add_rows(
             lo + self.inj_op_sum,
             hi + self.inj_op_sum,
-            np.concatenate(rows),
-            np.concatenate(cols),
-            np.concatenate(vals),
+            np.concatenate([self.e_t, tt, tt]),
+            np.concatenate([self.e_col, slack + 2 * tt, slack + 2 * tt + 1]),
+            np.concatenate([self.e_coef, np.ones(steps), -np.ones(steps)]),
         )
-        self.boundary = (slack, np.arange(steps))
+        self.boundary = (slack, tt)
 
     def _row_entries(self, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """For rows at intervals ``ts``: (row of each entry, entry index) over every entry of that interval."""
@@ -330,6 +329,7 @@ class ZoneBlock:
         if not len(js):
             return 0
         self.in_lp_v[ts, js] = True
+        self.log.append(("v", js, ts))
         if self.sparse:
             row, cols, vals = np.arange(len(js)), self.u0 + js * self.steps + ts, np.ones(len(js))
             c = self.c_v_sparse[ts, js]
@@ -349,6 +349,7 @@ class ZoneBlock:
         if not len(ks):
             return 0
         self.in_lp_p[ts, ks] = True
+        self.log.append(("p", ks, ts))
         if self.sparse:
             row, cols, vals = np.arange(len(ks)), self.f0 + ks * self.steps + ts, -np.ones(len(ks))
             c = self.c_p_sparse[ts, ks]
@@ -363,19 +364,21 @@ class ZoneBlock:
         self.rows_p.append((ks, ts, slack, len(ks)))
         return len(ks)
 
-    def aggregate(self, zone: int, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(down, up) kW the MV step asked of an LV zone per interval."""
-        c_down, td, c_up, tu = self.agg_cols[zone]
-        down, up = np.zeros(self.steps), np.zeros(self.steps)
-        down[td] = x[c_down + np.arange(len(td))]
-        up[tu] = x[c_up + np.arange(len(tu))]
+    def aggregates(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(down, up), each (A, steps): the kW the MV step asked of the LV zones below each aggregate."""
+        ag = self.zi.aggregates
+        assert ag is not None and self.agg is not None
+        ad, td, down0, au, tu, up0 = self.agg
+        down, up = np.zeros_like(ag.down_kw), np.zeros_like(ag.up_kw)
+        down[ad, td] = x[down0 + np.arange(len(ad))]
+        up[au, tu] = x[up0 + np.arange(len(au))]
         return down, up
 
     def injection(self, x: np.ndarray) -> np.ndarray:
-        """Controllable injection per zone node per interval (kW) of a solution."""
-        inj = np.zeros((self.steps, len(self.zi.model.nodes)))
-        np.add.at(inj, (self.e_t, self.e_node), self.e_coef * x[self.e_col])
-        return inj
+        """Controllable injection change per zone node per interval (kW) of a solution."""
+        n = len(self.zi.model.nodes)
+        flat = np.bincount(self.e_t * n + self.e_node, self.e_coef * x[self.e_col], minlength=self.steps * n)
+        return flat.reshape(self.steps, n)
 
     def check(self, x: np.ndarray, tol_milli: float = 0.05, tol_kw: float = 0.05) -> int:
         """Add the rows the linear model finds violated by ``x``; returns how many."""
@@ -409,14 +412,15 @@ class ZoneBlock:
         return out
 
 
-def solve_blocks(lp: Lp, blocks: list[ZoneBlock]) -> tuple[str, np.ndarray, int]:
-    """Solve, add violated rows, re-solve warm, until the linear model shows no violation not in the LP."""
-    status, x, _ = lp.solve()
+def solve_blocks(lp: Lp, blocks: list[ZoneBlock]) -> tuple[str, np.ndarray, int, float]:
+    """Solve, add violated rows, re-solve warm, until the linear model shows no violation not in the LP;
+    returns status, column values, rounds and objective."""
+    status, x, objective = lp.solve()
     rounds = 1
     while rounds < MAX_ROUNDS and status == "Optimal":
         added = sum(b.check(x) for b in blocks)
         if not added:
             break
-        status, x, _ = lp.solve()
+        status, x, objective = lp.solve()
         rounds += 1
-    return status, x, rounds
+    return status, x, rounds, objective
