@@ -381,7 +381,10 @@ async def render_reading_list(
         await session.scalars(
             select(TelemetryReading)
             .where(*conds)
-            .order_by(TelemetryReading.ts.desc(), TelemetryReading.id.desc())
+            # the series index's own order (ts, then reading type; the row id last), so no page sorts the series
+            .order_by(
+                TelemetryReading.ts.desc(), TelemetryReading.reading_type.desc(), TelemetryReading.id.desc()
+            )
             .offset(start)
             .limit(limit)
         )
