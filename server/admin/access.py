@@ -92,8 +92,16 @@ def now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-async def _authenticate(request: web.Request) -> tuple[Principal | None, str]:
-    """The request's principal, or None with why a credential that was offered is refused ("" when none was)."""
+@dataclass
+class Refusal:
+    """Why an offered credential was refused, and whose it was when that is known."""
+
+    reason: str = ""
+    owner: str = ""
+
+
+async def _authenticate(request: web.Request) -> tuple[Principal | None, Refusal]:
+    """The request's principal, or None with why a credential that was offered is refused (empty when none was)."""
     rt = runtime(request)
     header = request.headers.get("Authorization", "")
     if header:
@@ -101,23 +109,27 @@ async def _authenticate(request: web.Request) -> tuple[Principal | None, str]:
         bootstrap = rt.settings.admin.token
         if bootstrap and given and hmac.compare_digest(given.encode(), bootstrap.encode()):
             if not rt.settings.admin.bootstrap_token_enabled:
-                return None, "the bootstrap token is disabled (admin.bootstrap_token_enabled)"
-            return staff.bootstrap_principal(), ""
+                return None, Refusal(
+                    "the bootstrap token is disabled (admin.bootstrap_token_enabled)", "bootstrap"
+                )
+            return staff.bootstrap_principal(), Refusal()
         if given.startswith(staff.TOKEN_PREFIX):
             async with rt.store.sessions.begin() as session:
                 found = await staff.token_principal(session, given, now())
+                owner = "" if found else await staff.credential_owner(session, given, is_token=True)
             if found is not None:
-                return found, ""
-            return None, "unknown, expired or revoked API token"
-        return None, "missing or wrong admin bearer token"
+                return found, Refusal()
+            return None, Refusal("unknown, expired or revoked API token", owner)
+        return None, Refusal("missing or wrong admin bearer token")
     cookie = request.cookies.get(SESSION_COOKIE)
     if cookie:
         async with rt.store.sessions() as session:
             found = await staff.session_principal(session, cookie, now())
+            owner = "" if found else await staff.credential_owner(session, cookie, is_token=False)
         if found is not None:
-            return found, ""
-        return None, "the session has ended or expired; log in again"
-    return None, ""
+            return found, Refusal()
+        return None, Refusal("the session has ended or expired; log in again", owner)
+    return None, Refusal()
 
 
 async def _summary(request: web.Request) -> dict[str, Any] | None:
@@ -179,7 +191,7 @@ async def access_middleware(request: web.Request, handler: Handler) -> web.Strea
     summary = await _summary(request)
     status = 500
     try:
-        response = await _decide(request, handler, who, failure)
+        response = await _decide(request, handler, who, failure.reason)
         status = response.status
         return response
     finally:
@@ -187,27 +199,27 @@ async def access_middleware(request: web.Request, handler: Handler) -> web.Strea
 
 
 async def _audit(
-    request: web.Request, who: Principal | None, failure: str, summary: dict[str, Any] | None, status: int
+    request: web.Request, who: Principal | None, failure: Refusal, summary: dict[str, Any] | None, status: int
 ) -> None:
     extra = request[AUDIT_NOTE]
     token_use = who is not None and who.credential.startswith("token:")
-    if not (request.method in MUTATING or failure or token_use or extra.event):
+    if not (request.method in MUTATING or failure.reason or token_use or extra.event):
         return
-    event = extra.event or ("auth.failed" if failure else "token.use" if token_use else "request")
+    event = extra.event or ("auth.failed" if failure.reason else "token.use" if token_use else "request")
     route = request.match_info.route.resource
     try:
         async with runtime(request).store.sessions.begin() as session:
             audit.record(
                 session,
                 event=event,
-                actor=extra.actor or (who.actor if who else ""),
+                actor=extra.actor or (who.actor if who else failure.owner),
                 credential=who.credential if who else "none",
                 method=request.method,
                 route=route.canonical if route is not None else "unmatched",
                 path=request.path_qs,
                 summary=summary,
                 status=status,
-                detail=extra.detail or failure,
+                detail=extra.detail or failure.reason,
                 remote=request.remote or "",
             )
     except Exception:  # the answer is already decided; a lost record must be loud in the log

@@ -396,3 +396,14 @@ async def revoke_token(
     if row.revoked_at is None:
         row.revoked_at = now
     return token_view(row)
+
+
+async def credential_owner(session: AsyncSession, secret: str, is_token: bool) -> str:
+    """The account an ended session or dead token belonged to (for the audit record of its refused use)."""
+    if is_token:
+        query = select(StaffAccount.name).join(StaffToken, StaffToken.account_id == StaffAccount.id)
+        query = query.where(StaffToken.digest == digest(secret))
+    else:
+        query = select(StaffAccount.name).join(StaffSession, StaffSession.account_id == StaffAccount.id)
+        query = query.where(StaffSession.id_digest == digest(secret))
+    return await session.scalar(query) or ""
