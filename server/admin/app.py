@@ -3,6 +3,7 @@ route modules of each area."""
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 
 from aiohttp import web
@@ -25,6 +26,7 @@ from server.admin import (
 )
 from server.admin.access import access_middleware, requires, security_headers
 from server.admin.common import reply, runtime
+from server.core import fleet
 from server.core.errors import DomainError
 from server.core.staff import READ
 from server.observability import Handler, observe_middleware
@@ -54,7 +56,18 @@ async def healthz(request: web.Request) -> web.Response:
 
 @requires(READ)
 async def metrics(request: web.Request) -> web.Response:
-    body = generate_latest(runtime(request).metrics.registry)
+    rt = runtime(request)
+    async with rt.store.sessions() as session:
+        parties = await fleet.party_states(session, dt.datetime.now(dt.UTC), rt.settings.openadr.poll_freq_s)
+        undelivered = await fleet.undelivered(session)
+    rt.metrics.parties.clear()
+    for (kind, state), n in parties.items():
+        rt.metrics.parties.labels(kind, state).set(n)
+    rt.metrics.undelivered.clear()  # a channel whose messages all went out drops from the list
+    for channel in {c for c, _ in undelivered}:
+        for state in fleet.UNDELIVERED:
+            rt.metrics.undelivered.labels(channel, state).set(undelivered.get((channel, state), 0))
+    body = generate_latest(rt.metrics.registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
