@@ -19,6 +19,7 @@ REDACTED = "[redacted]"
 MAX_STRING = 200
 MAX_ITEMS = 20
 MAX_DEPTH = 4
+MAX_FIELDS = 50
 
 
 def redact(value: Any, depth: int = 0) -> Any:
@@ -26,10 +27,13 @@ def redact(value: Any, depth: int = 0) -> Any:
     if isinstance(value, dict):
         if depth >= MAX_DEPTH:
             return f"{{{len(value)} fields}}"
-        return {
-            str(k): REDACTED if SECRET_FIELD.search(str(k)) else redact(v, depth + 1)
-            for k, v in value.items()
+        shown = {
+            str(k)[:MAX_STRING]: REDACTED if SECRET_FIELD.search(str(k)) else redact(v, depth + 1)
+            for k, v in list(value.items())[:MAX_FIELDS]
         }
+        if len(value) > MAX_FIELDS:  # an unauthenticated caller cannot make the log hold its whole body
+            shown["..."] = f"{len(value) - MAX_FIELDS} more fields"
+        return shown
     if isinstance(value, list):
         if len(value) > MAX_ITEMS or depth >= MAX_DEPTH:
             return f"[{len(value)} items]"
