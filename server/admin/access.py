@@ -133,10 +133,12 @@ async def _authenticate(request: web.Request) -> tuple[Principal | None, Refusal
 
 
 async def _summary(request: web.Request) -> dict[str, Any] | None:
-    if request.method not in MUTATING or not request.can_read_body:
+    if request.method not in MUTATING or not request.body_exists:
         return None
     try:
-        raw = await request.read()  # cached: the handler reads the same bytes
+        # cached: the handler reads the same bytes (but ``can_read_body`` is False from here on: handlers ask
+        # ``body_exists``)
+        raw = await request.read()
     except web.HTTPException:
         return {"unread": "body too large"}
     if not raw:

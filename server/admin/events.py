@@ -138,7 +138,7 @@ async def get_event(request: web.Request) -> web.Response:
 @routes.post("/api/v1/events/{id}/cancel")
 @requires(EVENTS)
 async def cancel_event(request: web.Request) -> web.Response:
-    body = await json_body(request) if request.can_read_body else {}
+    body = await json_body(request) if request.body_exists else {}
     async with runtime(request).store.sessions.begin() as session:
         e = await events.get(session, _event_id(request))
         await events.cancel(session, e, field(body, "randomized", bool, required=False, default=False))

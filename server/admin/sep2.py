@@ -337,7 +337,7 @@ async def get_control(request: web.Request) -> web.Response:
 @routes.post("/api/v1/controls/{id}/cancel")
 @requires(EVENTS)
 async def cancel_control(request: web.Request) -> web.Response:
-    body = await json_body(request) if request.can_read_body else {}
+    body = await json_body(request) if request.body_exists else {}
     async with runtime(request).store.sessions.begin() as session:
         c = await _control(session, _control_id(request))
         await events.cancel(session, c, field(body, "randomized", bool, required=False, default=False))
@@ -397,7 +397,7 @@ async def device_view(request: web.Request) -> web.Response:
 @routes.put("/api/v1/sep2/end-devices/{lfdi}")
 @requires(ENROL)
 async def ensure_end_device(request: web.Request) -> web.Response:
-    body = await json_body(request) if request.can_read_body else {}
+    body = await json_body(request) if request.body_exists else {}
     lfdi = _lfdi(request.match_info["lfdi"])
     pin = field(body, "pin", int, required=False)
     aggregator = field(body, "aggregator", str, required=False)

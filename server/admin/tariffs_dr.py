@@ -294,7 +294,7 @@ async def _influence_event(session: AsyncSession, event_id: int) -> Event:
 
 @requires(EVENTS)
 async def _cancel(request: web.Request) -> web.Response:
-    body = await json_body(request) if request.can_read_body else {}
+    body = await json_body(request) if request.body_exists else {}
     async with runtime(request).store.sessions.begin() as session:
         e = await _influence_event(session, _event_id(request))
         await events.cancel(session, e, field(body, "randomized", bool, required=False, default=False))

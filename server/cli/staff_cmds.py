@@ -122,6 +122,9 @@ def _ask(prompt: str) -> str:
 
 def cmd_login(args: argparse.Namespace) -> int:
     client = admin(args)
+    client.exchange(
+        "GET", "/healthz", bearer=False
+    )  # a server that is down is said before a password is asked
     name = args.name or _ask("name: ")
     password = sys.stdin.readline().rstrip("\n") if args.password_stdin else getpass.getpass("password: ")
     code = args.totp or _ask("code: ")
@@ -159,6 +162,7 @@ def cmd_login(args: argparse.Namespace) -> int:
 
 def cmd_logout(args: argparse.Namespace) -> int:
     client = admin(args)
+    client.exchange("GET", "/healthz", bearer=False)
     stored = load_credentials()
     mine = stored.pop(client.base, None)
     if mine is None:
