@@ -7,6 +7,7 @@ import argparse
 import datetime as dt
 import getpass
 import http.cookies
+import os
 import socket
 import sys
 import urllib.parse
@@ -32,6 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = ssub.add_parser("add", help="create an account; prints its first password and TOTP secret once")
     p.add_argument("name")
     p.add_argument("--role", required=True, choices=ROLES)
+    p.add_argument("--qr", metavar="PATH", help="also write the TOTP QR code as SVG to PATH (mode 0600)")
     add_config_arg(p)
     add_json_arg(p)
     p.set_defaults(func=cmd_add)
@@ -79,6 +81,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_add(args: argparse.Namespace) -> int:
     a = admin(args).call("POST", "/api/v1/staff", {"name": args.name, "role": args.role})
+    if args.qr:
+        fd = os.open(args.qr, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(a["totp_qr_svg"])
+    shown = {k: v for k, v in a.items() if k != "totp_qr_svg"}
     human = "\n".join(
         [
             f"staff account {a['name']} ({a['role']}) created. Shown this once, hand it over in person:",
@@ -86,9 +93,10 @@ def cmd_add(args: argparse.Namespace) -> int:
             f"  TOTP secret     {a['totp_secret']}",
             f"  TOTP URI        {a['totp_uri']}",
             "  recovery codes  " + " ".join(a["recovery_codes"]),
+            *([f"  QR code         {args.qr}"] if args.qr else []),
         ]
     )
-    emit(args, a, human)
+    emit(args, shown, human)
     return 0
 
 

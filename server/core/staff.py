@@ -11,12 +11,14 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+import io
 import re
 import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
 import pyotp
+import segno
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
@@ -95,6 +97,13 @@ def account_view(a: StaffAccount) -> dict[str, Any]:
     }
 
 
+def qr_svg(uri: str) -> str:
+    """The provisioning URI as an SVG QR code (for an authenticator app's camera)."""
+    out = io.BytesIO()
+    segno.make(uri, error="m").save(out, kind="svg", scale=4, border=4, xmldecl=False)
+    return out.getvalue().decode()
+
+
 def _recovery_code() -> str:
     raw = secrets.token_hex(6)
     return f"{raw[:4]}-{raw[4:8]}-{raw[8:]}"
@@ -130,11 +139,13 @@ async def create_account(session: AsyncSession, name: str, role: str, created_by
     )
     session.add(account)
     await session.flush()
+    uri = pyotp.TOTP(totp_secret).provisioning_uri(name=name, issuer_name=ISSUER)
     return {
         **account_view(account),
         "password": password,
         "totp_secret": totp_secret,
-        "totp_uri": pyotp.TOTP(totp_secret).provisioning_uri(name=name, issuer_name=ISSUER),
+        "totp_uri": uri,
+        "totp_qr_svg": qr_svg(uri),
         "recovery_codes": codes,
     }
 

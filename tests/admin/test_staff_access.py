@@ -219,6 +219,7 @@ def test_every_mutation_route_is_refused_without_credential_or_action_and_audite
 def test_login_with_password_and_totp_session_cookie_and_csrf(server):
     account = add_account(server, "olga", "operator")
     assert account["totp_uri"].startswith("otpauth://totp/OpenDSO:olga?secret=")
+    assert account["totp_qr_svg"].startswith("<svg") and "<script" not in account["totp_qr_svg"]
     assert len(account["recovery_codes"]) == 10
     wrong = call(
         server, "POST", "/api/v1/login", {"name": "olga", "password": account["password"], "totp": "000000"}
@@ -405,8 +406,10 @@ def test_cli_staff_login_and_audit(server, tmp_path):
 
     made = dso_json("staff", "add", "carl", "--role", "operator", "--json", "-c", server.config, env=env)
     assert made["role"] == "operator" and made["password"] and made["totp_secret"]
-    human = cli("staff", "add", "dora", "--role", "viewer").stdout
+    qr = tmp_path / "dora.svg"
+    human = cli("staff", "add", "dora", "--role", "viewer", "--qr", str(qr)).stdout
     assert "password" in human and "TOTP secret" in human and "shown this once" in human.lower()
+    assert qr.read_text().startswith("<svg") and stat.S_IMODE(os.stat(qr).st_mode) == 0o600
     login = cli(
         "login", "--name", "carl", "--password-stdin", "--totp", code(made), stdin=made["password"] + "\n"
     )
