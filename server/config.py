@@ -40,7 +40,17 @@ class ServerSettings:
 class AdminSettings:
     host: str = "127.0.0.1"
     port: int = 8444
+    # the bootstrap credential: creates the first admin account, and serves the conformance plugin and the tests;
+    # every use is audited as "bootstrap". Turn it off once staff have accounts.
     token: str = ""
+    bootstrap_token_enabled: bool = True
+    # a browser login lasts this long (no renewal: log in again)
+    session_ttl_s: int = 28_800
+    # this many failed logins in a row lock the account for lockout_s
+    login_max_failures: int = 5
+    lockout_s: int = 900
+    # API tokens (`dso login`, scripts) expire after this many days unless a shorter expiry is asked for
+    token_max_days: int = 90
 
 
 @dataclass

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 log = logging.getLogger("dso.http")
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
@@ -66,6 +66,19 @@ class Metrics:
             registry=self.registry,
         )
         self._children: dict[tuple[str, str, str, int], tuple[Any, Any]] = {}
+        # set from the database when the admin listener's /metrics is scraped
+        self.parties = Gauge(
+            "dso_fleet_parties",
+            "Enrolled parties by kind and state",
+            ["kind", "state"],
+            registry=self.registry,
+        )
+        self.undelivered = Gauge(
+            "dso_deliveries_undelivered",
+            "Outbox messages pending or failed (dead letters) per channel",
+            ["channel", "status"],
+            registry=self.registry,
+        )
 
     def children(self, listener: str, route: str, method: str, status: int) -> tuple[Any, Any]:
         """The labelled counter and histogram of one (listener, route, method, status), looked up once.

@@ -1,8 +1,9 @@
-"""The admin application: authentication, JSON errors, and the route modules of each area."""
+"""The admin application: access (authentication, authorisation, audit), JSON errors, security headers, and the
+route modules of each area."""
 
 from __future__ import annotations
 
-import hmac
+import datetime as dt
 import logging
 
 from aiohttp import web
@@ -18,28 +19,20 @@ from server.admin import (
     openadr,
     sep2,
     sep2_telemetry,
+    staff,
     status,
     tariffs_dr,
     telemetry,
 )
+from server.admin.access import access_middleware, requires, security_headers
 from server.admin.common import reply, runtime
+from server.core import fleet
 from server.core.errors import DomainError
+from server.core.staff import READ
 from server.observability import Handler, observe_middleware
 from server.runtime import RUNTIME, Runtime
 
 log = logging.getLogger("dso.admin")
-OPEN_PATHS = {"/healthz"}
-
-
-@web.middleware
-async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.path not in OPEN_PATHS:
-        token = runtime(request).settings.admin.token
-        header = request.headers.get("Authorization", "")
-        given = header[7:] if header.startswith("Bearer ") else ""
-        if not token or not hmac.compare_digest(given.encode(), token.encode()):
-            return reply({"error": "missing or wrong admin bearer token"}, 401)
-    return await handler(request)
 
 
 @web.middleware
@@ -61,17 +54,37 @@ async def healthz(request: web.Request) -> web.Response:
     return reply({"status": "ok"})
 
 
+@requires(READ)
 async def metrics(request: web.Request) -> web.Response:
-    body = generate_latest(runtime(request).metrics.registry)
+    rt = runtime(request)
+    async with rt.store.sessions() as session:
+        parties = await fleet.party_states(session, dt.datetime.now(dt.UTC), rt.settings.openadr.poll_freq_s)
+        undelivered = await fleet.undelivered(session)
+    rt.metrics.parties.clear()
+    for (kind, state), n in parties.items():
+        rt.metrics.parties.labels(kind, state).set(n)
+    rt.metrics.undelivered.clear()  # a channel whose messages all went out drops from the list
+    for channel in {c for c, _ in undelivered}:
+        for state in fleet.UNDELIVERED:
+            rt.metrics.undelivered.labels(channel, state).set(undelivered.get((channel, state), 0))
+    body = generate_latest(rt.metrics.registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 def create_admin_app(rt: Runtime) -> web.Application:
     app = web.Application(
-        middlewares=[observe_middleware("admin", rt.metrics), error_middleware, auth_middleware],
+        # the outer error middleware answers for failures of access itself, the inner one for the handlers' (so
+        # that the access middleware sees, and audits, every handler's outcome as a status)
+        middlewares=[
+            observe_middleware("admin", rt.metrics),
+            error_middleware,
+            access_middleware,
+            error_middleware,
+        ],
         client_max_size=rt.settings.server.max_body_bytes,
     )
     app[RUNTIME] = rt
+    app.on_response_prepare.append(security_headers)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     for module in (
@@ -87,6 +100,7 @@ def create_admin_app(rt: Runtime) -> web.Application:
         modbus,
         dispatch,
         deliveries,
+        staff,
     ):
         app.add_routes(module.routes)
     return app

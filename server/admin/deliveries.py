@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from server.admin.access import requires
 from server.admin.common import list_reply, reply, runtime, window
 from server.core.errors import Invalid
+from server.core.staff import SETTINGS
 from server.delivery import status
 
 routes = web.RouteTableDef()
@@ -50,6 +52,7 @@ async def channel_counts(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/v1/deliveries/{id}/requeue")
+@requires(SETTINGS)
 async def requeue(request: web.Request) -> web.Response:
     try:
         message_id = int(request.match_info["id"])

@@ -6,9 +6,11 @@ from dataclasses import asdict
 
 from aiohttp import web
 
+from server.admin.access import requires
 from server.admin.common import field, json_body, list_reply, reply, runtime, window
 from server.core import parties
 from server.core.errors import Invalid
+from server.core.staff import ENROL
 
 routes = web.RouteTableDef()
 
@@ -31,6 +33,7 @@ async def list_devices(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/v1/devices")
+@requires(ENROL)
 async def enroll(request: web.Request) -> web.Response:
     body = await json_body(request)
     async with runtime(request).store.sessions.begin() as session:
@@ -52,6 +55,7 @@ async def get(request: web.Request) -> web.Response:
 
 
 @routes.delete("/api/v1/devices/{id}")
+@requires(ENROL)
 async def delete(request: web.Request) -> web.Response:
     async with runtime(request).store.sessions.begin() as session:
         await parties.delete_device(session, _device_id(request))

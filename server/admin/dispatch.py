@@ -12,8 +12,10 @@ from typing import Any
 
 from aiohttp import web
 
+from server.admin.access import requires
 from server.admin.common import field, json_body, parse_time, reply, runtime
 from server.core.dispatch import Dispatch, dispatch_to_node
+from server.core.staff import EVENTS
 from server.orchestration.plan import export_plan
 from server.runtime import Runtime
 from server.store.types import utcnow
@@ -32,6 +34,7 @@ async def send_dispatch(rt: Runtime, node: str, d: Dispatch) -> dict[str, Any]:
 
 
 @routes.post("/api/v1/dispatch")
+@requires(EVENTS)
 async def post_dispatch(request: web.Request) -> web.Response:
     body = await json_body(request)
     d = Dispatch(
@@ -48,6 +51,7 @@ async def post_dispatch(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/v1/plans")
+@requires(EVENTS)
 async def post_plan(request: web.Request) -> web.Response:
     body = await json_body(request)
     rt = runtime(request)

@@ -20,11 +20,13 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server.admin.access import requires
 from server.admin.common import field, json_body, list_reply, reply, runtime, window
 from server.admin.sep2 import parse_start
 from server.admin.tariffs_dr import dr_payload
 from server.core import events, programs
 from server.core.errors import Invalid, NotFound
+from server.core.staff import EVENTS
 from server.store.models import Event, Program
 from server.store.paging import fetch_page
 
@@ -78,6 +80,7 @@ def _payload(kind: str, body: dict[str, Any]) -> dict[str, Any]:
 
 
 @routes.post("/api/v1/events")
+@requires(EVENTS)
 async def create_event(request: web.Request) -> web.Response:
     body = await json_body(request)
     vens = field(body, "vens", list, required=False, default=[])
@@ -133,8 +136,9 @@ async def get_event(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/v1/events/{id}/cancel")
+@requires(EVENTS)
 async def cancel_event(request: web.Request) -> web.Response:
-    body = await json_body(request) if request.can_read_body else {}
+    body = await json_body(request) if request.body_exists else {}
     async with runtime(request).store.sessions.begin() as session:
         e = await events.get(session, _event_id(request))
         await events.cancel(session, e, field(body, "randomized", bool, required=False, default=False))

@@ -6,8 +6,10 @@ from dataclasses import asdict
 
 from aiohttp import web
 
+from server.admin.access import requires
 from server.admin.common import field, json_body, reply, runtime
 from server.core import forecasts, grid
+from server.core.staff import GRID
 
 routes = web.RouteTableDef()
 NUMBER = (int, float)
@@ -20,6 +22,7 @@ async def list_nodes(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/v1/grid/nodes")
+@requires(GRID)
 async def create_node(request: web.Request) -> web.Response:
     body = await json_body(request)
     async with runtime(request).store.sessions.begin() as session:
@@ -44,6 +47,7 @@ async def get_node(request: web.Request) -> web.Response:
 
 
 @routes.patch("/api/v1/grid/nodes/{name}")
+@requires(GRID)
 async def update_node(request: web.Request) -> web.Response:
     body = await json_body(request)
     changes = {}
@@ -68,6 +72,7 @@ async def update_node(request: web.Request) -> web.Response:
 
 
 @routes.delete("/api/v1/grid/nodes/{name}")
+@requires(GRID)
 async def delete_node(request: web.Request) -> web.Response:
     async with runtime(request).store.sessions.begin() as session:
         await grid.delete_node(session, request.match_info["name"])
@@ -75,6 +80,7 @@ async def delete_node(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/v1/grid/nodes/{name}/members")
+@requires(GRID)
 async def add_member(request: web.Request) -> web.Response:
     body = await json_body(request)
     async with runtime(request).store.sessions.begin() as session:
@@ -85,6 +91,7 @@ async def add_member(request: web.Request) -> web.Response:
 
 
 @routes.delete("/api/v1/grid/nodes/{name}/members/{kind}/{id}")
+@requires(GRID)
 async def remove_member(request: web.Request) -> web.Response:
     m = request.match_info
     async with runtime(request).store.sessions.begin() as session:
@@ -92,6 +99,7 @@ async def remove_member(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/v1/forecasts")
+@requires(GRID)
 async def run_forecast(request: web.Request) -> web.Response:
     body = await json_body(request)
     rt = runtime(request)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from server.admin.access import requires
 from server.admin.common import field, json_body, reply, runtime
 from server.core import parties
+from server.core.staff import ENROL, EVENTS
 from server.modbus.gateway import apply_control
 from server.store.models import ModbusDevice
 
@@ -38,6 +40,7 @@ async def list_devices(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/v1/modbus/devices")
+@requires(ENROL)
 async def add_device(request: web.Request) -> web.Response:
     body = await json_body(request)
     async with runtime(request).store.sessions.begin() as session:
@@ -60,6 +63,7 @@ async def get_device(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/v1/modbus/devices/{name}/control")
+@requires(EVENTS)
 async def control(request: web.Request) -> web.Response:
     body = await json_body(request)
     rt = runtime(request)

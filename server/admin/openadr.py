@@ -21,10 +21,12 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server.admin.access import requires
 from server.admin.common import field, json_body, list_reply, optional_time, reply, runtime, window
 from server.core import oadr_events, opts, parties, programs, reports
 from server.core import vens as vens_core
 from server.core.errors import Invalid
+from server.core.staff import ENROL, EVENTS, SETTINGS
 from server.store.models import Program
 
 routes = web.RouteTableDef()
@@ -71,6 +73,7 @@ async def list_vens(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/v1/vens")
+@requires(ENROL)
 async def enroll(request: web.Request) -> web.Response:
     body = await json_body(request)
     async with runtime(request).store.sessions.begin() as session:
@@ -92,6 +95,7 @@ async def get_ven(request: web.Request) -> web.Response:
 
 
 @routes.patch("/api/v1/vens/{name}")
+@requires(ENROL)
 async def patch_ven(request: web.Request) -> web.Response:
     body = await json_body(request)
     async with runtime(request).store.sessions.begin() as session:
@@ -105,6 +109,7 @@ async def patch_ven(request: web.Request) -> web.Response:
 
 
 @routes.delete("/api/v1/vens/{name}")
+@requires(ENROL)
 async def delete_ven(request: web.Request) -> web.Response:
     async with runtime(request).store.sessions.begin() as session:
         await parties.delete_ven(session, request.match_info["name"])
@@ -122,16 +127,19 @@ async def _queue_for(request: web.Request, kind: str) -> web.Response:
 
 
 @routes.post("/api/v1/vens/{name}/reregister")
+@requires(SETTINGS)
 async def reregister(request: web.Request) -> web.Response:
     return await _queue_for(request, vens_core.REQUEST_REREGISTRATION)
 
 
 @routes.post("/api/v1/vens/{name}/cancel-registration")
+@requires(SETTINGS)
 async def cancel_registration(request: web.Request) -> web.Response:
     return await _queue_for(request, vens_core.CANCEL_REGISTRATION)
 
 
 @routes.post("/api/v1/vens/{name}/report-requests")
+@requires(SETTINGS)
 async def request_report(request: web.Request) -> web.Response:
     body = await json_body(request)
     granularity = field(body, "granularity_s", int, required=False, default=0)
@@ -147,6 +155,7 @@ async def request_report(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/v1/vens/{name}/report-requests/{rrid}/cancel")
+@requires(SETTINGS)
 async def cancel_report(request: web.Request) -> web.Response:
     async with runtime(request).store.sessions.begin() as session:
         made = await reports.request_cancel(session, request.match_info["name"], request.match_info["rrid"])
@@ -170,6 +179,7 @@ async def list_events(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/v1/openadr/events")
+@requires(EVENTS)
 async def create_event(request: web.Request) -> web.Response:
     rt = runtime(request)
     body = await json_body(request)
@@ -214,6 +224,7 @@ async def get_event(request: web.Request) -> web.Response:
 
 
 @routes.patch("/api/v1/openadr/events/{id}")
+@requires(EVENTS)
 async def modify_event(request: web.Request) -> web.Response:
     rt = runtime(request)
     body = await json_body(request)
@@ -235,6 +246,7 @@ async def modify_event(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/v1/openadr/events/{id}/cancel")
+@requires(EVENTS)
 async def cancel_event(request: web.Request) -> web.Response:
     rt = runtime(request)
     async with rt.store.sessions.begin() as session:

@@ -44,10 +44,12 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server import pki
+from server.admin.access import requires
 from server.admin.common import field, json_body, list_reply, reply, runtime, window
 from server.core import events, parties, programs, scope
 from server.core import sep2_device as devres
 from server.core.errors import Invalid, NotFound
+from server.core.staff import ENROL, EVENTS, PROGRAMS, SETTINGS
 from server.store.models import Aggregator, Event, EventResponse, Program, Sep2Mup
 from server.store.paging import fetch_page
 from server.store.types import utcnow
@@ -104,6 +106,7 @@ async def list_programs(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/v1/programs")
+@requires(PROGRAMS)
 async def create_program(request: web.Request) -> web.Response:
     body = await json_body(request)
     async with runtime(request).store.sessions.begin() as session:
@@ -123,6 +126,7 @@ async def get_program(request: web.Request) -> web.Response:
 
 
 @routes.patch("/api/v1/programs/{ref}")
+@requires(PROGRAMS)
 async def update_program(request: web.Request) -> web.Response:
     body = await json_body(request)
     async with runtime(request).store.sessions.begin() as session:
@@ -137,6 +141,7 @@ async def update_program(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/v1/programs/{ref}/assign")
+@requires(PROGRAMS)
 async def assign(request: web.Request) -> web.Response:
     body = await json_body(request)
     async with runtime(request).store.sessions.begin() as session:
@@ -157,6 +162,7 @@ async def assign(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/v1/programs/{ref}/unassign")
+@requires(PROGRAMS)
 async def unassign(request: web.Request) -> web.Response:
     body = await json_body(request)
     async with runtime(request).store.sessions.begin() as session:
@@ -167,6 +173,7 @@ async def unassign(request: web.Request) -> web.Response:
 
 
 @routes.put("/api/v1/programs/{ref}/default-control")
+@requires(PROGRAMS)
 async def put_default(request: web.Request) -> web.Response:
     body = await json_body(request)
     async with runtime(request).store.sessions.begin() as session:
@@ -178,6 +185,7 @@ async def put_default(request: web.Request) -> web.Response:
 
 
 @routes.delete("/api/v1/programs/{ref}/default-control")
+@requires(PROGRAMS)
 async def delete_default(request: web.Request) -> web.Response:
     async with runtime(request).store.sessions.begin() as session:
         p = await programs.get_program(session, request.match_info["ref"])
@@ -198,6 +206,7 @@ async def list_curves(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/v1/programs/{ref}/curves")
+@requires(PROGRAMS)
 async def create_curve(request: web.Request) -> web.Response:
     body = await json_body(request)
     async with runtime(request).store.sessions.begin() as session:
@@ -216,6 +225,7 @@ async def create_curve(request: web.Request) -> web.Response:
 
 
 @routes.delete("/api/v1/curves/{id}")
+@requires(PROGRAMS)
 async def delete_curve(request: web.Request) -> web.Response:
     try:
         curve_id = int(request.match_info["id"])
@@ -228,6 +238,7 @@ async def delete_curve(request: web.Request) -> web.Response:
 
 # -------------------------------------------------------------------------------------------------- controls
 @routes.post("/api/v1/controls")
+@requires(EVENTS)
 async def create_control(request: web.Request) -> web.Response:
     body = await json_body(request)
     program_ref = field(body, "program", (str, int), required=False)
@@ -324,8 +335,9 @@ async def get_control(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/v1/controls/{id}/cancel")
+@requires(EVENTS)
 async def cancel_control(request: web.Request) -> web.Response:
-    body = await json_body(request) if request.can_read_body else {}
+    body = await json_body(request) if request.body_exists else {}
     async with runtime(request).store.sessions.begin() as session:
         c = await _control(session, _control_id(request))
         await events.cancel(session, c, field(body, "randomized", bool, required=False, default=False))
@@ -383,8 +395,9 @@ async def device_view(request: web.Request) -> web.Response:
 
 
 @routes.put("/api/v1/sep2/end-devices/{lfdi}")
+@requires(ENROL)
 async def ensure_end_device(request: web.Request) -> web.Response:
-    body = await json_body(request) if request.can_read_body else {}
+    body = await json_body(request) if request.body_exists else {}
     lfdi = _lfdi(request.match_info["lfdi"])
     pin = field(body, "pin", int, required=False)
     aggregator = field(body, "aggregator", str, required=False)
@@ -410,6 +423,7 @@ async def ensure_end_device(request: web.Request) -> web.Response:
 
 
 @routes.delete("/api/v1/sep2/end-devices/{lfdi}")
+@requires(ENROL)
 async def remove_end_device(request: web.Request) -> web.Response:
     lfdi = _lfdi(request.match_info["lfdi"])
     async with runtime(request).store.sessions.begin() as session:
@@ -418,6 +432,7 @@ async def remove_end_device(request: web.Request) -> web.Response:
 
 
 @routes.put("/api/v1/sep2/end-devices/{lfdi}/fsa/{title}")
+@requires(ENROL)
 async def ensure_fsa(request: web.Request) -> web.Response:
     async with runtime(request).store.sessions.begin() as session:
         device = await programs.device_by_lfdi(session, request.match_info["lfdi"])
@@ -433,6 +448,7 @@ async def ensure_fsa(request: web.Request) -> web.Response:
 
 
 @routes.put("/api/v1/sep2/aggregators/{lfdi}")
+@requires(ENROL)
 async def ensure_aggregator(request: web.Request) -> web.Response:
     async with runtime(request).store.sessions.begin() as session:
         agg = await parties.ensure_aggregator(session, _lfdi(request.match_info["lfdi"]))
@@ -467,6 +483,7 @@ async def list_mups(request: web.Request) -> web.Response:
 
 
 @routes.delete("/api/v1/sep2/mups")
+@requires(SETTINGS)
 async def delete_mups(request: web.Request) -> web.Response:
     if "owner" not in request.query:
         raise Invalid("give ?owner=LFDI")
@@ -513,16 +530,19 @@ async def _put_rate(request: web.Request, prefix: str) -> web.Response:
 
 
 @routes.put("/api/v1/sep2/poll-rates/{resource}")
+@requires(SETTINGS)
 async def put_poll_rate(request: web.Request) -> web.Response:
     return await _put_rate(request, "pollrate")
 
 
 @routes.put("/api/v1/sep2/post-rates/{resource}")
+@requires(SETTINGS)
 async def put_post_rate(request: web.Request) -> web.Response:
     return await _put_rate(request, "postrate")
 
 
 @routes.put("/api/v1/sep2/access/{lfdi}")
+@requires(ENROL)
 async def put_access(request: web.Request) -> web.Response:
     lfdi = _lfdi(request.match_info["lfdi"])
     granted = field(await json_body(request), "granted", bool)

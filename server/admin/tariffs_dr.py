@@ -43,10 +43,12 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server.admin.access import requires
 from server.admin.common import field, json_body, reply, runtime
 from server.admin.sep2 import parse_start
 from server.core import events, pricing, programs, vens
 from server.core.errors import Invalid, NotFound
+from server.core.staff import EVENTS, PROGRAMS
 from server.store.models import Event, Program
 
 routes = web.RouteTableDef()
@@ -93,6 +95,7 @@ async def list_tariffs(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/v1/tariffs")
+@requires(PROGRAMS)
 async def create_tariff(request: web.Request) -> web.Response:
     body = await json_body(request)
     async with runtime(request).store.sessions.begin() as session:
@@ -120,6 +123,7 @@ async def get_tariff(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/v1/tariffs/{ref}/rates")
+@requires(PROGRAMS)
 async def add_rate(request: web.Request) -> web.Response:
     body = await json_body(request)
     async with runtime(request).store.sessions.begin() as session:
@@ -165,11 +169,13 @@ async def enrol(request: web.Request, kind: str) -> web.Response:
 
 
 @routes.post("/api/v1/tariffs/{ref}/assign")
+@requires(PROGRAMS)
 async def assign_tariff(request: web.Request) -> web.Response:
     return await enrol(request, "price")
 
 
 @routes.post("/api/v1/tariffs/{ref}/prices")
+@requires(EVENTS)
 async def publish_price(request: web.Request) -> web.Response:
     body = await json_body(request)
     async with runtime(request).store.sessions.begin() as session:
@@ -215,6 +221,7 @@ async def list_dr_programs(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/v1/dr-programs")
+@requires(PROGRAMS)
 async def create_dr_program(request: web.Request) -> web.Response:
     body = await json_body(request)
     async with runtime(request).store.sessions.begin() as session:
@@ -237,6 +244,7 @@ async def get_dr_program(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/v1/dr-programs/{ref}/assign")
+@requires(PROGRAMS)
 async def assign_dr_program(request: web.Request) -> web.Response:
     return await enrol(request, "dr")
 
@@ -255,6 +263,7 @@ def dr_payload(body: dict[str, Any]) -> dict[str, Any]:
 
 
 @routes.post("/api/v1/dr-programs/{ref}/events")
+@requires(EVENTS)
 async def create_dr_event(request: web.Request) -> web.Response:
     body = await json_body(request)
     async with runtime(request).store.sessions.begin() as session:
@@ -283,8 +292,9 @@ async def _influence_event(session: AsyncSession, event_id: int) -> Event:
     return e
 
 
+@requires(EVENTS)
 async def _cancel(request: web.Request) -> web.Response:
-    body = await json_body(request) if request.can_read_body else {}
+    body = await json_body(request) if request.body_exists else {}
     async with runtime(request).store.sessions.begin() as session:
         e = await _influence_event(session, _event_id(request))
         await events.cancel(session, e, field(body, "randomized", bool, required=False, default=False))

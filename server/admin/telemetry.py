@@ -7,15 +7,18 @@ import math
 from aiohttp import web
 
 from server import pki
+from server.admin.access import requires
 from server.admin.common import field, json_body, optional_time, parse_time, reply, runtime
 from server.core import telemetry
 from server.core.errors import Invalid
+from server.core.staff import GRID
 
 routes = web.RouteTableDef()
 MAX_IMPORT = 200_000
 
 
 @routes.post("/api/v1/telemetry")
+@requires(GRID)
 async def import_readings(request: web.Request) -> web.Response:
     body = await json_body(request)
     kind = field(body, "source_kind", str)

@@ -17,6 +17,7 @@ from server.cli import (
     readings_cmds,
     sep2_cmds,
     setup_cmds,
+    staff_cmds,
 )
 from server.cli.common import CliError, Parser, os_error_message
 from server.config import ConfigError
@@ -33,6 +34,7 @@ COMMAND_MODULES = [
     dispatch_cmds,
     modbus_cmds,
     delivery_cmds,
+    staff_cmds,
 ]
 
 

@@ -16,11 +16,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from server.config import CONFIG_FILE_VAR, Settings, load_settings
 
-# the CLI's own environment: where the admin API is and its token (one underscore after DSO_ADMIN, so never a
-# ``DSO_<SECTION>__<KEY>`` setting override)
+# the CLI's own environment: where the admin API is, its token, and where `dso login` keeps the tokens it got
+# (one underscore after DSO_ADMIN, so never a ``DSO_<SECTION>__<KEY>`` setting override)
 ADMIN_URL_VAR = "DSO_ADMIN_URL"
 ADMIN_TOKEN_VAR = "DSO_ADMIN_TOKEN"
-CLI_VARIABLES = (CONFIG_FILE_VAR, ADMIN_URL_VAR, ADMIN_TOKEN_VAR)
+CREDENTIALS_VAR = "DSO_CREDENTIALS"
+CLI_VARIABLES = (CONFIG_FILE_VAR, ADMIN_URL_VAR, ADMIN_TOKEN_VAR, CREDENTIALS_VAR)
 
 
 class CliError(Exception):
@@ -68,25 +69,74 @@ def emit(args: argparse.Namespace, data: Any, human: str | None = None) -> None:
         print(human)
 
 
+def credentials_path() -> Path:
+    """Where `dso login` keeps its tokens: $DSO_CREDENTIALS, else $XDG_CONFIG_HOME/opendso/credentials.json."""
+    given = os.environ.get(CREDENTIALS_VAR)
+    if given:
+        return Path(given).expanduser()
+    base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    return base / "opendso" / "credentials.json"
+
+
+def load_credentials() -> dict[str, dict[str, Any]]:
+    """Admin URL -> the token `dso login` stored for it (and its id, account and expiry)."""
+    path = credentials_path()
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise CliError(
+            f"{path}: unreadable credentials file ({exc}); remove it and run `dso login`"
+        ) from None
+    return data if isinstance(data, dict) else {}
+
+
+def save_credentials(data: dict[str, dict[str, Any]]) -> Path:
+    """Written with mode 0600 from the first byte (the directory 0700): the file holds bearer tokens."""
+    path = credentials_path()
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        json.dump(data, out, indent=2)
+    os.chmod(temporary, 0o600)
+    os.replace(temporary, path)
+    return path
+
+
 class AdminClient:
-    """Small synchronous client for the admin API (the CLI runs one call at a time)."""
+    """Small synchronous client for the admin API (the CLI runs one call at a time). Its credential:
+    $DSO_ADMIN_TOKEN, else the token `dso login` stored for this server, else the configuration's bootstrap
+    token."""
 
     def __init__(self, settings: Settings, timeout: float = 30.0) -> None:
         self.base = (os.environ.get(ADMIN_URL_VAR) or settings.admin_url).rstrip("/")
-        self.token = os.environ.get(ADMIN_TOKEN_VAR) or settings.admin.token
+        stored = load_credentials().get(self.base, {}).get("token")
+        self.token = os.environ.get(ADMIN_TOKEN_VAR) or stored or settings.admin.token
         self.timeout = timeout
 
     def call(self, method: str, path: str, body: Any = None) -> Any:
+        return self.exchange(method, path, body)[0]
+
+    def exchange(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+        bearer: bool = True,
+    ) -> tuple[Any, http.client.HTTPMessage]:
+        """One call: the decoded answer and the response headers; ``bearer=False`` sends no token (the login,
+        and requests made with a session cookie in ``headers``)."""
         data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(
-            self.base + path,
-            data=data,
-            method=method,
-            headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
-        )
+        sent = {"Content-Type": "application/json", **(headers or {})}
+        if bearer:
+            sent["Authorization"] = f"Bearer {self.token}"
+        request = urllib.request.Request(self.base + path, data=data, method=method, headers=sent)
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                raw = response.read()
+                raw, answer_headers = response.read(), response.headers
         except urllib.error.HTTPError as exc:
             try:
                 message = json.loads(exc.read()).get("error", exc.reason)
@@ -99,7 +149,7 @@ class AdminClient:
                 f"cannot reach the admin API at {self.base} ({reason}); is `dso serve` running?"
             ) from None
         try:
-            return json.loads(raw) if raw else None
+            return (json.loads(raw) if raw else None), answer_headers
         except ValueError:
             raise CliError(f"{self.base} did not answer as an OpenDSO admin API (not JSON)") from None
 

@@ -72,3 +72,18 @@ def test_responses_carry_a_request_id(server):
     )
     with urllib.request.urlopen(request, timeout=5) as r:
         assert r.headers["X-Request-Id"] == "abc123"
+
+
+def gauge(text: str, name: str, **labels: str) -> float:
+    wanted = name + "{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}"
+    return next(float(line.split()[-1]) for line in text.splitlines() if line.startswith(wanted + " "))
+
+
+def test_metrics_carry_fleet_gauges(server):
+    before = gauge(server.admin("GET", "/metrics")[1], "dso_fleet_parties", kind="sep2", state="enabled")
+    assert server.admin("POST", "/api/v1/devices", {"lfdi": "CD" * 20})[0] == 201
+    text = server.admin("GET", "/metrics")[1]
+    assert gauge(text, "dso_fleet_parties", kind="sep2", state="enabled") == before + 1
+    for kind, state in [("openadr", "online"), ("openadr", "offline"), ("modbus", "offline")]:
+        assert gauge(text, "dso_fleet_parties", kind=kind, state=state) >= 0
+    assert "# TYPE dso_deliveries_undelivered gauge" in text

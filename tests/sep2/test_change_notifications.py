@@ -384,6 +384,16 @@ def steps(fresh: dict[str, str], modbus_port: int) -> list[Step]:
         ),
         Step("DELETE", "/api/v1/vens/{name}", "/api/v1/vens/chg-ven"),
         Step("DELETE", "/api/v1/sep2/mups", "/api/v1/sep2/mups?owner={d1}"),
+        # staff access changes no device's view (the bootstrap token has no session, tokens or password)
+        Step("POST", "/api/v1/staff", body={"name": "chg-staff", "role": "viewer"}),
+        Step(
+            "POST", "/api/v1/login", body={"name": "chg-staff", "password": "x", "totp": "1"}, expect=(401,)
+        ),
+        Step("POST", "/api/v1/staff/{name}/disable", "/api/v1/staff/chg-staff/disable", {}),
+        Step("POST", "/api/v1/tokens", body={"name": "t"}, expect=(400,)),
+        Step("DELETE", "/api/v1/tokens/{id}", "/api/v1/tokens/1", expect=(400,)),
+        Step("POST", "/api/v1/session/password", body={"password": "a", "new_password": "b"}, expect=(400,)),
+        Step("POST", "/api/v1/logout", body={}, expect=(400,)),
     ]
 
 

@@ -27,6 +27,7 @@ from server.store.models.sep2_influence import (
     Sep2LogEvent,
     Sep2Subscription,
 )
+from server.store.models.staff import AuditRecord, StaffAccount, StaffSession, StaffToken
 from server.store.models.telemetry import TelemetryReading
 
 __all__ = [
@@ -51,6 +52,10 @@ __all__ = [
     "OadrReportDescription",
     "OadrReportRequest",
     "TelemetryReading",
+    "AuditRecord",
+    "StaffAccount",
+    "StaffSession",
+    "StaffToken",
     "Sep2Curve",
     "Sep2DeviceResource",
     "Sep2Fsa",
