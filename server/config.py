@@ -111,6 +111,20 @@ class OpenAdrSettings:
 
 
 @dataclass
+class RateLimitSettings:
+    """Per-client request budgets on the protocol listener (token bucket per LFDI, server.sep2.ratelimit)."""
+
+    enabled: bool = True
+    # sustained requests per second and burst (bucket size) of a device and of an aggregator (all its devices)
+    device_rate: int = 20
+    device_burst: int = 200
+    aggregator_rate: int = 500
+    aggregator_burst: int = 5000
+    # buckets kept in memory (least recently seen dropped first)
+    max_clients: int = 100_000
+
+
+@dataclass
 class DeliverySettings:
     """Outbound POSTs: 2030.5 notifications and OpenADR push, from the durable outbox."""
 
@@ -174,6 +188,7 @@ class Settings:
     sep2: Sep2Settings = field(default_factory=Sep2Settings)
     openadr: OpenAdrSettings = field(default_factory=OpenAdrSettings)
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
+    ratelimit: RateLimitSettings = field(default_factory=RateLimitSettings)
     orchestration: OrchestrationSettings = field(default_factory=OrchestrationSettings)
     modbus: ModbusSettings = field(default_factory=ModbusSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
@@ -209,6 +224,7 @@ SECTIONS = (
     "sep2",
     "openadr",
     "delivery",
+    "ratelimit",
     "orchestration",
     "modbus",
     "logging",

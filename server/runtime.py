@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 
@@ -27,6 +28,8 @@ class Runtime:
     outbox: DeliveryWorker | None = None
     scheduler: Scheduler | None = None
     modbus: ModbusGateway | None = None
+    # the protocol listener's request budgets (server.sep2.ratelimit), once that listener exists
+    ratelimiter: Any = None
 
 
 RUNTIME = web.AppKey("runtime", Runtime)

@@ -94,8 +94,8 @@ def _schema_2023() -> etree.XMLSchema:
     ext_url = str(directory / "csipaus-ext.xsd")
 
     class _Extension(etree.Resolver):
-        def resolve(self, system_url: str, public_id: str, context: object) -> Any:
-            if system_url.endswith("csipaus-ext.xsd"):
+        def resolve(self, system_url: str | None, public_id: str | None, context: object) -> Any:
+            if system_url and system_url.endswith("csipaus-ext.xsd"):
                 return self.resolve_string(ext_bytes, context, base_url=ext_url)
             return None
 
