@@ -10,6 +10,7 @@ relative to the directory holding the file, so a data directory can be moved as 
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -130,6 +131,9 @@ class DeliverySettings:
 
     # plain http:// targets are refused unless this is on, and then only on loopback (conformance receivers)
     allow_http_loopback: bool = False
+    # networks staff trust as notification targets although they are private (e.g. ["10.20.0.0/16"]); loopback,
+    # link-local, private and other non-global addresses are refused otherwise (server.delivery.targets)
+    allow_networks: list[str] = field(default_factory=list)
     # verify the receiver's TLS certificate against pki.ca + pki.trust
     verify_tls: bool = True
     timeout_s: int = 10
@@ -352,6 +356,13 @@ def _validate(s: Settings) -> None:
         raise ConfigError(
             f"{where}: delivery.max_in_flight and poll_interval_ms must be positive, keep_days not negative"
         )
+    for network in d.allow_networks:
+        try:
+            ipaddress.ip_network(network.strip(), strict=False)
+        except ValueError:
+            raise ConfigError(
+                f"{where}: delivery.allow_networks entries must be networks like 10.20.0.0/16, got {network!r}"
+            ) from None
     if s.openadr.vtn_id.islower() or not s.openadr.vtn_id.strip():
         # OpenADR VENs (openleadr among them) reject an all-lowercase vtnID
         raise ConfigError(f"{where}: openadr.vtn_id must not be empty or all lower case")
