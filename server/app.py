@@ -25,6 +25,7 @@ from server.observability import Handler, observe_middleware
 from server.openadr import setup as openadr_setup
 from server.orchestration.scheduler import Scheduler
 from server.runtime import CACHE_TOKEN, IDENTITY, RUNTIME, SCOPE, Runtime
+from server.sep2 import ratelimit
 from server.store import create_store
 from server.store.migrate import upgrade
 from server.tls import identity_of, server_context
@@ -61,7 +62,11 @@ def identity_middleware(rt: Runtime):
 
 def create_protocol_app(rt: Runtime) -> web.Application:
     app = web.Application(
-        middlewares=[observe_middleware("protocol", rt.metrics), identity_middleware(rt)],
+        middlewares=[
+            observe_middleware("protocol", rt.metrics),
+            identity_middleware(rt),
+            ratelimit.middleware(rt),
+        ],
         client_max_size=rt.settings.server.max_body_bytes,
     )
     app[RUNTIME] = rt

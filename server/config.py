@@ -10,6 +10,7 @@ relative to the directory holding the file, so a data directory can be moved as 
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import math
 import os
 import tomllib
@@ -130,11 +131,28 @@ class OpenAdrSettings:
 
 
 @dataclass
+class RateLimitSettings:
+    """Per-client request budgets on the protocol listener (token bucket per LFDI, server.sep2.ratelimit)."""
+
+    enabled: bool = True
+    # sustained requests per second and burst (bucket size) of a device and of an aggregator (all its devices)
+    device_rate: int = 20
+    device_burst: int = 200
+    aggregator_rate: int = 500
+    aggregator_burst: int = 5000
+    # buckets kept in memory (least recently seen dropped first)
+    max_clients: int = 100_000
+
+
+@dataclass
 class DeliverySettings:
     """Outbound POSTs: 2030.5 notifications and OpenADR push, from the durable outbox."""
 
     # plain http:// targets are refused unless this is on, and then only on loopback (conformance receivers)
     allow_http_loopback: bool = False
+    # networks staff trust as notification targets although they are private (e.g. ["10.20.0.0/16"]); loopback,
+    # link-local, private and other non-global addresses are refused otherwise (server.delivery.targets)
+    allow_networks: list[str] = field(default_factory=list)
     # verify the receiver's TLS certificate against pki.ca + pki.trust
     verify_tls: bool = True
     timeout_s: int = 10
@@ -193,6 +211,7 @@ class Settings:
     sep2: Sep2Settings = field(default_factory=Sep2Settings)
     openadr: OpenAdrSettings = field(default_factory=OpenAdrSettings)
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
+    ratelimit: RateLimitSettings = field(default_factory=RateLimitSettings)
     orchestration: OrchestrationSettings = field(default_factory=OrchestrationSettings)
     modbus: ModbusSettings = field(default_factory=ModbusSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
@@ -228,6 +247,7 @@ SECTIONS = (
     "sep2",
     "openadr",
     "delivery",
+    "ratelimit",
     "orchestration",
     "modbus",
     "logging",
@@ -365,6 +385,13 @@ def _validate(s: Settings) -> None:
         raise ConfigError(
             f"{where}: delivery.max_in_flight and poll_interval_ms must be positive, keep_days not negative"
         )
+    for network in d.allow_networks:
+        try:
+            ipaddress.ip_network(network.strip(), strict=False)
+        except ValueError:
+            raise ConfigError(
+                f"{where}: delivery.allow_networks entries must be networks like 10.20.0.0/16, got {network!r}"
+            ) from None
     if s.openadr.vtn_id.islower() or not s.openadr.vtn_id.strip():
         # OpenADR VENs (openleadr among them) reject an all-lowercase vtnID
         raise ConfigError(f"{where}: openadr.vtn_id must not be empty or all lower case")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 
@@ -30,6 +31,8 @@ class Runtime:
     modbus: ModbusGateway | None = None
     # scopes and hot representations, dropped by change records (server.core.readcache)
     cache: ReadCache = field(default_factory=ReadCache)
+    # the protocol listener's request budgets (server.sep2.ratelimit), once that listener exists
+    ratelimiter: Any = None
 
 
 RUNTIME = web.AppKey("runtime", Runtime)

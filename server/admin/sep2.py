@@ -314,6 +314,7 @@ def _response_out(r: EventResponse) -> dict[str, Any]:
         "end_device_id": r.end_device_id,
         "lfdi": r.lfdi,
         "status": r.status,
+        "modes_responded": None if r.modes_responded is None else f"{r.modes_responded:08X}",
         "created": r.created_date_time.isoformat(),
         "received_at": r.received_at.isoformat(),
         "href": f"/rsps/1/rsp/{r.id}",
@@ -390,6 +391,7 @@ async def device_view(request: web.Request) -> web.Response:
                 "device": info,
                 "programs": [_program_out(p) for p in progs],
                 "reported": reported,
+                "status": devres.der_status_summary(reported.get("ders")),
             }
         )
 

@@ -36,3 +36,22 @@ async def status(request: web.Request) -> web.Response:
             "vens": vens,
         }
     )
+
+
+@routes.get("/api/v1/rate-limits")
+async def rate_limits(request: web.Request) -> web.Response:
+    """Clients the protocol listener answered 429 within the last ``within_s`` seconds (default 60)."""
+    limiter = runtime(request).ratelimiter
+    within = float(request.query.get("within_s", "60"))
+    settings = runtime(request).settings.ratelimit
+    return reply(
+        {
+            "enabled": settings.enabled,
+            "budgets": {
+                "device": {"rate": settings.device_rate, "burst": settings.device_burst},
+                "aggregator": {"rate": settings.aggregator_rate, "burst": settings.aggregator_burst},
+            },
+            "tracked_clients": 0 if limiter is None else len(limiter.buckets),
+            "limited": [] if limiter is None else limiter.limited_clients(within),
+        }
+    )

@@ -25,6 +25,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_config_arg(p)
     add_json_arg(p)
     p.set_defaults(func=cmd_channels)
+    p = sub.add_parser("rate-limits", help="clients the protocol listener is answering 429 (request budgets)")
+    p.add_argument("--within", type=float, default=60, help="seconds to look back (default 60)")
+    add_config_arg(p)
+    add_json_arg(p)
+    p.set_defaults(func=cmd_rate_limits)
     p = dsub.add_parser("requeue", help="give a dead letter (failed) a fresh set of attempts")
     p.add_argument("id", type=int)
     add_config_arg(p)
@@ -71,4 +76,17 @@ def cmd_channels(args: argparse.Namespace) -> int:
 def cmd_requeue(args: argparse.Namespace) -> int:
     row = admin(args).call("POST", f"/api/v1/deliveries/{args.id}/requeue")
     emit(args, row, f"delivery {row['id']} is {row['status']} again")
+    return 0
+
+
+def cmd_rate_limits(args: argparse.Namespace) -> int:
+    out = admin(args).call("GET", f"/api/v1/rate-limits?within_s={args.within}")
+    lines = [
+        f"{c['lfdi']} {c['role']:10} {c['rejected']:>7} rejected, last {c['last_rejected_s_ago']} s ago"
+        for c in out["limited"]
+    ]
+    header = f"{out['tracked_clients']} clients tracked; budgets " + ", ".join(
+        f"{role} {b['rate']}/s burst {b['burst']}" for role, b in out["budgets"].items()
+    )
+    emit(args, out, "\n".join([header, *lines]) if lines else header + "\nno client is being limited")
     return 0

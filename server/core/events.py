@@ -540,6 +540,7 @@ class DeviceAnswer:
     lfdi: str
     status: int
     created: dt.datetime
+    modes_responded: int | None = None  # 2030.5-2023: the DERControlType modes the device acted on
 
 
 @dataclass(frozen=True)
@@ -564,6 +565,7 @@ async def record_response(
             lfdi=answer.lfdi,
             status=check_status(answer.status),
             created_date_time=answer.created,
+            modes_responded=answer.modes_responded,
         )
     else:
         if answer.opt_type not in OPT_STATUS:

@@ -3,6 +3,9 @@ MirrorUsagePoints) and the runtime protocol settings staff change (poll/post rat
 
 from __future__ import annotations
 
+from typing import Any
+
+from lxml import etree
 from sqlalchemy import Select, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -14,6 +17,24 @@ from server.store.models import Sep2DeviceResource, Sep2Mmr, Sep2Mup, Sep2MupRea
 from server.store.types import utcnow
 
 DEVICE_RESOURCE_KINDS = ("dercap", "derg", "ders", "dera", "cp")
+_NS = "{urn:ieee:std:2030.5:ns}"
+
+
+def der_status_summary(body: str | None) -> dict[str, Any] | None:
+    """What staff read first in a stored DERStatus: its connect status (IEEE 2030.5-2023 ``connectStatus``, else
+    2018 ``genConnectStatus``; bit 0 connected, bit 1 available (2018) / energized (2023)), the edition it was
+    reported in and its readingTime."""
+    if body is None:
+        return None
+    root = etree.fromstring(body.encode())  # stored, validated XML
+    field = "connectStatus" if root.find(f"{_NS}connectStatus") is not None else "genConnectStatus"
+    value = root.findtext(f"{_NS}{field}/{_NS}value")
+    reading = root.findtext(f"{_NS}readingTime")
+    return {
+        "edition": "2023" if root.get("schemaVer") else "2018",
+        "connect_status": None if value is None else {"field": field, "value": value, "bits": int(value, 16)},
+        "reading_time": None if reading is None else int(reading),
+    }
 
 
 async def get_resource(session: AsyncSession, device_id: int, kind: str) -> Sep2DeviceResource | None:

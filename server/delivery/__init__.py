@@ -44,7 +44,7 @@ from server.delivery.outbox import (
     pending_counts,
     take_head,
 )
-from server.delivery.targets import check_target_url
+from server.delivery.targets import Refused, TargetPolicy, check_target, check_target_url
 
 __all__ = [
     "DELIVERED",
@@ -55,7 +55,10 @@ __all__ = [
     "Channel",
     "Claimed",
     "Outcome",
+    "Refused",
     "Taken",
+    "TargetPolicy",
+    "check_target",
     "check_target_url",
     "discard",
     "enqueue",

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+from aiohttp.abc import AbstractResolver
 from sqlalchemy import ColumnElement
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -32,12 +33,14 @@ class Claimed:
 class Outcome:
     """How one send went. ``error`` empty: delivered. ``dropped``: nothing left to say (not sent, not retried).
     ``later``: not sendable now for a reason that is not the receiver's failure (back to the queue, no attempt
-    counted)."""
+    counted). ``final``: the error is final (e.g. the target became one the server must not reach): a dead letter
+    at once, never retried."""
 
     status: int | None = None
     error: str = ""
     dropped: bool = False
     later: bool = False
+    final: bool = False
 
 
 Sender = Callable[[aiohttp.ClientSession, Claimed], Awaitable[Outcome]]
@@ -59,6 +62,8 @@ class Channel:
     # that do not meet it wait for their receiver to fetch them
     claimable: Callable[[], ColumnElement[bool]] | None = None
     withhold: Withhold | None = None
+    # the resolver of its connections (made in the worker's loop), e.g. one refusing forbidden addresses
+    resolver: Callable[[], AbstractResolver] | None = None
 
 
 async def post(
@@ -66,7 +71,10 @@ async def post(
 ) -> tuple[Outcome, bytes]:
     """POST ``body``; the outcome and the receiver's answer body (empty when none came)."""
     try:
-        async with http.post(url, data=body, headers={"Content-Type": content_type}) as response:
+        # redirects are not followed: a receiver must not be able to send the server somewhere it would refuse
+        async with http.post(
+            url, data=body, headers={"Content-Type": content_type}, allow_redirects=False
+        ) as response:
             answer = await response.read()
             status = response.status
     except (aiohttp.ClientError, TimeoutError, OSError, ssl.SSLError) as exc:

@@ -101,7 +101,14 @@ class DeliveryWorker:
         await write_retrying(self.store, arrive)
         for channel in self.channels.values():
             timeout = aiohttp.ClientTimeout(total=channel.timeout_s or self.settings.timeout_s)
-            connector = aiohttp.TCPConnector(ssl=channel.ssl_context or True, limit=64)
+            resolver = channel.resolver() if channel.resolver else None
+            connector = aiohttp.TCPConnector(
+                ssl=channel.ssl_context or True,
+                limit=64,
+                resolver=resolver,
+                # a guarding resolver sees every new connection's addresses (no cache between it and them)
+                use_dns_cache=resolver is None,
+            )
             self._http[channel.name] = aiohttp.ClientSession(timeout=timeout, connector=connector)
         event.listen(Session, "after_commit", self._after_commit)
         self._hooked = True
@@ -329,7 +336,9 @@ class DeliveryWorker:
             outcome.error,
         )
         status = outcome.status
-        if status is not None and 400 <= status < 500 and status not in (408, 429):
+        if outcome.final:
+            values.update(status=FAILED)
+        elif status is not None and 400 <= status < 500 and status not in (408, 429):
             # the receiver refuses this message for good; retrying would only hold its successors back
             values.update(status=FAILED)
         elif attempts >= self.settings.max_attempts:

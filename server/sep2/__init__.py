@@ -15,5 +15,6 @@ def setup(app: web.Application) -> None:
 
     xml.schema(strict=False)
     xml.schema(strict=True)
+    xml.schema(edition=xml.EDITION_2023)
     routes.setup(app)
     context.add_channel(app, delivery.channel(app[RUNTIME].settings))

@@ -29,7 +29,7 @@ from server.core.identity import ClientIdentity
 from server.core.parties import visible_devices_query
 from server.core.scope import Scope
 from server.runtime import IDENTITY, RUNTIME, SCOPE, Runtime
-from server.sep2 import xml
+from server.sep2 import editions, xml
 from server.store.models import EndDevice
 from server.store.paging import count_rows, fetch_page
 
@@ -122,7 +122,20 @@ async def read_body(request: web.Request, *roots: str) -> etree._Element:
     if len(body) > limit:
         raise Sep2Error(413, REASON_LIMIT, "body too large")
     strict = runtime(request).settings.sep2.profile == "csip-aus"
-    root = xml.parse(body, strict=strict, max_bytes=limit)
+    parsed = xml.parse_any(
+        body,
+        strict=strict,
+        max_bytes=limit,
+        claimed=xml.edition_of_media_type(request.headers.get("Content-Type")),
+    )
+    root = parsed.root
+    if parsed.edition == xml.EDITION_2023:
+        # stored as it came, declaring its edition, so it is shown to a 2018 reader in its 2018 form
+        root.set("schemaVer", root.get("schemaVer") or xml.SCHEMA_VERSION[xml.EDITION_2023])
+    request[editions.BODY_EDITION] = parsed.edition
+    if not editions.known(identity(request).lfdi, parsed.edition):
+        async with sessions(request).begin() as session:
+            await editions.remember(session, identity(request).lfdi, parsed.edition)
     if roots and xml.local_name(root) not in roots:
         raise Sep2Error(
             400, REASON_INVALID_FORMAT, f"expected {' or '.join(roots)}, got {xml.local_name(root)}"

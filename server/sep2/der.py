@@ -14,7 +14,7 @@ from server.core import sep2_device as devres
 from server.core import telemetry
 from server.core.errors import NotFound
 from server.core.parties import device_in_scope
-from server.sep2 import xml
+from server.sep2 import editions, xml
 from server.sep2.common import (
     list_element,
     no_content,
@@ -76,9 +76,10 @@ async def get_der_resource(request: web.Request) -> web.Response:
         if path_int(request, "d") != 1:
             raise NotFound("no such DER")
         stored = await devres.get_resource(session, device.id, kind)
-    if stored is None:
-        raise NotFound(f"the device has not reported its {DER_KINDS[kind]} yet")
-    return reply(with_href(stored.body, request.path))
+        if stored is None:
+            raise NotFound(f"the device has not reported its {DER_KINDS[kind]} yet")
+        served = await editions.as_stored(request, session, with_href(stored.body, request.path))
+    return reply(served)
 
 
 @routes.put("/edev/{e}/der/{d}/{kind:dercap|derg|ders|dera}")

@@ -23,7 +23,7 @@ from server.core.changes import Change
 from server.core.errors import Conflict, Forbidden, Invalid, NotFound
 from server.core.parties import device_in_scope, ensure_aggregator
 from server.core.scope import Scope
-from server.sep2 import xml
+from server.sep2 import editions, xml
 from server.sep2.common import (
     Page,
     created,
@@ -215,14 +215,19 @@ async def get_cp(request: web.Request) -> web.Response:
     async with sessions(request)() as session:
         device = await device_in_scope(session, scope_of(request), path_int(request, "e"))
         stored = await devres.get_resource(session, device.id, "cp")
-    if stored is None:
+        served = (
+            None
+            if stored is None
+            else await editions.as_stored(request, session, with_href(stored.body, f"/edev/{device.id}/cp"))
+        )
+    if served is None:
         el = xml.E(
             "csipaus:ConnectionPoint",
             {"href": f"/edev/{device.id}/cp"},
             xml.leaf("csipaus:connectionPointId", ""),
         )
         return reply(el)
-    return reply(with_href(stored.body, f"/edev/{device.id}/cp"))
+    return reply(served)
 
 
 @routes.put("/edev/{e}/cp")

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from server.core import sep2_device as devres
 from server.core.errors import Forbidden, Invalid, NotFound
 from server.core.scope import Scope
-from server.sep2 import metering, xml
+from server.sep2 import editions, metering, xml
 from server.sep2.common import (
     list_element,
     no_content,
@@ -23,6 +23,7 @@ from server.sep2.common import (
     path_int,
     read_body,
     reply,
+    runtime,
     scope_of,
     sep2_handler,
     sessions,
@@ -34,8 +35,12 @@ from server.store.models import Sep2Mup
 routes = web.RouteTableDef()
 
 
-def render_mup(request: web.Request, mup, post_rate_s: int) -> etree._Element:
-    root = with_href(mup.body, f"/mup/{mup.id}")
+def render_mup(
+    mup: Sep2Mup, post_rate_s: int, edition: str, strict: bool, top: bool = True
+) -> etree._Element:
+    root = xml.for_edition(with_href(mup.body, f"/mup/{mup.id}"), edition, strict)
+    if not top:
+        root.attrib.pop("schemaVer", None)  # declared by a document's top-level element only
     rate = root.find(xml.q("postRate"))
     if rate is None:
         root.append(xml.leaf("postRate", post_rate_s))
@@ -51,7 +56,8 @@ async def get_mup_list(request: web.Request) -> web.Response:
         found, total = await pg.fetch(session, devres.mups_query(scope), Sep2Mup.changed_at)
         rate = await poll_rate(render_ctx(request, session), "MirrorUsagePointList")
         prate = await post_rate(render_ctx(request, session), "MirrorUsagePoint")
-    items = [render_mup(request, m, prate) for m in found]
+        edition = await editions.of_request(request, session)
+    items = [render_mup(m, prate, edition, _strict(request), top=False) for m in found]
     return reply(list_element("MirrorUsagePointList", "/mup", items, total, rate))
 
 
@@ -87,7 +93,12 @@ async def get_mup(request: web.Request) -> web.Response:
     async with sessions(request)() as session:
         mup = await mup_in_scope(session, scope_of(request), path_int(request, "m"))
         prate = await post_rate(render_ctx(request, session), "MirrorUsagePoint")
-    return reply(render_mup(request, mup, prate))
+        edition = await editions.of_request(request, session)
+    return reply(render_mup(mup, prate, edition, _strict(request)))
+
+
+def _strict(request: web.Request) -> bool:
+    return runtime(request).settings.sep2.profile == "csip-aus"
 
 
 @routes.post("/mup/{m}")

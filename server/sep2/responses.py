@@ -118,6 +118,12 @@ async def get_response(request: web.Request) -> web.Response:
     return reply(render_response(r, pen(request)))
 
 
+def modes_responded(body: etree._Element) -> int | None:
+    """IEEE 2030.5-2023 DERControlResponse modesResponded (DERControlType, hexBinary32), or None."""
+    value = xml.text(body, "modesResponded")
+    return None if value is None else int(value, 16)
+
+
 @routes.post("/rsps/{r}/rsp")
 @sep2_handler
 async def post_response(request: web.Request) -> web.Response:
@@ -143,7 +149,9 @@ async def post_response(request: web.Request) -> web.Response:
         if control is None:
             raise Invalid("subject is not a DERControl sent to this EndDevice")
         r = await core_events.record_response(
-            session, control, core_events.DeviceAnswer(device.id, lfdi, status, created_dt)
+            session,
+            control,
+            core_events.DeviceAnswer(device.id, lfdi, status, created_dt, modes_responded(body)),
         )
         href = f"/rsps/{RESPONSE_SET_ID}/rsp/{r.id}"
     return created(href)

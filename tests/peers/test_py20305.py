@@ -5,8 +5,10 @@ DeviceCapability/EndDevice/Registration/FSA/DERProgram/DERControl, PUTs its DERC
 DERStatus and DERAvailability, creates its MirrorUsagePoint and answers the control with Responses. Every one of
 those requests must be accepted (no 4xx/5xx in the server's access log).
 
-py20305 speaks IEEE 2030.5-2023 by default; this server implements the 2018 edition that CSIP and CSIP-AUS are
-built on, so the client runs with its ``server_2018_compat`` switch, as it would against any CSIP server.
+py20305 speaks IEEE 2030.5-2023 by default (``schemaVer="2.2"``, DERStatus ``connectStatus``, MirrorUsagePoint
+``subscribable``, DERControlResponse ``modesResponded``); with its ``server_2018_compat`` switch it speaks 2018.
+The server accepts both: the test runs each, and with the default it also checks the 2023 fields that carry
+meaning reached staff (the connect status, the modes a Response names).
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ PY20305 = shutil.which("py20305", path=str(Path(sys.executable).parent))
 
 
 @pytest.mark.skipif(PY20305 is None, reason="py20305[cli] is not installed (it is in the test extra)")
-def test_py20305_client_registers_discovers_reports_and_responds(tmp_path):
+@pytest.mark.parametrize("compat_2018", [True, False], ids=["2018", "default-2023"])
+def test_py20305_client_registers_discovers_reports_and_responds(tmp_path, compat_2018):
     server = LiveServer(tmp_path / "dso", extra_env={"DSO_SEP2__POLL_RATE_S": "10"}).init().start()
     client = None
     try:
@@ -40,7 +43,7 @@ def test_py20305_client_registers_discovers_reports_and_responds(tmp_path):
         )
         assert status == 201
         config = {
-            "server": {"url": server.url, "server_2018_compat": True},
+            "server": {"url": server.url, **({"server_2018_compat": True} if compat_2018 else {})},
             "tls": {"client_cert": cert["cert"], "client_key": cert["key"], "ca_cert": server.ca},
             "devices": [{"type": "print_demo", "lfdi": lfdi, "pin": 123455}],
             "history": {"enabled": False},
@@ -70,6 +73,11 @@ def test_py20305_client_registers_discovers_reports_and_responds(tmp_path):
         assert {1, 2} <= {r["status"] for r in responses}, client_log[-3000:]  # received, started
         assert all(r["lfdi"] == lfdi for r in responses)
         assert mups and mups[0]["device_lfdi"] == lfdi
+        status_view = view["status"]
+        assert status_view["edition"] == ("2018" if compat_2018 else "2023")
+        if not compat_2018:
+            assert status_view["connect_status"]["field"] == "connectStatus", view["reported"]["ders"]
+            assert any(r["modes_responded"] is not None for r in responses), responses
         rejected = [
             line
             for line in server.log().splitlines()

@@ -71,3 +71,22 @@ def test_number_settings_take_fractions_and_refuse_the_rest():
     for bad in ("fast", True, "nan", "inf"):
         with pytest.raises(ConfigError, match="x: expected a"):
             _coerce(bad, 1.0, "x")
+
+
+def test_delivery_allow_networks_from_file_and_environment(tmp_path):
+    cfg = tmp_path / "dso.toml"
+    cfg.write_text('[delivery]\nallow_networks = ["10.20.0.0/16", "fd00:20::/32"]\n')
+    assert load_settings(cfg, env={}).delivery.allow_networks == ["10.20.0.0/16", "fd00:20::/32"]
+    s = load_settings(cfg, env={"DSO_DELIVERY__ALLOW_NETWORKS": "192.168.7.0/24, 10.9.0.0/16"})
+    assert s.delivery.allow_networks == ["192.168.7.0/24", "10.9.0.0/16"]
+    assert load_settings(None, env={}).delivery.allow_networks == []
+    written = tmp_path / "again.toml"
+    write_settings(s, written)  # a list survives being written by `dso init` and read back
+    assert load_settings(written, env={}).delivery.allow_networks == ["192.168.7.0/24", "10.9.0.0/16"]
+    for bad in ('["10.20.0.0/33"]', '["intranet"]', "[1]", '"10.0.0.0/8"'):
+        cfg.write_text(f"[delivery]\nallow_networks = {bad}\n")
+        if bad.startswith('"'):  # a TOML string is read as a comma-separated list, like the environment
+            assert load_settings(cfg, env={}).delivery.allow_networks == ["10.0.0.0/8"]
+            continue
+        with pytest.raises(ConfigError, match="allow_networks"):
+            load_settings(cfg, env={})

@@ -142,5 +142,7 @@ class EventResponse(Base):
     response_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
     modification_number: Mapped[int | None] = mapped_column(Integer, nullable=True)
     request_id: Mapped[str] = mapped_column(String(200), default="")
+    # 2030.5-2023 DERControlResponse modesResponded (a DERControlType bitmap); null when not sent
+    modes_responded: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_date_time: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
     received_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
