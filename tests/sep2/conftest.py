@@ -14,7 +14,12 @@ def sep2_server(tmp_path_factory) -> Iterator[LiveServer]:
     server = (
         LiveServer(
             tmp_path_factory.mktemp("sep2") / "dso",
-            extra_env={"DSO_SEP2__PEN": "12345", "DSO_SEP2__POLL_RATE_S": "60"},
+            extra_env={
+                "DSO_SEP2__PEN": "12345",
+                "DSO_SEP2__POLL_RATE_S": "60",
+                # subscriptions here name a loopback placeholder receiver (https://127.0.0.1:9/...)
+                "DSO_DELIVERY__ALLOW_HTTP_LOOPBACK": "true",
+            },
         )
         .init()
         .start()

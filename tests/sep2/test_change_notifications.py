@@ -101,6 +101,8 @@ class Subscriber:
     def get(self) -> bytes | None:
         decl = REGISTRY[self.kind]
         reply = self.client.get(self.href + ("?s=0&l=10" if decl.is_list else ""))
+        # a 429 would read as "the resource changed": the world stays within its request budgets
+        assert reply.status != 429, f"{self.href}: request budget exceeded"
         return canonical(reply.root) if reply.status == 200 else None
 
 

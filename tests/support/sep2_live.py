@@ -23,6 +23,11 @@ FAST_DELIVERY = {
     "DSO_DELIVERY__POLL_INTERVAL_MS": "100",
     "DSO_DELIVERY__TIMEOUT_S": "3",
     "DSO_SEP2__PEN": "12345",
+    # these tests read every resource around every change; request budgets have their own test
+    "DSO_RATELIMIT__DEVICE_RATE": "10000",
+    "DSO_RATELIMIT__DEVICE_BURST": "100000",
+    "DSO_RATELIMIT__AGGREGATOR_RATE": "10000",
+    "DSO_RATELIMIT__AGGREGATOR_BURST": "100000",
 }
 
 
