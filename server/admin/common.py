@@ -95,3 +95,11 @@ def parse_time(value: object, name: str, allow_now: bool = True) -> dt.datetime:
 
 def optional_time(value: str | None, name: str) -> dt.datetime | None:
     return None if value is None or value == "" else parse_time(value, name)
+
+
+def event_id(request: web.Request) -> int:
+    """The ``{id}`` of an event route: digits only, else 400."""
+    raw = request.match_info["id"]
+    if not raw.isdigit():
+        raise Invalid("event id must be an integer")
+    return int(raw)

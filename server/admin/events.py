@@ -21,7 +21,7 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.admin.access import requires
-from server.admin.common import field, json_body, list_reply, reply, runtime, window
+from server.admin.common import event_id, field, json_body, list_reply, reply, runtime, window
 from server.admin.sep2 import parse_start
 from server.admin.tariffs_dr import dr_payload
 from server.core import events, programs
@@ -41,13 +41,9 @@ async def event_out(session: AsyncSession, e: Event, with_responses: bool = Fals
     return out
 
 
-async def _program(session: AsyncSession, ref: Any, kind: str | None) -> Program:
-    return await programs.get_program(session, ref, kind)
-
-
 async def _target(session: AsyncSession, body: dict[str, Any]) -> Program:
     """The program an event goes to; for a tariff, the rate component named (or its first)."""
-    program = await _program(
+    program = await programs.get_program(
         session, field(body, "program", (str, int)), field(body, "kind", str, required=False)
     )
     if program.kind != "price":
@@ -111,7 +107,7 @@ async def list_events(request: web.Request) -> web.Response:
     async with runtime(request).store.sessions() as session:
         program_id = None
         if "program" in request.query:
-            program_id = (await _program(session, request.query["program"], None)).id
+            program_id = (await programs.get_program(session, request.query["program"], None)).id
         query = events.events_query(
             program_id=program_id, kind=kind, include_completed=request.query.get("all") in ("1", "true")
         )
@@ -120,18 +116,11 @@ async def list_events(request: web.Request) -> web.Response:
         return list_reply([await event_out(session, e) for e in found], total)
 
 
-def _event_id(request: web.Request) -> int:
-    raw = request.match_info["id"]
-    if not raw.isdigit():
-        raise Invalid("event id must be an integer")
-    return int(raw)
-
-
 @routes.get("/api/v1/events/{id}")
 async def get_event(request: web.Request) -> web.Response:
     async with runtime(request).store.sessions() as session:
         return reply(
-            await event_out(session, await events.get(session, _event_id(request)), with_responses=True)
+            await event_out(session, await events.get(session, event_id(request)), with_responses=True)
         )
 
 
@@ -140,7 +129,7 @@ async def get_event(request: web.Request) -> web.Response:
 async def cancel_event(request: web.Request) -> web.Response:
     body = await json_body(request) if request.body_exists else {}
     async with runtime(request).store.sessions.begin() as session:
-        e = await events.get(session, _event_id(request))
+        e = await events.get(session, event_id(request))
         await events.cancel(session, e, field(body, "randomized", bool, required=False, default=False))
         return reply(await event_out(session, e))
 
@@ -148,5 +137,5 @@ async def cancel_event(request: web.Request) -> web.Response:
 @routes.get("/api/v1/events/{id}/responses")
 async def event_responses(request: web.Request) -> web.Response:
     async with runtime(request).store.sessions() as session:
-        e = await events.get(session, _event_id(request))
+        e = await events.get(session, event_id(request))
         return reply(await events.responses_of(session, e.id))

@@ -44,7 +44,7 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.admin.access import requires
-from server.admin.common import field, json_body, reply, runtime
+from server.admin.common import event_id, field, json_body, reply, runtime
 from server.admin.sep2 import parse_start
 from server.core import events, pricing, programs, vens
 from server.core.errors import Invalid, NotFound
@@ -278,11 +278,6 @@ async def list_dr_events(request: web.Request) -> web.Response:
 
 
 # ------------------------------------------------------------------------------------------------------ both
-def _event_id(request: web.Request) -> int:
-    raw = request.match_info["id"]
-    if not raw.isdigit():
-        raise Invalid("event id must be an integer")
-    return int(raw)
 
 
 async def _influence_event(session: AsyncSession, event_id: int) -> Event:
@@ -296,7 +291,7 @@ async def _influence_event(session: AsyncSession, event_id: int) -> Event:
 async def _cancel(request: web.Request) -> web.Response:
     body = await json_body(request) if request.body_exists else {}
     async with runtime(request).store.sessions.begin() as session:
-        e = await _influence_event(session, _event_id(request))
+        e = await _influence_event(session, event_id(request))
         await events.cancel(session, e, field(body, "randomized", bool, required=False, default=False))
         return reply(_event_out(e))
 
@@ -312,11 +307,11 @@ for _path in (
 @routes.get("/api/v1/influence-events/{id}")
 async def get_event(request: web.Request) -> web.Response:
     async with runtime(request).store.sessions() as session:
-        return reply(_event_out(await _influence_event(session, _event_id(request))))
+        return reply(_event_out(await _influence_event(session, event_id(request))))
 
 
 @routes.get("/api/v1/influence-events/{id}/responses")
 async def event_responses(request: web.Request) -> web.Response:
     async with runtime(request).store.sessions() as session:
-        e = await _influence_event(session, _event_id(request))
+        e = await _influence_event(session, event_id(request))
         return reply(await events.responses_of(session, e.id))
