@@ -138,8 +138,20 @@ def price_signal(
     }
 
 
-async def check_payload(session: AsyncSession, program: Program, new: NewEvent) -> dict[str, Any]:
+def event_kind(program: Program) -> str:
+    """The kind of the events ``program`` holds; a tariff's prices go to its rate components."""
     kind = EVENT_KIND.get(program.kind)
+    if kind is None:
+        raise Invalid(
+            "prices are published on a rate component of the tariff"
+            if program.kind == "price"
+            else f"a {program.kind} program holds no events"
+        )
+    return kind
+
+
+async def check_payload(session: AsyncSession, program: Program, new: NewEvent) -> dict[str, Any]:
+    kind = event_kind(program)
     p = dict(new.payload)
     if kind == "der":
         base = rules.check_base(p.get("base") or {})
@@ -159,40 +171,31 @@ async def check_payload(session: AsyncSession, program: Program, new: NewEvent) 
             else price_signal(program, tiers, tariff, new.duration_s)
         )
         return {"touTier": tou, "tiers": tiers, "signal": signal}
-    if kind == "dr":
-        out: dict[str, Any] = {}
-        if p.get("control") is not None or p.get("device_category") is not None:
-            out.update(drlc.dr_payload(p))
-        if "signal" in p:
-            out["signal"] = check_signal(p["signal"])
-        else:
-            level = p.get("level", 1)
-            if isinstance(level, bool) or not isinstance(level, int) or not 0 <= level <= 3:
-                raise Invalid("level (the OpenADR SIMPLE level) must be 0..3")
-            out["signal"] = {
-                "name": "SIMPLE",
-                "type": "level",
-                "intervals": [{"duration_s": new.duration_s, "value": float(level)}],
-            }
-        for key in ("priority", "comment", "resource_ids", "group_ids"):
-            if key in p:
-                out[key] = p[key]
-        return out
-    if program.kind == "price":
-        raise Invalid("prices are published on a rate component of the tariff")
-    raise Invalid(f"a {program.kind} program holds no events")
+    # dr
+    out: dict[str, Any] = {}
+    if p.get("control") is not None or p.get("device_category") is not None:
+        out.update(drlc.dr_payload(p))
+    if "signal" in p:
+        out["signal"] = check_signal(p["signal"])
+    else:
+        level = p.get("level", 1)
+        if isinstance(level, bool) or not isinstance(level, int) or not 0 <= level <= 3:
+            raise Invalid("level (the OpenADR SIMPLE level) must be 0..3")
+        out["signal"] = {
+            "name": "SIMPLE",
+            "type": "level",
+            "intervals": [{"duration_s": new.duration_s, "value": float(level)}],
+        }
+    for key in ("priority", "comment", "resource_ids", "group_ids"):
+        if key in p:
+            out[key] = p[key]
+    return out
 
 
 # ---------------------------------------------------------------------------------------------- create/change
 async def create(session: AsyncSession, program: Program, new: NewEvent) -> Event:
     """The one way an event comes to exist (staff, the optimizer and every adapter's admin route call it)."""
-    kind = EVENT_KIND.get(program.kind)
-    if kind is None:
-        raise Invalid(
-            "prices are published on a rate component of the tariff"
-            if program.kind == "price"
-            else f"a {program.kind} program holds no events"
-        )
+    kind = event_kind(program)
     response_required = (
         DEFAULT_RESPONSE_REQUIRED[kind] if new.response_required is None else new.response_required
     )
