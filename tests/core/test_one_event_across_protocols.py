@@ -9,9 +9,8 @@ import asyncio
 import time
 
 import pytest
-from openleadr.messaging import create_message
 from support import LiveServer, dso, free_port
-from support.openadr import FAST_ENV, PushEndpoint, SchemaWatch, admin, client, enroll, post, wait_for
+from support.openadr import FAST_ENV, PushEndpoint, SchemaWatch, admin, client, enroll, wait_for
 from support.sep2 import Admin
 from support.sep2_live import FAST_DELIVERY, Receiver, check_notification, enrolled_device, subscription_xml
 
@@ -63,26 +62,6 @@ async def start(tmp_path) -> LiveServer:
     return server
 
 
-async def register_push_ven(
-    server: LiveServer, ven: dict, endpoint: PushEndpoint, watch: SchemaWatch
-) -> None:
-    register = create_message(
-        "oadrCreatePartyRegistration",
-        request_id="r1",
-        ven_name=ven["name"],
-        ven_id=None,
-        http_pull_model=False,
-        xml_signature=False,
-        report_only=False,
-        profile_name="2.0b",
-        transport_name="simpleHttp",
-        transport_address=endpoint.address,
-        registration_id=None,
-    )
-    status, _ = await asyncio.to_thread(post, server, ven, "EiRegisterParty", register.encode(), watch)
-    assert status == 200
-
-
 async def test_one_dr_event_and_one_price_reach_device_and_vens_and_their_answers_meet(tmp_path):
     server = await start(tmp_path)
     watch = SchemaWatch()
@@ -98,7 +77,7 @@ async def test_one_dr_event_and_one_price_reach_device_and_vens_and_their_answer
     try:
         device, edev, _ = await asyncio.to_thread(enrolled_device, server, staff, "thermostat-1")
         await ven.run()
-        await register_push_ven(server, push_ven, endpoint, watch)
+        await endpoint.register()
 
         # ---- the programs: each has the device and both VENs as members
         await admin(server, "POST", "/api/v1/dr-programs", {"name": "peak", "primacy": 2})

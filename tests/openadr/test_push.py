@@ -7,9 +7,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from openleadr.messaging import create_message
 from support import LiveServer
-from support.openadr import FAST_ENV, PushEndpoint, SchemaWatch, admin, enroll, post, response_code, wait_for
+from support.openadr import FAST_ENV, PushEndpoint, SchemaWatch, admin, enroll, response_code, wait_for
 
 from server.openadr import codec
 
@@ -30,23 +29,7 @@ async def test_event_pushed_to_ven_endpoint_with_retry(tmp_path):
     endpoint = PushEndpoint(server, ven, watch)
     await endpoint.start()
     try:
-        register = create_message(
-            "oadrCreatePartyRegistration",
-            request_id="r1",
-            ven_name="push-ven",
-            ven_id=None,
-            http_pull_model=False,
-            xml_signature=False,
-            report_only=False,
-            profile_name="2.0b",
-            transport_name="simpleHttp",
-            transport_address=endpoint.address,
-            registration_id=None,
-        )
-        status, answer = await asyncio.to_thread(
-            post, server, ven, "EiRegisterParty", register.encode(), watch
-        )
-        assert response_code(answer) == 200
+        assert response_code(await endpoint.register()) == 200
         # first the VTN's own oadrRegisterReport is pushed, to the EiReport service
         await wait_for(lambda: endpoint.received, 10, "first push")
         assert endpoint.received[0][0] == "EiReport"

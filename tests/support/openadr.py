@@ -200,6 +200,28 @@ class PushEndpoint:
         self.runner: web.AppRunner | None = None
         self.port = free_port()
 
+    async def register(self) -> bytes:
+        """Register its VEN with the VTN for push (oadrHttpPullModel false, this endpoint as its transport
+        address); returns the VTN's answer."""
+        register = create_message(
+            "oadrCreatePartyRegistration",
+            request_id="r1",
+            ven_name=self.ven["name"],
+            ven_id=None,
+            http_pull_model=False,
+            xml_signature=False,
+            report_only=False,
+            profile_name="2.0b",
+            transport_name="simpleHttp",
+            transport_address=self.address,
+            registration_id=None,
+        )
+        status, answer = await asyncio.to_thread(
+            post, self.server, self.ven, "EiRegisterParty", register.encode(), self.watch
+        )
+        assert status == 200
+        return answer
+
     @property
     def address(self) -> str:
         return f"https://127.0.0.1:{self.port}/OpenADR2/Simple/2.0b"
