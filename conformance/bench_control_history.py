@@ -76,6 +76,23 @@ async def add_history(url: str, program_id: int, first: int, count: int) -> None
         await store.close()
 
 
+def schedule_controls(server: LiveServer, program_id: int, n: int) -> None:
+    """``n`` DERControls of the program through the admin API, 15 minutes apart from tomorrow (all live)."""
+    start = (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).replace(microsecond=0)
+    for i in range(n):
+        admin(
+            server,
+            "POST",
+            "/api/v1/controls",
+            {
+                "program": program_id,
+                "start": (start + dt.timedelta(seconds=900 * i)).isoformat(),
+                "duration_s": 600,
+                "base": {"opModExpLimW": 5000 + i},
+            },
+        )
+
+
 def build(server: LiveServer) -> tuple[Client, str, int]:
     """The device, its program and 50 live controls; returns the device's connection, the DERControlList path
     and the program id."""
@@ -83,19 +100,7 @@ def build(server: LiveServer) -> tuple[Client, str, int]:
     admin(server, "PUT", f"/api/v1/sep2/end-devices/{cert['lfdi']}")
     program = admin(server, "POST", "/api/v1/programs", {"name": "history", "primacy": 1})
     admin(server, "POST", f"/api/v1/programs/{program['id']}/assign", {"lfdi": cert["lfdi"], "fsa": "bench"})
-    start = (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).replace(microsecond=0)
-    for i in range(LIVE):
-        admin(
-            server,
-            "POST",
-            "/api/v1/controls",
-            {
-                "program": program["id"],
-                "start": (start + dt.timedelta(seconds=900 * i)).isoformat(),
-                "duration_s": 600,
-                "base": {"opModExpLimW": 5000 + i},
-            },
-        )
+    schedule_controls(server, program["id"], LIVE)
     client = Client(server, cert)
     edev = client.get("/edev?l=1").find(xml.q("EndDevice")).get("href")
     fsa = client.get(f"{edev}/fsa?l=10").find(xml.q("FunctionSetAssignments"))

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import json
 import multiprocessing
 import signal
@@ -46,7 +45,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "conformance"))
 sys.path.insert(0, str(REPO / "tests"))
 
-from bench_control_history import cpu_s  # noqa: E402
+from bench_control_history import cpu_s, schedule_controls  # noqa: E402
 from bench_pages import PG_ADMIN_URL, Client, _pg, admin, mup_xml  # noqa: E402
 from support import LiveServer  # noqa: E402
 
@@ -92,19 +91,7 @@ def setup(server: LiveServer, n: int) -> list[Device]:
         admin(server, "PUT", f"/api/v1/sep2/end-devices/{lfdi}")
         admin(server, "POST", f"/api/v1/programs/{program['id']}/assign", {"lfdi": lfdi, "fsa": "fleet"})
         devices.append(Device(str(out["cert"]), str(out["key"]), lfdi, mmr=mmr_of(i)))
-    start = (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).replace(microsecond=0)
-    for i in range(LIVE):
-        admin(
-            server,
-            "POST",
-            "/api/v1/controls",
-            {
-                "program": program["id"],
-                "start": (start + dt.timedelta(seconds=900 * i)).isoformat(),
-                "duration_s": 600,
-                "base": {"opModExpLimW": 5000 + i},
-            },
-        )
+    schedule_controls(server, program["id"], LIVE)
     for d in devices:
         c = Client(server, {"cert": d.cert, "key": d.key})
         edev = c.get("/edev?l=1").find(xml.q("EndDevice")).get("href")
