@@ -79,6 +79,12 @@ class Metrics:
             ["channel", "status"],
             registry=self.registry,
         )
+        self.alarms = Gauge(
+            "dso_alarms_open",
+            "Alarms not cleared, by kind and severity",
+            ["kind", "severity"],
+            registry=self.registry,
+        )
 
     def children(self, listener: str, route: str, method: str, status: int) -> tuple[Any, Any]:
         """The labelled counter and histogram of one (listener, route, method, status), looked up once.

@@ -10,6 +10,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from server.admin import (
+    alarms,
     deliveries,
     devices,
     dispatch,
@@ -26,6 +27,7 @@ from server.admin import (
 )
 from server.admin.access import access_middleware, requires, security_headers
 from server.admin.common import reply, runtime
+from server.core import alarms as alarm_store
 from server.core import fleet
 from server.core.errors import DomainError
 from server.core.staff import READ
@@ -60,6 +62,7 @@ async def metrics(request: web.Request) -> web.Response:
     async with rt.store.sessions() as session:
         parties = await fleet.party_states(session, dt.datetime.now(dt.UTC), rt.settings.openadr.poll_freq_s)
         undelivered = await fleet.undelivered(session)
+        open_alarms = await alarm_store.open_counts(session)
     rt.metrics.parties.clear()
     for (kind, state), n in parties.items():
         rt.metrics.parties.labels(kind, state).set(n)
@@ -67,6 +70,8 @@ async def metrics(request: web.Request) -> web.Response:
     for channel in {c for c, _ in undelivered}:
         for state in fleet.UNDELIVERED:
             rt.metrics.undelivered.labels(channel, state).set(undelivered.get((channel, state), 0))
+    for (kind, severity), n in open_alarms.items():
+        rt.metrics.alarms.labels(kind, severity).set(n)
     body = generate_latest(rt.metrics.registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
@@ -100,6 +105,7 @@ def create_admin_app(rt: Runtime) -> web.Application:
         modbus,
         dispatch,
         deliveries,
+        alarms,
         staff,
     ):
         app.add_routes(module.routes)

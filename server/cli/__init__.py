@@ -7,6 +7,7 @@ import sys
 
 from server import __version__
 from server.cli import (
+    alarm_cmds,
     delivery_cmds,
     demo_cmds,
     device_cmds,
@@ -34,6 +35,7 @@ COMMAND_MODULES = [
     dispatch_cmds,
     modbus_cmds,
     delivery_cmds,
+    alarm_cmds,
     staff_cmds,
 ]
 

@@ -36,15 +36,16 @@ GRID = "grid.write"  # grid nodes and members, forecast runs, imported telemetry
 SETTINGS = "settings.write"  # 2030.5 rates, mirror usage points, VEN registrations and reports, requeues
 STAFF = "staff.manage"  # accounts: create, list, disable
 AUDIT = "audit.read"
+ALARMS = "alarms.acknowledge"
 OWN = "self.manage"  # one's own session and API tokens
 
-ACTIONS = (READ, ENROL, EVENTS, PROGRAMS, GRID, SETTINGS, STAFF, AUDIT, OWN)
+ACTIONS = (READ, ENROL, EVENTS, PROGRAMS, GRID, SETTINGS, STAFF, AUDIT, ALARMS, OWN)
 
 ROLES: dict[str, frozenset[str]] = {
     "viewer": frozenset({READ, OWN}),
-    "operator": frozenset({READ, EVENTS, OWN}),
-    "engineer": frozenset({READ, ENROL, EVENTS, PROGRAMS, GRID, SETTINGS, OWN}),
-    "admin": frozenset({READ, ENROL, EVENTS, PROGRAMS, GRID, SETTINGS, STAFF, AUDIT, OWN}),
+    "operator": frozenset({READ, EVENTS, ALARMS, OWN}),
+    "engineer": frozenset({READ, ENROL, EVENTS, PROGRAMS, GRID, SETTINGS, ALARMS, OWN}),
+    "admin": frozenset({READ, ENROL, EVENTS, PROGRAMS, GRID, SETTINGS, STAFF, AUDIT, ALARMS, OWN}),
 }
 
 BOOTSTRAP = "bootstrap"

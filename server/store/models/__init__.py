@@ -1,5 +1,6 @@
 """All tables. Each area of the domain has its own module; importing this package registers every table."""
 
+from server.store.models.alarms import Alarm
 from server.store.models.base import Base
 from server.store.models.delivery import DeliveryInstance, DeliveryMessage
 from server.store.models.devices import Aggregator, EndDevice
@@ -31,6 +32,7 @@ from server.store.models.staff import AuditRecord, StaffAccount, StaffSession, S
 from server.store.models.telemetry import TelemetryReading
 
 __all__ = [
+    "Alarm",
     "Base",
     "Aggregator",
     "EndDevice",
