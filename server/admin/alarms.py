@@ -5,9 +5,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from server.admin.access import principal, requires
-from server.admin.common import list_reply, reply, runtime, window
+from server.admin.common import list_reply, path_id, reply, runtime, window
 from server.core import alarms
-from server.core.errors import Invalid
 from server.core.staff import ALARMS
 
 routes = web.RouteTableDef()
@@ -33,9 +32,6 @@ async def list_alarms(request: web.Request) -> web.Response:
 @routes.post("/api/v1/alarms/{id}/acknowledge")
 @requires(ALARMS)
 async def acknowledge(request: web.Request) -> web.Response:
-    raw = request.match_info["id"]
-    if not raw.isdigit():
-        raise Invalid("alarm id must be an integer")
     async with runtime(request).store.sessions.begin() as session:
-        row = await alarms.acknowledge(session, int(raw), principal(request).actor)
+        row = await alarms.acknowledge(session, path_id(request, "alarm"), principal(request).actor)
     return reply(row)

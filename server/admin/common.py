@@ -97,9 +97,13 @@ def optional_time(value: str | None, name: str) -> dt.datetime | None:
     return None if value is None or value == "" else parse_time(value, name)
 
 
-def event_id(request: web.Request) -> int:
-    """The ``{id}`` of an event route: digits only, else 400."""
+def path_id(request: web.Request, noun: str) -> int:
+    """The ``{id}`` of a route: digits only (no sign, no spaces), else 400 naming what it identifies."""
     raw = request.match_info["id"]
-    if not raw.isdigit():
-        raise Invalid("event id must be an integer")
+    if not (raw.isascii() and raw.isdigit()):
+        raise Invalid(f"{noun} id must be an integer")
     return int(raw)
+
+
+def event_id(request: web.Request) -> int:
+    return path_id(request, "event")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from server.admin.access import requires
-from server.admin.common import list_reply, reply, runtime, window
+from server.admin.common import list_reply, path_id, reply, runtime, window
 from server.core.errors import Invalid
 from server.core.staff import SETTINGS
 from server.delivery import status
@@ -54,10 +54,7 @@ async def channel_counts(request: web.Request) -> web.Response:
 @routes.post("/api/v1/deliveries/{id}/requeue")
 @requires(SETTINGS)
 async def requeue(request: web.Request) -> web.Response:
-    try:
-        message_id = int(request.match_info["id"])
-    except ValueError:
-        raise Invalid("delivery id must be an integer") from None
+    message_id = path_id(request, "delivery")
     async with runtime(request).store.sessions.begin() as session:
         row = await status.requeue(session, message_id)
     worker = runtime(request).outbox

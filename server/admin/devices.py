@@ -7,19 +7,15 @@ from dataclasses import asdict
 from aiohttp import web
 
 from server.admin.access import requires
-from server.admin.common import field, json_body, list_reply, reply, runtime, window
+from server.admin.common import field, json_body, list_reply, path_id, reply, runtime, window
 from server.core import parties
-from server.core.errors import Invalid
 from server.core.staff import ENROL
 
 routes = web.RouteTableDef()
 
 
 def _device_id(request: web.Request) -> int:
-    try:
-        return int(request.match_info["id"])
-    except ValueError:
-        raise Invalid("device id must be an integer") from None
+    return path_id(request, "device")
 
 
 @routes.get("/api/v1/devices")

@@ -22,7 +22,7 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.admin.access import requires
-from server.admin.common import field, json_body, list_reply, optional_time, reply, runtime, window
+from server.admin.common import field, json_body, list_reply, optional_time, path_id, reply, runtime, window
 from server.core import oadr_events, opts, parties, programs, reports
 from server.core import vens as vens_core
 from server.core.errors import Invalid
@@ -33,10 +33,7 @@ routes = web.RouteTableDef()
 
 
 def _event_id(request: web.Request) -> int:
-    try:
-        return int(request.match_info["id"])
-    except ValueError:
-        raise Invalid("event id must be an integer") from None
+    return path_id(request, "event")
 
 
 def _wake(request: web.Request) -> None:

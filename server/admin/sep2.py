@@ -45,7 +45,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server import pki
 from server.admin.access import requires
-from server.admin.common import field, json_body, list_reply, reply, runtime, window
+from server.admin.common import field, json_body, list_reply, path_id, reply, runtime, window
 from server.core import events, parties, programs, scope
 from server.core import sep2_device as devres
 from server.core.errors import Invalid, NotFound
@@ -227,10 +227,7 @@ async def create_curve(request: web.Request) -> web.Response:
 @routes.delete("/api/v1/curves/{id}")
 @requires(PROGRAMS)
 async def delete_curve(request: web.Request) -> web.Response:
-    try:
-        curve_id = int(request.match_info["id"])
-    except ValueError:
-        raise Invalid("curve id must be an integer") from None
+    curve_id = path_id(request, "curve")
     async with runtime(request).store.sessions.begin() as session:
         await programs.delete_curve(session, curve_id)
     return web.Response(status=204)
@@ -322,10 +319,7 @@ def _response_out(r: EventResponse) -> dict[str, Any]:
 
 
 def _control_id(request: web.Request) -> int:
-    try:
-        return int(request.match_info["id"])
-    except ValueError:
-        raise Invalid("control id must be an integer") from None
+    return path_id(request, "control")
 
 
 @routes.get("/api/v1/controls/{id}")

@@ -22,6 +22,7 @@ from server.admin.common import (
     list_reply,
     optional_time,
     parse_time,
+    path_id,
     reply,
     runtime,
     window,
@@ -178,10 +179,7 @@ async def list_tokens(request: web.Request) -> web.Response:
 @requires(staff.OWN)
 async def revoke_token(request: web.Request) -> web.Response:
     who = principal(request)
-    try:
-        token_id = int(request.match_info["id"])
-    except ValueError:
-        raise Invalid("token id must be an integer") from None
+    token_id = path_id(request, "token")
     if who.account_id is None:
         raise Invalid("the bootstrap credential has no tokens")
     async with runtime(request).store.sessions.begin() as session:

@@ -87,3 +87,20 @@ def test_metrics_carry_fleet_gauges(server):
     for kind, state in [("openadr", "online"), ("openadr", "offline"), ("modbus", "offline")]:
         assert gauge(text, "dso_fleet_parties", kind=kind, state=state) >= 0
     assert "# TYPE dso_deliveries_undelivered gauge" in text
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/api/v1/devices/-1"),
+        ("GET", "/api/v1/controls/-1"),
+        ("DELETE", "/api/v1/curves/-1"),
+        ("GET", "/api/v1/openadr/events/-1"),
+        ("POST", "/api/v1/deliveries/-1/requeue"),
+        ("POST", "/api/v1/alarms/%201/acknowledge"),
+        ("GET", "/api/v1/events/+1"),
+    ],
+)
+def test_a_path_id_that_is_not_digits_is_a_400_naming_it(server, method, path):
+    status, body = server.admin(method, path)
+    assert status == 400 and "id must be an integer" in body["error"], (status, body)
