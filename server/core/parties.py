@@ -306,6 +306,16 @@ async def enroll_ven(
     return ven
 
 
+async def enroll_self_registered_ven(session: AsyncSession, name: str, fingerprint: str) -> Ven:
+    """A VEN registering itself: its requested name, or (when another VEN has it) that name made unique with
+    the fingerprint. Checked first rather than caught after a failed INSERT: a SAVEPOINT on SQLite opens a read
+    transaction that a concurrent commit makes impossible to upgrade ("database is locked" at once)."""
+    name = name.strip()[:150]
+    if await session.scalar(select(Ven.id).where(Ven.name == name)) is not None:
+        name = f"{name}-{normalise_fingerprint(fingerprint).replace(':', '')}"
+    return await enroll_ven(session, name, fingerprint, self_registered=True)
+
+
 async def list_vens(session: AsyncSession) -> list[VenInfo]:
     found = list(await session.scalars(select(Ven).order_by(Ven.id)))
     counts = await queued_counts(session, [v.id for v in found])

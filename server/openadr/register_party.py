@@ -26,7 +26,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.core import parties, reports
 from server.core import vens as vens_core
-from server.core.errors import Conflict
 from server.openadr import codec
 from server.openadr.transport import (
     INVALID_DATA,
@@ -60,15 +59,8 @@ async def query_registration(ctx: Ctx) -> etree._Element:
 
 async def _self_register(ctx: Ctx, ven_name: str) -> Ven:
     fingerprint = ctx.identity.fingerprint
-    name = (ven_name or f"ven-{fingerprint.replace(':', '')}")[:150]
-    try:
-        async with ctx.session.begin_nested():
-            return await parties.enroll_ven(ctx.session, name, fingerprint, self_registered=True)
-    except Conflict:
-        # the requested name is taken by another VEN: make it unique with the fingerprint
-        return await parties.enroll_ven(
-            ctx.session, f"{name}-{fingerprint.replace(':', '')}", fingerprint, self_registered=True
-        )
+    name = ven_name.strip() or f"ven-{fingerprint.replace(':', '')}"
+    return await parties.enroll_self_registered_ven(ctx.session, name, fingerprint)
 
 
 @handles(SERVICE, "oadrCreatePartyRegistration")
