@@ -50,16 +50,16 @@ def check_target_url(url: str, settings: DeliverySettings) -> str:
     else ``Refused`` saying why. ``check_target`` adds the addresses."""
     parsed = urllib.parse.urlsplit(url)
     if not parsed.hostname or parsed.scheme not in ("https", "http"):
-        raise Refused(f"notification URI must be an absolute https URL, got {url!r}")
+        raise Refused(f"target URL must be an absolute https URL, got {url!r}")
     if parsed.scheme == "http":
         if not settings.allow_http_loopback:
-            raise Refused("plain http notification URIs are not allowed (https only)")
+            raise Refused("plain http target URLs are not allowed (https only)")
         try:
             loopback = ipaddress.ip_address(parsed.hostname).is_loopback
         except ValueError:
             loopback = parsed.hostname == "localhost"
         if not loopback:
-            raise Refused("plain http notification URIs are allowed on loopback only")
+            raise Refused("plain http target URLs are allowed on loopback only")
     return url
 
 
@@ -99,10 +99,10 @@ async def addresses_of(host: str, port: int, resolve: Resolve) -> list[IPAddress
         UnicodeError,
         TimeoutError,
     ) as exc:  # gaierror; a name IDNA cannot encode; a dead resolver
-        raise Refused(f"notification URI host {host!r} does not resolve ({type(exc).__name__})") from None
+        raise Refused(f"target URL host {host!r} does not resolve ({type(exc).__name__})") from None
     addresses = [plain(ipaddress.ip_address(a)) for a in found]
     if not addresses:
-        raise Refused(f"notification URI host {host!r} does not resolve")
+        raise Refused(f"target URL host {host!r} does not resolve")
     return addresses
 
 
@@ -164,7 +164,7 @@ class TargetPolicy:
         for address in addresses:
             reason = self.refusal(address, port, own)
             if reason:
-                raise Refused(f"notification URI host {host!r} resolves to a forbidden address: {reason}")
+                raise Refused(f"target URL host {host!r} resolves to a forbidden address: {reason}")
 
 
 async def check_target(url: str, policy: TargetPolicy) -> str:
@@ -176,10 +176,10 @@ async def check_target(url: str, policy: TargetPolicy) -> str:
     try:
         port = parsed.port or DEFAULT_PORTS[parsed.scheme]
     except ValueError:
-        raise Refused(f"notification URI has an invalid port: {url!r}") from None
+        raise Refused(f"target URL has an invalid port: {url!r}") from None
     addresses = await addresses_of(host, port, policy.resolve)
     if parsed.scheme == "http" and not all(a.is_loopback for a in addresses):
-        raise Refused(f"plain http notification URIs are allowed on loopback only ({host!r} is not)")
+        raise Refused(f"plain http target URLs are allowed on loopback only ({host!r} is not)")
     await policy.check_addresses(host, port, addresses)
     return url
 

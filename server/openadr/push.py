@@ -25,6 +25,7 @@ from server.core import oadr_events
 from server.core import vens as vens_core
 from server.core.errors import DomainError
 from server.delivery.channels import Channel, Claimed, Outcome, post
+from server.delivery.targets import GuardedResolver, Refused, TargetPolicy, check_target
 from server.openadr import codec
 from server.openadr.transport import RENDERERS, Vtn, render
 from server.store import Store
@@ -91,6 +92,8 @@ class Pusher:
         self.store = store
         self.settings = settings
         self.vtn = vtn
+        # the same rules as 2030.5 notification targets: checked again before each push and at connect time
+        self.policy = TargetPolicy.of(settings)
 
     def channel(self) -> Channel:
         return Channel(
@@ -99,6 +102,7 @@ class Pusher:
             ssl_context=client_context(self.settings),
             timeout_s=self.settings.openadr.push_timeout_s,
             claimable=pushable,
+            resolver=lambda: GuardedResolver(self.policy),
         )
 
     async def send(self, http: aiohttp.ClientSession, message: Claimed) -> Outcome:
@@ -118,6 +122,10 @@ class Pusher:
             body = render(self.vtn, msg)
             address = push_url(ven.transport_address, codec.local(msg))
             ven_id = ven.ven_id
+        try:
+            await check_target(address, self.policy)
+        except Refused as exc:
+            return Outcome(error=f"push address refused: {exc}"[:500], final=True)
         outcome, answer = await post(http, address, body, "application/xml")
         if not outcome.error:
             async with self.store.sessions.begin() as session:

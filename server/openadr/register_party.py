@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.core import parties, reports
 from server.core import vens as vens_core
+from server.delivery.targets import Refused, TargetPolicy, check_target
 from server.openadr import codec
 from server.openadr.transport import (
     INVALID_DATA,
@@ -83,6 +84,12 @@ async def create_party_registration(ctx: Ctx) -> etree._Element:
     ven = await ctx.ven(require_registration=False)
     if not reg.http_pull and not reg.transport_address:
         raise OadrError(INVALID_DATA, "push (oadrHttpPullModel false) needs an oadrTransportAddress")
+    if not reg.http_pull:
+        # the server will POST there: never to its own listeners, link-local or private ranges staff did not allow
+        try:
+            await check_target(reg.transport_address, TargetPolicy.of(ctx.settings))
+        except Refused as exc:
+            raise OadrError(INVALID_DATA, f"oadrTransportAddress refused: {exc}") from None
     new = await vens_core.register(
         ctx.session,
         ven,

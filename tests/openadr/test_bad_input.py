@@ -338,3 +338,23 @@ def test_staff_cli_for_vens(env):
     assert made["status"] == "far" and made["signal_type"] == "price" and made["vens"] == ["raw-a"]
     out = dso("event", "list", "-c", server.config).stdout
     assert "SIMPLE" in out and "0.12/0.31" in out
+
+
+@pytest.mark.parametrize(
+    ("address", "reason"),
+    [
+        ("https://169.254.169.254/latest/meta-data", "link-local"),
+        ("https://10.1.2.3/OpenADR2/Simple/2.0b", "private address"),
+        ("https://127.0.0.1:{admin_port}/api/v1/vens", "own admin listener"),
+        ("ftp://127.0.0.1/x", "absolute https URL"),
+    ],
+)
+def test_push_transport_address_the_server_must_not_reach_is_refused(env, address, reason):
+    server, watch, _, _ = env
+    admin_port = server.info["admin_url"].rsplit(":", 1)[1]
+    name = f"push-{abs(hash(address)) % 10_000}"
+    ven = RawVen(server, name, watch)
+    answer = ven.register(http_pull_model=False, transport_address=address.format(admin_port=admin_port))
+    assert response_code(answer) == 454 and reason.encode() in answer, answer
+    stored = next(v for v in server.admin("GET", "/api/v1/vens")[1] if v["name"] == name)
+    assert stored["registration_id"] is None and stored["transport_address"] == ""

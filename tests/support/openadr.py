@@ -26,6 +26,8 @@ FAST_ENV = {
     "DSO_OPENADR__REPORT_GRANULARITY_S": "1",
     "DSO_OPENADR__REPORT_BACK_DURATION_S": "1",
     "DSO_OPENADR__PUSH_INTERVAL_S": "1",
+    # the push VENs of the tests listen on loopback
+    "DSO_DELIVERY__ALLOW_HTTP_LOOPBACK": "true",
 }
 
 logging.getLogger("openleadr").setLevel(logging.WARNING)
