@@ -129,7 +129,8 @@ def test_forecast_times_are_in_the_nodes_zone_and_labelled(server, tmp_path):
     end = int(time.time()) // 900 * 900
     csv = tmp_path / "history.csv"
     rows = [
-        f"{dt.datetime.fromtimestamp(t, dt.UTC).isoformat()},{1000 + 500 * ((t // 3600) % 24 > 12)}"
+        # a day shape with some interval-to-interval variation: a perfectly flat series reads as a stuck meter
+        f"{dt.datetime.fromtimestamp(t, dt.UTC).isoformat()},{1000 + 500 * ((t // 3600) % 24 > 12) + (t // 900) % 7}"
         for t in range(end - 3 * 86400, end, 900)
     ]
     csv.write_text("time,value\n" + "\n".join(rows) + "\n")

@@ -327,6 +327,14 @@ def steps(fresh: dict[str, str], modbus_port: int) -> list[Step]:
             {},
             expect=(404, 409),
         ),
+        # acknowledging an alarm is staff bookkeeping: no device's view changes
+        Step(
+            "POST",
+            "/api/v1/alarms/{id}/acknowledge",
+            "/api/v1/alarms/999999/acknowledge",
+            {},
+            expect=(404,),
+        ),
         Step(
             "POST",
             "/api/v1/plans",
