@@ -31,8 +31,9 @@ from server.runtime import Runtime
 from server.store import create_store
 
 MUTATING = ("POST", "PUT", "PATCH", "DELETE")
-SESSION_TTL_S = 4
-LOCKOUT_S = 4
+# long enough that a loaded machine does not end a session or a lock while a test still uses it
+SESSION_TTL_S = 15
+LOCKOUT_S = 10
 MAX_FAILURES = 3
 
 
