@@ -36,6 +36,16 @@ class PlanFailed(Exception):
         self.reason = reason
 
 
+class PlanInterrupted(Exception):
+    """The plan could not be completed or its failure not recorded (the database went away): the caller keeps
+    the failure until it can be recorded."""
+
+    def __init__(self, plan_id: int, reason: str) -> None:
+        super().__init__(reason)
+        self.plan_id = plan_id
+        self.reason = reason
+
+
 def subject(model_name: str) -> str:
     return f"model:{model_name}"
 
@@ -99,7 +109,8 @@ def _covered_steps(
 async def run_plan(
     store: Store, settings: Settings, model_name: str, trigger: str, now: dt.datetime | None = None
 ) -> dict[str, Any]:
-    """Plan ``model_name`` once; returns the plan as stored. Raises PlanFailed after recording the failure."""
+    """Plan ``model_name`` once; returns the plan as stored. Raises PlanFailed after recording the failure, and
+    PlanInterrupted when the store failed under it."""
     o = settings.orchestration
     now = now or utcnow()
     step_s = o.forecast_step_s
@@ -107,6 +118,28 @@ async def run_plan(
     async with store.sessions.begin() as session:
         plan = await plans.begin(session, model_name, trigger, start, step_s, steps)
         plan_id = plan.id
+    try:
+        return await _run(store, settings, plan_id, model_name, now, start, steps)
+    except PlanFailed:
+        raise
+    except Exception as exc:
+        log.exception("plan %s of %s could not be completed", plan_id, model_name)
+        raise PlanInterrupted(
+            plan_id, f"the plan could not be completed: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+async def _run(
+    store: Store,
+    settings: Settings,
+    plan_id: int,
+    model_name: str,
+    now: dt.datetime,
+    start: dt.datetime,
+    steps: int,
+) -> dict[str, Any]:
+    o = settings.orchestration
+    step_s = o.forecast_step_s
     record: dict[str, Any] = {}
     try:
         async with store.sessions() as session:

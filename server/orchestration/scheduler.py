@@ -191,26 +191,16 @@ class Scheduler:
                 outcome[name] = f"plan {plan['id']} {plan['status']}"
             except loop.PlanFailed as exc:
                 outcome[name] = f"failed: {exc.reason}"
-            except Exception as exc:  # the database went away mid-turn: record it when it is back
-                log.exception("plan of %s could not be completed", name)
-                running = await self._running_plan(name)
-                reason = f"the plan could not be completed: {type(exc).__name__}: {exc}"
-                self.unrecorded.append((running, name, alarms.PLAN_FAILED, reason))
+            except loop.PlanInterrupted as exc:  # the database went away mid-plan: record it when it is back
+                self.unrecorded.append((exc.plan_id, name, alarms.PLAN_FAILED, exc.reason))
+                outcome[name] = f"failed: {exc.reason}"
+            except Exception as exc:  # the plan could not even begin
+                log.exception("plan of %s could not begin", name)
+                reason = f"the plan could not begin: {type(exc).__name__}: {exc}"
+                self.unrecorded.append((None, name, alarms.PLAN_FAILED, reason))
                 outcome[name] = f"failed: {reason}"
         log.info("%s turn: %s", trigger, outcome)
         return outcome
-
-    async def _running_plan(self, name: str) -> int | None:
-        try:
-            async with self.store.sessions() as session:
-                return await session.scalar(
-                    select(Plan.id)
-                    .where(Plan.model_name == name, Plan.status == plans.RUNNING)
-                    .order_by(Plan.id.desc())
-                    .limit(1)
-                )
-        except Exception:
-            return None
 
     async def _record_unrecorded(self) -> None:
         if not self.unrecorded:
