@@ -4,7 +4,7 @@ SQLite means one process, so it always leads. On PostgreSQL several ``dso serve`
 only the one holding a session-level advisory lock runs jobs; if it dies its connection drops, the lock is
 released and another process takes over at its next attempt.
 
-Jobs: the forecast of every grid node (when the planning loop is off), and the planning loop (docs/planning.md,
+Jobs: the forecast of every grid node (left to the planning loop's turns once a network model is stored), and the planning loop (docs/planning.md,
 "The loop"): intraday every ``replan_interval_s`` (fresh forecasts, then a re-plan of every stored network model)
 and day-ahead at ``day_ahead_at`` (UTC) for the next day. A turn that fails is recorded (plan failed, alarm) and
 the next turn runs as usual; a failure that could not even be recorded (the database was away) is kept here and
@@ -54,7 +54,7 @@ class Scheduler:
     async def start(self) -> None:
         # the election runs even with jobs disabled: other leader-only work (the Modbus gateway) relies on it
         s = self.settings
-        if s.enabled and not self.planning:
+        if s.enabled:
             self.scheduler.add_job(
                 self.forecast_job,
                 "interval",
@@ -154,6 +154,10 @@ class Scheduler:
 
     async def forecast_job(self) -> None:
         s = self.settings
+        if self.planning:
+            async with self.store.sessions() as session:
+                if await grid_models.model_names(session):
+                    return  # the planning loop forecasts before each of its turns
         outcome = await forecast_all(
             self.store, s.forecast_horizon_s, s.forecast_step_s, s.forecast_history_days
         )

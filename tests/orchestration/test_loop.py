@@ -223,3 +223,17 @@ async def test_staff_controls_win_over_the_plan_by_primacy(sqlite_store) -> None
         won = der_controls.winner(intervals, now)
         staff = await session.get(Program, won.program_id)
     assert staff.name.startswith("device:") and staff.primacy < settings().orchestration.plan_primacy
+
+
+async def test_day_ahead_plans_the_next_utc_day(sqlite_store) -> None:
+    store = sqlite_store
+    await fleet(store)
+    out = await forecasts.forecast_all(store, 48 * 3600, 900, 28)
+    assert all(v.startswith("run") for v in out.values()), out
+    plan = await loop.run_plan(store, settings(), MODEL, "day_ahead")
+    tomorrow = dt.datetime.combine(utcnow().date() + dt.timedelta(days=1), dt.time(), dt.UTC)
+    assert plan["status"] == "active" and plan["steps"] == 96
+    assert dt.datetime.fromisoformat(plan["start"]) == tomorrow
+    async with store.sessions() as session:
+        made = [await session.get(Event, pe.event_id) for pe in await plans.links(session, plan["id"])]
+    assert made and all(e.start >= tomorrow for e in made)
