@@ -87,6 +87,16 @@ def test_the_scheduler_plans_and_every_protocol_receives_the_plan(server, tmp_pa
     t1 = next(n for n in node if n["name"] == f"{MODEL}/T1")
     assert t1["kind"] == "transformer" and t1["export_limit_kw"] == loop_grid.TRAFO_KVA
 
+    # bad input is refused with the reason, nothing stored
+    status, err = server.admin("POST", "/api/v1/grid/models", {"name": "broken", "pandapower": "{not json"})
+    assert status == 400 and "pandapower" in err["error"], err
+    status, err = server.admin(
+        "POST", f"/api/v1/grid/models/{MODEL}/mappings", {"bus": 999, "kind": "ven", "id": "x"}
+    )
+    assert status == 400 and "999" in err["error"], err
+    _, models = server.admin("GET", "/api/v1/grid/models")
+    assert [m["name"] for m in models] == [MODEL]
+
     pv0 = device(server, "pv-0", loop_grid.dercap_xml(4, loop_grid.PV_W))
     pv1 = device(server, "pv-1", loop_grid.dercap_xml(4, loop_grid.PV_W))
     bat = device(
@@ -177,4 +187,7 @@ def test_the_scheduler_plans_and_every_protocol_receives_the_plan(server, tmp_pa
     _, again = server.admin("GET", f"/api/v1/plans/runs/{second['id']}")
     assert again["outputs"]["dispatched"]["kept"] > 0, again["outputs"]["dispatched"]
     assert again["outputs"]["dispatched"]["created"] <= 4, again["outputs"]["dispatched"]
+    # only a proposed plan can be approved; an unknown one is not found
+    assert server.admin("POST", f"/api/v1/plans/runs/{second['id']}/approve", {})[0] == 409
+    assert server.admin("POST", "/api/v1/plans/runs/999999/approve", {})[0] == 404
     assert server.proc is not None and server.proc.poll() is None
