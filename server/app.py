@@ -116,7 +116,7 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
             pass
     rt = await open_runtime(settings)
     ssl_ctx = server_context(settings)  # keys are loaded once, here
-    rt.scheduler = Scheduler(rt.store, settings.orchestration)
+    rt.scheduler = Scheduler(rt.store, settings.orchestration, settings)
     rt.modbus = ModbusGateway(rt.store, settings.modbus, is_leader=lambda: rt.scheduler.leader)
     runners: list[web.AppRunner] = []
     try:

@@ -185,6 +185,27 @@ class OrchestrationSettings:
     forecast_history_days: int = 28
     # how often a non-leader process retries for the scheduler's leader lock (PostgreSQL)
     leader_retry_s: int = 30
+    # the planning loop over every stored network model (docs/planning.md, "The loop")
+    planning: bool = True
+    # intraday: fresh forecasts, then a re-plan of the rest of the horizon, every this many seconds (300 supported)
+    replan_interval_s: int = 900
+    # day-ahead: the plan of the next day (UTC), made daily at this UTC time "HH:MM" ("" = none)
+    day_ahead_at: str = "14:00"
+    plan_horizon_s: int = 86_400
+    # automatic: a plan is dispatched when made; operator: it waits for `dso plan approve ID`
+    approval: str = "automatic"
+    # forecast quantile the plan holds against (0.9: high generation and low load)
+    quantile: float = 0.5
+    envelope_policy: str = "equal"
+    # a forecast older than this is missing for planning
+    forecast_max_age_s: int = 3600
+    # HiGHS time limit per LP (0: none); a solve that hits it fails the plan
+    solver_time_limit_s: float = 0.0
+    plan_iterations: int = 4
+    # a device that answered "cannot comply" or a VEN that opted out is not counted on for this long
+    noncompliance_hold_s: int = 86_400
+    # primacy of the plan's own programs: staff controls (primacy 1 by default) win over the plan's
+    plan_primacy: int = 50
 
 
 @dataclass
@@ -400,6 +421,19 @@ def _validate(s: Settings) -> None:
     o = s.orchestration
     if o.forecast_interval_s < 1 or o.leader_retry_s < 1:
         raise ConfigError(f"{where}: orchestration.forecast_interval_s and leader_retry_s >= 1")
+    if o.replan_interval_s < 1 or o.plan_horizon_s < 900 or o.plan_horizon_s > 48 * 3600:
+        raise ConfigError(f"{where}: orchestration.replan_interval_s >= 1, plan_horizon_s 900..172800")
+    if o.approval not in ("automatic", "operator"):
+        raise ConfigError(f"{where}: orchestration.approval must be automatic or operator")
+    if not 0 < o.quantile < 1 or o.envelope_policy not in ("equal", "proportional", "max"):
+        raise ConfigError(f"{where}: orchestration.quantile 0..1, envelope_policy equal|proportional|max")
+    if o.day_ahead_at:
+        try:
+            hh, mm = (int(x) for x in o.day_ahead_at.split(":"))
+            if not (0 <= hh < 24 and 0 <= mm < 60):
+                raise ValueError
+        except ValueError:
+            raise ConfigError(f"{where}: orchestration.day_ahead_at must be HH:MM (UTC) or empty") from None
     try:
         from zoneinfo import ZoneInfo
 

@@ -24,7 +24,7 @@ from server.admin.access import requires
 from server.admin.common import event_id, field, json_body, list_reply, reply, runtime, window
 from server.admin.sep2 import parse_start
 from server.admin.tariffs_dr import dr_payload
-from server.core import events, programs
+from server.core import events, plans, programs
 from server.core.errors import Invalid, NotFound
 from server.core.staff import EVENTS
 from server.store.models import Event, Program
@@ -38,6 +38,8 @@ async def event_out(session: AsyncSession, e: Event, with_responses: bool = Fals
     out = {**events.event_dict(e, program), "href": f"/api/v1/events/{e.id}"}
     if with_responses:
         out["responses"] = await events.responses_of(session, e.id)
+        # provenance: the plans that created or kept it, and why
+        out["plans"] = await plans.of_event(session, e.id)
     return out
 
 

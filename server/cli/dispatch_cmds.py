@@ -1,13 +1,14 @@
 """``dso dispatch``: one decision about a grid node, sent to every resource under it in its own protocol;
-``dso plan``: the export-limit plan from the node's latest forecast (optionally dispatched)."""
+``dso plan``: the export-limit plan from the node's latest forecast (optionally dispatched), the offline grid plan
+(``--grid``), and the stored plans of the loop (``dso plan list|show|approve|run``)."""
 
 from __future__ import annotations
 
 import argparse
 import urllib.parse
 
-from server.cli import grid_plan_cmds
-from server.cli.common import add_config_arg, add_json_arg, admin, emit, local_time
+from server.cli import grid_plan_cmds, loop_cmds
+from server.cli.common import CliError, add_config_arg, add_json_arg, admin, emit, local_time
 from server.cli.durations import seconds
 
 
@@ -31,7 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="plan a grid node against its export limit from its latest load forecast, or plan a whole "
         "network model offline (--grid)",
     )
-    which = p.add_mutually_exclusive_group(required=True)
+    loop_cmds.add_plan_args(p)
+    which = p.add_mutually_exclusive_group()
     which.add_argument("--node", help="a grid node of the running server")
     which.add_argument(
         "--grid",
@@ -98,6 +100,12 @@ def plan_lines(out: dict, zone: str = "UTC") -> list[str]:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
+    if args.action:
+        return loop_cmds.cmd_plan_action(args)
+    if not args.node and not args.grid:
+        raise CliError(
+            "give --node NODE, --grid simbench:CODE|FILE.json, or an action (list, show, approve, run)"
+        )
     if args.grid:
         return grid_plan_cmds.cmd_plan_grid(args)
     client = admin(args)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from server.cli import grid_plan_cmds
+from server.cli import grid_plan_cmds, loop_cmds
 from server.cli.common import CliError, add_config_arg, add_json_arg, admin, emit, local_time
 from server.cli.durations import seconds
 
@@ -67,6 +67,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_config_arg(p)
     add_json_arg(p)
     p.set_defaults(func=cmd_add)
+    loop_cmds.register_grid(gsub)
     p = gsub.add_parser(
         "state", help="predicted voltages and loadings of a network model over a day (offline)"
     )

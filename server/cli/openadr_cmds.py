@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import urllib.parse
 
+from server.cli import loop_cmds
 from server.cli.common import CliError, add_config_arg, add_json_arg, admin, emit
 from server.cli.durations import seconds
 
@@ -269,6 +270,7 @@ def cmd_event_show(args: argparse.Namespace) -> int:
         f"{state}, modificationNumber {e['modification_number']}"
     )
     lines = [head, f"responses ({len(e['responses'])}):"] + [response_line(r) for r in e["responses"]]
+    lines += loop_cmds.event_plan_lines(e)
     emit(args, e, "\n".join(lines))
     return 0
 

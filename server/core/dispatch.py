@@ -79,9 +79,10 @@ MODBUS_CHANNEL = "modbus"  # the outbox channel of SunSpec writes (sent by serve
 APPLY, RELEASE = "apply", "release"
 
 
-def schedule_modbus(session: AsyncSession, write: dict, start: dt.datetime, end: dt.datetime) -> None:
+def schedule_modbus(session: AsyncSession, write: dict, start: dt.datetime, end: dt.datetime) -> str:
     """Queue the write for ``start`` and its undoing for ``end``, in one order key per dispatch (the release never
-    overtakes its write; dispatches to the same inverter do not wait for each other)."""
+    overtakes its write; dispatches to the same inverter do not wait for each other). Returns the key (a plan
+    discards a block it no longer wants by it)."""
     key = f"modbus:{write['name']}:{uuid.uuid4().hex[:12]}"
     delivery.enqueue(session, MODBUS_CHANNEL, key, kind=APPLY, payload=write, not_before=start)
     release = {
@@ -92,6 +93,7 @@ def schedule_modbus(session: AsyncSession, write: dict, start: dt.datetime, end:
     }
     if release["release_limit"] or release["connect"] is not None:
         delivery.enqueue(session, MODBUS_CHANNEL, key, kind=RELEASE, payload=release, not_before=end)
+    return key
 
 
 async def dispatch_to_node(

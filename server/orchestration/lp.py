@@ -19,6 +19,13 @@ INF = float("inf")
 PRESOLVE_MIN_COLS = 20_000
 _NO_INT = np.zeros(0, np.int32)
 _FREE: tuple[int, list[Any]] = (os.getpid(), [])  # released instances of this process
+# seconds HiGHS may spend on one LP (0: no limit); the server sets it from orchestration.solver_time_limit_s
+TIME_LIMIT_S = 0.0
+
+
+def set_time_limit(seconds: float) -> None:
+    global TIME_LIMIT_S
+    TIME_LIMIT_S = max(0.0, float(seconds))
 
 
 @dataclass
@@ -202,6 +209,7 @@ class Lp:
                 self._rows_in_model += len(rl)
                 self.pending = []
         h = self.highs
+        h.setOptionValue("time_limit", TIME_LIMIT_S if TIME_LIMIT_S > 0 else INF)
         h.run()
         status = h.modelStatusToString(h.getModelStatus())
         x = np.asarray(h.getSolution().col_value)

@@ -14,6 +14,7 @@ from server.store.models.openadr import (
     OadrReportRequest,
     Ven,
 )
+from server.store.models.plans import GridMapping, GridModel, Plan, PlanEvent
 from server.store.models.sep2 import (
     Sep2Curve,
     Sep2DeviceResource,
@@ -45,6 +46,10 @@ __all__ = [
     "ForecastRun",
     "GridNode",
     "GridNodeMember",
+    "GridMapping",
+    "GridModel",
+    "Plan",
+    "PlanEvent",
     "ModbusDevice",
     "DeliveryInstance",
     "DeliveryMessage",

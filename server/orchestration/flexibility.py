@@ -1,0 +1,238 @@
+"""What the plan may count on, from what each mapped resource said of itself, with documented defaults where it
+said nothing (the snapshot lists every default it used):
+
+* a 2030.5 device: DERCapability ``type`` (DERType: 4 PV, 80 storage, 83 PV and storage), ``rtgMaxW``,
+  ``rtgMaxWh``, ``rtgMaxChargeRateW``/``rtgMaxDischargeRateW``; DERSettings ``setMaxW``/``setMaxWh`` (a
+  setting below the rating wins); DERStatus ``stateOfChargeStatus``;
+* a SunSpec Modbus inverter: its nameplate (``WRtg``, stored as ``ratedPower``) -- PV;
+* an OpenADR VEN: demand response of the load at its connection point (``DEFAULT_VEN_SHARE`` of it);
+* a resource that answered one of the plan's controls "cannot comply" (2030.5 Response status 4, 8, 12..14,
+  252..254) or opted out of one (OpenADR), within ``noncompliance_hold_s``, is not counted on: its PV is
+  forecast as it will run, its battery as idle, the VEN's load as firm.
+
+Defaults (docs/planning.md): PV without a DERCapability 5 kW; storage without an energy rating 2 h at its
+power rating, without a state of charge 50 %; a VEN sheds 10 % of its connection point's load."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from lxml import etree
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.core import sep2_device, telemetry
+from server.store.models import EndDevice, Event, EventResponse, ModbusDevice, PlanEvent, Ven
+
+NS = "{urn:ieee:std:2030.5:ns}"
+DEFAULT_PV_KW = 5.0
+DEFAULT_STORAGE_HOURS = 2.0
+DEFAULT_SOC_PERCENT = 50.0
+DEFAULT_VEN_SHARE = 0.10
+PV_TYPES, STORAGE_TYPES, BOTH_TYPES = {4}, {80}, {83}
+# 2030.5 ResponseType values that say the control was not (or will not be) followed
+WONT_COMPLY = {4, 8, 12, 13, 14, 252, 253, 254}
+
+
+@dataclass
+class Resource:
+    kind: str  # pv | battery | dr
+    party: str  # device | modbus | ven
+    id: str  # LFDI, Modbus name, venID
+    bus: int
+    power_kw: float = 0.0
+    energy_kwh: float = 0.0
+    soc_percent: float = 0.0
+    share: float = 0.0  # dr: share of the connection point's load
+    counted: bool = True
+    defaults: list[str] = field(default_factory=list)
+    said: list[str] = field(default_factory=list)  # what the resource reported that this is built from
+    why_not: str = ""
+
+    @property
+    def key(self) -> str:
+        """How the plan names it: ``device:LFDI`` (``device:LFDI:storage`` for its battery), ``ven:VENID``,
+        ``modbus:NAME``."""
+        return f"{self.party}:{self.id}" + (":storage" if self.kind == "battery" else "")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _value(root: etree._Element, name: str) -> float | None:
+    node = root.find(f"{NS}{name}")
+    if node is None:
+        return None
+    v = node.findtext(f"{NS}value")
+    if v is None:
+        return None
+    return float(v) * 10.0 ** int(node.findtext(f"{NS}multiplier") or 0)
+
+
+def _int(root: etree._Element, name: str) -> int | None:
+    text = root.findtext(f"{NS}{name}")
+    return int(text) if text is not None and text.strip().lstrip("-").isdigit() else None
+
+
+def _parse(body: str | None) -> etree._Element | None:
+    return None if body is None else etree.fromstring(body.encode())  # stored, schema-checked XML
+
+
+def device_resources(lfdi: str, bus: int, res: dict[str, str]) -> list[Resource]:
+    """The PV and/or storage of one 2030.5 device from its stored DER resources."""
+    cap, settings, status = (_parse(res.get(k)) for k in ("dercap", "derg", "ders"))
+    der_type = _int(cap, "type") if cap is not None else None
+    said: list[str] = []
+    defaults: list[str] = []
+    rated_w = _value(cap, "rtgMaxW") if cap is not None else None
+    if rated_w is not None:
+        said.append(f"DERCapability rtgMaxW {rated_w:g} W")
+    set_w = _value(settings, "setMaxW") if settings is not None else None
+    if set_w is not None and (rated_w is None or set_w < rated_w):
+        said.append(f"DERSettings setMaxW {set_w:g} W")
+        rated_w = set_w
+    if der_type is not None:
+        said.append(f"DERCapability type {der_type}")
+    if rated_w is None:
+        rated_w = DEFAULT_PV_KW * 1000
+        defaults.append(f"no DERCapability rtgMaxW: {DEFAULT_PV_KW:g} kW")
+    out: list[Resource] = []
+    storage = der_type in STORAGE_TYPES or der_type in BOTH_TYPES
+    if der_type is None or der_type in PV_TYPES or der_type in BOTH_TYPES or not storage:
+        if der_type is None:
+            defaults.append("no DERCapability type: taken as PV")
+        out.append(Resource("pv", "device", lfdi, bus, power_kw=rated_w / 1000, said=said, defaults=defaults))
+    if storage:
+        b_said, b_def = list(said), [d for d in defaults if "type" not in d]
+        power_w = rated_w
+        for name in ("rtgMaxDischargeRateW", "rtgMaxChargeRateW"):
+            v = _value(cap, name) if cap is not None else None
+            if v is not None:
+                b_said.append(f"DERCapability {name} {v:g} W")
+                power_w = min(power_w, v)
+        wh = _value(cap, "rtgMaxWh") if cap is not None else None
+        set_wh = _value(settings, "setMaxWh") if settings is not None else None
+        if set_wh is not None and (wh is None or set_wh < wh):
+            wh = set_wh
+        if wh is None:
+            wh = power_w * DEFAULT_STORAGE_HOURS
+            b_def.append(f"no rtgMaxWh: {DEFAULT_STORAGE_HOURS:g} h at {power_w:g} W")
+        else:
+            b_said.append(f"energy rating {wh:g} Wh")
+        soc = None
+        if status is not None:
+            soc_node = status.find(f"{NS}stateOfChargeStatus")
+            if soc_node is not None and soc_node.findtext(f"{NS}value") is not None:
+                soc = int(soc_node.findtext(f"{NS}value") or 0) / 100  # PerCent: hundredths of a percent
+        if soc is None:
+            soc = DEFAULT_SOC_PERCENT
+            b_def.append(f"no DERStatus stateOfChargeStatus: {DEFAULT_SOC_PERCENT:g} %")
+        else:
+            b_said.append(f"DERStatus stateOfChargeStatus {soc:g} %")
+        out.append(
+            Resource(
+                "battery",
+                "device",
+                lfdi,
+                bus,
+                power_kw=power_w / 1000,
+                energy_kwh=wh / 1000,
+                soc_percent=soc,
+                said=b_said,
+                defaults=b_def,
+            )
+        )
+    return out
+
+
+async def _refusals(session: AsyncSession, since: dt.datetime) -> tuple[dict[str, str], dict[str, str]]:
+    """Devices (LFDI) and VENs (venID) that would not follow one of the plan's events recently, with why."""
+    rows = (
+        await session.execute(
+            select(EventResponse, Event.id)
+            .join(Event, Event.id == EventResponse.event_id)
+            .where(
+                EventResponse.received_at >= since,
+                Event.id.in_(select(PlanEvent.event_id)),
+            )
+            .order_by(EventResponse.received_at)
+        )
+    ).all()
+    devices: dict[str, str] = {}
+    vens: dict[int, str] = {}
+    for r, event_id in rows:
+        if r.protocol == "2030.5" and r.lfdi:
+            if r.status in WONT_COMPLY:
+                devices[r.lfdi] = (
+                    f"answered status {r.status} to event {event_id} at {r.received_at.isoformat()}"
+                )
+            else:
+                devices.pop(r.lfdi, None)
+        elif r.ven_pk is not None:
+            if r.opt_type == "optOut":
+                vens[r.ven_pk] = f"opted out of event {event_id} at {r.received_at.isoformat()}"
+            else:
+                vens.pop(r.ven_pk, None)
+    names = {}
+    if vens:
+        names = {v.id: v.ven_id for v in await session.scalars(select(Ven).where(Ven.id.in_(list(vens))))}
+    return devices, {names[k]: why for k, why in vens.items() if k in names}
+
+
+async def snapshot(
+    session: AsyncSession, mapped: list[dict[str, Any]], now: dt.datetime, hold_s: int
+) -> list[Resource]:
+    """Every mapped resource's flexibility now."""
+    refused_dev, refused_ven = await _refusals(session, now - dt.timedelta(seconds=hold_s))
+    out: list[Resource] = []
+    lfdis = [m["id"] for m in mapped if m["kind"] == "device"]
+    devices = {d.lfdi: d for d in await session.scalars(select(EndDevice).where(EndDevice.lfdi.in_(lfdis)))}
+    modbus_names = [m["id"] for m in mapped if m["kind"] == "modbus"]
+    rated = (
+        await telemetry.newest_values(session, "modbus", modbus_names, "ratedPower") if modbus_names else {}
+    )
+    known_modbus = set(
+        await session.scalars(select(ModbusDevice.name).where(ModbusDevice.name.in_(modbus_names)))
+    )
+    ven_ids = [m["id"] for m in mapped if m["kind"] == "ven"]
+    known_vens = set(await session.scalars(select(Ven.ven_id).where(Ven.ven_id.in_(ven_ids))))
+    for m in mapped:
+        kind, sid, bus = m["kind"], m["id"], int(m["bus"])
+        if kind == "device":
+            device = devices.get(sid)
+            if device is None:
+                continue  # mapped but not (or no longer) enrolled
+            items = device_resources(sid, bus, await sep2_device.device_resources(session, device.id))
+            if sid in refused_dev:
+                for r in items:
+                    r.counted, r.why_not = False, refused_dev[sid]
+            out += items
+        elif kind == "modbus":
+            if sid not in known_modbus:
+                continue
+            value = rated.get(sid)
+            r = Resource("pv", "modbus", sid, bus)
+            if value:
+                r.power_kw = float(value) / 1000
+                r.said.append(f"SunSpec WRtg {float(value):g} W")
+            else:
+                r.power_kw = DEFAULT_PV_KW
+                r.defaults.append(f"no SunSpec nameplate yet: {DEFAULT_PV_KW:g} kW")
+            out.append(r)
+        elif kind == "ven":
+            if sid not in known_vens:
+                continue
+            r = Resource(
+                "dr",
+                "ven",
+                sid,
+                bus,
+                share=DEFAULT_VEN_SHARE,
+                defaults=[f"demand response {DEFAULT_VEN_SHARE:.0%} of the connection point's load"],
+            )
+            if sid in refused_ven:
+                r.counted, r.why_not = False, refused_ven[sid]
+            out.append(r)
+    return out
