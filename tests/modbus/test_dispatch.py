@@ -76,12 +76,14 @@ def test_a_dispatch_scheduled_for_later_reaches_the_inverter_when_it_starts_and_
 ):
     sim = fleet["sim"]
     base = sim.address_of(123)
-    start = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=4)
+    # far enough ahead that the CLI has answered before it starts, even on a loaded machine
+    start = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=12)
     out = dso_json(
         "dispatch", "--node", "feeder-9", "--start", start.isoformat(), "--duration", "4",
         "--export-limit-w", "1000", "--json", *fleet["cfg"],
     )  # fmt: skip
     assert [(m["name"], m["export_limit_pct"]) for m in out["modbus_scheduled"]] == [("inv-1", 20.0)]
+    assert dt.datetime.now(dt.UTC) < start, "the dispatch command answered only after the start it was given"
     # nothing is written before the dispatch starts
     assert sim.registers[base + sunspec.WMAXLIM_ENA] == 0
     wait_for(lambda: sim.registers[base + sunspec.WMAXLIM_ENA] == 1, "the limit written at the start")

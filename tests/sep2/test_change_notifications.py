@@ -327,6 +327,25 @@ def steps(fresh: dict[str, str], modbus_port: int) -> list[Step]:
             {},
             expect=(404, 409),
         ),
+        # grid models and their plans: an import needs a network (refused here), a mapping or plan needs a model
+        Step("POST", "/api/v1/grid/models", body={}, expect=(400,)),
+        Step(
+            "POST",
+            "/api/v1/grid/models/{name}/mappings",
+            "/api/v1/grid/models/chg-none/mappings",
+            {"bus": 1, "kind": "device", "id": "{d1}"},
+            expect=(404,),
+        ),
+        Step(
+            "DELETE",
+            "/api/v1/grid/models/{name}/mappings/{kind}/{source}",
+            "/api/v1/grid/models/chg-none/mappings/device/{d1}",
+            expect=(404,),
+        ),
+        Step("POST", "/api/v1/plans/runs", body={"model": "chg-none"}, expect=(404,)),
+        Step(
+            "POST", "/api/v1/plans/runs/{id}/approve", "/api/v1/plans/runs/999999/approve", {}, expect=(404,)
+        ),
         # acknowledging an alarm is staff bookkeeping: no device's view changes
         Step(
             "POST",
