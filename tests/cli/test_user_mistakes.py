@@ -55,6 +55,8 @@ def value_for(action: argparse.Action, csv: Path) -> str:
         return LFDI
     if action.dest == "file":
         return str(csv)
+    if action.dest == "source":  # a network to import: a SimBench code is read by the server, not locally
+        return "simbench:1-LV-rural1--0-sw"
     if action.dest == "price":
         return "10"
     if action.dest == "start":
