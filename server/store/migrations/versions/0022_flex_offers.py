@@ -1,7 +1,7 @@
 """flexibility offers of aggregators and their clearing
 
 Revision ID: 0022
-Revises: 0016
+Revises: 0020
 Create Date: 2026-12-02
 """
 
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0022"
-down_revision = "0016"
+down_revision = "0020"
 branch_labels = None
 depends_on = None
 
