@@ -81,7 +81,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--horizon", type=seconds, default=None, help="e.g. 24h (default from config)")
     p.add_argument("--step", type=seconds, default=None, help="e.g. 15m (default from config)")
     p.add_argument("--history", type=seconds, default=None, help="history to learn from, e.g. 28d")
-    p.add_argument("--target", choices=["load", "pv"], default="load")
+    p.add_argument(
+        "--target",
+        choices=["load", "pv", "gross"],
+        default="load",
+        help="load: metered net load; pv: behind-the-meter PV; gross: load without that PV",
+    )
     p.add_argument(
         "--latest", action="store_true", help="show the latest stored forecast instead of running one"
     )

@@ -14,13 +14,15 @@ import numpy as np
 from sqlalchemy import select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.core import grid
+from server.core import grid, net_split, telemetry
 from server.core.errors import Invalid, NotFound
 from server.store import Store
 from server.store.models import ForecastPoint, ForecastRun, GridNode, TelemetryReading
 from server.store.types import utcnow
 
-TARGETS = ("load", "pv")
+# load: the metered net load; pv: behind-the-meter PV output; gross: the load without the PV below the node
+# (pv and gross come from the split of the net, ``server.core.net_split``)
+TARGETS = ("load", "pv", "gross")
 
 
 @dataclass(frozen=True)
@@ -101,21 +103,44 @@ async def node_series(
     return Series(start, step_s, values, used)
 
 
-def _fit_predict(target: str, node: dict, t: np.ndarray, y: np.ndarray, t_future: np.ndarray):
+def _fit_predict(
+    target: str, node: dict, t: np.ndarray, y: np.ndarray, t_future: np.ndarray, nameplate_w: float = 0.0
+):
     from forecasting import LoadForecaster, PVForecaster
 
+    split_notes: list[str] = []
+    if target in ("pv", "gross"):
+        # the meter sees net load: PV and gross load are first separated with the nameplate and clear-sky shape
+        parts = net_split.split(t, y, node["latitude"], node["longitude"], nameplate_w)
+        y = parts.pv_w if target == "pv" else parts.load_w
+        split_notes.append(
+            f"split of the net load with {nameplate_w / 1000:.1f} kW PV nameplate, array tilt={parts.tilt:g} deg "
+            f"azimuth={parts.azimuth:g} deg (default orientation)"
+        )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         model: PVForecaster | LoadForecaster
         if target == "pv":
-            if node["latitude"] is None or node["longitude"] is None:
-                raise Invalid(f"grid node {node['name']!r} needs latitude/longitude for a PV forecast")
-            model = PVForecaster(node["latitude"], node["longitude"]).fit(t, y)
+            tilt, azimuth = net_split.default_orientation(node["latitude"])
+            model = PVForecaster(
+                node["latitude"], node["longitude"], capacity_w=nameplate_w, tilt=tilt, azimuth=azimuth
+            ).fit(t, y)
         else:
             model = LoadForecaster(tz=node["timezone"]).fit(t, y)
         forecast = model.predict(t_future)
-    notes = [str(w.message) for w in caught] + list(getattr(forecast, "notes", []) or [])
+    notes = split_notes + [str(w.message) for w in caught] + list(getattr(forecast, "notes", []) or [])
     return type(model).__name__, forecast.mean, forecast.quantile(0.1), forecast.quantile(0.9), notes
+
+
+async def pv_nameplate_w(session: AsyncSession, name: str) -> float:
+    """The PV nameplate below a node: the newest ``ratedPower`` of each 2030.5 device and SunSpec asset in it."""
+    sources = await grid.node_sources(session, name)
+    total = 0.0
+    for kind in ("device", "modbus"):
+        ids = [sid for k, sid in sources if k == kind]
+        if ids:
+            total += sum((await telemetry.newest_values(session, kind, ids, "ratedPower")).values())
+    return total
 
 
 async def run_forecast(
@@ -151,6 +176,16 @@ async def run_forecast(
         series = await node_series(
             session, name, measurement, step_s, until - dt.timedelta(days=history_days), until
         )
+        nameplate = 0.0
+        if target in ("pv", "gross"):
+            if node.latitude is None or node.longitude is None:
+                raise Invalid(f"grid node {name!r} needs latitude/longitude for a {target} forecast")
+            nameplate = await pv_nameplate_w(session, name)
+            if nameplate <= 0:
+                raise Invalid(
+                    f"no PV nameplate below {name!r}: its devices have reported no DERCapability rtgMaxW "
+                    "(ratedPower) yet"
+                )
     valid = int(np.isfinite(series.values).sum())
     if valid < 2:
         raise Invalid(
@@ -165,7 +200,7 @@ async def run_forecast(
     ) * np.timedelta64(step_s, "s")
     try:
         model, mean, q10, q90, notes = await asyncio.get_running_loop().run_in_executor(
-            None, _fit_predict, target, node_dict, t, y, t_future
+            None, _fit_predict, target, node_dict, t, y, t_future, nameplate
         )
     except ValueError as exc:  # the forecaster's own "cannot fit this" answers
         raise Invalid(f"forecast for {name!r} failed: {exc}") from None

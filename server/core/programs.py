@@ -339,6 +339,19 @@ async def device_programs(session: AsyncSession, device_id: int) -> list[Program
     )
 
 
+async def program_device_ids(session: AsyncSession, program_id: int) -> list[int]:
+    """The devices that see a program through one of their FSAs."""
+    return list(
+        await session.scalars(
+            select(Sep2Fsa.end_device_id)
+            .join(Sep2FsaProgram, Sep2FsaProgram.fsa_id == Sep2Fsa.id)
+            .where(Sep2FsaProgram.program_id == program_id)
+            .distinct()
+            .order_by(Sep2Fsa.end_device_id)
+        )
+    )
+
+
 async def device_program(session: AsyncSession, device: EndDevice, primacy: int = 1) -> Program:
     """The program holding controls aimed at this one device (created and assigned on first use)."""
     name = DEVICE_PROGRAM_PREFIX + device.lfdi

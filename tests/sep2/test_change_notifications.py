@@ -385,6 +385,15 @@ def steps(fresh: dict[str, str], modbus_port: int) -> list[Step]:
             "POST", "/api/v1/vens", body={"name": "chg-ven", "fingerprint": "AB:CD:EF:01:23:45:67:89:AB:CD"}
         ),
         Step("PATCH", "/api/v1/vens/{name}", "/api/v1/vens/chg-ven", {"push": False}),
+        # flexibility offers: a VEN's offer, withdrawn, and a clearing with nothing open (no device hears of any)
+        Step(
+            "POST",
+            "/api/v1/offers",
+            body={"ven": "chg-ven", "start": later, "duration_s": 3600, "up_kw": 5, "price": 0.1},
+            save="offer",
+        ),
+        Step("POST", "/api/v1/offers/{id}/withdraw", "/api/v1/offers/{offer}/withdraw", {}),
+        Step("POST", "/api/v1/offers/clear", body={"start": later, "up_kw": [5], "up_cost": 1.0}),
         Step(
             "POST",
             "/api/v1/openadr/events",

@@ -6,6 +6,7 @@ from server.store.models.delivery import DeliveryInstance, DeliveryMessage
 from server.store.models.devices import Aggregator, EndDevice
 from server.store.models.events import Event, EventResponse, EventTarget, Program, ProgramMember
 from server.store.models.grid import ForecastPoint, ForecastRun, GridNode, GridNodeMember
+from server.store.models.market import FlexOffer
 from server.store.models.modbus import ModbusDevice
 from server.store.models.openadr import (
     OadrNonce,
@@ -38,6 +39,7 @@ __all__ = [
     "Aggregator",
     "EndDevice",
     "Event",
+    "FlexOffer",
     "EventResponse",
     "EventTarget",
     "Program",
