@@ -34,6 +34,7 @@ owns the file) the token is the process's generation alone and a kept answer cos
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import time
 import uuid
@@ -43,7 +44,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from sqlalchemy import event, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
 from server.core import changes, scope
@@ -57,6 +58,8 @@ _DIRTY = "dso.readcache-dirty"
 _DIRTY_PROGRAMS = "dso.readcache-programs"
 # change-record object kinds whose change alters a kept value
 _OBJECT_KINDS = frozenset({"mup", "aggregator"})
+
+_VERSION_QUERY = select(Sep2Setting.__table__.c.value).where(Sep2Setting.__table__.c.key == VERSION_KEY)
 
 T = TypeVar("T")
 Token = tuple[int, str | None]
@@ -105,6 +108,53 @@ class _Kept:
     until: float | None  # epoch seconds
 
 
+class _VersionReads:
+    """Reads of the shared version token, shared by the requests that wait for one: a request uses a read that
+    began after it arrived (so it sees every change committed before it), and the requests arriving while one
+    read is under way share the next. Under load that is one read per round trip, not one per request."""
+
+    def __init__(self) -> None:
+        self._current: asyncio.Future[str | None] | None = None  # began before anyone now waiting arrived
+        self._next: asyncio.Future[str | None] | None = None  # the read those arriving now will share
+
+    async def read(self, engine: AsyncEngine) -> str | None:
+        if self._current is None:
+            self._current = self._start(engine)
+            return await asyncio.shield(self._current)
+        if self._next is None:
+            self._next = asyncio.get_running_loop().create_future()
+        return await asyncio.shield(self._next)
+
+    def _start(self, engine: AsyncEngine) -> asyncio.Future[str | None]:
+        task = asyncio.ensure_future(_read_version(engine))
+        task.add_done_callback(lambda done: self._finished(engine, done))
+        return task
+
+    def _finished(self, engine: AsyncEngine, _done: asyncio.Future[str | None]) -> None:
+        waiting, self._next = self._next, None
+        self._current = None
+        if waiting is None:
+            return
+        self._current = self._start(engine)
+        self._current.add_done_callback(lambda read: _hand_over(read, waiting))
+
+
+def _hand_over(read: asyncio.Future[str | None], waiting: asyncio.Future[str | None]) -> None:
+    if waiting.done():
+        return
+    if read.cancelled():
+        waiting.cancel()
+    elif read.exception() is not None:
+        waiting.set_exception(read.exception())  # type: ignore[arg-type]
+    else:
+        waiting.set_result(read.result())
+
+
+async def _read_version(engine: AsyncEngine) -> str | None:
+    async with engine.connect() as conn:
+        return (await conn.execute(_VERSION_QUERY)).scalar()
+
+
 class ReadCache:
     def __init__(self, max_entries: int = 10_000, shared: bool = False) -> None:
         self.max_entries = max_entries
@@ -114,6 +164,7 @@ class ReadCache:
         self._scopes: OrderedDict[tuple[str, str], tuple[Token, scope.Scope]] = OrderedDict()
         self._reps: OrderedDict[Any, _Kept] = OrderedDict()
         self._by_program: dict[int, set[Any]] = {}
+        self._versions = _VersionReads()
         self.hits = self.misses = 0
 
     def invalidate(self) -> None:
@@ -144,13 +195,16 @@ class ReadCache:
     def __len__(self) -> int:
         return len(self._reps)
 
-    async def token(self, session: AsyncSession) -> Token:
-        """What kept values must have been read at to be used now."""
+    async def token(self, engine: AsyncEngine) -> Token:
+        """What kept values must have been read at to be used now: one Core primary-key read on a pooled
+        connection when several processes share the database (no ORM session: it is on every request)."""
         generation = self.generation
         if not self.shared:
             return generation, None
-        version = await session.scalar(select(Sep2Setting.value).where(Sep2Setting.key == VERSION_KEY))
-        return generation, version
+        return generation, await self._versions.read(engine)
+
+    def kept_scope(self, ident: ClientIdentity, token: Token) -> scope.Scope | None:
+        return self._get(self._scopes, (ident.lfdi, ident.fingerprint), token)
 
     def _get(self, store: OrderedDict, key: Any, token: Token) -> Any:
         hit = store.get(key)
