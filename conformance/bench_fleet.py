@@ -31,8 +31,10 @@ import argparse
 import asyncio
 import json
 import multiprocessing
+import os
 import signal
 import ssl
+import subprocess
 import sys
 import tempfile
 import time
@@ -254,13 +256,15 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
 
-def measure(server: LiveServer, devices: list[Device], mode: str, args: argparse.Namespace) -> dict:
-    assert server.proc is not None
+def measure(
+    server: LiveServer, pids: list[int], devices: list[Device], mode: str, args: argparse.Namespace
+) -> dict:
     # a short warm-up (caches, connection pool) that is not counted
     load(server, devices, mode, 1.0, 10_000, args.posts_per_cycle, args.client_procs)
-    s0 = cpu_s(server.proc.pid)
+    s0 = [cpu_s(pid) for pid in pids]
     t = load(server, devices, mode, args.seconds, args.max_requests, args.posts_per_cycle, args.client_procs)
-    server_cpu = cpu_s(server.proc.pid) - s0
+    per_process = [cpu_s(pid) - c0 for pid, c0 in zip(pids, s0, strict=True)]
+    server_cpu = sum(per_process)
     rate = t.requests / t.wall_s
     row = {
         "mode": mode,
@@ -275,7 +279,10 @@ def measure(server: LiveServer, devices: list[Device], mode: str, args: argparse
         "requests": t.requests,
         "server_cpu_ms_per_req": server_cpu * 1000 / max(t.requests, 1),
         "server_cpu_share": server_cpu / t.wall_s,
+        "server_cpu_share_per_process": [c / t.wall_s for c in per_process],
         "generator_cpu_share": t.cpu_s / t.wall_s,
+        "processes": len(pids),
+        "load_average": os.getloadavg(),
     }
     return row
 
@@ -292,28 +299,80 @@ def show(backend: str, row: dict, n: int) -> None:
         head
         + f"; per request p50 {row['p50_ms']:.2f} / p99 {row['p99_ms']:.2f} ms; errors {row['errors']} {row['error_kinds'] or ''};"
         f" server CPU {row['server_cpu_ms_per_req']:.3f} ms/req ({row['server_cpu_share']:.0%} of a core);"
-        f" generator {row['generator_cpu_share']:.0%} of a core; {n} devices",
+        f" generator {row['generator_cpu_share']:.0%} of a core; {n} devices; {row['processes']} server"
+        f" process(es) ({' + '.join(f'{c:.0%}' for c in row['server_cpu_share_per_process'])});"
+        f" load average {row['load_average'][0]:.1f}",
         flush=True,
     )
 
 
+def more_processes(server: LiveServer, n: int) -> list[subprocess.Popen[bytes]]:
+    """``n`` more ``dso serve`` processes of the same configuration (SO_REUSEPORT on the same ports)."""
+    procs = []
+    env = {**os.environ, **server.extra_env, "DSO_LOGGING__FORMAT": "json"}
+    for i in range(n):
+        log_path = server.home / f"serve-{i + 2}.log"
+        with open(log_path, "ab") as log:
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "server", "serve", "-c", server.config],
+                    stdout=log,
+                    stderr=log,
+                    env=env,
+                    cwd=REPO,
+                )
+            )
+        deadline = time.monotonic() + 60
+        while b"admin listener bound" not in log_path.read_bytes():
+            if procs[-1].poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"server process {i + 2} did not start:\n{log_path.read_text()}")
+            time.sleep(0.2)
+    return procs
+
+
+def server_env() -> dict[str, str]:
+    """The benchmarked server's settings: no scheduler; the per-client request budgets stay on (their cost is
+    part of every request) but far above what a closed-loop device asks for (each polls many times a second,
+    where a real one polls every pollRate)."""
+    return {
+        "DSO_ORCHESTRATION__ENABLED": "false",
+        "DSO_RATELIMIT__DEVICE_RATE": "100000",
+        "DSO_RATELIMIT__DEVICE_BURST": "100000",
+    }
+
+
 def run(backend: str, url: str, args: argparse.Namespace, workdir: Path) -> list[dict]:
-    server = LiveServer(
-        workdir / backend, database_url=url, extra_env={"DSO_ORCHESTRATION__ENABLED": "false"}
-    )
+    env = server_env()
+    if backend == "postgresql":
+        env["DSO_SERVER__REUSE_PORT"] = "true"
+    server = LiveServer(workdir / backend, database_url=url, extra_env=env)
     server.init().start(timeout=60)
+    extra: list[subprocess.Popen[bytes]] = []
     try:
         t0 = time.perf_counter()
         devices = setup(server, args.devices)
         print(f"  {backend}: {len(devices)} devices set up in {time.perf_counter() - t0:.1f} s", flush=True)
         rows = []
-        for mode in args.modes.split(","):
-            row = measure(server, devices, mode, args)
-            row["backend"] = backend
-            show(backend, row, len(devices))
-            rows.append(row)
+        counts = [1] if backend == "sqlite" else [int(n) for n in args.processes.split(",")]
+        for n in counts:
+            while len(extra) < n - 1:
+                extra += more_processes(server, 1)
+            assert server.proc is not None
+            pids = [server.proc.pid] + [p.pid for p in extra[: n - 1]]
+            for mode in args.modes.split(","):
+                row = measure(server, pids, devices, mode, args)
+                row["backend"] = backend
+                show(backend, row, len(devices))
+                rows.append(row)
         return rows
     finally:
+        for p in extra:
+            p.send_signal(signal.SIGTERM)
+        for p in extra:
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:
+                p.kill()
         server.stop()
 
 
@@ -327,6 +386,11 @@ def main() -> int:
     ap.add_argument("--client-procs", type=int, default=1, help="load generator processes")
     ap.add_argument("--pg", action="store_true", help="also run on PostgreSQL at 127.0.0.1:5432")
     ap.add_argument("--pg-only", action="store_true", help="only PostgreSQL")
+    ap.add_argument(
+        "--processes",
+        default="1",
+        help="PostgreSQL: server processes on one port (SO_REUSEPORT), e.g. 1,2 measures one, then two",
+    )
     args = ap.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if not 1 <= args.devices <= 2000 or not 1 <= args.seconds <= 600 or not 1 <= args.client_procs <= 8:
@@ -346,8 +410,11 @@ def main() -> int:
                 rows += run(backend, PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}", args, Path(tmp))
             finally:
                 asyncio.run(_pg(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    print("\n| backend | request | rate | p50 / p99 ms | server CPU per request | errors | generator CPU |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print(
+        "\n| backend | processes | request | rate | p50 / p99 ms | server CPU per request | errors |"
+        " generator CPU | load average |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
         rate = f"{r['req_s']:.0f} req/s"
         lat = f"{r['p50_ms']:.2f} / {r['p99_ms']:.2f}"
@@ -355,8 +422,9 @@ def main() -> int:
             rate = f"{r['cycles_s']:.1f} cycles/s ({r['req_s']:.0f} req/s)"
             lat += f" (cycle {r['cycle_p50_ms']:.1f} / {r['cycle_p99_ms']:.1f})"
         print(
-            f"| {r['backend']} | {r['mode']} | {rate} | {lat} | {r['server_cpu_ms_per_req']:.3f} ms |"
-            f" {r['errors']} | {r['generator_cpu_share']:.0%} |"
+            f"| {r['backend']} | {r['processes']} | {r['mode']} | {rate} | {lat} |"
+            f" {r['server_cpu_ms_per_req']:.3f} ms | {r['errors']} | {r['generator_cpu_share']:.0%} |"
+            f" {r['load_average'][0]:.1f} |"
         )
     print(json.dumps(rows))
     return 0

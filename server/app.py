@@ -51,9 +51,12 @@ def identity_middleware(rt: Runtime):
         if not request.path.startswith(openadr_prefix):
             # OpenADR resolves its caller per message (venID checked against the certificate, server.openadr)
             # kept per identity until a change record drops it (server.core.readcache)
-            async with rt.store.sessions() as session:
-                token = await rt.cache.token(session)
-                request[SCOPE] = await rt.cache.scope_for(session, identity, token)
+            token = await rt.cache.token(rt.store.engine)
+            kept = rt.cache.kept_scope(identity, token)
+            if kept is None:
+                async with rt.store.sessions() as session:
+                    kept = await rt.cache.scope_for(session, identity, token)
+            request[SCOPE] = kept
             request[CACHE_TOKEN] = token
         return await handler(request)
 
@@ -115,6 +118,10 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
         except (NotImplementedError, RuntimeError):  # not the main thread
             pass
     rt = await open_runtime(settings)
+    if settings.server.reuse_port and rt.store.backend != "postgresql":
+        await rt.store.close()
+        # what one process keeps (server.core.readcache) is shared through PostgreSQL only
+        raise ConfigError("server.reuse_port: several processes need PostgreSQL (database.url), not SQLite")
     ssl_ctx = server_context(settings)  # keys are loaded once, here
     rt.scheduler = Scheduler(rt.store, settings.orchestration, settings)
     rt.modbus = ModbusGateway(rt.store, settings.modbus, is_leader=lambda: rt.scheduler.leader)
@@ -128,8 +135,14 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
             await runner.setup()
             runners.append(runner)
         s, a = settings.server, settings.admin
-        await _listen(web.TCPSite(protocol, s.host, s.port, ssl_context=ssl_ctx), "server", s.host, s.port)
-        await _listen(web.TCPSite(admin, a.host, a.port), "admin", a.host, a.port)
+        reuse = s.reuse_port or None  # None: aiohttp's default (not set)
+        await _listen(
+            web.TCPSite(protocol, s.host, s.port, ssl_context=ssl_ctx, reuse_port=reuse),
+            "server",
+            s.host,
+            s.port,
+        )
+        await _listen(web.TCPSite(admin, a.host, a.port, reuse_port=reuse), "admin", a.host, a.port)
         log.info(
             "protocol listener bound to %s, clients use %s (2030.5 at %s/dcap, OpenADR at %s%s)",
             _address(s.host, s.port),

@@ -35,6 +35,9 @@ class ServerSettings:
     proxy_identity_header: str = ""
     trusted_proxies: list[str] = field(default_factory=list)
     max_body_bytes: int = 1_048_576
+    # several `dso serve` processes on one host share the protocol and admin ports (SO_REUSEPORT: the kernel
+    # spreads new connections over them); each must set it, and they must share one PostgreSQL
+    reuse_port: bool = False
 
 
 @dataclass

@@ -139,7 +139,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     for section in ("server", "admin"):  # before any start-up work: a taken port is the usual first mistake
         part = getattr(settings, section)
-        _check_free(part.host, part.port, section)
+        _check_free(part.host, part.port, section, settings.server.reuse_port)
     for name in ("ca", "server_cert", "server_key"):
         path = settings.path(getattr(settings.pki, name))
         if not path.exists():
@@ -152,12 +152,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_free(host: str, port: int, section: str) -> None:
+def _check_free(host: str, port: int, section: str, reuse_port: bool = False) -> None:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as s:
         s.setsockopt(
             socket.SOL_SOCKET, socket.SO_REUSEADDR, 1
         )  # as the listener will; TIME_WAIT is no conflict
+        if reuse_port:  # as the listener will: another `dso serve` with it set is no conflict either
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         try:
             s.bind((host, port))
         except OSError as exc:

@@ -44,7 +44,7 @@ from server.sep2.common import (
     sep2_handler,
     sessions,
 )
-from server.sep2.render import RenderCtx, pen, poll_rate, render_ctx
+from server.sep2.render import RenderCtx, kept_reply, pen, poll_rate, render_ctx
 from server.sep2.resources import Params, by_type, page_params, subscribable
 from server.sep2.responses import RESPONSE_SET_ID
 from server.store.models import EndDevice, Event, Program, Sep2Fsa, Sep2FsaProgram, Sep2Subscription
@@ -97,7 +97,15 @@ def control_base(base: dict[str, Any], curve_href: str) -> etree._Element:
 # ---------------------------------------------------------------------------------------------- DERPrograms
 async def render_program(ctx: RenderCtx, device: EndDevice, program: Program) -> etree._Element:
     href = f"/edev/{device.id}/derp/{program.id}"
-    intervals = await events.device_der_intervals(ctx.session, device.id, ctx.now)
+    seen = await programs.device_programs(ctx.session, device.id)
+    primacy = {p.id: p.primacy for p in seen}
+    intervals = [
+        events.interval_of(e, primacy[e.program_id])
+        for e in await events.relevant(ctx.session, list(primacy), ctx.now)
+    ]
+    # its counts follow the events of every program the device sees (supersession) and the clock
+    ctx.deps.read_programs(primacy)
+    ctx.deps.read_intervals(((i.start, i.end) for i in intervals), ctx.now)
     mine = [i for i in intervals if i.program_id == program.id]
     visible = [i for i in mine if not rules.evaluate(i, intervals, ctx.now).completed]
     active = [i for i in visible if rules.evaluate(i, intervals, ctx.now).status == rules.EventStatus.ACTIVE]
@@ -157,8 +165,7 @@ async def render_program_list(ctx: RenderCtx, scope: Scope, params: Params) -> e
 @sep2_handler
 async def get_program_list(request: web.Request) -> web.Response:
     params = page_params(page(request), e=path_int(request, "e"), t=path_int(request, "f"))
-    async with sessions(request)() as session:
-        return reply(await render_program_list(render_ctx(request, session), scope_of(request), params))
+    return await kept_reply(request, lambda ctx: render_program_list(ctx, scope_of(request), params))
 
 
 @subscribable(
@@ -173,8 +180,7 @@ async def render_der_program(ctx: RenderCtx, scope: Scope, params: Params) -> et
 @sep2_handler
 async def get_program(request: web.Request) -> web.Response:
     params = Params(e=path_int(request, "e"), p=path_int(request, "p"))
-    async with sessions(request)() as session:
-        return reply(await render_der_program(render_ctx(request, session), scope_of(request), params))
+    return await kept_reply(request, lambda ctx: render_der_program(ctx, scope_of(request), params))
 
 
 # ----------------------------------------------------------------------------------------------- DERControls
@@ -297,6 +303,7 @@ async def render_control_resources(
             out.append(NotFound(f"no DERProgram {params.p} for EndDevice {device.id}"))
             continue
         key = frozenset(progs)
+        ctx.deps.read_programs(key)
         if key not in evaluated:
             intervals = [
                 events.interval_of(c, prog_rows[c.program_id].primacy)
@@ -307,6 +314,7 @@ async def render_control_resources(
                 (by_id[i.id], i, rules.evaluate(i, intervals, ctx.now))
                 for i in sorted(intervals, key=rules.list_order_key)
             ]
+        ctx.deps.read_intervals(((i.start, i.end) for _, i, _ in evaluated[key]), ctx.now)
         mine = [(c, ev) for c, i, ev in evaluated[key] if i.program_id == params.p]
         if kind == "derc":
             found = [(c, ev) for c, ev in mine if c.id == params.t]
@@ -418,18 +426,14 @@ async def render_der_control(ctx: RenderCtx, scope: Scope, params: Params) -> et
 @sep2_handler
 async def get_control_list(request: web.Request) -> web.Response:
     params = page_params(page(request), e=path_int(request, "e"), p=path_int(request, "p"))
-    async with sessions(request)() as session:
-        return reply(await render_control_list(render_ctx(request, session), scope_of(request), params))
+    return await kept_reply(request, lambda ctx: render_control_list(ctx, scope_of(request), params))
 
 
 @routes.get("/edev/{e}/derp/{p}/actderc")
 @sep2_handler
 async def get_active_control_list(request: web.Request) -> web.Response:
     params = page_params(page(request), e=path_int(request, "e"), p=path_int(request, "p"))
-    async with sessions(request)() as session:
-        return reply(
-            await render_active_control_list(render_ctx(request, session), scope_of(request), params)
-        )
+    return await kept_reply(request, lambda ctx: render_active_control_list(ctx, scope_of(request), params))
 
 
 @routes.get("/edev/{e}/derp/{p}/derc/{c}")
@@ -448,6 +452,7 @@ async def get_control(request: web.Request) -> web.Response:
 )
 async def render_default_control(ctx: RenderCtx, scope: Scope, params: Params) -> etree._Element:
     device, program = await program_in_scope(ctx.session, scope, params.e or 0, params.p or 0)
+    ctx.deps.read_programs([program.id])
     # without one set, an empty DefaultDERControl (no DERControlBase values: nothing to apply by default)
     return render_default(ctx, device, program)
 
@@ -456,8 +461,7 @@ async def render_default_control(ctx: RenderCtx, scope: Scope, params: Params) -
 @sep2_handler
 async def get_default_control(request: web.Request) -> web.Response:
     params = Params(e=path_int(request, "e"), p=path_int(request, "p"))
-    async with sessions(request)() as session:
-        return reply(await render_default_control(render_ctx(request, session), scope_of(request), params))
+    return await kept_reply(request, lambda ctx: render_default_control(ctx, scope_of(request), params))
 
 
 def render_default(ctx: RenderCtx, device: EndDevice, program: Program) -> etree._Element:

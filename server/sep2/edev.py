@@ -18,10 +18,11 @@ from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server import pki
+from server.core import changes
 from server.core import sep2_device as devres
 from server.core.changes import Change
 from server.core.errors import Conflict, Forbidden, Invalid, NotFound
-from server.core.parties import device_in_scope, ensure_aggregator
+from server.core.parties import delete_device, device_in_scope, ensure_aggregator
 from server.core.scope import Scope
 from server.sep2 import editions, xml
 from server.sep2.common import (
@@ -40,7 +41,16 @@ from server.sep2.common import (
     sessions,
     visible_devices_page,
 )
-from server.sep2.render import RenderCtx, for_storage, lfdi_of, poll_rate, post_rate, render_ctx, with_href
+from server.sep2.render import (
+    RenderCtx,
+    for_storage,
+    kept_reply,
+    lfdi_of,
+    poll_rate,
+    post_rate,
+    render_ctx,
+    with_href,
+)
 from server.sep2.resources import Params, by_type, page_params, subscribable
 from server.store.models import Aggregator, EndDevice, Sep2Fsa, Sep2Subscription
 from server.store.paging import count_rows
@@ -115,11 +125,8 @@ async def render_edev_list(ctx: RenderCtx, scope: Scope, params: Params) -> etre
 @routes.get("/edev")
 @sep2_handler
 async def get_edev_list(request: web.Request) -> web.Response:
-    async with sessions(request)() as session:
-        el = await render_edev_list(
-            render_ctx(request, session), scope_of(request), page_params(page(request))
-        )
-    return reply(el)
+    params = page_params(page(request))
+    return await kept_reply(request, lambda ctx: render_edev_list(ctx, scope_of(request), params))
 
 
 def _edev_affected(change: Change) -> ColumnElement[bool] | None:
@@ -170,6 +177,8 @@ async def post_edev(request: web.Request) -> web.Response:
             device.aggregator_id = (await ensure_aggregator(session, scope.lfdi)).id
         session.add(device)
         await session.flush()
+        # the registering client's scope, lists and DeviceCapability count it now (and subscribers hear of it)
+        changes.record(session, devices=[device.id])
         href = f"/edev/{device.id}"
     return created(href)
 
@@ -177,9 +186,8 @@ async def post_edev(request: web.Request) -> web.Response:
 @routes.get("/edev/{e}")
 @sep2_handler
 async def get_edev(request: web.Request) -> web.Response:
-    async with sessions(request)() as session:
-        params = Params(e=path_int(request, "e"))
-        return reply(await render_end_device(render_ctx(request, session), scope_of(request), params))
+    params = Params(e=path_int(request, "e"))
+    return await kept_reply(request, lambda ctx: render_end_device(ctx, scope_of(request), params))
 
 
 @routes.delete("/edev/{e}")
@@ -187,7 +195,7 @@ async def get_edev(request: web.Request) -> web.Response:
 async def delete_edev(request: web.Request) -> web.Response:
     async with sessions(request).begin() as session:
         device = await device_in_scope(session, scope_of(request), path_int(request, "e"))
-        await session.delete(device)
+        await delete_device(session, device.id)  # recorded as a removal, as staff's is
     return no_content()
 
 

@@ -29,7 +29,7 @@ from server.sep2.common import (
     sep2_handler,
     sessions,
 )
-from server.sep2.render import RenderCtx, poll_rate, render_ctx
+from server.sep2.render import RenderCtx, kept_reply, poll_rate, render_ctx
 from server.sep2.resources import Params, by_type, page_params, subscribable
 from server.store.models import EndDevice, Sep2Fsa, Sep2FsaProgram, Sep2Subscription
 from server.store.paging import count_rows
@@ -63,9 +63,8 @@ async def render_fsa_list(ctx: RenderCtx, scope: Scope, params: Params) -> etree
 @routes.get("/edev/{e}/fsa")
 @sep2_handler
 async def get_fsa_list(request: web.Request) -> web.Response:
-    async with sessions(request)() as session:
-        params = page_params(page(request), e=path_int(request, "e"))
-        return reply(await render_fsa_list(render_ctx(request, session), scope_of(request), params))
+    params = page_params(page(request), e=path_int(request, "e"))
+    return await kept_reply(request, lambda ctx: render_fsa_list(ctx, scope_of(request), params))
 
 
 async def render_fsa(ctx: RenderCtx, device: EndDevice, fsa) -> etree._Element:

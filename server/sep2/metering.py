@@ -23,7 +23,10 @@ ReadingType's power of ten), for the client that mirrored it:
 from __future__ import annotations
 
 import datetime as dt
+import functools
+from collections.abc import Mapping
 from dataclasses import fields
+from types import MappingProxyType
 
 from aiohttp import web
 from lxml import etree
@@ -73,13 +76,17 @@ def reading_type(el: etree._Element | None) -> ReadingType | None:
     )
 
 
-def declared_types(mup_xml: str) -> dict[str, ReadingType | None]:
-    """MirrorMeterReading mRID -> ReadingType, from the stored (validated) MirrorUsagePoint."""
+@functools.lru_cache(maxsize=4096)
+def declared_types(mup_xml: str) -> Mapping[str, ReadingType | None]:
+    """MirrorMeterReading mRID -> ReadingType, from the stored (validated) MirrorUsagePoint. Kept per stored body
+    (a function of the text alone): every post of readings would otherwise parse its MirrorUsagePoint again."""
     root = etree.fromstring(mup_xml.encode())
-    return {
-        (xml.text(m, "mRID") or "").upper(): reading_type(xml.find(m, "ReadingType"))
-        for m in root.findall(xml.q("MirrorMeterReading"))
-    }
+    return MappingProxyType(
+        {
+            (xml.text(m, "mRID") or "").upper(): reading_type(xml.find(m, "ReadingType"))
+            for m in root.findall(xml.q("MirrorMeterReading"))
+        }
+    )
 
 
 def same_type(declared: ReadingType, posted: ReadingType) -> bool:

@@ -9,7 +9,8 @@ Renderers of one function set live in that function set's module; only what seve
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 
 from aiohttp import web
 from lxml import etree
@@ -19,13 +20,17 @@ from server import pki
 from server.config import Settings
 from server.core import sep2_device as devres
 from server.core.errors import Invalid
-from server.sep2.common import runtime
+from server.core.readcache import Dependencies
+from server.runtime import CACHE_TOKEN
+from server.sep2 import xml
+from server.sep2.common import runtime, scope_of
 from server.store.types import utcnow
 
 
 @dataclass(frozen=True)
 class RenderCtx:
-    """What a renderer reads besides the data: the session, the settings and the time it renders at."""
+    """What a renderer reads besides the data: the session, the settings and the time it renders at; what it
+    read is noted in ``deps`` (so that a GET's answer can be kept, ``kept_reply``)."""
 
     session: AsyncSession
     settings: Settings
@@ -33,6 +38,7 @@ class RenderCtx:
     href_prefix: str = (
         ""  # reserved for a deployment that serves 2030.5 below a path; hrefs are root-relative
     )
+    deps: Dependencies = field(default_factory=Dependencies)
 
     @property
     def pen(self) -> int:
@@ -42,6 +48,24 @@ class RenderCtx:
 def render_ctx(request: web.Request, session: AsyncSession) -> RenderCtx:
     """The render context of a request (handlers only; renderers never see the request)."""
     return RenderCtx(session, runtime(request).settings, utcnow())
+
+
+async def kept_reply(
+    request: web.Request, render: Callable[[RenderCtx], Awaitable[etree._Element]]
+) -> web.Response:
+    """A GET's answer, kept per scope and query (``server.core.readcache``) until a change record names what it
+    read or the clock changes it; rendered by ``render`` (the same function a notification uses) when not
+    kept. A refusal (NotFound, Forbidden) is never kept."""
+    rt = runtime(request)
+    scope = scope_of(request)
+
+    async def build() -> tuple[bytes, Dependencies]:
+        async with rt.store.sessions() as session:
+            ctx = render_ctx(request, session)
+            return xml.serialize(await render(ctx)), ctx.deps
+
+    body = await rt.cache.kept(("get", scope, request.path_qs), request[CACHE_TOKEN], build)
+    return web.Response(body=body, content_type=xml.MEDIA_TYPE)
 
 
 def lfdi_of(text: str) -> str:

@@ -117,3 +117,24 @@ def test_notification_queued_before_revocation_is_not_delivered_after_it(server)
         assert res.get("all") == "2"
     finally:
         receiver.down()
+
+
+def test_revocation_drops_kept_lists_at_once(server):
+    """Every list of the poll cycle, read twice so it is kept, is refused at the next request after the
+    revocation; restored access serves it again."""
+    admin = Admin(server)
+    client, edev, derp = enrolled_device(server, admin, "kept-lists-dev", program="kept-lists-prog")
+    control(admin, "kept-lists-prog", 1200)
+    fsa_list = edev + "/fsa?l=10"
+    fsa = client.get(fsa_list).all("FunctionSetAssignments")[0].get("href")
+    paths = ["/dcap", "/edev?l=1", edev, fsa_list, fsa + "/derp?l=10", derp, derp + "/derc?l=50"]
+    paths += [derp + "/actderc?l=10", derp + "/dderc"]
+    for path in paths * 2:
+        assert client.get(path).status == 200, path
+    admin("PUT", f"/api/v1/sep2/access/{client.lfdi}", {"granted": False})
+    for path in paths:
+        reply = client.get(path)
+        assert reply.status == 403, (path, reply.status)
+        assert xml.local_name(reply.root) == "Error"
+    admin("PUT", f"/api/v1/sep2/access/{client.lfdi}", {"granted": True})
+    assert client.get(derp + "/derc?l=50").root.get("all") == "1"

@@ -1,0 +1,87 @@
+"""Two `dso serve` processes on one PostgreSQL: what one process keeps (the poll cycle's lists, the client's scope)
+never outlives a change committed through the other -- a new control is listed, a revocation refuses, at the very
+next request. And several processes may share one port (``server.reuse_port``), on PostgreSQL only."""
+
+from __future__ import annotations
+
+import shutil
+
+from support import LiveServer, dso, free_port
+from support.sep2 import Sep2Client
+from support.sep2_live import FAST_DELIVERY, Admin, enrolled_device, wait_until
+
+
+def second_process(a: LiveServer, home, env: dict[str, str]) -> LiveServer:
+    """Process b: a's configuration, PKI and database; its own ports unless ``env`` shares a's."""
+    shutil.copytree(a.home, home, ignore=shutil.ignore_patterns("serve.log", "*.sqlite3*"))
+    port = int(env.get("DSO_SERVER__PORT", free_port()))
+    admin_port = int(env.get("DSO_ADMIN__PORT", free_port()))
+    b = LiveServer(
+        home,
+        extra_env={**a.extra_env, **env, "DSO_SERVER__PORT": str(port), "DSO_ADMIN__PORT": str(admin_port)},
+    )
+    b.info = {
+        **a.info,
+        "config": str(home / "dso.toml"),
+        "ca": str(home / "pki" / "ca.pem"),
+        "server_url": f"https://127.0.0.1:{port}",
+        "admin_url": f"http://127.0.0.1:{admin_port}",
+    }
+    return b
+
+
+def test_lists_kept_by_one_process_follow_changes_committed_by_the_other(tmp_path, pg_database):
+    a = LiveServer(tmp_path / "a", database_url=pg_database, extra_env=dict(FAST_DELIVERY)).init().start()
+    b = None
+    try:
+        b = second_process(a, tmp_path / "b", {}).start()
+        admin = Admin(a)
+        on_a, _edev, derp = enrolled_device(a, admin, "two-process-dev", program="two-process-prog")
+        assert derp is not None
+        on_b = Sep2Client(b, on_a.cert)
+        for _ in range(2):  # kept by b
+            assert on_b.get(derp + "/derc?l=50").root.get("all") == "0"
+            assert on_b.get(derp + "/actderc?l=10").root.get("all") == "0"
+        body = {
+            "program": "two-process-prog",
+            "start": "now",
+            "duration_s": 600,
+            "base": {"opModExpLimW": 700},
+        }
+        admin("POST", "/api/v1/controls", body, expect=201)
+        assert on_b.get(derp + "/derc?l=50").root.get("all") == "1"
+        assert on_b.get(derp + "/actderc?l=10").root.get("all") == "1"
+
+        admin("PUT", f"/api/v1/sep2/access/{on_a.lfdi}", {"granted": False})
+        for path in ("/dcap", derp, derp + "/derc?l=50", derp + "/actderc?l=10"):
+            assert on_b.get(path).status == 403, path
+        assert "Traceback" not in b.log()
+    finally:
+        if b is not None:
+            b.stop()
+        a.stop()
+
+
+def test_processes_share_one_port_on_postgresql_only(tmp_path, pg_database):
+    env = {**FAST_DELIVERY, "DSO_SERVER__REUSE_PORT": "true"}
+    a = LiveServer(tmp_path / "a", database_url=pg_database, extra_env=env).init().start()
+    b = None
+    try:
+        port, admin_port = a.info["server_url"].rsplit(":", 1)[1], a.info["admin_url"].rsplit(":", 1)[1]
+        shared = {**env, "DSO_SERVER__PORT": port, "DSO_ADMIN__PORT": admin_port}
+        b = second_process(a, tmp_path / "b", shared)
+        b.start()  # would exit "address already in use" without SO_REUSEPORT on both
+        wait_until(lambda: "admin listener bound" in b.log(), what="process b listening")
+        assert b.proc is not None and b.proc.poll() is None
+        client = Sep2Client(a, a.issue_device("shared-port"))
+        assert all(client.get("/dcap").status == 200 for _ in range(4))
+    finally:
+        if b is not None:
+            b.stop()
+        a.stop()
+
+    home = tmp_path / "lite"
+    dso("init", str(home), "--port", str(free_port()), "--admin-port", str(free_port()))
+    refused = dso("serve", "-c", str(home / "dso.toml"), env={"DSO_SERVER__REUSE_PORT": "true"}, check=False)
+    assert refused.returncode != 0
+    assert "server.reuse_port" in refused.stderr and "PostgreSQL" in refused.stderr
