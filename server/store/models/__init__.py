@@ -14,6 +14,14 @@ from server.store.models.openadr import (
     OadrReportRequest,
     Ven,
 )
+from server.store.models.openadr3 import (
+    Oadr3Client,
+    Oadr3Report,
+    Oadr3Resource,
+    Oadr3Subscription,
+    Oadr3Token,
+    Oadr3Ven,
+)
 from server.store.models.sep2 import (
     Sep2Curve,
     Sep2DeviceResource,
@@ -53,6 +61,12 @@ __all__ = [
     "OadrOpt",
     "OadrReportDescription",
     "OadrReportRequest",
+    "Oadr3Client",
+    "Oadr3Report",
+    "Oadr3Resource",
+    "Oadr3Subscription",
+    "Oadr3Token",
+    "Oadr3Ven",
     "TelemetryReading",
     "AuditRecord",
     "StaffAccount",
