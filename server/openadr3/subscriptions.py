@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.core import oadr3
 from server.core import oadr3_clients as clients
+from server.core.errors import Invalid
 from server.delivery.targets import TargetPolicy, check_target
 from server.openadr3 import render
 from server.openadr3.auth import caller, needs
@@ -38,10 +39,16 @@ LEGACY = {"GET": "READ", "POST": "CREATE", "PUT": "UPDATE"}
 
 
 def in_31_names(value: dict[str, Any]) -> dict[str, Any]:
-    ops = [
-        {**o, "operations": [LEGACY.get(x, x) for x in o.get("operations", [])]} if isinstance(o, dict) else o
-        for o in value.get("objectOperations") or []
-    ]
+    """The subscription with 3.0.1 operation names in their 3.1.0 spelling (anything else left for the schema)."""
+    given = value.get("objectOperations")
+    if not isinstance(given, list):
+        return value
+    ops = []
+    for o in given:
+        names = o.get("operations") if isinstance(o, dict) else None
+        if isinstance(names, list):
+            o = {**o, "operations": [LEGACY.get(x, x) if isinstance(x, str) else x for x in names]}
+        ops.append(o)
     return {**value, "objectOperations": ops}
 
 
@@ -67,6 +74,8 @@ async def search(request: web.Request) -> web.Response:
 async def _save(request: web.Request, sub_id: int | None) -> web.Response:
     who = caller(request)
     value = await body(request, "subscriptionRequest", in_31_names)
+    if not value["objectOperations"]:
+        raise Invalid("a subscription names at least one object operation")
     policy = TargetPolicy.of(runtime(request).settings)
     for operation in value["objectOperations"]:
         await check_target(operation["callbackUrl"], policy)
