@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from server.core import changes, events, programs, telemetry
 from server.core import vens as vens_core
 from server.core.errors import Conflict, Forbidden, Invalid, NotFound
-from server.core.oadr3_clients import Caller
+from server.core.oadr3_clients import Caller, party_of
 from server.core.vens import new_ven_id
 from server.store.models import (
     Event,
@@ -52,8 +52,9 @@ NO_VEN = -1  # a VEN client that registered no VEN yet reaches only events sent 
 
 
 def fingerprint_of(client_pk: int) -> str:
-    """What a 3.x VEN's ``ven.fingerprint`` holds: never colon hex, so never a certificate's."""
-    return f"oadr3:{client_pk}"
+    """What a 3.x VEN's ``ven.fingerprint`` holds: never colon hex, so never a certificate's (and the client's
+    party name in change records, which drops its kept callers)."""
+    return party_of(client_pk)
 
 
 # ------------------------------------------------------------------------------------------------------ programs

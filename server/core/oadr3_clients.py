@@ -22,6 +22,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server.core import changes
 from server.core.errors import Conflict, DomainError, Invalid, NotFound
 from server.store.models import Oadr3Client, Oadr3Token, Oadr3Ven
 from server.store.types import utcnow
@@ -72,6 +73,7 @@ class Caller:
     role: str
     scopes: frozenset[str]
     ven_pk: int | None  # the VEN a VEN client registered (None before it has)
+    expires_at: dt.datetime | None = None  # of the token this caller came with
 
     @property
     def is_bl(self) -> bool:
@@ -128,7 +130,14 @@ async def set_enabled(session: AsyncSession, name: str, enabled: bool) -> Oadr3C
     if not enabled:
         await session.execute(delete(Oadr3Token).where(Oadr3Token.client_pk == client.id))
     await session.flush()
+    # callers kept per token (server.core.readcache) are dropped everywhere by this change
+    changes.record(session, parties=[party_of(client.id)])
     return client
+
+
+def party_of(client_pk: int) -> str:
+    """The party name of a client in change records (a 3.x VEN's ``ven.fingerprint`` is the same string)."""
+    return f"oadr3:{client_pk}"
 
 
 def client_dict(c: Oadr3Client) -> dict[str, object]:
@@ -193,8 +202,15 @@ async def issue_token(
     return token, ttl_s
 
 
+def token_key(token: str) -> tuple[str, str]:
+    """The key a token's caller is kept under (server.core.readcache): its hash, never the token itself."""
+    return ("oadr3-token", _token_hash(token))
+
+
 async def caller_for_token(session: AsyncSession, token: str) -> Caller | None:
-    """The caller a bearer token stands for; None when it is unknown, expired or its client disabled."""
+    """The caller a bearer token stands for; None when it is unknown, expired or its client disabled. A kept
+    caller is dropped by any change of its client's parties (disabled, its VEN registered or deleted); its
+    expiry is checked by whoever uses it (``Caller.expires_at``)."""
     row = (
         await session.execute(
             select(Oadr3Token.scopes, Oadr3Token.expires_at, Oadr3Client, Oadr3Ven.ven_pk)
@@ -208,4 +224,6 @@ async def caller_for_token(session: AsyncSession, token: str) -> Caller | None:
     scopes, expires_at, client, ven_pk = row
     if expires_at <= utcnow() or not client.enabled:
         return None
-    return Caller(client.id, client.client_id, client.name, client.role, frozenset(scopes.split()), ven_pk)
+    return Caller(
+        client.id, client.client_id, client.name, client.role, frozenset(scopes.split()), ven_pk, expires_at
+    )

@@ -19,6 +19,7 @@ from aiohttp import web
 from server.core import oadr3_clients as clients
 from server.openadr3 import spec
 from server.openadr3.http import CALLER, JSON, Handler, problem, runtime
+from server.store.types import utcnow
 
 SCOPE_ATTR = "oadr3_scope"
 PUBLIC = "public"
@@ -129,9 +130,14 @@ async def bearer(request: web.Request, handler: Handler) -> web.StreamResponse:
     challenge = {"WWW-Authenticate": 'Bearer realm="openadr3"'}
     if scheme.lower() != "bearer" or not presented.strip() or len(presented) > 4096:
         return problem(401, "a bearer token is required (POST /auth/token)", challenge)
-    async with runtime(request).store.sessions() as session:
-        caller = await clients.caller_for_token(session, presented.strip())
-    if caller is None:
+    rt = runtime(request)
+    presented = presented.strip()
+    async with rt.store.sessions() as session:
+        version = await rt.cache.token(session)
+        caller = await rt.cache.representation(
+            clients.token_key(presented), version, lambda: clients.caller_for_token(session, presented)
+        )
+    if caller is None or (caller.expires_at is not None and caller.expires_at <= utcnow()):
         return problem(
             401,
             "the bearer token is invalid or has expired",
