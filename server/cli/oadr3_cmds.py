@@ -8,6 +8,8 @@ import urllib.parse
 from server.cli.common import add_config_arg, add_json_arg, admin, emit
 from server.core.oadr3_clients import ROLES
 
+OADR3_PARTY = "oadr3:"  # a 3.x VEN's fingerprint column (server.core.oadr3.fingerprint_of)
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("oadr3", help="OpenADR 3.1: OAuth2 clients of VENs and business-logic systems")
@@ -32,6 +34,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         add_config_arg(c)
         add_json_arg(c)
         c.set_defaults(func=cmd_enable, enabled=enabled)
+    ven = osub.add_parser("ven", help="the VENs 3.x clients registered")
+    vsub = ven.add_subparsers(dest="ven_command", metavar="ACTION", required=True, parser_class=type(p))
+    c = vsub.add_parser("list", help="3.x VENs: their 3.x id (venID in the API), name and telemetry venID")
+    add_config_arg(c)
+    add_json_arg(c)
+    c.set_defaults(func=cmd_vens)
 
 
 def cmd_create(args: argparse.Namespace) -> int:
@@ -59,4 +67,11 @@ def cmd_enable(args: argparse.Namespace) -> int:
     path = "/api/v1/oadr3/clients/" + urllib.parse.quote(args.name, safe="")
     row = admin(args).call("PATCH", path, {"enabled": args.enabled})
     emit(args, row, f"client {row['name']} {'enabled' if row['enabled'] else 'disabled'}")
+    return 0
+
+
+def cmd_vens(args: argparse.Namespace) -> int:
+    rows = [v for v in admin(args).call("GET", "/api/v1/vens") if v["fingerprint"].startswith(OADR3_PARTY)]
+    lines = [f"{v['id']:>6} {v['name']:30} {v['ven_id']}" for v in rows]
+    emit(args, rows, "\n".join(lines) or "no OpenADR 3 VENs")
     return 0
