@@ -8,6 +8,7 @@ environment of its own (the client needs Python >= 3.12; this project runs on 3.
 
 from __future__ import annotations
 
+import fcntl
 import http.server
 import json
 import os
@@ -41,9 +42,13 @@ def _python312() -> list[str]:
 
 
 def peer_python() -> Path:
-    with _lock:
-        python = VENV / "bin" / "python"
-        marker = VENV / f"openadr3-client-{CLIENT_VERSION}"
+    python = VENV / "bin" / "python"
+    marker = VENV / f"openadr3-client-{CLIENT_VERSION}"
+    if marker.exists():
+        return python
+    # test worker processes (pytest-xdist) may all get here at once: one builds, the others wait for it
+    with _lock, open(REPO / ".venv-openadr3-client.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
         if marker.exists():
             return python
         env = {**os.environ, "PYENV_VERSION": os.environ.get("OPENADR3_PYTHON_VERSION", "3.12.1")}
