@@ -1,7 +1,8 @@
-"""Application factory and runner: the mTLS protocol listener (2030.5 + OpenADR) and the admin listener.
+"""Application factory and runner: the mTLS protocol listener (2030.5 + OpenADR 2.0b), the admin listener and the
+OpenADR 3.1 listener (server-side TLS, bearer tokens).
 
-``create_protocol_app`` and ``create_admin_app`` build the aiohttp applications around one ``Runtime``;
-``serve`` runs both until SIGINT/SIGTERM and shuts down cleanly.
+``create_protocol_app``, ``create_admin_app`` and ``server.openadr3.create_app`` build the aiohttp applications
+around one ``Runtime``; ``serve`` runs them until SIGINT/SIGTERM and shuts down cleanly.
 """
 
 from __future__ import annotations
@@ -23,17 +24,24 @@ from server.modbus import delivery as modbus_delivery
 from server.modbus.gateway import ModbusGateway
 from server.observability import Handler, observe_middleware
 from server.openadr import setup as openadr_setup
+from server.openadr3 import create_app as create_openadr3_app
+from server.openadr3 import setup_delivery as openadr3_delivery
 from server.orchestration.scheduler import Scheduler
 from server.runtime import CACHE_TOKEN, IDENTITY, RUNTIME, SCOPE, Runtime
 from server.sep2 import ratelimit
 from server.store import create_store
 from server.store.migrate import upgrade
-from server.tls import identity_of, server_context
+from server.tls import identity_of, openadr3_context, server_context
 
 log = logging.getLogger("dso.server")
 
 # Each protocol adapter contributes a function that adds its routes (and sub-apps) to the protocol application.
-PROTOCOL_SETUPS: list[Callable[[web.Application], None]] = [sep2.setup, openadr_setup, modbus_delivery.setup]
+PROTOCOL_SETUPS: list[Callable[[web.Application], None]] = [
+    sep2.setup,
+    openadr_setup,
+    openadr3_delivery,
+    modbus_delivery.setup,
+]
 
 
 def identity_middleware(rt: Runtime):
@@ -134,7 +142,7 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
         for runner in (protocol, admin):
             await runner.setup()
             runners.append(runner)
-        s, a = settings.server, settings.admin
+        s, a, o3 = settings.server, settings.admin, settings.openadr3
         reuse = s.reuse_port or None  # None: aiohttp's default (not set)
         await _listen(
             web.TCPSite(protocol, s.host, s.port, ssl_context=ssl_ctx, reuse_port=reuse),
@@ -143,6 +151,18 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
             s.port,
         )
         await _listen(web.TCPSite(admin, a.host, a.port, reuse_port=reuse), "admin", a.host, a.port)
+        if o3.enabled:
+            # bearer tokens, not client certificates: server-side TLS only (same certificates and suites)
+            oadr3 = web.AppRunner(create_openadr3_app(rt), access_log=None, handle_signals=False)
+            await oadr3.setup()
+            runners.append(oadr3)
+            site = web.TCPSite(
+                oadr3, o3.host, o3.port, ssl_context=openadr3_context(settings), reuse_port=reuse
+            )
+            await _listen(site, "openadr3", o3.host, o3.port)
+            log.info(
+                "OpenADR 3.1 listener bound to %s (%s)", _address(o3.host, o3.port), settings.openadr3_url
+            )
         log.info(
             "protocol listener bound to %s, clients use %s (2030.5 at %s/dcap, OpenADR at %s%s)",
             _address(s.host, s.port),

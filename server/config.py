@@ -134,6 +134,25 @@ class OpenAdrSettings:
 
 
 @dataclass
+class OpenAdr3Settings:
+    """The OpenADR 3.1 VTN: REST/JSON with OAuth2 bearer tokens on its own HTTPS listener (server-side TLS with
+    the server's certificates; VENs and business-logic clients present tokens, not client certificates)."""
+
+    enabled: bool = True
+    host: str = "0.0.0.0"
+    port: int = 8445
+    # the base path of the API (its URL is https://{server.public_host}:{port}{prefix})
+    prefix: str = "/openadr3"
+    # bearer tokens from POST /auth/token live this long
+    token_ttl_s: int = 3600
+    # request bodies above this are refused with 413 before parsing
+    max_body_bytes: int = 1_048_576
+    # check every JSON answer against the specification's schema before it leaves (a failure is a 500 and a log
+    # line: the server's own bug, never the client's)
+    validate_responses: bool = True
+
+
+@dataclass
 class RateLimitSettings:
     """Per-client request budgets on the protocol listener (token bucket per LFDI, server.sep2.ratelimit)."""
 
@@ -234,6 +253,7 @@ class Settings:
     pki: PkiSettings = field(default_factory=PkiSettings)
     sep2: Sep2Settings = field(default_factory=Sep2Settings)
     openadr: OpenAdrSettings = field(default_factory=OpenAdrSettings)
+    openadr3: OpenAdr3Settings = field(default_factory=OpenAdr3Settings)
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
     ratelimit: RateLimitSettings = field(default_factory=RateLimitSettings)
     orchestration: OrchestrationSettings = field(default_factory=OrchestrationSettings)
@@ -256,6 +276,12 @@ class Settings:
         return f"https://{_url_host(self.server.public_host)}:{self.server.port}"
 
     @property
+    def openadr3_url(self) -> str:
+        """The base URL of the OpenADR 3.1 API."""
+        prefix = "/" + self.openadr3.prefix.strip("/") if self.openadr3.prefix.strip("/") else ""
+        return f"https://{_url_host(self.server.public_host)}:{self.openadr3.port}{prefix}"
+
+    @property
     def admin_url(self) -> str:
         return f"http://{_url_host(self.admin.host)}:{self.admin.port}"
 
@@ -270,6 +296,7 @@ SECTIONS = (
     "pki",
     "sep2",
     "openadr",
+    "openadr3",
     "delivery",
     "ratelimit",
     "orchestration",
@@ -383,7 +410,8 @@ def _apply(settings: Settings, section: str, values: dict[str, Any], where) -> N
 
 def _validate(s: Settings) -> None:
     where = s.source or "configuration"
-    for name, port in (("server.port", s.server.port), ("admin.port", s.admin.port)):
+    ports = (("server.port", s.server.port), ("admin.port", s.admin.port), ("openadr3.port", s.openadr3.port))
+    for name, port in ports:
         if not 0 <= port <= 65535:
             raise ConfigError(f"{where}: {name} must be 0..65535, got {port}")
     if s.sep2.registration not in ("out-of-band", "in-band", "both"):
@@ -421,6 +449,8 @@ def _validate(s: Settings) -> None:
         raise ConfigError(f"{where}: openadr.vtn_id must not be empty or all lower case")
     if s.openadr.max_body_bytes <= 0 or s.openadr.poll_freq_s <= 0:
         raise ConfigError(f"{where}: openadr.max_body_bytes and openadr.poll_freq_s must be positive")
+    if s.openadr3.token_ttl_s < 1 or s.openadr3.max_body_bytes <= 0:
+        raise ConfigError(f"{where}: openadr3.token_ttl_s must be >= 1 and openadr3.max_body_bytes positive")
     o = s.orchestration
     if o.forecast_interval_s < 1 or o.leader_retry_s < 1:
         raise ConfigError(f"{where}: orchestration.forecast_interval_s and leader_retry_s >= 1")

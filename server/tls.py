@@ -48,6 +48,14 @@ def server_context(settings: Settings) -> ssl.SSLContext:
     return ctx
 
 
+def openadr3_context(settings: Settings) -> ssl.SSLContext:
+    """The OpenADR 3 listener: the same certificates and suites, no client certificate (clients bring bearer
+    tokens, as the 3.x specification has them)."""
+    ctx = server_context(settings)
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
 def proxy_mode(settings: Settings) -> bool:
     return bool(settings.server.proxy_identity_header and settings.server.trusted_proxies)
 

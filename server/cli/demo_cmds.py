@@ -101,6 +101,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     settings, _ = init_data_dir(directory, port, admin_port, host="127.0.0.1")
     # the demo runs on loopback only, and the simulated devices should see their controls within seconds
     settings.server.host = "127.0.0.1"
+    settings.openadr3.enabled = False  # the demo's fleet speaks 2030.5 only
     settings.sep2.poll_rate_s, settings.sep2.post_rate_s = 5, 10
     setup_logging("INFO" if args.verbose else "WARNING", "text")
     print(

@@ -255,6 +255,9 @@ def response_line(r: dict) -> str:
     if r["protocol"] == "openadr":
         party = f"OpenADR VEN {r['ven']}"
         what = f"{r['opt_type']} (modificationNumber {r['modification_number']}, code {r['response_code']})"
+    elif r["protocol"] == "openadr3":
+        party = f"OpenADR 3 VEN {r['ven']}"
+        what = "report received"
     else:
         party = f"2030.5 device {r['lfdi']}"
         what = RESPONSE_NAMES.get(r["status"], f"status {r['status']}")

@@ -20,6 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("dir", help="data directory to create or complete")
     p.add_argument("--port", type=int, help="protocol (mTLS) listener port (default 8443)")
     p.add_argument("--admin-port", type=int, help="admin API port (default 8444)")
+    p.add_argument("--openadr3-port", type=int, help="OpenADR 3.1 (HTTPS, bearer tokens) port (default 8445)")
     p.add_argument("--host", help="address clients use to reach the server (default 127.0.0.1)")
     p.add_argument("--database-url", help="database URL (default: SQLite file in DIR)")
     add_json_arg(p)
@@ -74,12 +75,14 @@ def init_data_dir(
     admin_port: int | None = None,
     host: str | None = None,
     database_url: str | None = None,
+    openadr3_port: int | None = None,
 ) -> tuple[Settings, dict]:
     """Create or complete a data directory (config, dev PKI, migrated database); ``dso init`` and ``dso demo``."""
     from server.app import open_runtime
 
     _check_port(port, "--port")
     _check_port(admin_port, "--admin-port")
+    _check_port(openadr3_port, "--openadr3-port")
     directory = directory.expanduser().resolve()
     if directory.exists() and not directory.is_dir():
         raise CliError(f"{directory} is a file, not a directory: give a data directory to create or complete")
@@ -90,6 +93,8 @@ def init_data_dir(
         settings.server.port = port
     if admin_port is not None:
         settings.admin.port = admin_port
+    if openadr3_port is not None:
+        settings.openadr3.port = openadr3_port
     if host:
         settings.server.public_host = host
     if database_url:
@@ -117,6 +122,7 @@ def init_data_dir(
         "server_url": settings.server_url,
         "dcap_url": settings.server_url + "/dcap",
         "openadr_url": settings.server_url + settings.openadr.prefix,
+        "openadr3_url": settings.openadr3_url,
         "admin_url": settings.admin_url,
         "admin_token": settings.admin.token,
         "database": settings.database_url,
@@ -125,7 +131,9 @@ def init_data_dir(
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    _, info = init_data_dir(Path(args.dir), args.port, args.admin_port, args.host, args.database_url)
+    _, info = init_data_dir(
+        Path(args.dir), args.port, args.admin_port, args.host, args.database_url, args.openadr3_port
+    )
     human = "\n".join(f"{k:12} {v}" for k, v in info.items() if k != "admin_token")
     emit(args, info, human + f"\n\nstart it with: dso serve -c {info['config']}")
     return 0

@@ -312,7 +312,7 @@ async def modify(
 async def _announce(session: AsyncSession, event: Event) -> None:
     program = await session.get(Program, event.program_id)
     touched = [event.program_id] + ([program.parent_id] if program and program.parent_id else [])
-    changes.record(session, programs=touched)
+    changes.record(session, programs=touched, objects={"event": [event.id]})
     if event.kind in ("price", "dr"):
         reached = await target_vens(session, event)
         for ven in reached:
@@ -557,10 +557,28 @@ class VenAnswer:
     request_id: str = ""
 
 
+@dataclass(frozen=True)
+class ReportAnswer:
+    """An OpenADR 3 VEN's report on an event (3.x has no opt responses: a report says the VEN received it)."""
+
+    ven_pk: int
+    report_id: int
+    status: int = 1  # ResponseType 1: event received
+
+
 async def record_response(
-    session: AsyncSession, event: Event, answer: DeviceAnswer | VenAnswer
+    session: AsyncSession, event: Event, answer: DeviceAnswer | VenAnswer | ReportAnswer
 ) -> EventResponse:
-    if isinstance(answer, DeviceAnswer):
+    if isinstance(answer, ReportAnswer):
+        row = EventResponse(
+            event_id=event.id,
+            protocol="openadr3",
+            ven_pk=answer.ven_pk,
+            status=check_status(answer.status),
+            request_id=f"report:{answer.report_id}",
+            created_date_time=utcnow(),
+        )
+    elif isinstance(answer, DeviceAnswer):
         row = EventResponse(
             event_id=event.id,
             protocol="2030.5",
@@ -629,7 +647,7 @@ def response_dict(r: EventResponse, names: PartyNames | None = None) -> dict[str
     names = names or PartyNames()
     party = (
         {"party": "ven", "ven": names.vens.get(r.ven_pk or 0), "ven_pk": r.ven_pk}
-        if r.protocol == "openadr"
+        if r.protocol in ("openadr", "openadr3")
         else {"party": "end_device", "end_device_id": r.end_device_id, "lfdi": r.lfdi}
     )
     return {

@@ -1,5 +1,5 @@
 """One durable outbox for every message the server owes a receiver: 2030.5 Subscription notifications, OpenADR
-2.0b messages for VENs (pushed or polled), and later OpenADR 3 webhooks.
+2.0b messages for VENs (pushed or polled), and OpenADR 3 webhooks (``server.openadr3.notify``).
 
 What it owns:
 

@@ -121,7 +121,11 @@ class TargetPolicy:
         return cls(
             allow_loopback=settings.delivery.allow_http_loopback,
             allow_networks=parse_networks(settings.delivery.allow_networks),
-            own_ports=((settings.server.port, "protocol"), (settings.admin.port, "admin")),
+            own_ports=(
+                (settings.server.port, "protocol"),
+                (settings.admin.port, "admin"),
+                (settings.openadr3.port, "OpenADR 3"),
+            ),
             own_hosts=tuple(
                 {h for h in (settings.server.host, settings.admin.host, settings.server.public_host) if h}
             ),

@@ -51,3 +51,25 @@ def test_openadr_table_lists_exactly_the_served_services_and_messages():
     served = {(service, kind) for service, kinds in transport.HANDLERS.items() for kind in kinds}
     assert sorted(served - documented) == [], "served but not in docs/openadr.md"
     assert sorted(documented - served) == [], "in docs/openadr.md but not served"
+
+
+def test_openadr3_table_lists_exactly_the_served_routes_and_methods():
+    from server.config import Settings
+    from server.openadr3 import create_app
+    from server.runtime import Runtime
+
+    app = create_app(Runtime(settings=Settings(), store=None))  # type: ignore[arg-type] - routes only
+    served: dict[str, set[str]] = defaultdict(set)
+    prefix = Settings().openadr3.prefix.rstrip("/")
+    for sub in [app, *(r.get_info().get("app") for r in app.router.resources() if "app" in r.get_info())]:
+        if sub is None:
+            continue
+        for route in sub.router.routes():
+            path = route.resource.canonical if route.resource is not None else ""
+            if sub is not app and route.method != "HEAD":
+                served[path.removeprefix(prefix)].add(route.method)
+    documented = table_routes("openadr3.md")
+    assert sorted(set(served) - set(documented)) == [], "served but not in docs/openadr3.md"
+    assert sorted(set(documented) - set(served)) == [], "in docs/openadr3.md but not served"
+    wrong = {path: (documented[path], served[path]) for path in served if documented[path] != served[path]}
+    assert wrong == {}, "methods differ (documented, served)"

@@ -20,7 +20,12 @@ def test_two_processes_share_the_queue(tmp_path, pg_database):
         port, admin_port = free_port(), free_port()
         b = LiveServer(
             tmp_path / "b",
-            extra_env={**FAST_ENV, "DSO_SERVER__PORT": str(port), "DSO_ADMIN__PORT": str(admin_port)},
+            extra_env={
+                **FAST_ENV,
+                "DSO_SERVER__PORT": str(port),
+                "DSO_ADMIN__PORT": str(admin_port),
+                "DSO_OPENADR3__PORT": str(free_port()),
+            },
         )
         b.info = {
             **a.info,

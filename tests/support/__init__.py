@@ -80,6 +80,8 @@ class LiveServer:
             str(free_port()),
             "--admin-port",
             str(free_port()),
+            "--openadr3-port",
+            str(free_port()),
             "--json",
         ]
         if self.database_url:

@@ -15,6 +15,14 @@ from server.store.models.openadr import (
     OadrReportRequest,
     Ven,
 )
+from server.store.models.openadr3 import (
+    Oadr3Client,
+    Oadr3Report,
+    Oadr3Resource,
+    Oadr3Subscription,
+    Oadr3Token,
+    Oadr3Ven,
+)
 from server.store.models.plans import GridMapping, GridModel, Plan, PlanEvent
 from server.store.models.sep2 import (
     Sep2Curve,
@@ -60,6 +68,12 @@ __all__ = [
     "OadrOpt",
     "OadrReportDescription",
     "OadrReportRequest",
+    "Oadr3Client",
+    "Oadr3Report",
+    "Oadr3Resource",
+    "Oadr3Subscription",
+    "Oadr3Token",
+    "Oadr3Ven",
     "TelemetryReading",
     "AuditRecord",
     "StaffAccount",

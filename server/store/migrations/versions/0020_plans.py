@@ -1,7 +1,7 @@
 """network models, their mappings, plans and the events each plan created
 
 Revision ID: 0020
-Revises: 0016
+Revises: 0018
 Create Date: 2027-02-10
 """
 
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0020"
-down_revision = "0016"
+down_revision = "0018"
 branch_labels = None
 depends_on = None
 
