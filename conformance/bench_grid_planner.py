@@ -1,6 +1,7 @@
 """Benchmark the grid-aware planner on synthetic fleets (prints a table; not a test).
 
-    python conformance/bench_grid_planner.py [--sizes 1000,10000,100000] [--intervals 96]
+    python conformance/bench_grid_planner.py [--sizes 1000,10000,100000] [--intervals 96] [--workers N]
+        [--hold] [--cold] [--json]
 
 Each size is its own process; the LV zones' LPs run in worker processes forked from it (``--workers``, default
 up to 2). Peak memory: that process's ru_maxrss plus each worker's largest private memory (what it does not
@@ -17,7 +18,10 @@ memory, and the check of the result: the objective recomputed from the schedule 
 demand response and the penalty of the slack the LPs used) against the unmanaged schedule's, (bus or branch,
 interval) pairs outside their band or rating by the linear model before and after and the worst of them after,
 the slack rows, and the largest breach of a unit's own limits (PV above what the sun gives, storage power,
-energy and end state, a charging session's energy, demand response's share; 0 when all hold).
+energy and end state, a charging session's energy, demand response's share; 0 when all hold). The first
+columns are the ones to compare between machines: the step's wall time, its CPU time (this process and its
+workers), the total peak memory and the 1-minute load average when the size ended. Zone LPs use fast starts
+(``PlannerOptions.fast_start``) unless ``--cold``.
 """
 
 from __future__ import annotations
