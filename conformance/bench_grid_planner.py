@@ -1,6 +1,7 @@
 """Benchmark the grid-aware planner on synthetic fleets (prints a table; not a test).
 
-    python conformance/bench_grid_planner.py [--sizes 1000,10000,100000] [--intervals 96]
+    python conformance/bench_grid_planner.py [--sizes 1000,10000,100000] [--intervals 96] [--workers N]
+        [--hold] [--cold] [--json]
 
 Each size is its own process; the LV zones' LPs run in worker processes forked from it (``--workers``, default
 up to 2). Peak memory: that process's ru_maxrss plus each worker's largest private memory (what it does not
@@ -17,7 +18,10 @@ memory, and the check of the result: the objective recomputed from the schedule 
 demand response and the penalty of the slack the LPs used) against the unmanaged schedule's, (bus or branch,
 interval) pairs outside their band or rating by the linear model before and after and the worst of them after,
 the slack rows, and the largest breach of a unit's own limits (PV above what the sun gives, storage power,
-energy and end state, a charging session's energy, demand response's share; 0 when all hold).
+energy and end state, a charging session's energy, demand response's share; 0 when all hold). The first
+columns are the ones to compare between machines: the step's wall time, its CPU time (this process and its
+workers), the total peak memory and the 1-minute load average when the size ended. Zone LPs use fast starts
+(``PlannerOptions.fast_start``) unless ``--cold``.
 """
 
 from __future__ import annotations
@@ -197,7 +201,7 @@ def objective(fleet, costs: Costs, sched: Schedule, slacks: list) -> dict:  # no
     return {k: round(v, 2) for k, v in parts.items()}
 
 
-def run_one(ders: int, steps: int, workers: int | None, hold: bool = False) -> dict:
+def run_one(ders: int, steps: int, workers: int | None, hold: bool = False, fast: bool = True) -> dict:
     t0 = time.perf_counter()
     model, profiles = synthetic(ders, steps)
     t1 = time.perf_counter()
@@ -211,7 +215,7 @@ def run_one(ders: int, steps: int, workers: int | None, hold: bool = False) -> d
     costs = Costs(price=default_price(steps))
     before = os.times()
     t3, c3 = time.perf_counter(), time.process_time()
-    step = solve_step(net, fleet, op, fleet.baseline, costs, margins, workers, hold)
+    step = solve_step(net, fleet, op, fleet.baseline, costs, margins, workers, hold, fast)
     solve, cpu = time.perf_counter() - t3, time.process_time() - c3
     after = os.times()
     workers_cpu = (after.children_user - before.children_user) + (
@@ -229,6 +233,7 @@ def run_one(ders: int, steps: int, workers: int | None, hold: bool = False) -> d
         "cpu_s": round(cpu + workers_cpu, 2),
         "workers": st.workers,
         "hold": hold,
+        "fast_start": fast,
         "lv_s": round(st.lv_seconds, 2),
         "mv_s": round(st.mv_seconds, 2),
         "lv_again_s": round(st.lv_again_seconds, 2),
@@ -250,6 +255,8 @@ def run_one(ders: int, steps: int, workers: int | None, hold: bool = False) -> d
         "slack_rows": len(step.slacks),
         "peak_mb": round(peak, 1),
         "worker_peak_mb": [round(x, 1) for x in st.worker_peak_mb],
+        "peak_total_mb": round(peak + sum(st.worker_peak_mb), 1),
+        "load_avg": [round(x, 2) for x in os.getloadavg()],
     }
 
 
@@ -262,15 +269,20 @@ def main() -> None:
     parser.add_argument(
         "--hold", action="store_true", help="second LV pass holding zones to the MV plan (hold_boundary)"
     )
+    parser.add_argument(
+        "--cold", action="store_true", help="no same-shape starting basis, no second-LP row pre-check"
+    )
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(run_one(args.one, args.intervals, args.workers, args.hold)))
+        print(json.dumps(run_one(args.one, args.intervals, args.workers, args.hold, not args.cold)))
         return
     if not args.json:
+        print(f"{os.cpu_count()} CPUs; load average at start {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         print(
-            f"{'DERs':>7} {'zones':>5} {'prep s':>6} {'solve s':>7} {'CPU s':>6} {'proc':>4} "
-            f"{'LV/MV/LV s':>15} {'LPs':>6} {'warm':>5} {'rows':>8} {'cols':>9} {'peak MB':>12} "
+            f"{'DERs':>7} {'zones':>5} {'prep s':>6} {'solve s':>7} {'CPU s':>6} {'peak MB':>7} {'load':>5} "
+            f"{'proc':>4} "
+            f"{'LV/MV/LV s':>15} {'LPs':>6} {'warm':>5} {'rows':>8} {'cols':>9} {'MB parts':>12} "
             f"{'objective':>11} {'unmanaged':>11} {'slack pen.':>10} {'viol. before':>12} {'after':>6} "
             f"{'worst V pu / load %':>19} {'slack':>5} {'unit viol.':>10}"
         )
@@ -280,6 +292,8 @@ def main() -> None:
             cmd += ["--workers", str(args.workers)]
         if args.hold:
             cmd += ["--hold"]
+        if args.cold:
+            cmd += ["--cold"]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True)
         r = json.loads(out.stdout.strip().splitlines()[-1])
         if args.json:
@@ -290,7 +304,7 @@ def main() -> None:
         worst = f"{r['worst_after']['vm_pu']} / {r['worst_after']['loading_pct']}"
         print(
             f"{r['ders']:>7} {r['zones']:>5} {r['prepare_s']:>6} {r['solve_s']:>7} {r['cpu_s']:>6} "
-            f"{r['workers']:>4} {phases:>15} {r['lps']:>6} {r['warm_lps']:>5} {r['rows']:>8} {r['cols']:>9} "
+            f"{r['peak_total_mb']:>7.0f} {r['load_avg'][0]:>5.2f} {r['workers']:>4} {phases:>15} {r['lps']:>6} {r['warm_lps']:>5} {r['rows']:>8} {r['cols']:>9} "
             f"{peak:>12} {r['objective']['total']:>11} {r['objective_unmanaged']:>11} "
             f"{r['objective']['slack_penalty']:>10} {r['violations_before']:>12} {r['violations_after']:>6} "
             f"{worst:>19} {r['slack_rows']:>5} {r['unit_violation']:>10}",

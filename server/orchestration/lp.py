@@ -4,7 +4,14 @@ model, so HiGHS re-solves from its last basis (a warm start) instead of from scr
 solve whose LP had the same first columns and rows (``warm``) starts the first solve.
 
 Thousands of small LPs are solved one after another, so a released LP gives its HiGHS instance back for the
-next one (cleared), instead of paying for a new instance and the destruction of the old."""
+next one (cleared), instead of paying for a new instance and the destruction of the old.
+
+Columns and rows may carry a *role key* (an int64 saying what the column or row stands for, e.g. "charge of
+the zone's second battery in interval 40"). An LP of the same shape solved before (``BasisTemplate``) then
+gives a starting basis by role: each column and row takes the status its namesake ended with, the others
+start at a bound (columns) or basic (rows), and HiGHS repairs what does not fit (an "alien" basis). Zones of
+one shape solve alike, so the next zone starts a few dozen simplex iterations from its optimum instead of a
+few hundred."""
 
 from __future__ import annotations
 
@@ -18,6 +25,7 @@ INF = float("inf")
 # below this many columns presolve costs more than it saves (small zone LPs solve about twice as fast without)
 PRESOLVE_MIN_COLS = 20_000
 _NO_INT = np.zeros(0, np.int32)
+NO_KEY = -1  # a column or row without a role: never matched by a template
 _FREE: tuple[int, list[Any]] = (os.getpid(), [])  # released instances of this process
 # seconds HiGHS may spend on one LP (0: no limit); the server sets it from orchestration.solver_time_limit_s
 TIME_LIMIT_S = 0.0
@@ -70,6 +78,67 @@ def compressed(
     return start, minor[order].astype(np.int32), vals[order].astype(float)
 
 
+def role_key(kind: int, slot: np.ndarray | int, t: np.ndarray | int) -> np.ndarray:
+    """Role keys: ``kind`` (< 128), ``slot`` (a unit's or node's place in its zone, < 2**36), ``t`` (< 2**20)."""
+    return (np.int64(kind) << 56) | (np.asarray(slot, np.int64) << 20) | np.asarray(t, np.int64)
+
+
+@dataclass
+class BasisTemplate:
+    """A solved LP's final basis with its columns' and rows' role keys (sorted, and where each sorted key sat),
+    to start other LPs of the same shape. The statuses are HiGHS's, each list ending with the statuses given
+    to what the template does not have (columns: at the lower bound, or zero if free; rows: basic)."""
+
+    col_keys: np.ndarray
+    col_at: np.ndarray
+    row_keys: np.ndarray
+    row_at: np.ndarray
+    col_status: list[Any]
+    row_status: list[Any]
+
+    @classmethod
+    def of(cls, col_keys: np.ndarray, row_keys: np.ndarray, basis: Any) -> BasisTemplate:
+        import highspy
+
+        status = highspy.HighsBasisStatus
+        co, ro = np.argsort(col_keys, kind="stable"), np.argsort(row_keys, kind="stable")
+        return cls(
+            col_keys[co],
+            co,
+            row_keys[ro],
+            ro,
+            list(basis.col_status) + [status.kLower, status.kZero],
+            list(basis.row_status) + [status.kBasic],
+        )
+
+    def statuses(self, col_keys: np.ndarray, col_free: np.ndarray, row_keys: np.ndarray) -> Any:
+        """An alien HighsBasis for an LP with these keys: matched columns and rows take the template's status,
+        others are nonbasic at their lower bound (zero if free) or, for rows, basic."""
+        import highspy
+
+        cols, rows = self.col_status, self.row_status
+        col_idx = _match(
+            self.col_keys, self.col_at, col_keys, np.where(col_free, len(cols) - 1, len(cols) - 2)
+        )
+        row_idx = _match(self.row_keys, self.row_at, row_keys, len(rows) - 1)
+        b = highspy.HighsBasis()
+        b.col_status = [cols[i] for i in col_idx.tolist()]
+        b.row_status = [rows[i] for i in row_idx.tolist()]
+        b.alien = True
+        return b
+
+
+def _match(
+    sorted_keys: np.ndarray, at: np.ndarray, keys: np.ndarray, missing: np.ndarray | int
+) -> np.ndarray:
+    """For each of ``keys``: its position in the template (``at`` of the equal sorted key), else ``missing``."""
+    if not len(sorted_keys):
+        return np.broadcast_to(np.asarray(missing, np.int64), keys.shape).copy()
+    pos = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
+    found = (sorted_keys[pos] == keys) & (keys != NO_KEY)
+    return np.where(found, at[pos], missing)
+
+
 @dataclass
 class Lp:
     lower: list[np.ndarray] = field(default_factory=list)
@@ -81,6 +150,10 @@ class Lp:
     highs: Any = None
     # a HighsBasis of an earlier solve whose LP had the same first columns and rows: (basis, columns, rows)
     warm: tuple[Any, int, int] | None = None
+    # otherwise, an LP of the same shape to take a starting basis from by role keys
+    template: BasisTemplate | None = None
+    col_keys: list[np.ndarray] = field(default_factory=list)
+    row_keys: list[np.ndarray] = field(default_factory=list)
     iterations: int = 0
     _cols_in_model: int = 0
     _rows_in_model: int = 0
@@ -91,22 +164,34 @@ class Lp:
         upper: np.ndarray | float,
         cost: np.ndarray | float,
         count: int | None = None,
+        keys: np.ndarray | None = None,
     ) -> int:
-        """Append columns; returns the first column's index."""
+        """Append columns (with their role keys, if any); returns the first column's index."""
         if count is None:
             count = max(np.size(lower), np.size(upper), np.size(cost))
         start = self.n
         for target, value in ((self.lower, lower), (self.upper, upper), (self.cost, cost)):
             a = np.asarray(value, float)
             target.append(np.full(count, float(a)) if a.ndim == 0 else a.astype(float, copy=True))
+        self.col_keys.append(np.full(count, NO_KEY, np.int64) if keys is None else np.asarray(keys, np.int64))
         self.n += count
         return start
 
     def add_rows(
-        self, lower: np.ndarray, upper: np.ndarray, rows: np.ndarray, cols: np.ndarray, vals: np.ndarray
+        self,
+        lower: np.ndarray,
+        upper: np.ndarray,
+        rows: np.ndarray,
+        cols: np.ndarray,
+        vals: np.ndarray,
+        keys: np.ndarray | None = None,
     ) -> int:
-        """Append len(lower) rows given as (row within this batch, column, value) triplets; returns the first."""
+        """Append len(lower) rows given as (row within this batch, column, value) triplets (with their role
+        keys, if any); returns the first."""
         start = self.m
+        self.row_keys.append(
+            np.full(len(lower), NO_KEY, np.int64) if keys is None else np.asarray(keys, np.int64)
+        )
         self.pending.append(
             RowBatch(
                 np.asarray(lower, float),
@@ -184,6 +269,8 @@ class Lp:
             value,
             np.zeros(n0, np.int32),
         )
+        if self.warm is None and self.template is not None:
+            h.setBasis(self.template.statuses(self.keys_of_cols(), np.isneginf(lower), self.keys_of_rows()))
         if (n0, m0) != (self.n, len(rl)):
             assert self.warm is not None
             h.setBasis(self.warm[0])
@@ -216,6 +303,18 @@ class Lp:
         info = h.getInfo()
         self.iterations += int(info.simplex_iteration_count)
         return status, x, float(info.objective_function_value)
+
+    def keys_of_cols(self) -> np.ndarray:
+        return np.concatenate(self.col_keys) if self.col_keys else np.zeros(0, np.int64)
+
+    def keys_of_rows(self) -> np.ndarray:
+        return np.concatenate(self.row_keys) if self.row_keys else np.zeros(0, np.int64)
+
+    def as_template(self) -> BasisTemplate | None:
+        """This LP's final basis by role, to start the next LP of the same shape."""
+        if self.highs is None:
+            return None
+        return BasisTemplate.of(self.keys_of_cols(), self.keys_of_rows(), self.highs.getBasis())
 
     def basis(self) -> tuple[Any, int, int] | None:
         """The current basis with the LP's size, for ``warm`` of a later LP that starts the same way."""

@@ -16,7 +16,7 @@ import numpy as np
 
 from server.orchestration.fleet_arrays import FleetArrays
 from server.orchestration.linear import OperatingPoint, ZoneModel
-from server.orchestration.lp import INF, Lp
+from server.orchestration.lp import INF, Lp, role_key
 from server.orchestration.network.topology import BASE_MVA, MV_ZONE
 from server.orchestration.resources import Costs
 
@@ -51,6 +51,11 @@ class Slack:
     interval: int
     amount: float  # pu for voltage, kW otherwise
 
+
+# role keys of the columns and rows (``lp.role_key``): what they stand for, the same in every zone of a shape
+COL_PV, COL_CHARGE, COL_DISCHARGE, COL_SOC, COL_EV, COL_DR, COL_AGG_DOWN, COL_AGG_UP = range(1, 9)
+COL_FLOW, COL_DV, COL_SLACK, COL_SLACK_BOUNDARY = range(9, 13)
+ROW_SOC, ROW_EV, ROW_FLOW, ROW_DV, ROW_V, ROW_P, ROW_BOUNDARY = range(1, 8)
 
 RowLog = list[tuple[str, np.ndarray, np.ndarray]]  # ("v" | "p", local nodes, intervals) in the order added
 
@@ -108,12 +113,16 @@ class ZoneBlock:
             e_col.append(cols)
             e_coef.append(np.full(len(ts), coef))
 
-        eq: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []  # (rows, cols, vals, rhs)
+        eq: list[
+            tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+        ] = []  # rows, cols, vals, rhs, keys
         # generation has columns only while the sun is up
         pv = _ints(zi.pv)
         avail = fa.pv_avail[pv]
         u, ts = np.nonzero(avail > 0)
-        c0 = lp.add_cols(0.0, avail[u, ts], -(price[ts] + costs.curtail) * dt, count=len(u))
+        c0 = lp.add_cols(
+            0.0, avail[u, ts], -(price[ts] + costs.curtail) * dt, count=len(u), keys=role_key(COL_PV, u, ts)
+        )
         self.pv = (pv, u, ts, c0)
         entries(local_of[fa.pv_node[pv]][u], ts, c0 + np.arange(len(u)), 1.0)
         # storage: charge, discharge and state of charge per interval, laid out unit by unit
@@ -121,11 +130,23 @@ class ZoneBlock:
         nb = len(bat) * steps
         bi, tt = np.repeat(np.arange(len(bat)), steps), np.tile(np.arange(steps), len(bat))
         power, eff = fa.bat_power[bat][bi], fa.bat_eff[bat][bi]
-        ch = lp.add_cols(0.0, power, np.tile((price + costs.wear) * dt, len(bat)), count=nb)
-        dis = lp.add_cols(0.0, power, np.tile((-price + costs.wear) * dt, len(bat)), count=nb)
+        ch = lp.add_cols(
+            0.0,
+            power,
+            np.tile((price + costs.wear) * dt, len(bat)),
+            count=nb,
+            keys=role_key(COL_CHARGE, bi, tt),
+        )
+        dis = lp.add_cols(
+            0.0,
+            power,
+            np.tile((-price + costs.wear) * dt, len(bat)),
+            count=nb,
+            keys=role_key(COL_DISCHARGE, bi, tt),
+        )
         soc_lb = fa.bat_min[bat][bi]
         soc_lb[tt == steps - 1] = np.maximum(fa.bat_min[bat], fa.bat_soc0[bat])
-        soc = lp.add_cols(soc_lb, fa.bat_energy[bat][bi], 0.0, count=nb)
+        soc = lp.add_cols(soc_lb, fa.bat_energy[bat][bi], 0.0, count=nb, keys=role_key(COL_SOC, bi, tt))
         self.bat = (bat, ch, dis)
         # soc[t] - soc[t-1] - eff*dt*ch[t] + dt/eff*dis[t] = 0 (soc[-1] = soc0)
         r = np.arange(nb)
@@ -138,6 +159,7 @@ class ZoneBlock:
                 np.concatenate([soc + r, ch + r, dis + r, soc + prev - 1]),
                 np.concatenate([np.ones(nb), -eff * dt, dt / eff, -np.ones(len(prev))]),
                 rhs,
+                role_key(ROW_SOC, bi, tt),
             )
         )
         node = local_of[fa.bat_node[bat]][bi]
@@ -151,9 +173,13 @@ class ZoneBlock:
         si = np.repeat(np.arange(len(sess)), lens)
         ts = t0[si] + np.arange(total) - np.repeat(np.cumsum(lens) - lens, lens)
         power = fa.ev_power[evs][owner]
-        c0 = lp.add_cols(0.0, power[si], price[ts] * dt, count=total)
+        # a session's role: its charging point's place in the zone and its place among that point's sessions
+        session_slot = owner * 64 + np.minimum(sess - fa.ev_first[evs][owner], 63)
+        c0 = lp.add_cols(
+            0.0, power[si], price[ts] * dt, count=total, keys=role_key(COL_EV, session_slot[si], ts)
+        )
         energy = np.minimum(fa.sess_energy[sess], power * lens * dt)
-        eq.append((si, c0 + np.arange(total), np.full(total, dt), energy))
+        eq.append((si, c0 + np.arange(total), np.full(total, dt), energy, role_key(ROW_EV, session_slot, 0)))
         entries(local_of[fa.ev_node[evs]][owner][si], ts, c0 + np.arange(total), -1.0)
         self.ev = (evs, owner[si], ts, c0)
         # demand response (shedding) only helps against import stress: columns where the zone has some
@@ -161,7 +187,9 @@ class ZoneBlock:
         dr = _ints(zi.dr)
         shed = fa.dr_max[dr]
         u, ts = np.nonzero(stressed[None, :] & (shed > 0))
-        c0 = lp.add_cols(0.0, shed[u, ts], (costs.dr - price[ts]) * dt, count=len(u))
+        c0 = lp.add_cols(
+            0.0, shed[u, ts], (costs.dr - price[ts]) * dt, count=len(u), keys=role_key(COL_DR, u, ts)
+        )
         self.dr = (dr, u, ts, c0)
         entries(local_of[fa.dr_node[dr]][u], ts, c0 + np.arange(len(u)), 1.0)
         # LV zones' extra flexibility gets columns only in the intervals where they have some
@@ -170,14 +198,26 @@ class ZoneBlock:
             ag = zi.aggregates
             ad, td = np.nonzero(ag.down_kw > 0)
             au, tu = np.nonzero(ag.up_kw > 0)
-            down = lp.add_cols(0.0, ag.down_kw[ad, td], (costs.curtail + price[td]) * dt, count=len(ad))
-            up = lp.add_cols(0.0, ag.up_kw[au, tu], (costs.dr - price[tu]) * dt, count=len(au))
+            down = lp.add_cols(
+                0.0,
+                ag.down_kw[ad, td],
+                (costs.curtail + price[td]) * dt,
+                count=len(ad),
+                keys=role_key(COL_AGG_DOWN, ad, td),
+            )
+            up = lp.add_cols(
+                0.0,
+                ag.up_kw[au, tu],
+                (costs.dr - price[tu]) * dt,
+                count=len(au),
+                keys=role_key(COL_AGG_UP, au, tu),
+            )
             self.agg = (ad, td, down, au, tu, up)
             entries(ag.node[ad], td, down + np.arange(len(ad)), -1.0)
             entries(ag.node[au], tu, up + np.arange(len(au)), 1.0)
-        for rows, cols, vals, rhs in eq:
+        for rows, cols, vals, rhs, keys in eq:
             if len(rhs):
-                lp.add_rows(rhs, rhs, rows, cols, vals)
+                lp.add_rows(rhs, rhs, rows, cols, vals, keys)
 
         self.e_node, self.e_t = np.concatenate(e_node), np.concatenate(e_t)
         self.e_col, self.e_coef = np.concatenate(e_col), np.concatenate(e_coef)
@@ -251,10 +291,11 @@ class ZoneBlock:
         causes (u), so that a network row has three entries instead of one per resource in the zone."""
         zm, lp, steps = self.zi.model, self.lp, self.steps
         n = len(zm.nodes)
-        self.f0 = lp.add_cols(-INF, INF, 0.0, count=n * steps)
-        self.u0 = lp.add_cols(-INF, INF, 0.0, count=n * steps)
         tt = np.arange(steps)
         base = np.arange(n * steps)  # node i, interval t -> i * steps + t
+        node_t = (base // steps, base % steps)
+        self.f0 = lp.add_cols(-INF, INF, 0.0, count=n * steps, keys=role_key(COL_FLOW, *node_t))
+        self.u0 = lp.add_cols(-INF, INF, 0.0, count=n * steps, keys=role_key(COL_DV, *node_t))
         child = np.flatnonzero(zm.parent_local >= 0)
         par = zm.parent_local[child]
         child_rows = (par[:, None] * steps + tt[None, :]).ravel()
@@ -267,6 +308,7 @@ class ZoneBlock:
             np.concatenate([base, child_rows, self.e_node * steps + self.e_t]),
             np.concatenate([self.f0 + base, self.f0 + child_cols, self.e_col]),
             np.concatenate([np.ones(n * steps), -np.ones(len(child_rows)), -self.e_coef]),
+            role_key(ROW_FLOW, *node_t),
         )
         # u[i,t] - u[parent,t] - r_i f[i,t] = 0 (the zone's top: r_top + r_i, the MV path above it)
         rk = zm.r_branch * KW_PU * MILLI
@@ -277,20 +319,33 @@ class ZoneBlock:
             np.concatenate([base, base, child_cols]),
             np.concatenate([self.u0 + base, self.f0 + base, self.u0 + child_rows]),
             np.concatenate([np.ones(n * steps), -np.repeat(r_i, steps), -np.ones(len(child_rows))]),
+            role_key(ROW_DV, *node_t),
         )
 
     def _add_boundary(self) -> None:
+        """One soft row per interval where the MV step bounds the zone's injection change (only those: a free
+        row would still cost the LP its slack columns)."""
         zi, lp, steps = self.zi, self.lp, self.steps
         hi = zi.boundary_hi_kw if zi.boundary_hi_kw is not None else np.full(steps, INF)
         lo = zi.boundary_lo_kw if zi.boundary_lo_kw is not None else np.full(steps, -INF)
-        slack = lp.add_cols(0.0, INF, self.costs.boundary_penalty, count=2 * steps)
-        tt = np.arange(steps)
+        tt = np.flatnonzero(np.isfinite(hi) | np.isfinite(lo))
+        k = len(tt)
+        slack = lp.add_cols(
+            0.0,
+            INF,
+            self.costs.boundary_penalty,
+            count=2 * k,
+            keys=role_key(COL_SLACK_BOUNDARY, np.tile([0, 1], k), np.repeat(tt, 2)),
+        )
+        row, e = self._row_entries(tt)
+        r = np.arange(k)
         lp.add_rows(
-            lo + self.inj_op_sum,
-            hi + self.inj_op_sum,
-            np.concatenate([self.e_t, tt, tt]),
-            np.concatenate([self.e_col, slack + 2 * tt, slack + 2 * tt + 1]),
-            np.concatenate([self.e_coef, np.ones(steps), -np.ones(steps)]),
+            lo[tt] + self.inj_op_sum[tt],
+            hi[tt] + self.inj_op_sum[tt],
+            np.concatenate([row, r, r]),
+            np.concatenate([self.e_col[e], slack + 2 * r, slack + 2 * r + 1]),
+            np.concatenate([self.e_coef[e], np.ones(k), -np.ones(k)]),
+            role_key(ROW_BOUNDARY, 0, tt),
         )
         self.boundary = (slack, tt)
 
@@ -310,9 +365,16 @@ class ZoneBlock:
         cols: np.ndarray,
         vals: np.ndarray,
         penalty: float,
+        row_kind: int,
+        js: np.ndarray,
+        ts: np.ndarray,
     ) -> int:
+        """Rows ``lower <= entries + lo slack - hi slack <= upper``, one per (local node ``js``, interval ``ts``)."""
         count = len(lower)
-        slack = self.lp.add_cols(0.0, INF, penalty, count=2 * count)
+        slack_slot = (np.repeat(js, 2) * 2 + np.tile([0, 1], count)) * 8 + row_kind
+        slack = self.lp.add_cols(
+            0.0, INF, penalty, count=2 * count, keys=role_key(COL_SLACK, slack_slot, np.repeat(ts, 2))
+        )
         r = np.arange(count)
         self.lp.add_rows(
             lower,
@@ -320,6 +382,7 @@ class ZoneBlock:
             np.concatenate([row, r, r]),
             np.concatenate([cols, slack + 2 * r, slack + 2 * r + 1]),
             np.concatenate([vals, np.ones(count), -np.ones(count)]),
+            role_key(row_kind, js, ts),
         )
         return slack
 
@@ -338,7 +401,15 @@ class ZoneBlock:
             cols, vals = self.e_col[e], self.rk[js[row], self.e_node[e]] * self.e_coef[e]
             c = self.c_v[ts, js]
         slack = self._add_soft_rows(
-            self.v_lo[js] - c, self.v_hi[js] - c, row, cols, vals, self.costs.voltage_penalty / MILLI
+            self.v_lo[js] - c,
+            self.v_hi[js] - c,
+            row,
+            cols,
+            vals,
+            self.costs.voltage_penalty / MILLI,
+            ROW_V,
+            js,
+            ts,
         )
         self.rows_v.append((js, ts, slack, len(js)))
         return len(js)
@@ -360,7 +431,9 @@ class ZoneBlock:
             cols, vals = self.e_col[e], -self.e_coef[e]
             c = self.c_p[ts, ks]
         pmax = self.pmax[ts, ks]
-        slack = self._add_soft_rows(-pmax - c, pmax - c, row, cols, vals, self.costs.thermal_penalty)
+        slack = self._add_soft_rows(
+            -pmax - c, pmax - c, row, cols, vals, self.costs.thermal_penalty, ROW_P, ks, ts
+        )
         self.rows_p.append((ks, ts, slack, len(ks)))
         return len(ks)
 
@@ -382,7 +455,10 @@ class ZoneBlock:
 
     def check(self, x: np.ndarray, tol_milli: float = 0.05, tol_kw: float = 0.05) -> int:
         """Add the rows the linear model finds violated by ``x``; returns how many."""
-        inj = self.injection(x)
+        return self.check_injection(self.injection(x), tol_milli, tol_kw)
+
+    def check_injection(self, inj: np.ndarray, tol_milli: float = 0.05, tol_kw: float = 0.05) -> int:
+        """Add the rows the linear model finds violated by the injection change ``inj`` (steps, zone nodes)."""
         v = self.c_v + inj @ self.rk.T
         p = self.c_p - inj @ self.below.T
         bad_v = ((v > self.v_hi[None, :] + tol_milli) | (v < self.v_lo[None, :] - tol_milli)) & ~self.in_lp_v
@@ -404,9 +480,9 @@ class ZoneBlock:
             for r in np.flatnonzero((lo > 1e-3) | (hi > 1e-3)):
                 out.append(Slack("branch", int(nodes[ks[r]]), int(ts[r]), float(max(lo[r], hi[r]))))
         if self.boundary is not None:
-            s0, ts = self.boundary
-            for t in ts:
-                amount = max(x[s0 + 2 * t], x[s0 + 2 * t + 1])
+            b0, bts = self.boundary
+            for i, t in enumerate(bts.tolist()):
+                amount = max(x[b0 + 2 * i], x[b0 + 2 * i + 1])
                 if amount > 1e-3:
                     out.append(Slack("boundary", int(nodes[0]), int(t), float(amount)))
         return out

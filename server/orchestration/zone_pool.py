@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from server.orchestration.fleet_arrays import FleetArrays
-from server.orchestration.lp import Lp
+from server.orchestration.lp import BasisTemplate, Lp
 from server.orchestration.resources import Costs, Fleet
 from server.orchestration.zone_lp import Margins, RowLog, Slack, ZoneBlock, ZoneInput, solve_blocks
 
@@ -29,6 +29,10 @@ if TYPE_CHECKING:
     from server.orchestration.linear import OperatingPoint
 
 CHUNK_MAX = 32  # zones per message to a worker
+# zones in a template group: the first zone of each shape in the group solves from scratch, the others of
+# that shape start from its basis (by role). Groups are consecutive zones (neighbours solve alike) and go to
+# one worker whole, so a zone's start, and so its plan, does not depend on how many workers there are.
+TEMPLATE_GROUP = 16
 
 
 def default_workers() -> int:
@@ -49,6 +53,9 @@ class StepContext:
     inj_op: np.ndarray  # (steps, tree nodes) controllable injection at the operating point, kW
     costs: Costs
     margins: Margins
+    # zones start from a same-shape zone's basis and a second LP starts with the rows its first plan breaks
+    # (fewer simplex iterations and re-solves; the LPs' optima are the same, ties may break otherwise)
+    fast_start: bool = False
 
 
 @dataclass
@@ -58,6 +65,7 @@ class ZoneTask:
     boundary_hi_kw: np.ndarray | None = None  # (steps,) the share the MV step asked for
     boundary_lo_kw: np.ndarray | None = None
     asked: bool = False  # the MV step asked the zone for a share (not only held it to its plan)
+    group_start: bool = False  # the first of a template group: earlier zones' bases are forgotten
 
 
 @dataclass
@@ -122,7 +130,10 @@ class ZoneSolver:
 
     def __init__(self, ctx: StepContext) -> None:
         self.ctx = ctx
-        self.memory: dict[int, tuple[RowLog, Any]] = {}
+        # per zone solved: its final rows, basis and injection change, for solving it again
+        self.memory: dict[int, tuple[RowLog, Any, np.ndarray]] = {}
+        # per shape (nodes, units of each kind): the template group's first zone of that shape
+        self.templates: dict[tuple[int, ...], BasisTemplate] = {}
 
     def solve(self, task: ZoneTask) -> ZoneResult:
         ctx = self.ctx
@@ -148,13 +159,27 @@ class ZoneSolver:
         )
         lp = Lp()
         block = ZoneBlock(lp, zi, net.arrays, net.local_of, ctx.inj_op[:, zm.nodes], ctx.costs, ctx.margins)
+        shape = (len(zm.nodes), len(zi.pv), len(zi.batteries), len(zi.evs), len(zi.dr))
+        if task.group_start:
+            self.templates.clear()
+        template = self.templates.get(shape)
         if earlier:
             lp.warm = earlier[1]
+        if earlier and ctx.fast_start:
+            # the rows the zone's first plan breaks under the new offset and boundary are needed anyway: in
+            # the LP from the start, they save a round of re-solving
+            block.check_injection(earlier[2])
+        elif not earlier and ctx.fast_start:
+            lp.template = template
         t1 = time.perf_counter()
         status, x, rounds, objective = solve_blocks(lp, [block])
         t2 = time.perf_counter()
         if status == "Optimal":
-            self.memory[task.zone] = (block.log, lp.basis())
+            self.memory[task.zone] = (block.log, lp.basis(), block.injection(x))
+            if not earlier and template is None and ctx.fast_start:
+                first = lp.as_template()
+                if first is not None:
+                    self.templates[shape] = first
         lp.release()
         sched = zone_schedule(block, x, ctx.fleet, net.arrays) if status == "Optimal" else {}
         none = (np.zeros(0, np.int64), np.zeros((ctx.fleet.steps, 0)))
@@ -194,16 +219,25 @@ def _private_mb() -> float:
 
 
 def _serve(conn: Connection, ctx: StepContext) -> None:
+    """A worker: solves the chunks of zone tasks it is sent; with the last chunk of a pass (``measure``) it also
+    reports its private memory (reading it costs about as much as a zone's LP, so not with every chunk)."""
     solver = ZoneSolver(ctx)
     while True:
-        tasks = conn.recv()
-        if tasks is None:
+        message = conn.recv()
+        if message is None:
             break
+        tasks, measure = message
         try:
-            conn.send(("ok", [solver.solve(t) for t in tasks], _private_mb()))
+            results = [solver.solve(t) for t in tasks]
+            conn.send(("ok", results, _private_mb() if measure else 0.0))
         except BaseException:  # noqa: BLE001  (reported to the parent, which raises)
             conn.send(("error", traceback.format_exc(), _private_mb()))
     conn.close()
+
+
+def _mark_groups(tasks: list[ZoneTask]) -> None:
+    for i, t in enumerate(tasks):
+        t.group_start = i % TEMPLATE_GROUP == 0
 
 
 class ZonePool:
@@ -251,23 +285,27 @@ class ZonePool:
 
     def run(self, tasks: list[ZoneTask]) -> list[ZoneResult]:
         if self.local is not None:
+            _mark_groups([t for t in tasks if t.zone not in self.local.memory])
             return [self.local.solve(t) for t in tasks]
         workers = len(self.conns)
         own: list[deque[ZoneTask]] = [deque() for _ in range(workers)]
         free: deque[ZoneTask] = deque()
         for t in tasks:
             (own[self.owner[t.zone]] if t.zone in self.owner else free).append(t)
+        _mark_groups(list(free))
         chunk = max(1, min(CHUNK_MAX, len(tasks) // (workers * 8) or 1))
+        # zones not solved before go in whole template groups
+        free_chunk = TEMPLATE_GROUP * max(1, round(chunk / TEMPLATE_GROUP))
         busy: dict[int, int] = {}  # connection index -> chunks in flight
         results: list[ZoneResult] = []
 
         def feed(w: int) -> None:
-            queue = own[w] if own[w] else free
-            batch = [queue.popleft() for _ in range(min(chunk, len(queue)))]
+            queue, size = (own[w], chunk) if own[w] else (free, free_chunk)
+            batch = [queue.popleft() for _ in range(min(size, len(queue)))]
             if batch:
                 for t in batch:
                     self.owner[t.zone] = w
-                self.conns[w].send(batch)
+                self.conns[w].send((batch, not own[w] and not free))
                 busy[w] = busy.get(w, 0) + 1
 
         for w in range(workers):  # two chunks in flight per worker: it never waits for the parent
