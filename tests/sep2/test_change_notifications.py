@@ -346,6 +346,9 @@ def steps(fresh: dict[str, str], modbus_port: int) -> list[Step]:
         Step(
             "POST", "/api/v1/plans/runs/{id}/approve", "/api/v1/plans/runs/999999/approve", {}, expect=(404,)
         ),
+        # OpenADR 3 clients are credentials of aggregators: no 2030.5 device's view changes
+        Step("POST", "/api/v1/oadr3/clients", body={"name": "chg-o3", "role": "bl"}),
+        Step("PATCH", "/api/v1/oadr3/clients/{name}", "/api/v1/oadr3/clients/chg-o3", {"enabled": False}),
         # acknowledging an alarm is staff bookkeeping: no device's view changes
         Step(
             "POST",
