@@ -25,7 +25,7 @@ from server.observability import Handler, observe_middleware
 from server.openadr import setup as openadr_setup
 from server.orchestration.scheduler import Scheduler
 from server.runtime import CACHE_TOKEN, IDENTITY, RUNTIME, SCOPE, Runtime
-from server.sep2 import ratelimit
+from server.sep2 import csipaus, ratelimit
 from server.store import create_store
 from server.store.migrate import upgrade
 from server.tls import identity_of, server_context
@@ -66,6 +66,7 @@ def create_protocol_app(rt: Runtime) -> web.Application:
             observe_middleware("protocol", rt.metrics),
             identity_middleware(rt),
             ratelimit.middleware(rt),
+            csipaus.middleware(rt),
         ],
         client_max_size=rt.settings.server.max_body_bytes,
     )

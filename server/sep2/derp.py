@@ -91,6 +91,9 @@ def control_base(base: dict[str, Any], curve_href: str) -> etree._Element:
     for name in ("opModImpLimW", "opModExpLimW", "opModGenLimW", "opModLoadLimW"):
         if name in base:
             el.append(active_power("csipaus:" + name, base[name]))
+    if "opModStorageTargetW" in base:
+        # CSIP-AUS 1.3 storage only: a 1.2 client never sees it (server.sep2.csipaus)
+        el.append(active_power("csipaus-storage:opModStorageTargetW", base["opModStorageTargetW"]))
     return el
 
 
