@@ -40,6 +40,7 @@ NSMAP = {None: NS, "csipaus": CSIPAUS_NS}
 STORAGE_NSMAP = {None: NS, "csipaus": CSIPAUS_STORAGE_NS}
 MEDIA_TYPE = "application/sep+xml"
 XS = "http://www.w3.org/2001/XMLSchema"
+XSI_TYPE = "{http://www.w3.org/2001/XMLSchema-instance}type"
 
 EDITION_2018, EDITION_2023 = "2018", "2023"
 EDITIONS = (EDITION_2018, EDITION_2023)
