@@ -206,6 +206,10 @@ def page(request: web.Request) -> Page:
     )
 
 
+# SubscribableType 1: non-conditional subscriptions, what every resource server.sep2.subscriptions serves takes
+SUBSCRIBABLE = 1
+
+
 def list_element(
     tag: str,
     href: str,
@@ -216,9 +220,7 @@ def list_element(
 ) -> etree._Element:
     attrs: dict[str, Any] = {"href": href}
     if subscribable:
-        attrs["subscribable"] = (
-            1  # SubscribableType 1: non-conditional subscriptions (server.sep2.subscriptions)
-        )
+        attrs["subscribable"] = SUBSCRIBABLE
     attrs.update({"all": total, "results": len(items)})
     if poll_rate is not None:
         attrs["pollRate"] = poll_rate

@@ -34,6 +34,7 @@ from server.sep2.common import (
     MRID_CURVE,
     MRID_DEFAULT,
     MRID_PROGRAM,
+    SUBSCRIBABLE,
     epoch,
     list_element,
     mrid,
@@ -107,7 +108,7 @@ async def render_program(ctx: RenderCtx, device: EndDevice, program: Program) ->
     n_curves = len(await programs.program_curves(ctx.session, program.id))
     return xml.E(
         "DERProgram",
-        {"href": href},
+        {"href": href, "subscribable": SUBSCRIBABLE},
         xml.leaf("mRID", mrid(MRID_PROGRAM, program.id, ctx.pen)),
         xml.leaf("description", (program.description or program.name)[:32]),
         xml.link("ActiveDERControlListLink", f"{href}/actderc", len(active)),
@@ -183,7 +184,7 @@ async def get_program(request: web.Request) -> web.Response:
 # ----------------------------------------------------------------------------------------------- DERControls
 def render_control(ctx: RenderCtx, device: EndDevice, c: Event, ev: rules.Evaluated) -> etree._Element:
     href = f"/edev/{device.id}/derp/{c.program_id}/derc/{c.id}"
-    attrs: dict[str, Any] = {"href": href}
+    attrs: dict[str, Any] = {"href": href, "subscribable": SUBSCRIBABLE}
     if c.response_required:
         attrs["replyTo"] = f"/rsps/{RESPONSE_SET_ID}/rsp"
         attrs["responseRequired"] = f"{c.response_required:02X}"
@@ -468,7 +469,7 @@ def render_default(ctx: RenderCtx, device: EndDevice, program: Program) -> etree
     href = f"/edev/{device.id}/derp/{program.id}/dderc"
     return xml.E(
         "DefaultDERControl",
-        {"href": href},
+        {"href": href, "subscribable": SUBSCRIBABLE},
         xml.leaf("mRID", mrid(MRID_DEFAULT, program.id, ctx.pen, program.default_version)),
         xml.leaf("description", (program.description or program.name)[:32]),
         control_base(default.get("base", {}), f"/edev/{device.id}/derp/{program.id}/dc"),

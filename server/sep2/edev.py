@@ -25,6 +25,7 @@ from server.core.parties import device_in_scope, ensure_aggregator
 from server.core.scope import Scope
 from server.sep2 import editions, xml
 from server.sep2.common import (
+    SUBSCRIBABLE,
     Page,
     created,
     epoch,
@@ -59,7 +60,7 @@ async def render_edev(
         n_fsa = await count_rows(session, select(Sep2Fsa.id).where(Sep2Fsa.end_device_id == device.id))
     return xml.E(
         "EndDevice",
-        {"href": href},
+        {"href": href, "subscribable": SUBSCRIBABLE},
         xml.link("DERListLink", f"{href}/der", 1),
         xml.leaf("deviceCategory", device.device_category or None),
         xml.leaf("lFDI", device.lfdi),
