@@ -12,7 +12,8 @@ Two lines of cactus can be chosen (``--line``), each in its own Python 3.12 venv
 * ``newest``: cactus-client 1.3.3 with the cactus-test-definitions it brings (1.15.0),
   ``conformance/.venv-cactus-newest``.
 
-``--strict`` is cactus-client's own: a warning fails the procedure.
+``--strict`` is cactus-client's own: a warning fails the procedure. ``--venv PATH`` runs a cactus venv made by
+hand instead (e.g. cactus-client with test definitions not yet released).
 
 What it does:
 1. creates (once) the line's venv, and (every run) ``pip install ./conformance`` into it (our admin plugin);
@@ -76,8 +77,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def ensure_venv(line: str = "pinned", reinstall_plugin: bool = True) -> Path:
-    venv, pins = LINES[line]
+def ensure_venv(line: str = "pinned", reinstall_plugin: bool = True, venv: Path | None = None) -> Path:
+    """The line's venv (created when missing), or ``venv``, a cactus venv made by hand; our plugin installed."""
+    own, pins = LINES[line]
+    if venv is not None and not (venv / "bin" / "cactus").exists():
+        raise SystemExit(f"{venv} has no cactus-client")
+    venv = venv or own
     python = venv / "bin" / "python"
     if not python.exists():
         log(f"creating {venv} (Python {PYTHON_VERSION})")
@@ -130,6 +135,22 @@ def required_clients(python: Path, procedures: list[str]) -> dict[str, list[str 
         "    tp=get_test_procedure(TestProcedureId(p))\n"
         "    out[p]=[None if c.client_type is None else str(c.client_type) "
         "for c in tp.preconditions.required_clients]\n"
+        "print(json.dumps(out))\n"
+    )
+    proc = subprocess.run([str(python), "-c", code, *procedures], capture_output=True, text=True, check=True)
+    return json.loads(proc.stdout)
+
+
+def waits(python: Path, procedures: list[str]) -> dict[str, float]:
+    """Seconds each procedure spends in its ``wait`` steps (what makes a procedure long)."""
+    code = (
+        "import json,sys\n"
+        "from cactus_test_definitions.server.test_procedures import get_test_procedure, TestProcedureId\n"
+        "out={}\n"
+        "for p in sys.argv[1:]:\n"
+        "    steps=get_test_procedure(TestProcedureId(p)).steps\n"
+        "    out[p]=sum(float((s.action.parameters or {}).get('duration_seconds',0)) "
+        "for s in steps if str(s.action.type)=='wait')\n"
         "print(json.dumps(out))\n"
     )
     proc = subprocess.run([str(python), "-c", code, *procedures], capture_output=True, text=True, check=True)
@@ -306,13 +327,16 @@ def main(argv: list[str] | None = None) -> int:
         "--strict", action="store_true", help="cactus --strict: a warning fails the procedure"
     )
     parser.add_argument("--jobs", type=int, default=1, help="procedures run side by side (default 1)")
+    parser.add_argument(
+        "--venv", type=Path, help="a cactus venv made by hand (e.g. with unreleased test definitions) instead"
+    )
     parser.add_argument("--timeout", type=int, default=900, help="seconds per procedure (default 900)")
     parser.add_argument("--workdir", type=Path, help="keep everything here (default: a new temp dir)")
     parser.add_argument("--profile", choices=("csip", "csip-aus"), default="csip-aus")
     args = parser.parse_args(argv)
 
-    python = ensure_venv(args.line)
-    venv = LINES[args.line][0]
+    venv = args.venv.resolve() if args.venv else LINES[args.line][0]
+    python = ensure_venv(args.line, venv=args.venv and venv)
     procedures = all_procedures(python) if args.all else (TARGET if args.target else args.procedures)
     if not procedures:
         parser.error("name procedures, or pass --all / --target")
@@ -356,6 +380,9 @@ def main(argv: list[str] | None = None) -> int:
     lanes = [make_lane(work, receiver.base_url, n) for n in range(max(1, args.jobs))]
     log(f"work directory {work}")
 
+    # the longest first, so the lanes finish together; the table keeps the order asked for
+    wait = waits(python, procedures)
+    order = sorted(procedures, key=lambda p: -wait.get(p, 0.0)) if len(lanes) > 1 else procedures
     free: queue.Queue[tuple[Path, dict, Path]] = queue.Queue()
     for lane in lanes:
         free.put(lane)
@@ -364,12 +391,16 @@ def main(argv: list[str] | None = None) -> int:
         lane = free.get()
         try:
             return run_one(venv, lane, proc_id, client_ids(clients_needed[proc_id]), args, work)
+        except (Exception, SystemExit) as exc:  # a server that would not start fails this procedure only
+            log(f"{proc_id:10} ERROR      {exc}")
+            return proc_id, "ERROR(start)", 0.0
         finally:
             free.put(lane)
 
     try:
         with ThreadPoolExecutor(max_workers=len(lanes)) as pool:
-            results = list(pool.map(on_a_lane, procedures))
+            done = dict(zip(order, pool.map(on_a_lane, order), strict=True))
+        results = [done[p] for p in procedures]
     finally:
         receiver.stop()
 
