@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 from lxml import etree
 from sqlalchemy import Select, SQLColumnExpression, and_, or_, select, true
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.core.errors import DomainError, Invalid, NotFound
@@ -136,10 +137,13 @@ async def read_body(request: web.Request, *roots: str) -> etree._Element:
     lfdi = identity(request).lfdi
     aus = parsed.csipaus
     if not editions.known(lfdi, parsed.edition) or (aus is not None and not csipaus.known(lfdi, aus)):
-        async with sessions(request).begin() as session:
-            await editions.remember(session, lfdi, parsed.edition)
-            if aus is not None:
-                await csipaus.remember(session, lfdi, aus)
+        try:
+            async with sessions(request).begin() as session:
+                await editions.remember(session, lfdi, parsed.edition)
+                if aus is not None:
+                    await csipaus.remember(session, lfdi, aus)
+        except IntegrityError:
+            pass  # a concurrent first body of the same client recorded the same fact
     if aus == xml.CSIPAUS_STORAGE_NS:
         csipaus.canonical(root)
     if roots and xml.local_name(root) not in roots:

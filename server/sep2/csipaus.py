@@ -101,8 +101,11 @@ async def remember(session: AsyncSession, lfdi: str, namespace: str) -> None:
     """Record the CSIP-AUS namespace of a body ``lfdi`` sent (a write only when it changed)."""
     if _cache.get(lfdi) == namespace:
         return
-    if await devres.get_setting(session, _key(lfdi)) != namespace:
-        await devres.set_setting(session, _key(lfdi), namespace)
+    stored = await devres.get_setting(session, _key(lfdi))
+    # 1.2 is what an unrecorded client speaks: only a storage client (or one that went back) is written, so the
+    # concurrent first bodies of a 1.2 device never race to insert the same row
+    if (stored or V12) != namespace:
+        await devres.set_setting(session, _key(lfdi), None if namespace == V12 else namespace)
     _cache.put(lfdi, namespace)
 
 
