@@ -28,7 +28,7 @@ from server.openadr3 import create_app as create_openadr3_app
 from server.openadr3 import setup_delivery as openadr3_delivery
 from server.orchestration.scheduler import Scheduler
 from server.runtime import CACHE_TOKEN, IDENTITY, RUNTIME, SCOPE, Runtime
-from server.sep2 import ratelimit
+from server.sep2 import csipaus, ratelimit
 from server.store import create_store
 from server.store.migrate import upgrade
 from server.tls import identity_of, openadr3_context, server_context
@@ -77,6 +77,7 @@ def create_protocol_app(rt: Runtime) -> web.Application:
             observe_middleware("protocol", rt.metrics),
             identity_middleware(rt),
             ratelimit.middleware(rt),
+            csipaus.middleware(rt),
         ],
         client_max_size=rt.settings.server.max_body_bytes,
     )

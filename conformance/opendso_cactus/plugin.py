@@ -78,7 +78,8 @@ class OpenDsoAdmin:
 
 def _base(params: dict[str, Any]) -> dict[str, Any]:
     base: dict[str, Any] = {}
-    for key in ("opModExpLimW", "opModImpLimW", "opModGenLimW", "opModLoadLimW"):
+    # opModStorageTargetW: the CSIP-AUS 1.3 storage target (draft storage procedures)
+    for key in ("opModExpLimW", "opModImpLimW", "opModGenLimW", "opModLoadLimW", "opModStorageTargetW"):
         if params.get(key) is not None:
             base[key] = float(params[key])
     for key in ("opModConnect", "opModEnergize"):

@@ -26,6 +26,12 @@ def _add_base_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--load-lim-w", type=float, metavar="W", help="CSIP-AUS load limit (opModLoadLimW)")
     p.add_argument("--target-w", type=float, metavar="W", help="active power target (opModTargetW)")
     p.add_argument(
+        "--storage-target-w",
+        type=float,
+        metavar="W",
+        help="CSIP-AUS 1.3 storage target, negative to charge (opModStorageTargetW)",
+    )
+    p.add_argument(
         "--max-lim-w", type=float, metavar="PCT", help="max active power, %% of setMaxW (opModMaxLimW)"
     )
     p.add_argument("--connect", type=int, choices=(0, 1), help="opModConnect")
@@ -51,6 +57,7 @@ def _base(args: argparse.Namespace) -> dict[str, Any]:
         ("gen_lim_w", "opModGenLimW"),
         ("load_lim_w", "opModLoadLimW"),
         ("target_w", "opModTargetW"),
+        ("storage_target_w", "opModStorageTargetW"),
     ):
         if getattr(args, attr) is not None:
             base[name] = getattr(args, attr)

@@ -35,7 +35,15 @@ class EventStatus(IntEnum):
 
 
 # DERControlBase fields staff may set; the value kinds decide how each is checked and rendered.
-WATT_FIELDS = ("opModExpLimW", "opModImpLimW", "opModGenLimW", "opModLoadLimW", "opModTargetW")
+# opModStorageTargetW: the CSIP-AUS 1.3 storage target (aggregate output of the storage, W; negative charges)
+WATT_FIELDS = (
+    "opModExpLimW",
+    "opModImpLimW",
+    "opModGenLimW",
+    "opModLoadLimW",
+    "opModTargetW",
+    "opModStorageTargetW",
+)
 BOOL_FIELDS = ("opModConnect", "opModEnergize")
 PERCENT_FIELDS = ("opModFixedW", "opModMaxLimW")  # hundredths of a percent (opModMaxLimW: of setMaxW)
 INT_FIELDS = ("rampTms",)

@@ -61,6 +61,11 @@ def _check_sfdi(lfdi: str, sfdi: int | None) -> int:
 
 
 async def ensure_aggregator(session: AsyncSession, lfdi: str, name: str = "") -> Aggregator:
+    """The aggregator ``lfdi`` (enrolled when new) and its own EndDevice.
+
+    CSIP-AUS gives an aggregator an EndDevice of its own, named by its certificate's LFDI, beside the devices
+    registered under it: that EndDevice holds the aggregator's SubscriptionList (the devices' EndDevices, as
+    the aggregator sees them, link none)."""
     lfdi = _lfdi(lfdi)
     agg = await session.scalar(select(Aggregator).where(Aggregator.lfdi == lfdi))
     if agg is None:
@@ -68,6 +73,16 @@ async def ensure_aggregator(session: AsyncSession, lfdi: str, name: str = "") ->
         session.add(agg)
         await session.flush()
         changes.record(session, parties=[lfdi])
+    if await session.scalar(select(EndDevice.id).where(EndDevice.lfdi == lfdi)) is None:
+        own = EndDevice(
+            lfdi=lfdi,
+            sfdi=pki.sfdi_from_lfdi(lfdi),
+            name=name or "aggregator",
+            registered_by="aggregator",  # it reaches it by its LFDI; it is not one of the devices under it
+        )
+        session.add(own)
+        await session.flush()
+        changes.record(session, devices=[own.id])
     return agg
 
 

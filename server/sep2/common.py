@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 from lxml import etree
 from sqlalchemy import Select, SQLColumnExpression, and_, or_, select, true
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.core.errors import DomainError, Invalid, NotFound
@@ -29,7 +30,7 @@ from server.core.identity import ClientIdentity
 from server.core.parties import visible_devices_query
 from server.core.scope import Scope
 from server.runtime import IDENTITY, RUNTIME, SCOPE, Runtime
-from server.sep2 import editions, xml
+from server.sep2 import csipaus, editions, xml
 from server.store.models import EndDevice
 from server.store.paging import count_rows, fetch_page
 
@@ -133,9 +134,18 @@ async def read_body(request: web.Request, *roots: str) -> etree._Element:
         # stored as it came, declaring its edition, so it is shown to a 2018 reader in its 2018 form
         root.set("schemaVer", root.get("schemaVer") or xml.SCHEMA_VERSION[xml.EDITION_2023])
     request[editions.BODY_EDITION] = parsed.edition
-    if not editions.known(identity(request).lfdi, parsed.edition):
-        async with sessions(request).begin() as session:
-            await editions.remember(session, identity(request).lfdi, parsed.edition)
+    lfdi = identity(request).lfdi
+    aus = parsed.csipaus
+    if not editions.known(lfdi, parsed.edition) or (aus is not None and not csipaus.known(lfdi, aus)):
+        try:
+            async with sessions(request).begin() as session:
+                await editions.remember(session, lfdi, parsed.edition)
+                if aus is not None:
+                    await csipaus.remember(session, lfdi, aus)
+        except IntegrityError:
+            pass  # a concurrent first body of the same client recorded the same fact
+    if aus == xml.CSIPAUS_STORAGE_NS:
+        csipaus.canonical(root)
     if roots and xml.local_name(root) not in roots:
         raise Sep2Error(
             400, REASON_INVALID_FORMAT, f"expected {' or '.join(roots)}, got {xml.local_name(root)}"
@@ -200,6 +210,10 @@ def page(request: web.Request) -> Page:
     )
 
 
+# SubscribableType 1: non-conditional subscriptions, what every resource server.sep2.subscriptions serves takes
+SUBSCRIBABLE = 1
+
+
 def list_element(
     tag: str,
     href: str,
@@ -210,9 +224,7 @@ def list_element(
 ) -> etree._Element:
     attrs: dict[str, Any] = {"href": href}
     if subscribable:
-        attrs["subscribable"] = (
-            1  # SubscribableType 1: non-conditional subscriptions (server.sep2.subscriptions)
-        )
+        attrs["subscribable"] = SUBSCRIBABLE
     attrs.update({"all": total, "results": len(items)})
     if poll_rate is not None:
         attrs["pollRate"] = poll_rate

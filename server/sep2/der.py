@@ -92,25 +92,55 @@ async def put_der_resource(request: web.Request) -> web.Response:
         if path_int(request, "d") != 1:
             raise NotFound("no such DER")
         await devres.put_resource(session, device.id, kind, for_storage(body))
-        rated = rated_power_w(body) if kind == "dercap" else None
-        if rated is not None:
-            # the nameplate as protocol-neutral telemetry, as the Modbus gateway stores SunSpec's WRtg: planning
-            # reads a DER's size the same way whatever it speaks
-            await telemetry.add(
-                session,
-                [
-                    telemetry.Reading(
-                        "device", device.lfdi, "ratedPower", utcnow(), rated, "W", resource="dercap"
-                    )
-                ],
-            )
+        now = utcnow()
+        # the nameplate and the storage figures as protocol-neutral telemetry, as the Modbus gateway stores
+        # SunSpec's WRtg: planning reads a DER's size and its battery the same way whatever it speaks
+        readings = [
+            telemetry.Reading("device", device.lfdi, name, now, value, unit, resource=kind)
+            for name, value, unit in reported_figures(kind, body)
+        ]
+        if readings:
+            await telemetry.add(session, readings)
     # 2030.5 answers a successful PUT with 204 whether or not the device had reported the resource before
     return no_content()
 
 
-def rated_power_w(cap: etree._Element) -> float | None:
-    """DERCapability rtgMaxW (ActivePower: value x 10^multiplier) in W, or None when absent."""
-    value = xml.integer(cap, "rtgMaxW/value")
-    if value is None:
-        return None
-    return float(value) * 10.0 ** (xml.integer(cap, "rtgMaxW/multiplier") or 0)
+# (telemetry name, path in the resource, unit) of the figures each DER resource reports; the CSIP-AUS 1.3 storage
+# extension adds setMinWh (the energy the battery keeps) and the VPP modes (bit 0: opModStorageTargetW)
+FIGURES: dict[str, tuple[tuple[str, str, str], ...]] = {
+    "dercap": (
+        ("ratedPower", "rtgMaxW", "W"),
+        ("storageCapacity", "rtgMaxWh", "Wh"),
+        ("storageMaxChargeRate", "rtgMaxChargeRateW", "W"),
+        ("storageMaxDischargeRate", "rtgMaxDischargeRateW", "W"),
+        ("vppModesSupported", "csipaus-storage:vppModesSupported", ""),
+    ),
+    "derg": (
+        ("storageMaxEnergy", "setMaxWh", "Wh"),
+        ("storageMinEnergy", "csipaus-storage:setMinWh", "Wh"),
+        ("storageMaxChargeRate", "setMaxChargeRateW", "W"),
+        ("storageMaxDischargeRate", "setMaxDischargeRateW", "W"),
+        ("vppModesEnabled", "csipaus-storage:vppModesEnabled", ""),
+    ),
+    "ders": (("stateOfCharge", "stateOfChargeStatus", "%"),),
+}
+
+
+def reported_figures(kind: str, body: etree._Element) -> list[tuple[str, float, str]]:
+    """The figures of ``FIGURES`` a DER resource carries, in SI units (percent for state of charge)."""
+    out = []
+    for name, path, unit in FIGURES.get(kind, ()):
+        node = xml.find(body, path)
+        if node is None:
+            continue
+        if unit == "":  # a HexBinary8 bitmap
+            out.append((name, float(int(node.text or "0", 16)), unit))
+        elif unit == "%":  # PerCent in hundredths, in a status with its dateTime
+            value = xml.integer(node, "value")
+            if value is not None:
+                out.append((name, value / 100.0, unit))
+        else:
+            value = xml.integer(node, "value")
+            if value is not None:
+                out.append((name, float(value) * 10.0 ** (xml.integer(node, "multiplier") or 0), unit))
+    return out

@@ -34,6 +34,7 @@ from server.sep2.common import (
     MRID_CURVE,
     MRID_DEFAULT,
     MRID_PROGRAM,
+    SUBSCRIBABLE,
     epoch,
     list_element,
     mrid,
@@ -91,6 +92,9 @@ def control_base(base: dict[str, Any], curve_href: str) -> etree._Element:
     for name in ("opModImpLimW", "opModExpLimW", "opModGenLimW", "opModLoadLimW"):
         if name in base:
             el.append(active_power("csipaus:" + name, base[name]))
+    if "opModStorageTargetW" in base:
+        # CSIP-AUS 1.3 storage only: a 1.2 client never sees it (server.sep2.csipaus)
+        el.append(active_power("csipaus-storage:opModStorageTargetW", base["opModStorageTargetW"]))
     return el
 
 
@@ -112,7 +116,7 @@ async def render_program(ctx: RenderCtx, device: EndDevice, program: Program) ->
     n_curves = len(await programs.program_curves(ctx.session, program.id))
     return xml.E(
         "DERProgram",
-        {"href": href},
+        {"href": href, "subscribable": SUBSCRIBABLE},
         xml.leaf("mRID", mrid(MRID_PROGRAM, program.id, ctx.pen)),
         xml.leaf("description", (program.description or program.name)[:32]),
         xml.link("ActiveDERControlListLink", f"{href}/actderc", len(active)),
@@ -186,7 +190,7 @@ async def get_program(request: web.Request) -> web.Response:
 # ----------------------------------------------------------------------------------------------- DERControls
 def render_control(ctx: RenderCtx, device: EndDevice, c: Event, ev: rules.Evaluated) -> etree._Element:
     href = f"/edev/{device.id}/derp/{c.program_id}/derc/{c.id}"
-    attrs: dict[str, Any] = {"href": href}
+    attrs: dict[str, Any] = {"href": href, "subscribable": SUBSCRIBABLE}
     if c.response_required:
         attrs["replyTo"] = f"/rsps/{RESPONSE_SET_ID}/rsp"
         attrs["responseRequired"] = f"{c.response_required:02X}"
@@ -469,7 +473,7 @@ def render_default(ctx: RenderCtx, device: EndDevice, program: Program) -> etree
     href = f"/edev/{device.id}/derp/{program.id}/dderc"
     return xml.E(
         "DefaultDERControl",
-        {"href": href},
+        {"href": href, "subscribable": SUBSCRIBABLE},
         xml.leaf("mRID", mrid(MRID_DEFAULT, program.id, ctx.pen, program.default_version)),
         xml.leaf("description", (program.description or program.name)[:32]),
         control_base(default.get("base", {}), f"/edev/{device.id}/derp/{program.id}/dc"),

@@ -26,6 +26,7 @@ from server.core.parties import delete_device, device_in_scope, ensure_aggregato
 from server.core.scope import Scope
 from server.sep2 import editions, xml
 from server.sep2.common import (
+    SUBSCRIBABLE,
     Page,
     created,
     epoch,
@@ -60,16 +61,18 @@ routes = web.RouteTableDef()
 
 # -------------------------------------------------------------------------------------------------- EndDevice
 async def render_edev(
-    session: AsyncSession, device: EndDevice, post_rate_s: int, n_fsa: int | None = None
+    session: AsyncSession, scope: Scope, device: EndDevice, post_rate_s: int, n_fsa: int | None = None
 ) -> etree._Element:
     """``n_fsa``: the device's FunctionSetAssignments count when the caller has it (a list page counts them for
-    all its devices in one query)."""
+    all its devices in one query). An aggregator subscribes through its own EndDevice (CSIP-AUS,
+    ``core.parties.ensure_aggregator``): the EndDevices of its devices link no SubscriptionList for it."""
+    subscribes_here = scope.aggregator_id is None or device.lfdi == scope.lfdi
     href = f"/edev/{device.id}"
     if n_fsa is None:
         n_fsa = await count_rows(session, select(Sep2Fsa.id).where(Sep2Fsa.end_device_id == device.id))
     return xml.E(
         "EndDevice",
-        {"href": href},
+        {"href": href, "subscribable": SUBSCRIBABLE},
         xml.link("DERListLink", f"{href}/der", 1),
         xml.leaf("deviceCategory", device.device_category or None),
         xml.leaf("lFDI", device.lfdi),
@@ -80,7 +83,9 @@ async def render_edev(
         xml.link("FunctionSetAssignmentsListLink", f"{href}/fsa", n_fsa),
         xml.leaf("postRate", post_rate_s),
         xml.link("RegistrationLink", f"{href}/rg") if device.pin is not None else None,
-        xml.link("SubscriptionListLink", f"{href}/sub"),  # server.sep2.subscriptions
+        xml.link("SubscriptionListLink", f"{href}/sub")
+        if subscribes_here
+        else None,  # server.sep2.subscriptions
         xml.link("csipaus:ConnectionPointLink", f"{href}/cp"),
     )
 
@@ -118,7 +123,7 @@ async def render_edev_list(ctx: RenderCtx, scope: Scope, params: Params) -> etre
         .group_by(Sep2Fsa.end_device_id)
     )
     fsas = {device_id: n for device_id, n in counted.all()}
-    items = [await render_edev(ctx.session, d, prate, fsas.get(d.id, 0)) for d in found]
+    items = [await render_edev(ctx.session, scope, d, prate, fsas.get(d.id, 0)) for d in found]
     return list_element("EndDeviceList", "/edev", items, total, rate, subscribable=True)
 
 
@@ -142,7 +147,7 @@ def _edev_affected(change: Change) -> ColumnElement[bool] | None:
 @subscribable("edev", "/edev/{e}", affected=_edev_affected, is_list=False)
 async def render_end_device(ctx: RenderCtx, scope: Scope, params: Params) -> etree._Element:
     device = await device_in_scope(ctx.session, scope, params.e or 0)
-    return await render_edev(ctx.session, device, await post_rate(ctx, "EndDevice"))
+    return await render_edev(ctx.session, scope, device, await post_rate(ctx, "EndDevice"))
 
 
 @routes.post("/edev")

@@ -22,7 +22,9 @@ CACHE_SIZE = 10_000  # LFDIs remembered per process; the database has the rest
 BODY_EDITION = web.RequestKey("sep2_body_edition", str)
 
 
-class _Cache:
+class ClientCache:
+    """A bounded per-process map of LFDI -> what the database remembers of that client (least recent dropped)."""
+
     def __init__(self, size: int) -> None:
         self.size, self.items = size, OrderedDict[str, str]()
 
@@ -39,7 +41,7 @@ class _Cache:
             self.items.popitem(last=False)
 
 
-_cache = _Cache(CACHE_SIZE)
+_cache = ClientCache(CACHE_SIZE)
 
 
 def _key(lfdi: str) -> str:

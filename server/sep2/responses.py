@@ -14,7 +14,7 @@ from lxml import etree
 from server.core import events as core_events
 from server.core.errors import Invalid, NotFound
 from server.core.metering import from_epoch
-from server.sep2 import xml
+from server.sep2 import editions, xml
 from server.sep2.common import (
     MRID_CONTROL,
     MRID_RSET,
@@ -70,7 +70,10 @@ async def get_response_set(request: web.Request) -> web.Response:
     return reply(render_response_set(request))
 
 
-def render_response(r, pen_: int) -> etree._Element:
+def render_response(r, pen_: int, edition: str = xml.EDITION_2018) -> etree._Element:
+    """A stored DER control response; a 2023 reader also gets the 2023 ``modesResponded`` the device sent
+    (a 2018 reader never: its schema has no such element)."""
+    modes = r.modes_responded if edition == xml.EDITION_2023 else None
     return xml.E(
         "DERControlResponse",
         {"href": f"/rsps/{RESPONSE_SET_ID}/rsp/{r.id}"},
@@ -78,7 +81,15 @@ def render_response(r, pen_: int) -> etree._Element:
         xml.leaf("endDeviceLFDI", r.lfdi),
         xml.leaf("status", r.status),
         xml.leaf("subject", mrid(MRID_CONTROL, r.event_id, pen_)),
+        None if modes is None else xml.leaf("modesResponded", f"{modes:08X}"),
     )
+
+
+def _in_edition(root: etree._Element, edition: str) -> etree._Element:
+    """A 2023 document says so (``schemaVer``) when it carries a 2023 element."""
+    if edition == xml.EDITION_2023 and root.find(f".//{xml.q('modesResponded')}") is not None:
+        root.set("schemaVer", xml.SCHEMA_VERSION[xml.EDITION_2023])
+    return root
 
 
 @routes.get("/rsps/{r}/rsp")
@@ -92,12 +103,16 @@ async def get_response_list(request: web.Request) -> web.Response:
         found, total = await pg.fetch(
             session, core_events.responses_query(end_device_ids=visible_device_ids(scope), kind="der")
         )
+        edition = await editions.of_request(request, session)
     items = []
     for r in found:
-        el = render_response(r, pen(request))
-        el.tag = xml.q("Response")  # a plain Response inside a ResponseList
+        el = render_response(r, pen(request), edition)
+        el.tag = xml.q("Response")  # a Response inside a ResponseList; typed when it carries 2023 fields
+        if el.find(xml.q("modesResponded")) is not None:
+            el.set(xml.XSI_TYPE, "DERControlResponse")
         items.append(el)
-    return reply(list_element("ResponseList", f"/rsps/{RESPONSE_SET_ID}/rsp", items, total))
+    listed = list_element("ResponseList", f"/rsps/{RESPONSE_SET_ID}/rsp", items, total)
+    return reply(_in_edition(listed, edition))
 
 
 @routes.get("/rsps/{r}/rsp/{i}")
@@ -115,7 +130,8 @@ async def get_response(request: web.Request) -> web.Response:
         )
         if r is None or not visible:
             raise NotFound("no such Response")
-    return reply(render_response(r, pen(request)))
+        edition = await editions.of_request(request, session)
+    return reply(_in_edition(render_response(r, pen(request), edition), edition))
 
 
 def modes_responded(body: etree._Element) -> int | None:

@@ -60,8 +60,8 @@ from server.core import subscriptions as core_subs
 from server.core.errors import DomainError, Invalid, NotFound
 from server.core.parties import device_in_scope
 from server.core.scope import Scope
+from server.sep2 import csipaus, derp, drlc, edev, fsa, metering, pricing, xml  # noqa: F401 - they declare resources
 from server.sep2 import delivery as sep2_delivery
-from server.sep2 import derp, drlc, edev, fsa, metering, pricing, xml  # noqa: F401 - they declare resources
 from server.sep2.common import (
     REASON_LIMIT,
     Sep2Error,
@@ -244,6 +244,9 @@ async def enqueue_for(
             continue
         if sub.id in unless_same and sub.shown_digest is None and resource is None:
             continue
+        if resource is not None:
+            # the CSIP-AUS namespace the subscriber reads (server.sep2.csipaus), as its GETs are answered
+            resource = csipaus.for_client(resource, await csipaus.of_client(session, sub.owner_lfdi))
         body = xml.serialize(notification(sub, resource, represented=items is not None))
         if sub.id in unless_same and sub.shown_digest is None and items and last.get(sub.id) == body:
             continue

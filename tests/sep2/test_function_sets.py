@@ -134,13 +134,15 @@ def test_access_control_between_devices_and_aggregator(new_client, admin):
     other = new_client()
     r = b.post("/edev", edev_xml(other.lfdi, other.sfdi))
     assert r.status == 403
-    # an aggregator sees exactly the devices registered under it
+    # an aggregator sees exactly the devices registered under it, and its own EndDevice (CSIP-AUS)
     agg = new_client(aggregator=True)
     admin("PUT", f"/api/v1/sep2/aggregators/{agg.lfdi}")
     loc = agg.post("/edev", edev_xml(other.lfdi, other.sfdi)).location
     assert loc
     listing = agg.get("/edev?l=10")
-    assert [xml.text(e, "lFDI") for e in listing.all("EndDevice")] == [other.lfdi]
+    assert sorted(xml.text(e, "lFDI") or "" for e in listing.all("EndDevice")) == sorted(
+        [other.lfdi, agg.lfdi]
+    )
     assert agg.get(ha).status in (403, 404)
     # staff revoke the aggregator's access
     admin("PUT", f"/api/v1/sep2/access/{agg.lfdi}", {"granted": False})
@@ -155,13 +157,13 @@ def test_paging_all_results_and_stable_order(new_client, admin):
     for _ in range(5):
         d = new_client()
         assert agg.post("/edev", edev_xml(d.lfdi, d.sfdi)).status == 201
-    whole = agg.get("/edev?s=0&l=100")
-    assert whole.root.get("all") == "5" and whole.root.get("results") == "5"
+    whole = agg.get("/edev?s=0&l=100")  # the five and the aggregator's own EndDevice
+    assert whole.root.get("all") == "6" and whole.root.get("results") == "6"
     order = [xml.text(e, "sFDI") for e in whole.all("EndDevice")]
     assert order == sorted(order, key=int)
     pages = [agg.get(f"/edev?s={s}&l=2") for s in (0, 2, 4, 6)]
-    assert [p.root.get("results") for p in pages] == ["2", "2", "1", "0"]
-    assert all(p.root.get("all") == "5" for p in pages)
+    assert [p.root.get("results") for p in pages] == ["2", "2", "2", "0"]
+    assert all(p.root.get("all") == "6" for p in pages)
     assert [xml.text(e, "sFDI") for p in pages for e in p.all("EndDevice")] == order
     assert agg.get("/edev").root.get("results") == "1"  # l defaults to 1
     for bad in ("s=-1", "l=abc", "a=x", "s=99999999999"):

@@ -86,8 +86,15 @@ def test_fsa_and_response_lists_count_in_sql(new_client, admin):
     devices = [new_client() for _ in range(3)]
     for d in devices:
         assert agg.post("/edev", edev_xml(d.lfdi, d.sfdi)).status == 201
-    assert counts(agg.get("/edev?s=1&l=1")) == ("3", "1")
-    assert counts(agg.get("/edev?s=3&l=1")) == ("3", "0")
+    # its three devices and its own EndDevice (CSIP-AUS), where it subscribes: only that one links a SubscriptionList
+    assert counts(agg.get("/edev?s=1&l=1")) == ("4", "1")
+    assert counts(agg.get("/edev?s=4&l=1")) == ("4", "0")
+    listed = agg.get("/edev?l=10").all("EndDevice")
+    linked = [xml.text(e, "lFDI") for e in listed if e.find(xml.q("SubscriptionListLink")) is not None]
+    assert linked == [agg.lfdi]
+    # a device still sees its own SubscriptionList
+    own = devices[0].get("/edev?l=10").all("EndDevice")
+    assert [e.find(xml.q("SubscriptionListLink")) is not None for e in own] == [True]
     # nobody has responded yet: the aggregator's ResponseList is empty, and so is a stranger's
     assert counts(agg.get("/rsps/1/rsp?l=10")) == ("0", "0")
     edev = agg.get("/edev?l=1").all("EndDevice")[0].get("href")

@@ -41,7 +41,7 @@ def test_kept_device_capability_follows_enrolment_and_mirror_usage_points(server
 
     admin("PUT", f"/api/v1/sep2/aggregators/{agg.lfdi}")
     admin("PUT", f"/api/v1/sep2/end-devices/{dev['lfdi']}", {"aggregator": agg.lfdi})
-    assert links(agg)["EndDeviceListLink"] == "1"
+    assert links(agg)["EndDeviceListLink"] == "2"  # the device and the aggregator's own EndDevice
 
     made = agg.post("/mup", mup_xml(dev["lfdi"]))
     assert made.status == 201, made.status
@@ -50,7 +50,7 @@ def test_kept_device_capability_follows_enrolment_and_mirror_usage_points(server
     assert links(agg)["MirrorUsagePointListLink"] == "0"
 
     admin("DELETE", f"/api/v1/sep2/end-devices/{dev['lfdi']}")
-    assert links(agg)["EndDeviceListLink"] == "0"
+    assert links(agg)["EndDeviceListLink"] == "1"  # its own
 
 
 def counts(client: Sep2Client, derp: str) -> dict[str, str | None]:

@@ -28,7 +28,8 @@ async def test_enroll_list_get_delete(store):
         d = await parties.enroll_device(session, LFDI.lower(), pin=111115, aggregator_lfdi=AGG, name="pv-1")
     assert d.lfdi == LFDI and d.sfdi == pki.sfdi_from_lfdi(LFDI) and d.aggregator_lfdi == AGG
     async with store.sessions() as session:
-        assert [x.lfdi for x in await parties.list_devices(session)] == [LFDI]
+        # the aggregator's own EndDevice (CSIP-AUS) and the device under it
+        assert sorted(x.lfdi for x in await parties.list_devices(session)) == sorted([AGG, LFDI])
         assert [x.lfdi for x in await parties.list_devices(session, aggregator_lfdi=AGG)] == [LFDI]
         assert await parties.list_devices(session, aggregator_lfdi="BB" * 20) == []
         assert (await parties.get_device(session, d.id)).name == "pv-1"
@@ -37,7 +38,7 @@ async def test_enroll_list_get_delete(store):
     async with store.sessions() as session:
         with pytest.raises(NotFound):
             await parties.get_device(session, d.id)
-        assert await parties.count_devices(session) == 0
+        assert await parties.count_devices(session) == 1  # the aggregator's own EndDevice stays
 
 
 async def test_duplicate_lfdi_is_a_conflict_and_stores_nothing_more(store):

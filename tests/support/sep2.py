@@ -34,15 +34,19 @@ class Reply:
         return self.headers.get("Location")
 
 
-def check_body(status: int, headers: dict[str, str], body: bytes) -> etree._Element | None:
-    """Every non-empty body must be schema-valid 2030.5 XML with the 2030.5 content type; 4xx bodies are Errors."""
+def check_body(
+    status: int, headers: dict[str, str], body: bytes, storage: bool = False
+) -> etree._Element | None:
+    """Every non-empty body must be schema-valid 2030.5 XML with the 2030.5 content type; 4xx bodies are Errors.
+    A CSIP-AUS 1.2 client's bodies are checked against the CSIP-AUS 1.2 schema, a storage client's (``storage``)
+    against the CSIP-AUS 1.3 beta storage one, so neither receives an element of the other's namespace."""
     assert status < 500, f"server answered {status}: {body[:300]!r}"
     if not body:
         return None
     ctype = headers.get("Content-Type", "")
     assert ctype.startswith(SEP), f"content type {ctype!r} for {body[:200]!r}"
     root = etree.fromstring(body)
-    schema = xml.schema(strict=True)
+    schema = xml.schema(strict=True, storage=storage)
     assert schema.validate(root), f"schema-invalid response: {schema.error_log.last_error}\n{body.decode()}"
     if status >= 400:
         assert xml.local_name(root) == "Error", body
@@ -51,9 +55,10 @@ def check_body(status: int, headers: dict[str, str], body: bytes) -> etree._Elem
 
 
 class Sep2Client:
-    def __init__(self, server: LiveServer, cert: dict[str, Any] | None) -> None:
+    def __init__(self, server: LiveServer, cert: dict[str, Any] | None, storage: bool = False) -> None:
         self.server = server
         self.cert = cert
+        self.storage = storage  # speaks the CSIP-AUS 1.3 beta storage extension
         self.ctx = server.client_context(cert["cert"], cert["key"]) if cert else server.client_context()
 
     @property
@@ -75,7 +80,7 @@ class Sep2Client:
         if body is not None:
             headers["Content-Type"] = content_type
         status, resp_headers, raw = self.server.request(self.ctx, method, path, body, headers)
-        return Reply(status, resp_headers, raw, check_body(status, resp_headers, raw))
+        return Reply(status, resp_headers, raw, check_body(status, resp_headers, raw, self.storage))
 
     def get(self, path: str) -> Reply:
         return self.request("GET", path)

@@ -104,17 +104,18 @@ def wait_until(predicate, within: float = 30.0, what: str = "condition") -> None
         time.sleep(0.1)
 
 
-def valid_notification(root: etree._Element) -> etree._Element:
-    """A received Notification must be schema-valid 2030.5 (strict); returns it."""
-    schema = xml.schema(strict=True)
+def valid_notification(root: etree._Element, storage: bool = False) -> etree._Element:
+    """A received Notification must be schema-valid 2030.5 (strict; for a CSIP-AUS 1.3 storage subscriber,
+    ``storage``, against the storage schema); returns it."""
+    schema = xml.schema(strict=True, storage=storage)
     assert schema.validate(root), f"schema-invalid notification: {schema.error_log.last_error}"
     assert xml.local_name(root) == "Notification"
     return root
 
 
-def check_notification(root: etree._Element) -> etree._Element:
+def check_notification(root: etree._Element, storage: bool = False) -> etree._Element:
     """A received Notification must be schema-valid 2030.5 and carry a resource; returns its Resource element."""
-    resource = xml.find(valid_notification(root), "Resource")
+    resource = xml.find(valid_notification(root, storage), "Resource")
     assert resource is not None
     return resource
 

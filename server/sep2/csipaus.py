@@ -1,0 +1,142 @@
+"""Which CSIP-AUS extension each client speaks, so each receives CSIP-AUS elements in the namespace it reads.
+
+CSIP-AUS 1.2 puts its elements (opModExpLimW, doeModesSupported, ConnectionPoint, ...) in ``https://csipaus.org/ns``;
+the CSIP-AUS 1.3 beta storage extension repeats all of them and adds the storage ones (DERControlBase
+``opModStorageTargetW``, DERCapability ``vppModesSupported``, DERSettings ``vppModesEnabled`` and ``setMinWh``) in
+``https://csipaus.org/ns/v1.3-beta/storage``. The two schemas cannot describe one document, but they can share
+a server: a client says which it speaks by the namespace of the CSIP-AUS elements in the bodies it sends (its
+DERCapability, which CSIP-AUS requires of every device, carries one), remembered per LFDI in the database (so
+every process and a restart agree) and in a bounded per-process cache. A client that has said nothing is a 1.2
+client.
+
+Inside the server one form is kept (``canonical``): the elements both extensions share in the 1.2 namespace, the
+storage-only ones in the storage namespace. ``for_client`` turns it into what a client reads: for a storage client
+every CSIP-AUS element in the storage namespace; for a 1.2 client the storage-only elements dropped (its schema
+has no place for them, so a storage target is invisible to it while its export limits still reach it). The
+protocol listener's middleware does it for every answer and ``server.sep2.subscriptions`` for every
+notification, so a renderer writes each element once."""
+
+from __future__ import annotations
+
+import functools
+
+from aiohttp import web
+from lxml import etree
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.core import sep2_device as devres
+from server.observability import Handler
+from server.runtime import IDENTITY, Runtime
+from server.sep2 import xml
+from server.sep2.editions import CACHE_SIZE, ClientCache
+
+V12, STORAGE = xml.CSIPAUS_NS, xml.CSIPAUS_STORAGE_NS
+_cache = ClientCache(CACHE_SIZE)
+
+
+def _key(lfdi: str) -> str:
+    return f"csipaus:{lfdi}"
+
+
+@functools.cache
+def storage_only() -> frozenset[str]:
+    """Local names the storage extension declares that CSIP-AUS 1.2 does not."""
+
+    def names(file: str) -> set[str]:
+        tree = etree.parse(str(xml.schema_dir() / file))  # installed, trusted schema files
+        return {el.get("name", "") for el in tree.getroot().iterchildren(f"{{{xml.XS}}}element")}
+
+    return frozenset(names("csipaus-ext-v1.3-beta_storage.xsd") - names("csipaus-ext.xsd"))
+
+
+def canonical(root: etree._Element) -> etree._Element:
+    """A validated inbound body in the server's one form (in place): shared CSIP-AUS elements in the 1.2
+    namespace, storage-only ones in the storage namespace."""
+    only = storage_only()
+    changed = False
+    for el in root.iter():
+        if isinstance(el.tag, str):
+            name = etree.QName(el)
+            if name.namespace == STORAGE and name.localname not in only:
+                el.tag = f"{{{V12}}}{name.localname}"
+                changed = True
+    if changed:
+        etree.cleanup_namespaces(root)
+    return root
+
+
+def for_client(root: etree._Element, namespace: str) -> etree._Element:
+    """A document in the server's form as a client speaking ``namespace`` reads it (in place)."""
+    changed = False
+    for el in list(root.iter()):
+        if not isinstance(el.tag, str):
+            continue
+        name = etree.QName(el)
+        if namespace == STORAGE and name.namespace == V12:
+            el.tag = f"{{{STORAGE}}}{name.localname}"
+            changed = True
+        elif namespace == V12 and name.namespace == STORAGE:
+            parent = el.getparent()
+            if parent is not None:
+                parent.remove(el)
+                changed = True
+    if changed:
+        top = xml.STORAGE_NSMAP if namespace == STORAGE else xml.NSMAP
+        etree.cleanup_namespaces(root, top_nsmap=top)
+    return root
+
+
+def needs_translation(body: bytes, namespace: str) -> bool:
+    """Whether a serialized answer carries CSIP-AUS elements a client of ``namespace`` cannot read as they are
+    (a byte test, so answers without CSIP-AUS content cost nothing)."""
+    other = V12 if namespace == STORAGE else STORAGE
+    return f'"{other}"'.encode() in body
+
+
+def known(lfdi: str, namespace: str) -> bool:
+    return _cache.get(lfdi) == namespace
+
+
+async def remember(session: AsyncSession, lfdi: str, namespace: str) -> None:
+    """Record the CSIP-AUS namespace of a body ``lfdi`` sent (a write only when it changed)."""
+    if _cache.get(lfdi) == namespace:
+        return
+    stored = await devres.get_setting(session, _key(lfdi))
+    # 1.2 is what an unrecorded client speaks: only a storage client (or one that went back) is written, so the
+    # concurrent first bodies of a 1.2 device never race to insert the same row
+    if (stored or V12) != namespace:
+        await devres.set_setting(session, _key(lfdi), None if namespace == V12 else namespace)
+    _cache.put(lfdi, namespace)
+
+
+async def of_client(session: AsyncSession, lfdi: str) -> str:
+    """The CSIP-AUS namespace ``lfdi`` speaks (1.2 until it sends a storage body)."""
+    cached = _cache.get(lfdi)
+    if cached is None:
+        cached = await devres.get_setting(session, _key(lfdi)) or V12
+        _cache.put(lfdi, cached)
+    return cached
+
+
+def middleware(rt: Runtime):
+    """Every 2030.5 answer in the CSIP-AUS namespace its client speaks."""
+
+    @web.middleware
+    async def translate(request: web.Request, handler: Handler) -> web.StreamResponse:
+        response = await handler(request)
+        if not isinstance(response, web.Response) or response.content_type != xml.MEDIA_TYPE:
+            return response
+        body = response.body
+        identity = request.get(IDENTITY)
+        if not isinstance(body, bytes) or identity is None or b"csipaus.org/ns" not in body:
+            return response
+        namespace = _cache.get(identity.lfdi)
+        if namespace is None:
+            async with rt.store.sessions() as session:
+                namespace = await of_client(session, identity.lfdi)
+        if needs_translation(body, namespace):
+            root = etree.fromstring(body)  # our own serialized answer
+            response.body = xml.serialize(for_client(root, namespace))
+        return response
+
+    return translate
