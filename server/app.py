@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import errno
 import logging
 import signal
@@ -18,6 +19,7 @@ from server import sep2
 from server.admin import create_admin_app
 from server.config import ConfigError, Settings
 from server.core import changes, readcache
+from server.core.comms import CommsWatch
 from server.delivery import context as delivery_context
 from server.modbus import delivery as modbus_delivery
 from server.modbus.gateway import ModbusGateway
@@ -53,8 +55,10 @@ def identity_middleware(rt: Runtime):
             # kept per identity until a change record drops it (server.core.readcache)
             async with rt.store.sessions() as session:
                 token = await rt.cache.token(session)
-                request[SCOPE] = await rt.cache.scope_for(session, identity, token)
+                found = request[SCOPE] = await rt.cache.scope_for(session, identity, token)
             request[CACHE_TOKEN] = token
+            if found.registered:
+                rt.contacts.heard(found, dt.datetime.now(dt.UTC))  # in memory; flushed in batches
         return await handler(request)
 
     return identify
@@ -116,12 +120,14 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
             pass
     rt = await open_runtime(settings)
     ssl_ctx = server_context(settings)  # keys are loaded once, here
-    rt.scheduler = Scheduler(rt.store, settings.orchestration)
-    rt.modbus = ModbusGateway(rt.store, settings.modbus, is_leader=lambda: rt.scheduler.leader)
+    scheduler = rt.scheduler = Scheduler(rt.store, settings.orchestration)
+    rt.modbus = ModbusGateway(rt.store, settings.modbus, is_leader=lambda: scheduler.leader)
+    watch = CommsWatch(rt.store, settings, rt.contacts, is_leader=lambda: scheduler.leader)
     runners: list[web.AppRunner] = []
     try:
         await rt.scheduler.start()
         await rt.modbus.start()
+        await watch.start()
         protocol = web.AppRunner(create_protocol_app(rt), access_log=None, handle_signals=False)
         admin = web.AppRunner(create_admin_app(rt), access_log=None, handle_signals=False)
         for runner in (protocol, admin):
@@ -145,6 +151,7 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
     finally:
         for runner in reversed(runners):
             await runner.cleanup()
+        await watch.stop()  # after the listeners: the last contacts they heard are flushed
         await rt.modbus.stop()
         await rt.scheduler.stop()
         await rt.store.close()

@@ -60,7 +60,7 @@ async def healthz(request: web.Request) -> web.Response:
 async def metrics(request: web.Request) -> web.Response:
     rt = runtime(request)
     async with rt.store.sessions() as session:
-        parties = await fleet.party_states(session, dt.datetime.now(dt.UTC), rt.settings.openadr.poll_freq_s)
+        parties = await fleet.party_states(session, dt.datetime.now(dt.UTC), rt.settings)
         undelivered = await fleet.undelivered(session)
         open_alarms = await alarm_store.open_counts(session)
     rt.metrics.parties.clear()
