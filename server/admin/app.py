@@ -9,6 +9,7 @@ import logging
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from server import console
 from server.admin import (
     alarms,
     deliveries,
@@ -109,4 +110,5 @@ def create_admin_app(rt: Runtime) -> web.Application:
         staff,
     ):
         app.add_routes(module.routes)
+    console.setup(app)  # the operator console's pages and forms, behind the same access middleware
     return app
