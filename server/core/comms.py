@@ -9,9 +9,9 @@ DELIVERY_FAILING alarm for each order key (a subscription, a VEN's stream) whose
 letter, cleared once a later message is delivered or the dead letter is requeued. A party never heard is offline
 but not alarmed (enrolling a thousand devices before they are installed is not an outage).
 
-The watch runs on the scheduler's leader only, and judges nobody before it has led for one whole window: the
-contact another process heard reaches the database within a flush period, but this process's own memory of
-what it heard before a restart is gone."""
+The watch runs on the scheduler's leader only, and judges a kind of party only once it has led for that kind's
+whole window: the contact another process heard reaches the database within a flush period, but this process's
+own memory of what it heard before a restart is gone."""
 
 from __future__ import annotations
 
@@ -71,6 +71,14 @@ def device_contact():
     )
 
 
+@dataclass(frozen=True)
+class Quiet:
+    """A party not heard within its window: what to tell staff, and the window it was judged by."""
+
+    message: str
+    allowed_s: float
+
+
 def device_subject(lfdi: str) -> str:
     return f"device:{lfdi}"
 
@@ -79,9 +87,9 @@ def _ago(now: dt.datetime, then: dt.datetime | None) -> str:
     return "ever" if then is None else f"{(now - then).total_seconds():.0f} s"
 
 
-async def _lost_sep2(session: AsyncSession, now: dt.datetime, w: Windows) -> dict[str, str]:
+async def _lost_sep2(session: AsyncSession, now: dt.datetime, w: Windows) -> dict[str, Quiet]:
     cutoff = now - dt.timedelta(seconds=w.sep2_s)
-    lost: dict[str, str] = {}
+    lost: dict[str, Quiet] = {}
     contact = device_contact()
     rows = await session.execute(
         select(EndDevice.lfdi, EndDevice.name, contact)
@@ -89,33 +97,37 @@ async def _lost_sep2(session: AsyncSession, now: dt.datetime, w: Windows) -> dic
         .where(EndDevice.enabled.is_(True), EndDevice.last_contact_at.is_not(None), contact < cutoff)
     )
     for lfdi, name, last in rows:
-        lost[device_subject(lfdi)] = (
-            f"2030.5 device {name or lfdi} not heard for {_ago(now, last)} (allowed {w.sep2_s:.0f} s)"
+        lost[device_subject(lfdi)] = Quiet(
+            f"2030.5 device {name or lfdi} not heard for {_ago(now, last)} (allowed {w.sep2_s:.0f} s)",
+            w.sep2_s,
         )
     for lfdi, name, last in await session.execute(
         select(Aggregator.lfdi, Aggregator.name, Aggregator.last_contact_at).where(
             Aggregator.last_contact_at < cutoff
         )
     ):
-        lost[f"aggregator:{lfdi}"] = (
-            f"2030.5 aggregator {name or lfdi} not heard for {_ago(now, last)} (allowed {w.sep2_s:.0f} s)"
+        lost[f"aggregator:{lfdi}"] = Quiet(
+            f"2030.5 aggregator {name or lfdi} not heard for {_ago(now, last)} (allowed {w.sep2_s:.0f} s)",
+            w.sep2_s,
         )
     return lost
 
 
-async def _lost_vens(session: AsyncSession, now: dt.datetime, w: Windows) -> dict[str, str]:
+async def _lost_vens(session: AsyncSession, now: dt.datetime, w: Windows) -> dict[str, Quiet]:
     cutoff = now - dt.timedelta(seconds=w.ven_s)
     rows = await session.execute(
         select(Ven.name, Ven.last_seen_at).where(Ven.enabled.is_(True), Ven.last_seen_at < cutoff)
     )
     return {
-        f"ven:{name}": f"OpenADR VEN {name} not heard for {_ago(now, last)} (allowed {w.ven_s:.0f} s)"
+        f"ven:{name}": Quiet(
+            f"OpenADR VEN {name} not heard for {_ago(now, last)} (allowed {w.ven_s:.0f} s)", w.ven_s
+        )
         for name, last in rows
     }
 
 
-async def _lost_modbus(session: AsyncSession, now: dt.datetime, w: Windows) -> dict[str, str]:
-    lost: dict[str, str] = {}
+async def _lost_modbus(session: AsyncSession, now: dt.datetime, w: Windows) -> dict[str, Quiet]:
+    lost: dict[str, Quiet] = {}
     rows = await session.execute(
         select(
             ModbusDevice.name, ModbusDevice.poll_s, ModbusDevice.last_ok_at, ModbusDevice.last_error
@@ -127,9 +139,10 @@ async def _lost_modbus(session: AsyncSession, now: dt.datetime, w: Windows) -> d
         allowed = w.modbus_s(poll_s)
         if (now - last_ok).total_seconds() > allowed:
             why = f": {error}" if error else ""
-            lost[f"modbus:{name}"] = (
+            lost[f"modbus:{name}"] = Quiet(
                 f"Modbus asset {name} has not answered a poll for {_ago(now, last_ok)} "
-                f"(allowed {allowed:.0f} s){why}"
+                f"(allowed {allowed:.0f} s){why}",
+                allowed,
             )
     return lost
 
@@ -176,29 +189,35 @@ class Outcome:
         return bool(self.raised or self.cleared)
 
 
-async def _reconcile(
-    session: AsyncSession, kind: str, found: dict[str, str], prefix: str, now: dt.datetime
+async def check(
+    session: AsyncSession, settings: Settings, now: dt.datetime, judging_since: dt.datetime | None = None
 ) -> Outcome:
-    open_now = await alarms.open_subjects(session, kind, prefix)
-    opened = await alarms.raise_many(session, kind, found, now=now)
-    gone = {s for s in open_now if s not in found}
-    return Outcome(opened, await alarms.clear_many(session, kind, gone, now=now))
-
-
-async def check(session: AsyncSession, settings: Settings, now: dt.datetime) -> Outcome:
-    """Open and clear COMMS_LOST and DELIVERY_FAILING alarms to match what the database says now."""
+    """Open and clear COMMS_LOST and DELIVERY_FAILING alarms to match what the database says now. A quiet party
+    is alarmed only once ``now`` is a whole window of its own past ``judging_since`` (when the watch began to
+    lead); one heard again is cleared at once."""
     w = await windows(session, settings)
     lost = {
         **await _lost_sep2(session, now, w),
         **await _lost_vens(session, now, w),
         **await _lost_modbus(session, now, w),
     }
-    # every COMMS_LOST alarm is this watch's to clear (the empty prefix)
-    comms = await _reconcile(session, alarms.COMMS_LOST, lost, "", now)
-    failing = await _reconcile(
-        session, alarms.DELIVERY_FAILING, await failing_deliveries(session), "delivery:", now
+    due = {
+        subject: q.message
+        for subject, q in lost.items()
+        if judging_since is None or (now - judging_since).total_seconds() >= q.allowed_s
+    }
+    open_now = await alarms.open_subjects(session, alarms.COMMS_LOST)
+    raised = await alarms.raise_many(session, alarms.COMMS_LOST, due, now=now)
+    cleared = await alarms.clear_many(
+        session, alarms.COMMS_LOST, {s for s in open_now if s not in lost}, now=now
     )
-    return Outcome(comms.raised + failing.raised, comms.cleared + failing.cleared)
+    failing = await failing_deliveries(session)
+    open_now = await alarms.open_subjects(session, alarms.DELIVERY_FAILING, "delivery:")
+    raised += await alarms.raise_many(session, alarms.DELIVERY_FAILING, failing, now=now)
+    cleared += await alarms.clear_many(
+        session, alarms.DELIVERY_FAILING, {s for s in open_now if s not in failing}, now=now
+    )
+    return Outcome(raised, cleared)
 
 
 class CommsWatch:
@@ -235,11 +254,7 @@ class CommsWatch:
         if self.leading_since is None:
             self.leading_since = at
         async with self.store.sessions.begin() as session:
-            w = await windows(session, self.settings)
-            longest = max(w.sep2_s, w.ven_s)
-            if (at - self.leading_since).total_seconds() < longest:
-                return Outcome()
-            outcome = await check(session, self.settings, at)
+            outcome = await check(session, self.settings, at, self.leading_since)
         if outcome:
             log.info("communication watch: %d alarm(s) raised, %d cleared", outcome.raised, outcome.cleared)
         return outcome

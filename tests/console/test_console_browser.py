@@ -40,7 +40,7 @@ FLAGS = [
     "--no-first-run",
 ]
 SHOTS = REPO / "tests" / "artifacts" / "console"
-DEVICES = [("roof-%02d" % i, f"{i:02X}" * 20) for i in range(1, 6)]
+DEVICES = [(f"roof-{i:02d}", f"{i:02X}" * 20) for i in range(1, 6)]
 
 
 def _browser_or_reason() -> str | None:

@@ -6,8 +6,10 @@ cleared once a later message goes out; /metrics' online/offline counts follow th
 from __future__ import annotations
 
 import datetime as dt
+import time
 
 from sqlalchemy import event, select
+from support import LiveServer
 
 from server.config import Settings
 from server.core import alarms, comms, fleet, parties
@@ -158,3 +160,64 @@ async def test_dead_letters_raise_delivery_failing_until_a_later_message_is_deli
     async with store.sessions.begin() as session:
         assert (await comms.check(session, settings(), T0)).cleared == 1
     assert await _open(store) == {}
+
+
+async def test_a_new_leader_judges_a_party_only_after_a_whole_window_of_its_own(store):
+    await _enrol(store)
+    log = ContactLog()
+    async with store.sessions() as session:
+        device_id = await session.scalar(select(EndDevice.id).where(EndDevice.lfdi == DEV))
+    log.heard(Scope(Party.DEVICE, DEV, device_id=device_id), T0)
+    await log.flush(store)
+    at = T0 + dt.timedelta(seconds=300)  # everyone is quiet by now
+    async with store.sessions.begin() as session:
+        # leading for 100 s: long enough for the VEN's (60 s) and the Modbus asset's (60 s) windows, not 2030.5's
+        outcome = await comms.check(session, settings(), at, judging_since=at - dt.timedelta(seconds=100))
+    assert outcome.raised == 2 and set(await _open(store)) == {"ven:vpp-1", "modbus:inv-1"}
+    async with store.sessions.begin() as session:
+        await comms.check(session, settings(), at, judging_since=at - dt.timedelta(seconds=210))
+    assert f"device:{DEV}" in await _open(store)
+
+
+def test_a_live_server_records_contact_and_raises_and_clears_comms_lost(tmp_path):
+    """A real device over mutual TLS: online after it polls, COMMS_LOST once it stops, cleared when it is back."""
+    env = {
+        "DSO_ORCHESTRATION__ENABLED": "false",
+        "DSO_SEP2__POLL_RATE_S": "1",
+        "DSO_ALARMS__COMMS_LOST_FACTOR": "2",
+        "DSO_ALARMS__CONTACT_FLUSH_S": "1",
+        "DSO_ALARMS__CHECK_INTERVAL_S": "1",
+    }
+    server = LiveServer(tmp_path / "dso", extra_env=env).init().start()
+    try:
+        device = server.issue_device("watched")
+        assert server.admin("POST", "/api/v1/devices", {"lfdi": device["lfdi"], "name": "watched"})[0] == 201
+        ctx = server.client_context(device["cert"], device["key"])
+        subject = f"device:{device['lfdi']}"
+
+        def open_alarms() -> list[dict]:
+            return server.admin("GET", "/api/v1/alarms?state=open")[1]
+
+        def wait(predicate, seconds: float = 20) -> None:
+            deadline = time.monotonic() + seconds
+            while not predicate():
+                assert time.monotonic() < deadline, "timed out"
+                time.sleep(0.25)
+
+        assert server.request(ctx, "GET", "/dcap")[0] == 200
+        wait(lambda: gauge(server.admin("GET", "/metrics")[1], kind="sep2", state="online") == 1)
+        # quiet for longer than 2 poll periods + the flush period: lost
+        wait(lambda: [a["subject"] for a in open_alarms()] == [subject])
+        assert open_alarms()[0]["kind"] == alarms.COMMS_LOST
+        assert gauge(server.admin("GET", "/metrics")[1], kind="sep2", state="offline") == 1
+        assert server.request(ctx, "GET", "/dcap")[0] == 200  # back
+        wait(lambda: open_alarms() == [])
+        cleared = server.admin("GET", "/api/v1/alarms?state=cleared")[1]
+        assert [a["subject"] for a in cleared] == [subject]
+    finally:
+        server.stop()
+
+
+def gauge(text: str, **labels: str) -> float:
+    wanted = "dso_fleet_parties{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}"
+    return next(float(line.split()[-1]) for line in text.splitlines() if line.startswith(wanted + " "))
