@@ -4,6 +4,7 @@ header htmx sends and the role, and audits the request, before any of this runs.
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from aiohttp import web
@@ -11,13 +12,17 @@ from multidict import MultiDictProxy
 
 from server.admin.access import note, principal, public, requires
 from server.admin.common import path_id, runtime
+from server.admin.dispatch import send_dispatch
 from server.admin.sep2 import parse_start
 from server.admin.staff import open_session, set_session_cookie
+from server.console import render
 from server.console.render import PREFIX
 from server.core import alarms, events, parties, programs
 from server.core.errors import Invalid, NotFound
 from server.core.staff import ALARMS, ENROL, EVENTS
+from server.orchestration.plan import export_plan
 from server.store.models import EndDevice
+from server.store.types import utcnow
 
 routes = web.RouteTableDef()
 Form = MultiDictProxy[Any]  # what request.post() returns
@@ -147,3 +152,21 @@ async def acknowledge(request: web.Request) -> web.Response:
     async with runtime(request).store.sessions.begin() as session:
         alarm = await alarms.acknowledge(session, path_id(request, "alarm"), principal(request).actor)
     return done(f"alarm {alarm['id']} acknowledged")
+
+
+@routes.post(PREFIX + "/grid/{node}/plan")
+@requires(EVENTS)
+async def plan(request: web.Request) -> web.Response:
+    """The node's export-limit plan from its newest forecast (as ``POST /api/v1/plans``); with ``dispatch=1`` the
+    operator approves it and its dispatch goes out over every protocol under the node."""
+    form = await request.post()
+    rt = runtime(request)
+    node = request.match_info["node"]
+    found = await export_plan(rt.store, node)
+    dispatched = None
+    if _text(form, "dispatch", required=False) == "1":
+        d = found.dispatch(utcnow())
+        if d is None:
+            raise Invalid("this plan needs no dispatch (nothing to curtail, or its window is over)")
+        dispatched = await send_dispatch(rt, node, d)
+    return render.page(request, "plan.html", plan=asdict(found), dispatched=dispatched)

@@ -234,6 +234,8 @@ def test_operator_logs_in_controls_a_device_and_acknowledges_an_alarm(browser, s
         "opModExpLimW 1500" in event_row.inner_text()
         and event_row.locator(".event-state").inner_text() == "active"
     )
+    page.locator("#event-timeline[data-drawn]").wait_for()
+    assert page.locator("#event-timeline").get_attribute("data-drawn") == "1"  # the control, on the time line
     shot(page, "events")
     event_row.locator("button.cancel").click()
     page.locator(f"#events tr[data-event='{control_id}'].cancelled").wait_for()
@@ -258,6 +260,10 @@ def test_operator_logs_in_controls_a_device_and_acknowledges_an_alarm(browser, s
     assert (
         int(page.locator("#grid-chart").get_attribute("data-drawn")) > 96
     )  # 96 forecast intervals + measured
+    # the export-limit plan from that forecast, previewed (approving it would dispatch it)
+    page.click("#plan-form button[value='0']")
+    page.locator("#plan-facts").wait_for()
+    assert "250 kW over 1 sites" in page.locator("#plan-facts").inner_text()
     shot(page, "grid")
     page.goto(server.info["admin_url"] + "/console/deliveries")
     shot(page, "deliveries")
@@ -306,11 +312,14 @@ def test_a_viewer_sees_the_pages_but_every_mutation_is_refused_by_the_server(bro
         "/console/events/{id}/cancel",
         "/console/devices",
         "/console/alarms/{id}/acknowledge",
+        "/console/grid/{node}/plan",
     }
     forms = {"/console/devices/{id}/controls": {"export_limit_w": "10", "duration_min": "5"}}
     for method, path, action in routes:
         assert action not in ROLES["viewer"]
-        status = post(page, path.replace("{id}", str(device_id)), forms.get(path))
+        status = post(
+            page, path.replace("{id}", str(device_id)).replace("{node}", "feeder-1"), forms.get(path)
+        )
         assert status == 403, (method, path, status)
     # the operator's session without its CSRF token is refused too
     operator = browser.new_context()

@@ -41,7 +41,9 @@ document.addEventListener("htmx:afterRequest", (event) => {
     document.body.dataset.lastRefusal = String(xhr.status);
     return;
   }
-  say(element, xhr.responseText, false);
+  if ((xhr.getResponseHeader("Content-Type") || "").startsWith("text/plain")) {
+    say(element, xhr.responseText, false);
+  }
   const then = element.dataset.then;
   if (then) {
     window.location.assign(then);
@@ -93,7 +95,64 @@ function chart(canvas) {
     });
 }
 
+const COLOURS = { active: "#1e7e34", scheduled: "#1e64c8", completed: "#9aa5b1", cancelled: "#c8c8c8" };
+let timelineChart = null;
+
+function timeline(canvas) {
+  const rows = Array.from(document.querySelectorAll(`${canvas.dataset.timeline} tr[data-event]`));
+  const bars = rows.map((tr) => ({ x: [Date.parse(tr.dataset.start), Date.parse(tr.dataset.end)], y: tr.dataset.label }));
+  const colours = rows.map((tr) => COLOURS[tr.className] || "#1e64c8");
+  const now = Date.now();
+  if (timelineChart) {
+    timelineChart.destroy();
+  }
+  timelineChart = new Chart(canvas, {
+    type: "bar",
+    data: {
+      labels: bars.map((b) => b.y),
+      datasets: [
+        { label: "events", data: bars, backgroundColor: colours, parsing: { xAxisKey: "x", yAxisKey: "y" } },
+      ],
+    },
+    options: {
+      indexAxis: "y",
+      animation: false,
+      plugins: { legend: { display: false } },
+      scales: {
+        x: {
+          type: "linear",
+          beginAtZero: false,
+          min: Math.min(now, ...bars.map((b) => b.x[0])) - 1800e3,
+          max: Math.max(now, ...bars.map((b) => b.x[1])) + 1800e3,
+          ticks: { callback: (v) => new Date(v).toISOString().slice(5, 16).replace("T", " ") },
+        },
+      },
+    },
+    plugins: [{
+      id: "now",
+      afterDraw: (c) => {
+        const x = c.scales.x.getPixelForValue(now);
+        const ctx = c.ctx;
+        ctx.save();
+        ctx.strokeStyle = "#b02a37";
+        ctx.beginPath();
+        ctx.moveTo(x, c.chartArea.top);
+        ctx.lineTo(x, c.chartArea.bottom);
+        ctx.stroke();
+        ctx.restore();
+      },
+    }],
+  });
+  canvas.dataset.drawn = String(bars.length);
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   follow();
   document.querySelectorAll("canvas[data-chart]").forEach(chart);
+  document.querySelectorAll("canvas[data-timeline]").forEach(timeline);
+});
+
+// a list refreshed by a live update redraws the time line that follows it
+document.addEventListener("htmx:afterSettle", () => {
+  document.querySelectorAll("canvas[data-timeline]").forEach(timeline);
 });
