@@ -106,8 +106,7 @@ async def device(request: web.Request) -> web.Response:
         found = await session.get(EndDevice, device_id)
         if found is None:
             raise NotFound(f"no device {device_id}")
-        rows, _ = await fleetview.page(session, rt.settings, now, "sep2", "all", found.lfdi, 0, 1)
-        row = rows[0]
+        row = await fleetview.device_row(session, rt.settings, now, found.id)
         agg = await session.get(Aggregator, found.aggregator_id) if found.aggregator_id else None
         reported = await devres.device_resources(session, found.id)
         progs = await programs.device_programs(session, found.id)

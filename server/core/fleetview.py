@@ -186,8 +186,24 @@ async def page(
     raise ValueError(kind)
 
 
+async def device_row(
+    session: AsyncSession, settings: Settings, now: dt.datetime, device_id: int
+) -> Row | None:
+    """The fleet row of one 2030.5 device (its device page)."""
+    w = await comms.windows(session, settings)
+    rows, _ = await _sep2(session, now, w, "all", "", 0, 1, device_id)
+    return rows[0] if rows else None
+
+
 async def _sep2(
-    session: AsyncSession, now: dt.datetime, w: comms.Windows, state: str, q: str, offset: int, limit: int
+    session: AsyncSession,
+    now: dt.datetime,
+    w: comms.Windows,
+    state: str,
+    q: str,
+    offset: int,
+    limit: int,
+    device_id: int | None = None,
 ) -> tuple[list[Row], int]:
     cutoff = now - dt.timedelta(seconds=w.sep2_s)
     contact = comms.device_contact()
@@ -200,6 +216,8 @@ async def _sep2(
     query = _state(query, fresh, state)
     if q:
         query = query.where(_search([EndDevice.name, EndDevice.lfdi], q))
+    if device_id is not None:
+        query = query.where(EndDevice.id == device_id)
     found, total = await _rows(session, query, offset, limit)
     ids = [d.id for d, _, _ in found]
     statuses = dict(

@@ -12,7 +12,7 @@ from sqlalchemy import event, select
 from support import LiveServer
 
 from server.config import Settings
-from server.core import alarms, comms, fleet, parties
+from server.core import alarms, comms, fleet, fleetview, parties
 from server.core.contact import ContactLog
 from server.core.scope import Party, Scope
 from server.store.models import DeliveryMessage, EndDevice, ModbusDevice, Ven
@@ -221,3 +221,28 @@ def test_a_live_server_records_contact_and_raises_and_clears_comms_lost(tmp_path
 def gauge(text: str, **labels: str) -> float:
     wanted = "dso_fleet_parties{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}"
     return next(float(line.split()[-1]) for line in text.splitlines() if line.startswith(wanted + " "))
+
+
+async def test_fleet_rows_are_filtered_and_paged_in_sql(store):
+    ids = await _enrol(store)
+    log = ContactLog()
+    log.heard(Scope(Party.DEVICE, DEV, device_id=ids["dev"]), T0)
+    await log.flush(store)
+    s, now = settings(), T0 + dt.timedelta(seconds=10)
+    async with store.sessions() as session:
+        rows, total = await fleetview.page(session, s, now, "sep2")
+        assert total == 3 and [r.name for r in rows] == ["roof-1", "behind-agg", "never-installed"]
+        online, n = await fleetview.page(session, s, now, "sep2", state="online")
+        # the device behind the aggregator is not heard: its aggregator never was
+        assert n == 1 and online[0].name == "roof-1" and online[0].last_contact == T0
+        assert (await fleetview.page(session, s, now, "sep2", state="offline"))[1] == 2
+        assert [r.name for r in (await fleetview.page(session, s, now, "sep2", q="INSTALL"))[0]] == [
+            "never-installed"
+        ]
+        assert (await fleetview.page(session, s, now, "sep2", q="%"))[1] == 0  # LIKE wildcards are literal
+        second, n = await fleetview.page(session, s, now, "sep2", offset=1, limit=1)
+        assert n == 3 and [r.name for r in second] == ["behind-agg"]
+        assert (await fleetview.device_row(session, s, now, ids["agg_dev"])).name == "behind-agg"
+        vens, _ = await fleetview.page(session, s, now, "ven")
+        modbus, _ = await fleetview.page(session, s, now, "modbus")
+    assert [v.online for v in vens] == [True] and [m.online for m in modbus] == [True]
