@@ -8,6 +8,7 @@ around one ``Runtime``; ``serve`` runs them until SIGINT/SIGTERM and shuts down 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import errno
 import logging
 import signal
@@ -19,6 +20,7 @@ from server import sep2
 from server.admin import create_admin_app
 from server.config import ConfigError, Settings
 from server.core import changes, readcache
+from server.core.comms import CommsWatch
 from server.delivery import context as delivery_context
 from server.modbus import delivery as modbus_delivery
 from server.modbus.gateway import ModbusGateway
@@ -64,8 +66,10 @@ def identity_middleware(rt: Runtime):
             if kept is None:
                 async with rt.store.sessions() as session:
                     kept = await rt.cache.scope_for(session, identity, token)
-            request[SCOPE] = kept
+            found = request[SCOPE] = kept
             request[CACHE_TOKEN] = token
+            if found.registered:
+                rt.contacts.heard(found, dt.datetime.now(dt.UTC))  # in memory; flushed in batches
         return await handler(request)
 
     return identify
@@ -132,12 +136,14 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
         # what one process keeps (server.core.readcache) is shared through PostgreSQL only
         raise ConfigError("server.reuse_port: several processes need PostgreSQL (database.url), not SQLite")
     ssl_ctx = server_context(settings)  # keys are loaded once, here
-    rt.scheduler = Scheduler(rt.store, settings.orchestration, settings)
-    rt.modbus = ModbusGateway(rt.store, settings.modbus, is_leader=lambda: rt.scheduler.leader)
+    scheduler = rt.scheduler = Scheduler(rt.store, settings.orchestration, settings)
+    rt.modbus = ModbusGateway(rt.store, settings.modbus, is_leader=lambda: scheduler.leader)
+    watch = CommsWatch(rt.store, settings, rt.contacts, is_leader=lambda: scheduler.leader)
     runners: list[web.AppRunner] = []
     try:
         await rt.scheduler.start()
         await rt.modbus.start()
+        await watch.start()
         protocol = web.AppRunner(create_protocol_app(rt), access_log=None, handle_signals=False)
         admin = web.AppRunner(create_admin_app(rt), access_log=None, handle_signals=False)
         for runner in (protocol, admin):
@@ -179,6 +185,7 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
     finally:
         for runner in reversed(runners):
             await runner.cleanup()
+        await watch.stop()  # after the listeners: the last contacts they heard are flushed
         await rt.modbus.stop()
         await rt.scheduler.stop()
         await rt.store.close()

@@ -239,6 +239,20 @@ class ModbusSettings:
 
 
 @dataclass
+class AlarmSettings:
+    """The communication watch (server.core.comms) and the last contact it judges by."""
+
+    enabled: bool = True
+    # a party is "lost" when not heard from within this many of its poll periods (2030.5 pollRate, the OpenADR
+    # oadrPoll frequency, a Modbus asset's poll_s)
+    comms_lost_factor: float = 3.0
+    # how often the leader looks for lost parties and failing deliveries
+    check_interval_s: int = 60
+    # how often each process writes the last contact of the 2030.5 clients it heard (one batched UPDATE)
+    contact_flush_s: int = 30
+
+
+@dataclass
 class LoggingSettings:
     level: str = "INFO"
     # "json", "text", or "auto" (JSON when stderr is not a TTY)
@@ -258,6 +272,7 @@ class Settings:
     ratelimit: RateLimitSettings = field(default_factory=RateLimitSettings)
     orchestration: OrchestrationSettings = field(default_factory=OrchestrationSettings)
     modbus: ModbusSettings = field(default_factory=ModbusSettings)
+    alarms: AlarmSettings = field(default_factory=AlarmSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     # directory the config file lives in; relative paths resolve against it
     base_dir: Path = field(default_factory=Path.cwd)
@@ -301,6 +316,7 @@ SECTIONS = (
     "ratelimit",
     "orchestration",
     "modbus",
+    "alarms",
     "logging",
 )
 
@@ -467,6 +483,11 @@ def _validate(s: Settings) -> None:
                 raise ValueError
         except ValueError:
             raise ConfigError(f"{where}: orchestration.day_ahead_at must be HH:MM (UTC) or empty") from None
+    a = s.alarms
+    if a.comms_lost_factor < 1 or a.check_interval_s < 1 or a.contact_flush_s < 1:
+        raise ConfigError(
+            f"{where}: alarms.comms_lost_factor, check_interval_s and contact_flush_s must be >= 1"
+        )
     try:
         from zoneinfo import ZoneInfo
 

@@ -8,6 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from server.config import Settings
+from server.core.contact import ContactLog
 from server.core.identity import ClientIdentity
 from server.core.readcache import ReadCache
 from server.core.scope import Scope
@@ -31,6 +32,8 @@ class Runtime:
     modbus: ModbusGateway | None = None
     # scopes and hot representations, dropped by change records (server.core.readcache)
     cache: ReadCache = field(default_factory=ReadCache)
+    # the last contact of the 2030.5 clients this process heard, written in batches (server.core.contact)
+    contacts: ContactLog = field(default_factory=ContactLog)
     # the protocol listener's request budgets (server.sep2.ratelimit), once that listener exists
     ratelimiter: Any = None
 

@@ -32,6 +32,7 @@ PUBLIC_ATTR = "dso_public"
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 SESSION_COOKIE = "dso_session"
 CSRF_HEADER = "X-CSRF-Token"
+CONSOLE_PREFIX = "/console/"
 # answered to anyone: load balancers look here
 OPEN_PATHS = frozenset({"/healthz"})
 
@@ -169,6 +170,9 @@ async def _decide(
     if is_public(route_handler):
         return await handler(request)
     if who is None:
+        if request.method == "GET" and request.path.startswith(CONSOLE_PREFIX):
+            # a person at a browser: to the login form (the console's data routes answer the same way)
+            return web.Response(status=303, headers={"Location": CONSOLE_PREFIX + "login"})
         return _refuse(401, failure or "missing or wrong admin bearer token, and no session")
     action = required_action(route_handler, request.method)
     if action is None:  # fail closed: a mutation nobody declared an action for is nobody's to make

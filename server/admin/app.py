@@ -9,6 +9,7 @@ import logging
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from server import console
 from server.admin import (
     alarms,
     deliveries,
@@ -64,7 +65,7 @@ async def healthz(request: web.Request) -> web.Response:
 async def metrics(request: web.Request) -> web.Response:
     rt = runtime(request)
     async with rt.store.sessions() as session:
-        parties = await fleet.party_states(session, dt.datetime.now(dt.UTC), rt.settings.openadr.poll_freq_s)
+        parties = await fleet.party_states(session, dt.datetime.now(dt.UTC), rt.settings)
         undelivered = await fleet.undelivered(session)
         open_alarms = await alarm_store.open_counts(session)
     rt.metrics.parties.clear()
@@ -117,4 +118,5 @@ def create_admin_app(rt: Runtime) -> web.Application:
         staff,
     ):
         app.add_routes(module.routes)
+    console.setup(app)  # the operator console's pages and forms, behind the same access middleware
     return app

@@ -4,6 +4,8 @@ and the audit log (/api/v1/audit)."""
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 
@@ -33,15 +35,20 @@ from server.core.errors import Invalid
 routes = web.RouteTableDef()
 
 
-@routes.post("/api/v1/login")
-@public
-async def login(request: web.Request) -> web.Response:
-    """Password and second factor (a TOTP code or a recovery code): a session cookie (HttpOnly, Secure,
-    SameSite=Strict) and the CSRF token its mutating requests must carry."""
-    body = await json_body(request)
-    name = field(body, "name", str)
-    password = field(body, "password", str)
-    code = field(body, "totp", str)
+@dataclass
+class Opened:
+    """A login's outcome: the refusal to answer with, or the new session (its secret goes in the cookie)."""
+
+    refusal: web.Response | None = None
+    secret: str = ""
+    csrf_token: str = ""
+    expires_at: dt.datetime | None = None
+    account: dict[str, Any] | None = None
+
+
+async def open_session(request: web.Request, name: str, password: str, code: str) -> Opened:
+    """Check password and second factor (a TOTP code or a recovery code) with throttling and lockout, and start
+    a session; the login route and the console's login form both come here (and are audited as logins)."""
     rt = runtime(request)
     admin = rt.settings.admin
     at = now()
@@ -56,37 +63,58 @@ async def login(request: web.Request) -> web.Response:
             remark.detail = outcome.reason
             if outcome.locked:
                 retry = max(1, int(((outcome.locked_until or at) - at).total_seconds()))
-                return reply(
-                    {
-                        "error": "too many failed logins: the account is locked for now",
-                        "retry_after_s": retry,
-                    },
-                    429,
-                    headers={"Retry-After": str(retry)},
+                return Opened(
+                    reply(
+                        {
+                            "error": "too many failed logins: the account is locked for now",
+                            "retry_after_s": retry,
+                        },
+                        429,
+                        headers={"Retry-After": str(retry)},
+                    )
                 )
-            return reply({"error": "wrong name, password or code"}, 401)
+            return Opened(reply({"error": "wrong name, password or code"}, 401))
         secret, row = await staff.start_session(
             session, outcome.account, at, admin.session_ttl_s, request.remote or ""
         )
         account = staff.account_view(outcome.account)
     remark.event = "login"
-    response = reply(
-        {
-            "account": account,
-            "csrf_token": row.csrf_token,
-            "expires_at": row.expires_at,
-            "csrf_header": CSRF_HEADER,
-        }
-    )
+    return Opened(None, secret, row.csrf_token, row.expires_at, account)
+
+
+def set_session_cookie(request: web.Request, response: web.StreamResponse, secret: str) -> None:
+    """The session cookie: HttpOnly, Secure, SameSite=Strict, for as long as the session lasts."""
     response.set_cookie(
         SESSION_COOKIE,
         secret,
-        max_age=admin.session_ttl_s,
+        max_age=runtime(request).settings.admin.session_ttl_s,
         path="/",
         httponly=True,
         secure=True,
         samesite="Strict",
     )
+
+
+@routes.post("/api/v1/login")
+@public
+async def login(request: web.Request) -> web.Response:
+    """Password and second factor (a TOTP code or a recovery code): a session cookie (HttpOnly, Secure,
+    SameSite=Strict) and the CSRF token its mutating requests must carry."""
+    body = await json_body(request)
+    opened = await open_session(
+        request, field(body, "name", str), field(body, "password", str), field(body, "totp", str)
+    )
+    if opened.refusal is not None:
+        return opened.refusal
+    response = reply(
+        {
+            "account": opened.account,
+            "csrf_token": opened.csrf_token,
+            "expires_at": opened.expires_at,
+            "csrf_header": CSRF_HEADER,
+        }
+    )
+    set_session_cookie(request, response, opened.secret)
     return response
 
 

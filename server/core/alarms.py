@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.core.errors import Invalid, NotFound
@@ -79,6 +79,65 @@ async def raise_alarm(
             alarm.severity = "critical"
     await session.flush()
     return alarm
+
+
+async def open_subjects(session: AsyncSession, kind: str, prefix: str = "") -> set[str]:
+    """The subjects of this kind with an open alarm (those starting with ``prefix``)."""
+    query = select(Alarm.subject).where(Alarm.kind == kind, Alarm.cleared_at.is_(None))
+    if prefix:
+        query = query.where(Alarm.subject.startswith(prefix, autoescape=True))
+    return set(await session.scalars(query))
+
+
+async def raise_many(
+    session: AsyncSession,
+    kind: str,
+    found: dict[str, str],
+    severity: str = "warning",
+    now: dt.datetime | None = None,
+) -> int:
+    """``raise_alarm`` for many subjects at once (subject -> message): open ones are left as they are (a watch
+    that sees the same condition every minute need not refresh thousands of rows), new ones are opened in one
+    INSERT. Returns how many were opened."""
+    if not found:
+        return 0
+    if kind not in KINDS:
+        raise Invalid(f"unknown alarm kind {kind!r} (known: {', '.join(KINDS)})")
+    at = _now(now)
+    already = await open_subjects(session, kind)
+    new = [
+        Alarm(
+            kind=kind,
+            subject=subject[:200],
+            severity=severity,
+            message=message,
+            raised_at=at,
+            last_seen_at=at,
+            occurrences=1,
+            acknowledged_by="",
+        )
+        for subject, message in sorted(found.items())
+        if subject[:200] not in already
+    ]
+    session.add_all(new)
+    await session.flush()
+    return len(new)
+
+
+async def clear_many(
+    session: AsyncSession, kind: str, subjects: set[str], now: dt.datetime | None = None
+) -> int:
+    """``clear`` for many subjects in one UPDATE; returns how many were open."""
+    at, wanted, cleared = _now(now), sorted(subjects), 0
+    for i in range(0, len(wanted), 1000):  # within every backend's limit of bound parameters
+        result = await session.execute(
+            update(Alarm)
+            .where(Alarm.kind == kind, Alarm.subject.in_(wanted[i : i + 1000]), Alarm.cleared_at.is_(None))
+            .values(cleared_at=at)
+            .execution_options(synchronize_session=False)
+        )
+        cleared += int(getattr(result, "rowcount", 0) or 0)
+    return cleared
 
 
 async def clear(session: AsyncSession, kind: str, subject: str, now: dt.datetime | None = None) -> bool:

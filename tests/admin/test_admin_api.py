@@ -80,10 +80,10 @@ def gauge(text: str, name: str, **labels: str) -> float:
 
 
 def test_metrics_carry_fleet_gauges(server):
-    before = gauge(server.admin("GET", "/metrics")[1], "dso_fleet_parties", kind="sep2", state="enabled")
+    before = gauge(server.admin("GET", "/metrics")[1], "dso_fleet_parties", kind="sep2", state="offline")
     assert server.admin("POST", "/api/v1/devices", {"lfdi": "CD" * 20})[0] == 201
     text = server.admin("GET", "/metrics")[1]
-    assert gauge(text, "dso_fleet_parties", kind="sep2", state="enabled") == before + 1
+    assert gauge(text, "dso_fleet_parties", kind="sep2", state="offline") == before + 1
     for kind, state in [("openadr", "online"), ("openadr", "offline"), ("modbus", "offline")]:
         assert gauge(text, "dso_fleet_parties", kind=kind, state=state) >= 0
     assert "# TYPE dso_deliveries_undelivered gauge" in text

@@ -18,6 +18,8 @@ class Aggregator(Base):
     lfdi: Mapped[str] = mapped_column(String(40), unique=True)
     name: Mapped[str] = mapped_column(String(200), default="")
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+    # when its client last made a request (kept per process, flushed in batches: server.core.contact)
+    last_contact_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)
 
     devices: Mapped[list[EndDevice]] = relationship(back_populates="aggregator")
 
@@ -42,5 +44,7 @@ class EndDevice(Base):
     registered_by: Mapped[str] = mapped_column(String(20), default="out-of-band")
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
     changed_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+    # when its own client last made a request (kept per process, flushed in batches: server.core.contact)
+    last_contact_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)
 
     aggregator: Mapped[Aggregator | None] = relationship(back_populates="devices")

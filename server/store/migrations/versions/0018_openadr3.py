@@ -1,7 +1,7 @@
 """OpenADR 3: OAuth2 clients and tokens, 3.x VEN state, resources, subscriptions, reports
 
 Revision ID: 0018
-Revises: 0016
+Revises: 0017
 Create Date: 2026-12-02
 """
 
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0018"
-down_revision = "0016"
+down_revision = "0017"
 branch_labels = None
 depends_on = None
 
