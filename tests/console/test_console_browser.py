@@ -75,7 +75,17 @@ def browser() -> Iterator[Any]:
 def server(tmp_path_factory) -> Iterator[LiveServer]:
     # last contact reaches the database within a second, so the fleet shows the polling device online
     env = {"DSO_ORCHESTRATION__ENABLED": "false", "DSO_ALARMS__CONTACT_FLUSH_S": "1"}
-    live = LiveServer(tmp_path_factory.mktemp("console") / "dso", extra_env=env).init().start()
+    home = tmp_path_factory.mktemp("console")
+    for attempt in range(
+        3
+    ):  # a port picked free can be taken by another test process before the server binds it
+        live = LiveServer(home / f"dso{attempt}", extra_env=env).init()
+        try:
+            live.start()
+            break
+        except AssertionError as exc:
+            if "address already in use" not in str(exc) or attempt == 2:
+                raise
     try:
         yield live
     finally:
