@@ -468,9 +468,7 @@ def find(el: etree._Element, path: str) -> etree._Element | None:
     for part in path.split("/"):
         if node is None:
             return None
-        # the first child of that name: iterchildren skips lxml's ElementPath parse (and its cache of 100 paths,
-        # which the many tag names of a 2030.5 server keep clearing)
-        node = next(node.iterchildren(q(part)), None)
+        node = node.find(q(part))
     return node
 
 
