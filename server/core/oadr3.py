@@ -20,7 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, Select, String, cast, exists, false, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -84,11 +84,23 @@ def programs_query(caller: Caller, targets: list[str]) -> Select[Program]:
     return query
 
 
-async def program_for(session: AsyncSession, caller: Caller, program_id: int) -> Program:
-    found = await session.scalar(select(Program).where(Program.id == program_id, program_filter(caller)))
+T = TypeVar("T")
+
+
+async def _one(session: AsyncSession, query: Select[T], missing: str) -> T:
+    """The one row a caller may see, or NotFound: another party's object answers as if it did not exist."""
+    found = await session.scalar(query)
     if found is None:
-        raise NotFound(f"no program {program_id}")
+        raise NotFound(missing)
     return found
+
+
+async def program_for(session: AsyncSession, caller: Caller, program_id: int) -> Program:
+    return await _one(
+        session,
+        select(Program).where(Program.id == program_id, program_filter(caller)),
+        f"no program {program_id}",
+    )
 
 
 @dataclass(frozen=True)
@@ -202,10 +214,9 @@ def events_query(
 
 
 async def event_for(session: AsyncSession, caller: Caller, event_id: int) -> Event:
-    found = await session.scalar(select(Event).where(Event.id == event_id, event_filter(caller)))
-    if found is None:
-        raise NotFound(f"no event {event_id}")
-    return found
+    return await _one(
+        session, select(Event).where(Event.id == event_id, event_filter(caller)), f"no event {event_id}"
+    )
 
 
 async def event_targets(session: AsyncSession, event_ids: list[int]) -> dict[int, list[str]]:
@@ -439,12 +450,11 @@ def resources_query(
 
 
 async def resource_for(session: AsyncSession, caller: Caller, resource_id: int) -> Oadr3Resource:
-    found = await session.scalar(
-        select(Oadr3Resource).where(Oadr3Resource.id == resource_id, resource_filter(caller))
+    return await _one(
+        session,
+        select(Oadr3Resource).where(Oadr3Resource.id == resource_id, resource_filter(caller)),
+        f"no resource {resource_id}",
     )
-    if found is None:
-        raise NotFound(f"no resource {resource_id}")
-    return found
 
 
 async def save_resource(
@@ -503,12 +513,11 @@ def subscriptions_query(
 
 
 async def subscription_for(session: AsyncSession, caller: Caller, sub_id: int) -> Oadr3Subscription:
-    found = await session.scalar(
-        select(Oadr3Subscription).where(Oadr3Subscription.id == sub_id, subscription_filter(caller))
+    return await _one(
+        session,
+        select(Oadr3Subscription).where(Oadr3Subscription.id == sub_id, subscription_filter(caller)),
+        f"no subscription {sub_id}",
     )
-    if found is None:
-        raise NotFound(f"no subscription {sub_id}")
-    return found
 
 
 async def save_subscription(
@@ -560,12 +569,11 @@ def reports_query(
 
 
 async def report_for(session: AsyncSession, caller: Caller, report_id: int) -> Oadr3Report:
-    found = await session.scalar(
-        select(Oadr3Report).where(Oadr3Report.id == report_id, report_filter(caller))
+    return await _one(
+        session,
+        select(Oadr3Report).where(Oadr3Report.id == report_id, report_filter(caller)),
+        f"no report {report_id}",
     )
-    if found is None:
-        raise NotFound(f"no report {report_id}")
-    return found
 
 
 @dataclass(frozen=True)
