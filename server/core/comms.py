@@ -29,6 +29,7 @@ from server.core import alarms
 from server.core.contact import ContactLog
 from server.store import Store
 from server.store.models import Aggregator, DeliveryMessage, EndDevice, ModbusDevice, Sep2Setting, Ven
+from server.store.models.devices import AGGREGATOR_OWN
 
 log = logging.getLogger("dso.comms")
 
@@ -58,6 +59,12 @@ async def windows(session: AsyncSession, settings: Settings) -> Windows:
         ven_s=factor * settings.openadr.poll_freq_s + VEN_GRANULARITY_S,
         factor=factor,
     )
+
+
+def fleet_devices():
+    """The EndDevices that are the fleet's devices (SQL condition): not the one CSIP-AUS gives each aggregator
+    itself, which the aggregator's own requests keep alive and the fleet view counts as the aggregator."""
+    return EndDevice.registered_by != AGGREGATOR_OWN
 
 
 def device_contact():
@@ -94,7 +101,12 @@ async def _lost_sep2(session: AsyncSession, now: dt.datetime, w: Windows) -> dic
     rows = await session.execute(
         select(EndDevice.lfdi, EndDevice.name, contact)
         .outerjoin(Aggregator, Aggregator.id == EndDevice.aggregator_id)
-        .where(EndDevice.enabled.is_(True), EndDevice.last_contact_at.is_not(None), contact < cutoff)
+        .where(
+            fleet_devices(),
+            EndDevice.enabled.is_(True),
+            EndDevice.last_contact_at.is_not(None),
+            contact < cutoff,
+        )
     )
     for lfdi, name, last in rows:
         lost[device_subject(lfdi)] = Quiet(

@@ -36,6 +36,7 @@ async def party_states(
     for state, enabled, n in await session.execute(
         select(heard, EndDevice.enabled, func.count())
         .outerjoin(Aggregator, Aggregator.id == EndDevice.aggregator_id)
+        .where(comms.fleet_devices())
         .group_by(heard, EndDevice.enabled)
     ):
         counts[("sep2", state if enabled else "disabled")] += n

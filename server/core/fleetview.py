@@ -211,6 +211,7 @@ async def _sep2(
     query = (
         select(EndDevice, contact, fresh)
         .outerjoin(Aggregator, Aggregator.id == EndDevice.aggregator_id)
+        .where(comms.fleet_devices())
         .order_by(EndDevice.id)
     )
     query = _state(query, fresh, state)

@@ -20,6 +20,7 @@ from server.core.errors import Conflict, Forbidden, Invalid, NotFound
 from server.core.scope import Scope
 from server.core.vens import by_name, mailbox_key, new_ven_id, normalise_fingerprint, queued_counts
 from server.store.models import Aggregator, EndDevice, ModbusDevice, Ven
+from server.store.models.devices import AGGREGATOR_OWN
 from server.store.paging import fetch_page
 
 
@@ -78,7 +79,7 @@ async def ensure_aggregator(session: AsyncSession, lfdi: str, name: str = "") ->
             lfdi=lfdi,
             sfdi=pki.sfdi_from_lfdi(lfdi),
             name=name or "aggregator",
-            registered_by="aggregator",  # it reaches it by its LFDI; it is not one of the devices under it
+            registered_by=AGGREGATOR_OWN,  # it reaches it by its LFDI; it is not one of the devices under it
         )
         session.add(own)
         await session.flush()

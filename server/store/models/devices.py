@@ -24,6 +24,9 @@ class Aggregator(Base):
     devices: Mapped[list[EndDevice]] = relationship(back_populates="aggregator")
 
 
+AGGREGATOR_OWN = "aggregator"
+
+
 class EndDevice(Base):
     __tablename__ = "end_device"
     # an aggregator's EndDeviceList pages walk this index in list order (server.sep2.common)
@@ -40,7 +43,8 @@ class EndDevice(Base):
         ForeignKey("aggregator.id", ondelete="SET NULL"), index=True
     )
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
-    # how it came to be known: "out-of-band" (staff) or "in-band" (POSTed by the device or its aggregator)
+    # how it came to be known: "out-of-band" (staff), "in-band" (POSTed by the device or its aggregator), or
+    # AGGREGATOR_OWN: the EndDevice CSIP-AUS gives an aggregator itself, which is not one of the fleet's devices
     registered_by: Mapped[str] = mapped_column(String(20), default="out-of-band")
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
     changed_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
