@@ -16,10 +16,9 @@ def second_process(a: LiveServer, home, env: dict[str, str]) -> LiveServer:
     shutil.copytree(a.home, home, ignore=shutil.ignore_patterns("serve.log", "*.sqlite3*"))
     port = int(env.get("DSO_SERVER__PORT", free_port()))
     admin_port = int(env.get("DSO_ADMIN__PORT", free_port()))
-    b = LiveServer(
-        home,
-        extra_env={**a.extra_env, **env, "DSO_SERVER__PORT": str(port), "DSO_ADMIN__PORT": str(admin_port)},
-    )
+    openadr3_port = int(env.get("DSO_OPENADR3__PORT", free_port()))
+    ports = {"DSO_SERVER__PORT": port, "DSO_ADMIN__PORT": admin_port, "DSO_OPENADR3__PORT": openadr3_port}
+    b = LiveServer(home, extra_env={**a.extra_env, **env, **{k: str(v) for k, v in ports.items()}})
     b.info = {
         **a.info,
         "config": str(home / "dso.toml"),

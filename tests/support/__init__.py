@@ -23,10 +23,35 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[2]
 
 
+# Ports for test listeners come from below the kernel's ephemeral range (32768+ here), one slice per test
+# worker: a port the kernel handed out with bind(0) can be taken by any outgoing connection's source port, or by
+# another worker's bind(0), between the moment a test picks it and the moment its server listens on it.
+_PORT_FLOOR, _PORT_SLICE = 20000, 3000
+_next_port: list[int] = []
+
+
+def _port_slice() -> range:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    index = int(worker) if worker.isdigit() else 0
+    start = _PORT_FLOOR + (index % 4) * _PORT_SLICE
+    return range(start, start + _PORT_SLICE)
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port nobody listens on, not handed out before by this process."""
+    ports = _port_slice()
+    if not _next_port:  # a second run beside this one starts elsewhere in the slice
+        _next_port.append(ports.start + os.getpid() % len(ports))
+    for _ in range(len(ports)):
+        port = ports.start + (_next_port[0] - ports.start) % len(ports)
+        _next_port[0] = port + 1
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError(f"no free loopback port in {ports.start}-{ports.stop - 1}")
 
 
 def dso(
@@ -96,7 +121,9 @@ class LiveServer:
     def start(self, timeout: float = 30) -> LiveServer:
         self.log_path = self.home / "serve.log"
         log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the process
-        env = {**os.environ, **self.extra_env, "DSO_LOGGING__FORMAT": "json"}
+        # tests listen on loopback only
+        loopback = {"DSO_SERVER__HOST": "127.0.0.1", "DSO_OPENADR3__HOST": "127.0.0.1"}
+        env = {**os.environ, **loopback, **self.extra_env, "DSO_LOGGING__FORMAT": "json"}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "server", "serve", "-c", self.config],
             stdout=log,
