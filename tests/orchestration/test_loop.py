@@ -100,7 +100,9 @@ async def test_scheduled_plan_removes_the_overload_and_replans_without_piling_up
     store = sqlite_store
     await fleet(store)
     await forecast(store)
-    first = await loop.run_plan(store, settings(), MODEL, "intraday")
+    # both turns plan from one moment: a turn that started in the next step would plan another horizon
+    now = utcnow()
+    first = await loop.run_plan(store, settings(), MODEL, "intraday", now)
     assert first["status"] == "active"
     async with store.sessions() as session:
         plan = await plans.get(session, first["id"])
@@ -124,7 +126,7 @@ async def test_scheduled_plan_removes_the_overload_and_replans_without_piling_up
     # the second turn with the same inputs keeps the events it would have made
     async with store.sessions() as session:
         before = await session.scalar(select(func.count()).select_from(Event))
-    second = await loop.run_plan(store, settings(), MODEL, "intraday")
+    second = await loop.run_plan(store, settings(), MODEL, "intraday", now)
     async with store.sessions() as session:
         after = await session.scalar(select(func.count()).select_from(Event))
         dispatched = (await plans.get(session, second["id"])).outputs["dispatched"]
