@@ -215,9 +215,15 @@ def make_lane(work: Path, receiver_url: str, n: int) -> tuple[Path, dict, Path]:
     lane = work / f"lane{n}"
     lane.mkdir(parents=True, exist_ok=True)
     home = lane / "dso"
-    info = json.loads(
-        dso("init", str(home), "--port", str(free_port()), "--admin-port", str(free_port()), "--json").stdout
+    ports = (
+        "--port",
+        str(free_port()),
+        "--admin-port",
+        str(free_port()),
+        "--openadr3-port",
+        str(free_port()),
     )
+    info = json.loads(dso("init", str(home), *ports, "--json").stdout)
     certs = {
         name: json.loads(
             dso(
@@ -367,6 +373,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("DSO_SEP2__POST_RATE_S", "60")
     os.environ["DSO_SEP2__PROFILE"] = args.profile
     os.environ["DSO_LOGGING__FORMAT"] = "text"
+    # lanes side by side, each on its own loopback ports
+    os.environ["DSO_SERVER__HOST"] = os.environ["DSO_OPENADR3__HOST"] = "127.0.0.1"
     # notifications (S-ALL-25..40): our own receiver speaks cactus-client-notifications' API on loopback
     from notification_receiver import start as start_receiver
 
