@@ -6,13 +6,15 @@ setpoints as DERControls and the VEN polls its LOAD_DISPATCH event; the stored p
 AC power flow, and ``dso plan show`` / ``dso event show`` say why a device got its limit.
 
 Then the simulated fleet responds: each device's meter reads what its site does under the DERControls the device
-holds (a PV site's export capped at opModExpLimW, the battery's site import less its opModTargetW), and ``dso mv``
-reports, per resource, the delivered kW against the 10-of-10 baseline with its same-day adjustment; the test
-computes the same figures from the readings it posted and checks the report against them.
+holds (a PV site's export capped at opModExpLimW, the battery's site import less its opModTargetW), and the VEN
+reports (oadrUpdateReport, TELEMETRY_USAGE: weeks of history, then the event) its load less what its LOAD_DISPATCH
+event asks it to shed. ``dso mv`` reports, per resource, the delivered kW against the 10-of-10 baseline with its
+same-day adjustment; the test computes the same figures from the readings it posted and checks the report against
+them, and that what each resource delivered is what it held back.
 
-The event windows are hours ahead of the wall clock (the overloads are at midday and in the evening), and a test
-cannot wait for them: the devices post the readings of the windows ahead of time (the server takes readings up
-to a day ahead), metering what they will do under the controls they hold."""
+Most event windows are hours ahead of the wall clock (the overloads are at midday and in the evening), and a test
+cannot wait for them: the fleet posts the readings of the windows ahead of time (the server takes readings up to
+a day ahead), metering what it will do under the controls it holds."""
 
 from __future__ import annotations
 
@@ -264,6 +266,114 @@ def expected_mv(
     return days, factor, adjust, out
 
 
+# ------------------------------------------------------------------------------------------------- the VEN's meter
+VEN_RESOURCE = "business-load"
+VEN_SHARE = 0.6  # the flexible load behind the VEN: this share of the business's metered load
+
+
+def ven_free_w(ts: np.ndarray) -> np.ndarray:
+    return loop_grid.metered_w("business", ts) * VEN_SHARE
+
+
+def ven_register_report(ven: RawVen) -> str:
+    """The VEN offers its load's real power (TELEMETRY_USAGE); the VTN requests it: the reportRequestID."""
+    from openleadr import enums, objects
+
+    report = objects.Report(
+        report_specifier_id="usage",
+        report_name="METADATA_TELEMETRY_USAGE",
+        created_date_time=dt.datetime.now(dt.UTC),
+        duration=dt.timedelta(seconds=STEP),
+        report_descriptions=[
+            objects.ReportDescription(
+                r_id="load",
+                reading_type="Direct Read",
+                report_type="usage",
+                market_context="http://opendso.local/market/default",
+                report_subject=objects.Target(resource_id=VEN_RESOURCE),
+                report_data_source=objects.Target(resource_id=VEN_RESOURCE),
+                sampling_rate=objects.SamplingRate(
+                    min_period=dt.timedelta(seconds=60), max_period=dt.timedelta(seconds=STEP)
+                ),
+                measurement=enums.MEASUREMENTS.REAL_POWER,
+            )
+        ],
+    )
+    body = ven.msg(
+        "oadrRegisterReport", request_id="reg-usage", ven_id=ven.ven_id, reports=[report], report_request_id=0
+    )
+    _, answer = ven.send("EiReport", body)
+    root = etree.fromstring(answer)
+    request_id = codec.text(root, ".//ei:reportRequestID")
+    assert request_id and codec.text(root, ".//ei:reportSpecifierID") == "usage", answer
+    return request_id
+
+
+def ven_update_report(
+    ven: RawVen, request_id: str, start: int, values: list[int], posted: dict[int, int]
+) -> None:
+    """15-minute values of the VEN's load (W) from ``start`` in oadrUpdateReports of 250 intervals each."""
+    from openleadr import objects
+
+    for i in range(0, len(values), 250):
+        t0 = start + i * STEP
+        chunk = values[i : i + 250]
+        intervals = [
+            objects.ReportInterval(
+                dtstart=dt.datetime.fromtimestamp(t0 + k * STEP, dt.UTC),
+                duration=dt.timedelta(seconds=STEP),
+                report_payload=objects.ReportPayload(r_id="load", value=float(v)),
+            )
+            for k, v in enumerate(chunk)
+        ]
+        report = objects.Report(
+            report_specifier_id="usage",
+            report_name="TELEMETRY_USAGE",
+            report_request_id=request_id,
+            dtstart=intervals[0].dtstart,
+            duration=dt.timedelta(seconds=STEP * len(chunk)),
+            intervals=intervals,
+        )
+        body = ven.msg("oadrUpdateReport", request_id=f"upd-{t0}", ven_id=ven.ven_id, reports=[report])
+        status, answer = ven.send("EiReport", body)
+        assert status == 200 and b"oadrUpdatedReport" in answer and b"<ei:responseCode>200<" in answer, answer
+        posted.update({t0 + k * STEP: v for k, v in enumerate(chunk)})
+
+
+def ven_signal(answer: bytes, event_id: int) -> list[tuple[int, int, float]]:
+    """The LOAD_DISPATCH intervals of one event of an oadrDistributeEvent: (start, end, value W)."""
+    root = etree.fromstring(answer)
+    for ev in root.iterfind(".//ei:eiEvent", codec.NS):
+        if codec.text(ev, "ei:eventDescriptor/ei:eventID") != str(event_id):
+            continue
+        start = codec.parse_dt(
+            codec.text(ev, "ei:eiActivePeriod/xcal:properties/xcal:dtstart/xcal:date-time")
+        )
+        assert start is not None
+        cursor = int(start.timestamp())
+        out = []
+        for iv in ev.iterfind("ei:eiEventSignals/ei:eiEventSignal/strm:intervals/ei:interval", codec.NS):
+            length = int(codec.parse_duration(codec.text(iv, "xcal:duration/xcal:duration")) or 0)
+            value = float(codec.text(iv, "ei:signalPayload/ei:payloadFloat/ei:value") or 0)
+            out.append((cursor, cursor + length, value))
+            cursor += length
+        return out
+    raise AssertionError(f"event {event_id} is not in {answer[:300]!r}")
+
+
+def ven_respond(ts: np.ndarray, signal: list[tuple[int, int, float]]) -> list[int]:
+    """The VEN's 15-minute readings: its load changed by the LOAD_DISPATCH delta in force (negative: shed), the
+    mean of each interval's minutes, never below zero."""
+    out = []
+    for t, free in zip(ts, ven_free_w(ts), strict=True):
+        minutes = []
+        for m in range(int(t) + 30, int(t) + STEP, 60):
+            delta = sum(v for a, b, v in signal if a <= m < b)
+            minutes.append(max(float(free) + delta, 0.0))
+        out.append(round(sum(minutes) / len(minutes)))
+    return out
+
+
 def event_days(server: LiveServer, program: str) -> set[dt.date]:
     """UTC days on which an event (not cancelled) of the program ran."""
     _, found = server.admin("GET", f"/api/v1/events?program={program}&all=1&limit=1000")
@@ -413,22 +523,51 @@ def test_the_scheduler_plans_and_every_protocol_receives_the_plan(server, tmp_pa
     for lfdi, m in meters.items():
         m.post(backfilled, respond(m.site, future, held[lfdi]))
 
+    # the VEN reports its load's real power: weeks of history, then what it sheds under its LOAD_DISPATCH event as
+    # last distributed to it (a re-plan modifies the event; the VEN polls until it has the newest form)
+    request_id = ven_register_report(ven)
+    ven_posted: dict[int, int] = {}
+    ven_update_report(ven, request_id, int(past[0]), [round(float(v)) for v in ven_free_w(past)], ven_posted)
+    ven_event = ven_events[0]
+    for _ in range(20):
+        kind, polled = ven.poll()
+        if kind == "oadrDistributeEvent" and f"<ei:eventID>{ven_event}</ei:eventID>".encode() in polled:
+            answer = polled
+        elif kind == "oadrResponse":
+            break
+    signal = ven_signal(answer, ven_event)
+    assert any(v < 0 for _, _, v in signal) and not any(v > 0 for _, _, v in signal), signal
+    ven_until = signal[-1][1]
+    ven_update_report(
+        ven, request_id, backfilled, ven_respond(np.arange(backfilled, ven_until, STEP), signal), ven_posted
+    )
+    watch.assert_clean()
+
     # M&V: what each event delivered against the baseline, per resource, as `dso mv` reports it
-    for lfdi, h in measured.items():
-        report = dso_json("mv", str(h.event), "--json", *cfg)
-        _, shown_event = server.admin("GET", f"/api/v1/events/{h.event}")
-        generation = "opModExpLimW" in h.base
+    cases = [
+        (
+            h.event,
+            f"device:{lfdi}",
+            meters[lfdi].posted,
+            lambda ts, site=meters[lfdi].site: loop_grid.metered_w(site, ts),
+            "opModExpLimW" in h.base,
+        )
+        for lfdi, h in measured.items()
+    ]
+    cases.append((ven_event, f"ven:{ven.ven['ven_id']}/{VEN_RESOURCE}", ven_posted, ven_free_w, False))
+    for event, label, posted, free_w, generation in cases:
+        report = dso_json("mv", str(event), "--json", *cfg)
+        _, shown_event = server.admin("GET", f"/api/v1/events/{event}")
         assert report["direction"] == ("generation" if generation else "load"), report
         assert report["method"] == "10-of-10 multiplicative adjustment cap 0.2"
-        # the event reached its own device only (a program of the plan's own per device)
+        # the event reached its own resource only (a program of the plan's own per device; the VEN by name)
         (r,) = report["resources"]
-        assert r["resource"] == f"device:{lfdi}" and not r["flags"], r
-        suffix = "" if generation else ":storage"
+        assert r["resource"] == label and not r["flags"], r
         days, factor, adjust, want = expected_mv(
-            meters[lfdi].posted,
+            posted,
             dt.datetime.fromisoformat(shown_event["start"]),
             dt.datetime.fromisoformat(shown_event["end"]),
-            event_days(server, f"plan:{lfdi}{suffix}"),
+            event_days(server, shown_event["program"]),
             generation,
         )
         assert r["days_used"] == [d.isoformat() for d in days] and len(days) == 10, (r["days_used"], days)
@@ -449,27 +588,20 @@ def test_the_scheduler_plans_and_every_protocol_receives_the_plan(server, tmp_pa
         assert sum(delivered) > 0, got
         assert max(delivered) > 0.1, delivered
         # every day is the profile scaled (and +-40 W of meter noise), so the adjusted baseline is what the site
-        # would have metered uncontrolled, and what the device delivered is what it held back (the export it
-        # withheld, the import it covered) when nothing had moved the site in the adjustment window: always so
-        # for an inverter (its first curtailment is measured), not for a battery that had charged before
-        posted = meters[lfdi].posted
-        free = {
-            t: round(float(v))
-            for t, v in zip(adjust, loop_grid.metered_w(meters[lfdi].site, np.array(adjust)), strict=True)
-        }
+        # would have metered uncontrolled, and what the resource delivered is what it held back (the export it
+        # withheld, the import it covered or shed) when nothing had moved the site in the adjustment window:
+        # always so for an inverter (its first curtailment is measured), not for a battery that had charged before
+        free = {t: round(float(v)) for t, v in zip(adjust, free_w(np.array(adjust)), strict=True)}
         undisturbed = all(posted[t] == free[t] for t in adjust)
         assert undisturbed or not generation
         if undisturbed:
             sign = 1.0 if generation else -1.0
             ts = np.array([g[0] for g in got])
-            withheld = [
-                sign * (posted[t] - u) / 1000
-                for t, u in zip(ts, loop_grid.metered_w(meters[lfdi].site, ts), strict=True)
-            ]
+            withheld = [sign * (posted[t] - u) / 1000 for t, u in zip(ts, free_w(ts), strict=True)]
             assert delivered == pytest.approx(withheld, abs=0.1), (delivered, withheld)
         print(
-            f"event {h.event} {r['resource'][:20]} {shown_event['start']}..{shown_event['end']} {h.base}: "
-            f"factor {factor:.4f}, days {days[-1]}..{days[0]}, delivered kW {delivered}"
+            f"event {event} {label[:24]} {shown_event['start']}..{shown_event['end']}: factor {factor:.4f}, "
+            f"days {days[-1]}..{days[0]}, undisturbed {undisturbed}, delivered kW {delivered}"
         )
         # the program total of a single-resource event is that resource
         assert [i["delivered_kw"] for i in report["program_total"]] == delivered
