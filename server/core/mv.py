@@ -305,9 +305,14 @@ def direction_of(event: Event) -> str:
             return "generation"
         return "load"
     signal = event.payload.get("signal") or {}
-    if signal.get("name") == "LOAD_DISPATCH" and any(
-        float(i.get("value", 0)) < 0 for i in signal.get("intervals") or []
-    ):
+    if signal.get("name") != "LOAD_DISPATCH":
+        return "load"
+    values = [float(i.get("value", 0)) for i in signal.get("intervals") or []]
+    if signal.get("type") == "delta":
+        # a change of net import (the plan's and the flexibility offers' form): lowering it is a load reduction;
+        # raising it (taking up export) reads positive as measured - baseline, as a generation reduction does
+        return "generation" if any(v > 0 for v in values) and not any(v < 0 for v in values) else "load"
+    if any(v < 0 for v in values):
         return "generation"  # a negative LOAD_DISPATCH setpoint is an export limit (server.core.dispatch)
     return "load"
 

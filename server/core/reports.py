@@ -226,7 +226,7 @@ async def store_update(session: AsyncSession, ven: Ven, reports: list[ReportData
                     source_kind="ven",
                     source_id=ven.ven_id,
                     resource=desc.resource_id,
-                    measurement=desc.measurement or req.report_name,
+                    measurement=telemetry.quantity(desc.measurement or req.report_name),
                     reading_type=desc.reading_type,
                     unit=unit,
                     ts=v.ts,

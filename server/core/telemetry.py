@@ -56,6 +56,17 @@ UNITS = {
 }
 
 
+# OpenADR's names of quantities (the EMIX power itemBase a VEN's report description names) -> the store's, which
+# are 2030.5's (server.core.metering.UOM): a VEN's real power is then the same series as a device's, which M&V,
+# forecasts and plans read as ``realPower``; the energy and other names are the same in both already
+QUANTITIES = {"powerReal": "realPower", "powerReactive": "reactivePower", "powerApparent": "apparentPower"}
+
+
+def quantity(name: str) -> str:
+    """The store's name of a quantity reported under ``name``."""
+    return QUANTITIES.get(name, name)
+
+
 @dataclass(frozen=True)
 class Reading:
     source_kind: str

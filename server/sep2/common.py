@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from aiohttp import web
+from aiohttp import StreamReader, web
 from lxml import etree
 from sqlalchemy import Select, SQLColumnExpression, and_, or_, select, true
 from sqlalchemy.exc import IntegrityError
@@ -111,6 +111,20 @@ def sep2_handler(fn: Handler) -> Handler:
     return wrapper
 
 
+async def read_limited(content: StreamReader, limit: int) -> bytes:
+    """The whole body, or its first ``limit + 1`` bytes when it is longer. ``StreamReader.read(n)`` returns what
+    has arrived so far (at most one TLS record, 16 KiB, may be all), so one call would cut a longer body short."""
+    chunks: list[bytes] = []
+    size = 0
+    while size <= limit:
+        chunk = await content.read(limit + 1 - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
 async def read_body(request: web.Request, *roots: str) -> etree._Element:
     """The validated body; its root must be one of ``roots`` (local names)."""
     ctype = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
@@ -119,7 +133,7 @@ async def read_body(request: web.Request, *roots: str) -> etree._Element:
     limit = runtime(request).settings.server.max_body_bytes
     if request.content_length is not None and request.content_length > limit:
         raise Sep2Error(413, REASON_LIMIT, "body too large")
-    body = await request.content.read(limit + 1)
+    body = await read_limited(request.content, limit)
     if len(body) > limit:
         raise Sep2Error(413, REASON_LIMIT, "body too large")
     strict = runtime(request).settings.sep2.profile == "csip-aus"

@@ -246,3 +246,26 @@ def test_interval_means_and_method_checks():
             bad.check()
     with pytest.raises(Invalid):
         mv.compute({}, START, END, direction="sideways")
+
+
+def test_direction_of_an_event_follows_its_signal_and_controls():
+    from server.store.models import Event
+
+    def dispatch(kind: str | None, *values: float) -> Event:
+        signal = {"name": "LOAD_DISPATCH", "intervals": [{"duration_s": 900, "value": v} for v in values]}
+        if kind:
+            signal["type"] = kind
+        return Event(kind="dr", payload={"signal": signal})
+
+    # the plan's VEN events: a delta of net import, negative where the VEN is to shed load, 0 between blocks
+    assert mv.direction_of(dispatch("delta", 0.0, -8000.0, -8000.0, 0.0)) == "load"
+    # a cleared "up" offer: more import asked for (taking up export) reads positive as measured - baseline
+    assert mv.direction_of(dispatch("delta", 5000.0, 5000.0)) == "generation"
+    # a dispatch's setpoint: an import limit, or (negative) an export limit
+    assert mv.direction_of(dispatch("setpoint", 20000.0)) == "load"
+    assert mv.direction_of(dispatch(None, -15000.0)) == "generation"
+    assert (
+        mv.direction_of(Event(kind="dr", payload={"signal": {"name": "SIMPLE", "intervals": []}})) == "load"
+    )
+    assert mv.direction_of(Event(kind="der", payload={"base": {"opModExpLimW": 3000}})) == "generation"
+    assert mv.direction_of(Event(kind="der", payload={"base": {"opModTargetW": 5000}})) == "load"

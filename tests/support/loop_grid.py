@@ -62,6 +62,27 @@ def site_net_w(site: str, hours: np.ndarray) -> np.ndarray:
     return 1_000 + 4_000 * evening - PV_W * solar(hours)
 
 
+def day_scale(day: dt.date) -> float:
+    """How one day's metered power differs from the profile: within +-2 %, the same for every site that day, so
+    that a 10-day baseline is not the event day itself and the same-day adjustment has something to correct."""
+    return 1.0 + 0.01 * ((day.toordinal() * 7) % 5 - 2)
+
+
+def metered_w(site: str, ts: np.ndarray) -> np.ndarray:
+    """What a site's meter reads (net import, W) in the 15-minute intervals starting at ``ts`` (epoch seconds),
+    uncontrolled: the daily profile scaled by ``day_scale`` of its UTC day, with meter noise."""
+    hours = (ts % 86400 + STEP_S / 2) / 3600
+    scale = np.array([day_scale(dt.date.fromordinal(719163 + int(t) // 86400)) for t in ts])
+    return site_net_w(site, hours) * scale + meter_noise_w(site, ts)
+
+
+def meter_noise_w(site: str, ts: np.ndarray) -> np.ndarray:
+    """A real meter never reads the same watt for hours (the forecaster masks such runs as a stuck sensor):
+    +-40 W of reproducible noise per site and interval."""
+    key = (ts.astype(np.int64) // STEP_S + 7919 * len(site) + ord(site[-1])) * 2654435761 % 2**32
+    return (key / 2**32 - 0.5) * 80
+
+
 def history(site: str, now: dt.datetime, days: int = 7) -> list[list[object]]:
     """[time, W] every 15 minutes for ``days`` days up to ``now``."""
     end = int(now.timestamp()) // STEP_S * STEP_S
