@@ -189,7 +189,11 @@ class LoadForecaster:
             self._fit_full()
         elif n_obs >= self.S:
             self.mode = "daily-profile"
-            msg = f"short history ({span_days:.1f} days < 15): falling back to a mean daily profile"
+            usable = n_obs / self.S
+            msg = (
+                f"short history ({usable:.1f} days of usable observations in {span_days:.1f} < 15): "
+                "falling back to a mean daily profile"
+            )
             self.notes.append(msg)
             warn(msg)
             self._fit_fallback()
@@ -299,8 +303,21 @@ class LoadForecaster:
         bw = sum((np.roll(b, j, axis=0) for j in range(-pool, pool + 1)), np.zeros_like(b))
         p = G.shape[1]
         diag = np.einsum("sii->si", Gw).mean(axis=1)
-        lam = 1e-4 * diag[:, None, None] * np.eye(p)[None]
-        m["beta"] = np.linalg.solve(Gw + lam, bw[:, :, None])[:, :, 0]
+        seen = diag > 0
+        if not seen.any():
+            m["beta"] = np.zeros((S, p))
+            return
+        # a time of day with no observation left (every day's stretch there cleaned away as a flat-lined
+        # sensor) has no equations of its own: it takes the coefficients of the nearest time of day that has
+        beta = np.zeros((S, p))
+        lam = 1e-4 * diag[seen, None, None] * np.eye(p)[None]
+        beta[seen] = np.linalg.solve(Gw[seen] + lam, bw[seen, :, None])[:, :, 0]
+        if not seen.all():
+            have = np.flatnonzero(seen)
+            gap = np.abs(np.arange(S)[:, None] - have[None, :])
+            nearest = have[np.argmin(np.minimum(gap, S - gap), axis=1)]  # a day is a circle
+            beta = beta[nearest]
+        m["beta"] = beta
 
     def _profile(self, idx: np.ndarray, k: int) -> np.ndarray:
         if k not in self._models:

@@ -173,3 +173,28 @@ def test_real_device_peaks_survive_cleaning():
     clean, notes = clean_series(y, 96, flat_steps=16)
     assert np.isnan(clean[500])
     assert np.isfinite(np.delete(clean, 500)).all(), notes
+
+
+def test_a_time_of_day_cleaned_away_on_every_day_borrows_its_neighbours_model():
+    """Nights flat-lined on every day (a stuck meter, cleaned away as such) leave those times of day without a
+    single observation; the full model must still fit (it raised 'Singular matrix') and forecast them."""
+    S, days = 96, 30
+    t = np.datetime64("2026-11-01T00:00") + np.arange(S * days) * np.timedelta64(15, "m")
+    h = (np.arange(S * days) % S) / 4
+    rng = np.random.default_rng(1)
+    y = np.where(h >= 5, 5 + 3 * np.sin((h - 5) / 19 * np.pi) + rng.normal(0, 0.2, S * days), 2.0)
+    m = LoadForecaster().fit(t, y)
+    assert m.mode == "full"
+    fc = m.predict(_next_day(t))
+    assert np.all(np.isfinite(fc.mean))
+    day = (np.arange(S) / 4) >= 6
+    truth = 5 + 3 * np.sin((np.arange(S)[day] / 4 - 5) / 19 * np.pi)
+    assert np.sqrt(np.mean((fc.mean[day] - truth) ** 2)) < 0.5
+
+
+def test_a_short_history_warning_counts_usable_days():
+    S = 96
+    t = np.datetime64("2026-11-01T00:00") + np.arange(S * 20) * np.timedelta64(15, "m")
+    y = np.where((np.arange(S * 20) % S) < 60, 3.0 + 0.1 * np.sin(np.arange(S * 20)), 1.0)
+    with pytest.warns(ForecastWarning, match=r"days of usable observations in 20\.0 < 15"):
+        LoadForecaster().fit(t, y)
