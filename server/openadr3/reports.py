@@ -1,7 +1,9 @@
 """/reports: a VEN's reports on events that reach it. Each numeric payload value becomes a telemetry reading of
 the VEN (series: the resource's name; measurement: the payload type; unit from the payload descriptor), the same
 store 2.0b oadrUpdateReport and 2030.5 readings feed; the report also counts as the VEN's answer to the event.
-A VEN client sees only its own reports; a BL client reads all (and writes none: the scope is the VEN's)."""
+A VEN client sees only its own reports; a BL client reads all (and writes none: the scope is the VEN's).
+DEMAND (power) is stored as the store's ``realPower`` in W, the series 2030.5 devices and 2.0b VENs feed, so
+M&V, forecasts and plans read a 3.x VEN's power like theirs."""
 
 from __future__ import annotations
 
@@ -33,6 +35,16 @@ from server.store.types import utcnow
 
 routes = web.RouteTableDef()
 MAX_VALUES = 10_000
+# DEMAND is power (kW unless its descriptor names another power unit): the store keeps it as realPower in W
+POWER_SCALE = {"KW": 1e3, "W": 1.0, "MW": 1e6}
+
+
+def quantity(payload_type: str, units: str) -> tuple[str, str, float]:
+    """(the store's measurement, unit, scale) of a payload type reported in ``units``."""
+    scale = POWER_SCALE.get(units.upper() or "KW")
+    if payload_type == "DEMAND" and scale is not None:
+        return "realPower", "W", scale
+    return payload_type[:64], units[:16], 1.0
 
 
 async def rendered(session: AsyncSession, found: list[Oadr3Report]) -> list[dict[str, Any]]:
@@ -59,17 +71,18 @@ def values_of(value: dict[str, Any], now: dt.datetime) -> list[oadr3.ReportValue
             )
             for payload in interval["payloads"]:
                 desc = descriptors.get(payload["type"], {})
+                measurement, unit, scale = quantity(payload["type"], str(desc.get("units") or ""))
                 for v in payload["values"]:
                     if isinstance(v, bool) or not isinstance(v, int | float):
                         continue  # strings and points are kept in the report, not in telemetry
                     out.append(
                         oadr3.ReportValue(
                             resource=resource["resourceName"],
-                            measurement=payload["type"][:64],
+                            measurement=measurement,
                             ts=ts,
                             duration_s=length,
-                            value=float(v),
-                            unit=str(desc.get("units") or "")[:16],
+                            value=float(v) * scale,
+                            unit=unit,
                             reading_type=str(desc.get("readingType") or "")[:32],
                         )
                     )
