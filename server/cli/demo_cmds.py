@@ -12,6 +12,8 @@ from pathlib import Path
 
 from server.cli.common import CliError
 
+MARKER = ".dso-demo"
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -98,8 +100,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     config = directory / "dso.toml"
     port = admin_port = None
     if config.exists():  # keep its ports unless asked otherwise (a second run reuses the directory)
+        if not (directory / MARKER).exists():
+            raise CliError(
+                f"{directory} is a data directory `dso demo` did not make: give a new --dir (the demo starts "
+                "its store afresh on every run)"
+            )
         existing = load_settings(config)
         port, admin_port = args.port or existing.server.port, args.admin_port or existing.admin.port
+        # a fresh store: the simulated day is played on the demo's own history, not on an earlier run's day
+        if not existing.database.url:
+            for suffix in ("", "-wal", "-shm"):
+                (existing.base_dir / f"dso.sqlite3{suffix}").unlink(missing_ok=True)
     else:
         port, admin_port = _port(args.port, 8443), _port(args.admin_port, 8444)
     for flag, number in (("--port", port), ("--admin-port", admin_port)):
@@ -109,6 +120,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 f"{flag} with a free port"
             )
     settings, _ = init_data_dir(directory, port, admin_port, host="127.0.0.1")
+    (settings.base_dir / MARKER).write_text("made by `dso demo`: its store starts afresh on every run\n")
     # loopback only; the devices should see their controls within seconds; the demo plans itself (no
     # scheduler turns in between)
     settings.server.host = "127.0.0.1"
@@ -133,5 +145,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
         play_s=args.play_seconds,
         seed=args.seed,
     )
-    demo = asyncio.run(run_demo(settings, opts, as_json=args.json))
+    # stdout carries the summary only: whatever else writes to file descriptor 1 while the demo runs (the LP
+    # solver's banner, from C) goes to stderr with the progress lines
+    sys.stdout.flush()
+    summary = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+
+    def out(text: str) -> None:
+        summary.write(text + "\n")
+        summary.flush()
+
+    try:
+        demo = asyncio.run(run_demo(settings, opts, as_json=args.json, out=out))
+    finally:
+        sys.stdout.flush()
+        os.dup2(summary.fileno(), 1)
+        summary.close()
     return 0 if demo.ok() else 1

@@ -102,7 +102,10 @@ class Demo:
         self.out = out
         self.t0 = time.monotonic()
         self.admin = AdminClient(settings)
-        self.admin.base, self.admin.token = settings.admin_url, settings.admin.token  # this server, not $DSO_*
+        self.admin.base, self.admin.token = (
+            settings.admin_url,
+            settings.admin.token,
+        )  # this server, not $DSO_*
         self.pki = pki.DevPki(settings.path(settings.pki.dir))
         self.fleet: list[SimDevice] = []
         self.ven: SimVen | None = None
@@ -296,7 +299,7 @@ class Demo:
             if ev is not None:
                 await self.post_ven(t0, ev)
         self.result.readings_posted = sum(d.readings_posted for d in self.fleet)
-        feeder = sum(d.site.net_w_at(mid) for d in self.fleet) / 1000
+        feeder = np.sum([d.site.net_w_at(mid) for d in self.fleet], axis=0) / 1000
         self.say(
             f"history: {self.opts.history_days} days, {self.result.readings_posted} readings posted as "
             f"MirrorUsagePoint readings (one MirrorReadingSet per device and day); a day of it: peak export "
@@ -355,7 +358,7 @@ class Demo:
         self.day0 = int(dt.datetime.fromisoformat(plan["start"]).timestamp())
         self.steps = int(plan["steps"])
         s = full["check"]["summary"]
-        t = next(iter(full["check"]["transformers"].values()), {})
+        t: dict[str, Any] = next(iter(full["check"]["transformers"].values()), {})
         dispatched = (full.get("outputs") or {}).get("dispatched") or {}
         events = full.get("events") or []
         self.result.controls = sorted({e["event"] for e in events if e["resource"].startswith("device:")})
@@ -491,12 +494,16 @@ class Demo:
             parts = [d.play(t0, chunk) for d in self.fleet]
             for d, part in zip(self.fleet, parts, strict=True):
                 days[d.lfdi].append(part)
-            await asyncio.gather(*(d.post_readings(t0, p.net_w) for d, p in zip(self.fleet, parts, strict=True)))
+            await asyncio.gather(
+                *(d.post_readings(t0, p.net_w) for d, p in zip(self.fleet, parts, strict=True))
+            )
             await self.post_ven(t0, ev_day.net_w[k : k + chunk])
             avail = sum(p.pv_avail_w.sum() for p in parts) / chunk / 1000
             made = sum(p.pv_w.sum() for p in parts) / chunk / 1000
             net = (sum(p.net_w for p in parts) + ev_day.net_w[k : k + chunk]) / 1000
-            flow = f"{-net.min():5.1f} kW peak export" if net.min() < 0 else f"{net.max():5.1f} kW peak import"
+            flow = (
+                f"{-net.min():5.1f} kW peak export" if net.min() < 0 else f"{net.max():5.1f} kW peak import"
+            )
             self.say(
                 f"day {self.at(t0)}-{self.at(t0 + chunk * STEP)} UTC: PV {made:5.1f} of {avail:5.1f} kW available, "
                 f"batteries {sum(p.battery_w.sum() for p in parts) / chunk / 1000:+5.1f} kW (discharge +), EV "
@@ -506,7 +513,11 @@ class Demo:
         for lfdi, parts in days.items():
             self.result.days[lfdi] = Day(
                 self.day0,
-                *(np.concatenate([getattr(p, f) for p in parts]) for f in Day.__dataclass_fields__ if f != "start"),
+                *(
+                    np.concatenate([getattr(p, f) for p in parts])
+                    for f in Day.__dataclass_fields__
+                    if f != "start"
+                ),
             )
         self.result.readings_posted = sum(d.readings_posted for d in self.fleet)
 
@@ -596,7 +607,10 @@ class Demo:
                 mv = await self.call("GET", f"/api/v1/events/{pe['event']}/mv")
                 n += 1
                 for i in mv["program_total"]:
-                    if dt.datetime.fromisoformat(i["start"]).timestamp() == peak and i["delivered_kw"] is not None:
+                    if (
+                        dt.datetime.fromisoformat(i["start"]).timestamp() == peak
+                        and i["delivered_kw"] is not None
+                    ):
                         held += i["delivered_kw"]
                         measured += 1
             out["export_limits_at_peak"] = {
@@ -631,7 +645,8 @@ class Demo:
         plan = {k: v for k, v in r.plan.items() if k != "outputs"}
         return {
             "grid": r.grid,
-            "day": dt.datetime.fromtimestamp(self.day0, dt.UTC).date().isoformat(),
+            "day_start": dt.datetime.fromtimestamp(self.day0, dt.UTC).isoformat(),
+            "day_hours": self.steps * STEP / 3600,
             "sites": len(self.fleet),
             "enrolled": r.enrolled,
             "pv_kw": sum(d.site.pv_w for d in self.fleet) / 1000,
@@ -661,8 +676,8 @@ class Demo:
                 "offers": len(r.offers),
                 "awards": len(r.clearing.get("awards", [])),
                 "bought_kwh": round(cleared_kwh, 2),
-                "cost": r.clearing.get("cost", 0.0),
-                "unmet_up_kw_max": max(r.clearing.get("unmet_up_kw") or [0.0]),
+                "cost": round(r.clearing.get("cost", 0.0), 2),
+                "unmet_up_kw_max": round(max(r.clearing.get("unmet_up_kw") or [0.0]), 2),
             },
             "flexibility_bought_kwh": round(cleared_kwh, 2),
             "mv": r.mv,
@@ -685,7 +700,8 @@ class Demo:
             f"  grid            SimBench {g['code']}: {g['buses']} buses, {g['transformer_kva']:g} kVA transformer",
             f"  fleet           {f['enrolled']}/{f['sites']} sites over 2030.5 ({f['pv_kw']:g} kW PV, "
             f"{f['batteries']} batteries), VEN {f['ven']} with {f['evs']} EV chargers over OpenADR 2.0b",
-            f"  day             {f['day']} (UTC), a sunny June day whatever the date",
+            f"  day             {f['day_hours']:g} h from {f['day_start'][:16].replace('T', ' ')} UTC, played in "
+            f"{self.opts.play_s:g} s: a sunny June day whatever the date",
             f"  plan            {p.get('id')}: forecast violations {p.get('violation_intervals_before')} -> "
             f"{p.get('violation_intervals_after')} intervals, {f['controls_dispatched']} DERControls dispatched, "
             f"{f['controls_acknowledged']} acknowledged, {f['ven_events']} OpenADR event(s)",
@@ -696,7 +712,8 @@ class Demo:
             f"{f['battery_charged_kwh']:g} kWh, discharged {f['battery_discharged_kwh']:g} kWh",
             f"  EV charging     {f['ev_charged_kwh']:g} kWh charged; {f['ev_full_by_deadline']} cars full by their "
             f"deadline ({f['ev_energy_short_kwh']:g} kWh short of {f['ev_energy_needed_kwh']:g} kWh)",
-            f"  flexibility     {fl['bought_kwh']:g} kWh bought from {fl['awards']} offer(s) for {fl['cost']:g}",
+            f"  flexibility     {fl['bought_kwh']:g} kWh bought from {fl['awards']} offer(s) for {fl['cost']:.2f} "
+            f"(pay as offered)",
         ]
         mv = f["mv"]
         if mv:
@@ -731,7 +748,7 @@ def next_steps(settings: Settings, opts: DemoOptions) -> str:
     return (
         f"\nnext: serve the demo's data directory and look around\n"
         f"  dso serve -c {cfg} &\n  export DSO_CONFIG={cfg}\n  dso device list\n"
-        f"  dso grid list\n  dso plan list\n  dso offer list\n"
+        f"  dso grid list\n  dso plan list\n  dso plan show 1\n  dso offers list\n  dso mv EVENT\n"
         f"or run `dso demo --keep-serving` to keep the server running too"
     )
 

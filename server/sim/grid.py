@@ -44,7 +44,9 @@ class Verdict:
         }
 
 
-def judge(model: Network, net_w: dict[int, np.ndarray], load_w: dict[int, np.ndarray] | None = None) -> Verdict:
+def judge(
+    model: Network, net_w: dict[int, np.ndarray], load_w: dict[int, np.ndarray] | None = None
+) -> Verdict:
     """Power flow of the grid with ``net_w[bus]`` (W per interval, import positive) at each bus, in place of the
     model's own loads, generators and storage. ``load_w[bus]`` (the consumption part) sets reactive power."""
     buses = sorted(net_w)

@@ -80,7 +80,7 @@ class SimVen:
             await self._session.close()
 
     async def _send(self, service: str, kind: str, **payload: Any) -> tuple[str, dict[str, Any]]:
-        from openleadr.messaging import create_message, parse_message
+        from openleadr.messaging import create_message, parse_message  # type: ignore[import-untyped]
 
         assert self._session is not None, "open() first"
         body = create_message(kind, **payload).encode()
@@ -145,7 +145,9 @@ class SimVen:
                 for iv in sig.get("intervals") or []:
                     begin = iv.get("dtstart") or cursor
                     seconds = int(iv["duration"].total_seconds())
-                    intervals.append((int(begin.timestamp()), seconds, float(iv.get("signal_payload") or 0.0)))
+                    intervals.append(
+                        (int(begin.timestamp()), seconds, float(iv.get("signal_payload") or 0.0))
+                    )
                     cursor = begin + dt.timedelta(seconds=seconds)
             old = self.events.get(eid)
             status = str(desc.get("event_status", ""))
