@@ -44,7 +44,7 @@ from cryptography import x509
 from server import pki
 from server.cli.common import AdminClient, CliError
 from server.config import Settings
-from server.sim.device import STEP, Day, SimDevice, SimError
+from server.sim.device import GONE, STEP, Day, SimDevice, SimError
 from server.sim.grid import Verdict, judge, load_buses
 from server.sim.profiles import Site, interval_mid, make_evs, make_fleet, solar_shape
 from server.sim.ven import EvDay, SimVen
@@ -81,6 +81,7 @@ class DemoResult:
     grid: dict[str, Any] = field(default_factory=dict)
     forecast: dict[str, Any] = field(default_factory=dict)
     plan: dict[str, Any] = field(default_factory=dict)
+    first_plan: dict[str, Any] = field(default_factory=dict)  # before the market (when there was a re-plan)
     controls: list[int] = field(default_factory=list)  # event ids of the plan's DERControls
     ven_events: list[int] = field(default_factory=list)
     fetched: int = 0
@@ -331,7 +332,7 @@ class Demo:
             "/api/v1/forecasts",
             {
                 "node": self.zone_node,
-                "horizon_s": 86_400 + STEP,  # from the interval under way: covers the plan's 24 h
+                "horizon_s": 86_400 + 2 * STEP,  # from the interval under way: covers the plans' 24 h
                 "step_s": STEP,
                 "history_days": self.opts.history_days,
             },
@@ -348,8 +349,12 @@ class Demo:
             f"history): next 24 h peak export {-mean.min():.0f} kW, peak import {mean.max():.0f} kW"
         )
 
-    async def plan_and_dispatch(self) -> None:
+    async def plan_and_dispatch(self, again: bool = False) -> None:
+        """Plan now (what the scheduler's turn does) and dispatch; ``again``: the re-plan after the market, which
+        counts on the flexibility bought and reconciles with the plan in force."""
         code = quote(self.opts.grid, safe="")
+        if again:
+            self.result.first_plan = {k: v for k, v in self.result.plan.items() if k != "outputs"}
         try:
             plan = await self.call("POST", "/api/v1/plans/runs", {"model": self.opts.grid})
         except CliError as exc:
@@ -376,8 +381,20 @@ class Demo:
             "power_flows": full["check"]["power_flows"],
             "seconds": s["seconds"],
             "dispatched": dispatched,
+            "cleared_flexibility_counted": (full.get("inputs") or {}).get("cleared_flexibility", []),
             "outputs": full["outputs"],
         }
+        if again:
+            bought = sum(c["kwh"] for c in self.result.plan["cleared_flexibility_counted"])
+            first = self.result.first_plan
+            self.say(
+                f"re-plan {plan['id']} counting on the {bought:g} kWh bought: curtail {s['curtailed_kwh']:g} kWh "
+                f"instead of {first['curtailed_kwh']:g} kWh, forecast violations {s['violation_intervals_after']} "
+                f"planned (transformer up to {t.get('after_max_pct')} %); dispatch reconciled with plan "
+                f"{first['id']}: {dispatched.get('created', 0)} created, {dispatched.get('kept', 0)} kept, "
+                f"{dispatched.get('cancelled', 0)} cancelled, {len(self.result.controls)} DERControls in force"
+            )
+            return
         self.say(
             f"plan {plan['id']} of {self.opts.grid} for the next {self.steps * STEP / 3600:g} h from "
             f"{dt.datetime.fromtimestamp(self.day0, dt.UTC):%a %H:%M} UTC ({full['check']['power_flows']} AC "
@@ -394,7 +411,7 @@ class Demo:
             f"(`dso plan show {plan['id']}` says why each exists; GET /api/v1/grid/models/{code})"
         )
 
-    async def offer_and_clear(self) -> None:
+    async def offer_and_clear(self) -> bool:
         """The aggregator offers to raise its depot's import around noon (charge the cars on the sun); the
         DSO clears it against the curtailment its plan needs, at the cost of that curtailment."""
         assert self.ven is not None
@@ -409,7 +426,7 @@ class Demo:
                 need[: len(planned)] += (res["rated_kw"] * shape[: len(planned)] - planned).clip(0)
         if not self.ven.evs or need.sum() <= 0:
             self.say("market: nothing to buy (the plan curtails nothing, or the aggregator has no cars)")
-            return
+            return False
         # the aggregator's window: the cars are plugged in around noon (09:30-13:30 UTC); of the two such
         # windows near the plan's 24 h, the one where the plan curtails most
         starts = self.day0 + np.arange(n) * STEP
@@ -452,8 +469,9 @@ class Demo:
         self.say(
             f"market: cleared against the plan's curtailment need ({need.sum() * STEP / 3600:.0f} kWh, "
             f"{o.curtail_cost:g}/kWh): {len(clearing['awards'])} award(s), {kwh:g} kWh bought for "
-            f"{clearing['cost']:g}; the award is a LOAD_DISPATCH event to the VEN"
+            f"{clearing['cost']:.2f}; the award is a LOAD_DISPATCH event to the VEN"
         )
+        return bool(clearing["awards"])
 
     async def deliver(self) -> None:
         """Every device polls its controls (FSA -> DERProgram -> DERControlList) and acknowledges them; the
@@ -462,11 +480,15 @@ class Demo:
         await asyncio.gather(*(d.poll_controls() for d in self.fleet))
         changed = await self.ven.poll()
         await self.count_responses()
-        targets = sum(1 for d in self.fleet for c in d.controls.values() if c.target_w is not None)
+        live = [c for d in self.fleet for c in d.controls.values() if c.status not in GONE]
+        gone = sum(len(d.controls) for d in self.fleet) - len(live)
         self.say(
-            f"delivery: {self.result.fetched}/{len(self.fleet)} devices fetched {sum(len(d.controls) for d in self.fleet)} "
-            f"DERControls ({targets} battery setpoints) over 2030.5, {self.result.acknowledged} acknowledged "
-            f"(Response 1 received); the VEN polled {changed} event(s) and opted in"
+            f"delivery: {self.result.fetched}/{len(self.fleet)} devices fetched their DERControls over 2030.5 "
+            f"(FSA -> DERProgram -> DERControlList): {len(live)} in force "
+            f"({sum(1 for c in live if c.target_w is not None)} battery setpoints)"
+            + (f", {gone} of the first plan superseded or cancelled" if gone else "")
+            + f"; {self.result.acknowledged}/{len(self.result.controls)} of the plan's acknowledged (Response 1 "
+            f"received); the VEN polled {changed} event(s) and opted in (oadrCreatedEvent)"
         )
 
     async def count_responses(self) -> None:
@@ -643,6 +665,8 @@ class Demo:
         evs = self.ven.evs if self.ven else []
         cleared_kwh = sum(a["cleared_kwh"] for a in r.clearing.get("awards", []))
         plan = {k: v for k, v in r.plan.items() if k != "outputs"}
+        if r.first_plan:
+            plan["before_market"] = r.first_plan
         return {
             "grid": r.grid,
             "day_start": dt.datetime.fromtimestamp(self.day0, dt.UTC).isoformat(),
@@ -703,8 +727,14 @@ class Demo:
             f"  day             {f['day_hours']:g} h from {f['day_start'][:16].replace('T', ' ')} UTC, played in "
             f"{self.opts.play_s:g} s: a sunny June day whatever the date",
             f"  plan            {p.get('id')}: forecast violations {p.get('violation_intervals_before')} -> "
-            f"{p.get('violation_intervals_after')} intervals, {f['controls_dispatched']} DERControls dispatched, "
-            f"{f['controls_acknowledged']} acknowledged, {f['ven_events']} OpenADR event(s)",
+            f"{p.get('violation_intervals_after')} intervals, curtailing {p.get('curtailed_kwh'):g} kWh"
+            + (
+                f" (plan {p['before_market']['id']} before the market: {p['before_market']['curtailed_kwh']:g} kWh)"
+                if p.get("before_market")
+                else ""
+            ),
+            f"  controls        {f['controls_dispatched']} DERControls dispatched, {f['controls_acknowledged']} "
+            f"acknowledged; {f['ven_events']} OpenADR event(s) to the VEN",
             f"  violations      unmanaged {f['violations_unmanaged']} intervals (transformer {u.get('trafo_max_pct')} %, "
             f"{u.get('vm_max_pu')} pu) -> managed {f['violations_managed']} (transformer {m.get('trafo_max_pct')} %, "
             f"{m.get('vm_max_pu')} pu), by AC power flow on the fleet's telemetry",
@@ -778,7 +808,8 @@ async def run_demo(
         await demo.backfill()
         await demo.forecast()
         await demo.plan_and_dispatch()
-        await demo.offer_and_clear()
+        if await demo.offer_and_clear():
+            await demo.plan_and_dispatch(again=True)
         await demo.deliver()
         await demo.play()
         await demo.judge()

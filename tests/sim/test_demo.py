@@ -64,6 +64,10 @@ def test_dso_demo_json_shows_fewer_violations_managed_than_unmanaged(tmp_path):
     assert summary["controls_dispatched"] > 0
     assert summary["controls_acknowledged"] == summary["controls_dispatched"]
     assert summary["flexibility"]["awards"] == 1 and summary["flexibility_bought_kwh"] > 0
+    # the re-plan counts on the flexibility bought and curtails less than the plan before the market
+    assert summary["plan"]["id"] == 2 and summary["plan"]["before_market"]["id"] == 1
+    assert summary["plan"]["curtailed_kwh"] < summary["plan"]["before_market"]["curtailed_kwh"]
+    assert "re-plan 2 counting on" in proc.stderr
     full, due = summary["ev_full_by_deadline"].split("/")
     assert full == due and int(due) >= 1 and summary["ev_energy_short_kwh"] == 0
     assert summary["mv"]["ven_event"]["import_raised_kwh"] > 0
@@ -81,8 +85,10 @@ def test_dso_demo_json_shows_fewer_violations_managed_than_unmanaged(tmp_path):
         assert len(admin("/api/v1/devices")) == 13
         model = admin(f"/api/v1/grid/models/{GRID}")
         assert model["name"] == GRID and model["mappings"] == 14  # 13 devices and the VEN
-        plan = admin("/api/v1/plans/runs/1")
-        assert plan["status"] == "active" and plan["check"]["summary"]["violation_intervals_after"] == 0
+        first, plan = admin("/api/v1/plans/runs/1"), admin("/api/v1/plans/runs/2")
+        assert first["status"] == "superseded" and plan["status"] == "active"
+        assert plan["check"]["summary"]["violation_intervals_after"] == 0
+        assert [c["ven"] for c in plan["inputs"]["cleared_flexibility"]] == [summary["ven"]]
         offers = admin("/api/v1/offers")
         assert [o["status"] for o in offers] == ["cleared"]
         vens = admin("/api/v1/vens")
