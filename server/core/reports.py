@@ -201,6 +201,11 @@ async def mark_cancelled(session: AsyncSession, ven_pk: int, report_request_id: 
     await session.flush()
 
 
+# OpenADR (EMIX power) quantity names -> the telemetry store's (the names 2030.5 readings land under), so a VEN's
+# real power is read by forecasts and M&V like a device's
+QUANTITIES = {"powerReal": "realPower", "powerReactive": "reactivePower", "powerApparent": "apparentPower"}
+
+
 async def store_update(session: AsyncSession, ven: Ven, reports: list[ReportData]) -> int:
     """Land oadrUpdateReport values in telemetry; returns how many values were stored."""
     readings: list[telemetry.Reading] = []
@@ -226,7 +231,7 @@ async def store_update(session: AsyncSession, ven: Ven, reports: list[ReportData
                     source_kind="ven",
                     source_id=ven.ven_id,
                     resource=desc.resource_id,
-                    measurement=desc.measurement or req.report_name,
+                    measurement=QUANTITIES.get(desc.measurement, desc.measurement) or req.report_name,
                     reading_type=desc.reading_type,
                     unit=unit,
                     ts=v.ts,

@@ -261,11 +261,15 @@ class Demo:
         assert self.ven is not None
         await self.ven.open()
         await self.ven.register()
+        if self.ven.evs:
+            await self.ven.register_reports()
         ev_kwh = sum(e.energy_wh for e in self.ven.evs) / 1000
         self.say(
             f"OpenADR 2.0b: VEN {VEN_NAME!r} registered over mutual TLS (venID {self.ven.ven_id}): an aggregator "
             f"of {len(self.ven.evs)} EV chargers ({sum(e.charger_w for e in self.ven.evs) / 1000:g} kW) at a "
-            f"depot, cars needing {ev_kwh:g} kWh by {self.ven.evs[0].deadline_h:02.0f}:00 UTC"
+            f"depot, cars needing {ev_kwh:g} kWh by {self.ven.evs[0].deadline_h:02.0f}:00 UTC; it offered a "
+            f"TELEMETRY_USAGE report (oadrRegisterReport, one rID per charger) and accepted the VTN's request "
+            f"{self.ven.report_request_id}"
         )
 
     async def map_fleet(self) -> None:
@@ -289,16 +293,15 @@ class Demo:
 
     async def backfill(self) -> None:
         """A week of metered history: the sites over 2030.5 (one MirrorReadingSet per device and day), the
-        aggregator's depot meter through the telemetry import; every past day the same sunny day, unmanaged."""
+        aggregator's chargers over OpenADR (oadrUpdateReport, one rID each); every past day the same sunny day,
+        unmanaged."""
         assert self.ven is not None
         end = int(time.time()) // STEP * STEP  # the interval under way is not metered yet
         first = end - 86_400 * self.opts.history_days
         for t0 in range(first, end, 86_400):
             mid = interval_mid(t0, STEPS)
             await asyncio.gather(*(d.post_readings(t0, d.site.net_w_at(mid)) for d in self.fleet))
-            ev = np.sum(list(self.ven.unmanaged(t0, STEPS).values()), axis=0) if self.ven.evs else None
-            if ev is not None:
-                await self.post_ven(t0, ev)
+            await self.ven.update_report(t0, self.ven.unmanaged(t0, STEPS))
         self.result.readings_posted = sum(d.readings_posted for d in self.fleet)
         feeder = np.sum([d.site.net_w_at(mid) for d in self.fleet], axis=0) / 1000
         self.say(
@@ -307,24 +310,6 @@ class Demo:
             f"{-feeder.min():.0f} kW at the transformer ({self.result.grid['transformer_kva']:g} kVA), peak "
             f"import {feeder.max():.0f} kW"
         )
-
-    async def post_ven(self, t0: int, values: np.ndarray) -> None:
-        assert self.ven is not None
-        readings = [
-            [dt.datetime.fromtimestamp(t0 + i * STEP, dt.UTC).isoformat(), round(float(v), 1)]
-            for i, v in enumerate(values)
-        ]
-        if readings:
-            await self.call(
-                "POST",
-                "/api/v1/telemetry",
-                {
-                    "source_kind": "ven",
-                    "source_id": self.ven.ven_id,
-                    "measurement": "realPower",
-                    "readings": readings,
-                },
-            )
 
     async def forecast(self) -> None:
         run = await self.call(
@@ -519,7 +504,7 @@ class Demo:
             await asyncio.gather(
                 *(d.post_readings(t0, p.net_w) for d, p in zip(self.fleet, parts, strict=True))
             )
-            await self.post_ven(t0, ev_day.net_w[k : k + chunk])
+            await self.ven.update_report(t0, {n: w[k : k + chunk] for n, w in ev_day.per_ev_w.items()})
             avail = sum(p.pv_avail_w.sum() for p in parts) / chunk / 1000
             made = sum(p.pv_w.sum() for p in parts) / chunk / 1000
             net = (sum(p.net_w for p in parts) + ev_day.net_w[k : k + chunk]) / 1000
@@ -552,16 +537,18 @@ class Demo:
         out: dict[int, np.ndarray] = {}
 
         async def series(kind: str, sid: str) -> np.ndarray:
+            """The source's readings per interval, its resources (a VEN's chargers) added up."""
             rows = await self.call(
                 "GET",
                 f"/api/v1/telemetry?source_kind={kind}&source_id={sid}&measurement=realPower"
-                f"&since={quote(since)}&until={quote(until)}&limit=10000",
+                f"&since={quote(since)}&until={quote(until)}&limit=100000",
             )
-            values = np.full(n, np.nan)
+            per: dict[str, np.ndarray] = {}
             for r in rows:
                 i = int((dt.datetime.fromisoformat(r["ts"]).timestamp() - self.day0) // STEP)
                 if 0 <= i < n:
-                    values[i] = r["value"]
+                    per.setdefault(r.get("resource") or "", np.full(n, np.nan))[i] = r["value"]
+            values = np.sum(list(per.values()), axis=0) if per else np.full(n, np.nan)
             if np.isnan(values).any():
                 raise CliError(f"telemetry of {kind} {sid} misses {int(np.isnan(values).sum())} intervals")
             return values
@@ -706,6 +693,7 @@ class Demo:
             "flexibility_bought_kwh": round(cleared_kwh, 2),
             "mv": r.mv,
             "readings_posted": r.readings_posted,
+            "ven_values_reported": self.ven.reported if self.ven else 0,
             "errors": r.errors[:5],
             "seconds": round(time.monotonic() - self.t0, 1),
             "outcome": "OK" if self.ok() else "INCOMPLETE",

@@ -1,7 +1,11 @@
 """One simulated OpenADR 2.0b VEN: an aggregator of several EV chargers at one depot, speaking to the server's VTN
 over mutual TLS with its own certificate (pull model, simpleHttp):
 
-* registers (oadrCreatePartyRegistration -> venID, registrationID);
+* registers (oadrCreatePartyRegistration -> venID, registrationID) and offers its meter data as a
+  TELEMETRY_USAGE report with one rID per charger (oadrRegisterReport; the VTN answers with its report request,
+  which the VEN accepts with oadrCreatedReport);
+* reports what each charger drew (oadrUpdateReport, 15-minute intervals): the VTN lands the values in telemetry,
+  per resource, where forecasts and M&V read them;
 * polls (oadrPoll) until the VTN has nothing more, answering every oadrDistributeEvent with oadrCreatedEvent
   (optIn to each event that asks for a response);
 * follows its events physically (``play``): a LOAD_DISPATCH ``delta`` asks, per interval, for the depot's import
@@ -27,6 +31,7 @@ from server.sim.device import SimError
 from server.sim.profiles import STEP, Ev, interval_mid
 
 PREFIX = "/OpenADR2/Simple/2.0b"
+REPORT_SPECIFIER = "depot-chargers"
 
 
 @dataclass
@@ -65,6 +70,8 @@ class SimVen:
     ven_id: str = ""
     registration_id: str = ""
     events: dict[str, VenEvent] = field(default_factory=dict)
+    report_request_id: str = ""
+    reported: int = 0  # values sent in oadrUpdateReport
     requests: int = 0
     _session: aiohttp.ClientSession | None = None
 
@@ -112,6 +119,102 @@ class SimVen:
         if kind != "oadrCreatedPartyRegistration" or not answer.get("ven_id"):
             raise SimError(f"registration answered {kind}: {answer.get('response')}")
         self.ven_id, self.registration_id = answer["ven_id"], answer.get("registration_id") or ""
+
+    async def register_reports(self) -> None:
+        """Offer a TELEMETRY_USAGE report: each charger's real power (W), one rID each; accept the VTN's request."""
+        from openleadr import objects  # type: ignore[import-untyped]
+
+        now = dt.datetime.now(dt.UTC)
+        report = objects.Report(
+            report_specifier_id=REPORT_SPECIFIER,
+            report_name="METADATA_TELEMETRY_USAGE",
+            created_date_time=now,
+            duration=dt.timedelta(seconds=STEP),
+            report_descriptions=[
+                objects.ReportDescription(
+                    r_id=ev.name,
+                    reading_type="Direct Read",
+                    report_type="usage",
+                    market_context="http://opendso.example/demo",
+                    report_subject=objects.Target(resource_id=ev.name),
+                    report_data_source=objects.Target(resource_id=ev.name),
+                    sampling_rate=objects.SamplingRate(
+                        min_period=dt.timedelta(seconds=60), max_period=dt.timedelta(seconds=STEP)
+                    ),
+                    measurement=objects.Measurement(
+                        name="powerReal",
+                        description="RealPower",
+                        unit="W",
+                        scale="none",
+                        power_attributes=objects.PowerAttributes(hertz=50, voltage=400, ac=True),
+                    ),
+                )
+                for ev in self.evs
+            ],
+        )
+        kind, answer = await self._send(
+            "EiReport",
+            "oadrRegisterReport",
+            request_id="rr-1",
+            ven_id=self.ven_id,
+            reports=[report],
+            report_request_id=0,
+        )
+        if kind != "oadrRegisteredReport":
+            raise SimError(f"oadrRegisterReport answered {kind}")
+        wanted = [
+            r["report_request_id"]
+            for r in answer.get("report_requests") or []
+            if (r.get("report_specifier") or {}).get("report_specifier_id") == REPORT_SPECIFIER
+        ]
+        if not wanted:
+            raise SimError("the VTN requested no TELEMETRY_USAGE report")
+        self.report_request_id = wanted[0]
+        await self._send(
+            "EiReport",
+            "oadrCreatedReport",
+            response={"response_code": 200, "response_description": "OK", "request_id": "rr-1"},
+            pending_reports=[{"report_request_id": rid} for rid in wanted],
+            ven_id=self.ven_id,
+        )
+
+    async def update_report(self, start: int, per_ev_w: dict[str, np.ndarray]) -> None:
+        """What each charger drew in consecutive 15-minute intervals from ``start`` (one oadrUpdateReport)."""
+        from openleadr import objects
+
+        t0 = dt.datetime.fromtimestamp(start, dt.UTC)
+        step = dt.timedelta(seconds=STEP)
+        intervals = [
+            objects.ReportInterval(
+                dtstart=t0 + i * step,
+                duration=step,
+                report_payload=objects.ReportPayload(r_id=name, value=round(float(w), 1)),
+            )
+            for name, values in per_ev_w.items()
+            for i, w in enumerate(values)
+        ]
+        if not intervals:
+            return
+        n = max(len(v) for v in per_ev_w.values())
+        kind, _ = await self._send(
+            "EiReport",
+            "oadrUpdateReport",
+            request_id=f"up-{start}",
+            ven_id=self.ven_id,
+            reports=[
+                objects.Report(
+                    report_specifier_id=REPORT_SPECIFIER,
+                    report_name="TELEMETRY_USAGE",
+                    report_request_id=self.report_request_id,
+                    dtstart=t0,
+                    duration=n * step,
+                    intervals=intervals,
+                )
+            ],
+        )
+        if kind != "oadrUpdatedReport":
+            raise SimError(f"oadrUpdateReport answered {kind}")
+        self.reported += len(intervals)
 
     async def poll(self, max_messages: int = 20) -> int:
         """Poll until the VTN has nothing more; returns how many events were new or changed."""

@@ -93,6 +93,12 @@ def test_dso_demo_json_shows_fewer_violations_managed_than_unmanaged(tmp_path):
         assert [o["status"] for o in offers] == ["cleared"]
         vens = admin("/api/v1/vens")
         assert [v["name"] for v in vens] == ["aggregator-ev"]
+        # the aggregator's chargers reported over OpenADR (oadrUpdateReport), each under its own rID
+        rows = admin(
+            f"/api/v1/telemetry?source_kind=ven&source_id={summary['ven']}&measurement=realPower&limit=100000"
+        )
+        assert {r["resource"] for r in rows} == {"ev-01", "ev-02", "ev-03", "ev-04"}
+        assert len(rows) == summary["ven_values_reported"]
     finally:
         server.stop()
 
