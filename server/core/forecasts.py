@@ -91,14 +91,22 @@ async def node_series(
     start = dt.datetime.fromtimestamp(since.timestamp() // step_s * step_s, dt.UTC)
     buckets = int((until - start).total_seconds() // step_s)
     query = select(
-        TelemetryReading.source_kind, TelemetryReading.source_id, TelemetryReading.ts, TelemetryReading.value
+        TelemetryReading.source_kind,
+        TelemetryReading.source_id,
+        TelemetryReading.resource,
+        TelemetryReading.ts,
+        TelemetryReading.value,
     ).where(
         tuple_(TelemetryReading.source_kind, TelemetryReading.source_id).in_(sources),
         TelemetryReading.measurement == measurement,
         TelemetryReading.ts >= start,
         TelemetryReading.ts < until,
     )
-    rows = [(kind, source, ts, value) for kind, source, ts, value in await session.execute(query)]
+    # a VEN reporting per resource (each charger, each battery behind it) is the sum of its resources
+    rows = [
+        (kind, f"{source}/{resource}" if kind == "ven" and resource else source, ts, value)
+        for kind, source, resource, ts, value in await session.execute(query)
+    ]
     values, used = aggregate(rows, start, step_s, max(buckets, 0))
     return Series(start, step_s, values, used)
 

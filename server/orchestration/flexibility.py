@@ -11,7 +11,10 @@ said nothing (the snapshot lists every default it used):
   forecast as it will run, its battery as idle, the VEN's load as firm.
 
 Defaults (docs/planning.md): PV without a DERCapability 5 kW; storage without an energy rating 2 h at its
-power rating, without a state of charge 50 %; a VEN sheds 10 % of its connection point's load."""
+power rating, without a state of charge 50 %; a VEN sheds 10 % of its connection point's load.
+
+Flexibility already bought is firm: a cleared offer of a mapped VEN (its LOAD_DISPATCH event, not cancelled) changes
+the VEN's connection point's net import by what the event asks, and the plan counts on it (``cleared``)."""
 
 from __future__ import annotations
 
@@ -24,7 +27,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.core import sep2_device, telemetry
-from server.store.models import EndDevice, Event, EventResponse, ModbusDevice, PlanEvent, Ven
+from server.store.models import EndDevice, Event, EventResponse, FlexOffer, ModbusDevice, PlanEvent, Ven
 
 NS = "{urn:ieee:std:2030.5:ns}"
 DEFAULT_PV_KW = 5.0
@@ -235,4 +238,65 @@ async def snapshot(
             if sid in refused_ven:
                 r.counted, r.why_not = False, refused_ven[sid]
             out.append(r)
+    return out
+
+
+@dataclass
+class Cleared:
+    """A cleared offer the plan counts on: its event's change of net import at the VEN's bus, kW per plan
+    interval (positive: more import)."""
+
+    offer: int
+    event: int
+    ven: str
+    bus: int
+    kw: list[float]
+    step_s: int = 900
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "offer": self.offer,
+            "event": self.event,
+            "ven": self.ven,
+            "bus": self.bus,
+            "kwh": round(sum(self.kw) * self.step_s / 3600, 3),
+        }
+
+
+async def cleared(
+    session: AsyncSession, mapped: list[dict[str, Any]], start: dt.datetime, step_s: int, steps: int
+) -> list[Cleared]:
+    """The cleared offers of the mapped VENs whose events overlap the plan's horizon, as load at their bus."""
+    bus_of = {m["id"]: int(m["bus"]) for m in mapped if m["kind"] == "ven"}
+    if not bus_of:
+        return []
+    end = start + dt.timedelta(seconds=step_s * steps)
+    rows = await session.execute(
+        select(FlexOffer, Ven.ven_id, Event)
+        .join(Ven, Ven.id == FlexOffer.ven_pk)
+        .join(Event, Event.id == FlexOffer.event_id)
+        .where(
+            FlexOffer.status == "cleared",
+            Ven.ven_id.in_(list(bus_of)),
+            Event.cancelled_at.is_(None),
+            Event.start < end,
+            Event.end_at > start,
+        )
+        .order_by(FlexOffer.id)
+    )
+    t0 = start.timestamp()
+    out = []
+    for offer, ven_id, event in rows:
+        kw = [0.0] * steps
+        cursor = event.start.timestamp()
+        for interval in (event.payload.get("signal") or {}).get("intervals") or []:
+            a, b = cursor, cursor + float(interval.get("duration_s", 0))
+            cursor = b
+            value_kw = float(interval.get("value", 0.0)) / 1000
+            first, last = max(0, int((a - t0) // step_s)), min(steps - 1, int((b - t0 - 1e-9) // step_s))
+            for k in range(first, last + 1):  # the share of each plan interval the event interval covers
+                lo, hi = max(a, t0 + k * step_s), min(b, t0 + (k + 1) * step_s)
+                if hi > lo:
+                    kw[k] += value_kw * (hi - lo) / step_s
+        out.append(Cleared(offer.id, event.id, ven_id, bus_of[ven_id], kw, step_s))
     return out

@@ -1,5 +1,5 @@
 """One turn of the loop for one stored network model: inputs (the newest model version, each zone's newest
-forecast, the flexibility snapshot) -> the planner (in an executor) -> the plan stored with its inputs, outputs
+forecast, the flexibility snapshot, the flexibility already bought) -> the planner (in an executor) -> the plan stored with its inputs, outputs
 and power-flow check -> dispatched at once (``orchestration.approval = automatic``) or proposed to an operator.
 
 A turn that fails marks its plan failed with the reason and raises an alarm (``forecast_failed`` when a zone
@@ -149,11 +149,16 @@ async def _run(
             fcs, stale = await _forecasts(session, model.summary["zones"], o.forecast_max_age_s, now)
             resources = await flexibility.snapshot(session, mapped, now, o.noncompliance_hold_s)
             steps = _covered_steps(fcs, model.summary, mapped, start, step_s, steps)
+            bought = await flexibility.cleared(session, mapped, start, step_s, steps)
+            firm: dict[int, list[float]] = {}
+            for c in bought:
+                firm[c.bus] = [a + b for a, b in zip(firm.get(c.bus, [0.0] * steps), c.kw, strict=True)]
             record = {
                 "grid_model": {"id": model.id, "name": model.name, "version": model.version},
                 "forecasts": {f.node: {"run": f.run_id, "issued_at": f.issued_at} for f in fcs.values()},
                 "stale_forecasts": stale,
                 "flexibility": [r.to_dict() for r in resources],
+                "cleared_flexibility": [c.to_dict() for c in bought],
                 "mappings": mapped,
                 "options": {
                     "quantile": o.quantile,
@@ -179,6 +184,7 @@ async def _run(
                 policy=o.envelope_policy,
                 iterations=o.plan_iterations,
                 time_limit_s=o.solver_time_limit_s,
+                firm_kw=firm,
             )
             grid_model_id = model.id
         if not mapped:

@@ -4,7 +4,8 @@ and its profiles; and from the plan back to per-resource schedules (envelopes, s
 block with the reason it exists.
 
 The planning model keeps the imported topology and loads and replaces the model's own generators and storage by
-the resources that can be counted on: an uncontrolled rooftop system is part of its zone's measured net load,
+the resources that can be counted on (and adds flexibility already bought, a cleared offer, as load at its VEN's
+bus): an uncontrolled rooftop system is part of its zone's measured net load,
 so its forecast carries it. A zone's forecast net load plus the counted PV's expected output (nameplate times
 the clear-sky shape at the feeder's coordinates) is the zone's gross load, shared over its loads in proportion
 to their rating. A zone nobody is mapped in has no forecast: its loads are taken at their rating (a default the
@@ -56,6 +57,8 @@ class LoopInputs:
     iterations: int = 4
     time_limit_s: float = 0.0
     notes: list[str] = field(default_factory=list)
+    # flexibility already bought (cleared offers): bus -> change of net import, kW per interval (+: more import)
+    firm_kw: dict[int, list[float]] = field(default_factory=dict)
 
     def times(self) -> list[dt.datetime]:
         return [self.start + dt.timedelta(seconds=self.step_s * k) for k in range(self.steps)]
@@ -171,6 +174,13 @@ def build(inputs: LoopInputs) -> Built:
             load_p[x.id] = gross_kw * w / 1000
             ratio = x.q_mvar / x.p_mw if x.p_mw else 0.0
             load_q[x.id] = load_p[x.id] * ratio
+    # flexibility already bought is load the plan counts on at the VEN's bus (never shed: kind "other")
+    for bus, kw in sorted(inputs.firm_kw.items()):
+        x = Load(next_id, f"cleared flexibility at bus {bus}", bus, 0.0, 0.0, kind="other")
+        next_id += 1
+        loads.append(x)
+        load_p[x.id] = np.asarray(kw[: inputs.steps], float) / 1000
+        load_q[x.id] = np.zeros(inputs.steps)
     for x in loads:
         load_p.setdefault(x.id, np.full(inputs.steps, x.p_mw))
         load_q.setdefault(x.id, np.full(inputs.steps, x.q_mvar))

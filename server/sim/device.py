@@ -1,14 +1,17 @@
-"""One simulated 2030.5 DER client: a rooftop PV inverter at a customer site speaking to the server the way a CSIP
-device does, over mutual TLS with its own certificate.
+"""One simulated 2030.5 DER client: a rooftop PV inverter (with a battery behind the same meter at some sites)
+speaking to the server the way a CSIP device does, over mutual TLS with its own certificate.
 
 * discovery and enrolment: DeviceCapability -> EndDeviceList -> its EndDevice (enrolled out of band by the
   utility; registers itself in band when the server allows it and it is not there) -> Registration PIN check;
-* reports: DERCapability (nameplate), DERSettings and DERStatus under its DER;
+* reports: DERCapability (nameplate; DERType 4 PV or 83 PV and storage with the battery's power and energy
+  ratings), DERSettings and DERStatus (with the battery's state of charge) under its DER;
 * metering: one MirrorUsagePoint with the site's net real power (import positive, W, 15-minute intervals), history
   posted as one MirrorReadingSet per day, live readings at the server's postRate;
 * controls: polls FunctionSetAssignments -> DERProgramList -> DERControlList at the server's pollRate, answers
-  every control that asks for it with Responses (1 received, 2 started when it becomes active), and keeps the
-  site's export within an active opModExpLimW.
+  every control that asks for it with Responses (1 received, 2 started when it becomes active);
+* physics (``play``): over simulated intervals the inverter keeps the site's export within an active
+  opModExpLimW (curtailing PV), and the battery follows an active opModTargetW (discharge positive) within its
+  power rating and state of charge; without a setpoint the battery is idle (backup reserve).
 """
 
 from __future__ import annotations
@@ -25,13 +28,16 @@ from lxml import etree
 
 from server.core.der_controls import encode_power
 from server.sep2 import xml
-from server.sim.profiles import Site
+from server.sim.profiles import Site, interval_mid
 
 SEP = "application/sep+xml"
 MAX_BODY = 4 << 20  # bytes of one server answer the simulator accepts
 STEP = 900
 RESPONSE_RECEIVED, RESPONSE_STARTED = 1, 2
 ACTIVE = 1  # EventStatus currentStatus
+GONE = {2, 3, 4}  # cancelled, cancelled with randomization, superseded: no longer to be followed
+BATTERY_EFFICIENCY = 0.95  # one way
+SOC0 = 0.5  # state of charge at the start of the simulated day
 
 
 def link(el: etree._Element, name: str) -> str | None:
@@ -51,7 +57,27 @@ class SeenControl:
     duration: int
     export_limit_w: float | None
     reply_to: str | None
+    target_w: float | None = None  # opModTargetW: battery discharge positive
+    status: int = 0
     responses: set[int] = field(default_factory=set)
+
+
+@dataclass
+class Day:
+    """What a site did over simulated intervals (W per interval, and the battery's energy at each end)."""
+
+    start: int
+    net_w: np.ndarray
+    load_w: np.ndarray
+    pv_avail_w: np.ndarray
+    pv_w: np.ndarray
+    battery_w: np.ndarray  # discharge positive
+    soc_wh: np.ndarray
+    limited: np.ndarray  # bool: an export limit was active
+
+    @property
+    def curtailed_wh(self) -> float:
+        return float((self.pv_avail_w - self.pv_w).clip(0).sum() * STEP / 3600)
 
 
 @dataclass
@@ -71,6 +97,7 @@ class SimDevice:
     errors: list[str] = field(default_factory=list)
     controls: dict[str, SeenControl] = field(default_factory=dict)
     registered_in_band: bool = False
+    soc_wh: float = -1.0  # the battery's energy now (-1: not started)
     _session: aiohttp.ClientSession | None = None
     _links: dict[str, str] = field(default_factory=dict)
 
@@ -179,14 +206,17 @@ class SimDevice:
         der = xml.find(der_list, "DER")
         if der is None:
             raise SimError("the DERList is empty")
-        w, mult = encode_power(self.site.pv_w)  # a 2030.5 ActivePower: Int16 value, power of ten
+        site = self.site
 
-        def power(tag: str) -> etree._Element:
+        def power(tag: str, watts: float) -> etree._Element:
+            w, mult = encode_power(watts)  # a 2030.5 ActivePower: Int16 value, power of ten
             return xml.E(tag, None, xml.leaf("multiplier", mult), xml.leaf("value", w))
 
         def status(tag: str, value: str) -> etree._Element:
             return xml.E(tag, None, xml.leaf("dateTime", now), xml.leaf("value", value))
 
+        storage = site.battery_w > 0
+        rates = [power("rtgMaxChargeRateW", site.battery_w), power("rtgMaxDischargeRateW", site.battery_w)]
         await self.send(
             "PUT",
             link(der, "DERCapabilityLink") or "",
@@ -194,18 +224,30 @@ class SimDevice:
                 "DERCapability",
                 None,
                 xml.leaf("modesSupported", "00500088"),
-                power("rtgMaxVA"),
-                power("rtgMaxW"),
-                xml.leaf("type", 4),
+                rates if storage else [],
+                power("rtgMaxVA", site.pv_w),
+                power("rtgMaxW", site.pv_w),
+                [power("rtgMaxWh", site.battery_wh)] if storage else [],
+                xml.leaf("type", site.der_type),
             ),
-        )  # 4 = photovoltaic system
+        )
         await self.send(
             "PUT",
             link(der, "DERSettingsLink") or "",
             xml.E(
-                "DERSettings", None, xml.leaf("setGradW", 27), power("setMaxW"), xml.leaf("updatedTime", now)
+                "DERSettings",
+                None,
+                xml.leaf("setGradW", 27),
+                power("setMaxW", site.pv_w),
+                xml.leaf("updatedTime", now),
             ),
         )
+        soc = []
+        if storage:
+            if self.soc_wh < 0:
+                self.soc_wh = SOC0 * site.battery_wh
+            pct = int(round(10_000 * self.soc_wh / site.battery_wh))  # PerCent: hundredths of a percent
+            soc = [xml.E("stateOfChargeStatus", None, xml.leaf("dateTime", now), xml.leaf("value", pct))]
         await self.send(
             "PUT",
             link(der, "DERStatusLink") or "",
@@ -216,6 +258,7 @@ class SimDevice:
                 status("inverterStatus", "4"),
                 status("operationalModeStatus", "2"),
                 xml.leaf("readingTime", now),
+                soc,
             ),
         )
 
@@ -281,13 +324,47 @@ class SimDevice:
         return max(net, -limit) if limit is not None else net
 
     # ------------------------------------------------------------------------------------------------- controls
-    def active_export_limit(self, ts: int) -> float | None:
-        limits = [
-            c.export_limit_w
-            for c in self.controls.values()
-            if c.export_limit_w is not None and c.start <= ts < c.start + c.duration
+    def _active(self, ts: int) -> list[SeenControl]:
+        return [
+            c for c in self.controls.values() if c.status not in GONE and c.start <= ts < c.start + c.duration
         ]
+
+    def active_export_limit(self, ts: int) -> float | None:
+        limits = [c.export_limit_w for c in self._active(ts) if c.export_limit_w is not None]
         return min(limits) if limits else None
+
+    def active_target(self, ts: int) -> float | None:
+        """The battery setpoint in force (the newest control's, when several are)."""
+        found = sorted((c.start, c.target_w) for c in self._active(ts) if c.target_w is not None)
+        return found[-1][1] if found else None
+
+    def play(self, start: int, steps: int) -> Day:
+        """The site over ``steps`` simulated intervals from ``start``: PV and load as the weather and the
+        household make them, the inverter and battery as the controls in force at each interval's middle say.
+        The battery's state of charge carries over from one call to the next."""
+        site, h = self.site, STEP / 3600
+        mid = interval_mid(start, steps)
+        load, avail = site.load_w_at(mid), site.pv_w_at(mid)
+        pv, bat, soc, limited = np.zeros(steps), np.zeros(steps), np.zeros(steps), np.zeros(steps, bool)
+        if self.soc_wh < 0:
+            self.soc_wh = SOC0 * site.battery_wh
+        for i, ts in enumerate(mid.astype(np.int64)):
+            target = self.active_target(int(ts)) if site.battery_w > 0 else None
+            p = 0.0
+            if target is not None:
+                p = float(np.clip(target, -site.battery_w, site.battery_w))
+                if p > 0:  # discharge: what is stored, less losses
+                    p = min(p, self.soc_wh * BATTERY_EFFICIENCY / h)
+                else:  # charge: the room left
+                    p = -min(-p, (site.battery_wh - self.soc_wh) / BATTERY_EFFICIENCY / h)
+                self.soc_wh -= (p / BATTERY_EFFICIENCY if p > 0 else p * BATTERY_EFFICIENCY) * h
+            limit = self.active_export_limit(int(ts))
+            out = float(avail[i])
+            if limit is not None:  # the site's export held to the limit: PV curtailed as needed
+                out = float(np.clip(load[i] - p + limit, 0.0, avail[i]))
+                limited[i] = True
+            pv[i], bat[i], soc[i] = out, p, self.soc_wh
+        return Day(start, load - pv - bat, load, avail, pv, bat, soc, limited)
 
     async def poll_controls(self) -> None:
         fsa_link = self._links.get("FunctionSetAssignmentsListLink")
@@ -315,6 +392,7 @@ class SimDevice:
                 export = float(xml.text(limit, "value") or 0) * 10.0 ** int(
                     xml.text(limit, "multiplier") or 0
                 )
+            target = xml.find(el, "DERControlBase/opModTargetW")
             seen = SeenControl(
                 mrid,
                 el.get("href") or "",
@@ -322,8 +400,12 @@ class SimDevice:
                 int(xml.text(el, "interval/duration") or 0),
                 export,
                 el.get("replyTo"),
+                None
+                if target is None
+                else float(xml.text(target, "value") or 0) * 10.0 ** int(xml.text(target, "multiplier") or 0),
             )
             self.controls[mrid] = seen
+        seen.status = int(xml.text(el, "EventStatus/currentStatus") or 0)
         required = int(el.get("responseRequired") or "0", 16)
         if not seen.reply_to or not required:
             return

@@ -1,89 +1,140 @@
-"""Synthetic but physically plausible site profiles: rooftop PV from the clear-sky model at the site times a
-per-day clearness and passing clouds, a household load with morning and evening peaks, and the net power a site
-meter sees at the connection point (import positive, export negative).
+"""Synthetic but physically plausible sites for ``dso demo``, on one fixed simulated day whatever the date:
 
+* rooftop PV of a sunny June day in central Europe (where SimBench's grids are), as a 06:00-18:00 UTC sine
+  (the shape the planner expects when its grid node has no coordinates) with a little deterministic haze, so a
+  run in December tells the same story as one in June;
+* a household or farm load with morning and evening peaks (UTC hours; every simulated day the same);
+* behind-the-meter batteries (idle, in backup reserve, unless dispatched);
+* EV chargers behind an aggregator: cars plugged in at a depot in the morning that must be full by a deadline,
+  charging at full power on arrival when nobody manages them.
+
+The net power a site meter sees at its connection point is import positive, export negative (W).
 Deterministic for a given seed, so a demo run and its test can be reproduced.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import zlib
 from dataclasses import dataclass
-from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from forecasting.solar import clear_sky, sun_position
+STEP = 900
+DERATE = 0.92  # inverter and temperature losses on a clear day
 
-DERATE = 0.85  # inverter, soiling, temperature and orientation losses against the horizontal clear sky
+
+def utc_hours(ts: np.ndarray) -> np.ndarray:
+    """Hour of the UTC day (0..24) of the instants ``ts`` (datetime64[s] or epoch seconds)."""
+    secs = np.asarray(ts).astype("datetime64[s]").astype(np.int64)
+    return (secs % 86400) / 3600.0
+
+
+def solar_shape(ts: np.ndarray) -> np.ndarray:
+    """Fraction of nameplate on the simulated sunny day at the instants ``ts``: a 06:00-18:00 UTC sine."""
+    return np.clip(np.sin(np.pi * (utc_hours(ts) - 6.0) / 12.0), 0.0, None)
+
+
+def interval_mid(start: int, steps: int, step: int = STEP) -> np.ndarray:
+    """Midpoints (datetime64[s]) of ``steps`` intervals from ``start`` (epoch seconds)."""
+    return (start + step // 2 + np.arange(steps) * step).astype("datetime64[s]")
 
 
 @dataclass(frozen=True)
 class Site:
     name: str
-    latitude: float
-    longitude: float
-    timezone: str
+    bus: int  # bus of the grid model its connection point is on
     pv_w: float  # inverter nameplate (DERCapability rtgMaxW)
-    load_scale: float  # household size: 1 = a typical home (~10 kWh/day)
+    load_scale: float  # 1 = a typical home (~10 kWh/day)
     seed: int
+    battery_w: float = 0.0  # 0: no battery
+    battery_wh: float = 0.0
 
-    def _rng(self, *key: int) -> np.random.Generator:
-        return np.random.default_rng([self.seed, *key])
-
-    def clearness(self, day: int) -> float:
-        """Shared weather of a day (0.35 overcast .. 1 clear); ``day`` counts days since 1970 in UTC."""
-        rng = np.random.default_rng([zlib.crc32(f"{self.latitude:.0f}{self.longitude:.0f}".encode()), day])
-        return float(np.clip(1.0 - rng.gamma(1.2, 0.12), 0.35, 1.0))
+    @property
+    def der_type(self) -> int:
+        """2030.5 DERType: 4 photovoltaic, 83 combined PV and storage."""
+        return 83 if self.battery_w > 0 else 4
 
     def pv_w_at(self, ts: np.ndarray) -> np.ndarray:
-        """AC output in W at the instants ``ts`` (datetime64[s])."""
-        ghi, _, _ = clear_sky(sun_position(ts, self.latitude, self.longitude))
-        secs = ts.astype("datetime64[s]").astype(np.int64)
-        days = secs // 86400
-        out = np.empty(len(ts))
-        for i, (g, s, d) in enumerate(zip(ghi, secs, days, strict=True)):
-            k = self.clearness(int(d))
-            rng = self._rng(1, int(s) // 300)
-            # passing clouds: the cloudier the day, the deeper and more frequent the dips
-            dip = (1 - k) * rng.uniform(0, 1.2) if rng.random() < 0.3 + (1 - k) else 0.0
-            out[i] = self.pv_w * DERATE * g / 1000.0 * max(0.0, k - dip)
-        return np.clip(out, 0.0, self.pv_w)
+        """Available AC output in W at the instants ``ts``."""
+        h = utc_hours(ts)
+        haze = 1.0 - 0.04 * np.abs(np.sin(self.seed * 0.7 + h * 1.3))  # a little, the same every day
+        return np.clip(self.pv_w * DERATE * solar_shape(ts) * haze, 0.0, self.pv_w)
 
     def load_w_at(self, ts: np.ndarray) -> np.ndarray:
-        zone = ZoneInfo(self.timezone)
-        out = np.empty(len(ts))
-        for i, s in enumerate(ts.astype("datetime64[s]").astype(np.int64)):
-            local = dt.datetime.fromtimestamp(int(s), zone)
-            h = local.hour + local.minute / 60
-            weekend = local.weekday() >= 5
-            shape = (
-                250
-                + 120 * np.exp(-((h - 3.5) ** 2) / 8)  # fridge, standby, night heating
-                + 700 * np.exp(-((h - 7.5) ** 2) / (2.5 if weekend else 1.2))
-                + 250 * (weekend and 10 <= h <= 16)
-                + 1100 * np.exp(-((h - 19.0) ** 2) / 4.5)
-            )
-            noise = self._rng(2, int(s) // 900).normal(1.0, 0.12)
-            out[i] = self.load_scale * shape * max(noise, 0.3)
-        return out
+        h = utc_hours(ts)
+        shape = (
+            250
+            + 120 * np.exp(-((h - 2.5) ** 2) / 8)  # fridge, standby, night heating
+            + 700 * np.exp(-((h - 6.0) ** 2) / 1.2)
+            + 200 * ((h >= 9) & (h <= 15))
+            + 1100 * np.exp(-((h - 18.0) ** 2) / 4.5)
+        )
+        rng = np.random.default_rng(self.seed)
+        wobble = 1.0 + 0.08 * np.sin(h * rng.uniform(1.5, 3.0) + rng.uniform(0, 6.28))
+        return self.load_scale * shape * wobble
 
     def net_w_at(self, ts: np.ndarray) -> np.ndarray:
+        """The unmanaged site: PV at full output, the battery idle."""
         return self.load_w_at(ts) - self.pv_w_at(ts)
 
 
-def make_fleet(n: int, latitude: float, longitude: float, timezone: str, seed: int = 2030) -> list[Site]:
+@dataclass(frozen=True)
+class Ev:
+    """One car on one charger behind the aggregator: plugged in at ``arrive_h``, full by ``deadline_h`` (UTC)."""
+
+    name: str
+    charger_w: float
+    energy_wh: float
+    arrive_h: float
+    deadline_h: float
+
+    def day_profile(self, step: int = STEP) -> np.ndarray:
+        """Unmanaged charging over one UTC day (W per interval from 00:00): full power from arrival until the
+        car has its energy."""
+        n = 86_400 // step
+        start_h = np.arange(n) * step / 3600
+        out = np.zeros(n)
+        left = self.energy_wh
+        for i in range(n):
+            if self.arrive_h <= start_h[i] < self.deadline_h and left > 0:
+                out[i] = min(self.charger_w, left * 3600 / step)
+                left -= out[i] * step / 3600
+        return out
+
+    def unmanaged_w(self, ts: np.ndarray, step: int = STEP) -> np.ndarray:
+        """Unmanaged charging in the intervals whose middles are ``ts``."""
+        return self.day_profile(step)[(utc_hours(ts) * 3600 // step).astype(int)]
+
+
+def make_fleet(buses: list[int], seed: int = 2030, battery_every: int = 3) -> list[Site]:
+    """One site per bus: farm roofs with generous PV, every ``battery_every``-th site with a battery."""
     rng = np.random.default_rng(seed)
+    out = []
+    for i, bus in enumerate(buses):
+        battery = i % battery_every == 1
+        out.append(
+            Site(
+                name=f"site-{i + 1:03d}",
+                bus=bus,
+                pv_w=float(rng.choice([15_000, 18_000, 20_000, 22_000, 25_000])),
+                load_scale=float(rng.uniform(0.8, 2.0)),
+                seed=seed * 1000 + i,
+                battery_w=5_000.0 if battery else 0.0,
+                battery_wh=13_500.0 if battery else 0.0,
+            )
+        )
+    return out
+
+
+def make_evs(n: int, seed: int = 2030) -> list[Ev]:
+    """The aggregator's cars: plugged in around 07:00 UTC at the depot, wanted full by 16:00 UTC."""
+    rng = np.random.default_rng(seed + 7)
     return [
-        Site(
-            name=f"pv-{i + 1:03d}",
-            latitude=latitude + rng.uniform(-0.02, 0.02),
-            longitude=longitude + rng.uniform(-0.02, 0.02),
-            timezone=timezone,
-            pv_w=float(rng.choice([3800, 5000, 6000, 7600, 9600])),
-            load_scale=float(rng.uniform(0.6, 1.6)),
-            seed=seed * 1000 + i,
+        Ev(
+            name=f"ev-{i + 1:02d}",
+            charger_w=11_000.0,
+            energy_wh=float(rng.choice([18_000, 22_000, 26_000, 30_000])),
+            arrive_h=float(6.75 + 0.25 * (i % 3)),
+            deadline_h=16.0,
         )
         for i in range(n)
     ]

@@ -178,3 +178,35 @@ async def test_only_one_scheduler_leads_on_postgresql(pg_database):
     finally:
         await second.stop()
         await store.close()
+
+
+async def test_a_ven_reporting_per_resource_is_the_sum_of_its_resources(tmp_path):
+    """A VEN's chargers each report their own rID: the node's series adds them (a device's meter readings are
+    one series, as before)."""
+    from server.core import forecasts, grid, parties, telemetry
+
+    store = create_store(f"sqlite+aiosqlite:///{tmp_path / 'store.sqlite3'}")
+    await upgrade(store)
+    start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    try:
+        async with store.sessions.begin() as session:
+            await parties.enroll_ven(session, "depot", "AA:BB:CC:DD:EE:FF:00:11:22:33", ven_id="V1")
+            await grid.create_node(session, "feeder", "feeder")
+            await grid.add_member(session, "feeder", "ven", "V1")
+            await telemetry.add(
+                session,
+                [
+                    telemetry.Reading(
+                        "ven", "V1", "realPower", start + dt.timedelta(seconds=i * STEP), w, "W", resource=r
+                    )
+                    for i in range(4)
+                    for r, w in (("ev-1", 11_000.0), ("ev-2", 7_000.0))
+                ],
+            )
+        async with store.sessions() as session:
+            series = await forecasts.node_series(
+                session, "feeder", "realPower", STEP, start, start + dt.timedelta(seconds=4 * STEP)
+            )
+        assert series.values.tolist() == [18_000.0] * 4
+    finally:
+        await store.close()

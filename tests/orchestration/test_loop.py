@@ -8,6 +8,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 
+import numpy as np
 import pytest
 from sqlalchemy import func, select
 from support import loop_grid
@@ -239,3 +240,42 @@ async def test_day_ahead_plans_the_next_utc_day(sqlite_store) -> None:
     async with store.sessions() as session:
         made = [await session.get(Event, pe.event_id) for pe in await plans.links(session, plan["id"])]
     assert made and all(e.start >= tomorrow for e in made)
+
+
+async def test_flexibility_bought_is_counted_on_by_the_next_plan(sqlite_store) -> None:
+    """A cleared offer of a mapped VEN is load the next plan counts on at the VEN's bus: where the aggregator
+    raises its import at midday, the export the plan has to hold back there is smaller by as much; the plan
+    lists what it counted on."""
+    from server.core import offers
+    from server.orchestration import clearing, market
+
+    store = sqlite_store
+    await fleet(store)
+    await forecast(store)
+    first = await loop.run_plan(store, settings(), MODEL, "intraday")
+    async with store.sessions() as session:
+        plan = await plans.get(session, first["id"])
+        start, steps, before = plan.start, plan.steps, plan.check["transformers"][f"{MODEL}/T1"]["before_pct"]
+    hours = np.array([((start.timestamp() + 900 * k) % 86_400) / 3600 for k in range(steps)])
+    noon = (hours >= 11) & (hours < 13)  # loop_grid's PV: a 06-18 UTC sine, exporting over the rating at noon
+    async with store.sessions.begin() as session:
+        offer = await offers.create(session, "business", start, steps * 900, 10.0, 0.0, 0.05)
+        need = market.Need(start, 900, up_kw=tuple(10.0 * noon), up_cost=0.10)
+        result = await clearing.clear_and_dispatch(session, need)
+        assert [a.offer_id for a in result.awards] == [offer.id]
+    second = await loop.run_plan(store, settings(), MODEL, "intraday")
+    async with store.sessions() as session:
+        again = await plans.get(session, second["id"])
+    counted = again.inputs["cleared_flexibility"]
+    assert [(c["offer"], c["ven"]) for c in counted] == [(offer.id, VEN_ID)]
+    assert counted[0]["bus"] == loop_grid.BUS["business"] and counted[0]["kwh"] == pytest.approx(20.0)
+    # the second plan starts an interval later when a quarter hour began in between: compare the same times
+    shift = int((again.start - start).total_seconds()) // 900
+    n = min(len(before) - shift, again.steps)
+    after = np.array(again.check["transformers"][f"{MODEL}/T1"]["before_pct"])[:n]
+    before_, noon_ = np.array(before)[shift : shift + n], noon[shift : shift + n]
+    # 10 kW less export through the 50 kVA transformer at noon (its loading before the plan acts), no change
+    # elsewhere
+    assert (after[noon_] < before_[noon_] - 15).all(), (after[noon_], before_[noon_])
+    assert np.allclose(after[~noon_], before_[~noon_], atol=0.5)
+    assert again.check["summary"]["violation_intervals_after"] == 0
