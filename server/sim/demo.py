@@ -597,8 +597,15 @@ class Demo:
                     "event": event_id,
                     "method": mv["method"],
                     "intervals": len(total),
-                    # a load event: delivered = baseline - measured, so raising the import reads negative
-                    "import_raised_kwh": round(-sum(i["delivered_kw"] for i in total) * STEP / 3600, 2),
+                    # delivered is measured - baseline where M&V reads the event as raising import
+                    # ("generation": a positive delta), baseline - measured where it lowers it ("load")
+                    "import_raised_kwh": round(
+                        (1 if mv["direction"] == "generation" else -1)
+                        * sum(i["delivered_kw"] for i in total)
+                        * STEP
+                        / 3600,
+                        2,
+                    ),
                 }
         worst = self.result.unmanaged.interval_list
         if worst:
