@@ -16,7 +16,7 @@ Pure computation: ``solve`` runs in an executor."""
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -120,18 +120,7 @@ def build(inputs: LoopInputs) -> Built:
         )
         for k, r in enumerate(batteries)
     ]
-    network = Network(
-        name=base.name,
-        buses=base.buses,
-        lines=base.lines,
-        trafos=base.trafos,
-        slack=base.slack,
-        loads=loads,
-        sgens=sgens,
-        storages=storages,
-        couplers=base.couplers,
-        f_hz=base.f_hz,
-    )
+    network = replace(base, loads=loads, sgens=sgens, storages=storages)
     shape, note = pv_shape(inputs)
     if note and pv:
         defaults.append(note)

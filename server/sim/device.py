@@ -283,7 +283,7 @@ class SimDevice:
                         None,
                         xml.leaf("mRID", self.power_mrid),
                         xml.leaf("description", "site real power"),
-                        _reading_type(),
+                        reading_type(),
                     ),
                 ),
                 expect=(201, 204),
@@ -457,7 +457,7 @@ class SimDevice:
                 pass
 
 
-def _reading_type() -> etree._Element:
+def reading_type() -> etree._Element:
     # instantaneous real power (kind 37, uom 38 = W), forward flow (import positive), 15-minute intervals
     return xml.E(
         "ReadingType",

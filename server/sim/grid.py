@@ -6,7 +6,7 @@ Pure computation; the demo runs it in a worker thread."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -52,18 +52,7 @@ def judge(
     buses = sorted(net_w)
     steps = len(next(iter(net_w.values())))
     loads = [Load(k, f"site at bus {b}", b, 0.0, 0.0) for k, b in enumerate(buses)]
-    grid = Network(
-        name=model.name,
-        buses=model.buses,
-        lines=model.lines,
-        trafos=model.trafos,
-        slack=model.slack,
-        loads=loads,
-        sgens=[],
-        storages=[],
-        couplers=model.couplers,
-        f_hz=model.f_hz,
-    )
+    grid = replace(model, loads=loads, sgens=[], storages=[])
     p = np.column_stack([np.asarray(net_w[b], float) for b in buses]) / 1e6
     cons = np.column_stack([np.asarray((load_w or net_w)[b], float).clip(0) for b in buses]) / 1e6
     sched = Schedule(p, cons * Q_RATIO, np.zeros((steps, 0)), np.zeros((steps, 0)))

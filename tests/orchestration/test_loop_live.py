@@ -31,6 +31,7 @@ from support.sep2 import Sep2Client
 
 from server.openadr import codec
 from server.sep2 import xml
+from server.sim.device import reading_type
 
 pytest.importorskip("pandapower")
 MODEL = "loopfeeder"
@@ -95,22 +96,6 @@ def wait(predicate, within: float, what: str):  # noqa: ANN001, ANN201
 
 
 # ------------------------------------------------------------------------------------------ the fleet's meters
-def reading_type() -> etree._Element:
-    # instantaneous real power (kind 37, uom 38 = W), forward flow (import positive), 15-minute intervals
-    return xml.E(
-        "ReadingType",
-        None,
-        xml.leaf("accumulationBehaviour", 12),
-        xml.leaf("dataQualifier", 2),
-        xml.leaf("flowDirection", 1),
-        xml.leaf("intervalLength", STEP),
-        xml.leaf("kind", 37),
-        xml.leaf("phase", 0),
-        xml.leaf("powerOfTenMultiplier", 0),
-        xml.leaf("uom", 38),
-    )
-
-
 @dataclass
 class Meter:
     """A device's site meter, mirrored to the server as one MirrorUsagePoint over the device's own TLS
