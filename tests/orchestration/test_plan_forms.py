@@ -24,6 +24,9 @@ from server.core import events, forecasts, grid_models, parties, plans, programs
 from server.orchestration import grid_import, loop
 from server.orchestration.plan_solve import base_blocks
 from server.orchestration.resources import EV_DEFER_STEPS
+from server.sep2 import drlc as sep2_drlc
+from server.sep2 import pricing as sep2_pricing
+from server.sep2 import xml as sep2_xml
 from server.store import create_store
 from server.store.migrate import upgrade
 from server.store.models import EndDevice, Event, Program, ProgramMember, Ven
@@ -110,6 +113,10 @@ async def linked(store, plan_id: int) -> dict[str, list[Event]]:  # noqa: ANN001
     out: dict[str, list[Event]] = {}
     async with store.sessions() as session:
         for pe in await plans.links(session, plan_id):
+            assert "block" in pe.why or "blocks" in pe.why, (
+                pe.resource,
+                pe.why,
+            )  # the link carries its reason
             event = await session.get(Event, pe.event_id)
             assert event is not None
             out.setdefault(pe.resource, []).append(event)
@@ -202,6 +209,15 @@ async def test_every_form_reaches_its_resource_and_a_replan_keeps_them(store) ->
             )
         )
     assert member is not None
+    # as the thermostat reads it: a schema-valid EndDeviceControl with the reduction in W
+    async with store.sessions() as session:
+        listed = await events.evaluated(session, [program], dr_events[0].start)
+        e, ev_status = next((x, y) for x, y in listed if x.id == dr_events[0].id)
+        edc = sep2_drlc.render_edc(0, tstat, e, ev_status)
+    assert sep2_xml.schema().validate(edc), sep2_xml.schema().error_log.last_error
+    assert sep2_xml.text(edc, "TargetReduction/type") == "2"
+    assert sep2_xml.text(edc, "TargetReduction/value") == str(round(dr["blocks"][0]["value_w"]))
+    assert sep2_xml.text(edc, "deviceCategory") == "00000001"
 
     # 4. the price the plan held against: TimeTariffIntervals of the tariff, with the OpenADR price signal
     price = outputs["price"]
@@ -221,6 +237,14 @@ async def test_every_form_reaches_its_resource_and_a_replan_keeps_them(store) ->
         assert e.payload["signal"]["name"] == "ELECTRICITY_PRICE"
         assert e.payload["signal"]["intervals"][0]["value"] == pytest.approx(value)
     assert {e.id for e in tti} <= {e.id for e in reached}
+    # as a 2030.5 device of the plan reads it: a schema-valid TimeTariffInterval, enrolled through its FSA
+    async with store.sessions() as session:
+        pv0 = await session.scalar(select(EndDevice).where(EndDevice.lfdi == PV0))
+        assert tariff.id in [p.id for p in await programs.device_member_programs(session, pv0.id, "price")]
+        listed = await events.evaluated(session, [rate], tti[0].start)
+        e, ev_status = next((x, y) for x, y in listed if x.id == tti[0].id)
+        el = sep2_pricing.render_tti(0, pv0, rate, e, ev_status)
+    assert sep2_xml.schema().validate(el), sep2_xml.schema().error_log.last_error
 
     # a re-plan of the same inputs keeps every event of every form
     second = await loop.run_plan(store, s, MODEL, "day_ahead", now)
