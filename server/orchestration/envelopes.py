@@ -269,6 +269,42 @@ def export_schedule(model, fleet: Fleet, sched: Schedule, s: Sites, export_kw: n
     return out
 
 
+def import_schedule(model, sched: Schedule, s: Sites, import_kw: np.ndarray) -> Schedule:  # noqa: ANN001
+    """The plan with every connection point importing ``import_kw``: its generators as planned, its storage
+    idle, its loads taking the rest (in proportion to their planned power, at their planned power factor)."""
+    out = sched.copy()
+    col = {int(b): i for i, b in enumerate(s.buses)}
+    gen = np.zeros_like(import_kw)
+    for k, sg in enumerate(model.sgens):
+        c = col.get(sg.bus)
+        if c is not None:
+            gen[:, c] += out.sgen_p[:, k] * 1000
+    for k, st in enumerate(model.storages):
+        if st.bus in col:
+            out.storage_p[:, k] = 0.0
+    need = import_kw + gen  # what the site's loads draw
+    planned = np.zeros_like(import_kw)
+    count = np.zeros(len(s.buses))
+    for k, ld in enumerate(model.loads):
+        c = col.get(ld.bus)
+        if c is not None:
+            planned[:, c] += np.clip(out.load_p[:, k], 0, None) * 1000
+            count[c] += 1
+    for k, ld in enumerate(model.loads):
+        c = col.get(ld.bus)
+        if c is None:
+            continue
+        mine = np.clip(out.load_p[:, k], 0, None) * 1000
+        share = np.divide(mine, planned[:, c], out=np.full(len(mine), 1 / count[c]), where=planned[:, c] > 0)
+        p_kw = need[:, c] * share
+        pf = np.divide(
+            out.load_q[:, k], out.load_p[:, k], out=np.zeros(len(mine)), where=out.load_p[:, k] > 0
+        )
+        out.load_p[:, k] = p_kw / 1000
+        out.load_q[:, k] = p_kw / 1000 * pf
+    return out
+
+
 __all__ = [
     "MV_ZONE",
     "POLICIES",
@@ -277,6 +313,7 @@ __all__ = [
     "envelopes",
     "export_schedule",
     "import_envelopes",
+    "import_schedule",
     "sites",
     "static",
 ]
