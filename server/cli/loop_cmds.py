@@ -246,7 +246,10 @@ def show_lines(out: dict, key: str | None = None, at: str | None = None) -> list
             )
         env = check.get("envelopes", {})
         broken = {k: v["intervals"] for k, v in env.items() if v["intervals"]}
-        lines.append(f"  envelopes, AC check: {'no violation' if not broken else broken}")
+        lines.append(f"  export envelopes, AC check: {'no violation' if not broken else broken}")
+        imp = check.get("import_envelopes", {})
+        broken = {k: v["intervals"] for k, v in imp.items() if v["intervals"]}
+        lines.append(f"  import envelopes, AC check: {'no violation' if not broken else broken}")
     res = out.get("outputs", {}).get("resources", {})
     k_at = _interval_at(out, at) if at else None
     if at and k_at is None:

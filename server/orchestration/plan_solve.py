@@ -112,6 +112,7 @@ def solve(inputs: LoopInputs) -> dict[str, Any]:
     env_check = violations(
         plan.model, runner.run(env.export_schedule(plan.model, plan.fleet, plan.schedule, s, e))
     )
+    imp_check = violations(plan.model, runner.run(env.import_schedule(plan.model, plan.schedule, s, imp)))
     col = {int(b): i for i, b in enumerate(s.buses)}
     load_before = _trafo_loading(built, plan.ac_before)
     load_after = _trafo_loading(built, plan.ac_after)
@@ -361,6 +362,7 @@ def solve(inputs: LoopInputs) -> dict[str, Any]:
         "violation_intervals_before": count(before),
         "violation_intervals_after": count(after),
         "envelope_violation_intervals": count(env_check.to_dict()),
+        "import_envelope_violation_intervals": count(imp_check.to_dict()),
         "curtailed_kwh": round(curtailed, 3),
         "battery_kwh": round(float(np.clip(plan.schedule.storage_p, 0, None).sum() * 1000 * step_h), 3),
         "shed_kwh": round(
@@ -380,6 +382,7 @@ def solve(inputs: LoopInputs) -> dict[str, Any]:
         "before": before,
         "after": after,
         "envelopes": env_check.to_dict(),
+        "import_envelopes": imp_check.to_dict(),
         "remaining": [v.to_dict() for v in plan.after.by_element],
         "transformers": transformers,
         "power_flows": plan.pf_runs + runner.total_runs,

@@ -150,6 +150,8 @@ async def test_every_form_reaches_its_resource_and_a_replan_keeps_them(store) ->
     res = outputs["resources"]
     made = await linked(store, first["id"])
     assert check["summary"]["violation_intervals_after"] == 0, check["summary"]
+    # every site importing its import envelope at once keeps every limit (AC power flow)
+    assert check["summary"]["import_envelope_violation_intervals"] == 0, check["import_envelopes"]
 
     # 1. the business's import envelope on its battery device, merged where equal, beside its setpoint
     site = res[f"device:{BAT}"]
