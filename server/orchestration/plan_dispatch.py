@@ -138,7 +138,8 @@ async def _reconcile(
     out: Dispatched,
 ) -> None:
     """The blocks as events of ``program``: a live event equal to a block (same payload, same end) is kept,
-    the rest created (superseding what they overlap), and a live event the plan overlaps nowhere cancelled."""
+    the rest created; a live DERControl not kept is cancelled where nothing new overlaps it (what overlaps it
+    supersedes it), a live DR or price event not kept is cancelled."""
     make = {"der": _der_payload, "dr": _dr_payload, "price": _price_payload}[kind]
     live = await _live(session, program.id, now)
     kept: set[int] = set()
