@@ -228,6 +228,9 @@ class OrchestrationSettings:
     noncompliance_hold_s: int = 86_400
     # primacy of the plan's own programs: staff controls (primacy 1 by default) win over the plan's
     plan_primacy: int = 50
+    # a tariff name: the plan's objective takes the day-ahead price by the clock and each plan publishes it as
+    # that tariff's TimeTariffIntervals (and OpenADR ELECTRICITY_PRICE); "" = the planner's internal shape, unpublished
+    price_tariff: str = ""
 
 
 @dataclass

@@ -230,6 +230,8 @@ def show_lines(out: dict, key: str | None = None, at: str | None = None) -> list
         size = f"{r['power_kw']:g} kW" + (
             f" {r['energy_kwh']:g} kWh SOC {r['soc_percent']:g} %" if r["kind"] == "battery" else ""
         )
+        if r["kind"] == "ev":
+            size = f"{r['power_kw']:g} kW, needs {r['energy_kwh']:g} kWh"
         if r["kind"] == "dr":
             size = f"{r['share']:.0%} of its connection point's load"
         lines.append(f"  flexibility {r['party']}:{r['id']} {r['kind']} at bus {r['bus']}: {size}, {counted}")
@@ -244,7 +246,10 @@ def show_lines(out: dict, key: str | None = None, at: str | None = None) -> list
             )
         env = check.get("envelopes", {})
         broken = {k: v["intervals"] for k, v in env.items() if v["intervals"]}
-        lines.append(f"  envelopes, AC check: {'no violation' if not broken else broken}")
+        lines.append(f"  export envelopes, AC check: {'no violation' if not broken else broken}")
+        imp = check.get("import_envelopes", {})
+        broken = {k: v["intervals"] for k, v in imp.items() if v["intervals"]}
+        lines.append(f"  import envelopes, AC check: {'no violation' if not broken else broken}")
     res = out.get("outputs", {}).get("resources", {})
     k_at = _interval_at(out, at) if at else None
     if at and k_at is None:
@@ -269,7 +274,9 @@ def show_lines(out: dict, key: str | None = None, at: str | None = None) -> list
 def _block_lines(out: dict, b: dict) -> list[str]:
     times = out["outputs"]["intervals"]
     end = (dt.datetime.fromisoformat(times[b["t1"] - 1]) + dt.timedelta(seconds=out["step_s"])).isoformat()
-    return [f"    {b['start']} .. {end}: {b['field']} {b['value_w']:g} W"] + why_lines(b["why"], "      ")
+    values = b.get("base") or {b["field"]: b["value_w"]}
+    what = ", ".join(f"{k} {v:g} W" for k, v in values.items())
+    return [f"    {b['start']} .. {end}: {what}"] + why_lines(b["why"], "      ")
 
 
 def why_lines(why: dict, indent: str = "  ") -> list[str]:
@@ -279,7 +286,13 @@ def why_lines(why: dict, indent: str = "  ") -> list[str]:
             f"{indent}site at bus {why['site_bus']} could export {why['site_could_export_kw']:g} kW; the network takes "
             f"{why['site_envelope_kw']:g} kW from it when every site exports its envelope ({why['policy']} policy)"
         )
-    elif "action" in why:
+    if "site_import_envelope_kw" in why:
+        lines.append(
+            f"{indent}site at bus {why['site_bus']} could import {why['site_could_import_kw']:g} kW; the network "
+            f"gives it {why['site_import_envelope_kw']:g} kW when every site imports its envelope "
+            f"({why['policy']} policy)"
+        )
+    if "action" in why:
         lines.append(f"{indent}{why['action']} at bus {why['site_bus']}")
     t = why.get("transformer_loading_pct")
     if t:
@@ -289,6 +302,8 @@ def why_lines(why: dict, indent: str = "  ") -> list[str]:
         )
     for r in why.get("limits_broken_unmanaged", []):
         lines.append(f"{indent}unmanaged forecast: {r}")
+    if "price_per_kwh" in why:
+        lines.append(f"{indent}price {why['price_per_kwh']:g} per kWh ({why['source']})")
     for b in why.get("blocks", []):
         lines.append(f"{indent}{b['start']}: {b['value_w']:g} W")
         lines += why_lines({k: v for k, v in b.items() if k != "blocks"}, indent + "  ")

@@ -7,6 +7,12 @@ the network can take if every site of the zone exports its envelope at once, aro
 - ``max``: the largest total export (an LP; sites nearer the transformer get more).
 
 What a site could export is its generation forecast less its load (at the planning quantile), never negative.
+
+Import envelopes are the same the other way: the import every site of the zone can take at once (its feeder's
+forward rating, the lower voltage band), shared by ``equal`` or ``proportional`` (``max`` shares as ``equal``);
+what a site could import is its load (a charging point at its rating) less its generation, never negative, plus
+its storage's charge rating.
+
 Static limits (1.5 kW, 5 kW per site) are the same cap at a fixed value, checked by AC power flow like the
 envelopes."""
 
@@ -33,6 +39,7 @@ class Sites:
     node: np.ndarray  # tree position of each
     zone: np.ndarray
     cap_kw: np.ndarray  # (steps, sites) what each site could export
+    import_cap_kw: np.ndarray  # (steps, sites) what each site could import
     nameplate_kw: np.ndarray  # (sites,)
     net_kw: np.ndarray  # (steps, sites) net injection of the site in the plan
 
@@ -45,7 +52,9 @@ def sites(net, fleet: Fleet, sched: Schedule) -> Sites:  # noqa: ANN001  (Planni
     steps = fleet.steps
     gen = np.zeros((steps, len(buses)))
     load = np.zeros((steps, len(buses)))
+    peak = np.zeros((steps, len(buses)))  # load with every charging point at its rating
     plate = np.zeros(len(buses))
+    charge = np.zeros(len(buses))
     net_kw = np.zeros((steps, len(buses)))
     for k, s in enumerate(model.sgens):
         c = col.get(s.bus)
@@ -57,11 +66,14 @@ def sites(net, fleet: Fleet, sched: Schedule) -> Sites:  # noqa: ANN001  (Planni
         c = col.get(st.bus)
         if c is not None:
             plate[c] += st.sn_mva * 1000
+            charge[c] += st.sn_mva * 1000
             net_kw[:, c] -= sched.storage_p[:, k] * 1000
+    ev_rating = {ev.load: ev.power_kw for ev in fleet.evs}
     for k, ld in enumerate(model.loads):
         c = col.get(ld.bus)
         if c is not None:
             load[:, c] += fleet.baseline.load_p[:, k] * 1000
+            peak[:, c] += np.maximum(fleet.baseline.load_p[:, k] * 1000, ev_rating.get(k, 0.0))
             net_kw[:, c] -= sched.load_p[:, k] * 1000
     node = np.array([tree.pos[int(b)] for b in buses], dtype=np.int64)
     return Sites(
@@ -69,6 +81,7 @@ def sites(net, fleet: Fleet, sched: Schedule) -> Sites:  # noqa: ANN001  (Planni
         node=node,
         zone=tree.zone[node],
         cap_kw=np.clip(gen - load, 0, None),
+        import_cap_kw=np.clip(peak - gen, 0, None) + charge[None, :],
         nameplate_kw=plate,
         net_kw=net_kw,
     )
@@ -102,6 +115,22 @@ class _ZoneCheck:
         v_lim = np.maximum(self.v_hi[None, :], self.v0 + np.minimum(d, 0) @ self.r.T)
         p_ok = ((p >= -self.pmax) | (p >= self.p0)) | ~self.has_branch[None, :]
         return ((v <= v_lim + 1e-6).all(axis=1)) & p_ok.all(axis=1)
+
+
+class _ZoneImportCheck(_ZoneCheck):
+    """The same zone the other way: is an import pattern within the lower voltage band and the forward rating?"""
+
+    def __init__(self, net, zone: int, site_idx: np.ndarray, s: Sites, op, margins: Margins) -> None:  # noqa: ANN001
+        super().__init__(net, zone, site_idx, s, op, margins)
+        self.v_lo = (net.vmin[net.zones[zone].nodes] + margins.voltage_pu) * MILLI
+
+    def ok(self, import_kw: np.ndarray) -> np.ndarray:
+        d = -import_kw - self.base_net
+        v = self.v0 + d @ self.r.T
+        p = self.p0 - d @ self.below.T
+        v_lim = np.minimum(self.v_lo[None, :], self.v0 + np.maximum(d, 0) @ self.r.T)
+        p_ok = ((p <= self.pmax) | (p <= self.p0)) | ~self.has_branch[None, :]
+        return ((v >= v_lim - 1e-6).all(axis=1)) & p_ok.all(axis=1)
 
 
 def _bisect(check: _ZoneCheck, pattern, hi: np.ndarray) -> np.ndarray:  # noqa: ANN001
@@ -183,6 +212,28 @@ def envelopes(net, s: Sites, op, policy: str, margins: Margins) -> np.ndarray:  
     return out
 
 
+def import_envelopes(net, s: Sites, op, policy: str, margins: Margins) -> np.ndarray:  # noqa: ANN001
+    """(steps, sites) import limit in kW under ``policy`` (``max`` shares as ``equal``)."""
+    if policy not in POLICIES:
+        raise ValueError(f"unknown policy {policy!r} (one of {', '.join(POLICIES)})")
+    out = np.zeros_like(s.import_cap_kw)
+    for zone in np.unique(s.zone):
+        idx = np.flatnonzero(s.zone == zone)
+        check = _ZoneImportCheck(net, int(zone), idx, s, op, margins)
+        cap = s.import_cap_kw[:, idx]
+        if policy == "proportional":
+            plate = np.maximum(cap.max(axis=0), 1e-9)  # what each site could import at most
+            ratio = np.divide(cap, plate[None, :]).max(axis=1)
+            got = _bisect(
+                check, lambda a, cap=cap, plate=plate: np.minimum(a[:, None] * plate[None, :], cap), ratio
+            )
+            out[:, idx] = np.minimum(got[:, None] * plate[None, :], cap)
+        else:
+            got = _bisect(check, lambda e, cap=cap: np.minimum(e[:, None], cap), cap.max(axis=1))
+            out[:, idx] = np.minimum(got[:, None], cap)
+    return out
+
+
 def static(s: Sites, limit_kw: float) -> np.ndarray:
     return np.minimum(s.cap_kw, limit_kw)
 
@@ -218,6 +269,42 @@ def export_schedule(model, fleet: Fleet, sched: Schedule, s: Sites, export_kw: n
     return out
 
 
+def import_schedule(model, sched: Schedule, s: Sites, import_kw: np.ndarray) -> Schedule:  # noqa: ANN001
+    """The plan with every connection point importing ``import_kw``: its generators as planned, its storage
+    idle, its loads taking the rest (in proportion to their planned power, at their planned power factor)."""
+    out = sched.copy()
+    col = {int(b): i for i, b in enumerate(s.buses)}
+    gen = np.zeros_like(import_kw)
+    for k, sg in enumerate(model.sgens):
+        c = col.get(sg.bus)
+        if c is not None:
+            gen[:, c] += out.sgen_p[:, k] * 1000
+    for k, st in enumerate(model.storages):
+        if st.bus in col:
+            out.storage_p[:, k] = 0.0
+    need = import_kw + gen  # what the site's loads draw
+    planned = np.zeros_like(import_kw)
+    count = np.zeros(len(s.buses))
+    for k, ld in enumerate(model.loads):
+        c = col.get(ld.bus)
+        if c is not None:
+            planned[:, c] += np.clip(out.load_p[:, k], 0, None) * 1000
+            count[c] += 1
+    for k, ld in enumerate(model.loads):
+        c = col.get(ld.bus)
+        if c is None:
+            continue
+        mine = np.clip(out.load_p[:, k], 0, None) * 1000
+        share = np.divide(mine, planned[:, c], out=np.full(len(mine), 1 / count[c]), where=planned[:, c] > 0)
+        p_kw = need[:, c] * share
+        pf = np.divide(
+            out.load_q[:, k], out.load_p[:, k], out=np.zeros(len(mine)), where=out.load_p[:, k] > 0
+        )
+        out.load_p[:, k] = p_kw / 1000
+        out.load_q[:, k] = p_kw / 1000 * pf
+    return out
+
+
 __all__ = [
     "MV_ZONE",
     "POLICIES",
@@ -225,6 +312,8 @@ __all__ = [
     "Sites",
     "envelopes",
     "export_schedule",
+    "import_envelopes",
+    "import_schedule",
     "sites",
     "static",
 ]

@@ -5,13 +5,21 @@ said nothing (the snapshot lists every default it used):
   ``rtgMaxWh``, ``rtgMaxChargeRateW``/``rtgMaxDischargeRateW``; DERSettings ``setMaxW``/``setMaxWh`` (a
   setting below the rating wins); DERStatus ``stateOfChargeStatus``;
 * a SunSpec Modbus inverter: its nameplate (``WRtg``, stored as ``ratedPower``) -- PV;
+* a 2030.5 EV charger (DERType 81 electric vehicle, 82 EVSE): its charge rate (``rtgMaxChargeRateW``, else
+  ``rtgMaxW``) and the energy it needs (``rtgMaxWh`` less the DERStatus ``stateOfChargeStatus``); unmanaged it
+  charges at its rate from now until it has that energy, and the plan may move its charging within that
+  window widened by ``resources.EV_DEFER_STEPS`` intervals;
+* a 2030.5 device that reported no DER but a DeviceCategory of a controllable load (thermostat, heaters, water
+  heater, pool pump, smart appliance, load control switch): demand response of the load at its connection point
+  (``DEFAULT_DEVICE_SHARE`` of it), controlled by 2030.5 DRLC EndDeviceControls;
 * an OpenADR VEN: demand response of the load at its connection point (``DEFAULT_VEN_SHARE`` of it);
 * a resource that answered one of the plan's controls "cannot comply" (2030.5 Response status 4, 8, 12..14,
   252..254) or opted out of one (OpenADR), within ``noncompliance_hold_s``, is not counted on: its PV is
   forecast as it will run, its battery as idle, the VEN's load as firm.
 
 Defaults (docs/planning.md): PV without a DERCapability 5 kW; storage without an energy rating 2 h at its
-power rating, without a state of charge 50 %; a VEN sheds 10 % of its connection point's load.
+power rating, without a state of charge 50 %; an EV charger without an energy rating needs 2 h at its rate, without
+a state of charge 50 % of its rating; a VEN or a DRLC device sheds 10 % of its connection point's load.
 
 Flexibility already bought is firm: a cleared offer of a mapped VEN (its LOAD_DISPATCH event, not cancelled) changes
 the VEN's connection point's net import by what the event asks, and the plan counts on it (``cleared``)."""
@@ -34,14 +42,19 @@ DEFAULT_PV_KW = 5.0
 DEFAULT_STORAGE_HOURS = 2.0
 DEFAULT_SOC_PERCENT = 50.0
 DEFAULT_VEN_SHARE = 0.10
-PV_TYPES, STORAGE_TYPES, BOTH_TYPES = {4}, {80}, {83}
+DEFAULT_DEVICE_SHARE = 0.10
+DEFAULT_EV_HOURS = 2.0
+PV_TYPES, STORAGE_TYPES, BOTH_TYPES, EV_TYPES = {4}, {80}, {83}, {81, 82}
+# DeviceCategoryType bits of loads 2030.5 DRLC controls (thermostat, strip and baseboard heaters, water heater,
+# pool pump, smart appliance, load control switch)
+DR_CATEGORY_BITS = (1 << 0) | (1 << 1) | (1 << 2) | (1 << 3) | (1 << 4) | (1 << 7) | (1 << 13)
 # 2030.5 ResponseType values that say the control was not (or will not be) followed
 WONT_COMPLY = {4, 8, 12, 13, 14, 252, 253, 254}
 
 
 @dataclass
 class Resource:
-    kind: str  # pv | battery | dr
+    kind: str  # pv | battery | ev | dr
     party: str  # device | modbus | ven
     id: str  # LFDI, Modbus name, venID
     bus: int
@@ -49,6 +62,7 @@ class Resource:
     energy_kwh: float = 0.0
     soc_percent: float = 0.0
     share: float = 0.0  # dr: share of the connection point's load
+    category: int = 0  # dr of a 2030.5 device: its DeviceCategoryType bits
     counted: bool = True
     defaults: list[str] = field(default_factory=list)
     said: list[str] = field(default_factory=list)  # what the resource reported that this is built from
@@ -56,9 +70,12 @@ class Resource:
 
     @property
     def key(self) -> str:
-        """How the plan names it: ``device:LFDI`` (``device:LFDI:storage`` for its battery), ``ven:VENID``,
-        ``modbus:NAME``."""
-        return f"{self.party}:{self.id}" + (":storage" if self.kind == "battery" else "")
+        """How the plan names it: ``device:LFDI`` (``device:LFDI:storage`` for its battery, ``:ev`` for its
+        charging, ``:dr`` for its load control), ``ven:VENID``, ``modbus:NAME``."""
+        suffix = {"battery": ":storage", "ev": ":ev"}.get(self.kind, "")
+        if self.kind == "dr" and self.party == "device":
+            suffix = ":dr"
+        return f"{self.party}:{self.id}{suffix}"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -83,10 +100,75 @@ def _parse(body: str | None) -> etree._Element | None:
     return None if body is None else etree.fromstring(body.encode())  # stored, schema-checked XML
 
 
-def device_resources(lfdi: str, bus: int, res: dict[str, str]) -> list[Resource]:
-    """The PV and/or storage of one 2030.5 device from its stored DER resources."""
+def _soc(status: etree._Element | None) -> float | None:
+    if status is None:
+        return None
+    node = status.find(f"{NS}stateOfChargeStatus")
+    if node is None or node.findtext(f"{NS}value") is None:
+        return None
+    return int(node.findtext(f"{NS}value") or 0) / 100  # PerCent: hundredths of a percent
+
+
+def ev_resource(lfdi: str, bus: int, cap: etree._Element | None, status: etree._Element | None) -> Resource:
+    """An EV charger: its charge rate and the energy it still needs."""
+    said: list[str] = [f"DERCapability type {_int(cap, 'type')}"] if cap is not None else []
+    defaults: list[str] = []
+    rate_w = None
+    for name in ("rtgMaxChargeRateW", "rtgMaxW"):
+        rate_w = _value(cap, name) if cap is not None else None
+        if rate_w is not None:
+            said.append(f"DERCapability {name} {rate_w:g} W")
+            break
+    if rate_w is None:
+        rate_w = DEFAULT_PV_KW * 1000
+        defaults.append(f"no charge rating: {DEFAULT_PV_KW:g} kW")
+    wh = _value(cap, "rtgMaxWh") if cap is not None else None
+    soc = _soc(status)
+    if wh is None:
+        need_wh = rate_w * DEFAULT_EV_HOURS
+        defaults.append(f"no rtgMaxWh: needs {DEFAULT_EV_HOURS:g} h at {rate_w:g} W")
+    else:
+        said.append(f"energy rating {wh:g} Wh")
+        if soc is None:
+            soc = DEFAULT_SOC_PERCENT
+            defaults.append(f"no DERStatus stateOfChargeStatus: {DEFAULT_SOC_PERCENT:g} %")
+        else:
+            said.append(f"DERStatus stateOfChargeStatus {soc:g} %")
+        need_wh = wh * max(0.0, 100.0 - soc) / 100
+    return Resource(
+        "ev",
+        "device",
+        lfdi,
+        bus,
+        power_kw=rate_w / 1000,
+        energy_kwh=need_wh / 1000,
+        soc_percent=soc or 0.0,
+        said=said,
+        defaults=defaults,
+    )
+
+
+def device_resources(lfdi: str, bus: int, res: dict[str, str], category: str = "") -> list[Resource]:
+    """The PV, storage, EV charging or load control of one 2030.5 device from its stored DER resources and
+    its DeviceCategory (hex bits)."""
     cap, settings, status = (_parse(res.get(k)) for k in ("dercap", "derg", "ders"))
     der_type = _int(cap, "type") if cap is not None else None
+    bits = int(category, 16) if category and all(c in "0123456789abcdefABCDEF" for c in category) else 0
+    if cap is None and settings is None and bits & DR_CATEGORY_BITS:
+        return [
+            Resource(
+                "dr",
+                "device",
+                lfdi,
+                bus,
+                share=DEFAULT_DEVICE_SHARE,
+                category=bits & DR_CATEGORY_BITS,
+                said=[f"DeviceCategory {category}"],
+                defaults=[f"demand response {DEFAULT_DEVICE_SHARE:.0%} of the connection point's load"],
+            )
+        ]
+    if der_type in EV_TYPES:
+        return [ev_resource(lfdi, bus, cap, status)]
     said: list[str] = []
     defaults: list[str] = []
     rated_w = _value(cap, "rtgMaxW") if cap is not None else None
@@ -124,11 +206,7 @@ def device_resources(lfdi: str, bus: int, res: dict[str, str]) -> list[Resource]
             b_def.append(f"no rtgMaxWh: {DEFAULT_STORAGE_HOURS:g} h at {power_w:g} W")
         else:
             b_said.append(f"energy rating {wh:g} Wh")
-        soc = None
-        if status is not None:
-            soc_node = status.find(f"{NS}stateOfChargeStatus")
-            if soc_node is not None and soc_node.findtext(f"{NS}value") is not None:
-                soc = int(soc_node.findtext(f"{NS}value") or 0) / 100  # PerCent: hundredths of a percent
+        soc = _soc(status)
         if soc is None:
             soc = DEFAULT_SOC_PERCENT
             b_def.append(f"no DERStatus stateOfChargeStatus: {DEFAULT_SOC_PERCENT:g} %")
@@ -207,7 +285,9 @@ async def snapshot(
             device = devices.get(sid)
             if device is None:
                 continue  # mapped but not (or no longer) enrolled
-            items = device_resources(sid, bus, await sep2_device.device_resources(session, device.id))
+            items = device_resources(
+                sid, bus, await sep2_device.device_resources(session, device.id), device.device_category
+            )
             if sid in refused_dev:
                 for r in items:
                     r.counted, r.why_not = False, refused_dev[sid]

@@ -13,6 +13,7 @@ import datetime as dt
 import logging
 from typing import Any
 
+import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
@@ -22,6 +23,7 @@ from server.orchestration import flexibility
 from server.orchestration.plan_dispatch import dispatch_plan
 from server.orchestration.plan_model import LoopInputs, MissingForecast, ZoneForecast
 from server.orchestration.plan_solve import solve
+from server.orchestration.resources import clock_price
 from server.store import Store
 from server.store.models import ForecastRun, GridNode
 from server.store.types import utcnow
@@ -185,6 +187,7 @@ async def _run(
                 iterations=o.plan_iterations,
                 time_limit_s=o.solver_time_limit_s,
                 firm_kw=firm,
+                price=_price(o.price_tariff, start, step_s, steps),
             )
             grid_model_id = model.id
         if not mapped:
@@ -200,6 +203,8 @@ async def _run(
     except PlanFailed as exc:
         await _record_failure(store, plan_id, model_name, exc.kind, exc.reason, record)
         raise
+    if o.price_tariff and "price" in result["outputs"]:
+        result["outputs"]["price"]["tariff"] = o.price_tariff
     record["defaults"] = sorted(
         {d for r in record["flexibility"] for d in r["defaults"]} | set(result["defaults"])
     )
@@ -218,6 +223,14 @@ async def _run(
         for kind in (alarms.PLAN_FAILED, alarms.FORECAST_FAILED):
             await alarms.clear(session, kind, subject(model_name))
         return plans.plan_dict(plan)
+
+
+def _price(tariff: str, start: dt.datetime, step_s: int, steps: int) -> list[float] | None:
+    """The price the plan holds against and publishes, when a tariff is named for it."""
+    if not tariff:
+        return None
+    hours = (start.timestamp() + step_s * (np.arange(steps) + 0.5)) % 86_400 / 3600
+    return [float(x) for x in clock_price(hours)]
 
 
 async def _put_in_force(session: Any, settings: Settings, plan: Any, now: dt.datetime) -> None:

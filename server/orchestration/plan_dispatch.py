@@ -1,12 +1,17 @@
 """A plan becomes events through the one core call (``events.create``), and a re-plan reconciles with the plan
 before it instead of piling up:
 
-* 2030.5 devices: each resource's blocks are DERControls in a program of the plan's own for that device
-  (``plan:LFDI`` for its export limit, ``plan:LFDI:storage`` for its battery setpoint), of primacy
-  ``orchestration.plan_primacy`` so that staff controls win. A block equal to a live control of the
-  predecessor (same value, same end) keeps that control; a new control supersedes the predecessor's
-  overlapping ones by the event rules (newer creationTime within a program); a predecessor control the new
-  plan overlaps nowhere is cancelled.
+* 2030.5 devices: each resource's blocks are events in a program of the plan's own for that device, of
+  primacy ``orchestration.plan_primacy`` so that staff controls win: DERControls in ``plan:LFDI`` (its site's
+  envelope: opModExpLimW and opModImpLimW where they bind, one control per run of equal limits),
+  ``plan:LFDI:storage`` (its battery's opModTargetW) and ``plan:LFDI:ev`` (its EV charging as opModImpLimW);
+  DRLC EndDeviceControls (a targetReduction in W) in the DR program ``plan:LFDI:dr`` it is enrolled in. A
+  block equal to a live event of the program (same payload, same end) keeps that event; a new DERControl
+  supersedes the older overlapping ones by the event rules (newer creationTime within a program); a live
+  event the new plan does not keep is cancelled (a DERControl only where nothing new overlaps it).
+* the plan's price series (when the loop planned against one, ``orchestration.price_tariff``): one
+  TimeTariffInterval per run of equal prices in the tariff's rate component ``plan energy``, each with the
+  OpenADR ELECTRICITY_PRICE signal the tariff's VENs receive; the plan's devices and VENs are enrolled.
 * OpenADR VENs: one LOAD_DISPATCH event per VEN over its blocks (0 between them); a re-plan modifies the
   predecessor's event (modificationNumber counts it), or cancels it when the VEN is no longer needed.
 * SunSpec Modbus inverters: each block's export limit, in % of the nameplate, queued with
@@ -25,9 +30,11 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server import delivery
-from server.core import events, oadr_events, plans, programs, telemetry
+from server.core import events, oadr_events, plans, pricing, programs, telemetry
 from server.core.dispatch import APPLY, schedule_modbus
 from server.store.models import EndDevice, Event, Plan, PlanEvent, Program, Ven
+
+PLAN_RATE = "plan energy"
 
 
 @dataclass
@@ -64,6 +71,17 @@ async def _plan_program(session: AsyncSession, device: EndDevice, suffix: str, p
     return program
 
 
+async def _dr_program(session: AsyncSession, device: EndDevice, primacy: int) -> Program:
+    name = f"plan:{device.lfdi}:dr"
+    program = await session.scalar(
+        select(Program).where(Program.kind == "dr", Program.name == name, Program.parent_ref == 0)
+    )
+    if program is None:
+        program = await programs.create(session, "dr", name, primacy=primacy, description="plan")
+    await programs.add_member(session, program, device=device)
+    return program
+
+
 async def _live(session: AsyncSession, program_id: int, now: dt.datetime) -> list[Event]:
     return list(
         await session.scalars(
@@ -72,6 +90,102 @@ async def _live(session: AsyncSession, program_id: int, now: dt.datetime) -> lis
             )
         )
     )
+
+
+def _der_payload(block: dict[str, Any]) -> dict[str, Any]:
+    return {"base": block.get("base") or {block["field"]: block["value_w"]}}
+
+
+def _dr_payload(block: dict[str, Any]) -> dict[str, Any]:
+    """A DRLC EndDeviceControl: the planned reduction as targetReduction in W (UnitType 2), and for a VEN of the
+    program the same as a LOAD_DISPATCH delta."""
+    watts = int(min(65535, max(0, round(block["value_w"]))))
+    return {
+        "device_category": block.get("device_category") or "00000001",
+        "control": {"targetReduction": {"type": 2, "value": watts}},
+        "signal": {
+            "name": "LOAD_DISPATCH",
+            "type": "delta",
+            "intervals": [{"duration_s": 1, "value": -watts}],
+        },
+    }
+
+
+def _price_payload(block: dict[str, Any]) -> dict[str, Any]:
+    return {"tou_tier": 0, "tiers": [{"price": int(block["price"]), "start_value": 0}]}
+
+
+def _same(kind: str, event: Event, payload: dict[str, Any]) -> bool:
+    """Does a live event already say what ``payload`` would (its stored, checked form)?"""
+    if kind == "der":
+        return bool(event.payload.get("base") == payload["base"])
+    if kind == "dr":
+        return bool(
+            event.payload.get("control") == payload["control"]
+            and event.payload.get("deviceCategory") == int(payload["device_category"], 16)
+        )
+    return [t["price"] for t in event.payload.get("tiers", [])] == [t["price"] for t in payload["tiers"]]
+
+
+async def _reconcile(
+    session: AsyncSession,
+    plan: Plan,
+    key: str,
+    program: Program,
+    kind: str,
+    blocks: list[dict[str, Any]],
+    now: dt.datetime,
+    out: Dispatched,
+) -> None:
+    """The blocks as events of ``program``: a live event equal to a block (same payload, same end) is kept,
+    the rest created; a live DERControl not kept is cancelled where nothing new overlaps it (what overlaps it
+    supersedes it), a live DR or price event not kept is cancelled."""
+    make = {"der": _der_payload, "dr": _dr_payload, "price": _price_payload}[kind]
+    live = await _live(session, program.id, now)
+    kept: set[int] = set()
+    made: list[Event] = []
+    for block in blocks:
+        span = _span(plan, block, now)
+        if span is None:
+            continue
+        start, duration = span
+        end = start + dt.timedelta(seconds=duration)
+        payload = make(block)
+        if "signal" in payload:
+            payload["signal"]["intervals"][0]["duration_s"] = duration
+        same = next(
+            (
+                e
+                for e in live
+                if e.id not in kept and e.end_at == end and e.start <= start and _same(kind, e, payload)
+            ),
+            None,
+        )
+        if same is not None:
+            kept.add(same.id)
+            out.kept += 1
+            await plans.link(session, plan.id, same.id, key, block["why"] | {"block": block["start"]})
+            continue
+        event = await events.create(
+            session,
+            program,
+            events.NewEvent(start=start, duration_s=duration, payload=payload, description=f"plan {plan.id}"),
+        )
+        made.append(event)
+        out.created += 1
+        await plans.link(session, plan.id, event.id, key, block["why"] | {"block": block["start"]})
+    for e in live:
+        if e.id in kept:
+            continue
+        overlapped = any(e.start < m.end_at and m.start < e.end_at for m in made)
+        # nothing of the new plan supersedes it: the plan no longer wants it. A DR or price event reaches
+        # OpenADR VENs too, which do not apply the 2030.5 supersession: the old one is cancelled either way
+        if not overlapped or kind != "der":
+            await events.cancel(session, e)
+            out.cancelled += 1
+
+
+SUFFIX = {"battery": ":storage", "ev": ":ev"}
 
 
 async def _device_blocks(
@@ -84,48 +198,67 @@ async def _device_blocks(
     now: dt.datetime,
     out: Dispatched,
 ) -> None:
-    suffix = ":storage" if res["kind"] == "battery" else ""
-    program = await _plan_program(session, device, suffix, primacy)
-    live = await _live(session, program.id, now)
-    kept: set[int] = set()
-    made: list[Event] = []
-    for block in res["blocks"]:
-        span = _span(plan, block, now)
-        if span is None:
-            continue
-        start, duration = span
-        end = start + dt.timedelta(seconds=duration)
-        base = {block["field"]: block["value_w"]}
-        same = next(
-            (
-                e
-                for e in live
-                if e.id not in kept and e.end_at == end and e.start <= start and e.payload.get("base") == base
-            ),
-            None,
+    if res["kind"] == "dr":
+        program = await _dr_program(session, device, primacy)
+        await _reconcile(session, plan, key, program, "dr", res["blocks"], now, out)
+        return
+    program = await _plan_program(session, device, SUFFIX.get(res["kind"], ""), primacy)
+    await _reconcile(session, plan, key, program, "der", res["blocks"], now, out)
+
+
+async def _price_blocks(
+    session: AsyncSession, plan: Plan, tariff_name: str, primacy: int, now: dt.datetime, out: Dispatched
+) -> None:
+    """The plan's price series as TimeTariffIntervals of the tariff ``tariff_name`` (its rate component
+    ``plan energy``: energy delivered, per kWh, prices in thousandths of the currency), each carrying the
+    OpenADR ELECTRICITY_PRICE its VENs receive; every 2030.5 device and VEN the plan has a resource for is
+    enrolled in the tariff."""
+    price = plan.outputs["price"]["per_kwh"]
+    tariff = await session.scalar(
+        select(Program).where(Program.kind == "price", Program.name == tariff_name, Program.parent_ref == 0)
+    )
+    if tariff is None:
+        tariff = await pricing.create_tariff(
+            session, tariff_name, price_power_of_ten=-3, primacy=primacy, description="plan"
         )
-        if same is not None:
-            kept.add(same.id)
-            out.kept += 1
-            await plans.link(session, plan.id, same.id, key, block["why"] | {"block": block["start"]})
-            continue
-        event = await events.create(
-            session,
-            program,
-            events.NewEvent(
-                start=start, duration_s=duration, payload={"base": base}, description=f"plan {plan.id}"
-            ),
+    rate = await session.scalar(
+        select(Program).where(
+            Program.kind == "rate", Program.parent_id == tariff.id, Program.name == PLAN_RATE
         )
-        made.append(event)
-        out.created += 1
-        await plans.link(session, plan.id, event.id, key, block["why"] | {"block": block["start"]})
-    for e in live:
-        if e.id in kept:
-            continue
-        overlapped = any(e.start < m.end_at and m.start < e.end_at for m in made)
-        if not overlapped:  # nothing of the new plan supersedes it: the plan no longer wants it
-            await events.cancel(session, e)
-            out.cancelled += 1
+    )
+    if rate is None:
+        rate = await pricing.add_rate(session, tariff, PLAN_RATE, power_of_ten=3, description="plan")
+    milli = [round(float(p) * 1000) for p in price]
+    blocks = []
+    for t0, t1, value in plan_solve_blocks(milli):
+        blocks.append(
+            {
+                "t0": t0,
+                "t1": t1,
+                "start": plan.outputs["intervals"][t0],
+                "price": value,
+                "why": {"price_per_kwh": value / 1000, "source": "the plan's objective"},
+            }
+        )
+    resources: dict[str, Any] = plan.outputs.get("resources", {})
+    lfdis = sorted({r["id"] for r in resources.values() if r["party"] == "device"})
+    for device in await session.scalars(select(EndDevice).where(EndDevice.lfdi.in_(lfdis))):
+        await programs.add_member(session, tariff, device=device)
+    ven_ids = sorted({r["id"] for r in resources.values() if r["party"] == "ven"})
+    for ven in await session.scalars(select(Ven).where(Ven.ven_id.in_(ven_ids))):
+        await programs.add_member(session, tariff, ven=ven)
+    await _reconcile(session, plan, f"price:{tariff_name}", rate, "price", blocks, now, out)
+
+
+def plan_solve_blocks(values: list[int]) -> list[tuple[int, int, int]]:
+    """Runs of equal values: [(first, end (exclusive), value)]."""
+    out: list[tuple[int, int, int]] = []
+    for t, v in enumerate(values):
+        if out and out[-1][2] == v and out[-1][1] == t:
+            out[-1] = (out[-1][0], t + 1, v)
+        else:
+            out.append((t, t + 1, v))
+    return out
 
 
 def _ven_intervals(
@@ -273,9 +406,12 @@ async def dispatch_plan(
             )
         elif res["party"] == "modbus":
             modbus[key] = await _modbus_blocks(session, plan, predecessor, key, res, now, out)
+    tariff_name = (plan.outputs.get("price") or {}).get("tariff")
+    if tariff_name:
+        await _price_blocks(session, plan, tariff_name, primacy, now, out)
     # the predecessor's resources this plan has nothing for: their live events end now
     if predecessor is not None:
-        mine = set(resources)
+        mine = set(resources) | ({f"price:{tariff_name}"} if tariff_name else set())
         for pe in await plans.links(session, predecessor.id):
             if pe.resource in mine:
                 continue

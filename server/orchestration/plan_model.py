@@ -9,7 +9,8 @@ bus): an uncontrolled rooftop system is part of its zone's measured net load,
 so its forecast carries it. A zone's forecast net load plus the counted PV's expected output (nameplate times
 the clear-sky shape at the feeder's coordinates) is the zone's gross load, shared over its loads in proportion
 to their rating. A zone nobody is mapped in has no forecast: its loads are taken at their rating (a default the
-plan lists).
+plan lists). A 2030.5 EV charger is a charging point of its own at its bus, on top of the zone's forecast: its
+unmanaged profile charges at its rate from the horizon's start until it has the energy it needs.
 
 Pure computation: ``solve`` runs in an executor."""
 
@@ -59,6 +60,8 @@ class LoopInputs:
     notes: list[str] = field(default_factory=list)
     # flexibility already bought (cleared offers): bus -> change of net import, kW per interval (+: more import)
     firm_kw: dict[int, list[float]] = field(default_factory=dict)
+    # energy price per kWh at the grid exchange per interval: the objective's, and published with the plan
+    price: list[float] | None = None
 
     def times(self) -> list[dt.datetime]:
         return [self.start + dt.timedelta(seconds=self.step_s * k) for k in range(self.steps)]
@@ -88,6 +91,20 @@ class Built:
     dr: list[Resource]
     defaults: list[str]
     zone_of_bus: dict[int, int]
+    evs: list[Resource] = field(default_factory=list)
+    ev_load: dict[str, int] = field(default_factory=dict)  # EV resource key -> its load's id
+
+
+def ev_profile_kw(power_kw: float, energy_kwh: float, steps: int, step_h: float) -> np.ndarray:
+    """Unmanaged charging: at the rate from the first interval until the energy is in."""
+    out = np.zeros(steps)
+    left = energy_kwh
+    for t in range(steps):
+        if left <= 1e-9:
+            break
+        out[t] = min(power_kw, left / step_h)
+        left -= out[t] * step_h
+    return out
 
 
 def build(inputs: LoopInputs) -> Built:
@@ -96,6 +113,7 @@ def build(inputs: LoopInputs) -> Built:
     pv = [r for r in counted if r.kind == "pv"]
     batteries = [r for r in counted if r.kind == "battery"]
     dr = [r for r in counted if r.kind == "dr"]
+    evs = [r for r in counted if r.kind == "ev" and r.energy_kwh > 0]
     dr_buses = {r.bus for r in dr}
     defaults: list[str] = []
     zone_of_bus = {int(b): int(z) for b, z in inputs.summary["bus_zone"].items()}
@@ -170,6 +188,14 @@ def build(inputs: LoopInputs) -> Built:
         loads.append(x)
         load_p[x.id] = np.asarray(kw[: inputs.steps], float) / 1000
         load_q[x.id] = np.zeros(inputs.steps)
+    ev_load: dict[str, int] = {}
+    for r in evs:
+        x = Load(next_id, r.key, r.bus, r.power_kw / 1000, 0.0, kind="ev")
+        next_id += 1
+        loads.append(x)
+        ev_load[r.key] = x.id
+        load_p[x.id] = ev_profile_kw(r.power_kw, r.energy_kwh, inputs.steps, inputs.step_s / 3600) / 1000
+        load_q[x.id] = np.zeros(inputs.steps)
     for x in loads:
         load_p.setdefault(x.id, np.full(inputs.steps, x.p_mw))
         load_q.setdefault(x.id, np.full(inputs.steps, x.q_mvar))
@@ -181,4 +207,4 @@ def build(inputs: LoopInputs) -> Built:
         sgen_p={k: r.power_kw / 1000 * shape for k, r in enumerate(pv)},
         storage_p={k: np.zeros(inputs.steps) for k in range(len(batteries))},
     )
-    return Built(network, profiles, pv, batteries, dr, defaults, zone_of_bus)
+    return Built(network, profiles, pv, batteries, dr, defaults, zone_of_bus, evs, ev_load)

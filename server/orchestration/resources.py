@@ -46,6 +46,12 @@ def default_price(steps: int) -> np.ndarray:
     return np.where((hours >= 10) & (hours < 16), 0.12, np.where((hours >= 17) & (hours < 21), 0.35, 0.25))
 
 
+def clock_price(hours_utc: np.ndarray) -> np.ndarray:
+    """``default_price``'s day by the clock: per kWh at each interval's UTC hour (midpoint)."""
+    h = np.asarray(hours_utc, dtype=float) % 24
+    return np.where((h >= 10) & (h < 16), 0.12, np.where((h >= 17) & (h < 21), 0.35, 0.25))
+
+
 @dataclass
 class Pv:
     sgen: int  # position in model.sgens

@@ -149,3 +149,29 @@ def test_plan_keeps_node_plans_and_takes_exactly_one_of_node_and_grid(capsys):
     assert main(["plan"]) == 1
     err = capsys.readouterr().err
     assert "--node" in err and "--grid" in err and "show" in err
+
+
+def test_import_envelopes_hold_by_ac_power_flow_where_what_sites_could_import_would_not():
+    """An evening peak the plan relieves: every site importing what it could (its load, its battery charging at
+    full rate) breaks limits; every site importing its import envelope at once keeps every limit, by AC."""
+    from server.orchestration.acflow import AcRunner, violations
+
+    model = feeder_model(pv_kw=5.0)
+    plan = plan_grid(model, profiles_for(model, load_scale=5.5), PlannerOptions(max_iterations=3))
+    assert plan.before.count > 0 and plan.after.count == 0
+    sites = env.sites(plan.net, plan.fleet, plan.schedule)
+    op = ac_point(model, plan.net.tree, plan.ac_after)
+    cap = sites.import_cap_kw
+    runner = AcRunner(model)
+    assert violations(model, runner.run(env.import_schedule(model, plan.schedule, sites, cap))).count > 0
+    for policy in ("equal", "proportional"):
+        got = env.import_envelopes(plan.net, sites, op, policy, plan.margins)
+        binding = [t for t in range(STEPS) if got[t].sum() < cap[t].sum() - 1e-3]
+        assert binding, policy
+        assert (got <= cap + 1e-6).all() and (got >= -1e-9).all()
+        held = violations(model, runner.run(env.import_schedule(model, plan.schedule, sites, got)))
+        assert held.count == 0, (policy, [v.to_dict() for v in held.by_element])
+        if policy == "equal":
+            for t in binding:
+                free = cap[t] > got[t] + 1e-6
+                assert free.any() and np.ptp(got[t][free]) < 1e-3  # one value for every site it holds back
