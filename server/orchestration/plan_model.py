@@ -23,10 +23,12 @@ import numpy as np
 
 from server.orchestration.flexibility import Resource
 from server.orchestration.network.model import Load, Network, Profiles, Sgen, Storage
+from server.orchestration.resources import FlexSpec
 
 ROUND_W = 10.0  # setpoints and limits are sent in steps of this many watts (equal neighbours merge)
 MIN_BATTERY_W = 50.0
 MIN_SHED_KW = 0.05
+MIN_OFFER_KW = 0.05  # less of an offer in an interval is not bought (solver noise)
 
 
 class MissingForecast(Exception):
@@ -39,6 +41,26 @@ class ZoneForecast:
     run_id: int
     issued_at: str
     points: dict[str, float]  # ISO interval start -> mean W
+
+
+@dataclass
+class OfferInput:
+    """An open offer of a VEN mapped in the model: over ``[start, end)`` its connection point's net import may
+    be raised by up to ``up_kw`` or lowered by up to ``down_kw``, at ``price`` per kWh."""
+
+    id: int
+    ven: str  # venID
+    bus: int
+    start: dt.datetime
+    end: dt.datetime
+    up_kw: float
+    down_kw: float
+    price: float
+
+    def available(self, times: list[dt.datetime], step_s: int) -> np.ndarray:
+        """(steps,) True in the plan's intervals the offer's window covers whole."""
+        step = dt.timedelta(seconds=step_s)
+        return np.array([self.start <= t and t + step <= self.end for t in times], dtype=bool)
 
 
 @dataclass
@@ -59,6 +81,7 @@ class LoopInputs:
     notes: list[str] = field(default_factory=list)
     # flexibility already bought (cleared offers): bus -> change of net import, kW per interval (+: more import)
     firm_kw: dict[int, list[float]] = field(default_factory=dict)
+    offers: list[OfferInput] = field(default_factory=list)
 
     def times(self) -> list[dt.datetime]:
         return [self.start + dt.timedelta(seconds=self.step_s * k) for k in range(self.steps)]
@@ -88,6 +111,10 @@ class Built:
     dr: list[Resource]
     defaults: list[str]
     zone_of_bus: dict[int, int]
+    offers: list[tuple[OfferInput, int]] = field(
+        default_factory=list
+    )  # each open offer and the load it moves
+    flex: list[FlexSpec] = field(default_factory=list)  # the same, as the planner takes them
 
 
 def build(inputs: LoopInputs) -> Built:
@@ -170,6 +197,19 @@ def build(inputs: LoopInputs) -> Built:
         loads.append(x)
         load_p[x.id] = np.asarray(kw[: inputs.steps], float) / 1000
         load_q[x.id] = np.zeros(inputs.steps)
+    # an open offer is a load of its own at the VEN's bus, nothing unmanaged, that the plan may move within it
+    times = inputs.times()
+    offers: list[tuple[OfferInput, int]] = []
+    flex: list[FlexSpec] = []
+    for o in inputs.offers:
+        x = Load(next_id, f"offer {o.id}", o.bus, 0.0, 0.0, kind="other")
+        next_id += 1
+        loads.append(x)
+        load_p[x.id] = np.zeros(inputs.steps)
+        load_q[x.id] = np.zeros(inputs.steps)
+        window = o.available(times, inputs.step_s)
+        offers.append((o, x.id))
+        flex.append(FlexSpec(x.id, o.up_kw * window, o.down_kw * window, o.price))
     for x in loads:
         load_p.setdefault(x.id, np.full(inputs.steps, x.p_mw))
         load_q.setdefault(x.id, np.full(inputs.steps, x.q_mvar))
@@ -181,4 +221,4 @@ def build(inputs: LoopInputs) -> Built:
         sgen_p={k: r.power_kw / 1000 * shape for k, r in enumerate(pv)},
         storage_p={k: np.zeros(inputs.steps) for k in range(len(batteries))},
     )
-    return Built(network, profiles, pv, batteries, dr, defaults, zone_of_bus)
+    return Built(network, profiles, pv, batteries, dr, defaults, zone_of_bus, offers, flex)
