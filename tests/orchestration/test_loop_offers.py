@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import func, select
 from test_loop import BAT, MODEL, VEN_ID, fleet, forecast, settings
 
+from server.cli import loop_cmds
 from server.core import grid_models, offers, plans
 from server.orchestration import loop
 from server.store import create_store
@@ -96,6 +97,12 @@ async def test_the_plan_buys_an_offer_cheaper_than_curtailment(store) -> None:  
     assert offer.status == "cleared" and offer.plan_id == bought.id and offer.event_id == event.id
     assert offer.cleared_kwh == pytest.approx(clearing["kwh"]) and offer.cleared_price == 0.02
 
+    # dso plan show: the offer among the inputs, what was bought in the clearing
+    shown = "\n".join(loop_cmds.show_lines(plans.plan_dict(bought, full=True)))
+    assert f"offer {offer_id} of {VEN_ID} at bus" in shown and "0.02 per kWh" in shown, shown
+    assert f"clearing: offer {offer_id} of {VEN_ID} bought up {clearing['kwh']:g} kWh" in shown, shown
+    assert f"event {event.id}" in shown and f"offer:{offer_id} (offer at bus" in shown, shown
+
     # a re-plan with the same inputs clears the offer again: the same event, kept, linked to the new plan
     again = await _plan(store, now)
     async with store.sessions() as session:
@@ -130,4 +137,6 @@ async def test_an_offer_dearer_than_curtailment_is_not_bought(store) -> None:  #
     # not bought: still open for a later plan, with why
     assert offer.status == "offered" and offer.plan_id is None
     assert offer.reason.startswith(f"not bought by plan {dear.id}")
+    shown = "\n".join(loop_cmds.show_lines(plans.plan_dict(dear, full=True)))
+    assert f"clearing: offer {offer_id} of {VEN_ID} not bought: price 5" in shown, shown
     print(f"\noffer at 5.0: curtailed {s['curtailed_kwh']} kWh (without: {base['curtailed_kwh']} kWh)")
