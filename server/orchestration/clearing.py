@@ -144,12 +144,10 @@ async def hold_plan_offers(session: AsyncSession, plan: Plan) -> None:
 
 async def record_plan_clearing(session: AsyncSession, plan: Plan, now: dt.datetime | None = None) -> None:
     """After a plan was dispatched: every offer it bought is ``cleared`` by it (kW, kWh, price, its event, the
-    plan); every other offer it considered that was open to it is open again (one an earlier plan had cleared
-    is released: its event was cancelled with the resource the plan no longer has)."""
+    plan); every other offer open to plans, one it considered or one an earlier plan of its model had cleared,
+    is open again (a released offer's event was cancelled with the resource the plan no longer has)."""
     now = now or utcnow()
     entries = [dict(c) for c in (plan.outputs or {}).get("clearing") or []]
-    if not entries:
-        return
     found = await _plan_offers(session, entries)
     linked = {pe.resource: pe.event_id for pe in await plans.links(session, plan.id)}
     for c in entries:
@@ -172,11 +170,30 @@ async def record_plan_clearing(session: AsyncSession, plan: Plan, now: dt.dateti
             continue
         why = c["why"] or "nothing of it left to dispatch"
         released = o.plan_id is not None
-        o.status, o.plan_id, o.event_id = "offered", None, None
-        o.cleared_direction, o.cleared_kw, o.cleared_kwh, o.cleared_price = "", 0.0, 0.0, None
-        o.reason = (f"released by plan {plan.id}: " if released else f"not bought by plan {plan.id}: ") + why
-        o.reason = o.reason[:200]
+        _reopen(o, (f"released by plan {plan.id}: " if released else f"not bought by plan {plan.id}: ") + why)
         if c["taken"]:
             c["taken"], c["why"] = False, why
+    # offers an earlier plan of the model bought that this one did not consider (the VEN unmapped, the window
+    # now outside the horizon): that plan's events for them were cancelled with it, so they are open again
+    taken = {int(c["offer"]) for c in entries if c["taken"]}
+    stale = await session.scalars(
+        select(FlexOffer)
+        .join(Plan, Plan.id == FlexOffer.plan_id)
+        .where(
+            FlexOffer.status == "cleared",
+            Plan.model_name == plan.model_name,
+            Plan.id != plan.id,
+            FlexOffer.id.not_in(taken or {0}),
+        )
+        .with_for_update(of=FlexOffer)
+    )
+    for o in stale:
+        _reopen(o, f"released by plan {plan.id}: not one of its offers")
     plan.outputs = plan.outputs | {"clearing": entries}
     await session.flush()
+
+
+def _reopen(o: FlexOffer, reason: str) -> None:
+    o.status, o.plan_id, o.event_id = "offered", None, None
+    o.cleared_direction, o.cleared_kw, o.cleared_kwh, o.cleared_price = "", 0.0, 0.0, None
+    o.reason = reason[:200]

@@ -6,12 +6,14 @@ clearing instead of piling up. Each plan is compared with the same plan run with
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 from sqlalchemy import func, select
 from test_loop import BAT, MODEL, VEN_ID, fleet, forecast, settings
 
 from server.cli import loop_cmds
-from server.core import grid_models, offers, plans
+from server.core import forecasts, grid_models, offers, plans
 from server.orchestration import loop
 from server.store import create_store
 from server.store.migrate import upgrade
@@ -117,6 +119,41 @@ async def test_the_plan_buys_an_offer_cheaper_than_curtailment(store) -> None:  
     # the first clearing is not counted on as firm by the re-plan (no double counting)
     assert again.inputs["cleared_flexibility"] == []
     assert again.check["summary"]["curtailed_kwh"] == pytest.approx(s["curtailed_kwh"], abs=0.5)
+
+    # a plan that no longer has the offer (its VEN taken off the model) cancels the event; the offer is open again
+    async with store.sessions.begin() as session:
+        await grid_models.unmap_resource(session, MODEL, "ven", VEN_ID)
+    gone = await _plan(store, now)
+    async with store.sessions() as session:
+        offer = await session.get(FlexOffer, offer_id)
+        event = await session.get(Event, event.id)
+    assert gone.outputs["clearing"] == [] and event.cancelled_at is not None
+    assert offer.status == "offered" and offer.plan_id is None and offer.event_id is None
+    assert offer.reason.startswith(f"released by plan {gone.id}")
+
+
+async def test_the_day_ahead_plan_buys_an_offer_for_tomorrow(store) -> None:  # noqa: ANN001
+    await fleet(store)
+    out = await forecasts.forecast_all(store, 48 * 3600, 900, 28)
+    assert all(v.startswith("run") for v in out.values()), out
+    async with store.sessions.begin() as session:
+        await grid_models.unmap_resource(session, MODEL, "device", BAT)
+    now = utcnow()
+    without = await loop.run_plan(store, settings(), MODEL, "day_ahead", now)
+    tomorrow = dt.datetime.fromisoformat(without["start"])
+    offer_id = await _offer(store, tomorrow, 96, 0.02)
+    plan = await loop.run_plan(store, settings(), MODEL, "day_ahead", now)
+    async with store.sessions() as session:
+        p = await plans.get(session, plan["id"])
+        links = {pe.resource: pe.event_id for pe in await plans.links(session, p.id)}
+        event = await session.get(Event, links[f"offer:{offer_id}"])
+    [clearing] = p.outputs["clearing"]
+    assert clearing["taken"] and event.start >= tomorrow
+    assert p.check["summary"]["curtailed_kwh"] < without["summary"]["curtailed_kwh"] - 1
+    print(
+        f"\nday-ahead: curtailed {without['summary']['curtailed_kwh']} -> {p.check['summary']['curtailed_kwh']} "
+        f"kWh, cost {without['summary']['cost']['total']} -> {p.check['summary']['cost']['total']}"
+    )
 
 
 async def test_an_offer_dearer_than_curtailment_is_not_bought(store) -> None:  # noqa: ANN001
