@@ -177,3 +177,18 @@ async def test_an_offer_dearer_than_curtailment_is_not_bought(store) -> None:  #
     shown = "\n".join(loop_cmds.show_lines(plans.plan_dict(dear, full=True)))
     assert f"clearing: offer {offer_id} of {VEN_ID} not bought: price 5" in shown, shown
     print(f"\noffer at 5.0: curtailed {s['curtailed_kwh']} kWh (without: {base['curtailed_kwh']} kWh)")
+
+    # down: without its battery the evening peak overloads the transformer beyond what demand response sheds;
+    # the VEN's offer to lower its import then is bought against that overload
+    async with store.sessions.begin() as session:
+        down_id = (await offers.create(session, "business", dear.start, dear.steps * 900, 0.0, 20.0, 0.10)).id
+    down = await _plan(store, now)
+    by_id = {c["offer"]: c for c in down.outputs["clearing"]}
+    assert not by_id[offer_id]["taken"] and by_id[down_id]["taken"] and by_id[down_id]["direction"] == "down"
+    assert min(by_id[down_id]["kw"]) < -1
+    after, before = down.check["summary"], dear.check["summary"]
+    assert after["violation_intervals_after"] < before["violation_intervals_after"], (after, before)
+    print(
+        f"down offer at 0.10: {by_id[down_id]['down_kwh']} kWh bought, violation intervals "
+        f"{before['violation_intervals_after']} -> {after['violation_intervals_after']}"
+    )
