@@ -131,6 +131,11 @@ class OpenAdrSettings:
     report_names: list[str] = field(default_factory=lambda: ["TELEMETRY_USAGE", "TELEMETRY_STATUS"])
     report_granularity_s: int = 60
     report_back_duration_s: int = 60
+    # an optIn availability schedule (oadrCreateOpt without an event) becomes one flexibility offer of the VEN
+    # per window; 2.0b carries no quantity or price there, so these give them (both kW 0: no offers)
+    availability_down_kw: float = 10.0
+    availability_up_kw: float = 0.0
+    availability_price: float = 0.20
 
 
 @dataclass
@@ -466,6 +471,9 @@ def _validate(s: Settings) -> None:
     if s.openadr.vtn_id.islower() or not s.openadr.vtn_id.strip():
         # OpenADR VENs (openleadr among them) reject an all-lowercase vtnID
         raise ConfigError(f"{where}: openadr.vtn_id must not be empty or all lower case")
+    oa = s.openadr
+    if not (oa.availability_down_kw >= 0 and oa.availability_up_kw >= 0 and oa.availability_price >= 0):
+        raise ConfigError(f"{where}: openadr.availability_down_kw, _up_kw and _price must not be negative")
     if s.openadr.max_body_bytes <= 0 or s.openadr.poll_freq_s <= 0:
         raise ConfigError(f"{where}: openadr.max_body_bytes and openadr.poll_freq_s must be positive")
     if s.openadr3.token_ttl_s < 1 or s.openadr3.max_body_bytes <= 0:

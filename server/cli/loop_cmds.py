@@ -190,6 +190,8 @@ def _summary_line(s: dict) -> str:
     return (
         f"violation intervals {s['violation_intervals_before']} -> {s['violation_intervals_after']} (AC power flow), "
         f"curtailed {s['curtailed_kwh']:g} kWh, storage {s['battery_kwh']:g} kWh, shed {s['shed_kwh']:g} kWh"
+        + (f", offers {s['offers_kwh']:g} kWh for {s['offers_cost']:g}" if s.get("offers_kwh") else "")
+        + (f", cost {s['cost']['total']:g}" if s.get("cost") else "")
     )
 
 
@@ -235,6 +237,12 @@ def show_lines(out: dict, key: str | None = None, at: str | None = None) -> list
         if r["kind"] == "dr":
             size = f"{r['share']:.0%} of its connection point's load"
         lines.append(f"  flexibility {r['party']}:{r['id']} {r['kind']} at bus {r['bus']}: {size}, {counted}")
+    for o in inp.get("offers", []):
+        size = " ".join(f"{d} {o[d + '_kw']:g} kW" for d in ("up", "down") if o[d + "_kw"])
+        lines.append(
+            f"  offer {o['id']} of {o['ven']} at bus {o['bus']} ({o['source']}): {size} at {o['price']:g} per kWh, "
+            f"{o['start']} .. {o['end']}, {o['status']}"
+        )
     for d in inp.get("defaults", []):
         lines.append(f"  default used: {d}")
     if check.get("summary"):
@@ -250,6 +258,15 @@ def show_lines(out: dict, key: str | None = None, at: str | None = None) -> list
         imp = check.get("import_envelopes", {})
         broken = {k: v["intervals"] for k, v in imp.items() if v["intervals"]}
         lines.append(f"  import envelopes, AC check: {'no violation' if not broken else broken}")
+    for c in out.get("outputs", {}).get("clearing", []):
+        if c["taken"]:
+            event = f", event {c['event']}" if c.get("event") else ""
+            lines.append(
+                f"  clearing: offer {c['offer']} of {c['ven']} bought {c['direction']} {c['kwh']:g} kWh "
+                f"(up to {max(abs(v) for v in c['kw']):g} kW) at {c['price']:g}: {c['cost']:g}{event}"
+            )
+        else:
+            lines.append(f"  clearing: offer {c['offer']} of {c['ven']} not bought: {c['why']}")
     res = out.get("outputs", {}).get("resources", {})
     k_at = _interval_at(out, at) if at else None
     if at and k_at is None:

@@ -1,4 +1,5 @@
-"""Flexibility offers of aggregators: made (by staff for a VEN through the admin API), withdrawn, cleared.
+"""Flexibility offers of aggregators: made (by staff for a VEN through the admin API, or by the VEN itself with an
+OpenADR 2.0b optIn availability schedule: ``from_availability``), withdrawn, cleared.
 
 Clearing is ``server.orchestration.market.clear`` (pure); ``server.orchestration.clearing`` applies its result
 to these rows and turns cleared offers into events.
@@ -72,6 +73,65 @@ async def withdraw(session: AsyncSession, offer_id: int) -> FlexOffer:
     return offer
 
 
+async def from_availability(
+    session: AsyncSession,
+    ven_pk: int,
+    opt_id: str,
+    availability: list[dict[str, Any]],
+    up_kw: float,
+    down_kw: float,
+    price: float,
+) -> list[FlexOffer]:
+    """An OpenADR optIn availability schedule (``oadrCreateOpt`` with no event): one open offer of the VEN per
+    window, of ``up_kw`` / ``down_kw`` at ``price`` (``openadr.availability_*``: 2.0b carries neither). Sending
+    the same optID again replaces the opt's offers not yet bought; windows already over, empty or longer than
+    7 days are left out."""
+    await withdraw_opt(session, ven_pk, opt_id)
+    if up_kw <= 0 and down_kw <= 0:
+        return []
+    now = dt.datetime.now(dt.UTC)
+    out = []
+    for window in availability:
+        if not window.get("start") or not window.get("duration_s"):
+            continue
+        start = dt.datetime.fromisoformat(window["start"])
+        duration = int(window["duration_s"])
+        end = start + dt.timedelta(seconds=duration)
+        if start.tzinfo is None or not 0 < duration <= MAX_WINDOW_S or end <= now:
+            continue
+        offer = FlexOffer(
+            ven_pk=ven_pk,
+            start=start,
+            end_at=end,
+            up_kw=up_kw,
+            down_kw=down_kw,
+            price=price,
+            status="offered",
+            opt_id=opt_id[:64],
+        )
+        session.add(offer)
+        out.append(offer)
+    await session.flush()
+    return out
+
+
+async def withdraw_opt(session: AsyncSession, ven_pk: int, opt_id: str) -> int:
+    """The open offers an opt of the VEN made are withdrawn (the opt was cancelled or replaced); offers already
+    bought stay bought. Returns how many."""
+    found = list(
+        await session.scalars(
+            select(FlexOffer).where(
+                FlexOffer.ven_pk == ven_pk, FlexOffer.opt_id == opt_id[:64], FlexOffer.status == "offered"
+            )
+        )
+    )
+    for o in found:
+        o.status = "withdrawn"
+        o.reason = f"OpenADR opt {opt_id} cancelled or replaced"[:200]
+    await session.flush()
+    return len(found)
+
+
 def offers_query(status: str | None = None) -> Select[FlexOffer]:
     """Offers for staff, newest first."""
     if status is not None and status not in OFFER_STATUSES:
@@ -104,6 +164,8 @@ def offer_dict(o: FlexOffer, ven_name: str) -> dict[str, Any]:
         "cleared_at": o.cleared_at.isoformat() if o.cleared_at else None,
         "event_id": o.event_id,
         "reason": o.reason,
+        "plan_id": o.plan_id,
+        "opt_id": o.opt_id,
     }
 
 

@@ -27,7 +27,7 @@ def _zone_label(net: PlanningNetwork, zone: int) -> str:
 def flexibility_note(net: PlanningNetwork, fleet: Fleet, zone: int, t: int, ac: AcResult, kind: str) -> str:
     """What the zone's resources were doing in interval ``t`` of the plan (after the plan)."""
     tree = net.tree
-    in_zone = {k for k in ("pv", "batteries", "evs", "dr")}
+    in_zone = {k for k in ("pv", "batteries", "evs", "dr", "offers")}
     units = net.units.get(zone, {k: [] for k in in_zone})
     from server.orchestration.grid_planner import PlanningNetwork  # noqa: F401  (type only)
 
@@ -37,10 +37,14 @@ def flexibility_note(net: PlanningNetwork, fleet: Fleet, zone: int, t: int, ac: 
         parts.append(f"{len(units['pv'])} generator(s) with {avail:.1f} kW available")
         cap = sum(fleet.batteries[k].power_kw for k in units["batteries"])
         parts.append(f"{len(units['batteries'])} storage unit(s) of {cap:.1f} kW")
+        offered = sum(float(fleet.flex[k].up_kw[t]) for k in units.get("offers", []))
     else:
         shed = sum(float(fleet.dr[k].max_shed_kw[t]) for k in units["dr"])
         parts.append(f"demand response up to {shed:.1f} kW")
         parts.append(f"{len(units['evs'])} charging point(s)")
+        offered = sum(float(fleet.flex[k].down_kw[t]) for k in units.get("offers", []))
+    if units.get("offers"):
+        parts.append(f"{len(units['offers'])} offer(s) of {offered:.1f} kW")
     if zone != MV_ZONE:
         hv = net.zones[zone].hv_node
         bus_col = {b.id: i for i, b in enumerate(net.model.buses)}

@@ -34,6 +34,11 @@ class FleetArrays:
     dr_load: np.ndarray  # (D,)
     dr_node: np.ndarray
     dr_max: np.ndarray  # (D, steps) kW that may be shed
+    of_load: np.ndarray  # (O,) offers: the load each moves
+    of_node: np.ndarray
+    of_up: np.ndarray  # (O, steps) kW import may be raised by
+    of_down: np.ndarray  # (O, steps) kW import may be lowered by
+    of_price: np.ndarray  # (O,) per kWh moved
 
     @classmethod
     def of(cls, fleet: Fleet, pos: dict[int, int]) -> FleetArrays:
@@ -74,6 +79,11 @@ class FleetArrays:
             dr_load=ints([d.load for d in fleet.dr]),
             dr_node=ints([pos[d.bus] for d in fleet.dr]),
             dr_max=rows([d.max_shed_kw for d in fleet.dr]),
+            of_load=ints([o.load for o in fleet.flex]),
+            of_node=ints([pos[o.bus] for o in fleet.flex]),
+            of_up=rows([o.up_kw for o in fleet.flex]),
+            of_down=rows([o.down_kw for o in fleet.flex]),
+            of_price=floats([o.price for o in fleet.flex]),
         )
 
     def sessions_of(self, evs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

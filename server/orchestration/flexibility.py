@@ -21,8 +21,11 @@ Defaults (docs/planning.md): PV without a DERCapability 5 kW; storage without an
 power rating, without a state of charge 50 %; an EV charger without an energy rating needs 2 h at its rate, without
 a state of charge 50 % of its rating; a VEN or a DRLC device sheds 10 % of its connection point's load.
 
-Flexibility already bought is firm: a cleared offer of a mapped VEN (its LOAD_DISPATCH event, not cancelled) changes
-the VEN's connection point's net import by what the event asks, and the plan counts on it (``cleared``)."""
+Flexibility already bought by a manual clearing is firm: a cleared offer of a mapped VEN (its LOAD_DISPATCH event,
+not cancelled) changes the VEN's connection point's net import by what the event asks, and the plan counts on it
+(``cleared``). Offers a plan may buy (``open_offers``): those of mapped VENs still open whose window overlaps its
+horizon, and those an earlier plan cleared (the new plan clears them again: a re-plan supersedes its
+predecessor's clearing, keeping, modifying or cancelling the events it made)."""
 
 from __future__ import annotations
 
@@ -321,6 +324,29 @@ async def snapshot(
     return out
 
 
+async def open_offers(
+    session: AsyncSession, mapped: list[dict[str, Any]], start: dt.datetime, end: dt.datetime
+) -> list[tuple[FlexOffer, str, int]]:
+    """(offer, venID, bus) of every offer a plan of ``[start, end)`` may buy: of a mapped VEN, open or cleared
+    by a plan, its window overlapping the horizon; oldest first."""
+    bus_of = {m["id"]: int(m["bus"]) for m in mapped if m["kind"] == "ven"}
+    if not bus_of:
+        return []
+    rows = await session.execute(
+        select(FlexOffer, Ven.ven_id)
+        .join(Ven, Ven.id == FlexOffer.ven_pk)
+        .where(
+            Ven.ven_id.in_(list(bus_of)),
+            (FlexOffer.status == "offered")
+            | ((FlexOffer.status == "cleared") & FlexOffer.plan_id.is_not(None)),
+            FlexOffer.start < end,
+            FlexOffer.end_at > start,
+        )
+        .order_by(FlexOffer.id)
+    )
+    return [(o, ven_id, bus_of[ven_id]) for o, ven_id in rows]
+
+
 @dataclass
 class Cleared:
     """A cleared offer the plan counts on: its event's change of net import at the VEN's bus, kW per plan
@@ -357,6 +383,7 @@ async def cleared(
         .join(Event, Event.id == FlexOffer.event_id)
         .where(
             FlexOffer.status == "cleared",
+            FlexOffer.plan_id.is_(None),  # what a plan cleared, the next plan clears again (``open_offers``)
             Ven.ven_id.in_(list(bus_of)),
             Event.cancelled_at.is_(None),
             Event.start < end,

@@ -37,7 +37,7 @@ from server.orchestration.linear import (
 from server.orchestration.lp import Lp
 from server.orchestration.network.model import Network, Profiles
 from server.orchestration.network.topology import MV_ZONE, Tree, build_tree
-from server.orchestration.resources import Costs, Fleet, build_fleet, default_price
+from server.orchestration.resources import Costs, Fleet, FlexSpec, build_fleet, default_price
 from server.orchestration.schedule import Schedule
 from server.orchestration.zone_lp import (
     KW_PU,
@@ -66,6 +66,7 @@ class PlannerOptions:
     max_iterations: int = 4
     margins: Margins = field(default_factory=Margins)
     costs: Costs | None = None
+    offers: list[FlexSpec] = field(default_factory=list)  # aggregators' offers the plan may buy
     workers: int | None = None  # processes for the LV zones' LPs; None: ``zone_pool.default_workers()``
     # second LV pass: zones keep to the MV plan where their feeder is near a limit (see docs/planning.md)
     hold_boundary: bool = False
@@ -140,7 +141,13 @@ def prepare(model: Network, fleet: Fleet) -> PlanningNetwork:
         vmin[node] = max(vmin[node], b.v_min_pu)
         vmax[node] = min(vmax[node], b.v_max_pu)
     fa = FleetArrays.of(fleet, tree.pos)
-    nodes_of_kind = {"pv": fa.pv_node, "batteries": fa.bat_node, "evs": fa.ev_node, "dr": fa.dr_node}
+    nodes_of_kind = {
+        "pv": fa.pv_node,
+        "batteries": fa.bat_node,
+        "evs": fa.ev_node,
+        "dr": fa.dr_node,
+        "offers": fa.of_node,
+    }
     units: dict[int, dict[str, list[int]]] = {}
     unit_index: dict[int, dict[str, np.ndarray]] = {}
     for kind, nodes in nodes_of_kind.items():
@@ -151,7 +158,7 @@ def prepare(model: Network, fleet: Fleet) -> PlanningNetwork:
         keys, starts = np.unique(zone[order], return_index=True)
         for z, part in zip(keys, np.split(order, starts[1:]), strict=True):
             unit_index.setdefault(int(z), {})[kind] = part.astype(np.int64)
-            units.setdefault(int(z), {"pv": [], "batteries": [], "evs": [], "dr": []})[kind] = part.tolist()
+            units.setdefault(int(z), {k: [] for k in nodes_of_kind})[kind] = part.tolist()
     r_cum, _ = cumulative_impedance(tree)
     zones = zone_models(tree)
     local_of = np.zeros(tree.n, np.int64)
@@ -216,6 +223,7 @@ def controllable_injection(net: PlanningNetwork, sched: Schedule, baseline: Sche
         - _per_node(net, "batteries", sched.storage_p[:, fa.bat_storage] * 1000)
         - _per_node(net, "evs", sched.load_p[:, fa.ev_load] * 1000)
         + _per_node(net, "dr", (baseline.load_p[:, fa.dr_load] - sched.load_p[:, fa.dr_load]) * 1000)
+        + _per_node(net, "offers", (baseline.load_p[:, fa.of_load] - sched.load_p[:, fa.of_load]) * 1000)
     )
 
 
@@ -325,6 +333,7 @@ def _solve_mv(
         batteries=units.get("batteries", empty),
         evs=units.get("evs", empty),
         dr=units.get("dr", empty),
+        offers=units.get("offers", empty),
         fixed_kw=fixed,
         aggregates=Aggregates(at, down_at, up_at),
     )
@@ -464,7 +473,7 @@ def plan_grid(
     model: Network, profiles: Profiles, options: PlannerOptions | None = None, runner: AcRunner | None = None
 ) -> GridPlan:
     opts = options or PlannerOptions()
-    fleet = build_fleet(model, profiles, opts.quantile)
+    fleet = build_fleet(model, profiles, opts.quantile, opts.offers)
     costs = opts.costs or Costs(price=default_price(fleet.steps))
     net = prepare(model, fleet)
     runner = runner or AcRunner(model)

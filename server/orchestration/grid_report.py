@@ -45,6 +45,13 @@ def energy_cost(plan: GridPlan, sched: Schedule) -> dict[str, float]:
         "curtailment": float(curtailed * c.curtail),
         "battery_wear": through * c.wear,
         "demand_response": float(shed * c.dr),
+        "offers": float(
+            sum(
+                np.abs(sched.load_p[:, o.load] - f.baseline.load_p[:, o.load]).sum() * o.price for o in f.flex
+            )
+            * 1000
+            * dt
+        ),
     }
     parts["total"] = sum(parts.values())
     return {k: round(v, 2) for k, v in parts.items()}

@@ -19,9 +19,9 @@ from sqlalchemy.orm import selectinload
 
 from server.config import Settings
 from server.core import alarms, grid_models, plans
-from server.orchestration import flexibility
+from server.orchestration import clearing, flexibility
 from server.orchestration.plan_dispatch import dispatch_plan
-from server.orchestration.plan_model import LoopInputs, MissingForecast, ZoneForecast
+from server.orchestration.plan_model import LoopInputs, MissingForecast, OfferInput, ZoneForecast
 from server.orchestration.plan_solve import solve
 from server.orchestration.resources import clock_price
 from server.store import Store
@@ -152,6 +152,8 @@ async def _run(
             resources = await flexibility.snapshot(session, mapped, now, o.noncompliance_hold_s)
             steps = _covered_steps(fcs, model.summary, mapped, start, step_s, steps)
             bought = await flexibility.cleared(session, mapped, start, step_s, steps)
+            end = start + dt.timedelta(seconds=step_s * steps)
+            offered = await flexibility.open_offers(session, mapped, start, end)
             firm: dict[int, list[float]] = {}
             for c in bought:
                 firm[c.bus] = [a + b for a, b in zip(firm.get(c.bus, [0.0] * steps), c.kw, strict=True)]
@@ -161,6 +163,22 @@ async def _run(
                 "stale_forecasts": stale,
                 "flexibility": [r.to_dict() for r in resources],
                 "cleared_flexibility": [c.to_dict() for c in bought],
+                "offers": [
+                    {
+                        "id": o.id,
+                        "ven": ven_id,
+                        "bus": bus,
+                        "start": o.start.isoformat(),
+                        "end": o.end_at.isoformat(),
+                        "up_kw": o.up_kw,
+                        "down_kw": o.down_kw,
+                        "price": o.price,
+                        "status": o.status,
+                        "cleared_by_plan": o.plan_id,
+                        "source": f"openadr opt {o.opt_id}" if o.opt_id else "admin",
+                    }
+                    for o, ven_id, bus in offered
+                ],
                 "mappings": mapped,
                 "options": {
                     "quantile": o.quantile,
@@ -188,6 +206,10 @@ async def _run(
                 time_limit_s=o.solver_time_limit_s,
                 firm_kw=firm,
                 price=_price(o.price_tariff, start, step_s, steps),
+                offers=[
+                    OfferInput(o.id, ven_id, bus, o.start, o.end_at, o.up_kw, o.down_kw, o.price)
+                    for o, ven_id, bus in offered
+                ],
             )
             grid_model_id = model.id
         if not mapped:
@@ -236,6 +258,7 @@ def _price(tariff: str, start: dt.datetime, step_s: int, steps: int) -> list[flo
 async def _put_in_force(session: Any, settings: Settings, plan: Any, now: dt.datetime) -> None:
     predecessor = await plans.activate(session, plan, now)
     o = settings.orchestration
+    await clearing.hold_plan_offers(session, plan)
     await dispatch_plan(
         session,
         plan,
@@ -245,6 +268,7 @@ async def _put_in_force(session: Any, settings: Settings, plan: Any, now: dt.dat
         settings.openadr.near_window_s,
         now,
     )
+    await clearing.record_plan_clearing(session, plan, now)
 
 
 async def approve(store: Store, settings: Settings, plan_id: int, who: str) -> dict[str, Any]:

@@ -24,10 +24,12 @@ import numpy as np
 
 from server.orchestration.flexibility import Resource
 from server.orchestration.network.model import Load, Network, Profiles, Sgen, Storage
+from server.orchestration.resources import FlexSpec
 
 ROUND_W = 10.0  # setpoints and limits are sent in steps of this many watts (equal neighbours merge)
 MIN_BATTERY_W = 50.0
 MIN_SHED_KW = 0.05
+MIN_OFFER_KW = 0.05  # less of an offer in an interval is not bought (solver noise)
 
 
 class MissingForecast(Exception):
@@ -40,6 +42,26 @@ class ZoneForecast:
     run_id: int
     issued_at: str
     points: dict[str, float]  # ISO interval start -> mean W
+
+
+@dataclass
+class OfferInput:
+    """An open offer of a VEN mapped in the model: over ``[start, end)`` its connection point's net import may
+    be raised by up to ``up_kw`` or lowered by up to ``down_kw``, at ``price`` per kWh."""
+
+    id: int
+    ven: str  # venID
+    bus: int
+    start: dt.datetime
+    end: dt.datetime
+    up_kw: float
+    down_kw: float
+    price: float
+
+    def available(self, times: list[dt.datetime], step_s: int) -> np.ndarray:
+        """(steps,) True in the plan's intervals the offer's window covers whole."""
+        step = dt.timedelta(seconds=step_s)
+        return np.array([self.start <= t and t + step <= self.end for t in times], dtype=bool)
 
 
 @dataclass
@@ -62,6 +84,7 @@ class LoopInputs:
     firm_kw: dict[int, list[float]] = field(default_factory=dict)
     # energy price per kWh at the grid exchange per interval: the objective's, and published with the plan
     price: list[float] | None = None
+    offers: list[OfferInput] = field(default_factory=list)
 
     def times(self) -> list[dt.datetime]:
         return [self.start + dt.timedelta(seconds=self.step_s * k) for k in range(self.steps)]
@@ -93,6 +116,10 @@ class Built:
     zone_of_bus: dict[int, int]
     evs: list[Resource] = field(default_factory=list)
     ev_load: dict[str, int] = field(default_factory=dict)  # EV resource key -> its load's id
+    offers: list[tuple[OfferInput, int]] = field(
+        default_factory=list
+    )  # each open offer and the load it moves
+    flex: list[FlexSpec] = field(default_factory=list)  # the same, as the planner takes them
 
 
 def ev_profile_kw(power_kw: float, energy_kwh: float, steps: int, step_h: float) -> np.ndarray:
@@ -196,6 +223,19 @@ def build(inputs: LoopInputs) -> Built:
         ev_load[r.key] = x.id
         load_p[x.id] = ev_profile_kw(r.power_kw, r.energy_kwh, inputs.steps, inputs.step_s / 3600) / 1000
         load_q[x.id] = np.zeros(inputs.steps)
+    # an open offer is a load of its own at the VEN's bus, nothing unmanaged, that the plan may move within it
+    times = inputs.times()
+    offers: list[tuple[OfferInput, int]] = []
+    flex: list[FlexSpec] = []
+    for o in inputs.offers:
+        x = Load(next_id, f"offer {o.id}", o.bus, 0.0, 0.0, kind="other")
+        next_id += 1
+        loads.append(x)
+        load_p[x.id] = np.zeros(inputs.steps)
+        load_q[x.id] = np.zeros(inputs.steps)
+        window = o.available(times, inputs.step_s)
+        offers.append((o, x.id))
+        flex.append(FlexSpec(x.id, o.up_kw * window, o.down_kw * window, o.price))
     for x in loads:
         load_p.setdefault(x.id, np.full(inputs.steps, x.p_mw))
         load_q.setdefault(x.id, np.full(inputs.steps, x.q_mvar))
@@ -207,4 +247,4 @@ def build(inputs: LoopInputs) -> Built:
         sgen_p={k: r.power_kw / 1000 * shape for k, r in enumerate(pv)},
         storage_p={k: np.zeros(inputs.steps) for k in range(len(batteries))},
     )
-    return Built(network, profiles, pv, batteries, dr, defaults, zone_of_bus, evs, ev_load)
+    return Built(network, profiles, pv, batteries, dr, defaults, zone_of_bus, evs, ev_load, offers, flex)

@@ -23,7 +23,15 @@ from server.orchestration import lp
 from server.orchestration.acflow import AcResult, AcRunner, violations
 from server.orchestration.grid_planner import GridPlan, PlannerOptions, plan_grid
 from server.orchestration.linear import ac_point
-from server.orchestration.plan_model import MIN_BATTERY_W, MIN_SHED_KW, ROUND_W, Built, LoopInputs, build
+from server.orchestration.plan_model import (
+    MIN_BATTERY_W,
+    MIN_OFFER_KW,
+    MIN_SHED_KW,
+    ROUND_W,
+    Built,
+    LoopInputs,
+    build,
+)
 from server.orchestration.resources import Costs
 from server.orchestration.schedule import Schedule
 
@@ -87,6 +95,91 @@ def _reasons(plan: GridPlan, t0: int, t1: int) -> list[str]:
     return out[:5]
 
 
+def _clearing(
+    inputs: LoopInputs,
+    built: Built,
+    plan: GridPlan,
+    resources: dict[str, Any],
+    times: list[str],
+    zone_info: Any,
+) -> list[dict[str, Any]]:
+    """Each open offer the plan considered: what it bought of it per interval (kW, + more import), at what cost,
+    or why nothing; a bought offer becomes a resource ``offer:ID`` of the VEN whose blocks are its dispatch."""
+    step_h = inputs.step_s / 3600
+    position = {x.id: k for k, x in enumerate(plan.model.loads)}
+    curtailing = sum(
+        ((u.avail_kw - plan.schedule.sgen_p[:, u.sgen] * 1000).clip(0) for u in plan.fleet.pv),
+        np.zeros(inputs.steps),
+    )
+    out = []
+    for (o, load_id), spec in zip(built.offers, built.flex, strict=True):
+        k = position[load_id]
+        kw = (plan.schedule.load_p[:, k] - plan.fleet.baseline.load_p[:, k]) * 1000
+        kw = np.where(np.abs(kw) >= MIN_OFFER_KW, np.round(kw * 1000 / ROUND_W) * ROUND_W / 1000, 0.0)
+        up, down = float(kw.clip(0).sum() * step_h), float((-kw).clip(0).sum() * step_h)
+        taken = bool(np.any(kw != 0))
+        entry: dict[str, Any] = {
+            "offer": o.id,
+            "ven": o.ven,
+            "bus": o.bus,
+            "window": [o.start.isoformat(), o.end.isoformat()],
+            "up_kw": o.up_kw,
+            "down_kw": o.down_kw,
+            "price": o.price,
+            "kw": [round(float(v), 3) for v in kw],
+            "up_kwh": round(up, 3),
+            "down_kwh": round(down, 3),
+            "kwh": round(up + down, 3),
+            "cost": round((up + down) * o.price, 4),
+            "direction": ("both" if up and down else "up" if up else "down") if taken else "",
+            "taken": taken,
+            "why": "",
+        }
+        if not taken:
+            available = (spec.up_kw > 0) | (spec.down_kw > 0)
+            if not available.any():
+                entry["why"] = "its window covers no whole interval of the plan"
+            elif (spec.up_kw > 0).any() and (curtailing[spec.up_kw > 0] > MIN_OFFER_KW).any():
+                dearest = float((plan.costs.price + plan.costs.curtail)[spec.up_kw > 0].max())
+                entry["why"] = (
+                    f"price {o.price:g} per kWh: curtailing PV (at most {dearest:g} per kWh) is cheaper"
+                )
+            else:
+                entry["why"] = "the plan needs no flexibility of it at its price where and when it is offered"
+        out.append(entry)
+        if not taken:
+            continue
+        blocks_out = []
+        for t0, t1, value in blocks(kw * 1000, kw != 0):
+            blocks_out.append(
+                {
+                    "t0": t0,
+                    "t1": t1,
+                    "start": times[t0],
+                    "field": "LOAD_DISPATCH",
+                    "value_w": value,
+                    "why": {
+                        "site_bus": o.bus,
+                        "action": f"offer {o.id} cleared {'up' if value > 0 else 'down'} at {o.price:g} per kWh",
+                        "offer": o.id,
+                        "limits_broken_unmanaged": _reasons(plan, t0, t1),
+                        **zone_info(o.bus, t0, t1),
+                    },
+                }
+            )
+        resources[f"offer:{o.id}"] = {
+            "kind": "offer",
+            "party": "ven",
+            "id": o.ven,
+            "bus": o.bus,
+            "offer": o.id,
+            "price": o.price,
+            "kw": entry["kw"],
+            "blocks": blocks_out,
+        }
+    return out
+
+
 def solve(inputs: LoopInputs) -> dict[str, Any]:
     t_start = time.perf_counter()
     built = build(inputs)
@@ -97,7 +190,11 @@ def solve(inputs: LoopInputs) -> dict[str, Any]:
             built.network,
             built.profiles,
             PlannerOptions(
-                quantile=inputs.quantile, max_iterations=inputs.iterations, workers=1, costs=costs
+                quantile=inputs.quantile,
+                max_iterations=inputs.iterations,
+                workers=1,
+                costs=costs,
+                offers=built.flex,
             ),
         )
     finally:
@@ -263,6 +360,7 @@ def solve(inputs: LoopInputs) -> dict[str, Any]:
             "blocks": out,
         }
     load_idx = {x.id: i for i, x in enumerate(built.network.loads)}
+    offer_loads = {load_id for _, load_id in built.offers}
     for r in built.evs:
         idx = load_idx[built.ev_load[r.key]]
         planned_w = plan.schedule.load_p[:, idx] * 1e6
@@ -306,7 +404,11 @@ def solve(inputs: LoopInputs) -> dict[str, Any]:
     for r in built.dr:
         sharing[r.bus] = sharing.get(r.bus, 0) + 1
     for r in built.dr:
-        at = [load_idx[x.id] for x in built.network.loads if x.bus == r.bus and x.kind != "ev"]
+        at = [
+            load_idx[x.id]
+            for x in built.network.loads
+            if x.bus == r.bus and x.kind != "ev" and x.id not in offer_loads
+        ]
         shed_kw = (plan.fleet.baseline.load_p[:, at] - plan.schedule.load_p[:, at]).sum(axis=1) * 1000
         shed_kw = shed_kw / sharing[r.bus]  # resources at one connection point share its reduction
         out = []
@@ -337,10 +439,12 @@ def solve(inputs: LoopInputs) -> dict[str, Any]:
             "blocks": out,
         }
     step_h = inputs.step_s / 3600
-    curtailed = float(
-        sum((u.avail_kw - plan.schedule.sgen_p[:, u.sgen] * 1000).clip(0).sum() for u in plan.fleet.pv)
-        * step_h
+    clearing = _clearing(inputs, built, plan, resources, times, zone_info)
+    curtailed_t = sum(
+        ((u.avail_kw - plan.schedule.sgen_p[:, u.sgen] * 1000).clip(0) for u in plan.fleet.pv),
+        np.zeros(inputs.steps),
     )
+    curtailed = float(np.sum(curtailed_t) * step_h)
     before, after = plan.before.to_dict(), plan.after.to_dict()
 
     def count(d: dict[str, Any]) -> int:
@@ -375,8 +479,21 @@ def solve(inputs: LoopInputs) -> dict[str, Any]:
             ),
             3,
         ),
+        "offers_kwh": round(sum(c["kwh"] for c in clearing), 3),
+        "offers_cost": round(sum(c["cost"] for c in clearing), 4),
+        "offers_taken": sum(1 for c in clearing if c["taken"]),
         "seconds": round(time.perf_counter() - t_start, 2),
     }
+    # what the plan's own actions cost by the planner's figures (per kWh: curtailment at the energy price plus
+    # ``curtail``, load shed at ``dr``, an offer at its price)
+    unit = plan.costs
+    cost = {
+        "curtailment": float((curtailed_t * (unit.price + unit.curtail)).sum() * step_h),
+        "demand_response": summary["shed_kwh"] * unit.dr,
+        "offers": summary["offers_cost"],
+    }
+    cost["total"] = sum(cost.values())
+    summary["cost"] = {k: round(v, 4) for k, v in cost.items()}
     check = {
         "summary": summary,
         "before": before,
@@ -387,7 +504,12 @@ def solve(inputs: LoopInputs) -> dict[str, Any]:
         "transformers": transformers,
         "power_flows": plan.pf_runs + runner.total_runs,
     }
-    outputs: dict[str, Any] = {"intervals": times, "resources": resources, "policy": inputs.policy}
+    outputs: dict[str, Any] = {
+        "intervals": times,
+        "resources": resources,
+        "policy": inputs.policy,
+        "clearing": clearing,
+    }
     if inputs.price is not None:
         outputs["price"] = {"per_kwh": [round(float(x), 5) for x in plan.costs.price]}
     return {"outputs": outputs, "check": check, "defaults": built.defaults}

@@ -93,6 +93,28 @@ class Dr:
 
 
 @dataclass
+class Flex:
+    """An aggregator's offer the plan may buy: in each interval the load ``load`` (zero unmanaged) may be moved
+    up (more import) by at most ``up_kw[t]`` or down by at most ``down_kw[t]``, at ``price`` per kWh moved."""
+
+    load: int  # position in model.loads
+    bus: int
+    up_kw: np.ndarray
+    down_kw: np.ndarray
+    price: float
+
+
+@dataclass
+class FlexSpec:
+    """An offer as the caller gives it to the planner: the model's load (by id) it moves, kW per interval."""
+
+    load_id: int
+    up_kw: np.ndarray
+    down_kw: np.ndarray
+    price: float
+
+
+@dataclass
 class Fleet:
     steps: int
     step_h: float
@@ -101,10 +123,11 @@ class Fleet:
     batteries: list[Battery] = field(default_factory=list)
     evs: list[Ev] = field(default_factory=list)
     dr: list[Dr] = field(default_factory=list)
+    flex: list[Flex] = field(default_factory=list)
 
     @property
     def size(self) -> int:
-        return len(self.pv) + len(self.batteries) + len(self.evs) + len(self.dr)
+        return len(self.pv) + len(self.batteries) + len(self.evs) + len(self.dr) + len(self.flex)
 
 
 def quantile_scale(quantile: float) -> tuple[float, float]:
@@ -137,7 +160,9 @@ def ev_sessions(kw: np.ndarray, defer: int = EV_DEFER_STEPS) -> list[EvSession]:
     return out
 
 
-def build_fleet(model: Network, profiles: Profiles, quantile: float = 0.5) -> Fleet:
+def build_fleet(
+    model: Network, profiles: Profiles, quantile: float = 0.5, offers: list[FlexSpec] | None = None
+) -> Fleet:
     pv_scale, load_scale = quantile_scale(quantile)
     base = Schedule.from_profiles(model, profiles)
     base.sgen_p *= pv_scale
@@ -164,4 +189,10 @@ def build_fleet(model: Network, profiles: Profiles, quantile: float = 0.5) -> Fl
                 fleet.evs.append(Ev(k, ld.bus, max(ld.p_mw * 1000, float(kw.max())), sessions))
         elif ld.kind in DR_KINDS and kw.max() > 0:
             fleet.dr.append(Dr(k, ld.bus, DR_FRACTION * kw))
+    position = {ld.id: k for k, ld in enumerate(model.loads)}
+    for o in offers or []:
+        k = position[o.load_id]
+        up = np.clip(np.asarray(o.up_kw, float)[:steps], 0, None)
+        down = np.clip(np.asarray(o.down_kw, float)[:steps], 0, None)
+        fleet.flex.append(Flex(k, model.loads[k].bus, up, down, float(o.price)))
     return fleet

@@ -55,6 +55,9 @@ class Slack:
 # role keys of the columns and rows (``lp.role_key``): what they stand for, the same in every zone of a shape
 COL_PV, COL_CHARGE, COL_DISCHARGE, COL_SOC, COL_EV, COL_DR, COL_AGG_DOWN, COL_AGG_UP = range(1, 9)
 COL_FLOW, COL_DV, COL_SLACK, COL_SLACK_BOUNDARY = range(9, 13)
+COL_OFFER_DOWN, COL_OFFER_UP = 13, 14
+# an offer costs at least this per kWh: a free one is still bought only where it helps
+OFFER_TIE_BREAK = 1e-4
 ROW_SOC, ROW_EV, ROW_FLOW, ROW_DV, ROW_V, ROW_P, ROW_BOUNDARY = range(1, 8)
 
 RowLog = list[tuple[str, np.ndarray, np.ndarray]]  # ("v" | "p", local nodes, intervals) in the order added
@@ -70,6 +73,7 @@ class ZoneInput:
     batteries: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     evs: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     dr: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    offers: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     offset_pu: np.ndarray | None = None  # (steps,) or (steps, n) voltage change from outside the zone
     fixed_kw: np.ndarray | None = None  # (steps, n) injection change already decided (MV step: LV zones)
     aggregates: Aggregates | None = None
@@ -192,6 +196,21 @@ class ZoneBlock:
         )
         self.dr = (dr, u, ts, c0)
         entries(local_of[fa.dr_node[dr]][u], ts, c0 + np.arange(len(u)), 1.0)
+        # aggregators' offers: import lowered (down, injection up) or raised (up) at the offer's price per kWh
+        # and nothing else (the energy it moves is the aggregator's to settle), in the intervals it covers
+        of = _ints(zi.offers)
+        of_price = np.maximum(fa.of_price[of], OFFER_TIE_BREAK) * dt
+        od, tdn = np.nonzero(fa.of_down[of] > 0)
+        down0 = lp.add_cols(
+            0.0, fa.of_down[of][od, tdn], of_price[od], count=len(od), keys=role_key(COL_OFFER_DOWN, od, tdn)
+        )
+        entries(local_of[fa.of_node[of]][od], tdn, down0 + np.arange(len(od)), 1.0)
+        ou, tup = np.nonzero(fa.of_up[of] > 0)
+        up0 = lp.add_cols(
+            0.0, fa.of_up[of][ou, tup], of_price[ou], count=len(ou), keys=role_key(COL_OFFER_UP, ou, tup)
+        )
+        entries(local_of[fa.of_node[of]][ou], tup, up0 + np.arange(len(ou)), -1.0)
+        self.offers = (of, od, tdn, down0, ou, tup, up0)
         # LV zones' extra flexibility gets columns only in the intervals where they have some
         self.agg: tuple[np.ndarray, np.ndarray, int, np.ndarray, np.ndarray, int] | None = None
         if zi.aggregates is not None:

@@ -116,10 +116,18 @@ def zone_schedule(
     shed = np.zeros((steps, len(dr)))
     shed[ts, u] = x[c0 : c0 + len(u)] / 1000
     scale = np.divide(base - shed, base, out=np.ones_like(base), where=base > 0)
+    of, od, tdn, down0, ou, tup, up0 = block.offers
+    moved = np.zeros((steps, len(of)))  # MW, + more import
+    np.add.at(moved, (tdn, od), -x[down0 : down0 + len(od)] / 1000)
+    np.add.at(moved, (tup, ou), x[up0 : up0 + len(ou)] / 1000)
+    of_loads = fa.of_load[of]
     return {
         "sgen": (fa.pv_sgen[pv], sgen),
         "storage": (fa.bat_storage[bat], storage),
-        "load": (np.concatenate([fa.ev_load[evs], loads]), np.hstack([ev_p, base - shed])),
+        "load": (
+            np.concatenate([fa.ev_load[evs], loads, of_loads]),
+            np.hstack([ev_p, base - shed, fleet.baseline.load_p[:, of_loads] + moved]),
+        ),
         "load_q": (loads, fleet.baseline.load_q[:, loads] * scale),
     }
 
@@ -152,6 +160,7 @@ class ZoneSolver:
             batteries=units.get("batteries", empty),
             evs=units.get("evs", empty),
             dr=units.get("dr", empty),
+            offers=units.get("offers", empty),
             offset_pu=task.offset_pu,
             boundary_hi_kw=task.boundary_hi_kw,
             boundary_lo_kw=task.boundary_lo_kw,
@@ -159,7 +168,7 @@ class ZoneSolver:
         )
         lp = Lp()
         block = ZoneBlock(lp, zi, net.arrays, net.local_of, ctx.inj_op[:, zm.nodes], ctx.costs, ctx.margins)
-        shape = (len(zm.nodes), len(zi.pv), len(zi.batteries), len(zi.evs), len(zi.dr))
+        shape = (len(zm.nodes), len(zi.pv), len(zi.batteries), len(zi.evs), len(zi.dr), len(zi.offers))
         if task.group_start:
             self.templates.clear()
         template = self.templates.get(shape)
