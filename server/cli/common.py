@@ -116,8 +116,8 @@ class AdminClient:
         self.token = os.environ.get(ADMIN_TOKEN_VAR) or stored or settings.admin.token
         self.timeout = timeout
 
-    def call(self, method: str, path: str, body: Any = None) -> Any:
-        return self.exchange(method, path, body)[0]
+    def call(self, method: str, path: str, body: Any = None, timeout: float | None = None) -> Any:
+        return self.exchange(method, path, body, timeout=timeout)[0]
 
     def exchange(
         self,
@@ -126,6 +126,7 @@ class AdminClient:
         body: Any = None,
         headers: dict[str, str] | None = None,
         bearer: bool = True,
+        timeout: float | None = None,
     ) -> tuple[Any, http.client.HTTPMessage]:
         """One call: the decoded answer and the response headers; ``bearer=False`` sends no token (the login,
         and requests made with a session cookie in ``headers``)."""
@@ -135,7 +136,7 @@ class AdminClient:
             sent["Authorization"] = f"Bearer {self.token}"
         request = urllib.request.Request(self.base + path, data=data, method=method, headers=sent)
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+            with urllib.request.urlopen(request, timeout=timeout or self.timeout) as response:
                 raw, answer_headers = response.read(), response.headers
         except urllib.error.HTTPError as exc:
             try:

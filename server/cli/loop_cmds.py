@@ -140,6 +140,9 @@ def add_plan_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+PLAN_TIMEOUT_S = 900.0
+
+
 def cmd_plan_action(args: argparse.Namespace) -> int:
     client = admin(args)
     if args.action == "list":
@@ -155,7 +158,8 @@ def cmd_plan_action(args: argparse.Namespace) -> int:
     if not args.target:
         raise CliError(f"dso plan {args.action} needs {'a model' if args.action == 'run' else 'a plan id'}")
     if args.action == "run":
-        out = client.call("POST", "/api/v1/plans/runs", {"model": args.target})
+        # a plan is solved and checked by AC power flow before the answer: minutes on a large grid
+        out = client.call("POST", "/api/v1/plans/runs", {"model": args.target}, timeout=PLAN_TIMEOUT_S)
         emit(
             args, out, f"plan {out['id']} of {out['model']}: {out['status']}; {_summary_line(out['summary'])}"
         )

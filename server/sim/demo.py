@@ -102,7 +102,8 @@ class Demo:
         self.opts = opts
         self.out = out
         self.t0 = time.monotonic()
-        self.admin = AdminClient(settings)
+        # plans and grid imports answer when done, which on a loaded machine takes longer than a CLI call may
+        self.admin = AdminClient(settings, timeout=300)
         self.admin.base, self.admin.token = (
             settings.admin_url,
             settings.admin.token,
