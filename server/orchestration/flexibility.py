@@ -3,7 +3,10 @@ said nothing (the snapshot lists every default it used):
 
 * a 2030.5 device: DERCapability ``type`` (DERType: 4 PV, 80 storage, 83 PV and storage), ``rtgMaxW``,
   ``rtgMaxWh``, ``rtgMaxChargeRateW``/``rtgMaxDischargeRateW``; DERSettings ``setMaxW``/``setMaxWh`` (a
-  setting below the rating wins); DERStatus ``stateOfChargeStatus``;
+  setting below the rating wins); DERStatus ``stateOfChargeStatus``; for storage its DERAvailability
+  (``statWAvail`` and ``reservePercent`` cap its power; ``availabilityDuration`` seconds at that power is what it
+  may discharge from now, its state-of-charge floor; ``maxChargeDuration`` seconds at ``reserveChargePercent`` of
+  its charge rate what it may charge, its ceiling) and CSIP-AUS DERSettings ``setMinWh`` (a floor); ``_availability``;
 * a SunSpec Modbus inverter: its nameplate (``WRtg``, stored as ``ratedPower``) -- PV;
 * a 2030.5 EV charger (DERType 81 electric vehicle, 82 EVSE): its charge rate (``rtgMaxChargeRateW``, else
   ``rtgMaxW``) and the energy it needs (``rtgMaxWh`` less the DERStatus ``stateOfChargeStatus``); unmanaged it
@@ -18,7 +21,8 @@ said nothing (the snapshot lists every default it used):
   forecast as it will run, its battery as idle, the VEN's load as firm.
 
 Defaults (docs/planning.md): PV without a DERCapability 5 kW; storage without an energy rating 2 h at its
-power rating, without a state of charge 50 %; an EV charger without an energy rating needs 2 h at its rate, without
+power rating, without a state of charge 50 %, without a DERAvailability all of its energy and power available
+(floor 0 %, ceiling 100 %); an EV charger without an energy rating needs 2 h at its rate, without
 a state of charge 50 % of its rating; a VEN or a DRLC device sheds 10 % of its connection point's load.
 
 Flexibility already bought by a manual clearing is firm: a cleared offer of a mapped VEN (its LOAD_DISPATCH event,

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from lxml import etree
 
+from server.cli.loop_cmds import show_lines
 from server.core import parties, sep2_device
 from server.orchestration import flexibility, plan_model
 from server.orchestration.flexibility import Resource
@@ -125,6 +126,21 @@ async def test_snapshot_of_a_stored_device_lists_its_availability(store) -> None
         "no DERStatus stateOfChargeStatus: 50 %",
         "no DERAvailability: all of its energy and power available",
     ]
+    plan = {
+        "id": 1,
+        "model": "m",
+        "trigger": "t",
+        "status": "ok",
+        "reason": "",
+        "start": "s",
+        "steps": 1,
+        "step_s": 900,
+        "created_at": "c",
+        "inputs": {"flexibility": [a.to_dict(), b.to_dict()]},
+    }
+    shown = "\n".join(show_lines(plan))
+    assert "4 kW 10 kWh SOC 60 % (kept within 20..72.5 %)" in shown
+    assert "5 kW 10 kWh SOC 50 %, counted" in shown  # no band shown for one with no DERAvailability
     # the planner's storage of it: floor and ceiling as energy, the charge it holds unchanged
     st = plan_model.storage(0, a)
     assert st.min_e_mwh * 1000 == pytest.approx(2.0)
