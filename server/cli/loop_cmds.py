@@ -236,6 +236,9 @@ def show_lines(out: dict, key: str | None = None, at: str | None = None) -> list
         size = f"{r['power_kw']:g} kW" + (
             f" {r['energy_kwh']:g} kWh SOC {r['soc_percent']:g} %" if r["kind"] == "battery" else ""
         )
+        band = (r.get("min_soc_percent", 0.0), r.get("max_soc_percent", 100.0))  # plans before the band: none
+        if r["kind"] == "battery" and band != (0.0, 100.0):
+            size += f" (kept within {band[0]:.4g}..{band[1]:.4g} %)"
         if r["kind"] == "ev":
             size = f"{r['power_kw']:g} kW, needs {r['energy_kwh']:g} kWh"
         if r["kind"] == "dr":

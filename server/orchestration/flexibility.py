@@ -3,7 +3,10 @@ said nothing (the snapshot lists every default it used):
 
 * a 2030.5 device: DERCapability ``type`` (DERType: 4 PV, 80 storage, 83 PV and storage), ``rtgMaxW``,
   ``rtgMaxWh``, ``rtgMaxChargeRateW``/``rtgMaxDischargeRateW``; DERSettings ``setMaxW``/``setMaxWh`` (a
-  setting below the rating wins); DERStatus ``stateOfChargeStatus``;
+  setting below the rating wins); DERStatus ``stateOfChargeStatus``; for storage its DERAvailability
+  (``statWAvail`` and ``reservePercent`` cap its power; ``availabilityDuration`` seconds at that power is what it
+  may discharge from now, its state-of-charge floor; ``maxChargeDuration`` seconds at ``reserveChargePercent`` of
+  its charge rate what it may charge, its ceiling) and CSIP-AUS DERSettings ``setMinWh`` (a floor); ``_availability``;
 * a SunSpec Modbus inverter: its nameplate (``WRtg``, stored as ``ratedPower``) -- PV;
 * a 2030.5 EV charger (DERType 81 electric vehicle, 82 EVSE): its charge rate (``rtgMaxChargeRateW``, else
   ``rtgMaxW``) and the energy it needs (``rtgMaxWh`` less the DERStatus ``stateOfChargeStatus``); unmanaged it
@@ -18,7 +21,8 @@ said nothing (the snapshot lists every default it used):
   forecast as it will run, its battery as idle, the VEN's load as firm.
 
 Defaults (docs/planning.md): PV without a DERCapability 5 kW; storage without an energy rating 2 h at its
-power rating, without a state of charge 50 %; an EV charger without an energy rating needs 2 h at its rate, without
+power rating, without a state of charge 50 %, without a DERAvailability all of its energy and power available
+(floor 0 %, ceiling 100 %); an EV charger without an energy rating needs 2 h at its rate, without
 a state of charge 50 % of its rating; a VEN or a DRLC device sheds 10 % of its connection point's load.
 
 Flexibility already bought by a manual clearing is firm: a cleared offer of a mapped VEN (its LOAD_DISPATCH event,
@@ -41,6 +45,7 @@ from server.core import sep2_device, telemetry
 from server.store.models import EndDevice, Event, EventResponse, FlexOffer, ModbusDevice, PlanEvent, Ven
 
 NS = "{urn:ieee:std:2030.5:ns}"
+CSIPAUS_STORAGE_NS = "https://csipaus.org/ns/v1.3-beta/storage"
 DEFAULT_PV_KW = 5.0
 DEFAULT_STORAGE_HOURS = 2.0
 DEFAULT_SOC_PERCENT = 50.0
@@ -64,6 +69,8 @@ class Resource:
     power_kw: float = 0.0
     energy_kwh: float = 0.0
     soc_percent: float = 0.0
+    min_soc_percent: float = 0.0  # battery: the plan never takes it below (its reserve, what it can deliver)
+    max_soc_percent: float = 100.0  # battery: nor above (what it can still take)
     share: float = 0.0  # dr: share of the connection point's load
     category: int = 0  # dr of a 2030.5 device: its DeviceCategoryType bits
     counted: bool = True
@@ -85,7 +92,8 @@ class Resource:
 
 
 def _value(root: etree._Element, name: str) -> float | None:
-    node = root.find(f"{NS}{name}")
+    """``value`` x 10^``multiplier`` of the element ``name`` (a 2030.5 name, or one in Clark notation)."""
+    node = root.find(name if name.startswith("{") else f"{NS}{name}")
     if node is None:
         return None
     v = node.findtext(f"{NS}value")
@@ -215,20 +223,79 @@ def device_resources(lfdi: str, bus: int, res: dict[str, str], category: str = "
             b_def.append(f"no DERStatus stateOfChargeStatus: {DEFAULT_SOC_PERCENT:g} %")
         else:
             b_said.append(f"DERStatus stateOfChargeStatus {soc:g} %")
-        out.append(
-            Resource(
-                "battery",
-                "device",
-                lfdi,
-                bus,
-                power_kw=power_w / 1000,
-                energy_kwh=wh / 1000,
-                soc_percent=soc,
-                said=b_said,
-                defaults=b_def,
-            )
+        battery = Resource(
+            "battery",
+            "device",
+            lfdi,
+            bus,
+            power_kw=power_w / 1000,
+            energy_kwh=wh / 1000,
+            soc_percent=soc,
+            said=b_said,
+            defaults=b_def,
         )
+        _availability(battery, cap, settings, _parse(res.get("dera")), rated_w)
+        out.append(battery)
     return out
+
+
+def _availability(
+    r: Resource,
+    cap: etree._Element | None,
+    settings: etree._Element | None,
+    avail: etree._Element | None,
+    rated_w: float,
+) -> None:
+    """Bound a battery by the energy it keeps (CSIP-AUS DERSettings ``setMinWh``) and by what its
+    DERAvailability says it has in reserve now: ``statWAvail``, and ``reservePercent`` of ``setMaxW`` (hundredths
+    of a percent), cap the power the plan counts on; ``availabilityDuration`` seconds at that power is the most
+    it may discharge from now (its state-of-charge floor), ``maxChargeDuration`` seconds at ``reserveChargePercent``
+    of its charge rate (``setMaxChargeRateW``, else ``rtgMaxChargeRateW``, else its power) the most it may charge
+    (its ceiling). ``statVarAvail`` is listed, not used: the plan dispatches no reactive power of storage."""
+    power_w, wh = r.power_kw * 1000, r.energy_kwh * 1000
+    soc_wh = wh * r.soc_percent / 100
+    floor_wh, ceiling_wh = 0.0, wh
+    keep = _value(settings, f"{{{CSIPAUS_STORAGE_NS}}}setMinWh") if settings is not None else None
+    if keep is not None:
+        floor_wh = keep
+        r.said.append(f"DERSettings setMinWh {keep:g} Wh")
+    if avail is None:
+        r.defaults.append("no DERAvailability: all of its energy and power available")
+    else:
+        for name in ("statWAvail", "statVarAvail"):
+            v = _value(avail, name)
+            if v is None:
+                continue
+            r.said.append(f"DERAvailability {name} {v:g} {'W' if name == 'statWAvail' else 'var'}")
+            if name == "statWAvail":
+                power_w = min(power_w, max(0.0, v))
+        reserve = _int(avail, "reservePercent")
+        if reserve is not None:
+            r.said.append(f"DERAvailability reservePercent {reserve / 100:g} %")
+            power_w = min(power_w, rated_w * reserve / 10_000)
+        seconds = _int(avail, "availabilityDuration")
+        if seconds is not None:
+            r.said.append(f"DERAvailability availabilityDuration {seconds} s at {power_w:g} W")
+            floor_wh = max(floor_wh, soc_wh - power_w * seconds / 3600)
+        charge_w = r.power_kw * 1000
+        for source, name in ((settings, "setMaxChargeRateW"), (cap, "rtgMaxChargeRateW")):
+            v = _value(source, name) if source is not None else None
+            if v is not None:
+                charge_w = v
+                break
+        reserve = _int(avail, "reserveChargePercent")
+        if reserve is not None:
+            r.said.append(f"DERAvailability reserveChargePercent {reserve / 100:g} %")
+            charge_w = charge_w * reserve / 10_000
+        seconds = _int(avail, "maxChargeDuration")
+        if seconds is not None:
+            r.said.append(f"DERAvailability maxChargeDuration {seconds} s at {charge_w:g} W")
+            ceiling_wh = min(ceiling_wh, soc_wh + charge_w * seconds / 3600)
+    if wh > 0:
+        # never above what it holds now: a battery below its floor is not discharged, not made to charge
+        r.min_soc_percent = min(r.soc_percent, 100 * floor_wh / wh)
+        r.max_soc_percent = max(r.soc_percent, 100 * ceiling_wh / wh)
+    r.power_kw = power_w / 1000
 
 
 async def _refusals(session: AsyncSession, since: dt.datetime) -> tuple[dict[str, str], dict[str, str]]:

@@ -134,6 +134,23 @@ def ev_profile_kw(power_kw: float, energy_kwh: float, steps: int, step_h: float)
     return out
 
 
+def storage(k: int, r: Resource) -> Storage:
+    """A battery as the planner's storage: its state of charge kept within ``[min_soc_percent,
+    max_soc_percent]`` of its energy rating (the ceiling as the storage's capacity, its state of charge rescaled,
+    so the energy it holds now is unchanged)."""
+    soc_kwh = r.energy_kwh * r.soc_percent / 100
+    ceiling_kwh = max(r.energy_kwh * r.max_soc_percent / 100, soc_kwh, 1e-6)  # a model's storage holds > 0
+    return Storage(
+        k,
+        r.key,
+        r.bus,
+        sn_mva=r.power_kw / 1000,
+        max_e_mwh=ceiling_kwh / 1000,
+        soc_percent=100 * soc_kwh / ceiling_kwh,
+        min_e_mwh=min(r.energy_kwh * r.min_soc_percent / 100, soc_kwh) / 1000,
+    )
+
+
 def build(inputs: LoopInputs) -> Built:
     base = Network.from_dict(inputs.model)
     counted = [r for r in inputs.resources if r.counted]
@@ -154,17 +171,7 @@ def build(inputs: LoopInputs) -> Built:
         loads.append(Load(next_id, f"load at bus {bus}", bus, 0.001, 0.0, kind="household"))
         next_id += 1
     sgens = [Sgen(k, r.key, r.bus, r.power_kw / 1000, r.power_kw / 1000) for k, r in enumerate(pv)]
-    storages = [
-        Storage(
-            k,
-            r.key,
-            r.bus,
-            sn_mva=r.power_kw / 1000,
-            max_e_mwh=r.energy_kwh / 1000,
-            soc_percent=r.soc_percent,
-        )
-        for k, r in enumerate(batteries)
-    ]
+    storages = [storage(k, r) for k, r in enumerate(batteries)]
     network = replace(base, loads=loads, sgens=sgens, storages=storages)
     shape, note = pv_shape(inputs)
     if note and pv:

@@ -174,10 +174,10 @@ def build_fleet(
         fleet.pv.append(Pv(k, s.bus, np.clip(base.sgen_p[:, k], 0, None) * 1000))
     for k, st in enumerate(model.storages):
         e = st.max_e_mwh * 1000
+        soc0 = st.soc_percent / 100 * e
+        # the floor never above what it holds now (a battery below it is not discharged, not forced to charge)
         fleet.batteries.append(
-            Battery(
-                k, st.bus, st.sn_mva * 1000, e, st.soc_percent / 100 * e, st.min_e_mwh * 1000, st.efficiency
-            )
+            Battery(k, st.bus, st.sn_mva * 1000, e, soc0, min(st.min_e_mwh * 1000, soc0), st.efficiency)
         )
     for k, ld in enumerate(model.loads):
         kw = np.clip(base.load_p[:, k], 0, None) * 1000
