@@ -36,7 +36,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "conformance"))
 sys.path.insert(0, str(REPO / "tests"))
 
-from bench_pages import PG_ADMIN_URL, Client, _pg, admin, copy_of  # noqa: E402
+from bench_pages import PG_ADMIN_URL, Client, _pg, admin, copy_of, server_env  # noqa: E402
 from sqlalchemy import insert, select  # noqa: E402
 from support import LiveServer  # noqa: E402
 
@@ -149,9 +149,7 @@ def audit(server: LiveServer, client: Client, derc: str, program_id: int, histor
 
 
 def run(backend: str, url: str, sizes: list[int], gets: int, workdir: Path) -> list[tuple[int, float, float]]:
-    server = LiveServer(
-        workdir / backend, database_url=url, extra_env={"DSO_ORCHESTRATION__ENABLED": "false"}
-    )
+    server = LiveServer(workdir / backend, database_url=url, extra_env=server_env())
     server.init().start(timeout=60)
     out = []
     try:

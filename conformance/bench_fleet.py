@@ -48,7 +48,7 @@ sys.path.insert(0, str(REPO / "conformance"))
 sys.path.insert(0, str(REPO / "tests"))
 
 from bench_control_history import cpu_s, schedule_controls  # noqa: E402
-from bench_pages import PG_ADMIN_URL, Client, _pg, admin, mup_xml  # noqa: E402
+from bench_pages import PG_ADMIN_URL, Client, _pg, admin, mup_xml, server_env  # noqa: E402
 from support import LiveServer  # noqa: E402
 
 from server.pki import DevPki  # noqa: E402
@@ -328,17 +328,6 @@ def more_processes(server: LiveServer, n: int) -> list[subprocess.Popen[bytes]]:
                 raise RuntimeError(f"server process {i + 2} did not start:\n{log_path.read_text()}")
             time.sleep(0.2)
     return procs
-
-
-def server_env() -> dict[str, str]:
-    """The benchmarked server's settings: no scheduler; the per-client request budgets stay on (their cost is
-    part of every request) but far above what a closed-loop device asks for (each polls many times a second,
-    where a real one polls every pollRate)."""
-    return {
-        "DSO_ORCHESTRATION__ENABLED": "false",
-        "DSO_RATELIMIT__DEVICE_RATE": "100000",
-        "DSO_RATELIMIT__DEVICE_BURST": "100000",
-    }
 
 
 def run(backend: str, url: str, args: argparse.Namespace, workdir: Path) -> list[dict]:
