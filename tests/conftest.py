@@ -73,6 +73,18 @@ async def store(database_url):
 
 
 @pytest.fixture
+async def sqlite_store(tmp_path):
+    """A migrated store on SQLite only (tests of computation over stored data, not of the backends)."""
+    from server.store import create_store
+    from server.store.migrate import upgrade
+
+    s = create_store(f"sqlite+aiosqlite:///{tmp_path / 'store.sqlite3'}")
+    await upgrade(s)
+    yield s
+    await s.close()
+
+
+@pytest.fixture
 def quiet_server(tmp_path) -> Iterator[LiveServer]:
     """A real server with scheduled jobs off, so everything that happens comes from the test."""
     server = LiveServer(tmp_path / "dso", extra_env={"DSO_ORCHESTRATION__ENABLED": "false"}).init().start()

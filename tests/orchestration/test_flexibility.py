@@ -18,8 +18,6 @@ from server.orchestration import flexibility, plan_model
 from server.orchestration.flexibility import Resource
 from server.orchestration.resources import build_fleet
 from server.sep2 import xml
-from server.store import create_store
-from server.store.migrate import upgrade
 
 pytest.importorskip("pandapower")
 from support.grid_feeders import feeder_model, profiles_for  # noqa: E402
@@ -100,11 +98,8 @@ def test_csip_aus_set_min_wh_is_a_floor_and_a_floor_never_above_the_charge_held(
 
 
 @pytest.fixture
-async def store(tmp_path):
-    s = create_store(f"sqlite+aiosqlite:///{tmp_path / 'store.sqlite3'}")
-    await upgrade(s)
-    yield s
-    await s.close()
+def store(sqlite_store):  # noqa: ANN001, ANN201 - these tests need one backend
+    return sqlite_store
 
 
 async def test_snapshot_of_a_stored_device_lists_its_availability(store) -> None:

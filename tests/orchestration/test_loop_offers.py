@@ -15,8 +15,6 @@ from test_loop import BAT, MODEL, VEN_ID, fleet, forecast, settings
 from server.cli import loop_cmds
 from server.core import forecasts, grid_models, offers, plans
 from server.orchestration import loop
-from server.store import create_store
-from server.store.migrate import upgrade
 from server.store.models import Event, FlexOffer
 from server.store.types import utcnow
 
@@ -25,11 +23,8 @@ T1 = f"{MODEL}/T1"
 
 
 @pytest.fixture
-async def store(tmp_path):  # noqa: ANN001, ANN201
-    s = create_store(f"sqlite+aiosqlite:///{tmp_path / 'store.sqlite3'}")
-    await upgrade(s)
-    yield s
-    await s.close()
+def store(sqlite_store):  # noqa: ANN001, ANN201 - these tests need one backend
+    return sqlite_store
 
 
 async def _without_battery(store) -> None:  # noqa: ANN001

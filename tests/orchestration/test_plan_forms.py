@@ -27,8 +27,6 @@ from server.orchestration.resources import EV_DEFER_STEPS
 from server.sep2 import drlc as sep2_drlc
 from server.sep2 import pricing as sep2_pricing
 from server.sep2 import xml as sep2_xml
-from server.store import create_store
-from server.store.migrate import upgrade
 from server.store.models import EndDevice, Event, Program, ProgramMember, Ven
 from server.store.types import utcnow
 
@@ -102,11 +100,8 @@ async def fleet(store, battery: bool = True) -> None:  # noqa: ANN001
 
 
 @pytest.fixture
-async def store(tmp_path):
-    s = create_store(f"sqlite+aiosqlite:///{tmp_path / 'store.sqlite3'}")
-    await upgrade(s)
-    yield s
-    await s.close()
+def store(sqlite_store):  # noqa: ANN001, ANN201 - these tests need one backend
+    return sqlite_store
 
 
 async def linked(store, plan_id: int) -> dict[str, list[Event]]:  # noqa: ANN001
