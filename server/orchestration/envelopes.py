@@ -149,6 +149,19 @@ def _bisect(check: _ZoneCheck, pattern, hi: np.ndarray) -> np.ndarray:  # noqa: 
     return np.where(todo, lo, best)
 
 
+def _equal_share(check: _ZoneCheck, cap: np.ndarray) -> np.ndarray:
+    """(steps, sites): the largest limit every site of the zone may use at once, each capped by its own ``cap``."""
+    got = _bisect(check, lambda e: np.minimum(e[:, None], cap), cap.max(axis=1))
+    return np.minimum(got[:, None], cap)
+
+
+def _proportional_share(check: _ZoneCheck, cap: np.ndarray, plate: np.ndarray) -> np.ndarray:
+    """(steps, sites): the largest share of each site's ``plate`` all may use at once, capped by ``cap``."""
+    ratio = np.divide(cap, plate[None, :]).max(axis=1)
+    got = _bisect(check, lambda a: np.minimum(a[:, None] * plate[None, :], cap), ratio)
+    return np.minimum(got[:, None] * plate[None, :], cap)
+
+
 def _max_export(check: _ZoneCheck, cap: np.ndarray) -> np.ndarray:
     steps, n_sites = cap.shape
     out = np.zeros_like(cap)
@@ -198,15 +211,9 @@ def envelopes(net, s: Sites, op, policy: str, margins: Margins) -> np.ndarray:  
         check = _ZoneCheck(net, int(zone), idx, s, op, margins)
         cap = s.cap_kw[:, idx]
         if policy == "equal":
-            got = _bisect(check, lambda e, cap=cap: np.minimum(e[:, None], cap), cap.max(axis=1))
-            out[:, idx] = np.minimum(got[:, None], cap)
+            out[:, idx] = _equal_share(check, cap)
         elif policy == "proportional":
-            plate = np.maximum(s.nameplate_kw[idx], 1e-9)
-            ratio = np.divide(cap, plate[None, :]).max(axis=1)
-            got = _bisect(
-                check, lambda a, cap=cap, plate=plate: np.minimum(a[:, None] * plate[None, :], cap), ratio
-            )
-            out[:, idx] = np.minimum(got[:, None] * plate[None, :], cap)
+            out[:, idx] = _proportional_share(check, cap, np.maximum(s.nameplate_kw[idx], 1e-9))
         else:
             out[:, idx] = _max_export(check, cap)
     return out
@@ -222,15 +229,10 @@ def import_envelopes(net, s: Sites, op, policy: str, margins: Margins) -> np.nda
         check = _ZoneImportCheck(net, int(zone), idx, s, op, margins)
         cap = s.import_cap_kw[:, idx]
         if policy == "proportional":
-            plate = np.maximum(cap.max(axis=0), 1e-9)  # what each site could import at most
-            ratio = np.divide(cap, plate[None, :]).max(axis=1)
-            got = _bisect(
-                check, lambda a, cap=cap, plate=plate: np.minimum(a[:, None] * plate[None, :], cap), ratio
-            )
-            out[:, idx] = np.minimum(got[:, None] * plate[None, :], cap)
+            # in proportion to what each site could import at most
+            out[:, idx] = _proportional_share(check, cap, np.maximum(cap.max(axis=0), 1e-9))
         else:
-            got = _bisect(check, lambda e, cap=cap: np.minimum(e[:, None], cap), cap.max(axis=1))
-            out[:, idx] = np.minimum(got[:, None], cap)
+            out[:, idx] = _equal_share(check, cap)
     return out
 
 
