@@ -1,4 +1,7 @@
-"""The async engine and session factory for SQLite (WAL) or PostgreSQL."""
+"""The async engine and session factory for SQLite (WAL) or PostgreSQL.
+
+SQLite runs on the event loop's thread (``server.store.sqlite_inline``): no thread hop per statement, and a
+transaction's statements run without other requests' in between."""
 
 from __future__ import annotations
 
@@ -8,6 +11,8 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from server.store import sqlite_inline
 
 
 @dataclass
@@ -25,11 +30,13 @@ class Store:
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur = dbapi_conn.cursor()
-    # WAL lets readers proceed while one writer commits; busy_timeout rides out short write contention
+    # WAL lets readers proceed while one writer commits
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=5000")
+    # a locked database is waited for by the driver (an asyncio sleep), never by SQLite's sleeping busy handler,
+    # which would stop the event loop
+    cur.execute("PRAGMA busy_timeout=0")
     cur.close()
 
 
@@ -41,6 +48,8 @@ def create_store(
     elif url.startswith(("postgresql:", "postgres:")):
         url = "postgresql+asyncpg:" + url.split(":", 1)[1]
     kwargs: dict = {"echo": echo}
+    if url.startswith("sqlite+aiosqlite:"):
+        kwargs["module"] = sqlite_inline.dbapi()
     if url.startswith("postgresql"):
         # a closed connection is replaced when it is found broken (SQLAlchemy invalidates the pool on a
         # disconnect); recycling keeps connections from outliving server-side idle limits
