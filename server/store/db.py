@@ -40,6 +40,39 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.close()
 
 
+class _CommitInTask:
+    """``async with sessions.begin() as session``, committed (or rolled back) in the caller's own task.
+
+    SQLAlchemy's own runs the commit in a task of its own, which starts one turn of the event loop later; on
+    SQLite, whose one write lock a transaction holds from its first write to its commit, every other request's
+    write would wait out that turn. The session is still closed the way SQLAlchemy closes it (safe from the
+    caller's cancellation); the commit cannot be cut off halfway either, as SQLite's statements here never yield
+    except to wait for a lock (``sqlite_inline``)."""
+
+    __slots__ = ("session",)
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def __aenter__(self) -> AsyncSession:
+        await self.session.begin()
+        return self.session
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        try:
+            if exc_type is None:
+                await self.session.commit()
+            else:
+                await self.session.rollback()
+        finally:
+            await self.session.__aexit__(exc_type, exc, tb)
+
+
+class _SqliteSessions(async_sessionmaker[AsyncSession]):
+    def begin(self) -> Any:
+        return _CommitInTask(self())
+
+
 def create_store(
     url: str, echo: bool = False, pool_size: int = 20, max_overflow: int = 10, pool_pre_ping: bool = True
 ) -> Store:
@@ -59,7 +92,8 @@ def create_store(
     engine = create_async_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-    return Store(engine, async_sessionmaker(engine, expire_on_commit=False))
+    maker = _SqliteSessions if engine.dialect.name == "sqlite" else async_sessionmaker
+    return Store(engine, maker(engine, expire_on_commit=False))
 
 
 def upsert_insert(session: AsyncSession, model: Any) -> Any:

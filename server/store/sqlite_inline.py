@@ -168,7 +168,12 @@ class Connection:
         return self._open().__await__()
 
     async def _open(self) -> Connection:
-        self._conn = sqlite3.connect(*self._args, **{**self._kwargs, "check_same_thread": False})
+        # a transaction takes the write lock at its start (the sqlite3 module begins one before the first write):
+        # a BEGIN that finds the lock taken holds nothing yet and is safe to repeat, where a deferred one that had
+        # read first would be refused for good once the other writer commits (its snapshot is stale)
+        self._conn = sqlite3.connect(
+            *self._args, **{**self._kwargs, "check_same_thread": False, "isolation_level": "IMMEDIATE"}
+        )
         return self
 
     @property
