@@ -3,10 +3,10 @@ MirrorUsagePoints) and the runtime protocol settings staff change (poll/post rat
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from lxml import etree
-from sqlalchemy import Select, delete, insert, select, update
+from sqlalchemy import Select, Table, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -154,8 +154,9 @@ async def add_readings(session: AsyncSession, mup: Sep2Mup, body: str, count: in
     """Keep a post of readings to ``mup`` and count them (two Core statements: the hot path of every device's
     metering, where the ORM's unit of work would cost more than the writes)."""
     now = utcnow()
-    await session.execute(insert(Sep2MupReading.__table__).values(mup_id=mup.id, body=body, received_at=now))
-    table = Sep2Mup.__table__
+    readings = cast(Table, Sep2MupReading.__table__)
+    await session.execute(insert(readings).values(mup_id=mup.id, body=body, received_at=now))
+    table = cast(Table, Sep2Mup.__table__)
     await session.execute(
         update(table).where(table.c.id == mup.id).values(readings=table.c.readings + count, changed_at=now)
     )

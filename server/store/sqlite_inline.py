@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Generator, Iterable
 from typing import Any
 
 from sqlalchemy.dialects.sqlite.aiosqlite import AsyncAdapt_aiosqlite_dbapi
@@ -144,7 +144,7 @@ class _CursorOpening:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
 
-    def __await__(self):  # type: ignore[no-untyped-def]
+    def __await__(self) -> Generator[Any, None, Cursor]:
         return self.__aenter__().__await__()
 
     async def __aenter__(self) -> Cursor:
@@ -164,7 +164,7 @@ class Connection:
         self._thread = _NoThread()
         self._tx = _AtOnce()
 
-    def __await__(self):  # type: ignore[no-untyped-def]
+    def __await__(self) -> Generator[Any, None, Connection]:
         return self._open().__await__()
 
     async def _open(self) -> Connection:
@@ -216,7 +216,7 @@ class Connection:
         return self._open_conn().isolation_level
 
     @isolation_level.setter
-    def isolation_level(self, value: str | None) -> None:
+    def isolation_level(self, value: Any) -> None:
         self._open_conn().isolation_level = value
 
 
@@ -230,4 +230,4 @@ def dbapi() -> AsyncAdapt_aiosqlite_dbapi:
     """This driver as the DB-API module SQLAlchemy's async SQLite dialect expects (``create_engine(module=...)``)."""
     import sys
 
-    return AsyncAdapt_aiosqlite_dbapi(sys.modules[__name__], sqlite3)  # type: ignore[arg-type]
+    return AsyncAdapt_aiosqlite_dbapi(sys.modules[__name__], sqlite3)
