@@ -40,6 +40,14 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.close()
 
 
+def _mark_in_thread(_conn, cursor, _statement, _params, context, _many) -> None:
+    # the inline driver's cursor behind SQLAlchemy's adapter runs this one statement in a worker thread
+    if context is not None and context.execution_options.get(sqlite_inline.IN_THREAD):
+        driver_cursor = getattr(cursor, "_cursor", None)
+        if isinstance(driver_cursor, sqlite_inline.Cursor):
+            driver_cursor.in_thread = True
+
+
 class _CommitInTask:
     """``async with sessions.begin() as session``, committed (or rolled back) in the caller's own task.
 
@@ -92,8 +100,13 @@ def create_store(
     engine = create_async_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "before_cursor_execute", _mark_in_thread)
     maker = _SqliteSessions if engine.dialect.name == "sqlite" else async_sessionmaker
     return Store(engine, maker(engine, expire_on_commit=False))
+
+
+LONG_READ = {sqlite_inline.IN_THREAD: True}
+"""Execution options of a query that reads much (a history): on SQLite it runs off the event loop."""
 
 
 def upsert_insert(session: AsyncSession, model: Any) -> Any:

@@ -15,7 +15,9 @@ write to its commit without another request's statements in between. Two things 
   up to :data:`BUSY_TIMEOUT_S`; the loop keeps serving meanwhile. Only the first write of a transaction or its
   commit can find the lock taken (the sqlite3 module begins a transaction at its first write), and both are safe
   to repeat.
-* A slow statement holds the loop for its duration: the request path's statements are indexed and paged in SQL.
+* A slow statement holds the loop for its duration: the request path's statements are indexed and paged in SQL,
+  and a query known to read much (a forecast's or a measurement's history) says so with the execution option
+  :data:`IN_THREAD`; its execute and fetch then run in a worker thread while the loop goes on.
 
 The module has the attributes SQLAlchemy's aiosqlite adapter reads of aiosqlite (``connect``, ``Connection``,
 the DB-API exception classes, the SQLite version); see :func:`dbapi`.
@@ -31,6 +33,9 @@ from typing import Any
 
 from sqlalchemy.dialects.sqlite.aiosqlite import AsyncAdapt_aiosqlite_dbapi
 
+IN_THREAD = (
+    "sqlite_in_thread"  # execution option: run this statement off the event loop (``server.store.db``)
+)
 BUSY_TIMEOUT_S = 5.0
 _FIRST_WAIT_S, _LONGEST_WAIT_S = 0.001, 0.05
 
@@ -86,6 +91,7 @@ class _AtOnce:
 class Cursor:
     def __init__(self, cursor: sqlite3.Cursor) -> None:
         self._cursor = cursor
+        self.in_thread = False  # set for one statement by ``server.store.db`` (the IN_THREAD option)
 
     async def __aenter__(self) -> Cursor:
         return self
@@ -94,7 +100,12 @@ class Cursor:
         self._cursor.close()
 
     async def execute(self, sql: str, parameters: Any = ()) -> Cursor:
-        await _retrying(lambda: self._cursor.execute(sql, parameters))
+        if self.in_thread:
+            # SQLite's own busy handler is harmless off the loop; the connection is this task's alone meanwhile
+            await asyncio.to_thread(self._cursor.execute, sql, parameters)
+            self.in_thread = self._cursor.description is not None  # and its rows are fetched there too
+        else:
+            await _retrying(lambda: self._cursor.execute(sql, parameters))
         return self
 
     async def executemany(self, sql: str, parameters: Iterable[Any]) -> Cursor:
@@ -109,6 +120,9 @@ class Cursor:
         return self._cursor.fetchmany(self._cursor.arraysize if size is None else size)
 
     async def fetchall(self) -> list[Any]:
+        if self.in_thread:
+            self.in_thread = False
+            return await asyncio.to_thread(self._cursor.fetchall)
         return self._cursor.fetchall()
 
     async def close(self) -> None:
