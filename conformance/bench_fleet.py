@@ -12,6 +12,7 @@ one kept-alive TLS connection (the handshake is not timed) and runs closed-loop 
 
 * ``dcap``: ``GET /dcap`` again and again;
 * ``derc``: ``GET`` its DERControlList ``?l=50``;
+* ``post``: MirrorMeterReading posts only (one reading each);
 * ``cycle``: the poll cycle dcap -> edev list -> edev -> fsa -> derp -> derc -> actderc, plus
   ``--posts-per-cycle`` MirrorMeterReading posts to its MirrorUsagePoint (pollRate / postRate of the server's
   defaults: one).
@@ -55,7 +56,7 @@ from server.pki import DevPki  # noqa: E402
 from server.sep2 import xml  # noqa: E402
 
 LIVE = 50
-MODES = ("dcap", "derc", "cycle")
+MODES = ("dcap", "derc", "cycle", "post")
 
 
 @dataclass
@@ -179,13 +180,15 @@ async def run_devices(
             plan = [get_bytes("/dcap")]
         elif mode == "derc":
             plan = [get_bytes(d.cycle[5])]
+        elif mode == "post":
+            plan = []
         else:
             plan = [get_bytes(p) for p in d.cycle]
         while time.perf_counter() < deadline and tally.requests < budget:
             c0 = time.perf_counter()
             steps = list(plan)
-            if mode == "cycle":
-                for _ in range(posts):
+            if mode in ("cycle", "post"):
+                for _ in range(max(posts, 1) if mode == "post" else posts):
                     when[0] += 300  # every reading a new interval: each post stores one reading
                     steps.append(post_bytes(*reading_post(d.mup, d.mmr, when[0])))
             for raw in steps:

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from server.core import grid, net_split, telemetry
 from server.core.errors import Invalid, NotFound
 from server.store import Store
+from server.store.db import LONG_READ
 from server.store.models import ForecastPoint, ForecastRun, GridNode, TelemetryReading
 from server.store.types import utcnow
 
@@ -90,17 +91,21 @@ async def node_series(
         raise Invalid(f"grid node {name!r} has no members (add devices or VENs to it)")
     start = dt.datetime.fromtimestamp(since.timestamp() // step_s * step_s, dt.UTC)
     buckets = int((until - start).total_seconds() // step_s)
-    query = select(
-        TelemetryReading.source_kind,
-        TelemetryReading.source_id,
-        TelemetryReading.resource,
-        TelemetryReading.ts,
-        TelemetryReading.value,
-    ).where(
-        tuple_(TelemetryReading.source_kind, TelemetryReading.source_id).in_(sources),
-        TelemetryReading.measurement == measurement,
-        TelemetryReading.ts >= start,
-        TelemetryReading.ts < until,
+    query = (
+        select(
+            TelemetryReading.source_kind,
+            TelemetryReading.source_id,
+            TelemetryReading.resource,
+            TelemetryReading.ts,
+            TelemetryReading.value,
+        )
+        .where(
+            tuple_(TelemetryReading.source_kind, TelemetryReading.source_id).in_(sources),
+            TelemetryReading.measurement == measurement,
+            TelemetryReading.ts >= start,
+            TelemetryReading.ts < until,
+        )
+        .execution_options(**LONG_READ)
     )
     # a VEN reporting per resource (each charger, each battery behind it) is the sum of its resources
     rows = [

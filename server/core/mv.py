@@ -35,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.core import events, programs
 from server.core.errors import Invalid
+from server.store.db import LONG_READ
 from server.store.models import (
     EndDevice,
     Event,
@@ -343,7 +344,7 @@ async def _series(
     )
     if r.resource is not None:
         q = q.where(t.resource == r.resource)
-    rows = list(await session.execute(q))
+    rows = list(await session.execute(q.execution_options(**LONG_READ)))
     by_resource: dict[str, list[tuple[dt.datetime, float]]] = {}
     for res, ts, value in rows:
         by_resource.setdefault(res, []).append((ts, value))

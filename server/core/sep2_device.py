@@ -3,11 +3,12 @@ MirrorUsagePoints) and the runtime protocol settings staff change (poll/post rat
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from lxml import etree
-from sqlalchemy import Select, delete, select
+from sqlalchemy import Select, Table, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
 from server.core import changes
 from server.core.errors import Conflict, Invalid
@@ -149,13 +150,19 @@ async def mup_mmr_mrids(session: AsyncSession, mup_id: int) -> set[str]:
     return set(await session.scalars(select(Sep2Mmr.mrid).where(Sep2Mmr.mup_id == mup_id)))
 
 
-async def add_readings(session: AsyncSession, mup: Sep2Mup, body: str, count: int) -> Sep2MupReading:
-    reading = Sep2MupReading(mup_id=mup.id, body=body)
-    session.add(reading)
-    mup.readings += count
-    mup.changed_at = utcnow()
-    await session.flush()
-    return reading
+async def add_readings(session: AsyncSession, mup: Sep2Mup, body: str, count: int) -> None:
+    """Keep a post of readings to ``mup`` and count them (two Core statements: the hot path of every device's
+    metering, where the ORM's unit of work would cost more than the writes)."""
+    now = utcnow()
+    readings = cast(Table, Sep2MupReading.__table__)
+    await session.execute(insert(readings).values(mup_id=mup.id, body=body, received_at=now))
+    table = cast(Table, Sep2Mup.__table__)
+    await session.execute(
+        update(table).where(table.c.id == mup.id).values(readings=table.c.readings + count, changed_at=now)
+    )
+    # the object the caller holds says what the row now says
+    set_committed_value(mup, "readings", mup.readings + count)
+    set_committed_value(mup, "changed_at", now)
 
 
 async def delete_mups(session: AsyncSession, scope: Scope) -> int:

@@ -98,9 +98,9 @@ async def add_new(session: AsyncSession, readings: list[Reading]) -> list[Readin
         return []
     now = utcnow()
     rows = [{**asdict(r), "received_at": now} for r in readings]
-    t = TelemetryReading
+    t = TelemetryReading.__table__.c  # a Core insert: the ORM's bulk layer costs more than the rows here
     stmt = (
-        upsert_insert(session, t)
+        upsert_insert(session, TelemetryReading.__table__)
         .on_conflict_do_nothing(index_elements=list(READING_KEY))
         .returning(t.source_kind, t.source_id, t.resource, t.measurement, t.ts, t.reading_type)
     )

@@ -431,19 +431,18 @@ async def readings_triggered(
     for source, resource, value in change.readings:
         values.setdefault((source, resource.upper()), []).append(value)
     lfdis = {source for source, _ in values}
-    mups = {m.id: m for m in await session.scalars(select(Sep2Mup).where(Sep2Mup.device_lfdi.in_(lfdis)))}
-    if not mups:
-        return []
-    subs = list(
-        await session.scalars(
-            select(Sep2Subscription)
-            .where(Sep2Subscription.kind == "reading-list", Sep2Subscription.program_id.in_(list(mups)))
+    # one query: the subscriptions to reading lists of these devices' MirrorUsagePoints, with their MUP (none in
+    # the common case, so a post of readings pays one indexed lookup here)
+    found = (
+        await session.execute(
+            select(Sep2Subscription, Sep2Mup)
+            .join(Sep2Mup, Sep2Mup.id == Sep2Subscription.program_id)
+            .where(Sep2Subscription.kind == "reading-list", Sep2Mup.device_lfdi.in_(lfdis))
             .order_by(Sep2Subscription.id)
         )
-    )
+    ).all()
     out = []
-    for sub in subs:
-        mup = mups[sub.program_id or 0]
+    for sub, mup in found:
         mmrs = meter_readings(mup)
         k = sub.target_id or 0
         if not 1 <= k <= len(mmrs):

@@ -110,7 +110,7 @@ async def post_readings(request: web.Request) -> web.Response:
     )
     async with sessions(request).begin() as session:
         mup = await mup_in_scope(session, scope_of(request), path_int(request, "m"))
-        known = await devres.mup_mmr_mrids(session, mup.id)
+        known = metering.declared_types(mup.body)  # the mRIDs stored with it, parsed once per stored body
         for r in readings:
             if (xml.text(r, "mRID") or "").upper() not in known:
                 raise Invalid(
