@@ -422,8 +422,12 @@ class Demo:
             key=lambda w: need[(starts >= w) & (starts < w + hours * 3600)].sum(),
         )
         a, b = max(best, self.day0), min(best + int(hours * 3600), self.day0 + n * STEP)
-        energy = sum(e.energy_wh for e in self.ven.evs) / 1000
-        up_kw = round(min(sum(e.charger_w for e in self.ven.evs) / 1000, 0.9 * energy / hours), 1)
+        # what the cars can take on top of their baseline there: the plan counts on the bought raise as import
+        # it gets, whatever the hour the day starts at
+        up_kw = self.ven.raise_kw(a, b)
+        if up_kw <= 0:
+            self.say(f"market: {VEN_NAME} can raise its import by nothing {self.at(a)}-{self.at(b)} UTC")
+            return False
         offer = await self.call(
             "POST",
             "/api/v1/offers",
@@ -736,7 +740,7 @@ class Demo:
             f"{m.get('vm_max_pu')} pu), by AC power flow on the fleet's telemetry",
             f"  curtailment     {f['curtailed_kwh']:g} kWh of {f['pv_available_kwh']:g} kWh PV; batteries charged "
             f"{f['battery_charged_kwh']:g} kWh, discharged {f['battery_discharged_kwh']:g} kWh",
-            f"  EV charging     {f['ev_charged_kwh']:g} kWh charged; {f['ev_full_by_deadline']} cars full by their "
+            f"  EV charging     {f['ev_charged_kwh']:g} kWh charged; {f['ev_full_by_deadline']} cars charged by their "
             f"deadline ({f['ev_energy_short_kwh']:g} kWh short of {f['ev_energy_needed_kwh']:g} kWh)",
             f"  flexibility     {fl['bought_kwh']:g} kWh bought from {fl['awards']} offer(s) for {fl['cost']:.2f} "
             f"(pay as offered)",

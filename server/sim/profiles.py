@@ -79,13 +79,16 @@ class Site:
 
 @dataclass(frozen=True)
 class Ev:
-    """One car on one charger behind the aggregator: plugged in at ``arrive_h``, full by ``deadline_h`` (UTC)."""
+    """One car on one charger behind the aggregator: plugged in at ``arrive_h``, charged with the ``energy_wh``
+    its next trips need by ``deadline_h`` (UTC); its battery has ``room_wh`` more, which it takes only when the
+    aggregator is paid to raise its import (charging on the sun)."""
 
     name: str
     charger_w: float
     energy_wh: float
     arrive_h: float
     deadline_h: float
+    room_wh: float = 0.0
 
     def day_profile(self, step: int = STEP) -> np.ndarray:
         """Unmanaged charging over one UTC day (W per interval from 00:00): full power from arrival until the
@@ -125,16 +128,24 @@ def make_fleet(buses: list[int], seed: int = 2030, battery_every: int = 3) -> li
     return out
 
 
+EV_BATTERY_WH = 60_000.0
+
+
 def make_evs(n: int, seed: int = 2030) -> list[Ev]:
-    """The aggregator's cars: plugged in around 07:00 UTC at the depot, wanted full by 16:00 UTC."""
+    """The aggregator's cars: plugged in around 07:00 UTC at the depot, needing 18-30 kWh of their 60 kWh
+    batteries by 16:00 UTC."""
     rng = np.random.default_rng(seed + 7)
-    return [
-        Ev(
-            name=f"ev-{i + 1:02d}",
-            charger_w=11_000.0,
-            energy_wh=float(rng.choice([18_000, 22_000, 26_000, 30_000])),
-            arrive_h=float(6.75 + 0.25 * (i % 3)),
-            deadline_h=16.0,
+    out = []
+    for i in range(n):
+        need = float(rng.choice([18_000, 22_000, 26_000, 30_000]))
+        out.append(
+            Ev(
+                name=f"ev-{i + 1:02d}",
+                charger_w=11_000.0,
+                energy_wh=need,
+                arrive_h=float(6.75 + 0.25 * (i % 3)),
+                deadline_h=16.0,
+                room_wh=EV_BATTERY_WH - need,
+            )
         )
-        for i in range(n)
-    ]
+    return out

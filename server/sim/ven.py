@@ -9,9 +9,11 @@ over mutual TLS with its own certificate (pull model, simpleHttp):
 * polls (oadrPoll) until the VTN has nothing more, answering every oadrDistributeEvent with oadrCreatedEvent
   (optIn to each event that asks for a response);
 * follows its events physically (``play``): a LOAD_DISPATCH ``delta`` asks, per interval, for the depot's import
-  raised (positive W) or lowered (negative W) against what the cars would do unmanaged; the aggregator gives
-  those intervals first to the cars that still need energy (each within its charger's power and its own plug-in
-  window), then charges what every car still lacks as early as it can, so that each car is full by its deadline.
+  raised (positive W) or lowered (negative W) against what the cars would do unmanaged (charging on arrival
+  what they need by their deadline, which they still do outside the events); a raise charges the cars plugged
+  in beyond that need, into their batteries' spare room, each within its charger's power; a cut is made up as
+  early as it can outside the events, so that each car has what it needs by its deadline. It offers
+  (``raise_kw``) only the raise it can hold over the offered window.
 
 Messages are built and read with openleadr's message builder (its templates follow the 2.0b schema); the server
 validates every one against the schema.
@@ -296,60 +298,104 @@ class SimVen:
 
     def play(self, start: int, steps: int) -> EvDay:
         """The cars over ``steps`` simulated intervals from ``start`` as the aggregator runs them. Each car has
-        one session a UTC day (plugged in at its arrival, wanted full by its deadline); what a session charged
-        before ``start`` it charged unmanaged. The intervals an event asks for come first (the depot's import
-        there is the unmanaged one plus the delta, shared by the cars that still need energy), then each car
-        charges what it still lacks as early as it can."""
-        h = STEP / 3600
-        starts = start + np.arange(steps) * STEP  # interval starts
-        base = self.unmanaged(start, steps)
-        total_base = np.sum(list(base.values()), axis=0) if base else np.zeros(steps)
+        one session a UTC day (plugged in at its arrival, charged with what it needs by its deadline). Outside
+        its events every car charges as it would unmanaged: the baseline the DSO's forecast and M&V see. An
+        event's delta is shared, interval by interval, by the cars plugged in: a raise goes into their spare
+        battery room on top of what they need (so what the DSO bought is import it gets, not charging taken from
+        the hours before, which its plan counts on, nor from cars already charged before ``start``); a cut
+        charges less there and makes it up as early as it can outside the events, before the deadline."""
         delta = self.asked(start, steps)
-        asked = delta != 0
-        power = {ev.name: np.zeros(steps) for ev in self.evs}
-        # sessions: (car, plugged mask within the window, energy still needed, deadline inside the window)
-        sessions: list[tuple[Ev, np.ndarray, list[float], bool]] = []
-        for ev in self.evs:
-            profile = ev.day_profile()
-            for day in range(start // 86_400 - 1, (start + steps * STEP) // 86_400 + 1):
-                a, b = day * 86_400 + ev.arrive_h * 3600, day * 86_400 + ev.deadline_h * 3600
-                mask = (starts >= a) & (starts < b)
-                if not mask.any():
-                    continue
-                before = (np.arange(len(profile)) * STEP + day * 86_400 >= a) & (
-                    np.arange(len(profile)) * STEP + day * 86_400 < start
-                )
-                done = float(profile[before].sum() * h)
-                sessions.append((ev, mask, [max(0.0, ev.energy_wh - done)], b <= start + steps * STEP))
-        for i in np.flatnonzero(asked):
-            want = max(0.0, total_base[i] + delta[i])
-            live = [(ev, left) for ev, mask, left, _ in sessions if mask[i] and left[0] > 1e-6]
-            while want > 1e-6 and live:
-                share = want / len(live)
-                keep = []
-                for ev, left in live:
-                    p = max(0.0, min(share, ev.charger_w - power[ev.name][i], left[0] / h))
-                    power[ev.name][i] += p
-                    left[0] -= p * h
-                    want -= p
-                    if ev.charger_w - power[ev.name][i] > 1e-6 and left[0] > 1e-6:
-                        keep.append((ev, left))
-                live = keep
-        for ev, mask, left, _ in sessions:
-            for i in np.flatnonzero(mask & ~asked):
-                if left[0] <= 1e-6:
-                    break
-                p = min(ev.charger_w, left[0] / h)
-                power[ev.name][i] = p
-                left[0] -= p * h
-        due = [(ev, left[0]) for ev, _, left, inside in sessions if inside]
+        power, sessions = self._schedule(start, steps, delta)
+        due = [s for s in sessions if s.inside]
         return EvDay(
             start,
             power,
-            total_base,
+            np.sum([np.zeros(steps), *self.unmanaged(start, steps).values()], axis=0),
             delta,
-            full=sum(1 for _, left in due if left <= 1.0),
+            full=sum(1 for s in due if s.owed_wh <= 1.0),
             due=len(due),
-            needed_wh=sum(ev.energy_wh for ev, _ in due),
-            short_wh=sum(left for _, left in due),
+            needed_wh=sum(s.ev.energy_wh for s in due),
+            short_wh=sum(s.owed_wh for s in due),
         )
+
+    def raise_kw(self, start: int, end: int) -> float:
+        """The raise of the depot's import (kW, 0.1 kW steps) the aggregator can hold over every interval of
+        ``start``-``end`` on top of its baseline: what it may offer."""
+        steps = (end - start) // STEP
+        if steps <= 0 or not self.evs:
+            return 0.0
+
+        def holds(kw: float) -> bool:
+            power, _ = self._schedule(start, steps, np.full(steps, kw * 1000))
+            got = np.sum(list(power.values()), axis=0) - np.sum(
+                list(self.unmanaged(start, steps).values()), axis=0
+            )
+            return bool((got >= kw * 1000 - 1e-6).all())
+
+        lo, hi = 0, int(sum(ev.charger_w for ev in self.evs) / 100)  # in 0.1 kW
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            lo, hi = (mid, hi) if holds(mid / 10) else (lo, mid - 1)
+        return lo / 10
+
+    def _schedule(
+        self, start: int, steps: int, delta: np.ndarray
+    ) -> tuple[dict[str, np.ndarray], list[Session]]:
+        """Each car's power per interval (W) when the depot's import is asked to change by ``delta`` (W per
+        interval) against the baseline, and its sessions as they end."""
+        h = STEP / 3600
+        starts = start + np.arange(steps) * STEP  # interval starts
+        power = {name: w.astype(float) for name, w in self.unmanaged(start, steps).items()}
+        sessions: list[Session] = []
+        for ev in self.evs:
+            for day in range(start // 86_400 - 1, (start + steps * STEP) // 86_400 + 1):
+                a, b = day * 86_400 + ev.arrive_h * 3600, day * 86_400 + ev.deadline_h * 3600
+                mask = (starts >= a) & (starts < b)
+                if mask.any():
+                    sessions.append(Session(ev, mask, ev.room_wh, b <= start + steps * STEP))
+        for i in np.flatnonzero(delta):
+            live = [s for s in sessions if s.mask[i]]
+            if delta[i] > 0:  # into the spare room, within each charger's power
+                want = float(delta[i])
+                while want > 1e-6 and live:
+                    share, keep = want / len(live), []
+                    for s in live:
+                        p = max(0.0, min(share, s.ev.charger_w - power[s.ev.name][i], s.room_wh / h))
+                        power[s.ev.name][i] += p
+                        s.room_wh -= p * h
+                        want -= p
+                        if s.ev.charger_w - power[s.ev.name][i] > 1e-6 and s.room_wh > 1e-6:
+                            keep.append(s)
+                    live = keep
+            else:  # less now, owed until made up
+                cut = float(-delta[i])
+                live = [s for s in live if power[s.ev.name][i] > 1e-6]
+                while cut > 1e-6 and live:
+                    share, keep = cut / len(live), []
+                    for s in live:
+                        p = min(share, power[s.ev.name][i])
+                        power[s.ev.name][i] -= p
+                        s.owed_wh += p * h
+                        cut -= p
+                        if power[s.ev.name][i] > 1e-6:
+                            keep.append(s)
+                    live = keep
+        for s in sessions:
+            for i in np.flatnonzero(s.mask & (delta == 0)):
+                if s.owed_wh <= 1e-6:
+                    break
+                p = max(0.0, min(s.ev.charger_w - power[s.ev.name][i], s.owed_wh / h))
+                power[s.ev.name][i] += p
+                s.owed_wh -= p * h
+        return power, sessions
+
+
+@dataclass
+class Session:
+    """One car's plug-in of one day within the simulated intervals."""
+
+    ev: Ev
+    mask: np.ndarray  # the intervals it is plugged in
+    room_wh: float  # spare battery room left for raised import
+    inside: bool  # its deadline falls within the simulated intervals
+    owed_wh: float = 0.0  # energy a cut took that it has not made up yet

@@ -2,7 +2,8 @@
 OpenADR aggregator of EV chargers on a SimBench LV grid, plays one simulated day and judges it by AC power flow;
 `--json` prints the summary as one JSON object. Afterwards the data directory is served again and the admin API
 must show what the demo claims. Then the pieces on their own: the story does not depend on the date or hour it
-runs, the inverters, batteries and chargers follow their controls physically, and the export plan's arithmetic."""
+runs, the inverters, batteries and chargers follow their controls physically, the aggregator delivers the raise it
+offers whatever the hour the demo starts, and the export plan's arithmetic."""
 
 from __future__ import annotations
 
@@ -171,7 +172,7 @@ def test_inverter_holds_the_export_limit_and_the_battery_its_setpoint_within_its
     assert not again.limited.any() and again.curtailed_wh == 0
 
 
-def test_the_aggregator_moves_charging_into_the_cleared_hours_and_still_fills_every_car():
+def test_the_aggregator_raises_its_import_in_the_cleared_hours_on_top_of_what_the_cars_need():
     evs = make_evs(3)
     ven = SimVen("agg", {}, "https://127.0.0.1:1", "", evs, bus=0)
     start = _at("2026-12-01", 0)
@@ -182,10 +183,46 @@ def test_the_aggregator_moves_charging_into_the_cleared_hours_and_still_fills_ev
     asked = (hours >= 10) & (hours < 13)
     assert np.allclose(day.net_w[asked], 20_000)
     assert day.unmanaged_w[asked].sum() == 0  # unmanaged, the cars were full by mid-morning
+    # outside the event the cars charge as they would unmanaged: the baseline the plan counts on
+    assert np.allclose(day.net_w[~asked], day.unmanaged_w[~asked])
     assert day.full == day.due == 3 and day.short_wh == 0
-    assert np.isclose(day.net_w.sum() * STEP / 3600, sum(e.energy_wh for e in evs))
+    extra = 20_000 * 3
+    assert np.isclose(day.net_w.sum() * STEP / 3600, sum(e.energy_wh for e in evs) + extra)
     late = (hours >= evs[0].deadline_h) | (hours < min(e.arrive_h for e in evs))
     assert (day.net_w[late] == 0).all()  # only while plugged in
+    # a cut is made up outside the event, before the deadline
+    ven.events["e1"] = VenEvent("e1", 0, "LOAD_DISPATCH", [(start + 7 * 3600, 3600, -20_000.0)], "far")
+    cut = ven.play(start, 96)
+    at7 = (hours >= 7) & (hours < 8)
+    assert np.allclose(cut.net_w[at7], cut.unmanaged_w[at7] - 20_000)
+    assert cut.full == cut.due == 3 and np.isclose(cut.net_w.sum(), cut.unmanaged_w.sum())
+
+
+@pytest.mark.parametrize("hour", [8.0, 9.0, 17.5])
+def test_the_raise_the_aggregator_offers_is_what_it_delivers_whatever_the_hour_the_demo_starts(hour):
+    """The demo's day starts at the interval after the hour it runs; the aggregator offers a raise around noon
+    and the plan counts on the raise bought on top of the forecast. Started at 09:00 the aggregator once offered
+    25 kW from its cars' whole daily need although they had charged most of it since 06:45, and delivered what it
+    could by charging less in the morning: 17 violation intervals unmanaged, 10 managed, where the plan forecast
+    0. What it offers must be what it does, over the whole day, at any start."""
+    day0 = (_at("2026-12-03", hour) // STEP + 1) * STEP
+    window = day0 // 86_400 * 86_400 + 34_200  # 09:30-13:30 UTC, today's or, when it has passed, tomorrow's
+    if window + 4 * 3600 <= day0:
+        window += 86_400
+    a, b = max(window, day0), window + 4 * 3600
+    ven = SimVen("agg", {}, "https://127.0.0.1:1", "", make_evs(4), bus=0)
+    up_kw = ven.raise_kw(a, b)
+    assert up_kw >= 20
+    ven.events["award"] = VenEvent("award", 0, "LOAD_DISPATCH", [(a, b - a, up_kw * 1000)], "far")
+    day = ven.play(day0, 96)
+    bought = day.asked_w
+    assert bought.sum() * STEP / 3600 == pytest.approx(up_kw * 1000 * (b - a) / 3600)  # Wh
+    assert np.allclose(day.net_w, day.unmanaged_w + bought), (day.net_w - day.unmanaged_w - bought) / 1000
+    assert day.full == day.due >= 1 and day.short_wh == 0
+    # a little more than that it could not hold
+    ven.events["award"] = VenEvent("award", 0, "LOAD_DISPATCH", [(a, b - a, up_kw * 1000 + 200)], "far")
+    more = ven.play(day0, 96)
+    assert not np.allclose(more.net_w, more.unmanaged_w + more.asked_w)
 
 
 # ------------------------------------------------------------------------------------------ carried over
