@@ -70,7 +70,7 @@ async def test_a_write_waits_for_a_lock_held_elsewhere_while_the_loop_keeps_serv
     beat.cancel()
     holder.join()
     assert waited >= 0.3  # it did wait for the other writer's commit
-    assert ticks >= 10  # and the loop ran other work meanwhile (a sleeping busy handler would have stopped it)
+    assert ticks >= 5  # and the loop ran other work meanwhile (a sleeping busy handler would have stopped it)
     assert await count(store) == 2
 
 
