@@ -12,7 +12,9 @@ was new. The guarantee is the same as a per-message insert (durable before the a
 
 On SQLite (a database file) the writer uses its own ``sqlite3`` connection on one dedicated thread: a batch is one
 hop to that thread (BEGIN IMMEDIATE, INSERT .. RETURNING, COMMIT) instead of the half-dozen event-loop/thread
-round trips the async driver makes per transaction, which cost more CPU than the insert. Same file, same WAL mode,
+round trips the async driver makes per transaction, which cost more CPU than the insert. The hop is a plain queue
+and one ``call_soon_threadsafe`` back (an executor's futures, locks and callback chains cost more than the insert
+again, once per signed message at low concurrency). Same file, same WAL mode,
 ``synchronous=NORMAL`` and busy timeout as the main engine, so the durability guarantee is unchanged. PostgreSQL
 (and in-memory SQLite) keep the SQLAlchemy path.
 """
@@ -23,8 +25,9 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import queue
 import sqlite3
-from concurrent.futures import ThreadPoolExecutor
+import threading
 
 from sqlalchemy import delete
 from sqlalchemy.dialects import postgresql, sqlite
@@ -49,12 +52,20 @@ class NonceWriter:
             database if database and database != ":memory:" and not database.startswith("file:") else None
         )
         self._seen_at = OadrNonce.__table__.c.seen_at.type.bind_processor(store.engine.dialect)
-        self._pool: ThreadPoolExecutor | None = None
+        # the direct writer's thread and its inbox: (keys, future to resolve on the loop) or None to stop
+        self._thread: threading.Thread | None = None
+        self._jobs: queue.SimpleQueue[tuple[list[str], asyncio.Future[set[str]]] | None] = queue.SimpleQueue()
         self._conn: sqlite3.Connection | None = None
 
     def start(self) -> None:
         if self._sqlite_path:
-            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="openadr-nonces")
+            self._thread = threading.Thread(
+                target=self._serve_sync,
+                args=(asyncio.get_running_loop(),),
+                name="openadr-nonces",
+                daemon=True,
+            )
+            self._thread.start()
         self.task = asyncio.create_task(self._run(), name="openadr-nonces")
 
     async def stop(self) -> None:
@@ -62,10 +73,10 @@ class NonceWriter:
             self.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.task
-        if self._pool is not None:
-            pool, self._pool = self._pool, None
-            await asyncio.get_running_loop().run_in_executor(pool, self._close_sync)
-            pool.shutdown(wait=True)
+        if self._thread is not None:
+            thread, self._thread = self._thread, None
+            self._jobs.put(None)  # after any batch still queued; the thread closes its connection and ends
+            await asyncio.get_running_loop().run_in_executor(None, thread.join)
 
     async def record(self, key: str) -> bool:
         """True when ``key`` was not seen before (and is now stored), False for a replay."""
@@ -99,8 +110,10 @@ class NonceWriter:
                     fresh.discard(key)
 
     async def _insert_batch(self, keys: list[str]) -> set[str]:
-        if self._pool is not None:
-            return await asyncio.get_running_loop().run_in_executor(self._pool, self._insert_sync, keys)
+        if self._thread is not None:
+            done: asyncio.Future[set[str]] = asyncio.get_running_loop().create_future()
+            self._jobs.put((keys, done))
+            return await done
         now = utcnow()
         rows = [{"nonce": k, "seen_at": now} for k in dict.fromkeys(keys)]
         stmt = (
@@ -113,6 +126,19 @@ class NonceWriter:
             return set((await conn.execute(stmt)).scalars().all())
 
     # ------------------------------------------------------------------ SQLite file: direct writer thread
+    def _serve_sync(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The writer thread: one batch at a time, each answered on the event loop."""
+        try:
+            while (job := self._jobs.get()) is not None:
+                keys, done = job
+                try:
+                    result: set[str] | BaseException = self._insert_sync(keys)
+                except BaseException as exc:  # noqa: BLE001 - handed to the waiting batch, the thread goes on
+                    result = exc
+                loop.call_soon_threadsafe(_resolve, done, result)
+        finally:
+            self._close_sync()
+
     def _insert_sync(self, keys: list[str]) -> set[str]:
         """Runs on the writer thread only (the connection never leaves it)."""
         if self._conn is None:
@@ -150,6 +176,15 @@ class NonceWriter:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+
+def _resolve(done: asyncio.Future[set[str]], result: set[str] | BaseException) -> None:
+    if done.done():  # the batch's waiter was cancelled (the writer is stopping)
+        return
+    if isinstance(result, BaseException):
+        done.set_exception(result)
+    else:
+        done.set_result(result)
 
 
 PRUNE_EVERY_S = 60

@@ -19,7 +19,8 @@ a commit in one process and the notification reaching another, that other proces
 "nothing queued"; the message is then handed out at the next poll, never lost.
 
 A signed poll answered from here still has its signature verified and its ReplayProtect nonce recorded in the
-database first, and its answer is signed afresh when the VTN signs replies.
+database first, and its answer is signed afresh when the VTN signs replies (fresh ReplayProtect timestamp and
+nonce, its own signature value); only the digest of the unchanging oadrSignedObject is kept with the entry.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ log = logging.getLogger("dso.openadr")
 class Idle:
     ven_id: str
     answer: bytes  # the rendered, unsigned oadrResponse for this VEN (an oadrPoll carries no requestID)
+    object_digest: bytes  # SHA-256 of its canonical oadrSignedObject, when the VTN signs replies (else empty)
     must_sign: bool  # it registered with oadrXmlSignature=true: only signed polls may be answered from here
     expires: float
 
@@ -117,11 +119,17 @@ class PollCache:
         return idle
 
     def remember(
-        self, fingerprint: str, ven_id: str, answer: bytes, must_sign: bool, generation: int
+        self,
+        fingerprint: str,
+        ven_id: str,
+        answer: bytes,
+        object_digest: bytes,
+        must_sign: bool,
+        generation: int,
     ) -> None:
         """Remember an idle VEN, unless an invalidation happened since ``generation`` was read."""
         if self.enabled and generation == self.generation:
-            self._idle[fingerprint] = Idle(ven_id, answer, must_sign, time.monotonic() + TTL_S)
+            self._idle[fingerprint] = Idle(ven_id, answer, object_digest, must_sign, time.monotonic() + TTL_S)
 
     def clear(self) -> None:
         self.generation += 1

@@ -45,7 +45,7 @@ import hashlib
 import hmac
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -127,6 +127,29 @@ def _c(path: str) -> str:
     return re.sub(r"\b([a-z0-9]+):(?=[A-Za-z])", lambda m: f"{{{_NS[m.group(1)]}}}", path)
 
 
+@functools.lru_cache(maxsize=64)
+def _steps(path: str) -> tuple[str, ...]:
+    """``ds:X509Data/ds:X509Certificate`` -> its child steps in Clark notation."""
+    return tuple(_c(step) for step in path.split("/"))
+
+
+def _iter(el: etree._Element, steps: tuple[str, ...]) -> Iterator[etree._Element]:
+    if len(steps) == 1:
+        return el.iterchildren(steps[0])
+    return (found for child in el.iterchildren(steps[0]) for found in _iter(child, steps[1:]))
+
+
+# lxml's find/findall run its ElementPath engine in Python for every call; a signed message is looked into a few
+# dozen times, so child steps are walked with iterchildren (C) instead -- the same elements in the same order
+def _find(el: etree._Element, path: str) -> etree._Element | None:
+    """The first element at ``path`` (child steps only) below ``el``, as ``el.find`` returns it."""
+    return next(_iter(el, _steps(path)), None)
+
+
+def _findall(el: etree._Element, path: str) -> list[etree._Element]:
+    return list(_iter(el, _steps(path)))
+
+
 class SignatureRejected(Exception):
     """A VEN's signature is missing (when required), broken, from another certificate, stale or replayed."""
 
@@ -191,11 +214,11 @@ def _check_key_values(key_info: etree._Element, signer: _SignerCert) -> None:
         if _b64(der_el.text) != signer.spki:
             raise SignatureRejected("DEREncodedKeyValue and X509Certificate hold different keys")
     for kv in key_info.iterchildren(_ds("KeyValue")):
-        rsa_kv = kv.find(_c("ds:RSAKeyValue"))
-        ec_kv = kv.find(_c("dsig11:ECKeyValue"))
+        rsa_kv = _find(kv, "ds:RSAKeyValue")
+        ec_kv = _find(kv, "dsig11:ECKeyValue")
         if rsa_kv is not None and isinstance(signer.key, rsa.RSAPublicKey):
             numbers = signer.key.public_numbers()
-            same = (_int(rsa_kv.find(_c("ds:Modulus"))), _int(rsa_kv.find(_c("ds:Exponent")))) == (
+            same = (_int(_find(rsa_kv, "ds:Modulus")), _int(_find(rsa_kv, "ds:Exponent"))) == (
                 numbers.n,
                 numbers.e,
             )
@@ -211,7 +234,7 @@ def _check_key_values(key_info: etree._Element, signer: _SignerCert) -> None:
 
 
 def _text(el: etree._Element, path: str) -> str | None:
-    found = el.find(_c(path))
+    found = _find(el, path)
     return None if found is None else found.text
 
 
@@ -222,7 +245,7 @@ def _c14n_method(el: etree._Element | None) -> tuple[bool, bool, list[str] | Non
     exclusive, comments = C14N_METHODS[algorithm]
     prefixes = None
     if exclusive:
-        inclusive = el.find(_c("ec:InclusiveNamespaces"))
+        inclusive = _find(el, "ec:InclusiveNamespaces")
         if inclusive is not None and inclusive.get("PrefixList"):
             prefixes = inclusive.get("PrefixList", "").split()
     return exclusive, comments, prefixes
@@ -285,11 +308,11 @@ def _check_reference(
     if target is sig or any(d is sig for d in target.iterdescendants(SIGNATURE)):
         # it would need the enveloped-signature transform, which no OpenADR signature uses
         raise SignatureRejected(f"reference {uri} covers the Signature itself")
-    transforms = ref.findall(_c("ds:Transforms/ds:Transform"))
+    transforms = _findall(ref, "ds:Transforms/ds:Transform")
     if len(transforms) > 1:
         raise SignatureRejected(f"reference {uri}: only one canonicalization transform is supported")
     exclusive, comments, prefixes = _c14n_method(transforms[0]) if transforms else (False, False, None)
-    digest_name = DIGESTS.get(_attr(ref.find(_c("ds:DigestMethod")), "Algorithm") or "")
+    digest_name = DIGESTS.get(_attr(_find(ref, "ds:DigestMethod"), "Algorithm") or "")
     if digest_name is None:
         raise SignatureRejected(f"reference {uri}: unsupported digest method")
     expected = _b64(_text(ref, "ds:DigestValue"))
@@ -306,12 +329,12 @@ def _attr(el: etree._Element | None, name: str) -> str | None:
 
 def verify(root: etree._Element, tls_fingerprint: str, window: dt.timedelta) -> Verified:
     """Check the detached signature of ``root`` (an oadrPayload); does not check the nonce cache."""
-    sig = root.find(SIGNATURE)
+    sig = next(root.iterchildren(SIGNATURE), None)
     if sig is None:
         raise SignatureRejected("message is not signed")
-    signed_object = root.find(SIGNED_OBJECT)
-    key_info = sig.find(_c("ds:KeyInfo"))
-    cert_el = key_info.find(_c("ds:X509Data/ds:X509Certificate")) if key_info is not None else None
+    signed_object = next(root.iterchildren(SIGNED_OBJECT), None)
+    key_info = _find(sig, "ds:KeyInfo")
+    cert_el = _find(key_info, "ds:X509Data/ds:X509Certificate") if key_info is not None else None
     if key_info is None or cert_el is None or not cert_el.text:
         raise SignatureRejected("signature has no X509Certificate in KeyInfo")
     signer = _certificate(cert_el.text)
@@ -321,19 +344,19 @@ def verify(root: etree._Element, tls_fingerprint: str, window: dt.timedelta) -> 
             f"certificate is {tls_fingerprint}"
         )
     _check_key_values(key_info, signer)
-    signed_info = sig.find(_c("ds:SignedInfo"))
+    signed_info = _find(sig, "ds:SignedInfo")
     if signed_info is None:
         raise SignatureRejected("signature has no SignedInfo")
-    exclusive, comments, prefixes = _c14n_method(signed_info.find(_c("ds:CanonicalizationMethod")))
+    exclusive, comments, prefixes = _c14n_method(_find(signed_info, "ds:CanonicalizationMethod"))
     canonical = c14n(signed_info, exclusive, comments, prefixes)
     _check_signature_value(
         signer,
-        _attr(signed_info.find(_c("ds:SignatureMethod")), "Algorithm"),
+        _attr(_find(signed_info, "ds:SignatureMethod"), "Algorithm"),
         _b64(_text(sig, "ds:SignatureValue")),
         canonical,
     )
     # from here on only what was signed is read: the references come from the verified canonical bytes
-    references = etree.fromstring(canonical, _PARSER).findall(_c("ds:Reference"))
+    references = _findall(etree.fromstring(canonical, _PARSER), "ds:Reference")
     if len(references) != 2:
         raise SignatureRejected(f"expected 2 signed references, found {len(references)}")
     index = _id_index(root)
@@ -380,6 +403,8 @@ class Signer:
             raise ValueError(f"{key_path}: only RSA and EC keys can sign OpenADR messages")
         self.key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey = key
         self._template: etree._Element | None = None
+        self._pieces()
+        self._check_seal()
 
     def _signature_value(self, data: bytes) -> bytes:
         if isinstance(self.key, ec.EllipticCurvePrivateKey):
@@ -413,8 +438,13 @@ class Signer:
         etree.SubElement(replay, codec.q("dsp", "nonce"))
         return sig
 
-    def sign(self, root: etree._Element) -> etree._Element:
-        """Insert a detached signature (with ReplayProtect) before oadrSignedObject; returns ``root``."""
+    def sign(
+        self, root: etree._Element, timestamp: str | None = None, nonce: str | None = None
+    ) -> etree._Element:
+        """Insert a detached signature (with ReplayProtect) before oadrSignedObject; returns ``root``.
+
+        The tree-building reference implementation: ``seal`` produces the same bytes from pre-split templates and
+        is checked against this at start-up. ``timestamp`` and ``nonce`` are fresh unless given (that check)."""
         signed = root.find(SIGNED_OBJECT)
         if signed is None:
             raise ValueError("nothing to sign: no oadrSignedObject")
@@ -423,14 +453,105 @@ class Signer:
         sig = copy.deepcopy(self._template)
         info, value, _key_info, obj = sig
         replay = obj[0][0][0]
-        replay[0].text = codec.fmt_dt(dt.datetime.now(dt.UTC))
-        replay[1].text = uuid.uuid4().hex
+        replay[0].text = timestamp or codec.fmt_dt(dt.datetime.now(dt.UTC))
+        replay[1].text = nonce or uuid.uuid4().hex
         # in the document before canonicalising: inclusive C14N takes the in-scope namespaces into account
         root.insert(0, sig)
         for ref, target in ((info[2], signed), (info[3], obj)):
             ref[2].text = base64.b64encode(hashlib.sha256(c14n(target)).digest()).decode()
         value.text = base64.b64encode(self._signature_value(c14n(info))).decode()
         return root
+
+    # ------------------------------------------------------------------ the per-reply fast path
+    # A reply's Signature differs from the next one's only in four values: the two DigestValues, the
+    # SignatureValue and the ReplayProtect timestamp and nonce. Everything around them -- in the serialised
+    # document and in the canonical forms of SignedInfo and of the ReplayProtect Object, which are what is hashed
+    # and signed -- is fixed. So the skeleton is serialised and canonicalised once, in a document shaped exactly
+    # like a reply, with marker values, and split at the markers; a reply then joins the pieces around its own
+    # values. The values never need escaping (base64, hex, an xs:dateTime), so the joined bytes are what lxml
+    # would have produced; ``_check_seal`` proves that at start-up against ``sign``. Every reply still gets a
+    # fresh timestamp, a fresh nonce and its own private-key signature: only serialisation work is saved.
+    _MARKS = ("QQDIGESTZEROQQ", "QQDIGESTONEQQ", "QQSIGNATUREVALUEQQ", "QQTIMESTAMPQQ", "QQNONCEQQ")
+
+    def _pieces(self) -> None:
+        d0, d1, value_mark, ts, nonce = self._MARKS
+        root = codec.envelope(codec.response(200, "OK", None, "template"))
+        self.sign(root, timestamp=ts, nonce=nonce)
+        sig = root[0]
+        info, value, _key_info, obj = sig
+        info[2][2].text, info[3][2].text, value.text = d0, d1, value_mark
+        unsigned = codec.serialise(codec.envelope(codec.response(200, "OK", None, "template")))
+        head = unsigned[: unsigned.index(b"<oadr:oadrSignedObject")]
+        document = codec.serialise(root)
+        if not document.startswith(head):
+            raise RuntimeError("signature template: the signed document does not start like the unsigned one")
+        self._head = head
+        self._sig_pieces = _split(
+            document[len(head) : document.index(b"<oadr:oadrSignedObject")], self._MARKS
+        )
+        self._info_pieces = _split(c14n(info), (d0, d1))
+        self._obj_pieces = _split(c14n(obj), (ts, nonce))
+
+    def object_digest(self, root: etree._Element) -> bytes:
+        """SHA-256 of the canonical oadrSignedObject of an (unsigned) envelope: the first reference's digest."""
+        signed = root.find(SIGNED_OBJECT)
+        if signed is None:
+            raise ValueError("nothing to sign: no oadrSignedObject")
+        return hashlib.sha256(c14n(signed)).digest()
+
+    def seal(
+        self, unsigned: bytes, object_digest: bytes, timestamp: str | None = None, nonce: str | None = None
+    ) -> bytes:
+        """The signed form of ``unsigned`` (a serialised envelope, as ``codec.serialise`` writes it) whose
+        canonical oadrSignedObject has SHA-256 ``object_digest``: byte for byte what ``sign`` then
+        ``codec.serialise`` give."""
+        if not unsigned.startswith(self._head):
+            raise ValueError("not a serialised oadrPayload envelope")
+        when = (timestamp or codec.fmt_dt(dt.datetime.now(dt.UTC))).encode()
+        once = (nonce or uuid.uuid4().hex).encode()
+        o0, o1, o2 = self._obj_pieces
+        d0 = base64.b64encode(object_digest)
+        d1 = base64.b64encode(hashlib.sha256(b"".join((o0, when, o1, once, o2))).digest())
+        i0, i1, i2 = self._info_pieces
+        value = base64.b64encode(self._signature_value(b"".join((i0, d0, i1, d1, i2))))
+        s = self._sig_pieces
+        signature = b"".join((s[0], d0, s[1], d1, s[2], value, s[3], when, s[4], once, s[5]))
+        head = self._head
+        return b"".join((head, signature, unsigned[len(head) :]))
+
+    def seal_tree(self, root: etree._Element) -> bytes:
+        """``seal`` of an unsigned envelope element."""
+        return self.seal(codec.serialise(root), self.object_digest(root))
+
+    def _check_seal(self) -> None:
+        """The template path must give exactly the tree-built bytes (run once at start-up)."""
+        timestamp, nonce = "2012-07-01T00:00:00.123456Z", "0123456789abcdef0123456789abcdef"
+        if isinstance(self.key, ec.EllipticCurvePrivateKey):
+            # ECDSA signatures are randomised: compare with the SignatureValue blanked out
+            def blank(doc: bytes) -> bytes:
+                return re.sub(rb"<ds:SignatureValue>[^<]*</ds:SignatureValue>", b"", doc)
+        else:
+
+            def blank(doc: bytes) -> bytes:
+                return doc
+
+        tree = codec.envelope(codec.response(200, "OK & <fine>", "r-1", "ven-1"))
+        fast = self.seal(codec.serialise(tree), self.object_digest(tree), timestamp, nonce)
+        slow = codec.serialise(self.sign(tree, timestamp, nonce))
+        if blank(fast) != blank(slow):
+            raise RuntimeError("signature template: the template path differs from the tree-built signature")
+
+
+def _split(data: bytes, marks: tuple[str, ...]) -> tuple[bytes, ...]:
+    """``data`` cut at each of ``marks`` (in this order, each exactly once)."""
+    pieces = []
+    for mark in marks:
+        before, found, data = data.partition(mark.encode())
+        if not found or mark.encode() in data:
+            raise RuntimeError(f"signature template: marker {mark} not found exactly once")
+        pieces.append(before)
+    pieces.append(data)
+    return tuple(pieces)
 
 
 def replay_protect() -> etree._Element:

@@ -165,7 +165,7 @@ def handles(service: str, kind: str) -> Callable[[Handler], Handler]:
 def render(vtn: Vtn, msg: etree._Element) -> bytes:
     root = codec.envelope(msg)
     if vtn.signer is not None and vtn.settings.openadr.sign_replies:
-        vtn.signer.sign(root)
+        return vtn.signer.seal_tree(root)
     return codec.serialise(root)
 
 
@@ -250,9 +250,10 @@ def endpoint(service: str) -> Callable[[web.Request], Awaitable[web.StreamRespon
                         await _record_nonce(vtn, verified)
                     except OadrError as exc:
                         return error(vtn, exc.code, exc.description, request_id)
+                # signed: the same oadrResponse as ever, with a fresh ReplayProtect and signature of its own
                 body = (
-                    render(vtn, codec.response(200, "OK", None, idle.ven_id))
-                    if signing_replies
+                    vtn.signer.seal(idle.answer, idle.object_digest)
+                    if signing_replies and vtn.signer is not None
                     else idle.answer
                 )
                 return web.Response(body=body, content_type="application/xml")
@@ -299,9 +300,14 @@ def endpoint(service: str) -> Callable[[web.Request], Awaitable[web.StreamRespon
             and not ctx.not_idle
             and codec.local(reply) == "oadrResponse"
         ):
-            unsigned = codec.serialise(codec.envelope(reply)) if signing_replies else body
+            envelope = codec.envelope(reply) if signing_replies else None
+            unsigned = codec.serialise(envelope) if envelope is not None else body
+            # the canonical oadrSignedObject never changes while the VEN stays idle: hashed once, not per poll
+            digest = (
+                vtn.signer.object_digest(envelope) if envelope is not None and vtn.signer is not None else b""
+            )
             vtn.poll_cache.remember(
-                identity.fingerprint, ctx._ven.ven_id, unsigned, ctx._ven.xml_signature, generation
+                identity.fingerprint, ctx._ven.ven_id, unsigned, digest, ctx._ven.xml_signature, generation
             )
         return web.Response(body=body, content_type="application/xml")
 

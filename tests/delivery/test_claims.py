@@ -268,3 +268,23 @@ async def test_a_claim_whose_process_left_no_row_is_released(store):
     finally:
         await worker.stop()
         await runner.cleanup()
+
+
+async def test_only_channels_with_a_due_unclaimed_message_are_claimed(store):
+    """An idle outbox costs one read per pass, not a write transaction per channel: a channel is claimed only when
+    it has a pending message that is due and not leased."""
+    worker = DeliveryWorker(store, FAST)
+    for name in ("idle", "later", "leased", "due"):
+        worker.add_channel(Channel(name, post_stored_body))
+    assert await worker._due_channels() == set()
+    async with store.sessions.begin() as session:
+        enqueue(
+            session, "later", "k1", url="http://x/", body=b"l", content_type="text/plain"
+        ).next_attempt_at = utcnow() + dt.timedelta(seconds=60)
+        leased = enqueue(session, "leased", "k2", url="http://x/", body=b"c", content_type="text/plain")
+        leased.lease_owner, leased.lease_until = "d" * 32, utcnow() + dt.timedelta(seconds=300)
+        enqueue(session, "due", "k3", url="http://x/", body=b"d", content_type="text/plain")
+    assert await worker._due_channels() == {"due"}
+    claimed = await worker.claim(10)
+    assert [(c.channel, c.body) for c in claimed] == [("due", b"d")]
+    assert await worker._due_channels() == set()  # now leased by this worker

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
+import re
 from pathlib import Path
 
 import pytest
@@ -107,6 +108,37 @@ def test_our_signed_replies_verify_in_openleadr_and_signxml(pki, stem):
     }
     # and our own verifier accepts it
     assert signing.verify(root, signer.fingerprint, WINDOW).fingerprint == signer.fingerprint
+
+
+@pytest.mark.parametrize("stem", ["server-rsa", "server-ec"])
+def test_sealed_replies_are_the_tree_built_ones_and_fresh_each_time(pki, stem):
+    """The per-reply path (templates joined around the values) gives the tree-built signature's bytes, and every
+    reply has its own ReplayProtect and signature even when the content (and its cached digest) is the same."""
+    signer = signing.Signer(pki["dir"] / f"{stem}.pem", pki["dir"] / f"{stem}.key")
+    envelope = codec.envelope(codec.response(200, "OK & <fine>", None, "ven-1"))
+    unsigned, digest = codec.serialise(envelope), signer.object_digest(envelope)
+    bodies = [signer.seal(unsigned, digest) for _ in range(2)]
+    seen = []
+    for body in bodies:
+        root = codec.parse(body)
+        codec.validate(root)
+        messaging.validate_xml_signature(etree.fromstring(body), cert_fingerprint=signer.fingerprint)
+        assert messaging.parse_message(body)[0] == "oadrResponse"
+        verified = signing.verify(root, signer.fingerprint, WINDOW)
+        seen.append((verified.nonce, root.findtext(".//ds:SignatureValue", namespaces=DS)))
+    assert seen[0][0] != seen[1][0] and seen[0][1] != seen[1][1]
+    timestamp, nonce = "2026-01-02T03:04:05.678901Z", "ab" * 16
+    sealed = signer.seal(unsigned, digest, timestamp, nonce)
+    tree = codec.serialise(
+        signer.sign(codec.envelope(codec.response(200, "OK & <fine>", None, "ven-1")), timestamp, nonce)
+    )
+    if stem == "server-rsa":  # PKCS#1 v1.5 is deterministic: the very same bytes
+        assert sealed == tree
+    else:  # ECDSA is randomised: the same apart from the signature value
+        blank = re.compile(rb"<ds:SignatureValue>[^<]*</ds:SignatureValue>")
+        assert blank.sub(b"", sealed) == blank.sub(b"", tree)
+    # a digest that is not the content's (a stale cache entry would be) does not verify anywhere
+    rejected(codec.parse(signer.seal(unsigned, b"\0" * 32)), signer.fingerprint, "digest mismatch")
 
 
 def test_tampered_content_nonce_or_signed_info_is_rejected(pki):
