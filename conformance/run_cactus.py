@@ -64,6 +64,9 @@ TARGET = (
     + [f"S-OPT-0{n}" for n in (1, 2, 3, 4)]
 )
 MAX_WATTS = 10_000
+# seconds a fresh server has to answer /healthz: start-up (migrations, listeners) takes ~5 s on an idle machine and
+# several times that on a loaded one, which must not count against the procedure
+START_S = float(os.environ.get("CACTUS_SERVER_START_S", "120"))
 PEN = 12345
 
 
@@ -190,8 +193,10 @@ class Server:
             cwd=REPO,
             env=server_env(),
         )
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + START_S
         while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                break  # it exited: no point waiting
             try:
                 with urllib.request.urlopen(self.info["admin_url"] + "/healthz", timeout=1):
                     return

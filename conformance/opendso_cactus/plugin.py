@@ -16,14 +16,21 @@ Instruction -> admin API:
     set-poll-rate              PUT /api/v1/sep2/poll-rates/{resource}
     set-post-rate              PUT /api/v1/sep2/post-rates/{resource}
     set-client-access          PUT /api/v1/sep2/access/{certificate lfdi}
+
+After each instruction the plugin waits (at most ``SETTLE_S``) until the server has made the first delivery attempt
+of every notification that instruction queued (GET /api/v1/deliveries): cactus collects notifications the moment
+the instruction returns, and a check that runs on the stale copy it discovered earlier logs a warning even when
+the retried attempt then passes (which ``--strict`` counts as a failure).
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import logging
 import os
+import time
 from typing import Any
 
 import aiohttp
@@ -40,6 +47,9 @@ ACTIVE_DURATION_S = 300
 SCHEDULED_LEAD_S = 60
 SCHEDULED_DURATION_S = 120
 STACK_GAP_S = 10
+# how long an instruction waits for the notifications it caused to be attempted; how often it looks
+SETTLE_S = 5.0
+SETTLE_POLL_S = 0.05
 
 
 def cert_lfdi(path: str) -> str:
@@ -160,8 +170,28 @@ class OpenDsoAdminPlugin:
         if handler is None:
             return None
         log.info("opendso: %s %s for %s", kind, params, client.id)
+        newest = await self._newest_delivery()
         await handler(client, params)
+        await self._settle(newest)
         return ActionResult.done()
+
+    async def _newest_delivery(self) -> int:
+        rows = await self.api.call("GET", "/api/v1/deliveries?limit=1") or []
+        return int(rows[0]["id"]) if rows else 0
+
+    async def _settle(self, after: int) -> None:
+        """Wait until every delivery queued after message ``after`` has had its first attempt recorded (a
+        message still retrying does not hold it up), or ``SETTLE_S`` has passed."""
+        deadline = time.monotonic() + SETTLE_S
+        while True:
+            pending = await self.api.call("GET", "/api/v1/deliveries?status=pending&limit=100") or []
+            unsent = [m["id"] for m in pending if int(m["id"]) > after and int(m["attempts"]) == 0]
+            if not unsent:
+                return
+            if time.monotonic() >= deadline:
+                log.warning("opendso: deliveries %s not yet attempted after %.1fs", unsent, SETTLE_S)
+                return
+            await asyncio.sleep(SETTLE_POLL_S)
 
     # ------------------------------------------------------------------------------------- instructions
     async def do_ensure_end_device(self, client, params: dict[str, Any]) -> None:
