@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import urllib.parse
 
+from server.choices import ALARM_KINDS, ALARM_STATES
 from server.cli.common import add_config_arg, add_json_arg, admin, emit
-from server.core.alarms import KINDS, STATES
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -15,8 +15,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     asub = p.add_subparsers(dest="alarms_command", metavar="ACTION", required=True, parser_class=type(p))
     p = asub.add_parser("list", help="alarms, newest first (open ones unless --state says otherwise)")
-    p.add_argument("--state", choices=list(STATES), default="open")
-    p.add_argument("--kind", choices=list(KINDS))
+    p.add_argument("--state", choices=list(ALARM_STATES), default="open")
+    p.add_argument("--kind", choices=list(ALARM_KINDS))
     p.add_argument("--limit", type=int, default=100)
     add_config_arg(p)
     add_json_arg(p)

@@ -5,15 +5,15 @@ from __future__ import annotations
 import argparse
 import urllib.parse
 
+from server.choices import DELIVERY_STATUSES
 from server.cli.common import add_config_arg, add_json_arg, admin, emit
-from server.delivery.outbox import STATUSES
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("deliveries", help="outbound notification and OpenADR message delivery")
     dsub = p.add_subparsers(dest="deliveries_command", metavar="ACTION", required=True, parser_class=type(p))
     p = dsub.add_parser("list", help="messages, newest first (failed = dead letters)")
-    p.add_argument("--status", choices=list(STATUSES))
+    p.add_argument("--status", choices=list(DELIVERY_STATUSES))
     p.add_argument("--channel", help="e.g. sep2-notification, openadr, modbus")
     p.add_argument("--key", help="one subscription (sep2-sub:ID) or VEN (openadr-ven:ID)")
     p.add_argument("--limit", type=int, default=100)
@@ -65,7 +65,7 @@ def cmd_channels(args: argparse.Namespace) -> int:
     rows = admin(args).call("GET", "/api/v1/deliveries/channels")
     lines = [
         f"{r['channel']:18} "
-        + " ".join(f"{s} {r[s]}" for s in STATUSES)
+        + " ".join(f"{s} {r[s]}" for s in DELIVERY_STATUSES)
         + (f"  oldest pending {r['oldest_pending_s']} s" if r["oldest_pending_s"] is not None else "")
         for r in rows
     ]

@@ -8,8 +8,8 @@ import urllib.parse
 from pathlib import Path
 from typing import Any
 
+from server.choices import MV_ADJUSTMENTS
 from server.cli.common import CliError, add_config_arg, add_json_arg, admin, emit
-from server.core import mv
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("event", type=int, help="event id")
     p.add_argument("--csv", metavar="FILE", help="write the settlement CSV to FILE ('-' for stdout)")
-    p.add_argument("--adjustment", choices=list(mv.ADJUSTMENTS), help="same-day adjustment (multiplicative)")
+    p.add_argument("--adjustment", choices=list(MV_ADJUSTMENTS), help="same-day adjustment (multiplicative)")
     p.add_argument("--cap", type=float, help="adjustment cap (0.2: factor within 0.8..1.2)")
     p.add_argument("--days", type=int, help="similar days averaged (10)")
     p.add_argument("--step", type=int, metavar="SECONDS", help="settlement interval (900)")
@@ -84,6 +84,8 @@ def cmd_mv(args: argparse.Namespace) -> int:
     path = f"/api/v1/events/{args.event}/mv" + ("?" + urllib.parse.urlencode(query) if query else "")
     report = admin(args).call("GET", path)
     if args.csv:
+        from server.core import mv  # the store's models come with it: imported only when a CSV is asked for
+
         text = mv.csv_text(report)
         if args.csv == "-":
             print(text, end="")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import urllib.parse
 
+from server.choices import OADR3_ROLES
 from server.cli.common import add_config_arg, add_json_arg, admin, emit
-from server.core.oadr3_clients import ROLES
 
 OADR3_PARTY = "oadr3:"  # a 3.x VEN's fingerprint column (server.core.oadr3.fingerprint_of)
 
@@ -18,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     csub = client.add_subparsers(dest="client_command", metavar="ACTION", required=True, parser_class=type(p))
     c = csub.add_parser("create", help="a new client; prints its client id and secret (shown this once)")
     c.add_argument("name")
-    c.add_argument("--role", choices=list(ROLES), required=True, help="ven: a VEN; bl: business logic")
+    c.add_argument("--role", choices=list(OADR3_ROLES), required=True, help="ven: a VEN; bl: business logic")
     add_config_arg(c)
     add_json_arg(c)
     c.set_defaults(func=cmd_create)

@@ -6,9 +6,9 @@ from __future__ import annotations
 import argparse
 import urllib.parse
 
+from server.choices import OFFER_STATUSES
 from server.cli.common import add_config_arg, add_json_arg, admin, emit
 from server.cli.durations import seconds
-from server.store.models.market import OFFER_STATUSES
 
 
 def _kw_list(text: str) -> list[float]:

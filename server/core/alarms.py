@@ -14,20 +14,20 @@ from typing import Any
 from sqlalchemy import Select, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+# the kinds and states live where the CLI can import them without the store; raisers name them through here
+from server.choices import ALARM_KINDS, ALARM_STATES
+from server.choices import COMMS_LOST as COMMS_LOST
+from server.choices import DELIVERY_FAILING as DELIVERY_FAILING
+from server.choices import FORECAST_FAILED as FORECAST_FAILED
+from server.choices import LIMIT_VIOLATION as LIMIT_VIOLATION
+from server.choices import PLAN_FAILED as PLAN_FAILED
+from server.choices import SCHEDULER as SCHEDULER
 from server.core.errors import Invalid, NotFound
 from server.store.models import Alarm
 from server.store.paging import fetch_page
 
-COMMS_LOST = "comms_lost"  # a device, VEN or Modbus asset has not been heard from within its expected period
-DELIVERY_FAILING = "delivery_failing"  # notifications or pushes to a party keep failing (dead letters)
-FORECAST_FAILED = "forecast_failed"
-PLAN_FAILED = "plan_failed"  # a solve failed or its inputs were missing: the last good plan stays in force
-LIMIT_VIOLATION = "limit_violation"  # a predicted or measured voltage/thermal/export limit violation
-SCHEDULER = "scheduler"  # a scheduled job failed for a reason of its own
-
-KINDS = (COMMS_LOST, DELIVERY_FAILING, FORECAST_FAILED, PLAN_FAILED, LIMIT_VIOLATION, SCHEDULER)
+KINDS, STATES = ALARM_KINDS, ALARM_STATES
 SEVERITIES = ("warning", "critical")
-STATES = ("open", "unacknowledged", "acknowledged", "cleared", "all")
 
 
 def _now(now: dt.datetime | None) -> dt.datetime:

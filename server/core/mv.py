@@ -33,6 +33,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server.choices import MV_ADJUSTMENTS
 from server.core import events, programs
 from server.core.errors import Invalid
 from server.store.db import LONG_READ
@@ -48,7 +49,7 @@ from server.store.models import (
     Ven,
 )
 
-ADJUSTMENTS = ("multiplicative", "additive", "none")
+ADJUSTMENTS = MV_ADJUSTMENTS
 DIRECTIONS = ("load", "generation")
 # the columns of the settlement CSV, in order; never reordered or renamed, only added to at the end
 CSV_COLUMNS = (

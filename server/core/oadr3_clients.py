@@ -22,12 +22,13 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server.choices import OADR3_ROLES
 from server.core import changes
 from server.core.errors import Conflict, DomainError, Invalid, NotFound
 from server.store.models import Oadr3Client, Oadr3Token, Oadr3Ven
 from server.store.types import utcnow
 
-ROLES = ("ven", "bl")
+ROLES = OADR3_ROLES
 READ_ALL, READ_BL, READ_TARGETS, READ_VEN_OBJECTS = "read_all", "read_bl", "read_targets", "read_ven_objects"
 WRITE_PROGRAMS, WRITE_EVENTS, WRITE_REPORTS = "write_programs", "write_events", "write_reports"
 WRITE_SUBSCRIPTIONS, WRITE_VENS = "write_subscriptions", "write_vens"

@@ -13,10 +13,10 @@ from typing import Any
 from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server.choices import OFFER_STATUSES
 from server.core import programs
 from server.core.errors import Conflict, Invalid, NotFound
 from server.store.models import FlexOffer, Program, Ven
-from server.store.models.market import OFFER_STATUSES
 
 FLEX_PROGRAM = "flexibility-market"  # the dr program cleared offers' events belong to (made on first use)
 MAX_WINDOW_S = 7 * 86_400

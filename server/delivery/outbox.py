@@ -11,12 +11,13 @@ from sqlalchemy import ColumnElement, and_, delete, exists, func, or_, select, u
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
+from server.choices import DELIVERED, DELIVERY_STATUSES, DROPPED, PENDING
+from server.choices import FAILED as FAILED
 from server.config import DeliverySettings
 from server.store.models import DeliveryMessage
 from server.store.types import utcnow
 
-PENDING, DELIVERED, FAILED, DROPPED = "pending", "delivered", "failed", "dropped"
-STATUSES = (PENDING, DELIVERED, FAILED, DROPPED)
+STATUSES = DELIVERY_STATUSES
 # Session.info flag: this transaction queued messages; the running worker wakes when it commits
 ENQUEUED = "delivery.enqueued"
 

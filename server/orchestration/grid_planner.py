@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy import sparse
 
 from server.orchestration.acflow import AcResult, AcRunner, ViolationSummary, violations
 from server.orchestration.fleet_arrays import FleetArrays
@@ -58,6 +58,9 @@ from server.orchestration.zone_pool import (
     default_workers,
     zone_schedule,
 )
+
+if TYPE_CHECKING:
+    from scipy import sparse
 
 
 @dataclass
@@ -129,6 +132,8 @@ class PlanningNetwork:
 
 
 def _incidence(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> sparse.csr_matrix:
+    from scipy import sparse  # loaded with the first plan, not with the server (see optimizer.optimise)
+
     return sparse.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=shape)
 
 

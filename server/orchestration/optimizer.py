@@ -17,8 +17,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import sparse
-from scipy.optimize import linprog
 
 VIOLATION_COST = 1e4  # per kWh outside a limit: far above any energy or comfort cost
 
@@ -124,6 +122,10 @@ def _triplets(entries: list[tuple[np.ndarray, np.ndarray, np.ndarray]]):
 
 def optimise(root: Node, steps: int, step_h: float, import_price: np.ndarray | None = None) -> Plan:
     """Plan ``steps`` intervals of ``step_h`` hours; ``import_price`` (per kWh at the root) values energy."""
+    # scipy loads with the first plan, not with every server and CLI process that imports the planner
+    from scipy import sparse
+    from scipy.optimize import linprog
+
     price = np.zeros(steps) if import_price is None else np.asarray(import_price, float)
     nodes = _walk(root)
     for n in nodes:

@@ -5,20 +5,40 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Iterator
 
 import pytest
-from support import dso, dso_json
+from support import LiveServer, dso, dso_json
 from support.sunspec_sim import SunSpecSimulator
 
 from server.modbus import sunspec
 
 
-@pytest.fixture
-def server(quiet_server):
-    return quiet_server
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> Iterator[LiveServer]:
+    """One server for the module, scheduled jobs off: every test adds what it dispatches to, and checks what its
+    own dispatch stored and wrote."""
+    home = tmp_path_factory.mktemp("dispatch") / "dso"
+    s = LiveServer(home, extra_env={"DSO_ORCHESTRATION__ENABLED": "false"}).init().start()
+    try:
+        yield s
+    finally:
+        s.stop()
 
 
-@pytest.fixture
+def add_inverter(server: LiveServer, sim: SunSpecSimulator, name: str, node: str) -> None:
+    """A polled Modbus inverter (once its first reading is in) as the member of the grid node ``node``."""
+    cfg = ["-c", server.config]
+    dso("modbus", "add", name, "--host", "127.0.0.1", "--port", str(sim.port), "--poll", "1", *cfg)
+    deadline = time.monotonic() + 20
+    while not server.admin("GET", f"/api/v1/telemetry?source_id={name}&measurement=ratedPower")[1]:
+        assert time.monotonic() < deadline, server.log()[-2000:]
+        time.sleep(0.3)
+    dso("grid", "create", node, *cfg)
+    dso("grid", "add", node, "--modbus", name, *cfg)
+
+
+@pytest.fixture(scope="module")
 def fleet(server):
     """A feeder holding one enrolled 2030.5 device, one enrolled VEN and one polled Modbus inverter."""
     cfg = ["-c", server.config]
@@ -29,32 +49,41 @@ def fleet(server):
         "ven", "enroll", "--name", "vpp-1", "--fingerprint", ven_cert["fingerprint"], "--json", *cfg
     )
     with SunSpecSimulator() as sim:
-        dso("modbus", "add", "inv-1", "--host", "127.0.0.1", "--port", str(sim.port), "--poll", "1", *cfg)
-        deadline = time.monotonic() + 20
-        while not server.admin("GET", "/api/v1/telemetry?source_id=inv-1&measurement=ratedPower")[1]:
-            assert time.monotonic() < deadline, server.log()[-2000:]
-            time.sleep(0.3)
-        dso("grid", "create", "feeder-9", *cfg)
+        add_inverter(server, sim, "inv-1", "feeder-9")
         dso("grid", "add", "feeder-9", "--lfdi", device["lfdi"], *cfg)
         dso("grid", "add", "feeder-9", "--ven", ven["ven_id"], *cfg)
-        dso("grid", "add", "feeder-9", "--modbus", "inv-1", *cfg)
         yield {"device": device, "ven": ven, "sim": sim, "cfg": cfg}
+
+
+@pytest.fixture
+def idle_inverter(server, fleet):
+    """An inverter of its own, on a node of its own (feeder-9's inverter may hold an earlier test's limit)."""
+    with SunSpecSimulator() as sim:
+        add_inverter(server, sim, "inv-2", "feeder-10")
+        yield sim
+
+
+def ids(rows: list[dict]) -> list[int]:
+    return [r["id"] for r in rows]
 
 
 def test_an_export_limit_reaches_every_protocol(server, fleet):
     cfg = fleet["cfg"]
+    lfdi = fleet["device"]["lfdi"]
+    controls_before = ids(dso_json("control", "list", "--lfdi", lfdi, "--json", *cfg))
+    events_before = ids(dso_json("event", "list", "--json", *cfg))
     out = dso_json(
         "dispatch", "--node", "feeder-9", "--duration", "1h", "--export-limit-w", "2500", "--json", *cfg
     )
     assert out["skipped"] == []
     [control] = out["sep2_controls"]
     assert control["lfdi"] == fleet["device"]["lfdi"] and control["base"] == {"opModExpLimW": 2500}
-    listed = dso_json("control", "list", "--lfdi", fleet["device"]["lfdi"], "--json", *cfg)
-    assert [c["id"] for c in listed] == [control["id"]]
+    listed = dso_json("control", "list", "--lfdi", lfdi, "--json", *cfg)
+    assert [i for i in ids(listed) if i not in controls_before] == [control["id"]]
     [event] = out["openadr_events"]
     assert event["signal_name"] == "LOAD_DISPATCH" and event["intervals"][0]["value"] == -2500
     events = dso_json("event", "list", "--json", *cfg)
-    assert [e["id"] for e in events] == [event["id"]]
+    assert [i for i in ids(events) if i not in events_before] == [event["id"]]
     # the inverter is rated 5000 W: 2500 W is 50 %, written as 500 with its scale factor of -1, at once (the
     # dispatch starts now) through the delivery outbox
     assert [(m["name"], m["export_limit_pct"]) for m in out["modbus_scheduled"]] == [("inv-1", 50.0)]
@@ -72,17 +101,17 @@ def wait_for(predicate, what: str, within: float = 15.0) -> None:
 
 
 def test_a_dispatch_scheduled_for_later_reaches_the_inverter_when_it_starts_and_is_released_when_it_ends(
-    server, fleet
+    server, fleet, idle_inverter
 ):
-    sim = fleet["sim"]
+    sim = idle_inverter
     base = sim.address_of(123)
     # far enough ahead that the CLI has answered before it starts, even on a loaded machine
     start = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=12)
     out = dso_json(
-        "dispatch", "--node", "feeder-9", "--start", start.isoformat(), "--duration", "4",
+        "dispatch", "--node", "feeder-10", "--start", start.isoformat(), "--duration", "4",
         "--export-limit-w", "1000", "--json", *fleet["cfg"],
     )  # fmt: skip
-    assert [(m["name"], m["export_limit_pct"]) for m in out["modbus_scheduled"]] == [("inv-1", 20.0)]
+    assert [(m["name"], m["export_limit_pct"]) for m in out["modbus_scheduled"]] == [("inv-2", 20.0)]
     assert dt.datetime.now(dt.UTC) < start, "the dispatch command answered only after the start it was given"
     # nothing is written before the dispatch starts
     assert sim.registers[base + sunspec.WMAXLIM_ENA] == 0
@@ -93,7 +122,8 @@ def test_a_dispatch_scheduled_for_later_reaches_the_inverter_when_it_starts_and_
     assert dt.datetime.now(dt.UTC) >= start + dt.timedelta(seconds=4) - dt.timedelta(milliseconds=50)
     # both writes went out through the outbox's modbus channel
     rows = dso_json("deliveries", "list", "--channel", "modbus", "--json", *fleet["cfg"])
-    assert sorted(m["kind"] for m in rows if m["status"] == "delivered") == ["apply", "release"]
+    mine = [m for m in rows if m["key"].startswith("modbus:inv-2:")]
+    assert sorted(m["kind"] for m in mine if m["status"] == "delivered") == ["apply", "release"]
 
 
 def test_a_demand_response_level_goes_to_vens_only(server, fleet):
@@ -115,7 +145,9 @@ def test_a_demand_response_level_goes_to_vens_only(server, fleet):
     ],
 )
 def test_bad_dispatches_are_refused_and_store_nothing(server, fleet, args, needle):
-    proc = dso("dispatch", "--node", "feeder-9", *args, *fleet["cfg"], check=False)
+    cfg = fleet["cfg"]
+    controls, events = dso_json("control", "list", "--json", *cfg), dso_json("event", "list", "--json", *cfg)
+    proc = dso("dispatch", "--node", "feeder-9", *args, *cfg, check=False)
     assert proc.returncode == 1 and needle in proc.stderr
-    assert dso_json("control", "list", "--json", *fleet["cfg"]) == []
-    assert dso_json("event", "list", "--json", *fleet["cfg"]) == []
+    assert dso_json("control", "list", "--json", *cfg) == controls
+    assert dso_json("event", "list", "--json", *cfg) == events

@@ -10,8 +10,6 @@ from sqlalchemy.orm import Mapped, mapped_column
 from server.store.models.base import Base
 from server.store.types import UtcDateTime, utcnow
 
-OFFER_STATUSES = ("offered", "cleared", "rejected", "withdrawn")
-
 
 class FlexOffer(Base):
     """A VEN's offer: over ``[start, end_at)`` it can raise its net import by up to ``up_kw`` (consume more,
