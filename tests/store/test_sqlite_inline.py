@@ -141,7 +141,9 @@ async def test_a_long_read_runs_in_a_worker_thread_and_an_ordinary_one_on_the_lo
         ordinary = (await session.execute(text("SELECT v FROM t ORDER BY v"))).scalars().all()
         on_loop = set(threads)
         threads.clear()
-        long = (await session.execute(text("SELECT v FROM t ORDER BY v").execution_options(**LONG_READ))).all()
+        long = (
+            await session.execute(text("SELECT v FROM t ORDER BY v").execution_options(**LONG_READ))
+        ).all()
     assert len(ordinary) == len(long) == 500
     assert on_loop == {threading.current_thread().name}
     assert threads and threading.current_thread().name not in set(threads)
