@@ -6,10 +6,9 @@ before it instead of piling up:
   envelope: opModExpLimW and opModImpLimW where they bind, one control per run of equal limits),
   ``plan:LFDI:storage`` (its battery's opModTargetW) and ``plan:LFDI:ev`` (its EV charging as opModImpLimW);
   DRLC EndDeviceControls (a targetReduction in W) in the DR program ``plan:LFDI:dr`` it is enrolled in. A
-  block equal to a live event of the program (same payload, same end, same start unless the block is under
-  way) keeps that event; a new DERControl supersedes the older overlapping ones by the event rules (newer
-  creationTime within a program); a live event the new plan does not keep is cancelled (a DERControl only
-  where nothing new overlaps it).
+  block equal to a live event of the program (same payload, same end) keeps that event; a new DERControl
+  supersedes the older overlapping ones by the event rules (newer creationTime within a program); a live
+  event the new plan does not keep is cancelled (a DERControl only where nothing new overlaps it).
 * the plan's price series (when the loop planned against one, ``orchestration.price_tariff``): one
   TimeTariffInterval per run of equal prices in the tariff's rate component ``plan energy``, each with the
   OpenADR ELECTRICITY_PRICE signal the tariff's VENs receive; the plan's devices and VENs are enrolled.
@@ -116,14 +115,6 @@ def _price_payload(block: dict[str, Any]) -> dict[str, Any]:
     return {"tou_tier": 0, "tiers": [{"price": int(block["price"]), "start_value": 0}]}
 
 
-def _covers_only(event: Event, start: dt.datetime, now: dt.datetime) -> bool:
-    """Does a live event cover no more of what is still to come than a block from ``start`` on? It may have
-    begun earlier only when the block is under way (``start`` is now): before a block still to come lie other
-    blocks of the plan, whose new events would supersede (2030.5: newer and overlapping, in one program) the kept
-    one and leave the block without a control, or intervals where the plan wants none."""
-    return event.start == start or (event.start < start and start <= now.replace(microsecond=0))
-
-
 def _same(kind: str, event: Event, payload: dict[str, Any]) -> bool:
     """Does a live event already say what ``payload`` would (its stored, checked form)?"""
     if kind == "der":
@@ -146,8 +137,8 @@ async def _reconcile(
     now: dt.datetime,
     out: Dispatched,
 ) -> None:
-    """The blocks as events of ``program``: a live event equal to a block (same payload, same end, and the same
-    start unless the block is under way) is kept, the rest created; a live DERControl not kept is cancelled where nothing new overlaps it (what overlaps it
+    """The blocks as events of ``program``: a live event equal to a block (same payload, same end) is kept,
+    the rest created; a live DERControl not kept is cancelled where nothing new overlaps it (what overlaps it
     supersedes it), a live DR or price event not kept is cancelled."""
     make = {"der": _der_payload, "dr": _dr_payload, "price": _price_payload}[kind]
     live = await _live(session, program.id, now)
@@ -166,10 +157,7 @@ async def _reconcile(
             (
                 e
                 for e in live
-                if e.id not in kept
-                and e.end_at == end
-                and _covers_only(e, start, now)
-                and _same(kind, e, payload)
+                if e.id not in kept and e.end_at == end and e.start <= start and _same(kind, e, payload)
             ),
             None,
         )
