@@ -146,10 +146,6 @@ async def delete_mup(session: AsyncSession, mup: Sep2Mup) -> None:
     changes.record(session, objects={"mup": [mup.id]})
 
 
-async def mup_mmr_mrids(session: AsyncSession, mup_id: int) -> set[str]:
-    return set(await session.scalars(select(Sep2Mmr.mrid).where(Sep2Mmr.mup_id == mup_id)))
-
-
 async def add_readings(session: AsyncSession, mup: Sep2Mup, body: str, count: int) -> None:
     """Keep a post of readings to ``mup`` and count them (two Core statements: the hot path of every device's
     metering, where the ORM's unit of work would cost more than the writes)."""

@@ -12,10 +12,11 @@ was new. The guarantee is the same as a per-message insert (durable before the a
 
 On SQLite (a database file) the writer uses its own ``sqlite3`` connection on one dedicated thread: a batch is one
 hop to that thread (BEGIN IMMEDIATE, INSERT .. RETURNING, COMMIT) instead of the half-dozen event-loop/thread
-round trips the async driver makes per transaction, which cost more CPU than the insert. The hop is a plain queue
+round trips the thread-based async driver made per transaction, which cost more CPU than the insert. The hop is a plain queue
 and one ``call_soon_threadsafe`` back (an executor's futures, locks and callback chains cost more than the insert
-again, once per signed message at low concurrency). Same file, same WAL mode,
-``synchronous=NORMAL`` and busy timeout as the main engine, so the durability guarantee is unchanged. PostgreSQL
+again, once per signed message at low concurrency). Same file, same WAL mode and
+``synchronous=NORMAL`` as the main engine, so the durability guarantee is unchanged; being off the loop, this
+thread waits for the lock in SQLite's own busy handler (5 s, the main engine's asyncio wait). PostgreSQL
 (and in-memory SQLite) keep the SQLAlchemy path.
 """
 
@@ -144,7 +145,7 @@ class NonceWriter:
         if self._conn is None:
             assert self._sqlite_path is not None
             conn = sqlite3.connect(self._sqlite_path, isolation_level=None, timeout=5.0)
-            # the same settings as the main engine's connections (server.store.db)
+            # the main engine's journal settings (server.store.db); a busy timeout because this thread may sleep
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=5000")

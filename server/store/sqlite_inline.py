@@ -27,15 +27,15 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import sys
 import time
 from collections.abc import Callable, Generator, Iterable
 from typing import Any
 
 from sqlalchemy.dialects.sqlite.aiosqlite import AsyncAdapt_aiosqlite_dbapi
 
-IN_THREAD = (
-    "sqlite_in_thread"  # execution option: run this statement off the event loop (``server.store.db``)
-)
+# execution option: run this statement off the event loop (``server.store.db``)
+IN_THREAD = "sqlite_in_thread"
 BUSY_TIMEOUT_S = 5.0
 _FIRST_WAIT_S, _LONGEST_WAIT_S = 0.001, 0.05
 
@@ -213,9 +213,7 @@ class Connection:
         self._open_conn().rollback()
 
     async def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        self.stop()
 
     def stop(self) -> None:
         if self._conn is not None:
@@ -242,6 +240,4 @@ def connect(*args: Any, **kwargs: Any) -> Connection:
 
 def dbapi() -> AsyncAdapt_aiosqlite_dbapi:
     """This driver as the DB-API module SQLAlchemy's async SQLite dialect expects (``create_engine(module=...)``)."""
-    import sys
-
     return AsyncAdapt_aiosqlite_dbapi(sys.modules[__name__], sqlite3)
