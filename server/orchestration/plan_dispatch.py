@@ -6,12 +6,18 @@ before it instead of piling up:
   envelope: opModExpLimW and opModImpLimW where they bind, one control per run of equal limits),
   ``plan:LFDI:storage`` (its battery's opModTargetW) and ``plan:LFDI:ev`` (its EV charging as opModImpLimW);
   DRLC EndDeviceControls (a targetReduction in W) in the DR program ``plan:LFDI:dr`` it is enrolled in. A
-  block equal to a live event of the program (same payload, same end) keeps that event; a new DERControl
-  supersedes the older overlapping ones by the event rules (newer creationTime within a program); a live
-  event the new plan does not keep is cancelled (a DERControl only where nothing new overlaps it).
+  block equal to a live event of the program (same payload, same end, beginning with the block or before it)
+  keeps that event unless something newer that stays overlaps it: by the event rules a newer overlapping
+  event of the program supersedes it entirely (newer creationTime wins, for DERControls, EndDeviceControls
+  and TimeTariffIntervals alike), so an old event that began before its block, where the re-plan creates an
+  event, would leave the block without one. Such a block gets a new event, which may overlap another kept
+  one in turn (repeated until nothing changes); an unchanged re-plan keeps every event and creates none. A
+  new DERControl supersedes the older overlapping ones; a live event the new plan does not keep is cancelled
+  (a DERControl only where nothing new overlaps it).
 * the plan's price series (when the loop planned against one, ``orchestration.price_tariff``): one
   TimeTariffInterval per run of equal prices in the tariff's rate component ``plan energy``, each with the
-  OpenADR ELECTRICITY_PRICE signal the tariff's VENs receive; the plan's devices and VENs are enrolled.
+  OpenADR ELECTRICITY_PRICE signal the tariff's VENs receive; the plan's devices and VENs are enrolled. A
+  re-plan reconciles them as above.
 * OpenADR VENs: one LOAD_DISPATCH event per VEN over its blocks (0 between them); a re-plan modifies the
   predecessor's event (modificationNumber counts it), or cancels it when the VEN is no longer needed.
 * SunSpec Modbus inverters: each block's export limit, in % of the nameplate, queued with
@@ -82,16 +88,6 @@ async def _dr_program(session: AsyncSession, device: EndDevice, primacy: int) ->
     return program
 
 
-async def _live(session: AsyncSession, program_id: int, now: dt.datetime) -> list[Event]:
-    return list(
-        await session.scalars(
-            select(Event).where(
-                Event.program_id == program_id, Event.cancelled_at.is_(None), Event.end_at > now
-            )
-        )
-    )
-
-
 def _der_payload(block: dict[str, Any]) -> dict[str, Any]:
     return {"base": block.get("base") or {block["field"]: block["value_w"]}}
 
@@ -127,6 +123,72 @@ def _same(kind: str, event: Event, payload: dict[str, Any]) -> bool:
     return [t["price"] for t in event.payload.get("tiers", [])] == [t["price"] for t in payload["tiers"]]
 
 
+@dataclass(frozen=True)
+class _Wanted:
+    """A block as the event it asks for: ``payload`` over [start, end)."""
+
+    block: dict[str, Any]
+    start: dt.datetime
+    end: dt.datetime
+    payload: dict[str, Any]
+
+
+def _overlaps(e: Event, start: dt.datetime, end: dt.datetime) -> bool:
+    return e.start < end and start < e.end_at
+
+
+def _match(kind: str, wanted: list[_Wanted], live: list[Event]) -> dict[int, Event]:
+    """Index of a block -> a live event equal to it (same payload, same end, beginning with it or before). Of
+    several, the one beginning last (the least it covers beyond the block), then the newest."""
+    matched: dict[int, Event] = {}
+    taken: set[int] = set()
+    for i, w in enumerate(wanted):
+        found = [
+            e
+            for e in live
+            if e.id not in taken and e.end_at == w.end and e.start <= w.start and _same(kind, e, w.payload)
+        ]
+        if found:
+            best = max(found, key=lambda e: (e.start, e.creation_time, e.id))
+            matched[i] = best
+            taken.add(best.id)
+    return matched
+
+
+def _in_force(
+    kind: str, wanted: list[_Wanted], matched: dict[int, Event], live: list[Event], ended: list[Event]
+) -> dict[int, Event]:
+    """The matches a device will still follow after the re-plan. Within a program a newer overlapping event
+    supersedes an older one entirely (2030.5 event rules, whatever the kind), so a match is dropped when an
+    event the re-plan creates overlaps it (a kept event that began before its block, where the re-plan wants
+    something else), or when a newer event that stays overlaps it: another kept one, one that already ended, or
+    a DERControl left uncancelled because something new overlaps it. A dropped match makes its block a new
+    event, which can overlap another kept one: repeated until nothing changes (matches only ever go, so it
+    ends). An unchanged re-plan creates nothing, so it keeps everything."""
+    matched = dict(matched)
+    while True:
+        made = [(w.start, w.end) for i, w in enumerate(wanted) if i not in matched]
+        kept = {e.id for e in matched.values()}
+        staying = ended + [
+            e for e in live if e.id in kept or (kind == "der" and any(_overlaps(e, s, t) for s, t in made))
+        ]
+        dropped = [
+            i
+            for i, e in matched.items()
+            if any(_overlaps(e, s, t) for s, t in made)
+            or any(
+                o.id != e.id
+                and _overlaps(o, e.start, e.end_at)
+                and (o.creation_time, o.id) > (e.creation_time, e.id)  # newer, as the event rules order them
+                for o in staying
+            )
+        ]
+        if not dropped:
+            return matched
+        for i in dropped:
+            del matched[i]
+
+
 async def _reconcile(
     session: AsyncSession,
     plan: Plan,
@@ -137,47 +199,49 @@ async def _reconcile(
     now: dt.datetime,
     out: Dispatched,
 ) -> None:
-    """The blocks as events of ``program``: a live event equal to a block (same payload, same end) is kept,
-    the rest created; a live DERControl not kept is cancelled where nothing new overlaps it (what overlaps it
-    supersedes it), a live DR or price event not kept is cancelled."""
+    """The blocks as events of ``program``: a live event equal to a block (same payload, same end, beginning
+    with it or before) is kept when nothing newer that stays overlaps it (``_in_force``), the rest created; a live DERControl not kept is
+    cancelled where nothing new overlaps it (what overlaps it supersedes it), a live DR or price event not kept
+    is cancelled."""
     make = {"der": _der_payload, "dr": _dr_payload, "price": _price_payload}[kind]
-    live = await _live(session, program.id, now)
-    kept: set[int] = set()
-    made: list[Event] = []
+    found = await events.relevant(session, [program.id], now)
+    live = [e for e in found if e.cancelled_at is None and e.end_at > now]
+    ended = [e for e in found if e.cancelled_at is None and e.end_at <= now]
+    wanted: list[_Wanted] = []
     for block in blocks:
         span = _span(plan, block, now)
         if span is None:
             continue
         start, duration = span
-        end = start + dt.timedelta(seconds=duration)
         payload = make(block)
         if "signal" in payload:
             payload["signal"]["intervals"][0]["duration_s"] = duration
-        same = next(
-            (
-                e
-                for e in live
-                if e.id not in kept and e.end_at == end and e.start <= start and _same(kind, e, payload)
-            ),
-            None,
-        )
+        wanted.append(_Wanted(block, start, start + dt.timedelta(seconds=duration), payload))
+    matched = _in_force(kind, wanted, _match(kind, wanted, live), live, ended)
+    made: list[Event] = []
+    for i, w in enumerate(wanted):
+        why = w.block["why"] | {"block": w.block["start"]}
+        same = matched.get(i)
         if same is not None:
-            kept.add(same.id)
             out.kept += 1
-            await plans.link(session, plan.id, same.id, key, block["why"] | {"block": block["start"]})
+            await plans.link(session, plan.id, same.id, key, why)
             continue
+        duration = int((w.end - w.start).total_seconds())
         event = await events.create(
             session,
             program,
-            events.NewEvent(start=start, duration_s=duration, payload=payload, description=f"plan {plan.id}"),
+            events.NewEvent(
+                start=w.start, duration_s=duration, payload=w.payload, description=f"plan {plan.id}"
+            ),
         )
         made.append(event)
         out.created += 1
-        await plans.link(session, plan.id, event.id, key, block["why"] | {"block": block["start"]})
+        await plans.link(session, plan.id, event.id, key, why)
+    kept = {e.id for e in matched.values()}
     for e in live:
         if e.id in kept:
             continue
-        overlapped = any(e.start < m.end_at and m.start < e.end_at for m in made)
+        overlapped = any(_overlaps(e, m.start, m.end_at) for m in made)
         # nothing of the new plan supersedes it: the plan no longer wants it. A DR or price event reaches
         # OpenADR VENs too, which do not apply the 2030.5 supersession: the old one is cancelled either way
         if not overlapped or kind != "der":
