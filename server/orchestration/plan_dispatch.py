@@ -6,14 +6,15 @@ before it instead of piling up:
   envelope: opModExpLimW and opModImpLimW where they bind, one control per run of equal limits),
   ``plan:LFDI:storage`` (its battery's opModTargetW) and ``plan:LFDI:ev`` (its EV charging as opModImpLimW);
   DRLC EndDeviceControls (a targetReduction in W) in the DR program ``plan:LFDI:dr`` it is enrolled in. A
-  block equal to a live event of the program (same payload, same end, beginning with the block or before it)
-  keeps that event unless something newer that stays overlaps it: by the event rules a newer overlapping
-  event of the program supersedes it entirely (newer creationTime wins, for DERControls, EndDeviceControls
-  and TimeTariffIntervals alike), so an old event that began before its block, where the re-plan creates an
-  event, would leave the block without one. Such a block gets a new event, which may overlap another kept
-  one in turn (repeated until nothing changes); an unchanged re-plan keeps every event and creates none. A
-  new DERControl supersedes the older overlapping ones; a live event the new plan does not keep is cancelled
-  (a DERControl only where nothing new overlaps it).
+  block equal to a live event of the program (same payload, same end, beginning with the block, or at any time
+  up to now when the block is under way) keeps that event unless something newer that stays overlaps it: by the
+  event rules a newer overlapping event of the program supersedes it entirely (newer creationTime wins, for
+  DERControls, EndDeviceControls and TimeTariffIntervals alike). An old event that began before a block still
+  to come is not kept: it covers intervals where the plan now wants another event (which would supersede it)
+  or none (which the device would follow it through). A block whose match is not kept gets a new event, which
+  may overlap another kept one in turn (repeated until nothing changes); an unchanged re-plan keeps every event
+  and creates none. A new DERControl supersedes the older overlapping ones; a live event the new plan does not
+  keep is cancelled (a DERControl only where nothing new overlaps it).
 * the plan's price series (when the loop planned against one, ``orchestration.price_tariff``): one
   TimeTariffInterval per run of equal prices in the tariff's rate component ``plan energy``, each with the
   OpenADR ELECTRICITY_PRICE signal the tariff's VENs receive; the plan's devices and VENs are enrolled. A
@@ -137,16 +138,28 @@ def _overlaps(e: Event, start: dt.datetime, end: dt.datetime) -> bool:
     return e.start < end and start < e.end_at
 
 
-def _match(kind: str, wanted: list[_Wanted], live: list[Event]) -> dict[int, Event]:
-    """Index of a block -> a live event equal to it (same payload, same end, beginning with it or before). Of
-    several, the one beginning last (the least it covers beyond the block), then the newest."""
+def _begins_with(e: Event, w: _Wanted, now: dt.datetime) -> bool:
+    """Does a live event begin where the block does? Exactly at its start, or anywhere up to now when the block
+    is under way (``_span`` clips its start to now, so a re-plan a little later finds its event begun earlier).
+    One that begins before a block still to come covers intervals the plan now wants something else in, or
+    nothing: a new event there supersedes it, and where there is none the device would follow it."""
+    now = now.replace(microsecond=0)  # as ``_span`` clips
+    return e.start == w.start or (w.start == now and e.start <= now)
+
+
+def _match(kind: str, wanted: list[_Wanted], live: list[Event], now: dt.datetime) -> dict[int, Event]:
+    """Index of a block -> a live event equal to it (same payload, same end, ``_begins_with`` it). Of several
+    (under way), the one beginning last, then the newest."""
     matched: dict[int, Event] = {}
     taken: set[int] = set()
     for i, w in enumerate(wanted):
         found = [
             e
             for e in live
-            if e.id not in taken and e.end_at == w.end and e.start <= w.start and _same(kind, e, w.payload)
+            if e.id not in taken
+            and e.end_at == w.end
+            and _begins_with(e, w, now)
+            and _same(kind, e, w.payload)
         ]
         if found:
             best = max(found, key=lambda e: (e.start, e.creation_time, e.id))
@@ -160,11 +173,11 @@ def _in_force(
 ) -> dict[int, Event]:
     """The matches a device will still follow after the re-plan. Within a program a newer overlapping event
     supersedes an older one entirely (2030.5 event rules, whatever the kind), so a match is dropped when an
-    event the re-plan creates overlaps it (a kept event that began before its block, where the re-plan wants
-    something else), or when a newer event that stays overlaps it: another kept one, one that already ended, or
-    a DERControl left uncancelled because something new overlaps it. A dropped match makes its block a new
-    event, which can overlap another kept one: repeated until nothing changes (matches only ever go, so it
-    ends). An unchanged re-plan creates nothing, so it keeps everything."""
+    event the re-plan creates overlaps it, or when a newer event that stays overlaps it: another kept one, one
+    that already ended (it can overlap a kept event under way, which began before now), or a DERControl left
+    uncancelled because something new overlaps it. A dropped match makes its block a new event, which can overlap another kept one:
+    repeated until nothing changes (matches only ever go, so it ends). An unchanged re-plan creates nothing, so
+    it keeps everything."""
     matched = dict(matched)
     while True:
         made = [(w.start, w.end) for i, w in enumerate(wanted) if i not in matched]
@@ -199,10 +212,10 @@ async def _reconcile(
     now: dt.datetime,
     out: Dispatched,
 ) -> None:
-    """The blocks as events of ``program``: a live event equal to a block (same payload, same end, beginning
-    with it or before) is kept when nothing newer that stays overlaps it (``_in_force``), the rest created; a live DERControl not kept is
-    cancelled where nothing new overlaps it (what overlaps it supersedes it), a live DR or price event not kept
-    is cancelled."""
+    """The blocks as events of ``program``: a live event equal to a block (same payload, same end,
+    ``_begins_with`` it) is kept when nothing newer that stays overlaps it (``_in_force``), the rest created; a
+    live DERControl not kept is cancelled where nothing new overlaps it (what overlaps it supersedes it), a live
+    DR or price event not kept is cancelled."""
     make = {"der": _der_payload, "dr": _dr_payload, "price": _price_payload}[kind]
     found = await events.relevant(session, [program.id], now)
     live = [e for e in found if e.cancelled_at is None and e.end_at > now]
@@ -217,7 +230,7 @@ async def _reconcile(
         if "signal" in payload:
             payload["signal"]["intervals"][0]["duration_s"] = duration
         wanted.append(_Wanted(block, start, start + dt.timedelta(seconds=duration), payload))
-    matched = _in_force(kind, wanted, _match(kind, wanted, live), live, ended)
+    matched = _in_force(kind, wanted, _match(kind, wanted, live, now), live, ended)
     made: list[Event] = []
     for i, w in enumerate(wanted):
         why = w.block["why"] | {"block": w.block["start"]}

@@ -1,7 +1,8 @@
 """A re-plan reconciles its blocks with the events of the plan before it: an event is kept only where the device
-will still follow it. Within a program 2030.5 supersedes an older event by any newer one it overlaps, so an old
-event that begins before its block is kept only while nothing newer that stays overlaps it; an unchanged re-plan
-keeps everything and creates nothing."""
+will still follow it and only over what the plan still wants. Within a program 2030.5 supersedes an older event
+by any newer one it overlaps, and a device follows an event from its start: an old event is kept for a block only
+when it begins with the block (or the block is under way) and nothing newer that stays overlaps it; an unchanged
+re-plan keeps everything and creates nothing."""
 
 from __future__ import annotations
 
@@ -182,3 +183,25 @@ async def test_a_replan_keeps_no_old_dr_event_a_new_one_supersedes(sqlite_store)
     assert followed == _expected(second_runs), (followed, out.to_dict())
     assert (out.created, out.kept, out.cancelled) == (2, 0, 1), out.to_dict()
     assert (again.created, again.kept, again.cancelled) == (0, 2, 0), again.to_dict()
+
+
+async def test_a_replan_keeps_no_old_control_over_intervals_it_no_longer_wants(sqlite_store) -> None:
+    """The old control charges over six intervals; the re-plan wants the same only in the last two and nothing
+    before them. Nothing new precedes the later block, but keeping the old control would charge the battery in
+    the four intervals the plan now leaves free: the block gets a control of its own, which supersedes the old
+    one."""
+    now = utcnow().replace(microsecond=0)
+    start = _next_boundary(now)
+    second_runs = [(8, 10, -5000.0)]
+    async with sqlite_store.sessions.begin() as session:
+        device = await parties.enroll_device(session, LFDI)
+        first = await _plan(session, start, [(4, 10, -5000.0)])
+        await dispatch_plan(session, first, None, 10, "", 0, now)
+        second = await _plan(session, start, second_runs)
+        out = await dispatch_plan(session, second, first, 10, "", 0, now)
+        followed = await _followed(session, await _der_programs(session, device), start, now)
+        third = await _plan(session, start, second_runs)
+        again = await dispatch_plan(session, third, second, 10, "", 0, now + dt.timedelta(seconds=30))
+    assert followed == _expected(second_runs), (followed, out.to_dict())
+    assert (out.created, out.kept) == (1, 0), out.to_dict()
+    assert (again.created, again.kept) == (0, 1), again.to_dict()
