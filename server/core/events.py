@@ -393,6 +393,20 @@ async def evaluated(
     return out
 
 
+async def tariff_price_intervals(
+    session: AsyncSession, tariff: Program, now: dt.datetime
+) -> list[tuple[Program, Event, rules.Evaluated]]:
+    """Every price interval of a tariff's rate components a device sees at ``now``, with its rate component: each
+    evaluated among those of its own rate component (exactly as that rate's interval list shows it), together in
+    the order 2030.5 lists events (what CSIP-AUS 1.3 serves as a tariff's combined list)."""
+    found = [
+        (rate, e, ev)
+        for rate in await programs.list_programs(session, "rate", tariff.id)
+        for e, ev in await evaluated(session, [rate], now)
+    ]
+    return sorted(found, key=lambda x: rules.list_order_key(interval_of(x[1], x[0].primacy)))
+
+
 def events_query(
     *, program_id: int | None = None, kind: str | None = None, include_completed: bool = False
 ) -> Select[Event]:

@@ -158,7 +158,7 @@ async def read_body(request: web.Request, *roots: str) -> etree._Element:
                     await csipaus.remember(session, lfdi, aus)
         except IntegrityError:
             pass  # a concurrent first body of the same client recorded the same fact
-    if aus == xml.CSIPAUS_STORAGE_NS:
+    if aus in (xml.CSIPAUS_STORAGE_NS, xml.CSIPAUS_V13_NS):  # a 1.3 body was read in the storage namespace
         csipaus.canonical(root)
     if roots and xml.local_name(root) not in roots:
         raise Sep2Error(

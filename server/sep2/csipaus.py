@@ -3,18 +3,23 @@
 CSIP-AUS 1.2 puts its elements (opModExpLimW, doeModesSupported, ConnectionPoint, ...) in ``https://csipaus.org/ns``;
 the CSIP-AUS 1.3 beta storage extension repeats all of them and adds the storage ones (DERControlBase
 ``opModStorageTargetW``, DERCapability ``vppModesSupported``, DERSettings ``vppModesEnabled`` and ``setMinWh``) in
-``https://csipaus.org/ns/v1.3-beta/storage``. The two schemas cannot describe one document, but they can share
-a server: a client says which it speaks by the namespace of the CSIP-AUS elements in the bodies it sends (its
-DERCapability, which CSIP-AUS requires of every device, carries one), remembered per LFDI in the database (so
-every process and a restart agree) and in a bounded per-process cache. A client that has said nothing is a 1.2
-client.
+``https://csipaus.org/ns/v1.3-beta/storage``; CSIP-AUS 1.3 has the same DER and EndDevice elements again, in
+``https://csipaus.org/ns/v1.3``, and adds the pricing extension (TariffProfile
+``CombinedTimeTariffIntervalListLink``, TimeTariffInterval ``ConsumptionTariffIntervalListSummary`` and, in the
+2030.5 namespace, ``RateComponentLink``; ``server.sep2.pricing``). The schemas cannot describe one document, but
+they can share a server: a client says which it speaks by the namespace of the CSIP-AUS elements in the bodies it
+sends (its DERCapability, which CSIP-AUS requires of every device, carries one), remembered per LFDI in the
+database (so every process and a restart agree) and in a bounded per-process cache. A client that has said
+nothing is a 1.2 client.
 
-Inside the server one form is kept (``canonical``): the elements both extensions share in the 1.2 namespace, the
-storage-only ones in the storage namespace. ``for_client`` turns it into what a client reads: for a storage client
-every CSIP-AUS element in the storage namespace; for a 1.2 client the storage-only elements dropped (its schema
-has no place for them, so a storage target is invisible to it while its export limits still reach it). The
-protocol listener's middleware does it for every answer and ``server.sep2.subscriptions`` for every
-notification, so a renderer writes each element once."""
+Inside the server one form is kept (``canonical``): the elements every extension shares in the 1.2 namespace, the
+storage ones in the storage namespace, the pricing ones in the 1.3 namespace. ``for_client`` turns it into what
+a client reads: for a 1.3 client every CSIP-AUS element in the 1.3 namespace; for a storage client every
+CSIP-AUS element in the storage namespace and the pricing extension dropped; for a 1.2 client the storage and
+pricing elements dropped (its schema has no place for them, so a storage target or a combined price list is
+invisible to it while its export limits and its tariffs still reach it). The protocol listener's middleware does
+it for every answer and ``server.sep2.subscriptions`` for every notification, so a renderer writes each element
+once."""
 
 from __future__ import annotations
 
@@ -30,7 +35,11 @@ from server.runtime import IDENTITY, Runtime
 from server.sep2 import xml
 from server.sep2.editions import CACHE_SIZE, ClientCache
 
-V12, STORAGE = xml.CSIPAUS_NS, xml.CSIPAUS_STORAGE_NS
+V12, STORAGE, V13 = xml.CSIPAUS_NS, xml.CSIPAUS_STORAGE_NS, xml.CSIPAUS_V13_NS
+# what CSIP-AUS 1.3 adds in the 2030.5 namespace: parent -> children only a 1.3 client may receive (they are
+# always rendered beside a 1.3-namespace element, so an answer holding one is translated for every other client)
+V13_IN_2030_5 = {"TimeTariffInterval": frozenset({"RateComponentLink"})}
+_NSMAP = {V12: xml.NSMAP, STORAGE: xml.STORAGE_NSMAP, V13: xml.V13_NSMAP}
 _cache = ClientCache(CACHE_SIZE)
 
 
@@ -65,6 +74,16 @@ def canonical(root: etree._Element) -> etree._Element:
     return root
 
 
+def _only_v13(el: etree._Element, name: etree.QName) -> bool:
+    """Whether ``el`` is an element only CSIP-AUS 1.3 has a place for."""
+    if name.namespace == V13:
+        return True
+    parent = el.getparent()
+    if name.namespace != xml.NS or parent is None:
+        return False
+    return name.localname in V13_IN_2030_5.get(etree.QName(parent).localname, frozenset())
+
+
 def for_client(root: etree._Element, namespace: str) -> etree._Element:
     """A document in the server's form as a client speaking ``namespace`` reads it (in place)."""
     changed = False
@@ -72,25 +91,25 @@ def for_client(root: etree._Element, namespace: str) -> etree._Element:
         if not isinstance(el.tag, str):
             continue
         name = etree.QName(el)
-        if namespace == STORAGE and name.namespace == V12:
-            el.tag = f"{{{STORAGE}}}{name.localname}"
-            changed = True
-        elif namespace == V12 and name.namespace == STORAGE:
+        drop = (namespace != V13 and _only_v13(el, name)) or (namespace == V12 and name.namespace == STORAGE)
+        if drop:
             parent = el.getparent()
             if parent is not None:
                 parent.remove(el)
                 changed = True
-    if changed:
-        top = xml.STORAGE_NSMAP if namespace == STORAGE else xml.NSMAP
-        etree.cleanup_namespaces(root, top_nsmap=top)
+        elif namespace != V12 and name.namespace in (V12, STORAGE) and name.namespace != namespace:
+            el.tag = f"{{{namespace}}}{name.localname}"
+            changed = True
+    if changed or namespace != V12:
+        # declared once at the top in the client's own namespace (a renderer's elements each declare the 1.2 one)
+        etree.cleanup_namespaces(root, top_nsmap=_NSMAP[namespace])
     return root
 
 
 def needs_translation(body: bytes, namespace: str) -> bool:
     """Whether a serialized answer carries CSIP-AUS elements a client of ``namespace`` cannot read as they are
     (a byte test, so answers without CSIP-AUS content cost nothing)."""
-    other = V12 if namespace == STORAGE else STORAGE
-    return f'"{other}"'.encode() in body
+    return any(f'"{other}"'.encode() in body for other in (V12, STORAGE, V13) if other != namespace)
 
 
 def known(lfdi: str, namespace: str) -> bool:
@@ -102,7 +121,7 @@ async def remember(session: AsyncSession, lfdi: str, namespace: str) -> None:
     if _cache.get(lfdi) == namespace:
         return
     stored = await devres.get_setting(session, _key(lfdi))
-    # 1.2 is what an unrecorded client speaks: only a storage client (or one that went back) is written, so the
+    # 1.2 is what an unrecorded client speaks: only a storage or 1.3 client (or one that went back) is written, so the
     # concurrent first bodies of a 1.2 device never race to insert the same row
     if (stored or V12) != namespace:
         await devres.set_setting(session, _key(lfdi), None if namespace == V12 else namespace)
@@ -110,7 +129,7 @@ async def remember(session: AsyncSession, lfdi: str, namespace: str) -> None:
 
 
 async def of_client(session: AsyncSession, lfdi: str) -> str:
-    """The CSIP-AUS namespace ``lfdi`` speaks (1.2 until it sends a storage body)."""
+    """The CSIP-AUS namespace ``lfdi`` speaks (1.2 until it sends a storage or a 1.3 body)."""
     cached = _cache.get(lfdi)
     if cached is None:
         cached = await devres.get_setting(session, _key(lfdi)) or V12

@@ -8,9 +8,18 @@ reach and a tariff assigned to it):
     /edev/{e}/tp/{t}/rc/{r}/tti[/{i}]              TimeTariffIntervalList / TimeTariffInterval
     /edev/{e}/tp/{t}/rc/{r}/acttti                 ActiveTimeTariffIntervalList
     /edev/{e}/tp/{t}/rc/{r}/tti/{i}/cti[/{k}]      ConsumptionTariffIntervalList / ConsumptionTariffInterval
+    /edev/{e}/tp/{t}/ctti                          TimeTariffIntervalList of every rate component (CSIP-AUS 1.3)
 
 TimeTariffIntervals are events: EventStatus, supersession (a newer overlapping interval of the same rate) and
 primacy come from ``server.core.der_controls`` via ``server.core.events``. FunctionSetAssignments link here.
+
+The CSIP-AUS 1.3 pricing extension is rendered into the same representations: a TariffProfile links its combined
+list (``csipaus:CombinedTimeTariffIntervalListLink``, the tariff's intervals of every rate component in one
+list, each the same TimeTariffInterval its rate's list holds) and every TimeTariffInterval carries its
+consumption blocks inline (``csipaus:ConsumptionTariffIntervalListSummary``) and a ``RateComponentLink`` to its
+rate. Only a client speaking CSIP-AUS 1.3 receives them (``server.sep2.csipaus.for_client`` removes them for
+the others, whose schemas have no place for them); the combined list itself answers every client in scope, in
+the form its schema admits.
 """
 
 from __future__ import annotations
@@ -75,7 +84,7 @@ async def _rate(request: web.Request, session: AsyncSession) -> tuple[EndDevice,
     return device, r
 
 
-def render_tariff(pen: int, device: EndDevice, t: Program, n_rates: int) -> etree._Element:
+def render_tariff(pen: int, device: EndDevice, t: Program, n_rates: int, n_combined: int) -> etree._Element:
     href = f"/edev/{device.id}/tp/{t.id}"
     a = t.attrs
     return xml.E(
@@ -89,6 +98,7 @@ def render_tariff(pen: int, device: EndDevice, t: Program, n_rates: int) -> etre
         xml.leaf("rateCode", a.get("rateCode") or None),
         xml.link("RateComponentListLink", f"{href}/rc", n_rates),
         xml.leaf("serviceCategoryKind", a.get("serviceCategoryKind", 0)),
+        xml.link("csipaus-v13:CombinedTimeTariffIntervalListLink", f"{href}/ctti", n_combined),
     )
 
 
@@ -121,8 +131,18 @@ def render_tti(pen: int, device: EndDevice, rate: Program, e: Event, ev) -> etre
         pen,
         reply_to=f"/edev/{device.id}/rsp",
     )
-    el.append(xml.link("ConsumptionTariffIntervalListLink", f"{href}/cti", len(e.payload.get("tiers", []))))
+    tiers = e.payload.get("tiers", [])
+    el.append(xml.link("ConsumptionTariffIntervalListLink", f"{href}/cti", len(tiers)))
     el.append(xml.leaf("touTier", e.payload.get("touTier", 0)))
+    # CSIP-AUS 1.3: every block inline, so a client needs no request per interval, and the rate it prices
+    el.append(
+        xml.E(
+            "csipaus-v13:ConsumptionTariffIntervalListSummary",
+            {"all": len(tiers), "results": len(tiers)},
+            [render_cti(f"{href}/cti", k, t) for k, t in enumerate(tiers, start=1)],
+        )
+    )
+    el.append(xml.link("RateComponentLink", rate_href(device, rate)))
     return el
 
 
@@ -166,6 +186,30 @@ async def render_tti_list(
     )
 
 
+async def _tariff_counts(session: AsyncSession, tariff: Program) -> tuple[int, int]:
+    """How many rate components the tariff has, and how many intervals its combined list holds."""
+    rates = await programs.list_programs(session, "rate", tariff.id)
+    return len(rates), len(await core_events.tariff_price_intervals(session, tariff, utcnow()))
+
+
+async def render_combined_list(
+    ctx: RenderCtx, device: EndDevice, tariff: Program, start: int, limit: int, after: dt.datetime | None
+) -> etree._Element:
+    """A tariff's combined TimeTariffIntervalList (CSIP-AUS 1.3): the intervals of every rate component."""
+    found = await core_events.tariff_price_intervals(ctx.session, tariff, ctx.now)
+    rate_of = {e.id: rate for rate, e, _ in found}
+    return events.event_list(
+        "TimeTariffIntervalList",
+        f"/edev/{device.id}/tp/{tariff.id}/ctti",
+        [(e, ev) for _, e, ev in found],
+        lambda e, ev: render_tti(ctx.pen, device, rate_of[e.id], e, ev),
+        start,
+        limit,
+        False,
+        after,
+    )
+
+
 # ---------------------------------------------------------------------------------------------------- routes
 @routes.get("/edev/{e}/tp")
 @sep2_handler
@@ -176,9 +220,7 @@ async def get_tariff_list(request: web.Request) -> web.Response:
         found = await programs.device_member_programs(session, device.id, "price")
         rate = await render.poll_rate(render_ctx(request, session), "TariffProfileList")
         items = [
-            render_tariff(
-                render.pen(request), device, t, len(await programs.list_programs(session, "rate", t.id))
-            )
+            render_tariff(render.pen(request), device, t, *await _tariff_counts(session, t))
             for t in pg.slice(found)
         ]
     return reply(
@@ -193,8 +235,8 @@ async def get_tariff(request: web.Request) -> web.Response:
         device, t = await tariff_in_scope(
             session, scope_of(request), path_int(request, "e"), path_int(request, "t")
         )
-        n = len(await programs.list_programs(session, "rate", t.id))
-    return reply(render_tariff(render.pen(request), device, t, n))
+        n = await _tariff_counts(session, t)
+    return reply(render_tariff(render.pen(request), device, t, *n))
 
 
 @routes.get("/edev/{e}/tp/{t}/rc")
@@ -267,6 +309,24 @@ async def get_tti_list(request: web.Request) -> web.Response:
     )
     async with runtime(request).store.sessions() as session:
         return reply(await render_tti_list_resource(render_ctx(request, session), scope_of(request), params))
+
+
+@subscribable("ctti-list", "/edev/{e}/tp/{p}/ctti", affected=_tti_list_affected, is_list=True)
+async def render_combined_list_resource(ctx: RenderCtx, scope: Scope, params: Params) -> etree._Element:
+    """The combined TimeTariffIntervalList of a tariff (``p``) assigned to the device (an interval's change
+    names its tariff as well as its rate component, ``server.core.events``)."""
+    device, tariff = await tariff_in_scope(ctx.session, scope, params.e or 0, params.p or 0)
+    return await render_combined_list(ctx, device, tariff, params.start, params.limit, params.after)
+
+
+@routes.get("/edev/{e}/tp/{t}/ctti")
+@sep2_handler
+async def get_combined_list(request: web.Request) -> web.Response:
+    params = page_params(page(request), e=path_int(request, "e"), p=path_int(request, "t"))
+    async with runtime(request).store.sessions() as session:
+        return reply(
+            await render_combined_list_resource(render_ctx(request, session), scope_of(request), params)
+        )
 
 
 @routes.get("/edev/{e}/tp/{t}/rc/{r}/acttti")

