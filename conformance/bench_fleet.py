@@ -312,7 +312,9 @@ def show(backend: str, row: dict, n: int) -> None:
 def more_processes(server: LiveServer, n: int) -> list[subprocess.Popen[bytes]]:
     """``n`` more ``dso serve`` processes of the same configuration (SO_REUSEPORT on the same ports)."""
     procs = []
-    env = {**os.environ, **server.extra_env, "DSO_LOGGING__FORMAT": "json"}
+    # the same listeners as the first (its loopback host too: a process bound to 0.0.0.0 would be a group of
+    # its own beside one bound to 127.0.0.1, and the kernel gives loopback connections to the more specific one)
+    env = server.serve_env()
     for i in range(n):
         log_path = server.home / f"serve-{i + 2}.log"
         with open(log_path, "ab") as log:

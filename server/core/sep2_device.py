@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any, cast
 
 from lxml import etree
-from sqlalchemy import Select, Table, delete, insert, select, update
+from sqlalchemy import Select, Table, bindparam, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -106,9 +106,16 @@ async def mups_of(session: AsyncSession, scope: Scope) -> list[Sep2Mup]:
     return list(await session.scalars(mups_query(scope)))
 
 
+# built once (every post of readings looks its MirrorUsagePoint up): as ``mups_query`` with one id
+_OWNED_MUP = select(Sep2Mup).where(
+    Sep2Mup.owner_lfdi.in_(bindparam("owners", expanding=True)), Sep2Mup.id == bindparam("mup_id")
+)
+
+
 async def owned_mup(session: AsyncSession, scope: Scope, mup_id: int) -> Sep2Mup | None:
     """MirrorUsagePoint ``mup_id`` if ``scope`` owns it."""
-    return await session.scalar(mups_query(scope).where(Sep2Mup.id == mup_id))
+    owners = [] if scope.revoked else list(scope.mup_owners())
+    return await session.scalar(_OWNED_MUP, {"owners": owners, "mup_id": mup_id})
 
 
 async def upsert_mup(
@@ -146,16 +153,21 @@ async def delete_mup(session: AsyncSession, mup: Sep2Mup) -> None:
     changes.record(session, objects={"mup": [mup.id]})
 
 
+_MUP_TABLE = cast(Table, Sep2Mup.__table__)
+_KEEP_POST = insert(cast(Table, Sep2MupReading.__table__))
+_COUNT_READINGS = (
+    update(_MUP_TABLE)
+    .where(_MUP_TABLE.c.id == bindparam("id_"))
+    .values(readings=_MUP_TABLE.c.readings + bindparam("count"), changed_at=bindparam("now"))
+)
+
+
 async def add_readings(session: AsyncSession, mup: Sep2Mup, body: str, count: int) -> None:
     """Keep a post of readings to ``mup`` and count them (two Core statements: the hot path of every device's
     metering, where the ORM's unit of work would cost more than the writes)."""
     now = utcnow()
-    readings = cast(Table, Sep2MupReading.__table__)
-    await session.execute(insert(readings).values(mup_id=mup.id, body=body, received_at=now))
-    table = cast(Table, Sep2Mup.__table__)
-    await session.execute(
-        update(table).where(table.c.id == mup.id).values(readings=table.c.readings + count, changed_at=now)
-    )
+    await session.execute(_KEEP_POST, {"mup_id": mup.id, "body": body, "received_at": now})
+    await session.execute(_COUNT_READINGS, {"id_": mup.id, "count": count, "now": now})
     # the object the caller holds says what the row now says
     set_committed_value(mup, "readings", mup.readings + count)
     set_committed_value(mup, "changed_at", now)

@@ -91,6 +91,24 @@ async def add(session: AsyncSession, readings: list[Reading]) -> int:
     return len(await add_new(session, readings))
 
 
+_INSERT_NEW: dict[str, Any] = {}  # per dialect: built once, every post of readings runs it
+
+
+def _insert_new(session: AsyncSession) -> Any:
+    """INSERT .. ON CONFLICT DO NOTHING RETURNING the key: a Core insert, since the ORM's bulk layer costs more
+    than the rows here."""
+    backend = session.bind.dialect.name if session.bind is not None else ""
+    stmt = _INSERT_NEW.get(backend)
+    if stmt is None:
+        t = TelemetryReading.__table__.c
+        stmt = _INSERT_NEW[backend] = (
+            upsert_insert(session, TelemetryReading.__table__)
+            .on_conflict_do_nothing(index_elements=list(READING_KEY))
+            .returning(t.source_kind, t.source_id, t.resource, t.measurement, t.ts, t.reading_type)
+        )
+    return stmt
+
+
 async def add_new(session: AsyncSession, readings: list[Reading]) -> list[Reading]:
     """Store readings in multi-row INSERT .. ON CONFLICT DO NOTHING (report bursts carry many intervals;
     devices re-post after a lost response); returns the readings that were new, in the order given."""
@@ -98,13 +116,7 @@ async def add_new(session: AsyncSession, readings: list[Reading]) -> list[Readin
         return []
     now = utcnow()
     rows = [{**asdict(r), "received_at": now} for r in readings]
-    t = TelemetryReading.__table__.c  # a Core insert: the ORM's bulk layer costs more than the rows here
-    stmt = (
-        upsert_insert(session, TelemetryReading.__table__)
-        .on_conflict_do_nothing(index_elements=list(READING_KEY))
-        .returning(t.source_kind, t.source_id, t.resource, t.measurement, t.ts, t.reading_type)
-    )
-    result = await session.execute(stmt, rows)
+    result = await session.execute(_insert_new(session), rows)
     inserted = {tuple(row) for row in result}
     new, seen = [], set()
     for r in readings:

@@ -30,7 +30,7 @@ from types import MappingProxyType
 
 from aiohttp import web
 from lxml import etree
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.core import sep2_device as devres
@@ -420,6 +420,18 @@ def _reading(list_href: str, row: TelemetryReading, p10: int) -> etree._Element:
     )
 
 
+# built once: constructing the statement cost more than running it on every post of readings
+_READING_LIST_SUBSCRIPTIONS = (
+    select(Sep2Subscription, Sep2Mup)
+    .join(Sep2Mup, Sep2Mup.id == Sep2Subscription.program_id)
+    .where(
+        Sep2Subscription.kind == "reading-list",
+        Sep2Mup.device_lfdi.in_(bindparam("lfdis", expanding=True)),
+    )
+    .order_by(Sep2Subscription.id)
+)
+
+
 async def readings_triggered(
     session: AsyncSession, change: Change, now: dt.datetime
 ) -> list[Sep2Subscription]:
@@ -430,17 +442,10 @@ async def readings_triggered(
     values: dict[tuple[str, str], list[float]] = {}
     for source, resource, value in change.readings:
         values.setdefault((source, resource.upper()), []).append(value)
-    lfdis = {source for source, _ in values}
+    lfdis = sorted({source for source, _ in values})
     # one query: the subscriptions to reading lists of these devices' MirrorUsagePoints, with their MUP (none in
     # the common case, so a post of readings pays one indexed lookup here)
-    found = (
-        await session.execute(
-            select(Sep2Subscription, Sep2Mup)
-            .join(Sep2Mup, Sep2Mup.id == Sep2Subscription.program_id)
-            .where(Sep2Subscription.kind == "reading-list", Sep2Mup.device_lfdi.in_(lfdis))
-            .order_by(Sep2Subscription.id)
-        )
-    ).all()
+    found = (await session.execute(_READING_LIST_SUBSCRIPTIONS, {"lfdis": lfdis})).all()
     out = []
     for sub, mup in found:
         mmrs = meter_readings(mup)

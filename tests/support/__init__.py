@@ -118,17 +118,20 @@ class LiveServer:
     def config(self) -> str:
         return self.info["config"]
 
+    def serve_env(self) -> dict[str, str]:
+        """The environment of a ``dso serve`` of this server (a second process on its ports takes the same)."""
+        # tests listen on loopback only
+        loopback = {"DSO_SERVER__HOST": "127.0.0.1", "DSO_OPENADR3__HOST": "127.0.0.1"}
+        return {**os.environ, **loopback, **self.extra_env, "DSO_LOGGING__FORMAT": "json"}
+
     def start(self, timeout: float = 30) -> LiveServer:
         self.log_path = self.home / "serve.log"
         log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the process
-        # tests listen on loopback only
-        loopback = {"DSO_SERVER__HOST": "127.0.0.1", "DSO_OPENADR3__HOST": "127.0.0.1"}
-        env = {**os.environ, **loopback, **self.extra_env, "DSO_LOGGING__FORMAT": "json"}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "server", "serve", "-c", self.config],
             stdout=log,
             stderr=log,
-            env=env,
+            env=self.serve_env(),
             cwd=REPO,
         )
         deadline = time.monotonic() + timeout
