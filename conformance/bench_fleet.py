@@ -48,7 +48,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "conformance"))
 sys.path.insert(0, str(REPO / "tests"))
 
-from bench_control_history import cpu_s, schedule_controls  # noqa: E402
+from bench_control_history import CLK_TCK, cpu_s, schedule_controls  # noqa: E402
 from bench_pages import PG_ADMIN_URL, Client, _pg, admin, mup_xml, server_env  # noqa: E402
 from support import LiveServer  # noqa: E402
 
@@ -259,13 +259,38 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
 
+def database_cpu_s() -> float:
+    """CPU seconds so far of the local PostgreSQL server's processes (its backends included; 0 without one)."""
+    total = 0.0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/comm") as f:
+                if f.read().strip() != "postgres":
+                    continue
+            total += cpu_s(int(entry))
+        except OSError:  # gone meanwhile
+            continue
+    return total
+
+
+def machine_busy_s() -> float:
+    """CPU seconds the whole machine has spent busy so far, all cores (/proc/stat: all but idle and iowait)."""
+    with open("/proc/stat") as f:
+        ticks = [int(v) for v in f.readline().split()[1:9]]  # guest time is counted in user already
+    return (sum(ticks) - ticks[3] - ticks[4]) / CLK_TCK
+
+
 def measure(
     server: LiveServer, pids: list[int], devices: list[Device], mode: str, args: argparse.Namespace
 ) -> dict:
     # a short warm-up (caches, connection pool) that is not counted
     load(server, devices, mode, 1.0, 10_000, args.posts_per_cycle, args.client_procs)
     s0 = [cpu_s(pid) for pid in pids]
+    db0, busy0 = database_cpu_s(), machine_busy_s()
     t = load(server, devices, mode, args.seconds, args.max_requests, args.posts_per_cycle, args.client_procs)
+    db_cpu, busy = database_cpu_s() - db0, machine_busy_s() - busy0
     per_process = [cpu_s(pid) - c0 for pid, c0 in zip(pids, s0, strict=True)]
     server_cpu = sum(per_process)
     rate = t.requests / t.wall_s
@@ -284,6 +309,9 @@ def measure(
         "server_cpu_share": server_cpu / t.wall_s,
         "server_cpu_share_per_process": [c / t.wall_s for c in per_process],
         "generator_cpu_share": t.cpu_s / t.wall_s,
+        # what else the cores did: PostgreSQL's share, and the whole machine's busy cores (of os.cpu_count())
+        "database_cpu_share": db_cpu / t.wall_s,
+        "machine_busy_cores": busy / t.wall_s,
         "processes": len(pids),
         "load_average": os.getloadavg(),
     }
@@ -302,7 +330,8 @@ def show(backend: str, row: dict, n: int) -> None:
         head
         + f"; per request p50 {row['p50_ms']:.2f} / p99 {row['p99_ms']:.2f} ms; errors {row['errors']} {row['error_kinds'] or ''};"
         f" server CPU {row['server_cpu_ms_per_req']:.3f} ms/req ({row['server_cpu_share']:.0%} of a core);"
-        f" generator {row['generator_cpu_share']:.0%} of a core; {n} devices; {row['processes']} server"
+        f" generator {row['generator_cpu_share']:.0%} of a core; PostgreSQL {row['database_cpu_share']:.0%};"
+        f" machine {row['machine_busy_cores']:.2f} of {os.cpu_count()} cores busy; {n} devices; {row['processes']} server"
         f" process(es) ({' + '.join(f'{c:.0%}' for c in row['server_cpu_share_per_process'])});"
         f" load average {row['load_average'][0]:.1f}",
         flush=True,
@@ -406,9 +435,9 @@ def main() -> int:
                 asyncio.run(_pg(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     print(
         "\n| backend | processes | request | rate | p50 / p99 ms | server CPU per request | errors |"
-        " generator CPU | load average |"
+        " generator CPU | PostgreSQL CPU | cores busy | load average |"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
         rate = f"{r['req_s']:.0f} req/s"
         lat = f"{r['p50_ms']:.2f} / {r['p99_ms']:.2f}"
@@ -418,6 +447,7 @@ def main() -> int:
         print(
             f"| {r['backend']} | {r['processes']} | {r['mode']} | {rate} | {lat} |"
             f" {r['server_cpu_ms_per_req']:.3f} ms | {r['errors']} | {r['generator_cpu_share']:.0%} |"
+            f" {r['database_cpu_share']:.0%} | {r['machine_busy_cores']:.2f} of {os.cpu_count()} |"
             f" {r['load_average'][0]:.1f} |"
         )
     print(json.dumps(rows))

@@ -33,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--devices", type=int, default=0, help="sites (default: one per customer bus of the grid)")
     p.add_argument("--evs", type=int, default=4, help="EV chargers behind the aggregator's VEN (default 4)")
     p.add_argument(
-        "--history-days", type=int, default=7, help="days of readings backfilled per site (default 7)"
+        "--history-days", type=int, default=7, help="days of readings backfilled per site (7..28, default 7)"
     )
     p.add_argument(
         "--play-seconds",
@@ -92,8 +92,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         raise CliError("--devices must be 0..500")
     if not 0 <= args.evs <= 50:
         raise CliError("--evs must be 0..50")
-    if not 2 <= args.history_days <= 28:
-        raise CliError("--history-days must be 2..28")
+    # M&V baselines take days of the event's own type (weekday or weekend): only a week of history always has
+    # one, whatever day the demo's events fall on
+    if not 7 <= args.history_days <= 28:
+        raise CliError("--history-days must be 7..28 (the M&V baselines need a day of each type: a week)")
     if not 0 <= args.play_seconds <= 3600:
         raise CliError("--play-seconds must be 0..3600")
     directory = Path(args.dir)

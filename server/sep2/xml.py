@@ -81,7 +81,7 @@ _CORE = {CSIPAUS_NS: "csipaus-core.xsd", CSIPAUS_STORAGE_NS: "csipaus-core-v1.3-
 _EXT = {CSIPAUS_NS: "csipaus-ext.xsd", CSIPAUS_STORAGE_NS: "csipaus-ext-v1.3-beta_storage.xsd"}
 
 
-@functools.cache
+@functools.lru_cache(maxsize=2048)
 def _schema_2023() -> etree.XMLSchema:
     """IEEE 2030.5-2023 plus the CSIP-AUS element declarations, so the CSIP-AUS elements a 2023 body carries in
     the 2023 wildcards (``xs:any namespace="##other" processContents="lax"``) are type-checked.
@@ -138,7 +138,7 @@ def _schema_2023() -> etree.XMLSchema:
     )
 
 
-@functools.cache
+@functools.lru_cache(maxsize=2048)
 def _schema_2018(strict: bool = False, storage: bool = False) -> etree.XMLSchema:
     directory = schema_dir()
     core = directory / _CORE[CSIPAUS_STORAGE_NS if storage else CSIPAUS_NS]
@@ -305,7 +305,7 @@ def check(
 
 
 # ------------------------------------------------------------------------------------------------- editions
-@functools.cache
+@functools.lru_cache(maxsize=2048)
 def _names_2018() -> tuple[frozenset[str], frozenset[str]]:
     """Every element and attribute name the 2018 schema declares anywhere."""
     tree = etree.parse(str(schema_dir() / "sep2_schema_2018.xsd"), _parser(huge=True))
@@ -419,6 +419,7 @@ def edition_of_media_type(header: str | None) -> str | None:
 
 
 # ---------------------------------------------------------------------------------------------------------- build
+@functools.lru_cache(maxsize=2048)  # a small vocabulary, asked for on every element built or found
 def q(tag: str) -> str:
     """Qualified name: ``csipaus:foo`` -> CSIP-AUS (1.2) namespace, ``csipaus-storage:foo`` -> the CSIP-AUS 1.3
     beta storage namespace, ``csipaus-v13:foo`` -> the CSIP-AUS 1.3 namespace, otherwise the 2030.5 namespace."""
@@ -428,6 +429,7 @@ def q(tag: str) -> str:
     return f"{{{NS}}}{tag}"
 
 
+@functools.lru_cache(maxsize=2048)
 def _nsmap(tag: str) -> dict[str | None, str]:
     return _NSMAPS.get(etree.QName(q(tag)).namespace or NS, NSMAP)
 
