@@ -104,6 +104,23 @@ def _next_boundary(now: dt.datetime) -> dt.datetime:
     return dt.datetime.fromtimestamp((now.timestamp() // STEP + 1) * STEP, dt.UTC)
 
 
+async def _replan_twice(
+    session, start: dt.datetime, now: dt.datetime, first_runs, second_runs, later_s: int = 0
+) -> tuple[Any, list, Any, list]:
+    """Dispatch ``first_runs``, re-plan with ``second_runs``, then the same second plan again ``later_s`` later:
+    each re-plan's result and what the device follows after it."""
+    device = await parties.enroll_device(session, LFDI)
+    first = await _plan(session, start, first_runs)
+    await dispatch_plan(session, first, None, 10, "", 0, now)
+    second = await _plan(session, start, second_runs)
+    out = await dispatch_plan(session, second, first, 10, "", 0, now)
+    followed = await _followed(session, await _der_programs(session, device), start, now)
+    third = await _plan(session, start, second_runs)
+    again = await dispatch_plan(session, third, second, 10, "", 0, now + dt.timedelta(seconds=later_s))
+    followed_again = await _followed(session, await _der_programs(session, device), start, now)
+    return out, followed, again, followed_again
+
+
 async def test_a_replan_keeps_no_old_control_a_new_one_supersedes(sqlite_store) -> None:
     """The re-plan charges less in the first of the old event's intervals and as before in the rest: the rest's
     block ends with the old event but begins after it, and the new event before it would supersede it."""
@@ -111,20 +128,14 @@ async def test_a_replan_keeps_no_old_control_a_new_one_supersedes(sqlite_store) 
     start = _next_boundary(now)
     second_runs = [(4, 5, -3960.0), (5, 10, -5000.0)]
     async with sqlite_store.sessions.begin() as session:
-        device = await parties.enroll_device(session, LFDI)
-        first = await _plan(session, start, [(4, 10, -5000.0)])
-        await dispatch_plan(session, first, None, 10, "", 0, now)
-        second = await _plan(session, start, second_runs)
-        out = await dispatch_plan(session, second, first, 10, "", 0, now)
-        followed = await _followed(session, await _der_programs(session, device), start, now)
-        assert followed == _expected(second_runs), (followed, out.to_dict())
-        assert (out.created, out.kept) == (2, 0), out.to_dict()
-        # the same plan again keeps both new events, not the superseded old one that also matches the later block
-        third = await _plan(session, start, second_runs)
-        again = await dispatch_plan(session, third, second, 10, "", 0, now)
-        followed = await _followed(session, await _der_programs(session, device), start, now)
+        out, followed, again, followed_again = await _replan_twice(
+            session, start, now, [(4, 10, -5000.0)], second_runs
+        )
+    assert followed == _expected(second_runs), (followed, out.to_dict())
+    assert (out.created, out.kept) == (2, 0), out.to_dict()
+    # the same plan again keeps both new events, not the superseded old one that also matches the later block
     assert (again.created, again.kept) == (0, 2), again.to_dict()
-    assert followed == _expected(second_runs), (followed, again.to_dict())
+    assert followed_again == _expected(second_runs), (followed_again, again.to_dict())
 
 
 async def test_dropping_one_kept_control_can_drop_the_next(sqlite_store) -> None:
@@ -194,14 +205,9 @@ async def test_a_replan_keeps_no_old_control_over_intervals_it_no_longer_wants(s
     start = _next_boundary(now)
     second_runs = [(8, 10, -5000.0)]
     async with sqlite_store.sessions.begin() as session:
-        device = await parties.enroll_device(session, LFDI)
-        first = await _plan(session, start, [(4, 10, -5000.0)])
-        await dispatch_plan(session, first, None, 10, "", 0, now)
-        second = await _plan(session, start, second_runs)
-        out = await dispatch_plan(session, second, first, 10, "", 0, now)
-        followed = await _followed(session, await _der_programs(session, device), start, now)
-        third = await _plan(session, start, second_runs)
-        again = await dispatch_plan(session, third, second, 10, "", 0, now + dt.timedelta(seconds=30))
+        out, followed, again, _ = await _replan_twice(
+            session, start, now, [(4, 10, -5000.0)], second_runs, later_s=30
+        )
     assert followed == _expected(second_runs), (followed, out.to_dict())
     assert (out.created, out.kept) == (1, 0), out.to_dict()
     assert (again.created, again.kept) == (0, 1), again.to_dict()
