@@ -394,16 +394,15 @@ async def evaluated(
 
 
 async def tariff_price_intervals(
-    session: AsyncSession, tariff: Program, now: dt.datetime
+    session: AsyncSession, tariff: Program, now: dt.datetime, rates: list[Program] | None = None
 ) -> list[tuple[Program, Event, rules.Evaluated]]:
     """Every price interval of a tariff's rate components a device sees at ``now``, with its rate component: each
     evaluated among those of its own rate component (exactly as that rate's interval list shows it), together in
-    the order 2030.5 lists events (what CSIP-AUS 1.3 serves as a tariff's combined list)."""
-    found = [
-        (rate, e, ev)
-        for rate in await programs.list_programs(session, "rate", tariff.id)
-        for e, ev in await evaluated(session, [rate], now)
-    ]
+    the order 2030.5 lists events (what CSIP-AUS 1.3 serves as a tariff's combined list). ``rates``: the tariff's
+    rate components when the caller has them already."""
+    if rates is None:
+        rates = await programs.list_programs(session, "rate", tariff.id)
+    found = [(rate, e, ev) for rate in rates for e, ev in await evaluated(session, [rate], now)]
     return sorted(found, key=lambda x: rules.list_order_key(interval_of(x[1], x[0].primacy)))
 
 

@@ -39,7 +39,6 @@ V12, STORAGE, V13 = xml.CSIPAUS_NS, xml.CSIPAUS_STORAGE_NS, xml.CSIPAUS_V13_NS
 # what CSIP-AUS 1.3 adds in the 2030.5 namespace: parent -> children only a 1.3 client may receive (they are
 # always rendered beside a 1.3-namespace element, so an answer holding one is translated for every other client)
 V13_IN_2030_5 = {"TimeTariffInterval": frozenset({"RateComponentLink"})}
-_NSMAP = {V12: xml.NSMAP, STORAGE: xml.STORAGE_NSMAP, V13: xml.V13_NSMAP}
 _cache = ClientCache(CACHE_SIZE)
 
 
@@ -102,7 +101,7 @@ def for_client(root: etree._Element, namespace: str) -> etree._Element:
             changed = True
     if changed or namespace != V12:
         # declared once at the top in the client's own namespace (a renderer's elements each declare the 1.2 one)
-        etree.cleanup_namespaces(root, top_nsmap=_NSMAP[namespace])
+        etree.cleanup_namespaces(root, top_nsmap=xml.NSMAPS[namespace])
     return root
 
 

@@ -189,7 +189,7 @@ async def render_tti_list(
 async def _tariff_counts(session: AsyncSession, tariff: Program) -> tuple[int, int]:
     """How many rate components the tariff has, and how many intervals its combined list holds."""
     rates = await programs.list_programs(session, "rate", tariff.id)
-    return len(rates), len(await core_events.tariff_price_intervals(session, tariff, utcnow()))
+    return len(rates), len(await core_events.tariff_price_intervals(session, tariff, utcnow(), rates))
 
 
 async def render_combined_list(

@@ -44,7 +44,8 @@ NSMAP = {None: NS, "csipaus": CSIPAUS_NS}
 STORAGE_NSMAP = {None: NS, "csipaus": CSIPAUS_STORAGE_NS}
 V13_NSMAP = {None: NS, "csipaus": CSIPAUS_V13_NS}
 _PREFIXES = {"csipaus:": CSIPAUS_NS, "csipaus-storage:": CSIPAUS_STORAGE_NS, "csipaus-v13:": CSIPAUS_V13_NS}
-_NSMAPS = {CSIPAUS_STORAGE_NS: STORAGE_NSMAP, CSIPAUS_V13_NS: V13_NSMAP}
+# the namespace map a document in each CSIP-AUS namespace is declared with (its csipaus prefix)
+NSMAPS = {CSIPAUS_NS: NSMAP, CSIPAUS_STORAGE_NS: STORAGE_NSMAP, CSIPAUS_V13_NS: V13_NSMAP}
 MEDIA_TYPE = "application/sep+xml"
 XS = "http://www.w3.org/2001/XMLSchema"
 XSI_TYPE = "{http://www.w3.org/2001/XMLSchema-instance}type"
@@ -81,7 +82,7 @@ _CORE = {CSIPAUS_NS: "csipaus-core.xsd", CSIPAUS_STORAGE_NS: "csipaus-core-v1.3-
 _EXT = {CSIPAUS_NS: "csipaus-ext.xsd", CSIPAUS_STORAGE_NS: "csipaus-ext-v1.3-beta_storage.xsd"}
 
 
-@functools.lru_cache(maxsize=2048)
+@functools.cache
 def _schema_2023() -> etree.XMLSchema:
     """IEEE 2030.5-2023 plus the CSIP-AUS element declarations, so the CSIP-AUS elements a 2023 body carries in
     the 2023 wildcards (``xs:any namespace="##other" processContents="lax"``) are type-checked.
@@ -138,7 +139,7 @@ def _schema_2023() -> etree.XMLSchema:
     )
 
 
-@functools.lru_cache(maxsize=2048)
+@functools.cache
 def _schema_2018(strict: bool = False, storage: bool = False) -> etree.XMLSchema:
     directory = schema_dir()
     core = directory / _CORE[CSIPAUS_STORAGE_NS if storage else CSIPAUS_NS]
@@ -305,7 +306,7 @@ def check(
 
 
 # ------------------------------------------------------------------------------------------------- editions
-@functools.lru_cache(maxsize=2048)
+@functools.cache
 def _names_2018() -> tuple[frozenset[str], frozenset[str]]:
     """Every element and attribute name the 2018 schema declares anywhere."""
     tree = etree.parse(str(schema_dir() / "sep2_schema_2018.xsd"), _parser(huge=True))
@@ -431,7 +432,7 @@ def q(tag: str) -> str:
 
 @functools.lru_cache(maxsize=2048)
 def _nsmap(tag: str) -> dict[str | None, str]:
-    return _NSMAPS.get(etree.QName(q(tag)).namespace or NS, NSMAP)
+    return NSMAPS.get(etree.QName(q(tag)).namespace or NS, NSMAP)
 
 
 def E(tag: str, attrs: dict[str, Any] | None = None, *children: Any, text: Any = None) -> etree._Element:  # noqa: N802
