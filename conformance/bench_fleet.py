@@ -4,6 +4,7 @@
     .venv/bin/python conformance/bench_fleet.py                       # SQLite: dcap, derc-50, poll cycle
     .venv/bin/python conformance/bench_fleet.py --pg                  # then PostgreSQL (127.0.0.1:5432)
     .venv/bin/python conformance/bench_fleet.py --devices 32 --seconds 20 --modes cycle
+    .venv/bin/python conformance/bench_fleet.py --pg-only --processes 1,2 --rounds 3 --modes cycle  # scale-out
 
 Set-up: a fresh ``dso init`` and ``dso serve`` on loopback; N device certificates from the dev PKI (``server.pki``),
 each enrolled, in one DER program with 50 live controls, each with its own MirrorUsagePoint. Every device keeps
@@ -260,7 +261,8 @@ def pct(values: list[float], q: float) -> float:
 
 
 def database_cpu_s() -> float:
-    """CPU seconds so far of the local PostgreSQL server's processes (its backends included; 0 without one)."""
+    """CPU seconds so far of the local PostgreSQL server: its live processes, plus the backends that have exited
+    (a connection closed meanwhile), whose time the postmaster took over when it reaped them (0 without one)."""
     total = 0.0
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -269,17 +271,33 @@ def database_cpu_s() -> float:
             with open(f"/proc/{entry}/comm") as f:
                 if f.read().strip() != "postgres":
                     continue
-            total += cpu_s(int(entry))
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            own = int(fields[11]) + int(fields[12])
+            parent = int(fields[1])
+            reaped = int(fields[13]) + int(fields[14]) if parent == 1 or _comm(parent) != "postgres" else 0
+            total += (own + reaped) / CLK_TCK
         except OSError:  # gone meanwhile
             continue
     return total
 
 
-def machine_busy_s() -> float:
-    """CPU seconds the whole machine has spent busy so far, all cores (/proc/stat: all but idle and iowait)."""
+def _comm(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def machine_busy_s() -> tuple[float, float]:
+    """CPU seconds the whole machine has spent busy so far, all cores, and the seconds a hypervisor ran something
+    else while this machine's cores wanted to run (steal: on a shared host the cores this machine did not get).
+    /proc/stat: busy is all but idle, iowait and steal."""
     with open("/proc/stat") as f:
         ticks = [int(v) for v in f.readline().split()[1:9]]  # guest time is counted in user already
-    return (sum(ticks) - ticks[3] - ticks[4]) / CLK_TCK
+    steal = ticks[7]
+    return (sum(ticks) - ticks[3] - ticks[4] - steal) / CLK_TCK, steal / CLK_TCK
 
 
 def measure(
@@ -288,9 +306,10 @@ def measure(
     # a short warm-up (caches, connection pool) that is not counted
     load(server, devices, mode, 1.0, 10_000, args.posts_per_cycle, args.client_procs)
     s0 = [cpu_s(pid) for pid in pids]
-    db0, busy0 = database_cpu_s(), machine_busy_s()
+    db0, (busy0, steal0) = database_cpu_s(), machine_busy_s()
     t = load(server, devices, mode, args.seconds, args.max_requests, args.posts_per_cycle, args.client_procs)
-    db_cpu, busy = database_cpu_s() - db0, machine_busy_s() - busy0
+    busy1, steal1 = machine_busy_s()
+    db_cpu, busy, steal = database_cpu_s() - db0, busy1 - busy0, steal1 - steal0
     per_process = [cpu_s(pid) - c0 for pid, c0 in zip(pids, s0, strict=True)]
     server_cpu = sum(per_process)
     rate = t.requests / t.wall_s
@@ -312,6 +331,7 @@ def measure(
         # what else the cores did: PostgreSQL's share, and the whole machine's busy cores (of os.cpu_count())
         "database_cpu_share": db_cpu / t.wall_s,
         "machine_busy_cores": busy / t.wall_s,
+        "stolen_cores": steal / t.wall_s,
         "processes": len(pids),
         "load_average": os.getloadavg(),
     }
@@ -331,21 +351,23 @@ def show(backend: str, row: dict, n: int) -> None:
         + f"; per request p50 {row['p50_ms']:.2f} / p99 {row['p99_ms']:.2f} ms; errors {row['errors']} {row['error_kinds'] or ''};"
         f" server CPU {row['server_cpu_ms_per_req']:.3f} ms/req ({row['server_cpu_share']:.0%} of a core);"
         f" generator {row['generator_cpu_share']:.0%} of a core; PostgreSQL {row['database_cpu_share']:.0%};"
-        f" machine {row['machine_busy_cores']:.2f} of {os.cpu_count()} cores busy; {n} devices; {row['processes']} server"
+        f" machine {row['machine_busy_cores']:.2f} of {os.cpu_count()} cores busy, {row['stolen_cores']:.2f} stolen; {n} devices; {row['processes']} server"
         f" process(es) ({' + '.join(f'{c:.0%}' for c in row['server_cpu_share_per_process'])});"
         f" load average {row['load_average'][0]:.1f}",
         flush=True,
     )
 
 
-def more_processes(server: LiveServer, n: int) -> list[subprocess.Popen[bytes]]:
-    """``n`` more ``dso serve`` processes of the same configuration (SO_REUSEPORT on the same ports)."""
+def more_processes(server: LiveServer, n: int, running: int = 1) -> list[subprocess.Popen[bytes]]:
+    """``n`` more ``dso serve`` processes of the same configuration (SO_REUSEPORT on the same ports), beside the
+    ``running`` ones (numbered after them: process k logs to serve-k.log)."""
     procs = []
     # the same listeners as the first (its loopback host too: a process bound to 0.0.0.0 would be a group of
     # its own beside one bound to 127.0.0.1, and the kernel gives loopback connections to the more specific one)
     env = server.serve_env()
     for i in range(n):
-        log_path = server.home / f"serve-{i + 2}.log"
+        log_path = server.home / f"serve-{running + i + 1}.log"
+        start = log_path.stat().st_size if log_path.exists() else 0  # a restarted process appends to its log
         with open(log_path, "ab") as log:
             procs.append(
                 subprocess.Popen(
@@ -357,9 +379,9 @@ def more_processes(server: LiveServer, n: int) -> list[subprocess.Popen[bytes]]:
                 )
             )
         deadline = time.monotonic() + 60
-        while b"admin listener bound" not in log_path.read_bytes():
+        while b"admin listener bound" not in log_path.read_bytes()[start:]:
             if procs[-1].poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"server process {i + 2} did not start:\n{log_path.read_text()}")
+                raise RuntimeError(f"server process {running + i + 1} did not start:\n{log_path.read_text()}")
             time.sleep(0.2)
     return procs
 
@@ -376,10 +398,12 @@ def run(backend: str, url: str, args: argparse.Namespace, workdir: Path) -> list
         devices = setup(server, args.devices)
         print(f"  {backend}: {len(devices)} devices set up in {time.perf_counter() - t0:.1f} s", flush=True)
         rows = []
-        counts = [1] if backend == "sqlite" else [int(n) for n in args.processes.split(",")]
+        counts = [1] if backend == "sqlite" else [int(n) for n in args.processes.split(",")] * args.rounds
         for n in counts:
             while len(extra) < n - 1:
-                extra += more_processes(server, 1)
+                extra += more_processes(server, 1, running=1 + len(extra))
+            while len(extra) > n - 1:
+                stop_processes([extra.pop()])
             assert server.proc is not None
             pids = [server.proc.pid] + [p.pid for p in extra[: n - 1]]
             for mode in args.modes.split(","):
@@ -389,14 +413,18 @@ def run(backend: str, url: str, args: argparse.Namespace, workdir: Path) -> list
                 rows.append(row)
         return rows
     finally:
-        for p in extra:
-            p.send_signal(signal.SIGTERM)
-        for p in extra:
-            try:
-                p.wait(20)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_processes(extra)
         server.stop()
+
+
+def stop_processes(procs: list[subprocess.Popen[bytes]]) -> None:
+    for p in procs:
+        p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(20)
+        except subprocess.TimeoutExpired:
+            p.kill()
 
 
 def main() -> int:
@@ -414,10 +442,22 @@ def main() -> int:
         default="1",
         help="PostgreSQL: server processes on one port (SO_REUSEPORT), e.g. 1,2 measures one, then two",
     )
+    ap.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="PostgreSQL: measure the --processes sequence this many times, alternating (on a shared host the"
+        " cores a machine gets vary from minute to minute: each round gives its own ratio)",
+    )
     args = ap.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    if not 1 <= args.devices <= 2000 or not 1 <= args.seconds <= 600 or not 1 <= args.client_procs <= 8:
-        ap.error("devices 1..2000, seconds 1..600, client-procs 1..8")
+    if (
+        not 1 <= args.devices <= 2000
+        or not 1 <= args.seconds <= 600
+        or not 1 <= args.client_procs <= 8
+        or not 1 <= args.rounds <= 10
+    ):
+        ap.error("devices 1..2000, seconds 1..600, client-procs 1..8, rounds 1..10")
     if any(m not in MODES for m in args.modes.split(",")):
         ap.error(f"modes are {', '.join(MODES)}")
     backends = ["postgresql"] if args.pg_only else ["sqlite"] + (["postgresql"] if args.pg else [])
@@ -435,9 +475,9 @@ def main() -> int:
                 asyncio.run(_pg(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     print(
         "\n| backend | processes | request | rate | p50 / p99 ms | server CPU per request | errors |"
-        " generator CPU | PostgreSQL CPU | cores busy | load average |"
+        " generator CPU | PostgreSQL CPU | cores busy | cores stolen | load average |"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
         rate = f"{r['req_s']:.0f} req/s"
         lat = f"{r['p50_ms']:.2f} / {r['p99_ms']:.2f}"
@@ -448,10 +488,31 @@ def main() -> int:
             f"| {r['backend']} | {r['processes']} | {r['mode']} | {rate} | {lat} |"
             f" {r['server_cpu_ms_per_req']:.3f} ms | {r['errors']} | {r['generator_cpu_share']:.0%} |"
             f" {r['database_cpu_share']:.0%} | {r['machine_busy_cores']:.2f} of {os.cpu_count()} |"
+            f" {r['stolen_cores']:.2f} |"
             f" {r['load_average'][0]:.1f} |"
         )
+    for line in scale_out_ratios(rows):
+        print(line)
     print(json.dumps(rows))
     return 0
+
+
+def scale_out_ratios(rows: list[dict]) -> list[str]:
+    """Each several-process row's rate over the one-process row of its mode measured just before it."""
+    lines, single = [], {}
+    for r in rows:
+        if r["backend"] != "postgresql":
+            continue
+        if r["processes"] == 1:
+            single[r["mode"]] = r
+        elif r["mode"] in single:
+            one = single[r["mode"]]
+            lines.append(
+                f"scale-out {r['mode']}: {r['processes']} processes / 1 = {r['req_s'] / one['req_s']:.2f}x"
+                f" (cores stolen {one['stolen_cores']:.2f} with one, {r['stolen_cores']:.2f} with"
+                f" {r['processes']})"
+            )
+    return lines
 
 
 if __name__ == "__main__":

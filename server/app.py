@@ -188,5 +188,6 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
         await watch.stop()  # after the listeners: the last contacts they heard are flushed
         await rt.modbus.stop()
         await rt.scheduler.stop()
+        await rt.cache.close()
         await rt.store.close()
         log.info("stopped")

@@ -27,7 +27,8 @@ read).
 Several processes on one PostgreSQL: the committing transaction also writes a new token to the
 ``cache:version`` setting, and each request reads that one row (``token``) before using anything kept, so
 another process never serves a scope or representation older than the last committed change: revocation and a
-new control take effect at once everywhere, for the price of one primary-key read per request. A per-process TTL
+new control take effect at once everywhere, for the price of one primary-key read per request (shared by the
+requests that arrive while it runs; ``_VersionReads``). A per-process TTL
 would have been cheaper but would let a revoked client in, or hide a control, for the TTL. On SQLite (one process
 owns the file) the token is the process's generation alone and a kept answer costs no query.
 """
@@ -44,7 +45,8 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from sqlalchemy import event, select
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
 from server.core import changes, scope
@@ -111,11 +113,17 @@ class _Kept:
 class _VersionReads:
     """Reads of the shared version token, shared by the requests that wait for one: a request uses a read that
     began after it arrived (so it sees every change committed before it), and the requests arriving while one
-    read is under way share the next. Under load that is one read per round trip, not one per request."""
+    read is under way share the next. Under load that is one read per round trip, not one per request.
+
+    The reads run on one connection kept for them in autocommit: one round trip each (a pooled checkout would
+    add the pool's liveness ping, and a transaction its BEGIN and ROLLBACK, three of the four round trips, and
+    most of what PostgreSQL spent per request). A read that fails on a broken connection (the database
+    restarted) is retried once on a new one."""
 
     def __init__(self) -> None:
         self._current: asyncio.Future[str | None] | None = None  # began before anyone now waiting arrived
         self._next: asyncio.Future[str | None] | None = None  # the read those arriving now will share
+        self._conn: AsyncConnection | None = None
 
     async def read(self, engine: AsyncEngine) -> str | None:
         if self._current is None:
@@ -126,7 +134,7 @@ class _VersionReads:
         return await asyncio.shield(self._next)
 
     def _start(self, engine: AsyncEngine) -> asyncio.Future[str | None]:
-        task = asyncio.ensure_future(_read_version(engine))
+        task = asyncio.ensure_future(self._read_version(engine))
         task.add_done_callback(lambda done: self._finished(engine, done))
         return task
 
@@ -138,6 +146,34 @@ class _VersionReads:
         self._current = self._start(engine)
         self._current.add_done_callback(lambda read: _hand_over(read, waiting))
 
+    async def _read_version(self, engine: AsyncEngine) -> str | None:
+        for attempt in (1, 2):
+            if self._conn is None:
+                conn = await engine.connect()
+                self._conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            try:
+                return (await self._conn.execute(_VERSION_QUERY)).scalar()
+            except DBAPIError as exc:
+                broken, self._conn = self._conn, None
+                await _discard(broken, exc.connection_invalidated)
+                if attempt == 2 or not exc.connection_invalidated:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await _discard(conn, invalidated=False)
+
+
+async def _discard(conn: AsyncConnection, invalidated: bool) -> None:
+    try:
+        if invalidated:
+            await conn.invalidate()
+        await conn.close()
+    except (DBAPIError, OSError):  # already gone with the database
+        pass
+
 
 def _hand_over(read: asyncio.Future[str | None], waiting: asyncio.Future[str | None]) -> None:
     if waiting.done():
@@ -148,11 +184,6 @@ def _hand_over(read: asyncio.Future[str | None], waiting: asyncio.Future[str | N
         waiting.set_exception(read.exception())  # type: ignore[arg-type]
     else:
         waiting.set_result(read.result())
-
-
-async def _read_version(engine: AsyncEngine) -> str | None:
-    async with engine.connect() as conn:
-        return (await conn.execute(_VERSION_QUERY)).scalar()
 
 
 class ReadCache:
@@ -195,9 +226,13 @@ class ReadCache:
     def __len__(self) -> int:
         return len(self._reps)
 
+    async def close(self) -> None:
+        """Give back the connection the version reads kept (before the engine is disposed)."""
+        await self._versions.close()
+
     async def token(self, engine: AsyncEngine) -> Token:
-        """What kept values must have been read at to be used now: one Core primary-key read on a pooled
-        connection when several processes share the database (no ORM session: it is on every request)."""
+        """What kept values must have been read at to be used now: one Core primary-key read on the connection
+        kept for it when several processes share the database (no ORM session: it is on every request)."""
         generation = self.generation
         if not self.shared:
             return generation, None

@@ -4,8 +4,10 @@ next request. And several processes may share one port (``server.reuse_port``), 
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 
+import asyncpg
 from support import LiveServer, dso, free_port
 from support.sep2 import Sep2Client
 from support.sep2_live import FAST_DELIVERY, Admin, enrolled_device, wait_until
@@ -58,6 +60,37 @@ def test_lists_kept_by_one_process_follow_changes_committed_by_the_other(tmp_pat
     finally:
         if b is not None:
             b.stop()
+        a.stop()
+
+
+async def _terminate_other_connections(url: str) -> int:
+    conn = await asyncpg.connect(url, timeout=5)
+    try:
+        return len(
+            await conn.fetch(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        )
+    finally:
+        await conn.close()
+
+
+def test_a_database_restart_costs_no_request_and_revocation_still_refuses(tmp_path, pg_database):
+    """The connection kept for version reads (and the pooled ones) are killed under the server, as a database
+    restart would: the next requests are answered on new connections, and a revocation still refuses at once."""
+    a = LiveServer(tmp_path / "a", database_url=pg_database, extra_env=dict(FAST_DELIVERY)).init().start()
+    try:
+        admin = Admin(a)
+        device, _edev, derp = enrolled_device(a, admin, "restart-dev", program="restart-prog")
+        assert derp is not None
+        assert device.get(derp + "/derc?l=50").status == 200  # the version connection is open now
+        assert asyncio.run(_terminate_other_connections(pg_database)) > 0
+        for path in ("/dcap", derp, derp + "/derc?l=50"):
+            assert device.get(path).status == 200, path
+        admin("PUT", f"/api/v1/sep2/access/{device.lfdi}", {"granted": False})
+        assert device.get("/dcap").status == 403
+    finally:
         a.stop()
 
 
