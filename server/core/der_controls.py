@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
 
@@ -154,10 +154,11 @@ class Interval:
     duration_s: int
     cancelled: bool
     cancel_randomized: bool = False
+    # computed once: the event rules compare every event with every other one the device sees
+    end: dt.datetime = field(init=False, repr=False, compare=False)
 
-    @property
-    def end(self) -> dt.datetime:
-        return self.start + dt.timedelta(seconds=self.duration_s)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "end", self.start + dt.timedelta(seconds=self.duration_s))
 
     def overlaps(self, other: Interval) -> bool:
         return self.start < other.end and other.start < self.end
