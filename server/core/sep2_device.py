@@ -69,6 +69,23 @@ async def get_setting(session: AsyncSession, key: str) -> str | None:
     return None if row is None else row.value
 
 
+async def get_settings(session: AsyncSession, keys: set[str]) -> dict[str, str]:
+    """The stored values of those of ``keys`` that are set (one query per chunk of keys)."""
+    found: dict[str, str] = {}
+    wanted = sorted(keys)
+    for i in range(0, len(wanted), _SETTING_CHUNK):
+        rows = await session.execute(
+            select(Sep2Setting.key, Sep2Setting.value).where(
+                Sep2Setting.key.in_(wanted[i : i + _SETTING_CHUNK])
+            )
+        )
+        found.update({k: v for k, v in rows.all() if v is not None})
+    return found
+
+
+_SETTING_CHUNK = 5000  # keys per IN (...): below SQLite's and asyncpg's bound-parameter limits
+
+
 async def set_setting(session: AsyncSession, key: str, value: str | None) -> None:
     if value is None:
         await session.execute(delete(Sep2Setting).where(Sep2Setting.key == key))

@@ -136,6 +136,18 @@ async def of_client(session: AsyncSession, lfdi: str) -> str:
     return cached
 
 
+async def of_clients(session: AsyncSession, lfdis: set[str]) -> dict[str, str]:
+    """``of_client`` for many clients at once (a notification fan-out): the ones not kept in one query."""
+    found = {lfdi: ns for lfdi in lfdis if (ns := _cache.get(lfdi)) is not None}
+    missing = lfdis - found.keys()
+    if missing:
+        stored = await devres.get_settings(session, {_key(lfdi) for lfdi in missing})
+        for lfdi in missing:
+            found[lfdi] = stored.get(_key(lfdi)) or V12
+            _cache.put(lfdi, found[lfdi])
+    return found
+
+
 def middleware(rt: Runtime):
     """Every 2030.5 answer in the CSIP-AUS namespace its client speaks."""
 

@@ -233,6 +233,8 @@ async def enqueue_for(
     undigested = {s.id for s in subs if s.id in unless_same and s.shown_digest is None}
     last = await last_bodies(session, undigested) if undigested else {}
     rendered = await render_subscribed(ctx, subs, scopes)
+    # read before the loop: a query in it would flush the messages queued so far, one round trip per message
+    namespaces = await csipaus.of_clients(session, {s.owner_lfdi for s in subs})
     count = 0
     for sub in subs:
         decl = REGISTRY.get(sub.kind)
@@ -246,7 +248,7 @@ async def enqueue_for(
             continue
         if resource is not None:
             # the CSIP-AUS namespace the subscriber reads (server.sep2.csipaus), as its GETs are answered
-            resource = csipaus.for_client(resource, await csipaus.of_client(session, sub.owner_lfdi))
+            resource = csipaus.for_client(resource, namespaces[sub.owner_lfdi])
         body = xml.serialize(notification(sub, resource, represented=items is not None))
         if sub.id in unless_same and sub.shown_digest is None and items and last.get(sub.id) == body:
             continue
