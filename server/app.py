@@ -79,7 +79,7 @@ def identity_middleware(rt: Runtime):
 def create_protocol_app(rt: Runtime) -> web.Application:
     app = web.Application(
         middlewares=[
-            observe_middleware("protocol", rt.metrics),
+            observe_middleware("protocol", rt.metrics, rt.settings.logging.requests),
             identity_middleware(rt),
             ratelimit.middleware(rt),
             csipaus.middleware(rt),

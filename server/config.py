@@ -260,11 +260,17 @@ class AlarmSettings:
     contact_flush_s: int = 30
 
 
+REQUEST_LOGS = ("all", "changes", "none")
+
+
 @dataclass
 class LoggingSettings:
     level: str = "INFO"
     # "json", "text", or "auto" (JSON when stderr is not a TTY)
     format: str = "auto"
+    # answered requests logged at INFO: "all"; "changes": all but the successful GETs and HEADs (a fleet's polls,
+    # thousands a second, are counted in the metrics instead); "none"
+    requests: str = "changes"
 
 
 @dataclass
@@ -511,6 +517,8 @@ def _validate(s: Settings) -> None:
         raise ConfigError(f"{where}: sep2.pen must be 0..99999999")
     if s.logging.format not in ("json", "text", "auto"):
         raise ConfigError(f"{where}: logging.format must be json, text or auto")
+    if s.logging.requests not in REQUEST_LOGS:
+        raise ConfigError(f"{where}: logging.requests must be all, changes or none")
 
 
 def write_settings(settings: Settings, path: Path) -> None:

@@ -108,7 +108,13 @@ REQUEST_ID = web.RequestKey("request_id", str)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def observe_middleware(listener: str, metrics: Metrics):
+_QUIET_METHODS = frozenset({"GET", "HEAD"})
+
+
+def observe_middleware(listener: str, metrics: Metrics, requests: str = "all"):
+    """Count and time every request; log it at INFO as ``requests`` says (``LoggingSettings.requests``)."""
+    log_all, log_none = requests == "all", requests == "none"
+
     @web.middleware
     async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         request_id = request.headers.get("X-Request-Id", "")[:64] or os.urandom(8).hex()
@@ -130,7 +136,8 @@ def observe_middleware(listener: str, metrics: Metrics):
             count, latency = metrics.children(listener, route, request.method, status)
             count.inc()
             latency.observe(elapsed)
-            if log.isEnabledFor(logging.INFO):  # the arguments cost something even when the line is dropped
+            quiet = log_none or (not log_all and status < 400 and request.method in _QUIET_METHODS)
+            if not quiet and log.isEnabledFor(logging.INFO):  # the arguments cost even a dropped line
                 log.info(
                     "%s %s %s",
                     request.method,

@@ -86,7 +86,7 @@ def create_admin_app(rt: Runtime) -> web.Application:
         # the outer error middleware answers for failures of access itself, the inner one for the handlers' (so
         # that the access middleware sees, and audits, every handler's outcome as a status)
         middlewares=[
-            observe_middleware("admin", rt.metrics),
+            observe_middleware("admin", rt.metrics, rt.settings.logging.requests),
             error_middleware,
             access_middleware,
             error_middleware,
