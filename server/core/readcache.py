@@ -55,16 +55,22 @@ from server.store.db import upsert_insert
 from server.store.models import Sep2Setting
 
 VERSION_KEY = "cache:version"  # the shared token several processes compare (a Sep2Setting row)
+# a second token, for what processes keep per client beside this cache (the edition and CSIP-AUS namespace a client
+# writes in): written when such a fact is recorded, read with the first, and it drops only those
+CLIENTS_KEY = "cache:clients"
 _KEY = "dso.readcache"
 _DIRTY = "dso.readcache-dirty"
 _DIRTY_PROGRAMS = "dso.readcache-programs"
 # change-record object kinds whose change alters a kept value
 _OBJECT_KINDS = frozenset({"mup", "aggregator"})
 
-_VERSION_QUERY = select(Sep2Setting.__table__.c.value).where(Sep2Setting.__table__.c.key == VERSION_KEY)
+_SETTINGS = Sep2Setting.__table__.c
+_VERSION_QUERY = select(_SETTINGS.key, _SETTINGS.value).where(_SETTINGS.key.in_((VERSION_KEY, CLIENTS_KEY)))
+_CLIENTS_QUERY = select(_SETTINGS.value).where(_SETTINGS.key == CLIENTS_KEY)
 
 T = TypeVar("T")
 Token = tuple[int, str | None]
+Versions = tuple[str | None, str | None]  # the shared version token, the clients token
 
 
 def affects(change: changes.Change) -> bool:
@@ -121,11 +127,11 @@ class _VersionReads:
     restarted) is retried once on a new one."""
 
     def __init__(self) -> None:
-        self._current: asyncio.Future[str | None] | None = None  # began before anyone now waiting arrived
-        self._next: asyncio.Future[str | None] | None = None  # the read those arriving now will share
+        self._current: asyncio.Future[Versions] | None = None  # began before anyone now waiting arrived
+        self._next: asyncio.Future[Versions] | None = None  # the read those arriving now will share
         self._conn: AsyncConnection | None = None
 
-    async def read(self, engine: AsyncEngine) -> str | None:
+    async def read(self, engine: AsyncEngine) -> Versions:
         if self._current is None:
             self._current = self._start(engine)
             return await asyncio.shield(self._current)
@@ -133,12 +139,12 @@ class _VersionReads:
             self._next = asyncio.get_running_loop().create_future()
         return await asyncio.shield(self._next)
 
-    def _start(self, engine: AsyncEngine) -> asyncio.Future[str | None]:
+    def _start(self, engine: AsyncEngine) -> asyncio.Future[Versions]:
         task = asyncio.ensure_future(self._read_version(engine))
         task.add_done_callback(lambda done: self._finished(engine, done))
         return task
 
-    def _finished(self, engine: AsyncEngine, _done: asyncio.Future[str | None]) -> None:
+    def _finished(self, engine: AsyncEngine, _done: asyncio.Future[Versions]) -> None:
         waiting, self._next = self._next, None
         self._current = None
         if waiting is None:
@@ -146,13 +152,14 @@ class _VersionReads:
         self._current = self._start(engine)
         self._current.add_done_callback(lambda read: _hand_over(read, waiting))
 
-    async def _read_version(self, engine: AsyncEngine) -> str | None:
+    async def _read_version(self, engine: AsyncEngine) -> Versions:
         for attempt in (1, 2):
             if self._conn is None:
                 conn = await engine.connect()
                 self._conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
             try:
-                return (await self._conn.execute(_VERSION_QUERY)).scalar()
+                rows = dict((await self._conn.execute(_VERSION_QUERY)).all())
+                return rows.get(VERSION_KEY), rows.get(CLIENTS_KEY)
             except DBAPIError as exc:
                 broken, self._conn = self._conn, None
                 await _discard(broken, exc.connection_invalidated)
@@ -175,7 +182,7 @@ async def _discard(conn: AsyncConnection, invalidated: bool) -> None:
         pass
 
 
-def _hand_over(read: asyncio.Future[str | None], waiting: asyncio.Future[str | None]) -> None:
+def _hand_over(read: asyncio.Future[Versions], waiting: asyncio.Future[Versions]) -> None:
     if waiting.done():
         return
     if read.cancelled():
@@ -196,6 +203,8 @@ class ReadCache:
         self._reps: OrderedDict[Any, _Kept] = OrderedDict()
         self._by_program: dict[int, set[Any]] = {}
         self._versions = _VersionReads()
+        self._clients: str | None = None  # the clients token last read
+        self._client_listeners: list[Callable[[], None]] = []
         self.hits = self.misses = 0
 
     def invalidate(self) -> None:
@@ -236,7 +245,25 @@ class ReadCache:
         generation = self.generation
         if not self.shared:
             return generation, None
-        return generation, await self._versions.read(engine)
+        version, clients = await self._versions.read(engine)
+        self._saw_clients(clients)
+        return generation, version
+
+    def on_clients_changed(self, forget: Callable[[], None]) -> None:
+        """Call ``forget`` whenever another process may have recorded a client fact (``clients_changed``): what
+        this process keeps per client beside this cache must be read again."""
+        self._client_listeners.append(forget)
+
+    async def check_clients(self, session: AsyncSession) -> None:
+        """Read the clients token in ``session`` (outside a request: a notification fan-out)."""
+        if self.shared:
+            self._saw_clients(await session.scalar(_CLIENTS_QUERY))
+
+    def _saw_clients(self, clients: str | None) -> None:
+        if clients != self._clients:
+            self._clients = clients
+            for forget in self._client_listeners:
+                forget()
 
     def kept_scope(self, ident: ClientIdentity, token: Token) -> scope.Scope | None:
         return self._get(self._scopes, (ident.lfdi, ident.fingerprint), token)
@@ -331,6 +358,22 @@ async def _on_change(session: AsyncSession, _settings: Any, change: changes.Chan
 
 
 changes.listen(_on_change)
+
+
+async def clients_changed(session: AsyncSession) -> None:
+    """In the transaction that records a fact kept per client (its edition, its CSIP-AUS namespace): every other
+    process forgets what it keeps per client at its next request (``ReadCache.on_clients_changed``)."""
+    stmt = upsert_insert(session, Sep2Setting).values(key=CLIENTS_KEY, value=uuid.uuid4().hex)
+    await session.execute(
+        stmt.on_conflict_do_update(index_elements=["key"], set_={"value": stmt.excluded.value})
+    )
+
+
+async def check_clients(session: AsyncSession) -> None:
+    """``ReadCache.check_clients`` of the cache attached to ``session``'s maker, if any."""
+    cache: ReadCache | None = session.info.get(_KEY)
+    if cache is not None:
+        await cache.check_clients(session)
 
 
 @event.listens_for(Session, "after_commit")

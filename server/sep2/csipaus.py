@@ -29,6 +29,7 @@ from aiohttp import web
 from lxml import etree
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server.core import readcache
 from server.core import sep2_device as devres
 from server.observability import Handler
 from server.runtime import IDENTITY, Runtime
@@ -124,7 +125,13 @@ async def remember(session: AsyncSession, lfdi: str, namespace: str) -> None:
     # concurrent first bodies of a 1.2 device never race to insert the same row
     if (stored or V12) != namespace:
         await devres.set_setting(session, _key(lfdi), None if namespace == V12 else namespace)
+        await readcache.clients_changed(session)
     _cache.put(lfdi, namespace)
+
+
+def forget_all() -> None:
+    """What another process recorded of any client may differ from what this one keeps (readcache)."""
+    _cache.clear()
 
 
 async def of_client(session: AsyncSession, lfdi: str) -> str:
@@ -138,6 +145,7 @@ async def of_client(session: AsyncSession, lfdi: str) -> str:
 
 async def of_clients(session: AsyncSession, lfdis: set[str]) -> dict[str, str]:
     """``of_client`` for many clients at once (a notification fan-out): the ones not kept in one query."""
+    await readcache.check_clients(session)  # outside a request: another process may have recorded one
     found = {lfdi: ns for lfdi in lfdis if (ns := _cache.get(lfdi)) is not None}
     missing = lfdis - found.keys()
     if missing:

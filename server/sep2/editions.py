@@ -14,6 +14,7 @@ from aiohttp import web
 from lxml import etree
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server.core import readcache
 from server.core import sep2_device as devres
 from server.runtime import IDENTITY, RUNTIME
 from server.sep2 import xml
@@ -33,6 +34,9 @@ class ClientCache:
         if value is not None:
             self.items.move_to_end(lfdi)
         return value
+
+    def clear(self) -> None:
+        self.items.clear()
 
     def put(self, lfdi: str, edition: str) -> None:
         self.items[lfdi] = edition
@@ -60,7 +64,13 @@ async def remember(session: AsyncSession, lfdi: str, edition: str) -> None:
     stored = await devres.get_setting(session, _key(lfdi))
     if stored != edition:
         await devres.set_setting(session, _key(lfdi), edition)
+        await readcache.clients_changed(session)
     _cache.put(lfdi, edition)
+
+
+def forget_all() -> None:
+    """What another process recorded of any client may differ from what this one keeps (readcache)."""
+    _cache.clear()
 
 
 async def of_client(session: AsyncSession, lfdi: str) -> str:

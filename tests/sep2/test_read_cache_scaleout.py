@@ -11,6 +11,9 @@ import asyncpg
 from support import LiveServer, dso, free_port
 from support.sep2 import Sep2Client
 from support.sep2_live import FAST_DELIVERY, Admin, enrolled_device, wait_until
+from test_csipaus_storage import capability as storage_capability
+
+from server.sep2 import xml
 
 
 def second_process(a: LiveServer, home, env: dict[str, str]) -> LiveServer:
@@ -57,6 +60,36 @@ def test_lists_kept_by_one_process_follow_changes_committed_by_the_other(tmp_pat
         for path in ("/dcap", derp, derp + "/derc?l=50", derp + "/actderc?l=10"):
             assert on_b.get(path).status == 403, path
         assert "Traceback" not in b.log()
+    finally:
+        if b is not None:
+            b.stop()
+        a.stop()
+
+
+def test_a_clients_namespace_recorded_by_one_process_is_how_the_other_answers_it(tmp_path, pg_database):
+    """A CSIP-AUS device read its controls through process a (which then keeps it as a 1.2 client), then writes
+    its first storage-namespace body to process b: a answers it in the storage namespace at the next request."""
+    a = LiveServer(tmp_path / "a", database_url=pg_database, extra_env=dict(FAST_DELIVERY)).init().start()
+    b = None
+    try:
+        b = second_process(a, tmp_path / "b", {}).start()
+        admin = Admin(a)
+        on_a, edev, derp = enrolled_device(a, admin, "namespace-dev", program="namespace-prog")
+        assert derp is not None
+        control = {
+            "program": "namespace-prog",
+            "start": "now",
+            "duration_s": 600,
+            "base": {"opModExpLimW": 700},
+        }
+        admin("POST", "/api/v1/controls", control, expect=201)
+        assert f'"{xml.CSIPAUS_NS}"'.encode() in on_a.get(derp + "/derc?l=5").body  # a keeps: a 1.2 client
+        storage_on_b = Sep2Client(b, on_a.cert, storage=True)
+        assert storage_on_b.put(edev + "/der/1/dercap", storage_capability()).status == 204
+        storage_on_a = Sep2Client(a, on_a.cert, storage=True)  # validates against the storage schema
+        raw = storage_on_a.get(derp + "/derc?l=5").body
+        assert f'"{xml.CSIPAUS_STORAGE_NS}"'.encode() in raw and f'"{xml.CSIPAUS_NS}"'.encode() not in raw
+        assert "Traceback" not in a.log() + b.log()
     finally:
         if b is not None:
             b.stop()
