@@ -5,7 +5,9 @@ next request. And several processes may share one port (``server.reuse_port``), 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
+from collections.abc import Iterator
 
 import asyncpg
 from support import LiveServer, dso, free_port
@@ -34,66 +36,56 @@ def second_process(a: LiveServer, home, env: dict[str, str]) -> LiveServer:
     return b
 
 
-def test_lists_kept_by_one_process_follow_changes_committed_by_the_other(tmp_path, pg_database):
+@contextlib.contextmanager
+def two_processes(tmp_path, pg_database) -> Iterator[tuple[LiveServer, LiveServer, Admin]]:
+    """Processes a and b on one PostgreSQL database (their own ports), and a's admin API."""
     a = LiveServer(tmp_path / "a", database_url=pg_database, extra_env=dict(FAST_DELIVERY)).init().start()
     b = None
     try:
         b = second_process(a, tmp_path / "b", {}).start()
-        admin = Admin(a)
+        yield a, b, Admin(a)
+        assert "Traceback" not in a.log() + b.log()
+    finally:
+        if b is not None:
+            b.stop()
+        a.stop()
+
+
+def export_limit(program: str) -> dict:
+    """A control for ``program`` from now for ten minutes: export at most 700 W (a CSIP-AUS element)."""
+    return {"program": program, "start": "now", "duration_s": 600, "base": {"opModExpLimW": 700}}
+
+
+def test_lists_kept_by_one_process_follow_changes_committed_by_the_other(tmp_path, pg_database):
+    with two_processes(tmp_path, pg_database) as (a, b, admin):
         on_a, _edev, derp = enrolled_device(a, admin, "two-process-dev", program="two-process-prog")
         assert derp is not None
         on_b = Sep2Client(b, on_a.cert)
         for _ in range(2):  # kept by b
             assert on_b.get(derp + "/derc?l=50").root.get("all") == "0"
             assert on_b.get(derp + "/actderc?l=10").root.get("all") == "0"
-        body = {
-            "program": "two-process-prog",
-            "start": "now",
-            "duration_s": 600,
-            "base": {"opModExpLimW": 700},
-        }
-        admin("POST", "/api/v1/controls", body, expect=201)
+        admin("POST", "/api/v1/controls", export_limit("two-process-prog"), expect=201)
         assert on_b.get(derp + "/derc?l=50").root.get("all") == "1"
         assert on_b.get(derp + "/actderc?l=10").root.get("all") == "1"
 
         admin("PUT", f"/api/v1/sep2/access/{on_a.lfdi}", {"granted": False})
         for path in ("/dcap", derp, derp + "/derc?l=50", derp + "/actderc?l=10"):
             assert on_b.get(path).status == 403, path
-        assert "Traceback" not in b.log()
-    finally:
-        if b is not None:
-            b.stop()
-        a.stop()
 
 
 def test_a_clients_namespace_recorded_by_one_process_is_how_the_other_answers_it(tmp_path, pg_database):
     """A CSIP-AUS device read its controls through process a (which then keeps it as a 1.2 client), then writes
     its first storage-namespace body to process b: a answers it in the storage namespace at the next request."""
-    a = LiveServer(tmp_path / "a", database_url=pg_database, extra_env=dict(FAST_DELIVERY)).init().start()
-    b = None
-    try:
-        b = second_process(a, tmp_path / "b", {}).start()
-        admin = Admin(a)
+    with two_processes(tmp_path, pg_database) as (a, b, admin):
         on_a, edev, derp = enrolled_device(a, admin, "namespace-dev", program="namespace-prog")
         assert derp is not None
-        control = {
-            "program": "namespace-prog",
-            "start": "now",
-            "duration_s": 600,
-            "base": {"opModExpLimW": 700},
-        }
-        admin("POST", "/api/v1/controls", control, expect=201)
+        admin("POST", "/api/v1/controls", export_limit("namespace-prog"), expect=201)
         assert f'"{xml.CSIPAUS_NS}"'.encode() in on_a.get(derp + "/derc?l=5").body  # a keeps: a 1.2 client
         storage_on_b = Sep2Client(b, on_a.cert, storage=True)
         assert storage_on_b.put(edev + "/der/1/dercap", storage_capability()).status == 204
         storage_on_a = Sep2Client(a, on_a.cert, storage=True)  # validates against the storage schema
         raw = storage_on_a.get(derp + "/derc?l=5").body
         assert f'"{xml.CSIPAUS_STORAGE_NS}"'.encode() in raw and f'"{xml.CSIPAUS_NS}"'.encode() not in raw
-        assert "Traceback" not in a.log() + b.log()
-    finally:
-        if b is not None:
-            b.stop()
-        a.stop()
 
 
 async def _terminate_other_connections(url: str) -> int:
