@@ -88,6 +88,9 @@ async def create(
         await session.flush()
     except IntegrityError:
         raise Conflict(f"a {kind} program named {name!r} already exists") from None
+    if parent is not None:
+        # a new rate component changes its tariff as devices read it (the TariffProfile's RateComponentListLink)
+        changes.record(session, programs=[parent.id])
     return program
 
 

@@ -28,7 +28,7 @@ import datetime as dt
 
 from aiohttp import web
 from lxml import etree
-from sqlalchemy import ColumnElement, or_
+from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.core import events as core_events
@@ -50,7 +50,7 @@ from server.sep2.common import (
 )
 from server.sep2.render import RenderCtx, render_ctx
 from server.sep2.resources import Params, by_type, page_params, subscribable
-from server.store.models import EndDevice, Event, Program, Sep2Subscription
+from server.store.models import EndDevice, Event, Program, ProgramMember, Sep2Subscription
 from server.store.types import utcnow
 
 routes = web.RouteTableDef()
@@ -186,10 +186,10 @@ async def render_tti_list(
     )
 
 
-async def _tariff_counts(session: AsyncSession, tariff: Program) -> tuple[int, int]:
-    """How many rate components the tariff has, and how many intervals its combined list holds."""
+async def _tariff_counts(session: AsyncSession, tariff: Program, now: dt.datetime) -> tuple[int, int]:
+    """How many rate components the tariff has, and how many intervals its combined list holds at ``now``."""
     rates = await programs.list_programs(session, "rate", tariff.id)
-    return len(rates), len(await core_events.tariff_price_intervals(session, tariff, utcnow(), rates))
+    return len(rates), len(await core_events.tariff_price_intervals(session, tariff, now, rates))
 
 
 async def render_combined_list(
@@ -211,21 +211,45 @@ async def render_combined_list(
 
 
 # ---------------------------------------------------------------------------------------------------- routes
+def _tariff_list_affected(change: Change) -> ColumnElement[bool] | None:
+    """A device's TariffProfileList shows its tariffs, their rate components and (CSIP-AUS 1.3) how many price
+    intervals each holds: it changes with the device's enrolments, with a tariff (an interval's change names
+    its tariff as well as its rate component, ``server.core.events``; a new rate component names its tariff) and
+    with the list's poll rate."""
+    conds: list[ColumnElement[bool]] = []
+    if change.programs:
+        tariffs = select(Program.id).where(Program.id.in_(change.programs), Program.kind == "price")
+        enrolled = select(ProgramMember.end_device_id).where(ProgramMember.program_id.in_(tariffs))
+        conds.append(Sep2Subscription.subject_device_id.in_(enrolled))
+    if change.devices:
+        conds.append(Sep2Subscription.subject_device_id.in_(change.devices))
+    typed = by_type(change, "TariffProfileList")
+    if typed is not None:
+        conds.append(typed)
+    return or_(*conds) if conds else None
+
+
+@subscribable("tp-list", "/edev/{e}/tp", affected=_tariff_list_affected, is_list=True)
+async def render_tariff_list(ctx: RenderCtx, scope: Scope, params: Params) -> etree._Element:
+    """TariffProfileList: the tariffs the device is enrolled in."""
+    device = await device_in_scope(ctx.session, scope, params.e or 0)
+    found = await programs.device_member_programs(ctx.session, device.id, "price")
+    rate = await render.poll_rate(ctx, "TariffProfileList")
+    items = [
+        render_tariff(ctx.pen, device, t, *await _tariff_counts(ctx.session, t, ctx.now))
+        for t in found[params.start : params.start + params.limit]
+    ]
+    return list_element(
+        "TariffProfileList", f"/edev/{device.id}/tp", items, len(found), rate, subscribable=True
+    )
+
+
 @routes.get("/edev/{e}/tp")
 @sep2_handler
 async def get_tariff_list(request: web.Request) -> web.Response:
-    pg = page(request)
+    params = page_params(page(request), e=path_int(request, "e"))
     async with runtime(request).store.sessions() as session:
-        device = await device_in_scope(session, scope_of(request), path_int(request, "e"))
-        found = await programs.device_member_programs(session, device.id, "price")
-        rate = await render.poll_rate(render_ctx(request, session), "TariffProfileList")
-        items = [
-            render_tariff(render.pen(request), device, t, *await _tariff_counts(session, t))
-            for t in pg.slice(found)
-        ]
-    return reply(
-        list_element("TariffProfileList", f"/edev/{device.id}/tp", items, len(found), rate, subscribable=True)
-    )
+        return reply(await render_tariff_list(render_ctx(request, session), scope_of(request), params))
 
 
 @routes.get("/edev/{e}/tp/{t}")
@@ -235,7 +259,7 @@ async def get_tariff(request: web.Request) -> web.Response:
         device, t = await tariff_in_scope(
             session, scope_of(request), path_int(request, "e"), path_int(request, "t")
         )
-        n = await _tariff_counts(session, t)
+        n = await _tariff_counts(session, t, utcnow())
     return reply(render_tariff(render.pen(request), device, t, *n))
 
 

@@ -6,9 +6,9 @@
 What a client may subscribe to (``subscribedResource``, a relative or absolute href of this server) is what the
 function-set modules declare (``server.sep2.resources``): EndDeviceList and EndDevice (``edev``),
 FunctionSetAssignmentsList (``fsa``), DERProgramList, DERProgram, DERControlList, ActiveDERControlList, DERControl
-and DefaultDERControl (``derp``), TimeTariffIntervalList (``pricing``), EndDeviceControlList (``drlc``) and
-ReadingList (``metering``, the one resource that takes a Condition: SubscribableType 3). This module only
-iterates those declarations.
+and DefaultDERControl (``derp``), TariffProfileList and TimeTariffIntervalList (``pricing``),
+EndDeviceControlList (``drlc``) and ReadingList (``metering``, the one resource that takes a Condition:
+SubscribableType 3). This module only iterates those declarations.
 
 How a notification is made (and why it is never lost)::
 
@@ -116,9 +116,11 @@ def parse_target(resource: str) -> Target:
 
 async def check_visible(ctx: RenderCtx, scope: Scope, target: Target, limit: int) -> str:
     """The subscriber must be able to GET the resource (its declaration's render answers for the scope);
-    otherwise 404/403 and nothing is stored. Returns the digest of what it sees now (``shown``)."""
+    otherwise 404/403 and nothing is stored. Returns the digest of what it sees now (``shown``), in the CSIP-AUS
+    namespace it reads."""
     n = notified_items(target.decl, limit) or 0
-    return shown(await target.decl.render(ctx, scope, replace(target.params, limit=n)))
+    resource = await target.decl.render(ctx, scope, replace(target.params, limit=n))
+    return shown(csipaus.for_client(resource, await csipaus.of_client(ctx.session, scope.lfdi)))
 
 
 def shown(resource: etree._Element | None) -> str:
@@ -240,15 +242,17 @@ async def enqueue_for(
         decl = REGISTRY.get(sub.kind)
         items = notified_items(decl, sub.limit) if decl else None
         resource = rendered.get(sub.id)
+        if resource is not None:
+            # the CSIP-AUS namespace the subscriber reads (server.sep2.csipaus), as its GETs are answered; compared
+            # in that form, so an element its namespace does not carry (e.g. a CSIP-AUS 1.3 interval count sent
+            # to a 1.2 client) changing alone tells it nothing
+            resource = csipaus.for_client(resource, namespaces[sub.owner_lfdi])
         digest = shown(resource)
         comparable = not (decl is not None and decl.is_list and items == 0)
         if comparable and sub.shown_digest == digest:
             continue
         if sub.id in unless_same and sub.shown_digest is None and resource is None:
             continue
-        if resource is not None:
-            # the CSIP-AUS namespace the subscriber reads (server.sep2.csipaus), as its GETs are answered
-            resource = csipaus.for_client(resource, namespaces[sub.owner_lfdi])
         body = xml.serialize(notification(sub, resource, represented=items is not None))
         if sub.id in unless_same and sub.shown_digest is None and items and last.get(sub.id) == body:
             continue

@@ -170,6 +170,7 @@ def build(server, admin: Admin, receiver: Receiver) -> World:
         derp + "/actderc",
         control_href,
         derp + "/dderc",
+        xml.find(fsa, "TariffProfileListLink").get("href"),
         xml.find(rc, "TimeTariffIntervalListLink").get("href"),
         tp.get("href") + "/ctti",  # the CSIP-AUS 1.3 combined list (a 1.2 client reads plain intervals there)
         xml.find(drp, "EndDeviceControlListLink").get("href"),

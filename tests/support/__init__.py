@@ -126,14 +126,15 @@ class LiveServer:
 
     def start(self, timeout: float = 30) -> LiveServer:
         self.log_path = self.home / "serve.log"
-        log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the process
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "server", "serve", "-c", self.config],
-            stdout=log,
-            stderr=log,
-            env=self.serve_env(),
-            cwd=REPO,
-        )
+        # the process writes to its own copy of the descriptor: this one is closed once it has started
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "server", "serve", "-c", self.config],
+                stdout=log,
+                stderr=log,
+                env=self.serve_env(),
+                cwd=REPO,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -4,6 +4,7 @@ write single/multiple registers) over a SunSpec register map, running in its own
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import struct
 import threading
 
@@ -53,6 +54,7 @@ class SunSpecSimulator:
         self.writes: list[tuple[int, int]] = []
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.base_events.Server | None = None
+        self._connections: set[asyncio.Task[None]] = set()  # one per client connection, while it lasts
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
 
     def address_of(self, model_id: int) -> int:
@@ -71,12 +73,22 @@ class SunSpecSimulator:
 
     def __exit__(self, *exc) -> None:
         async def close() -> None:
+            assert self._server is not None
             self._server.close()
+            # before Python 3.12 closing a server leaves the connections it accepted open (the server under test
+            # keeps its Modbus connection to the inverter): end them, each closing its transport, while the loop
+            # still runs
+            for connection in list(self._connections):
+                connection.cancel()
+            await asyncio.gather(*self._connections, return_exceptions=True)
             await self._server.wait_closed()
 
         asyncio.run_coroutine_threadsafe(close(), self._loop).result(5)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
+        # closed here, by its owner, not by the garbage collector at some later point (a ResourceWarning raised
+        # in the loop's __del__ then, inside whatever test happens to run)
+        self._loop.close()
 
     async def _start(self) -> None:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
@@ -108,6 +120,9 @@ class SunSpecSimulator:
         return bytes([function | 0x80, 0x01])  # illegal function
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connection = asyncio.current_task()
+        assert connection is not None
+        self._connections.add(connection)
         try:
             while True:
                 header = await reader.readexactly(7)
@@ -119,4 +134,7 @@ class SunSpecSimulator:
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
+            self._connections.discard(connection)
             writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
