@@ -359,6 +359,27 @@ def _ven_intervals(
     return start, intervals
 
 
+def _says_from(old: Event, start: dt.datetime, now: dt.datetime) -> list[dict[str, Any]] | None:
+    """The intervals a VEN's live event still has from ``start`` on: all of them when it begins there; when the
+    plan's first block is under way (``_span`` clipped its start to now) and the event began earlier, what is
+    left of it from now (what it said before now is past). None when it cannot say the same from ``start``."""
+    current = (old.payload.get("signal") or {}).get("intervals")
+    if not current:
+        return None
+    if old.start == start:
+        return list(current)
+    if start != now.replace(microsecond=0) or old.start > start:
+        return None
+    cursor, left = old.start, []
+    for interval in current:
+        end = cursor + dt.timedelta(seconds=interval["duration_s"])
+        if end > start:
+            begins = max(cursor, start)
+            left.append(interval | {"duration_s": int((end - begins).total_seconds())})
+        cursor = end
+    return left
+
+
 async def _ven_event(
     session: AsyncSession,
     plan: Plan,
@@ -393,8 +414,7 @@ async def _ven_event(
             out.cancelled += 1
         return
     if old is not None:
-        current = (old.payload.get("signal") or {}).get("intervals")
-        if old.start == start and current == intervals:
+        if _says_from(old, start, now) == intervals:
             out.kept += 1
         else:
             await events.modify(

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.core import der_controls as rules
 from server.core import events, parties, plans, programs
+from server.orchestration import plan_dispatch
 from server.orchestration.plan_dispatch import dispatch_plan
 from server.store.models import Event, Plan, Program
 from server.store.types import utcnow
@@ -211,3 +212,35 @@ async def test_a_replan_keeps_no_old_control_over_intervals_it_no_longer_wants(s
     assert followed == _expected(second_runs), (followed, out.to_dict())
     assert (out.created, out.kept) == (1, 0), out.to_dict()
     assert (again.created, again.kept) == (0, 1), again.to_dict()
+
+
+def test_a_ven_event_under_way_says_from_now_what_it_said() -> None:
+    """A VEN's live event is kept by a re-plan when what is left of it from the dispatch on is what the plan now
+    wants: its first block under way began at the dispatch before, so its intervals start earlier."""
+    began = dt.datetime(2026, 6, 21, 12, 0, tzinfo=dt.UTC)
+    old = Event(
+        start=began,
+        payload={
+            "signal": {"intervals": [{"duration_s": 600, "value": 5.0}, {"duration_s": 900, "value": 7.0}]}
+        },
+    )
+    now = began + dt.timedelta(seconds=240, microseconds=500)
+    at = now.replace(microsecond=0)  # where ``_span`` clips the first block's start
+    assert plan_dispatch._says_from(old, began, now) == [
+        {"duration_s": 600, "value": 5.0},
+        {"duration_s": 900, "value": 7.0},
+    ]
+    assert plan_dispatch._says_from(old, at, now) == [
+        {"duration_s": 360, "value": 5.0},
+        {"duration_s": 900, "value": 7.0},
+    ]
+    # past its first interval: only the second is left
+    later = began + dt.timedelta(seconds=700)
+    assert plan_dispatch._says_from(old, later, later) == [{"duration_s": 800, "value": 7.0}]
+    # a block still to come that begins after the event: the event covers what the plan no longer wants
+    assert plan_dispatch._says_from(old, at + dt.timedelta(seconds=60), now) is None
+    # an event that begins after the block cannot say what the block wants from its start
+    assert (
+        plan_dispatch._says_from(old, began - dt.timedelta(seconds=60), began - dt.timedelta(seconds=60))
+        is None
+    )
