@@ -64,7 +64,10 @@ async def remember(session: AsyncSession, lfdi: str, edition: str) -> None:
     stored = await devres.get_setting(session, _key(lfdi))
     if stored != edition:
         await devres.set_setting(session, _key(lfdi), edition)
-        await readcache.clients_changed(session)
+        if (stored or xml.EDITION_2018) != edition:
+            # what other processes keep changes only if they would have inferred another edition (a client
+            # never heard from is taken for 2018): a fleet's first 2018 bodies drop nothing anywhere
+            await readcache.clients_changed(session)
     _cache.put(lfdi, edition)
 
 
