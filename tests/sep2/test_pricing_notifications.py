@@ -14,46 +14,19 @@ from support.sep2 import check_v13
 from support.sep2_live import (
     Admin,
     Receiver,
-    Sep2Client,
     module_server,
     subscription_xml,
     valid_notification,
     wait_until,
 )
+from test_change_notifications import XSI_TYPE, as_get, canonical
+from test_csipaus_pricing import device
 
 from server.sep2 import xml
 
 server = module_server("pricing-notes")
 
 V13 = xml.CSIPAUS_V13_NS
-XSI_TYPE = "{http://www.w3.org/2001/XMLSchema-instance}type"
-
-
-def capability(namespace: str) -> str:
-    """A DERCapability whose CSIP-AUS element is in ``namespace`` (how a client says which CSIP-AUS it speaks)."""
-    return (
-        f'<DERCapability xmlns="{xml.NS}" xmlns:aus="{namespace}"><modesSupported>00000001</modesSupported>'
-        "<rtgMaxW><multiplier>0</multiplier><value>5000</value></rtgMaxW><type>4</type>"
-        "<aus:doeModesSupported>01</aus:doeModesSupported></DERCapability>"
-    )
-
-
-def device(server, admin: Admin, name: str, namespace: str, **kind: bool) -> tuple[Sep2Client, str]:
-    client = Sep2Client(server, server.issue_device(name), **kind)
-    edev = admin("PUT", f"/api/v1/sep2/end-devices/{client.lfdi}", {"pin": 111115})["href"]
-    assert client.put(edev + "/der/1/dercap", capability(namespace)).status == 204
-    return client, edev
-
-
-def canonical(el: etree._Element) -> bytes:
-    return etree.tostring(el, method="c14n", exclusive=True)
-
-
-def as_get(resource: etree._Element) -> bytes:
-    """A notification's Resource element as the GET of that resource spells it."""
-    copy = etree.fromstring(etree.tostring(resource))
-    copy.tag = xml.q(copy.attrib.pop(XSI_TYPE))
-    return canonical(copy)
 
 
 def combined_count(tariff_profile: etree._Element) -> str | None:
