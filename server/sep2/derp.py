@@ -20,7 +20,7 @@ from typing import Any
 
 from aiohttp import web
 from lxml import etree
-from sqlalchemy import ColumnElement, or_, select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.core import der_controls as rules
@@ -47,7 +47,7 @@ from server.sep2.common import (
     sessions,
 )
 from server.sep2.render import RenderCtx, kept_reply, pen, poll_rate, render_ctx
-from server.sep2.resources import Params, by_type, page_params, subscribable
+from server.sep2.resources import Params, any_of, page_params, subscribable
 from server.sep2.responses import RESPONSE_SET_ID
 from server.store.models import EndDevice, Event, Program, Sep2Fsa, Sep2FsaProgram, Sep2Subscription
 
@@ -134,10 +134,7 @@ def _program_affected(change: Change, *types: str) -> ColumnElement[bool] | None
     conds: list[ColumnElement[bool]] = (
         [Sep2Subscription.program_id.in_(change.programs)] if change.programs else []
     )
-    typed = by_type(change, *types)
-    if typed is not None:
-        conds.append(typed)
-    return or_(*conds) if conds else None
+    return any_of(conds, change, *types)
 
 
 def _program_list_affected(change: Change) -> ColumnElement[bool] | None:
@@ -147,10 +144,7 @@ def _program_list_affected(change: Change) -> ColumnElement[bool] | None:
         conds.append(Sep2Subscription.target_id.in_(fsa_ids))
     if change.devices:
         conds.append(Sep2Subscription.subject_device_id.in_(change.devices))
-    typed = by_type(change, "DERProgramList", "DERProgram")
-    if typed is not None:
-        conds.append(typed)
-    return or_(*conds) if conds else None
+    return any_of(conds, change, "DERProgramList", "DERProgram")
 
 
 @subscribable("derp-list", "/edev/{e}/fsa/{t}/derp", affected=_program_list_affected, is_list=True)

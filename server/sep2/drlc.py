@@ -16,7 +16,7 @@ import datetime as dt
 
 from aiohttp import web
 from lxml import etree
-from sqlalchemy import ColumnElement, or_, select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.core import der_controls as rules
@@ -38,7 +38,7 @@ from server.sep2.common import (
     sep2_handler,
 )
 from server.sep2.render import RenderCtx, render_ctx
-from server.sep2.resources import Params, by_type, page_params, subscribable
+from server.sep2.resources import Params, any_of, page_params, subscribable
 from server.store.models import EndDevice, Event, Program, ProgramMember, Sep2Subscription
 from server.store.types import utcnow
 
@@ -180,10 +180,7 @@ def _edc_list_affected(change: Change) -> ColumnElement[bool] | None:
     conds: list[ColumnElement[bool]] = []
     if change.programs:
         conds.append(Sep2Subscription.program_id.in_(change.programs))
-    typed = by_type(change, "EndDeviceControlList")
-    if typed is not None:
-        conds.append(typed)
-    return or_(*conds) if conds else None
+    return any_of(conds, change, "EndDeviceControlList")
 
 
 async def edc_lists_touched(

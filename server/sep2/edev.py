@@ -52,7 +52,7 @@ from server.sep2.render import (
     render_ctx,
     with_href,
 )
-from server.sep2.resources import Params, by_type, page_params, subscribable
+from server.sep2.resources import Params, any_of, page_params, subscribable
 from server.store.models import Aggregator, EndDevice, Sep2Fsa, Sep2Subscription
 from server.store.paging import count_rows
 
@@ -104,10 +104,7 @@ def _edev_list_affected(change: Change) -> ColumnElement[bool] | None:
     if change.objects.get("aggregator"):
         named = select(Aggregator.lfdi).where(Aggregator.id.in_(change.objects["aggregator"]))
         conds.append(Sep2Subscription.owner_lfdi.in_(named))
-    typed = by_type(change, "EndDeviceList", "EndDevice")
-    if typed is not None:
-        conds.append(typed)
-    return or_(*conds) if conds else None
+    return any_of(conds, change, "EndDeviceList", "EndDevice")
 
 
 @subscribable("edev-list", "/edev", affected=_edev_list_affected, is_list=True)
@@ -138,10 +135,7 @@ def _edev_affected(change: Change) -> ColumnElement[bool] | None:
     conds: list[ColumnElement[bool]] = (
         [Sep2Subscription.subject_device_id.in_(change.devices)] if change.devices else []
     )
-    typed = by_type(change, "EndDevice")
-    if typed is not None:
-        conds.append(typed)
-    return or_(*conds) if conds else None
+    return any_of(conds, change, "EndDevice")
 
 
 @subscribable("edev", "/edev/{e}", affected=_edev_affected, is_list=False)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from aiohttp import web
 from lxml import etree
-from sqlalchemy import ColumnElement, or_, select
+from sqlalchemy import ColumnElement, select
 
 from server.core import programs
 from server.core.changes import Change
@@ -30,7 +30,7 @@ from server.sep2.common import (
     sessions,
 )
 from server.sep2.render import RenderCtx, kept_reply, poll_rate, render_ctx
-from server.sep2.resources import Params, by_type, page_params, subscribable
+from server.sep2.resources import Params, any_of, page_params, subscribable
 from server.store.models import EndDevice, Sep2Fsa, Sep2FsaProgram, Sep2Subscription
 from server.store.paging import count_rows
 
@@ -41,10 +41,7 @@ def _fsa_list_affected(change: Change) -> ColumnElement[bool] | None:
     conds: list[ColumnElement[bool]] = (
         [Sep2Subscription.subject_device_id.in_(change.devices)] if change.devices else []
     )
-    typed = by_type(change, "FunctionSetAssignmentsList", "FunctionSetAssignments")
-    if typed is not None:
-        conds.append(typed)
-    return or_(*conds) if conds else None
+    return any_of(conds, change, "FunctionSetAssignmentsList", "FunctionSetAssignments")
 
 
 @subscribable("fsa-list", "/edev/{e}/fsa", affected=_fsa_list_affected, is_list=True)

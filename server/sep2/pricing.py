@@ -28,7 +28,7 @@ import datetime as dt
 
 from aiohttp import web
 from lxml import etree
-from sqlalchemy import ColumnElement, or_, select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.core import events as core_events
@@ -49,7 +49,7 @@ from server.sep2.common import (
     sep2_handler,
 )
 from server.sep2.render import RenderCtx, render_ctx
-from server.sep2.resources import Params, by_type, page_params, subscribable
+from server.sep2.resources import Params, any_of, page_params, subscribable
 from server.store.models import EndDevice, Event, Program, ProgramMember, Sep2Subscription
 from server.store.types import utcnow
 
@@ -223,10 +223,7 @@ def _tariff_list_affected(change: Change) -> ColumnElement[bool] | None:
         conds.append(Sep2Subscription.subject_device_id.in_(enrolled))
     if change.devices:
         conds.append(Sep2Subscription.subject_device_id.in_(change.devices))
-    typed = by_type(change, "TariffProfileList")
-    if typed is not None:
-        conds.append(typed)
-    return or_(*conds) if conds else None
+    return any_of(conds, change, "TariffProfileList")
 
 
 @subscribable("tp-list", "/edev/{e}/tp", affected=_tariff_list_affected, is_list=True)
@@ -312,10 +309,7 @@ def _tti_list_affected(change: Change) -> ColumnElement[bool] | None:
     conds: list[ColumnElement[bool]] = []
     if change.programs:
         conds.append(Sep2Subscription.program_id.in_(change.programs))
-    typed = by_type(change, "TimeTariffIntervalList")
-    if typed is not None:
-        conds.append(typed)
-    return or_(*conds) if conds else None
+    return any_of(conds, change, "TimeTariffIntervalList")
 
 
 @subscribable("tti-list", "/edev/{e}/tp/{t}/rc/{p}/tti", affected=_tti_list_affected, is_list=True)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lxml import etree
-from sqlalchemy import ColumnElement
+from sqlalchemy import ColumnElement, or_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.core.changes import Change
@@ -116,6 +116,15 @@ def match(path: str) -> tuple[Subscribable, Params] | None:
 def by_type(change: Change, *names: str) -> ColumnElement[bool] | None:
     """Subscriptions of a kind whose resource shows a resource type staff changed (a poll or post rate)."""
     return Sep2Subscription.id.is_not(None) if change.resource_types & set(names) else None
+
+
+def any_of(conds: list[ColumnElement[bool]], change: Change, *types: str) -> ColumnElement[bool] | None:
+    """An ``affected`` clause: any of ``conds``, or a rate change of these resource types (``by_type``); None
+    when none can apply."""
+    typed = by_type(change, *types)
+    if typed is not None:
+        conds = [*conds, typed]
+    return or_(*conds) if conds else None
 
 
 def page_params(pg: Any, e: int | None = None, p: int | None = None, t: int | None = None) -> Params:
