@@ -350,11 +350,15 @@ async def _on_change(session: AsyncSession, _settings: Any, change: changes.Chan
             cache.invalidate_programs(change.programs)
         session.info.setdefault(_DIRTY_PROGRAMS, set()).update(change.programs)
     # every process compares this token: write a new one in the transaction that makes the change
-    stmt = upsert_insert(session, Sep2Setting).values(key=VERSION_KEY, value=uuid.uuid4().hex)
+    await _new_token(session, VERSION_KEY)
+    return 0
+
+
+async def _new_token(session: AsyncSession, key: str) -> None:
+    stmt = upsert_insert(session, Sep2Setting).values(key=key, value=uuid.uuid4().hex)
     await session.execute(
         stmt.on_conflict_do_update(index_elements=["key"], set_={"value": stmt.excluded.value})
     )
-    return 0
 
 
 changes.listen(_on_change)
@@ -363,10 +367,7 @@ changes.listen(_on_change)
 async def clients_changed(session: AsyncSession) -> None:
     """In the transaction that records a fact kept per client (its edition, its CSIP-AUS namespace): every other
     process forgets what it keeps per client at its next request (``ReadCache.on_clients_changed``)."""
-    stmt = upsert_insert(session, Sep2Setting).values(key=CLIENTS_KEY, value=uuid.uuid4().hex)
-    await session.execute(
-        stmt.on_conflict_do_update(index_elements=["key"], set_={"value": stmt.excluded.value})
-    )
+    await _new_token(session, CLIENTS_KEY)
 
 
 async def check_clients(session: AsyncSession) -> None:
